@@ -1,0 +1,159 @@
+"""The `driftstone` command: serve, migrate, worker, admin."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from sqlalchemy import func, select
+
+from storage.errors import DomainError
+from storage.models import Organization
+from storage.settings import Settings
+
+from .bootstrap import bootstrap
+from .services import accounts, repos
+
+
+def _context():
+    return bootstrap(Settings.from_env())
+
+
+def _fail(error: DomainError):
+    raise click.ClickException(error.message)
+
+
+@click.group()
+def main():
+    """Driftstone: a Git server for agent work."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes")
+@click.option("--threads", type=int, default=None, help="threads per worker")
+def serve(host: str, port: int, workers: int | None, threads: int | None):
+    """Run the whole application under gunicorn (foreground); migrates the data dir first."""
+    context = _context()
+    settings = context.settings
+    with context.db.session() as session:
+        orgs = session.scalar(select(func.count()).select_from(Organization))
+    click.echo(f"driftstone: data in {settings.data_dir}, database {settings.effective_database_url.split('@')[-1]}")
+    if not orgs:
+        click.echo("driftstone: no organization yet. Create one and an admin key with:")
+        click.echo("  driftstone admin create-org acme && driftstone admin create-key acme --scope admin")
+    click.echo(f"driftstone: serving git and the API on http://{host}:{port}/", err=False)
+    sys.stdout.flush()
+    os.environ["DRIFTSTONE_DATA_DIR"] = str(settings.data_dir)
+    argv = [
+        sys.executable, "-m", "gunicorn", "wsgi:application",
+        "--config", "python:control.gunicorn_conf",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers or settings.gunicorn_workers),
+        "--threads", str(threads or settings.gunicorn_threads),
+    ]
+    os.execv(sys.executable, argv)
+
+
+@main.command()
+def migrate():
+    """Create or upgrade the database schema."""
+    context = _context()
+    click.echo(f"migrated {context.settings.effective_database_url.split('@')[-1]}")
+
+
+@main.group()
+def admin():
+    """Operator commands."""
+
+
+@admin.command("create-org")
+@click.argument("slug")
+@click.option("--name", default=None)
+def create_org(slug: str, name: str | None):
+    context = _context()
+    try:
+        with context.db.session() as session:
+            org = accounts.create_org(session, slug, name)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"created organization {org.slug} ({org.id})")
+
+
+@admin.command("create-key")
+@click.argument("org")
+@click.option("--scope", type=click.Choice(["admin", "agent", "read"]), default="agent", show_default=True)
+@click.option("--name", default="cli")
+def create_key(org: str, scope: str, name: str):
+    """Print a new API key (alone on the last line)."""
+    context = _context()
+    try:
+        with context.db.session() as session:
+            organization = accounts.get_org_by_slug(session, org)
+            issued = accounts.create_key(session, organization.id, name, scope)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"created {scope} key {issued.key.id} for {org}; it is shown only once:")
+    click.echo(issued.secret)
+
+
+def _split_repo(full_name: str) -> tuple[str, str]:
+    org, _, name = full_name.partition("/")
+    if not org or not name:
+        raise click.BadParameter("expected ORG/NAME")
+    return org, name
+
+
+@admin.command("create-repo")
+@click.argument("full_name", metavar="ORG/NAME")
+@click.option("--description", default=None)
+def create_repo(full_name: str, description: str | None):
+    org, name = _split_repo(full_name)
+    context = _context()
+    try:
+        with context.db.session() as session:
+            organization = accounts.get_org_by_slug(session, org)
+            repo = repos.create_repo(session, context.store, organization.id, name, description)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"created repository {org}/{repo.slug} ({repo.id})")
+
+
+@admin.command("protect-branch")
+@click.argument("full_name", metavar="ORG/NAME")
+@click.argument("pattern")
+@click.option("--allow-force-push", is_flag=True)
+@click.option("--allow-deletion", is_flag=True)
+def protect_branch(full_name: str, pattern: str, allow_force_push: bool, allow_deletion: bool):
+    """Protect branches matching PATTERN (fnmatch) from force pushes and deletion."""
+    org, name = _split_repo(full_name)
+    context = _context()
+    try:
+        with context.db.session() as session:
+            organization = accounts.get_org_by_slug(session, org)
+            repo = repos.get_repo(session, organization.id, name)
+            repos.protect_branch(session, repo, pattern, allow_force_push, allow_deletion)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"protected {org}/{name} branches matching {pattern}")
+
+
+@admin.command("reconcile")
+@click.argument("full_name", metavar="ORG/NAME")
+def reconcile(full_name: str):
+    """Rebuild the branch rows of a repository from its git refs."""
+    org, name = _split_repo(full_name)
+    context = _context()
+    try:
+        with context.db.session() as session:
+            organization = accounts.get_org_by_slug(session, org)
+            repo = repos.get_repo(session, organization.id, name)
+            heads = repos.reconcile_branches(session, context.store, repo)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"reconciled {org}/{name}: {len(heads)} branches")
+
+
+if __name__ == "__main__":
+    main()

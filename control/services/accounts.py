@@ -1,0 +1,56 @@
+"""Organizations and API keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.errors import Conflict, Invalid, NotFound
+from storage.ids import new_id
+from storage.keys import SCOPE_RANK, generate_key, hash_key
+from storage.models import ApiKey, Organization
+
+from .naming import checked_org_slug
+
+
+def create_org(session: Session, slug: str, name: str | None = None) -> Organization:
+    slug = checked_org_slug(slug)
+    if session.scalar(select(Organization.id).where(Organization.slug == slug)):
+        raise Conflict(f"organization {slug!r} already exists")
+    org = Organization(id=new_id("org"), slug=slug, name=name or slug)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def get_org_by_slug(session: Session, slug: str) -> Organization:
+    org = session.scalar(select(Organization).where(Organization.slug == slug))
+    if org is None:
+        raise NotFound(f"organization {slug!r} not found")
+    return org
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str  # shown once, never stored
+
+
+def create_key(
+    session: Session,
+    org_id: str,
+    name: str,
+    scope: str,
+    expires_at: datetime | None = None,
+    repo_ids: list[str] | None = None,
+) -> IssuedKey:
+    if scope not in SCOPE_RANK:
+        raise Invalid(f"scope must be one of {', '.join(SCOPE_RANK)}", {"field": "scope"})
+    secret = generate_key()
+    key = ApiKey(id=new_id("key"), org_id=org_id, name=name, prefix=secret[:10], key_hash=hash_key(secret),
+                 scope=scope, expires_at=expires_at, repo_ids=repo_ids)
+    session.add(key)
+    session.flush()
+    return IssuedKey(key=key, secret=secret)

@@ -1,0 +1,67 @@
+"""Repositories: create, look up, protect branches, and rebuild derived branch rows from git."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage import git_read
+from storage.errors import Conflict, NotFound
+from storage.ids import new_id
+from storage.models import Branch, BranchProtection, Repository
+from storage.repo_store import RepoStore
+
+from .naming import checked_slug, slugify
+
+
+def create_repo(session: Session, store: RepoStore, org_id: str, name: str, description: str | None = None,
+                default_branch: str = "main") -> Repository:
+    slug = checked_slug(slugify(name), "repository")
+    exists = session.scalar(select(Repository.id).where(
+        Repository.org_id == org_id, Repository.slug == slug, Repository.deleted_at.is_(None)))
+    if exists:
+        raise Conflict(f"repository {slug!r} already exists", {"repo": slug})
+    repo = Repository(id=new_id("repo"), org_id=org_id, slug=slug, name=name, description=description,
+                      default_branch=default_branch, settings={})
+    session.add(repo)
+    session.flush()
+    store.create(repo.id, default_branch=default_branch)
+    return repo
+
+
+def get_repo(session: Session, org_id: str, slug: str) -> Repository:
+    repo = session.scalar(select(Repository).where(
+        Repository.org_id == org_id, Repository.slug == slug, Repository.deleted_at.is_(None)))
+    if repo is None:
+        raise NotFound(f"repository {slug!r} not found")
+    return repo
+
+
+def protect_branch(session: Session, repo: Repository, pattern: str, allow_force_push: bool = False,
+                   allow_deletion: bool = False) -> BranchProtection:
+    rule = session.scalar(select(BranchProtection).where(
+        BranchProtection.repo_id == repo.id, BranchProtection.pattern == pattern))
+    if rule is None:
+        rule = BranchProtection(id=new_id("bp"), repo_id=repo.id, pattern=pattern)
+        session.add(rule)
+    rule.allow_force_push = allow_force_push
+    rule.allow_deletion = allow_deletion
+    session.flush()
+    return rule
+
+
+def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> dict[str, str]:
+    """Make the branch rows match the repository's refs (git is the source of truth)."""
+    heads = git_read.branch_heads(store.path_for(repo.id))
+    rows = {b.name: b for b in session.scalars(select(Branch).where(Branch.repo_id == repo.id))}
+    for name, row in rows.items():
+        if name not in heads and row.head_sha is not None:
+            session.delete(row)
+    for name, sha in heads.items():
+        row = rows.get(name)
+        if row is None:
+            session.add(Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=sha, status="ready"))
+        else:
+            row.head_sha = sha
+            row.status = "ready"
+    session.flush()
+    return heads

@@ -1,0 +1,53 @@
+"""Checks every ref change passes before it is applied. Each returns the rejections it finds."""
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Callable, Sequence
+
+from sqlalchemy import select
+
+from storage import git_read
+from storage.models import BranchProtection
+
+from .context import ChangeContext, Rejection
+from .refs import RefUpdate, pushable_ref_problem
+
+Check = Callable[[ChangeContext, Sequence[RefUpdate]], list[Rejection]]
+
+
+def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+    return [Rejection(u.ref, problem) for u in updates if (problem := pushable_ref_problem(u.ref))]
+
+
+def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+    branch_updates = [u for u in updates if u.branch is not None and not u.is_create]
+    if not branch_updates:
+        return []
+    with ctx.db.session() as session:
+        rules = session.scalars(select(BranchProtection).where(BranchProtection.repo_id == ctx.repo.id)).all()
+    rejections = []
+    for update in branch_updates:
+        rule = next((r for r in rules if fnmatchcase(update.branch, r.pattern)), None)
+        if rule is None:
+            continue
+        if update.is_delete:
+            if not rule.allow_deletion:
+                rejections.append(Rejection(update.ref, "protected branch: deletion is not allowed"))
+        elif not rule.allow_force_push and not git_read.is_ancestor(
+            ctx.repo_path, update.old, update.new, env=ctx.git_env
+        ):
+            rejections.append(Rejection(update.ref, "protected branch: force push is not allowed"))
+    return rejections
+
+
+def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+    tips = sorted({u.new for u in updates if not u.is_delete})
+    limit = ctx.settings.max_object_size
+    oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)
+    if not oversized:
+        return []
+    reason = f"object {oversized[0]} is larger than the {limit} byte limit"
+    return [Rejection(u.ref, reason) for u in updates if not u.is_delete]
+
+
+PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_object_sizes)

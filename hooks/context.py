@@ -1,0 +1,36 @@
+"""What a check or an effect needs to know about one ref change request."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from storage.db import Database
+from storage.keys import Principal
+from storage.settings import Settings
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    id: str
+    org_id: str
+    slug: str
+    default_branch: str
+
+
+@dataclass
+class ChangeContext:
+    db: Database
+    settings: Settings
+    repo: RepoRef
+    repo_path: Path
+    actor: Principal | None
+    source: str = "push"  # push | upload | api | merge | workspace
+    git_env: Mapping[str, str] = field(default_factory=dict)  # the push quarantine, when there is one
+    push_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    ref: str
+    reason: str

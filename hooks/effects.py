@@ -1,0 +1,44 @@
+"""Effects that follow a ref change once the ref has moved: branch rows and the event log."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import delete, select
+
+from storage.ids import new_id
+from storage.models import Branch, Event
+
+from .context import ChangeContext
+from .refs import RefUpdate
+
+
+def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
+    for update in applied:
+        name = update.branch
+        if name is None:
+            continue
+        if update.is_delete:
+            session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
+            continue
+        row = session.scalar(select(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
+        if row is None:
+            session.add(Branch(id=new_id("br"), repo_id=ctx.repo.id, name=name, head_sha=update.new,
+                               status="ready", base_commit=update.new if update.is_create else None))
+        else:
+            row.head_sha = update.new
+            row.status = "ready"
+
+
+def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
+    payload = {
+        "source": ctx.source,
+        "refs": [{"ref": u.ref, "old": u.old, "new": u.new} for u in applied],
+    }
+    if ctx.push_options:
+        payload["pushOptions"] = list(ctx.push_options)
+    session.add(Event(id=new_id("ev"), org_id=ctx.repo.org_id, repo_id=ctx.repo.id,
+                      actor_key_id=ctx.actor.key_id if ctx.actor else None,
+                      kind=f"refs.{ctx.source}", payload=payload))
+
+
+EFFECTS = (record_branch_heads, record_event)

@@ -1,0 +1,67 @@
+"""Ref updates and ref-name rules (git check-ref-format, plus: nothing may start with '-')."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ZERO_SHA = "0" * 40
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+PUSHABLE_NAMESPACES = ("refs/heads/", "refs/tags/", "refs/notes/")
+
+
+def is_sha(value: str) -> bool:
+    return bool(_SHA.match(value))
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    old: str
+    new: str
+    ref: str
+
+    @property
+    def is_create(self) -> bool:
+        return self.old == ZERO_SHA
+
+    @property
+    def is_delete(self) -> bool:
+        return self.new == ZERO_SHA
+
+    @property
+    def branch(self) -> str | None:
+        return self.ref[len("refs/heads/"):] if self.ref.startswith("refs/heads/") else None
+
+
+def ref_name_problem(ref: str) -> str | None:
+    """Why `ref` is not an acceptable full ref name, or None when it is."""
+    if not ref or len(ref) > 1024:
+        return "invalid ref name"
+    if _FORBIDDEN.search(ref):
+        return "invalid ref name: forbidden character"
+    if ref.startswith("/") or ref.endswith("/") or "//" in ref or ".." in ref or "@{" in ref:
+        return "invalid ref name"
+    if ref.endswith(".") or ref == "@":
+        return "invalid ref name"
+    components = ref.split("/")
+    if len(components) < 2:
+        return "invalid ref name: must contain a slash"
+    for component in components:
+        if component.startswith(".") or component.endswith(".lock"):
+            return "invalid ref name"
+        if component.startswith("-"):
+            return "invalid ref name: a component may not start with '-'"
+    return None
+
+
+def branch_name_problem(name: str) -> str | None:
+    return ref_name_problem("refs/heads/" + name) if name else "invalid branch name"
+
+
+def pushable_ref_problem(ref: str) -> str | None:
+    problem = ref_name_problem(ref)
+    if problem:
+        return problem
+    if not ref.startswith(PUSHABLE_NAMESPACES):
+        return "only refs/heads/, refs/tags/ and refs/notes/ may be pushed"
+    return None

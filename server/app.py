@@ -1,0 +1,186 @@
+"""The smart-HTTP git WSGI application: routing, auth on every git URL, streaming to C git."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sqlalchemy import select
+
+from hooks.context import ChangeContext, RepoRef
+from hooks.pipeline import run_effects
+from storage.db import Database
+from storage.keys import Principal, find_principal
+from storage.models import Organization, Repository
+from storage.repo_store import RepoStore
+from storage.settings import Settings
+
+from .auth import credential_from_header
+from .body import BodyError, request_chunks
+from .git_process import GitProcess
+from .hook_channel import HookChannel
+from .protocol import NO_CACHE, advertisement_prefix, git_protocol, text_response
+from .push_report import PushCommands, ReportFilter
+from .routing import GitRoute, match_git_route
+
+log = logging.getLogger(__name__)
+
+SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
+UPLOAD_PACK_REQUEST_LIMIT = 256 * 1024 * 1024
+CHALLENGE = [("WWW-Authenticate", 'Basic realm="Driftstone", charset="UTF-8"')]
+
+
+@dataclass
+class GitHttpApp:
+    db: Database
+    settings: Settings
+    store: RepoStore
+    hooks_path: Path
+    fallback: Callable
+
+    def __call__(self, environ, start_response):
+        route = match_git_route(environ.get("PATH_INFO", ""))
+        if route is None:
+            return self.fallback(environ, start_response)
+        try:
+            return self._handle(route, environ, start_response)
+        except Exception:
+            log.exception("git request failed")
+            return text_response(start_response, "500 Internal Server Error", "internal error")
+
+    def _handle(self, route: GitRoute, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        raw_key = credential_from_header(environ.get("HTTP_AUTHORIZATION"))
+        if raw_key is None:
+            return text_response(start_response, "401 Unauthorized", "authentication required", CHALLENGE)
+        with self.db.session() as session:
+            principal = find_principal(session, raw_key)
+            if principal is None:
+                return text_response(start_response, "401 Unauthorized", "invalid credentials", CHALLENGE)
+            repo = self._find_repo(session, principal, route) if route.endpoint != "invalid" else None
+        if repo is None:
+            return text_response(start_response, "404 Not Found", "repository not found")
+        if route.endpoint == "dumb":
+            return text_response(start_response, "404 Not Found", "the dumb HTTP protocol is not served; use smart HTTP")
+
+        if route.endpoint == "info/refs":
+            if method not in ("GET", "HEAD"):
+                return text_response(start_response, "405 Method Not Allowed", "use GET", [("Allow", "GET, HEAD")])
+            query = environ.get("QUERY_STRING", "")
+            service = dict(p.partition("=")[::2] for p in query.split("&") if p).get("service")
+            if service not in SERVICES:
+                return text_response(start_response, "404 Not Found", "the dumb HTTP protocol is not served; use smart HTTP")
+        else:
+            if method != "POST":
+                return text_response(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])
+            service = route.endpoint
+            expected = f"application/x-{service}-request"
+            if environ.get("CONTENT_TYPE", "").split(";")[0].strip() != expected:
+                return text_response(start_response, "415 Unsupported Media Type", f"expected {expected}")
+
+        if service == "git-receive-pack" and not principal.allows("agent"):
+            return text_response(start_response, "403 Forbidden", "this key may not push (read-only scope)")
+
+        repo_path = self.store.path_for(repo.id)
+        protocol = git_protocol(environ.get("HTTP_GIT_PROTOCOL"))
+        env = {"GIT_PROTOCOL": protocol} if protocol else {}
+        if route.endpoint == "info/refs":
+            return self._advertise(start_response, repo_path, service, protocol, env)
+        if service == "git-upload-pack":
+            return self._upload_pack(environ, start_response, repo_path, env)
+        ctx = ChangeContext(db=self.db, settings=self.settings, repo=repo, repo_path=repo_path, actor=principal)
+        return self._receive_pack(environ, start_response, ctx, env)
+
+    def _find_repo(self, session, principal: Principal, route: GitRoute) -> RepoRef | None:
+        row = session.execute(
+            select(Repository.id, Repository.org_id, Repository.slug, Repository.default_branch)
+            .join(Organization, Organization.id == Repository.org_id)
+            .where(Organization.slug == route.org, Repository.slug == route.repo, Repository.deleted_at.is_(None))
+        ).first()
+        if row is None or row.org_id != principal.org_id or not principal.can_see_repo(row.id):
+            return None
+        return RepoRef(id=row.id, org_id=row.org_id, slug=row.slug, default_branch=row.default_branch)
+
+    def _advertise(self, start_response, repo_path, service, protocol, env):
+        process = GitProcess(repo_path, [SERVICES[service], "--stateless-rpc", "--advertise-refs", "."], env)
+        process.close_input()
+        headers = [("Content-Type", f"application/x-{service}-advertisement"), *NO_CACHE]
+        return _respond(start_response, process, headers, prefix=advertisement_prefix(service, protocol))
+
+    def _upload_pack(self, environ, start_response, repo_path, env):
+        process = GitProcess(repo_path, ["upload-pack", "--stateless-rpc", "."], env)
+        process.feed(_checked_body(environ, UPLOAD_PACK_REQUEST_LIMIT))
+        headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
+        return _respond(start_response, process, headers)
+
+    def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
+        channel = HookChannel.open(ctx)
+        args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
+                "receive-pack", "--stateless-rpc", "."]
+        try:
+            process = GitProcess(ctx.repo_path, args, {**env, **channel.child_env()},
+                                 pass_fds=[channel.child_end.fileno()])
+        finally:
+            channel.start()
+        commands = PushCommands()
+        process.feed(_checked_body(environ, self.settings.max_push_size + 1024 * 1024), observe=commands.feed)
+        headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
+
+        def after(filter_: ReportFilter) -> bytes:
+            channel.close()  # joins the hook thread: its verdict is final once git has exited
+            outcome = filter_.results()
+            applied = [u for u in commands.updates if u.ref in outcome and outcome[u.ref] is None]
+            run_effects(replace(ctx, push_options=tuple(channel.push_options)), applied)
+            return filter_.finish({r.ref: r.reason for r in channel.rejections})
+
+        return _respond(start_response, process, headers, report=lambda: ReportFilter(commands.sideband), after=after,
+                        on_close=channel.close)
+
+
+def _checked_body(environ, limit: int) -> Iterator[bytes]:
+    try:
+        yield from request_chunks(environ, limit)
+    except BodyError as error:
+        log.info("rejecting request body: %s", error)
+        raise
+
+
+def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", report=None, after=None,
+             on_close=None):
+    """Start the response on git's first output (so a request git refuses gets a 400, not an empty 200)."""
+
+    def body() -> Iterator[bytes]:
+        try:
+            output = process.output()
+            first = next(output, b"")
+            if not first:
+                code = process.wait()
+                if code != 0 or process.input_error is not None:
+                    log.info("git exited %s without output: %s", code, process.stderr_tail(500))
+                    yield from text_response(start_response, "400 Bad Request", "error: malformed git request")
+                    return
+            start_response("200 OK", headers)
+            filter_ = report() if report else None
+            if prefix:
+                yield prefix
+            for chunk in _chain(first, output):
+                if filter_ is not None:
+                    chunk = filter_.feed(chunk)
+                if chunk:
+                    yield chunk
+            process.wait()
+            if filter_ is not None:
+                yield after(filter_)
+        finally:
+            process.cleanup()
+            if on_close is not None:
+                on_close()
+
+    return body()
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest

@@ -1,0 +1,23 @@
+"""Credentials on git URLs: HTTP Basic with the key as password (any username) or `Authorization: Bearer`."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+
+def credential_from_header(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer":
+        return value or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, _, password = decoded.partition(":")
+        return password or username or None
+    return None

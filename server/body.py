@@ -1,0 +1,81 @@
+"""Request bodies as a stream of chunks: Content-Length or chunked (gunicorn de-chunks), gzip decoded."""
+from __future__ import annotations
+
+import zlib
+from typing import Iterator
+
+CHUNK = 64 * 1024
+
+
+class BodyError(ValueError):
+    pass
+
+
+def _raw_chunks(environ) -> Iterator[bytes]:
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH") or ""
+    if length.strip():
+        try:
+            remaining = int(length)
+        except ValueError:
+            raise BodyError("invalid Content-Length") from None
+        if remaining < 0:
+            raise BodyError("invalid Content-Length")
+        while remaining > 0:
+            chunk = stream.read(min(CHUNK, remaining))
+            if not chunk:
+                raise BodyError("request body ended early")
+            remaining -= len(chunk)
+            yield chunk
+        return
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if environ.get("wsgi.input_terminated") or chunked:
+        while True:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
+def request_chunks(environ, limit: int) -> Iterator[bytes]:
+    """Decoded body chunks; raises BodyError when malformed or when more than `limit` bytes decode."""
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding in ("", "identity"):
+        decoder = None
+    elif encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()
+    else:
+        raise BodyError(f"unsupported Content-Encoding {encoding!r}")
+    total = 0
+    for chunk in _raw_chunks(environ):
+        if decoder is not None:
+            try:
+                chunk = decoder.decompress(chunk, CHUNK * 16)
+                pending = [chunk]
+                while decoder.unconsumed_tail:
+                    pending.append(decoder.decompress(decoder.unconsumed_tail, CHUNK * 16))
+                    total_pending = sum(map(len, pending))
+                    if total + total_pending > limit:
+                        raise BodyError("request body too large")
+                chunk = b"".join(pending)
+            except zlib.error:
+                raise BodyError("invalid compressed body") from None
+        total += len(chunk)
+        if total > limit:
+            raise BodyError("request body too large")
+        if chunk:
+            yield chunk
+    if decoder is not None:
+        try:
+            tail = decoder.flush()
+        except zlib.error:
+            raise BodyError("invalid compressed body") from None
+        if tail:
+            total += len(tail)
+            if total > limit:
+                raise BodyError("request body too large")
+            yield tail
+        if not decoder.eof:
+            raise BodyError("truncated compressed body")

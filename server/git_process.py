@@ -1,0 +1,87 @@
+"""Run `git upload-pack` / `git receive-pack` with --stateless-rpc, streaming both ways."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+from storage.git_env import GIT, clean_git_env
+
+log = logging.getLogger(__name__)
+READ_SIZE = 64 * 1024
+
+
+class GitProcess:
+    """A git service subprocess whose stdin is fed from an iterable on a thread while stdout is read."""
+
+    def __init__(self, repo_path: Path, args: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()):
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [GIT, *args],
+            cwd=repo_path,
+            env=clean_git_env(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            pass_fds=tuple(pass_fds),
+        )
+        self.input_error: Exception | None = None
+        self._writer: threading.Thread | None = None
+
+    def feed(self, chunks: Iterable[bytes], observe: Callable[[bytes], None] | None = None) -> None:
+        def write() -> None:
+            stdin = self.proc.stdin
+            try:
+                for chunk in chunks:
+                    if observe is not None:
+                        observe(chunk)
+                    stdin.write(chunk)
+            except BrokenPipeError:
+                pass
+            except Exception as error:  # a broken or oversized request body: git sees a truncated stream
+                self.input_error = error
+            finally:
+                try:
+                    stdin.close()
+                except OSError:
+                    pass
+
+        self._writer = threading.Thread(target=write, name="git-stdin", daemon=True)
+        self._writer.start()
+
+    def close_input(self) -> None:
+        self.proc.stdin.close()
+
+    def output(self) -> Iterator[bytes]:
+        fd = self.proc.stdout.fileno()
+        while True:
+            chunk = os.read(fd, READ_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        if self._writer is not None:
+            self._writer.join()
+        return code
+
+    def stderr_tail(self, limit: int = 4096) -> str:
+        self.stderr.seek(0, os.SEEK_END)
+        size = self.stderr.tell()
+        self.stderr.seek(max(0, size - limit))
+        return self.stderr.read().decode("utf-8", "replace")
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+    def cleanup(self) -> None:
+        self.terminate()
+        self.proc.stdout.close()
+        self.stderr.close()

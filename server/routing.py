@@ -1,0 +1,41 @@
+"""Which git endpoint a request path names. Segments are checked after decoding (gunicorn decodes %2f/%2e)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SMART = {"info/refs", "git-upload-pack", "git-receive-pack"}
+_DUMB = re.compile(
+    r"^(HEAD|objects/info/(packs|alternates|http-alternates)|objects/[0-9a-f]{2}/[0-9a-f]{38,62}"
+    r"|objects/pack/pack-[0-9a-f]{40,64}\.(pack|idx))$"
+)
+
+
+@dataclass(frozen=True)
+class GitRoute:
+    org: str
+    repo: str
+    endpoint: str  # info/refs | git-upload-pack | git-receive-pack | dumb
+
+    @property
+    def is_smart(self) -> bool:
+        return self.endpoint in _SMART
+
+
+def match_git_route(path: str) -> GitRoute | None:
+    parts = path.split("/")
+    if len(parts) < 4 or parts[0] != "":
+        return None
+    org, repo, rest = parts[1], parts[2], "/".join(parts[3:])
+    if rest in _SMART:
+        endpoint = rest
+    elif _DUMB.match(rest):
+        endpoint = "dumb"
+    else:
+        return None
+    if repo.endswith(".git"):
+        repo = repo[:-4]
+    if not _SEGMENT.match(org) or not _SEGMENT.match(repo) or ".." in org or ".." in repo:
+        return GitRoute(org="", repo="", endpoint="invalid")
+    return GitRoute(org=org.lower(), repo=repo.lower(), endpoint=endpoint)

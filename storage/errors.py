@@ -1,0 +1,52 @@
+"""One error taxonomy for every layer; each API surface maps `code` to its own envelope and status."""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class Invalid(DomainError):
+    code, status = "invalid", 422
+
+
+class NotFound(DomainError):
+    code, status = "not_found", 404
+
+
+class Conflict(DomainError):
+    code, status = "conflict", 409
+
+
+class StaleRef(DomainError):
+    code, status = "stale_ref", 409
+
+
+class Locked(DomainError):
+    code, status = "locked", 423
+
+
+class MergeConflict(DomainError):
+    code, status = "merge_conflict", 409
+
+
+class Forbidden(DomainError):
+    code, status = "forbidden", 403
+
+
+class Unauthenticated(DomainError):
+    code, status = "unauthenticated", 401
+
+
+class RateLimited(DomainError):
+    code, status = "rate_limited", 429
+
+
+class TooLarge(DomainError):
+    code, status = "too_large", 413

@@ -1,0 +1,48 @@
+"""The one place that builds environments and argument lists for git subprocesses."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Mapping, Sequence
+
+GIT = "git"
+_PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def clean_git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    env.update(
+        {
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "HOME": "",
+            "XDG_CONFIG_HOME": "",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_git(
+    repo_path: Path,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = 300,
+) -> subprocess.CompletedProcess:
+    """Run `git -C repo args...` with the clean environment; user values must follow `--end-of-options`."""
+    return subprocess.run(
+        [GIT, "-C", str(repo_path), *args],
+        env=clean_git_env(env),
+        input=input,
+        capture_output=True,
+        check=check,
+        timeout=timeout,
+    )

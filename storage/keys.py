@@ -1,0 +1,56 @@
+"""API keys: `dk-` secrets, stored as sha256 digests, looked up by digest and compared in constant time."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import ApiKey
+
+KEY_PREFIX = "dk-"
+SCOPE_RANK = {"read": 0, "agent": 1, "admin": 2}
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    org_id: str
+    scope: str
+    repo_ids: tuple[str, ...] | None = None
+
+    def allows(self, scope: str) -> bool:
+        return SCOPE_RANK[self.scope] >= SCOPE_RANK[scope]
+
+    def can_see_repo(self, repo_id: str) -> bool:
+        return self.repo_ids is None or repo_id in self.repo_ids
+
+
+def find_principal(session: Session, raw_key: str, now: datetime | None = None) -> Principal | None:
+    if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+        return None
+    digest = hash_key(raw_key)
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    expires = key.expires_at
+    if expires is not None:
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=timezone.utc)
+        if expires <= now:
+            return None
+    repo_ids = tuple(key.repo_ids) if key.repo_ids is not None else None
+    return Principal(key_id=key.id, org_id=key.org_id, scope=key.scope, repo_ids=repo_ids)

@@ -1,0 +1,8 @@
+from .accounts import SCOPES, ApiKey, Organization
+from .base import Base, utcnow
+from .events import Event
+from .repos import Branch, BranchProtection, Repository
+
+__all__ = [
+    "SCOPES", "ApiKey", "Organization", "Base", "utcnow", "Event", "Branch", "BranchProtection", "Repository",
+]

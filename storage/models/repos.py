@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, utcnow
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    __table_args__ = (
+        Index(
+            "uq_repositories_live_slug",
+            "org_id",
+            "slug",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    main_head_identifier: Mapped[str | None] = mapped_column(String(200), default=None)
+    upstream_url: Mapped[str | None] = mapped_column(Text, default=None)
+    settings: Mapped[dict] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Branch(Base):
+    """What the database knows of a branch. The git ref is the truth; head_sha is derived from it."""
+
+    __tablename__ = "branches"
+    __table_args__ = (UniqueConstraint("repo_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    head_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    head_identifier: Mapped[str | None] = mapped_column(String(200), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    base_branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    base_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BranchProtection(Base):
+    """A protected branch pattern (fnmatch on the short branch name): no force push, no deletion."""
+
+    __tablename__ = "branch_protections"
+    __table_args__ = (UniqueConstraint("repo_id", "pattern"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
+    pattern: Mapped[str] = mapped_column(String(255))
+    allow_force_push: Mapped[bool] = mapped_column(Boolean, default=False)
+    allow_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,71 @@
+"""Bare repositories on disk, addressed by repository id (never by a name taken from a URL)."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from .git_env import run_git
+
+_ID = re.compile(r"^[a-z]+_[0-9a-f]{24}$")
+
+# Applied to every repository we create; the server adds per-request settings (hooks path) on the command line.
+REPO_CONFIG = {
+    "core.fsync": "committed,derived-metadata",
+    "core.fsyncMethod": "fsync",
+    "core.logAllRefUpdates": "always",
+    "receive.fsckObjects": "true",
+    "receive.fsck.hasDot": "error",
+    "receive.fsck.hasDotdot": "error",
+    "receive.fsck.hasDotgit": "error",
+    "receive.fsck.fullPathname": "error",
+    "receive.fsck.emptyName": "error",
+    "receive.fsck.nullSha1": "error",
+    "receive.advertisePushOptions": "true",
+    "receive.advertiseAtomic": "true",
+    "receive.denyDeleteCurrent": "false",
+    "receive.autogc": "false",
+    "receive.shallowUpdate": "false",
+    "uploadpack.allowFilter": "true",
+    "uploadpack.allowAnySHA1InWant": "true",
+    "http.receivepack": "true",
+}
+
+
+def render_config(values: dict[str, str]) -> str:
+    """Render dotted keys as git config text (one `git config` call per key costs a process each)."""
+    sections: dict[str, list[str]] = {}
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        head, _, sub = section.partition(".")
+        header = f'[{head} "{sub}"]' if sub else f"[{head}]"
+        sections.setdefault(header, []).append(f"\t{name} = {value}")
+    return "".join(f"{header}\n" + "\n".join(lines) + "\n" for header, lines in sections.items())
+
+
+class RepoStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path_for(self, repo_id: str) -> Path:
+        if not _ID.match(repo_id):
+            raise ValueError("invalid repository id")
+        return self.root / repo_id[-2:] / f"{repo_id}.git"
+
+    def exists(self, repo_id: str) -> bool:
+        return (self.path_for(repo_id) / "HEAD").is_file()
+
+    def create(self, repo_id: str, default_branch: str = "main") -> Path:
+        path = self.path_for(repo_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_git(path.parent, ["init", "--bare", "--quiet", f"--initial-branch={default_branch}", path.name])
+        with open(path / "config", "a", encoding="utf-8") as config:
+            config.write(render_config(REPO_CONFIG))
+        return path
+
+    def delete(self, repo_id: str) -> None:
+        path = self.path_for(repo_id)
+        if path.exists():
+            doomed = path.with_name(path.name + ".deleting")
+            path.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)

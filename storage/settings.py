@@ -1,0 +1,64 @@
+"""Settings read once from the environment by the composition root (wsgi.py / the CLI) and passed down."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Mapping
+
+from pydantic import BaseModel, Field
+
+PREFIX = "DRIFTSTONE_"
+MiB = 1024 * 1024
+
+
+class Settings(BaseModel):
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_namespace: str = "driftstone"
+    blob_url: str | None = None
+    secret_key: str | None = None
+    public_url: str | None = None
+    max_object_size: int = Field(default=100 * MiB, gt=0)
+    max_push_size: int = Field(default=2048 * MiB, gt=0)
+    gunicorn_workers: int = Field(default=2, gt=0)
+    gunicorn_threads: int = Field(default=32, gt=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name in cls.model_fields:
+            raw = environ.get(PREFIX + name.upper())
+            if raw not in (None, ""):
+                values[name] = raw
+        return cls(**values)
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'driftstone.db').resolve()}"
+
+    @property
+    def effective_blob_url(self) -> str:
+        return self.blob_url or self.blobs_dir.resolve().as_uri()
+
+    def with_secret(self) -> "Settings":
+        """Fill in the secret key, generating and keeping one in the data dir on first start."""
+        if self.secret_key:
+            return self
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return self.model_copy(update={"secret_key": path.read_text().strip()})

@@ -1,0 +1,41 @@
+"""Composition root: read Settings, build the app context, mount the git app in front of the control app.
+
+`application` builds itself on first use (or when gunicorn's post_worker_init warms it), so importing this
+module reads no environment and opens no connection.
+"""
+from __future__ import annotations
+
+import threading
+
+from control.api.app import create_app
+from control.context import AppContext
+from server.app import GitHttpApp
+from server.hook_channel import install_hook_scripts
+from storage.settings import Settings
+
+
+def create_application(settings: Settings | None = None):
+    context = AppContext.build(settings or Settings.from_env())
+    hooks_path = install_hook_scripts(context.settings.data_dir / "git-hooks")
+    control_app = create_app(context)
+    return GitHttpApp(db=context.db, settings=context.settings, store=context.store, hooks_path=hooks_path,
+                      fallback=control_app)
+
+
+class _LazyApplication:
+    def __init__(self):
+        self._app = None
+        self._lock = threading.Lock()
+
+    def load(self):
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = create_application()
+        return self._app
+
+    def __call__(self, environ, start_response):
+        return self.load()(environ, start_response)
+
+
+application = _LazyApplication()
