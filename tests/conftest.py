@@ -1,0 +1,87 @@
+"""Shared fixtures: one real server (gunicorn on 127.0.0.1) per xdist worker, a real database for it.
+
+Set DRIFTSTONE_TEST_DATABASE_URL (an admin URL such as postgresql+psycopg://postgres@127.0.0.1:5432/test)
+to run against PostgreSQL: each worker creates its own database and drops it afterwards.
+Set DRIFTSTONE_TEST_REDIS_URL to run background jobs on Redis, under a namespace of the worker's own.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.support import Git, start_server
+
+
+def _create_database(admin_url: str) -> tuple[str, callable]:
+    name = f"ds_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop():
+        with admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ), {"n": name})
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+    return url, drop
+
+
+def _server(tmp_path_factory, name: str, extra: dict[str, str]):
+    env = dict(extra)
+    drops = []
+    admin_url = os.environ.get("DRIFTSTONE_TEST_DATABASE_URL")
+    if admin_url:
+        url, drop = _create_database(admin_url)
+        env["DRIFTSTONE_DATABASE_URL"] = url
+        drops.append(drop)
+    redis_url = os.environ.get("DRIFTSTONE_TEST_REDIS_URL")
+    if redis_url:
+        env["DRIFTSTONE_REDIS_URL"] = redis_url
+        env["DRIFTSTONE_REDIS_NAMESPACE"] = f"dstest-{uuid.uuid4().hex[:10]}"
+    server = start_server(tmp_path_factory.mktemp(name) / "data", env)
+    return server, drops
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    running, drops = _server(tmp_path_factory, "server", {})
+    yield running
+    running.stop()
+    running.context.db.dispose()
+    for drop in drops:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def small_limits_server(tmp_path_factory):
+    """A second server with tight object and push size limits."""
+    running, drops = _server(tmp_path_factory, "limits", {
+        "DRIFTSTONE_MAX_OBJECT_SIZE": str(1024 * 1024),
+        "DRIFTSTONE_MAX_PUSH_SIZE": str(8 * 1024 * 1024),
+    })
+    yield running
+    running.stop()
+    running.context.db.dispose()
+    for drop in drops:
+        drop()
+
+
+@pytest.fixture
+def tenant(server):
+    return server.tenant()
+
+
+@pytest.fixture
+def git(tmp_path) -> Git:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Git(home=home)

@@ -1,0 +1,150 @@
+"""Helpers for driving real servers and real git clients in tests."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from control.bootstrap import bootstrap
+from control.context import AppContext
+from control.services import accounts, repos
+from storage.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client_env(home: Path) -> dict[str, str]:
+    """A git client environment with no user or system config of the machine leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DRIFTSTONE_"))}
+    env.update({
+        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test Agent", "GIT_AUTHOR_EMAIL": "agent@example.test",
+        "GIT_COMMITTER_NAME": "Test Agent", "GIT_COMMITTER_EMAIL": "agent@example.test",
+        "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false",
+    })
+    return env
+
+
+@dataclass
+class Git:
+    home: Path
+
+    def __call__(self, *args: str, cwd: Path | None = None, check: bool = True, input: bytes | None = None,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
+                                env={**client_env(self.home), **(env or {})}, timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout.decode(errors='replace')}\n{result.stderr.decode(errors='replace')}")
+        return result
+
+    def out(self, *args: str, cwd: Path | None = None) -> str:
+        return self(*args, cwd=cwd).stdout.decode().strip()
+
+    def commit(self, repo: Path, files: dict[str, str | bytes], message: str = "change") -> str:
+        for name, content in files.items():
+            path = repo / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        self("add", "-A", cwd=repo)
+        self("commit", "-q", "-m", message, cwd=repo)
+        return self.out("rev-parse", "HEAD", cwd=repo)
+
+    def new_worktree(self, path: Path, files: dict[str, str | bytes] | None = None) -> Path:
+        self("init", "-q", "-b", "main", str(path))
+        if files:
+            self.commit(path, files, "initial")
+        return path
+
+
+@dataclass
+class Tenant:
+    """An organization with one key per scope and helpers to make repositories in it."""
+
+    server: "RunningServer"
+    org: str
+    org_id: str
+    keys: dict[str, str]
+
+    def repo(self, name: str | None = None) -> str:
+        name = name or f"r-{uuid.uuid4().hex[:8]}"
+        with self.server.context.db.session() as session:
+            repo = repos.create_repo(session, self.server.context.store, self.org_id, name)
+            return repo.slug
+
+    def url(self, repo: str, scope: str = "admin", suffix: str = ".git") -> str:
+        return f"http://agent:{self.keys[scope]}@127.0.0.1:{self.server.port}/{self.org}/{repo}{suffix}"
+
+    def plain_url(self, repo: str, suffix: str = ".git") -> str:
+        return f"{self.server.url}/{self.org}/{repo}{suffix}"
+
+
+@dataclass
+class RunningServer:
+    port: int
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen
+    context: AppContext
+    log_path: Path
+    tenants: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tenant(self) -> Tenant:
+        slug = f"org-{uuid.uuid4().hex[:10]}"
+        with self.context.db.session() as session:
+            org = accounts.create_org(session, slug)
+            keys = {scope: accounts.create_key(session, org.id, scope, scope).secret
+                    for scope in ("admin", "agent", "read")}
+        return Tenant(server=self, org=slug, org_id=org.id, keys=keys)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTONE_")}
+    env.update({"DRIFTSTONE_DATA_DIR": str(data_dir), **(extra_env or {})})
+    settings = Settings.from_env(env)
+    context = bootstrap(settings)
+    port = free_port()
+    log_path = data_dir / "server.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [str(Path(os.sys.executable).parent / "driftstone"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.1)
+    return RunningServer(port=port, data_dir=data_dir, env=env, process=process, context=context, log_path=log_path)
