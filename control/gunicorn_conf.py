@@ -13,3 +13,22 @@ def post_worker_init(worker):
     load = getattr(worker.wsgi, "load", None)
     if load is not None:
         load()
+
+
+def _json_error(sock, status_int, reason, mesg):
+    """gunicorn answers requests it cannot parse with an HTML page; answer in the API's JSON envelope instead."""
+    import json
+
+    from gunicorn import util
+
+    code = {400: "invalid", 413: "too_large", 431: "too_large"}.get(int(status_int), "invalid")
+    body = json.dumps({"success": False, "error": f"{reason}: {mesg}", "code": code, "details": {}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    util.write_nonblock(sock, head + body)
+
+
+def on_starting(server):
+    from gunicorn import util
+
+    util.write_error = _json_error

@@ -1,0 +1,125 @@
+"""Auth on every git URL: Basic (key as password) and Bearer, scopes, org isolation, revocation."""
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from sqlalchemy import update
+
+from storage.models import ApiKey
+
+GIT_PATHS = [
+    ("GET", "/info/refs?service=git-upload-pack"),
+    ("GET", "/info/refs?service=git-receive-pack"),
+    ("POST", "/git-upload-pack"),
+    ("POST", "/git-receive-pack"),
+    ("GET", "/info/refs"),
+    ("GET", "/HEAD"),
+    ("GET", "/objects/info/packs"),
+    ("GET", "/objects/ab/" + "c" * 38),
+    ("GET", "/objects/pack/pack-" + "d" * 40 + ".pack"),
+]
+
+
+def basic(key: str, user: str = "anything") -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize("method,path", GIT_PATHS)
+def test_every_git_url_demands_credentials(tenant, method, path):
+    repo = tenant.repo()
+    for target in (tenant.plain_url(repo), tenant.plain_url(repo, suffix=""), tenant.plain_url("no-such-repo")):
+        response = requests.request(method, target + path, timeout=10)
+        assert response.status_code == 401, (target, path)
+        assert response.headers["WWW-Authenticate"].startswith("Basic ")
+        assert "<html" not in response.text.lower()
+
+
+@pytest.mark.parametrize("make_header", [basic, bearer, lambda k: basic(k, user="")])
+def test_basic_and_bearer_are_checked_identically(tenant, make_header):
+    repo = tenant.repo()
+    url = tenant.plain_url(repo) + "/info/refs?service=git-upload-pack"
+    ok = requests.get(url, headers=make_header(tenant.keys["read"]), timeout=10)
+    assert ok.status_code == 200
+    assert ok.headers["Content-Type"] == "application/x-git-upload-pack-advertisement"
+    bad = requests.get(url, headers=make_header("dk-not-a-real-key"), timeout=10)
+    assert bad.status_code == 401
+
+
+def test_git_cli_with_bearer_header(tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    header = f"http.extraHeader=Authorization: Bearer {tenant.keys['agent']}"
+    git("-c", header, "push", "-q", tenant.plain_url(repo), "main", cwd=work)
+    git("-c", header, "clone", "-q", tenant.plain_url(repo), str(tmp_path / "c"))
+    assert (tmp_path / "c" / "a.txt").read_text() == "a"
+
+
+def test_read_key_cannot_push(tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    result = git("push", tenant.url(repo, "read"), "main", cwd=work, check=False)
+    assert result.returncode != 0 and b"403" in result.stderr
+    direct = requests.get(tenant.plain_url(repo) + "/info/refs?service=git-receive-pack",
+                          headers=bearer(tenant.keys["read"]), timeout=10)
+    assert direct.status_code == 403
+    git("clone", "-q", tenant.url(repo, "read"), str(tmp_path / "c"))  # reading is fine
+
+
+def test_other_orgs_repo_is_indistinguishable_from_missing(server, tenant):
+    other = server.tenant()
+    repo = other.repo()
+    path = "/info/refs?service=git-upload-pack"
+    theirs = requests.get(other.plain_url(repo) + path, headers=bearer(tenant.keys["admin"]), timeout=10)
+    missing = requests.get(tenant.plain_url("does-not-exist") + path, headers=bearer(tenant.keys["admin"]), timeout=10)
+    cross = requests.get(f"{server.url}/{tenant.org}/{repo}.git{path}", headers=bearer(other.keys["admin"]), timeout=10)
+    assert theirs.status_code == missing.status_code == cross.status_code == 404
+    assert theirs.text == missing.text == cross.text
+    assert set(theirs.headers) == set(missing.headers)
+
+
+def test_revoked_and_expired_keys_are_refused(server, tenant):
+    repo = tenant.repo()
+    url = tenant.plain_url(repo) + "/info/refs?service=git-upload-pack"
+    fresh = server.tenant()
+    assert requests.get(url, headers=bearer(tenant.keys["agent"]), timeout=10).status_code == 200
+    with server.context.db.session() as session:
+        session.execute(update(ApiKey).where(ApiKey.org_id == tenant.org_id, ApiKey.scope == "agent")
+                        .values(revoked_at=datetime.now(timezone.utc)))
+        session.execute(update(ApiKey).where(ApiKey.org_id == tenant.org_id, ApiKey.scope == "read")
+                        .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    assert requests.get(url, headers=bearer(tenant.keys["agent"]), timeout=10).status_code == 401
+    assert requests.get(url, headers=bearer(tenant.keys["read"]), timeout=10).status_code == 401
+    assert requests.get(url, headers=bearer(tenant.keys["admin"]), timeout=10).status_code == 200
+    assert fresh.keys  # other tenants unaffected
+
+
+def test_key_limited_to_some_repos(server, tenant):
+    allowed, hidden = tenant.repo(), tenant.repo()
+    from control.services import accounts
+    from sqlalchemy import select
+    from storage.models import Repository
+    with server.context.db.session() as session:
+        allowed_id = session.scalar(select(Repository.id).where(Repository.org_id == tenant.org_id,
+                                                                Repository.slug == allowed))
+        key = accounts.create_key(session, tenant.org_id, "limited", "agent", repo_ids=[allowed_id]).secret
+    path = "/info/refs?service=git-upload-pack"
+    assert requests.get(tenant.plain_url(allowed) + path, headers=bearer(key), timeout=10).status_code == 200
+    assert requests.get(tenant.plain_url(hidden) + path, headers=bearer(key), timeout=10).status_code == 404
+
+
+def test_keys_never_appear_in_the_server_log(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    requests.get(tenant.plain_url(repo) + "/info/refs?service=git-upload-pack", headers=basic("dk-wrong"), timeout=10)
+    log = server.log_text()
+    for key in tenant.keys.values():
+        assert key not in log
+    assert "dk-wrong" not in log

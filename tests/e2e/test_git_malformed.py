@@ -1,0 +1,115 @@
+"""Malformed git requests get a git protocol error or a 4xx: never a 500, never an HTML page."""
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+import requests
+
+UPLOAD = "application/x-git-upload-pack-request"
+RECEIVE = "application/x-git-receive-pack-request"
+
+
+@pytest.fixture
+def repo_url(tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    return tenant.plain_url(repo), {"Authorization": f"Bearer {tenant.keys['admin']}"}
+
+
+BODIES = [
+    b"",
+    b"garbage",
+    b"zzzz",
+    b"0000",
+    b"0032want " + b"f" * 40 + b"\n00000009done\n",
+    b"ffff" + b"x" * 100,
+    b"0004" * 10,
+    b"0014command=ls-refs\n0000",
+    b"\x00\xff" * 5000,
+]
+
+
+def assert_clean(response):
+    assert response.status_code < 500, response.text
+    assert "<html" not in response.text.lower()
+    if response.status_code >= 400:
+        assert response.headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("body", BODIES)
+@pytest.mark.parametrize("service,ctype", [("git-upload-pack", UPLOAD), ("git-receive-pack", RECEIVE)])
+def test_garbage_bodies(repo_url, body, service, ctype):
+    url, auth = repo_url
+    response = requests.post(f"{url}/{service}", data=body, headers={**auth, "Content-Type": ctype}, timeout=30)
+    assert_clean(response)
+
+
+@pytest.mark.parametrize("protocol", ["version=2", "version=1", "version=2:object-format=sha1", "x;rm -rf /", "\x01"])
+def test_git_protocol_header_values(repo_url, protocol):
+    url, auth = repo_url
+    response = requests.get(f"{url}/info/refs?service=git-upload-pack",
+                            headers={**auth, "Git-Protocol": protocol.encode("latin-1")}, timeout=30)
+    if protocol == "\x01":  # not a valid header value: refused at the HTTP layer, in JSON
+        assert response.status_code == 400 and response.json()["success"] is False
+        return
+    assert response.status_code == 200
+    if protocol.startswith("version=2"):
+        assert response.content.startswith(b"000eversion 2\n")
+    else:
+        assert b"# service=git-upload-pack" in response.content
+
+
+def test_v2_ls_refs_roundtrip(repo_url):
+    url, auth = repo_url
+    body = b"0014command=ls-refs\n0001" + b"0009peel\n" + b"0000"
+    response = requests.post(f"{url}/git-upload-pack", data=body,
+                             headers={**auth, "Content-Type": UPLOAD, "Git-Protocol": "version=2"}, timeout=30)
+    assert response.status_code == 200
+    assert b"refs/heads/main" in response.content
+
+
+def test_wrong_content_type_and_method(repo_url):
+    url, auth = repo_url
+    assert_clean(wrong := requests.post(f"{url}/git-upload-pack", data=b"0000", headers={**auth, "Content-Type": "text/plain"}))
+    assert wrong.status_code == 415
+    assert requests.get(f"{url}/git-upload-pack", headers=auth).status_code == 405
+    assert requests.post(f"{url}/info/refs?service=git-upload-pack", headers=auth).status_code == 405
+    assert requests.get(f"{url}/info/refs?service=git-evil", headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize("encoding,payload", [
+    ("gzip", b"not gzip at all"),
+    ("gzip", gzip.compress(b"0000")[:-6]),
+    ("deflate", b"\x00\x01\x02"),
+    ("br", b"whatever"),
+])
+def test_broken_content_encoding(repo_url, encoding, payload):
+    url, auth = repo_url
+    response = requests.post(f"{url}/git-upload-pack", data=payload,
+                             headers={**auth, "Content-Type": UPLOAD, "Content-Encoding": encoding}, timeout=30)
+    assert_clean(response)
+
+
+def test_gzip_bomb_is_bounded(repo_url):
+    url, auth = repo_url
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"0" * (1024 * 1024)
+    bomb = b"".join(compressor.compress(block) for _ in range(300)) + compressor.flush()  # 300 MiB inflated
+    response = requests.post(f"{url}/git-upload-pack", data=bomb,
+                             headers={**auth, "Content-Type": UPLOAD, "Content-Encoding": "gzip"}, timeout=60)
+    assert_clean(response)
+
+
+@pytest.mark.parametrize("path", [
+    "/%2e%2e/etc/info/refs?service=git-upload-pack",
+    "/..%2f..%2fetc/info/refs?service=git-upload-pack",
+    "/-rf/info/refs?service=git-upload-pack",
+])
+def test_hostile_repo_segments(server, tenant, path):
+    response = requests.get(f"{server.url}/{tenant.org}{path}",
+                            headers={"Authorization": f"Bearer {tenant.keys['admin']}"}, timeout=10)
+    assert response.status_code in (400, 404)
+    assert "<html" not in response.text.lower()
