@@ -77,9 +77,8 @@ def test_pygit2_clone_fetch_push(seeded, tenant, git, tmp_path):
     clone.remotes["origin"].fetch(callbacks=callbacks(tenant.keys["agent"]))
     assert str(clone.references["refs/remotes/origin/main"].target) == new
 
-    clone.checkout(clone.references["refs/remotes/origin/main"].name)
+    clone.checkout_tree(clone[new])  # fast-forward the local main onto the fetched commit
     clone.references["refs/heads/main"].set_target(new)
-    clone.checkout("refs/heads/main")
     on_main = pygit2_commit(clone, "refs/heads/main", {"lg.txt": "libgit2\n"}, "from libgit2")
     clone.branches.local.create("lg-feature", clone[on_main])
     clone.checkout("refs/heads/lg-feature")
@@ -90,6 +89,7 @@ def test_pygit2_clone_fetch_push(seeded, tenant, git, tmp_path):
     assert remote_ref(git, url, "refs/heads/lg-feature") == on_branch
     git("pull", "-q", url, "main", cwd=work)
     assert (work / "lg.txt").read_text() == "libgit2\n"
+    assert (work / "src/app.py").read_text() == "print(2)\n"
 
 
 def test_pygit2_wrong_key_is_refused(seeded, tenant, tmp_path):
@@ -153,6 +153,7 @@ def test_dulwich_clone_fetch_push(seeded, tenant, git, tmp_path):
     assert remote_ref(git, url, "refs/heads/dw-feature") == on_main
     git("pull", "-q", url, "main", cwd=work)
     assert (work / "dw.txt").read_text() == "dulwich\n"
+    assert (work / "src/app.py").read_text() == "print(2)\n"
 
 
 def bearer_client(base: str, key: str) -> HttpGitClient:
