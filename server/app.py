@@ -148,20 +148,26 @@ def _checked_body(environ, limit: int) -> Iterator[bytes]:
 
 def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", report=None, after=None,
              on_close=None):
-    """Start the response on git's first output (so a request git refuses gets a 400, not an empty 200)."""
+    """Start the response on git's first output (so a request git refuses gets a 400, not an empty 200).
+
+    With `report` (receive-pack), a client that goes away does not stop the push: git is left to finish,
+    its report is drained and the effects still run, because the refs may already have moved.
+    """
 
     def body() -> Iterator[bytes]:
+        output = process.output()
+        filter_ = report() if report else None
+        finished = False
         try:
-            output = process.output()
             first = next(output, b"")
             if not first:
                 code = process.wait()
                 if code != 0 or process.input_error is not None:
                     log.info("git exited %s without output: %s", code, process.stderr_tail(500))
+                    finished = True
                     yield from text_response(start_response, "400 Bad Request", "error: malformed git request")
                     return
             start_response("200 OK", headers)
-            filter_ = report() if report else None
             if prefix:
                 yield prefix
             for chunk in _chain(first, output):
@@ -170,9 +176,15 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
                 if chunk:
                     yield chunk
             process.wait()
+            finished = True
             if filter_ is not None:
                 yield after(filter_)
         finally:
+            if filter_ is not None and not finished:
+                for chunk in output:
+                    filter_.feed(chunk)
+                process.wait()
+                after(filter_)
             process.cleanup()
             if on_close is not None:
                 on_close()

@@ -77,8 +77,13 @@ class GitProcess:
         return self.stderr.read().decode("utf-8", "replace")
 
     def terminate(self) -> None:
+        """SIGTERM first: git removes its quarantine and lock files on SIGTERM, not on SIGKILL."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.wait()
 
     def cleanup(self) -> None:

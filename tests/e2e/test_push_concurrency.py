@@ -1,0 +1,131 @@
+"""Concurrent pushes race by compare-and-swap; interrupted pushes leave nothing visible."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from sqlalchemy import select
+
+from storage.models import Repository
+
+ZERO = "0" * 40
+
+
+def repo_path(server, tenant, slug):
+    with server.context.db.session() as session:
+        repo_id = session.scalar(select(Repository.id).where(Repository.org_id == tenant.org_id,
+                                                             Repository.slug == slug))
+    return server.context.store.path_for(repo_id)
+
+
+def leftovers(path):
+    locks = [p for p in path.rglob("*.lock")]
+    quarantines = list((path / "objects").glob("tmp_objdir-*")) + list((path / "objects").glob("incoming-*"))
+    return locks, quarantines
+
+
+def test_sixteen_racing_pushes_exactly_one_wins(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    base = git.new_worktree(tmp_path / "base", {"shared.txt": "base\n"})
+    git("push", "-q", url, "main", cwd=base)
+    base_sha = git.out("rev-parse", "HEAD", cwd=base)
+    clones = []
+    for i in range(16):
+        clone = tmp_path / f"agent{i}"
+        git("clone", "-q", url, str(clone))
+        clones.append((clone, git.commit(clone, {f"agent{i}.txt": f"{i}\n"}, f"agent {i}")))
+    barrier = threading.Barrier(16)
+    results = [None] * 16
+
+    def push(i):
+        clone, _ = clones[i]
+        barrier.wait()
+        results[i] = git("push", "origin", "main", cwd=clone, check=False)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    winners = [i for i, r in enumerate(results) if r.returncode == 0]
+    assert len(winners) == 1, [r.stderr for r in results]
+    for i, result in enumerate(results):
+        if i in winners:
+            continue
+        assert b"rejected" in result.stderr, result.stderr
+        assert b"500" not in result.stderr and b"502" not in result.stderr
+    head = git.out("ls-remote", url, "refs/heads/main", cwd=base).split()[0]
+    assert head == clones[winners[0]][1]
+    assert git.out("rev-parse", f"{head}~1", cwd=clones[winners[0]][0]) == base_sha
+    locks, quarantines = leftovers(repo_path(server, tenant, repo))
+    assert locks == [] and quarantines == []
+    assert '" 50' not in server.log_text().split("\n", 1)[-1][-200000:]
+
+
+def pkt(line: bytes) -> bytes:
+    return b"%04x" % (len(line) + 4) + line
+
+
+def test_truncated_push_leaves_no_objects_and_no_ref(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w")
+    (work / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "big", cwd=work)
+    new = git.out("rev-parse", "HEAD", cwd=work)
+    blob = git.out("rev-parse", "HEAD:big.bin", cwd=work)
+    pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs", "-q"], cwd=work, input=new.encode() + b"\n",
+                          capture_output=True, check=True).stdout
+    body = pkt(f"{ZERO} {new} refs/heads/main\0report-status side-band-64k agent=test\n".encode()) + b"0000" + pack
+    head = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {tenant.keys['agent']}\r\n"
+            f"Content-Type: application/x-git-receive-pack-request\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        time.sleep(0.3)
+    path = repo_path(server, tenant, repo)
+    deadline = time.monotonic() + 20
+    while leftovers(path)[1] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert git.out("ls-remote", tenant.url(repo), cwd=work) == ""
+    assert subprocess.run(["git", "cat-file", "-e", blob], cwd=path).returncode != 0
+    assert subprocess.run(["git", "cat-file", "-e", new], cwd=path).returncode != 0
+    assert leftovers(path) == ([], [])
+
+
+def test_killed_git_client_leaves_a_consistent_repository(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w")
+    (work / "big.bin").write_bytes(os.urandom(48 * 1024 * 1024))
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "big", cwd=work)
+    blob = git.out("rev-parse", "HEAD:big.bin", cwd=work)
+    from tests.support import client_env
+    process = subprocess.Popen(["git", "-c", "http.postBuffer=65536", "push", tenant.url(repo), "main"], cwd=work,
+                               env=client_env(git.home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    time.sleep(0.4)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    path = repo_path(server, tenant, repo)
+    deadline = time.monotonic() + 20
+    while leftovers(path)[1] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    has_ref = git.out("ls-remote", tenant.url(repo), cwd=work) != ""
+    has_blob = subprocess.run(["git", "cat-file", "-e", blob], cwd=path).returncode == 0
+    assert has_ref == has_blob
+    assert leftovers(path) == ([], [])
+
+
+def test_repositories_fsync_refs_and_objects(server, tenant):
+    repo = tenant.repo()
+    path = repo_path(server, tenant, repo)
+    config = lambda key: subprocess.run(["git", "config", key], cwd=path, capture_output=True, text=True).stdout.strip()
+    assert "committed" in config("core.fsync").split(",")
+    assert config("core.fsyncMethod") == "fsync"
+    assert config("receive.fsckObjects") == "true"
