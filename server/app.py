@@ -156,10 +156,12 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
 
     def body() -> Iterator[bytes]:
         output = process.output()
-        filter_ = report() if report else None
+        filter_ = None
         finished = False
         try:
             first = next(output, b"")
+            # Only now: git has read the commands, so the request's capabilities (side-band) are known.
+            filter_ = report() if report else None
             if not first:
                 code = process.wait()
                 if code != 0 or process.input_error is not None:
@@ -180,7 +182,8 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
             if filter_ is not None:
                 yield after(filter_)
         finally:
-            if filter_ is not None and not finished:
+            if report is not None and not finished:
+                filter_ = filter_ or report()
                 for chunk in output:
                     filter_.feed(chunk)
                 process.wait()

@@ -1,0 +1,121 @@
+"""pkt-line framing, push report rewriting, ref-name rules, request routing and body decoding."""
+import gzip
+import io
+import zlib
+
+import pytest
+
+from hooks.refs import ref_name_problem, pushable_ref_problem
+from server.body import BodyError, request_chunks
+from server.pktline import PktReader, encode, sideband_frames
+from server.protocol import advertisement_prefix, git_protocol
+from server.push_report import PushCommands, ReportFilter
+from server.routing import match_git_route
+
+OLD, NEW = "a" * 40, "b" * 40
+
+
+def test_pkt_reader_handles_any_chunking():
+    stream = encode(b"hello\n") + b"0000" + encode(b"x" * 1000) + b"0001"
+    for size in (1, 3, 7, len(stream)):
+        reader, got = PktReader(), []
+        for i in range(0, len(stream), size):
+            got += [payload for _raw, payload in reader.feed(stream[i:i + size])]
+        assert got == [b"hello\n", None, b"x" * 1000, None]
+
+
+def test_push_commands_parsed_across_chunks():
+    body = encode(f"{OLD} {NEW} refs/heads/main\0report-status side-band-64k\n".encode()) \
+        + encode(f"{'0' * 40} {NEW} refs/heads/new\n".encode()) + b"0000PACK..."
+    commands = PushCommands()
+    for i in range(0, len(body), 5):
+        commands.feed(body[i:i + 5])
+    assert [u.ref for u in commands.updates] == ["refs/heads/main", "refs/heads/new"]
+    assert commands.sideband and commands.done
+
+
+def report(lines):
+    return b"".join(encode(line.encode() + b"\n") for line in lines) + b"0000"
+
+
+def test_report_rewrite_with_sideband_keeps_progress_and_names_reasons():
+    inner = report(["unpack ok", "ng refs/heads/main pre-receive hook declined", "ok refs/heads/x"])
+    stream = encode(b"\x02Resolving deltas\n") + sideband_frames(1, inner) + b"0000"
+    filt = ReportFilter(sideband=True)
+    passed = b"".join(filt.feed(stream[i:i + 4]) for i in range(0, len(stream), 4))
+    assert passed == encode(b"\x02Resolving deltas\n")
+    assert filt.results() == {"refs/heads/main": "pre-receive hook declined", "refs/heads/x": None}
+    out = filt.finish({"refs/heads/main": "protected branch: deletion is not allowed"})
+    lines = [p for _r, p in PktReader().feed(out)]
+    assert lines[-1] is None
+    inner_lines = [p for _r, p in PktReader().feed(b"".join(p[1:] for p in lines if p))]
+    assert b"ng refs/heads/main protected branch: deletion is not allowed\n" in inner_lines
+
+
+def test_report_without_sideband():
+    filt = ReportFilter(sideband=False)
+    filt.feed(report(["unpack ok", "ok refs/heads/main"]))
+    assert filt.results() == {"refs/heads/main": None}
+    assert filt.finish({}) == report(["unpack ok", "ok refs/heads/main"])
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/main", "refs/heads/feature/x", "refs/tags/v1.0"])
+def test_good_ref_names(ref):
+    assert ref_name_problem(ref) is None and pushable_ref_problem(ref) is None
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/-x", "refs/heads/a..b", "refs/heads/a.lock", "refs/heads/.hidden",
+                                 "refs/heads/x/", "refs/heads//x", "refs/heads/a b", "refs/heads/a~1",
+                                 "refs/heads/a^", "refs/heads/a:b", "refs/heads/a?", "refs/heads/a*",
+                                 "refs/heads/a[", "refs/heads/a\\b", "refs/heads/a@{1}", "refs/heads/x.",
+                                 "main", "@", "refs/heads/\x01", "refs/heads/" + "x" * 2000])
+def test_bad_ref_names(ref):
+    assert ref_name_problem(ref) is not None
+
+
+def test_pushable_namespaces():
+    assert pushable_ref_problem("refs/pull/1/head") is not None
+    assert pushable_ref_problem("refs/notes/commits") is None
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/acme/repo.git/info/refs", ("acme", "repo", "info/refs")),
+    ("/acme/repo/git-upload-pack", ("acme", "repo", "git-upload-pack")),
+    ("/acme/repo.git/objects/info/packs", ("acme", "repo", "dumb")),
+    ("/acme/../info/refs", ("", "", "invalid")),
+    ("/v1/repos/x/branches", None),
+    ("/api/repos/o/n/workspaces/w/files/info/refs", None),
+])
+def test_git_routes(path, expected):
+    route = match_git_route(path)
+    assert (route and (route.org, route.repo, route.endpoint)) == expected
+
+
+def test_git_protocol_sanitised():
+    assert git_protocol("version=2") == "version=2"
+    assert git_protocol("version=2:$(id)") == "version=2"
+    assert git_protocol("") is None
+    assert advertisement_prefix("git-upload-pack", "version=2") == b""
+    assert advertisement_prefix("git-upload-pack", None).startswith(b"001e# service=git-upload-pack\n0000")
+
+
+def environ(body: bytes, **extra):
+    return {"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), **extra}
+
+
+def test_body_gzip_and_limits():
+    data = b"0032want " + b"a" * 40 + b"\n0000"
+    assert b"".join(request_chunks(environ(gzip.compress(data), HTTP_CONTENT_ENCODING="gzip"), 1 << 20)) == data
+    with pytest.raises(BodyError):
+        list(request_chunks(environ(gzip.compress(b"0" * 5000), HTTP_CONTENT_ENCODING="gzip"), 4096))
+    with pytest.raises(BodyError):
+        list(request_chunks(environ(b"x" * 10), 5))
+    with pytest.raises(BodyError):
+        list(request_chunks(environ(b"junk", HTTP_CONTENT_ENCODING="gzip"), 1 << 20))
+    with pytest.raises(BodyError):
+        list(request_chunks({"wsgi.input": io.BytesIO(b"abc"), "CONTENT_LENGTH": "10"}, 100))
+
+
+def test_chunked_body_reads_to_end():
+    env = {"wsgi.input": io.BytesIO(b"abc" * 1000), "HTTP_TRANSFER_ENCODING": "chunked"}
+    assert b"".join(request_chunks(env, 1 << 20)) == b"abc" * 1000
