@@ -63,6 +63,21 @@ def migrate():
     click.echo(f"migrated {context.settings.effective_database_url.split('@')[-1]}")
 
 
+@main.command()
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+def worker(burst: bool):
+    """Run background jobs from Redis (DRIFTSTONE_REDIS_URL must be set)."""
+    from rq import SimpleWorker
+
+    context = _context()
+    if not context.settings.redis_url:
+        raise click.ClickException("DRIFTSTONE_REDIS_URL is not set; jobs run in-process in the server")
+    queue = context.jobs.queue
+    click.echo(f"driftstone worker: queue {queue.name}")
+    sys.stdout.flush()
+    SimpleWorker([queue], connection=context.jobs.connection).work(burst=burst, with_scheduler=True)
+
+
 @main.group()
 def admin():
     """Operator commands."""

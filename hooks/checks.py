@@ -16,7 +16,7 @@ Check = Callable[[ChangeContext, Sequence[RefUpdate]], list[Rejection]]
 
 
 def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
-    return [Rejection(u.ref, problem) for u in updates if (problem := pushable_ref_problem(u.ref))]
+    return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := pushable_ref_problem(u.ref))]
 
 
 def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
@@ -47,7 +47,7 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list
     if not oversized:
         return []
     reason = f"object {oversized[0]} is larger than the {limit} byte limit"
-    return [Rejection(u.ref, reason) for u in updates if not u.is_delete]
+    return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
 PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_object_sizes)

@@ -34,3 +34,4 @@ class ChangeContext:
 class Rejection:
     ref: str
     reason: str
+    code: str = "forbidden"  # the domain error an API caller gets: forbidden | invalid | too_large | locked

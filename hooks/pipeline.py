@@ -1,8 +1,15 @@
-"""The ref-update pipeline: checks, then (after the compare-and-swap moved the refs) effects."""
+"""The ref-update pipeline: checks, the compare-and-swap, then effects.
+
+Pushes reach it through git's pre-receive hook (`run_checks`, receive-pack does the swap, `run_effects`);
+changes made through the API call `apply_ref_changes`, which does all three.
+"""
 from __future__ import annotations
 
 import logging
 from typing import Sequence
+
+from storage import git_refs
+from storage.errors import DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
 
 from .checks import PUSH_CHECKS
 from .context import ChangeContext, Rejection
@@ -10,6 +17,7 @@ from .effects import EFFECTS
 from .refs import RefUpdate
 
 log = logging.getLogger(__name__)
+_REJECTION_ERRORS = {"forbidden": Forbidden, "invalid": Invalid, "too_large": TooLarge, "locked": Locked}
 
 
 def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
@@ -20,13 +28,31 @@ def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejecti
     return []
 
 
-def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate]) -> None:
+def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) -> None:
     """Derived state only: a failure here is logged and repaired by reconcile, never undoes the ref move."""
     if not applied:
         return
+    if session is not None:
+        for effect in EFFECTS:
+            effect(ctx, applied, session)
+        return
     try:
-        with ctx.db.session() as session:
+        with ctx.db.session() as own_session:
             for effect in EFFECTS:
-                effect(ctx, applied, session)
+                effect(ctx, applied, own_session)
     except Exception:
         log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
+
+
+def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
+    """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
+    rejections = run_checks(ctx, [update])
+    if rejections:
+        first = rejections[0]
+        error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
+        raise error(first.reason, {"ref": first.ref})
+    if not git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new):
+        actual = git_refs.read_ref(ctx.repo_path, update.ref)
+        raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",
+                       {"ref": update.ref, "expected": update.old, "actual": actual})
+    run_effects(ctx, [update], session=session)

@@ -27,9 +27,10 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    def __init__(self, url: str):
+    def __init__(self, url: str, jobs=None):
         self.url = url
         self.engine = make_engine(url)
+        self.jobs = jobs  # a storage.jobs.JobQueue; deferred jobs are enqueued after commit
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -42,7 +43,11 @@ class Database:
             session.rollback()
             raise
         finally:
+            deferred = session.info.pop("deferred_jobs", [])
             session.close()
+        if self.jobs is not None:
+            for job in deferred:
+                self.jobs.enqueue(job)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -99,7 +99,7 @@ class RunningServer:
     process: subprocess.Popen
     context: AppContext
     log_path: Path
-    tenants: list = field(default_factory=list)
+    worker: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -117,11 +117,14 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for process in (self.process, self.worker):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
@@ -147,4 +150,9 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Run
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')}")
         time.sleep(0.1)
-    return RunningServer(port=port, data_dir=data_dir, env=env, process=process, context=context, log_path=log_path)
+    server = RunningServer(port=port, data_dir=data_dir, env=env, process=process, context=context, log_path=log_path)
+    if settings.redis_url:
+        worker_log = open(data_dir / "worker.log", "wb")
+        server.worker = subprocess.Popen([str(Path(os.sys.executable).parent / "driftstone"), "worker"], env=env,
+                                         stdout=worker_log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return server

@@ -1,30 +1,56 @@
-"""Flask application factory for the control plane."""
+"""Flask application factory for the control plane: every surface, one error taxonomy, one OpenAPI document."""
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import logging
+import uuid
+
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
 from storage.errors import DomainError
 
+from .envelope import failure
+
+log = logging.getLogger(__name__)
+HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
 
 def create_app(context: AppContext) -> Flask:
     app = Flask("driftstone")
     app.config["DRIFTSTONE"] = context
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.json.sort_keys = False
 
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"success": True, "data": {"status": "ok"}})
+    from . import driftstone
+    from .openapi import build_openapi
+
+    driftstone.register(app)
+
+    @app.get("/openapi.json")
+    def openapi():
+        return jsonify(build_openapi())
 
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
-        body = {"success": False, "error": error.message, "code": error.code, "details": error.details}
-        return jsonify(body), error.status
+        headers = {"WWW-Authenticate": 'Bearer realm="Driftstone"'} if error.status == 401 else None
+        return failure(error.message, error.code, error.status, error.details, headers)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.code, "invalid")
-        body = {"success": False, "error": error.description or error.name, "code": code, "details": {}}
-        return jsonify(body), error.code
+        message = error.description or error.name
+        if error.code == 404:
+            message = f"no route for {request.method} {request.path}"
+        response = failure(message, HTTP_CODES.get(error.code, "invalid"), error.code or 400)
+        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        request_id = uuid.uuid4().hex
+        log.exception("unhandled error, request %s", request_id)
+        return failure("internal error", "internal", 500, {"requestId": request_id})
 
     return app

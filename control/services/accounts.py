@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -54,3 +54,18 @@ def create_key(
     session.add(key)
     session.flush()
     return IssuedKey(key=key, secret=secret)
+
+
+def list_keys(session: Session, org_id: str) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.revoked_at.is_(None))
+                                .order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def revoke_key(session: Session, org_id: str, key_id: str, now: datetime | None = None) -> ApiKey:
+    key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == org_id,
+                                              ApiKey.revoked_at.is_(None)))
+    if key is None:
+        raise NotFound(f"key {key_id!r} not found")
+    key.revoked_at = now or datetime.now(timezone.utc)
+    session.flush()
+    return key

@@ -4,9 +4,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage import git_read
+from storage import git_read, git_refs, jobs
 from storage.errors import Conflict, NotFound
 from storage.ids import new_id
+from storage.keys import Principal
 from storage.models import Branch, BranchProtection, Repository
 from storage.repo_store import RepoStore
 
@@ -65,3 +66,30 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
             row.status = "ready"
     session.flush()
     return heads
+
+
+def list_repos(session: Session, org_id: str, page: int, per_page: int) -> tuple[list[Repository], bool]:
+    rows = session.scalars(select(Repository)
+                           .where(Repository.org_id == org_id, Repository.deleted_at.is_(None))
+                           .order_by(Repository.created_at, Repository.id)
+                           .offset((page - 1) * per_page).limit(per_page + 1)).all()
+    return list(rows[:per_page]), len(rows) > per_page
+
+
+def delete_repo(session: Session, repo: Repository, now) -> None:
+    """Gone at once from the API and git; a background job removes the repository and its stored files."""
+    repo.deleted_at = now
+    session.flush()
+    jobs.defer(session, "control.jobs.purge_repository", repo.id)
+
+
+def head_of(store: RepoStore, repo: Repository, branch: str | None = None) -> str | None:
+    return git_refs.read_ref(store.path_for(repo.id), f"refs/heads/{branch or repo.default_branch}")
+
+
+def visible_repo(session: Session, principal: Principal, slug: str) -> Repository:
+    """The caller's repository by slug; another org's (or a key's excluded) repository is simply not found."""
+    repo = get_repo(session, principal.org_id, slug.lower())
+    if not principal.can_see_repo(repo.id):
+        raise NotFound(f"repository {slug!r} not found")
+    return repo

@@ -2,7 +2,9 @@ from .accounts import SCOPES, ApiKey, Organization
 from .base import Base, utcnow
 from .events import Event
 from .repos import Branch, BranchProtection, Repository
+from .uploads import CommitMeta, Upload, UploadFile
 
 __all__ = [
     "SCOPES", "ApiKey", "Organization", "Base", "utcnow", "Event", "Branch", "BranchProtection", "Repository",
+    "CommitMeta", "Upload", "UploadFile",
 ]

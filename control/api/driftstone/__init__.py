@@ -1,0 +1,13 @@
+"""The Driftstone /v1 surface (seeds 000 and 001), plus health and the capabilities no seed routes."""
+from __future__ import annotations
+
+from flask import Flask
+
+from . import branches, health, keys, repos
+
+BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp)
+
+
+def register(app: Flask) -> None:
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)

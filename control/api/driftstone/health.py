@@ -1,0 +1,53 @@
+"""GET /healthz (liveness, no auth) and GET /readyz (database, repo store, blob store, Redis when configured)."""
+from __future__ import annotations
+
+from flask import Blueprint
+from sqlalchemy import text
+
+from ..endpoint import Call, endpoint
+from ..envelope import failure
+from .common import WireModel
+
+bp = Blueprint("health", __name__)
+
+
+class Health(WireModel):
+    status: str
+    checks: dict[str, str] | None = None
+
+
+@endpoint(bp, "GET", "/healthz", summary="Liveness (no auth)", scope=None, response=Health)
+def healthz():
+    return Health(status="ok")
+
+
+@endpoint(bp, "GET", "/readyz", summary="Readiness: database, repo store, blob store, Redis (no auth)", scope=None,
+          response=Health)
+def readyz(call: Call):
+    context = call.context
+    checks = {}
+
+    def probe(name, action):
+        try:
+            action()
+            checks[name] = "ok"
+        except Exception as error:  # report which part failed, not its internals
+            checks[name] = f"failing: {type(error).__name__}"
+
+    def database():
+        with context.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def repo_store():
+        if not context.store.root.is_dir():
+            raise FileNotFoundError("repository root missing")
+
+    probe("database", database)
+    probe("repoStore", repo_store)
+    probe("blobStore", context.blobs.check)
+    if context.settings.redis_url:
+        probe("redis", lambda: context.jobs.connection.ping())
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if failing:
+        return failure(f"not ready: {', '.join(failing)}", "not_ready", 503, {"checks": checks})
+    return Health(status="ready", checks=checks)

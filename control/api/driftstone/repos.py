@@ -1,0 +1,72 @@
+"""/v1/repos: create, list, get, delete."""
+from __future__ import annotations
+
+from flask import Blueprint
+from pydantic import Field
+
+from control.services import repos as repo_service
+
+from ..endpoint import Call, endpoint
+from .common import PageQuery, Timestamp, WireModel, pagination
+
+bp = Blueprint("repos", __name__)
+
+
+class CreateRepo(WireModel):
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=10000)
+
+
+class RepoOut(WireModel):
+    id: str
+    name: str
+    slug: str
+    description: str | None
+    default_branch: str
+    main_head_commit: str | None
+    main_head_identifier: str | None
+    clone_url: str
+    created_at: Timestamp
+
+
+class Deleted(WireModel):
+    id: str
+    deleted: bool = True
+
+
+def repo_out(call: Call, repo) -> RepoOut:
+    from storage.models import Organization
+
+    org = call.session.get(Organization, repo.org_id)
+    return RepoOut(id=repo.id, name=repo.name, slug=repo.slug, description=repo.description,
+                   default_branch=repo.default_branch,
+                   main_head_commit=repo_service.head_of(call.context.store, repo),
+                   main_head_identifier=repo.main_head_identifier,
+                   clone_url=f"{call.base_url()}/{org.slug}/{repo.slug}.git", created_at=repo.created_at)
+
+
+@endpoint(bp, "POST", "/v1/repos", summary="Create a repository", scope="admin", body=CreateRepo,
+          response=RepoOut, status=201)
+def create_repo(call: Call, body: CreateRepo):
+    repo = repo_service.create_repo(call.session, call.context.store, call.org_id, body.name, body.description)
+    return repo_out(call, repo)
+
+
+@endpoint(bp, "GET", "/v1/repos", summary="List repositories for an organization", query=PageQuery,
+          response=list[RepoOut], paginated=True)
+def list_repos(call: Call, query: PageQuery):
+    rows, has_more = repo_service.list_repos(call.session, call.org_id, query.page, query.per_page)
+    visible = [r for r in rows if call.principal.can_see_repo(r.id)]
+    return [repo_out(call, r) for r in visible], pagination(query, has_more)
+
+
+@endpoint(bp, "GET", "/v1/repos/<repo>", summary="Get repository metadata", response=RepoOut)
+def get_repo(call: Call, repo: str):
+    return repo_out(call, repo_service.visible_repo(call.session, call.principal, repo))
+
+
+@endpoint(bp, "DELETE", "/v1/repos/<repo>", summary="Delete a repository", scope="admin", response=Deleted)
+def delete_repo(call: Call, repo: str):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    repo_service.delete_repo(call.session, row, call.context.clock())
+    return Deleted(id=row.id)

@@ -1,0 +1,125 @@
+"""Declarative routes: auth, request parsing and validation with pydantic, the envelope, and the OpenAPI entry.
+
+    @endpoint(bp, "POST", "/v1/repos", body=CreateRepo, response=RepoOut, status=201, scope="admin")
+    def create_repo(call: Call, body: CreateRepo) -> RepoOut: ...
+
+The handler gets a `Call` (session, principal, app context) plus path parameters, `body` and `query`.
+The session commits when the handler returns, so deferred jobs start only after the commit.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import Blueprint, current_app, request
+from pydantic import BaseModel, ValidationError
+
+from control.context import AppContext
+from storage.errors import DomainError, Invalid
+from storage.keys import Principal
+
+from .auth import authenticate
+from .envelope import success
+
+ROUTES: list["RouteSpec"] = []
+
+
+class UnsupportedMediaType(DomainError):
+    code, status = "unsupported_media_type", 415
+
+
+class MalformedJson(DomainError):
+    code, status = "invalid_json", 400
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str  # flask syntax
+    summary: str
+    scope: str | None
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    tag: str
+    raw_body: bool = False
+    paginated: bool = False
+
+
+@dataclass
+class Call:
+    context: AppContext
+    session: Any
+    principal: Principal | None
+
+    @property
+    def org_id(self) -> str:
+        return self.principal.org_id
+
+    def base_url(self) -> str:
+        return (self.context.settings.public_url or request.host_url).rstrip("/")
+
+
+def validation_details(error: ValidationError) -> dict:
+    return {"fields": [{"loc": ".".join(str(p) for p in e["loc"]) or "body", "msg": e["msg"], "type": e["type"]}
+                       for e in error.errors(include_url=False, include_context=False, include_input=False)]}
+
+
+def parse_body(model: type[BaseModel]) -> BaseModel:
+    mimetype = request.mimetype or ""
+    raw = request.get_data(cache=False)
+    if mimetype not in ("application/json", "") and not mimetype.endswith("+json"):
+        if not (mimetype == "application/x-www-form-urlencoded" and raw.lstrip().startswith((b"{", b"["))):
+            raise UnsupportedMediaType(f"expected application/json, got {mimetype}")
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise MalformedJson("request body is not valid JSON") from None
+        raise Invalid("request body is invalid", validation_details(error)) from None
+
+
+def parse_query(model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as error:
+        raise Invalid("query parameters are invalid", validation_details(error)) from None
+
+
+def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str | None = "read",
+             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
+             status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False):
+    """`path` is the full path (for OpenAPI); the blueprint must have no url_prefix."""
+
+    def register(handler: Callable):
+        spec = RouteSpec(method, path, summary, scope, body, query, response, status, tag, raw_body, paginated)
+        ROUTES.append(spec)
+        wants = inspect.signature(handler).parameters
+
+        @functools.wraps(handler)
+        def view(**path_params):
+            context: AppContext = current_app.config["DRIFTSTONE"]
+            with context.db.session() as session:
+                principal = authenticate(session, scope) if scope else None
+                kwargs: dict[str, Any] = dict(path_params)
+                if body is not None:
+                    kwargs["body"] = parse_body(body)
+                if query is not None:
+                    kwargs["query"] = parse_query(query)
+                if "call" in wants:
+                    kwargs["call"] = Call(context=context, session=session, principal=principal)
+                result = handler(**kwargs)
+            if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+                data, extra = result
+                return success(data, status, **extra)
+            if hasattr(result, "status_code") and hasattr(result, "headers"):
+                return result
+            return success(result, status)
+
+        bp.add_url_rule(path, endpoint=handler.__name__, view_func=view, methods=[method])
+        return handler
+
+    return register

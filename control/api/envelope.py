@@ -1,0 +1,30 @@
+"""The Driftstone envelope: {"success": true, "data": ...} / {"success": false, "error", "code", "details"}."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+from pydantic import BaseModel
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, list):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_jsonable(item) for key, item in value.items()}
+    return value
+
+
+def success(data: Any, status: int = 200, **extra: Any):
+    body = {"success": True, "data": to_jsonable(data), **{k: to_jsonable(v) for k, v in extra.items()}}
+    return jsonify(body), status
+
+
+def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None):
+    response = jsonify({"success": False, "error": message, "code": code, "details": details or {}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response

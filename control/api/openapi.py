@@ -1,0 +1,95 @@
+"""OpenAPI 3.1 document generated from the declared routes and their pydantic models."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from .endpoint import ROUTES, RouteSpec
+
+REF = "#/components/schemas/{model}"
+_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["success", "error", "code", "details"],
+    "properties": {
+        "success": {"const": False},
+        "error": {"type": "string"},
+        "code": {"type": "string"},
+        "details": {"type": "object"},
+    },
+}
+ERROR_STATUSES = {"400": "Malformed request", "401": "Missing or invalid API key", "403": "Not allowed",
+                  "404": "Not found", "409": "Conflict", "413": "Too large", "415": "Unsupported media type",
+                  "422": "Invalid input", "423": "Locked", "429": "Rate limited"}
+
+
+class _Schemas:
+    def __init__(self):
+        self.components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+
+    def of(self, annotation: Any, mode: str) -> dict:
+        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
+        for name, definition in schema.pop("$defs", {}).items():
+            self.components[name] = definition
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and "title" in schema:
+            name = annotation.__name__
+            self.components[name] = schema
+            return {"$ref": REF.format(model=name)}
+        return schema
+
+
+def _parameters(spec: RouteSpec, schemas: _Schemas) -> tuple[str, list[dict]]:
+    params = []
+    for converter, name in _PARAM.findall(spec.path):
+        params.append({"name": name, "in": "path", "required": True,
+                       "schema": {"type": "string", "minLength": 1, **({"pattern": "^[^/]+$"} if converter != "path" else {})}})
+    if spec.query is not None:
+        query_schema = spec.query.model_json_schema(ref_template=REF)
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema.get("properties", {}).items():
+            params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+    return _PARAM.sub(r"{\2}", spec.path), params
+
+
+def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
+    schemas = _Schemas()
+    paths: dict[str, dict] = {}
+    for spec in ROUTES:
+        path, params = _parameters(spec, schemas)
+        operation: dict[str, Any] = {"summary": spec.summary, "tags": [spec.tag],
+                                     "operationId": f"{spec.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', path).strip('_')}"}
+        if params:
+            operation["parameters"] = params
+        if spec.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": schemas.of(spec.body, "validation")}}}
+        elif spec.raw_body:
+            operation["requestBody"] = {"required": False, "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+        data_schema = schemas.of(spec.response, "serialization") if spec.response is not None else {}
+        envelope = {"type": "object", "required": ["success", "data"],
+                    "properties": {"success": {"const": True}, "data": data_schema}}
+        if spec.paginated:
+            envelope["properties"]["pagination"] = {"$ref": REF.format(model="Pagination")}
+            schemas.components["Pagination"] = {
+                "type": "object", "required": ["page", "perPage", "hasMore"],
+                "properties": {"page": {"type": "integer"}, "perPage": {"type": "integer"},
+                               "hasMore": {"type": "boolean"}}}
+        responses = {str(spec.status): {"description": "OK", "content": {"application/json": {"schema": envelope}}}}
+        for status, description in ERROR_STATUSES.items():
+            responses[status] = {"description": description,
+                                 "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+        operation["responses"] = responses
+        if spec.scope:
+            operation["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[spec.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": schemas.components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

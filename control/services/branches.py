@@ -1,0 +1,99 @@
+"""Branches: the git ref is the truth for heads; rows add status, base and record-only branches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hooks.pipeline import apply_ref_change
+from hooks.refs import ZERO_SHA, RefUpdate
+from storage import git_read, git_refs, jobs
+from storage.errors import Conflict, NotFound
+from storage.ids import new_id
+from storage.keys import Principal
+from storage.models import Branch, Repository
+
+from .changes import change_context, checked_branch_name, resolve_revision
+
+
+@dataclass
+class BranchView:
+    name: str
+    head_sha: str | None
+    head_identifier: str | None
+    status: str
+    base_branch: str | None
+    base_commit: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+def _view(name: str, sha: str | None, row: Branch | None) -> BranchView:
+    return BranchView(name=name, head_sha=sha, head_identifier=row.head_identifier if row else None,
+                      status=(row.status if row else "ready") if sha or row else "ready",
+                      base_branch=row.base_branch if row else None, base_commit=row.base_commit if row else None,
+                      created_at=row.created_at if row else None, updated_at=row.updated_at if row else None)
+
+
+def list_branches(session: Session, app, repo: Repository) -> list[BranchView]:
+    heads = git_read.branch_heads(app.store.path_for(repo.id))
+    rows = {row.name: row for row in session.scalars(select(Branch).where(Branch.repo_id == repo.id))}
+    names = sorted(set(heads) | {name for name, row in rows.items() if row.head_sha is None})
+    return [_view(name, heads.get(name), rows.get(name)) for name in names]
+
+
+def get_branch(session: Session, app, repo: Repository, name: str) -> BranchView:
+    sha = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{name}")
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
+    if sha is None and (row is None or row.head_sha is not None):
+        raise NotFound(f"branch {name!r} not found")
+    return _view(name, sha, row)
+
+
+def create_branch(session: Session, app, repo: Repository, actor: Principal, name: str,
+                  source: str | None = None, record_only: bool = False) -> BranchView:
+    """From `source` (a branch or commit; default: the main head), or as a record awaiting its first upload."""
+    checked_branch_name(name)
+    path = app.store.path_for(repo.id)
+    existing = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
+    if git_refs.read_ref(path, f"refs/heads/{name}") is not None or existing is not None:
+        raise Conflict(f"branch {name!r} already exists", {"branch": name})
+    base_branch = source if source and not _looks_like_sha(source) else repo.default_branch
+    start = resolve_revision(app, repo, source) if source else git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
+    if record_only or start is None:
+        row = Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=None, status="creating",
+                     base_branch=base_branch, head_identifier=None)
+        session.add(row)
+        session.flush()
+        return _view(name, None, row)
+    ctx = change_context(app, repo, actor, "api")
+    apply_ref_change(ctx, RefUpdate(old=ZERO_SHA, new=start, ref=f"refs/heads/{name}"), session=session)
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
+    row.base_branch, row.base_commit = base_branch, start
+    if base_branch == repo.default_branch and start == git_refs.read_ref(path, f"refs/heads/{repo.default_branch}"):
+        row.head_identifier = repo.main_head_identifier
+    session.flush()
+    return _view(name, start, row)
+
+
+def delete_branch(session: Session, app, repo: Repository, actor: Principal, name: str) -> None:
+    if name == repo.default_branch:
+        raise Conflict(f"{name!r} is the default branch and cannot be deleted")
+    path = app.store.path_for(repo.id)
+    sha = git_refs.read_ref(path, f"refs/heads/{name}")
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
+    if sha is None and row is None:
+        raise NotFound(f"branch {name!r} not found")
+    if sha is not None:
+        ctx = change_context(app, repo, actor, "api")
+        apply_ref_change(ctx, RefUpdate(old=sha, new=ZERO_SHA, ref=f"refs/heads/{name}"), session=session)
+    elif row is not None:
+        session.delete(row)
+    session.flush()
+    jobs.defer(session, "control.jobs.purge_branch_files", repo.id, name)
+
+
+def _looks_like_sha(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)

@@ -1,0 +1,47 @@
+"""Building a ref-change context for the hook pipeline, and resolving user-given revisions."""
+from __future__ import annotations
+
+import re
+
+from hooks.context import ChangeContext, RepoRef
+from hooks.refs import branch_name_problem
+from storage import git_refs
+from storage.errors import Invalid, NotFound
+from storage.keys import Principal
+from storage.models import Repository
+
+_HEX = re.compile(r"^[0-9a-f]{40}$")
+
+
+def change_context(app, repo: Repository, actor: Principal | None, source: str) -> ChangeContext:
+    return ChangeContext(db=app.db, settings=app.settings, actor=actor, source=source,
+                         repo=RepoRef(id=repo.id, org_id=repo.org_id, slug=repo.slug,
+                                      default_branch=repo.default_branch),
+                         repo_path=app.store.path_for(repo.id))
+
+
+def checked_branch_name(name: str) -> str:
+    problem = branch_name_problem(name)
+    if problem:
+        raise Invalid(f"invalid branch name {name!r}: {problem}", {"fields": [{"loc": "name", "msg": problem}]})
+    return name
+
+
+def resolve_revision(app, repo: Repository, revision: str) -> str:
+    """A branch name or a full commit sha that exists in the repository, as a commit sha."""
+    path = app.store.path_for(repo.id)
+    if _HEX.match(revision):
+        from dulwich.repo import Repo
+
+        with Repo(str(path)) as git_repo:
+            try:
+                obj = git_repo[revision.encode()]
+            except KeyError:
+                obj = None
+            if obj is not None and obj.type_name == b"commit":
+                return revision
+        raise NotFound(f"commit {revision} not found")
+    sha = git_refs.read_ref(path, f"refs/heads/{revision}")
+    if sha is None:
+        raise NotFound(f"branch {revision!r} not found")
+    return sha

@@ -1,0 +1,36 @@
+"""Ref compare-and-swap on dulwich, using git's own lock files so it serialises with receive-pack."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.repo import Repo
+
+ZERO_SHA = "0" * 40
+
+
+def read_ref(repo_path: Path, ref: str) -> str | None:
+    with Repo(str(repo_path)) as repo:
+        try:
+            value = repo.refs[ref.encode()]
+        except KeyError:
+            return None
+        return value.decode()
+
+
+def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
+    """Move `ref` from `old` to `new` (ZERO_SHA: absent) only if it still points at `old`."""
+    name = ref.encode()
+    try:
+        with Repo(str(repo_path)) as repo:
+            refs = repo.refs
+            if old == ZERO_SHA:
+                return bool(refs.add_if_new(name, new.encode()))
+            if new == ZERO_SHA:
+                return bool(refs.remove_if_equals(name, old.encode()))
+            return bool(refs.set_if_equals(name, old.encode(), new.encode()))
+    except FileLocked:
+        return False
+    except NotGitRepository:
+        raise FileNotFoundError(repo_path) from None

@@ -1,0 +1,92 @@
+"""Background jobs: rq on Redis when configured, else the same functions on an in-process worker thread.
+
+Jobs are named by dotted path ("control.jobs.purge_repository") and take ids only. Services defer them on
+the session; the Database enqueues them only after that session's transaction has committed.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+RETRY_DELAYS = (1, 5, 15)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    func: str
+    args: tuple
+    job_id: str
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job: JobRequest) -> None: ...
+
+
+def resolve(func_path: str):
+    module, _, name = func_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def defer(session, func: str, *args, job_id: str | None = None) -> None:
+    """Ask for `func(*args)` to run once this session's transaction commits."""
+    job_id = job_id or f"{func.rpartition('.')[2]}:{':'.join(map(str, args))}"
+    session.info.setdefault("deferred_jobs", []).append(JobRequest(func, tuple(args), job_id))
+
+
+@dataclass
+class InProcessQueue:
+    """One daemon thread running jobs in order, retrying each up to len(RETRY_DELAYS) times."""
+
+    _queue: "queue.Queue[JobRequest]" = field(default_factory=queue.Queue)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enqueue(self, job: JobRequest) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="driftstone-jobs", daemon=True)
+                self._thread.start()
+        self._queue.put(job)
+
+    def join(self) -> None:
+        self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                run_with_retries(job)
+            finally:
+                self._queue.task_done()
+
+
+def run_with_retries(job: JobRequest, delays=RETRY_DELAYS) -> None:
+    for attempt in range(len(delays) + 1):
+        try:
+            resolve(job.func)(*job.args)
+            return
+        except Exception:
+            log.exception("job %s failed (attempt %d)", job.job_id, attempt + 1)
+            if attempt < len(delays):
+                time.sleep(delays[attempt])
+
+
+class RedisQueue:
+    def __init__(self, url: str, name: str):
+        from redis import Redis
+        from rq import Queue
+
+        self.connection = Redis.from_url(url)
+        self.queue = Queue(name, connection=self.connection)
+
+    def enqueue(self, job: JobRequest) -> None:
+        from rq import Retry
+
+        self.queue.enqueue(job.func, *job.args, job_id=job.job_id.replace(":", "-"),
+                           retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
