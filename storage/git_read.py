@@ -1,6 +1,7 @@
 """Read-only questions to a repository answered by C git (works inside a push quarantine via `env`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -36,3 +37,47 @@ def branch_heads(repo: Path) -> dict[str, str]:
         sha, _, ref = line.partition(" ")
         heads[ref[len("refs/heads/"):]] = sha
     return heads
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    parents: tuple[str, ...]
+    author_name: str
+    author_email: str
+    authored_at: str
+    committer_name: str
+    committer_email: str
+    committed_at: str
+    message: str
+
+
+_LOG_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x00%x1e"
+
+
+def _parse_log(output: bytes) -> list[CommitInfo]:
+    commits = []
+    for record in output.decode("utf-8", "replace").split("\x00\x1e"):
+        record = record.lstrip("\n")
+        if not record:
+            continue
+        fields = record.split("\x00")
+        if len(fields) < 9:
+            continue
+        sha, parents, an, ae, ad, cn, ce, cd, message = fields[:9]
+        commits.append(CommitInfo(sha, tuple(parents.split()), an, ae, ad, cn, ce, cd, message))
+    return commits
+
+
+def log(repo: Path, tip: str, skip: int, limit: int) -> list[CommitInfo]:
+    """Commits reachable from `tip` (a full sha), newest first."""
+    result = run_git(repo, ["log", f"--format={_LOG_FORMAT}", f"--skip={skip}", f"--max-count={limit}",
+                            "--end-of-options", tip, "--"])
+    return _parse_log(result.stdout)
+
+
+def commit_info(repo: Path, sha: str) -> CommitInfo | None:
+    result = run_git(repo, ["log", f"--format={_LOG_FORMAT}", "--no-walk", "--end-of-options", f"{sha}^{{commit}}",
+                            "--"], check=False)
+    commits = _parse_log(result.stdout) if result.returncode == 0 else []
+    return commits[0] if commits else None

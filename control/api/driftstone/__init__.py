@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import branches, health, keys, repos
+from . import branches, commits, health, keys, repos
 
-BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp)
+BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp, commits.bp)
 
 
 def register(app: Flask) -> None:

@@ -1,0 +1,37 @@
+"""Commit intent (goal, plan, confidence, agent, ...) as `Intent-<Key>: value` commit trailers."""
+from __future__ import annotations
+
+import re
+
+PREFIX = "Intent-"
+_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): (.*)$")
+
+
+def _trailer_key(key: str) -> str:
+    return PREFIX + "-".join(part[:1].upper() + part[1:] for part in re.split(r"[_\s-]+", key) if part)
+
+
+def message_with_intent(message: str, intent: dict[str, object] | None) -> str:
+    message = message.rstrip("\n")
+    if not intent:
+        return message + "\n"
+    lines = []
+    for key, value in intent.items():
+        text = " ".join(str(value).split())  # trailers are one line each
+        if text:
+            lines.append(f"{_trailer_key(key)}: {text}")
+    return f"{message}\n\n" + "\n".join(lines) + "\n" if lines else message + "\n"
+
+
+def intent_from_message(message: str) -> dict[str, str] | None:
+    paragraphs = message.strip("\n").split("\n\n")
+    if len(paragraphs) < 2:
+        return None
+    intent = {}
+    for line in paragraphs[-1].splitlines():
+        match = _TRAILER.match(line)
+        if match and match.group(1).startswith(PREFIX):
+            words = match.group(1)[len(PREFIX):].split("-")
+            key = words[0].lower() + "".join(w.capitalize() for w in words[1:])
+            intent[key] = match.group(2)
+    return intent or None
