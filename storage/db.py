@@ -1,12 +1,15 @@
 """Engine and session handling. The caller owns the transaction: `with db.session() as s: ...` commits on exit."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -47,7 +50,10 @@ class Database:
             session.close()
         if self.jobs is not None:
             for job in deferred:
-                self.jobs.enqueue(job)
+                try:
+                    self.jobs.enqueue(job)
+                except Exception:  # the change is committed; a lost cleanup job must not fail the request
+                    log.exception("could not enqueue job %s", job.job_id)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -5,6 +5,7 @@ the session; the Database enqueues them only after that session's transaction ha
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import queue
@@ -35,7 +36,9 @@ def resolve(func_path: str):
 
 def defer(session, func: str, *args, job_id: str | None = None) -> None:
     """Ask for `func(*args)` to run once this session's transaction commits."""
-    job_id = job_id or f"{func.rpartition('.')[2]}:{':'.join(map(str, args))}"
+    if job_id is None:
+        digest = hashlib.sha256(repr(args).encode()).hexdigest()[:20]
+        job_id = f"{func.rpartition('.')[2]}-{digest}"
     session.info.setdefault("deferred_jobs", []).append(JobRequest(func, tuple(args), job_id))
 
 
@@ -88,5 +91,5 @@ class RedisQueue:
     def enqueue(self, job: JobRequest) -> None:
         from rq import Retry
 
-        self.queue.enqueue(job.func, *job.args, job_id=job.job_id.replace(":", "-"),
+        self.queue.enqueue(job.func, *job.args, job_id=job.job_id,
                            retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))

@@ -1,0 +1,178 @@
+"""Seed 000's Driftstone /v1 surface run as documented (curl examples and the endpoint table) on a real server."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import requests
+
+
+def api(server, key, method, path, body=None, **kwargs):
+    headers = {"Authorization": f"Bearer {key}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        kwargs["data"] = json.dumps(body)
+    return requests.request(method, server.url + path, headers=headers, timeout=30, **kwargs)
+
+
+def test_seed_curl_repo_create(server, tenant):
+    """`curl -X POST .../v1/repos -H "Authorization: Bearer dk-..." -d '{"name":"agent-work"}'` as written."""
+    result = subprocess.run(["curl", "-s", "-X", "POST", f"{server.url}/v1/repos",
+                             "-H", f"Authorization: Bearer {tenant.keys['admin']}",
+                             "-d", '{"name":"agent-work"}'], capture_output=True, text=True, check=True)
+    body = json.loads(result.stdout)
+    assert body["success"] is True
+    repo = body["data"]
+    assert repo["slug"] == "agent-work" and repo["defaultBranch"] == "main"
+    assert repo["cloneUrl"].endswith(f"/{tenant.org}/agent-work.git")
+    duplicate = api(server, tenant.keys["admin"], "POST", "/v1/repos", {"name": "agent-work"})
+    assert duplicate.status_code == 409 and duplicate.json()["code"] == "conflict"
+
+
+def test_repo_table_endpoints(server, tenant, git, tmp_path):
+    key = tenant.keys["admin"]
+    created = api(server, key, "POST", "/v1/repos", {"name": "Hello World", "description": "demo"})
+    assert created.status_code == 201
+    slug = created.json()["data"]["slug"]
+    assert slug == "hello-world"
+    listed = api(server, key, "GET", "/v1/repos").json()
+    assert slug in [r["slug"] for r in listed["data"]] and listed["pagination"]["page"] == 1
+    got = api(server, key, "GET", f"/v1/repos/{slug}").json()["data"]
+    assert got["description"] == "demo" and got["mainHeadCommit"] is None
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", got["cloneUrl"].replace("http://", f"http://x:{key}@"), "main", cwd=work)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    assert api(server, key, "GET", f"/v1/repos/{slug}").json()["data"]["mainHeadCommit"] == head
+    deleted = api(server, key, "DELETE", f"/v1/repos/{slug}")
+    assert deleted.status_code == 200 and deleted.json()["data"]["deleted"] is True
+    assert api(server, key, "GET", f"/v1/repos/{slug}").status_code == 404
+    assert git("ls-remote", got["cloneUrl"].replace("http://", f"http://x:{key}@"), check=False).returncode != 0
+    assert api(server, key, "POST", "/v1/repos", {"name": "Hello World"}).status_code == 201  # slug is free again
+
+
+def test_deleted_repository_is_purged_by_a_job(server, tenant):
+    key = tenant.keys["admin"]
+    data = api(server, key, "POST", "/v1/repos", {"name": "to-purge"}).json()["data"]
+    path = server.context.store.path_for(data["id"])
+    assert path.exists()
+    api(server, key, "DELETE", "/v1/repos/to-purge")
+    deadline = time.monotonic() + 30
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not path.exists()
+
+
+def test_repos_pagination(server):
+    tenant = server.tenant()
+    for i in range(5):
+        tenant.repo(f"p{i}")
+    first = api(server, tenant.keys["read"], "GET", "/v1/repos?perPage=2").json()
+    assert len(first["data"]) == 2 and first["pagination"]["hasMore"] is True
+    last = api(server, tenant.keys["read"], "GET", "/v1/repos?perPage=2&page=3").json()
+    assert len(last["data"]) == 1 and last["pagination"]["hasMore"] is False
+    slugs = [r["slug"] for p in (1, 2, 3) for r in api(server, tenant.keys["read"], "GET", f"/v1/repos?perPage=2&page={p}").json()["data"]]
+    assert sorted(slugs) == [f"p{i}" for i in range(5)]
+
+
+def test_branch_table_endpoints(server, tenant, git, tmp_path):
+    key = tenant.keys["agent"]
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    main = git.out("rev-parse", "HEAD", cwd=work)
+    created = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "feature/x"})
+    assert created.status_code == 201
+    assert created.json()["data"]["headCommit"] == main and created.json()["data"]["baseBranch"] == "main"
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/feature/x").split()[0] == main
+    one = api(server, key, "GET", f"/v1/repos/{repo}/branches/feature/x").json()["data"]
+    assert one["name"] == "feature/x" and one["status"] == "ready"
+    names = [b["name"] for b in api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]]
+    assert names == ["feature/x", "main"]
+    assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "feature/x"}).status_code == 409
+    bad = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "-evil"})
+    assert bad.status_code == 422
+    assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/feature/x").status_code == 200
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/feature/x") == ""
+    assert api(server, key, "GET", f"/v1/repos/{repo}/branches/feature/x").status_code == 404
+    assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/main").status_code == 409
+
+
+def test_record_only_branch_and_branch_from_sha(server, tenant, git, tmp_path):
+    key = tenant.keys["agent"]
+    repo = tenant.repo()
+    waiting = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "later"})
+    assert waiting.status_code == 201 and waiting.json()["data"]["headCommit"] is None  # empty repo: a record
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    first = git.out("rev-parse", "HEAD", cwd=work)
+    git.commit(work, {"b.txt": "b"}, "second")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    record = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "rec", "recordOnly": True})
+    assert record.json()["data"]["headCommit"] is None
+    from_sha = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "old", "from": first}).json()["data"]
+    assert from_sha["headCommit"] == first
+    listed = {b["name"]: b["headCommit"] for b in api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]}
+    assert listed == {"later": None, "rec": None, "old": first, "main": git.out("rev-parse", "HEAD", cwd=work)}
+    missing = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "x", "from": "nope"})
+    assert missing.status_code == 404
+
+
+def test_commit_metadata_for_pushed_commits(server, tenant, git, tmp_path):
+    key = tenant.keys["read"]
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("commit", "-q", "--allow-empty", "-m", "Add login\n\nIntent-Goal: let users sign in\nIntent-Confidence: high",
+        cwd=work)
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    listed = api(server, key, "GET", f"/v1/repos/{repo}/commits?branch=main").json()
+    assert [c["sha"] for c in listed["data"]] == [head, git.out("rev-parse", "HEAD~1", cwd=work)]
+    top = listed["data"][0]
+    assert top["source"] == "push" and top["author"]["email"] == "agent@example.test"
+    assert top["intent"] == {"goal": "let users sign in", "confidence": "high"}
+    assert top["parents"] == [listed["data"][1]["sha"]]
+    one = api(server, key, "GET", f"/v1/repos/{repo}/commits/{head}").json()["data"]
+    assert one["message"].startswith("Add login")
+    assert api(server, key, "GET", f"/v1/repos/{repo}/commits/{'0' * 40}").status_code == 404
+    assert api(server, key, "GET", f"/v1/repos/{repo}/commits/zzz").status_code == 422
+    paged = api(server, key, "GET", f"/v1/repos/{repo}/commits?perPage=1&page=2").json()
+    assert len(paged["data"]) == 1 and paged["pagination"]["hasMore"] is False
+
+
+def test_keys_issue_list_revoke(server, tenant, git, tmp_path):
+    admin = tenant.keys["admin"]
+    issued = api(server, admin, "POST", "/v1/keys", {"name": "ci", "scope": "agent"})
+    assert issued.status_code == 201
+    secret = issued.json()["data"]["key"]
+    key_id = issued.json()["data"]["id"]
+    assert secret.startswith("dk-")
+    listing = api(server, admin, "GET", "/v1/keys")
+    assert secret not in listing.text and key_id in listing.text
+    repo = tenant.repo()
+    assert api(server, secret, "GET", f"/v1/repos/{repo}").status_code == 200
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", f"http://x:{secret}@127.0.0.1:{server.port}/{tenant.org}/{repo}.git", "main", cwd=work)
+    assert api(server, admin, "DELETE", f"/v1/keys/{key_id}").status_code == 200
+    assert api(server, secret, "GET", f"/v1/repos/{repo}").status_code == 401
+    assert git("push", f"http://x:{secret}@127.0.0.1:{server.port}/{tenant.org}/{repo}.git", "main",
+               cwd=work, check=False).returncode != 0
+    assert api(server, admin, "DELETE", f"/v1/keys/{key_id}").status_code == 404
+
+
+def test_key_with_repo_allow_list_and_expiry(server, tenant):
+    admin = tenant.keys["admin"]
+    allowed, hidden = tenant.repo(), tenant.repo()
+    issued = api(server, admin, "POST", "/v1/keys", {"name": "one", "scope": "read", "repos": [allowed]}).json()["data"]
+    assert issued["repos"] == [allowed]
+    assert api(server, issued["key"], "GET", f"/v1/repos/{allowed}").status_code == 200
+    assert api(server, issued["key"], "GET", f"/v1/repos/{hidden}").status_code == 404
+    past = api(server, admin, "POST", "/v1/keys", {"name": "old", "scope": "read", "expiresAt": "2000-01-01T00:00:00Z"})
+    assert past.status_code == 422
+
+
+def test_health_and_readiness(server):
+    assert requests.get(server.url + "/healthz", timeout=10).json() == {"success": True, "data": {"status": "ok", "checks": None}}
+    ready = requests.get(server.url + "/readyz", timeout=10).json()
+    assert ready["data"]["status"] == "ready"
+    assert set(ready["data"]["checks"]) >= {"database", "repoStore", "blobStore"}

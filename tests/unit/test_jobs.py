@@ -1,0 +1,70 @@
+"""Deferred jobs run only after the transaction commits, and in-process jobs are retried."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from storage import jobs
+from storage.db import Database
+
+CALLS: list = []
+FAILURES = {"left": 0}
+
+
+def record(*args):
+    CALLS.append(args)
+
+
+def flaky(value):
+    if FAILURES["left"] > 0:
+        FAILURES["left"] -= 1
+        raise RuntimeError("transient")
+    CALLS.append(("flaky", value))
+
+
+@pytest.fixture
+def db(tmp_path):
+    CALLS.clear()
+    queue = jobs.InProcessQueue()
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}", jobs=queue)
+    yield database, queue
+    database.dispose()
+
+
+def test_job_runs_after_commit(db):
+    database, queue = db
+    with database.session() as session:
+        session.execute(text("SELECT 1"))
+        jobs.defer(session, "tests.unit.test_jobs.record", "repo_1", "main")
+        assert CALLS == []
+    queue.join()
+    assert CALLS == [("repo_1", "main")]
+
+
+def test_rolled_back_transaction_enqueues_nothing(db):
+    database, queue = db
+    with pytest.raises(RuntimeError):
+        with database.session() as session:
+            jobs.defer(session, "tests.unit.test_jobs.record", "nope")
+            raise RuntimeError("boom")
+    queue.join()
+    assert CALLS == []
+
+
+def test_in_process_jobs_are_retried():
+    CALLS.clear()
+    FAILURES["left"] = 2
+    jobs.run_with_retries(jobs.JobRequest("tests.unit.test_jobs.flaky", (7,), "flaky-7"), delays=(0, 0, 0))
+    assert CALLS == [("flaky", 7)]
+
+
+def test_job_ids_are_valid_for_rq():
+    import re
+
+    class FakeSession:
+        info: dict = {}
+
+    session = FakeSession()
+    jobs.defer(session, "control.jobs.purge_branch_files", "repo_1", "feature/x y")
+    job_id = session.info["deferred_jobs"][0].job_id
+    assert re.match(r"^[A-Za-z0-9_-]+$", job_id)
