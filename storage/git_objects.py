@@ -1,0 +1,184 @@
+"""Objects on dulwich, in-process and without a checkout: read paths and trees, write blobs, edit trees, commit.
+
+Editing a tree rewrites only the subtrees on the changed paths, so its cost follows the change, not the repo.
+"""
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Mapping
+
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
+
+from .git_env import GIT, clean_git_env
+
+FILE_MODE = 0o100644
+EXEC_MODE = 0o100755
+LINK_MODE = 0o120000
+TREE_MODE = 0o040000
+GITLINK_MODE = 0o160000
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str
+    mode: int
+    sha: str
+
+    @property
+    def kind(self) -> str:
+        if stat.S_ISDIR(self.mode):
+            return "tree"
+        if self.mode == GITLINK_MODE:
+            return "commit"
+        return "symlink" if self.mode == LINK_MODE else "blob"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def encoded(self) -> bytes:
+        clean = lambda text: " ".join(text.replace("<", "").replace(">", "").split())  # noqa: E731
+        return f"{clean(self.name) or 'unknown'} <{clean(self.email)}>".encode("utf-8")
+
+
+def open_repo(repo_path: Path) -> Repo:
+    return Repo(str(repo_path))
+
+
+def commit_tree(repo: Repo, commit_sha: str) -> bytes:
+    obj = repo.object_store[commit_sha.encode()]
+    if not isinstance(obj, Commit):
+        raise KeyError(commit_sha)
+    return obj.tree
+
+
+def _walk_to(repo: Repo, tree_sha: bytes, path: str) -> tuple[int, bytes] | None:
+    mode, sha = TREE_MODE, tree_sha
+    for part in [p for p in path.split("/") if p]:
+        if not stat.S_ISDIR(mode):
+            return None
+        tree = repo.object_store[sha]
+        try:
+            mode, sha = tree[part.encode("utf-8", "surrogateescape")]
+        except KeyError:
+            return None
+    return mode, sha
+
+
+def lookup(repo: Repo, commit_sha: str, path: str) -> TreeEntry | None:
+    found = _walk_to(repo, commit_tree(repo, commit_sha), path)
+    return TreeEntry(path.strip("/"), found[0], found[1].decode()) if found else None
+
+
+def read_blob(repo: Repo, commit_sha: str, path: str) -> bytes | None:
+    entry = lookup(repo, commit_sha, path)
+    if entry is None or entry.kind not in ("blob", "symlink"):
+        return None
+    return repo.object_store[entry.sha.encode()].as_raw_string()
+
+
+def list_tree(repo: Repo, commit_sha: str, path: str = "", recursive: bool = False) -> list[TreeEntry]:
+    found = _walk_to(repo, commit_tree(repo, commit_sha), path)
+    if found is None or not stat.S_ISDIR(found[0]):
+        return []
+    return list(_entries(repo, found[1], path.strip("/"), recursive))
+
+
+def _entries(repo: Repo, tree_sha: bytes, prefix: str, recursive: bool) -> Iterator[TreeEntry]:
+    for item in repo.object_store[tree_sha].iteritems():
+        name = item.path.decode("utf-8", "surrogateescape")
+        full = f"{prefix}/{name}" if prefix else name
+        if recursive and stat.S_ISDIR(item.mode):
+            yield from _entries(repo, item.sha, full, True)
+        else:
+            yield TreeEntry(full, item.mode, item.sha.decode())
+
+
+def write_blob(repo: Repo, data: bytes) -> str:
+    blob = Blob.from_string(data)
+    repo.object_store.add_object(blob)
+    return blob.id.decode()
+
+
+def write_blob_stream(repo_path: Path, source: BinaryIO) -> str:
+    """Write a blob of any size from a stream (C git hashes and compresses it without holding it in memory)."""
+    process = subprocess.Popen([GIT, "-C", str(repo_path), "hash-object", "-w", "--stdin", "--no-filters"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=clean_git_env())
+    shutil.copyfileobj(source, process.stdin, 1024 * 1024)
+    process.stdin.close()
+    sha = process.stdout.read().decode().strip()
+    if process.wait() != 0:
+        raise RuntimeError("git hash-object failed")
+    return sha
+
+
+Change = tuple[int, str] | None  # (mode, blob sha) to write, None to delete
+
+
+def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]) -> bytes:
+    """A new tree: `base_tree` with `changes` applied (paths use '/'); empty directories disappear."""
+    nested: dict = {}
+    for path, change in changes.items():
+        parts = [p for p in path.split("/") if p]
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part.encode("utf-8", "surrogateescape"), {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{path}: a parent is also being written as a file")
+        node[parts[-1].encode("utf-8", "surrogateescape")] = change
+    new_sha = _apply(repo, base_tree, nested)
+    return new_sha if new_sha is not None else _empty_tree(repo)
+
+
+def _apply(repo: Repo, tree_sha: bytes | None, nested: dict) -> bytes | None:
+    tree = repo.object_store[tree_sha].copy() if tree_sha else Tree()
+    for name, change in nested.items():
+        existing = tree[name] if name in tree else None
+        if isinstance(change, dict):
+            sub_base = existing[1] if existing and stat.S_ISDIR(existing[0]) else None
+            sub = _apply(repo, sub_base, change)
+            if sub is None:
+                if name in tree:
+                    del tree[name]
+            else:
+                tree[name] = (TREE_MODE, sub)
+        elif change is None:
+            if name in tree:
+                del tree[name]
+        else:
+            mode, sha = change
+            tree[name] = (mode, sha.encode())
+    if not len(tree):
+        return None
+    repo.object_store.add_object(tree)
+    return tree.id
+
+
+def _empty_tree(repo: Repo) -> bytes:
+    tree = Tree()
+    repo.object_store.add_object(tree)
+    return tree.id
+
+
+def write_commit(repo: Repo, tree: bytes, parents: list[str], author: Identity, message: str,
+                 committer: Identity | None = None, when: int | None = None) -> str:
+    commit = Commit()
+    commit.tree = tree
+    commit.parents = [p.encode() for p in parents]
+    commit.author = author.encoded()
+    commit.committer = (committer or author).encoded()
+    commit.author_time = commit.commit_time = int(when if when is not None else time.time())
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = message.encode("utf-8")
+    repo.object_store.add_object(commit)
+    return commit.id.decode()
