@@ -1,5 +1,6 @@
 from .accounts import SCOPES, ApiKey, Organization
 from .base import Base, utcnow
+from .collab import PathLock, Stack, StackReview, Workspace, WorkspaceFile
 from .events import Event
 from .repos import Branch, BranchProtection, Repository
 from .uploads import CommitMeta, Upload, UploadFile
@@ -7,4 +8,5 @@ from .uploads import CommitMeta, Upload, UploadFile
 __all__ = [
     "SCOPES", "ApiKey", "Organization", "Base", "utcnow", "Event", "Branch", "BranchProtection", "Repository",
     "CommitMeta", "Upload", "UploadFile",
+    "PathLock", "Stack", "StackReview", "Workspace", "WorkspaceFile",
 ]
