@@ -18,7 +18,7 @@ HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "no
 
 
 def create_app(context: AppContext) -> Flask:
-    app = Flask("driftstone")
+    app = Flask("driftstone", static_folder=None)  # no /static route: every route is a documented operation
     app.config["DRIFTSTONE"] = context
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False
@@ -28,7 +28,7 @@ def create_app(context: AppContext) -> Flask:
 
     driftstone.register(app)
 
-    @app.get("/openapi.json")
+    @app.get("/openapi.json", provide_automatic_options=False)
     def openapi():
         return jsonify(build_openapi())
 

@@ -47,6 +47,7 @@ class RouteSpec:
     tag: str
     raw_body: bool = False
     paginated: bool = False
+    errors: tuple[tuple[int, str], ...] = ()  # statuses this route answers beyond the common error set
 
 
 @dataclass
@@ -91,11 +92,15 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
 
 def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str | None = "read",
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
-             status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False):
-    """`path` is the full path (for OpenAPI); the blueprint must have no url_prefix."""
+             status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False,
+             errors: dict[int, str] | None = None):
+    """`path` is the full path (for OpenAPI); the blueprint must have no url_prefix.
+
+    `errors` documents statuses the handler answers (in the error envelope) beyond the common set."""
 
     def register(handler: Callable):
-        spec = RouteSpec(method, path, summary, scope, body, query, response, status, tag, raw_body, paginated)
+        spec = RouteSpec(method, path, summary, scope, body, query, response, status, tag, raw_body, paginated,
+                         tuple(sorted((errors or {}).items())))
         ROUTES.append(spec)
         wants = inspect.signature(handler).parameters
 
@@ -119,7 +124,9 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
                 return result
             return success(result, status)
 
-        bp.add_url_rule(path, endpoint=handler.__name__, view_func=view, methods=[method])
+        # No automatic OPTIONS: an undocumented method answers 405 (with Allow) in the envelope, like any other.
+        bp.add_url_rule(path, endpoint=handler.__name__, view_func=view, methods=[method],
+                        provide_automatic_options=False)
         return handler
 
     return register

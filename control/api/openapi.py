@@ -79,13 +79,18 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
                 "properties": {"page": {"type": "integer"}, "perPage": {"type": "integer"},
                                "hasMore": {"type": "boolean"}}}
         responses = {str(spec.status): {"description": "OK", "content": {"application/json": {"schema": envelope}}}}
-        for status, description in ERROR_STATUSES.items():
+        for status, description in [*ERROR_STATUSES.items(), *((str(code), text) for code, text in spec.errors)]:
             responses[status] = {"description": description,
                                  "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
         operation["responses"] = responses
         if spec.scope:
             operation["security"] = [{"bearer": []}]
         paths.setdefault(path, {})[spec.method.lower()] = operation
+    paths["/openapi.json"] = {"get": {
+        "summary": "This document (no auth)", "tags": ["meta"], "operationId": "get_openapi_json",
+        "responses": {"200": {"description": "The OpenAPI 3.1 document of this server",
+                              "content": {"application/json": {"schema": {"type": "object",
+                                                                          "required": ["openapi", "paths"]}}}}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

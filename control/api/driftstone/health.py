@@ -22,7 +22,7 @@ def healthz():
 
 
 @endpoint(bp, "GET", "/readyz", summary="Readiness: database, repo store, blob store, Redis (no auth)", scope=None,
-          response=Health)
+          response=Health, errors={503: "Not ready (details.checks says which part fails)"})
 def readyz(call: Call):
     context = call.context
     checks = {}
