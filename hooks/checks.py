@@ -10,13 +10,16 @@ from storage import git_read
 from storage.models import BranchProtection
 
 from .context import ChangeContext, Rejection
-from .refs import RefUpdate, pushable_ref_problem
+from .locks import check_path_locks
+from .refs import RefUpdate, pushable_ref_problem, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate]], list[Rejection]]
 
 
 def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
-    return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := pushable_ref_problem(u.ref))]
+    """Pushes may write heads, tags and notes; the server's own changes may also use refs/driftstone/."""
+    rule = pushable_ref_problem if ctx.source == "push" else ref_name_problem
+    return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := rule(u.ref))]
 
 
 def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
@@ -50,4 +53,4 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list
     return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
-PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_object_sizes)
+PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_path_locks, check_object_sizes)

@@ -28,6 +28,7 @@ class ChangeContext:
     source: str = "push"  # push | upload | api | merge | workspace
     git_env: Mapping[str, str] = field(default_factory=dict)  # the push quarantine, when there is one
     push_options: tuple[str, ...] = ()
+    workspace_id: str | None = None  # the workspace making the change: its own locks do not stop it
 
 
 @dataclass(frozen=True)

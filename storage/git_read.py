@@ -81,3 +81,71 @@ def commit_info(repo: Path, sha: str) -> CommitInfo | None:
                             "--"], check=False)
     commits = _parse_log(result.stdout) if result.returncode == 0 else []
     return commits[0] if commits else None
+
+
+def resolve_ref(repo: Path, ref: str, env: Mapping[str, str] | None = None) -> str | None:
+    result = run_git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+                     env=env, check=False)
+    return result.stdout.decode().strip() or None
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def changed_paths(repo: Path, base: str | None, head: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Paths that differ between `base` (None: nothing) and `head`, renames split into delete + add."""
+    result = run_git(repo, ["diff-tree", "-r", "-z", "--no-renames", "--name-only", "--end-of-options",
+                            base or EMPTY_TREE, head], env=env)
+    return [p for p in result.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def is_full_sha(value: str) -> bool:
+    return len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value)
+
+
+@dataclass(frozen=True)
+class GrepHit:
+    path: str
+    line: int
+    text: str
+
+
+def grep(repo: Path, commit: str, needle: str, limit: int, ignore_case: bool = False) -> tuple[list[GrepHit], bool]:
+    """Fixed-string search of text files at `commit`; at most `limit` hits (the flag says whether more exist)."""
+    import subprocess
+
+    from .git_env import GIT, clean_git_env
+
+    args = [GIT, "-C", str(repo), "grep", "-n", "-I", "-F", "--null", "--no-color", "--full-name"]
+    if ignore_case:
+        args.append("-i")
+    if not is_full_sha(commit):  # git 2.39's grep takes no --end-of-options: only a sha may stand there
+        raise ValueError("grep needs a full commit sha")
+    process = subprocess.Popen([*args, "-e", needle, commit, "--"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=clean_git_env())
+    hits: list[GrepHit] = []
+    more = False
+    prefix = f"{commit}:"
+    try:
+        for raw in process.stdout:
+            if len(hits) >= limit:
+                more = True
+                break
+            parts = raw.rstrip(b"\n").split(b"\0", 2)
+            if len(parts) != 3:
+                continue
+            path = parts[0].decode("utf-8", "surrogateescape")
+            path = path[len(prefix):] if path.startswith(prefix) else path
+            hits.append(GrepHit(path, int(parts[1]), parts[2].decode("utf-8", "replace")[:500]))
+    finally:
+        process.kill()
+        process.wait()
+    return hits, more
+
+
+def commits_between(repo: Path, base: str | None, head: str) -> list[str]:
+    """Commits reachable from `head` but not from `base`, oldest first."""
+    args = ["rev-list", "--reverse", "--end-of-options", head]
+    if base:
+        args.append(f"^{base}")
+    return run_git(repo, [*args, "--"]).stdout.decode().split()

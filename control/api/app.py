@@ -23,10 +23,11 @@ def create_app(context: AppContext) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False
 
-    from . import driftstone
+    from . import dojo, driftstone
     from .openapi import build_openapi
 
     driftstone.register(app)
+    dojo.register(app)
 
     @app.get("/openapi.json", provide_automatic_options=False)
     def openapi():
@@ -35,14 +36,14 @@ def create_app(context: AppContext) -> Flask:
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
         headers = {"WWW-Authenticate": 'Bearer realm="Driftstone"'} if error.status == 401 else None
-        return failure(error.message, error.code, error.status, error.details, headers)
+        return failure(error.message, error.code, error.status, error.details, headers, path=request.path)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         message = error.description or error.name
         if error.code == 404:
             message = f"no route for {request.method} {request.path}"
-        response = failure(message, HTTP_CODES.get(error.code, "invalid"), error.code or 400)
+        response = failure(message, HTTP_CODES.get(error.code, "invalid"), error.code or 400, path=request.path)
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
@@ -51,6 +52,6 @@ def create_app(context: AppContext) -> Flask:
     def unexpected(error: Exception):
         request_id = uuid.uuid4().hex
         log.exception("unhandled error, request %s", request_id)
-        return failure("internal error", "internal", 500, {"requestId": request_id})
+        return failure("internal error", "internal", 500, {"requestId": request_id}, path=request.path)
 
     return app

@@ -21,7 +21,7 @@ from storage.errors import DomainError, Invalid
 from storage.keys import Principal
 
 from .auth import authenticate
-from .envelope import success
+from .envelope import bare, success
 
 ROUTES: list["RouteSpec"] = []
 
@@ -48,6 +48,8 @@ class RouteSpec:
     raw_body: bool = False
     paginated: bool = False
     errors: tuple[tuple[int, str], ...] = ()  # statuses this route answers beyond the common error set
+    envelope: str = "driftstone"  # driftstone: {"success", "data"}; bare: the documented object itself
+    params: tuple[tuple[str, dict], ...] = ()  # JSON Schema keywords for path parameters, e.g. a pattern
 
 
 @dataclass
@@ -76,7 +78,8 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
         if not (mimetype == "application/x-www-form-urlencoded" and raw.lstrip().startswith((b"{", b"["))):
             raise UnsupportedMediaType(f"expected application/json, got {mimetype}")
     try:
-        return model.model_validate_json(raw or b"{}")
+        # strict: JSON types as documented (no "1" for an integer, no 1 for a boolean, no number for a date)
+        return model.model_validate_json(raw or b"{}", strict=True)
     except ValidationError as error:
         if any(e["type"] == "json_invalid" for e in error.errors()):
             raise MalformedJson("request body is not valid JSON") from None
@@ -93,14 +96,17 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
 def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str | None = "read",
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
              status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False,
-             errors: dict[int, str] | None = None):
+             errors: dict[int, str] | None = None, envelope: str = "driftstone",
+             params: dict[str, dict] | None = None):
     """`path` is the full path (for OpenAPI); the blueprint must have no url_prefix.
 
-    `errors` documents statuses the handler answers (in the error envelope) beyond the common set."""
+    `errors` documents statuses the handler answers (in the error envelope) beyond the common set; `params`
+    documents path parameters beyond "a non-empty segment" (e.g. {"sha": {"pattern": ...}})."""
 
     def register(handler: Callable):
         spec = RouteSpec(method, path, summary, scope, body, query, response, status, tag, raw_body, paginated,
-                         tuple(sorted((errors or {}).items())))
+                         tuple(sorted((errors or {}).items())), envelope=envelope,
+                         params=tuple(sorted((params or {}).items())))
         ROUTES.append(spec)
         wants = inspect.signature(handler).parameters
 
@@ -122,6 +128,8 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
                 return success(data, status, **extra)
             if hasattr(result, "status_code") and hasattr(result, "headers"):
                 return result
+            if envelope == "bare":
+                return bare(result, status)
             return success(result, status)
 
         # No automatic OPTIONS: an undocumented method answers 405 (with Allow) in the envelope, like any other.

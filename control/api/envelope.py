@@ -22,8 +22,19 @@ def success(data: Any, status: int = 200, **extra: Any):
     return jsonify(body), status
 
 
-def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None):
-    response = jsonify({"success": False, "error": message, "code": code, "details": details or {}})
+def bare(data: Any, status: int = 200):
+    return jsonify(to_jsonable(data)), status
+
+
+BARE_PREFIXES = ("/api/repos/",)  # dojo (seed 004): documented objects without the success envelope
+
+
+def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None,
+            path: str = ""):
+    body = {"error": message, "code": code, "details": details or {}}
+    if not path.startswith(BARE_PREFIXES):
+        body = {"success": False, **body}
+    response = jsonify(body)
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

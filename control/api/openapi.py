@@ -26,9 +26,16 @@ ERROR_STATUSES = {"400": "Malformed request", "401": "Missing or invalid API key
                   "422": "Invalid input", "423": "Locked", "429": "Rate limited"}
 
 
+BARE_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "code", "details"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "details": {"type": "object"}},
+}
+
+
 class _Schemas:
     def __init__(self):
-        self.components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+        self.components: dict[str, Any] = {"Error": ERROR_SCHEMA, "BareError": BARE_ERROR_SCHEMA}
 
     def of(self, annotation: Any, mode: str) -> dict:
         schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
@@ -45,7 +52,8 @@ def _parameters(spec: RouteSpec, schemas: _Schemas) -> tuple[str, list[dict]]:
     params = []
     for converter, name in _PARAM.findall(spec.path):
         params.append({"name": name, "in": "path", "required": True,
-                       "schema": {"type": "string", "minLength": 1, **({"pattern": "^[^/]+$"} if converter != "path" else {})}})
+                       "schema": {"type": "string", "minLength": 1, **({"pattern": "^[^/]+$"} if converter != "path" else {}),
+                                  **dict(spec.params).get(name, {})}})
     if spec.query is not None:
         query_schema = spec.query.model_json_schema(ref_template=REF)
         required = set(query_schema.get("required", []))
@@ -72,6 +80,8 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
         data_schema = schemas.of(spec.response, "serialization") if spec.response is not None else {}
         envelope = {"type": "object", "required": ["success", "data"],
                     "properties": {"success": {"const": True}, "data": data_schema}}
+        if spec.envelope == "bare":
+            envelope = data_schema
         if spec.paginated:
             envelope["properties"]["pagination"] = {"$ref": REF.format(model="Pagination")}
             schemas.components["Pagination"] = {
@@ -81,7 +91,8 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
         responses = {str(spec.status): {"description": "OK", "content": {"application/json": {"schema": envelope}}}}
         for status, description in [*ERROR_STATUSES.items(), *((str(code), text) for code, text in spec.errors)]:
             responses[status] = {"description": description,
-                                 "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+                                 "content": {"application/json": {"schema": {"$ref": REF.format(
+                                     model="BareError" if spec.envelope == "bare" else "Error")}}}}
         operation["responses"] = responses
         if spec.scope:
             operation["security"] = [{"bearer": []}]

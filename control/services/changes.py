@@ -45,3 +45,13 @@ def resolve_revision(app, repo: Repository, revision: str) -> str:
     if sha is None:
         raise NotFound(f"branch {revision!r} not found")
     return sha
+
+
+def checked_path(path: str, field: str = "path") -> str:
+    """A user-given repository path, refused when hostile (DESIGN.md's rules; see hooks/paths.py)."""
+    from hooks.paths import path_problem
+
+    problem = path_problem(path)
+    if problem:
+        raise Invalid(f"invalid path {path!r}: {problem}", {"fields": [{"loc": field, "msg": problem}]})
+    return path

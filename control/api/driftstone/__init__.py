@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import branches, commits, health, keys, repos
+from . import branches, collab, commits, health, keys, repos, uploads
 
-BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp, commits.bp)
+BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp, commits.bp, uploads.bp, collab.bp)
 
 
 def register(app: Flask) -> None:

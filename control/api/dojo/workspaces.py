@@ -1,0 +1,281 @@
+"""Workspaces API (seed 004): create, list, files, status, commit, submit, conflicts, tree, search, lock, delete."""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Blueprint, request
+from pydantic import Field
+
+from control.services import locks as lock_service
+from control.services import stacks as stack_service
+from control.services import workspaces as workspace_service
+
+from ..endpoint import Call, endpoint
+from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, utc, workspace_out
+
+bp = Blueprint("dojo_workspaces", __name__)
+WS = PREFIX + "/workspaces/<ws_id>"
+TAG = "dojo"
+
+
+def route(method: str, path: str, **kwargs):
+    return endpoint(bp, method, path, tag=TAG, envelope="bare", **kwargs)
+
+
+class CreateWorkspace(DojoModel):
+    name: str = Field(min_length=1, max_length=200)
+    agent_name: str | None = Field(default=None, max_length=200)
+    base_commit: str | None = Field(default=None, max_length=64)
+
+
+class WorkspaceEnvelope(DojoModel):
+    workspace: WorkspaceOut
+
+
+class WorkspaceList(DojoModel):
+    workspaces: list[WorkspaceOut]
+
+
+class Written(DojoModel):
+    path: str
+    size: int
+    blob_sha: str
+    source: str = "overlay"
+
+
+class FileOut(DojoModel):
+    path: str
+    content: str
+    encoding: str = "base64"
+    source: str
+
+
+class DeletedFile(DojoModel):
+    path: str
+    deleted: bool = True
+
+
+class StatusOut(DojoModel):
+    added: list[str]
+    modified: list[str]
+    deleted: list[str]
+
+
+class CommitRequest(DojoModel):
+    message: str = Field(min_length=1, max_length=100000)
+    author_name: str = Field(default="agent", min_length=1, max_length=200)
+    author_email: str = Field(default="agent@driftstone.local", min_length=1, max_length=320)
+    intent: dict[str, Any] | None = None
+
+
+class CommitOut(DojoModel):
+    sha: str
+    message: str
+    parents: list[str]
+    intent: dict[str, Any] | None
+
+
+class CommitResponse(DojoModel):
+    commit: CommitOut
+    workspace: WorkspaceOut
+
+
+class SubmitRequest(DojoModel):
+    title: str = Field(min_length=1, max_length=500)
+
+
+class StackOut(DojoModel):
+    id: str
+    title: str
+    bookmark: str
+    base_branch: str
+    base_commit: str
+    head_commit: str
+    commits: list[str]
+    status: str
+    parent_stack_id: str | None
+
+
+class SubmitResult(DojoModel):
+    stack: StackOut
+    bookmark: str
+
+
+class LockRequest(DojoModel):
+    patterns: list[str] = Field(min_length=1, max_length=100)
+    ttl_seconds: int | None = Field(default=None, ge=1, le=lock_service.MAX_TTL)
+
+
+class LockOut(DojoModel):
+    id: str
+    workspace_id: str
+    patterns: list[str]
+    expires_at: str
+
+
+class LockResponse(DojoModel):
+    lock: LockOut
+
+
+class TreeEntryOut(DojoModel):
+    path: str
+    type: str
+    mode: str
+    sha: str | None
+    size: int | None
+    source: str
+
+
+class TreeQuery(DojoModel):
+    path: str = Field(default="", max_length=1024)
+
+
+class TreeOut(DojoModel):
+    path: str
+    entries: list[TreeEntryOut]
+
+
+class SearchQuery(DojoModel):
+    q: str = Field(min_length=1, max_length=1000)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class SearchHitOut(DojoModel):
+    path: str
+    line: int
+    content: str
+    source: str
+
+
+class SearchOut(DojoModel):
+    query: str
+    results: list[SearchHitOut]
+    truncated: bool
+
+
+class DeletedWorkspace(DojoModel):
+    id: str
+    deleted: bool = True
+
+
+class ConflictsOut(DojoModel):
+    has_conflicts: bool
+    conflicts: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+
+
+def _workspace(call: Call, owner: str, name: str, ws_id: str, for_update: bool = False):
+    repo = owned_repo(call, owner, name)
+    return repo, workspace_service.get_workspace(call.session, repo, ws_id, for_update=for_update)
+
+
+@route("POST", PREFIX + "/workspaces", summary="Create a workspace", scope="agent", body=CreateWorkspace,
+       response=WorkspaceEnvelope, status=201)
+def create_workspace(call: Call, owner: str, name: str, body: CreateWorkspace):
+    repo = owned_repo(call, owner, name)
+    row = workspace_service.create_workspace(call.session, call.context, repo, call.principal, body.name,
+                                             body.agent_name, body.base_commit)
+    return WorkspaceEnvelope(workspace=workspace_out(row))
+
+
+@route("GET", PREFIX + "/workspaces", summary="List workspaces", response=WorkspaceList)
+def list_workspaces(call: Call, owner: str, name: str):
+    repo = owned_repo(call, owner, name)
+    return WorkspaceList(workspaces=[workspace_out(w) for w in workspace_service.list_workspaces(call.session, repo)])
+
+
+@route("PUT", WS + "/files/<path:path>", summary="Write a file into the overlay (raw body)", scope="agent",
+       response=Written, raw_body=True)
+def write_file(call: Call, owner: str, name: str, ws_id: str, path: str):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    entry = workspace_service.write_file(call.session, call.context, repo, workspace, path, request.stream,
+                                         call.context.clock())
+    return Written(path=entry.path, size=entry.size, blob_sha=entry.blob_sha)
+
+
+@route("GET", WS + "/files/<path:path>", summary="Read a file (overlay first, then the base)", response=FileOut)
+def read_file(call: Call, owner: str, name: str, ws_id: str, path: str):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    found = workspace_service.read_file(call.session, call.context, repo, workspace, path)
+    return FileOut(path=found.path, content=base64.b64encode(found.content).decode(), source=found.source)
+
+
+@route("DELETE", WS + "/files/<path:path>", summary="Mark a file deleted in the overlay", scope="agent",
+       response=DeletedFile)
+def delete_file(call: Call, owner: str, name: str, ws_id: str, path: str):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    workspace_service.delete_file(call.session, call.context, repo, workspace, path, call.context.clock())
+    return DeletedFile(path=path)
+
+
+@route("GET", WS + "/status", summary="Added, modified and deleted paths against the workspace head",
+       response=StatusOut)
+def workspace_status(call: Call, owner: str, name: str, ws_id: str):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    return StatusOut(**workspace_service.status(call.session, call.context, repo, workspace))
+
+
+@route("POST", WS + "/commit", summary="Commit the overlay (intent stored as trailers)", scope="agent",
+       body=CommitRequest, response=CommitResponse, status=201)
+def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: CommitRequest):
+    repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
+    parents = [workspace.current_commit] if workspace.current_commit else []
+    sha = workspace_service.commit(call.session, call.context, repo, workspace, call.principal, body.message,
+                                   body.author_name, body.author_email, body.intent)
+    return CommitResponse(commit=CommitOut(sha=sha, message=body.message, parents=parents, intent=body.intent),
+                          workspace=workspace_out(workspace))
+
+
+@route("POST", WS + "/submit", summary="Submit the workspace's commit chain as a stack", scope="agent",
+       body=SubmitRequest, response=SubmitResult, status=201)
+def submit_workspace(call: Call, owner: str, name: str, ws_id: str, body: SubmitRequest):
+    repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
+    stack = stack_service.submit(call.session, call.context, repo, workspace, call.principal, body.title)
+    out = StackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
+                   base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits),
+                   status=stack.status, parent_stack_id=stack.parent_stack_id)
+    return SubmitResult(stack=out, bookmark=stack.bookmark)
+
+
+@route("GET", WS + "/check-conflicts", summary="Other workspaces' locks (and edits) overlapping this one's changes",
+       response=ConflictsOut)
+def check_conflicts(call: Call, owner: str, name: str, ws_id: str):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    return ConflictsOut(**lock_service.check_conflicts(call.session, call.context, repo, workspace,
+                                                       call.context.clock()))
+
+
+@route("GET", WS + "/tree", summary="Base commit files merged with the overlay", query=TreeQuery, response=TreeOut)
+def workspace_tree(call: Call, owner: str, name: str, ws_id: str, query: TreeQuery):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    items = workspace_service.tree(call.session, call.context, repo, workspace, query.path)
+    return TreeOut(path=query.path, entries=[TreeEntryOut(path=i.path, type=i.type, mode=f"{i.mode:06o}", sha=i.sha,
+                                                          size=i.size, source=i.source) for i in items])
+
+
+@route("GET", WS + "/search", summary="Search lines in base and overlay files", query=SearchQuery,
+       response=SearchOut)
+def workspace_search(call: Call, owner: str, name: str, ws_id: str, query: SearchQuery):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    hits, more = workspace_service.search(call.session, call.context, repo, workspace, query.q, query.limit)
+    return SearchOut(query=query.q, results=[SearchHitOut(path=h.path, line=h.line, content=h.content,
+                                                          source=h.source) for h in hits], truncated=more)
+
+
+@route("POST", WS + "/lock", summary="Lock paths (glob patterns) for this workspace", scope="agent",
+       body=LockRequest, response=LockResponse, status=201)
+def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest):
+    repo, workspace = _workspace(call, owner, name, ws_id)
+    lock = lock_service.acquire_locks(call.session, repo, workspace, body.patterns, body.ttl_seconds,
+                                      call.context.clock())
+    return LockResponse(lock=LockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
+                                     expires_at=utc(lock.expires_at).isoformat()))
+
+
+@route("DELETE", WS, summary="Delete a workspace (commits stay in the graph)", scope="agent",
+       response=DeletedWorkspace)
+def delete_workspace(call: Call, owner: str, name: str, ws_id: str):
+    _repo, workspace = _workspace(call, owner, name, ws_id)
+    workspace_service.delete_workspace(call.session, workspace, call.context.clock())
+    return DeletedWorkspace(id=workspace.id)

@@ -1,0 +1,127 @@
+"""/v1 homes of what no seed routes for collaboration: path locks (list, release) and stacks (list, get, review)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from flask import Blueprint
+from pydantic import Field
+
+from control.services import locks as lock_service
+from control.services import repos as repo_service
+from control.services import stacks as stack_service
+from hooks.locks import as_utc
+
+from ..endpoint import Call, endpoint
+from .common import Timestamp, WireModel
+
+bp = Blueprint("collab", __name__)
+
+
+class LockOut(WireModel):
+    id: str
+    workspace_id: str
+    workspace_name: str
+    agent_name: str | None
+    patterns: list[str]
+    expires_at: Timestamp
+    created_at: Timestamp
+
+
+class ReleaseQuery(WireModel):
+    workspace_id: str | None = Field(default=None, max_length=40)
+    force: bool = False
+
+
+class Released(WireModel):
+    id: str
+    released: bool = True
+
+
+class ReviewOut(WireModel):
+    id: str
+    state: str
+    body: str | None
+    reviewer_name: str | None
+    head_commit: str
+    created_at: Timestamp
+
+
+class StackOut(WireModel):
+    id: str
+    title: str
+    bookmark: str
+    base_branch: str
+    base_commit: str
+    head_commit: str
+    commits: list[str]
+    status: str
+    parent_stack_id: str | None
+    workspace_id: str | None
+    merged_sha: str | None
+    review_decision: str
+    reviews: list[ReviewOut]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class StackQuery(WireModel):
+    status: Literal["open", "merged", "closed"] | None = None
+
+
+class CreateReview(WireModel):
+    state: Literal["approve", "request_changes", "comment"]
+    body: str | None = Field(default=None, max_length=100000)
+    reviewer_name: str | None = Field(default=None, max_length=200)
+
+
+def stack_out(call: Call, stack) -> StackOut:
+    reviews = stack_service.reviews_of(call.session, stack)
+    return StackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
+                    base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits or []),
+                    status=stack.status, parent_stack_id=stack.parent_stack_id, workspace_id=stack.workspace_id,
+                    merged_sha=stack.merged_sha,
+                    review_decision=stack_service.review_decision(reviews, stack.head_commit),
+                    reviews=[ReviewOut(id=r.id, state=r.state, body=r.body, reviewer_name=r.reviewer_name,
+                                       head_commit=r.head_commit, created_at=r.created_at) for r in reviews],
+                    created_at=stack.created_at, updated_at=stack.updated_at)
+
+
+@endpoint(bp, "GET", "/v1/repos/<repo>/locks", summary="List active path locks", response=list[LockOut])
+def list_locks(call: Call, repo: str):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    return [LockOut(id=lock.id, workspace_id=lock.workspace_id, workspace_name=name, agent_name=agent,
+                    patterns=lock.patterns, expires_at=as_utc(lock.expires_at), created_at=lock.created_at)
+            for lock, name, agent in lock_service.list_locks(call.session, row, call.context.clock())]
+
+
+@endpoint(bp, "DELETE", "/v1/repos/<repo>/locks/<lock_id>", summary="Release a lock (holder, or admin with force)",
+          scope="agent", query=ReleaseQuery, response=Released)
+def release_lock(call: Call, repo: str, lock_id: str, query: ReleaseQuery):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    lock = lock_service.release_lock(call.session, row, lock_id, call.principal, query.workspace_id, query.force,
+                                     call.context.clock())
+    return Released(id=lock.id)
+
+
+@endpoint(bp, "GET", "/v1/repos/<repo>/stacks", summary="List stacks", query=StackQuery, response=list[StackOut])
+def list_stacks(call: Call, repo: str, query: StackQuery):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    return [stack_out(call, s) for s in stack_service.list_stacks(call.session, row, query.status)]
+
+
+@endpoint(bp, "GET", "/v1/repos/<repo>/stacks/<stack_id>", summary="Get a stack with its commits and reviews",
+          response=StackOut)
+def get_stack(call: Call, repo: str, stack_id: str):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    return stack_out(call, stack_service.get_stack(call.session, row, stack_id))
+
+
+@endpoint(bp, "POST", "/v1/repos/<repo>/stacks/<stack_id>/reviews", summary="Approve, request changes or comment",
+          scope="agent", body=CreateReview, response=ReviewOut, status=201)
+def review_stack(call: Call, repo: str, stack_id: str, body: CreateReview):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    stack = stack_service.get_stack(call.session, row, stack_id)
+    review = stack_service.review_stack(call.session, stack, call.principal, body.state, body.body,
+                                        body.reviewer_name)
+    return ReviewOut(id=review.id, state=review.state, body=review.body, reviewer_name=review.reviewer_name,
+                     head_commit=review.head_commit, created_at=review.created_at)

@@ -1,0 +1,295 @@
+"""Overlay workspaces (dojo): a per-agent overlay of files on a base commit; commits advance its head.
+
+Overlay contents are blobs in the repository's object store, so a commit only writes the trees along the
+changed paths and the commit itself: no checkout, no temp clone.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from hooks.locks import active_locks, first_lock_covering, holder_text
+from hooks.pipeline import apply_ref_change
+from hooks.refs import ZERO_SHA, RefUpdate
+from storage import git_objects, git_refs
+from storage.errors import Conflict, Invalid, Locked, NotFound, StaleRef, TooLarge
+from storage.ids import new_id
+from storage.intent import message_with_intent
+from storage.keys import Principal
+from storage.models import PathLock, Repository, Workspace, WorkspaceFile
+
+from .changes import change_context, checked_path, resolve_revision
+from .commits import record_commit
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+
+
+def workspace_ref(workspace: Workspace) -> str:
+    return f"refs/driftstone/workspaces/{workspace.id}"
+
+
+def create_workspace(session: Session, app, repo: Repository, actor: Principal, name: str,
+                     agent_name: str | None, base_commit: str | None) -> Workspace:
+    if not _NAME.match(name or "") or ".." in name:
+        raise Invalid(f"invalid workspace name {name!r}", {"fields": [{"loc": "name", "msg": "invalid name"}]})
+    taken = session.scalar(select(Workspace.id).where(Workspace.repo_id == repo.id, Workspace.name == name,
+                                                      Workspace.status == "active"))
+    if taken:
+        raise Conflict(f"workspace {name!r} already exists", {"workspace": taken})
+    if base_commit:
+        base = resolve_revision(app, repo, base_commit)
+    else:
+        base = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{repo.default_branch}")
+    workspace = Workspace(id=new_id("ws"), repo_id=repo.id, name=name, agent_name=agent_name, base_commit=base,
+                          current_commit=base, status="active", created_by_key_id=actor.key_id)
+    session.add(workspace)
+    session.flush()
+    return workspace
+
+
+def list_workspaces(session: Session, repo: Repository) -> list[Workspace]:
+    return list(session.scalars(select(Workspace).where(Workspace.repo_id == repo.id, Workspace.status == "active")
+                                .order_by(Workspace.created_at, Workspace.id)))
+
+
+def get_workspace(session: Session, repo: Repository, workspace_id: str, for_update: bool = False) -> Workspace:
+    query = select(Workspace).where(Workspace.id == workspace_id, Workspace.repo_id == repo.id,
+                                    Workspace.status == "active")
+    if for_update:
+        query = query.with_for_update()
+    workspace = session.scalar(query)
+    if workspace is None:
+        raise NotFound(f"workspace {workspace_id!r} not found")
+    return workspace
+
+
+def delete_workspace(session: Session, workspace: Workspace, now) -> None:
+    """The overlay goes; commits stay in the graph (the workspace ref keeps them reachable)."""
+    session.execute(delete(WorkspaceFile).where(WorkspaceFile.workspace_id == workspace.id))
+    for lock in session.scalars(select(PathLock).where(PathLock.workspace_id == workspace.id,
+                                                       PathLock.released_at.is_(None))):
+        lock.released_at = now
+    workspace.status = "deleted"
+    session.flush()
+
+
+def _overlay(session: Session, workspace: Workspace) -> dict[str, WorkspaceFile]:
+    rows = session.scalars(select(WorkspaceFile).where(WorkspaceFile.workspace_id == workspace.id))
+    return {row.path: row for row in rows}
+
+
+def _overlay_entry(session: Session, workspace: Workspace, path: str) -> WorkspaceFile | None:
+    return session.scalar(select(WorkspaceFile).where(WorkspaceFile.workspace_id == workspace.id,
+                                                      WorkspaceFile.path == path))
+
+
+def _refuse_if_locked(session: Session, repo: Repository, workspace: Workspace, path: str, now) -> None:
+    hit = first_lock_covering(active_locks(session, repo.id, now, excluding_workspace=workspace.id), [path])
+    if hit:
+        _path, pattern, lock, name, agent = hit
+        raise Locked(f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}",
+                     {"path": path, "lockId": lock.id, "pattern": pattern, "workspaceId": lock.workspace_id,
+                      "workspaceName": name, "agentName": agent})
+
+
+class _Counted:
+    """Reads through a stream, refusing to go past `limit` bytes."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self.stream, self.limit, self.size = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size if size and size > 0 else 1024 * 1024)
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise TooLarge(f"file is larger than the {self.limit} byte limit")
+        return chunk
+
+
+def write_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, body: BinaryIO,
+               now) -> WorkspaceFile:
+    checked_path(path)
+    _refuse_if_locked(session, repo, workspace, path, now)
+    counted = _Counted(body, app.settings.max_object_size)
+    blob_sha = git_objects.write_blob_stream(app.store.path_for(repo.id), counted)
+    entry = _overlay_entry(session, workspace, path) or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id,
+                                                                       path=path)
+    entry.blob_sha, entry.size, entry.mode = blob_sha, counted.size, git_objects.FILE_MODE
+    session.add(entry)
+    workspace.updated_at = now
+    session.flush()
+    return entry
+
+
+@dataclass
+class FileContent:
+    path: str
+    content: bytes
+    source: str  # overlay | base
+
+
+def read_file(session: Session, app, repo: Repository, workspace: Workspace, path: str) -> FileContent:
+    checked_path(path)
+    entry = _overlay_entry(session, workspace, path)
+    with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+        if entry is not None:
+            if entry.blob_sha is None:
+                raise NotFound(f"{path} is deleted in this workspace")
+            return FileContent(path, git_repo.object_store[entry.blob_sha.encode()].as_raw_string(), "overlay")
+        data = git_objects.read_blob(git_repo, workspace.current_commit, path) if workspace.current_commit else None
+    if data is None:
+        raise NotFound(f"{path} not found")
+    return FileContent(path, data, "base")
+
+
+def delete_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, now) -> None:
+    checked_path(path)
+    _refuse_if_locked(session, repo, workspace, path, now)
+    entry = _overlay_entry(session, workspace, path)
+    in_head = _head_entry(app, repo, workspace, path) is not None
+    if not in_head:
+        if entry is None or entry.blob_sha is None:
+            raise NotFound(f"{path} not found")
+        session.delete(entry)
+    else:
+        entry = entry or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id, path=path)
+        entry.blob_sha, entry.size = None, 0
+        session.add(entry)
+    workspace.updated_at = now
+    session.flush()
+
+
+def _head_entry(app, repo: Repository, workspace: Workspace, path: str):
+    if not workspace.current_commit:
+        return None
+    with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+        return git_objects.lookup(git_repo, workspace.current_commit, path)
+
+
+def status(session: Session, app, repo: Repository, workspace: Workspace) -> dict[str, list[str]]:
+    result = {"added": [], "modified": [], "deleted": []}
+    overlay = _overlay(session, workspace)
+    if not overlay:
+        return result
+    with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+        for path in sorted(overlay):
+            entry = overlay[path]
+            head = git_objects.lookup(git_repo, workspace.current_commit, path) if workspace.current_commit else None
+            if entry.blob_sha is None:
+                if head is not None:
+                    result["deleted"].append(path)
+            elif head is None or head.kind == "tree":
+                result["added"].append(path)
+            elif head.sha != entry.blob_sha:
+                result["modified"].append(path)
+    return result
+
+
+def changed_paths(session: Session, app, repo: Repository, workspace: Workspace) -> set[str]:
+    """Everything this workspace changes against its base: committed changes and the overlay."""
+    from storage import git_read
+
+    paths = set(_overlay(session, workspace))
+    if workspace.current_commit and workspace.current_commit != workspace.base_commit:
+        paths |= set(git_read.changed_paths(app.store.path_for(repo.id), workspace.base_commit,
+                                            workspace.current_commit))
+    return paths
+
+
+def commit(session: Session, app, repo: Repository, workspace: Workspace, actor: Principal, message: str,
+           author_name: str, author_email: str, intent: dict | None) -> str:
+    overlay = _overlay(session, workspace)
+    if not overlay:
+        raise Invalid("nothing to commit: the workspace overlay is empty")
+    path = app.store.path_for(repo.id)
+    changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
+    author = git_objects.Identity(author_name, author_email)
+    with git_objects.open_repo(path) as git_repo:
+        base_tree = git_objects.commit_tree(git_repo, workspace.current_commit) if workspace.current_commit else None
+        tree = git_objects.edit_tree(git_repo, base_tree, changes)
+        parents = [workspace.current_commit] if workspace.current_commit else []
+        sha = git_objects.write_commit(git_repo, tree, parents, author, message_with_intent(message, intent))
+    ref = workspace_ref(workspace)
+    seen = git_refs.read_ref(path, ref)
+    if seen is not None and seen != workspace.current_commit:
+        raise StaleRef("the workspace moved while committing", {"expected": workspace.current_commit, "actual": seen})
+    ctx = change_context(app, repo, actor, "workspace")
+    ctx.workspace_id = workspace.id
+    apply_ref_change(ctx, RefUpdate(old=seen or ZERO_SHA, new=sha, ref=ref), session=session)
+    record_commit(session, repo.id, sha, "workspace", actor.key_id, intent=intent or None)
+    for entry in overlay.values():  # only what went into the commit: a write that raced in stays in the overlay
+        blob_matches = (WorkspaceFile.blob_sha == entry.blob_sha) if entry.blob_sha else WorkspaceFile.blob_sha.is_(None)
+        session.execute(delete(WorkspaceFile).where(WorkspaceFile.id == entry.id, blob_matches))
+    workspace.current_commit = sha
+    session.flush()
+    return sha
+
+
+@dataclass
+class TreeItem:
+    path: str
+    type: str
+    mode: int
+    sha: str | None
+    size: int | None
+    source: str
+
+
+def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: str = "") -> list[TreeItem]:
+    """The base commit's files with the overlay applied (recursive, files only)."""
+    prefix = prefix.strip("/")
+    items: dict[str, TreeItem] = {}
+    if workspace.current_commit:
+        with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+            for entry in git_objects.list_tree(git_repo, workspace.current_commit, prefix, recursive=True):
+                items[entry.path] = TreeItem(entry.path, entry.kind, entry.mode, entry.sha, None, "base")
+    for path, entry in _overlay(session, workspace).items():
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        if entry.blob_sha is None:
+            items.pop(path, None)
+        else:
+            items[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
+    return [items[path] for path in sorted(items)]
+
+
+@dataclass
+class SearchHit:
+    path: str
+    line: int
+    content: str
+    source: str
+
+
+def search(session: Session, app, repo: Repository, workspace: Workspace, query: str,
+           limit: int = 100) -> tuple[list[SearchHit], bool]:
+    """Lines containing `query` across base and overlay (overlay files shadow their base versions)."""
+    from storage import git_read
+
+    if not query or len(query) > 1000:
+        raise Invalid("q must be 1 to 1000 characters", {"fields": [{"loc": "q", "msg": "length"}]})
+    overlay = _overlay(session, workspace)
+    hits: list[SearchHit] = []
+    path = app.store.path_for(repo.id)
+    with git_objects.open_repo(path) as git_repo:
+        for file_path in sorted(overlay):
+            entry = overlay[file_path]
+            if entry.blob_sha is None:
+                continue
+            data = git_repo.object_store[entry.blob_sha.encode()].as_raw_string()
+            if b"\0" in data[:8000]:
+                continue
+            for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+                if query in line:
+                    hits.append(SearchHit(file_path, number, line[:500], "overlay"))
+    more = len(hits) > limit
+    if workspace.current_commit and len(hits) < limit:
+        base_hits, base_more = git_read.grep(path, workspace.current_commit, query, limit + len(overlay))
+        shadowed = set(overlay)
+        hits += [SearchHit(h.path, h.line, h.text, "base") for h in base_hits if h.path not in shadowed]
+        more = more or base_more
+    return hits[:limit], more or len(hits) > limit

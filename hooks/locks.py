@@ -1,0 +1,92 @@
+"""Path locks: which paths a pattern covers, which patterns overlap, and the check every ref change passes.
+
+A pattern is a glob where `*` and `?` also match across '/', and a pattern naming a directory covers
+everything under it ("src/auth" and "src/auth/*" both cover "src/auth/session/token.ts").
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+from typing import Sequence
+
+from sqlalchemy import select
+
+from storage import git_read
+from storage.models import PathLock, Workspace
+
+from .context import ChangeContext, Rejection
+from .refs import RefUpdate
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def covers(pattern: str, path: str) -> bool:
+    pattern = pattern.strip("/")
+    return fnmatchcase(path, pattern) or path.startswith(pattern + "/") or (
+        pattern.endswith("/*") and path.startswith(pattern[:-1]))
+
+
+def _fixed_prefix(pattern: str) -> str:
+    match = _WILDCARD.search(pattern)
+    return pattern[: match.start()] if match else pattern
+
+
+def overlap(first: str, second: str) -> bool:
+    """Whether some path could be covered by both patterns (conservative: may say yes when unsure)."""
+    a, b = first.strip("/"), second.strip("/")
+    if covers(a, b) or covers(b, a):
+        return True
+    fa, fb = _fixed_prefix(a), _fixed_prefix(b)
+    if fa != a and fb != b:  # both wildcards: overlap when one fixed prefix extends the other
+        return fa.startswith(fb) or fb.startswith(fa)
+    return False
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def active_locks(session, repo_id: str, now: datetime, excluding_workspace: str | None = None):
+    rows = session.execute(
+        select(PathLock, Workspace.name, Workspace.agent_name)
+        .join(Workspace, Workspace.id == PathLock.workspace_id)
+        .where(PathLock.repo_id == repo_id, PathLock.released_at.is_(None))
+    ).all()
+    return [(lock, name, agent) for lock, name, agent in rows
+            if as_utc(lock.expires_at) > now and lock.workspace_id != excluding_workspace]
+
+
+def holder_text(lock: PathLock, name: str, agent: str | None) -> str:
+    who = f"workspace {name} ({lock.workspace_id}" + (f", agent {agent})" if agent else ")")
+    return f"locked by {who} until {as_utc(lock.expires_at).isoformat(timespec='seconds')}"
+
+
+def first_lock_covering(locks, paths: Sequence[str]):
+    for path in paths:
+        for lock, name, agent in locks:
+            pattern = next((p for p in lock.patterns if covers(p, path)), None)
+            if pattern is not None:
+                return path, pattern, lock, name, agent
+    return None
+
+
+def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+    branch_updates = [u for u in updates if not u.is_delete and u.ref.startswith("refs/heads/")]
+    if not branch_updates:
+        return []
+    now = datetime.now(timezone.utc)
+    with ctx.db.session() as session:
+        locks = active_locks(session, ctx.repo.id, now, excluding_workspace=ctx.workspace_id)
+    if not locks:
+        return []
+    for update in branch_updates:
+        base = update.old if not update.is_create else git_read.resolve_ref(
+            ctx.repo_path, f"refs/heads/{ctx.repo.default_branch}", env=ctx.git_env)
+        paths = git_read.changed_paths(ctx.repo_path, base, update.new, env=ctx.git_env)
+        hit = first_lock_covering(locks, paths)
+        if hit:
+            path, pattern, lock, name, agent = hit
+            return [Rejection(update.ref, f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}",
+                              "locked")]
+    return []

@@ -1,0 +1,224 @@
+"""Seed 004 (dojo workspaces) run as documented against a real server, plus locks enforced on git pushes."""
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import pytest
+import requests
+
+
+class Dojo:
+    def __init__(self, server, tenant, repo, scope="agent"):
+        self.base = f"{server.url}/api/repos/{tenant.org}/{repo}"
+        self.headers = {"Authorization": f"Bearer {tenant.keys[scope]}"}
+
+    def __call__(self, method, path, json=None, data=None, **kwargs):
+        return requests.request(method, self.base + path, json=json, data=data, headers=self.headers, timeout=60,
+                                **kwargs)
+
+
+@pytest.fixture
+def seeded(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"README.md": "# demo\n", "package.json": '{"name": "demo"}\n',
+                                                "src/old-auth.ts": "export const legacy = true;\n",
+                                                "src/app.ts": "import { legacy } from './old-auth';\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    return repo, work, git.out("rev-parse", "HEAD", cwd=work)
+
+
+def test_seed_workspace_flow(server, tenant, git, tmp_path, seeded):
+    repo, work, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    created = dojo("POST", "/workspaces", {"name": "feature-auth", "agent_name": "claude"})
+    assert created.status_code == 201
+    ws = created.json()["workspace"]
+    assert ws["name"] == "feature-auth" and ws["agent_name"] == "claude" and ws["status"] == "active"
+    assert ws["base_commit"] == ws["current_commit"] == main
+    ws_id = ws["id"]
+    assert [w["id"] for w in dojo("GET", "/workspaces").json()["workspaces"]] == [ws_id]
+
+    auth_ts = tmp_path / "auth.ts"
+    auth_ts.write_text("export function login() {}\n")
+    curl = subprocess.run(["curl", "-s", "-X", "PUT", f"{dojo.base}/workspaces/{ws_id}/files/src/auth.ts",
+                           "-H", f"Authorization: Bearer {tenant.keys['agent']}", "--data-binary", f"@{auth_ts}"],
+                          capture_output=True, text=True, check=True)
+    assert '"path":"src/auth.ts"' in curl.stdout.replace(" ", "")
+    assert dojo("PUT", f"/workspaces/{ws_id}/files/src/middleware.ts", data=b"export {}\n").status_code == 200
+    assert dojo("PUT", f"/workspaces/{ws_id}/files/package.json", data=b'{"name": "demo", "v": 2}\n').status_code == 200
+    assert dojo("DELETE", f"/workspaces/{ws_id}/files/src/old-auth.ts").status_code == 200
+
+    read = dojo("GET", f"/workspaces/{ws_id}/files/src/auth.ts").json()
+    assert read == {"path": "src/auth.ts", "content": base64.b64encode(b"export function login() {}\n").decode(),
+                    "encoding": "base64", "source": "overlay"}
+    assert dojo("GET", f"/workspaces/{ws_id}/files/README.md").json()["source"] == "base"
+    assert dojo("GET", f"/workspaces/{ws_id}/files/src/old-auth.ts").status_code == 404
+    assert dojo("GET", f"/workspaces/{ws_id}/status").json() == {
+        "added": ["src/auth.ts", "src/middleware.ts"], "modified": ["package.json"], "deleted": ["src/old-auth.ts"]}
+
+    tree = {e["path"]: e["source"] for e in dojo("GET", f"/workspaces/{ws_id}/tree").json()["entries"]}
+    assert tree == {"README.md": "base", "package.json": "overlay", "src/app.ts": "base",
+                    "src/auth.ts": "overlay", "src/middleware.ts": "overlay"}
+    found = dojo("GET", f"/workspaces/{ws_id}/search", params={"q": "login"}).json()
+    assert [(r["path"], r["line"], r["source"]) for r in found["results"]] == [("src/auth.ts", 1, "overlay")]
+    base_hit = dojo("GET", f"/workspaces/{ws_id}/search", params={"q": "legacy"}).json()["results"]
+    assert [(r["path"], r["source"]) for r in base_hit] == [("src/app.ts", "base")]  # old-auth.ts is deleted here
+
+    committed = dojo("POST", f"/workspaces/{ws_id}/commit", {
+        "message": "Implement OAuth flow", "author_name": "claude", "author_email": "claude@agent.dev",
+        "intent": {"goal": "Add GitHub OAuth authentication",
+                   "plan": "Create OAuth handler, session middleware, user model",
+                   "confidence": "high", "agent": "claude-code"}})
+    assert committed.status_code == 201, committed.text
+    sha = committed.json()["commit"]["sha"]
+    assert committed.json()["commit"]["parents"] == [main]
+    assert committed.json()["workspace"]["current_commit"] == sha
+    assert dojo("GET", f"/workspaces/{ws_id}/status").json() == {"added": [], "modified": [], "deleted": []}
+    assert dojo("GET", f"/workspaces/{ws_id}/files/src/auth.ts").json()["source"] == "base"
+
+    submitted = dojo("POST", f"/workspaces/{ws_id}/submit", {"title": "Add authentication system"})
+    assert submitted.status_code == 201, submitted.text
+    stack = submitted.json()["stack"]
+    assert stack["commits"] == [sha] and stack["base_branch"] == "main"
+    clone = tmp_path / "clone"
+    git("clone", "-q", "-b", submitted.json()["bookmark"], tenant.url(repo), str(clone))
+    assert (clone / "src/auth.ts").read_text() == "export function login() {}\n"
+    assert not (clone / "src/old-auth.ts").exists()
+    message = git.out("log", "-1", "--format=%B", cwd=clone)
+    assert "Intent-Goal: Add GitHub OAuth authentication" in message and "Intent-Confidence: high" in message
+    assert git.out("log", "-1", "--format=%an <%ae>", cwd=clone) == "claude <claude@agent.dev>"
+
+    commits = requests.get(f"{server.url}/v1/repos/{repo}/commits", params={"branch": submitted.json()["bookmark"]},
+                           headers=dojo.headers, timeout=30).json()["data"]
+    assert commits[0]["source"] == "workspace" and commits[0]["intent"]["goal"] == "Add GitHub OAuth authentication"
+
+    deleted = dojo("DELETE", f"/workspaces/{ws_id}")
+    assert deleted.status_code == 200
+    assert dojo("GET", "/workspaces").json()["workspaces"] == []
+    assert git.out("cat-file", "-t", sha, cwd=clone) == "commit"
+
+
+def test_workspace_on_explicit_base_and_several_commits(server, tenant, seeded):
+    repo, work, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "two-commits", "base_commit": main}).json()["workspace"]
+    first = None
+    for i in range(3):
+        dojo("PUT", f"/workspaces/{ws['id']}/files/notes/{i}.md", data=f"note {i}\n".encode())
+        result = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": f"note {i}"}).json()
+        assert result["commit"]["parents"] == [first or main]
+        first = result["commit"]["sha"]
+    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "empty"}).status_code == 422
+    assert dojo("POST", "/workspaces", {"name": "bad-base", "base_commit": "f" * 40}).status_code == 404
+
+
+def test_large_and_binary_files(server, tenant, seeded):
+    import os
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "big"}).json()["workspace"]
+    payload = os.urandom(12 * 1024 * 1024)
+    written = dojo("PUT", f"/workspaces/{ws['id']}/files/assets/blob.bin", data=payload)
+    assert written.status_code == 200 and written.json()["size"] == len(payload)
+    read = dojo("GET", f"/workspaces/{ws['id']}/files/assets/blob.bin").json()
+    assert base64.b64decode(read["content"]) == payload
+
+
+@pytest.mark.parametrize("path", ["unicode/naïve ü.txt", "with space/a b.md", "deep/" * 10 + "x.txt"])
+def test_paths_with_unicode_spaces_and_depth(server, tenant, seeded, path):
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "paths"}).json()["workspace"]
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=b"x").status_code == 200
+    assert dojo("GET", f"/workspaces/{ws['id']}/files/{path}").json()["path"] == path
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == [path]
+
+
+@pytest.mark.parametrize("path", [".git/config", ".GIT/hooks/x", "a/.git/x", "git~1/config", ".git./x", ".git /x",
+                                  "x/.git::$INDEX_ALLOCATION/y", ".g\u200cit/x", "a/%2e%2e/b", "a\\b", "a/%2e/b"])
+def test_hostile_paths_are_refused(server, tenant, seeded, path):
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "hostile"}).json()["workspace"]
+    response = dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=b"evil")
+    assert response.status_code in (400, 404, 422), response.text
+    assert "success" not in response.json()
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
+
+
+def test_two_agents_and_a_lock(server, tenant, git, tmp_path, seeded):
+    repo, work, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    alice = dojo("POST", "/workspaces", {"name": "alice", "agent_name": "alice-bot"}).json()["workspace"]
+    bob = dojo("POST", "/workspaces", {"name": "bob", "agent_name": "bob-bot"}).json()["workspace"]
+    lock = dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/auth/*", "package.json"]})
+    assert lock.status_code == 201
+    lock_id = lock.json()["lock"]["id"]
+
+    refused = dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/session.ts", data=b"bob's")
+    assert refused.status_code == 423
+    assert "alice" in refused.json()["error"] and refused.json()["details"]["workspaceId"] == alice["id"]
+    assert dojo("PUT", f"/workspaces/{alice['id']}/files/src/auth/session.ts", data=b"alice's").status_code == 200
+    assert dojo("PUT", f"/workspaces/{bob['id']}/files/src/other.ts", data=b"fine").status_code == 200
+    overlapping = dojo("POST", f"/workspaces/{bob['id']}/lock", {"patterns": ["src/**"]})
+    assert overlapping.status_code == 423
+
+    conflicts = dojo("GET", f"/workspaces/{alice['id']}/check-conflicts").json()
+    assert conflicts["has_conflicts"] is False
+    dojo("PUT", f"/workspaces/{bob['id']}/files/src/app.ts", data=b"bob edits app")
+    dojo("PUT", f"/workspaces/{alice['id']}/files/src/app.ts", data=b"alice edits app")
+    warned = dojo("GET", f"/workspaces/{bob['id']}/check-conflicts").json()
+    assert warned["has_conflicts"] is False
+    assert warned["warnings"][0]["workspace_id"] == alice["id"] and warned["warnings"][0]["paths"] == ["src/app.ts"]
+
+    git.commit(work, {"src/auth/token.ts": "pushed by someone"}, "touch a locked path")
+    pushed = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert pushed.returncode != 0
+    assert b"! [remote rejected] main -> main (src/auth/token.ts matches lock 'src/auth/*' locked by workspace alice" \
+        in pushed.stderr
+    listed = requests.get(f"{server.url}/v1/repos/{repo}/locks", headers=dojo.headers, timeout=30).json()["data"]
+    assert [(l["id"], l["workspaceName"]) for l in listed] == [(lock_id, "alice")]
+
+    not_holder = requests.delete(f"{server.url}/v1/repos/{repo}/locks/{lock_id}", params={"workspaceId": bob["id"]},
+                                 headers=dojo.headers, timeout=30)
+    assert not_holder.status_code == 403
+    released = requests.delete(f"{server.url}/v1/repos/{repo}/locks/{lock_id}", params={"workspaceId": alice["id"]},
+                               headers=dojo.headers, timeout=30)
+    assert released.status_code == 200
+    assert dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/session.ts", data=b"bob's").status_code == 200
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+
+
+def test_admin_force_releases_and_locks_expire(server, tenant, seeded):
+    import time
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    holder = dojo("POST", "/workspaces", {"name": "holder"}).json()["workspace"]
+    other = dojo("POST", "/workspaces", {"name": "other"}).json()["workspace"]
+    lock = dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["docs"]}).json()["lock"]
+    agent_force = requests.delete(f"{server.url}/v1/repos/{repo}/locks/{lock['id']}", params={"force": "true"},
+                                  headers=dojo.headers, timeout=30)
+    assert agent_force.status_code == 403
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    assert requests.delete(f"{server.url}/v1/repos/{repo}/locks/{lock['id']}", params={"force": "true"},
+                           headers=admin, timeout=30).status_code == 200
+    assert dojo("PUT", f"/workspaces/{other['id']}/files/docs/a.md", data=b"a").status_code == 200
+    dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["lib/*"], "ttl_seconds": 1})
+    assert dojo("PUT", f"/workspaces/{other['id']}/files/lib/x.py", data=b"x").status_code == 423
+    time.sleep(1.5)
+    assert dojo("PUT", f"/workspaces/{other['id']}/files/lib/x.py", data=b"x").status_code == 200
+
+
+def test_scopes_and_other_orgs(server, tenant, seeded):
+    repo, _, _ = seeded
+    reader = Dojo(server, tenant, repo, scope="read")
+    assert reader("POST", "/workspaces", {"name": "nope"}).status_code == 403
+    assert reader("GET", "/workspaces").status_code == 200
+    other = server.tenant()
+    stranger = Dojo(server, other, repo, scope="admin")
+    stranger.base = f"{server.url}/api/repos/{tenant.org}/{repo}"
+    assert stranger("GET", "/workspaces").status_code == 404
+    assert Dojo(server, tenant, "missing")("GET", "/workspaces").status_code == 404
+    unauthenticated = requests.get(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces", timeout=30)
+    assert unauthenticated.status_code == 401 and "success" not in unauthenticated.json()
