@@ -36,7 +36,9 @@ class BlobStore:
         return self.fs.size(self._full(key))
 
     def move(self, source: str, target: str) -> None:
-        self.fs.mv(self._full(source), self._full(target))
+        full = self._full(target)
+        self.fs.mkdirs(posixpath.dirname(full), exist_ok=True)
+        self.fs.mv(self._full(source), full)
 
     def delete(self, key: str) -> None:
         full = self._full(key)

@@ -1,0 +1,316 @@
+"""Signed-URL uploads: request URLs for a directory version, receive each file's bytes, complete into one commit."""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hooks.paths import path_problem
+from hooks.pipeline import apply_ref_change, run_effects
+from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
+from storage import git_objects, git_refs
+from storage.blobs import BlobStore
+from storage.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
+from storage.ids import new_id
+from storage.keys import Principal
+from storage.models import Branch, Repository, Upload, UploadFile
+
+from . import signing
+from .changes import change_context
+from .commits import record_commit
+
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILES = 10_000
+UPLOADER = git_objects.Identity("Driftstone", "uploads@driftstone.local")
+_TRAILER = "Upload-Id: "
+_IN_CHUNK = 500
+_IN_MEMORY_BLOB = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    name: str
+    sha256: str
+
+
+@dataclass
+class IssuedUpload:
+    upload: Upload
+    files: list[tuple[UploadFile, signing.Signature]]
+
+
+def storage_path(repo: Repository, branch: str, identifier: str, name: str) -> str:
+    return f"organizations/{repo.org_id}/repositories/{repo.slug}/{branch}/{identifier}/{name}"
+
+
+def request_upload(session: Session, app, repo: Repository, actor: Principal, identifier: str,
+                   files: Sequence[FileSpec], branch: str | None = None) -> IssuedUpload:
+    """Signed PUT URLs for every file; asking again for a pending upload re-signs it, a completed one is 409."""
+    branch = branch or repo.default_branch
+    _check_identifier(identifier)
+    _check_branch(session, app, repo, branch)
+    specs = _checked_files(files)
+    upload = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.branch == branch,
+                                                 Upload.identifier == identifier))
+    now = app.clock()
+    if upload is None:
+        upload = _create_upload(session, repo, actor, branch, identifier, specs, now)
+    elif upload.status == "completed":
+        raise Conflict(f"upload {identifier!r} on {branch!r} is already completed",
+                       {"uploadId": upload.id, "commit": upload.commit_sha})
+    rows = {row.name: row for row in _files_of(session, upload)}
+    if {name: row.expected_sha256 for name, row in rows.items()} != {s.name: s.sha256 for s in specs}:
+        raise Conflict(f"upload {identifier!r} is pending with a different file list; use a new identifier",
+                       {"uploadId": upload.id})
+    upload.expires_at = datetime.fromtimestamp(signing.expiry_for(now), tz=timezone.utc)
+    session.flush()
+    secret = app.settings.secret_key
+    return IssuedUpload(upload, [(rows[s.name], signing.sign(secret, "PUT", rows[s.name].storage_path,
+                                                             rows[s.name].id, now)) for s in specs])
+
+
+def check_upload_url(app, method: str, path: str, file_id: str | None, expires: str | None,
+                     signature: str | None) -> None:
+    signing.verify(app.settings.secret_key, method, path, file_id, expires, signature, app.clock())
+
+
+def refuse_upload_url(app, method: str, path: str, file_id: str | None, expires: str | None,
+                      signature: str | None) -> None:
+    check_upload_url(app, method, path, file_id, expires, signature)
+    raise Forbidden("upload URLs accept PUT only")
+
+
+def receive_file(session: Session, app, path: str, file_id: str | None, expires: str | None,
+                 signature: str | None, chunks: Iterable[bytes], declared_size: int | None) -> UploadFile:
+    """Store one signed PUT's bytes if they hash to what was announced; nothing is stored otherwise."""
+    check_upload_url(app, "PUT", path, file_id, expires, signature)
+    limit = app.settings.max_object_size
+    if declared_size is not None and declared_size > limit:
+        raise TooLarge(f"file is larger than the {limit} byte limit", {"limit": limit})
+    row = session.get(UploadFile, file_id)
+    upload = session.get(Upload, row.upload_id) if row is not None else None
+    repo = session.get(Repository, upload.repo_id) if upload is not None else None
+    if row is None or row.storage_path != path or repo is None or repo.deleted_at is not None:
+        raise NotFound("upload file not found")
+    if upload.status != "pending":
+        raise Conflict(f"upload {upload.identifier!r} is already completed", {"uploadId": upload.id})
+    row.received_sha256, row.size = _store_verified(app.blobs, row, chunks, limit)
+    row.received_at = app.clock()
+    session.flush()
+    return row
+
+
+def complete_upload(session: Session, app, repo: Repository, actor: Principal, key: str) -> Upload:
+    """Write the uploaded directory as ONE commit on the upload's branch (idempotent once completed)."""
+    upload = _find_upload(session, repo, key)
+    if upload.status == "completed":
+        return upload
+    files = _files_of(session, upload)
+    missing = [f.name for f in files if not _arrived(app.blobs, f)]
+    if missing:
+        raise Conflict(f"{len(missing)} file(s) have not been uploaded", {"missing": missing})
+    repo_path = app.store.path_for(repo.id)
+    ref = f"refs/heads/{upload.branch}"
+    head = git_refs.read_ref(repo_path, ref)
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
+    if head is None and upload.branch != repo.default_branch and row is None:
+        raise NotFound(f"branch {upload.branch!r} not found")
+    ctx = change_context(app, repo, actor, "upload")
+    made_earlier = _upload_commit_parent(repo_path, head, upload) if head is not None else None
+    if made_earlier is not None:  # the ref moved but the database did not record it: record it now
+        sha = head
+        run_effects(ctx, [RefUpdate(old=made_earlier or ZERO_SHA, new=head, ref=ref)], session=session)
+    else:
+        parent = head or _first_parent(repo_path, row)
+        sha = _write_commit(repo_path, app.blobs, files, parent, upload, app.clock())
+        apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
+        if head is None and row is not None:
+            row.base_commit = parent
+    _record_completion(session, app, repo, actor, upload, sha)
+    return upload
+
+
+def _first_parent(repo_path, row: Branch | None) -> str | None:
+    """A record-only branch's first commit follows its base branch's head; a new default branch starts fresh."""
+    if row is None or not row.base_branch or row.base_branch == row.name:
+        return None
+    return git_refs.read_ref(repo_path, f"refs/heads/{row.base_branch}")
+
+
+def _record_completion(session: Session, app, repo: Repository, actor: Principal, upload: Upload, sha: str) -> None:
+    record_commit(session, repo.id, sha, "upload", actor.key_id, upload_identifier=upload.identifier)
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
+    row.head_identifier = upload.identifier
+    if upload.branch == repo.default_branch:
+        repo.main_head_identifier = upload.identifier
+    upload.status, upload.commit_sha, upload.completed_at = "completed", sha, app.clock()
+    session.flush()
+
+
+def _write_commit(repo_path, blobs: BlobStore, files: list[UploadFile], parent: str | None, upload: Upload,
+                  now: datetime) -> str:
+    with git_objects.open_repo(repo_path) as git_repo:
+        git_repo.object_store.fsync_object_files = True
+        changes = {row.name: (git_objects.FILE_MODE, _write_blob(git_repo, repo_path, blobs, row)) for row in files}
+        tree = git_objects.edit_tree(git_repo, None, changes)
+        message = f"Upload {upload.identifier}\n\n{_TRAILER}{upload.id}\n"
+        return git_objects.write_commit(git_repo, tree, [parent] if parent else [], UPLOADER, message,
+                                        when=int(now.timestamp()))
+
+
+def _write_blob(git_repo, repo_path, blobs: BlobStore, row: UploadFile) -> str:
+    """Small files through dulwich, large ones streamed through git; either way checked against their hash."""
+    with blobs.open_read(row.storage_path) as source:
+        reader = _HashingReader(source)
+        if row.size <= _IN_MEMORY_BLOB:
+            sha = git_objects.write_blob(git_repo, reader.read())
+        else:
+            sha = git_objects.write_blob_stream(repo_path, reader)
+    if reader.digest.hexdigest() != row.expected_sha256:
+        raise Conflict(f"stored file {row.name!r} no longer matches its hash; upload it again",
+                       {"missing": [row.name]})
+    return sha
+
+
+class _HashingReader:
+    def __init__(self, source):
+        self.source, self.digest = source, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _upload_commit_parent(repo_path, sha: str, upload: Upload) -> str | None:
+    """If `sha` is this upload's commit: its parent ("" for a root commit); None otherwise."""
+    with git_objects.open_repo(repo_path) as git_repo:
+        commit = git_repo[sha.encode()]
+    trailers = commit.message.decode("utf-8", "replace").splitlines()
+    if commit.author != UPLOADER.encoded() or f"{_TRAILER}{upload.id}" not in trailers:
+        return None
+    return commit.parents[0].decode() if commit.parents else ""
+
+
+def _check_identifier(identifier: str) -> None:
+    if not IDENTIFIER.match(identifier or ""):
+        raise Invalid("identifier must be 1-200 characters of letters, digits, '.', '_' or '-', starting with a "
+                      "letter or digit", {"fields": [{"loc": "identifier", "msg": "invalid identifier"}]})
+
+
+def _check_branch(session: Session, app, repo: Repository, branch: str) -> None:
+    problem = branch_name_problem(branch)
+    if problem:
+        raise Invalid(f"invalid branch name {branch!r}: {problem}", {"fields": [{"loc": "branch", "msg": problem}]})
+    if branch == repo.default_branch:
+        return
+    if git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{branch}") is not None:
+        return
+    if session.scalar(select(Branch.id).where(Branch.repo_id == repo.id, Branch.name == branch)) is None:
+        raise NotFound(f"branch {branch!r} not found")
+
+
+def _checked_files(files: Sequence[FileSpec]) -> list[FileSpec]:
+    if not files or len(files) > MAX_FILES:
+        raise Invalid(f"between 1 and {MAX_FILES} files are needed", {"fields": [{"loc": "files", "msg": "count"}]})
+    problems, seen = [], set()
+    for index, spec in enumerate(files):
+        problem = path_problem(spec.name)
+        if problem is None and spec.name in seen:
+            problem = "duplicate name"
+        seen.add(spec.name)
+        if problem:
+            problems.append({"loc": f"files.{index}.name", "msg": problem})
+        if not SHA256.match(spec.sha256 or ""):
+            problems.append({"loc": f"files.{index}.hash", "msg": "must be a 64-character hex sha256"})
+    directories = {name[:i] for name in seen for i, char in enumerate(name) if char == "/"}
+    problems += [{"loc": f"files.{i}.name", "msg": "also used as a directory"}
+                 for i, spec in enumerate(files) if spec.name in directories]
+    if problems:
+        raise Invalid("invalid upload files", {"fields": problems})
+    return list(files)
+
+
+def _create_upload(session: Session, repo: Repository, actor: Principal, branch: str, identifier: str,
+                   specs: list[FileSpec], now: datetime) -> Upload:
+    upload = Upload(id=new_id("upl"), repo_id=repo.id, branch=branch, identifier=identifier, status="pending",
+                    created_by_key_id=actor.key_id, expires_at=now)
+    rows = [UploadFile(id=new_id("uf"), upload_id=upload.id, name=s.name, expected_sha256=s.sha256,
+                       storage_path=storage_path(repo, branch, identifier, s.name)) for s in specs]
+    _refuse_taken_paths(session, repo, [r.storage_path for r in rows])
+    session.add(upload)
+    session.add_all(rows)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"upload {identifier!r} is being requested concurrently; retry") from None
+    return upload
+
+
+def _refuse_taken_paths(session: Session, repo: Repository, paths: list[str]) -> None:
+    """Another upload of a same-slug repository (a deleted one too) may not share a stored file."""
+    for start in range(0, len(paths), _IN_CHUNK):
+        taken = session.scalar(
+            select(UploadFile.name).join(Upload, Upload.id == UploadFile.upload_id)
+            .join(Repository, Repository.id == Upload.repo_id)
+            .where(Repository.org_id == repo.org_id, Repository.slug == repo.slug,
+                   UploadFile.storage_path.in_(paths[start:start + _IN_CHUNK])).limit(1))
+        if taken is not None:
+            raise Conflict("this branch and identifier would share stored files with another upload; "
+                           "use another identifier", {"path": taken})
+
+
+def _files_of(session: Session, upload: Upload) -> list[UploadFile]:
+    return list(session.scalars(select(UploadFile).where(UploadFile.upload_id == upload.id)
+                                .order_by(UploadFile.name)))
+
+
+def _find_upload(session: Session, repo: Repository, key: str) -> Upload:
+    """By upload id, or by identifier when that names exactly one upload of the repository."""
+    if not IDENTIFIER.match(key):
+        raise NotFound(f"upload {key!r} not found")
+    by_id = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.id == key).with_for_update())
+    if by_id is not None:
+        return by_id
+    matches = session.scalars(select(Upload).where(Upload.repo_id == repo.id, Upload.identifier == key)
+                              .with_for_update()).all()
+    if not matches:
+        raise NotFound(f"upload {key!r} not found")
+    if len(matches) > 1:
+        raise Conflict(f"identifier {key!r} names uploads on several branches; use the uploadId",
+                       {"uploadIds": sorted(u.id for u in matches)})
+    return matches[0]
+
+
+def _arrived(blobs: BlobStore, row: UploadFile) -> bool:
+    return (row.received_sha256 == row.expected_sha256 and blobs.exists(row.storage_path)
+            and blobs.size(row.storage_path) == row.size)
+
+
+def _store_verified(blobs: BlobStore, row: UploadFile, chunks: Iterable[bytes], limit: int) -> tuple[str, int]:
+    temp = f"tmp/uploads/{row.id}.{secrets.token_hex(8)}"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with blobs.open_write(temp) as target:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"file is larger than the {limit} byte limit", {"limit": limit})
+                digest.update(chunk)
+                target.write(chunk)
+        received = digest.hexdigest()
+        if received != row.expected_sha256:
+            raise Invalid(f"{row.name}: content does not match its hash",
+                          {"name": row.name, "expected": row.expected_sha256, "received": received})
+        blobs.move(temp, row.storage_path)
+    finally:
+        blobs.delete(temp)
+    return received, size
