@@ -78,6 +78,34 @@ def lookup(repo: Repo, commit_sha: str, path: str) -> TreeEntry | None:
     return TreeEntry(path.strip("/"), found[0], found[1].decode()) if found else None
 
 
+class PathLookup:
+    """Many path lookups in one commit, reading each tree object once."""
+
+    def __init__(self, repo: Repo, commit_sha: str | None):
+        self.repo = repo
+        self.root = commit_tree(repo, commit_sha) if commit_sha else None
+        self._trees: dict[bytes, Tree] = {}
+
+    def _tree(self, sha: bytes) -> Tree:
+        tree = self._trees.get(sha)
+        if tree is None:
+            tree = self._trees[sha] = self.repo.object_store[sha]
+        return tree
+
+    def __call__(self, path: str) -> TreeEntry | None:
+        if self.root is None:
+            return None
+        mode, sha = TREE_MODE, self.root
+        for part in [p for p in path.split("/") if p]:
+            if not stat.S_ISDIR(mode):
+                return None
+            try:
+                mode, sha = self._tree(sha)[part.encode("utf-8", "surrogateescape")]
+            except KeyError:
+                return None
+        return TreeEntry(path.strip("/"), mode, sha.decode())
+
+
 def read_blob(repo: Repo, commit_sha: str, path: str) -> bytes | None:
     entry = lookup(repo, commit_sha, path)
     if entry is None or entry.kind not in ("blob", "symlink"):

@@ -176,9 +176,10 @@ def status(session: Session, app, repo: Repository, workspace: Workspace) -> dic
     if not overlay:
         return result
     with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+        in_head = git_objects.PathLookup(git_repo, workspace.current_commit)
         for path in sorted(overlay):
             entry = overlay[path]
-            head = git_objects.lookup(git_repo, workspace.current_commit, path) if workspace.current_commit else None
+            head = in_head(path)
             if entry.blob_sha is None:
                 if head is not None:
                     result["deleted"].append(path)
