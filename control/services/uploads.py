@@ -4,11 +4,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import select
+from dulwich.file import FileLocked
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -110,7 +112,7 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
 
 def complete_upload(session: Session, app, repo: Repository, actor: Principal, key: str) -> Upload:
     """Write the uploaded directory as ONE commit on the upload's branch (idempotent once completed)."""
-    upload = _find_upload(session, repo, key)
+    upload = _held(session, _find_upload(session, repo, key))
     if upload.status == "completed":
         return upload
     files = _files_of(session, upload)
@@ -130,12 +132,32 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
         run_effects(ctx, [RefUpdate(old=made_earlier or ZERO_SHA, new=head, ref=ref)], session=session)
     else:
         parent = head or _first_parent(repo_path, row)
-        sha = _write_commit(repo_path, app.blobs, files, parent, upload, app.clock())
+        sha = _retrying_locked_objects(lambda: _write_commit(repo_path, app.blobs, files, parent, upload,
+                                                             app.clock()))
         apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
         if head is None and row is not None:
             row.base_commit = parent
     _record_completion(session, app, repo, actor, upload, sha)
     return upload
+
+
+def _held(session: Session, upload: Upload) -> Upload:
+    """Hold the upload until this transaction ends (a row lock; SQLite's write lock), then read its latest state."""
+    session.execute(update(Upload).where(Upload.id == upload.id).values(status=Upload.status)
+                    .execution_options(synchronize_session=False))
+    session.refresh(upload)
+    return upload
+
+
+def _retrying_locked_objects(write, attempts: int = 100):
+    """Another writer holding a loose object's lock is writing the same content: wait for it, then go on."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except FileLocked:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _first_parent(repo_path, row: Branch | None) -> str | None:
@@ -277,11 +299,10 @@ def _find_upload(session: Session, repo: Repository, key: str) -> Upload:
     """By upload id, or by identifier when that names exactly one upload of the repository."""
     if not IDENTIFIER.match(key):
         raise NotFound(f"upload {key!r} not found")
-    by_id = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.id == key).with_for_update())
+    by_id = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.id == key))
     if by_id is not None:
         return by_id
-    matches = session.scalars(select(Upload).where(Upload.repo_id == repo.id, Upload.identifier == key)
-                              .with_for_update()).all()
+    matches = session.scalars(select(Upload).where(Upload.repo_id == repo.id, Upload.identifier == key)).all()
     if not matches:
         raise NotFound(f"upload {key!r} not found")
     if len(matches) > 1:

@@ -1,0 +1,435 @@
+"""Signed-URL uploads on a real server: request URLs, PUT bytes without a key, complete into one commit, clone."""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from control.services import signing
+from storage.models import CommitMeta, Upload, UploadFile
+
+UPLOADER = "Driftstone <uploads@driftstone.local>"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def api(server, key, method, path, body=None, **kwargs):
+    headers = {"Authorization": f"Bearer {key}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        kwargs["data"] = json.dumps(body)
+    return requests.request(method, server.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def new_repo(server, tenant) -> str:
+    created = api(server, tenant.keys["admin"], "POST", "/v1/repos", {"name": f"up-{uuid.uuid4().hex[:8]}"})
+    assert created.status_code == 201, created.text
+    return created.json()["data"]["slug"]
+
+
+def ask(server, tenant, repo, identifier, files: dict[str, bytes], branch=None, key="agent"):
+    body = {"identifier": identifier, "files": [{"name": n, "hash": sha(d)} for n, d in files.items()]}
+    if branch:
+        body["branch"] = branch
+    return api(server, tenant.keys[key], "POST", f"/v1/repos/{repo}/uploads", body)
+
+
+def put(url: str, data, **kwargs):
+    return requests.put(url, data=data, timeout=60, **kwargs)
+
+
+def put_all(upload: dict, files: dict[str, bytes]) -> None:
+    for target in upload["files"]:
+        response = put(target["uploadUrl"], files[target["name"]])
+        assert response.status_code == 200, response.text
+
+
+def complete(server, tenant, repo, upload_id, key="agent"):
+    return api(server, tenant.keys[key], "POST", f"/v1/repos/{repo}/uploads/{upload_id}/complete")
+
+
+def upload_tree(server, tenant, repo, identifier, files, branch=None) -> dict:
+    asked = ask(server, tenant, repo, identifier, files, branch)
+    assert asked.status_code == 201, asked.text
+    put_all(asked.json()["data"], files)
+    done = complete(server, tenant, repo, asked.json()["data"]["uploadId"])
+    assert done.status_code == 200, done.text
+    return done.json()["data"]
+
+
+def cloned_files(git, url: str, branch: str, into: Path) -> dict[str, bytes]:
+    git("clone", "-q", "--branch", branch, url, str(into))
+    return {str(p.relative_to(into)): p.read_bytes() for p in into.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(into).parts}
+
+
+def stored_state(server, repo_slug, tenant) -> dict:
+    """Everything a failed request must leave alone: upload rows, files, commit rows, blobs, the repo's refs."""
+    context = server.context
+    with context.db.session() as session:
+        from storage.models import Repository
+
+        repo = session.scalar(select(Repository).where(Repository.org_id == tenant.org_id,
+                                                        Repository.slug == repo_slug,
+                                                        Repository.deleted_at.is_(None)))
+        uploads = session.scalars(select(Upload).where(Upload.repo_id == repo.id)).all()
+        files = session.scalars(select(UploadFile).where(UploadFile.upload_id.in_([u.id for u in uploads]))).all()
+        state = {
+            "uploads": sorted((u.id, u.status, u.commit_sha) for u in uploads),
+            "files": sorted((f.id, f.received_sha256, f.size) for f in files),
+            "blobs": sorted(f.storage_path for f in files if context.blobs.exists(f.storage_path)),
+            "commits": session.scalar(select(func.count()).select_from(CommitMeta)
+                                      .where(CommitMeta.repo_id == repo.id)),
+            "main": repo.main_head_identifier,
+        }
+    refs = sorted(p.name for p in (context.store.path_for(repo.id) / "refs" / "heads").rglob("*"))
+    temp = context.settings.blobs_dir / "tmp" / "uploads"
+    state["refs"] = refs
+    state["temp"] = sorted(p.name for p in temp.iterdir()) if temp.exists() else []
+    return state
+
+
+def test_round_trip_clone_branch_and_replace(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    files = {"README.md": b"# hello\n", "src/app.py": b"print('hi')\n", "docs/deep/a b \xc3\xa9.txt": b"x" * 70000,
+             "empty.txt": b"", ".gitignore": b"*.pyc\n", "notes/100%#?.md": b"odd name\n"}
+    asked = ask(server, tenant, repo, "ver-1234abcd", files)
+    assert asked.status_code == 201, asked.text
+    body = asked.json()
+    assert body["success"] is True
+    upload = body["data"]
+    assert set(upload) == {"uploadId", "identifier", "branch", "expiresAt", "files"}
+    assert upload["identifier"] == "ver-1234abcd" and upload["branch"] == "main"
+    assert [f["name"] for f in upload["files"]] == list(files)
+    for target in upload["files"]:
+        assert target["method"] == "PUT" and target["hash"] == sha(files[target["name"]])
+        assert target["path"] == f"organizations/{tenant.org_id}/repositories/{repo}/main/ver-1234abcd/{target['name']}"
+        assert target["uploadUrl"].startswith(f"{server.url}/v1/blobs/organizations/{tenant.org_id}/")
+    put_all(upload, files)
+    done = complete(server, tenant, repo, upload["uploadId"])
+    assert done.status_code == 200, done.text
+    first = done.json()["data"]
+    assert first["status"] == "completed" and len(first["commit"]) == 40
+
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c1") == files
+    work = tmp_path / "c1"
+    assert git.out("log", "--format=%an <%ae>|%cn <%ce>|%s", cwd=work) == f"{UPLOADER}|{UPLOADER}|Upload ver-1234abcd"
+    assert git.out("rev-list", "--count", "HEAD", cwd=work) == "1"
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadIdentifier"] == "ver-1234abcd" and meta["mainHeadCommit"] == first["commit"]
+    commit = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits/{first['commit']}").json()["data"]
+    assert commit["source"] == "upload" and commit["uploadIdentifier"] == "ver-1234abcd"
+
+    again = complete(server, tenant, repo, upload["uploadId"])
+    assert again.status_code == 200 and again.json()["data"] == first
+    by_identifier = complete(server, tenant, repo, "ver-1234abcd")
+    assert by_identifier.json()["data"]["commit"] == first["commit"]
+    reused = ask(server, tenant, repo, "ver-1234abcd", files)
+    assert reused.status_code == 409 and reused.json()["code"] == "conflict"
+
+    feature = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feature"})
+    assert feature.status_code == 201
+    assert feature.json()["data"]["headCommit"] == first["commit"]
+    assert feature.json()["data"]["headIdentifier"] == "ver-1234abcd"
+
+    second_files = {"README.md": b"# v2\n", "src/new.py": b"x = 2\n"}
+    second = upload_tree(server, tenant, repo, "ver-2", second_files)
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c2") == second_files
+    assert git.out("rev-parse", "HEAD~1", cwd=tmp_path / "c2") == first["commit"]
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadIdentifier"] == "ver-2" and meta["mainHeadCommit"] == second["commit"]
+    main = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
+    assert main["headIdentifier"] == "ver-2" and main["headCommit"] == second["commit"]
+    untouched = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feature").json()["data"]
+    assert untouched["headCommit"] == first["commit"]
+
+
+def test_upload_to_a_branch_moves_only_that_branch(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    base = upload_tree(server, tenant, repo, "ver-base", {"a.txt": b"a"})
+    api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feature/x"})
+    done = upload_tree(server, tenant, repo, "ver-f1", {"b.txt": b"b"}, branch="feature/x")
+    assert cloned_files(git, tenant.url(repo), "feature/x", tmp_path / "f") == {"b.txt": b"b"}
+    assert git.out("rev-parse", "HEAD~1", cwd=tmp_path / "f") == base["commit"]
+    branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feature/x").json()["data"]
+    assert branch["headCommit"] == done["commit"] and branch["headIdentifier"] == "ver-f1"
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadIdentifier"] == "ver-base" and meta["mainHeadCommit"] == base["commit"]
+    same_identifier_elsewhere = upload_tree(server, tenant, repo, "ver-f1", {"c.txt": b"c"})
+    assert same_identifier_elsewhere["branch"] == "main"
+    ambiguous = complete(server, tenant, repo, "ver-f1")
+    assert ambiguous.status_code == 409 and len(ambiguous.json()["details"]["uploadIds"]) == 2
+    assert ask(server, tenant, repo, "ver-x", {"a": b""}, branch="nope").status_code == 404
+
+
+def test_record_only_branch_gets_its_first_head_from_its_first_upload(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    main = upload_tree(server, tenant, repo, "ver-main", {"main.txt": b"m"})
+    record = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+                 {"name": "later", "recordOnly": True})
+    assert record.status_code == 201 and record.json()["data"]["headCommit"] is None
+    files = {"only/here.txt": b"later\n"}
+    done = upload_tree(server, tenant, repo, "ver-later-1", files, branch="later")
+    assert cloned_files(git, tenant.url(repo), "later", tmp_path / "l") == files
+    assert git.out("rev-parse", "HEAD~1", cwd=tmp_path / "l") == main["commit"]
+    branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/later").json()["data"]
+    assert branch["headCommit"] == done["commit"] and branch["headIdentifier"] == "ver-later-1"
+    assert branch["status"] == "ready" and branch["baseCommit"] == main["commit"]
+    assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] == "ver-main"
+
+
+def test_record_only_branch_of_an_empty_repository_starts_a_root_commit(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "draft", "recordOnly": True})
+    upload_tree(server, tenant, repo, "ver-d1", {"d.txt": b"d"}, branch="draft")
+    assert cloned_files(git, tenant.url(repo), "draft", tmp_path / "d") == {"d.txt": b"d"}
+    assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / "d") == "1"
+    assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadCommit"] is None
+
+
+def test_asking_again_for_a_pending_upload_reissues_its_urls(server, tenant):
+    repo = new_repo(server, tenant)
+    files = {"a.txt": b"a", "b.txt": b"b"}
+    first = ask(server, tenant, repo, "ver-again", files).json()["data"]
+    assert put(first["files"][0]["uploadUrl"], files["a.txt"]).status_code == 200
+    second = ask(server, tenant, repo, "ver-again", files)
+    assert second.status_code == 201
+    again = second.json()["data"]
+    assert again["uploadId"] == first["uploadId"]
+    assert [f["path"] for f in again["files"]] == [f["path"] for f in first["files"]]
+    assert put(again["files"][1]["uploadUrl"], files["b.txt"]).status_code == 200
+    different = ask(server, tenant, repo, "ver-again", {"a.txt": b"changed"})
+    assert different.status_code == 409
+    assert complete(server, tenant, repo, first["uploadId"]).status_code == 200
+
+
+HOSTILE_NAMES = [
+    "../escape", "a/../../escape", "a/..", "./a", "a/./b", "/etc/passwd", "a//b", "a/", "", "...", " ",
+    ".git/config", ".GIT/config", "sub/.Git/hooks/post-checkout", ".git", "git~1/config", "GIT~1/config",
+    "git~2/x", ".git./config", ".git /config", ".git. . /config", ".git::$INDEX_ALLOCATION/config",
+    ".git:stream", "a::$DATA", ".g\u200cit/config", "\u200d.git/config", ".git\ufeff/config", ".Gi\u200et/x",
+    "\uff0egit/config", "a\\b", "..\\escape", "a\x00b", "a\nb", "tab\there", "del\x7f", "c1\x85ctl",
+    "x" * 1025, "/".join(["d"] * 65), "y" * 256,
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=[repr(n)[:40] for n in HOSTILE_NAMES])
+def test_hostile_file_names_are_refused(server, tenant, name):
+    repo = new_repo(server, tenant)
+    before = stored_state(server, repo, tenant)
+    refused = ask(server, tenant, repo, "ver-hostile", {"ok.txt": b"ok", name: b"evil"})
+    assert refused.status_code == 422, refused.text
+    body = refused.json()
+    assert body["success"] is False and body["code"] == "invalid"
+    assert any(f["loc"].startswith("files.1") for f in body["details"]["fields"])
+    assert stored_state(server, repo, tenant) == before
+
+
+@pytest.mark.parametrize("files, where", [
+    ([{"name": "a", "hash": sha(b"a")}, {"name": "a", "hash": sha(b"b")}], "files.1.name"),
+    ([{"name": "a", "hash": sha(b"a")}, {"name": "a/b", "hash": sha(b"b")}], "files.0.name"),
+    ([], "files"),
+    ([{"name": "a", "hash": "abc"}], "files.0.hash"),
+    ([{"name": "a", "hash": "g" * 64}], "files.0.hash"),
+    ([{"name": "a", "hash": sha(b"a") + "0"}], "files.0.hash"),
+    ([{"name": "a"}], "files.0.hash"),
+    ([{"name": "a", "hash": sha(b"a"), "mode": "755"}], "files.0.mode"),
+])
+def test_invalid_file_lists_are_refused(server, tenant, files, where):
+    repo = new_repo(server, tenant)
+    before = stored_state(server, repo, tenant)
+    refused = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/uploads",
+                  {"identifier": "ver-1", "files": files})
+    assert refused.status_code == 422, refused.text
+    assert where in [f["loc"] for f in refused.json()["details"]["fields"]]
+    assert stored_state(server, repo, tenant) == before
+
+
+def test_upper_case_hashes_are_accepted_as_lower_case(server, tenant):
+    repo = new_repo(server, tenant)
+    asked = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/uploads",
+                {"identifier": "ver-1", "files": [{"name": "a", "hash": sha(b"a").upper()}]})
+    assert asked.status_code == 201 and asked.json()["data"]["files"][0]["hash"] == sha(b"a")
+
+
+@pytest.mark.parametrize("identifier", ["", "../x", "ver/1", "ver 1", "-ver", ".ver", "v" * 201, "ver\x00", "vér"])
+def test_invalid_identifiers_are_refused(server, tenant, identifier):
+    repo = new_repo(server, tenant)
+    refused = ask(server, tenant, repo, identifier, {"a": b"a"})
+    assert refused.status_code == 422 and refused.json()["code"] == "invalid"
+
+
+def test_request_body_errors(server, tenant):
+    repo = new_repo(server, tenant)
+    key = tenant.keys["agent"]
+    path = f"{server.url}/v1/repos/{repo}/uploads"
+    headers = {"Authorization": f"Bearer {key}"}
+    malformed = requests.post(path, data=b'{"identifier": "ver-1", "files": [', timeout=30,
+                              headers={**headers, "Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["code"] == "invalid_json"
+    wrong_type = requests.post(path, data=json.dumps({"identifier": "ver-1", "files": []}), timeout=30,
+                               headers={**headers, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415 and wrong_type.json()["success"] is False
+    too_many = {"identifier": "ver-1", "files": [{"name": f"f{i}", "hash": sha(b"")} for i in range(10001)]}
+    assert api(server, key, "POST", f"/v1/repos/{repo}/uploads", too_many).status_code == 422
+
+
+def test_keys_scopes_and_organizations(server, tenant):
+    repo = new_repo(server, tenant)
+    files = {"a.txt": b"a"}
+    stranger = server.tenant()
+    assert ask(server, stranger, repo, "ver-1", files).status_code == 404
+    assert ask(server, tenant, repo, "ver-1", files, key="read").status_code == 403
+    anonymous = requests.post(f"{server.url}/v1/repos/{repo}/uploads", json={"identifier": "ver-1", "files": []},
+                              timeout=30)
+    assert anonymous.status_code == 401
+    upload = ask(server, tenant, repo, "ver-1", files).json()["data"]
+    put_all(upload, files)
+    assert complete(server, stranger, repo, upload["uploadId"]).status_code == 404
+    stranger_repo = new_repo(server, stranger)
+    assert complete(server, stranger, stranger_repo, upload["uploadId"]).status_code == 404
+    assert complete(server, tenant, repo, upload["uploadId"], key="read").status_code == 403
+    assert complete(server, tenant, repo, "upl_000000000000000000000000").status_code == 404
+    assert complete(server, tenant, repo, upload["uploadId"]).status_code == 200
+
+
+def _with_query(url: str, **changes) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query.update(changes)
+    return parts._replace(query="&".join(f"{k}={quote(str(v))}" for k, v in query.items())).geturl()
+
+
+def test_signed_urls_resist_tampering_replay_and_other_methods(server, tenant):
+    repo = new_repo(server, tenant)
+    files = {"a.txt": b"alpha", "b.txt": b"beta"}
+    upload = ask(server, tenant, repo, "ver-sig", files).json()["data"]
+    a_url, b_url = upload["files"][0]["uploadUrl"], upload["files"][1]["uploadUrl"]
+    a_query = {k: v[0] for k, v in parse_qs(urlsplit(a_url).query).items()}
+    b_query = {k: v[0] for k, v in parse_qs(urlsplit(b_url).query).items()}
+    before = stored_state(server, repo, tenant)
+    flipped = a_query["signature"][:-1] + ("0" if a_query["signature"][-1] != "0" else "1")
+    attempts = {
+        "flipped signature": _with_query(a_url, signature=flipped),
+        "upper-case signature": _with_query(a_url, signature=a_query["signature"].upper()),
+        "short signature": _with_query(a_url, signature=a_query["signature"][:32]),
+        "later expiry": _with_query(a_url, expires=int(a_query["expires"]) + 3600),
+        "another file's id": _with_query(a_url, fileId=b_query["fileId"]),
+        "replay to another path": _with_query(b_url, signature=a_query["signature"]),
+        "no signature": a_url.split("?")[0] + f"?expires={a_query['expires']}&fileId={a_query['fileId']}",
+        "no query": a_url.split("?")[0],
+        "other path, own query": a_url.replace("/a.txt?", "/c.txt?"),
+        "traversal": a_url.replace("/a.txt?", "/x/%2e%2e/a.txt?"),
+    }
+    for what, url in attempts.items():
+        response = put(url, files["a.txt"])
+        assert response.status_code == 403, (what, response.status_code, response.text)
+        assert response.json()["success"] is False and response.json()["code"] == "forbidden", what
+    for method in ("GET", "POST"):
+        response = requests.request(method, a_url, data=files["a.txt"] if method == "POST" else None, timeout=30)
+        assert response.status_code == 403, (method, response.text)
+    with_key = put(a_url, files["a.txt"], headers={"Authorization": f"Bearer {tenant.keys['agent']}"})
+    assert with_key.status_code == 200  # a key is neither needed nor a substitute for the signature
+    after = stored_state(server, repo, tenant)
+    assert after["blobs"] == [upload["files"][0]["path"]] and after["uploads"] == before["uploads"]
+
+
+def test_expiry_is_exactly_fifteen_minutes_after_issue(server, tenant):
+    repo = new_repo(server, tenant)
+    files = {"a.txt": b"alpha"}
+    upload = ask(server, tenant, repo, "ver-exp", files).json()["data"]
+    target = upload["files"][0]
+    file_id = parse_qs(urlsplit(target["uploadUrl"]).query)["fileId"][0]
+    secret = server.context.settings.secret_key
+    base = target["uploadUrl"].split("?")[0]
+
+    def url_issued(ago: timedelta) -> str:
+        signed = signing.sign(secret, "PUT", target["path"], file_id, server.context.clock() - ago)
+        return f"{base}?expires={signed.expires}&fileId={file_id}&signature={signed.signature}"
+
+    for ago in (timedelta(minutes=15), timedelta(minutes=16), timedelta(days=2)):
+        expired = put(url_issued(ago), files["a.txt"])
+        assert expired.status_code == 403 and "expired" in expired.json()["error"], ago
+    assert not server.context.blobs.exists(target["path"])
+    assert put(url_issued(timedelta(minutes=14)), files["a.txt"]).status_code == 200
+
+
+def test_oversized_files_are_refused_and_nothing_is_stored(small_limits_server):
+    server = small_limits_server
+    tenant = server.tenant()
+    repo = new_repo(server, tenant)
+    limit = 1024 * 1024
+    files = {"big.bin": b"\x01" * (limit + 1), "exact.bin": b"\x02" * limit}
+    upload = ask(server, tenant, repo, "ver-big", files).json()["data"]
+    big, exact = upload["files"]
+    before = stored_state(server, repo, tenant)
+    declared = put(big["uploadUrl"], files["big.bin"])
+    assert declared.status_code == 413 and declared.json()["code"] == "too_large"
+    streamed = put(big["uploadUrl"], iter([files["big.bin"][:600000], files["big.bin"][600000:]]))
+    assert streamed.status_code == 413 and streamed.json()["code"] == "too_large"
+    assert stored_state(server, repo, tenant) == before
+    assert put(exact["uploadUrl"], iter([files["exact.bin"]])).status_code == 200
+    missing = complete(server, tenant, repo, upload["uploadId"])
+    assert missing.status_code == 409 and missing.json()["details"]["missing"] == ["big.bin"]
+
+
+def test_empty_files_and_hash_mismatches(server, tenant):
+    repo = new_repo(server, tenant)
+    files = {"empty.txt": b"", "claims-content.txt": b"content", "data.bin": b"real data"}
+    upload = ask(server, tenant, repo, "ver-mm", files).json()["data"]
+    urls = {f["name"]: f["uploadUrl"] for f in upload["files"]}
+    before = stored_state(server, repo, tenant)
+    empty_for_content = put(urls["claims-content.txt"], b"")
+    assert empty_for_content.status_code == 422 and empty_for_content.json()["code"] == "invalid"
+    mismatch = put(urls["data.bin"], b"other data")
+    assert mismatch.status_code == 422
+    assert mismatch.json()["details"]["expected"] == sha(b"real data")
+    assert stored_state(server, repo, tenant) == before
+    assert put(urls["empty.txt"], b"").status_code == 200
+    incomplete = complete(server, tenant, repo, upload["uploadId"])
+    assert incomplete.status_code == 409
+    assert incomplete.json()["details"]["missing"] == ["claims-content.txt", "data.bin"]
+    assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadCommit"] is None
+    assert put(urls["data.bin"], b"real data").status_code == 200
+    assert put(urls["data.bin"], b"tampered later").status_code == 422
+    assert put(urls["claims-content.txt"], b"content").status_code == 200
+    done = complete(server, tenant, repo, upload["uploadId"])
+    assert done.status_code == 200
+    after = put(urls["data.bin"], b"real data")
+    assert after.status_code == 409  # a completed upload's files are final
+
+
+def test_gzip_bodies_are_refused(server, tenant):
+    repo = new_repo(server, tenant)
+    upload = ask(server, tenant, repo, "ver-gz", {"a": b"a"}).json()["data"]
+    refused = put(upload["files"][0]["uploadUrl"], b"a", headers={"Content-Encoding": "gzip"})
+    assert refused.status_code == 415
+
+
+def test_concurrent_completions_write_one_commit(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"zero": b"0"})
+    files = {"one": b"1", "two": b"2"}
+    upload = ask(server, tenant, repo, "ver-race", files).json()["data"]
+    put_all(upload, files)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(complete(server, tenant, repo, upload["uploadId"])))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in results] == [200] * 4, [r.text for r in results]
+    assert len({r.json()["data"]["commit"] for r in results}) == 1
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == files
+    assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / "c") == "2"
