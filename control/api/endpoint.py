@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -71,6 +72,29 @@ def validation_details(error: ValidationError) -> dict:
                        for e in error.errors(include_url=False, include_context=False, include_input=False)]}
 
 
+def _normalized_json(raw: bytes) -> bytes:
+    """The body for strict validation: standard JSON only (no NaN/Infinity), and integral numbers such as 3.0 as
+    integers, because JSON Schema counts 3.0 as an integer while pydantic's strict mode would refuse it."""
+    changed = False
+
+    def number(text: str):
+        nonlocal changed
+        value = float(text)
+        if value.is_integer() and abs(value) < 2**53:
+            changed = True
+            return int(value)
+        return value
+
+    def constant(name: str):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        document = json.loads(raw, parse_float=number, parse_constant=constant)
+    except (ValueError, RecursionError):
+        raise MalformedJson("request body is not valid JSON") from None
+    return json.dumps(document).encode() if changed else raw
+
+
 def parse_body(model: type[BaseModel]) -> BaseModel:
     mimetype = request.mimetype or ""
     raw = request.get_data(cache=False)
@@ -79,7 +103,7 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             raise UnsupportedMediaType(f"expected application/json, got {mimetype}")
     try:
         # strict: JSON types as documented (no "1" for an integer, no 1 for a boolean, no number for a date)
-        return model.model_validate_json(raw or b"{}", strict=True)
+        return model.model_validate_json(_normalized_json(raw or b"{}"), strict=True)
     except ValidationError as error:
         if any(e["type"] == "json_invalid" for e in error.errors()):
             raise MalformedJson("request body is not valid JSON") from None

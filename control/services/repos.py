@@ -1,6 +1,8 @@
 """Repositories: create, look up, protect branches, and rebuild derived branch rows from git."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,9 +16,24 @@ from storage.repo_store import RepoStore
 from .naming import checked_slug, slugify
 
 
+def repo_slug(name: str) -> str:
+    """The URL slug of a repository name, GitHub-style: ASCII letters, digits, '.', '_' and '-' kept (lowercased),
+    every other run of characters one '-', no '..', no leading or trailing '.', '_' or '-', and no '.git' or
+    '.lock' suffix ("My Repo.git" -> "my-repo"). Empty only when the name has no ASCII letter or digit."""
+    slug = slugify(name.encode("ascii", "replace").decode("ascii"))  # non-ASCII -> '-', never a lookalike letter
+    previous = None
+    while slug != previous:
+        previous = slug
+        slug = re.sub(r"\.{2,}", ".", slug).strip("-._")
+        for suffix in (".git", ".lock"):
+            if slug.endswith(suffix):
+                slug = slug[: -len(suffix)]
+    return slug
+
+
 def create_repo(session: Session, store: RepoStore, org_id: str, name: str, description: str | None = None,
                 default_branch: str = "main") -> Repository:
-    slug = checked_slug(slugify(name), "repository")
+    slug = checked_slug(repo_slug(name), "repository")
     exists = session.scalar(select(Repository.id).where(
         Repository.org_id == org_id, Repository.slug == slug, Repository.deleted_at.is_(None)))
     if exists:

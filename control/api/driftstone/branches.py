@@ -8,13 +8,13 @@ from control.services import branches as branch_service
 from control.services import repos as repo_service
 
 from ..endpoint import Call, endpoint
-from .common import Timestamp, WireModel
+from .common import BRANCH_NAME_PATTERN, Timestamp, WireModel
 
 bp = Blueprint("branches", __name__)
 
 
 class CreateBranch(WireModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": BRANCH_NAME_PATTERN})
     from_: str | None = Field(default=None, alias="from", max_length=255)
     record_only: bool = False
 

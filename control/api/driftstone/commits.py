@@ -54,7 +54,8 @@ def list_commits(call: Call, repo: str, query: CommitQuery):
     return [commit_out(v) for v in views], pagination(query, has_more)
 
 
-@endpoint(bp, "GET", "/v1/repos/<repo>/commits/<sha>", summary="Get one commit", response=CommitOut)
+@endpoint(bp, "GET", "/v1/repos/<repo>/commits/<sha>", summary="Get one commit", response=CommitOut,
+          params={"sha": {"pattern": "^[0-9a-f]{7,64}$", "description": "a full or abbreviated commit id"}})
 def get_commit(call: Call, repo: str, sha: str):
     row = repo_service.visible_repo(call.session, call.principal, repo)
     return commit_out(commit_service.get_commit(call.session, call.context, row, sha))

@@ -7,13 +7,14 @@ from pydantic import Field
 from control.services import repos as repo_service
 
 from ..endpoint import Call, endpoint
-from .common import PageQuery, Timestamp, WireModel, pagination
+from .common import REPO_NAME_PATTERN, PageQuery, Timestamp, WireModel, pagination
 
 bp = Blueprint("repos", __name__)
 
 
 class CreateRepo(WireModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=REPO_NAME_PATTERN,
+                      description="any text with an ASCII letter or digit; the slug is derived from it")
     description: str | None = Field(default=None, max_length=10000)
 
 
