@@ -5,7 +5,7 @@ import hashlib
 import json
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -433,3 +433,104 @@ def test_concurrent_completions_write_one_commit(server, tenant, git, tmp_path):
     assert len({r.json()["data"]["commit"] for r in results}) == 1
     assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == files
     assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / "c") == "2"
+
+
+def _pending_upload(server, tenant, repo, identifier, files) -> dict:
+    upload = ask(server, tenant, repo, identifier, files).json()["data"]
+    put_all(upload, files)
+    return upload
+
+
+def _complete_in_process(server, tenant, repo, upload_id, context=None):
+    from control.services import repos as repo_service
+    from control.services import uploads as upload_service
+    from storage.keys import find_principal
+
+    context = context or server.context
+    with context.db.session() as session:
+        principal = find_principal(session, tenant.keys["agent"])
+        row = repo_service.visible_repo(session, principal, repo)
+        return upload_service.complete_upload(session, context, row, principal, upload_id).commit_sha
+
+
+def test_a_branch_moved_during_completion_is_a_stale_ref_and_nothing_is_recorded(server, tenant, git, tmp_path,
+                                                                                   monkeypatch):
+    from control.services import uploads as upload_service
+    from storage.errors import StaleRef
+
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"zero": b"0"})
+    upload = _pending_upload(server, tenant, repo, "ver-1", {"one": b"1"})
+    work = tmp_path / "w"
+    git("clone", "-q", tenant.url(repo), str(work))
+    interloper = git.commit(work, {"pushed.txt": b"pushed"}, "pushed meanwhile")
+    real_apply = upload_service.apply_ref_change
+
+    def push_first(*args, **kwargs):
+        git("push", "-q", "origin", "main", cwd=work)
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(upload_service, "apply_ref_change", push_first)
+    before = stored_state(server, repo, tenant)
+    with pytest.raises(StaleRef):
+        _complete_in_process(server, tenant, repo, upload["uploadId"])
+    monkeypatch.undo()
+    assert stored_state(server, repo, tenant) == before
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == interloper
+    retried = complete(server, tenant, repo, upload["uploadId"])
+    assert retried.status_code == 200
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == {"one": b"1"}
+    assert git.out("rev-parse", "HEAD~1", cwd=tmp_path / "c") == interloper
+
+
+def test_a_completion_whose_ref_moved_but_whose_record_was_lost_is_recorded_on_retry(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    upload = _pending_upload(server, tenant, repo, "ver-lost", {"a.txt": b"a"})
+
+    class DatabaseWentAway(Exception):
+        pass
+
+    from control.services import repos as repo_service
+    from control.services import uploads as upload_service
+    from storage.keys import find_principal
+
+    context = server.context
+    with pytest.raises(DatabaseWentAway):
+        with context.db.session() as session:
+            principal = find_principal(session, tenant.keys["agent"])
+            row = repo_service.visible_repo(session, principal, repo)
+            moved_to = upload_service.complete_upload(session, context, row, principal, upload["uploadId"]).commit_sha
+            raise DatabaseWentAway()
+    assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] is None
+    retried = complete(server, tenant, repo, upload["uploadId"])
+    assert retried.status_code == 200 and retried.json()["data"]["commit"] == moved_to
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadIdentifier"] == "ver-lost" and meta["mainHeadCommit"] == moved_to
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == {"a.txt": b"a"}
+    assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / "c") == "1"
+
+
+def test_receiving_on_an_injected_clock_expires_at_fifteen_minutes(server, tenant):
+    import dataclasses
+
+    from control.services import uploads as upload_service
+    from storage.errors import Forbidden
+
+    repo = new_repo(server, tenant)
+    upload = ask(server, tenant, repo, "ver-clock", {"a.txt": b"a"}).json()["data"]
+    target = upload["files"][0]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(target["uploadUrl"]).query).items()}
+    issued = server.context.clock()
+    signed = signing.sign(server.context.settings.secret_key, "PUT", target["path"], query["fileId"], issued)
+
+    def receive_at(now):
+        context = dataclasses.replace(server.context, clock=lambda: now)
+        with context.db.session() as session:
+            return upload_service.receive_file(session, context, target["path"], query["fileId"], str(signed.expires),
+                                               signed.signature, iter([b"a"]), 1)
+
+    with pytest.raises(Forbidden, match="expired"):
+        receive_at(datetime.fromtimestamp(signed.expires, tz=timezone.utc))
+    assert not server.context.blobs.exists(target["path"])
+    assert receive_at(datetime.fromtimestamp(signed.expires, tz=timezone.utc) - timedelta(seconds=1)).size == 1
+    assert server.context.blobs.exists(target["path"])
