@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, request
 from pydantic import BaseModel, ValidationError
 
 from control.context import AppContext
-from storage.errors import DomainError, Invalid
+from storage.errors import DomainError, Invalid, TooLarge
 from storage.keys import Principal
 
 from .auth import authenticate
@@ -95,9 +95,22 @@ def _normalized_json(raw: bytes) -> bytes:
     return json.dumps(document).encode() if changed else raw
 
 
+MAX_JSON_BODY = 4 * 1024 * 1024  # JSON requests carry metadata; file contents go through raw-body routes
+
+
+def read_json_body() -> bytes:
+    """The request body, refused with 413 beyond MAX_JSON_BODY before more than that is read (chunked too)."""
+    if (request.content_length or 0) > MAX_JSON_BODY:
+        raise TooLarge(f"a JSON request body may be at most {MAX_JSON_BODY} bytes", {"limit": MAX_JSON_BODY})
+    raw = request.stream.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise TooLarge(f"a JSON request body may be at most {MAX_JSON_BODY} bytes", {"limit": MAX_JSON_BODY})
+    return raw
+
+
 def parse_body(model: type[BaseModel]) -> BaseModel:
     mimetype = request.mimetype or ""
-    raw = request.get_data(cache=False)
+    raw = read_json_body()
     if mimetype not in ("application/json", "") and not mimetype.endswith("+json"):
         if not (mimetype == "application/x-www-form-urlencoded" and raw.lstrip().startswith((b"{", b"["))):
             raise UnsupportedMediaType(f"expected application/json, got {mimetype}")

@@ -18,13 +18,14 @@ from .naming import checked_slug, slugify
 
 def repo_slug(name: str) -> str:
     """The URL slug of a repository name, GitHub-style: ASCII letters, digits, '.', '_' and '-' kept (lowercased),
-    every other run of characters one '-', no '..', no leading or trailing '.', '_' or '-', and no '.git' or
-    '.lock' suffix ("My Repo.git" -> "my-repo"). Empty only when the name has no ASCII letter or digit."""
+    every other run of characters one '-' (with any '.' or '_' next to it), no '..', no leading or trailing '.',
+    '_' or '-', and no '.git' or '.lock' suffix ("My Repo.git" -> "my-repo", "x/../y" -> "x-y").
+    Empty only when the name has no ASCII letter or digit."""
     slug = slugify(name.encode("ascii", "replace").decode("ascii"))  # non-ASCII -> '-', never a lookalike letter
     previous = None
     while slug != previous:
         previous = slug
-        slug = re.sub(r"\.{2,}", ".", slug).strip("-._")
+        slug = re.sub(r"[-._]*-[-._]*", "-", re.sub(r"\.{2,}", ".", slug)).strip("-._")
         for suffix in (".git", ".lock"):
             if slug.endswith(suffix):
                 slug = slug[: -len(suffix)]

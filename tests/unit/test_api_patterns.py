@@ -39,6 +39,7 @@ def test_repo_slugs():
     assert repo_slug("Hello World") == "hello-world"
     assert repo_slug("My Repo.git") == "my-repo"
     assert repo_slug("a..b") == "a.b"
+    assert repo_slug("x/../../y") == "x-y" and repo_slug("a_-_b") == "a-b" and repo_slug("a__b") == "a__b"
     assert repo_slug("--x.lock_") == "x"
     assert repo_slug("v1.2") == "v1.2"
     assert repo_slug("\u212a") == ""  # the Kelvin sign is not a 'k'
