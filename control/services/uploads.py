@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hooks.paths import path_problem
+from hooks.paths import MAX_PATH_BYTES, path_problem
 from hooks.pipeline import apply_ref_change, run_effects
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_refs
@@ -31,6 +31,7 @@ from .commits import record_commit
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILES = 10_000
+MAX_NAME_BYTES = MAX_PATH_BYTES
 UPLOADER = git_objects.Identity("Driftstone", "uploads@driftstone.local")
 _TRAILER = "Upload-Id: "
 _IN_CHUNK = 500

@@ -21,7 +21,7 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$"), AfterValidator(str.
 
 
 class UploadFileIn(WireModel):
-    name: str = Field(min_length=1, max_length=4096)
+    name: str = Field(min_length=1, max_length=upload_service.MAX_NAME_BYTES)
     hash: Sha256
 
 
