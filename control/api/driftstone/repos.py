@@ -35,15 +35,20 @@ class Deleted(WireModel):
     deleted: bool = True
 
 
-def repo_out(call: Call, repo) -> RepoOut:
+def org_slug(call: Call) -> str:
+    """Looked up once per request: the session's identity map holds rows weakly, so a per-repo get re-queries."""
     from storage.models import Organization
 
-    org = call.session.get(Organization, repo.org_id)
+    return call.session.get(Organization, call.org_id).slug
+
+
+def repo_out(call: Call, repo, org: str | None = None) -> RepoOut:
+    org = org or org_slug(call)
     return RepoOut(id=repo.id, name=repo.name, slug=repo.slug, description=repo.description,
                    default_branch=repo.default_branch,
                    main_head_commit=repo_service.head_of(call.context.store, repo),
                    main_head_identifier=repo.main_head_identifier,
-                   clone_url=f"{call.base_url()}/{org.slug}/{repo.slug}.git", created_at=repo.created_at)
+                   clone_url=f"{call.base_url()}/{org}/{repo.slug}.git", created_at=repo.created_at)
 
 
 @endpoint(bp, "POST", "/v1/repos", summary="Create a repository", scope="admin", body=CreateRepo,
@@ -58,7 +63,8 @@ def create_repo(call: Call, body: CreateRepo):
 def list_repos(call: Call, query: PageQuery):
     rows, has_more = repo_service.list_repos(call.session, call.org_id, query.page, query.per_page)
     visible = [r for r in rows if call.principal.can_see_repo(r.id)]
-    return [repo_out(call, r) for r in visible], pagination(query, has_more)
+    org = org_slug(call)
+    return [repo_out(call, r, org) for r in visible], pagination(query, has_more)
 
 
 @endpoint(bp, "GET", "/v1/repos/<repo>", summary="Get repository metadata", response=RepoOut)
