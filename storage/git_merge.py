@@ -108,6 +108,7 @@ class MergeStore:
                 stack.extend(item.sha for item in obj.iteritems() if item.mode != GITLINK_MODE)
             elif isinstance(obj, Commit):
                 stack.append(obj.tree)
+                stack.extend(obj.parents)  # earlier new commits (a rebase writes a chain)
         if wanted:
             self.base.add_objects([(obj, None) for obj in reversed(wanted)])
         return len(wanted)
@@ -951,8 +952,9 @@ def _result(merge: _OrtMerge, store: MergeStore, bases: list[bytes]) -> MergeRes
 def merge_commits(object_store, ours: str, theirs: str, branch1: str = "ours", branch2: str = "theirs",
                   merge_bases: list[str] | None = None) -> MergeResult:
     """Merge commit `theirs` into commit `ours` (git merge-tree --write-tree ours theirs, with ort's recursion
-    over several merge bases, and the empty tree as the base of unrelated histories)."""
-    store = MergeStore(object_store)
+    over several merge bases, and the empty tree as the base of unrelated histories). `object_store` is a
+    repository's object store (nothing is written to it until `persist`) or a MergeStore to share."""
+    store = _store(object_store)
     one, two = ours.encode(), theirs.encode()
     bases = ([b.encode() for b in merge_bases] if merge_bases is not None else merge_bases_in(store, one, two))
     merge = _merge_recursive(store, list(reversed(bases)), one, two, branch1, branch2, 0)
@@ -962,14 +964,20 @@ def merge_commits(object_store, ours: str, theirs: str, branch1: str = "ours", b
 def merge_trees(object_store, base_tree: str | None, ours_tree: str, theirs_tree: str, branch1: str = "ours",
                 branch2: str = "theirs", ancestor: str = "base") -> MergeResult:
     """One non-recursive merge of three trees (what cherry-pick and rebase do: base = the picked commit's parent)."""
-    store = MergeStore(object_store)
+    store = _store(object_store)
     base = base_tree.encode() if base_tree else store.add(Tree())
     merge = _run_nonrecursive(store, base, ours_tree.encode(), theirs_tree.encode(), branch1, branch2, ancestor, 0)
     return _result(merge, store, [])
 
 
+def _store(object_store) -> MergeStore:
+    """A repository object store gets a fresh overlay; a MergeStore is shared (a sequence of merges, e.g. a
+    rebase, sees the objects the earlier steps created)."""
+    return object_store if isinstance(object_store, MergeStore) else MergeStore(object_store)
+
+
 def merge_bases(object_store, one: str, two: str) -> list[str]:
-    return [b.decode() for b in merge_bases_in(MergeStore(object_store), one.encode(), two.encode())]
+    return [b.decode() for b in merge_bases_in(_store(object_store), one.encode(), two.encode())]
 
 
 def is_ancestor(object_store, ancestor: str, descendant: str) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 from flask import Flask
 
 from . import branches, collab, commits, health, keys, repos, uploads
+from . import merges
 
 BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp, commits.bp, uploads.bp, collab.bp)
+BLUEPRINTS += (merges.bp,)
 
 
 def register(app: Flask) -> None:

@@ -1,0 +1,200 @@
+"""Merging a branch (or any commit) into a branch: merge commit, squash or rebase, computed in-process on the
+object store (storage.merge_strategies / storage.git_merge) and applied by moving the target ref through the
+hook pipeline (checks, compare-and-swap, effects).
+
+Conflicts are an outcome, not an error: the caller gets `success: false` and every conflicting path, and nothing
+changes (no objects written, no ref moved). A dry run computes the same outcome and writes nothing either.
+
+Concurrency: no lock is held. The plan is computed against the target head read at the start and the ref moves
+only by compare-and-swap from that head. If another writer moved the target meanwhile, the merge is recomputed
+against the new head (whose commits the new result then contains, so nothing is lost) -- unless the caller gave
+`expected_target_head`, in which case a moved target is a StaleRef (409) and nothing happens.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from dulwich.repo import Repo
+from sqlalchemy import select
+
+from hooks.pipeline import apply_ref_change
+from hooks.refs import ZERO_SHA, RefUpdate
+from storage import git_objects, git_refs, jobs
+from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef
+from storage.keys import Principal
+from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
+from storage.models import Branch, Repository
+
+from .changes import change_context, checked_branch_name, resolve_revision
+from .commits import record_commit
+
+MERGER = git_objects.Identity("Driftstone", "merge@driftstone.local")
+_ATTEMPTS = 10  # recomputations when another writer moved the target (only without an expected head)
+_LOCK_RETRIES = 20  # compare-and-swaps that met git's ref lock held by another writer (the head did not move)
+
+
+@dataclass
+class MergeOutcome:
+    success: bool
+    sha: str | None  # the commit the target now points at because of this merge (None: dry run or conflicts)
+    head_commit: str | None  # the target's head after the call (unchanged for dry runs and conflicts)
+    already_merged: bool
+    target: str
+    conflicts: list[str]
+    message: str
+    strategy: str
+    dry_run: bool = False
+    fast_forward: bool = False
+    previous_head: str | None = None
+    new_commits: list[str] = field(default_factory=list)
+    stopped_at: str | None = None  # rebase: the source commit that did not apply
+    source_deleted: bool = False
+
+
+def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str, target_branch: str,
+               strategy: str = "merge", message: str | None = None, dry_run: bool = False,
+               expected_target_head: str | None = None, *, source_label: str | None = None,
+               fast_forward: bool = False) -> MergeOutcome:
+    """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too).
+
+    `expected_target_head`: when given, the target must still point there (else StaleRef) and no retry happens.
+    `source_label`: how messages name the source (a branch name; defaults to the sha)."""
+    checked_branch_name(target_branch)
+    if strategy not in STRATEGIES:
+        raise Invalid(f"unknown merge strategy {strategy!r}", {"fields": [{"loc": "strategy", "msg": "unknown"}]})
+    source_sha = resolve_revision(app, repo, source_sha)
+    label = source_label or source_sha
+    ref = f"refs/heads/{target_branch}"
+    path = app.store.path_for(repo.id)
+    for attempt in range(_ATTEMPTS):
+        head = git_refs.read_ref(path, ref)
+        if expected_target_head is not None and head != expected_target_head:
+            raise _stale(target_branch, ref, expected_target_head, head)
+        if head is None and attempt == 0:
+            _check_target_exists(session, repo, target_branch)
+        with Repo(str(path)) as git_repo:
+            try:
+                plan = plan_merge(git_repo.object_store, head, source_sha, strategy, target_name=target_branch,
+                                  source_name=label, committer=MERGER, message=message, fast_forward=fast_forward)
+            except UnrelatedHistories as error:
+                raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
+            if dry_run or not plan.clean or not plan.moves_target:
+                return _outcome(plan, target_branch, label, dry_run)
+            plan.persist()
+        ctx = change_context(app, repo, actor, "merge")
+        actual = _swap(ctx, session, path, ref, head, plan.new_head)
+        if actual is not _SWAPPED:
+            if expected_target_head is None and attempt < _ATTEMPTS - 1:
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                continue  # another writer moved the target: merge again on top of its commits
+            raise _stale(target_branch, ref, expected_target_head or head, actual)
+        for sha in plan.new_commits:
+            record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
+        return _outcome(plan, target_branch, label, dry_run)
+    raise AssertionError("unreachable")
+
+
+_SWAPPED = object()
+
+
+def _swap(ctx, session, path, ref: str, head: str | None, new: str):
+    """Move `ref` from `head` to `new` through the pipeline: _SWAPPED, or the head another writer moved it to.
+    A compare-and-swap that failed only because git's lock file was busy (the head did not move) is retried."""
+    for lock_try in range(_LOCK_RETRIES):
+        try:
+            apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=new, ref=ref), session=session)
+            return _SWAPPED
+        except StaleRef:
+            actual = git_refs.read_ref(path, ref)
+            if actual != head:
+                return actual
+            time.sleep(0.01 * (lock_try + 1))
+    return head
+
+
+def _check_target_exists(session, repo: Repository, target: str) -> None:
+    """A target without commits is fine if it is the default branch or a branch record awaiting its first commit."""
+    if target == repo.default_branch:
+        return
+    if session.scalar(select(Branch.id).where(Branch.repo_id == repo.id, Branch.name == target)) is None:
+        raise NotFound(f"branch {target!r} not found")
+
+
+def merge_branch(session, app, repo: Repository, actor: Principal, source: str, target: str | None = None,
+                 strategy: str = "merge", message: str | None = None, dry_run: bool = False,
+                 delete_branch: bool = False, expected_target_head: str | None = None,
+                 fast_forward: bool = False) -> MergeOutcome:
+    """Merge branch `source` into branch `target` (default: the repository's default branch); optionally delete
+    the source afterwards (only if it still points at the commit that was merged)."""
+    checked_branch_name(source)
+    target = target or repo.default_branch
+    checked_branch_name(target)
+    if source == target:
+        raise Invalid("a branch cannot be merged into itself", {"fields": [{"loc": "target", "msg": "same as source"}]})
+    path = app.store.path_for(repo.id)
+    source_sha = git_refs.read_ref(path, f"refs/heads/{source}")
+    if source_sha is None:
+        raise NotFound(f"branch {source!r} not found")
+    outcome = merge_refs(app, session, repo, actor, source_sha, target, strategy, message, dry_run,
+                         expected_target_head, source_label=source, fast_forward=fast_forward)
+    if delete_branch and outcome.success and not dry_run:
+        _delete_source(session, app, repo, actor, source, source_sha, outcome)
+    return outcome
+
+
+def _delete_source(session, app, repo: Repository, actor: Principal, source: str, source_sha: str,
+                   outcome: MergeOutcome) -> None:
+    if source == repo.default_branch:
+        outcome.message += f" Branch {source!r} is the default branch and was not deleted."
+        return
+    ctx = change_context(app, repo, actor, "merge")
+    try:
+        apply_ref_change(ctx, RefUpdate(old=source_sha, new=ZERO_SHA, ref=f"refs/heads/{source}"), session=session)
+    except StaleRef:
+        outcome.message += f" Branch {source!r} received new commits meanwhile and was not deleted."
+        return
+    except DomainError as error:  # e.g. a protected branch: the merge itself stands
+        outcome.message += f" Branch {source!r} was not deleted: {error.message}."
+        return
+    jobs.defer(session, "control.jobs.purge_branch_files", repo.id, source)
+    outcome.source_deleted = True
+    outcome.message += f" Branch {source!r} deleted."
+
+
+def _outcome(plan: MergePlan, target: str, label: str, dry_run: bool) -> MergeOutcome:
+    outcome = MergeOutcome(success=plan.clean, sha=None, head_commit=plan.target_head,
+                           already_merged=plan.already_merged, target=target, conflicts=list(plan.conflicts),
+                           message="", strategy=plan.strategy, dry_run=dry_run, fast_forward=plan.fast_forward,
+                           previous_head=plan.target_head, stopped_at=plan.stopped_at)
+    if not plan.clean:
+        where = f" while replaying {plan.stopped_at[:12]}" if plan.stopped_at else ""
+        outcome.message = (f"Merge conflict{where}: {len(plan.conflicts)} conflicting path(s); "
+                           f"{target} was not changed.")
+        return outcome
+    if plan.already_merged:
+        outcome.sha = plan.target_head
+        outcome.message = f"Already up to date: {target} already contains {label}."
+        return outcome
+    if dry_run:
+        kind = "fast-forward" if plan.fast_forward else plan.strategy
+        outcome.message = f"Dry run: {label} can be merged into {target} cleanly ({kind}); nothing was changed."
+        return outcome
+    outcome.sha = outcome.head_commit = plan.new_head
+    outcome.new_commits = list(plan.new_commits)
+    if plan.fast_forward:
+        outcome.message = f"Merge successful: {target} fast-forwarded to {plan.new_head[:12]}."
+    elif plan.strategy == "rebase":
+        dropped = f" ({len(plan.dropped)} already present, skipped)" if plan.dropped else ""
+        outcome.message = f"Merge successful: {len(plan.new_commits)} commit(s) rebased onto {target}{dropped}."
+    elif plan.strategy == "squash":
+        outcome.message = f"Merge successful: {label} squashed into one commit on {target}."
+    else:
+        outcome.message = "Merge successful."
+    return outcome
+
+
+def _stale(branch: str, ref: str, expected: str | None, actual: str | None) -> StaleRef:
+    return StaleRef(f"branch {branch!r} is at {actual or 'no commit'}, not {expected or 'no commit'}",
+                    {"branch": branch, "ref": ref, "expectedTargetHead": expected, "actualTargetHead": actual})

@@ -1,0 +1,183 @@
+"""storage.merge_strategies: merge / squash / rebase plans on a real repository, compared with git where git has
+an answer (merge-tree for the merged tree, rev-list for the replayed range, `git rebase` for the replayed trees)."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from dulwich.repo import Repo
+
+from storage.git_objects import Identity
+from storage.merge_strategies import UnrelatedHistories, commits_to_replay, plan_merge
+from storage.git_merge import MergeStore
+
+BOT = Identity("Merge Bot", "bot@example.test")
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@x",
+                "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@x"})
+    return env
+
+
+class Work:
+    def __init__(self, path: Path):
+        self.path = path
+        self.env = _env(path.parent)
+        self.git("init", "-q", "-b", "main", str(path), cwd=path.parent)
+        self.tick = 1_700_000_000
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        self.tick = getattr(self, "tick", 1_700_000_000) + 60
+        env = {**self.env, "GIT_AUTHOR_DATE": f"{self.tick} +0200", "GIT_COMMITTER_DATE": f"{self.tick} +0000"}
+        result = subprocess.run(["git", *args], cwd=cwd or self.path, env=env, capture_output=True)
+        assert result.returncode == 0, result.stderr.decode()
+        return result.stdout.decode().strip()
+
+    def commit(self, files: dict[str, str | None], message: str) -> str:
+        for name, text in files.items():
+            target = self.path / name
+            if text is None:
+                target.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def rev(self, name: str) -> str:
+        return self.git("rev-parse", name)
+
+
+NUM = "".join(f"line {i}\n" for i in range(1, 21))
+
+
+def edited(changes: dict[int, str]) -> str:
+    lines = NUM.split("\n")[:-1]
+    for i, text in changes.items():
+        lines[i] = text
+    return "".join(line + "\n" for line in lines)
+
+
+@pytest.fixture
+def work(tmp_path) -> Work:
+    w = Work(tmp_path / "w")
+    w.commit({"a.txt": NUM, "b.txt": "b\n"}, "base")
+    w.git("checkout", "-q", "-b", "feature")
+    w.commit({"a.txt": edited({1: "feature 1"})}, "feature one")
+    w.commit({"c.txt": "new file\n"}, "feature two")
+    w.git("checkout", "-q", "main")
+    w.commit({"a.txt": edited({15: "main 15"})}, "main moves")
+    return w
+
+
+def _plan(work: Work, strategy: str, **kwargs):
+    repo = Repo(str(work.path))
+    return repo, plan_merge(repo.object_store, work.rev("main"), work.rev("feature"), strategy, target_name="main",
+                            source_name="feature", committer=BOT, **kwargs)
+
+
+def test_merge_commit_has_both_parents_and_gits_tree(work):
+    repo, plan = _plan(work, "merge")
+    assert plan.clean and not plan.already_merged and len(plan.new_commits) == 1
+    assert repo.object_store.contains_loose(plan.new_head.encode()) is False  # nothing written before persist
+    plan.persist()
+    commit = repo[plan.new_head.encode()]
+    assert [p.decode() for p in commit.parents] == [work.rev("main"), work.rev("feature")]
+    git_tree = work.git("merge-tree", "--write-tree", "main", "feature").split("\n")[0]
+    assert commit.tree.decode() == git_tree
+    assert commit.message == b"Merge branch 'feature' into main\n"
+    assert commit.committer == b"Merge Bot <bot@example.test>"
+    work.git("fsck", "--strict", "--no-dangling")
+
+
+def test_squash_is_one_commit_on_the_target(work):
+    repo, plan = _plan(work, "squash", message="feat: squashed")
+    plan.persist()
+    commit = repo[plan.new_head.encode()]
+    assert [p.decode() for p in commit.parents] == [work.rev("main")]
+    assert commit.message == b"feat: squashed\n"
+    assert commit.author.startswith(b"Dev <dev@x>")  # credit stays with the branch's author
+    assert commit.tree.decode() == work.git("merge-tree", "--write-tree", "main", "feature").split("\n")[0]
+
+
+def test_rebase_replays_each_commit_like_git_rebase(work):
+    repo, plan = _plan(work, "rebase")
+    assert len(plan.new_commits) == 2
+    plan.persist()
+    work.git("checkout", "-q", "-b", "rebased", "feature")
+    work.git("rebase", "-q", "main")
+    ours = [repo[c.encode()] for c in plan.new_commits]
+    theirs = work.git("rev-list", "--reverse", "main..rebased").split()
+    assert [c.tree.decode() for c in ours] == [repo[t.encode()].tree.decode() for t in theirs]
+    assert [c.message for c in ours] == [repo[t.encode()].message for t in theirs]
+    assert [(c.author, c.author_time, c.author_timezone) for c in ours] == \
+        [(repo[t.encode()].author, repo[t.encode()].author_time, repo[t.encode()].author_timezone) for t in theirs]
+    assert [p.decode() for p in ours[0].parents] == [work.rev("main")]
+    assert ours[1].parents == [ours[0].id]
+
+
+def test_rebase_drops_commits_already_upstream(work):
+    work.git("checkout", "-q", "main")
+    work.commit({"c.txt": "new file\n"}, "same change landed on main")
+    repo, plan = _plan(work, "rebase")
+    assert len(plan.new_commits) == 1 and len(plan.dropped) == 1
+
+
+def test_conflicts_list_paths_and_create_nothing(work):
+    work.git("checkout", "-q", "main")
+    work.commit({"a.txt": edited({1: "main disagrees", 15: "main 15"})}, "conflicting")
+    for strategy in ("merge", "squash", "rebase"):
+        repo, plan = _plan(work, strategy)
+        assert not plan.clean and plan.conflicts == ["a.txt"] and plan.new_commits == []
+    assert plan.stopped_at == work.rev("feature~1")
+
+
+def test_already_merged_and_fast_forward(work):
+    repo = Repo(str(work.path))
+    main, feature = work.rev("main"), work.rev("feature")
+    base = work.rev("main~1")
+    for strategy in ("merge", "squash", "rebase"):
+        plan = plan_merge(repo.object_store, main, base, strategy, target_name="main", source_name="old",
+                          committer=BOT)
+        assert plan.already_merged and plan.new_head == main and not plan.moves_target
+    ff = plan_merge(repo.object_store, base, feature, "merge", target_name="main", source_name="feature",
+                    committer=BOT, fast_forward=True)
+    assert ff.fast_forward and ff.new_head == feature
+    no_ff = plan_merge(repo.object_store, base, feature, "merge", target_name="main", source_name="feature",
+                       committer=BOT)
+    assert not no_ff.fast_forward and len(repo_parents(no_ff)) == 2
+    rebase = plan_merge(repo.object_store, base, feature, "rebase", target_name="main", source_name="feature",
+                        committer=BOT)
+    assert rebase.fast_forward and rebase.new_head == feature and rebase.new_commits == []
+    empty = plan_merge(repo.object_store, None, feature, "merge", target_name="main", source_name="feature",
+                       committer=BOT)
+    assert empty.new_head == feature
+
+
+def repo_parents(plan):
+    return plan.store[plan.new_head.encode()].parents
+
+
+def test_unrelated_histories_are_refused(work):
+    work.git("checkout", "-q", "--orphan", "other")
+    work.commit({"z.txt": "z\n"}, "root")
+    repo = Repo(str(work.path))
+    with pytest.raises(UnrelatedHistories):
+        plan_merge(repo.object_store, work.rev("main"), work.rev("other"), "merge", target_name="main",
+                   source_name="other", committer=BOT)
+
+
+def test_commit_range_matches_rev_list(work):
+    work.git("checkout", "-q", "feature")
+    work.git("merge", "-q", "--no-edit", "main")
+    work.commit({"d.txt": "d\n"}, "after merging main in")
+    repo = Repo(str(work.path))
+    store = MergeStore(repo.object_store)
+    ours = [c.decode() for c in commits_to_replay(store, work.rev("main").encode(), work.rev("feature").encode())]
+    assert sorted(ours) == sorted(work.git("rev-list", "main..feature").split())
+    assert ours == work.git("rev-list", "--reverse", "--topo-order", "main..feature").split()
