@@ -281,6 +281,9 @@ class _OrtMerge:
         self.dir_renames: dict[int, dict[bytes, bytes]] = {1: {}, 2: {}}
         self.dir_rename_mask = 0
         self.similarity = Similarity(self.store.blob)
+        # directories one side left as in the base: resolved without reading them unless renames need them
+        self.possible_trivial: dict[int, dict[bytes, int]] = {1: {}, 2: {}}
+        self.trivial_okay = {1: True, 2: True}
 
     def message(self, kind: str, path: bytes, text: str) -> None:
         self.messages.append((kind, path, text))
@@ -289,6 +292,34 @@ class _OrtMerge:
 
     def collect(self, trees: list[bytes | None]) -> None:
         self._collect_dir(b"", trees)
+        self._handle_deferred()
+
+    def _handle_deferred(self) -> None:
+        """handle_deferred_entries: a side that has rename sources to match needs every directory read (its
+        additions are the candidate destinations); otherwise its deferred directories take that side's tree."""
+        for side in (1, 2):
+            okay = not self.relevant_sources[side]
+            self.trivial_okay[side] = okay
+            deferred, self.possible_trivial[side] = self.possible_trivial[side], {}
+            for path, mask in deferred.items():
+                ci = self.paths[path]
+                if okay:
+                    self._resolve_trivial(ci, side)
+                    continue
+                trees = [ci.stages[i][1] if ci.dirmask & (1 << i) else None for i in range(3)]
+                ci.match_mask &= ci.filemask
+                self.dir_rename_mask = mask
+                self._collect_dir(path, trees)
+            for path in self.possible_trivial[side]:
+                self._resolve_trivial(self.paths[path], side)
+            self.possible_trivial[side] = {}
+
+    @staticmethod
+    def _resolve_trivial(ci: _Info, side: int) -> None:
+        ci.result = ci.stages[side]
+        ci.is_null = ci.stages[side][1] is None
+        ci.match_mask = 0
+        ci.clean = True
 
     def _collect_dir(self, dirname: bytes, trees: list[bytes | None]) -> None:
         entries = [self.store.entries(t) if t else {} for t in trees]
@@ -350,8 +381,14 @@ class _OrtMerge:
             info.is_null = True
         self.paths[path] = info
         if dirmask:
+            side = 2 if side1_matches else 1 if side2_matches else 0
             if filemask == 0 and dirmask in (2, 4):
                 info.match_mask = 7 - dirmask
+                side = dirmask // 2
+            if self.dir_rename_mask != 7 and side and self.trivial_okay[side]:
+                self.possible_trivial[side][path] = self.dir_rename_mask
+                self.dir_rename_mask = prev_mask
+                return
             info.match_mask &= filemask
             self._collect_dir(path, [ns[i][1] if dirmask & (1 << i) else None for i in range(3)])
             self.dir_rename_mask = prev_mask
