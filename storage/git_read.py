@@ -149,3 +149,18 @@ def commits_between(repo: Path, base: str | None, head: str) -> list[str]:
     if base:
         args.append(f"^{base}")
     return run_git(repo, [*args, "--"]).stdout.decode().split()
+
+
+def object_sizes(repo: Path, shas: Iterable[str]) -> dict[str, int]:
+    """Inflated sizes in bytes of the given objects (one `git cat-file --batch-check`); missing ones are left out."""
+    wanted = [sha for sha in dict.fromkeys(shas) if is_full_sha(sha)]
+    if not wanted:
+        return {}
+    result = run_git(repo, ["cat-file", "--batch-check=%(objectname) %(objectsize)"],
+                     input=("\n".join(wanted) + "\n").encode())
+    sizes = {}
+    for line in result.stdout.decode().splitlines():
+        sha, _, size = line.partition(" ")
+        if size.isdigit():
+            sizes[sha] = int(size)
+    return sizes

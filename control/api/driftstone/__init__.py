@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import branches, collab, commits, health, keys, repos, uploads
+from . import branches, collab, commits, contents, health, keys, repos, uploads
 from . import merges
 
-BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp, commits.bp, uploads.bp, collab.bp)
+BLUEPRINTS = (health.bp, repos.bp, branches.bp, keys.bp, commits.bp, uploads.bp, collab.bp, contents.bp)
 BLUEPRINTS += (merges.bp,)
 
 

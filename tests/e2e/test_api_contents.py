@@ -1,0 +1,382 @@
+"""Contents API on a real server, checked with the real git CLI: atomic multi-file commits (intent trailers,
+compare-and-swap on the expected head, hostile paths), reading files and trees, and diffs that match `git diff`."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import Git
+
+AUTHOR = {"name": "Ada Agent", "email": "ada@example.test"}
+
+
+def api(server, key, method, path, body=None, **kwargs):
+    headers = {"Authorization": f"Bearer {key}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        kwargs["data"] = json.dumps(body)
+    return requests.request(method, server.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def create(path: str, content: bytes | str, **extra) -> dict:
+    return {"action": "create", "path": path, "content": b64(content), **extra}
+
+
+def commit(server, tenant, repo, operations, key="agent", **fields):
+    body = {"branch": "main", "message": "api change", "operations": operations, **fields}
+    return api(server, tenant.keys[key], "POST", f"/v1/repos/{repo}/commits", body)
+
+
+def head_of(git, tenant, repo, branch="main") -> str | None:
+    out = git.out("ls-remote", tenant.url(repo), f"refs/heads/{branch}")
+    return out.split()[0] if out else None
+
+
+def clone(git, tenant, repo, tmp_path: Path, name: str | None = None) -> Path:
+    target = tmp_path / (name or f"clone-{uuid.uuid4().hex[:6]}")
+    git("clone", "-q", tenant.url(repo), str(target))
+    return target
+
+
+def files_of(work: Path) -> dict[str, bytes]:
+    found = {}
+    for root, dirs, names in os.walk(work):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in names:
+            full = Path(root) / name
+            found[str(full.relative_to(work))] = os.readlink(full).encode() if full.is_symlink() else full.read_bytes()
+    return found
+
+
+SEED_FILES = {"README.md": "# hello\n", "src/app.py": "print('hi')\n", "src/util.py": "def util():\n    return 1\n",
+              "docs/guide.md": "guide\n" * 30, "run.sh": "echo run\n"}
+
+
+def _push_seed(tenant, git, where: Path):
+    repo = tenant.repo()
+    work = git.new_worktree(where, SEED_FILES)
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    return repo, work, git.out("rev-parse", "HEAD", cwd=work)
+
+
+@pytest.fixture
+def pushed(tenant, git, tmp_path):
+    """A repository with history pushed by git: (repo, work tree, head)."""
+    return _push_seed(tenant, git, tmp_path / "seed")
+
+
+@pytest.fixture(scope="module")
+def unchanged(server, tmp_path_factory):
+    """One pushed repository shared by the tests whose requests must all be refused: (tenant, git, repo, head)."""
+    home = tmp_path_factory.mktemp("home")
+    git, tenant = Git(home=home), server.tenant()
+    repo, _, head = _push_seed(tenant, git, tmp_path_factory.mktemp("work") / "seed")
+    return tenant, git, repo, head
+
+
+def test_first_commit_on_an_empty_repository_clones_with_exactly_these_files(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    binary = bytes(range(256)) * 8
+    intent = {"goal": "Bootstrap the service", "confidence": 0.9, "plan_step": 1, "risk-level": "low"}
+    response = commit(server, tenant, repo, [
+        create("README.md", "# service\n"),
+        create("src/main.py", "print('main')\n"),
+        create("bin/tool", "#!/bin/sh\necho tool\n", mode="100755"),
+        create("notes/ünïcode.txt", "héllo\n"),
+        create("assets/blob.bin", binary),
+        create("empty.txt", b""),
+    ], message="Bootstrap", author=AUTHOR, intent=intent)
+    assert response.status_code == 201, response.text
+    data = response.json()["data"]
+    assert data["parents"] == [] and data["branch"] == "main" and len(data["sha"]) == 40 and len(data["tree"]) == 40
+    assert data["intent"] == intent and data["message"].startswith("Bootstrap\n\n")
+
+    work = clone(git, tenant, repo, tmp_path)
+    assert files_of(work) == {"README.md": b"# service\n", "src/main.py": b"print('main')\n",
+                              "bin/tool": b"#!/bin/sh\necho tool\n", "notes/ünïcode.txt": "héllo\n".encode(),
+                              "assets/blob.bin": binary, "empty.txt": b""}
+    assert git.out("rev-parse", "HEAD", cwd=work) == data["sha"]
+    assert git.out("rev-parse", "HEAD^{tree}", cwd=work) == data["tree"]
+    assert git.out("ls-files", "-s", "bin/tool", cwd=work).startswith("100755 ")
+    assert git.out("log", "--format=%an <%ae>", cwd=work) == "Ada Agent <ada@example.test>"
+    trailers = git.out("log", "-1", "--format=%(trailers:only,unfold)", cwd=work).splitlines()
+    assert trailers == ["Intent-Goal: Bootstrap the service", "Intent-Confidence: 0.9", "Intent-Plan-Step: 1",
+                        "Intent-Risk-Level: low"]
+    git("fsck", "--strict", cwd=work)
+
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits/{data['sha']}").json()["data"]
+    assert meta["source"] == "api" and meta["intent"]["goal"] == "Bootstrap the service"
+    branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
+    assert branch["headCommit"] == data["sha"]
+
+
+def test_update_delete_rename_make_one_commit_on_the_head(server, tenant, git, tmp_path, pushed):
+    repo, _, head = pushed
+    response = commit(server, tenant, repo, [
+        {"action": "update", "path": "src/app.py", "content": b64("print('hello')\n")},
+        {"action": "delete", "path": "docs/guide.md"},
+        {"action": "rename", "previousPath": "src/util.py", "path": "lib/util.py"},
+        {"action": "rename", "previousPath": "README.md", "path": "README.txt", "content": b64("hello\n")},
+        {"action": "update", "path": "run.sh", "content": b64("echo run\n"), "mode": "100755"},
+        create("src/new/deep/file.txt", "deep\n"),
+    ], expectedHeadSha=head, message="Reshape", intent={"goal": "reshape"})
+    assert response.status_code == 201, response.text
+    data = response.json()["data"]
+    assert data["parents"] == [head]
+
+    work = clone(git, tenant, repo, tmp_path)
+    assert git.out("rev-list", "--count", "HEAD", cwd=work) == "2"
+    assert files_of(work) == {"src/app.py": b"print('hello')\n", "lib/util.py": b"def util():\n    return 1\n",
+                              "README.txt": b"hello\n", "run.sh": b"echo run\n", "src/new/deep/file.txt": b"deep\n"}
+    status = git.out("diff", "--name-status", "-M", "HEAD~", "HEAD", cwd=work).splitlines()
+    assert "R100\tsrc/util.py\tlib/util.py" in status and "D\tdocs/guide.md" in status
+    assert git.out("ls-files", "-s", "run.sh", cwd=work).startswith("100755 ")
+    assert "Intent-Goal: reshape" in git.out("log", "-1", "--format=%B", cwd=work)
+
+
+def test_stale_or_null_expected_head_is_refused_with_the_actual_head(server, tenant, git, pushed):
+    repo, _, head = pushed
+    stale = "0" * 39 + "1"
+    response = commit(server, tenant, repo, [create("x.txt", "x")], expectedHeadSha=stale)
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "stale_ref" and body["details"]["actualHeadSha"] == head
+    assert body["details"]["expectedHeadSha"] == stale
+    exists = commit(server, tenant, repo, [create("x.txt", "x")], expectedHeadSha=None)
+    assert exists.status_code == 409 and exists.json()["details"]["actualHeadSha"] == head
+    assert head_of(git, tenant, repo) == head
+
+
+def test_new_branches_empty_branches_and_unknown_branches(server, tenant, git, tmp_path, pushed):
+    repo, _, head = pushed
+    unknown = commit(server, tenant, repo, [create("a.txt", "a")], branch="nope")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    orphan = commit(server, tenant, repo, [create("a.txt", "a")], branch="orphan", expectedHeadSha=None)
+    assert orphan.status_code == 201 and orphan.json()["data"]["parents"] == []
+    created = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+                  {"name": "waiting", "recordOnly": True})
+    assert created.status_code == 201, created.text
+    first = commit(server, tenant, repo, [create("feature.txt", "f\n")], branch="waiting")
+    assert first.status_code == 201, first.text
+    assert first.json()["data"]["parents"] == [head]  # a record-only branch starts from its base branch
+    branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/waiting").json()["data"]
+    assert branch["headCommit"] == first.json()["data"]["sha"] and branch["status"] == "ready"
+    assert head_of(git, tenant, repo, "waiting") == first.json()["data"]["sha"]
+
+
+@pytest.mark.parametrize("operations,status,code", [
+    ([create("README.md", "again")], 409, "conflict"),
+    ([create("src", "a file where a directory is")], 409, "conflict"),
+    ([create("run.sh/inside", "under a file")], 409, "conflict"),
+    ([{"action": "rename", "previousPath": "src/app.py", "path": "README.md"}], 409, "conflict"),
+    ([{"action": "update", "path": "missing.txt", "content": b64("x")}], 404, "not_found"),
+    ([{"action": "delete", "path": "missing.txt"}], 404, "not_found"),
+    ([{"action": "rename", "previousPath": "missing.txt", "path": "b.txt"}], 404, "not_found"),
+    ([{"action": "delete", "path": "src"}], 409, "conflict"),
+    ([{"action": "update", "path": "README.md", "content": b64("# hello\n")}], 409, "conflict"),  # no change
+    ([{"action": "update", "path": "README.md"}], 422, "invalid"),
+    ([{"action": "delete", "path": "README.md", "content": b64("x")}], 422, "invalid"),
+    ([{"action": "rename", "path": "b.txt"}], 422, "invalid"),
+    ([create("a.txt", "1"), create("a.txt", "2")], 409, "conflict"),  # the request conflicts with itself
+    ([create("d", "1"), create("d/e", "2")], 409, "conflict"),
+    ([{"action": "delete", "path": "run.sh"}, create("run.sh/x", "2")], 409, "conflict"),
+    ([{"action": "rename", "previousPath": "run.sh", "path": "run.sh"}], 409, "conflict"),
+    ([{"action": "create", "path": "a.txt", "content": "not base64!"}], 422, "invalid"),
+    ([{"action": "create", "path": "a.txt", "content": "YQ"}], 422, "invalid"),  # unpadded
+    ([{"action": "create", "path": "a.txt", "content": b64("x"), "mode": "120000"}], 422, "invalid"),
+    ([{"action": "chmod", "path": "a.txt"}], 422, "invalid"),
+    ([], 422, "invalid"),
+])
+def test_operations_that_do_not_fit_the_tree_change_nothing(server, unchanged, operations, status, code):
+    tenant, git, repo, head = unchanged
+    response = commit(server, tenant, repo, operations, expectedHeadSha=head)
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert head_of(git, tenant, repo) == head
+
+
+HOSTILE_PATHS = [
+    ".git/config", ".GIT/config", "a/.Git/hooks/x", "git~1/config", "a/GIT~12/x", ".git./x", ".git /x",
+    ".git::$INDEX_ALLOCATION/x", ".git:stream", "a::b", "\u200c.git/config", ".g\u200dit/x", "\ufeff.git/x",
+    "../escape", "a/../../etc/passwd", "a/./b", "./a", "/abs/path", "a//b", "a/", "a\\b", "..\\x", "nul\0byte",
+    "tab\tname", "a/..", ".", "..", " .. ", "x" * 256, "/".join(["d"] * 65) + "/f", "é" * 600,
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_hostile_paths_are_refused(server, unchanged, path):
+    tenant, git, repo, head = unchanged
+    response = commit(server, tenant, repo, [create(path, "pwned")], expectedHeadSha=head)
+    assert response.status_code == 422, (path, response.text)
+    assert response.json()["code"] == "invalid"
+    assert response.json()["details"]["fields"][0]["loc"] == "operations.0.path"
+    renamed = commit(server, tenant, repo, [{"action": "rename", "previousPath": "README.md", "path": path}])
+    assert renamed.status_code == 422, (path, renamed.text)
+    assert head_of(git, tenant, repo) == head
+
+
+def test_scopes_and_visibility(server, tenant, pushed):
+    repo, _, head = pushed
+    assert commit(server, tenant, repo, [create("a.txt", "a")], key="read").status_code == 403
+    other = server.tenant()
+    response = api(server, other.keys["admin"], "POST", f"/v1/repos/{repo}/commits",
+                   {"branch": "main", "message": "m", "operations": [create("a.txt", "a")]})
+    assert response.status_code == 404
+    assert api(server, other.keys["admin"], "GET", f"/v1/repos/{repo}/contents/README.md").status_code == 404
+
+
+def test_same_expected_head_from_two_writers_exactly_one_wins(server, tenant, git, tmp_path, pushed):
+    repo, _, head = pushed
+    for round_ in range(4):
+        start = threading.Barrier(2)
+        results = []
+
+        def write(name):
+            start.wait()
+            results.append(commit(server, tenant, repo, [create(f"{name}-{round_}.txt", name)],
+                                  expectedHeadSha=head))
+
+        threads = [threading.Thread(target=write, args=(name,)) for name in ("left", "right")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = sorted(r.status_code for r in results)
+        assert statuses == [201, 409], [r.text for r in results]
+        winner = next(r for r in results if r.status_code == 201).json()["data"]["sha"]
+        loser = next(r for r in results if r.status_code == 409).json()
+        assert loser["code"] == "stale_ref" and loser["details"]["actualHeadSha"] in (winner, head)
+        assert head_of(git, tenant, repo) == winner
+        head = winner
+    work = clone(git, tenant, repo, tmp_path)
+    assert git.out("rev-list", "--count", "HEAD", cwd=work) == "5"
+
+
+def test_writers_without_an_expected_head_all_land(server, tenant, git, tmp_path, pushed):
+    repo, _, head = pushed
+    start = threading.Barrier(4)
+    results = []
+
+    def write(index):
+        start.wait()
+        results.append(commit(server, tenant, repo, [create(f"w{index}.txt", str(index))]))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.status_code for r in results) == [201] * 4, [r.text for r in results]
+    work = clone(git, tenant, repo, tmp_path)
+    assert git.out("rev-list", "--count", "HEAD", cwd=work) == "5"
+    assert {f"w{i}.txt" for i in range(4)} <= set(files_of(work))
+
+
+def test_read_files(server, tenant, git, tmp_path, pushed):
+    repo, work, head = pushed
+    os.symlink("src/app.py", work / "link")
+    (work / "blob.bin").write_bytes(b"\0\1\2" * 100)
+    second = git.commit(work, {}, "more")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    key = tenant.keys["read"]
+    got = api(server, key, "GET", f"/v1/repos/{repo}/contents/src/app.py").json()["data"]
+    assert got == {"path": "src/app.py", "ref": "main", "sha": second,
+                   "blobSha": git.out("rev-parse", "HEAD:src/app.py", cwd=work), "size": 12, "mode": "100644",
+                   "type": "blob", "encoding": "base64", "content": b64("print('hi')\n")}
+    binary = api(server, key, "GET", f"/v1/repos/{repo}/contents/blob.bin?ref={second}").json()["data"]
+    assert base64.b64decode(binary["content"]) == b"\0\1\2" * 100
+    link = api(server, key, "GET", f"/v1/repos/{repo}/contents/link").json()["data"]
+    assert link["type"] == "symlink" and link["mode"] == "120000" and base64.b64decode(link["content"]) == b"src/app.py"
+    old = api(server, key, "GET", f"/v1/repos/{repo}/contents/link?ref={head}")
+    assert old.status_code == 404 and old.json()["code"] == "not_found"
+    directory = api(server, key, "GET", f"/v1/repos/{repo}/contents/src")
+    assert directory.status_code == 422 and directory.json()["details"]["type"] == "tree"
+    assert api(server, key, "GET", f"/v1/repos/{repo}/contents/src/app.py?ref=nope").status_code == 404
+    assert api(server, key, "GET", f"/v1/repos/{repo}/contents/src/%2e%2e/README.md").status_code == 404
+    assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref=..%2fconfig").status_code == 404
+    assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref={'a' * 40}").status_code == 404
+
+
+def test_tree_listing_matches_git_ls_tree(server, tenant, git, pushed):
+    repo, work, head = pushed
+    key = tenant.keys["read"]
+    root = api(server, key, "GET", f"/v1/repos/{repo}/tree").json()["data"]
+    assert root["sha"] == head and root["path"] == "" and root["truncated"] is False
+    assert {(e["path"], e["type"]) for e in root["entries"]} == {
+        ("README.md", "blob"), ("run.sh", "blob"), ("src", "tree"), ("docs", "tree")}
+    listing = api(server, key, "GET", f"/v1/repos/{repo}/tree?recursive=true&ref=main").json()["data"]
+    expected = {}
+    for line in git.out("ls-tree", "-r", "-l", "HEAD", cwd=work).splitlines():
+        meta, path = line.split("\t")
+        mode, kind, sha, size = meta.split()
+        expected[path] = {"path": path, "type": kind, "mode": mode, "sha": sha, "size": int(size)}
+    assert {e["path"]: e for e in listing["entries"]} == expected
+    sub = api(server, key, "GET", f"/v1/repos/{repo}/tree?path=src").json()["data"]
+    assert [e["path"] for e in sub["entries"]] == ["src/app.py", "src/util.py"]
+    assert api(server, key, "GET", f"/v1/repos/{repo}/tree?path=README.md").status_code == 422
+    assert api(server, key, "GET", f"/v1/repos/{repo}/tree?path=nothing").status_code == 404
+    empty = tenant.repo()
+    assert api(server, key, "GET", f"/v1/repos/{empty}/tree").status_code == 404
+
+
+def test_diff_matches_git(server, tenant, git, tmp_path, pushed):
+    repo, work, head = pushed
+    made = commit(server, tenant, repo, [
+        {"action": "update", "path": "src/app.py", "content": b64("print('hi')\nprint('more')\n")},
+        {"action": "rename", "previousPath": "docs/guide.md", "path": "docs/manual.md",
+         "content": b64("guide\n" * 29 + "manual\n")},
+        {"action": "delete", "path": "run.sh"},
+        create("img.bin", b"\0PNG" * 10),
+    ], expectedHeadSha=head).json()["data"]
+    key = tenant.keys["read"]
+    diff = api(server, key, "GET", f"/v1/repos/{repo}/diff?head=main").json()["data"]
+    assert diff["baseCommit"] == head and diff["headCommit"] == made["sha"] and diff["truncated"] is False
+    git("pull", "-q", "--ff-only", tenant.url(repo), "main", cwd=work)
+    numstat = {}
+    for line in git.out("diff", "-M", "--numstat", head, made["sha"], cwd=work).splitlines():
+        added, deleted, path = line.split("\t")
+        numstat[path] = (added, deleted)
+    by_path = {f["path"]: f for f in diff["files"]}
+    assert numstat == {"docs/{guide.md => manual.md}": ("1", "1"), "img.bin": ("-", "-"),
+                       "run.sh": ("0", "1"), "src/app.py": ("1", "0")}
+    assert by_path["docs/manual.md"]["status"] == "renamed" and by_path["docs/manual.md"]["oldPath"] == "docs/guide.md"
+    assert by_path["img.bin"]["binary"] is True and by_path["run.sh"]["status"] == "deleted"
+    assert (by_path["src/app.py"]["insertions"], by_path["src/app.py"]["deletions"]) == (1, 0)
+    assert by_path["src/app.py"]["hunks"] == [{"oldStart": 1, "oldLines": 1, "newStart": 1, "newLines": 2, "lines": [
+        {"type": "context", "content": "print('hi')"}, {"type": "add", "content": "print('more')"}]}]
+    header = [line for line in git.out("diff", head, made["sha"], "--", "src/app.py", cwd=work).splitlines()
+              if line.startswith("@@")]
+    assert header == ["@@ -1 +1,2 @@"]
+
+    summary = api(server, key, "GET", f"/v1/repos/{repo}/diff?base={head}&head={made['sha']}&format=summary")
+    assert all(f["hunks"] == [] for f in summary.json()["data"]["files"])
+    one = api(server, key, "GET", f"/v1/repos/{repo}/diff?base={head}&head=main&file=src/app.py").json()["data"]
+    assert [f["path"] for f in one["files"]] == ["src/app.py"]
+    capped = api(server, key, "GET", f"/v1/repos/{repo}/diff?base={head}&maxFiles=1").json()["data"]
+    assert capped["truncated"] is True and len(capped["files"]) == 1
+    root = api(server, key, "GET", f"/v1/repos/{repo}/diff?head={head}").json()["data"]
+    assert root["baseCommit"] is None and {f["status"] for f in root["files"]} == {"added"}
+    assert api(server, key, "GET", f"/v1/repos/{repo}/diff?base=nope").status_code == 404
+    assert api(server, key, "GET", f"/v1/repos/{repo}/diff?format=patch").status_code == 422
+
+
+def test_protected_branch_accepts_api_commits_and_locks_apply(server, tenant, git, pushed):
+    repo, _, head = pushed
+    from control.services import repos as repo_service
+
+    with server.context.db.session() as session:
+        row = repo_service.get_repo(session, tenant.org_id, repo)
+        repo_service.protect_branch(session, row, "main")
+    response = commit(server, tenant, repo, [create("ok.txt", "fast-forward\n")], expectedHeadSha=head)
+    assert response.status_code == 201, response.text
