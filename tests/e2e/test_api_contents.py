@@ -371,7 +371,8 @@ def test_diff_matches_git(server, tenant, git, tmp_path, pushed):
     assert api(server, key, "GET", f"/v1/repos/{repo}/diff?format=patch").status_code == 422
 
 
-def test_protected_branch_accepts_api_commits_and_locks_apply(server, tenant, git, pushed):
+def test_protected_branches_take_api_commits_and_path_locks_hold(server, tenant, git, pushed):
+    """API commits pass the same hook pipeline as pushes: fast-forwards on a protected branch, path locks."""
     repo, _, head = pushed
     from control.services import repos as repo_service
 
@@ -380,3 +381,15 @@ def test_protected_branch_accepts_api_commits_and_locks_apply(server, tenant, gi
         repo_service.protect_branch(session, row, "main")
     response = commit(server, tenant, repo, [create("ok.txt", "fast-forward\n")], expectedHeadSha=head)
     assert response.status_code == 201, response.text
+    head = response.json()["data"]["sha"]
+
+    dojo = f"/api/repos/{tenant.org}/{repo}/workspaces"
+    holder = api(server, tenant.keys["agent"], "POST", dojo, {"name": "holder"}).json()["workspace"]
+    locked = api(server, tenant.keys["agent"], "POST", f"{dojo}/{holder['id']}/lock", {"patterns": ["src/*"]})
+    assert locked.status_code == 201, locked.text
+    refused = commit(server, tenant, repo, [{"action": "update", "path": "src/app.py", "content": b64("no\n")}],
+                     expectedHeadSha=head)
+    assert refused.status_code == 423 and refused.json()["code"] == "locked", refused.text
+    assert head_of(git, tenant, repo) == head
+    elsewhere = commit(server, tenant, repo, [create("docs/free.md", "free\n")], expectedHeadSha=head)
+    assert elsewhere.status_code == 201, elsewhere.text
