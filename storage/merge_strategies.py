@@ -216,9 +216,25 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
     if target_is_base:
         plan.new_head, plan.fast_forward = source_head, True
         return plan
+    return _replay(plan, store, target, commits_to_replay(store, target, source), target_name, committer_bytes, now)
+
+
+def replay_commits(object_store, onto: str, commits: list[str], committer: Identity, target_name: str = "base",
+                   when: int | None = None) -> MergePlan:
+    """Cherry-pick `commits` (oldest first) onto `onto`, as a rebase does; persist() the plan before using it."""
+    store = MergeStore(object_store)
+    plan = MergePlan(strategy="rebase", target_head=onto, source_head=commits[-1] if commits else onto,
+                     new_head=None, store=store)
+    now = int(when if when is not None else time.time())
+    return _replay(plan, store, onto.encode(), [c.encode() for c in commits], target_name,
+                   _identity_bytes(committer), now)
+
+
+def _replay(plan: MergePlan, store: MergeStore, target: bytes, commits: list[bytes], target_name: str,
+            committer_bytes: bytes, now: int) -> MergePlan:
     head = target
     head_tree = _commit(store, target).tree
-    for oid in commits_to_replay(store, target, source):
+    for oid in commits:
         commit = _commit(store, oid)
         if len(commit.parents) > 1:
             continue

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage import git_read, git_refs
+from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, Invalid, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
@@ -115,3 +115,73 @@ def review_decision(reviews: list[StackReview], head_commit: str) -> str:
     if not verdicts:
         return "pending"
     return "approved" if verdicts[-1] == "approve" else "changes_requested"
+
+
+def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Principal, strategy: str,
+                message: str | None, delete_branch: bool, dry_run: bool):
+    """Merge the stack's head into its base; on success its children are rebased onto that base."""
+    from . import merges
+
+    if stack.status != "open":
+        raise Conflict(f"stack is {stack.status}", {"status": stack.status})
+    if stack.parent_stack_id:
+        parent = session.get(Stack, stack.parent_stack_id)
+        if parent is not None and parent.status == "open":
+            raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
+    outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
+                                message or stack.title, dry_run=dry_run, source_label=stack.bookmark)
+    if dry_run or not outcome.success:
+        return outcome
+    stack.status, stack.merged_sha = "merged", outcome.head_commit
+    if delete_branch:
+        _delete_bookmark(session, app, repo, stack, actor)
+        outcome.source_deleted = True
+    session.flush()
+    for child in session.scalars(select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")):
+        restack_child(session, app, repo, child, stack, actor)
+    return outcome
+
+
+def _delete_bookmark(session: Session, app, repo: Repository, stack: Stack, actor: Principal) -> None:
+    ref = f"refs/heads/{stack.bookmark}"
+    sha = git_refs.read_ref(app.store.path_for(repo.id), ref)
+    if sha is not None:
+        apply_ref_change(change_context(app, repo, actor, "merge"), RefUpdate(old=sha, new=ZERO_SHA, ref=ref),
+                         session=session)
+
+
+def restack_child(session: Session, app, repo: Repository, child: Stack, parent: Stack, actor: Principal) -> None:
+    """Replay the child's own commits onto the parent's target, so the child stays mergeable there."""
+    from storage.merge_strategies import replay_commits
+
+    from .merges import MERGER
+
+    path = app.store.path_for(repo.id)
+    target_head = git_refs.read_ref(path, f"refs/heads/{parent.base_branch}")
+    with git_objects.open_repo(path) as git_repo:
+        replayed = replay_commits(git_repo.object_store, target_head, list(child.commits), MERGER)
+    child.parent_stack_id = None
+    child.base_branch, child.base_commit = parent.base_branch, target_head
+    if not replayed.clean:
+        session.flush()
+        return  # its commits stay as they were: the stack shows as not mergeable until it is resubmitted
+    replayed.persist()
+    ref = f"refs/heads/{child.bookmark}"
+    old = git_refs.read_ref(path, ref)
+    apply_ref_change(change_context(app, repo, actor, "merge"),
+                     RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
+    child.head_commit, child.commits = replayed.new_head, replayed.new_commits
+    session.flush()
+
+
+def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple[bool, list[str]]:
+    """Whether the stack would merge into its base now (a dry run), and the conflicting paths if not."""
+    from . import merges
+
+    repo = session.get(Repository, stack.repo_id)
+    try:
+        outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
+                                    dry_run=True, source_label=stack.bookmark)
+    except (Conflict, NotFound) as error:
+        return False, [error.message]
+    return outcome.success, outcome.conflicts

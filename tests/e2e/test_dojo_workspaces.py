@@ -222,3 +222,97 @@ def test_scopes_and_other_orgs(server, tenant, seeded):
     assert Dojo(server, tenant, "missing")("GET", "/workspaces").status_code == 404
     unauthenticated = requests.get(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces", timeout=30)
     assert unauthenticated.status_code == 401 and "success" not in unauthenticated.json()
+
+
+def submit_work(dojo, name, files, base_commit=None, message="work"):
+    body = {"name": name, "agent_name": f"{name}-bot"}
+    if base_commit:
+        body["base_commit"] = base_commit
+    ws = dojo("POST", "/workspaces", body).json()["workspace"]
+    for path, content in files.items():
+        assert dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=content.encode()).status_code == 200
+    commit = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": message})
+    assert commit.status_code == 201, commit.text
+    submitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": f"{name}: {message}"})
+    assert submitted.status_code == 201, submitted.text
+    return ws, submitted.json()["stack"], commit.json()["commit"]["sha"]
+
+
+def v1(server, tenant, method, path, json=None, scope="agent"):
+    return requests.request(method, f"{server.url}/v1/repos/{path}", json=json, timeout=60,
+                            headers={"Authorization": f"Bearer {tenant.keys[scope]}"})
+
+
+def test_stack_reviewed_merged_and_cloned(server, tenant, git, tmp_path, seeded):
+    repo, work, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, stack, sha = submit_work(dojo, "feature", {"src/feature.ts": "export const feature = 1;\n"})
+    listed = v1(server, tenant, "GET", f"{repo}/stacks").json()["data"]
+    assert [s["id"] for s in listed] == [stack["id"]]
+    got = v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]
+    assert got["commits"] == [sha] and got["mergeable"] is True and got["reviewDecision"] == "pending"
+    review = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/reviews",
+                {"state": "request_changes", "body": "name it better"})
+    assert review.status_code == 201
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["reviewDecision"] == \
+        "changes_requested"
+    v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/reviews", {"state": "approve", "reviewerName": "rev"})
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["reviewDecision"] == "approved"
+    dry = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"dry_run": True}).json()["data"]
+    assert dry["success"] is True
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == main
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge",
+                {"strategy": "merge", "deleteBranch": True}).json()["data"]
+    assert set(merged) == {"success", "sha", "head_commit", "already_merged", "target", "conflicts", "message"}
+    assert merged["success"] is True and merged["target"] == "main" and merged["conflicts"] == []
+    clone = tmp_path / "after"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "src/feature.ts").exists()
+    assert git.out("log", "-1", "--format=%P", cwd=clone).split() == [main, sha]
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{stack['bookmark']}") == ""
+    final = v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]
+    assert final["status"] == "merged" and final["mergedSha"] == merged["head_commit"]
+    again = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {})
+    assert again.status_code == 409
+
+
+def test_conflicting_stack_reports_paths_and_changes_nothing(server, tenant, git, seeded):
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, first, _ = submit_work(dojo, "one", {"README.md": "# one\n"})
+    _, second, _ = submit_work(dojo, "two", {"README.md": "# two\n"})
+    assert v1(server, tenant, "POST", f"{repo}/stacks/{first['id']}/merge", {"strategy": "squash"}).json()["data"][
+        "success"] is True
+    head = git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0]
+    got = v1(server, tenant, "GET", f"{repo}/stacks/{second['id']}").json()["data"]
+    assert got["mergeable"] is False and got["conflicts"] == ["README.md"]
+    result = v1(server, tenant, "POST", f"{repo}/stacks/{second['id']}/merge", {}).json()["data"]
+    assert result["success"] is False and result["conflicts"] == ["README.md"]
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == head != main
+
+
+def test_child_stack_is_restacked_when_its_parent_merges(server, tenant, git, tmp_path, seeded):
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "parent", {"lib/base.py": "BASE = 1\n"})
+    _, child, child_sha = submit_work(dojo, "child", {"lib/child.py": "from base import BASE\n"},
+                                      base_commit=parent_sha)
+    got = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert got["parentStackId"] == parent["id"] and got["baseBranch"] == parent["bookmark"]
+    assert got["commits"] == [child_sha]
+    assert v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {}).status_code == 409
+    squashed = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": "squash"}).json()["data"]
+    assert squashed["success"] is True
+    restacked = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert restacked["baseBranch"] == "main" and restacked["parentStackId"] is None
+    assert restacked["mergeable"] is True and len(restacked["commits"]) == 1
+    assert restacked["headCommit"] != child_sha
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{child['bookmark']}").split()[0] == \
+        restacked["headCommit"]
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {"strategy": "rebase"}).json()["data"]
+    assert merged["success"] is True
+    clone = tmp_path / "c"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "lib/base.py").exists() and (clone / "lib/child.py").exists()
+    subjects = git.out("log", "--format=%s", f"{main}..HEAD", cwd=clone).splitlines()
+    assert len(subjects) == 2  # the squash of the parent, then the child's own commit replayed

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import Blueprint
-from pydantic import Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from control.services import locks as lock_service
 from control.services import repos as repo_service
@@ -13,6 +13,7 @@ from hooks.locks import as_utc
 
 from ..endpoint import Call, endpoint
 from .common import Timestamp, WireModel
+from .merges import MergeOut
 
 bp = Blueprint("collab", __name__)
 
@@ -59,6 +60,8 @@ class StackOut(WireModel):
     workspace_id: str | None
     merged_sha: str | None
     review_decision: str
+    mergeable: bool | None
+    conflicts: list[str]
     reviews: list[ReviewOut]
     created_at: Timestamp
     updated_at: Timestamp
@@ -74,14 +77,27 @@ class CreateReview(WireModel):
     reviewer_name: str | None = Field(default=None, max_length=200)
 
 
-def stack_out(call: Call, stack) -> StackOut:
+class MergeStackRequest(BaseModel):
+    """Seed 003's merge names (`dry_run`, `deleteBranch`), as on POST /v1/repos/{repo}/merges."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    strategy: Literal["merge", "squash", "rebase"] = "merge"
+    dry_run: bool = Field(default=False, validation_alias=AliasChoices("dry_run", "dryRun"))
+    message: str | None = Field(default=None, min_length=1, max_length=65536)
+    delete_branch: bool = Field(default=False, validation_alias=AliasChoices("deleteBranch", "delete_branch"))
+
+
+def stack_out(call: Call, stack, with_mergeability: bool = False) -> StackOut:
     reviews = stack_service.reviews_of(call.session, stack)
+    mergeable, conflicts = None, []
+    if with_mergeability and stack.status == "open":
+        mergeable, conflicts = stack_service.mergeability(call.session, call.context, stack, call.principal)
     return StackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
                     base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits or []),
                     status=stack.status, parent_stack_id=stack.parent_stack_id, workspace_id=stack.workspace_id,
                     merged_sha=stack.merged_sha,
                     review_decision=stack_service.review_decision(reviews, stack.head_commit),
-                    reviews=[ReviewOut(id=r.id, state=r.state, body=r.body, reviewer_name=r.reviewer_name,
+                    mergeable=mergeable, conflicts=conflicts, reviews=[ReviewOut(id=r.id, state=r.state, body=r.body, reviewer_name=r.reviewer_name,
                                        head_commit=r.head_commit, created_at=r.created_at) for r in reviews],
                     created_at=stack.created_at, updated_at=stack.updated_at)
 
@@ -113,7 +129,7 @@ def list_stacks(call: Call, repo: str, query: StackQuery):
           response=StackOut)
 def get_stack(call: Call, repo: str, stack_id: str):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    return stack_out(call, stack_service.get_stack(call.session, row, stack_id))
+    return stack_out(call, stack_service.get_stack(call.session, row, stack_id), with_mergeability=True)
 
 
 @endpoint(bp, "POST", "/v1/repos/<repo>/stacks/<stack_id>/reviews", summary="Approve, request changes or comment",
@@ -125,3 +141,15 @@ def review_stack(call: Call, repo: str, stack_id: str, body: CreateReview):
                                         body.reviewer_name)
     return ReviewOut(id=review.id, state=review.state, body=review.body, reviewer_name=review.reviewer_name,
                      head_commit=review.head_commit, created_at=review.created_at)
+
+
+@endpoint(bp, "POST", "/v1/repos/<repo>/stacks/<stack_id>/merge", summary="Merge a stack into its base",
+          scope="agent", body=MergeStackRequest, response=MergeOut)
+def merge_stack(call: Call, repo: str, stack_id: str, body: MergeStackRequest):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    stack = stack_service.get_stack(call.session, row, stack_id, for_update=True)
+    outcome = stack_service.merge_stack(call.session, call.context, row, stack, call.principal, body.strategy,
+                                        body.message, body.delete_branch, body.dry_run)
+    return MergeOut(success=outcome.success, sha=outcome.sha, head_commit=outcome.head_commit,
+                    already_merged=outcome.already_merged, target=outcome.target, conflicts=outcome.conflicts,
+                    message=outcome.message)
