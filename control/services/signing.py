@@ -46,11 +46,11 @@ def verify(secret: str, method: str, path: str, file_id: str | None, expires: st
     """Raise Forbidden unless `signature` was made by `sign` for exactly this request and has not expired."""
     if not file_id or signature is None or expires is None:
         raise Forbidden("upload URL is not signed")
-    if not _EXPIRES.match(str(expires)):
+    if not _EXPIRES.fullmatch(str(expires)):
         raise Forbidden("upload URL signature is invalid")
     expires_at = int(expires)
     expected = _digest(secret, method, path, file_id, expires_at)
-    given = signature if _SIGNATURE.match(signature) else ""
+    given = signature if _SIGNATURE.fullmatch(signature) else ""
     if not hmac.compare_digest(expected, given):
         raise Forbidden("upload URL signature is invalid")
     if now.timestamp() >= expires_at:

@@ -224,7 +224,7 @@ def _upload_commit_parent(repo_path, sha: str, upload: Upload) -> str | None:
 
 
 def _check_identifier(identifier: str) -> None:
-    if not IDENTIFIER.match(identifier or ""):
+    if not IDENTIFIER.fullmatch(identifier or ""):
         raise Invalid("identifier must be 1-200 characters of letters, digits, '.', '_' or '-', starting with a "
                       "letter or digit", {"fields": [{"loc": "identifier", "msg": "invalid identifier"}]})
 
@@ -252,7 +252,7 @@ def _checked_files(files: Sequence[FileSpec]) -> list[FileSpec]:
         seen.add(spec.name)
         if problem:
             problems.append({"loc": f"files.{index}.name", "msg": problem})
-        if not SHA256.match(spec.sha256 or ""):
+        if not SHA256.fullmatch(spec.sha256 or ""):
             problems.append({"loc": f"files.{index}.hash", "msg": "must be a 64-character hex sha256"})
     directories = {name[:i] for name in seen for i, char in enumerate(name) if char == "/"}
     problems += [{"loc": f"files.{i}.name", "msg": "also used as a directory"}
@@ -298,7 +298,7 @@ def _files_of(session: Session, upload: Upload) -> list[UploadFile]:
 
 def _find_upload(session: Session, repo: Repository, key: str) -> Upload:
     """By upload id, or by identifier when that names exactly one upload of the repository."""
-    if not IDENTIFIER.match(key):
+    if not IDENTIFIER.fullmatch(key):
         raise NotFound(f"upload {key!r} not found")
     by_id = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.id == key))
     if by_id is not None:

@@ -11,7 +11,8 @@ from control.services import repos as repo_service
 from control.services import uploads as upload_service
 
 from ..endpoint import Call, UnsupportedMediaType, endpoint
-from .common import Timestamp, WireModel
+from .common import BRANCH_NAME_PATTERN, Timestamp, WireModel
+from .contents import PATH_PATTERN, PATH_RULES
 
 bp = Blueprint("uploads", __name__)
 BLOB_ROUTE = "/v1/blobs/<path:storage_path>"
@@ -21,14 +22,17 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$"), AfterValidator(str.
 
 
 class UploadFileIn(WireModel):
-    name: str = Field(min_length=1, max_length=upload_service.MAX_NAME_BYTES)
+    name: str = Field(min_length=1, max_length=upload_service.MAX_NAME_BYTES,
+                      json_schema_extra={"pattern": PATH_PATTERN},
+                      description=f"The file's path in the uploaded directory. {PATH_RULES}")
     hash: Sha256
 
 
 class CreateUpload(WireModel):
     identifier: str = Field(min_length=1, max_length=200, pattern=upload_service.IDENTIFIER.pattern)
     files: list[UploadFileIn] = Field(min_length=1, max_length=upload_service.MAX_FILES)
-    branch: str | None = Field(default=None, min_length=1, max_length=255)
+    branch: str | None = Field(default=None, min_length=1, max_length=255,
+                               json_schema_extra={"pattern": BRANCH_NAME_PATTERN})
 
 
 class UploadTargetOut(WireModel):
