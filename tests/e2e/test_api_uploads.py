@@ -125,6 +125,7 @@ def test_round_trip_clone_branch_and_replace(server, tenant, git, tmp_path):
     work = tmp_path / "c1"
     assert git.out("log", "--format=%an <%ae>|%cn <%ce>|%s", cwd=work) == f"{UPLOADER}|{UPLOADER}|Upload ver-1234abcd"
     assert git.out("rev-list", "--count", "HEAD", cwd=work) == "1"
+    git("fsck", "--strict", "--no-dangling", cwd=work)
     meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
     assert meta["mainHeadIdentifier"] == "ver-1234abcd" and meta["mainHeadCommit"] == first["commit"]
     commit = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits/{first['commit']}").json()["data"]
@@ -152,6 +153,20 @@ def test_round_trip_clone_branch_and_replace(server, tenant, git, tmp_path):
     assert main["headIdentifier"] == "ver-2" and main["headCommit"] == second["commit"]
     untouched = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feature").json()["data"]
     assert untouched["headCommit"] == first["commit"]
+
+
+def test_large_files_are_streamed_in_and_out(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant)
+    big = bytes(range(256)) * (40 * 1024 + 3)  # about 10 MiB: written into git by streaming, not in memory
+    files = {"data/big.bin": big, "small.txt": b"small\n"}
+    upload = ask(server, tenant, repo, "ver-large", files).json()["data"]
+    for target in upload["files"]:
+        data = files[target["name"]]
+        chunks = (data[i:i + 1_000_000] for i in range(0, len(data), 1_000_000))
+        assert put(target["uploadUrl"], chunks).status_code == 200  # chunked transfer encoding
+    assert complete(server, tenant, repo, upload["uploadId"]).status_code == 200
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == files
+    git("fsck", "--strict", "--no-dangling", cwd=tmp_path / "c")
 
 
 def test_upload_to_a_branch_moves_only_that_branch(server, tenant, git, tmp_path):
