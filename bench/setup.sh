@@ -30,3 +30,13 @@ if ! "$python" -c 'import control.cli' >/dev/null 2>&1; then
   "$python" -m pip install --quiet -e .
 fi
 echo "bench setup ok: $(lighttpd -v 2>&1 | head -1); $(git --version); $("$python" --version)"
+
+# Control API benchmark (bench/api_bench.py): wrk from Debian is its load generator; py-spy (the `bench` extra)
+# profiles the server's workers with --profile.
+if ! command -v wrk >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends wrk || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends wrk; }
+fi
+echo "api bench setup ok: $(wrk --version 2>&1 | head -1)"

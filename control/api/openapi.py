@@ -52,7 +52,8 @@ def _parameters(spec: RouteSpec, schemas: _Schemas) -> tuple[str, list[dict]]:
     params = []
     for converter, name in _PARAM.findall(spec.path):
         params.append({"name": name, "in": "path", "required": True,
-                       "schema": {"type": "string", "minLength": 1, **({"pattern": "^[^/]+$"} if converter != "path" else {}),
+                       "schema": {"type": "string", "minLength": 1,
+                                  **({"pattern": "^[^/]+$"} if converter != "path" else {}),
                                   **dict(spec.params).get(name, {})}})
     if spec.query is not None:
         query_schema = spec.query.model_json_schema(ref_template=REF)

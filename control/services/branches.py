@@ -39,7 +39,10 @@ def _view(name: str, sha: str | None, row: Branch | None) -> BranchView:
 
 def list_branches(session: Session, app, repo: Repository) -> list[BranchView]:
     heads = git_read.branch_heads(app.store.path_for(repo.id))
-    rows = {row.name: row for row in session.scalars(select(Branch).where(Branch.repo_id == repo.id))}
+    # plain rows, not ORM entities: with 1,000 branches building entities was a quarter of the request (py-spy)
+    columns = (Branch.name, Branch.head_sha, Branch.head_identifier, Branch.status, Branch.base_branch,
+               Branch.base_commit, Branch.created_at, Branch.updated_at)
+    rows = {row.name: row for row in session.execute(select(*columns).where(Branch.repo_id == repo.id))}
     names = sorted(set(heads) | {name for name, row in rows.items() if row.head_sha is None})
     return [_view(name, heads.get(name), rows.get(name)) for name in names]
 

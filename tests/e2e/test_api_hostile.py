@@ -95,7 +95,8 @@ def test_another_orgs_key_cannot_be_revoked(server, tenant):
 
 
 def test_missing_malformed_revoked_and_expired_keys_are_401(server, tenant):
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {"Authorization": "Basic Zm9vOmJhcg=="},
+    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "},
+                    {"Authorization": "Basic Zm9vOmJhcg=="},
                     {"Authorization": "Bearer dk-" + "A" * 43}, {"Authorization": "Bearer not-a-key"},
                     {"Authorization": "Bearer " + "dk-" + "x" * 5000}, {"Authorization": "bearer\tdk-x"}):
         body = refused(call(server, "GET", "/v1/repos", headers=headers), 401, "unauthenticated")
@@ -198,7 +199,8 @@ def test_strict_json_types(server, site, pushed):
                                           "application/x-www-form-urlencoded", "application/octet-stream"])
 def test_wrong_content_type_is_415(server, tenant, content_type):
     data = b"name=x" if "urlencoded" in content_type else b"<name>x</name>"
-    response = call(server, "POST", "/v1/repos", tenant.keys["admin"], data=data, headers={"Content-Type": content_type})
+    response = call(server, "POST", "/v1/repos", tenant.keys["admin"], data=data,
+                    headers={"Content-Type": content_type})
     refused(response, 415, "unsupported_media_type")
     assert call(server, "GET", "/v1/repos/x", tenant.keys["admin"]).status_code == 404  # nothing was created
 
