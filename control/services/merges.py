@@ -131,12 +131,14 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
     checked_branch_name(source)
     target = target or repo.default_branch
     checked_branch_name(target)
-    if source == target:
-        raise Invalid("a branch cannot be merged into itself", {"fields": [{"loc": "target", "msg": "same as source"}]})
     path = app.store.path_for(repo.id)
     source_sha = git_refs.read_ref(path, f"refs/heads/{source}")
     if source_sha is None:
         raise NotFound(f"branch {source!r} not found")
+    if source == target:  # like `git merge main` on main: already up to date; nothing to delete either
+        return MergeOutcome(success=True, sha=source_sha, head_commit=source_sha, already_merged=True, target=target,
+                            conflicts=[], message=f"Already up to date: {target} is the branch being merged.",
+                            strategy=strategy, dry_run=dry_run, previous_head=source_sha)
     outcome = merge_refs(app, session, repo, actor, source_sha, target, strategy, message, dry_run,
                          expected_target_head, source_label=source, fast_forward=fast_forward)
     if delete_branch and outcome.success and not dry_run:
