@@ -206,6 +206,24 @@ def test_operations_that_do_not_fit_the_tree_change_nothing(server, unchanged, o
     assert head_of(git, tenant, repo) == head
 
 
+@pytest.mark.parametrize("fields,loc", [
+    ({"message": "nul\0inside"}, "message"),
+    ({"author": {"name": "Ada\nEvil: header", "email": "a@x"}}, "author.name"),
+    ({"author": {"name": "Ada", "email": "a@x\0"}}, "author.email"),
+    ({"intent": {"goal": "nul\0"}}, "intent.goal"),
+    ({"intent": {"bad key": "x"}}, "intent"),
+    ({"intent": {f"k{i}": i for i in range(51)}}, "intent"),
+    ({"branch": "bad..name"}, "name"),
+    ({"expectedHeadSha": "HEAD"}, "expectedHeadSha"),
+])
+def test_commit_fields_are_checked(server, unchanged, fields, loc):
+    tenant, git, repo, head = unchanged
+    response = commit(server, tenant, repo, [create("fine.txt", "x")], **fields)
+    assert response.status_code == 422, response.text
+    assert response.json()["details"]["fields"][0]["loc"].startswith(loc), response.text
+    assert head_of(git, tenant, repo) == head
+
+
 HOSTILE_PATHS = [
     ".git/config", ".GIT/config", "a/.Git/hooks/x", "git~1/config", "a/GIT~12/x", ".git./x", ".git /x",
     ".git::$INDEX_ALLOCATION/x", ".git:stream", "a::b", "\u200c.git/config", ".g\u200dit/x", "\ufeff.git/x",

@@ -74,13 +74,30 @@ def _path_field(description: str, **kwargs):
 
 
 def _checked_intent(intent: dict | None) -> dict | None:
+    if intent is not None and len(intent) > 50:
+        raise ValueError("at most 50 intent keys")
     for key in intent or {}:
         if not re.search(INTENT_KEY_PATTERN, key) or len(key) > 64:
             raise ValueError(f"intent key {key!r}: 1-64 letters, digits, '_' or '-', starting with a letter")
     return intent
 
 
-IntentValue = Union[Annotated[str, StringConstraints(max_length=2000)], bool, int, float]
+def _text(pattern: str, rule: str):
+    """A string checked against `pattern` with Python's re (the document's engine), documented as that pattern."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.search(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check), Field(json_schema_extra={"pattern": pattern})
+
+
+NO_NUL = r"^[^\x00]*$"  # NUL has no place in a commit, and PostgreSQL's JSON refuses it
+ONE_LINE = r"^[^\x00-\x1f\x7f]+(?![\s\S])"  # no control characters (no newlines): a commit header field
+IntentValue = Union[Annotated[str, StringConstraints(max_length=2000), *_text(NO_NUL, "no NUL characters")],
+                    bool, int, float]
 Intent = Annotated[dict[str, IntentValue], AfterValidator(_checked_intent)]
 Mode = Literal["100644", "100755"]
 
@@ -96,8 +113,8 @@ Base64 = Annotated[str, AfterValidator(_checked_base64),
 
 
 class Author(WireModel):
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(min_length=1, max_length=320)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200), *_text(ONE_LINE, "one line of text")]
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320), *_text(ONE_LINE, "one line of text")]
 
 
 class CreateFile(WireModel):
@@ -151,11 +168,11 @@ class CreateCommit(WireModel):
 
     branch: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": BRANCH_NAME_PATTERN})
     expected_head_sha: str | None = Field(default=None, pattern=SHA)
-    message: str = Field(min_length=1, max_length=65536)
+    message: Annotated[str, StringConstraints(min_length=1, max_length=65536), *_text(NO_NUL, "no NUL characters")]
     author: Author | None = Field(default=None, description="default: agent <agent@driftstone.local>")
     intent: Intent | None = Field(
-        default=None, max_length=50, json_schema_extra={"propertyNames": {"pattern": INTENT_KEY_PATTERN,
-                                                                          "maxLength": 64}},
+        default=None, json_schema_extra={"maxProperties": 50,
+                                         "propertyNames": {"pattern": INTENT_KEY_PATTERN, "maxLength": 64}},
         description="stored with the commit and as `Intent-<Key>: value` trailers (goal -> Intent-Goal)")
     operations: list[FileOperationIn] = Field(min_length=1, max_length=1000)
 
