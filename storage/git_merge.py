@@ -25,6 +25,7 @@ Not honoured, like `git merge-tree` on a bare repository: .gitattributes merge d
 from __future__ import annotations
 
 import heapq
+import os
 import stat
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -110,7 +111,16 @@ class MergeStore:
                 stack.append(obj.tree)
                 stack.extend(obj.parents)  # earlier new commits (a rebase writes a chain)
         if wanted:
+            if hasattr(self.base, "fsync_object_files"):
+                self.base.fsync_object_files = True  # pack and index reach the disk before any ref names them
             self.base.add_objects([(obj, None) for obj in reversed(wanted)])
+            pack_dir = getattr(self.base, "pack_dir", None)
+            if pack_dir:
+                descriptor = os.open(pack_dir, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
         return len(wanted)
 
 
