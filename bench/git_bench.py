@@ -448,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "busy": max(max_load, *os.getloadavg()[:2]) > (os.cpu_count() or 1) * 1.5,
-        "command": "python bench/git_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "") + "python bench/git_bench.py "
+                   + " ".join(sys.argv[1:] if argv is None else argv),
         "notes": notes,
     }
     times = {} if args.skip_transfers else bench.times
