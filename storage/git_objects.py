@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
 
+from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
@@ -50,7 +51,23 @@ class Identity:
 
 
 def open_repo(repo_path: Path) -> Repo:
-    return Repo(str(repo_path))
+    repo = Repo(str(repo_path))
+    repo.object_store.fsync_object_files = True  # dulwich ignores core.fsync: objects are durable before refs
+    return repo
+
+
+def store_object(repo: Repo, obj) -> None:
+    """Add an object unless present. Two writers adding the same loose object race on its lock file
+    (dulwich raises FileLocked); the other writer is writing identical bytes, so wait for it to finish."""
+    for attempt in range(200):
+        if obj.id in repo.object_store:
+            return
+        try:
+            repo.object_store.add_object(obj)
+            return
+        except FileLocked:
+            time.sleep(0.01 * min(attempt + 1, 10))
+    raise TimeoutError(f"object {obj.id.decode()} stayed locked")
 
 
 def commit_tree(repo: Repo, commit_sha: str) -> bytes:
@@ -132,7 +149,7 @@ def _entries(repo: Repo, tree_sha: bytes, prefix: str, recursive: bool) -> Itera
 
 def write_blob(repo: Repo, data: bytes) -> str:
     blob = Blob.from_string(data)
-    repo.object_store.add_object(blob)
+    store_object(repo, blob)
     return blob.id.decode()
 
 
@@ -187,13 +204,13 @@ def _apply(repo: Repo, tree_sha: bytes | None, nested: dict) -> bytes | None:
             tree[name] = (mode, sha.encode())
     if not len(tree):
         return None
-    repo.object_store.add_object(tree)
+    store_object(repo, tree)
     return tree.id
 
 
 def _empty_tree(repo: Repo) -> bytes:
     tree = Tree()
-    repo.object_store.add_object(tree)
+    store_object(repo, tree)
     return tree.id
 
 
@@ -208,5 +225,5 @@ def write_commit(repo: Repo, tree: bytes, parents: list[str], author: Identity, 
     commit.author_timezone = commit.commit_timezone = 0
     commit.encoding = b"UTF-8"
     commit.message = message.encode("utf-8")
-    repo.object_store.add_object(commit)
+    store_object(repo, commit)
     return commit.id.decode()

@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, request
 from pydantic import BaseModel, ValidationError
 
 from control.context import AppContext
-from storage.errors import DomainError, Invalid, TooLarge
+from storage.errors import DomainError, Invalid, NotFound, TooLarge
 from storage.keys import Principal
 
 from .auth import authenticate
@@ -108,12 +108,40 @@ def read_json_body() -> bytes:
     return raw
 
 
+def _refuse_nul_strings(raw: bytes) -> None:
+    """No stored text may hold NUL (PostgreSQL refuses it): name each string that does, like a field error."""
+    import json
+
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return  # not JSON: validation reports it
+    found: list[str] = []
+
+    def walk(value, loc: str) -> None:
+        if isinstance(value, str) and "\x00" in value:
+            found.append(loc or "body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{loc}.{key}" if loc else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{loc}.{index}" if loc else str(index))
+
+    walk(document, "")
+    if found:
+        raise Invalid("strings may not contain NUL", {"fields": [
+            {"loc": loc, "msg": "may not contain NUL", "type": "string_nul"} for loc in found]})
+
+
 def parse_body(model: type[BaseModel]) -> BaseModel:
     mimetype = request.mimetype or ""
     raw = read_json_body()
     if mimetype not in ("application/json", "") and not mimetype.endswith("+json"):
         if not (mimetype == "application/x-www-form-urlencoded" and raw.lstrip().startswith((b"{", b"["))):
             raise UnsupportedMediaType(f"expected application/json, got {mimetype}")
+    if b"\\u0000" in raw:
+        _refuse_nul_strings(raw)
     try:
         # strict: JSON types as documented (no "1" for an integer, no 1 for a boolean, no number for a date)
         return model.model_validate_json(_normalized_json(raw or b"{}"), strict=True)
@@ -124,6 +152,8 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
 
 
 def parse_query(model: type[BaseModel]) -> BaseModel:
+    if any("\x00" in value for value in request.args.values()):
+        raise Invalid("query parameters may not contain NUL", {"fields": [{"loc": "query", "msg": "contains NUL"}]})
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as error:
@@ -149,6 +179,8 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
 
         @functools.wraps(handler)
         def view(**path_params):
+            if any("\x00" in value for value in path_params.values()):
+                raise NotFound("no such resource")  # no stored name contains NUL (PostgreSQL text cannot)
             context: AppContext = current_app.config["DRIFTSTONE"]
             with context.db.session() as session:
                 principal = authenticate(session, scope) if scope else None

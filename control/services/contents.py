@@ -7,7 +7,6 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from dulwich.file import FileLocked
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -186,7 +185,7 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
             raise NotFound(f"branch {branch!r} not found (send \"expectedHeadSha\": null to start it)",
                            {"branch": branch})
         parent = head or _first_parent(repo_path, row)
-        sha, tree = _retrying_locked_objects(lambda: _write(repo_path, parent, operations, author, full_message))
+        sha, tree = _write(repo_path, parent, operations, author, full_message)
         try:
             apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
         except StaleRef:
@@ -265,7 +264,6 @@ def _check_operations(operations: list[FileOperation], max_size: int) -> None:
 def _write(repo_path, parent: str | None, operations: list[FileOperation], author, message: str) -> tuple[str, str]:
     """Write the blobs, the edited tree and the commit; returns (commit sha, tree sha)."""
     with git_objects.open_repo(repo_path) as git_repo:
-        git_repo.object_store.fsync_object_files = True  # durable before the ref can point at them
         find = git_objects.PathLookup(git_repo, parent)
         changes: dict[str, git_objects.Change] = {}
         for index, op in enumerate(operations):
@@ -321,12 +319,3 @@ def _file_above(find, path: str) -> str | None:
     return None
 
 
-def _retrying_locked_objects(write, attempts: int = 100):
-    """Another writer holding a loose object's lock is writing the same content: wait for it, then go on."""
-    for attempt in range(attempts):
-        try:
-            return write()
-        except FileLocked:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from dulwich.file import FileLocked
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -133,8 +132,7 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
         run_effects(ctx, [RefUpdate(old=made_earlier or ZERO_SHA, new=head, ref=ref)], session=session)
     else:
         parent = head or _first_parent(repo_path, row)
-        sha = _retrying_locked_objects(lambda: _write_commit(repo_path, app.blobs, files, parent, upload,
-                                                             app.clock()))
+        sha = _write_commit(repo_path, app.blobs, files, parent, upload, app.clock())
         apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
         if head is None and row is not None:
             row.base_commit = parent
@@ -149,16 +147,6 @@ def _held(session: Session, upload: Upload) -> Upload:
     session.refresh(upload)
     return upload
 
-
-def _retrying_locked_objects(write, attempts: int = 100):
-    """Another writer holding a loose object's lock is writing the same content: wait for it, then go on."""
-    for attempt in range(attempts):
-        try:
-            return write()
-        except FileLocked:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05)
 
 
 def _first_parent(repo_path, row: Branch | None) -> str | None:
@@ -181,7 +169,6 @@ def _record_completion(session: Session, app, repo: Repository, actor: Principal
 def _write_commit(repo_path, blobs: BlobStore, files: list[UploadFile], parent: str | None, upload: Upload,
                   now: datetime) -> str:
     with git_objects.open_repo(repo_path) as git_repo:
-        git_repo.object_store.fsync_object_files = True
         changes = {row.name: (git_objects.FILE_MODE, _write_blob(git_repo, repo_path, blobs, row)) for row in files}
         tree = git_objects.edit_tree(git_repo, None, changes)
         message = f"Upload {upload.identifier}\n\n{_TRAILER}{upload.id}\n"

@@ -292,7 +292,7 @@ def test_hostile_branch_sources_are_not_found(server, site, pushed, source):
 def test_hostile_repo_names_make_safe_slugs(server, tenant):
     key = tenant.keys["admin"]
     for name, slug in [("../../etc", "etc"), ("..", None), ("x/../../y", "x-y"), (".git", "git"),
-                       ("evil.git", "evil"), ("a\x00b", "a-b"), ("   ", None), ("v1", "v1")]:
+                       ("evil.git", "evil"), ("a\x00b", None), ("   ", None), ("v1", "v1")]:
         response = call(server, "POST", "/v1/repos", key, {"name": name})
         if slug is None:
             refused(response, 422, "invalid")
