@@ -42,7 +42,10 @@ def find_principal(session: Session, raw_key: str, now: datetime | None = None) 
     if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
         return None
     digest = hash_key(raw_key)
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    key = session.execute(  # plain columns, not an ORM entity: this runs on every request
+        select(ApiKey.id, ApiKey.org_id, ApiKey.scope, ApiKey.repo_ids, ApiKey.key_hash, ApiKey.expires_at,
+               ApiKey.revoked_at).where(ApiKey.key_hash == digest)
+    ).first()
     if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
         return None
     now = now or datetime.now(timezone.utc)
