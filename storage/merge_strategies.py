@@ -18,7 +18,7 @@ import heapq
 import time
 from dataclasses import dataclass, field
 
-from dulwich.objects import Commit
+from dulwich.objects import Commit, Tree
 
 from .git_merge import MergeResult, MergeStore, merge_bases_in, merge_commits, merge_trees
 from .git_objects import Identity
@@ -216,24 +216,25 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
     if target_is_base:
         plan.new_head, plan.fast_forward = source_head, True
         return plan
-    return _replay(plan, store, target, commits_to_replay(store, target, source), target_name, committer_bytes, now)
+    return _replay(store, plan, target, commits_to_replay(store, target, source), target_name, committer_bytes, now)
 
 
-def replay_commits(object_store, onto: str, commits: list[str], committer: Identity, target_name: str = "base",
-                   when: int | None = None) -> MergePlan:
-    """Cherry-pick `commits` (oldest first) onto `onto`, as a rebase does; persist() the plan before using it."""
-    store = MergeStore(object_store)
-    plan = MergePlan(strategy="rebase", target_head=onto, source_head=commits[-1] if commits else onto,
-                     new_head=None, store=store)
+def replay_commits(object_store, onto: str | None, commits: list[str], committer: Identity, *,
+                   onto_name: str = "target", when: int | None = None) -> MergePlan:
+    """Cherry-pick `commits` (oldest first) one by one onto commit `onto` (None: start a new root), as a rebase
+    does: authorship and messages kept, merge commits skipped, commits that become empty dropped; stops at the
+    first commit that conflicts (`clean` is false, nothing written). `new_head` is the last replayed commit."""
+    store = object_store if isinstance(object_store, MergeStore) else MergeStore(object_store)
     now = int(when if when is not None else time.time())
-    return _replay(plan, store, onto.encode(), [c.encode() for c in commits], target_name,
-                   _identity_bytes(committer), now)
+    plan = MergePlan(strategy="rebase", target_head=onto, source_head=commits[-1] if commits else (onto or ""),
+                     new_head=None, store=store)
+    head = onto.encode() if onto else None
+    return _replay(store, plan, head, [c.encode() for c in commits], onto_name, _identity_bytes(committer), now)
 
 
-def _replay(plan: MergePlan, store: MergeStore, target: bytes, commits: list[bytes], target_name: str,
+def _replay(store: MergeStore, plan: MergePlan, head: bytes | None, commits: list[bytes], target_name: str,
             committer_bytes: bytes, now: int) -> MergePlan:
-    head = target
-    head_tree = _commit(store, target).tree
+    head_tree = _commit(store, head).tree if head else store.add(Tree())
     for oid in commits:
         commit = _commit(store, oid)
         if len(commit.parents) > 1:
@@ -244,15 +245,16 @@ def _replay(plan: MergePlan, store: MergeStore, target: bytes, commits: list[byt
                              ancestor=f"parent of {label}")
         if not result.clean:
             plan.stopped_at = oid.decode()
+            plan.new_commits = []
             return _conflicted(plan, result)
         if result.tree.encode() == head_tree:
             plan.dropped.append(oid.decode())
             continue
-        head = _new_commit(store, result.tree.encode(), [head], commit.author, commit.author_time,
+        head = _new_commit(store, result.tree.encode(), [head] if head else [], commit.author, commit.author_time,
                            commit.author_timezone, committer_bytes, now, commit.message)
         head_tree = result.tree.encode()
         plan.new_commits.append(head.decode())
-    plan.new_head = head.decode()
+    plan.new_head = head.decode() if head else None
     plan.already_merged = not plan.new_commits
     return plan
 

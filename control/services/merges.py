@@ -16,7 +16,6 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from dulwich.repo import Repo
 from sqlalchemy import select
 
 from hooks.pipeline import apply_ref_change
@@ -74,7 +73,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             raise _stale(target_branch, ref, expected_target_head, head)
         if head is None and attempt == 0:
             _check_target_exists(session, repo, target_branch)
-        with Repo(str(path)) as git_repo:
+        with git_objects.open_repo(path) as git_repo:
             try:
                 plan = plan_merge(git_repo.object_store, head, source_sha, strategy, target_name=target_branch,
                                   source_name=label, committer=MERGER, message=message, fast_forward=fast_forward)

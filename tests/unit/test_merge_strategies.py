@@ -181,3 +181,22 @@ def test_commit_range_matches_rev_list(work):
     ours = [c.decode() for c in commits_to_replay(store, work.rev("main").encode(), work.rev("feature").encode())]
     assert sorted(ours) == sorted(work.git("rev-list", "main..feature").split())
     assert ours == work.git("rev-list", "--reverse", "--topo-order", "main..feature").split()
+
+
+def test_replay_commits_onto_another_base(work):
+    """What stacks use to restack a child: the child's own commits, oldest first, onto a new base."""
+    from storage.merge_strategies import replay_commits
+
+    repo = Repo(str(work.path))
+    commits = work.git("rev-list", "--reverse", "main~1..feature").split()
+    plan = replay_commits(repo.object_store, work.rev("main"), commits, BOT, onto_name="main")
+    assert plan.clean and len(plan.new_commits) == 2
+    plan.persist()
+    first, second = (repo[c.encode()] for c in plan.new_commits)
+    assert [p.decode() for p in first.parents] == [work.rev("main")] and second.parents == [first.id]
+    assert plan.new_head == plan.new_commits[-1]
+    work.git("checkout", "-q", "main")
+    work.commit({"a.txt": edited({1: "clash", 15: "main 15"})}, "clash")
+    stopped = replay_commits(Repo(str(work.path)).object_store, work.rev("main"), commits, BOT)
+    assert not stopped.clean and stopped.stopped_at == commits[0] and stopped.conflicts == ["a.txt"]
+    assert stopped.new_head is None and stopped.new_commits == []

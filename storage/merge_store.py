@@ -1,0 +1,186 @@
+"""The object store a merge works on, and merge bases.
+
+`MergeStore` reads from a repository's object store and keeps everything a merge writes (merged blobs, trees,
+virtual merge bases, new commits) in memory; `persist(root)` copies the new objects reachable from `root` into
+the repository (one pack, fsynced) so a dry run never writes anything. Merge bases follow git's
+get_merge_bases: paint down to the common commits, drop redundant ones, newest first.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import stat
+from typing import Iterable
+
+from dulwich.objects import Blob, Commit, ShaFile, Tree
+
+S_IFMT = 0o170000
+TREE_MODE = 0o040000
+GITLINK_MODE = 0o160000
+ABSENT: tuple[int, bytes | None] = (0, None)
+EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def canon_mode(mode: int) -> int:
+    if stat.S_ISREG(mode):
+        return 0o100755 if mode & 0o100 else 0o100644
+    if stat.S_ISLNK(mode):
+        return 0o120000
+    if stat.S_ISDIR(mode):
+        return TREE_MODE
+    return GITLINK_MODE
+
+
+def _fmt(mode: int) -> int:
+    return mode & S_IFMT
+
+
+class MergeStore:
+    """Reads from the repository's object store; writes go to memory until `persist`."""
+
+    def __init__(self, base_store):
+        self.base = base_store
+        self.new: dict[bytes, ShaFile] = {}
+        self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
+
+    def __getitem__(self, oid: bytes) -> ShaFile:
+        obj = self.new.get(oid)
+        return obj if obj is not None else self.base[oid]
+
+    def add(self, obj: ShaFile) -> bytes:
+        if obj.id not in self.new and obj.id not in self.base:
+            self.new[obj.id] = obj
+        return obj.id
+
+    def blob(self, oid: bytes | None) -> bytes:
+        return self[oid].as_raw_string() if oid else b""
+
+    def write_blob(self, data: bytes) -> bytes:
+        return self.add(Blob.from_string(data))
+
+    def entries(self, tree_oid: bytes) -> dict[bytes, tuple[int, bytes]]:
+        cached = self._trees.get(tree_oid)
+        if cached is None:
+            cached = {item.path: (canon_mode(item.mode), item.sha) for item in self[tree_oid].iteritems()}
+            self._trees[tree_oid] = cached
+        return cached
+
+    def write_tree(self, items: Iterable[tuple[bytes, tuple[int, bytes]]]) -> bytes:
+        tree = Tree()
+        for name, (mode, oid) in items:
+            tree.add(name, mode, oid)
+        return self.add(tree)
+
+    def persist(self, root: bytes) -> int:
+        """Copy the new objects reachable from `root` (a tree or commit) into the repository; returns how many."""
+        wanted: list[ShaFile] = []
+        stack = [root]
+        seen: set[bytes] = set()
+        while stack:
+            oid = stack.pop()
+            if oid in seen or oid not in self.new:
+                continue
+            seen.add(oid)
+            obj = self.new[oid]
+            wanted.append(obj)
+            if isinstance(obj, Tree):
+                stack.extend(item.sha for item in obj.iteritems() if item.mode != GITLINK_MODE)
+            elif isinstance(obj, Commit):
+                stack.append(obj.tree)
+                stack.extend(obj.parents)  # earlier new commits (a rebase writes a chain)
+        if wanted:
+            if hasattr(self.base, "fsync_object_files"):
+                self.base.fsync_object_files = True  # pack and index reach the disk before any ref names them
+            self.base.add_objects([(obj, None) for obj in reversed(wanted)])
+            pack_dir = getattr(self.base, "pack_dir", None)
+            if pack_dir:
+                descriptor = os.open(pack_dir, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+        return len(wanted)
+
+
+# --- merge bases ---------------------------------------------------------------------------------------------
+
+_P1, _P2, _STALE, _RESULT = 1, 2, 4, 8
+
+
+def _commit(store: MergeStore, oid: bytes) -> Commit:
+    obj = store[oid]
+    if not isinstance(obj, Commit):
+        raise KeyError(oid)
+    return obj
+
+
+def _paint_down_to_common(store: MergeStore, one: bytes, twos: list[bytes]) -> list[bytes]:
+    flags: dict[bytes, int] = {}
+    queued: dict[bytes, int] = {}
+    queue: list[tuple[int, int, bytes]] = []
+    counter = 0
+    nonstale = 0
+
+    def push(oid: bytes) -> None:
+        nonlocal counter, nonstale
+        counter += 1
+        heapq.heappush(queue, (-_commit(store, oid).commit_time, counter, oid))
+        queued[oid] = queued.get(oid, 0) + 1
+        if not flags[oid] & _STALE:
+            nonstale += 1
+
+    def add_flags(oid: bytes, mark: int) -> None:
+        nonlocal nonstale
+        before = flags.get(oid, 0)
+        flags[oid] = before | mark
+        if mark & _STALE and not before & _STALE:
+            nonstale -= queued.get(oid, 0)
+
+    add_flags(one, _P1)
+    push(one)
+    for two in twos:
+        add_flags(two, _P2)
+        push(two)
+    result: list[bytes] = []
+    while nonstale > 0:
+        _, _, oid = heapq.heappop(queue)
+        queued[oid] -= 1
+        if not flags[oid] & _STALE:
+            nonstale -= 1
+        mark = flags[oid] & (_P1 | _P2 | _STALE)
+        if mark == (_P1 | _P2):
+            if not flags[oid] & _RESULT:
+                flags[oid] |= _RESULT
+                result.append(oid)
+            mark |= _STALE
+        for parent in _commit(store, oid).parents:
+            if (flags.get(parent, 0) & mark) == mark:
+                continue
+            add_flags(parent, mark)
+            push(parent)
+    return [oid for oid in result if not flags[oid] & _STALE]
+
+
+def _is_ancestor_of_any(store: MergeStore, candidate: bytes, others: list[bytes]) -> bool:
+    seen = set(others)
+    stack = list(others)
+    while stack:
+        oid = stack.pop()
+        for parent in _commit(store, oid).parents:
+            if parent == candidate:
+                return True
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return False
+
+
+def merge_bases_in(store: MergeStore, one: bytes, two: bytes) -> list[bytes]:
+    """git's get_merge_bases: best common ancestors, newest first."""
+    if one == two:
+        return [one]
+    found = _paint_down_to_common(store, one, [two])
+    if len(found) > 1:
+        found = [c for c in found if not _is_ancestor_of_any(store, c, [o for o in found if o != c])]
+    found.sort(key=lambda oid: -_commit(store, oid).commit_time)
+    return found
