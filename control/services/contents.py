@@ -293,11 +293,12 @@ def _change_for(git_repo, find, index: int, op: FileOperation) -> dict[str, git_
         return {op.path: (mode, git_objects.write_blob(git_repo, op.content))}
     source_path = op.previous_path if op.action == "rename" else op.path
     source = target if op.action != "rename" else find(source_path)
-    if source is None or source.kind == "commit":
+    if source is None:
         raise NotFound(f"{source_path!r} not found", {"path": source_path, "operation": index})
-    if source.kind == "tree":
-        raise Conflict(f"{source_path!r} is a directory; operations name files", {"path": source_path,
-                                                                                   "operation": index})
+    if source.kind in ("tree", "commit"):
+        what = "a directory" if source.kind == "tree" else "a submodule"
+        raise Conflict(f"{source_path!r} is {what}; operations name files", {"path": source_path,
+                                                                              "operation": index})
     if op.action == "delete":
         return {op.path: None}
     mode = MODES[op.mode] if op.mode else source.mode

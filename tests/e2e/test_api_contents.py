@@ -411,3 +411,25 @@ def test_protected_branches_take_api_commits_and_path_locks_hold(server, tenant,
     assert head_of(git, tenant, repo) == head
     elsewhere = commit(server, tenant, repo, [create("docs/free.md", "free\n")], expectedHeadSha=head)
     assert elsewhere.status_code == 201, elsewhere.text
+
+
+def test_submodules_are_listed_but_not_files(server, tenant, git, pushed):
+    repo, work, _ = pushed
+    pinned = "1" * 40
+    git("update-index", "--add", "--cacheinfo", f"160000,{pinned},vendor/lib", cwd=work)
+    git("commit", "-q", "-m", "pin a submodule", cwd=work)
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    key = tenant.keys["read"]
+    listing = api(server, key, "GET", f"/v1/repos/{repo}/tree?path=vendor").json()["data"]
+    assert listing["entries"] == [{"path": "vendor/lib", "type": "commit", "mode": "160000", "sha": pinned,
+                                   "size": None}]
+    read = api(server, key, "GET", f"/v1/repos/{repo}/contents/vendor/lib")
+    assert read.status_code == 422 and read.json()["details"]["type"] == "commit"
+    for operation in ({"action": "delete", "path": "vendor/lib"},
+                      {"action": "update", "path": "vendor/lib", "content": b64("x")}):
+        refused = commit(server, tenant, repo, [operation], expectedHeadSha=head)
+        assert refused.status_code == 409 and "submodule" in refused.json()["error"], refused.text
+    diff = api(server, key, "GET", f"/v1/repos/{repo}/diff?head={head}").json()["data"]
+    assert diff["files"][0]["path"] == "vendor/lib" and diff["files"][0]["hunks"][0]["lines"] == [
+        {"type": "add", "content": f"Subproject commit {pinned}"}]
