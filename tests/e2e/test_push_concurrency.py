@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -24,7 +25,12 @@ def repo_path(server, tenant, slug):
 
 
 def leftovers(path):
-    locks = [p for p in path.rglob("*.lock")]
+    """Lock files and quarantine dirs under a repository.
+
+    os.walk, not Path.rglob: git removes its quarantine while we scan, and rglob raises on a directory that
+    vanished between listing and opening it; os.walk skips it.
+    """
+    locks = [Path(root, name) for root, _, names in os.walk(path) for name in names if name.endswith(".lock")]
     quarantines = list((path / "objects").glob("tmp_objdir-*")) + list((path / "objects").glob("incoming-*"))
     return locks, quarantines
 
