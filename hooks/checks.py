@@ -2,32 +2,39 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Callable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
-from storage import git_read
+from storage import git_read, object_headers
 from storage.models import BranchProtection
 
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .refs import RefUpdate, pushable_ref_problem, ref_name_problem
 
-Check = Callable[[ChangeContext, Sequence[RefUpdate]], list[Rejection]]
+Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
 
 
-def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
     """Pushes may write heads, tags and notes; the server's own changes may also use refs/driftstone/."""
     rule = pushable_ref_problem if ctx.source == "push" else ref_name_problem
     return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := rule(u.ref))]
 
 
-def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+_PROTECTION_RULES = (  # built once: checks run on every push
+    select(BranchProtection.pattern, BranchProtection.allow_deletion, BranchProtection.allow_force_push)
+    .where(BranchProtection.repo_id == bindparam("repo_id"))
+)
+
+
+def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
     branch_updates = [u for u in updates if u.branch is not None and not u.is_create]
     if not branch_updates:
         return []
-    with ctx.db.session() as session:
-        rules = session.scalars(select(BranchProtection).where(BranchProtection.repo_id == ctx.repo.id)).all()
+    rules = session.execute(_PROTECTION_RULES, {"repo_id": ctx.repo.id}).all()
     rejections = []
     for update in branch_updates:
         rule = next((r for r in rules if fnmatchcase(update.branch, r.pattern)), None)
@@ -43,10 +50,19 @@ def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate]) -
     return rejections
 
 
-def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
-    tips = sorted({u.new for u in updates if not u.is_delete})
+def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
+    """A push's new objects are exactly those in its quarantine: their headers are read in-process. Other
+    changes (objects the server wrote itself) ask git for the blobs no existing ref reaches."""
     limit = ctx.settings.max_object_size
-    oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)
+    quarantine = ctx.git_env.get("GIT_QUARANTINE_PATH")
+    if quarantine:
+        try:
+            oversized = object_headers.oversized_objects(Path(quarantine), limit)
+        except object_headers.CorruptObject as error:
+            return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
+    else:
+        tips = sorted({u.new for u in updates if not u.is_delete})
+        oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)
     if not oversized:
         return []
     reason = f"object {oversized[0]} is larger than the {limit} byte limit"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, update
 
 from storage.ids import new_id
 from storage.models import Branch, Event
@@ -13,20 +13,21 @@ from .refs import RefUpdate
 
 
 def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    for update in applied:
-        name = update.branch
+    for change in applied:
+        name = change.branch
         if name is None:
             continue
-        if update.is_delete:
+        if change.is_delete:
             session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
             continue
-        row = session.scalar(select(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
-        if row is None:
-            session.add(Branch(id=new_id("br"), repo_id=ctx.repo.id, name=name, head_sha=update.new,
-                               status="ready", base_commit=update.new if update.is_create else None))
-        else:
-            row.head_sha = update.new
-            row.status = "ready"
+        moved = session.execute(  # statements, not loaded rows: this runs on every push
+            update(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name)
+            .values(head_sha=change.new, status="ready")
+        )
+        if moved.rowcount == 0:
+            session.execute(insert(Branch).values(
+                id=new_id("br"), repo_id=ctx.repo.id, name=name, head_sha=change.new, status="ready",
+                base_commit=change.new if change.is_create else None))
 
 
 def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
@@ -36,9 +37,9 @@ def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> N
     }
     if ctx.push_options:
         payload["pushOptions"] = list(ctx.push_options)
-    session.add(Event(id=new_id("ev"), org_id=ctx.repo.org_id, repo_id=ctx.repo.id,
-                      actor_key_id=ctx.actor.key_id if ctx.actor else None,
-                      kind=f"refs.{ctx.source}", payload=payload))
+    session.execute(insert(Event).values(
+        id=new_id("ev"), org_id=ctx.repo.org_id, repo_id=ctx.repo.id,
+        actor_key_id=ctx.actor.key_id if ctx.actor else None, kind=f"refs.{ctx.source}", payload=payload))
 
 
 EFFECTS = (record_branch_heads, record_event)

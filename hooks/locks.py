@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from storage import git_read
 from storage.models import PathLock, Workspace
@@ -71,13 +71,18 @@ def first_lock_covering(locks, paths: Sequence[str]):
     return None
 
 
-def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
+_ANY_UNRELEASED_LOCK = (
+    select(PathLock.id).where(PathLock.repo_id == bindparam("repo_id"), PathLock.released_at.is_(None)).limit(1)
+)
+
+
+def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:
     branch_updates = [u for u in updates if not u.is_delete and u.ref.startswith("refs/heads/")]
     if not branch_updates:
         return []
-    now = datetime.now(timezone.utc)
-    with ctx.db.session() as session:
-        locks = active_locks(session, ctx.repo.id, now, excluding_workspace=ctx.workspace_id)
+    if session.execute(_ANY_UNRELEASED_LOCK, {"repo_id": ctx.repo.id}).first() is None:
+        return []  # the common case, answered without loading lock rows
+    locks = active_locks(session, ctx.repo.id, datetime.now(timezone.utc), excluding_workspace=ctx.workspace_id)
     if not locks:
         return []
     for update in branch_updates:

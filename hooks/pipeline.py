@@ -21,10 +21,12 @@ _REJECTION_ERRORS = {"forbidden": Forbidden, "invalid": Invalid, "too_large": To
 
 
 def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
-    for check in PUSH_CHECKS:
-        rejections = check(ctx, updates)
-        if rejections:
-            return rejections
+    """The first check that objects decides; all of them read the database through one session."""
+    with ctx.db.session() as session:
+        for check in PUSH_CHECKS:
+            rejections = check(ctx, updates, session)
+            if rejections:
+                return rejections
     return []
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
@@ -54,11 +54,11 @@ class GitHttpApp:
         raw_key = credential_from_header(environ.get("HTTP_AUTHORIZATION"))
         if raw_key is None:
             return text_response(start_response, "401 Unauthorized", "authentication required", CHALLENGE)
-        with self.db.session() as session:
-            principal = find_principal(session, raw_key)
+        with self.db.connection() as connection:
+            principal = find_principal(connection, raw_key)
             if principal is None:
                 return text_response(start_response, "401 Unauthorized", "invalid credentials", CHALLENGE)
-            repo = self._find_repo(session, principal, route) if route.endpoint != "invalid" else None
+            repo = _find_repo(connection, principal, route) if route.endpoint != "invalid" else None
         if repo is None:
             return text_response(start_response, "404 Not Found", "repository not found")
         if route.endpoint == "dumb":
@@ -91,16 +91,6 @@ class GitHttpApp:
             return self._upload_pack(environ, start_response, repo_path, env)
         ctx = ChangeContext(db=self.db, settings=self.settings, repo=repo, repo_path=repo_path, actor=principal)
         return self._receive_pack(environ, start_response, ctx, env)
-
-    def _find_repo(self, session, principal: Principal, route: GitRoute) -> RepoRef | None:
-        row = session.execute(
-            select(Repository.id, Repository.org_id, Repository.slug, Repository.default_branch)
-            .join(Organization, Organization.id == Repository.org_id)
-            .where(Organization.slug == route.org, Repository.slug == route.repo, Repository.deleted_at.is_(None))
-        ).first()
-        if row is None or row.org_id != principal.org_id or not principal.can_see_repo(row.id):
-            return None
-        return RepoRef(id=row.id, org_id=row.org_id, slug=row.slug, default_branch=row.default_branch)
 
     def _advertise(self, start_response, repo_path, service, protocol, env):
         process = GitProcess(repo_path, [SERVICES[service], "--stateless-rpc", "--advertise-refs", "."], env)
@@ -136,6 +126,22 @@ class GitHttpApp:
 
         return _respond(start_response, process, headers, report=lambda: ReportFilter(commands.sideband), after=after,
                         on_close=channel.close)
+
+
+_REPO_BY_SLUGS = (
+    select(Repository.id, Repository.org_id, Repository.slug, Repository.default_branch)
+    .join(Organization, Organization.id == Repository.org_id)
+    .where(Organization.slug == bindparam("org"), Repository.slug == bindparam("repo"),
+           Repository.deleted_at.is_(None))
+)
+
+
+def _find_repo(connection, principal: Principal, route: GitRoute) -> RepoRef | None:
+    """The live repository the URL names, if the key's organization owns it and the key may see it."""
+    row = connection.execute(_REPO_BY_SLUGS, {"org": route.org, "repo": route.repo}).first()
+    if row is None or row.org_id != principal.org_id or not principal.can_see_repo(row.id):
+        return None
+    return RepoRef(id=row.id, org_id=row.org_id, slug=row.slug, default_branch=row.default_branch)
 
 
 def _checked_body(environ, limit: int) -> Iterator[bytes]:

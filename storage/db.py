@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class Database:
                     self.jobs.enqueue(job)
                 except Exception:  # the change is committed; a lost cleanup job must not fail the request
                     log.exception("could not enqueue job %s", job.job_id)
+
+    def connection(self) -> Connection:
+        """A plain connection for reads on the hot path (no ORM session, no commit); use it with `with`."""
+        return self.engine.connect()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from .models import ApiKey
@@ -38,14 +38,17 @@ class Principal:
         return self.repo_ids is None or repo_id in self.repo_ids
 
 
-def find_principal(session: Session, raw_key: str, now: datetime | None = None) -> Principal | None:
+# Built once (its cache key is memoized on the object) and plain columns: this runs on every request.
+_KEY_BY_DIGEST = select(ApiKey.id, ApiKey.org_id, ApiKey.scope, ApiKey.repo_ids, ApiKey.key_hash, ApiKey.expires_at,
+                        ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("digest"))
+
+
+def find_principal(db: Session | Connection, raw_key: str, now: datetime | None = None) -> Principal | None:
+    """The key's principal, or None when unknown, revoked or expired; `db` is a session or a Core connection."""
     if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
         return None
     digest = hash_key(raw_key)
-    key = session.execute(  # plain columns, not an ORM entity: this runs on every request
-        select(ApiKey.id, ApiKey.org_id, ApiKey.scope, ApiKey.repo_ids, ApiKey.key_hash, ApiKey.expires_at,
-               ApiKey.revoked_at).where(ApiKey.key_hash == digest)
-    ).first()
+    key = db.execute(_KEY_BY_DIGEST, {"digest": digest}).first()
     if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
         return None
     now = now or datetime.now(timezone.utc)

@@ -93,6 +93,23 @@ def test_object_size_cap_on_inflated_size(small_limits_server, git, tmp_path):
     assert b"larger than the 1048576 byte limit" in result.stderr
 
 
+def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp_path):
+    """Over 100 objects, so receive-pack keeps the pack; the big file arrives as a small delta against the
+    version the server has, and it is the size it rebuilds that counts."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    lines = "".join(f"line {i} of a text that will be doubled\n" for i in range(20_000))
+    work = git.new_worktree(tmp_path / "w", {"big.txt": lines})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
+    git.commit(work, {"big.txt": lines + lines, **{f"small/{i}.txt": f"{i}\n" for i in range(120)}}, "doubled")
+    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert b"[remote rejected] main -> main (object" in result.stderr
+    assert b"larger than the 1048576 byte limit" in result.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+
+
 def test_push_size_cap(small_limits_server, git, tmp_path):
     tenant = small_limits_server.tenant()
     repo = tenant.repo()

@@ -1,0 +1,91 @@
+"""storage.object_headers against `git cat-file --batch-check`: every object's size, in packs (whole objects,
+OFS and REF deltas) and loose, and a clear error for damaged files."""
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from storage.object_headers import CorruptObject, loose_size, oversized_objects, pack_sizes
+
+
+def git_sizes(repo: Path) -> dict[str, int]:
+    out = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objectsize)"],
+                         cwd=repo, capture_output=True, check=True).stdout.decode()
+    return {name: int(size) for name, size in (line.split() for line in out.splitlines())}
+
+
+@pytest.fixture
+def history(git, tmp_path) -> Path:
+    """A repository whose files grow and shrink over 40 commits, so packs hold deltas in both directions."""
+    work = git.new_worktree(tmp_path / "w")
+    rng = random.Random(7)
+    words = [f"word{i}" for i in range(400)]
+    text = {f"f{i}.txt": " ".join(rng.choice(words) for _ in range(3000)) for i in range(5)}
+    for step in range(40):
+        name = f"f{step % 5}.txt"
+        cut = rng.randrange(len(text[name]))
+        text[name] = text[name][:cut] + " ".join(rng.choice(words) for _ in range(rng.randrange(1, 900))) + \
+            text[name][cut + rng.randrange(0, 400):]
+        git.commit(work, {name: text[name], "big.bin": b"\0" * (100_000 + step)}, f"step {step}")
+    return work
+
+
+def only_pack(repo: Path) -> tuple[Path, Path]:
+    (idx,) = (repo / ".git" / "objects" / "pack").glob("*.idx")
+    return idx, idx.with_suffix(".pack")
+
+
+@pytest.mark.parametrize("repack", [["-adf"], ["-adf", "--depth=3", "--window=50"]])
+def test_pack_sizes_match_git(git, history, repack):
+    git("repack", "-q", *repack, cwd=history)
+    idx, pack = only_pack(history)
+    assert dict(pack_sizes(idx, pack)) == git_sizes(history)
+
+
+def test_ref_deltas_of_a_thin_pack(git, history, tmp_path):
+    """A thin pack (as a push sends it) has REF_DELTA entries against objects it does not contain."""
+    git("repack", "-q", "-adf", cwd=history)
+    base = git.out("rev-parse", "HEAD~5", cwd=history)
+    pack_data = subprocess.run(["git", "pack-objects", "--stdout", "--thin", "--revs"], cwd=history,
+                               input=f"HEAD\n^{base}\n".encode(), capture_output=True, check=True).stdout
+    target = tmp_path / "thin.pack"
+    result = subprocess.run(["git", "index-pack", "--fix-thin", "--stdin", str(target)], cwd=history,
+                            input=pack_data, capture_output=True)
+    assert result.returncode == 0, result.stderr
+    listing = subprocess.run(["git", "verify-pack", "-v", str(target.with_suffix(".idx"))], cwd=history,
+                             capture_output=True, check=True).stdout.decode()
+    assert "chain length = 1:" in listing  # without --delta-base-offset every delta is a REF_DELTA
+    sizes = dict(pack_sizes(target.with_suffix(".idx"), target))
+    everything = git_sizes(history)
+    assert sizes and all(everything[name] == size for name, size in sizes.items())
+
+
+def test_loose_objects_and_the_limit(git, history):
+    everything = git_sizes(history)
+    loose_dir = history / ".git" / "objects"
+    big = sorted(n for n, s in everything.items() if s > 100_038)
+    assert big and sorted(oversized_objects(loose_dir, 100_038)) == big
+    assert oversized_objects(loose_dir, max(everything.values())) == []
+    some = next(p for p in loose_dir.glob("??/*"))
+    assert loose_size(some) == everything[some.parent.name + some.name]
+
+
+def test_damaged_files_are_reported_not_crashed_on(git, history, tmp_path):
+    git("repack", "-q", "-adf", cwd=history)
+    idx, pack = only_pack(history)
+    bad_idx = tmp_path / "bad.idx"
+    bad_idx.write_bytes(idx.read_bytes()[:2000])
+    with pytest.raises(CorruptObject):
+        list(pack_sizes(bad_idx, pack))
+    bad_pack = tmp_path / "bad.pack"
+    bad_pack.write_bytes(pack.read_bytes()[:64])
+    with pytest.raises(CorruptObject):
+        list(pack_sizes(idx, bad_pack))
+    loose = tmp_path / "ab" / ("c" * 38)
+    loose.parent.mkdir()
+    loose.write_bytes(b"not zlib at all")
+    with pytest.raises(CorruptObject):
+        oversized_objects(tmp_path, 10)
