@@ -463,15 +463,21 @@ def _compact(side: _Side, other: _Side, lines: list[bytes]) -> None:
 
 # --- putting it together ---------------------------------------------------------------------------------------
 
+def mark_changed(old_cls: list[int], new_cls: list[int], changed1: bytearray, changed2: bytearray) -> None:
+    """Steps 2 and 3 (xdiff's xdl_do_diff) on lines given as class ids: sets changed[i + 1] for each line i of
+    either side that the edit script removes or adds. Also the fallback of the merge's histogram diff."""
+    start, end1, end2 = _trimmed_range(old_cls, new_cls)
+    kept1 = _kept_records(old_cls, Counter(new_cls), start, end1, changed1)
+    kept2 = _kept_records(new_cls, Counter(old_cls), start, end2, changed2)
+    _compare([old_cls[i] for i in kept1], [new_cls[i] for i in kept2], kept1, kept2, changed1, changed2)
+
+
 def diff(old: list[bytes], new: list[bytes]) -> list[Change]:
     """git's edit script from `old` to `new` (lines from `split_lines`), in file order."""
     old_cls, new_cls = _classify(old, new)
     changed1 = bytearray(len(old) + 2)
     changed2 = bytearray(len(new) + 2)
-    start, end1, end2 = _trimmed_range(old_cls, new_cls)
-    kept1 = _kept_records(old_cls, Counter(new_cls), start, end1, changed1)
-    kept2 = _kept_records(new_cls, Counter(old_cls), start, end2, changed2)
-    _compare([old_cls[i] for i in kept1], [new_cls[i] for i in kept2], kept1, kept2, changed1, changed2)
+    mark_changed(old_cls, new_cls, changed1, changed2)
     _compact(_Side(old_cls, changed1), _Side(new_cls, changed2), old)
     _compact(_Side(new_cls, changed2), _Side(old_cls, changed1), new)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .merge_myers import classic_diff
+from .line_diff import mark_changed
 
 MAX_XDIFF_SIZE = 1024 * 1024 * 1023
 DEFAULT_MARKER_SIZE = 7
@@ -180,7 +180,7 @@ def _histogram(env: _Env, line1: int, count1: int, line2: int, count2: int) -> N
 
 def _fall_back_to_classic(env: _Env, line1: int, count1: int, line2: int, count2: int) -> None:
     sub = _Env(env.f1.recs[line1 - 1:line1 - 1 + count1], env.f2.recs[line2 - 1:line2 - 1 + count2])
-    classic_diff(sub)
+    mark_changed(sub.f1.ha, sub.f2.ha, sub.f1.rchg, sub.f2.rchg)
     for i in range(count1):
         env.f1.set_changed(line1 - 1 + i, sub.f1.changed(i))
     for i in range(count2):

@@ -12,6 +12,7 @@ from dulwich.repo import Repo
 from storage.git_objects import Identity
 from storage.merge_strategies import UnrelatedHistories, commits_to_replay, plan_merge
 from storage.git_merge import MergeStore
+from tests.support import NUMBERED_TEXT, edited
 
 BOT = Identity("Merge Bot", "bot@example.test")
 
@@ -53,20 +54,10 @@ class Work:
         return self.git("rev-parse", name)
 
 
-NUM = "".join(f"line {i}\n" for i in range(1, 21))
-
-
-def edited(changes: dict[int, str]) -> str:
-    lines = NUM.split("\n")[:-1]
-    for i, text in changes.items():
-        lines[i] = text
-    return "".join(line + "\n" for line in lines)
-
-
 @pytest.fixture
 def work(tmp_path) -> Work:
     w = Work(tmp_path / "w")
-    w.commit({"a.txt": NUM, "b.txt": "b\n"}, "base")
+    w.commit({"a.txt": NUMBERED_TEXT, "b.txt": "b\n"}, "base")
     w.git("checkout", "-q", "-b", "feature")
     w.commit({"a.txt": edited({1: "feature 1"})}, "feature one")
     w.commit({"c.txt": "new file\n"}, "feature two")
