@@ -86,11 +86,16 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
     return heads
 
 
+def listing_query(org_id: str, page: int, per_page: int):
+    """One page of an organization's live repositories, oldest first, plus one row to tell if more follow."""
+    return (select(Repository)
+            .where(Repository.org_id == org_id, Repository.deleted_at.is_(None))
+            .order_by(Repository.created_at, Repository.id)
+            .offset((page - 1) * per_page).limit(per_page + 1))
+
+
 def list_repos(session: Session, org_id: str, page: int, per_page: int) -> tuple[list[Repository], bool]:
-    rows = session.scalars(select(Repository)
-                           .where(Repository.org_id == org_id, Repository.deleted_at.is_(None))
-                           .order_by(Repository.created_at, Repository.id)
-                           .offset((page - 1) * per_page).limit(per_page + 1)).all()
+    rows = session.scalars(listing_query(org_id, page, per_page)).all()
     return list(rows[:per_page]), len(rows) > per_page
 
 

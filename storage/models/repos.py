@@ -19,6 +19,15 @@ class Repository(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # GET /v1/repos pages an organization's live repositories in creation order: no sort per call.
+        Index(
+            "ix_repositories_live_listing",
+            "org_id",
+            "created_at",
+            "id",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

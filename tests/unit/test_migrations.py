@@ -21,3 +21,21 @@ def test_migrated_schema_matches_models(tmp_path):
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
     db.dispose()
+
+
+def test_repository_listing_needs_no_sort(tmp_path):
+    """GET /v1/repos pages in creation order; without a matching index SQLite sorted the whole organization
+    on every call (bench/API.md)."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy import text
+
+    from control.services.repos import listing_query
+
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate.upgrade(db)
+    statement = listing_query("org_x", page=3, per_page=50)
+    compiled = statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    with db.engine.connect() as connection:
+        plan = " | ".join(row[-1] for row in connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+    assert "ix_repositories_live_listing" in plan and "TEMP B-TREE" not in plan, plan
+    db.dispose()
