@@ -1,6 +1,7 @@
 """Helpers for driving real servers and real git clients in tests."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -156,3 +157,23 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Run
         server.worker = subprocess.Popen([str(Path(os.sys.executable).parent / "driftstone"), "worker"], env=env,
                                          stdout=worker_log, stderr=subprocess.STDOUT, cwd=ROOT)
     return server
+
+
+def api(server, key, method, path, body=None, **kwargs):
+    """A control API call with a Bearer key; `body` is sent as JSON."""
+    headers = {"Authorization": f"Bearer {key}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        kwargs["data"] = json.dumps(body)
+    return requests.request(method, server.url + path, headers=headers, timeout=60, **kwargs)
+
+
+NUMBERED_TEXT = "".join(f"line {i}\n" for i in range(1, 21))
+
+
+def edited(changes: dict[int, str]) -> str:
+    """NUMBERED_TEXT with line i (0-based) replaced by changes[i]."""
+    lines = NUMBERED_TEXT.split("\n")[:-1]
+    for i, text in changes.items():
+        lines[i] = text
+    return "".join(line + "\n" for line in lines)

@@ -3,26 +3,16 @@ compare-and-swap on the expected head, hostile paths), reading files and trees, 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.support import Git
+from tests.support import Git, api
 
 AUTHOR = {"name": "Ada Agent", "email": "ada@example.test"}
-
-
-def api(server, key, method, path, body=None, **kwargs):
-    headers = {"Authorization": f"Bearer {key}"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        kwargs["data"] = json.dumps(body)
-    return requests.request(method, server.url + path, headers=headers, timeout=60, **kwargs)
 
 
 def b64(data: bytes | str) -> str:

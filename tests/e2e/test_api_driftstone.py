@@ -5,16 +5,9 @@ import json
 import subprocess
 import time
 
-import pytest
 import requests
 
-
-def api(server, key, method, path, body=None, **kwargs):
-    headers = {"Authorization": f"Bearer {key}"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        kwargs["data"] = json.dumps(body)
-    return requests.request(method, server.url + path, headers=headers, timeout=30, **kwargs)
+from tests.support import api
 
 
 def test_seed_curl_repo_create(server, tenant):

@@ -1,30 +1,13 @@
 """POST /v1/repos/{repo}/merges on the real server, checked afterwards with a real `git clone`."""
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
-import requests
+
+from tests.support import NUMBERED_TEXT, api, edited
 
 SEED_003_FIELDS = {"success", "sha", "head_commit", "already_merged", "target", "conflicts", "message"}
-NUM = "".join(f"line {i}\n" for i in range(1, 21))
-
-
-def edited(changes: dict[int, str]) -> str:
-    lines = NUM.split("\n")[:-1]
-    for i, text in changes.items():
-        lines[i] = text
-    return "".join(line + "\n" for line in lines)
-
-
-def api(server, key, method, path, body=None):
-    headers = {"Authorization": f"Bearer {key}"}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body)
-    return requests.request(method, server.url + path, headers=headers, data=data, timeout=60)
 
 
 def merge(server, tenant, repo, **body):
@@ -41,7 +24,7 @@ def diverged(tenant, git, tmp_path):
     """main and feature diverged from a common base: feature edits line 2 and adds a file in two commits, main
     edits line 16."""
     repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"a.txt": NUM, "b.txt": "b\n"})
+    work = git.new_worktree(tmp_path / "w", {"a.txt": NUMBERED_TEXT, "b.txt": "b\n"})
     git("checkout", "-q", "-b", "feature", cwd=work)
     git.commit(work, {"a.txt": edited({1: "feature line 2"})}, "feature: edit line 2")
     git.commit(work, {"c.txt": "new\n"}, "feature: add c.txt")
@@ -207,7 +190,7 @@ def test_rename_on_one_side_and_edit_on_the_other_merge_cleanly(server, tenant, 
 
 def test_concurrent_merges_lose_nothing(server, tenant, git, tmp_path):
     repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"a.txt": NUM})
+    work = git.new_worktree(tmp_path / "w", {"a.txt": NUMBERED_TEXT})
     names = [f"topic-{i}" for i in range(4)]
     for i, name in enumerate(names):
         git("checkout", "-q", "-b", name, "main", cwd=work)

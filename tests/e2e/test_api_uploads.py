@@ -15,20 +15,13 @@ from sqlalchemy import func, select
 
 from control.services import signing
 from storage.models import CommitMeta, Upload, UploadFile
+from tests.support import api
 
 UPLOADER = "Driftstone <uploads@driftstone.local>"
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def api(server, key, method, path, body=None, **kwargs):
-    headers = {"Authorization": f"Bearer {key}"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        kwargs["data"] = json.dumps(body)
-    return requests.request(method, server.url + path, headers=headers, timeout=60, **kwargs)
 
 
 def new_repo(server, tenant) -> str:
