@@ -4,6 +4,11 @@ A thread reads /proc every ~20 ms while an operation runs. Descendants are found
 process's parent id (so processes spawned by any thread of a worker are counted), and the RSS is
 field 24 of /proc/PID/stat. Processes that start and end between two samples are missed, as with any
 sampler; shared pages (forked workers, a pack mmapped by several git processes) count once per process.
+
+One exception: a child that has not yet called exec (subprocess's vfork, whose child runs in its
+parent's memory until exec) reports its parent's RSS although it owns no memory of its own; under a
+loaded CPU such children wait for a core long enough to be sampled, several at a time. A child whose
+executable and /proc/PID/statm equal its parent's at that instant is taken for one and not counted.
 """
 from __future__ import annotations
 
@@ -74,14 +79,43 @@ class TreeReader:
         for pid, (ppid, _) in stats.items():
             children.setdefault(ppid, []).append(pid)
         total, members, todo = 0, set(), [self.root]
+        self.rss_by_pid = {}
         while todo:
             pid = todo.pop()
-            total += stats[pid][1]
             members.add(pid)
             todo.extend(children.get(pid, ()))
+            if pid != self.root and _not_yet_executed(pid, stats[pid][0]):
+                continue
+            total += stats[pid][1]
+            self.rss_by_pid[pid] = stats[pid][1]
         self.outside.update(pid for pid in stats if pid not in members)
         self._members = members
         return total, len(members)
+
+
+def _not_yet_executed(pid: int, ppid: int) -> bool:
+    """Whether `pid` still runs its parent's image in its parent's memory (between vfork and exec)."""
+    try:
+        if os.readlink(f"/proc/{pid}/exe") != os.readlink(f"/proc/{ppid}/exe"):
+            return False
+        with open(f"/proc/{pid}/statm", "rb") as child, open(f"/proc/{ppid}/statm", "rb") as parent:
+            return child.read() == parent.read()
+    except OSError:
+        return False
+
+
+def breakdown(rss_by_pid: dict[int, int]) -> dict[str, tuple[int, int]]:
+    """Processes and RSS per command name ("git-receive-pack", "python3.11", ...)."""
+    out: dict[str, tuple[int, int]] = {}
+    for pid, rss in rss_by_pid.items():
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+                name = handle.read().strip()
+        except OSError:
+            name = "?"
+        count, total = out.get(name, (0, 0))
+        out[name] = (count + 1, total + rss)
+    return out
 
 
 def tree_rss(root: int) -> tuple[int, int]:
@@ -97,6 +131,7 @@ class PeakSampler:
         self.root = root_pid
         self.interval = interval
         self.peak_bytes = 0
+        self.peak_breakdown: dict[str, tuple[int, int]] = {}  # command -> (processes, bytes) at the peak
         self.max_processes = 0
         self.samples = 0
         self.cpu_seconds = 0.0
@@ -107,7 +142,9 @@ class PeakSampler:
     def _sample(self) -> None:
         total, count = self._reader.read()
         self.samples += 1
-        self.peak_bytes = max(self.peak_bytes, total)
+        if total > self.peak_bytes:
+            self.peak_bytes = total
+            self.peak_breakdown = breakdown(self._reader.rss_by_pid)
         self.max_processes = max(self.max_processes, count)
 
     def _run(self) -> None:

@@ -227,7 +227,25 @@ $HTTP["url"] =~ "^/git/" {{
 """
 
 
-class HttpBackend(_Process):
+class _PlainRepos:
+    """Bare repositories made with git itself and given the benchmark's shared config file."""
+
+    template_config: Path
+
+    def repo_path(self, name: str) -> Path:
+        raise NotImplementedError
+
+    def create_repo(self, name: str) -> Path:
+        path = self.repo_path(name)
+        plain_git("init", "--bare", "--quiet", "--initial-branch=main", str(path))
+        shutil.copyfile(self.template_config, path / "config")
+        return path
+
+    def populate(self, name: str, source: Path, ref_sha: str) -> None:
+        populate(self.repo_path(name), source, ref_sha)
+
+
+class HttpBackend(_PlainRepos, _Process):
     """lighttpd + git http-backend (CGI): the reference smart-HTTP server."""
 
     name = "git http-backend"
@@ -257,15 +275,6 @@ class HttpBackend(_Process):
         probe = f"http://{HOST}:{self.port}/git/ready-probe.git/info/refs?service=git-upload-pack"
         wait_until(lambda: _http_ok(probe, (USER, self.key)), 60, "lighttpd", self.proc, self.log_path)
 
-    def create_repo(self, name: str) -> Path:
-        path = self.root / "repos" / f"{name}.git"
-        plain_git("init", "--bare", "--quiet", "--initial-branch=main", str(path))
-        shutil.copyfile(self.template_config, path / "config")
-        return path
-
-    def populate(self, name: str, source: Path, ref_sha: str) -> None:
-        populate(self.repo_path(name), source, ref_sha)
-
     def url(self, name: str) -> str:
         return f"http://{USER}:{self.key}@{HOST}:{self.port}/git/{name}.git"
 
@@ -276,7 +285,7 @@ class HttpBackend(_Process):
         return "lighttpd (mod_cgi, streaming bodies, Basic auth) + git http-backend"
 
 
-class Local:
+class Local(_PlainRepos):
     """Bare repositories on disk, reached through git's file transport: the speed of git itself."""
 
     name = "local"
@@ -292,15 +301,6 @@ class Local:
 
     def stop(self) -> None:
         pass
-
-    def create_repo(self, name: str) -> Path:
-        path = self.repo_path(name)
-        plain_git("init", "--bare", "--quiet", "--initial-branch=main", str(path))
-        shutil.copyfile(self.template_config, path / "config")
-        return path
-
-    def populate(self, name: str, source: Path, ref_sha: str) -> None:
-        populate(self.repo_path(name), source, ref_sha)
 
     def url(self, name: str) -> str:
         return str(self.repo_path(name))

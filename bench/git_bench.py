@@ -312,6 +312,8 @@ class Bench:
         print(f"    {result.pushes} pushes in {result.wall:.1f} s, p50 {statistics.median(lat):.3f} s, "
               f"max {lat[-1]:.3f} s, {len(result.failures)} failures, peak {result.peak_bytes / 2**20:.0f} MiB, "
               f"server cpu {result.cpu_seconds:.1f} s", flush=True)
+        print("    at the peak: " + ", ".join(f"{name} {count}x {size / 2**20:.0f} MiB" for name, (count, size) in
+                                            sorted(result.peak_breakdown.items(), key=lambda kv: -kv[1][1])), flush=True)
         pooled = self.burst.setdefault(target.name, {"latencies": [], "failures": [], "pushes": 0, "walls": [],
                                                      "peak_bytes": 0, "cpu_seconds": 0.0})
         pooled["latencies"] += result.latencies
