@@ -39,13 +39,13 @@ from pathlib import Path
 
 import requests
 
+from results_md import write_section
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORK_DIR = BENCH / ".work"
 sys.path.insert(0, str(ROOT))
 
-MARK_START = "<!-- api_bench: start -->"
-MARK_END = "<!-- api_bench: end -->"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -438,22 +438,9 @@ def main() -> int:
     print(section)
     if not args.quick:
         output = args.output or BENCH / "RESULTS.md"
-        write_section(output, section)
+        write_section(output, "api_bench", section)
         print(f"written to {output}")
     return 0
-
-
-def write_section(path: Path, section: str) -> None:
-    """Put the section between its markers, replacing an earlier one, or append it."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{MARK_START}\n{section.rstrip()}\n{MARK_END}\n"
-    if MARK_START in text and MARK_END in text:
-        before, _, rest = text.partition(MARK_START)
-        _, _, after = rest.partition(MARK_END)
-        text = before + block + after.lstrip("\n")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + block
-    path.write_text(text)
 
 
 def report(results: dict, server: Server, args) -> str:

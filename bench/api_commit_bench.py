@@ -33,10 +33,10 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import percentile  # noqa: E402
 from bench_servers import HOST, Driftstone, plain_git  # noqa: E402
+from results_md import load_average, write_section  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"
-MARK_START, MARK_END = "<!-- api_commit_bench: start -->", "<!-- api_commit_bench: end -->"
 REPO = "commit-bench"
 TARGET = 20.0  # the API should be at least this many times faster than clone + commit + push
 
@@ -194,22 +194,6 @@ def render(args, rounds: Rounds, load: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """RESULTS.md is shared with the other benchmarks: replace only this section (between its markers) or add it."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{MARK_START}\n{section.rstrip()}\n{MARK_END}\n"
-    if MARK_START in text and MARK_END in text:
-        before, _, rest = text.partition(MARK_START)
-        text = before + block + rest.partition(MARK_END)[2].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=5000)
@@ -244,7 +228,7 @@ def main(argv=None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print(section)
     if not args.quick:
-        write_section(args.output or BENCH / "RESULTS.md", section)
+        write_section(args.output or BENCH / "RESULTS.md", "api_commit_bench", section)
     return 0
 
 

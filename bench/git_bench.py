@@ -46,6 +46,7 @@ from bench_memory import PeakSampler, tree_rss  # noqa: E402
 from bench_report import DRIFT, LOCAL, REF, render  # noqa: E402
 from bench_servers import ROOT, Driftstone, HttpBackend, Local, link_or_copy, plain_git  # noqa: E402
 from gen_repo import QUICK, WORK_DIR, Params, ensure_repo  # noqa: E402
+from results_md import write_section  # noqa: E402
 
 OPS = ("clone", "fetch", "push_full", "push_incremental")
 GIT_TIMEOUT = 900
@@ -153,21 +154,6 @@ def served_code(revision: str | None, sha: str | None) -> str:
     return f"working tree at {head}" + (" with uncommitted changes" if dirty else "")
 
 
-MARK_START, MARK_END = "<!-- git_bench: start -->", "<!-- git_bench: end -->"
-
-
-def write_section(path: Path, section: str) -> None:
-    """RESULTS.md is shared with the other benchmarks: replace only this benchmark's section (between its
-    markers), or add it at the end."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{MARK_START}\n{section.rstrip()}\n{MARK_END}\n"
-    if MARK_START in text and MARK_END in text:
-        before, _, rest = text.partition(MARK_START)
-        after = rest.partition(MARK_END)[2]
-        text = before + block + after.lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 def rev(repo: Path, ref: str) -> str:
@@ -461,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.output, report)
+    write_section(args.output, "git_bench", report)
     raw = WORK_DIR / f"results-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     raw.write_text(json.dumps({"info": info, "times": times, "memory": memory, "cpu": cpu, "idle": bench.idle,
                                "burst": bench.burst, "meta": meta}, indent=1))
