@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from storage.housekeeping import housekeep
 from storage.models import Repository, Upload, UploadFile
 
 _context = None
@@ -31,6 +32,13 @@ def purge_repository(repo_id: str) -> None:
     for path in paths:
         ctx.blobs.delete(path)
     ctx.store.delete(repo_id)
+
+
+def housekeep_repository(repo_id: str) -> None:
+    """Repack a repository that pushes have left with too many packs or loose objects (a no-op otherwise)."""
+    ctx = _ctx()
+    if ctx.store.exists(repo_id):
+        housekeep(ctx.store.path_for(repo_id), ctx.settings.housekeeping_limits)
 
 
 def purge_branch_files(repo_id: str, branch: str) -> None:

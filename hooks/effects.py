@@ -1,11 +1,13 @@
-"""Effects that follow a ref change once the ref has moved: branch rows and the event log."""
+"""Effects that follow a ref change once the ref has moved: branch rows, the event log, housekeeping."""
 from __future__ import annotations
 
 from typing import Sequence
 
 from sqlalchemy import delete, insert, update
 
+from storage.housekeeping import needs_housekeeping
 from storage.ids import new_id
+from storage.jobs import defer
 from storage.models import Branch, Event
 
 from .context import ChangeContext
@@ -42,4 +44,10 @@ def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> N
         actor_key_id=ctx.actor.key_id if ctx.actor else None, kind=f"refs.{ctx.source}", payload=payload))
 
 
-EFFECTS = (record_branch_heads, record_event)
+def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
+    """Queue a repack once pushes have left too many packs or loose objects (checked in-process, no git)."""
+    if needs_housekeeping(ctx.repo_path, ctx.settings.housekeeping_limits):
+        defer(session, "control.jobs.housekeep_repository", ctx.repo.id, job_id=f"housekeep-{ctx.repo.id}")
+
+
+EFFECTS = (record_branch_heads, record_event, request_housekeeping)

@@ -8,6 +8,8 @@ from typing import Mapping
 
 from pydantic import BaseModel, Field
 
+from .housekeeping import HousekeepingLimits
+
 PREFIX = "DRIFTSTONE_"
 MiB = 1024 * 1024
 
@@ -22,6 +24,8 @@ class Settings(BaseModel):
     public_url: str | None = None
     max_object_size: int = Field(default=100 * MiB, gt=0)
     max_push_size: int = Field(default=2048 * MiB, gt=0)
+    housekeeping_max_packs: int = Field(default=50, gt=0)
+    housekeeping_max_loose_objects: int = Field(default=6700, gt=0)
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
 
@@ -34,6 +38,10 @@ class Settings(BaseModel):
             if raw not in (None, ""):
                 values[name] = raw
         return cls(**values)
+
+    @property
+    def housekeeping_limits(self) -> HousekeepingLimits:
+        return HousekeepingLimits(self.housekeeping_max_packs, self.housekeeping_max_loose_objects)
 
     @property
     def repos_dir(self) -> Path:

@@ -1,0 +1,99 @@
+"""Housekeeping on real repositories with the real git: which repositories need it, and what it keeps."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from storage.housekeeping import HousekeepingLimits, count_packs, housekeep, needs_housekeeping, too_many_loose_objects
+
+
+def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True).stdout.decode().strip()
+
+
+def push_packs(tmp_path: Path, bare: Path, count: int) -> None:
+    """Each push carries over 100 objects, so receive-pack keeps it as a pack of its own."""
+    work = tmp_path / "work"
+    if not work.exists():
+        git(tmp_path, "init", "-q", "-b", "main", str(work))
+    for round_ in range(count):
+        for i in range(110):
+            (work / f"f{i}.txt").write_text(f"{round_} {i}\n")
+        git(work, "add", "-A")
+        git(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", f"round {round_}")
+        git(work, "push", "-q", str(bare), "main")
+
+
+def blobs_with_prefix(prefix: str, count: int) -> list[bytes]:
+    """Contents whose blob ids start with `prefix`, so they land in objects/<prefix>/."""
+    found, n = [], 0
+    while len(found) < count:
+        data = f"loose {n}\n".encode()
+        if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith(prefix):
+            found.append(data)
+        n += 1
+    return found
+
+
+@pytest.fixture
+def bare(tmp_path):
+    path = tmp_path / "repo.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(path))
+    return path
+
+
+def test_counts_packs_but_not_ones_a_push_keeps(tmp_path, bare):
+    push_packs(tmp_path, bare, 3)
+    assert count_packs(bare) == 3
+    pack = next((bare / "objects" / "pack").glob("*.pack"))
+    pack.with_suffix(".keep").write_text("receive-pack in flight\n")
+    assert count_packs(bare) == 2
+    assert needs_housekeeping(bare, HousekeepingLimits(max_packs=1))
+    assert not needs_housekeeping(bare, HousekeepingLimits(max_packs=2))
+
+
+def test_estimates_loose_objects_from_one_fanout_directory(bare):
+    limit = 256  # git's estimate allows one object in objects/17 for every 256
+    first, second = blobs_with_prefix("17", 2)
+    assert not too_many_loose_objects(bare, limit)
+    git(bare, "hash-object", "-w", "--stdin", input=first)
+    assert not too_many_loose_objects(bare, limit)
+    git(bare, "hash-object", "-w", "--stdin", input=second)
+    assert too_many_loose_objects(bare, limit)
+    assert needs_housekeeping(bare, HousekeepingLimits(max_loose_objects=limit))
+    assert not needs_housekeeping(bare, HousekeepingLimits(max_loose_objects=512))
+
+
+def test_repack_folds_packs_and_loose_objects_and_keeps_unreachable_ones(tmp_path, bare):
+    push_packs(tmp_path, bare, 4)
+    kept = next((bare / "objects" / "pack").glob("*.pack"))
+    kept.with_suffix(".keep").write_text("receive-pack in flight\n")
+    loose = git(bare, "hash-object", "-w", "--stdin", input=b"reachable from nothing: an overlay file\n")
+    heads_before = git(bare, "for-each-ref")
+    limits = HousekeepingLimits(max_packs=1)
+
+    assert housekeep(bare, limits) is True
+
+    packs = sorted(p.name for p in (bare / "objects" / "pack").glob("*.pack"))
+    assert len(packs) == 2 and kept.name in packs  # the pack a push still keeps is left alone
+    assert list((bare / "objects" / "pack").glob("*.bitmap"))
+    assert not [p for p in (bare / "objects").glob("??/*")]  # every loose object went into the new pack
+    assert git(bare, "cat-file", "-p", loose) == "reachable from nothing: an overlay file"
+    assert git(bare, "for-each-ref") == heads_before
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+    assert count_packs(bare) == 1 and not needs_housekeeping(bare, limits)
+    assert housekeep(bare, limits) is False  # nothing left to do
+
+
+def test_a_second_run_does_nothing_while_one_holds_the_lock(tmp_path, bare):
+    push_packs(tmp_path, bare, 3)
+    with open(bare / "driftstone-housekeeping.flock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert housekeep(bare, HousekeepingLimits(max_packs=1)) is False
+    assert count_packs(bare) == 3
+    assert housekeep(bare, HousekeepingLimits(max_packs=1)) is True
+    assert count_packs(bare) == 1
