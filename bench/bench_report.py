@@ -63,7 +63,8 @@ def render(info: dict, times: dict, memory: dict, cpu: dict, idle: dict, burst: 
             f"- Driftstone: {info['commit']}; {info['driftstone']}",
             f"- repository: {info['repo']}",
             f"- runs: {info['runs']} per figure (median, min–max in parentheses), after one warm-up round",
-            f"- load average (1, 5, 15 min) before / after: {info['load_before']} / {info['load_after']}"
+            f"- load average (1, 5, 15 min) before / after: {info['load_before']} / {info['load_after']} (after "
+            "includes the burst's own 24 agents; other work is judged from the load before the run)"
             + (" — **the machine was busy with other work: the figures are noisy**" if info.get("busy") else ""),
             f"- command: `{info['command']}`", ""]
     if times:
