@@ -5,7 +5,7 @@ from typing import Sequence
 
 from sqlalchemy import delete, insert, update
 
-from storage.housekeeping import needs_housekeeping
+from storage.housekeeping import needs_housekeeping, note_ref_updates
 from storage.ids import new_id
 from storage.jobs import defer
 from storage.models import Branch, Event
@@ -45,7 +45,8 @@ def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> N
 
 
 def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    """Queue a repack once pushes have left too many packs or loose objects (checked in-process, no git)."""
+    """Queue a repack / pack-refs once changes have left too many packs, loose objects or loose refs."""
+    note_ref_updates(ctx.repo_path, len(applied))
     if needs_housekeeping(ctx.repo_path, ctx.settings.housekeeping_limits):
         defer(session, "control.jobs.housekeep_repository", ctx.repo.id, job_id=f"housekeep-{ctx.repo.id}")
 

@@ -26,6 +26,7 @@ class Settings(BaseModel):
     max_push_size: int = Field(default=2048 * MiB, gt=0)
     housekeeping_max_packs: int = Field(default=50, gt=0)
     housekeeping_max_loose_objects: int = Field(default=6700, gt=0)
+    housekeeping_max_ref_updates: int = Field(default=256, gt=0)
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
 
@@ -41,7 +42,8 @@ class Settings(BaseModel):
 
     @property
     def housekeeping_limits(self) -> HousekeepingLimits:
-        return HousekeepingLimits(self.housekeeping_max_packs, self.housekeeping_max_loose_objects)
+        return HousekeepingLimits(self.housekeeping_max_packs, self.housekeeping_max_loose_objects,
+                                  self.housekeeping_max_ref_updates)
 
     @property
     def repos_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""Pushes that leave many packs get the repository repacked in the background (in-process jobs, or rq)."""
+"""Pushes that leave many packs or loose refs get the repository repacked / its refs packed in the background
+(in-process jobs, or rq)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +8,22 @@ import time
 from sqlalchemy import select
 
 from storage.housekeeping import count_packs
-from storage.models import Event, Repository
+from storage.models import Repository
+from tests.support import api
+
+
+def repo_path(server, tenant, slug):
+    with server.context.db.session() as session:
+        repo_id = session.scalar(select(Repository.id).where(Repository.org_id == tenant.org_id,
+                                                             Repository.slug == slug))
+    return server.context.store.path_for(repo_id)
+
+
+def wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return condition()
 
 
 def test_pushes_that_leave_many_packs_are_repacked_in_the_background(small_limits_server, git, tmp_path):
@@ -19,18 +35,10 @@ def test_pushes_that_leave_many_packs_are_repacked_in_the_background(small_limit
     for round_ in range(4):  # over 100 objects each, so receive-pack keeps every push as a pack; 4 > the limit 3
         heads.append(git.commit(work, {f"f{i}.txt": f"{round_} {i}\n" for i in range(110)}, f"round {round_}"))
         git("push", "-q", tenant.url(repo), "main", cwd=work)
-    with server.context.db.session() as session:
-        repo_id = session.scalar(select(Repository.id).where(Repository.org_id == tenant.org_id,
-                                                             Repository.slug == repo))
-        pushes = session.scalars(select(Event.id).where(Event.repo_id == repo_id)).all()
-    path = server.context.store.path_for(repo_id)
+    path = repo_path(server, tenant, repo)
 
-    deadline = time.monotonic() + 60
-    while count_packs(path) > 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert count_packs(path) == 1
+    assert wait_for(lambda: count_packs(path) == 1)
     assert list((path / "objects" / "pack").glob("*.bitmap"))
-    assert len(pushes) == 4
     subprocess.run(["git", "fsck", "--no-progress", "--no-dangling"], cwd=path, check=True, capture_output=True)
 
     clone = tmp_path / "clone"
@@ -40,3 +48,30 @@ def test_pushes_that_leave_many_packs_are_repacked_in_the_background(small_limit
     git("push", "-q", tenant.url(repo), "main", cwd=work)
     git("pull", "-q", "--ff-only", cwd=clone)
     assert (clone / "after.txt").read_text() == "pushed after the repack\n"
+
+
+def test_many_ref_updates_get_the_refs_packed_and_branches_keep_working(small_limits_server, git, tmp_path):
+    server = small_limits_server
+    tenant = server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    work = git.new_worktree(tmp_path / "w", {"README.md": "hello\n"})
+    branches = [f"agent-{i}/task" for i in range(24)]  # one push of 25 ref updates, over the limit of 20
+    git("push", "-q", url, "main", *[f"main:refs/heads/{b}" for b in branches], cwd=work)
+    path = repo_path(server, tenant, repo)
+
+    assert wait_for(lambda: not [p for p in (path / "refs" / "heads").rglob("*") if p.is_file()])
+    packed = (path / "packed-refs").read_text()
+    assert all(f"refs/heads/{b}" in packed for b in ["main", *branches])
+
+    moved = git.commit(work, {"next.txt": "next\n"}, "next")
+    git("push", "-q", url, f"HEAD:refs/heads/{branches[0]}", f":refs/heads/{branches[1]}", cwd=work)
+    remote = dict(reversed(line.split("\t")) for line in git.out("ls-remote", url, cwd=work).splitlines())
+    assert remote[f"refs/heads/{branches[0]}"] == moved
+    assert f"refs/heads/{branches[1]}" not in remote
+    assert len([r for r in remote if r.startswith("refs/heads/")]) == 24
+    key = tenant.keys["admin"]
+    assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "from-the-api"}).status_code == 201
+    listed = {b["name"] for b in api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]}
+    assert {"main", "from-the-api", branches[0]} <= listed and branches[1] not in listed
+    assert git.out("ls-remote", url, "refs/heads/from-the-api", cwd=work).split()[0] == remote["refs/heads/main"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.housekeeping import HousekeepingLimits, count_packs, housekeep, needs_housekeeping, too_many_loose_objects
+from storage.housekeeping import (HousekeepingLimits, count_packs, housekeep, needs_housekeeping, note_ref_updates,
+                                  ref_updates_since_packing, too_many_loose_objects)
 
 
 def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
@@ -97,3 +98,28 @@ def test_a_second_run_does_nothing_while_one_holds_the_lock(tmp_path, bare):
     assert count_packs(bare) == 3
     assert housekeep(bare, HousekeepingLimits(max_packs=1)) is True
     assert count_packs(bare) == 1
+
+
+def loose_refs(bare: Path) -> list[str]:
+    return sorted(str(p.relative_to(bare)) for p in (bare / "refs").rglob("*") if p.is_file())
+
+
+def test_ref_updates_are_counted_and_packing_resets_the_count(tmp_path, bare):
+    push_packs(tmp_path, bare, 1)
+    head = git(bare, "rev-parse", "main")
+    git(bare, "update-ref", "--stdin", input="".join(f"create refs/heads/agent/{i}/work {head}\n"
+                                                    for i in range(300)).encode())
+    note_ref_updates(bare, 299)
+    limits = HousekeepingLimits(max_ref_updates=300)
+    assert ref_updates_since_packing(bare) == 299 and not needs_housekeeping(bare, limits)
+    note_ref_updates(bare, 1)
+    assert needs_housekeeping(bare, limits)
+    refs_before = git(bare, "for-each-ref")
+    packs_before = count_packs(bare)
+
+    assert housekeep(bare, limits) is True
+
+    assert loose_refs(bare) == []
+    assert git(bare, "for-each-ref") == refs_before
+    assert count_packs(bare) == packs_before  # the objects did not need a repack, so none ran
+    assert ref_updates_since_packing(bare) == 0 and not needs_housekeeping(bare, limits)

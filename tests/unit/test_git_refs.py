@@ -1,0 +1,66 @@
+"""Ref compare-and-swap (storage.git_refs) on real repositories: packed refs, and locks held by others."""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from storage.git_refs import ZERO_SHA, compare_and_swap, read_ref
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True).stdout.decode().strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A bare repository with two commits; main at the second, `other` at the first."""
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    shas = []
+    for n in range(2):
+        (work / "f.txt").write_text(f"{n}\n")
+        git(work, "add", "-A")
+        git(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", f"c{n}")
+        shas.append(git(work, "rev-parse", "HEAD"))
+    bare = tmp_path / "repo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
+    git(bare, "update-ref", "refs/heads/other", shas[0])
+    return bare, shas
+
+
+def test_swaps_on_packed_refs(repo):
+    bare, (first, second) = repo
+    git(bare, "pack-refs", "--all", "--prune")
+    assert not (bare / "refs" / "heads" / "main").exists()
+    assert compare_and_swap(bare, "refs/heads/main", second, first)
+    assert read_ref(bare, "refs/heads/main") == first
+    assert not compare_and_swap(bare, "refs/heads/other", second, first)  # other is at first, not second
+    assert compare_and_swap(bare, "refs/heads/other", first, ZERO_SHA)
+    assert read_ref(bare, "refs/heads/other") is None
+    assert "refs/heads/other" not in (bare / "packed-refs").read_text()
+    assert not compare_and_swap(bare, "refs/heads/main", ZERO_SHA, second)  # exists already
+    git(bare, "fsck", "--no-progress")
+
+
+def test_a_lock_released_soon_is_waited_out(repo):
+    bare, (first, second) = repo
+    lock = bare / "refs" / "heads" / "main.lock"
+    lock.write_text(second + "\n")
+    threading.Timer(0.01, lock.unlink).start()
+    assert compare_and_swap(bare, "refs/heads/main", second, first)
+    assert read_ref(bare, "refs/heads/main") == first
+
+
+def test_a_lock_held_on_is_a_lost_race_and_changes_nothing(repo):
+    bare, (first, second) = repo
+    lock = bare / "refs" / "heads" / "main.lock"
+    lock.write_text(second + "\n")
+    started = time.monotonic()
+    assert not compare_and_swap(bare, "refs/heads/main", second, first)
+    assert time.monotonic() - started < 1
+    assert read_ref(bare, "refs/heads/main") == second
+    assert lock.exists()
