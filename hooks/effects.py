@@ -1,6 +1,7 @@
 """Effects that follow a ref change once the ref has moved: branch rows, the event log, housekeeping."""
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 from sqlalchemy import delete, insert, update
@@ -12,6 +13,8 @@ from storage.models import Branch, Event
 
 from .context import ChangeContext
 from .refs import RefUpdate
+
+log = logging.getLogger(__name__)
 
 
 def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
@@ -45,9 +48,17 @@ def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> N
 
 
 def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    """Queue a repack / pack-refs once changes have left too many packs, loose objects or loose refs."""
-    note_ref_updates(ctx.repo_path, len(applied))
-    if needs_housekeeping(ctx.repo_path, ctx.settings.housekeeping_limits):
+    """Queue a repack / pack-refs once changes have left too many packs, loose objects or loose refs.
+
+    Best effort: a full disk or a missing directory here must not fail a change whose ref already moved.
+    """
+    try:
+        note_ref_updates(ctx.repo_path, len(applied))
+        needed = needs_housekeeping(ctx.repo_path, ctx.settings.housekeeping_limits)
+    except OSError:
+        log.warning("housekeeping check failed for repo %s", ctx.repo.id, exc_info=True)
+        return
+    if needed:
         defer(session, "control.jobs.housekeep_repository", ctx.repo.id, job_id=f"housekeep-{ctx.repo.id}")
 
 

@@ -123,3 +123,15 @@ def test_ref_updates_are_counted_and_packing_resets_the_count(tmp_path, bare):
     assert git(bare, "for-each-ref") == refs_before
     assert count_packs(bare) == packs_before  # the objects did not need a repack, so none ran
     assert ref_updates_since_packing(bare) == 0 and not needs_housekeeping(bare, limits)
+
+
+def test_the_effect_is_best_effort_when_the_repository_directory_is_unusable(tmp_path):
+    """The ref has already moved when effects run: an unwritable repository directory is logged, not raised."""
+    from hooks.context import ChangeContext, RepoRef
+    from hooks.effects import request_housekeeping
+    from hooks.refs import RefUpdate
+    from storage.settings import Settings
+
+    ctx = ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("repo_x", "org_x", "x", "main"),
+                        repo_path=tmp_path / "gone.git", actor=None)
+    request_housekeeping(ctx, [RefUpdate(old="0" * 40, new="1" * 40, ref="refs/heads/main")], session=None)
