@@ -24,6 +24,12 @@ def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: S
     return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := rule(u.ref))]
 
 
+def check_default_branch_kept(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
+    """The default branch is what clones check out: as in the API, it may move but not be deleted."""
+    return [Rejection(u.ref, "the default branch cannot be deleted") for u in updates
+            if u.is_delete and u.branch == ctx.repo.default_branch]
+
+
 _PROTECTION_RULES = (  # built once: checks run on every push
     select(BranchProtection.pattern, BranchProtection.allow_deletion, BranchProtection.allow_force_push)
     .where(BranchProtection.repo_id == bindparam("repo_id"))
@@ -69,4 +75,5 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
-PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_path_locks, check_object_sizes)
+PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_default_branch_kept,
+                                  check_path_locks, check_object_sizes)

@@ -1,4 +1,5 @@
-"""Ref updates and ref-name rules (git check-ref-format, plus: nothing may start with '-')."""
+"""Ref updates and ref-name rules (git check-ref-format, plus: nothing may start with '-', names are UTF-8,
+branch names fit the 255 characters every API surface and the database give them)."""
 from __future__ import annotations
 
 import re
@@ -8,6 +9,7 @@ ZERO_SHA = "0" * 40
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 PUSHABLE_NAMESPACES = ("refs/heads/", "refs/tags/", "refs/notes/")
+MAX_BRANCH_NAME = 255
 
 
 def is_sha(value: str) -> bool:
@@ -37,6 +39,12 @@ def ref_name_problem(ref: str) -> str | None:
     """Why `ref` is not an acceptable full ref name, or None when it is."""
     if not ref or len(ref) > 1024:
         return "invalid ref name"
+    try:
+        ref.encode("utf-8")  # names read from git arrive with undecodable bytes as lone surrogates
+    except UnicodeEncodeError:
+        return "invalid ref name: not UTF-8"
+    if ref.startswith("refs/heads/") and len(ref) - len("refs/heads/") > MAX_BRANCH_NAME:
+        return f"invalid ref name: branch names are at most {MAX_BRANCH_NAME} characters"
     if _FORBIDDEN.search(ref):
         return "invalid ref name: forbidden character"
     if ref.startswith("/") or ref.endswith("/") or "//" in ref or ".." in ref or "@{" in ref:

@@ -10,6 +10,8 @@ from sqlalchemy import bindparam, select
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
+from hooks.refs import RefUpdate
+from storage import git_refs
 from storage.db import Database
 from storage.keys import Principal, find_principal
 from storage.models import Organization, Repository
@@ -105,7 +107,8 @@ class GitHttpApp:
         return _respond(start_response, process, headers)
 
     def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
-        channel = HookChannel.open(ctx)
+        commands = PushCommands()
+        channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
                 "receive-pack", "--stateless-rpc", "."]
         try:
@@ -113,19 +116,26 @@ class GitHttpApp:
                                  pass_fds=[channel.child_end.fileno()])
         finally:
             channel.start()
-        commands = PushCommands()
         process.feed(_checked_body(environ, self.settings.max_push_size + 1024 * 1024), observe=commands.feed)
         headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
 
         def after(filter_: ReportFilter) -> bytes:
             channel.close()  # joins the hook thread: its verdict is final once git has exited
-            outcome = filter_.results()
-            applied = [u for u in commands.updates if u.ref in outcome and outcome[u.ref] is None]
+            if commands.reports_status:
+                outcome = filter_.results()
+                applied = [u for u in commands.updates if u.ref in outcome and outcome[u.ref] is None]
+            else:  # a client that asked for no report still gets its effects: read what the refs became
+                applied = [u for u in commands.updates if _ref_now_at(ctx.repo_path, u)]
             run_effects(replace(ctx, push_options=tuple(channel.push_options)), applied)
             return filter_.finish({r.ref: r.reason for r in channel.rejections})
 
         return _respond(start_response, process, headers, report=lambda: ReportFilter(commands.sideband), after=after,
                         on_close=channel.close)
+
+
+def _ref_now_at(repo_path: Path, update: RefUpdate) -> bool:
+    current = git_refs.read_ref(repo_path, update.ref)
+    return current is None if update.is_delete else current == update.new
 
 
 _REPO_BY_SLUGS = (

@@ -8,6 +8,7 @@ import socket
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import hooks
 from hooks.context import ChangeContext, Rejection
@@ -32,6 +33,10 @@ def install_hook_scripts(target_dir: Path) -> Path:
     return target_dir
 
 
+class HookProtocolError(ValueError):
+    """The hook's request is not what our hook script sends: the push is refused, not checked."""
+
+
 @dataclass
 class HookChannel:
     """Serves one receive-pack's pre-receive call on a thread; `rejections` holds the checks' verdict."""
@@ -39,14 +44,16 @@ class HookChannel:
     ctx: ChangeContext
     server_end: socket.socket
     child_end: socket.socket
+    # the commands parsed from the request body (None: not readable); checked as well as the hook's list
+    requested: Callable[[], list[RefUpdate] | None] | None = None
     push_options: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     _thread: threading.Thread | None = None
 
     @classmethod
-    def open(cls, ctx: ChangeContext) -> "HookChannel":
+    def open(cls, ctx: ChangeContext, requested: Callable[[], list[RefUpdate] | None] | None = None) -> "HookChannel":
         server_end, child_end = socket.socketpair()
-        return cls(ctx=ctx, server_end=server_end, child_end=child_end)
+        return cls(ctx=ctx, server_end=server_end, child_end=child_end, requested=requested)
 
     def child_env(self) -> dict[str, str]:
         return {"DRIFTSTONE_HOOK_FD": str(self.child_end.fileno())}
@@ -70,15 +77,44 @@ class HookChannel:
                 return
             env, updates = request
             ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options))
-            self.rejections = run_checks(ctx, updates)
+            self.rejections = run_checks(ctx, self._with_requested(updates))
             self.server_end.sendall(self._verdict())
+        except HookProtocolError as error:
+            log.warning("pre-receive hook request refused: %s", error)
+            self._refuse("the push could not be checked")
         except Exception:
             log.exception("pre-receive check failed")
-            self.rejections = [Rejection("*", "internal error while checking the push")]
-            try:
-                self.server_end.sendall(self._verdict())
-            except OSError:
-                pass
+            self._refuse("internal error while checking the push")
+
+    def _refuse(self, reason: str) -> None:
+        self.rejections = [Rejection("*", reason)]
+        try:
+            self.server_end.sendall(self._verdict())
+            # a hook still writing its request must fail (EPIPE) instead of waiting on a full socket forever
+            self.server_end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _with_requested(self, updates: list[RefUpdate]) -> list[RefUpdate]:
+        """The hook's updates plus any the client asked for that the hook did not pass on.
+
+        Whatever the hook script makes of its input, every command in the request body is checked; a ref the
+        two lists disagree about fails the push.
+        """
+        if self.requested is None:
+            return updates
+        requested = self.requested()
+        if requested is None:
+            raise HookProtocolError("the push commands could not be read from the request")
+        by_ref = {u.ref: u for u in updates}
+        merged = list(updates)
+        for update in requested:
+            seen = by_ref.get(update.ref)
+            if seen is None:
+                merged.append(update)
+            elif seen != update:
+                raise HookProtocolError(f"the hook and the request disagree about {update.ref!r}")
+        return merged
 
     def _verdict(self) -> bytes:
         lines = [f"message {r.ref}: {r.reason}" if r.ref != "*" else f"message {r.reason}"
@@ -87,28 +123,35 @@ class HookChannel:
         return ("\n".join(lines) + "\n").encode("utf-8", "replace")
 
     def _read_request(self) -> tuple[dict[str, str], list[RefUpdate]] | None:
+        """Read up to the line `end`; anything that is not a well-formed line fails the push (fail closed)."""
         data = bytearray()
-        while not data.endswith(b"end\n"):
+        while not (data == b"end\n" or data.endswith(b"\nend\n")):  # a whole line: "option frontend" is not it
             chunk = self.server_end.recv(65536)
             if not chunk:
                 return None
             data += chunk
             if len(data) > MAX_REQUEST:
-                raise ValueError("hook request too large")
+                raise HookProtocolError("hook request too large")
         env: dict[str, str] = {}
         updates: list[RefUpdate] = []
-        for line in data.decode("utf-8", "surrogateescape").splitlines():
+        for line in data.decode("utf-8", "surrogateescape").split("\n")[:-2]:  # split on LF only, drop "end"
             kind, _, rest = line.partition(" ")
             if kind == "env":
                 name, _, value = rest.partition("=")
-                if name in _QUARANTINE_ENV and value:
-                    env[name] = value
+                if name not in _QUARANTINE_ENV or name in env:
+                    raise HookProtocolError(f"unexpected hook environment line {name!r}")
+                env[name] = value
             elif kind == "option":
-                self.push_options.append(rest)
+                self.push_options.append(_unescape_option(rest))
             elif kind == "update":
-                old, new, ref = (rest.split(" ", 2) + ["", ""])[:3]
-                if is_sha(old) and is_sha(new):
-                    updates.append(RefUpdate(old=old, new=new, ref=ref))
+                old, _, rest = rest.partition(" ")
+                new, _, ref = rest.partition(" ")
+                if not (is_sha(old) and is_sha(new) and ref):
+                    raise HookProtocolError("malformed ref update from the hook")
+                updates.append(RefUpdate(old=old, new=new, ref=ref))
+            else:
+                raise HookProtocolError("malformed hook request")
+        env = {name: value for name, value in env.items() if value}
         self._check_quarantine_paths(env)
         return env, updates
 
@@ -116,4 +159,17 @@ class HookChannel:
         root = self.ctx.repo_path.resolve()
         for name in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY"):
             if name in env and not Path(env[name]).resolve().is_relative_to(root):
-                raise ValueError("quarantine outside the repository")
+                raise HookProtocolError("quarantine outside the repository")
+
+
+def _unescape_option(text: str) -> str:
+    """Undo the hook's escaping of push option values (`\\` and `\n`)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            out.append("\n" if text[i + 1] == "n" else text[i + 1])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

@@ -19,6 +19,7 @@ class PushCommands:
     updates: list[RefUpdate] = field(default_factory=list)
     capabilities: set[str] = field(default_factory=set)
     done: bool = False
+    complete: bool = False  # the whole command list was read, up to its flush
     _reader: PktReader = field(default_factory=PktReader)
 
     def feed(self, chunk: bytes) -> None:
@@ -27,7 +28,7 @@ class PushCommands:
         try:
             for _raw, payload in self._reader.feed(chunk):
                 if payload is None:
-                    self.done = True
+                    self.done = self.complete = True
                     return
                 self._parse_line(payload)
         except PktError:
@@ -39,9 +40,17 @@ class PushCommands:
         line, _, caps = payload.rstrip(b"\n").partition(b"\0")
         if caps:
             self.capabilities.update(caps.decode("ascii", "replace").split())
-        parts = line.decode("utf-8", "surrogateescape").split(" ")
-        if len(parts) == 3 and is_sha(parts[0]) and is_sha(parts[1]):
-            self.updates.append(RefUpdate(old=parts[0], new=parts[1], ref=parts[2]))
+        parts = line.decode("utf-8", "surrogateescape").split(" ", 2)  # as receive-pack: the ref is the rest
+        if len(parts) == 3 and is_sha(parts[0].lower()) and is_sha(parts[1].lower()):
+            self.updates.append(RefUpdate(old=parts[0].lower(), new=parts[1].lower(), ref=parts[2]))
+
+    def requested(self) -> list[RefUpdate] | None:
+        """The commands, once all of them have been read; None if the list could not be read."""
+        return self.updates if self.complete else None
+
+    @property
+    def reports_status(self) -> bool:
+        return bool(self.capabilities & {"report-status", "report-status-v2"})
 
     @property
     def sideband(self) -> bool:

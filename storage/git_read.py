@@ -33,9 +33,10 @@ def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[st
 def branch_heads(repo: Path) -> dict[str, str]:
     result = run_git(repo, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"])
     heads = {}
-    for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
+    for line in result.stdout.decode("utf-8", "surrogateescape").split("\n"):  # not splitlines: U+2028 may be in a name
         sha, _, ref = line.partition(" ")
-        heads[ref[len("refs/heads/"):]] = sha
+        if ref:
+            heads[ref[len("refs/heads/"):]] = sha
     return heads
 
 

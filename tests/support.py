@@ -159,6 +159,18 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Run
     return server
 
 
+def pkt(line: bytes) -> bytes:
+    """One git pkt-line."""
+    return b"%04x" % (len(line) + 4) + line
+
+
+def receive_pack(server, tenant, repo: str, body: bytes, scope: str = "admin") -> requests.Response:
+    """A raw git-receive-pack POST (for requests the git CLI will not make)."""
+    return requests.post(f"{server.url}/{tenant.org}/{repo}.git/git-receive-pack", data=body, timeout=60,
+                         headers={"Authorization": f"Bearer {tenant.keys[scope]}",
+                                  "Content-Type": "application/x-git-receive-pack-request"})
+
+
 def api(server, key, method, path, body=None, **kwargs):
     """A control API call with a Bearer key; `body` is sent as JSON."""
     headers = {"Authorization": f"Bearer {key}"}

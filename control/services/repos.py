@@ -6,6 +6,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
 from storage.errors import Conflict, NotFound
 from storage.ids import new_id
@@ -69,8 +70,12 @@ def protect_branch(session: Session, repo: Repository, pattern: str, allow_force
 
 
 def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> dict[str, str]:
-    """Make the branch rows match the repository's refs (git is the source of truth)."""
-    heads = git_read.branch_heads(store.path_for(repo.id))
+    """Make the branch rows match the repository's refs (git is the source of truth).
+
+    Branches whose names the server would refuse (not UTF-8, too long: made outside Driftstone) get no row.
+    """
+    heads = {name: sha for name, sha in git_read.branch_heads(store.path_for(repo.id)).items()
+             if branch_name_problem(name) is None}
     rows = {b.name: b for b in session.scalars(select(Branch).where(Branch.repo_id == repo.id))}
     for name, row in rows.items():
         if name not in heads and row.head_sha is not None:

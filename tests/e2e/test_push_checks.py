@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from control.services import repos
 from storage.models import Branch, Event, Repository
+from tests.support import pkt, receive_pack
 
 
 def repo_row(server, tenant, slug):
@@ -51,6 +52,8 @@ def test_unsafe_paths_rejected_and_objects_discarded(tenant, git, pushed, server
 @pytest.mark.parametrize("ref,reason", [
     ("refs/heads/-leading-dash", b"may not start with '-'"),
     ("refs/internal/thing", b"only refs/heads/, refs/tags/ and refs/notes/ may be pushed"),
+    ("refs/heads/caf\udce9", b"invalid ref name: not UTF-8"),  # the byte 0xe9 alone: Latin-1, not UTF-8
+    ("refs/heads/" + "a" * 200 + "/" + "b" * 60, b"branch names are at most 255 characters"),
 ])
 def test_ref_name_rules(tenant, git, pushed, ref, reason):
     repo, work = pushed
@@ -79,6 +82,16 @@ def test_protected_branch_refuses_force_and_delete(server, tenant, git, pushed):
     git("push", "-q", url, "HEAD:refs/heads/scratch", cwd=work)
     git("push", "-q", "--force", url, "HEAD~1:refs/heads/scratch", cwd=work)
     git("push", "-q", url, ":scratch", cwd=work)
+
+
+def test_the_default_branch_cannot_be_deleted_by_a_push(tenant, git, pushed):
+    repo, work = pushed
+    url = tenant.url(repo)
+    git("push", "-q", url, "HEAD:refs/heads/other", cwd=work)
+    deleted = git("push", url, ":main", cwd=work, check=False)
+    assert b"! [remote rejected] main (the default branch cannot be deleted)" in deleted.stderr
+    assert git.out("ls-remote", url, "refs/heads/main", cwd=work)
+    git("push", "-q", url, ":other", cwd=work)  # any other branch may go
 
 
 def test_object_size_cap_on_inflated_size(small_limits_server, git, tmp_path):
@@ -173,3 +186,68 @@ def test_reconcile_rebuilds_branch_rows(server, tenant, git, pushed):
     with server.context.db.session() as session:
         names = set(session.scalars(select(Branch.name).where(Branch.repo_id == row.id)))
     assert names == {"main", "b1", "b2"}
+
+
+def test_reconcile_skips_branches_the_server_would_refuse(server, tenant, git, pushed):
+    """A branch made outside Driftstone with a name it refuses (here: not UTF-8) gets no row; the rest do."""
+    repo, work = pushed
+    path = server.context.store.path_for(repo_row(server, tenant, repo).id)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    subprocess.run([b"git", b"update-ref", b"refs/heads/caf\xe9", head.encode()], cwd=path, check=True)
+    subprocess.run(["git", "update-ref", "refs/heads/plain", head], cwd=path, check=True)
+    driftstone = os.path.join(os.path.dirname(os.sys.executable), "driftstone")
+    subprocess.run([driftstone, "admin", "reconcile", f"{tenant.org}/{repo}"], env=server.env, capture_output=True,
+                   text=True, check=True)
+    with server.context.db.session() as session:
+        names = set(session.scalars(select(Branch.name).where(Branch.repo_id == repo_row(server, tenant, repo).id)))
+    assert names == {"main", "plain"}
+
+
+def protected_main(server, tenant, git, pushed):
+    """`pushed` with main protected and a rewritten main ready to force-push; returns (url, protected head)."""
+    repo, work = pushed
+    with server.context.db.session() as session:
+        repos.protect_branch(session, repo_row(server, tenant, repo), "main")
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    git("commit", "-q", "--amend", "-m", "rewritten", cwd=work)
+    return tenant.url(repo), head
+
+
+@pytest.mark.parametrize("options,refspecs", [(["-o", "end"], []), (["-o", "frontend"], []),
+                                              ([], ["HEAD:refs/heads/aa-weekend"]), ([], ["HEAD:refs/heads/caf\udce9"])])
+def test_no_option_or_ref_name_lets_a_push_skip_the_checks(server, tenant, git, pushed, options, refspecs):
+    """Each once made the server stop reading the hook's request early (a read ending in "end"), or made the
+    hook drop every command after it (a ref name that is not UTF-8), so the forced main went unchecked."""
+    url, head = protected_main(server, tenant, git, pushed)
+    result = git("push", "--force", *options, url, *refspecs, "HEAD:main", cwd=pushed[1], check=False)
+    assert result.returncode != 0
+    assert git.out("ls-remote", url, "refs/heads/main", cwd=pushed[1]).split()[0] == head
+
+
+def test_a_push_option_cannot_smuggle_lines_into_the_hook_request(server, tenant, git, pushed):
+    """git refuses newlines in -o, a hostile client need not: `x\\nend` once ended the check request."""
+    repo, work = pushed
+    url, head = protected_main(server, tenant, git, pushed)
+    zero = "0" * 40
+    for option in (b"x\nend", b"y\nenv GIT_QUARANTINE_PATH=/tmp"):
+        body = (pkt(f"{head} {zero} refs/heads/main\0report-status push-options\n".encode()) + b"0000"
+                + pkt(option) + b"0000")
+        response = receive_pack(server, tenant, repo, body)
+        assert response.status_code == 200
+        assert b"ok refs/heads/main" not in response.content
+        assert git.out("ls-remote", url, "refs/heads/main", cwd=work).split()[0] == head
+
+
+def test_a_push_without_report_status_is_still_recorded(server, tenant, git, pushed):
+    repo, work = pushed
+    row = repo_row(server, tenant, repo)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    empty_pack = b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e")
+    body = pkt(f"{'0' * 40} {head} refs/heads/quiet\n".encode()) + b"0000" + empty_pack
+    assert receive_pack(server, tenant, repo, body).status_code == 200
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/quiet", cwd=work).split()[0] == head
+    with server.context.db.session() as session:
+        branch = session.scalar(select(Branch).where(Branch.repo_id == row.id, Branch.name == "quiet"))
+        events = session.scalars(select(Event).where(Event.repo_id == row.id, Event.kind == "refs.push")).all()
+    assert branch is not None and branch.head_sha == head
+    assert any(r["ref"] == "refs/heads/quiet" for e in events for r in e.payload["refs"])

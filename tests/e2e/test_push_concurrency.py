@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from storage.models import Repository
+from tests.support import pkt
 
 ZERO = "0" * 40
 
@@ -74,10 +75,6 @@ def test_sixteen_racing_pushes_exactly_one_wins(server, tenant, git, tmp_path):
     server_errors = [line for line in server.log_text().splitlines()
                      if f"/{tenant.org}/{repo}" in line and re.search(r'" 5\d\d ', line)]
     assert server_errors == []
-
-
-def pkt(line: bytes) -> bytes:
-    return b"%04x" % (len(line) + 4) + line
 
 
 def test_truncated_push_leaves_no_objects_and_no_ref(server, tenant, git, tmp_path):
