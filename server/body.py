@@ -5,6 +5,7 @@ import zlib
 from typing import Iterator
 
 CHUNK = 64 * 1024
+DECODED_STEP = 1024 * 1024
 
 
 class BodyError(ValueError):
@@ -38,7 +39,11 @@ def _raw_chunks(environ) -> Iterator[bytes]:
 
 
 def request_chunks(environ, limit: int) -> Iterator[bytes]:
-    """Decoded body chunks; raises BodyError when malformed or when more than `limit` bytes decode."""
+    """Decoded body chunks; raises BodyError when malformed or when more than `limit` bytes decode.
+
+    A compressed chunk is inflated at most DECODED_STEP bytes at a time and each piece handed on before the
+    next is made, so a small request that inflates hugely costs one step of memory, not its whole output.
+    """
     encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding in ("", "identity"):
         decoder = None
@@ -50,32 +55,32 @@ def request_chunks(environ, limit: int) -> Iterator[bytes]:
         raise BodyError(f"unsupported Content-Encoding {encoding!r}")
     total = 0
     for chunk in _raw_chunks(environ):
-        if decoder is not None:
-            try:
-                chunk = decoder.decompress(chunk, CHUNK * 16)
-                pending = [chunk]
-                while decoder.unconsumed_tail:
-                    pending.append(decoder.decompress(decoder.unconsumed_tail, CHUNK * 16))
-                    total_pending = sum(map(len, pending))
-                    if total + total_pending > limit:
-                        raise BodyError("request body too large")
-                chunk = b"".join(pending)
-            except zlib.error:
-                raise BodyError("invalid compressed body") from None
-        total += len(chunk)
-        if total > limit:
-            raise BodyError("request body too large")
-        if chunk:
-            yield chunk
+        pieces = [chunk] if decoder is None else _inflate(decoder, chunk)
+        for piece in pieces:
+            total += len(piece)
+            if total > limit:
+                raise BodyError("request body too large")
+            if piece:
+                yield piece
     if decoder is not None:
         try:
             tail = decoder.flush()
         except zlib.error:
             raise BodyError("invalid compressed body") from None
+        total += len(tail)
+        if total > limit:
+            raise BodyError("request body too large")
         if tail:
-            total += len(tail)
-            if total > limit:
-                raise BodyError("request body too large")
             yield tail
         if not decoder.eof:
             raise BodyError("truncated compressed body")
+
+
+def _inflate(decoder, data: bytes) -> Iterator[bytes]:
+    try:
+        piece = decoder.decompress(data, DECODED_STEP)
+        yield piece
+        while decoder.unconsumed_tail:
+            yield decoder.decompress(decoder.unconsumed_tail, DECODED_STEP)
+    except zlib.error:
+        raise BodyError("invalid compressed body") from None

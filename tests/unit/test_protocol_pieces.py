@@ -6,7 +6,7 @@ import zlib
 import pytest
 
 from hooks.refs import ref_name_problem, pushable_ref_problem
-from server.body import BodyError, request_chunks
+from server.body import DECODED_STEP, BodyError, request_chunks
 from server.pktline import PktReader, encode, sideband_frames
 from server.protocol import advertisement_prefix, git_protocol
 from server.push_report import PushCommands, ReportFilter
@@ -119,3 +119,16 @@ def test_body_gzip_and_limits():
 def test_chunked_body_reads_to_end():
     env = {"wsgi.input": io.BytesIO(b"abc" * 1000), "HTTP_TRANSFER_ENCODING": "chunked"}
     assert b"".join(request_chunks(env, 1 << 20)) == b"abc" * 1000
+
+
+def test_a_compressed_body_is_inflated_a_step_at_a_time():
+    """400 MiB of zeros in a ~400 KiB gzip body: no piece handed on is bigger than one step, so a request
+    costs a step of memory however far it inflates; past the limit it is refused."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = b"".join(compressor.compress(b"\0" * (1 << 20)) for _ in range(400)) + compressor.flush()
+    assert len(body) < 1 << 20
+    sizes = [len(piece) for piece in request_chunks(environ(body, HTTP_CONTENT_ENCODING="gzip"), 1 << 40)]
+    assert sum(sizes) == 400 << 20 and max(sizes) <= DECODED_STEP
+    with pytest.raises(BodyError, match="too large"):
+        for _ in request_chunks(environ(body, HTTP_CONTENT_ENCODING="gzip"), 64 << 20):
+            pass
