@@ -42,6 +42,9 @@ class GitHttpApp:
     fallback: Callable
 
     def __call__(self, environ, start_response):
+        connection = environ.get("gunicorn.socket")
+        if connection is not None:  # a client that stops sending its body (or reading) frees its thread
+            connection.settimeout(self.settings.request_idle_timeout)
         route = match_git_route(environ.get("PATH_INFO", ""))
         if route is None:
             return self.fallback(environ, start_response)

@@ -63,12 +63,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_limits_server(tmp_path_factory):
-    """A second server with tight limits: object and push sizes, housekeeping after 3 packs or 20 ref updates."""
+    """A second server with tight limits: object and push sizes, housekeeping after 3 packs or 20 ref updates,
+    2 s for a request that sends nothing."""
     running, drops = _server(tmp_path_factory, "limits", {
         "DRIFTSTONE_MAX_OBJECT_SIZE": str(1024 * 1024),
         "DRIFTSTONE_MAX_PUSH_SIZE": str(8 * 1024 * 1024),
         "DRIFTSTONE_HOUSEKEEPING_MAX_PACKS": "3",
         "DRIFTSTONE_HOUSEKEEPING_MAX_REF_UPDATES": "20",
+        "DRIFTSTONE_REQUEST_IDLE_TIMEOUT": "2",
     })
     yield running
     running.stop()

@@ -48,6 +48,10 @@ def create_app(context: AppContext) -> Flask:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
+    @app.errorhandler(TimeoutError)
+    def body_timeout(error: TimeoutError):
+        return failure("the request body stopped arriving", "invalid", 408, path=request.path)
+
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         request_id = uuid.uuid4().hex
