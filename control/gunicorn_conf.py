@@ -1,4 +1,6 @@
 """gunicorn settings for `driftstone serve` (production defaults; the CLI passes bind/workers/threads)."""
+import logging
+
 worker_class = "gthread"
 control_socket_disable = True
 timeout = 120
@@ -16,11 +18,17 @@ def post_worker_init(worker):
 
 
 def _json_error(sock, status_int, reason, mesg):
-    """gunicorn answers requests it cannot parse with an HTML page; answer in the API's JSON envelope instead."""
+    """gunicorn answers requests it cannot parse with an HTML page; answer in the API's JSON envelope instead.
+
+    gunicorn's message may quote the offending header line: a key in it is blanked out.
+    """
     import json
 
     from gunicorn import util
 
+    from storage.key_format import redact_keys
+
+    mesg = redact_keys(str(mesg))
     code = {400: "invalid", 413: "too_large", 431: "too_large"}.get(int(status_int), "invalid")
     body = json.dumps({"success": False, "error": f"{reason}: {mesg}", "code": code, "details": {}}).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
@@ -28,7 +36,19 @@ def _json_error(sock, status_int, reason, mesg):
     util.write_nonblock(sock, head + body)
 
 
+class _RedactKeys(logging.Filter):
+    """gunicorn logs a request it cannot parse with the offending text, which may hold a key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from storage.key_format import redact_keys
+
+        record.msg = redact_keys(record.getMessage())
+        record.args = None
+        return True
+
+
 def on_starting(server):
     from gunicorn import util
 
     util.write_error = _json_error
+    logging.getLogger("gunicorn.error").addFilter(_RedactKeys())

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
+from .key_format import KEY_PREFIX
 from .models import ApiKey
 
-KEY_PREFIX = "dk-"
 SCOPE_RANK = {"read": 0, "agent": 1, "admin": 2}
 
 

@@ -1,0 +1,12 @@
+"""What an API key looks like, and how to blank keys out of text we did not write (a client's bad header
+echoed in an error). Import-light on purpose: gunicorn's master process uses it."""
+from __future__ import annotations
+
+import re
+
+KEY_PREFIX = "dk-"
+_KEY_LIKE = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_\-]+")
+
+
+def redact_keys(text: str) -> str:
+    return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", text)
