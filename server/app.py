@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import bindparam, select
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
 UPLOAD_PACK_REQUEST_LIMIT = 256 * 1024 * 1024
+WHOLE_BODY_LIMIT = 1024 * 1024  # bodies up to this size (most fetch negotiations, small pushes) are read whole
 CHALLENGE = [("WWW-Authenticate", 'Basic realm="Driftstone", charset="UTF-8"')]
 
 
@@ -104,12 +105,20 @@ class GitHttpApp:
         return _respond(start_response, process, headers, prefix=advertisement_prefix(service, protocol))
 
     def _upload_pack(self, environ, start_response, repo_path, env):
+        try:
+            body = _request_body(environ, UPLOAD_PACK_REQUEST_LIMIT)
+        except BodyError as error:
+            return text_response(start_response, "400 Bad Request", f"error: {error}")
         process = GitProcess(repo_path, ["upload-pack", "--stateless-rpc", "."], env)
-        process.feed(_checked_body(environ, UPLOAD_PACK_REQUEST_LIMIT))
+        process.feed(body)
         headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
         return _respond(start_response, process, headers)
 
     def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
+        try:
+            body = _request_body(environ, self.settings.max_push_size + 1024 * 1024)
+        except BodyError as error:
+            return text_response(start_response, "400 Bad Request", f"error: {error}")
         commands = PushCommands()
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
@@ -119,7 +128,7 @@ class GitHttpApp:
                                  pass_fds=[channel.child_end.fileno()])
         finally:
             channel.start()
-        process.feed(_checked_body(environ, self.settings.max_push_size + 1024 * 1024), observe=commands.feed)
+        process.feed(body, observe=commands.feed)
         headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
 
         def after(filter_: ReportFilter) -> bytes:
@@ -157,7 +166,23 @@ def _find_repo(connection, principal: Principal, route: GitRoute) -> RepoRef | N
     return RepoRef(id=row.id, org_id=row.org_id, slug=row.slug, default_branch=row.default_branch)
 
 
-def _checked_body(environ, limit: int) -> Iterator[bytes]:
+def _request_body(environ, limit: int) -> Iterable[bytes]:
+    """The body for git's stdin. One of known small length is read whole first, so a body that never arrives
+    in full is refused before git acts on its beginning (a delete-only push needs nothing after its commands);
+    larger ones are streamed, and a pack cut short fails in git."""
+    length = (environ.get("CONTENT_LENGTH") or "").strip()
+    if length == "0":
+        raise BodyError("empty request body")
+    if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT and not environ.get("HTTP_CONTENT_ENCODING"):
+        try:
+            return list(request_chunks(environ, limit))
+        except BodyError as error:
+            log.info("rejecting request body: %s", error)
+            raise
+    return _streamed_body(environ, limit)
+
+
+def _streamed_body(environ, limit: int) -> Iterator[bytes]:
     try:
         yield from request_chunks(environ, limit)
     except BodyError as error:

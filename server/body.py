@@ -13,7 +13,13 @@ class BodyError(ValueError):
 
 
 def _raw_chunks(environ) -> Iterator[bytes]:
-    stream = environ["wsgi.input"]
+    try:
+        yield from _raw_chunks_of(environ["wsgi.input"], environ)
+    except TimeoutError:  # the connection's idle timeout: the client stopped sending
+        raise BodyError("the request body stopped arriving") from None
+
+
+def _raw_chunks_of(stream, environ) -> Iterator[bytes]:
     length = environ.get("CONTENT_LENGTH") or ""
     if length.strip():
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import zlib
 
 import pytest
@@ -113,3 +114,33 @@ def test_hostile_repo_segments(server, tenant, path):
                             headers={"Authorization": f"Bearer {tenant.keys['admin']}"}, timeout=10)
     assert response.status_code in (400, 404)
     assert "<html" not in response.text.lower()
+
+
+def test_an_empty_body_is_a_400(repo_url):
+    url, auth = repo_url
+    for service, content_type in (("git-upload-pack", UPLOAD), ("git-receive-pack", RECEIVE)):
+        response = requests.post(f"{url}/{service}", data=b"", timeout=30,
+                                 headers={**auth, "Content-Type": content_type, "Content-Length": "0"})
+        assert response.status_code == 400 and "empty request body" in response.text
+
+
+def test_a_body_shorter_than_announced_changes_nothing(tenant, git, tmp_path):
+    """A delete needs nothing after its command list, so git could act on the first half of a request whose
+    rest never comes; a small body is read whole before git starts."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", "main:refs/heads/keep", cwd=work)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    command = f"{head} {'0' * 40} refs/heads/keep\0report-status\n".encode()
+    body = b"%04x" % (len(command) + 4) + command + b"0000"
+    request = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: h\r\n"
+               f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {RECEIVE}\r\n"
+               f"Content-Length: {len(body) + 500}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=30) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/keep", cwd=work).split()[0] == head
