@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.errors import Conflict, Invalid, NotFound
+from storage.errors import Conflict, Forbidden, Invalid, NotFound
 from storage.ids import new_id
-from storage.keys import SCOPE_RANK, generate_key, hash_key
+from storage.keys import SCOPE_RANK, Principal, generate_key, hash_key
 from storage.models import ApiKey, Organization
 
 from .naming import checked_org_slug
@@ -45,9 +45,16 @@ def create_key(
     scope: str,
     expires_at: datetime | None = None,
     repo_ids: list[str] | None = None,
+    creator: Principal | None = None,
 ) -> IssuedKey:
+    """`creator`: the key asking (None: the CLI). A key never makes one that reaches more than it does."""
     if scope not in SCOPE_RANK:
         raise Invalid(f"scope must be one of {', '.join(SCOPE_RANK)}", {"field": "scope"})
+    if creator is not None:
+        if not creator.allows(scope):
+            raise Forbidden(f"a {creator.scope} key cannot create a {scope} key")
+        if not _within(creator, repo_ids):
+            raise Forbidden("a key limited to some repositories can only create keys limited to those")
     secret = generate_key()
     key = ApiKey(id=new_id("key"), org_id=org_id, name=name, prefix=secret[:10], key_hash=hash_key(secret),
                  scope=scope, expires_at=expires_at, repo_ids=repo_ids)
@@ -61,11 +68,21 @@ def list_keys(session: Session, org_id: str) -> list[ApiKey]:
                                 .order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def revoke_key(session: Session, org_id: str, key_id: str, now: datetime | None = None) -> ApiKey:
+def revoke_key(session: Session, org_id: str, key_id: str, now: datetime | None = None,
+               revoker: Principal | None = None) -> ApiKey:
     key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == org_id,
                                               ApiKey.revoked_at.is_(None)))
     if key is None:
         raise NotFound(f"key {key_id!r} not found")
+    if revoker is not None and not _within(revoker, key.repo_ids):
+        raise Forbidden("a key limited to some repositories can only revoke keys limited to those")
     key.revoked_at = now or datetime.now(timezone.utc)
     session.flush()
     return key
+
+
+def _within(principal: Principal, repo_ids: list[str] | None) -> bool:
+    """Whether a key limited to `repo_ids` (None: every repository) reaches no further than `principal`."""
+    if principal.repo_ids is None:
+        return True
+    return repo_ids is not None and set(repo_ids) <= set(principal.repo_ids)

@@ -164,6 +164,21 @@ def test_key_with_repo_allow_list_and_expiry(server, tenant):
     assert past.status_code == 422
 
 
+def test_a_repo_limited_key_cannot_make_or_revoke_a_broader_key(server, tenant):
+    admin = tenant.keys["admin"]
+    mine, other = tenant.repo(), tenant.repo()
+    limited = api(server, admin, "POST", "/v1/keys", {"name": "lim", "scope": "admin", "repos": [mine]}).json()["data"]
+    assert api(server, limited["key"], "POST", "/v1/keys", {"name": "all", "scope": "admin"}).status_code == 403
+    wider = api(server, limited["key"], "POST", "/v1/keys", {"name": "w", "scope": "read", "repos": [mine, other]})
+    assert wider.status_code == 404  # it cannot see `other`: to it, that repository does not exist
+    narrower = api(server, limited["key"], "POST", "/v1/keys", {"name": "ok", "scope": "read", "repos": [mine]})
+    assert narrower.status_code == 201 and narrower.json()["data"]["repos"] == [mine]
+    unrestricted_id = api(server, admin, "POST", "/v1/keys", {"name": "u", "scope": "read"}).json()["data"]["id"]
+    assert api(server, limited["key"], "DELETE", f"/v1/keys/{unrestricted_id}").status_code == 403
+    assert api(server, limited["key"], "DELETE", f"/v1/keys/{narrower.json()['data']['id']}").status_code == 200
+    assert api(server, admin, "GET", f"/v1/repos/{other}").status_code == 200
+
+
 def test_health_and_readiness(server):
     assert requests.get(server.url + "/healthz", timeout=10).json() == {"success": True, "data": {"status": "ok", "checks": None}}
     ready = requests.get(server.url + "/readyz", timeout=10).json()

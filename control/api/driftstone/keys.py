@@ -67,7 +67,8 @@ def create_key(call: Call, body: CreateKey):
         from storage.errors import Invalid
 
         raise Invalid("expiresAt must be in the future", {"fields": [{"loc": "expiresAt", "msg": "in the past"}]})
-    issued = accounts.create_key(call.session, call.org_id, body.name, body.scope, expires, repo_ids)
+    issued = accounts.create_key(call.session, call.org_id, body.name, body.scope, expires, repo_ids,
+                                 creator=call.principal)
     return key_out(call, issued.key, IssuedKeyOut, key=issued.secret)
 
 
@@ -78,5 +79,5 @@ def list_keys(call: Call):
 
 @endpoint(bp, "DELETE", "/v1/keys/<key_id>", summary="Revoke an API key at once", scope="admin", response=Revoked)
 def revoke_key(call: Call, key_id: str):
-    key = accounts.revoke_key(call.session, call.org_id, key_id, call.context.clock())
+    key = accounts.revoke_key(call.session, call.org_id, key_id, call.context.clock(), revoker=call.principal)
     return Revoked(id=key.id)
