@@ -11,6 +11,7 @@ from control.context import AppContext
 from storage.errors import DomainError
 
 from .envelope import failure
+from .request_body import CompleteBodyMiddleware
 
 log = logging.getLogger(__name__)
 HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -28,6 +29,7 @@ def create_app(context: AppContext) -> Flask:
 
     driftstone.register(app)
     dojo.register(app)
+    app.wsgi_app = CompleteBodyMiddleware(app.wsgi_app)
 
     @app.get("/openapi.json", provide_automatic_options=False)
     def openapi():

@@ -3,6 +3,7 @@ wrong media types and methods, traversal in names, oversized bodies. Every answe
 4xx status: never an HTML page, never a traceback, never a key."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -378,3 +379,44 @@ def test_no_key_ever_appears_in_responses(server, site, pushed):
     log = server.log_text()
     for secret in secrets:
         assert secret not in log
+
+
+def raw_request(server, head: str, body: bytes) -> bytes:
+    """Send `head` + `body`, close our sending side (the client went away), read the whole answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_body_cut_short_is_refused_and_stores_nothing(server, tenant, git, tmp_path):
+    """gunicorn ends a body quietly when the client goes away; a cut-off write must not be stored as whole."""
+    key = tenant.keys["admin"]
+    body = b'{"name": "cut-short"}'
+    answer = raw_request(server, f"POST /v1/repos HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {key}\r\n"
+                                 f"Content-Type: application/json\r\nContent-Length: {len(body) + 50}\r\n\r\n", body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert call(server, "GET", "/v1/repos/cut-short", key).status_code == 404
+
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "hi\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    base = f"/api/repos/{tenant.org}/{repo}"
+    ws = call(server, "POST", base + "/workspaces", key, {"name": "cut", "agent_name": "a"}).json()["workspace"]["id"]
+    assert call(server, "PUT", f"{base}/workspaces/{ws}/files/keep.txt", key, data=b"IMPORTANT\n").status_code == 200
+    answer = raw_request(server, f"PUT {base}/workspaces/{ws}/files/keep.txt HTTP/1.1\r\nHost: h\r\n"
+                                 f"Authorization: Bearer {key}\r\nContent-Length: 1000\r\n\r\n", b"partial")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    stored = call(server, "GET", f"{base}/workspaces/{ws}/files/keep.txt", key).json()
+    assert base64.b64decode(stored["content"]) == b"IMPORTANT\n"
+
+
+def test_a_broken_chunked_body_is_a_400(server, tenant):
+    answer = raw_request(server, f"POST /v1/repos HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {tenant.keys['admin']}"
+                                 "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                         b"ZZ\r\n{}\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"Traceback" not in answer
