@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from hooks.locks import active_locks, first_lock_covering, holder_text
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage import git_objects, git_refs
+from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.intent import message_with_intent
@@ -24,6 +24,7 @@ from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 
 from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
+from .contents import MAX_CONTENT_BYTES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
@@ -133,17 +134,25 @@ class FileContent:
 
 
 def read_file(session: Session, app, repo: Repository, workspace: Workspace, path: str) -> FileContent:
+    """An overlay or base file, up to the contents API's size limit (it is read into memory and base64'd)."""
     checked_path(path)
     entry = _overlay_entry(session, workspace, path)
-    with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
-        if entry is not None:
-            if entry.blob_sha is None:
-                raise NotFound(f"{path} is deleted in this workspace")
-            return FileContent(path, git_repo.object_store[entry.blob_sha.encode()].as_raw_string(), "overlay")
-        data = git_objects.read_blob(git_repo, workspace.current_commit, path) if workspace.current_commit else None
-    if data is None:
-        raise NotFound(f"{path} not found")
-    return FileContent(path, data, "base")
+    repo_path = app.store.path_for(repo.id)
+    if entry is not None:
+        if entry.blob_sha is None:
+            raise NotFound(f"{path} is deleted in this workspace")
+        sha, size, source = entry.blob_sha, entry.size, "overlay"
+    else:
+        head = _head_entry(app, repo, workspace, path)
+        if head is None or head.kind not in ("blob", "symlink"):
+            raise NotFound(f"{path} not found")
+        sha, source = head.sha, "base"
+        size = git_read.object_sizes(repo_path, [sha]).get(sha, 0)
+    if size > MAX_CONTENT_BYTES:
+        raise TooLarge(f"{path!r} is {size} bytes; files are read up to {MAX_CONTENT_BYTES} bytes here, "
+                       "clone for larger ones", {"path": path, "size": size, "limit": MAX_CONTENT_BYTES})
+    with git_objects.open_repo(repo_path) as git_repo:
+        return FileContent(path, git_repo.object_store[sha.encode()].as_raw_string(), source)
 
 
 def delete_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, now) -> None:
@@ -192,7 +201,6 @@ def status(session: Session, app, repo: Repository, workspace: Workspace) -> dic
 
 def changed_paths(session: Session, app, repo: Repository, workspace: Workspace) -> set[str]:
     """Everything this workspace changes against its base: committed changes and the overlay."""
-    from storage import git_read
 
     paths = set(_overlay(session, workspace))
     if workspace.current_commit and workspace.current_commit != workspace.base_commit:
@@ -269,7 +277,6 @@ class SearchHit:
 def search(session: Session, app, repo: Repository, workspace: Workspace, query: str,
            limit: int = 100) -> tuple[list[SearchHit], bool]:
     """Lines containing `query` across base and overlay (overlay files shadow their base versions)."""
-    from storage import git_read
 
     if not query or len(query) > 1000:
         raise Invalid("q must be 1 to 1000 characters", {"fields": [{"loc": "q", "msg": "length"}]})
@@ -279,7 +286,7 @@ def search(session: Session, app, repo: Repository, workspace: Workspace, query:
     with git_objects.open_repo(path) as git_repo:
         for file_path in sorted(overlay):
             entry = overlay[file_path]
-            if entry.blob_sha is None:
+            if entry.blob_sha is None or entry.size > MAX_CONTENT_BYTES:  # too big to load; git grep skips none
                 continue
             data = git_repo.object_store[entry.blob_sha.encode()].as_raw_string()
             if b"\0" in data[:8000]:

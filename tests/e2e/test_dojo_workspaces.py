@@ -316,3 +316,18 @@ def test_child_stack_is_restacked_when_its_parent_merges(server, tenant, git, tm
     assert (clone / "lib/base.py").exists() and (clone / "lib/child.py").exists()
     subjects = git.out("log", "--format=%s", f"{main}..HEAD", cwd=clone).splitlines()
     assert len(subjects) == 2  # the squash of the parent, then the child's own commit replayed
+
+
+def test_files_over_the_read_limit_are_refused_not_loaded(server, tenant, seeded):
+    """Reading base64's a whole file in memory: past 32 MiB it is a 413 (as on /v1 contents); search skips it."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "big", "agent_name": "a"}).json()["workspace"]["id"]
+    big = (b"needle in a large file\n" * (33 * 1024 * 1024 // 23 + 1))
+    assert dojo("PUT", f"/workspaces/{ws}/files/big.txt", data=big).status_code == 200
+    read = dojo("GET", f"/workspaces/{ws}/files/big.txt")
+    assert read.status_code == 413 and read.json()["code"] == "too_large"
+    assert dojo("PUT", f"/workspaces/{ws}/files/small.txt", data=b"a needle\n").status_code == 200
+    found = dojo("GET", f"/workspaces/{ws}/search", params={"q": "needle"})
+    assert found.status_code == 200
+    assert [hit["path"] for hit in found.json()["results"]] == ["small.txt"]
