@@ -10,6 +10,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 PUSHABLE_NAMESPACES = ("refs/heads/", "refs/tags/", "refs/notes/")
 MAX_BRANCH_NAME = 255
+MAX_COMPONENT_BYTES = 250  # a component is a file name on disk, plus ".lock" while it is written
 
 
 def is_sha(value: str) -> bool:
@@ -54,9 +55,13 @@ def ref_name_problem(ref: str) -> str | None:
     components = ref.split("/")
     if len(components) < 2:
         return "invalid ref name: must contain a slash"
+    if ref == "refs/heads/HEAD":
+        return "invalid ref name: HEAD is not a branch name"
     for component in components:
         if component.startswith(".") or component.endswith(".lock"):
             return "invalid ref name"
+        if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            return f"invalid ref name: a component may be at most {MAX_COMPONENT_BYTES} bytes"
         if component.startswith("-"):
             return "invalid ref name: a component may not start with '-'"
     return None

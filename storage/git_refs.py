@@ -9,6 +9,8 @@ from dulwich.file import FileLocked
 from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
+from .errors import Conflict
+
 ZERO_SHA = "0" * 40
 
 
@@ -45,9 +47,28 @@ def _swap_once(repo_path: Path, name: bytes, old: str, new: str) -> bool:
         with Repo(str(repo_path)) as repo:
             refs = repo.refs
             if old == ZERO_SHA:
+                if _clashes(repo_path, name, refs.get_packed_refs()):
+                    raise _clash(name)
                 return bool(refs.add_if_new(name, new.encode()))
             if new == ZERO_SHA:
                 return bool(refs.remove_if_equals(name, old.encode()))
             return bool(refs.set_if_equals(name, old.encode(), new.encode()))
+    except (NotADirectoryError, IsADirectoryError):
+        raise _clash(name) from None
     except NotGitRepository:
         raise FileNotFoundError(repo_path) from None
+
+
+def _clashes(repo_path: Path, name: bytes, packed: dict) -> bool:
+    """Whether a ref below `name`, or one that `name` is below, exists (loose or packed)."""
+    if (repo_path / name.decode()).is_dir() or any(ref.startswith(name + b"/") for ref in packed):
+        return True
+    parts = name.split(b"/")
+    return any(b"/".join(parts[:i]) in packed for i in range(2, len(parts)))
+
+
+def _clash(name: bytes) -> Conflict:
+    """`refs/heads/a/b` cannot exist beside `refs/heads/a` (each is a path on disk), as in git."""
+    ref = name.decode()
+    return Conflict(f"{ref} clashes with an existing ref: a name cannot be both a ref and a prefix of one",
+                    {"ref": ref})

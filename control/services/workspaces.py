@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from hooks.locks import active_locks, first_lock_covering, holder_text
 from hooks.pipeline import apply_ref_change
-from hooks.refs import ZERO_SHA, RefUpdate
+from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
@@ -35,7 +35,8 @@ def workspace_ref(workspace: Workspace) -> str:
 
 def create_workspace(session: Session, app, repo: Repository, actor: Principal, name: str,
                      agent_name: str | None, base_commit: str | None) -> Workspace:
-    if not _NAME.match(name or "") or ".." in name:
+    if not _NAME.match(name or "") or ".." in name or branch_name_problem(f"stacks/{name}"):
+        # the name becomes the branch stacks/<name> when the workspace is submitted: refuse it now, not then
         raise Invalid(f"invalid workspace name {name!r}", {"fields": [{"loc": "name", "msg": "invalid name"}]})
     taken = session.scalar(select(Workspace.id).where(Workspace.repo_id == repo.id, Workspace.name == name,
                                                       Workspace.status == "active"))

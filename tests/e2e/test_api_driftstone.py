@@ -184,3 +184,18 @@ def test_health_and_readiness(server):
     ready = requests.get(server.url + "/readyz", timeout=10).json()
     assert ready["data"]["status"] == "ready"
     assert set(ready["data"]["checks"]) >= {"database", "repoStore", "blobStore"}
+
+
+def test_branch_names_git_or_the_disk_would_refuse_are_4xx(server, tenant, git, tmp_path):
+    admin = tenant.keys["admin"]
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", "main:refs/heads/deep/a", cwd=work)
+    for name, status in (("main/x", 409), ("deep", 409), ("HEAD", 422), ("\u00e9" * 200, 422)):
+        answer = api(server, admin, "POST", f"/v1/repos/{repo}/branches", {"name": name})
+        assert answer.status_code == status, (name[:20], answer.text)
+        assert answer.json()["success"] is False
+    dojo = f"/api/repos/{tenant.org}/{repo}/workspaces"
+    for name in ("a.lock", "a/.b", "a//b", "a/-b", "a/", "a."):
+        assert api(server, admin, "POST", dojo, {"name": name, "agent_name": "x"}).status_code in (400, 422), name
+    assert git.out("ls-remote", tenant.url(repo), cwd=work).count("refs/heads/") == 2

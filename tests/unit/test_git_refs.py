@@ -64,3 +64,20 @@ def test_a_lock_held_on_is_a_lost_race_and_changes_nothing(repo):
     assert time.monotonic() - started < 1
     assert read_ref(bare, "refs/heads/main") == second
     assert lock.exists()
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_ref_cannot_be_both_a_ref_and_a_prefix_of_one(repo, packed):
+    """git's rule (each name is a path on disk); loose or packed, the clash is a Conflict, not an OSError."""
+    from storage.errors import Conflict
+
+    bare, (first, _) = repo
+    git(bare, "update-ref", "refs/heads/deep/a", first)
+    if packed:
+        git(bare, "pack-refs", "--all", "--prune")
+    with pytest.raises(Conflict):
+        compare_and_swap(bare, "refs/heads/main/x", ZERO_SHA, first)  # main is a ref
+    with pytest.raises(Conflict):
+        compare_and_swap(bare, "refs/heads/deep", ZERO_SHA, first)  # deep/a is below it
+    assert read_ref(bare, "refs/heads/deep") is None and read_ref(bare, "refs/heads/main/x") is None
+    assert compare_and_swap(bare, "refs/heads/deep/b", ZERO_SHA, first)
