@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from storage.org_slugs import RESERVED_ORG_SLUGS
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SMART = {"info/refs", "git-upload-pack", "git-receive-pack"}
 _DUMB = re.compile(
@@ -28,6 +30,8 @@ def match_git_route(path: str) -> GitRoute | None:
     if len(parts) < 4 or parts[0] != "":
         return None
     org, repo, rest = parts[1], parts[2], "/".join(parts[3:])
+    if org.lower() in RESERVED_ORG_SLUGS:  # /v1/repos/HEAD is the control API's, not a git URL
+        return None
     if rest in _SMART:
         endpoint = rest
     elif _DUMB.match(rest):

@@ -20,6 +20,7 @@ HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "no
 
 def create_app(context: AppContext) -> Flask:
     app = Flask("driftstone", static_folder=None)  # no /static route: every route is a documented operation
+    app.url_map.merge_slashes = False  # a // in a path is a 404 in the API's envelope, not an HTML redirect page
     app.config["DRIFTSTONE"] = context
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False
@@ -49,6 +50,10 @@ def create_app(context: AppContext) -> Flask:
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
+
+    @app.errorhandler(RecursionError)
+    def too_deep(error: RecursionError):
+        return failure("the request body is nested too deeply", "invalid", 400, path=request.path)
 
     @app.errorhandler(TimeoutError)
     def body_timeout(error: TimeoutError):

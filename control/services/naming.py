@@ -4,10 +4,9 @@ from __future__ import annotations
 import re
 
 from storage.errors import Invalid
+from storage.org_slugs import RESERVED_ORG_SLUGS
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-# First path segments the control plane owns; an org with one of these slugs would shadow its routes.
-RESERVED_ORG_SLUGS = {"v1", "api", "healthz", "readyz", "openapi.json", "static", "admin", "internal"}
 
 
 def slugify(name: str) -> str:

@@ -162,6 +162,9 @@ def test_key_with_repo_allow_list_and_expiry(server, tenant):
     assert api(server, issued["key"], "GET", f"/v1/repos/{hidden}").status_code == 404
     past = api(server, admin, "POST", "/v1/keys", {"name": "old", "scope": "read", "expiresAt": "2000-01-01T00:00:00Z"})
     assert past.status_code == 422
+    too_far = api(server, admin, "POST", "/v1/keys", {"name": "far", "scope": "read",
+                                                      "expiresAt": "9999-12-31T23:59:59-23:59"})
+    assert too_far.status_code == 422 and "out of range" in too_far.json()["error"]
 
 
 def test_a_repo_limited_key_cannot_make_or_revoke_a_broader_key(server, tenant):

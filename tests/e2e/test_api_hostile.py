@@ -420,3 +420,21 @@ def test_a_broken_chunked_body_is_a_400(server, tenant):
                          b"ZZ\r\n{}\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
     assert b"Traceback" not in answer
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/v1//repos"), ("GET", "/v1/repos/%2F/locks"),
+                                         ("GET", "/v1/repos/HEAD"), ("GET", "/v1/repos/info/refs"),
+                                         ("DELETE", "/v1/keys/HEAD")])
+def test_odd_api_paths_answer_in_the_api_envelope(server, tenant, method, path):
+    """Merged slashes used to get Werkzeug's HTML redirect page, and paths ending like a git URL (HEAD,
+    info/refs) were answered by the git router in text/plain."""
+    answer = call(server, method, path, tenant.keys["admin"], headers={"Accept": "application/json"})
+    assert answer.status_code in (400, 404), answer.text[:200]
+    refused(answer, answer.status_code)
+
+
+def test_deeply_nested_json_is_a_400(server, tenant):
+    body = "[" * 1000 + '"\\u0000"' + "]" * 1000
+    answer = call(server, "POST", "/v1/repos", tenant.keys["admin"], data=body,
+                  headers={"Content-Type": "application/json"})
+    refused(answer, 400)

@@ -1,7 +1,7 @@
 """/v1/keys: issue (secret shown once), list (never the secret), revoke."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal
 
 from flask import Blueprint
@@ -9,6 +9,7 @@ from pydantic import Field
 
 from control.services import accounts
 from control.services import repos as repo_service
+from storage.errors import Invalid
 
 from ..endpoint import Call, endpoint
 from .common import Timestamp, WireModel
@@ -59,13 +60,12 @@ def create_key(call: Call, body: CreateKey):
     if body.repos is not None:
         repo_ids = [repo_service.visible_repo(call.session, call.principal, slug).id for slug in body.repos]
     expires = body.expires_at
-    if expires is not None and expires.tzinfo is None:
-        from datetime import timezone
-
-        expires = expires.replace(tzinfo=timezone.utc)
+    if expires is not None:
+        try:  # stored and answered in UTC: 9999-12-31T23:59:59-23:59 is past the year 9999 there
+            expires = (expires if expires.tzinfo else expires.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        except OverflowError:
+            raise Invalid("expiresAt is out of range", {"fields": [{"loc": "expiresAt", "msg": "out of range"}]})
     if expires is not None and expires <= call.context.clock():
-        from storage.errors import Invalid
-
         raise Invalid("expiresAt must be in the future", {"fields": [{"loc": "expiresAt", "msg": "in the past"}]})
     issued = accounts.create_key(call.session, call.org_id, body.name, body.scope, expires, repo_ids,
                                  creator=call.principal)
