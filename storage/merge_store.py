@@ -10,8 +10,10 @@ from __future__ import annotations
 import heapq
 import os
 import stat
+import time
 from typing import Iterable
 
+from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, ShaFile, Tree
 
 S_IFMT = 0o170000
@@ -91,7 +93,7 @@ class MergeStore:
         if wanted:
             if hasattr(self.base, "fsync_object_files"):
                 self.base.fsync_object_files = True  # pack and index reach the disk before any ref names them
-            self.base.add_objects([(obj, None) for obj in reversed(wanted)])
+            self._add_all(wanted)
             pack_dir = getattr(self.base, "pack_dir", None)
             if pack_dir:
                 descriptor = os.open(pack_dir, os.O_RDONLY)
@@ -100,6 +102,19 @@ class MergeStore:
                 finally:
                     os.close(descriptor)
         return len(wanted)
+
+    def _add_all(self, wanted: list[ShaFile]) -> None:
+        """Write `wanted` as one pack. Two identical merges at once write the same pack name and one finds it
+        locked (dulwich FileLocked): the other is writing the same bytes, so wait for them to be there."""
+        for attempt in range(200):
+            try:
+                self.base.add_objects([(obj, None) for obj in reversed(wanted)])
+                return
+            except FileLocked:
+                if all(obj.id in self.base for obj in wanted):
+                    return
+                time.sleep(0.01 * min(attempt + 1, 10))
+        raise TimeoutError("the merge's objects stayed locked")
 
 
 # --- merge bases ---------------------------------------------------------------------------------------------

@@ -240,3 +240,18 @@ def test_unrelated_histories_are_refused(server, tenant, git, tmp_path):
     git("push", "-q", tenant.url(repo), "main", "island", cwd=work)
     response = merge(server, tenant, repo, source="island")
     assert response.status_code == 409 and response.json()["code"] == "conflict"
+
+
+def test_identical_merges_at_once_make_one_merge_and_no_500(server, tenant, git, diverged):
+    """They write the same pack; the losers of the pack's lock used to get a 500 (dulwich FileLocked)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: merge(server, tenant, diverged["repo"], source="feature", target="main",
+                                                message="same"), range(8)))
+    statuses = sorted(a.status_code for a in answers)
+    assert all(s < 500 for s in statuses), [a.text for a in answers if a.status_code >= 500]
+    assert statuses.count(200) + statuses.count(201) >= 1
+    git("fetch", "-q", tenant.url(diverged["repo"]), "main", cwd=diverged["work"])
+    merged = git.out("rev-list", "--merges", f"{diverged['main']}..FETCH_HEAD", cwd=diverged["work"]).split()
+    assert len(merged) >= 1  # the winner's merge; the others either merged again on top or were refused
