@@ -252,6 +252,8 @@ class TreeItem:
 def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: str = "") -> list[TreeItem]:
     """The base commit's files with the overlay applied (recursive, files only)."""
     prefix = prefix.strip("/")
+    if prefix:
+        checked_path(prefix)
     items: dict[str, TreeItem] = {}
     if workspace.current_commit:
         with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:

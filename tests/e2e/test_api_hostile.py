@@ -438,3 +438,19 @@ def test_deeply_nested_json_is_a_400(server, tenant):
     answer = call(server, "POST", "/v1/repos", tenant.keys["admin"], data=body,
                   headers={"Content-Type": "application/json"})
     refused(answer, 400)
+
+
+def test_hostile_path_filters_are_refused_like_paths(server, tenant, git, tmp_path):
+    """/v1 diff?file= and the dojo tree?path= used to answer hostile filters with an empty 200."""
+    key = tenant.keys["admin"]
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git.commit(work, {"b.txt": "b"}, "second")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    ws = call(server, "POST", f"/api/repos/{tenant.org}/{repo}/workspaces", key,
+              {"name": "filters", "agent_name": "a"}).json()["workspace"]["id"]
+    for hostile in (".git/config", "a/../b", "GIT~1/x", "x/.git"):
+        refused(call(server, "GET", f"/v1/repos/{repo}/diff?file={hostile}", key), 422)
+        answer = call(server, "GET", f"/api/repos/{tenant.org}/{repo}/workspaces/{ws}/tree?path={hostile}", key)
+        assert answer.status_code == 422 and "error" in answer.json(), answer.text
+    assert call(server, "GET", f"/v1/repos/{repo}/diff?file=b.txt", key).status_code == 200
