@@ -171,7 +171,8 @@ def _request_body(environ, limit: int) -> Iterable[bytes]:
     in full is refused before git acts on its beginning (a delete-only push needs nothing after its commands);
     larger ones are streamed, and a pack cut short fails in git."""
     length = (environ.get("CONTENT_LENGTH") or "").strip()
-    if length == "0":
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if length == "0" or (not length and not chunked):  # no Content-Length and not chunked: HTTP says no body
         raise BodyError("empty request body")
     if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT and not environ.get("HTTP_CONTENT_ENCODING"):
         try:

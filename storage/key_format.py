@@ -6,7 +6,8 @@ import re
 
 KEY_PREFIX = "dk-"
 _KEY_LIKE = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_\-]+")
+_AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 
 
 def redact_keys(text: str) -> str:
-    return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", text)
+    return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", _AUTHORIZATION.sub(r"\1[redacted]", text))

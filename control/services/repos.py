@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hooks.refs import branch_name_problem
@@ -43,7 +44,10 @@ def create_repo(session: Session, store: RepoStore, org_id: str, name: str, desc
     repo = Repository(id=new_id("repo"), org_id=org_id, slug=slug, name=name, description=description,
                       default_branch=default_branch, settings={})
     session.add(repo)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same slug created at the same moment: the check above raced the other insert
+        raise Conflict(f"repository {slug!r} already exists", {"repo": slug}) from None
     store.create(repo.id, default_branch=default_branch)
     return repo
 

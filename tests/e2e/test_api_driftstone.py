@@ -202,3 +202,15 @@ def test_branch_names_git_or_the_disk_would_refuse_are_4xx(server, tenant, git, 
     for name in ("a.lock", "a/.b", "a//b", "a/-b", "a/", "a."):
         assert api(server, admin, "POST", dojo, {"name": name, "agent_name": "x"}).status_code in (400, 422), name
     assert git.out("ls-remote", tenant.url(repo), cwd=work).count("refs/heads/") == 2
+
+
+def test_the_same_repository_created_at_once_is_one_201_and_409s(server, tenant):
+    """The existence check and the insert race; the loser's unique-constraint error used to be a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = tenant.keys["admin"]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda _: api(server, admin, "POST", "/v1/repos", {"name": "same-moment"})
+                                   .status_code, range(8)))
+    assert statuses == [201] + [409] * 7, statuses
+    assert api(server, admin, "GET", "/v1/repos/same-moment").status_code == 200

@@ -130,13 +130,14 @@ def test_keys_never_appear_in_the_server_log(server, tenant, git, tmp_path):
 def test_a_key_in_a_header_gunicorn_cannot_parse_is_not_echoed_or_logged(server, tenant):
     """gunicorn quotes the offending header line in its 400 and its log; a key in it must be blanked."""
     key = tenant.keys["admin"]
-    for bad_line in (f"Authorization Bearer {key}", f"X[{key}]: 1"):
+    basic = base64.b64encode(f"agent:{key}".encode()).decode()
+    for bad_line in (f"Authorization Bearer {key}", f"Authorization Basic {basic}", f"X[{key}]: 1"):
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(f"GET /{tenant.org}/x.git/info/refs HTTP/1.1\r\nHost: h\r\n{bad_line}\r\n\r\n".encode())
             response = b""
             while chunk := sock.recv(65536):
                 response += chunk
         assert response.startswith(b"HTTP/1.1 400"), response[:200]
-        assert key.encode() not in response and b"dk-[redacted]" in response
+        assert key.encode() not in response and basic.encode() not in response and b"[redacted]" in response
     time.sleep(0.5)
-    assert key not in server.log_text()
+    assert key not in server.log_text() and basic not in server.log_text()

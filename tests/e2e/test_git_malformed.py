@@ -118,10 +118,20 @@ def test_hostile_repo_segments(server, tenant, path):
 
 def test_an_empty_body_is_a_400(repo_url):
     url, auth = repo_url
+    host, _, rest = url.removeprefix("http://").partition("/")
     for service, content_type in (("git-upload-pack", UPLOAD), ("git-receive-pack", RECEIVE)):
         response = requests.post(f"{url}/{service}", data=b"", timeout=30,
                                  headers={**auth, "Content-Type": content_type, "Content-Length": "0"})
         assert response.status_code == 400 and "empty request body" in response.text
+        # no Content-Length and no Transfer-Encoding at all (requests always sends one, so a raw socket)
+        with socket.create_connection(tuple(host.split(":")[:1]) + (int(host.split(":")[1]),), timeout=30) as sock:
+            sock.sendall(f"POST /{rest}/{service} HTTP/1.1\r\nHost: h\r\nGit-Protocol: version=2\r\n"
+                         f"Authorization: {auth['Authorization']}\r\nContent-Type: {content_type}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400") and b"empty request body" in answer, answer[:200]
 
 
 def test_a_body_shorter_than_announced_changes_nothing(tenant, git, tmp_path):
