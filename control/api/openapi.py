@@ -40,12 +40,18 @@ class _Schemas:
     def of(self, annotation: Any, mode: str) -> dict:
         schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
         for name, definition in schema.pop("$defs", {}).items():
-            self.components[name] = definition
+            self._add(name, definition)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel) and "title" in schema:
             name = annotation.__name__
-            self.components[name] = schema
+            self._add(name, schema)
             return {"$ref": REF.format(model=name)}
         return schema
+
+    def _add(self, name: str, definition: dict) -> None:
+        """Components are named by class: two surfaces' models of one name would silently share a schema."""
+        if self.components.get(name, definition) != definition:
+            raise ValueError(f"two different models are both named {name!r} in the OpenAPI document")
+        self.components[name] = definition
 
 
 def _parameters(spec: RouteSpec, schemas: _Schemas) -> tuple[str, list[dict]]:

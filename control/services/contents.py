@@ -152,7 +152,7 @@ def diff(app, repo: Repository, head: str | None = None, base: str | None = None
     _, head_sha = _resolve(app, repo, head)
     base_sha = _resolve(app, repo, base)[1] if base is not None else None
     if path is not None:
-        path = checked_path(path.strip("/"), "file") if path.strip("/") else None  # refused as on /tree
+        checked_path(path, "file")
     with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
         if base is None:
             parents = git_repo[head_sha.encode()].parents

@@ -251,7 +251,6 @@ class TreeItem:
 
 def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: str = "") -> list[TreeItem]:
     """The base commit's files with the overlay applied (recursive, files only)."""
-    prefix = prefix.strip("/")
     if prefix:
         checked_path(prefix)
     items: dict[str, TreeItem] = {}

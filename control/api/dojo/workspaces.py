@@ -11,6 +11,7 @@ from control.services import locks as lock_service
 from control.services import stacks as stack_service
 from control.services import workspaces as workspace_service
 
+from ..driftstone.contents import PATH_PATTERN, PATH_RULES
 from ..endpoint import Call, endpoint
 from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, utc, workspace_out
 
@@ -69,7 +70,7 @@ class CommitRequest(DojoModel):
     intent: dict[str, Any] | None = None
 
 
-class CommitOut(DojoModel):
+class DojoCommitOut(DojoModel):
     sha: str
     message: str
     parents: list[str]
@@ -77,7 +78,7 @@ class CommitOut(DojoModel):
 
 
 class CommitResponse(DojoModel):
-    commit: CommitOut
+    commit: DojoCommitOut
     workspace: WorkspaceOut
 
 
@@ -85,7 +86,7 @@ class SubmitRequest(DojoModel):
     title: str = Field(min_length=1, max_length=500)
 
 
-class StackOut(DojoModel):
+class DojoStackOut(DojoModel):
     id: str
     title: str
     bookmark: str
@@ -98,7 +99,7 @@ class StackOut(DojoModel):
 
 
 class SubmitResult(DojoModel):
-    stack: StackOut
+    stack: DojoStackOut
     bookmark: str
 
 
@@ -107,7 +108,7 @@ class LockRequest(DojoModel):
     ttl_seconds: int | None = Field(default=None, ge=1, le=lock_service.MAX_TTL)
 
 
-class LockOut(DojoModel):
+class DojoLockOut(DojoModel):
     id: str
     workspace_id: str
     patterns: list[str]
@@ -115,10 +116,10 @@ class LockOut(DojoModel):
 
 
 class LockResponse(DojoModel):
-    lock: LockOut
+    lock: DojoLockOut
 
 
-class TreeEntryOut(DojoModel):
+class DojoTreeEntryOut(DojoModel):
     path: str
     type: str
     mode: str
@@ -128,12 +129,13 @@ class TreeEntryOut(DojoModel):
 
 
 class TreeQuery(DojoModel):
-    path: str = Field(default="", max_length=1024)
+    path: str = Field(default="", max_length=1024, json_schema_extra={"pattern": f"^$|(?:{PATH_PATTERN})"},
+                      description=f"a directory; default: the root. {PATH_RULES}")
 
 
-class TreeOut(DojoModel):
+class DojoTreeOut(DojoModel):
     path: str
-    entries: list[TreeEntryOut]
+    entries: list[DojoTreeEntryOut]
 
 
 class SearchQuery(DojoModel):
@@ -223,7 +225,7 @@ def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: Commit
     parents = [workspace.current_commit] if workspace.current_commit else []
     sha = workspace_service.commit(call.session, call.context, repo, workspace, call.principal, body.message,
                                    body.author_name, body.author_email, body.intent)
-    return CommitResponse(commit=CommitOut(sha=sha, message=body.message, parents=parents, intent=body.intent),
+    return CommitResponse(commit=DojoCommitOut(sha=sha, message=body.message, parents=parents, intent=body.intent),
                           workspace=workspace_out(workspace))
 
 
@@ -232,7 +234,7 @@ def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: Commit
 def submit_workspace(call: Call, owner: str, name: str, ws_id: str, body: SubmitRequest):
     repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
     stack = stack_service.submit(call.session, call.context, repo, workspace, call.principal, body.title)
-    out = StackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
+    out = DojoStackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
                    base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits),
                    status=stack.status, parent_stack_id=stack.parent_stack_id)
     return SubmitResult(stack=out, bookmark=stack.bookmark)
@@ -246,11 +248,11 @@ def check_conflicts(call: Call, owner: str, name: str, ws_id: str):
                                                        call.context.clock()))
 
 
-@route("GET", WS + "/tree", summary="Base commit files merged with the overlay", query=TreeQuery, response=TreeOut)
+@route("GET", WS + "/tree", summary="Base commit files merged with the overlay", query=TreeQuery, response=DojoTreeOut)
 def workspace_tree(call: Call, owner: str, name: str, ws_id: str, query: TreeQuery):
     repo, workspace = _workspace(call, owner, name, ws_id)
     items = workspace_service.tree(call.session, call.context, repo, workspace, query.path)
-    return TreeOut(path=query.path, entries=[TreeEntryOut(path=i.path, type=i.type, mode=f"{i.mode:06o}", sha=i.sha,
+    return DojoTreeOut(path=query.path, entries=[DojoTreeEntryOut(path=i.path, type=i.type, mode=f"{i.mode:06o}", sha=i.sha,
                                                           size=i.size, source=i.source) for i in items])
 
 
@@ -269,7 +271,7 @@ def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest)
     repo, workspace = _workspace(call, owner, name, ws_id)
     lock = lock_service.acquire_locks(call.session, repo, workspace, body.patterns, body.ttl_seconds,
                                       call.context.clock())
-    return LockResponse(lock=LockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
+    return LockResponse(lock=DojoLockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
                                      expires_at=utc(lock.expires_at).isoformat()))
 
 

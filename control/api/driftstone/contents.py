@@ -230,8 +230,7 @@ class DiffQuery(WireModel):
     base: str | None = Field(default=None, min_length=1, max_length=255,
                              description="branch or full commit sha; default: head's first parent")
     format: Literal["summary", "full"] = Field(default="full", description="summary: counts only, no hunks")
-    file: str | None = Field(default=None, min_length=1, max_length=1024,
-                             description="only this file (or directory); renames are then not detected")
+    file: str | None = _path_field("only this file (or directory); renames are then not detected", default=None)
     max_files: int = Field(default=300, ge=1, le=1000)
     max_lines: int = Field(default=20000, ge=1, le=100000, description="hunk lines over all files")
 
