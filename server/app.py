@@ -175,11 +175,7 @@ def _request_body(environ, limit: int) -> Iterable[bytes]:
     if length == "0" or (not length and not chunked):  # no Content-Length and not chunked: HTTP says no body
         raise BodyError("empty request body")
     if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT and not environ.get("HTTP_CONTENT_ENCODING"):
-        try:
-            return list(request_chunks(environ, limit))
-        except BodyError as error:
-            log.info("rejecting request body: %s", error)
-            raise
+        return list(_streamed_body(environ, limit))
     return _streamed_body(environ, limit)
 
 

@@ -18,7 +18,8 @@ class CompleteBody:
 
     def read(self, size: int | None = -1) -> bytes:
         """Like a file: up to `size` bytes, fewer only at the end of the body (which must be Content-Length)."""
-        if size is None or size < 0:
+        whole = size is None or size < 0
+        if whole:
             data = self._call(self._stream.read)
         else:
             pieces, wanted = [], size
@@ -27,7 +28,8 @@ class CompleteBody:
                 wanted -= len(piece)
             data = b"".join(pieces)
         self._read += len(data)
-        if self._length is not None and self._read < self._length and (size is None or len(data) < size or size < 0):
+        at_end = whole or len(data) < size
+        if at_end and self._length is not None and self._read < self._length:
             raise ClientDisconnected("the request body ended before its Content-Length")
         return data
 

@@ -235,8 +235,8 @@ def submit_workspace(call: Call, owner: str, name: str, ws_id: str, body: Submit
     repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
     stack = stack_service.submit(call.session, call.context, repo, workspace, call.principal, body.title)
     out = DojoStackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
-                   base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits),
-                   status=stack.status, parent_stack_id=stack.parent_stack_id)
+                       base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits),
+                       status=stack.status, parent_stack_id=stack.parent_stack_id)
     return SubmitResult(stack=out, bookmark=stack.bookmark)
 
 
@@ -252,8 +252,9 @@ def check_conflicts(call: Call, owner: str, name: str, ws_id: str):
 def workspace_tree(call: Call, owner: str, name: str, ws_id: str, query: TreeQuery):
     repo, workspace = _workspace(call, owner, name, ws_id)
     items = workspace_service.tree(call.session, call.context, repo, workspace, query.path)
-    return DojoTreeOut(path=query.path, entries=[DojoTreeEntryOut(path=i.path, type=i.type, mode=f"{i.mode:06o}", sha=i.sha,
-                                                          size=i.size, source=i.source) for i in items])
+    entries = [DojoTreeEntryOut(path=i.path, type=i.type, mode=f"{i.mode:06o}", sha=i.sha, size=i.size,
+                                source=i.source) for i in items]
+    return DojoTreeOut(path=query.path, entries=entries)
 
 
 @route("GET", WS + "/search", summary="Search lines in base and overlay files", query=SearchQuery,
@@ -272,7 +273,7 @@ def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest)
     lock = lock_service.acquire_locks(call.session, repo, workspace, body.patterns, body.ttl_seconds,
                                       call.context.clock())
     return LockResponse(lock=DojoLockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
-                                     expires_at=utc(lock.expires_at).isoformat()))
+                                         expires_at=utc(lock.expires_at).isoformat()))
 
 
 @route("DELETE", WS, summary="Delete a workspace (commits stay in the graph)", scope="agent",
