@@ -159,6 +159,27 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Run
     return server
 
 
+def repo_path(server, tenant, slug: str) -> Path:
+    """Where the server keeps a tenant's repository on disk."""
+    with server.context.db.session() as session:
+        return server.context.store.path_for(repos.get_repo(session, tenant.org_id, slug).id)
+
+
+def remote_ref(git, url: str, ref: str) -> str:
+    """The sha `ref` has on the server, or "" when it does not exist."""
+    out = git.out("ls-remote", url, ref)
+    return out.split()[0] if out else ""
+
+
+def seed_two_commits(tenant, git, tmp_path: Path) -> tuple[str, Path]:
+    """A repository on the server with two commits on main, pushed by the git CLI; (slug, work tree)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n"})
+    git.commit(work, {"src/app.py": "print(1)\n"}, "second")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    return repo, work
+
+
 def pkt(line: bytes) -> bytes:
     """One git pkt-line."""
     return b"%04x" % (len(line) + 4) + line

@@ -6,18 +6,8 @@ import os
 import subprocess
 import time
 
-from sqlalchemy import select
-
 from storage.housekeeping import count_packs
-from storage.models import Repository
-from tests.support import api
-
-
-def repo_path(server, tenant, slug):
-    with server.context.db.session() as session:
-        repo_id = session.scalar(select(Repository.id).where(Repository.org_id == tenant.org_id,
-                                                             Repository.slug == slug))
-    return server.context.store.path_for(repo_id)
+from tests.support import api, repo_path
 
 
 def loose_refs(path):

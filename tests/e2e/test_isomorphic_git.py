@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import remote_ref, seed_two_commits
+
 ISOGIT = Path(__file__).parent / "isogit"
 
 
@@ -42,16 +44,7 @@ def isogit(*args: str, key: str | None, check: bool = True) -> dict:
 
 @pytest.fixture
 def seeded(isogit_installed, tenant, git, tmp_path):
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n"})
-    git.commit(work, {"src/app.py": "print(1)\n"}, "second")
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
-    return repo, work
-
-
-def remote_ref(git, url: str, ref: str) -> str:
-    out = git.out("ls-remote", url, ref)
-    return out.split()[0] if out else ""
+    return seed_two_commits(tenant, git, tmp_path)
 
 
 def test_clone_push_and_fetch_round_trip_with_c_git(seeded, tenant, git, tmp_path):

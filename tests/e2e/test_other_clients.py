@@ -12,23 +12,15 @@ from dulwich.config import ConfigDict
 from dulwich.errors import GitProtocolError
 from dulwich.repo import Repo as DulwichRepo
 
+from tests.support import remote_ref, seed_two_commits
+
 SIGNATURE = pygit2.Signature("Lib Agent", "lib@example.test")
 IDENTITY = b"Dul Agent <dul@example.test>"
 
 
 @pytest.fixture
 def seeded(tenant, git, tmp_path):
-    """A repository on the server with two commits on main, pushed by the git CLI."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n"})
-    git.commit(work, {"src/app.py": "print(1)\n"}, "second")
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
-    return repo, work
-
-
-def remote_ref(git, url: str, ref: str) -> str:
-    out = git.out("ls-remote", url, ref)
-    return out.split()[0] if out else ""
+    return seed_two_commits(tenant, git, tmp_path)
 
 
 # --- libgit2 (pygit2) -----------------------------------------------------------------------------------------

@@ -10,19 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import select
-
-from storage.models import Repository
-from tests.support import pkt
+from tests.support import pkt, repo_path
 
 ZERO = "0" * 40
-
-
-def repo_path(server, tenant, slug):
-    with server.context.db.session() as session:
-        repo_id = session.scalar(select(Repository.id).where(Repository.org_id == tenant.org_id,
-                                                             Repository.slug == slug))
-    return server.context.store.path_for(repo_id)
 
 
 def leftovers(path):
