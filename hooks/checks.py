@@ -63,7 +63,7 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     quarantine = ctx.git_env.get("GIT_QUARANTINE_PATH")
     if quarantine:
         try:
-            oversized = object_headers.oversized_objects(Path(quarantine), limit)
+            oversized = object_headers.oversized_objects(Path(quarantine), limit, scans=ctx.pack_scans)
         except object_headers.CorruptObject as error:
             return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
     else:

@@ -15,6 +15,7 @@ from storage import git_refs
 from storage.db import Database
 from storage.keys import Principal, find_principal
 from storage.models import Organization, Repository
+from storage.object_headers import PackScans
 from storage.repo_store import RepoStore
 from storage.settings import Settings
 
@@ -22,6 +23,7 @@ from .auth import credential_from_header
 from .body import BodyError, request_chunks
 from .git_process import GitProcess
 from .hook_channel import HookChannel
+from .pack_prescan import prescan_pushed_pack
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, text_response
 from .push_report import PushCommands, ReportFilter
 from .routing import GitRoute, match_git_route
@@ -120,6 +122,7 @@ class GitHttpApp:
         except BodyError as error:
             return text_response(start_response, "400 Bad Request", f"error: {error}")
         commands = PushCommands()
+        ctx = replace(ctx, pack_scans=PackScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
                 "receive-pack", "--stateless-rpc", "."]
@@ -128,7 +131,8 @@ class GitHttpApp:
                                  pass_fds=[channel.child_end.fileno()])
         finally:
             channel.start()
-        process.feed(body, observe=commands.feed)
+        process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
+            ctx.repo_path, process, ctx.pack_scans, self.settings.max_object_size))
         headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
 
         def after(filter_: ReportFilter) -> bytes:

@@ -30,9 +30,13 @@ class GitProcess:
             pass_fds=tuple(pass_fds),
         )
         self.input_error: Exception | None = None
+        self.bytes_fed = 0
+        self.exited = threading.Event()
         self._writer: threading.Thread | None = None
 
-    def feed(self, chunks: Iterable[bytes], observe: Callable[[bytes], None] | None = None) -> None:
+    def feed(self, chunks: Iterable[bytes], observe: Callable[[bytes], None] | None = None,
+             then: Callable[[], None] | None = None) -> None:
+        """Write `chunks` to git's stdin on a thread, then close it; `then` runs next on that thread."""
         def write() -> None:
             stdin = self.proc.stdin
             try:
@@ -40,6 +44,7 @@ class GitProcess:
                     if observe is not None:
                         observe(chunk)
                     stdin.write(chunk)
+                    self.bytes_fed += len(chunk)
             except BrokenPipeError:
                 pass
             except Exception as error:  # a broken or oversized request body: git sees a truncated stream
@@ -49,6 +54,11 @@ class GitProcess:
                     stdin.close()
                 except OSError:
                     pass
+            if then is not None:
+                try:
+                    then()
+                except Exception:
+                    log.exception("after feeding %s", self.proc.args)
 
         self._writer = threading.Thread(target=write, name="git-stdin", daemon=True)
         self._writer.start()
@@ -66,6 +76,7 @@ class GitProcess:
 
     def wait(self) -> int:
         code = self.proc.wait()
+        self.exited.set()
         if self._writer is not None:
             self._writer.join()
         return code

@@ -12,7 +12,9 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import threading
 import zlib
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Iterator
 
@@ -25,16 +27,53 @@ class CorruptObject(ValueError):
     pass
 
 
-def oversized_objects(object_dir: Path, limit: int, hash_size: int = 20) -> list[str]:
-    """Ids of the objects stored directly in `object_dir` (loose, or in its packs) larger than `limit`."""
+def oversized_objects(object_dir: Path, limit: int, hash_size: int = 20,
+                      scans: PackScans | None = None) -> list[str]:
+    """Ids of the objects stored directly in `object_dir` (loose, or in its packs) larger than `limit`.
+
+    With `scans`, a pack whose scan was started earlier is not read again: its result is taken (or waited for).
+    """
+    scans = scans or PackScans()
     found = [object_id for object_id, size in _loose_sizes(object_dir) if size > limit]
     pack_dir = object_dir / "pack"
     if pack_dir.is_dir():
         for idx in sorted(pack_dir.glob("*.idx")):
-            pack = idx.with_suffix(".pack")
-            if pack.is_file():
-                found += [object_id for object_id, size in pack_sizes(idx, pack, hash_size) if size > limit]
+            if idx.with_suffix(".pack").is_file():
+                found += scans.oversized(idx, limit, hash_size)
     return found
+
+
+class PackScans:
+    """Each pack's oversized objects, computed once however many threads ask for them.
+
+    The server starts the scan of a large push's pack as soon as git has written it, while git still checks
+    the push's connectivity; the size check then takes that result, or waits for it, instead of reading the
+    pack again. A pack is named by its path: the files of a finished pack are never rewritten in place.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._scans: dict[tuple[Path, int, int], Future] = {}
+
+    def oversized(self, idx: Path, limit: int, hash_size: int = 20) -> list[str]:
+        key = (idx, limit, hash_size)
+        with self._lock:
+            future = self._scans.get(key)
+            mine = future is None
+            if mine:
+                future = self._scans[key] = Future()
+        if mine:
+            try:
+                pack = idx.with_suffix(".pack")
+                future.set_result([object_id for object_id, size in pack_sizes(idx, pack, hash_size) if size > limit])
+            except BaseException as error:  # CorruptObject, OSError: whoever asks gets the same error
+                future.set_exception(error)
+        return list(future.result())
+
+    def finished(self) -> list[Path]:
+        """The packs whose scan is over (its result or its error is in)."""
+        with self._lock:
+            return [idx for (idx, _, _), future in self._scans.items() if future.done()]
 
 
 def _loose_sizes(object_dir: Path) -> Iterator[tuple[str, int]]:

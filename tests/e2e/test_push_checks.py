@@ -123,6 +123,25 @@ def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
 
 
+def test_object_size_cap_on_a_large_kept_pack(small_limits_server, git, tmp_path):
+    """Over a megabyte and over 100 objects: the server scans the pack before the hook asks (server/pack_prescan.py);
+    the verdict is the same as the check's own scan."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    files = {f"small/{i}.bin": os.urandom(10_000) for i in range(150)}
+    work = git.new_worktree(tmp_path / "w", files)
+    git("push", "-q", tenant.url(repo), "main", cwd=work)  # 1.5 MiB, every object under the cap: accepted
+    before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
+    assert before.split()[0] == git.out("rev-parse", "HEAD", cwd=work)
+    more = {f"more/{i}.bin": os.urandom(1000) for i in range(120)}
+    git.commit(work, {"big.bin": os.urandom(1024 * 1024 + 1), **more})
+    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert b"[remote rejected] main -> main (object" in result.stderr
+    assert b"larger than the 1048576 byte limit" in result.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+
+
 def test_push_size_cap(small_limits_server, git, tmp_path):
     tenant = small_limits_server.tenant()
     repo = tenant.repo()

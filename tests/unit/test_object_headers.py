@@ -89,3 +89,46 @@ def test_damaged_files_are_reported_not_crashed_on(git, history, tmp_path):
     loose.write_bytes(b"not zlib at all")
     with pytest.raises(CorruptObject):
         oversized_objects(tmp_path, 10)
+
+
+def test_pack_scans_read_each_pack_once_for_all_who_ask(git, history, monkeypatch):
+    """The server's early scan and the check's ask for the same pack: one reading, one answer for both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage import object_headers
+
+    git("repack", "-q", "-adf", cwd=history)
+    idx, _ = only_pack(history)
+    readings = []
+    real_pack_sizes = object_headers.pack_sizes
+
+    def counted(*args, **kwargs):
+        readings.append(args[0])
+        return real_pack_sizes(*args, **kwargs)
+
+    monkeypatch.setattr(object_headers, "pack_sizes", counted)
+    scans = object_headers.PackScans()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: scans.oversized(idx, 100_038), range(8)))
+    expected = sorted(n for n, s in git_sizes(history).items() if s > 100_038)
+    assert expected and all(sorted(answer) == expected for answer in answers)
+    assert readings == [idx] and scans.finished() == [idx]
+    assert sorted(oversized_objects(history / ".git" / "objects", 100_038, scans=scans)) == expected
+    assert readings == [idx]  # taken from the scan above
+    assert oversized_objects(history / ".git" / "objects", 10**9, scans=scans) == []  # another limit: read again
+    assert readings == [idx, idx]
+
+
+def test_pack_scans_hand_a_damaged_pack_error_to_every_caller(git, history, tmp_path):
+    from storage.object_headers import PackScans
+
+    git("repack", "-q", "-adf", cwd=history)
+    idx, pack = only_pack(history)
+    objects = tmp_path / "objects"
+    (objects / "pack").mkdir(parents=True)
+    (objects / "pack" / idx.name).write_bytes(idx.read_bytes())
+    (objects / "pack" / pack.name).write_bytes(pack.read_bytes()[:64])
+    scans = PackScans()
+    for _ in range(2):
+        with pytest.raises(CorruptObject):
+            oversized_objects(objects, 10, scans=scans)
