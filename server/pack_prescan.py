@@ -26,7 +26,7 @@ def prescan_pushed_pack(repo_path: Path, process: GitProcess, scans: PackScans, 
     if process.bytes_fed < PRESCAN_MIN_BYTES:
         return
     marker = f"receive-pack {process.proc.pid} on ".encode()
-    while not process.exited.is_set():
+    while not process.exited.is_set() and process.proc.poll() is None:
         idx = kept_pack_index(repo_path / "objects", marker)
         if idx is not None:
             try:
