@@ -7,7 +7,6 @@ from storage.settings import Settings
 
 
 def bootstrap(settings: Settings) -> AppContext:
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.repos_dir.mkdir(parents=True, exist_ok=True)
     context = AppContext.build(settings)

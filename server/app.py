@@ -22,7 +22,7 @@ from storage.settings import Settings
 from .auth import credential_from_header
 from .body import BodyError, request_chunks
 from .git_process import GitProcess
-from .hook_channel import HookChannel
+from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, text_response
 from .push_report import PushCommands, ReportFilter
@@ -117,6 +117,8 @@ class GitHttpApp:
         return _respond(start_response, process, headers)
 
     def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
+        if not hook_scripts_ready(self.hooks_path):
+            return text_response(start_response, "503 Service Unavailable", "error: push checks are unavailable")
         try:
             body = _request_body(environ, self.settings.max_push_size + 1024 * 1024)
         except BodyError as error:

@@ -26,11 +26,25 @@ def install_hook_scripts(target_dir: Path) -> Path:
     """Copy the hook into the data dir with the exec bit (package data may lose it); returns core.hooksPath."""
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / "pre-receive"
-    temporary = target_dir / f".pre-receive.{os.getpid()}"
+    temporary = target_dir / f".pre-receive.{os.getpid()}.{threading.get_ident()}"
     shutil.copyfile(HOOK_SCRIPT, temporary)
     os.chmod(temporary, 0o755)
     os.replace(temporary, target)
     return target_dir
+
+
+def hook_scripts_ready(hooks_path: Path) -> bool:
+    """Whether git will find our hook, reinstalling it if it went missing: git runs no hook at all when it finds
+    none (or, for a relative core.hooksPath, looks beside the repository), and a push would pass unchecked."""
+    hook = hooks_path / "pre-receive"
+    if hooks_path.is_absolute() and os.access(hook, os.X_OK):
+        return True
+    try:
+        install_hook_scripts(hooks_path)
+    except OSError:
+        log.exception("cannot install the pre-receive hook in %s", hooks_path)
+        return False
+    return hooks_path.is_absolute() and os.access(hook, os.X_OK)
 
 
 class HookProtocolError(ValueError):

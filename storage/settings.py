@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Mapping
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .housekeeping import HousekeepingLimits
 
@@ -15,7 +15,7 @@ MiB = 1024 * 1024
 
 
 class Settings(BaseModel):
-    data_dir: Path = Path("./data")
+    data_dir: Path = Field(default=Path("./data"), validate_default=True)
     database_url: str | None = None
     redis_url: str | None = None
     redis_namespace: str = "driftstone"
@@ -30,6 +30,13 @@ class Settings(BaseModel):
     request_idle_timeout: float = Field(default=120, gt=0)  # seconds a request may send (or read) nothing
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Resolved once, where the process starts: git takes a relative core.hooksPath relative to the
+        repository and silently runs no hook at all if it finds none there."""
+        return value.expanduser().resolve()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -128,19 +129,20 @@ class RunningServer:
                 process.kill()
 
 
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
+def start_server(data_dir: Path, extra_env: dict[str, str] | None = None,
+                 command: Callable[[int], list[str]] | None = None, cwd: Path = ROOT) -> RunningServer:
+    """`command(port)` replaces `driftstone serve`; `extra_env` may then name the data dir relative to `cwd`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTONE_")}
     env.update({"DRIFTSTONE_DATA_DIR": str(data_dir), **(extra_env or {})})
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({**env, "DRIFTSTONE_DATA_DIR": str(data_dir)})
     context = bootstrap(settings)
     port = free_port()
     log_path = data_dir / "server.log"
     log = open(log_path, "wb")
-    process = subprocess.Popen(
-        [str(Path(os.sys.executable).parent / "driftstone"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
+    serve = [str(Path(os.sys.executable).parent / "driftstone"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command(port) if command else serve, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               cwd=cwd)
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 from sqlalchemy import select
 
 from control.services import repos
 from storage.models import Branch, Event, Repository
-from tests.support import pkt, receive_pack
+from tests.support import pkt, receive_pack, repo_path, start_server
 
 
 def repo_row(server, tenant, slug):
@@ -140,6 +141,45 @@ def test_object_size_cap_on_a_large_kept_pack(small_limits_server, git, tmp_path
     assert b"[remote rejected] main -> main (object" in result.stderr
     assert b"larger than the 1048576 byte limit" in result.stderr
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+
+
+def test_plain_gunicorn_with_a_relative_data_dir_still_checks_every_push(git, tmp_path):
+    """DESIGN.md's production command, `gunicorn wsgi:application`, started beside a relative
+    DRIFTSTONE_DATA_DIR. git takes a relative core.hooksPath relative to the repository and silently runs no
+    hook it cannot find there, which let every push past every check. Also: a hook that goes missing while the
+    server runs is put back, and if it cannot be, pushes are refused rather than let through unchecked."""
+    def gunicorn(port: int) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "wsgi:application", "--config", "python:control.gunicorn_conf",
+                "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+
+    server = start_server(tmp_path / "data", {"DRIFTSTONE_DATA_DIR": "data", "DRIFTSTONE_MAX_OBJECT_SIZE": "1048576"},
+                          command=gunicorn, cwd=tmp_path)
+    try:
+        tenant = server.tenant()
+        repo = tenant.repo()
+        work = git.new_worktree(tmp_path / "w", {"ok.txt": "small"})
+        git("push", "-q", tenant.url(repo), "main", cwd=work)
+        git.commit(work, {"big.bin": os.urandom(1024 * 1024 + 1)}, "over the cap")
+        result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+        assert b"larger than the 1048576 byte limit" in result.stderr
+
+        hooks = tmp_path / "data" / "git-hooks"
+        (hooks / "pre-receive").unlink()
+        result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+        assert b"larger than the 1048576 byte limit" in result.stderr
+        assert (hooks / "pre-receive").is_file()
+
+        for item in hooks.iterdir():
+            item.unlink()
+        hooks.rmdir()
+        hooks.write_text("not a directory: the hook cannot be put back")
+        result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+        assert result.returncode != 0 and b"503" in result.stderr
+        assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] != \
+            git.out("rev-parse", "HEAD", cwd=work)
+    finally:
+        server.stop()
+        server.context.db.dispose()
 
 
 def test_push_size_cap(small_limits_server, git, tmp_path):
