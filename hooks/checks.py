@@ -66,6 +66,9 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
             oversized = object_headers.oversized_objects(Path(quarantine), limit, scans=ctx.pack_scans)
         except object_headers.CorruptObject as error:
             return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
+        if oversized:  # git completes a thin pack with the bases it was sent against: objects already stored
+            stored = git_read.object_sizes(ctx.repo_path, oversized)  # no quarantine env: the repository's own
+            oversized = [object_id for object_id in oversized if object_id not in stored]
     else:
         tips = sorted({u.new for u in updates if not u.is_delete})
         oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)

@@ -143,6 +143,23 @@ def test_object_size_cap_on_a_large_kept_pack(small_limits_server, git, tmp_path
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
 
 
+def test_a_thin_packs_base_already_stored_is_not_counted(small_limits_server, git, tmp_path):
+    """The repository already holds a file over the cap (imported, or pushed before the cap was lowered). A push
+    whose new version of it is small arrives as a delta against it in a thin pack, and git completes that pack
+    by appending the base it already has: the base is not new and does not count."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    big = os.urandom(2 * 1024 * 1024)
+    work = git.new_worktree(tmp_path / "w", {"b.bin": big})
+    git("push", "-q", str(repo_path(small_limits_server, tenant, repo)), "main", cwd=work)  # on disk, unchecked
+    git("fetch", "-q", tenant.url(repo), cwd=work)
+    git.commit(work, {"b.bin": big[:700_000], **{f"s/{i}.bin": os.urandom(12_000) for i in range(120)}}, "shrink")
+    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert result.returncode == 0, result.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == \
+        git.out("rev-parse", "HEAD", cwd=work)
+
+
 def test_plain_gunicorn_with_a_relative_data_dir_still_checks_every_push(git, tmp_path):
     """DESIGN.md's production command, `gunicorn wsgi:application`, started beside a relative
     DRIFTSTONE_DATA_DIR. git takes a relative core.hooksPath relative to the repository and silently runs no
