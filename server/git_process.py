@@ -6,6 +6,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -20,6 +21,7 @@ class GitProcess:
 
     def __init__(self, repo_path: Path, args: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()):
         self.stderr = tempfile.TemporaryFile()
+        self.started = time.time()
         self.proc = subprocess.Popen(
             [GIT, *args],
             cwd=repo_path,

@@ -27,7 +27,7 @@ def prescan_pushed_pack(repo_path: Path, process: GitProcess, scans: PackScans, 
         return
     marker = f"receive-pack {process.proc.pid} on ".encode()
     while not process.exited.is_set() and process.proc.poll() is None:
-        idx = kept_pack_index(repo_path / "objects", marker)
+        idx = kept_pack_index(repo_path / "objects", marker, since=process.started - 1)
         if idx is not None:
             try:
                 scans.oversized(idx, limit)
@@ -37,10 +37,15 @@ def prescan_pushed_pack(repo_path: Path, process: GitProcess, scans: PackScans, 
         process.exited.wait(POLL_SECONDS)
 
 
-def kept_pack_index(object_dir: Path, marker: bytes) -> Path | None:
-    """The index of the complete pack in a quarantine under `object_dir` whose .keep starts with `marker`."""
+def kept_pack_index(object_dir: Path, marker: bytes, since: float = 0) -> Path | None:
+    """The index of the complete pack in a quarantine under `object_dir` whose .keep starts with `marker`.
+
+    Quarantines last changed before `since` are passed over: one left behind by a receive-pack that was
+    killed may name the same process id as a new one.
+    """
     try:
-        quarantines = [entry.path for entry in os.scandir(object_dir) if entry.name.startswith(QUARANTINE_PREFIX)]
+        quarantines = [entry.path for entry in os.scandir(object_dir)
+                       if entry.name.startswith(QUARANTINE_PREFIX) and _changed_since(entry, since)]
     except OSError:
         return None
     for quarantine in quarantines:
@@ -60,3 +65,10 @@ def kept_pack_index(object_dir: Path, marker: bytes) -> Path | None:
             if idx.is_file():
                 return idx
     return None
+
+
+def _changed_since(entry: os.DirEntry, since: float) -> bool:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime >= since
+    except OSError:
+        return False

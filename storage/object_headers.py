@@ -56,6 +56,7 @@ class PackScans:
         self._scans: dict[tuple[Path, int, int], Future] = {}
 
     def oversized(self, idx: Path, limit: int, hash_size: int = 20) -> list[str]:
+        idx = Path(os.path.realpath(idx))  # git names the quarantine its own way: one key per file
         key = (idx, limit, hash_size)
         with self._lock:
             future = self._scans.get(key)

@@ -117,6 +117,10 @@ def test_pack_scans_read_each_pack_once_for_all_who_ask(git, history, monkeypatc
     assert readings == [idx]  # taken from the scan above
     assert oversized_objects(history / ".git" / "objects", 10**9, scans=scans) == []  # another limit: read again
     assert readings == [idx, idx]
+    link = history / "objects-link"
+    link.symlink_to(history / ".git" / "objects")
+    assert sorted(scans.oversized(link / "pack" / idx.name, 100_038)) == expected  # the same file by another path
+    assert readings == [idx, idx]
 
 
 def test_pack_scans_hand_a_damaged_pack_error_to_every_caller(git, history, tmp_path):

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from server.git_process import GitProcess
-from server.pack_prescan import prescan_pushed_pack
+from server.pack_prescan import kept_pack_index, prescan_pushed_pack
 from storage.object_headers import PackScans
 from tests.support import pkt
 
@@ -79,3 +79,22 @@ def test_a_small_push_is_left_to_the_check(git, tmp_path):
     output = _finish(_start(bare, hooks, body, scans), go)
     assert b"ok refs/heads/main" in output
     assert scans.finished() == []
+
+
+def test_a_quarantine_left_from_before_the_push_is_passed_over(git, tmp_path):
+    """A receive-pack killed earlier may have left its quarantine behind, naming a process id now reused."""
+    work = git.new_worktree(tmp_path / "work", {f"f{i}.txt": f"{i}\n" for i in range(5)})
+    git("repack", "-q", "-ad", cwd=work)
+    (idx,) = (work / ".git" / "objects" / "pack").glob("*.idx")
+    objects = tmp_path / "objects"
+    quarantine = objects / "tmp_objdir-incoming-left"
+    (quarantine / "pack").mkdir(parents=True)
+    for suffix in (".pack", ".idx"):
+        (quarantine / "pack" / idx.with_suffix(suffix).name).write_bytes(idx.with_suffix(suffix).read_bytes())
+    (quarantine / "pack" / idx.with_suffix(".keep").name).write_bytes(b"receive-pack 4242 on host\n")
+    an_hour_ago = time.time() - 3600
+    os.utime(quarantine, (an_hour_ago, an_hour_ago))
+    marker = b"receive-pack 4242 on "
+    assert kept_pack_index(objects, marker, since=time.time() - 1) is None
+    assert kept_pack_index(objects, marker) == quarantine / "pack" / idx.name
+    assert kept_pack_index(objects, b"receive-pack 424 on ") is None
