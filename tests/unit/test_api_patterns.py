@@ -43,3 +43,9 @@ def test_repo_slugs():
     assert repo_slug("--x.lock_") == "x"
     assert repo_slug("v1.2") == "v1.2"
     assert repo_slug("\u212a") == ""  # the Kelvin sign is not a 'k'
+
+
+def test_branch_pattern_edge_names():
+    for name in ("HEAD", "a/" * 127 + "bc", "a/HEAD/b", "HEADS", "a/" * 127 + "b"):  # 256 and 255 characters
+        documented = re.fullmatch(BRANCH_NAME_PATTERN, name) is not None
+        assert documented == (branch_name_problem(name) is None), name

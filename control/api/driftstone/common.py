@@ -15,9 +15,10 @@ def _as_utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]  # SQLite hands back naive UTC datetimes
 
 
-# git check-ref-format for a branch (refs/heads/<name>), plus: no component starts with '-'. The server checks
+# git check-ref-format for a branch (refs/heads/<name>), plus: no component starts with '-', not HEAD, at most
+# 255 characters (components at most 250 bytes, which a pattern cannot say). The server checks
 # names with hooks.refs.branch_name_problem; this is the same rule for the document (a unit test keeps them equal).
-BRANCH_NAME_PATTERN = (r"^(?![./-])(?!.*(?:\.\.|@\{|//|/[./-]|\.lock/|\.lock$|/$|\.$))"
+BRANCH_NAME_PATTERN = (r"^(?![./-])(?!HEAD$)(?=.{1,255}$)(?!.*(?:\.\.|@\{|//|/[./-]|\.lock/|\.lock$|/$|\.$))"
                        r"[^\x00-\x20\x7f~^:?*\[\\]+$")
 # A repository name needs one ASCII letter or digit to make a slug of (see control.services.repos.repo_slug).
 REPO_NAME_PATTERN = r"[A-Za-z0-9]"
