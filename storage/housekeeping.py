@@ -9,17 +9,21 @@ directory listings, git's own `gc --auto` estimate, the size of a counter file);
 background job's work.
 
 The repack keeps unreachable objects (`-k`): overlay files of dojo workspaces are blobs that no ref reaches
-yet, so a prune would lose them.
+yet, so a prune would lose them. `git prune` would also remove the quarantines of pushes whose receive-pack
+was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .git_env import run_git
 
+STALE_QUARANTINE_SECONDS = 24 * 3600
 REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update; emptied when refs are packed
 _LOOSE_SAMPLE_DIR = "17"  # git's gc --auto estimates the loose objects from one of the 256 fan-out dirs
 _HEX = frozenset("0123456789abcdef")
@@ -96,6 +100,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        remove_stale_quarantines(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack:
             run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)
@@ -103,3 +108,28 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
             os.truncate(repo_path / REF_UPDATES_FILE, 0)  # updates from here on count towards the next run
             run_git(repo_path, ["pack-refs", "--all", "--prune"], timeout=3600)
         return repack or pack_refs
+
+
+def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
+    """Remove push quarantines (`objects/tmp_objdir-incoming-*`) in which nothing changed for `older_than`
+    seconds: a push in flight keeps writing its temporary pack, and one git still checks lasts minutes."""
+    deadline = time.time() - older_than
+    removed = []
+    objects = repo_path / "objects"
+    for entry in os.scandir(objects):
+        if entry.name.startswith("tmp_objdir-incoming-") and entry.is_dir(follow_symlinks=False):
+            if _newest_change(Path(entry.path)) < deadline:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+    return removed
+
+
+def _newest_change(directory: Path) -> float:
+    newest = directory.lstat().st_mtime
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except FileNotFoundError:
+                pass
+    return newest

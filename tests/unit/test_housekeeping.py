@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from storage.housekeeping import (HousekeepingLimits, count_packs, housekeep, needs_housekeeping, note_ref_updates,
-                                  ref_updates_since_packing, too_many_loose_objects)
+                                  ref_updates_since_packing, remove_stale_quarantines, too_many_loose_objects)
 
 
 def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
@@ -135,3 +138,33 @@ def test_the_effect_is_best_effort_when_the_repository_directory_is_unusable(tmp
     ctx = ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("repo_x", "org_x", "x", "main"),
                         repo_path=tmp_path / "gone.git", actor=None)
     request_housekeeping(ctx, [RefUpdate(old="0" * 40, new="1" * 40, ref="refs/heads/main")], session=None)
+
+
+def test_the_quarantine_of_a_killed_push_is_removed_once_stale(tmp_path, bare):
+    """receive-pack killed while its pre-receive hook runs leaves the pushed pack in its quarantine for good."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-receive").write_text("#!/bin/sh\nsleep 60\n")
+    (hooks / "pre-receive").chmod(0o755)
+    git(bare, "config", "core.hooksPath", str(hooks))
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    for i in range(110):
+        (work / f"f{i}.txt").write_text(f"{i}\n")
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "killed")
+    push = subprocess.Popen(["git", "push", "-q", str(bare), "main"], cwd=work, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list((bare / "objects").glob("tmp_objdir-incoming-*/pack/*.idx")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(push.pid, signal.SIGKILL)
+    push.wait()
+    (quarantine,) = (bare / "objects").glob("tmp_objdir-incoming-*")
+    assert remove_stale_quarantines(bare) == []  # it might still be a push in flight
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (quarantine, *quarantine.rglob("*")):
+        os.utime(path, (two_days_ago, two_days_ago), follow_symlinks=False)
+    housekeep(bare, HousekeepingLimits())  # nothing to repack or pack: the stale quarantine goes all the same
+    assert not quarantine.exists()
+    assert remove_stale_quarantines(bare) == []
