@@ -5,6 +5,7 @@ import os
 import sys
 
 import click
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from storage.errors import DomainError
@@ -16,7 +17,15 @@ from .services import accounts, repos
 
 
 def _context():
-    return bootstrap(Settings.from_env())
+    try:
+        settings = Settings.from_env()
+    except ValidationError as error:  # one line per setting, not a traceback
+        raise click.ClickException("; ".join(
+            f"DRIFTSTONE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())) from None
+    try:
+        return bootstrap(settings)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _fail(error: DomainError):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Mapping
 
@@ -36,7 +37,10 @@ class Settings(BaseModel):
     def _absolute(cls, value: Path) -> Path:
         """Resolved once, where the process starts: git takes a relative core.hooksPath relative to the
         repository and silently runs no hook at all if it finds none there."""
-        return value.expanduser().resolve()
+        value = value.expanduser().resolve()
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -70,13 +74,30 @@ class Settings(BaseModel):
         return self.blob_url or self.blobs_dir.resolve().as_uri()
 
     def with_secret(self) -> "Settings":
-        """Fill in the secret key, generating and keeping one in the data dir on first start."""
+        """Fill in the secret key, generating and keeping one in the data dir on first start.
+
+        Workers of a fresh server all get here at once: the key is written whole to a file of its own and
+        linked into place, so every process reads the same complete key, never a half-written or empty one.
+        """
         if self.secret_key:
             return self
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return self.model_copy(update={"secret_key": path.read_text().strip()})
+            temporary = path.with_name(f".secret_key.{os.getpid()}.{threading.get_ident()}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                try:
+                    os.link(temporary, path)
+                except FileExistsError:  # another process got there first: its key is the key
+                    pass
+            finally:
+                os.unlink(temporary)
+        secret = path.read_text().strip()
+        if not secret:
+            raise ValueError(f"{path} is empty: remove it to have a new key made, or set DRIFTSTONE_SECRET_KEY")
+        return self.model_copy(update={"secret_key": secret})
