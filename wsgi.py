@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from control.api.app import create_app
 from control.context import AppContext
 from server.app import GitHttpApp
@@ -16,10 +18,23 @@ from storage.settings import Settings
 
 def create_application(settings: Settings | None = None):
     context = AppContext.build(settings or Settings.from_env())
+    _require_schema(context)
     hooks_path = install_hook_scripts(context.settings.data_dir / "git-hooks")
     control_app = create_app(context)
     return GitHttpApp(db=context.db, settings=context.settings, store=context.store, hooks_path=hooks_path,
                       fallback=control_app)
+
+
+def _require_schema(context: AppContext) -> None:
+    """Plain gunicorn does not migrate: a worker on a database without the schema would answer every request
+    with a 500, so it refuses to start instead. A database it cannot reach yet is left to /readyz."""
+    try:
+        migrated = context.db.has_schema()
+    except SQLAlchemyError:
+        return
+    if not migrated:
+        raise RuntimeError("the database has no Driftstone schema: run `driftstone migrate` first "
+                           "(`driftstone serve` does it on start)")
 
 
 class _LazyApplication:

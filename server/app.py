@@ -144,11 +144,32 @@ class GitHttpApp:
                 applied = [u for u in commands.updates if u.ref in outcome and outcome[u.ref] is None]
             else:  # a client that asked for no report still gets its effects: read what the refs became
                 applied = [u for u in commands.updates if _ref_now_at(ctx.repo_path, u)]
+            reasons = {r.ref: r.reason for r in channel.rejections}
+            if applied and not channel.approved:
+                reasons.update(_undo_unchecked(ctx.repo_path, applied))
+                applied = []
             run_effects(replace(ctx, push_options=tuple(channel.push_options)), applied)
-            return filter_.finish({r.ref: r.reason for r in channel.rejections})
+            return filter_.finish(reasons)
 
         return _respond(start_response, process, headers, report=lambda: ReportFilter(commands.sideband), after=after,
                         on_close=channel.close)
+
+
+def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]:
+    """git moved refs that the checks did not approve: its hook went missing or was replaced (git runs none it
+    cannot find, and a replaced one may ignore the verdict). Each ref is put back if nobody has moved it since."""
+    log.error("receive-pack in %s moved %s without approval from the checks: undoing", repo_path,
+              ", ".join(u.ref for u in applied))
+    reasons = {}
+    for update in sorted(applied, key=lambda u: not u.is_create):  # new refs first: a/b may stand where a was
+        try:
+            undone = git_refs.compare_and_swap(repo_path, update.ref, update.new, update.old)
+        except Exception:
+            log.exception("could not undo %s", update.ref)
+            undone = False
+        reasons[update.ref] = ("the push checks did not run: the change was undone" if undone
+                               else "the push checks did not run, and the ref could not be put back")
+    return reasons
 
 
 def _ref_now_at(repo_path: Path, update: RefUpdate) -> bool:

@@ -62,6 +62,7 @@ class HookChannel:
     requested: Callable[[], list[RefUpdate] | None] | None = None
     push_options: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    approved: bool = False  # the checks ran on every command of the push and refused none
     _thread: threading.Thread | None = None
 
     @classmethod
@@ -92,6 +93,7 @@ class HookChannel:
             env, updates = request
             ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options))
             self.rejections = run_checks(ctx, self._with_requested(updates))
+            self.approved = not self.rejections
             self.server_end.sendall(self._verdict())
         except HookProtocolError as error:
             log.warning("pre-receive hook request refused: %s", error)

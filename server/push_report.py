@@ -91,9 +91,10 @@ class ReportFilter:
         return outcome
 
     def finish(self, reasons: dict[str, str]) -> bytes:
+        """The report with each ref in `reasons` failed for that reason (git's "ok" too: a change undone)."""
         lines = []
         for line in _report_lines(bytes(self.report)):
-            if line.startswith("ng "):
+            if line.startswith(("ok ", "ng ")):
                 ref, _, _ = line[3:].partition(" ")
                 if ref in reasons:
                     line = f"ng {ref} {reasons[ref]}"

@@ -5,7 +5,7 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +58,11 @@ class Database:
     def connection(self) -> Connection:
         """A plain connection for reads on the hot path (no ORM session, no commit); use it with `with`."""
         return self.engine.connect()
+
+    def has_schema(self) -> bool:
+        """Whether the migrations have run on this database (raises when it cannot be reached)."""
+        with self.engine.connect() as connection:
+            return inspect(connection).has_table("alembic_version")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -164,7 +164,8 @@ def test_plain_gunicorn_with_a_relative_data_dir_still_checks_every_push(git, tm
     """DESIGN.md's production command, `gunicorn wsgi:application`, started beside a relative
     DRIFTSTONE_DATA_DIR. git takes a relative core.hooksPath relative to the repository and silently runs no
     hook it cannot find there, which let every push past every check. Also: a hook that goes missing while the
-    server runs is put back, and if it cannot be, pushes are refused rather than let through unchecked."""
+    server runs is put back, and if it cannot be, pushes are refused rather than let through unchecked; refs
+    git moves without the checks' approval (a hook replaced by one that asks nothing) are put back."""
     def gunicorn(port: int) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "wsgi:application", "--config", "python:control.gunicorn_conf",
                 "--bind", f"127.0.0.1:{port}", "--workers", "1"]
@@ -185,6 +186,12 @@ def test_plain_gunicorn_with_a_relative_data_dir_still_checks_every_push(git, tm
         result = git("push", tenant.url(repo), "main", cwd=work, check=False)
         assert b"larger than the 1048576 byte limit" in result.stderr
         assert (hooks / "pre-receive").is_file()
+
+        before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
+        (hooks / "pre-receive").write_text("#!/bin/sh\nexit 0\n")  # replaced: asks nothing, lets git go on
+        result = git("push", tenant.url(repo), "main", "HEAD:refs/heads/sneaked", cwd=work, check=False)
+        assert b"(the push checks did not run: the change was undone)" in result.stderr
+        assert git.out("ls-remote", tenant.url(repo), "refs/heads/*", cwd=work) == before
 
         for item in hooks.iterdir():
             item.unlink()

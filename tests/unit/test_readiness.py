@@ -21,13 +21,43 @@ def test_readyz_names_an_unreachable_database(tmp_path):
 def test_readyz_names_a_missing_repo_store_and_unreachable_redis(tmp_path):
     import wsgi
 
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
-    app = wsgi.create_application(settings)
-    client = Client(app)
     from storage import migrate
     from storage.db import Database
 
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
     migrate.upgrade(Database(settings.effective_database_url))
+    client = Client(wsgi.create_application(settings))
     checks = client.get("/readyz").get_json()["details"]["checks"]
     assert checks["repoStore"].startswith("failing") and checks["redis"].startswith("failing")
     assert checks["database"] == "ok" and checks["blobStore"] == "ok"
+
+
+def test_a_worker_refuses_to_start_on_a_database_that_was_never_migrated(tmp_path):
+    """Plain `gunicorn wsgi:application` does not migrate (`driftstone serve` and `driftstone migrate` do): a
+    worker would answer every request with a 500, so it does not start, and says why."""
+    import pytest
+
+    import wsgi
+
+    with pytest.raises(RuntimeError, match="run `driftstone migrate` first"):
+        wsgi.create_application(Settings(data_dir=tmp_path))
+
+
+def test_readyz_names_a_database_whose_schema_went_missing(tmp_path):
+    import wsgi
+    from sqlalchemy import text
+
+    from storage import migrate
+    from storage.db import Database
+
+    settings = Settings(data_dir=tmp_path)
+    database = Database(settings.effective_database_url)
+    migrate.upgrade(database)
+    client = Client(wsgi.create_application(settings))
+    (tmp_path / "repos").mkdir()
+    assert client.get("/readyz").status_code == 200
+    with database.engine.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["details"]["checks"]["database"] == "failing: NotMigrated"

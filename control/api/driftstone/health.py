@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from flask import Blueprint
-from sqlalchemy import text
 
 from ..endpoint import Call, endpoint
 from ..envelope import failure
 from .common import WireModel
 
 bp = Blueprint("health", __name__)
+
+
+class NotMigrated(RuntimeError):
+    """The database answers but has no schema: `driftstone migrate` has not run (`driftstone serve` runs it)."""
 
 
 class Health(WireModel):
@@ -35,8 +38,8 @@ def readyz(call: Call):
             checks[name] = f"failing: {type(error).__name__}"
 
     def database():
-        with context.db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        if not context.db.has_schema():
+            raise NotMigrated()
 
     def repo_store():
         if not context.store.root.is_dir():
