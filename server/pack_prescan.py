@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from storage.git_env import QUARANTINE_PREFIX
 from storage.object_headers import PackScans
 
 from .git_process import GitProcess
 
 PRESCAN_MIN_BYTES = 1024 * 1024  # below this the check's own scan takes a millisecond or two
 POLL_SECONDS = 0.02
-QUARANTINE_PREFIX = "tmp_objdir-incoming-"
 
 
 def prescan_pushed_pack(repo_path: Path, process: GitProcess, scans: PackScans, limit: int) -> None:

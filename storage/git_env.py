@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 GIT = "git"
+QUARANTINE_PREFIX = "tmp_objdir-incoming-"  # receive-pack's quarantine for a push's objects, under objects/
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 

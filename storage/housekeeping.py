@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .git_env import run_git
+from .git_env import QUARANTINE_PREFIX, run_git
 
 STALE_QUARANTINE_SECONDS = 24 * 3600
 REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update; emptied when refs are packed
@@ -117,7 +117,7 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
     removed = []
     objects = repo_path / "objects"
     for entry in os.scandir(objects):
-        if entry.name.startswith("tmp_objdir-incoming-") and entry.is_dir(follow_symlinks=False):
+        if entry.name.startswith(QUARANTINE_PREFIX) and entry.is_dir(follow_symlinks=False):
             if _newest_change(Path(entry.path)) < deadline:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.name)

@@ -95,6 +95,15 @@ def test_the_default_branch_cannot_be_deleted_by_a_push(tenant, git, pushed):
     git("push", "-q", url, ":other", cwd=work)  # any other branch may go
 
 
+def assert_refused_for_size(git, url: str, work, before: str) -> None:
+    """Pushing main is refused for an object over small_limits_server's 1 MiB cap, and main stays at `before`."""
+    result = git("push", url, "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert b"[remote rejected] main -> main (object" in result.stderr
+    assert b"larger than the 1048576 byte limit" in result.stderr
+    assert git.out("ls-remote", url, "refs/heads/main", cwd=work) == before
+
+
 def test_object_size_cap_on_inflated_size(small_limits_server, git, tmp_path):
     tenant = small_limits_server.tenant()
     repo = tenant.repo()
@@ -117,11 +126,7 @@ def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp
     git("push", "-q", tenant.url(repo), "main", cwd=work)
     before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
     git.commit(work, {"big.txt": lines + lines, **{f"small/{i}.txt": f"{i}\n" for i in range(120)}}, "doubled")
-    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
-    assert result.returncode != 0
-    assert b"[remote rejected] main -> main (object" in result.stderr
-    assert b"larger than the 1048576 byte limit" in result.stderr
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+    assert_refused_for_size(git, tenant.url(repo), work, before)
 
 
 def test_object_size_cap_on_a_large_kept_pack(small_limits_server, git, tmp_path):
@@ -136,11 +141,7 @@ def test_object_size_cap_on_a_large_kept_pack(small_limits_server, git, tmp_path
     assert before.split()[0] == git.out("rev-parse", "HEAD", cwd=work)
     more = {f"more/{i}.bin": os.urandom(1000) for i in range(120)}
     git.commit(work, {"big.bin": os.urandom(1024 * 1024 + 1), **more})
-    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
-    assert result.returncode != 0
-    assert b"[remote rejected] main -> main (object" in result.stderr
-    assert b"larger than the 1048576 byte limit" in result.stderr
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+    assert_refused_for_size(git, tenant.url(repo), work, before)
 
 
 def test_a_thin_packs_base_already_stored_is_not_counted(small_limits_server, git, tmp_path):
