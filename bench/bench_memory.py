@@ -1,9 +1,12 @@
-"""Peak memory of a whole process tree: the sum of the RSS of a root process and all its descendants.
+"""Peak memory of a whole process tree: the sum of the RSS of a root process and all its descendants, and
+the sum of their PSS (proportional set size, /proc/PID/smaps_rollup: each page shared by N processes counts
+1/N in each), which is what the tree really holds: the RSS sum counts a page shared by forked workers, or a
+pack mmapped by several git processes, once per process.
 
 A thread reads /proc every ~20 ms while an operation runs. Descendants are found through each
 process's parent id (so processes spawned by any thread of a worker are counted), and the RSS is
 field 24 of /proc/PID/stat. Processes that start and end between two samples are missed, as with any
-sampler; shared pages (forked workers, a pack mmapped by several git processes) count once per process.
+sampler.
 
 One exception: a child that has not yet called exec (subprocess's vfork, whose child runs in its
 parent's memory until exec) reports its parent's RSS although it owns no memory of its own; under a
@@ -56,13 +59,15 @@ class TreeReader:
     def __init__(self, root: int):
         self.root = root
         self.outside: set[int] = set()
+        self.pss_total = 0
 
     def members(self) -> set[int]:
         self.read()
         return self._members
 
     def read(self) -> tuple[int, int]:
-        """(sum of RSS in bytes, number of processes) of the root and its descendants."""
+        """(sum of RSS in bytes, number of processes) of the root and its descendants; their PSS sum is left
+        in `pss_total`."""
         pids = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
         self.outside.intersection_update(pids)
         stats = {}
@@ -90,7 +95,20 @@ class TreeReader:
             self.rss_by_pid[pid] = stats[pid][1]
         self.outside.update(pid for pid in stats if pid not in members)
         self._members = members
+        self.pss_total = sum(_pss(pid) for pid in self.rss_by_pid)
         return total, len(members)
+
+
+def _pss(pid: int) -> int:
+    """PSS bytes of one process, 0 once it has gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _not_yet_executed(pid: int, ppid: int) -> bool:
@@ -118,12 +136,16 @@ def breakdown(rss_by_pid: dict[int, int]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    return TreeReader(root).read()
+def tree_memory(root: int) -> tuple[int, int]:
+    """(RSS sum, PSS sum) in bytes of a process tree now."""
+    reader = TreeReader(root)
+    rss = reader.read()[0]
+    return rss, reader.pss_total
 
 
 class PeakSampler:
-    """`with PeakSampler(pid) as peak: ...` then `peak.peak_bytes`, `peak.max_processes`, `peak.samples`,
+    """`with PeakSampler(pid) as peak: ...` then `peak.peak_bytes` (RSS sum), `peak.peak_pss_bytes` (PSS sum;
+    its own peak, which need not be the same sample's), `peak.max_processes`, `peak.samples`,
     and `peak.cpu_seconds` (CPU the tree used meanwhile, read a moment after the block so that the
     server has reaped its git children)."""
 
@@ -131,6 +153,7 @@ class PeakSampler:
         self.root = root_pid
         self.interval = interval
         self.peak_bytes = 0
+        self.peak_pss_bytes = 0
         self.peak_breakdown: dict[str, tuple[int, int]] = {}  # command -> (processes, bytes) at the peak
         self.max_processes = 0
         self.samples = 0
@@ -142,6 +165,7 @@ class PeakSampler:
     def _sample(self) -> None:
         total, count = self._reader.read()
         self.samples += 1
+        self.peak_pss_bytes = max(self.peak_pss_bytes, self._reader.pss_total)
         if total > self.peak_bytes:
             self.peak_bytes = total
             self.peak_breakdown = breakdown(self._reader.rss_by_pid)

@@ -53,10 +53,25 @@ def _time_cell(samples: list[float]) -> str:
     return f"{statistics.median(samples):.2f} s ({min(samples):.2f}–{max(samples):.2f})"
 
 
+def _mib(value: int | None) -> str:
+    return "—" if value is None else f"{value / MiB:.0f} MiB"
+
+
+def _peaks(samples: list | None) -> tuple[int, int] | None:
+    """The highest RSS and the highest PSS over the runs' (rss, pss) peaks."""
+    if not samples:
+        return None
+    return max(rss for rss, _ in samples), max(pss for _, pss in samples)
+
+
+def _burst_peaks(pooled: dict | None) -> tuple[int, int] | None:
+    return None if not pooled else (pooled.get("peak_bytes"), pooled.get("peak_pss_bytes"))
+
+
 def render(info: dict, times: dict, memory: dict, cpu: dict, idle: dict, burst: dict, burst_conf: dict) -> str:
-    """times[op][target] -> list of seconds; memory[op][target] -> list of peak bytes; cpu[op][target] ->
-    list of server CPU seconds;
-    idle[target] -> bytes; burst[target] -> dict with latencies, failures, pushes, wall, peak_bytes."""
+    """times[op][target] -> list of seconds; memory[op][target] -> list of (RSS, PSS) peak bytes;
+    cpu[op][target] -> list of server CPU seconds; idle[target] -> (RSS, PSS) bytes;
+    burst[target] -> dict with latencies, failures, pushes, wall, peak_bytes, peak_pss_bytes."""
     out = ["## Git transport (`bench/git_bench.py`)", ""]
     out += [f"- date: {info['date']}", f"- machine: {info['machine']}", f"- git: {info['git']}",
             f"- reference server: {info['lighttpd']} + git http-backend (CGI)",
@@ -91,25 +106,26 @@ def render(info: dict, times: dict, memory: dict, cpu: dict, idle: dict, burst: 
         out.append("")
     if memory:
         out += ["### Peak server memory", "",
-                "Sum of the RSS of the whole server process tree (Driftstone: gunicorn master + workers + git "
-                "children; reference: lighttpd + git http-backend + git children), sampled every 20 ms; "
-                "the highest peak over the runs.", "",
-                f"| operation | {REF} | {DRIFT} | Driftstone / http-backend | target | verdict |",
-                "| --- | ---: | ---: | ---: | --- | --- |"]
-        out.append(f"| idle (before the runs) | {idle.get(REF, 0) / MiB:.0f} MiB | {idle.get(DRIFT, 0) / MiB:.0f} MiB "
-                   f"| {_fmt_ratio(_ratio(idle.get(DRIFT), idle.get(REF)))} | — | — |")
-        rows = [(op, TIME_TARGETS[op][0]) for op in TIME_TARGETS if op in memory]
+                "The whole server process tree (Driftstone: gunicorn master + workers + git children; reference: "
+                "lighttpd + git http-backend + git children), sampled every 20 ms; the highest peak over the runs. "
+                "RSS counts a page once per process that maps it (pages forked workers share, a pack mmapped by "
+                "two git processes); PSS divides each shared page among the processes that share it, so its sum is "
+                "the memory the tree really holds. The verdict is on PSS.", "",
+                f"| operation | {REF} RSS | {DRIFT} RSS | ratio | {REF} PSS | {DRIFT} PSS | ratio | target "
+                "| verdict |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        rows = [("idle (before the runs)", idle.get(REF), idle.get(DRIFT), False)]
+        rows += [(TIME_TARGETS[op][0], _peaks(memory[op].get(REF)), _peaks(memory[op].get(DRIFT)), True)
+                 for op in TIME_TARGETS if op in memory]
         if burst:
-            rows.append(("burst", "burst of small pushes"))
-        for op, label in rows:
-            if op == "burst":
-                ref, drift = burst.get(REF, {}).get("peak_bytes"), burst.get(DRIFT, {}).get("peak_bytes")
-            else:
-                ref = max(memory[op].get(REF, []), default=None)
-                drift = max(memory[op].get(DRIFT, []), default=None)
-            ratio = _ratio(drift, ref)
-            out.append(f"| {label} | {(ref or 0) / MiB:.0f} MiB | {(drift or 0) / MiB:.0f} MiB | {_fmt_ratio(ratio)} "
-                       f"| ≤ {MEMORY_TARGET:.2f}× | {_verdict([(ratio, MEMORY_TARGET)])} |")
+            rows.append(("burst of small pushes", _burst_peaks(burst.get(REF)), _burst_peaks(burst.get(DRIFT)), True))
+        for label, ref, drift, judged in rows:
+            ref, drift = ref or (None, None), drift or (None, None)
+            rss_ratio, pss_ratio = _ratio(drift[0], ref[0]), _ratio(drift[1], ref[1])
+            out.append(f"| {label} | {_mib(ref[0])} | {_mib(drift[0])} | {_fmt_ratio(rss_ratio)} | {_mib(ref[1])} "
+                       f"| {_mib(drift[1])} | {_fmt_ratio(pss_ratio)} "
+                       + (f"| ≤ {MEMORY_TARGET:.2f}× | {_verdict([(pss_ratio, MEMORY_TARGET)])} |" if judged
+                          else "| — | — |"))
         out.append("")
     if cpu or burst:
         out += ["### Server CPU time", "",

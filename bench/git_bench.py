@@ -42,7 +42,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from bench_burst import run_burst  # noqa: E402
-from bench_memory import PeakSampler, tree_rss  # noqa: E402
+from bench_memory import PeakSampler, tree_memory  # noqa: E402
 from bench_report import DRIFT, LOCAL, REF, render  # noqa: E402
 from bench_servers import ROOT, Driftstone, HttpBackend, Local, link_or_copy, plain_git  # noqa: E402
 from gen_repo import QUICK, WORK_DIR, Params, ensure_repo  # noqa: E402
@@ -173,7 +173,7 @@ class Bench:
         self.times = {op: {} for op in OPS}
         self.memory = {op: {} for op in OPS}
         self.cpu = {op: {} for op in OPS}
-        self.idle: dict[str, int] = {}
+        self.idle: dict[str, tuple[int, int]] = {}  # target -> (RSS sum, PSS sum)
         self.burst: dict[str, dict] = {}
         self.source: Path | None = None
 
@@ -215,16 +215,16 @@ class Bench:
 
     # -- one timed operation ------------------------------------------------------------------------
 
-    def _timed(self, target, *args: str, cwd: Path | None = None) -> tuple[float, int, float]:
+    def _timed(self, target, *args: str, cwd: Path | None = None) -> tuple[float, tuple[int, int], float]:
         # The local target has no server: sample our own tree (client git and its local upload-pack or
         # receive-pack) so that every target pays the sampler's small cost; that figure is not reported.
         with PeakSampler(target.pid or os.getpid()) as peak:
             started = time.perf_counter()
             self.git(*args, cwd=cwd)
             elapsed = time.perf_counter() - started
-        return elapsed, peak.peak_bytes, peak.cpu_seconds
+        return elapsed, (peak.peak_bytes, peak.peak_pss_bytes), peak.cpu_seconds
 
-    def run_op(self, op: str, target, i: int) -> tuple[float, int, float]:
+    def run_op(self, op: str, target, i: int) -> tuple[float, tuple[int, int], float]:
         scratch = self.work / "scratch"
         scratch.mkdir(exist_ok=True)
         if op == "clone":
@@ -258,7 +258,8 @@ class Bench:
                     profile = self.args.py_spy if i == runs else None  # profile the last run only
                     with Profiler(profile, target, op):
                         seconds, peak, cpu = self.run_op(op, target, i)
-                    memory = f"peak {peak / 2**20:5.0f} MiB, cpu {cpu:6.2f} s" if target.pid is not None else ""
+                    memory = (f"peak RSS {peak[0] / 2**20:5.0f} MiB, PSS {peak[1] / 2**20:5.0f} MiB, cpu {cpu:6.2f} s"
+                              if target.pid is not None else "")
                     print(f"  {label:9} {op:17} {target.name:17} {seconds:7.2f} s  {memory}", flush=True)
                     if i == 0:
                         continue
@@ -296,18 +297,20 @@ class Bench:
                                self.git, conf["agents"], conf["pushes"], conf["commits_per_push"], server_refs)
         lat = sorted(result.latencies)
         print(f"    {result.pushes} pushes in {result.wall:.1f} s, p50 {statistics.median(lat):.3f} s, "
-              f"max {lat[-1]:.3f} s, {len(result.failures)} failures, peak {result.peak_bytes / 2**20:.0f} MiB, "
+              f"max {lat[-1]:.3f} s, {len(result.failures)} failures, peak RSS {result.peak_bytes / 2**20:.0f} MiB, "
+              f"PSS {result.peak_pss_bytes / 2**20:.0f} MiB, "
               f"server cpu {result.cpu_seconds:.1f} s", flush=True)
         print("    at the peak: " + ", ".join(f"{name} {count}x {size / 2**20:.0f} MiB" for name, (count, size) in
                                             sorted(result.peak_breakdown.items(), key=lambda kv: -kv[1][1])), flush=True)
         pooled = self.burst.setdefault(target.name, {"latencies": [], "failures": [], "pushes": 0, "walls": [],
-                                                     "peak_bytes": 0, "cpu_seconds": 0.0})
+                                                     "peak_bytes": 0, "peak_pss_bytes": 0, "cpu_seconds": 0.0})
         pooled["latencies"] += result.latencies
         pooled["failures"] += result.failures
         pooled["pushes"] += result.pushes
         pooled["walls"].append(result.wall)
         pooled["wall"] = statistics.median(pooled["walls"])
         pooled["peak_bytes"] = max(pooled["peak_bytes"], result.peak_bytes)
+        pooled["peak_pss_bytes"] = max(pooled["peak_pss_bytes"], result.peak_pss_bytes)
         pooled["cpu_seconds"] += result.cpu_seconds
 
     def burst_conf(self) -> dict:
@@ -318,7 +321,7 @@ class Bench:
         time.sleep(1.0)
         for target in self.targets:
             if target.pid is not None:
-                self.idle[target.name] = tree_rss(target.pid)[0]
+                self.idle[target.name] = tree_memory(target.pid)
 
 
 def machine_info() -> str:
