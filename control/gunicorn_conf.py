@@ -2,6 +2,10 @@
 import logging
 
 worker_class = "gthread"
+# The master imports the code (wsgi.py builds nothing at import) and the workers fork with it: its pages are
+# shared instead of loaded once per worker (idle tree PSS 124 -> 104 MiB with two workers, bench/RESULTS.md).
+# Each worker still builds its own application, connections and threads in post_worker_init.
+preload_app = True
 control_socket_disable = True
 timeout = 120
 graceful_timeout = 30
