@@ -10,7 +10,9 @@ from werkzeug.exceptions import HTTPException
 from control.context import AppContext
 from storage.errors import DomainError
 
+from . import dojo, driftstone
 from .envelope import failure
+from .openapi import build_openapi
 from .request_body import CompleteBodyMiddleware
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,6 @@ def create_app(context: AppContext) -> Flask:
     app.config["DRIFTSTONE"] = context
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False
-
-    from . import dojo, driftstone
-    from .openapi import build_openapi
 
     driftstone.register(app)
     dojo.register(app)
