@@ -79,7 +79,7 @@ class Agent:
 
 
 def run_burst(server, repo_name: str, source: Path, work: Path, run_git, agents: int, pushes: int,
-              commits_per_push: int, read_server_refs) -> BurstResult:
+              commits_per_push: int, read_server_refs, pss: bool = False) -> BurstResult:
     """Set up `agents` clones, release them together, and check every branch landed."""
     work.mkdir(parents=True, exist_ok=True)
     crew = [Agent(i, work / f"agent-{i:02d}", run_git) for i in range(agents)]
@@ -104,7 +104,7 @@ def run_burst(server, repo_name: str, source: Path, work: Path, run_git, agents:
 
     with ThreadPoolExecutor(max_workers=agents) as pool:
         futures = [pool.submit(work_loop, agent) for agent in crew]
-        with PeakSampler(server.pid) as peak:
+        with PeakSampler(server.pid, pss=pss) as peak:
             start.wait()
             began = time.perf_counter()
             for future in futures:

@@ -1,7 +1,11 @@
 """Peak memory of a whole process tree: the sum of the RSS of a root process and all its descendants, and
-the sum of their PSS (proportional set size, /proc/PID/smaps_rollup: each page shared by N processes counts
-1/N in each), which is what the tree really holds: the RSS sum counts a page shared by forked workers, or a
-pack mmapped by several git processes, once per process.
+on request the sum of their PSS (proportional set size, /proc/PID/smaps_rollup: each page shared by N
+processes counts 1/N in each), which is what the tree really holds: the RSS sum counts a page shared by
+forked workers, or a pack mmapped by several git processes, once per process.
+
+Reading PSS makes the kernel walk each process's page tables: ~1 ms per Python worker, ~5 ms a sample for
+Driftstone's tree against a fraction of that for lighttpd's small one, so it would slow the server it
+measures more than the reference. Timed runs therefore sample RSS only; PSS is sampled in untimed runs.
 
 A thread reads /proc every ~20 ms while an operation runs. Descendants are found through each
 process's parent id (so processes spawned by any thread of a worker are counted), and the RSS is
@@ -56,8 +60,9 @@ class TreeReader:
     """Sums the RSS of a process tree. Processes known to be outside the tree are not read again (a
     process never moves into another tree), so a sample costs one read per new or member process."""
 
-    def __init__(self, root: int):
+    def __init__(self, root: int, pss: bool = False):
         self.root = root
+        self.pss = pss
         self.outside: set[int] = set()
         self.pss_total = 0
 
@@ -66,8 +71,8 @@ class TreeReader:
         return self._members
 
     def read(self) -> tuple[int, int]:
-        """(sum of RSS in bytes, number of processes) of the root and its descendants; their PSS sum is left
-        in `pss_total`."""
+        """(sum of RSS in bytes, number of processes) of the root and its descendants; with `pss`, their PSS
+        sum is left in `pss_total`."""
         pids = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
         self.outside.intersection_update(pids)
         stats = {}
@@ -95,7 +100,8 @@ class TreeReader:
             self.rss_by_pid[pid] = stats[pid][1]
         self.outside.update(pid for pid in stats if pid not in members)
         self._members = members
-        self.pss_total = sum(_pss(pid) for pid in self.rss_by_pid)
+        if self.pss:
+            self.pss_total = sum(_pss(pid) for pid in self.rss_by_pid)
         return total, len(members)
 
 
@@ -138,18 +144,18 @@ def breakdown(rss_by_pid: dict[int, int]) -> dict[str, tuple[int, int]]:
 
 def tree_memory(root: int) -> tuple[int, int]:
     """(RSS sum, PSS sum) in bytes of a process tree now."""
-    reader = TreeReader(root)
+    reader = TreeReader(root, pss=True)
     rss = reader.read()[0]
     return rss, reader.pss_total
 
 
 class PeakSampler:
-    """`with PeakSampler(pid) as peak: ...` then `peak.peak_bytes` (RSS sum), `peak.peak_pss_bytes` (PSS sum;
-    its own peak, which need not be the same sample's), `peak.max_processes`, `peak.samples`,
+    """`with PeakSampler(pid) as peak: ...` then `peak.peak_bytes` (RSS sum), `peak.peak_pss_bytes` (PSS sum,
+    with `pss=True`; its own peak, which need not be the same sample's), `peak.max_processes`, `peak.samples`,
     and `peak.cpu_seconds` (CPU the tree used meanwhile, read a moment after the block so that the
     server has reaped its git children)."""
 
-    def __init__(self, root_pid: int | None, interval: float = 0.02):
+    def __init__(self, root_pid: int | None, interval: float = 0.02, pss: bool = False):
         self.root = root_pid
         self.interval = interval
         self.peak_bytes = 0
@@ -158,7 +164,7 @@ class PeakSampler:
         self.max_processes = 0
         self.samples = 0
         self.cpu_seconds = 0.0
-        self._reader = TreeReader(root_pid) if root_pid is not None else None
+        self._reader = TreeReader(root_pid, pss=pss) if root_pid is not None else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -171,7 +171,8 @@ class Bench:
         self.git = Client(work / "home")
         self.targets = []
         self.times = {op: {} for op in OPS}
-        self.memory = {op: {} for op in OPS}
+        self.memory = {op: {} for op in OPS}  # op -> target -> RSS peaks of the timed runs
+        self.memory_pss = {op: {} for op in OPS}  # op -> target -> PSS peak of the untimed memory run
         self.cpu = {op: {} for op in OPS}
         self.idle: dict[str, tuple[int, int]] = {}  # target -> (RSS sum, PSS sum)
         self.burst: dict[str, dict] = {}
@@ -215,34 +216,34 @@ class Bench:
 
     # -- one timed operation ------------------------------------------------------------------------
 
-    def _timed(self, target, *args: str, cwd: Path | None = None) -> tuple[float, tuple[int, int], float]:
+    def _timed(self, target, *args: str, cwd: Path | None = None, pss: bool = False) -> tuple[float, PeakSampler]:
         # The local target has no server: sample our own tree (client git and its local upload-pack or
         # receive-pack) so that every target pays the sampler's small cost; that figure is not reported.
-        with PeakSampler(target.pid or os.getpid()) as peak:
+        with PeakSampler(target.pid or os.getpid(), pss=pss) as peak:
             started = time.perf_counter()
             self.git(*args, cwd=cwd)
             elapsed = time.perf_counter() - started
-        return elapsed, (peak.peak_bytes, peak.peak_pss_bytes), peak.cpu_seconds
+        return elapsed, peak
 
-    def run_op(self, op: str, target, i: int) -> tuple[float, tuple[int, int], float]:
+    def run_op(self, op: str, target, i: int, pss: bool = False) -> tuple[float, PeakSampler]:
         scratch = self.work / "scratch"
         scratch.mkdir(exist_ok=True)
         if op == "clone":
             dest = scratch / f"clone-{i}-{target.name.replace(' ', '_')}"
             extra = ["--no-local"] if target.name == LOCAL else []
-            result = self._timed(target, "clone", "--bare", "--quiet", *extra, target.url("serve"), str(dest))
+            result = self._timed(target, "clone", "--bare", "--quiet", *extra, target.url("serve"), str(dest), pss=pss)
             got = rev(dest, "refs/heads/main")
             shutil.rmtree(dest)
         elif op == "fetch":
             client = bare_copy(self.base, scratch / f"fetch-{i}-{target.name.replace(' ', '_')}")
             result = self._timed(target, "fetch", "--quiet", "--no-tags", target.url("serve"),
-                                 "+refs/heads/main:refs/remotes/origin/main", cwd=client)
+                                 "+refs/heads/main:refs/remotes/origin/main", cwd=client, pss=pss)
             got = rev(client, "refs/remotes/origin/main")
             shutil.rmtree(client)
         else:
             name = f"push-full-{i}" if op == "push_full" else f"push-inc-{i}"
             result = self._timed(target, "push", "--quiet", target.url(name), "refs/heads/main:refs/heads/main",
-                                 cwd=self.push_client)
+                                 cwd=self.push_client, pss=pss)
             got = rev(target.repo_path(name), "refs/heads/main")
         if got != self.tip:
             raise RuntimeError(f"{op} against {target.name}: main is {got}, expected {self.tip}")
@@ -257,34 +258,49 @@ class Bench:
                 for target in order:
                     profile = self.args.py_spy if i == runs else None  # profile the last run only
                     with Profiler(profile, target, op):
-                        seconds, peak, cpu = self.run_op(op, target, i)
-                    memory = (f"peak RSS {peak[0] / 2**20:5.0f} MiB, PSS {peak[1] / 2**20:5.0f} MiB, cpu {cpu:6.2f} s"
+                        seconds, peak = self.run_op(op, target, i)
+                    memory = (f"peak RSS {peak.peak_bytes / 2**20:5.0f} MiB, cpu {peak.cpu_seconds:6.2f} s"
                               if target.pid is not None else "")
                     print(f"  {label:9} {op:17} {target.name:17} {seconds:7.2f} s  {memory}", flush=True)
                     if i == 0:
                         continue
                     self.times[op].setdefault(target.name, []).append(seconds)
                     if target.pid is not None:
-                        self.memory[op].setdefault(target.name, []).append(peak)
-                        self.cpu[op].setdefault(target.name, []).append(cpu)
+                        self.memory[op].setdefault(target.name, []).append(peak.peak_bytes)
+                        self.cpu[op].setdefault(target.name, []).append(peak.cpu_seconds)
+
+    def memory_round(self) -> None:
+        """One more run of each operation against each server, untimed, sampling PSS as well."""
+        i = self.args.runs + 1
+        for op in OPS:
+            for target in self.targets:
+                if target.pid is None:
+                    continue
+                _, peak = self.run_op(op, target, i, pss=True)
+                print(f"  memory    {op:17} {target.name:17} peak RSS {peak.peak_bytes / 2**20:5.0f} MiB, "
+                      f"PSS {peak.peak_pss_bytes / 2**20:5.0f} MiB", flush=True)
+                self.memory_pss[op][target.name] = peak.peak_pss_bytes
 
     def run_bursts(self) -> None:
         """--burst-rounds bursts per server, in the order D R, R D, D R, ... (fresh repositories each
-        round); latencies, failures and CPU are pooled over the rounds."""
+        round); latencies, failures and CPU are pooled over the rounds. Then one more burst per server,
+        sampling PSS, whose latencies are not counted."""
         conf = self.burst_conf()
         servers = [t for t in self.targets if t.pid is not None]
         for target in servers:
-            for k in range(conf["rounds"]):
+            for k in range(conf["rounds"] + 1):
                 target.create_repo(f"burst-{k}")
                 target.populate(f"burst-{k}", self.full, self.tip)
         for k in range(conf["rounds"]):
             for target in (servers if k % 2 == 0 else servers[::-1]):
                 self._burst_once(target, k, conf)
+        for target in servers:
+            self._burst_once(target, conf["rounds"], conf, pss=True)
 
-    def _burst_once(self, target, k: int, conf: dict) -> None:
+    def _burst_once(self, target, k: int, conf: dict, pss: bool = False) -> None:
         name = f"burst-{k}"
-        print(f"  burst {k + 1}/{conf['rounds']} against {target.name}: {conf['agents']} agents x "
-              f"{conf['pushes']} pushes ...", flush=True)
+        label = "memory burst (untimed)" if pss else f"burst {k + 1}/{conf['rounds']}"
+        print(f"  {label} against {target.name}: {conf['agents']} agents x {conf['pushes']} pushes ...", flush=True)
         repo = target.repo_path(name)
 
         def server_refs() -> dict[str, str]:
@@ -294,23 +310,26 @@ class Bench:
         profile = self.args.py_spy if k == 0 else None
         with Profiler(profile, target, "burst"):
             result = run_burst(target, name, self.full, self.work / f"{name}-{target.name.replace(' ', '_')}",
-                               self.git, conf["agents"], conf["pushes"], conf["commits_per_push"], server_refs)
+                               self.git, conf["agents"], conf["pushes"], conf["commits_per_push"], server_refs,
+                               pss=pss)
         lat = sorted(result.latencies)
         print(f"    {result.pushes} pushes in {result.wall:.1f} s, p50 {statistics.median(lat):.3f} s, "
               f"max {lat[-1]:.3f} s, {len(result.failures)} failures, peak RSS {result.peak_bytes / 2**20:.0f} MiB, "
-              f"PSS {result.peak_pss_bytes / 2**20:.0f} MiB, "
+              + (f"PSS {result.peak_pss_bytes / 2**20:.0f} MiB, " if pss else "") +
               f"server cpu {result.cpu_seconds:.1f} s", flush=True)
         print("    at the peak: " + ", ".join(f"{name} {count}x {size / 2**20:.0f} MiB" for name, (count, size) in
                                             sorted(result.peak_breakdown.items(), key=lambda kv: -kv[1][1])), flush=True)
         pooled = self.burst.setdefault(target.name, {"latencies": [], "failures": [], "pushes": 0, "walls": [],
                                                      "peak_bytes": 0, "peak_pss_bytes": 0, "cpu_seconds": 0.0})
-        pooled["latencies"] += result.latencies
         pooled["failures"] += result.failures
+        if pss:
+            pooled["peak_pss_bytes"] = result.peak_pss_bytes
+            return
+        pooled["latencies"] += result.latencies
         pooled["pushes"] += result.pushes
         pooled["walls"].append(result.wall)
         pooled["wall"] = statistics.median(pooled["walls"])
         pooled["peak_bytes"] = max(pooled["peak_bytes"], result.peak_bytes)
-        pooled["peak_pss_bytes"] = max(pooled["peak_pss_bytes"], result.peak_pss_bytes)
         pooled["cpu_seconds"] += result.cpu_seconds
 
     def burst_conf(self) -> dict:
@@ -399,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         bench.start_servers()
         bench.measure_idle()
         if not args.skip_transfers:
-            bench.prepare_push_repos(args.runs + 1)
+            bench.prepare_push_repos(args.runs + 2)
             print(f"timing {', '.join(OPS)} ({args.runs} runs after a warm-up round) ...", flush=True)
             bench.rounds()
+            print("memory: one more untimed run of each, sampling PSS too ...", flush=True)
+            bench.memory_round()
         if not args.skip_burst:
             print("burst of small pushes ...", flush=True)
             bench.run_bursts()
@@ -445,14 +466,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     times = {} if args.skip_transfers else bench.times
     memory = {} if args.skip_transfers else bench.memory
+    memory_pss = {} if args.skip_transfers else bench.memory_pss
     cpu = {} if args.skip_transfers else bench.cpu
-    report = render(info, times, memory, cpu, bench.idle, bench.burst, bench.burst_conf())
+    report = render(info, times, memory, memory_pss, cpu, bench.idle, bench.burst, bench.burst_conf())
     print()
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_section(args.output, "git_bench", report)
     raw = WORK_DIR / f"results-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    raw.write_text(json.dumps({"info": info, "times": times, "memory": memory, "cpu": cpu, "idle": bench.idle,
+    raw.write_text(json.dumps({"info": info, "times": times, "memory": memory, "memory_pss": memory_pss, "cpu": cpu,
+                               "idle": bench.idle,
                                "burst": bench.burst, "meta": meta}, indent=1))
     print(f"wrote {args.output} and {raw} in {(time.monotonic() - started) / 60:.1f} min")
     failed = any(d["failures"] for d in bench.burst.values())
