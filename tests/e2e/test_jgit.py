@@ -1,7 +1,9 @@
 """Clone, fetch and push with JGit, a fourth git implementation (Java: Eclipse EGit, Gerrit, Jenkins).
 
 Debian's libjgit-java (JGit 4.11, smart HTTP protocol v0; `.ci/run` installs it) drives tests/e2e/jgit/JGitClient.java,
-compiled with the machine's JDK at the start of the session.
+compiled with the machine's JDK at the start of the session. JGit sends its upload-pack requests with
+`Content-Encoding: gzip` (seen through a logging proxy), so its clones and fetches exercise the server's gzip
+request bodies with a real client.
 """
 from __future__ import annotations
 
