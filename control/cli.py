@@ -55,14 +55,21 @@ def serve(host: str, port: int, workers: int | None, threads: int | None):
     click.echo(f"driftstone: serving git and the API on http://{host}:{port}/", err=False)
     sys.stdout.flush()
     os.environ["DRIFTSTONE_DATA_DIR"] = str(settings.data_dir)
-    argv = [
+    argv = gunicorn_argv(host, port, workers or settings.gunicorn_workers, threads or settings.gunicorn_threads)
+    os.execv(sys.executable, argv)
+
+
+def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """Several workers fork from a master that has imported the code and share it (tree PSS after a workload,
+    two workers: 135 -> 110 MiB); a single worker would only add the master's copy to its own (84 -> 97 MiB)."""
+    return [
         sys.executable, "-m", "gunicorn", "wsgi:application",
         "--config", "python:control.gunicorn_conf",
         "--bind", f"{host}:{port}",
-        "--workers", str(workers or settings.gunicorn_workers),
-        "--threads", str(threads or settings.gunicorn_threads),
+        "--workers", str(workers),
+        "--threads", str(threads),
+        *(["--preload"] if workers > 1 else []),
     ]
-    os.execv(sys.executable, argv)
 
 
 @main.command()

@@ -3,10 +3,6 @@ import gc
 import logging
 
 worker_class = "gthread"
-# The master imports the code (wsgi.py builds nothing at import) and the workers fork with it: its pages are
-# shared instead of loaded once per worker. Each worker still builds its own application, connections and
-# threads in post_worker_init. Tree PSS after the same workload: 135 -> 110 MiB (bench/RESULTS.md).
-preload_app = True
 control_socket_disable = True
 timeout = 120
 graceful_timeout = 30
@@ -16,8 +12,11 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
 
 
 def pre_fork(server, worker):
-    """Objects the master imported move to a generation the workers' collector never scans: a scan writes to
-    every object it visits and would copy each shared page into the worker that ran it."""
+    """With --preload (`driftstone serve` passes it for two workers or more) the master imports the code and
+    the workers fork with it, sharing its pages instead of each loading a copy. The master's objects move to
+    a generation the workers' collector never scans: a scan writes to every object it visits and would copy
+    each shared page into the worker that ran it. Each worker still builds its own application, connections
+    and threads in post_worker_init."""
     gc.collect()
     gc.freeze()
 
