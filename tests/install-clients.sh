@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System packages the e2e suite's git clients need beyond PyPI: a JDK and Debian's JGit (tests/e2e/test_jgit.py).
+# System packages the e2e suite's git clients need beyond PyPI: a JDK and Debian's JGit (tests/e2e/test_cli_clients.py).
 # Installs only what is missing; safe to run again. (isomorphic-git comes from npm, installed by its fixture.)
 set -euo pipefail
 

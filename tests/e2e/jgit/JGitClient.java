@@ -1,5 +1,6 @@
-// A small command line around JGit (a fourth git implementation, Java: Eclipse, Gerrit, Jenkins) for the e2e tests.
-//   clone URL DIR        fetch DIR        ls-remote URL        log DIR REF
+// A small command line around JGit (Java: Eclipse, Gerrit, Jenkins) for the e2e tests, with the commands and
+// answers of ../isogit/cli.mjs:
+//   clone URL DIR        fetch DIR        log DIR REF
 //   commit DIR PATH MESSAGE [TEXT] (without TEXT: the file as it is on disk)
 //   branch DIR NAME (create and check out)
 //   push DIR REF [--force | --delete]
@@ -16,7 +17,6 @@ import java.util.Map;
 import org.eclipse.jgit.api.Git;
 import org.eclipse.jgit.lib.ObjectId;
 import org.eclipse.jgit.lib.PersonIdent;
-import org.eclipse.jgit.lib.Ref;
 import org.eclipse.jgit.revwalk.RevCommit;
 import org.eclipse.jgit.transport.CredentialsProvider;
 import org.eclipse.jgit.transport.PushResult;
@@ -55,17 +55,8 @@ public class JGitClient {
                 try (Git git = Git.open(new File(args[1]))) {
                     git.fetch().setRemote("origin").setRemoveDeletedRefs(true).setCredentialsProvider(credentials).call();
                     ObjectId main = git.getRepository().resolve("refs/remotes/origin/main");
-                    out.put("main", main == null ? null : main.name());
+                    out.put("fetchHead", main == null ? null : main.name());
                 }
-                return out;
-            }
-            case "ls-remote": {
-                Map<String, Object> refs = new LinkedHashMap<>();
-                for (Ref ref : Git.lsRemoteRepository().setRemote(args[1]).setHeads(true).setTags(true)
-                        .setCredentialsProvider(credentials).call()) {
-                    refs.put(ref.getName(), ref.getObjectId().name());
-                }
-                out.put("refs", refs);
                 return out;
             }
             case "log": {
