@@ -226,3 +226,19 @@ def test_a_hook_rejection_reaches_the_client_with_its_reason(client, small_limit
     assert outcome.status == "rejected"
     assert "object" in outcome.message and "larger than the 1048576 byte limit" in outcome.message
     assert remote_ref(git, tenant.url(repo), "refs/heads/main") == git.out("rev-parse", "HEAD", cwd=work)
+
+
+def test_a_push_of_several_mib_streams_through(client, seeded, tenant, git, tmp_path):
+    """Bodies of 1 MiB and more are streamed to receive-pack (and their pack scanned while git indexes it)
+    instead of being read whole first: the path every large push takes."""
+    repo, work = seeded
+    key = tenant.keys["agent"]
+    clone = tmp_path / "clone"
+    client.clone(tenant.plain_url(repo), clone, key)
+    payload = os.urandom(3 * 1024 * 1024)  # incompressible: the pack is as large as the file
+    (clone / "random.bin").write_bytes(payload)
+    mine = client.commit(clone, "random.bin", "3 MiB of random bytes")
+    assert client.push(clone, "main", key) == Outcome("ok")
+    assert remote_ref(git, tenant.url(repo), "refs/heads/main") == mine
+    git("pull", "-q", "--ff-only", tenant.url(repo), "main", cwd=work)
+    assert (work / "random.bin").read_bytes() == payload
