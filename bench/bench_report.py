@@ -66,11 +66,11 @@ def _burst_peaks(pooled: dict | None) -> tuple[int, int] | None:
     return None if not pooled else (pooled.get("peak_bytes"), pooled.get("peak_pss_bytes"))
 
 
-def render(info: dict, times: dict, memory: dict, memory_pss: dict, cpu: dict, idle: dict, burst: dict,
-           burst_conf: dict) -> str:
+def render(info: dict, times: dict, memory: dict, memory_pss: dict, cpu: dict, idle: dict, idle_after: dict,
+           burst: dict, burst_conf: dict) -> str:
     """times[op][target] -> list of seconds; memory[op][target] -> list of RSS peak bytes (timed runs);
     memory_pss[op][target] -> PSS peak bytes (the untimed run); cpu[op][target] -> list of server CPU seconds;
-    idle[target] -> (RSS, PSS) bytes;
+    idle[target] / idle_after[target] -> (RSS, PSS) bytes before the runs / after the transfers;
     burst[target] -> dict with latencies, failures, pushes, wall, peak_bytes, peak_pss_bytes."""
     out = ["## Git transport (`bench/git_bench.py`)", ""]
     out += [f"- date: {info['date']}", f"- machine: {info['machine']}", f"- git: {info['git']}",
@@ -117,6 +117,8 @@ def render(info: dict, times: dict, memory: dict, memory_pss: dict, cpu: dict, i
                 "| verdict |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
         rows = [("idle (before the runs)", idle.get(REF), idle.get(DRIFT), False)]
+        if idle_after:
+            rows.append(("idle (after the transfers)", idle_after.get(REF), idle_after.get(DRIFT), False))
         rows += [(TIME_TARGETS[op][0], _peaks(memory, memory_pss, op, REF), _peaks(memory, memory_pss, op, DRIFT), True)
                  for op in TIME_TARGETS if op in memory]
         if burst:
@@ -128,6 +130,17 @@ def render(info: dict, times: dict, memory: dict, memory_pss: dict, cpu: dict, i
                        f"| {_mib(drift[1])} | {_fmt_ratio(pss_ratio)} "
                        + (f"| ≤ {MEMORY_TARGET:.2f}× | {_verdict([(pss_ratio, MEMORY_TARGET)])} |" if judged
                           else "| — | — |"))
+        out += ["", "What each operation adds to its server idling after the transfers (peak PSS minus that idle "
+                "PSS; not a target: it separates the cost of the operation from the server's fixed size):", "",
+                f"| operation | {REF} | {DRIFT} | ratio |", "| --- | ---: | ---: | ---: |"]
+        idle_pss = {t: (idle_after.get(t) or (None, None))[1] for t in (REF, DRIFT)}
+        for label, ref, drift, judged in rows:
+            if not judged:
+                continue
+            added = {t: (peak[1] - idle_pss[t] if peak and peak[1] is not None and idle_pss[t] is not None else None)
+                     for t, peak in ((REF, ref), (DRIFT, drift))}
+            out.append(f"| {label} | {_mib(added[REF])} | {_mib(added[DRIFT])} "
+                       f"| {_fmt_ratio(_ratio(added[DRIFT], added[REF]))} |")
         out.append("")
     if cpu or burst:
         out += ["### Server CPU time", "",

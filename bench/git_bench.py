@@ -174,7 +174,8 @@ class Bench:
         self.memory = {op: {} for op in OPS}  # op -> target -> RSS peaks of the timed runs
         self.memory_pss = {op: {} for op in OPS}  # op -> target -> PSS peak of the untimed memory run
         self.cpu = {op: {} for op in OPS}
-        self.idle: dict[str, tuple[int, int]] = {}  # target -> (RSS sum, PSS sum)
+        self.idle: dict[str, tuple[int, int]] = {}  # target -> (RSS sum, PSS sum) before the runs
+        self.idle_after: dict[str, tuple[int, int]] = {}  # the same once every transfer has run
         self.burst: dict[str, dict] = {}
         self.source: Path | None = None
 
@@ -336,11 +337,11 @@ class Bench:
         return {"agents": self.args.agents, "pushes": self.args.pushes, "commits_per_push": self.args.commits_per_push,
                 "rounds": self.args.burst_rounds}
 
-    def measure_idle(self) -> None:
+    def measure_idle(self, into: dict[str, tuple[int, int]]) -> None:
         time.sleep(1.0)
         for target in self.targets:
             if target.pid is not None:
-                self.idle[target.name] = tree_memory(target.pid)
+                into[target.name] = tree_memory(target.pid)
 
 
 def machine_info() -> str:
@@ -416,13 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("starting servers and preparing repositories ...", flush=True)
         bench.start_servers()
-        bench.measure_idle()
+        bench.measure_idle(bench.idle)
         if not args.skip_transfers:
             bench.prepare_push_repos(args.runs + 2)
             print(f"timing {', '.join(OPS)} ({args.runs} runs after a warm-up round) ...", flush=True)
             bench.rounds()
             print("memory: one more untimed run of each, sampling PSS too ...", flush=True)
             bench.memory_round()
+            bench.measure_idle(bench.idle_after)
         if not args.skip_burst:
             print("burst of small pushes ...", flush=True)
             bench.run_bursts()
@@ -468,14 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     memory = {} if args.skip_transfers else bench.memory
     memory_pss = {} if args.skip_transfers else bench.memory_pss
     cpu = {} if args.skip_transfers else bench.cpu
-    report = render(info, times, memory, memory_pss, cpu, bench.idle, bench.burst, bench.burst_conf())
+    report = render(info, times, memory, memory_pss, cpu, bench.idle, bench.idle_after, bench.burst,
+                    bench.burst_conf())
     print()
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_section(args.output, "git_bench", report)
     raw = WORK_DIR / f"results-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     raw.write_text(json.dumps({"info": info, "times": times, "memory": memory, "memory_pss": memory_pss, "cpu": cpu,
-                               "idle": bench.idle,
+                               "idle": bench.idle, "idle_after": bench.idle_after,
                                "burst": bench.burst, "meta": meta}, indent=1))
     print(f"wrote {args.output} and {raw} in {(time.monotonic() - started) / 60:.1f} min")
     failed = any(d["failures"] for d in bench.burst.values())
