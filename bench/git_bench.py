@@ -314,10 +314,10 @@ class Bench:
                                self.git, conf["agents"], conf["pushes"], conf["commits_per_push"], server_refs,
                                pss=pss)
         lat = sorted(result.latencies)
+        pss_text = f"PSS {result.peak_pss_bytes / 2**20:.0f} MiB, " if pss else ""
         print(f"    {result.pushes} pushes in {result.wall:.1f} s, p50 {statistics.median(lat):.3f} s, "
               f"max {lat[-1]:.3f} s, {len(result.failures)} failures, peak RSS {result.peak_bytes / 2**20:.0f} MiB, "
-              + (f"PSS {result.peak_pss_bytes / 2**20:.0f} MiB, " if pss else "") +
-              f"server cpu {result.cpu_seconds:.1f} s", flush=True)
+              f"{pss_text}server cpu {result.cpu_seconds:.1f} s", flush=True)
         print("    at the peak: " + ", ".join(f"{name} {count}x {size / 2**20:.0f} MiB" for name, (count, size) in
                                             sorted(result.peak_breakdown.items(), key=lambda kv: -kv[1][1])), flush=True)
         pooled = self.burst.setdefault(target.name, {"latencies": [], "failures": [], "pushes": 0, "walls": [],
