@@ -49,6 +49,16 @@ class _LazyApplication:
                     self._app = create_application()
         return self._app
 
+    def before_fork(self) -> None:
+        """Build the application in gunicorn's master (with --preload) so that the workers share it instead of
+        each building its own copy; no database connection may cross the fork."""
+        self.load().db.dispose()
+
+    def after_fork(self) -> None:
+        """In a worker: forget any pool state inherited from the master without closing the master's sockets."""
+        if self._app is not None:
+            self._app.db.forget_connections()
+
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)
 

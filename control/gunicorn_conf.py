@@ -13,16 +13,35 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
 
 def pre_fork(server, worker):
     """With --preload (`driftstone serve` passes it for two workers or more) the master imports the code and
-    the workers fork with it, sharing its pages instead of each loading a copy. The master's objects move to
-    a generation the workers' collector never scans: a scan writes to every object it visits and would copy
-    each shared page into the worker that ran it. Each worker still builds its own application, connections
-    and threads in post_worker_init."""
+    builds the application once, and the workers fork with it, sharing those pages instead of each making its
+    own copy (tree PSS idle 97 -> 84 MiB). The master's objects then move to a generation the workers' collector
+    never scans: a scan writes to every object it visits and would copy each shared page into the worker that
+    ran it. Connections and threads are each worker's own: none is open in the master when it forks."""
+    if server.cfg.preload_app:
+        _build_before_fork(server)
     gc.collect()
     gc.freeze()
 
 
+def _build_before_fork(server):
+    prepare = getattr(server.app.wsgi(), "before_fork", None)
+    if prepare is None:
+        return
+    try:
+        prepare()
+    except Exception:  # each worker builds it again and fails to boot with the same error, as without preloading
+        server.log.exception("could not build the application before forking the workers")
+
+
+def post_fork(server, worker):
+    if server.cfg.preload_app:
+        forget = getattr(server.app.wsgi(), "after_fork", None)
+        if forget is not None:
+            forget()
+
+
 def post_worker_init(worker):
-    """Build the application before the first request instead of during it."""
+    """Build the application before the first request instead of during it (a no-op once the master built it)."""
     load = getattr(worker.wsgi, "load", None)
     if load is not None:
         load()

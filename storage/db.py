@@ -66,3 +66,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def forget_connections(self) -> None:
+        """After a fork: a fresh pool for this process, leaving the parent's connections open for the parent."""
+        self.engine.dispose(close=False)

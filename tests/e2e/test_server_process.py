@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tests.support import start_server
 
 
-def _children(pid: int) -> list[int]:
-    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()]
+def _children(pid: int, expected: int) -> list[int]:
+    """The master's children once there are `expected` of them (the first worker may answer before the
+    master has forked the next)."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+        if len(children) >= expected or time.monotonic() > deadline:
+            return children
+        time.sleep(0.05)
 
 
 def _maps_pydantic_core(pid: int) -> bool:
@@ -21,10 +29,46 @@ def test_workers_fork_from_a_master_that_has_imported_the_application(server):
     """With two workers (the default) the master imports the code before it forks (gunicorn's --preload), so
     the workers share those pages instead of each loading its own copy."""
     master = server.process.pid  # `driftstone serve` execs gunicorn: the same process
-    workers = _children(master)
+    workers = _children(master, 2)
     assert len(workers) == 2
     assert _maps_pydantic_core(master)
     assert all(_maps_pydantic_core(worker) for worker in workers)
+
+
+def _database_driver_loaded(pid: int) -> bool:
+    """The database driver's extension (sqlite3's or psycopg's) is loaded when an engine is made, not on import."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "_sqlite3." in maps or "_psycopg." in maps
+
+
+def _database_connections(pid: int, port: int = 5432) -> list[str]:
+    """Open files of `pid` that are a database: an SQLite file, or a TCP connection to PostgreSQL's port."""
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:
+            continue
+    postgres = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                postgres.add(f"socket:[{fields[9]}]")
+    return [target for target in targets if target in postgres or target.endswith((".db", ".db-wal"))]
+
+
+def test_the_master_builds_the_application_and_forks_with_no_connection_open(server, tenant, git, tmp_path):
+    """The master builds the application once (engine, routes, models) so that the workers share it; a database
+    connection inherited across the fork would be two processes talking over one socket, so none is open then.
+    Each worker opens its own."""
+    master = server.process.pid
+    assert _database_driver_loaded(master)
+    assert _database_connections(master) == []
+    repo = tenant.repo()
+    for i in range(6):  # requests spread over both workers, each checking the key in the database
+        git("clone", "--quiet", tenant.url(repo), str(tmp_path / f"clone-{i}"))
+    assert _database_connections(master) == []
 
 
 def test_a_single_worker_loads_the_code_itself(tmp_path):
@@ -33,9 +77,10 @@ def test_a_single_worker_loads_the_code_itself(tmp_path):
     server = start_server(tmp_path / "data", command=lambda port: [
         serve, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"])
     try:
-        workers = _children(server.process.pid)
+        workers = _children(server.process.pid, 1)
         assert len(workers) == 1
         assert not _maps_pydantic_core(server.process.pid)
         assert _maps_pydantic_core(workers[0])
+        assert not _database_driver_loaded(server.process.pid)
     finally:
         server.stop()
