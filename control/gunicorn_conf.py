@@ -2,7 +2,7 @@
 import gc
 import logging
 
-worker_class = "gthread"
+worker_class = "control.gunicorn_worker.HeadDeadlineWorker"  # gthread, with a deadline on request heads
 control_socket_disable = True
 timeout = 120
 graceful_timeout = 30
@@ -43,8 +43,19 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     """Build the application before the first request instead of during it (a no-op once the master built it)."""
     load = getattr(worker.wsgi, "load", None)
-    if load is not None:
-        load()
+    if load is None:
+        return
+    settings = getattr(load(), "settings", None)
+    deadlines = getattr(worker, "head_deadlines", None)
+    if settings is not None and deadlines is not None:
+        deadlines.seconds = settings.request_head_timeout
+
+
+def pre_request(worker, req):
+    """The head is in: its deadline no longer applies (the application bounds the body itself)."""
+    deadlines = getattr(worker, "head_deadlines", None)
+    if deadlines is not None:
+        deadlines.done()
 
 
 def _json_error(sock, status_int, reason, mesg):

@@ -29,6 +29,7 @@ class Settings(BaseModel):
     housekeeping_max_loose_objects: int = Field(default=6700, gt=0)
     housekeeping_max_ref_updates: int = Field(default=256, gt=0)
     request_idle_timeout: float = Field(default=120, gt=0)  # seconds a request may send (or read) nothing
+    request_head_timeout: float = Field(default=30, gt=0)  # seconds to send a request's line and headers
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
 

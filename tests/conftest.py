@@ -71,6 +71,7 @@ def small_limits_server(tmp_path_factory):
         "DRIFTSTONE_HOUSEKEEPING_MAX_PACKS": "3",
         "DRIFTSTONE_HOUSEKEEPING_MAX_REF_UPDATES": "20",
         "DRIFTSTONE_REQUEST_IDLE_TIMEOUT": "2",
+        "DRIFTSTONE_REQUEST_HEAD_TIMEOUT": "2",
     })
     yield running
     running.stop()

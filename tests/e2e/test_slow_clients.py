@@ -42,3 +42,51 @@ def test_a_stalled_api_body_gets_408_in_the_api_envelope(small_limits_server):
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), response[:300]
     assert json.loads(body)["success"] is False
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    response = b""
+    while chunk := sock.recv(65536):
+        response += chunk
+    return response
+
+
+def test_half_sent_request_heads_get_408_and_free_their_threads(small_limits_server):
+    """More connections than the server has threads (2 workers x 32) each send half a request head and stop:
+    without a deadline on heads each would hold a worker thread for as long as it stays open and the server
+    would answer nobody. Each gets a 408 once DRIFTSTONE_REQUEST_HEAD_TIMEOUT (2 s here) has passed, and the
+    server answers a normal request."""
+    connections = [socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=60) for _ in range(80)]
+    try:
+        for sock in connections:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        responses = [read_until_closed(sock) for sock in connections]
+    finally:
+        for sock in connections:
+            sock.close()
+    assert all(response.startswith(b"HTTP/1.1 408 ") for response in responses), responses[:3]
+    with socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_head_trickled_faster_than_the_idle_timeout_still_gets_408(small_limits_server):
+    """A byte every half second never trips the idle timeout (2 s); the head's deadline (2 s) ends it."""
+    with socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        started = time.monotonic()
+        sock.settimeout(0.5)
+        response = b""
+        while time.monotonic() - started < 60:
+            try:
+                sock.sendall(b"a")
+            except OSError:  # the server shut the connection after answering
+                pass
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 408 "), response[:200]

@@ -1,0 +1,76 @@
+"""gunicorn's threaded worker with a deadline for reading each request's head.
+
+gthread reads the request line and headers on a pool thread, from a blocking socket with no timeout: a client
+that sends part of a head and then nothing (or a byte now and then) holds that thread for as long as it keeps the
+connection open, and `threads` such connections per worker stop the server before any key is checked. Here a head
+must be complete within `head_timeout` seconds of a thread taking the request up; past that the worker's main
+loop answers 408 and shuts the socket, which ends the blocked read and frees the thread.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from gunicorn.workers.gthread import ThreadWorker
+
+_MESSAGE = b"the request head did not arrive in time\n"
+REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE))
+
+
+class HeadDeadlines:
+    """The sockets whose request head a pool thread is reading, each with the time it must be read by."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._reading: dict[int, tuple[socket.socket, float]] = {}  # thread id -> (socket, deadline)
+        self._lock = threading.Lock()
+
+    def start(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._reading[threading.get_ident()] = (sock, time.monotonic() + self.seconds)
+
+    def done(self) -> None:
+        """The calling thread has the whole head (or gave the request up)."""
+        with self._lock:
+            self._reading.pop(threading.get_ident(), None)
+
+    def expired(self, now: float) -> list[socket.socket]:
+        with self._lock:
+            late = [thread for thread, (_, deadline) in self._reading.items() if deadline <= now]
+            return [self._reading.pop(thread)[0] for thread in late]
+
+
+def give_up(sock: socket.socket) -> None:
+    """Tell the client why (without waiting on it) and end the read another thread is blocked in."""
+    try:
+        sock.send(REQUEST_TIMEOUT, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class HeadDeadlineWorker(ThreadWorker):
+    head_timeout = 30.0  # post_worker_init sets the application's own value
+
+    def init_process(self):
+        self.head_deadlines = HeadDeadlines(self.head_timeout)
+        super().init_process()
+
+    def handle(self, conn):
+        self.head_deadlines.start(conn.sock)
+        try:
+            return super().handle(conn)
+        finally:
+            self.head_deadlines.done()
+
+    def murder_keepalived(self, force=False):
+        """Called by the main loop at least once a second: also gives up on heads past their deadline."""
+        super().murder_keepalived(force)
+        for sock in self.head_deadlines.expired(time.monotonic()):
+            self.log.info("a request head took longer than %ss: answered 408", self.head_deadlines.seconds)
+            give_up(sock)
