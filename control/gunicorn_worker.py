@@ -68,9 +68,9 @@ class HeadDeadlineWorker(ThreadWorker):
         finally:
             self.head_deadlines.done()
 
-    def murder_keepalived(self, force=False):
+    def murder_keepalived(self, *args, **kwargs):
         """Called by the main loop at least once a second: also gives up on heads past their deadline."""
-        super().murder_keepalived(force)
+        super().murder_keepalived(*args, **kwargs)
         for sock in self.head_deadlines.expired(time.monotonic()):
             self.log.info("a request head took longer than %ss: answered 408", self.head_deadlines.seconds)
             give_up(sock)
