@@ -4,7 +4,9 @@ gthread reads the request line and headers on a pool thread, from a blocking soc
 that sends part of a head and then nothing (or a byte now and then) holds that thread for as long as it keeps the
 connection open, and `threads` such connections per worker stop the server before any key is checked. Here a head
 must be complete within `head_timeout` seconds of a thread taking the request up; past that the worker's main
-loop answers 408 and shuts the socket, which ends the blocked read and frees the thread.
+loop answers 408 and shuts the socket, which ends the blocked read and frees the thread. While more than half of
+the worker's threads wait on heads (many clients sending slowly, or someone opening connections to hold them),
+any head not in after CROWDED_GRACE seconds gets the same answer: a whole head takes a client milliseconds.
 """
 from __future__ import annotations
 
@@ -17,19 +19,21 @@ from gunicorn.workers.gthread import ThreadWorker
 _MESSAGE = b"the request head did not arrive in time\n"
 REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
                    b"Content-Length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE))
+CROWDED_GRACE = 1.0
 
 
 class HeadDeadlines:
-    """The sockets whose request head a pool thread is reading, each with the time it must be read by."""
+    """The sockets whose request head a pool thread is reading, each with the time its reading started."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, threads: int):
         self.seconds = seconds
-        self._reading: dict[int, tuple[socket.socket, float]] = {}  # thread id -> (socket, deadline)
+        self.crowd = threads // 2  # more heads than this being read at once: the grace shrinks to CROWDED_GRACE
+        self._reading: dict[int, tuple[socket.socket, float]] = {}  # thread id -> (socket, started)
         self._lock = threading.Lock()
 
     def start(self, sock: socket.socket) -> None:
         with self._lock:
-            self._reading[threading.get_ident()] = (sock, time.monotonic() + self.seconds)
+            self._reading[threading.get_ident()] = (sock, time.monotonic())
 
     def done(self) -> None:
         """The calling thread has the whole head (or gave the request up)."""
@@ -38,7 +42,8 @@ class HeadDeadlines:
 
     def expired(self, now: float) -> list[socket.socket]:
         with self._lock:
-            late = [thread for thread, (_, deadline) in self._reading.items() if deadline <= now]
+            grace = min(CROWDED_GRACE, self.seconds) if len(self._reading) > self.crowd else self.seconds
+            late = [thread for thread, (_, started) in self._reading.items() if now - started >= grace]
             return [self._reading.pop(thread)[0] for thread in late]
 
 
@@ -58,7 +63,7 @@ class HeadDeadlineWorker(ThreadWorker):
     head_timeout = 30.0  # post_worker_init sets the application's own value
 
     def init_process(self):
-        self.head_deadlines = HeadDeadlines(self.head_timeout)
+        self.head_deadlines = HeadDeadlines(self.head_timeout, self.cfg.threads)
         super().init_process()
 
     def handle(self, conn):
@@ -72,5 +77,5 @@ class HeadDeadlineWorker(ThreadWorker):
         """Called by the main loop at least once a second: also gives up on heads past their deadline."""
         super().murder_keepalived(*args, **kwargs)
         for sock in self.head_deadlines.expired(time.monotonic()):
-            self.log.info("a request head took longer than %ss: answered 408", self.head_deadlines.seconds)
+            self.log.info("a request head did not arrive in time: answered 408")
             give_up(sock)

@@ -90,3 +90,22 @@ def test_a_head_trickled_faster_than_the_idle_timeout_still_gets_408(small_limit
                 break
             response += chunk
     assert response.startswith(b"HTTP/1.1 408 "), response[:200]
+
+
+def test_a_crowd_of_half_sent_heads_is_cut_short_and_a_real_request_gets_through(server):
+    """200 connections, more than both workers' 64 threads, send half a head each (the default server: heads get
+    30 s). Once more than half of a worker's threads wait on heads, a head not in after 1 s gets its 408, so a
+    real request sent behind them is answered well before 30 s, where the per-head deadline alone would have
+    let the crowd hold every thread. (The last few of a worker's crowd, no longer a crowd, get the full 30 s.)"""
+    connections = [socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(200)]
+    try:
+        for sock in connections:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=25) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
+        assert read_until_closed(connections[0]).startswith(b"HTTP/1.1 408 ")  # the oldest: in the first cut
+    finally:
+        for sock in connections:
+            sock.close()
