@@ -1,4 +1,5 @@
 """gunicorn settings for `driftstone serve` (production defaults; the CLI passes bind/workers/threads)."""
+import errno
 import gc
 import logging
 
@@ -52,10 +53,11 @@ def post_worker_init(worker):
 
 
 def pre_request(worker, req):
-    """The head is in: its deadline no longer applies (the application bounds the body itself)."""
+    """The head is in: its deadline no longer applies (the application bounds the body itself). A head that came
+    in just as the worker gave up on it is not served: its client already has a 408 and a closed connection."""
     deadlines = getattr(worker, "head_deadlines", None)
-    if deadlines is not None:
-        deadlines.done()
+    if deadlines is not None and not deadlines.done():
+        raise BrokenPipeError(errno.EPIPE, "the request head arrived after its deadline")
 
 
 def _json_error(sock, status_int, reason, mesg):

@@ -109,3 +109,29 @@ def test_a_crowd_of_half_sent_heads_is_cut_short_and_a_real_request_gets_through
     finally:
         for sock in connections:
             sock.close()
+
+
+def test_a_connection_silent_longer_than_the_head_timeout_is_still_served(small_limits_server):
+    """The head's time starts with its first bytes: a client that connects and only sends its request 3 s later
+    (the head timeout is 2 s here) gets its answer, as it did before heads had a deadline."""
+    with socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=30) as sock:
+        time.sleep(3)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_silent_connections_do_not_make_a_crowd(small_limits_server):
+    """40 connections that have sent nothing (20 a worker, more than half its 32 threads) are not heads being
+    read: a real client whose head comes in two parts 1.5 s apart (under the 2 s head timeout, over the
+    crowd's 1 s) is served."""
+    silent = [socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=30) for _ in range(40)]
+    try:
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            time.sleep(1.5)
+            sock.sendall(b"Connection: close\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in silent:
+            sock.close()

@@ -62,7 +62,28 @@ def test_a_head_read_in_full_is_forgotten():
     deadlines = HeadDeadlines(30, threads=32)
     a, b = socket.socketpair()
     deadlines.start(a)
-    deadlines.done()
+    assert deadlines.done() is True
     assert deadlines.expired(time.monotonic() + 60) == []
     a.close()
     b.close()
+
+
+def test_a_head_completed_just_after_it_was_given_up_on_is_not_served():
+    """The main loop gave up (and answered 408) a moment before the reading thread got the whole head."""
+    deadlines = HeadDeadlines(30, threads=32)
+    a, b = socket.socketpair()
+    deadlines.start(a)
+    assert deadlines.expired(time.monotonic() + 31) == [a]
+    assert deadlines.done() is False
+    deadlines.start(a)  # the same thread's next request starts clean
+    assert deadlines.done() is True
+    a.close()
+    b.close()
+
+
+def test_one_thread_reading_a_head_is_no_crowd_even_with_one_or_two_threads():
+    for threads in (1, 2, 3):
+        deadlines = HeadDeadlines(30, threads=threads)
+        (sock,) = _reading_in_threads(deadlines, 1)
+        assert deadlines.expired(time.monotonic() + CROWDED_GRACE + 0.1) == []
+        sock.close()
