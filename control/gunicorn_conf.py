@@ -1,5 +1,4 @@
 """gunicorn settings for `driftstone serve` (production defaults; the CLI passes bind/workers/threads)."""
-import errno
 import gc
 import logging
 
@@ -47,17 +46,13 @@ def post_worker_init(worker):
     if load is None:
         return
     settings = getattr(load(), "settings", None)
-    deadlines = getattr(worker, "head_deadlines", None)
-    if settings is not None and deadlines is not None:
-        deadlines.seconds = settings.request_head_timeout
+    if settings is not None and hasattr(worker, "use_head_timeout"):
+        worker.use_head_timeout(settings.request_head_timeout)
 
 
 def pre_request(worker, req):
-    """The head is in: its deadline no longer applies (the application bounds the body itself). A head that came
-    in just as the worker gave up on it is not served: its client already has a 408 and a closed connection."""
-    deadlines = getattr(worker, "head_deadlines", None)
-    if deadlines is not None and not deadlines.done():
-        raise BrokenPipeError(errno.EPIPE, "the request head arrived after its deadline")
+    if hasattr(worker, "head_received"):
+        worker.head_received()
 
 
 def _json_error(sock, status_int, reason, mesg):

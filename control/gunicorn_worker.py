@@ -10,6 +10,7 @@ any head not in after CROWDED_GRACE seconds gets the same answer: a whole head t
 """
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -67,11 +68,20 @@ def give_up(sock: socket.socket) -> None:
 
 
 class HeadDeadlineWorker(ThreadWorker):
-    head_timeout = 30.0  # post_worker_init sets the application's own value
-
     def init_process(self):
-        self.head_deadlines = HeadDeadlines(self.head_timeout, self.cfg.threads)
+        self.head_deadlines = HeadDeadlines(30.0, self.cfg.threads)
         super().init_process()
+
+    def use_head_timeout(self, seconds: float) -> None:
+        """The application's setting (gunicorn_conf.post_worker_init)."""
+        self.head_deadlines.seconds = seconds
+
+    def head_received(self) -> None:
+        """gunicorn_conf.pre_request: the head is in and its deadline no longer applies (the application bounds
+        the body itself). A head that came in just as the worker gave up on it is not served: its client already
+        has a 408 and a closed connection."""
+        if not self.head_deadlines.done():
+            raise BrokenPipeError(errno.EPIPE, "the request head arrived after its deadline")
 
     def handle(self, conn):
         self._start_head_deadline(conn)

@@ -9,6 +9,13 @@ import time
 from tests.support import pkt
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    response = b""
+    while chunk := sock.recv(65536):
+        response += chunk
+    return response
+
+
 def stalled(server, path: str, key: str, content_type: str, partial: bytes) -> tuple[float, bytes]:
     """Send the headers of a 10,000-byte body but only `partial` of it; returns (seconds to close, response)."""
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
@@ -16,9 +23,7 @@ def stalled(server, path: str, key: str, content_type: str, partial: bytes) -> t
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         sock.sendall(head + partial)
         started = time.monotonic()
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
+        response = read_until_closed(sock)
         return time.monotonic() - started, response
 
 
@@ -42,13 +47,6 @@ def test_a_stalled_api_body_gets_408_in_the_api_envelope(small_limits_server):
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), response[:300]
     assert json.loads(body)["success"] is False
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    response = b""
-    while chunk := sock.recv(65536):
-        response += chunk
-    return response
 
 
 def test_half_sent_request_heads_get_408_and_free_their_threads(small_limits_server):
