@@ -24,6 +24,7 @@ from .body import BodyError, request_chunks
 from .git_process import GitProcess
 from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
+from .pktline import FLUSH
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, text_response
 from .push_report import PushCommands, ReportFilter
 from .routing import GitRoute, match_git_route
@@ -111,9 +112,11 @@ class GitHttpApp:
             body = _request_body(environ, UPLOAD_PACK_REQUEST_LIMIT)
         except BodyError as error:
             return text_response(start_response, "400 Bad Request", f"error: {error}")
+        headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
+        if _is_probe(body):
+            return _empty_result(start_response, headers)
         process = GitProcess(repo_path, ["upload-pack", "--stateless-rpc", "."], env)
         process.feed(body)
-        headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
         return _respond(start_response, process, headers)
 
     def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
@@ -123,6 +126,9 @@ class GitHttpApp:
             body = _request_body(environ, self.settings.max_push_size + 1024 * 1024)
         except BodyError as error:
             return text_response(start_response, "400 Bad Request", f"error: {error}")
+        headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
+        if _is_probe(body):
+            return _empty_result(start_response, headers)
         commands = PushCommands()
         ctx = replace(ctx, pack_scans=PackScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
@@ -135,7 +141,6 @@ class GitHttpApp:
             channel.start()
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
             ctx.repo_path, process, ctx.pack_scans, self.settings.max_object_size))
-        headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
 
         def after(filter_: ReportFilter) -> bytes:
             channel.close()  # joins the hook thread: its verdict is final once git has exited
@@ -204,6 +209,17 @@ def _request_body(environ, limit: int) -> Iterable[bytes]:
     if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT and not environ.get("HTTP_CONTENT_ENCODING"):
         return list(_streamed_body(environ, limit))
     return _streamed_body(environ, limit)
+
+
+def _is_probe(body: Iterable[bytes]) -> bool:
+    """git's client sends a lone flush packet before a request too large to resend (http.postBuffer), to learn
+    whether the server answers; git's reply to it is always empty, so no git process is started for it."""
+    return isinstance(body, list) and b"".join(body) == FLUSH
+
+
+def _empty_result(start_response, headers):
+    start_response("200 OK", [*headers, ("Content-Length", "0")])
+    return []
 
 
 def _streamed_body(environ, limit: int) -> Iterator[bytes]:
