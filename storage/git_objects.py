@@ -16,6 +16,7 @@ from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
+from .errors import Conflict
 from .git_env import GIT, clean_git_env
 
 FILE_MODE = 0o100644
@@ -169,28 +170,61 @@ def write_blob_stream(repo_path: Path, source: BinaryIO) -> str:
 Change = tuple[int, str] | None  # (mode, blob sha) to write, None to delete
 
 
+class PathClash(Conflict):
+    """A change would write a file where another change, or a file that stays, needs a directory (or the
+    reverse): applying it would silently drop one of them."""
+
+
+class _Dir(dict):
+    """Changes below one directory; `replaces`: the path's old entry is deleted first (a file becoming a
+    directory, or a directory rebuilt from scratch)."""
+    replaces = False
+
+
 def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]) -> bytes:
-    """A new tree: `base_tree` with `changes` applied (paths use '/'); empty directories disappear."""
-    nested: dict = {}
-    for path, change in changes.items():
-        parts = [p for p in path.split("/") if p]
+    """A new tree: `base_tree` with `changes` applied (paths use '/'); empty directories disappear.
+
+    Raises PathClash rather than let one change overwrite another: a file and a path inside it both written, a
+    path written inside a file that stays (deleting the file in the same changes makes way for it), or a file
+    written over a directory."""
+    nested = _Dir()
+    for path, change in sorted(changes.items(), key=lambda item: item[1] is not None):  # deletions first
+        parts = [p.encode("utf-8", "surrogateescape") for p in path.split("/") if p]
         node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part.encode("utf-8", "surrogateescape"), {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{path}: a parent is also being written as a file")
-        node[parts[-1].encode("utf-8", "surrogateescape")] = change
-    new_sha = _apply(repo, base_tree, nested)
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part, _Dir())
+            if child is None:  # a deleted file becomes this directory
+                child = _Dir()
+                child.replaces = True
+            if not isinstance(child, _Dir):
+                raise PathClash(f"{path!r} cannot be written: {_joined(parts[:depth + 1])!r} is written as a file",
+                                {"path": path, "file": _joined(parts[:depth + 1])})
+            node[part] = node = child
+        leaf = parts[-1]
+        if isinstance(node.get(leaf), _Dir):
+            raise PathClash(f"{path!r} cannot be written as a file: paths inside it are written too",
+                            {"path": path})
+        node[leaf] = change
+    new_sha = _apply(repo, base_tree, nested, b"")
     return new_sha if new_sha is not None else _empty_tree(repo)
 
 
-def _apply(repo: Repo, tree_sha: bytes | None, nested: dict) -> bytes | None:
+def _joined(parts: list[bytes]) -> str:
+    return b"/".join(parts).decode("utf-8", "surrogateescape")
+
+
+def _apply(repo: Repo, tree_sha: bytes | None, nested: _Dir, prefix: bytes) -> bytes | None:
     tree = repo.object_store[tree_sha].copy() if tree_sha else Tree()
     for name, change in nested.items():
         existing = tree[name] if name in tree else None
-        if isinstance(change, dict):
-            sub_base = existing[1] if existing and stat.S_ISDIR(existing[0]) else None
-            sub = _apply(repo, sub_base, change)
+        if isinstance(change, _Dir):
+            is_dir = existing is not None and stat.S_ISDIR(existing[0])
+            if existing is not None and not is_dir and not change.replaces:
+                path = (prefix + name).decode("utf-8", "surrogateescape")
+                raise PathClash(f"{path!r} is a file: nothing can be written inside it unless it is deleted",
+                                {"path": path})
+            sub_base = existing[1] if is_dir and not change.replaces else None
+            sub = _apply(repo, sub_base, change, prefix + name + b"/")
             if sub is None:
                 if name in tree:
                     del tree[name]
@@ -200,6 +234,9 @@ def _apply(repo: Repo, tree_sha: bytes | None, nested: dict) -> bytes | None:
             if name in tree:
                 del tree[name]
         else:
+            if existing is not None and stat.S_ISDIR(existing[0]):
+                path = (prefix + name).decode("utf-8", "surrogateescape")
+                raise PathClash(f"{path!r} is a directory: a file cannot replace it", {"path": path})
             mode, sha = change
             tree[name] = (mode, sha.encode())
     if not len(tree):

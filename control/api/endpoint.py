@@ -181,6 +181,8 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
         def view(**path_params):
             if any("\x00" in value for value in path_params.values()):
                 raise NotFound("no such resource")  # no stored name contains NUL (PostgreSQL text cannot)
+            if raw_body and request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                raise UnsupportedMediaType("the body is the file's raw bytes; Content-Encoding is not accepted")
             context: AppContext = current_app.config["DRIFTSTONE"]
             with context.db.session() as session:
                 principal = authenticate(session, scope) if scope else None

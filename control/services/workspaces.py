@@ -112,10 +112,40 @@ class _Counted:
         return chunk
 
 
+def _refuse_file_dir_clash(session: Session, app, repo: Repository, workspace: Workspace, path: str) -> None:
+    """A file may not go inside something that is a file in this workspace, nor where a directory is: the
+    commit could only keep one of the two (git_objects.edit_tree refuses it there too)."""
+    parts = path.split("/")
+    ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    rows = {row.path: row for row in session.scalars(select(WorkspaceFile).where(
+        WorkspaceFile.workspace_id == workspace.id, WorkspaceFile.path.in_(ancestors)))} if ancestors else {}
+    with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+        in_head = git_objects.PathLookup(git_repo, workspace.current_commit)
+        head_visible = True  # until an ancestor is deleted in the overlay: what the base had below it is gone
+        for ancestor in ancestors:
+            row = rows.get(ancestor)
+            if row is not None:
+                is_file, head_visible = row.blob_sha is not None, head_visible and row.blob_sha is not None
+            else:
+                found = in_head(ancestor) if head_visible else None
+                is_file = found is not None and found.kind != "tree"
+            if is_file:
+                raise Conflict(f"{path!r} cannot be written: {ancestor!r} is a file in this workspace",
+                               {"path": path, "file": ancestor})
+        below = session.scalar(select(WorkspaceFile.path).where(
+            WorkspaceFile.workspace_id == workspace.id, WorkspaceFile.blob_sha.is_not(None),
+            WorkspaceFile.path.startswith(path + "/", autoescape=True)).limit(1))
+        found = in_head(path) if head_visible else None
+        if below is not None or (found is not None and found.kind == "tree"):
+            raise Conflict(f"{path!r} is a directory in this workspace: a file cannot replace it",
+                           {"path": path})
+
+
 def write_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, body: BinaryIO,
                now) -> WorkspaceFile:
     checked_path(path)
     _refuse_if_locked(session, repo, workspace, path, now)
+    _refuse_file_dir_clash(session, app, repo, workspace, path)
     counted = _Counted(body, app.settings.max_object_size)
     blob_sha = git_objects.write_blob_stream(app.store.path_for(repo.id), counted)
     entry = _overlay_entry(session, workspace, path) or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id,

@@ -331,3 +331,43 @@ def test_files_over_the_read_limit_are_refused_not_loaded(server, tenant, seeded
     found = dojo("GET", f"/workspaces/{ws}/search", params={"q": "needle"})
     assert found.status_code == 200
     assert [hit["path"] for hit in found.json()["results"]] == ["small.txt"]
+
+
+def test_a_file_and_a_path_inside_it_never_both_reach_a_commit(server, tenant, git, tmp_path, seeded):
+    """A commit could keep only one of them: the write that would make the clash is refused (409) and the
+    overlay keeps what it had; deleting a file first makes way for a directory of the same name."""
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "clash"}).json()["workspace"]["id"]
+    put = lambda path, data=b"x\n": dojo("PUT", f"/workspaces/{ws}/files/{path}", data=data)  # noqa: E731
+    assert put("src/auth.ts", b"export const auth = 1;\n").status_code == 200
+    assert put("notes/todo.md").status_code == 200
+    assert put("draft.txt").status_code == 200
+    for path in ("src", "notes", "README.md/sub", "draft.txt/inner", "src/app.ts/x"):
+        refused = put(path)
+        assert refused.status_code == 409, (path, refused.text)
+        assert refused.json()["code"] == "conflict" and "success" not in refused.json()
+    assert dojo("GET", f"/workspaces/{ws}/status").json() == {
+        "added": ["draft.txt", "notes/todo.md", "src/auth.ts"], "modified": [], "deleted": []}
+
+    assert dojo("DELETE", f"/workspaces/{ws}/files/README.md").status_code == 200
+    assert put("README.md/index.md", b"# now a directory\n").status_code == 200
+    committed = dojo("POST", f"/workspaces/{ws}/commit", {"message": "file to directory"})
+    assert committed.status_code == 201, committed.text
+    clone = tmp_path / "clone"
+    git("clone", "-q", "--branch", "main", tenant.url(repo), str(clone))
+    git("fetch", "-q", "origin", committed.json()["commit"]["sha"], cwd=clone)
+    files = set(git.out("ls-tree", "-r", "--name-only", "FETCH_HEAD", cwd=clone).splitlines())
+    assert files == {"README.md/index.md", "draft.txt", "notes/todo.md", "package.json", "src/app.ts",
+                     "src/auth.ts", "src/old-auth.ts"}
+
+
+def test_a_compressed_overlay_write_is_refused_not_stored_compressed(server, tenant, seeded):
+    import gzip
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "gzip"}).json()["workspace"]["id"]
+    refused = requests.put(f"{dojo.base}/workspaces/{ws}/files/hello.txt", data=gzip.compress(b"hello\n"),
+                           headers={**dojo.headers, "Content-Encoding": "gzip"}, timeout=60)
+    assert refused.status_code == 415 and refused.json()["code"] == "unsupported_media_type"
+    assert dojo("GET", f"/workspaces/{ws}/files/hello.txt").status_code == 404

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field
 from control.services import repos as repo_service
 from control.services import uploads as upload_service
 
-from ..endpoint import Call, UnsupportedMediaType, endpoint
+from ..endpoint import Call, endpoint
 from .common import BRANCH_NAME_PATTERN, Timestamp, WireModel
 from .contents import PATH_PATTERN, PATH_RULES
 
@@ -111,8 +111,6 @@ def complete_upload(call: Call, repo: str, upload: str):
 @endpoint(bp, "PUT", BLOB_ROUTE, summary="Upload one file's bytes to its signed URL (no API key)", scope=None,
           query=SignedQuery, response=ReceivedFileOut, raw_body=True)
 def put_blob(call: Call, storage_path: str, query: SignedQuery):
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("upload bodies are the file's raw bytes; Content-Encoding is not accepted")
     received = upload_service.receive_file(call.session, call.context, storage_path, query.file_id, query.expires,
                                            query.signature, _body_chunks(), request.content_length)
     return ReceivedFileOut(file_id=received.id, name=received.name, hash=received.received_sha256,
