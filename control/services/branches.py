@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
@@ -69,7 +70,10 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
         row = Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=None, status="creating",
                      base_branch=base_branch, head_identifier=None)
         session.add(row)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # the same record created at the same moment: the check above raced that insert
+            raise Conflict(f"branch {name!r} already exists", {"branch": name}) from None
         return _view(name, None, row)
     ctx = change_context(app, repo, actor, "api")
     apply_ref_change(ctx, RefUpdate(old=ZERO_SHA, new=start, ref=f"refs/heads/{name}"), session=session)

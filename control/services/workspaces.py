@@ -25,6 +25,7 @@ from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
+from .repos import serialize_changes
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
@@ -38,6 +39,7 @@ def create_workspace(session: Session, app, repo: Repository, actor: Principal, 
     if not _NAME.match(name or "") or ".." in name or branch_name_problem(f"stacks/{name}"):
         # the name becomes the branch stacks/<name> when the workspace is submitted: refuse it now, not then
         raise Invalid(f"invalid workspace name {name!r}", {"fields": [{"loc": "name", "msg": "invalid name"}]})
+    serialize_changes(session, repo)
     taken = session.scalar(select(Workspace.id).where(Workspace.repo_id == repo.id, Workspace.name == name,
                                                       Workspace.status == "active"))
     if taken:

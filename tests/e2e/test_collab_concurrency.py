@@ -58,3 +58,59 @@ def test_eight_workspaces_merge_into_one_base(server, tenant, git, tmp_path):
     for i in conflicted:
         assert results[i]["merge"]["conflicts"] == ["shared.txt"]
         assert not (clone / f"agents/{i}.txt").exists()
+
+
+def _at_once(count: int, request) -> list[requests.Response]:
+    """`request(i)` from `count` threads released together; every response."""
+    barrier = threading.Barrier(count)
+    responses: list = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        responses[i] = request(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return responses
+
+
+def test_one_of_eight_simultaneous_locks_on_the_same_paths_wins(server, tenant, git, tmp_path):
+    """Checking for an overlapping lock and inserting one happen as one step: sent at once, exactly one
+    workspace gets the lock and the others a 423 naming it (3-8 of them used to hold it together)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"shared/a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
+    workspaces = [requests.post(dojo, json={"name": f"w{i}"}, headers=headers, timeout=60).json()["workspace"]["id"]
+                  for i in range(8)]
+    responses = _at_once(8, lambda i: requests.post(f"{dojo}/{workspaces[i]}/lock", json={"patterns": ["shared/*"]},
+                                                    headers=headers, timeout=60))
+    assert sorted(r.status_code for r in responses) == [201] + [423] * 7, [r.text for r in responses]
+    held = requests.get(f"{server.url}/v1/repos/{repo}/locks", headers=headers, timeout=60).json()["data"]
+    assert len(held) == 1
+
+
+def test_one_of_eight_simultaneous_workspaces_with_one_name_is_created(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
+    responses = _at_once(8, lambda i: requests.post(dojo, json={"name": "same"}, headers=headers, timeout=60))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 7, [r.text for r in responses]
+    listed = requests.get(dojo, headers=headers, timeout=60).json()["workspaces"]
+    assert [w["name"] for w in listed] == ["same"]
+
+
+def test_simultaneous_record_only_branches_with_one_name_get_409_not_500(server, tenant):
+    repo = tenant.repo()
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    url = f"{server.url}/v1/repos/{repo}/branches"
+    responses = _at_once(8, lambda i: requests.post(url, json={"name": "rec", "recordOnly": True}, headers=headers,
+                                                    timeout=60))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 7, [r.text for r in responses]
+    assert all(r.json()["code"] == "conflict" for r in responses if r.status_code == 409)
