@@ -123,7 +123,10 @@ def _refuse_nul_strings(raw: bytes) -> None:
             found.append(loc or "body")
         elif isinstance(value, dict):
             for key, item in value.items():
-                walk(item, f"{loc}.{key}" if loc else str(key))
+                where = f"{loc}.{key}" if loc else str(key)
+                if "\x00" in key:
+                    found.append(where)
+                walk(item, where)
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 walk(item, f"{loc}.{index}" if loc else str(index))

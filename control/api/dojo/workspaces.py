@@ -11,7 +11,7 @@ from control.services import locks as lock_service
 from control.services import stacks as stack_service
 from control.services import workspaces as workspace_service
 
-from ..driftstone.contents import PATH_PATTERN, PATH_RULES
+from ..driftstone.contents import PATH_PATTERN, PATH_RULES, Intent, intent_field
 from ..endpoint import Call, endpoint
 from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, utc, workspace_out
 
@@ -67,7 +67,7 @@ class CommitRequest(DojoModel):
     message: str = Field(min_length=1, max_length=100000)
     author_name: str = Field(default="agent", min_length=1, max_length=200)
     author_email: str = Field(default="agent@driftstone.local", min_length=1, max_length=320)
-    intent: dict[str, Any] | None = None
+    intent: Intent | None = intent_field()
 
 
 class DojoCommitOut(DojoModel):

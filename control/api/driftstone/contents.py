@@ -99,6 +99,14 @@ ONE_LINE = r"^[^\x00-\x1f\x7f]+(?![\s\S])"  # no control characters (no newlines
 IntentValue = Union[Annotated[str, StringConstraints(max_length=2000), *_text(NO_NUL, "no NUL characters")],
                     bool, int, float]
 Intent = Annotated[dict[str, IntentValue], AfterValidator(_checked_intent)]
+
+
+def intent_field():
+    """An optional `Intent` body field, documented with the rules `_checked_intent` enforces."""
+    return Field(default=None, json_schema_extra={"maxProperties": 50,
+                                                  "propertyNames": {"pattern": INTENT_KEY_PATTERN, "maxLength": 64}},
+                 description="stored with the commit and as `Intent-<Key>: value` trailers (goal -> Intent-Goal): "
+                             "up to 50 keys (a letter, then letters, digits, '_' or '-'), scalar values")
 Mode = Literal["100644", "100755"]
 
 
@@ -170,10 +178,7 @@ class CreateCommit(WireModel):
     expected_head_sha: str | None = Field(default=None, pattern=SHA)
     message: Annotated[str, StringConstraints(min_length=1, max_length=65536), *_text(NO_NUL, "no NUL characters")]
     author: Author | None = Field(default=None, description="default: agent <agent@driftstone.local>")
-    intent: Intent | None = Field(
-        default=None, json_schema_extra={"maxProperties": 50,
-                                         "propertyNames": {"pattern": INTENT_KEY_PATTERN, "maxLength": 64}},
-        description="stored with the commit and as `Intent-<Key>: value` trailers (goal -> Intent-Goal)")
+    intent: Intent | None = intent_field()
     operations: list[FileOperationIn] = Field(min_length=1, max_length=1000)
 
 
