@@ -75,7 +75,8 @@ def _json_error(sock, status_int, reason, mesg):
 
 
 class _RedactKeys(logging.Filter):
-    """gunicorn logs a request it cannot parse with the offending text, which may hold a key."""
+    """gunicorn logs a request it cannot parse with the offending text, and the access log each request line:
+    either may hold a key (a client that put it in the URL)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from storage.key_format import redact_keys
@@ -89,4 +90,5 @@ def on_starting(server):
     from gunicorn import util
 
     util.write_error = _json_error
-    logging.getLogger("gunicorn.error").addFilter(_RedactKeys())
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logging.getLogger(name).addFilter(_RedactKeys())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import socket
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -141,3 +142,20 @@ def test_a_key_in_a_header_gunicorn_cannot_parse_is_not_echoed_or_logged(server,
         assert key.encode() not in response and basic.encode() not in response and b"[redacted]" in response
     time.sleep(0.5)
     assert key not in server.log_text() and basic not in server.log_text()
+
+
+def test_a_key_put_in_a_url_is_not_written_to_the_access_log(server, tenant):
+    """Keys belong in headers, but a client may put one in a query string (or a path): the request is refused
+    and its access-log line carries the key blanked out."""
+    key = tenant.keys["admin"]
+    marker = uuid.uuid4().hex
+    assert requests.get(f"{server.url}/v1/repos", params={"access_token": key, "m": marker},
+                        timeout=30).status_code == 401
+    assert requests.get(f"{server.url}/{tenant.org}/x.git/info/refs", params={"k": key, "m": marker},
+                        timeout=30).status_code == 401
+    deadline = time.monotonic() + 10
+    while server.log_text().count(marker) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in server.log_text().splitlines() if marker in line]
+    assert len(lines) == 2, lines
+    assert all(key not in line and "[redacted]" in line for line in lines), lines
