@@ -67,9 +67,27 @@ class Call:
         return (self.context.settings.public_url or request.host_url).rstrip("/")
 
 
+MAX_FIELD_ERRORS = 50
+MAX_TEXT_CHARS = 300
+
+
+def field_errors(fields: list[dict]) -> dict:
+    """The `details` of a 422: the first MAX_FIELD_ERRORS problems and how many more there were, so a small
+    body with a million bad keys gets a small answer; a location or message quoting a huge key is cut short."""
+    shown = [{**field, "loc": _short(field["loc"]), "msg": _short(field["msg"])} for field in fields[:MAX_FIELD_ERRORS]]
+    details: dict = {"fields": shown}
+    if len(fields) > MAX_FIELD_ERRORS:
+        details["omittedFields"] = len(fields) - MAX_FIELD_ERRORS
+    return details
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + "..."
+
+
 def validation_details(error: ValidationError) -> dict:
-    return {"fields": [{"loc": ".".join(str(p) for p in e["loc"]) or "body", "msg": e["msg"], "type": e["type"]}
-                       for e in error.errors(include_url=False, include_context=False, include_input=False)]}
+    return field_errors([{"loc": ".".join(str(p) for p in e["loc"]) or "body", "msg": e["msg"], "type": e["type"]}
+                         for e in error.errors(include_url=False, include_context=False, include_input=False)])
 
 
 def _normalized_json(raw: bytes) -> bytes:
@@ -133,8 +151,8 @@ def _refuse_nul_strings(raw: bytes) -> None:
 
     walk(document, "")
     if found:
-        raise Invalid("strings may not contain NUL", {"fields": [
-            {"loc": loc, "msg": "may not contain NUL", "type": "string_nul"} for loc in found]})
+        raise Invalid("strings may not contain NUL", field_errors(
+            [{"loc": loc, "msg": "may not contain NUL", "type": "string_nul"} for loc in found]))
 
 
 def parse_body(model: type[BaseModel]) -> BaseModel:
