@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
-from storage.errors import Conflict, NotFound
+from storage.errors import Conflict, Forbidden, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Branch, BranchProtection, Repository
@@ -35,7 +35,11 @@ def repo_slug(name: str) -> str:
 
 
 def create_repo(session: Session, store: RepoStore, org_id: str, name: str, description: str | None = None,
-                default_branch: str = "main") -> Repository:
+                default_branch: str = "main", creator: Principal | None = None) -> Repository:
+    """`creator`: the key asking (None: the CLI). A key limited to some repositories could not see the new one,
+    so only a key that reaches every repository of the organization may create one."""
+    if creator is not None and creator.repo_ids is not None:
+        raise Forbidden("a key limited to some repositories cannot create repositories")
     slug = checked_slug(repo_slug(name), "repository")
     exists = session.scalar(select(Repository.id).where(
         Repository.org_id == org_id, Repository.slug == slug, Repository.deleted_at.is_(None)))

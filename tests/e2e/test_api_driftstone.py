@@ -182,6 +182,16 @@ def test_a_repo_limited_key_cannot_make_or_revoke_a_broader_key(server, tenant):
     assert api(server, admin, "GET", f"/v1/repos/{other}").status_code == 200
 
 
+def test_a_repo_limited_key_cannot_create_a_repository_it_could_not_see(server, tenant):
+    admin = tenant.keys["admin"]
+    limited = api(server, admin, "POST", "/v1/keys", {"name": "lim", "scope": "admin",
+                                                      "repos": [tenant.repo()]}).json()["data"]["key"]
+    refused = api(server, limited, "POST", "/v1/repos", {"name": "taken-by-a-limited-key"})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    assert api(server, admin, "GET", "/v1/repos/taken-by-a-limited-key").status_code == 404
+    assert api(server, admin, "POST", "/v1/repos", {"name": "taken-by-a-limited-key"}).status_code == 201
+
+
 def test_health_and_readiness(server):
     assert requests.get(server.url + "/healthz", timeout=10).json() == {"success": True, "data": {"status": "ok", "checks": None}}
     ready = requests.get(server.url + "/readyz", timeout=10).json()

@@ -54,7 +54,8 @@ def repo_out(call: Call, repo, org: str | None = None) -> RepoOut:
 @endpoint(bp, "POST", "/v1/repos", summary="Create a repository", scope="admin", body=CreateRepo,
           response=RepoOut, status=201)
 def create_repo(call: Call, body: CreateRepo):
-    repo = repo_service.create_repo(call.session, call.context.store, call.org_id, body.name, body.description)
+    repo = repo_service.create_repo(call.session, call.context.store, call.org_id, body.name, body.description,
+                                    creator=call.principal)
     return repo_out(call, repo)
 
 
