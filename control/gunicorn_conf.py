@@ -2,7 +2,7 @@
 import gc
 import logging
 
-worker_class = "control.gunicorn_worker.HeadDeadlineWorker"  # gthread, with a deadline on request heads
+worker_class = "control.gunicorn_worker.DeadlineWorker"  # gthread, with a deadline on heads, a minimum body rate
 control_socket_disable = True
 timeout = 120
 graceful_timeout = 30
@@ -46,13 +46,13 @@ def post_worker_init(worker):
     if load is None:
         return
     settings = getattr(load(), "settings", None)
-    if settings is not None and hasattr(worker, "use_head_timeout"):
-        worker.use_head_timeout(settings.request_head_timeout)
+    if settings is not None and hasattr(worker, "use_limits"):
+        worker.use_limits(settings.request_head_timeout, settings.request_body_grace, settings.request_body_min_rate)
 
 
 def pre_request(worker, req):
     if hasattr(worker, "head_received"):
-        worker.head_received()
+        worker.head_received(req)
 
 
 def _json_error(sock, status_int, reason, mesg):

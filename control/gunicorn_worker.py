@@ -1,4 +1,4 @@
-"""gunicorn's threaded worker with a deadline for reading each request's head.
+"""gunicorn's threaded worker with a deadline for reading each request's head and a minimum rate for its body.
 
 gthread reads the request line and headers on a pool thread, from a blocking socket with no timeout: a client
 that sends part of a head and then nothing (or a byte now and then) holds that thread for as long as it keeps the
@@ -7,6 +7,12 @@ must be complete within `head_timeout` seconds of its first bytes; past that the
 and shuts the socket, which ends the blocked read and frees the thread. While more than half of
 the worker's threads wait on heads (many clients sending slowly, or someone opening connections to hold them),
 any head not in after CROWDED_GRACE seconds gets the same answer: a whole head takes a client milliseconds.
+
+A body is bounded as Apache's mod_reqtimeout does (`body=..., MinRate=...`): the time the worker spends waiting
+on the client for body bytes may reach `grace` seconds plus one second per `min_rate` bytes received. The socket's
+idle timeout ends a body that stops; this ends one trickled a byte at a time just inside that timeout, which
+would otherwise hold its thread for as long as the sender likes. Only time blocked in recv() counts: a push that
+waits while git works through what it already sent is not slow.
 """
 from __future__ import annotations
 
@@ -55,6 +61,67 @@ class HeadDeadlines:
             return [self._reading.pop(thread)[0] for thread in late]
 
 
+class BodyMeter:
+    """Stands in for a request's socket in gunicorn's reader: counts the bytes received and the time spent
+    waiting for them. Everything else goes to the socket."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.received = 0
+        self.waited = 0.0
+        self.waiting_since: float | None = None
+
+    def recv(self, size: int, *flags) -> bytes:
+        self.waiting_since = started = time.monotonic()
+        try:
+            data = self.sock.recv(size, *flags)
+        finally:
+            self.waiting_since = None
+            self.waited += time.monotonic() - started
+        self.received += len(data)
+        return data
+
+    def waited_until(self, now: float) -> float:
+        since = self.waiting_since
+        return self.waited + (now - since if since is not None else 0.0)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+class BodyRates:
+    """The bodies pool threads are reading, each held to `grace` seconds of waiting plus 1 s per `min_rate`
+    bytes received."""
+
+    def __init__(self, grace: float, min_rate: float):
+        self.grace, self.min_rate = grace, min_rate
+        self._metered: dict[int, tuple[object, BodyMeter]] = {}  # thread id -> (gunicorn's unreader, meter)
+        self._lock = threading.Lock()
+
+    def start(self, unreader) -> None:
+        """Read the rest of this request (its body) through a meter."""
+        sock = getattr(unreader, "sock", None)
+        if sock is None or isinstance(sock, BodyMeter):
+            return
+        meter = BodyMeter(sock)
+        unreader.sock = meter
+        with self._lock:
+            self._metered[threading.get_ident()] = (unreader, meter)
+
+    def done(self) -> None:
+        """The calling thread's request is over: its connection's next head is read from the socket itself."""
+        with self._lock:
+            unreader, meter = self._metered.pop(threading.get_ident(), (None, None))
+        if meter is not None and unreader.sock is meter:
+            unreader.sock = meter.sock
+
+    def too_slow(self, now: float) -> list[socket.socket]:
+        with self._lock:
+            slow = [thread for thread, (_, meter) in self._metered.items()
+                    if meter.waited_until(now) > self.grace + meter.received / self.min_rate]
+            return [self._metered.pop(thread)[1].sock for thread in slow]
+
+
 def give_up(sock: socket.socket) -> None:
     """Tell the client why (without waiting on it) and end the read another thread is blocked in."""
     try:
@@ -67,21 +134,32 @@ def give_up(sock: socket.socket) -> None:
         pass
 
 
-class HeadDeadlineWorker(ThreadWorker):
+def cut_off(sock: socket.socket) -> None:
+    """End the read another thread is blocked in; no answer, since the application may be writing its own."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class DeadlineWorker(ThreadWorker):
     def init_process(self):
         self.head_deadlines = HeadDeadlines(30.0, self.cfg.threads)
+        self.body_rates = BodyRates(30.0, 1024.0)
         super().init_process()
 
-    def use_head_timeout(self, seconds: float) -> None:
-        """The application's setting (gunicorn_conf.post_worker_init)."""
-        self.head_deadlines.seconds = seconds
+    def use_limits(self, head_timeout: float, body_grace: float, body_min_rate: float) -> None:
+        """The application's settings (gunicorn_conf.post_worker_init)."""
+        self.head_deadlines.seconds = head_timeout
+        self.body_rates.grace, self.body_rates.min_rate = body_grace, body_min_rate
 
-    def head_received(self) -> None:
-        """gunicorn_conf.pre_request: the head is in and its deadline no longer applies (the application bounds
-        the body itself). A head that came in just as the worker gave up on it is not served: its client already
-        has a 408 and a closed connection."""
+    def head_received(self, request) -> None:
+        """gunicorn_conf.pre_request: the head is in and its deadline no longer applies; the body is metered. A
+        head that came in just as the worker gave up on it is not served: its client already has a 408 and a
+        closed connection."""
         if not self.head_deadlines.done():
             raise BrokenPipeError(errno.EPIPE, "the request head arrived after its deadline")
+        self.body_rates.start(request.unreader)
 
     def handle(self, conn):
         self._start_head_deadline(conn)
@@ -89,6 +167,7 @@ class HeadDeadlineWorker(ThreadWorker):
             return super().handle(conn)
         finally:
             self.head_deadlines.done()
+            self.body_rates.done()
             conn.__dict__.pop("wait_for_data", None)
 
     def _start_head_deadline(self, conn):
@@ -108,10 +187,18 @@ class HeadDeadlineWorker(ThreadWorker):
         conn.wait_for_data = wait_then_start
 
     def murder_keepalived(self, *args, **kwargs):
-        """Called by the main loop at least once a second: also gives up on heads past their deadline."""
+        """Called by the main loop at least once a second: also gives up on heads past their deadline and on
+        bodies arriving too slowly."""
         super().murder_keepalived(*args, **kwargs)
-        late = self.head_deadlines.expired(time.monotonic())
+        now = time.monotonic()
+        late = self.head_deadlines.expired(now)
         for sock in late:
             give_up(sock)
         if late:
             self.log.info("answered 408 to %d request head(s) that did not arrive in time", len(late))
+        slow = self.body_rates.too_slow(now)
+        for sock in slow:
+            cut_off(sock)
+        if slow:
+            self.log.info("closed %d connection(s) whose request body arrived slower than %.0f bytes/s",
+                          len(slow), self.body_rates.min_rate)

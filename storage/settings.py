@@ -30,6 +30,8 @@ class Settings(BaseModel):
     housekeeping_max_ref_updates: int = Field(default=256, gt=0)
     request_idle_timeout: float = Field(default=120, gt=0)  # seconds a request may send (or read) nothing
     request_head_timeout: float = Field(default=30, gt=0)  # seconds to send a request's line and headers
+    request_body_grace: float = Field(default=30, gt=0)  # seconds of waiting on a body, plus 1 s per min_rate bytes
+    request_body_min_rate: float = Field(default=1024, gt=0)  # bytes per second of waiting a body must average
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
 

@@ -2,9 +2,12 @@
 with a clear error, instead of holding a worker thread and a git process for ever."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
+
+import requests
 
 from tests.support import pkt
 
@@ -133,3 +136,81 @@ def test_silent_connections_do_not_make_a_crowd(small_limits_server):
     finally:
         for sock in silent:
             sock.close()
+
+
+def trickled(server, head: bytes, piece: bytes, every: float, limit: float = 60) -> tuple[float, bytes]:
+    """Send `head`, then `piece` every `every` seconds until the server closes the connection; returns
+    (seconds until it did, what it answered)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=limit) as sock:
+        sock.sendall(head)
+        started = time.monotonic()
+        sock.settimeout(every)
+        response = b""
+        while time.monotonic() - started < limit:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                pass
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            response += chunk
+        return time.monotonic() - started, response
+
+
+def test_an_api_body_trickled_inside_the_idle_timeout_is_cut_off(small_limits_server):
+    """50 bytes every 0.5 s never leave the connection idle for the 2 s timeout, so before the minimum body rate
+    this held a thread for as long as the sender liked (100 KB: over half an hour). Held to 4 s of waiting plus
+    1 s per 2,000 bytes, it is cut off after ~4.2 s, nothing is created, and the server answers."""
+    tenant = small_limits_server.tenant()
+    head = (f"POST /v1/repos HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {tenant.keys['admin']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n").encode()
+    seconds, _ = trickled(small_limits_server, head + b'{"name": "trickled", "description": "', b"x" * 50, 0.5)
+    assert 3.5 < seconds < 15
+    headers = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    assert requests.get(f"{small_limits_server.url}/v1/repos/trickled", headers=headers, timeout=10).status_code == 404
+
+
+def test_a_push_body_trickled_inside_the_idle_timeout_is_cut_off_and_moves_nothing(small_limits_server, git):
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    head = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode()
+    command = pkt(f"{'0' * 40} {'1' * 40} refs/heads/main\0report-status\n".encode()) + b"0000PACK"
+    first = b"%x\r\n%s\r\n" % (len(command), command)
+    seconds, _ = trickled(small_limits_server, head + first, b"1\r\nx\r\n", 0.5)
+    assert 3.5 < seconds < 15
+    assert git.out("ls-remote", tenant.url(repo)) == ""
+
+
+def test_a_slow_but_steady_body_outlasts_the_grace_and_lands(small_limits_server, git, tmp_path):
+    """The limit is a rate, not a deadline: 96 KB at ~16 KB/s takes ~6 s, past the 4 s grace, and is stored."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = f"/api/repos/{tenant.org}/{repo}/workspaces"
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    ws = requests.post(small_limits_server.url + dojo, json={"name": "slow"}, headers=headers, timeout=30)
+    payload = bytes(range(256)) * 384
+    head = (f"PUT {dojo}/{ws.json()['workspace']['id']}/files/slow.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {tenant.keys['agent']}\r\nContent-Length: {len(payload)}\r\n"
+            f"Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", small_limits_server.port), timeout=60) as sock:
+        sock.sendall(head)
+        started = time.monotonic()
+        for offset in range(0, len(payload), 4096):
+            sock.sendall(payload[offset:offset + 4096])
+            time.sleep(0.25)
+        response = read_until_closed(sock)
+    assert time.monotonic() - started > 5
+    assert response.startswith(b"HTTP/1.1 200 "), response[:300]
+    read = requests.get(f"{small_limits_server.url}{dojo}/{ws.json()['workspace']['id']}/files/slow.bin",
+                        headers=headers, timeout=30)
+    assert read.status_code == 200 and read.json()["content"] == base64.b64encode(payload).decode()
