@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -21,11 +21,12 @@ from storage.settings import Settings
 
 from .auth import credential_from_header
 from .body import BodyError, request_chunks
+from .capabilities import CapabilityCache
 from .git_process import GitProcess
 from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
 from .pktline import FLUSH
-from .protocol import NO_CACHE, advertisement_prefix, git_protocol, text_response
+from .protocol import NO_CACHE, advertisement_prefix, git_protocol, is_v2, text_response
 from .push_report import PushCommands, ReportFilter
 from .routing import GitRoute, match_git_route
 
@@ -44,6 +45,7 @@ class GitHttpApp:
     store: RepoStore
     hooks_path: Path
     fallback: Callable
+    capabilities: CapabilityCache = field(default_factory=CapabilityCache)
 
     def __call__(self, environ, start_response):
         connection = environ.get("gunicorn.socket")
@@ -102,10 +104,20 @@ class GitHttpApp:
         return self._receive_pack(environ, start_response, ctx, env)
 
     def _advertise(self, start_response, repo_path, service, protocol, env):
+        if service == "git-upload-pack" and is_v2(protocol):
+            return self._advertise_v2(start_response, repo_path, protocol)
         process = GitProcess(repo_path, [SERVICES[service], "--stateless-rpc", "--advertise-refs", "."], env)
         process.close_input()
         headers = [("Content-Type", f"application/x-{service}-advertisement"), *NO_CACHE]
         return _respond(start_response, process, headers, prefix=advertisement_prefix(service, protocol))
+
+    def _advertise_v2(self, start_response, repo_path, protocol):
+        advertisement = self.capabilities.advertisement(repo_path, protocol)
+        if advertisement is None:
+            return text_response(start_response, "400 Bad Request", "error: malformed git request")
+        start_response("200 OK", [("Content-Type", "application/x-git-upload-pack-advertisement"), *NO_CACHE,
+                                  ("Content-Length", str(len(advertisement)))])
+        return [advertisement]
 
     def _upload_pack(self, environ, start_response, repo_path, env):
         try:

@@ -19,9 +19,13 @@ def git_protocol(header: str | None) -> str | None:
     return ":".join(items) or None
 
 
+def is_v2(protocol: str | None) -> bool:
+    return bool(protocol) and "version=2" in protocol.split(":")
+
+
 def advertisement_prefix(service: str, protocol: str | None) -> bytes:
     """The `# service=` preamble of info/refs; protocol v2 responses go without it, like git http-backend."""
-    if protocol and "version=2" in protocol.split(":"):
+    if is_v2(protocol):
         return b""
     line = f"# service={service}\n".encode()
     return b"%04x" % (len(line) + 4) + line + b"0000"
