@@ -25,7 +25,8 @@ class RefUpdate:
 
     @property
     def is_create(self) -> bool:
-        return self.old == ZERO_SHA
+        """A new ref. Zero to zero is not one: git takes an all-zero new as a deletion whatever the old says."""
+        return self.old == ZERO_SHA and self.new != ZERO_SHA
 
     @property
     def is_delete(self) -> bool:

@@ -27,7 +27,7 @@ from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
 from .pktline import FLUSH
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, is_v2, text_response
-from .push_report import PushCommands, ReportFilter
+from .push_report import PUSH_CERTIFICATE, PushCommands, ReportFilter, leading_request_line
 from .routing import GitRoute, match_git_route
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,14 @@ class GitHttpApp:
         headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
         if _is_probe(body):
             return _empty_result(start_response, headers)
+        try:
+            first_line, body = leading_request_line(body)
+        except BodyError as error:
+            return text_response(start_response, "400 Bad Request", f"error: {error}")
+        if first_line is not None and first_line.startswith(PUSH_CERTIFICATE):
+            # git writes a certificate into the object store before any hook runs, unchecked and kept even when
+            # the push is refused; none is asked for (no nonce is advertised), so none is taken
+            return text_response(start_response, "400 Bad Request", "error: signed pushes are not accepted")
         commands = PushCommands()
         ctx = replace(ctx, pack_scans=PackScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
@@ -153,14 +161,15 @@ class GitHttpApp:
             channel.start()
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
             ctx.repo_path, process, ctx.pack_scans, self.settings.max_object_size))
+        channel.body_complete = lambda: process.input_complete(self.settings.request_idle_timeout)
 
         def after(filter_: ReportFilter) -> bytes:
             channel.close()  # joins the hook thread: its verdict is final once git has exited
-            if commands.reports_status:
-                outcome = filter_.results()
-                applied = [u for u in commands.updates if u.ref in outcome and outcome[u.ref] is None]
-            else:  # a client that asked for no report still gets its effects: read what the refs became
-                applied = [u for u in commands.updates if _ref_now_at(ctx.repo_path, u)]
+            # git's report says which refs moved; one it does not name (no report asked for, or one this server
+            # cannot read) is read back from the repository, so no moved ref goes without its effects
+            outcome = filter_.results() if commands.reports_status else {}
+            applied = [u for u in commands.updates
+                       if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
             reasons = {r.ref: r.reason for r in channel.rejections}
             if applied and not channel.approved:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))
@@ -168,8 +177,10 @@ class GitHttpApp:
             run_effects(replace(ctx, push_options=tuple(channel.push_options)), applied)
             return filter_.finish(reasons)
 
-        return _respond(start_response, process, headers, report=lambda: ReportFilter(commands.sideband), after=after,
-                        on_close=channel.close)
+        def report() -> ReportFilter:
+            return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates))
+
+        return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close)
 
 
 def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]:

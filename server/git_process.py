@@ -32,6 +32,7 @@ class GitProcess:
             pass_fds=tuple(pass_fds),
         )
         self.input_error: Exception | None = None
+        self.input_done = threading.Event()  # the whole request body was read (or failed): see input_complete
         self.bytes_fed = 0
         self.exited = threading.Event()
         self._writer: threading.Thread | None = None
@@ -52,6 +53,7 @@ class GitProcess:
             except Exception as error:  # a broken or oversized request body: git sees a truncated stream
                 self.input_error = error
             finally:
+                self.input_done.set()
                 try:
                     stdin.close()
                 except OSError:
@@ -64,6 +66,12 @@ class GitProcess:
 
         self._writer = threading.Thread(target=write, name="git-stdin", daemon=True)
         self._writer.start()
+
+    def input_complete(self, timeout: float) -> bool:
+        """Whether the request body was read to its end without an error, waiting up to `timeout` seconds. git may
+        have all it needs before the body is known to be whole (a pack complete, then a gzip trailer missing or
+        the chunked framing cut off): what git got must not be acted on before this is True."""
+        return self.input_done.wait(timeout) and self.input_error is None
 
     def close_input(self) -> None:
         self.proc.stdin.close()

@@ -60,6 +60,8 @@ class HookChannel:
     child_end: socket.socket
     # the commands parsed from the request body (None: not readable); checked as well as the hook's list
     requested: Callable[[], list[RefUpdate] | None] | None = None
+    # whether the whole request body arrived intact (None: not asked); a push whose body did not is refused
+    body_complete: Callable[[], bool] | None = None
     push_options: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     approved: bool = False  # the checks ran on every command of the push and refused none
@@ -91,6 +93,9 @@ class HookChannel:
             if request is None:
                 return
             env, updates = request
+            if self.body_complete is not None and not self.body_complete():
+                self._refuse("the request body was cut off or malformed: nothing was applied")
+                return
             ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options))
             self.rejections = run_checks(ctx, self._with_requested(updates))
             self.approved = not self.rejections

@@ -5,11 +5,39 @@ instead of git's generic "pre-receive hook declined".
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from hooks.refs import RefUpdate, is_sha
 
 from .pktline import FLUSH, PktError, PktReader, encode, sideband_frames
+
+
+PUSH_CERTIFICATE = b"push-cert"
+LEADING_LIMIT = 4 * 65536
+
+
+def leading_request_line(chunks: Iterable[bytes]) -> tuple[bytes | None, Iterator[bytes]]:
+    """The first pkt-line of a receive-pack request that is not a `shallow` line (a command, or `push-cert`),
+    read before git starts; None for a flush, an unreadable line or none in LEADING_LIMIT bytes. Returns it with
+    the whole body, nothing consumed."""
+    source = iter(chunks)
+    seen: list[bytes] = []
+    reader = PktReader()
+    size = 0
+    try:
+        for chunk in source:
+            seen.append(chunk)
+            size += len(chunk)
+            for _raw, payload in reader.feed(chunk):
+                if payload is None or not payload.startswith(b"shallow "):
+                    return payload, itertools.chain(seen, source)
+            if size > LEADING_LIMIT:
+                break
+    except PktError:
+        pass
+    return None, itertools.chain(seen, source)
 
 
 @dataclass
@@ -38,8 +66,8 @@ class PushCommands:
 
     def _parse_line(self, payload: bytes) -> None:
         line, _, caps = payload.rstrip(b"\n").partition(b"\0")
-        if caps:
-            self.capabilities.update(caps.decode("ascii", "replace").split())
+        if caps:  # as git's parse_feature_request: names are separated by spaces and nothing else
+            self.capabilities.update(name for name in caps.decode("ascii", "replace").split(" ") if name)
         parts = line.decode("utf-8", "surrogateescape").split(" ", 2)  # as receive-pack: the ref is the rest
         if len(parts) == 3 and is_sha(parts[0].lower()) and is_sha(parts[1].lower()):
             self.updates.append(RefUpdate(old=parts[0].lower(), new=parts[1].lower(), ref=parts[2]))
@@ -54,7 +82,8 @@ class PushCommands:
 
     @property
     def sideband(self) -> bool:
-        return bool(self.capabilities & {"side-band", "side-band-64k"})
+        """receive-pack multiplexes its report only for side-band-64k (a plain side-band request gets none)."""
+        return "side-band-64k" in self.capabilities
 
 
 @dataclass
@@ -62,6 +91,7 @@ class ReportFilter:
     """Passes progress through at once and holds the report-status back until `finish`."""
 
     sideband: bool
+    refs: tuple[str, ...] = ()  # the refs the request names: how an `ng` line's ref is told from its reason
     report: bytearray = field(default_factory=bytearray)
     _reader: PktReader = field(default_factory=PktReader)
 
@@ -86,16 +116,24 @@ class ReportFilter:
             if line.startswith("ok "):
                 outcome[line[3:]] = None
             elif line.startswith("ng "):
-                ref, _, reason = line[3:].partition(" ")
+                ref, reason = self._ref_and_reason(line[3:])
                 outcome[ref] = reason
         return outcome
+
+    def _ref_and_reason(self, rest: str) -> tuple[str, str]:
+        """`<ref> <reason>`, where the ref may itself hold spaces (git refuses such a ref; its reason still counts)."""
+        for ref in sorted(self.refs, key=len, reverse=True):
+            if rest == ref or rest.startswith(ref + " "):
+                return ref, rest[len(ref) + 1:]
+        ref, _, reason = rest.partition(" ")
+        return ref, reason
 
     def finish(self, reasons: dict[str, str]) -> bytes:
         """The report with each ref in `reasons` failed for that reason (git's "ok" too: a change undone)."""
         lines = []
         for line in _report_lines(bytes(self.report)):
             if line.startswith(("ok ", "ng ")):
-                ref, _, _ = line[3:].partition(" ")
+                ref = line[3:] if line.startswith("ok ") else self._ref_and_reason(line[3:])[0]
                 if ref in reasons:
                     line = f"ng {ref} {reasons[ref]}"
             lines.append(encode((line + "\n").encode("utf-8", "surrogateescape")))

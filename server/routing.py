@@ -38,7 +38,7 @@ def match_git_route(path: str) -> GitRoute | None:
         endpoint = "dumb"
     else:
         return None
-    if repo.endswith(".git"):
+    if repo.lower().endswith(".git"):
         repo = repo[:-4]
     if not _SEGMENT.match(org) or not _SEGMENT.match(repo) or ".." in org or ".." in repo:
         return GitRoute(org="", repo="", endpoint="invalid")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import select
@@ -335,3 +337,88 @@ def test_a_push_without_report_status_is_still_recorded(server, tenant, git, pus
         events = session.scalars(select(Event).where(Event.repo_id == row.id, Event.kind == "refs.push")).all()
     assert branch is not None and branch.head_sha == head
     assert any(r["ref"] == "refs/heads/quiet" for e in events for r in e.payload["refs"])
+
+
+def test_a_protected_branch_is_not_deleted_by_a_zero_old_value(server, tenant, git, pushed):
+    """git takes an all-zero new value as a deletion whatever the old one says ("allowing deletion of corrupt
+    ref"); zero to zero used to count as a create, which the protection check passes over."""
+    repo, work = pushed
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    git("push", "-q", tenant.url(repo), "HEAD:refs/heads/release", cwd=work)
+    with server.context.db.session() as session:
+        repos.protect_branch(session, repo_row(server, tenant, repo), "release")
+    body = pkt(f"{'0' * 40} {'0' * 40} refs/heads/release\0report-status\n".encode()) + b"0000"
+    response = receive_pack(server, tenant, repo, body)
+    assert b"ng refs/heads/release protected branch: deletion is not allowed" in response.content
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/release", cwd=work).split()[0] == head
+
+
+def _loose_objects(path) -> set[str]:
+    objects = path / "objects"
+    return {f"{d.name}/{f.name}" for d in objects.iterdir() if len(d.name) == 2 for f in d.iterdir()}
+
+
+def test_a_push_certificate_is_refused_before_git_stores_it(server, tenant, git, pushed):
+    """git writes a push certificate into the object store (not the quarantine) before any hook runs, and keeps
+    it when the push is refused: an unchecked object of any size. No nonce is advertised, so none is taken."""
+    repo, work = pushed
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    before = _loose_objects(repo_path(server, tenant, repo))
+    cert = [b"certificate version 0.1\n", b"pusher x 0 +0000\n", b"pushee y\n", b"nonce n\n", b"\n",
+            f"{head} {'0' * 40} refs/heads/main\n".encode(), b"-----BEGIN PGP SIGNATURE-----\n",
+            b"A" * 60000 + b"\n", b"-----END PGP SIGNATURE-----\n"]
+    for shallow in (b"", pkt(f"shallow {head}\n".encode())):
+        body = (shallow + pkt(b"push-cert\0report-status side-band-64k\n") + b"".join(pkt(line) for line in cert)
+                + pkt(b"push-cert-end\n") + b"0000")
+        response = receive_pack(server, tenant, repo, body)
+        assert response.status_code == 400 and b"signed pushes are not accepted" in response.content
+    assert _loose_objects(repo_path(server, tenant, repo)) == before
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == head
+
+
+@pytest.mark.parametrize("capabilities", [b"report-status side-band", b"report-status\x0bside-band-64k"])
+def test_a_push_the_server_reads_differently_from_git_still_gets_its_effects(server, tenant, git, pushed,
+                                                                             capabilities):
+    """git reads capabilities split on spaces only and multiplexes its report for side-band-64k alone; a report
+    this server could not read used to leave a moved ref without its branch row and push event."""
+    repo, work = pushed
+    row = repo_row(server, tenant, repo)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    empty_pack = b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e")
+    body = pkt(f"{'0' * 40} {head} refs/heads/odd\0".encode() + capabilities + b"\n") + b"0000" + empty_pack
+    assert receive_pack(server, tenant, repo, body).status_code == 200
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/odd", cwd=work).split()[0] == head
+    with server.context.db.session() as session:
+        branch = session.scalar(select(Branch).where(Branch.repo_id == row.id, Branch.name == "odd"))
+        events = session.scalars(select(Event).where(Event.repo_id == row.id, Event.kind == "refs.push")).all()
+    assert branch is not None and branch.head_sha == head
+    assert any(r["ref"] == "refs/heads/odd" for e in events for r in e.payload["refs"])
+
+
+def _cut_off(server, tenant, repo: str, body: bytes, headers: str) -> bytes:
+    """POST `body` to receive-pack and end the connection before the body is whole (as `headers` promise)."""
+    head = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {tenant.keys['admin']}\r\n"
+            f"Content-Type: application/x-git-receive-pack-request\r\n{headers}Connection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
+def test_a_gzip_body_cut_off_after_a_whole_command_list_moves_nothing(server, tenant, git, pushed):
+    """git may have all it needs before the body is known to be whole (here a gzip stream whose trailer and last
+    bytes never come): the push is refused, not applied."""
+    import gzip
+    repo, work = pushed
+    url = tenant.url(repo)
+    git("push", "-q", url, "HEAD:refs/heads/victim", cwd=work)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    command = pkt(f"{head} {'0' * 40} refs/heads/victim\0report-status side-band-64k\n".encode()) + b"0000"
+    body = gzip.compress(command)
+    _cut_off(server, tenant, repo, body[:-8], f"Content-Encoding: gzip\r\nContent-Length: {len(body) + 100}\r\n")
+    time.sleep(0.5)
+    assert git.out("ls-remote", url, "refs/heads/victim", cwd=work).split()[0] == head

@@ -9,8 +9,9 @@ from hooks.refs import ref_name_problem, pushable_ref_problem
 from server.body import DECODED_STEP, BodyError, request_chunks
 from server.pktline import PktReader, encode, sideband_frames
 from server.protocol import advertisement_prefix, git_protocol
-from server.push_report import PushCommands, ReportFilter
+from server.push_report import PushCommands, ReportFilter, leading_request_line
 from server.routing import match_git_route
+from tests.support import pkt
 
 OLD, NEW = "a" * 40, "b" * 40
 
@@ -59,6 +60,31 @@ def test_report_without_sideband():
     assert filt.finish({}) == report(["unpack ok", "ok refs/heads/main"])
 
 
+def test_a_refused_ref_holding_a_space_keeps_its_own_reason():
+    filt = ReportFilter(sideband=False, refs=("refs/heads/a b", "refs/heads/a"))
+    filt.feed(report(["unpack ok", "ng refs/heads/a b pre-receive hook declined", "ok refs/heads/a"]))
+    assert filt.results() == {"refs/heads/a b": "pre-receive hook declined", "refs/heads/a": None}
+    assert b"ng refs/heads/a b invalid ref name" in filt.finish({"refs/heads/a b": "invalid ref name"})
+
+
+def test_the_leading_line_of_a_push_is_found_past_shallow_lines_and_nothing_is_consumed():
+    body = pkt(b"shallow " + b"1" * 40 + b"\n") + pkt(b"push-cert\0report-status\n") + b"0000"
+    chunks = [body[i:i + 5] for i in range(0, len(body), 5)]
+    first, rest = leading_request_line(iter(chunks))
+    assert first == b"push-cert\0report-status\n" and b"".join(rest) == body
+    assert leading_request_line([b"0000"])[0] is None
+    assert leading_request_line([b"zzzz"])[0] is None
+
+
+def test_capabilities_are_split_on_spaces_only_as_git_does():
+    commands = PushCommands()
+    commands.feed(pkt(b"0" * 40 + b" " + b"1" * 40 + b" refs/heads/x\0report-status\x0bside-band-64k\n") + b"0000")
+    assert not commands.sideband and commands.reports_status is False
+    plain = PushCommands()
+    plain.feed(pkt(b"0" * 40 + b" " + b"1" * 40 + b" refs/heads/x\0report-status side-band\n") + b"0000")
+    assert plain.reports_status and not plain.sideband
+
+
 @pytest.mark.parametrize("ref", ["refs/heads/main", "refs/heads/feature/x", "refs/tags/v1.0"])
 def test_good_ref_names(ref):
     assert ref_name_problem(ref) is None and pushable_ref_problem(ref) is None
@@ -81,6 +107,8 @@ def test_pushable_namespaces():
 @pytest.mark.parametrize("path,expected", [
     ("/acme/repo.git/info/refs", ("acme", "repo", "info/refs")),
     ("/acme/repo/git-upload-pack", ("acme", "repo", "git-upload-pack")),
+    ("/ACME/Repo.GIT/info/refs", ("acme", "repo", "info/refs")),
+    ("/acme/repo.Git/git-receive-pack", ("acme", "repo", "git-receive-pack")),
     ("/acme/repo.git/objects/info/packs", ("acme", "repo", "dumb")),
     ("/acme/../info/refs", ("", "", "invalid")),
     ("/v1/repos/x/branches", None),
