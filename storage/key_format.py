@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 KEY_PREFIX = "dk-"
-_KEY_LIKE = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_\-]+")
+_KEY_LIKE = re.compile(r"dk(?:-|%2[dD])(?:[A-Za-z0-9_\-]|%[0-9A-Fa-f]{2})+")  # percent-encoded too (in a URL)
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 
 

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
 from storage.errors import DomainError
+from storage.key_format import redact_keys
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -44,7 +45,7 @@ def create_app(context: AppContext) -> Flask:
     def http_error(error: HTTPException):
         message = error.description or error.name
         if error.code == 404:
-            message = f"no route for {request.method} {request.path}"
+            message = redact_keys(f"no route for {request.method} {request.path}")
         response = failure(message, HTTP_CODES.get(error.code, "invalid"), error.code or 400, path=request.path)
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)

@@ -144,7 +144,7 @@ def test_a_key_in_a_header_gunicorn_cannot_parse_is_not_echoed_or_logged(server,
     assert key not in server.log_text() and basic not in server.log_text()
 
 
-def test_a_key_put_in_a_url_is_not_written_to_the_access_log(server, tenant):
+def test_a_key_put_in_a_url_is_not_written_to_the_access_log_nor_echoed(server, tenant):
     """Keys belong in headers, but a client may put one in a query string (or a path): the request is refused
     and its access-log line carries the key blanked out."""
     key = tenant.keys["admin"]
@@ -153,9 +153,13 @@ def test_a_key_put_in_a_url_is_not_written_to_the_access_log(server, tenant):
                         timeout=30).status_code == 401
     assert requests.get(f"{server.url}/{tenant.org}/x.git/info/refs", params={"k": key, "m": marker},
                         timeout=30).status_code == 401
+    encoded = key.replace("-", "%2D")
+    assert requests.get(f"{server.url}/v1/repos?k={encoded}&m={marker}", timeout=30).status_code == 401
     deadline = time.monotonic() + 10
-    while server.log_text().count(marker) < 2 and time.monotonic() < deadline:
+    while server.log_text().count(marker) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     lines = [line for line in server.log_text().splitlines() if marker in line]
-    assert len(lines) == 2, lines
-    assert all(key not in line and "[redacted]" in line for line in lines), lines
+    assert len(lines) == 3, lines
+    assert all(key not in line and encoded not in line and "[redacted]" in line for line in lines), lines
+    echoed = requests.get(f"{server.url}/{key}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert echoed.status_code == 404 and key not in echoed.text
