@@ -75,8 +75,8 @@ def _json_error(sock, status_int, reason, mesg):
 
 
 class _RedactKeys(logging.Filter):
-    """gunicorn logs a request it cannot parse with the offending text, and the access log each request line:
-    either may hold a key (a client that put it in the URL)."""
+    """gunicorn logs a request it cannot parse with the offending text, the access log each request line, and
+    the application's warnings may quote what a client sent (a ref name): any of them may hold a key."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from storage.key_format import redact_keys
@@ -92,3 +92,8 @@ def on_starting(server):
     util.write_error = _json_error
     for name in ("gunicorn.error", "gunicorn.access"):
         logging.getLogger(name).addFilter(_RedactKeys())
+    application = logging.StreamHandler()  # the application's warnings and errors, which had only Python's
+    application.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                                               "%Y-%m-%d %H:%M:%S %z"))
+    application.addFilter(_RedactKeys())  # last-resort handler, unfiltered
+    logging.getLogger().addHandler(application)

@@ -422,3 +422,19 @@ def test_a_gzip_body_cut_off_after_a_whole_command_list_moves_nothing(server, te
     _cut_off(server, tenant, repo, body[:-8], f"Content-Encoding: gzip\r\nContent-Length: {len(body) + 100}\r\n")
     time.sleep(0.5)
     assert git.out("ls-remote", url, "refs/heads/victim", cwd=work).split()[0] == head
+
+
+def test_a_key_in_a_ref_name_is_not_written_to_the_application_log(server, tenant, git, pushed):
+    """The application's warnings quote what a client sent (here the ref of a push whose commands contradict
+    each other); a key put there is blanked out like one in a URL."""
+    repo, work = pushed
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    key = tenant.keys["admin"]
+    ref = f"refs/heads/{key}".encode()
+    body = (pkt(b"0" * 40 + b" " + head.encode() + b" " + ref + b"\0report-status\n")
+            + pkt(b"1" * 40 + b" " + head.encode() + b" " + ref + b"\n") + b"0000"
+            + b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e"))
+    assert receive_pack(server, tenant, repo, body).status_code < 500
+    time.sleep(0.5)
+    log = server.log_text()
+    assert "disagree about 'refs/heads/dk-[redacted]'" in log and key not in log
