@@ -163,7 +163,7 @@ class HookChannel:
                     raise HookProtocolError(f"unexpected hook environment line {name!r}")
                 env[name] = value
             elif kind == "option":
-                self.push_options.append(_unescape_option(rest))
+                self.push_options.append(_readable(_unescape_option(rest)))
             elif kind == "update":
                 old, _, rest = rest.partition(" ")
                 new, _, ref = rest.partition(" ")
@@ -181,6 +181,12 @@ class HookChannel:
         for name in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY"):
             if name in env and not Path(env[name]).resolve().is_relative_to(root):
                 raise HookProtocolError("quarantine outside the repository")
+
+
+def _readable(text: str) -> str:
+    """A push option is bytes to git; stored, it is text: a byte that is not UTF-8 becomes U+FFFD (as a lone
+    surrogate PostgreSQL's JSON would refuse it, and the push's event and branch rows with it)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _unescape_option(text: str) -> str:

@@ -107,6 +107,23 @@ def test_push_options_reach_the_event_log(seeded, tenant, git, server):
     assert any(e.payload.get("pushOptions") == ["ci.skip", "reviewer=alice"] for e in events)
 
 
+
+def test_a_push_option_that_is_not_utf8_is_recorded_readably(seeded, tenant, git, server):
+    """git passes push options as bytes; one in Latin-1 used to reach the event as a lone surrogate, which
+    PostgreSQL's JSON refuses: the whole effect (event and branch row) was lost. Now the byte becomes U+FFFD."""
+    import os
+    from sqlalchemy import select
+    from storage.models import Branch, Event
+    repo, work = seeded
+    new = git.commit(work, {"l.txt": "l"}, "latin-1 option")
+    git("push", "-q", "-o", os.fsdecode(b"caf\xe9"), tenant.url(repo), "main", cwd=work)
+    with server.context.db.session() as session:
+        events = session.scalars(select(Event).where(Event.org_id == tenant.org_id)).all()
+        heads = set(session.scalars(select(Branch.head_sha).where(Branch.name == "main")))
+    assert any(e.payload.get("pushOptions") == ["caf\ufffd"] for e in events)
+    assert new in heads
+
+
 @pytest.mark.parametrize("version", PROTOCOLS)
 def test_shallow_depth_deepen_since_unshallow(tenant, git, tmp_path, version):
     repo = tenant.repo()
