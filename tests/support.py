@@ -187,6 +187,17 @@ def pkt(line: bytes) -> bytes:
     return b"%04x" % (len(line) + 4) + line
 
 
+def raw_request(server, head: str, body: bytes) -> bytes:
+    """Send `head` + `body`, close our sending side (the client went away), read the whole answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def receive_pack(server, tenant, repo: str, body: bytes, scope: str = "admin") -> requests.Response:
     """A raw git-receive-pack POST (for requests the git CLI will not make)."""
     return requests.post(f"{server.url}/{tenant.org}/{repo}.git/git-receive-pack", data=body, timeout=60,

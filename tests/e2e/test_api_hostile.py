@@ -11,7 +11,7 @@ import socket
 import pytest
 import requests
 
-from tests.support import Git
+from tests.support import Git, raw_request
 
 KEY_PATTERN = re.compile(r"dk-[A-Za-z0-9_-]{20,}")
 
@@ -379,17 +379,6 @@ def test_no_key_ever_appears_in_responses(server, site, pushed):
     log = server.log_text()
     for secret in secrets:
         assert secret not in log
-
-
-def raw_request(server, head: str, body: bytes) -> bytes:
-    """Send `head` + `body`, close our sending side (the client went away), read the whole answer."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(head.encode() + body)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def test_a_body_cut_short_is_refused_and_stores_nothing(server, tenant, git, tmp_path):

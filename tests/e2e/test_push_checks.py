@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from sqlalchemy import select
 
 from control.services import repos
 from storage.models import Branch, Event, Repository
-from tests.support import pkt, receive_pack, repo_path, start_server
+from tests.support import pkt, raw_request, receive_pack, repo_path, start_server
 
 
 def repo_row(server, tenant, slug):
@@ -397,16 +396,9 @@ def test_a_push_the_server_reads_differently_from_git_still_gets_its_effects(ser
 
 def _cut_off(server, tenant, repo: str, body: bytes, headers: str) -> bytes:
     """POST `body` to receive-pack and end the connection before the body is whole (as `headers` promise)."""
-    head = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {tenant.keys['admin']}\r\n"
-            f"Content-Type: application/x-git-receive-pack-request\r\n{headers}Connection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(head.encode() + body)
-        sock.shutdown(socket.SHUT_WR)
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
-    return response
+    return raw_request(server, f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               f"Authorization: Bearer {tenant.keys['admin']}\r\n"
+                               f"Content-Type: application/x-git-receive-pack-request\r\n{headers}\r\n", body)
 
 
 def test_a_gzip_body_cut_off_after_a_whole_command_list_moves_nothing(server, tenant, git, pushed):
