@@ -6,10 +6,12 @@ from typing import Sequence
 
 from sqlalchemy import delete, insert, update
 
+from storage import git_refs
 from storage.housekeeping import needs_housekeeping, note_ref_updates
 from storage.ids import new_id
 from storage.jobs import defer
 from storage.models import Branch, Event
+from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
 from .refs import RefUpdate
@@ -18,21 +20,28 @@ log = logging.getLogger(__name__)
 
 
 def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    for change in applied:
+    """Each branch row takes the value its ref has now, read under the repository's write lock: when two changes
+    to one branch race (a push and an API commit), whichever effects run last read the last value, so the row
+    ends where the ref is whatever order the effects ran in (writing each change's own new value could leave
+    the row at the older one)."""
+    changes = [change for change in applied if change.branch is not None]
+    if not changes:
+        return
+    serialize_repository_writes(session, ctx.repo.id)
+    for change in changes:
         name = change.branch
-        if name is None:
-            continue
-        if change.is_delete:
+        current = git_refs.read_ref(ctx.repo_path, change.ref)
+        if current is None:
             session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
             continue
         moved = session.execute(  # statements, not loaded rows: this runs on every push
             update(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name)
-            .values(head_sha=change.new, status="ready")
+            .values(head_sha=current, status="ready")
         )
         if moved.rowcount == 0:
             session.execute(insert(Branch).values(
-                id=new_id("br"), repo_id=ctx.repo.id, name=name, head_sha=change.new, status="ready",
-                base_commit=change.new if change.is_create else None))
+                id=new_id("br"), repo_id=ctx.repo.id, name=name, head_sha=current, status="ready",
+                base_commit=current if change.is_create else None))
 
 
 def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:

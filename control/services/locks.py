@@ -11,9 +11,9 @@ from storage.errors import Forbidden, Invalid, Locked, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import PathLock, Repository, Workspace
+from storage.repo_writes import serialize_repository_writes
 
 from . import workspaces as workspace_service
-from .repos import serialize_changes
 
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
@@ -37,7 +37,7 @@ def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patt
     ttl = ttl_seconds or DEFAULT_TTL
     if not 1 <= ttl <= MAX_TTL:
         raise Invalid(f"ttl must be 1 to {MAX_TTL} seconds", {"fields": [{"loc": "ttl", "msg": "out of range"}]})
-    serialize_changes(session, repo)
+    serialize_repository_writes(session, repo.id)
     for lock, name, agent in active_locks(session, repo.id, now, excluding_workspace=workspace.id):
         for mine in patterns:
             theirs = next((p for p in lock.patterns if overlap(mine, p)), None)

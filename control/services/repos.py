@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,17 +54,6 @@ def create_repo(session: Session, store: RepoStore, org_id: str, name: str, desc
         raise Conflict(f"repository {slug!r} already exists", {"repo": slug}) from None
     store.create(repo.id, default_branch=default_branch)
     return repo
-
-
-def serialize_changes(session: Session, repo: Repository) -> None:
-    """Make this transaction the repository's only writer of app-level state until it commits: a check
-    followed by an insert (one lock per path, one active workspace per name) then sees every row a
-    concurrent request wrote before it. A no-op UPDATE of the repository's row: a row lock on PostgreSQL,
-    the write lock on SQLite (pysqlite begins the transaction at the first write, so what follows reads the
-    latest data). Call it before the check."""
-    session.execute(update(Repository).where(Repository.id == repo.id)
-                    .values(default_branch=Repository.default_branch)
-                    .execution_options(synchronize_session=False))
 
 
 def get_repo(session: Session, org_id: str, slug: str) -> Repository:

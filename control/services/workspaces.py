@@ -21,11 +21,11 @@ from storage.ids import new_id
 from storage.intent import message_with_intent
 from storage.keys import Principal
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
+from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
-from .repos import serialize_changes
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
@@ -39,7 +39,7 @@ def create_workspace(session: Session, app, repo: Repository, actor: Principal, 
     if not _NAME.match(name or "") or ".." in name or branch_name_problem(f"stacks/{name}"):
         # the name becomes the branch stacks/<name> when the workspace is submitted: refuse it now, not then
         raise Invalid(f"invalid workspace name {name!r}", {"fields": [{"loc": "name", "msg": "invalid name"}]})
-    serialize_changes(session, repo)
+    serialize_repository_writes(session, repo.id)
     taken = session.scalar(select(Workspace.id).where(Workspace.repo_id == repo.id, Workspace.name == name,
                                                       Workspace.status == "active"))
     if taken:

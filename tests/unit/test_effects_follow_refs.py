@@ -1,0 +1,68 @@
+"""Branch rows take the value their ref has when the effects run, not the value of the change that triggered
+them: effects of racing changes run in any order (a push's after git exits, an API commit's in its request),
+and the row must end where the ref is. A real bare repository and the real SQLite database; the race itself is
+set up by moving the ref before the older change's effects run."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from sqlalchemy import select
+
+from hooks.context import ChangeContext, RepoRef
+from hooks.pipeline import run_effects
+from hooks.refs import ZERO_SHA, RefUpdate
+from storage.models import Branch
+from storage.settings import Settings
+
+
+@pytest.fixture
+def repo(tmp_path):
+    from control.bootstrap import bootstrap
+    from control.services.accounts import create_org
+    from control.services.repos import create_repo
+
+    context = bootstrap(Settings(data_dir=tmp_path))
+    with context.db.session() as session:
+        org = create_org(session, "effects")
+        row = create_repo(session, context.store, org.id, "r")
+        ref = RepoRef(id=row.id, org_id=org.id, slug=row.slug, default_branch="main")
+    path = context.store.path_for(ref.id)
+    ctx = ChangeContext(db=context.db, settings=context.settings, repo=ref, repo_path=path, actor=None)
+    yield ctx, path
+    context.db.dispose()
+
+
+def git(path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commits(path, count: int) -> list[str]:
+    tree = git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+    return [git(path, "commit-tree", tree, "-m", f"c{i}") for i in range(count)]
+
+
+def branch_rows(ctx) -> dict[str, str | None]:
+    with ctx.db.session() as session:
+        return dict(session.execute(select(Branch.name, Branch.head_sha).where(Branch.repo_id == ctx.repo.id)).all())
+
+
+def test_the_older_change_s_effects_running_last_leave_the_row_at_the_ref(repo):
+    ctx, path = repo
+    pushed, committed = commits(path, 2)
+    git(path, "update-ref", "refs/heads/main", pushed)
+    git(path, "update-ref", "refs/heads/main", committed, pushed)  # an API commit moved it on meanwhile
+    run_effects(ctx, [RefUpdate(old=pushed, new=committed, ref="refs/heads/main")])
+    run_effects(ctx, [RefUpdate(old=ZERO_SHA, new=pushed, ref="refs/heads/main")])  # the push's, late
+    assert branch_rows(ctx) == {"main": committed}
+
+
+def test_a_deletion_whose_branch_was_made_again_keeps_its_row(repo):
+    ctx, path = repo
+    first, second = commits(path, 2)
+    git(path, "update-ref", "refs/heads/topic", second)  # deleted (first) and created again (second) meanwhile
+    run_effects(ctx, [RefUpdate(old=first, new=ZERO_SHA, ref="refs/heads/topic")])
+    assert branch_rows(ctx) == {"topic": second}
+    git(path, "update-ref", "-d", "refs/heads/topic")
+    run_effects(ctx, [RefUpdate(old=ZERO_SHA, new=second, ref="refs/heads/topic")])  # its creation, late
+    assert branch_rows(ctx) == {}
