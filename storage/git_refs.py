@@ -1,15 +1,13 @@
-"""Ref compare-and-swap on dulwich, using git's own lock files so it serialises with receive-pack."""
+"""Refs: read on dulwich (in-process), compare-and-swap by git's own ref transaction."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from dulwich.errors import NotGitRepository
-from dulwich.file import FileLocked
 from dulwich.refs import DiskRefsContainer
-from dulwich.repo import Repo
 
 from .errors import Conflict
+from .git_env import run_git
 
 ZERO_SHA = "0" * 40
 
@@ -23,48 +21,38 @@ def read_ref(repo_path: Path, ref: str) -> str | None:
     return value.decode()
 
 
-LOCK_RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05)
+LOCK_RETRY_DELAYS = (0.01, 0.05)  # after git's own wait on a held lock (core.filesRefLockTimeout, 100 ms)
 
 
 def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
     """Move `ref` from `old` to `new` (ZERO_SHA: absent) only if it still points at `old`.
 
-    A lock file held by someone else (a push's ref transaction, `git pack-refs` pruning the loose copy) is
-    waited out briefly and the comparison made again under our own lock; only a value that differs fails.
+    Done by `git update-ref`, a ref transaction under git's own locks (the loose ref's and, to delete,
+    packed-refs'), so it serialises with receive-pack and `git pack-refs` exactly as git does with itself; a
+    lock held by someone else is waited out and the comparison made again; only a value that differs fails.
+    (dulwich's ref container deleted a loose ref before taking packed-refs.lock, and checked packed-refs
+    without it: a failed delete could rewind a branch to its packed value, a successful one come back.)
     """
+    if old == ZERO_SHA:
+        command = f"create {ref} {new}"
+    elif new == ZERO_SHA:
+        command = f"delete {ref} {old}"
+    else:
+        command = f"update {ref} {new} {old}"
     for delay in (*LOCK_RETRY_DELAYS, None):
-        try:
-            return _swap_once(repo_path, ref.encode(), old, new)
-        except FileLocked:
-            if delay is None:
-                return False
-            time.sleep(delay)
+        result = run_git(repo_path, ["update-ref", "-m", "driftstone", "--stdin"], input=f"{command}\n".encode(),
+                         check=False, timeout=60)
+        if result.returncode == 0:
+            return True
+        error = result.stderr.decode("utf-8", "replace")
+        if "not a git repository" in error:
+            raise FileNotFoundError(repo_path)
+        if "exists; cannot create" in error:
+            raise _clash(ref.encode())
+        if ".lock': File exists" not in error or delay is None:
+            return False
+        time.sleep(delay)
     return False
-
-
-def _swap_once(repo_path: Path, name: bytes, old: str, new: str) -> bool:
-    try:
-        with Repo(str(repo_path)) as repo:
-            refs = repo.refs
-            if old == ZERO_SHA:
-                if _clashes(repo_path, name, refs.get_packed_refs()):
-                    raise _clash(name)
-                return bool(refs.add_if_new(name, new.encode()))
-            if new == ZERO_SHA:
-                return bool(refs.remove_if_equals(name, old.encode()))
-            return bool(refs.set_if_equals(name, old.encode(), new.encode()))
-    except (NotADirectoryError, IsADirectoryError):
-        raise _clash(name) from None
-    except NotGitRepository:
-        raise FileNotFoundError(repo_path) from None
-
-
-def _clashes(repo_path: Path, name: bytes, packed: dict) -> bool:
-    """Whether a ref below `name`, or one that `name` is below, exists (loose or packed)."""
-    if (repo_path / name.decode()).is_dir() or any(ref.startswith(name + b"/") for ref in packed):
-        return True
-    parts = name.split(b"/")
-    return any(b"/".join(parts[:i]) in packed for i in range(2, len(parts)))
 
 
 def _clash(name: bytes) -> Conflict:

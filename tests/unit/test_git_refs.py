@@ -81,3 +81,24 @@ def test_a_ref_cannot_be_both_a_ref_and_a_prefix_of_one(repo, packed):
         compare_and_swap(bare, "refs/heads/deep", ZERO_SHA, first)  # deep/a is below it
     assert read_ref(bare, "refs/heads/deep") is None and read_ref(bare, "refs/heads/main/x") is None
     assert compare_and_swap(bare, "refs/heads/deep/b", ZERO_SHA, first)
+
+
+def test_a_delete_that_cannot_take_packed_refs_lock_leaves_the_branch_where_it_was(repo):
+    """A branch packed at its old value and loose at its new one (as after `git pack-refs` and a push): while
+    packed-refs.lock is held (pack-refs, git deleting a ref), a delete fails; it used to remove the loose file
+    first and answer "moved", leaving the branch rewound to the packed, older value."""
+    bare, (first, second) = repo
+    git(bare, "update-ref", "refs/heads/feat", first)
+    git(bare, "pack-refs", "--all")
+    git(bare, "update-ref", "refs/heads/feat", second, first)
+    lock = bare / "packed-refs.lock"
+    lock.write_text("")
+    try:
+        assert compare_and_swap(bare, "refs/heads/feat", second, ZERO_SHA) is False
+    finally:
+        lock.unlink()
+    assert read_ref(bare, "refs/heads/feat") == second
+    assert compare_and_swap(bare, "refs/heads/feat", second, ZERO_SHA) is True
+    assert read_ref(bare, "refs/heads/feat") is None
+    git(bare, "pack-refs", "--all")
+    assert read_ref(bare, "refs/heads/feat") is None  # a delete that succeeded does not come back
