@@ -9,6 +9,7 @@ import logging
 from typing import Sequence
 
 from storage import git_refs
+from storage.db import on_rollback
 from storage.errors import DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
 
 from .checks import PUSH_CHECKS
@@ -57,4 +58,6 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
         actual = git_refs.read_ref(ctx.repo_path, update.ref)
         raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",
                        {"ref": update.ref, "expected": update.old, "actual": actual})
+    if session is not None:  # the caller's request may still fail: then the ref goes back, if nobody moved it since
+        on_rollback(session, lambda: git_refs.compare_and_swap(ctx.repo_path, update.ref, update.new, update.old))
     run_effects(ctx, [update], session=session)

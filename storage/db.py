@@ -29,6 +29,20 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
+def on_rollback(session: Session, undo) -> None:
+    """Run `undo` if this session's transaction does not commit: a change made outside the database (a ref moved
+    by compare-and-swap) is taken back when the request that made it fails."""
+    session.info.setdefault("undo_on_rollback", []).append(undo)
+
+
+def _undo(actions) -> None:
+    for undo in reversed(actions):
+        try:
+            undo()
+        except Exception:
+            log.exception("could not undo a change of a failed transaction")
+
+
 class Database:
     def __init__(self, url: str, jobs=None):
         self.url = url
@@ -44,6 +58,7 @@ class Database:
             session.commit()
         except BaseException:
             session.rollback()
+            _undo(session.info.pop("undo_on_rollback", []))
             raise
         finally:
             deferred = session.info.pop("deferred_jobs", [])

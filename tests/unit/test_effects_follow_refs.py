@@ -66,3 +66,24 @@ def test_a_deletion_whose_branch_was_made_again_keeps_its_row(repo):
     git(path, "update-ref", "-d", "refs/heads/topic")
     run_effects(ctx, [RefUpdate(old=ZERO_SHA, new=second, ref="refs/heads/topic")])  # its creation, late
     assert branch_rows(ctx) == {}
+
+
+def test_a_ref_moved_by_a_request_that_then_fails_goes_back(repo):
+    """The compare-and-swap happens before the request's transaction commits; when the request fails after it
+    (a database timeout, a later check), the ref is put back, unless someone moved it since."""
+    from hooks.pipeline import apply_ref_change
+    ctx, path = repo
+    before, after, other = commits(path, 3)
+    git(path, "update-ref", "refs/heads/main", before)
+    with pytest.raises(RuntimeError):
+        with ctx.db.session() as session:
+            apply_ref_change(ctx, RefUpdate(old=before, new=after, ref="refs/heads/main"), session=session)
+            assert git(path, "rev-parse", "refs/heads/main") == after
+            raise RuntimeError("the request fails after the swap")
+    assert git(path, "rev-parse", "refs/heads/main") == before
+    with pytest.raises(RuntimeError):
+        with ctx.db.session() as session:
+            apply_ref_change(ctx, RefUpdate(old=before, new=after, ref="refs/heads/main"), session=session)
+            git(path, "update-ref", "refs/heads/main", other, after)  # someone else moves it on meanwhile
+            raise RuntimeError("the request fails after the swap")
+    assert git(path, "rev-parse", "refs/heads/main") == other
