@@ -118,7 +118,11 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
     objects = repo_path / "objects"
     for entry in os.scandir(objects):
         if entry.name.startswith(QUARANTINE_PREFIX) and entry.is_dir(follow_symlinks=False):
-            if _newest_change(Path(entry.path)) < deadline:
+            try:
+                newest = _newest_change(Path(entry.path))
+            except FileNotFoundError:  # its push just ended: git removed it (or moved it into place)
+                continue
+            if newest < deadline:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.name)
     return removed

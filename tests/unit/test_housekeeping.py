@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -167,4 +168,20 @@ def test_the_quarantine_of_a_killed_push_is_removed_once_stale(tmp_path, bare):
         os.utime(path, (two_days_ago, two_days_ago), follow_symlinks=False)
     housekeep(bare, HousekeepingLimits())  # nothing to repack or pack: the stale quarantine goes all the same
     assert not quarantine.exists()
+    assert remove_stale_quarantines(bare) == []
+
+
+def test_a_quarantine_that_vanishes_while_it_is_looked_at_is_passed_over(bare, monkeypatch):
+    """A push that ends removes its quarantine whenever it likes; the job used to fail on one gone between the
+    listing and the look inside. The push is stood in for by removing the directory at that very moment."""
+    from storage import housekeeping
+    quarantine = bare / "objects" / "tmp_objdir-incoming-gone"
+    (quarantine / "pack").mkdir(parents=True)
+    look_inside = housekeeping._newest_change
+
+    def push_ends_first(directory):
+        shutil.rmtree(directory)
+        return look_inside(directory)
+
+    monkeypatch.setattr(housekeeping, "_newest_change", push_ends_first)
     assert remove_stale_quarantines(bare) == []
