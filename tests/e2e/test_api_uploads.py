@@ -491,7 +491,11 @@ def test_a_branch_moved_during_completion_is_a_stale_ref_and_nothing_is_recorded
     assert git.out("rev-parse", "HEAD~1", cwd=tmp_path / "c") == interloper
 
 
-def test_a_completion_whose_ref_moved_but_whose_record_was_lost_is_recorded_on_retry(server, tenant, git, tmp_path):
+@pytest.mark.parametrize("process_died", [False, True])
+def test_a_completion_whose_transaction_failed_is_completed_by_a_retry(server, tenant, git, tmp_path, process_died):
+    """The database fails after the completion moved main. The failed request takes its ref change back; if the
+    process died before it could (stood in for by dropping that undo), main has moved with nothing recorded,
+    and the retry recognises its own commit instead of writing a second one. Either way: one commit."""
     repo = new_repo(server, tenant)
     upload = _pending_upload(server, tenant, repo, "ver-lost", {"a.txt": b"a"})
 
@@ -508,12 +512,18 @@ def test_a_completion_whose_ref_moved_but_whose_record_was_lost_is_recorded_on_r
             principal = find_principal(session, tenant.keys["agent"])
             row = repo_service.visible_repo(session, principal, repo)
             moved_to = upload_service.complete_upload(session, context, row, principal, upload["uploadId"]).commit_sha
+            if process_died:
+                session.info.pop("undo_on_rollback")
             raise DatabaseWentAway()
     assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] is None
+    main = git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()
+    assert main == ([moved_to, "refs/heads/main"] if process_died else [])
     retried = complete(server, tenant, repo, upload["uploadId"])
-    assert retried.status_code == 200 and retried.json()["data"]["commit"] == moved_to
+    assert retried.status_code == 200
+    if process_died:
+        assert retried.json()["data"]["commit"] == moved_to
     meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
-    assert meta["mainHeadIdentifier"] == "ver-lost" and meta["mainHeadCommit"] == moved_to
+    assert meta["mainHeadIdentifier"] == "ver-lost" and meta["mainHeadCommit"] == retried.json()["data"]["commit"]
     assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == {"a.txt": b"a"}
     assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / "c") == "1"
 
