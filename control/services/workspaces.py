@@ -126,12 +126,11 @@ def _refuse_file_dir_clash(session: Session, app, repo: Repository, workspace: W
         head_visible = True  # until an ancestor is deleted in the overlay: what the base had below it is gone
         for ancestor in ancestors:
             row = rows.get(ancestor)
-            if row is not None:
-                is_file, head_visible = row.blob_sha is not None, head_visible and row.blob_sha is not None
-            else:
-                found = in_head(ancestor) if head_visible else None
-                is_file = found is not None and found.kind != "tree"
-            if is_file:
+            if row is not None and row.blob_sha is None:
+                head_visible = False
+                continue
+            found = in_head(ancestor) if head_visible and row is None else None
+            if row is not None or (found is not None and found.kind != "tree"):
                 raise Conflict(f"{path!r} cannot be written: {ancestor!r} is a file in this workspace",
                                {"path": path, "file": ancestor})
         below = session.scalar(select(WorkspaceFile.path).where(

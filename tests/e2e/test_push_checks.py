@@ -14,6 +14,9 @@ from storage.models import Branch, Event, Repository
 from tests.support import pkt, raw_request, receive_pack, repo_path, start_server
 
 
+EMPTY_PACK = b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e")
+
+
 def repo_row(server, tenant, slug):
     with server.context.db.session() as session:
         return session.scalar(select(Repository).where(Repository.org_id == tenant.org_id, Repository.slug == slug))
@@ -323,21 +326,6 @@ def test_a_push_option_cannot_smuggle_lines_into_the_hook_request(server, tenant
         assert git.out("ls-remote", url, "refs/heads/main", cwd=work).split()[0] == head
 
 
-def test_a_push_without_report_status_is_still_recorded(server, tenant, git, pushed):
-    repo, work = pushed
-    row = repo_row(server, tenant, repo)
-    head = git.out("rev-parse", "HEAD", cwd=work)
-    empty_pack = b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e")
-    body = pkt(f"{'0' * 40} {head} refs/heads/quiet\n".encode()) + b"0000" + empty_pack
-    assert receive_pack(server, tenant, repo, body).status_code == 200
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/quiet", cwd=work).split()[0] == head
-    with server.context.db.session() as session:
-        branch = session.scalar(select(Branch).where(Branch.repo_id == row.id, Branch.name == "quiet"))
-        events = session.scalars(select(Event).where(Event.repo_id == row.id, Event.kind == "refs.push")).all()
-    assert branch is not None and branch.head_sha == head
-    assert any(r["ref"] == "refs/heads/quiet" for e in events for r in e.payload["refs"])
-
-
 def test_a_protected_branch_is_not_deleted_by_a_zero_old_value(server, tenant, git, pushed):
     """git takes an all-zero new value as a deletion whatever the old one says ("allowing deletion of corrupt
     ref"); zero to zero used to count as a create, which the protection check passes over."""
@@ -375,23 +363,25 @@ def test_a_push_certificate_is_refused_before_git_stores_it(server, tenant, git,
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == head
 
 
-@pytest.mark.parametrize("capabilities", [b"report-status side-band", b"report-status\x0bside-band-64k"])
+@pytest.mark.parametrize("capabilities,branch", [(b"", "quiet"), (b"report-status side-band", "odd"),
+                                                 (b"report-status\x0bside-band-64k", "odd")])
 def test_a_push_the_server_reads_differently_from_git_still_gets_its_effects(server, tenant, git, pushed,
-                                                                             capabilities):
-    """git reads capabilities split on spaces only and multiplexes its report for side-band-64k alone; a report
-    this server could not read used to leave a moved ref without its branch row and push event."""
+                                                                             capabilities, branch):
+    """A client may ask for no report at all; and git reads capabilities split on spaces only and multiplexes its
+    report for side-band-64k alone, so a report this server could not read used to leave a moved ref without its
+    branch row and push event."""
     repo, work = pushed
     row = repo_row(server, tenant, repo)
     head = git.out("rev-parse", "HEAD", cwd=work)
-    empty_pack = b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e")
-    body = pkt(f"{'0' * 40} {head} refs/heads/odd\0".encode() + capabilities + b"\n") + b"0000" + empty_pack
+    line = f"{'0' * 40} {head} refs/heads/{branch}".encode() + (b"\0" + capabilities if capabilities else b"")
+    body = pkt(line + b"\n") + b"0000" + EMPTY_PACK
     assert receive_pack(server, tenant, repo, body).status_code == 200
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/odd", cwd=work).split()[0] == head
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{branch}", cwd=work).split()[0] == head
     with server.context.db.session() as session:
-        branch = session.scalar(select(Branch).where(Branch.repo_id == row.id, Branch.name == "odd"))
+        found = session.scalar(select(Branch).where(Branch.repo_id == row.id, Branch.name == branch))
         events = session.scalars(select(Event).where(Event.repo_id == row.id, Event.kind == "refs.push")).all()
-    assert branch is not None and branch.head_sha == head
-    assert any(r["ref"] == "refs/heads/odd" for e in events for r in e.payload["refs"])
+    assert found is not None and found.head_sha == head
+    assert any(r["ref"] == f"refs/heads/{branch}" for e in events for r in e.payload["refs"])
 
 
 def _cut_off(server, tenant, repo: str, body: bytes, headers: str) -> bytes:
@@ -425,7 +415,7 @@ def test_a_key_in_a_ref_name_is_not_written_to_the_application_log(server, tenan
     ref = f"refs/heads/{key}".encode()
     body = (pkt(b"0" * 40 + b" " + head.encode() + b" " + ref + b"\0report-status\n")
             + pkt(b"1" * 40 + b" " + head.encode() + b" " + ref + b"\n") + b"0000"
-            + b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e"))
+            + EMPTY_PACK)
     assert receive_pack(server, tenant, repo, body).status_code < 500
     time.sleep(0.5)
     log = server.log_text()
