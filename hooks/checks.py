@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from storage import git_read, object_headers
+from storage import git_fsck, git_read, object_headers
 from storage.models import BranchProtection
 
 from .context import ChangeContext, Rejection
@@ -78,5 +78,15 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
+def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
+    """A push's objects pass git's fsck in receive-pack; the server's own (API commits, merges, uploads) pass the
+    same checks here, `.gitmodules` contents included, before a ref points at them."""
+    if ctx.source == "push":
+        return []
+    problem = git_fsck.fsck_problem(ctx.repo_path, sorted({u.new for u in updates if not u.is_delete}),
+                                    env=ctx.git_env)
+    return [Rejection(u.ref, problem, "invalid") for u in updates if not u.is_delete] if problem else []
+
+
 PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_default_branch_kept,
-                                  check_path_locks, check_object_sizes)
+                                  check_path_locks, check_object_sizes, check_objects_written_here)

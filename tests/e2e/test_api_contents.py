@@ -423,3 +423,30 @@ def test_submodules_are_listed_but_not_files(server, tenant, git, pushed):
     diff = api(server, key, "GET", f"/v1/repos/{repo}/diff?head={head}").json()["data"]
     assert diff["files"][0]["path"] == "vendor/lib" and diff["files"][0]["hunks"][0]["lines"] == [
         {"type": "add", "content": f"Subproject commit {pinned}"}]
+
+
+HOSTILE_GITMODULES = {  # what git's fsck refuses in a .gitmodules (CVE-2018-11235 and friends), as a push would be
+    "gitmodulesName": '[submodule "../../modules/evil"]\n\tpath = x\n\turl = https://example.com/x\n',
+    "gitmodulesUrl": '[submodule "x"]\n\tpath = x\n\turl = --upload-pack=touch${IFS}/tmp/pwned\n',
+    "gitmodulesPath": '[submodule "x"]\n\tpath = --x\n\turl = https://example.com/x\n',
+}
+
+
+@pytest.mark.parametrize("name", [".gitmodules", "sub/.gitmodules", ".GitModules"])
+@pytest.mark.parametrize("problem", sorted(HOSTILE_GITMODULES))
+def test_gitmodules_git_would_refuse_on_a_push_are_refused_here_too(server, unchanged, problem, name):
+    tenant, git, repo, head = unchanged
+    response = commit(server, tenant, repo, [create(name, HOSTILE_GITMODULES[problem])], expectedHeadSha=head)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid" and problem in response.json()["error"], response.text
+    assert head_of(git, tenant, repo) == head
+
+
+def test_a_well_formed_gitmodules_is_accepted(server, tenant, git, tmp_path, pushed):
+    repo, _, head = pushed
+    content = '[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = https://example.com/lib.git\n'
+    response = commit(server, tenant, repo, [create(".gitmodules", content)], expectedHeadSha=head)
+    assert response.status_code in (200, 201), response.text
+    work = clone(git, tenant, repo, tmp_path)
+    git("-c", "transfer.fsckObjects=true", "fetch", "-q", "origin", cwd=work)
+    assert (work / ".gitmodules").read_text() == content
