@@ -18,7 +18,7 @@ from hooks.pipeline import apply_ref_change, run_effects
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_refs
 from storage.blobs import BlobStore
-from storage.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
+from storage.errors import Conflict, Forbidden, Invalid, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Branch, Repository, Upload, UploadFile
@@ -55,7 +55,8 @@ def storage_path(repo: Repository, branch: str, identifier: str, name: str) -> s
 
 def request_upload(session: Session, app, repo: Repository, actor: Principal, identifier: str,
                    files: Sequence[FileSpec], branch: str | None = None) -> IssuedUpload:
-    """Signed PUT URLs for every file; asking again for a pending upload re-signs it, a completed one is 409."""
+    """Signed PUT URLs for every file; asking again for a pending upload re-signs it (and bases it on the branch's
+    head of now), a completed one is 409."""
     branch = branch or repo.default_branch
     _check_identifier(identifier)
     _check_branch(session, app, repo, branch)
@@ -73,6 +74,7 @@ def request_upload(session: Session, app, repo: Repository, actor: Principal, id
         raise Conflict(f"upload {identifier!r} is pending with a different file list; use a new identifier",
                        {"uploadId": upload.id})
     upload.expires_at = datetime.fromtimestamp(signing.expiry_for(now), tz=timezone.utc)
+    upload.base_commit = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{branch}") or ZERO_SHA
     session.flush()
     secret = app.settings.secret_key
     return IssuedUpload(upload, [(rows[s.name], signing.sign(secret, "PUT", rows[s.name].storage_path,
@@ -126,18 +128,30 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     if head is None and upload.branch != repo.default_branch and row is None:
         raise NotFound(f"branch {upload.branch!r} not found")
     ctx = change_context(app, repo, actor, "upload")
-    made_earlier = _upload_commit_parent(repo_path, head, upload) if head is not None else None
+    with git_objects.open_repo(repo_path) as git_repo:
+        tree = _write_tree(git_repo, repo_path, app.blobs, files)
+    made_earlier = _made_by(repo_path, head, upload, tree) if head is not None else None
     if made_earlier is not None:  # the ref moved but the database did not record it: record it now
         sha = head
         run_effects(ctx, [RefUpdate(old=made_earlier or ZERO_SHA, new=head, ref=ref)], session=session)
     else:
+        _refuse_moved_since_requested(upload, head)
         parent = head or _first_parent(repo_path, row)
-        sha = _write_commit(repo_path, app.blobs, files, parent, upload, app.clock())
+        sha = _write_commit(repo_path, tree, parent, upload, app.clock())
         apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
         if head is None and row is not None:
             row.base_commit = parent
     _record_completion(session, app, repo, actor, upload, sha)
     return upload
+
+
+def _refuse_moved_since_requested(upload: Upload, head: str | None) -> None:
+    """An upload is a whole directory: written over commits it never saw, it would silently drop them."""
+    if upload.base_commit is None or upload.base_commit == (head or ZERO_SHA):
+        return
+    raise StaleRef(f"branch {upload.branch!r} moved since this upload was requested; request the upload again "
+                   "(same identifier and files: the files already received are kept) to base it on the new head",
+                   {"ref": f"refs/heads/{upload.branch}", "expected": upload.base_commit, "actual": head})
 
 
 def _held(session: Session, upload: Upload) -> Upload:
@@ -166,11 +180,13 @@ def _record_completion(session: Session, app, repo: Repository, actor: Principal
     session.flush()
 
 
-def _write_commit(repo_path, blobs: BlobStore, files: list[UploadFile], parent: str | None, upload: Upload,
-                  now: datetime) -> str:
+def _write_tree(git_repo, repo_path, blobs: BlobStore, files: list[UploadFile]) -> bytes:
+    changes = {row.name: (git_objects.FILE_MODE, _write_blob(git_repo, repo_path, blobs, row)) for row in files}
+    return git_objects.edit_tree(git_repo, None, changes)
+
+
+def _write_commit(repo_path, tree: bytes, parent: str | None, upload: Upload, now: datetime) -> str:
     with git_objects.open_repo(repo_path) as git_repo:
-        changes = {row.name: (git_objects.FILE_MODE, _write_blob(git_repo, repo_path, blobs, row)) for row in files}
-        tree = git_objects.edit_tree(git_repo, None, changes)
         message = f"Upload {upload.identifier}\n\n{_TRAILER}{upload.id}\n"
         return git_objects.write_commit(git_repo, tree, [parent] if parent else [], UPLOADER, message,
                                         when=int(now.timestamp()))
@@ -200,14 +216,20 @@ class _HashingReader:
         return data
 
 
-def _upload_commit_parent(repo_path, sha: str, upload: Upload) -> str | None:
-    """If `sha` is this upload's commit: its parent ("" for a root commit); None otherwise."""
+def _made_by(repo_path, sha: str, upload: Upload, tree: bytes) -> str | None:
+    """If `sha` is the commit this upload writes (its files, on the head it was requested against): its parent
+    ("" for a root commit); None otherwise. Anyone who can push can copy the author and trailer, not the files."""
     with git_objects.open_repo(repo_path) as git_repo:
         commit = git_repo[sha.encode()]
     trailers = commit.message.decode("utf-8", "replace").splitlines()
     if commit.author != UPLOADER.encoded() or f"{_TRAILER}{upload.id}" not in trailers:
         return None
-    return commit.parents[0].decode() if commit.parents else ""
+    parent = commit.parents[0].decode() if commit.parents else ""
+    if commit.tree != tree or len(commit.parents) > 1:
+        return None
+    if upload.base_commit not in (None, ZERO_SHA) and parent != upload.base_commit:
+        return None
+    return parent
 
 
 def _check_identifier(identifier: str) -> None:

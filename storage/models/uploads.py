@@ -20,6 +20,8 @@ class Upload(Base):
     identifier: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | completed
     commit_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    # the branch head when the URLs were (last) issued, zeros for none; completion refuses a branch moved since
+    base_commit: Mapped[str | None] = mapped_column(String(64), default=None)
     created_by_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

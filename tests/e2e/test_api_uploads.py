@@ -485,6 +485,10 @@ def test_a_branch_moved_during_completion_is_a_stale_ref_and_nothing_is_recorded
     monkeypatch.undo()
     assert stored_state(server, repo, tenant) == before
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == interloper
+    stale = complete(server, tenant, repo, upload["uploadId"])
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_ref", stale.text
+    assert stale.json()["details"]["actual"] == interloper
+    assert ask(server, tenant, repo, "ver-1", {"one": b"1"}).status_code == 201  # based on the new head; no new PUT
     retried = complete(server, tenant, repo, upload["uploadId"])
     assert retried.status_code == 200
     assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == {"one": b"1"}
@@ -552,3 +556,65 @@ def test_receiving_on_an_injected_clock_expires_at_fifteen_minutes(server, tenan
     assert not server.context.blobs.exists(target["path"])
     assert receive_at(datetime.fromtimestamp(signed.expires, tz=timezone.utc) - timedelta(seconds=1)).size == 1
     assert server.context.blobs.exists(target["path"])
+
+
+def test_completing_over_commits_the_upload_never_saw_is_a_stale_ref_until_asked_again(server, tenant, git,
+                                                                                         tmp_path):
+    """An upload is a whole directory: written over a commit pushed after it was requested, it would drop that
+    commit's files without a word."""
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-1", {"a.txt": b"1"})
+    upload = _pending_upload(server, tenant, repo, "ver-2", {"a.txt": b"2"})
+    work = tmp_path / "w"
+    git("clone", "-q", tenant.url(repo), str(work))
+    pushed = git.commit(work, {"c.txt": b"someone else's"}, "add c")
+    git("push", "-q", "origin", "main", cwd=work)
+    before = stored_state(server, repo, tenant)
+    stale = complete(server, tenant, repo, upload["uploadId"])
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_ref", stale.text
+    assert stale.json()["details"]["actual"] == pushed
+    assert stored_state(server, repo, tenant) == before
+    asked_again = ask(server, tenant, repo, "ver-2", {"a.txt": b"2"})
+    assert asked_again.status_code == 201, asked_again.text
+    done = complete(server, tenant, repo, upload["uploadId"])
+    assert done.status_code == 200, done.text
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == {"a.txt": b"2"}
+    assert git.out("rev-parse", "HEAD~1", cwd=tmp_path / "c") == pushed
+
+
+def test_a_pushed_commit_posing_as_the_upload_is_not_taken_for_it(server, tenant, git, tmp_path):
+    """Anyone who can push can copy the uploader's name and the Upload-Id trailer; only a commit of exactly the
+    upload's files on the head it was asked against counts as the upload's own."""
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"a.txt": b"0"})
+    files = {"a.txt": b"trusted"}
+    upload = _pending_upload(server, tenant, repo, "ver-good", files)
+    work = tmp_path / "w"
+    git("clone", "-q", tenant.url(repo), str(work))
+    (work / "a.txt").write_bytes(b"EVIL")
+    git("add", "a.txt", cwd=work)
+    git("-c", "user.name=Driftstone", "-c", "user.email=uploads@driftstone.local", "commit", "-q", "-m",
+        f"Upload ver-good\n\nUpload-Id: {upload['uploadId']}", cwd=work)
+    forged = git.out("rev-parse", "HEAD", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    assert complete(server, tenant, repo, upload["uploadId"]).status_code == 409
+    assert ask(server, tenant, repo, "ver-good", files).status_code == 201  # now based on the forged commit
+    done = complete(server, tenant, repo, upload["uploadId"])
+    assert done.status_code == 200, done.text
+    assert done.json()["data"]["commit"] != forged
+    assert cloned_files(git, tenant.url(repo), "main", tmp_path / "c") == files
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadCommit"] == done.json()["data"]["commit"] and meta["mainHeadIdentifier"] == "ver-good"
+
+
+def test_a_gitmodules_git_would_refuse_is_not_committed(server, tenant, git):
+    """Uploads pass the checks a push does, git's fsck of `.gitmodules` included (CVE-2018-11235)."""
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"a.txt": b"0"})
+    files = {".gitmodules": b'[submodule "../../modules/evil"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n'}
+    upload = _pending_upload(server, tenant, repo, "ver-evil", files)
+    before = stored_state(server, repo, tenant)
+    refused = complete(server, tenant, repo, upload["uploadId"])
+    assert refused.status_code == 422 and refused.json()["code"] == "invalid", refused.text
+    assert "gitmodulesName" in refused.json()["error"]
+    assert stored_state(server, repo, tenant) == before
