@@ -55,11 +55,12 @@ class MergeOutcome:
 def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str, target_branch: str,
                strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                expected_target_head: str | None = None, *, source_label: str | None = None,
-               fast_forward: bool = False) -> MergeOutcome:
+               fast_forward: bool = False, workspace_id: str | None = None) -> MergeOutcome:
     """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too).
 
     `expected_target_head`: when given, the target must still point there (else StaleRef) and no retry happens.
-    `source_label`: how messages name the source (a branch name; defaults to the sha)."""
+    `source_label`: how messages name the source (a branch name; defaults to the sha).
+    `workspace_id`: the workspace whose work this is: its own path locks do not hold it back."""
     checked_branch_name(target_branch)
     if strategy not in STRATEGIES:
         raise Invalid(f"unknown merge strategy {strategy!r}", {"fields": [{"loc": "strategy", "msg": "unknown"}]})
@@ -83,12 +84,16 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                 return _outcome(plan, target_branch, label, dry_run)
             plan.persist()
         ctx = change_context(app, repo, actor, "merge")
+        ctx.workspace_id = workspace_id
         actual = _swap(ctx, session, path, ref, head, plan.new_head)
         if actual is not _SWAPPED:
             if expected_target_head is None and attempt < _ATTEMPTS - 1:
                 time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
                 continue  # another writer moved the target: merge again on top of its commits
-            raise _stale(target_branch, ref, expected_target_head or head, actual)
+            if expected_target_head is None:
+                raise StaleRef(f"branch {target_branch!r} kept moving under other writers ({_ATTEMPTS} attempts); "
+                               "retry the merge", {"branch": target_branch, "ref": ref, "actualTargetHead": actual})
+            raise _stale(target_branch, ref, expected_target_head, actual)
         for sha in plan.new_commits:
             record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
         return _outcome(plan, target_branch, label, dry_run)
@@ -141,12 +146,13 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
     outcome = merge_refs(app, session, repo, actor, source_sha, target, strategy, message, dry_run,
                          expected_target_head, source_label=source, fast_forward=fast_forward)
     if delete_branch and outcome.success and not dry_run:
-        _delete_source(session, app, repo, actor, source, source_sha, outcome)
+        delete_merged_branch(session, app, repo, actor, source, source_sha, outcome)
     return outcome
 
 
-def _delete_source(session, app, repo: Repository, actor: Principal, source: str, source_sha: str,
+def delete_merged_branch(session, app, repo: Repository, actor: Principal, source: str, source_sha: str,
                    outcome: MergeOutcome) -> None:
+    """Delete the merged branch if it still points at what was merged; the merge stands either way."""
     if source == repo.default_branch:
         outcome.message += f" Branch {source!r} is the default branch and was not deleted."
         return

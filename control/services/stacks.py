@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_read, git_refs
-from storage.errors import Conflict, Invalid, NotFound
+from storage.errors import Conflict, Invalid, NotFound, StaleRef
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Repository, Stack, StackReview, Workspace
+from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name
 
@@ -42,6 +43,8 @@ def _parent_stack(session: Session, repo: Repository, base_commit: str | None) -
 
 
 def submit(session: Session, app, repo: Repository, workspace: Workspace, actor: Principal, title: str) -> Stack:
+    serialize_repository_writes(session, repo.id)  # takes turns with a merge of this workspace's stack
+    session.refresh(workspace)
     if not workspace.current_commit or workspace.current_commit == workspace.base_commit:
         raise Invalid("nothing to submit: commit the workspace first")
     path = app.store.path_for(repo.id)
@@ -122,32 +125,39 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
     """Merge the stack's head into its base; on success its children are rebased onto that base."""
     from . import merges
 
+    if not dry_run:  # a resubmit of its workspace and this merge take turns; the one that comes second sees the first
+        serialize_repository_writes(session, repo.id)
+        session.refresh(stack)
     if stack.status != "open":
         raise Conflict(f"stack is {stack.status}", {"status": stack.status})
+    _refuse_moved_bookmark(app, repo, stack)
     if stack.parent_stack_id:
         parent = session.get(Stack, stack.parent_stack_id)
         if parent is not None and parent.status == "open":
             raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
-                                message or stack.title, dry_run=dry_run, source_label=stack.bookmark)
+                                message or stack.title, dry_run=dry_run, source_label=stack.bookmark,
+                                workspace_id=stack.workspace_id)
     if dry_run or not outcome.success:
         return outcome
     stack.status, stack.merged_sha = "merged", outcome.head_commit
     if delete_branch:
-        _delete_bookmark(session, app, repo, stack, actor)
-        outcome.source_deleted = True
+        merges.delete_merged_branch(session, app, repo, actor, stack.bookmark, stack.head_commit, outcome)
     session.flush()
     for child in session.scalars(select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")):
         restack_child(session, app, repo, child, stack, actor)
     return outcome
 
 
-def _delete_bookmark(session: Session, app, repo: Repository, stack: Stack, actor: Principal) -> None:
+def _refuse_moved_bookmark(app, repo: Repository, stack: Stack) -> None:
+    """Commits pushed to the bookmark after the submit are not the stack's: merging the submitted head and
+    deleting the bookmark would leave them on no branch."""
     ref = f"refs/heads/{stack.bookmark}"
-    sha = git_refs.read_ref(app.store.path_for(repo.id), ref)
-    if sha is not None:
-        apply_ref_change(change_context(app, repo, actor, "merge"), RefUpdate(old=sha, new=ZERO_SHA, ref=ref),
-                         session=session)
+    current = git_refs.read_ref(app.store.path_for(repo.id), ref)
+    if current is not None and current != stack.head_commit:
+        raise StaleRef(f"branch {stack.bookmark!r} moved since the stack was submitted; the stack "
+                       "merges only what was submitted: merge the branch itself", {"ref": ref, "expected": stack.head_commit,
+                                                                  "actual": current})
 
 
 def restack_child(session: Session, app, repo: Repository, child: Stack, parent: Stack, actor: Principal) -> None:

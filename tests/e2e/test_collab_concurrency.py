@@ -114,3 +114,30 @@ def test_simultaneous_record_only_branches_with_one_name_get_409_not_500(server,
                                                     timeout=60))
     assert sorted(r.status_code for r in responses) == [201] + [409] * 7, [r.text for r in responses]
     assert all(r.json()["code"] == "conflict" for r in responses if r.status_code == 409)
+
+
+def test_a_resubmit_racing_the_stacks_merge_never_marks_unmerged_commits_merged(server, tenant, git, tmp_path):
+    """Merge and resubmit sent together: whichever comes second sees the first (9 of 9 runs used to end with
+    the stack "merged" at a head whose commit never reached main)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
+    v1 = f"{server.url}/v1/repos/{repo}"
+    for round_ in range(3):
+        ws = requests.post(dojo, json={"name": f"race-{round_}"}, headers=headers, timeout=60).json()["workspace"]
+        requests.put(f"{dojo}/{ws['id']}/files/one-{round_}.txt", data=b"1", headers=headers, timeout=60)
+        requests.post(f"{dojo}/{ws['id']}/commit", json={"message": "one"}, headers=headers, timeout=60)
+        stack = requests.post(f"{dojo}/{ws['id']}/submit", json={"title": "t"}, headers=headers,
+                              timeout=60).json()["stack"]
+        requests.put(f"{dojo}/{ws['id']}/files/two-{round_}.txt", data=b"2", headers=headers, timeout=60)
+        requests.post(f"{dojo}/{ws['id']}/commit", json={"message": "two"}, headers=headers, timeout=60)
+        _at_once(2, lambda i: requests.post(f"{v1}/stacks/{stack['id']}/merge", json={}, headers=headers, timeout=60)
+                 if i == 0 else requests.post(f"{dojo}/{ws['id']}/submit", json={"title": "t"}, headers=headers,
+                                              timeout=60))
+        final = requests.get(f"{v1}/stacks/{stack['id']}", headers=headers, timeout=60).json()["data"]
+        if final["status"] == "merged":
+            git("fetch", "-q", tenant.url(repo), "main", cwd=work)
+            assert git("merge-base", "--is-ancestor", final["headCommit"], "FETCH_HEAD", cwd=work,
+                       check=False).returncode == 0, final

@@ -371,3 +371,35 @@ def test_a_compressed_overlay_write_is_refused_not_stored_compressed(server, ten
                            headers={**dojo.headers, "Content-Encoding": "gzip"}, timeout=60)
     assert refused.status_code == 415 and refused.json()["code"] == "unsupported_media_type"
     assert dojo("GET", f"/workspaces/{ws}/files/hello.txt").status_code == 404
+
+
+
+def test_commits_pushed_to_a_stack_branch_are_not_merged_over_nor_orphaned(server, tenant, git, tmp_path, seeded):
+    """The stack merges what was submitted; with deleteBranch it used to delete the bookmark from whatever it
+    pointed at, leaving a commit pushed there on no branch."""
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, stack, _ = submit_work(dojo, "pushed-to", {"x.txt": "x\n"})
+    work = tmp_path / "w"
+    git("clone", "-q", "--branch", stack["bookmark"], tenant.url(repo), str(work))
+    follow_up = git.commit(work, {"y.txt": "y\n"}, "follow-up")
+    git("push", "-q", "origin", f"HEAD:{stack['bookmark']}", cwd=work)
+    refused = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"deleteBranch": True})
+    assert refused.status_code == 409 and refused.json()["code"] == "stale_ref", refused.text
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{stack['bookmark']}").split()[0] == follow_up
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == main
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["status"] == "open"
+
+
+def test_a_lock_holders_own_stack_merges_over_its_locked_paths(server, tenant, seeded):
+    """A lock keeps other workspaces off its paths, not the work of the workspace holding it."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "holder", "agent_name": "bot"}).json()["workspace"]
+    assert dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": ["src/*"]}).status_code == 201
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/src/a.txt", data=b"mine").status_code == 200
+    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "locked work"}).status_code == 201
+    stack = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "locked work"}).json()["stack"]
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["mergeable"] is True
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
