@@ -8,13 +8,16 @@ get_merge_bases: paint down to the common commits, drop redundant ones, newest f
 from __future__ import annotations
 
 import heapq
+import io
 import os
 import stat
-import time
+from pathlib import Path
 from typing import Iterable
 
-from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.pack import write_pack_objects
+
+from .git_env import run_git
 
 S_IFMT = 0o170000
 TREE_MODE = 0o040000
@@ -91,30 +94,27 @@ class MergeStore:
                 stack.append(obj.tree)
                 stack.extend(obj.parents)  # earlier new commits (a rebase writes a chain)
         if wanted:
-            if hasattr(self.base, "fsync_object_files"):
-                self.base.fsync_object_files = True  # pack and index reach the disk before any ref names them
             self._add_all(wanted)
-            pack_dir = getattr(self.base, "pack_dir", None)
-            if pack_dir:
-                descriptor = os.open(pack_dir, os.O_RDONLY)
-                try:
-                    os.fsync(descriptor)
-                finally:
-                    os.close(descriptor)
         return len(wanted)
 
     def _add_all(self, wanted: list[ShaFile]) -> None:
-        """Write `wanted` as one pack. Two identical merges at once write the same pack name and one finds it
-        locked (dulwich FileLocked): the other is writing the same bytes, so wait for them to be there."""
-        for attempt in range(200):
-            try:
-                self.base.add_objects([(obj, None) for obj in reversed(wanted)])
-                return
-            except FileLocked:
-                if all(obj.id in self.base for obj in wanted):
-                    return
-                time.sleep(0.01 * min(attempt + 1, 10))
-        raise TimeoutError("the merge's objects stayed locked")
+        """Write `wanted` as one pack through `git index-pack`, which names, indexes and fsyncs it (core.fsync)
+        the way every other pack of the repository is written, so readers never meet it half done. dulwich's
+        own pack writer moved the pack in before its index and listed the packs meanwhile: beside concurrent
+        merges and a housekeeping repack it failed (PackFileDisappeared, a 500) and left its temporary pack."""
+        path = getattr(self.base, "path", None)
+        if path is None:  # an in-memory store (tests)
+            self.base.add_objects([(obj, None) for obj in reversed(wanted)])
+            return
+        pack = io.BytesIO()
+        write_pack_objects(pack.write, [(obj, None) for obj in reversed(wanted)], self.base.object_format)
+        run_git(Path(path).parent, ["index-pack", "--stdin"], input=pack.getvalue())
+        self.base.close()  # the next read lists the packs again, this one included
+        descriptor = os.open(os.path.join(path, "pack"), os.O_RDONLY)
+        try:
+            os.fsync(descriptor)  # the pack's name in its directory reaches the disk before any ref names it
+        finally:
+            os.close(descriptor)
 
 
 # --- merge bases ---------------------------------------------------------------------------------------------
