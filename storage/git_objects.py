@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
 
 from dulwich.file import FileLocked
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
@@ -51,8 +52,22 @@ class Identity:
         return f"{clean(self.name) or 'unknown'} <{clean(self.email)}>".encode("utf-8")
 
 
+class _RepackSafeStore(DiskObjectStore):
+    """A lookup that missed may have raced a repack: git packs a loose object and deletes the file between
+    dulwich's look at the packs and its look at the loose objects. Look again, as git does (reprepare_packed_git);
+    the second look rescans the packs. Seen as a 404 for a branch's own head during a housekeeping repack."""
+
+    def get_raw(self, name):
+        try:
+            return super().get_raw(name)
+        except KeyError:
+            return super().get_raw(name)
+
+
 def open_repo(repo_path: Path) -> Repo:
     repo = Repo(str(repo_path))
+    if type(repo.object_store) is DiskObjectStore:
+        repo.object_store.__class__ = _RepackSafeStore  # adds the method above only; dulwich builds the store itself
     repo.object_store.fsync_object_files = True  # dulwich ignores core.fsync: objects are durable before refs
     return repo
 

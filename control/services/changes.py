@@ -5,7 +5,7 @@ import re
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.refs import branch_name_problem
-from storage import git_refs
+from storage import git_objects, git_refs
 from storage.errors import Invalid, NotFound
 from storage.keys import Principal
 from storage.models import Repository
@@ -31,9 +31,7 @@ def resolve_revision(app, repo: Repository, revision: str) -> str:
     """A branch name or a full commit sha that exists in the repository, as a commit sha."""
     path = app.store.path_for(repo.id)
     if _HEX.match(revision):
-        from dulwich.repo import Repo
-
-        with Repo(str(path)) as git_repo:
+        with git_objects.open_repo(path) as git_repo:
             try:
                 obj = git_repo[revision.encode()]
             except KeyError:

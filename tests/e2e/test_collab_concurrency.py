@@ -141,3 +141,44 @@ def test_a_resubmit_racing_the_stacks_merge_never_marks_unmerged_commits_merged(
             git("fetch", "-q", tenant.url(repo), "main", cwd=work)
             assert git("merge-base", "--is-ancestor", final["headCommit"], "FETCH_HEAD", cwd=work,
                        check=False).returncode == 0, final
+
+
+def test_sixteen_merges_at_once_beside_a_repack_all_answer_cleanly(server, tenant, git, tmp_path):
+    """Merges write their objects as packs. dulwich's pack writer listed the repository's packs while another
+    writer or a housekeeping repack replaced them: a 500 (PackFileDisappeared) and a temporary pack left behind.
+    And a read that raced the repack's move of a loose object into a pack answered 404 for an existing commit."""
+    import subprocess
+
+    from tests.support import repo_path
+
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"base.txt": "base\n"})
+    for i in range(16):
+        git("checkout", "-q", "-b", f"f{i}", "main", cwd=work)
+        git.commit(work, {f"f{i}.txt": f"{i}\n"}, f"f{i}")
+    git("checkout", "-q", "main", cwd=work)
+    git.commit(work, {"main.txt": "diverged\n"}, "main moves on")
+    git("push", "-q", tenant.url(repo), "--all", cwd=work)
+    path = repo_path(server, tenant, repo)
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    stop = threading.Event()
+
+    def repack() -> None:
+        while not stop.is_set():
+            subprocess.run(["git", "-C", str(path), "repack", "-a", "-d", "-k", "-q"], capture_output=True)
+
+    housekeeping = threading.Thread(target=repack)
+    housekeeping.start()
+    try:
+        responses = _at_once(16, lambda i: requests.post(f"{server.url}/v1/repos/{repo}/merges", headers=headers,
+                                                         json={"source": f"f{i}", "target": "main"}, timeout=120))
+    finally:
+        stop.set()
+        housekeeping.join()
+    assert all(r.status_code in (200, 409) for r in responses), [r.text for r in responses]
+    left = [p.name for p in (path / "objects" / "pack").glob("tmp*.pack") if not p.name.startswith("tmp_pack_")]
+    assert not left, left  # dulwich's temporary packs (git's own are tmp_pack_*, and may belong to a live repack)
+    git("fetch", "-q", tenant.url(repo), "main", cwd=work)
+    merged = [i for i, r in enumerate(responses) if r.status_code == 200]
+    for i in merged:
+        assert git("merge-base", "--is-ancestor", f"f{i}", "FETCH_HEAD", cwd=work, check=False).returncode == 0
