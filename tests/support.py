@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -223,3 +224,20 @@ def edited(changes: dict[int, str]) -> str:
     for i, text in changes.items():
         lines[i] = text
     return "".join(line + "\n" for line in lines)
+
+
+def at_once(count: int, request) -> list[requests.Response]:
+    """`request(i)` from `count` threads released together; every response."""
+    barrier = threading.Barrier(count)
+    responses: list = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        responses[i] = request(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return responses

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,9 +113,13 @@ def list_repos(session: Session, org_id: str, page: int, per_page: int) -> tuple
 
 
 def delete_repo(session: Session, repo: Repository, now) -> None:
-    """Gone at once from the API and git; a background job removes the repository and its stored files."""
-    repo.deleted_at = now
-    session.flush()
+    """Gone at once from the API and git; a background job removes the repository and its stored files.
+    Of concurrent deletes exactly one succeeds: the others find it already gone."""
+    deleted = session.execute(update(Repository).where(Repository.id == repo.id, Repository.deleted_at.is_(None))
+                              .values(deleted_at=now).execution_options(synchronize_session=False))
+    if deleted.rowcount != 1:
+        raise NotFound(f"repository {repo.slug!r} not found")
+    session.refresh(repo)
     jobs.defer(session, "control.jobs.purge_repository", repo.id)
 
 

@@ -224,3 +224,46 @@ def test_the_same_repository_created_at_once_is_one_201_and_409s(server, tenant)
                                    .status_code, range(8)))
     assert statuses == [201] + [409] * 7, statuses
     assert api(server, admin, "GET", "/v1/repos/same-moment").status_code == 200
+
+
+def test_of_simultaneous_deletes_of_a_repository_exactly_one_succeeds(server, tenant):
+    """Each delete read the repository, then marked it deleted: several callers were told they deleted it and
+    several purge jobs ran."""
+    from tests.support import at_once
+
+    key = tenant.keys["admin"]
+    api(server, key, "POST", "/v1/repos", {"name": "deleted-once"})
+    responses = at_once(8, lambda i: api(server, key, "DELETE", "/v1/repos/deleted-once"))
+    assert sorted(r.status_code for r in responses) == [200] + [404] * 7, [r.text for r in responses]
+    assert all(r.json()["code"] == "not_found" for r in responses if r.status_code == 404)
+
+
+def test_a_push_whose_repository_is_deleted_while_its_body_arrives_gets_404(server, tenant):
+    """A small push body is read whole before git starts; a repository deleted (and purged) meanwhile made the
+    start fail with a 500. The client now hears that the repository is gone."""
+    import socket
+
+    from tests.support import pkt
+
+    key = tenant.keys["admin"]
+    repo = api(server, key, "POST", "/v1/repos", {"name": "gone-mid-push"}).json()["data"]
+    path = server.context.store.path_for(repo["id"])
+    body = (pkt(b"0" * 40 + b" " + b"1" * 40 + b" refs/heads/x\0report-status\n") + b"0000"
+            + b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e"))
+    head = (f"POST /{tenant.org}/gone-mid-push.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head.encode() + body[:20])
+        time.sleep(0.3)  # the server has found the repository and waits for the rest of the body
+        assert api(server, key, "DELETE", "/v1/repos/gone-mid-push").status_code == 200
+        deadline = time.monotonic() + 30
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not path.exists()
+        sock.sendall(body[20:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+    assert b"repository not found" in answer

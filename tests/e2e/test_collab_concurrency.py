@@ -5,6 +5,8 @@ import threading
 
 import requests
 
+from tests.support import at_once
+
 
 def test_eight_workspaces_merge_into_one_base(server, tenant, git, tmp_path):
     repo = tenant.repo()
@@ -60,23 +62,6 @@ def test_eight_workspaces_merge_into_one_base(server, tenant, git, tmp_path):
         assert not (clone / f"agents/{i}.txt").exists()
 
 
-def _at_once(count: int, request) -> list[requests.Response]:
-    """`request(i)` from `count` threads released together; every response."""
-    barrier = threading.Barrier(count)
-    responses: list = [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        responses[i] = request(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return responses
-
-
 def test_one_of_eight_simultaneous_locks_on_the_same_paths_wins(server, tenant, git, tmp_path):
     """Checking for an overlapping lock and inserting one happen as one step: sent at once, exactly one
     workspace gets the lock and the others a 423 naming it (3-8 of them used to hold it together)."""
@@ -87,7 +72,7 @@ def test_one_of_eight_simultaneous_locks_on_the_same_paths_wins(server, tenant, 
     dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
     workspaces = [requests.post(dojo, json={"name": f"w{i}"}, headers=headers, timeout=60).json()["workspace"]["id"]
                   for i in range(8)]
-    responses = _at_once(8, lambda i: requests.post(f"{dojo}/{workspaces[i]}/lock", json={"patterns": ["shared/*"]},
+    responses = at_once(8, lambda i: requests.post(f"{dojo}/{workspaces[i]}/lock", json={"patterns": ["shared/*"]},
                                                     headers=headers, timeout=60))
     assert sorted(r.status_code for r in responses) == [201] + [423] * 7, [r.text for r in responses]
     held = requests.get(f"{server.url}/v1/repos/{repo}/locks", headers=headers, timeout=60).json()["data"]
@@ -100,7 +85,7 @@ def test_one_of_eight_simultaneous_workspaces_with_one_name_is_created(server, t
     git("push", "-q", tenant.url(repo), "main", cwd=work)
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
-    responses = _at_once(8, lambda i: requests.post(dojo, json={"name": "same"}, headers=headers, timeout=60))
+    responses = at_once(8, lambda i: requests.post(dojo, json={"name": "same"}, headers=headers, timeout=60))
     assert sorted(r.status_code for r in responses) == [201] + [409] * 7, [r.text for r in responses]
     listed = requests.get(dojo, headers=headers, timeout=60).json()["workspaces"]
     assert [w["name"] for w in listed] == ["same"]
@@ -110,7 +95,7 @@ def test_simultaneous_record_only_branches_with_one_name_get_409_not_500(server,
     repo = tenant.repo()
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     url = f"{server.url}/v1/repos/{repo}/branches"
-    responses = _at_once(8, lambda i: requests.post(url, json={"name": "rec", "recordOnly": True}, headers=headers,
+    responses = at_once(8, lambda i: requests.post(url, json={"name": "rec", "recordOnly": True}, headers=headers,
                                                     timeout=60))
     assert sorted(r.status_code for r in responses) == [201] + [409] * 7, [r.text for r in responses]
     assert all(r.json()["code"] == "conflict" for r in responses if r.status_code == 409)
@@ -133,7 +118,7 @@ def test_a_resubmit_racing_the_stacks_merge_never_marks_unmerged_commits_merged(
                               timeout=60).json()["stack"]
         requests.put(f"{dojo}/{ws['id']}/files/two-{round_}.txt", data=b"2", headers=headers, timeout=60)
         requests.post(f"{dojo}/{ws['id']}/commit", json={"message": "two"}, headers=headers, timeout=60)
-        _at_once(2, lambda i: requests.post(f"{v1}/stacks/{stack['id']}/merge", json={}, headers=headers, timeout=60)
+        at_once(2, lambda i: requests.post(f"{v1}/stacks/{stack['id']}/merge", json={}, headers=headers, timeout=60)
                  if i == 0 else requests.post(f"{dojo}/{ws['id']}/submit", json={"title": "t"}, headers=headers,
                                               timeout=60))
         final = requests.get(f"{v1}/stacks/{stack['id']}", headers=headers, timeout=60).json()["data"]
@@ -170,7 +155,7 @@ def test_sixteen_merges_at_once_beside_a_repack_all_answer_cleanly(server, tenan
     housekeeping = threading.Thread(target=repack)
     housekeeping.start()
     try:
-        responses = _at_once(16, lambda i: requests.post(f"{server.url}/v1/repos/{repo}/merges", headers=headers,
+        responses = at_once(16, lambda i: requests.post(f"{server.url}/v1/repos/{repo}/merges", headers=headers,
                                                          json={"source": f"f{i}", "target": "main"}, timeout=120))
     finally:
         stop.set()
