@@ -22,7 +22,7 @@ from storage.settings import Settings
 from .auth import credential_from_header
 from .body import BodyError, request_chunks
 from .capabilities import CapabilityCache
-from .git_process import GitProcess
+from .git_process import GitProcess, RepositoryGone
 from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
 from .pktline import FLUSH
@@ -56,6 +56,8 @@ class GitHttpApp:
             return self.fallback(environ, start_response)
         try:
             return self._handle(route, environ, start_response)
+        except RepositoryGone:
+            return text_response(start_response, "404 Not Found", "repository not found")
         except Exception:
             log.exception("git request failed")
             return text_response(start_response, "500 Internal Server Error", "internal error")
@@ -157,8 +159,11 @@ class GitHttpApp:
         try:
             process = GitProcess(ctx.repo_path, args, {**env, **channel.child_env()},
                                  pass_fds=[channel.child_end.fileno()])
-        finally:
+        except Exception:
             channel.start()
+            channel.close()  # no git holds the other end: the hook thread meets its end at once
+            raise
+        channel.start()
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
             ctx.repo_path, process, ctx.pack_scans, self.settings.max_object_size))
         channel.body_complete = lambda: process.input_complete(self.settings.request_idle_timeout)

@@ -16,21 +16,31 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 
 
+class RepositoryGone(Exception):
+    """The repository's directory went away (the repository was deleted) after the request found it."""
+
+
 class GitProcess:
     """A git service subprocess whose stdin is fed from an iterable on a thread while stdout is read."""
 
     def __init__(self, repo_path: Path, args: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()):
         self.stderr = tempfile.TemporaryFile()
         self.started = time.time()
-        self.proc = subprocess.Popen(
-            [GIT, *args],
-            cwd=repo_path,
-            env=clean_git_env(env),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            pass_fds=tuple(pass_fds),
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [GIT, *args],
+                cwd=repo_path,
+                env=clean_git_env(env),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                pass_fds=tuple(pass_fds),
+            )
+        except FileNotFoundError:
+            self.stderr.close()
+            if not Path(repo_path).is_dir():
+                raise RepositoryGone(str(repo_path)) from None
+            raise
         self.input_error: Exception | None = None
         self.input_done = threading.Event()  # the whole request body was read (or failed): see input_complete
         self.bytes_fed = 0
