@@ -7,7 +7,10 @@ import re
 KEY_PREFIX = "dk-"
 _KEY_LIKE = re.compile(r"dk(?:-|%2[dD])(?:[A-Za-z0-9_\-]|%[0-9A-Fa-f]{2})+")  # percent-encoded too (in a URL)
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
+_SIGNATURE = re.compile(r"(?i)((?:^|[?&;\s])signature=)[^&\s\"']*")  # a signed upload URL's: a bearer capability
 
 
 def redact_keys(text: str) -> str:
-    return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", _AUTHORIZATION.sub(r"\1[redacted]", text))
+    """Keys, Authorization headers and upload URL signatures blanked out."""
+    text = _SIGNATURE.sub(r"\1[redacted]", _AUTHORIZATION.sub(r"\1[redacted]", text))
+    return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", text)

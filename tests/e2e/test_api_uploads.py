@@ -618,3 +618,22 @@ def test_a_gitmodules_git_would_refuse_is_not_committed(server, tenant, git):
     assert refused.status_code == 422 and refused.json()["code"] == "invalid", refused.text
     assert "gitmodulesName" in refused.json()["error"]
     assert stored_state(server, repo, tenant) == before
+
+
+def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant):
+    """A signed URL is a bearer capability for fifteen minutes: its PUT's access-log line keeps the path and the
+    other parameters, the signature blanked out."""
+    import time
+
+    repo = new_repo(server, tenant)
+    files = {"logged.txt": b"x"}
+    upload = ask(server, tenant, repo, "ver-log", files).json()["data"]
+    put_all(upload, files)
+    signature = parse_qs(urlsplit(upload["files"][0]["uploadUrl"]).query)["signature"][0]
+    file_id = parse_qs(urlsplit(upload["files"][0]["uploadUrl"]).query)["fileId"][0]
+    deadline = time.monotonic() + 10
+    while file_id not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in server.log_text().splitlines() if file_id in line]
+    assert lines and all("signature=[redacted]" in line for line in lines), lines
+    assert signature not in server.log_text()
