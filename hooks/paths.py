@@ -21,10 +21,9 @@ _SHORT_NAME = re.compile(r"^git~\d+$")
 
 def is_dotgit_alias(component: str) -> bool:
     """True when a filesystem could resolve `component` to `.git`."""
-    name = component.translate(_HFS_IGNORABLE)
+    name = unicodedata.normalize("NFKC", component.translate(_HFS_IGNORABLE))  # before the trims: U+00A0 -> ' '
     name = name.split(":", 1)[0]  # an NTFS alternate data stream names its base file
-    name = name.rstrip(" .")  # Windows drops trailing dots and spaces
-    name = unicodedata.normalize("NFKC", name).casefold()
+    name = name.rstrip(" .").casefold()  # Windows drops trailing dots and spaces
     return name == ".git" or bool(_SHORT_NAME.match(name))
 
 

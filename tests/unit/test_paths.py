@@ -19,7 +19,7 @@ REFUSED = [
     "git~1", "GIT~1/config", "git~2", "Git~10/x", "git~1.", ".git:", ".git:stream", ".git::$INDEX_ALLOCATION",
     "git~1::$INDEX_ALLOCATION/x", "a::$DATA", "x::y",
     ".g\u200cit", ".gi\u200dt", "\u200e.git", ".git\u200f", "\u202a.git", ".g\u202eit", "\u206a.git", ".git\ufeff",
-    "\uff0egit", ".\uff47it", "．ＧＩＴ", ".G\u200cI\u200dT.",
+    "\uff0egit", ".\uff47it", "．ＧＩＴ", ".G\u200cI\u200dT.", ".git\u00a0", ".git\u2024/x", ".git\uff1astream",
     "a\x00b", "\x00", "a\nb", "a\rb", "tab\tname", "bell\x07", "del\x7f", "c1\x85", "esc\x1b[31m",
     "x" * (MAX_PATH_BYTES + 1), "é" * (MAX_PATH_BYTES // 2 + 1), "y" * (MAX_COMPONENT_BYTES + 1),
     "é" * (MAX_COMPONENT_BYTES // 2 + 1), "/".join(["d"] * (MAX_DEPTH + 1)), "lone\ud800surrogate",
