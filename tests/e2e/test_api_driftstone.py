@@ -267,3 +267,17 @@ def test_a_push_whose_repository_is_deleted_while_its_body_arrives_gets_404(serv
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
     assert b"repository not found" in answer
+
+
+def test_a_repo_limited_key_lists_only_repositories_that_still_exist(server, tenant):
+    """A key limited to a repository since deleted (and its name re-used) listed the new one's slug, which the key
+    cannot reach: the listing names what the key can reach."""
+    key = tenant.keys["admin"]
+    api(server, key, "POST", "/v1/repos", {"name": "limited-to"})
+    api(server, key, "POST", "/v1/repos", {"name": "kept"})
+    issued = api(server, key, "POST", "/v1/keys", {"name": "limited", "scope": "read", "repos": ["limited-to", "kept"]})
+    assert issued.status_code == 201, issued.text
+    assert api(server, key, "DELETE", "/v1/repos/limited-to").status_code == 200
+    api(server, key, "POST", "/v1/repos", {"name": "limited-to"})
+    listed = {k["id"]: k for k in api(server, key, "GET", "/v1/keys").json()["data"]}
+    assert listed[issued.json()["data"]["id"]]["repos"] == ["kept"]

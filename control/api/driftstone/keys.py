@@ -48,7 +48,8 @@ def key_out(call: Call, row, model=KeyOut, **extra):
 
     slugs = None
     if row.repo_ids is not None:
-        slugs = [r.slug for r in call.session.query(Repository).filter(Repository.id.in_(row.repo_ids))]
+        slugs = [r.slug for r in call.session.query(Repository).filter(Repository.id.in_(row.repo_ids),
+                                                                     Repository.deleted_at.is_(None))]
     return model(id=row.id, name=row.name, scope=row.scope, prefix=row.prefix, repos=slugs,
                  expires_at=row.expires_at, created_at=row.created_at, **extra)
 
