@@ -64,6 +64,7 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
     existing = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
     if git_refs.read_ref(path, f"refs/heads/{name}") is not None or existing is not None:
         raise Conflict(f"branch {name!r} already exists", {"branch": name})
+    _refuse_name_clash(session, path, repo, name)
     base_branch = source if source and not _looks_like_sha(source) else repo.default_branch
     start = resolve_revision(app, repo, source) if source else git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
     if record_only or start is None:
@@ -100,6 +101,16 @@ def delete_branch(session: Session, app, repo: Repository, actor: Principal, nam
         session.delete(row)
     session.flush()
     jobs.defer(session, "control.jobs.purge_branch_files", repo.id, name)
+
+
+def _refuse_name_clash(session: Session, path, repo: Repository, name: str) -> None:
+    """`a` and `a/b` cannot both be branches (git keeps refs as files); a record-only branch is held to the same
+    rule, or its first upload could never become a ref and its stored files would collide with the other's."""
+    names = set(git_read.branch_heads(path)) | set(session.scalars(select(Branch.name).where(Branch.repo_id == repo.id)))
+    clash = next((other for other in sorted(names) if name.startswith(other + "/") or other.startswith(name + "/")),
+                 None)
+    if clash is not None:
+        raise Conflict(f"branch {name!r} cannot exist beside branch {clash!r}", {"branch": name, "clashesWith": clash})
 
 
 def _looks_like_sha(value: str) -> bool:

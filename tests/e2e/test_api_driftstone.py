@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 
+import pytest
 import requests
 
 from tests.support import api
@@ -110,6 +111,24 @@ def test_record_only_branch_and_branch_from_sha(server, tenant, git, tmp_path):
     missing = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "x", "from": "nope"})
     assert missing.status_code == 404
 
+
+
+@pytest.mark.parametrize("first,second", [("feat", "feat/v2"), ("feat/v2", "feat"), ("main", "main/x")])
+def test_branch_names_that_would_be_file_and_directory_of_each_other_are_refused(server, tenant, git, tmp_path,
+                                                                                   first, second):
+    """git cannot hold refs `a` and `a/b` at once; a record-only pair used to be accepted, and their uploads then
+    collided in storage (a 500, or a PUT answered 200 whose file landed in the other upload's directory)."""
+    key = tenant.keys["agent"]
+    repo = tenant.repo()
+    git("push", "-q", tenant.url(repo), "main", cwd=git.new_worktree(tmp_path / "w", {"a.txt": "a"}))
+    if first != "main":
+        assert api(server, key, "POST", f"/v1/repos/{repo}/branches",
+                   {"name": first, "recordOnly": True}).status_code == 201
+    for record_only in (True, False):
+        refused = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": second, "recordOnly": record_only})
+        assert refused.status_code == 409 and refused.json()["details"]["clashesWith"] == first, refused.text
+    names = {b["name"] for b in api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]}
+    assert second not in names
 
 def test_commit_metadata_for_pushed_commits(server, tenant, git, tmp_path):
     key = tenant.keys["read"]
