@@ -1,7 +1,7 @@
 """Background job functions (rq or in-process). They take ids, are idempotent, and find the app context here."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from storage.housekeeping import housekeep
 from storage.models import Repository, Upload, UploadFile
@@ -27,10 +27,8 @@ def purge_repository(repo_id: str) -> None:
         repo = session.get(Repository, repo_id)
         if repo is not None and repo.deleted_at is None:
             return  # not deleted (or restored): nothing to purge
-        paths = session.scalars(select(UploadFile.storage_path).join(Upload, Upload.id == UploadFile.upload_id)
-                                .where(Upload.repo_id == repo_id)).all()
-    for path in paths:
-        ctx.blobs.delete(path)
+        uploads = _uploads_with_paths(session, Upload.repo_id == repo_id)
+    _remove_uploads(ctx, uploads)
     ctx.store.delete(repo_id)
 
 
@@ -49,7 +47,30 @@ def purge_branch_files(repo_id: str, branch: str) -> None:
     with ctx.db.session() as session:
         if session.scalar(select(Branch.id).where(Branch.repo_id == repo_id, Branch.name == branch)):
             return
-        paths = session.scalars(select(UploadFile.storage_path).join(Upload, Upload.id == UploadFile.upload_id)
-                                .where(Upload.repo_id == repo_id, Upload.branch == branch)).all()
-    for path in paths:
-        ctx.blobs.delete(path)
+        uploads = _uploads_with_paths(session, Upload.repo_id == repo_id, Upload.branch == branch)
+    _remove_uploads(ctx, uploads)
+
+
+def _uploads_with_paths(session, *where) -> dict[str, list[str]]:
+    rows = session.execute(select(Upload.id, UploadFile.storage_path)
+                           .join(UploadFile, UploadFile.upload_id == Upload.id, isouter=True).where(*where)).all()
+    uploads: dict[str, list[str]] = {}
+    for upload_id, path in rows:
+        uploads.setdefault(upload_id, []).extend([path] if path else [])
+    return uploads
+
+
+def _remove_uploads(ctx, uploads: dict[str, list[str]]) -> None:
+    """Their stored files, then their rows: the names (branch, identifier) are free again once nothing of the
+    old uploads is left to collide with. Only these uploads: a new one of a re-created branch stays."""
+    for paths in uploads.values():
+        for path in paths:
+            ctx.blobs.delete(path)
+    if not uploads:
+        return
+    with ctx.db.session() as session:
+        ids = list(uploads)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            session.execute(delete(UploadFile).where(UploadFile.upload_id.in_(chunk)))
+            session.execute(delete(Upload).where(Upload.id.in_(chunk)))

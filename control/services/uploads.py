@@ -106,10 +106,27 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
         raise NotFound("upload file not found")
     if upload.status != "pending":
         raise Conflict(f"upload {upload.identifier!r} is already completed", {"uploadId": upload.id})
-    row.received_sha256, row.size = _store_verified(app.blobs, row, chunks, limit)
+    received = _store_verified(app.blobs, row, chunks, limit)
+    if not _still_awaited(session, app, upload, repo):  # deleted (and maybe purged) while the bytes arrived
+        app.blobs.delete(row.storage_path)
+        raise NotFound("upload file not found")
+    row.received_sha256, row.size = received
     row.received_at = app.clock()
     session.flush()
     return row
+
+
+def _still_awaited(session: Session, app, upload: Upload, repo: Repository) -> bool:
+    """Read afresh (columns, not the session's copies): the upload pending, its repository and branch there."""
+    now = session.execute(select(Upload.status, Repository.deleted_at).join(Repository, Repository.id == Upload.repo_id)
+                          .where(Upload.id == upload.id)).first()
+    if now is None or now.status != "pending" or now.deleted_at is not None:
+        return False
+    if upload.branch == repo.default_branch:
+        return True
+    return (git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{upload.branch}") is not None
+            or session.scalar(select(Branch.id).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
+            is not None)
 
 
 def complete_upload(session: Session, app, repo: Repository, actor: Principal, key: str) -> Upload:
@@ -288,7 +305,8 @@ def _create_upload(session: Session, repo: Repository, actor: Principal, branch:
 
 
 def _refuse_taken_paths(session: Session, repo: Repository, paths: list[str]) -> None:
-    """Another upload of a same-slug repository (a deleted one too) may not share a stored file."""
+    """Another upload of a same-slug repository (a deleted one too, until its purge removed its files and rows)
+    may not share a stored file."""
     for start in range(0, len(paths), _IN_CHUNK):
         taken = session.scalar(
             select(UploadFile.name).join(Upload, Upload.id == UploadFile.upload_id)

@@ -637,3 +637,68 @@ def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant)
     lines = [line for line in server.log_text().splitlines() if file_id in line]
     assert lines and all("signature=[redacted]" in line for line in lines), lines
     assert signature not in server.log_text()
+
+
+def _wait_until_gone(path: Path) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not path.exists()
+
+
+def test_a_recreated_repository_can_use_the_deleted_ones_identifiers_once_purged(server, tenant, git, tmp_path):
+    """Identifiers are often derived (ver-<hash>): the deleted repository's uploads held their stored paths
+    forever, so the same upload into the re-created repository was a 409 for good."""
+    key = tenant.keys["admin"]
+    api(server, key, "POST", "/v1/repos", {"name": "reborn"})
+    upload_tree(server, tenant, "reborn", "ver-1", {"a.txt": b"old"})
+    old_id = api(server, key, "GET", "/v1/repos/reborn").json()["data"]["id"]
+    assert api(server, key, "DELETE", "/v1/repos/reborn").status_code == 200
+    _wait_until_gone(server.context.store.path_for(old_id))
+    api(server, key, "POST", "/v1/repos", {"name": "reborn"})
+    done = upload_tree(server, tenant, "reborn", "ver-1", {"a.txt": b"new"})
+    assert cloned_files(git, tenant.url("reborn"), "main", tmp_path / "c") == {"a.txt": b"new"}
+    assert done["identifier"] == "ver-1"
+
+
+def test_bytes_that_arrive_after_their_repository_was_deleted_are_not_kept(server, tenant):
+    """A PUT under way while the repository is deleted and purged stored its file after the purge, for good."""
+    import socket
+    import time
+
+    key = tenant.keys["admin"]
+    api(server, key, "POST", "/v1/repos", {"name": "put-late"})
+    repo_id = api(server, key, "GET", "/v1/repos/put-late").json()["data"]["id"]
+    data = b"late bytes\n" * 100
+    url = urlsplit(ask(server, tenant, "put-late", "ver-late", {"late.txt": data}).json()["data"]["files"][0]
+                   ["uploadUrl"])
+    head = (f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
+            f"Connection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head.encode() + data[:10])
+        time.sleep(0.3)
+        assert api(server, key, "DELETE", "/v1/repos/put-late").status_code == 200
+        _wait_until_gone(server.context.store.path_for(repo_id))
+        sock.sendall(data[10:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:300]
+    stored = [p for p in (server.data_dir).rglob("late.txt")]
+    assert stored == [], stored
+
+
+def test_a_put_for_a_deleted_branch_is_refused_and_nothing_is_kept(server, tenant):
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"a.txt": b"0"})
+    key = tenant.keys["agent"]
+    assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "short-lived", "recordOnly": True}) \
+        .status_code == 201
+    files = {"b.txt": b"for a branch that goes away"}
+    upload = ask(server, tenant, repo, "ver-b", files, branch="short-lived").json()["data"]
+    assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/short-lived").status_code == 200
+    response = put(upload["files"][0]["uploadUrl"], files["b.txt"])
+    assert response.status_code == 404, response.text
+    assert not list(server.data_dir.rglob("b.txt"))
