@@ -702,3 +702,20 @@ def test_a_put_for_a_deleted_branch_is_refused_and_nothing_is_kept(server, tenan
     response = put(upload["files"][0]["uploadUrl"], files["b.txt"])
     assert response.status_code == 404, response.text
     assert not list(server.data_dir.rglob("b.txt"))
+
+
+def test_the_longest_names_the_api_accepts_give_upload_urls_that_work(server, tenant, git, tmp_path):
+    """A 255-byte branch, a 200-character identifier and a 1,023-byte file name, all accepted, made a URL past
+    gunicorn's default request-line limit: every PUT was a 414."""
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"a.txt": b"0"})
+    branch = "分" * 40 + "/" + "分" * 40
+    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+               {"name": branch, "recordOnly": True}).status_code == 201
+    name = "/".join(["文" * 85] * 4)
+    files = {name: b"long"}
+    asked = ask(server, tenant, repo, "v" * 200, files, branch=branch)
+    assert asked.status_code == 201, asked.text
+    assert len(asked.json()["data"]["files"][0]["uploadUrl"]) > 4094
+    put_all(asked.json()["data"], files)
+    assert complete(server, tenant, repo, asked.json()["data"]["uploadId"]).status_code == 200
