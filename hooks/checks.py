@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from storage import git_fsck, git_read, object_headers
+from storage.keys import key_in_force
 from storage.models import BranchProtection
 
 from .context import ChangeContext, Rejection
@@ -16,6 +17,14 @@ from .locks import check_path_locks
 from .refs import RefUpdate, pushable_ref_problem, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
+
+
+def check_key_in_force(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
+    """A push authenticates when its request begins; a key revoked (or expired) while its body was on the way
+    moves nothing."""
+    if ctx.actor is None or key_in_force(session, ctx.actor.key_id):
+        return []
+    return [Rejection(u.ref, "the key was revoked or has expired", "forbidden") for u in updates]
 
 
 def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
@@ -88,5 +97,6 @@ def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate],
     return [Rejection(u.ref, problem, "invalid") for u in updates if not u.is_delete] if problem else []
 
 
-PUSH_CHECKS: tuple[Check, ...] = (check_ref_names, check_protected_branches, check_default_branch_kept,
-                                  check_path_locks, check_object_sizes, check_objects_written_here)
+PUSH_CHECKS: tuple[Check, ...] = (check_key_in_force, check_ref_names, check_protected_branches,
+                                  check_default_branch_kept, check_path_locks, check_object_sizes,
+                                  check_objects_written_here)

@@ -49,14 +49,27 @@ def find_principal(db: Session | Connection, raw_key: str, now: datetime | None 
         return None
     digest = hash_key(raw_key)
     key = db.execute(_KEY_BY_DIGEST, {"digest": digest}).first()
-    if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
+    if key is None or not hmac.compare_digest(key.key_hash, digest) or not _in_force(key, now):
         return None
-    now = now or datetime.now(timezone.utc)
-    expires = key.expires_at
-    if expires is not None:
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=timezone.utc)
-        if expires <= now:
-            return None
     repo_ids = tuple(key.repo_ids) if key.repo_ids is not None else None
     return Principal(key_id=key.id, org_id=key.org_id, scope=key.scope, repo_ids=repo_ids)
+
+
+_KEY_BY_ID = select(ApiKey.expires_at, ApiKey.revoked_at).where(ApiKey.id == bindparam("key_id"))
+
+
+def key_in_force(db: Session | Connection, key_id: str, now: datetime | None = None) -> bool:
+    """Whether a key found earlier (when its request began) is still neither revoked nor expired."""
+    key = db.execute(_KEY_BY_ID, {"key_id": key_id}).first()
+    return key is not None and _in_force(key, now)
+
+
+def _in_force(key, now: datetime | None) -> bool:
+    if key.revoked_at is not None:
+        return False
+    expires = key.expires_at
+    if expires is None:
+        return True
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    return expires > (now or datetime.now(timezone.utc))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -163,3 +164,31 @@ def test_a_key_put_in_a_url_is_not_written_to_the_access_log_nor_echoed(server, 
     assert all(key not in line and encoded not in line and "[redacted]" in line for line in lines), lines
     echoed = requests.get(f"{server.url}/{key}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert echoed.status_code == 404 and key not in echoed.text
+
+
+def test_a_key_revoked_while_its_push_body_arrives_moves_nothing(server, tenant, git, tmp_path):
+    """The key is checked when the request begins; the pre-receive checks look again, so a key revoked while a
+    (slow, large) push was on its way does not get its refs moved."""
+    from tests.support import api, pkt
+
+    admin = tenant.keys["admin"]
+    issued = api(server, admin, "POST", "/v1/keys", {"name": "soon-revoked", "scope": "agent"}).json()["data"]
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    pack = subprocess.run(["git", "pack-objects", "--stdout", "-q", "--revs"], input=b"HEAD\n", cwd=work,
+                          capture_output=True, check=True).stdout
+    body = pkt(b"0" * 40 + b" " + head.encode() + b" refs/heads/main\0report-status\n") + b"0000" + pack
+    request = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {issued['key']}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(request.encode() + body[:-10])
+        time.sleep(0.3)
+        assert api(server, admin, "DELETE", f"/v1/keys/{issued['id']}").status_code == 200
+        sock.sendall(body[-10:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert b"ng refs/heads/main" in answer and b"revoked" in answer, answer
+    assert git.out("ls-remote", tenant.url(repo)) == ""
