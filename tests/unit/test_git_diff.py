@@ -321,3 +321,30 @@ def test_line_diff_with_xdiff_heuristics_matches_git(git, tmp_path, seed):
     assert got == expected
     numstat = git("diff", "--no-index", "--numstat", str(a), str(b), check=False).stdout.decode().split("\t")
     assert (sum(c.new_count for c in changes), sum(c.old_count for c in changes)) == (int(numstat[0]), int(numstat[1]))
+
+
+def test_hundreds_of_renamed_looking_files_are_paired_as_git_pairs_them(work):
+    """Rename detection is git's own: the pure-Python one took 48 s on 300 deleted and 300 added files."""
+    rnd = random.Random(7)
+    base_files = {f"old/{i}.txt": "\n".join(_source(rnd, 40)) + "\n" for i in range(140)}
+    base = work.commit(base_files)
+    head_files = {name: None for name in base_files}
+    head_files.update({f"new/{i}.txt": "\n".join(_source(rnd, 40)) + "\n" for i in range(140)})
+    head_files.update({f"moved/{i}.txt": base_files[f"old/{i}.txt"] + "more\n" for i in range(0, 140, 10)})
+    head = work.commit(head_files)
+    ours = assert_same_as_git(work, base, head)
+    assert sum(f["status"] == "renamed" for f in ours["files"]) >= 14
+
+
+def test_a_file_past_the_line_diff_budget_gets_gits_counts_and_no_hunks(work):
+    rnd = random.Random(3)
+    lines = _source(rnd, 400)
+    base = work.commit({"big.txt": "\n".join(lines) + "\n", "small.txt": "a\n"})
+    head = work.commit({"big.txt": "\n".join(_edit(rnd, lines, 40)) + "\n", "small.txt": "b\n"})
+    theirs = work.theirs(base, head)["files"]
+    for limits in (DiffLimits(max_file_diff_lines=500), DiffLimits(max_diff_lines=500)):
+        files = {f["path"]: f for f in work.ours(base, head, limits=limits)["files"]}
+        big = files["big.txt"]
+        assert big["truncated"] is True and big["hunks"] == []
+        assert [(big["insertions"], big["deletions"])] == theirs["big.txt"]["counts"]
+        assert files["small.txt"]["hunks"] and files["small.txt"]["truncated"] is False
