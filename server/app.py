@@ -176,6 +176,10 @@ class GitHttpApp:
             applied = [u for u in commands.updates
                        if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
             reasons = {r.ref: r.reason for r in channel.rejections}
+            if reasons:  # the verdict is all or nothing: say why a ref that passed was not applied either
+                refused = next(iter(reasons))
+                for update in commands.updates:
+                    reasons.setdefault(update.ref, f"not applied: {refused} was refused")
             if applied and not channel.approved:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))
                 applied = []

@@ -69,6 +69,18 @@ def test_ref_name_rules(tenant, git, pushed, ref, reason):
     assert git.out("ls-remote", tenant.url(repo), cwd=work).count("refs/") == 1
 
 
+
+def test_a_ref_refused_with_the_rest_of_its_push_says_which_ref_was_refused(tenant, git, pushed):
+    """The checks' verdict holds for the whole push; a ref that passed them used to read only git's
+    'pre-receive hook declined'."""
+    repo, work = pushed
+    result = git("push", tenant.url(repo), "HEAD:refs/heads/innocent", "HEAD:refs/pull/2/head", cwd=work,
+                 check=False)
+    assert result.returncode != 0
+    assert b"! [remote rejected] HEAD -> innocent (not applied: refs/pull/2/head was refused)" in result.stderr
+    assert b"refs/pull/2/head (only refs/heads/, refs/tags/ and refs/notes/ may be pushed)" in result.stderr
+    assert "innocent" not in git.out("ls-remote", tenant.url(repo), cwd=work)
+
 def test_protected_branch_refuses_force_and_delete(server, tenant, git, pushed):
     repo, work = pushed
     with server.context.db.session() as session:
