@@ -28,10 +28,10 @@ from dulwich.repo import Repo
 
 from . import line_diff
 from .git_env import run_git
+from .merge_store import EMPTY_TREE
 
 GITLINK_MODE = 0o160000
 BINARY_SNIFF_BYTES = 8000  # git's buffer_is_binary looks this far
-EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 STATUS = {CHANGE_ADD: "added", CHANGE_MODIFY: "modified", CHANGE_DELETE: "deleted", CHANGE_RENAME: "renamed",
           CHANGE_COPY: "copied"}
 _KINDS = {b"A": CHANGE_ADD, b"M": CHANGE_MODIFY, b"D": CHANGE_DELETE, b"R": CHANGE_RENAME, b"C": CHANGE_COPY}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from dulwich.objects import Commit, Tree
 
 from .git_merge import MergeResult, MergeStore, merge_bases_in, merge_commits, merge_trees
+from .merge_store import EMPTY_TREE
 from .git_objects import Identity
 
 STRATEGIES = ("merge", "squash", "rebase")
@@ -247,7 +248,8 @@ def _replay(store: MergeStore, plan: MergePlan, head: bytes | None, commits: lis
             plan.stopped_at = oid.decode()
             plan.new_commits = []
             return _conflicted(plan, result)
-        if result.tree.encode() == head_tree:
+        started_empty = commit.tree.decode() == (parent_tree or EMPTY_TREE.decode())
+        if result.tree.encode() == head_tree and not started_empty:  # git rebase drops what became empty only
             plan.dropped.append(oid.decode())
             continue
         head = _new_commit(store, result.tree.encode(), [head] if head else [], commit.author, commit.author_time,
