@@ -77,9 +77,15 @@ def log(repo: Path, tip: str, skip: int, limit: int) -> list[CommitInfo]:
     return _parse_log(result.stdout)
 
 
+class AmbiguousSha(LookupError):
+    """A short sha that names more than one object."""
+
+
 def commit_info(repo: Path, sha: str) -> CommitInfo | None:
     result = run_git(repo, ["log", f"--format={_LOG_FORMAT}", "--no-walk", "--end-of-options", f"{sha}^{{commit}}",
                             "--"], check=False)
+    if result.returncode != 0 and b"is ambiguous" in result.stderr:
+        raise AmbiguousSha(sha)
     commits = _parse_log(result.stdout) if result.returncode == 0 else []
     return commits[0] if commits else None
 

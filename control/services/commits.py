@@ -47,7 +47,11 @@ def list_commits(session: Session, app, repo: Repository, branch: str | None, pa
 def get_commit(session: Session, app, repo: Repository, sha: str) -> CommitView:
     if not (7 <= len(sha) <= 64) or any(c not in "0123456789abcdef" for c in sha):
         raise Invalid("a commit sha is 7 to 64 lowercase hex digits", {"fields": [{"loc": "sha", "msg": "not hex"}]})
-    info = git_read.commit_info(app.store.path_for(repo.id), sha)
+    try:
+        info = git_read.commit_info(app.store.path_for(repo.id), sha)
+    except git_read.AmbiguousSha:
+        raise Invalid(f"the short sha {sha} names several objects; give more digits",
+                      {"fields": [{"loc": "sha", "msg": "ambiguous"}]}) from None
     if info is None:
         raise NotFound(f"commit {sha} not found")
     return _views(session, repo, [info])[0]
