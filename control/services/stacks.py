@@ -59,6 +59,11 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     current = git_refs.read_ref(path, ref)
     if stack is None and current is not None:
         raise Conflict(f"branch {bookmark!r} already exists", {"branch": bookmark})
+    if (stack is not None and current not in (None, stack.head_commit)
+            and not git_read.is_ancestor(path, current, workspace.current_commit)):
+        raise StaleRef(f"branch {bookmark!r} has commits the workspace does not (pushed to it since the last "
+                       "submit); resubmitting would drop them", {"ref": ref, "expected": stack.head_commit,
+                                                                 "actual": current})
     ctx = change_context(app, repo, actor, "workspace")
     ctx.workspace_id = workspace.id
     if current != workspace.current_commit:

@@ -376,10 +376,10 @@ def test_a_compressed_overlay_write_is_refused_not_stored_compressed(server, ten
 
 def test_commits_pushed_to_a_stack_branch_are_not_merged_over_nor_orphaned(server, tenant, git, tmp_path, seeded):
     """The stack merges what was submitted; with deleteBranch it used to delete the bookmark from whatever it
-    pointed at, leaving a commit pushed there on no branch."""
+    pointed at, leaving a commit pushed there on no branch. A resubmit moved the bookmark back over it."""
     repo, _, main = seeded
     dojo = Dojo(server, tenant, repo)
-    _, stack, _ = submit_work(dojo, "pushed-to", {"x.txt": "x\n"})
+    ws, stack, _ = submit_work(dojo, "pushed-to", {"x.txt": "x\n"})
     work = tmp_path / "w"
     git("clone", "-q", "--branch", stack["bookmark"], tenant.url(repo), str(work))
     follow_up = git.commit(work, {"y.txt": "y\n"}, "follow-up")
@@ -389,6 +389,11 @@ def test_commits_pushed_to_a_stack_branch_are_not_merged_over_nor_orphaned(serve
     assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{stack['bookmark']}").split()[0] == follow_up
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == main
     assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["status"] == "open"
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/z.txt", data=b"z").status_code == 200  # nor does a resubmit
+    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "more"}).status_code == 201  # move it back
+    resubmitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "again"})
+    assert resubmitted.status_code == 409, resubmitted.text
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{stack['bookmark']}").split()[0] == follow_up
 
 
 def test_a_lock_holders_own_stack_merges_over_its_locked_paths(server, tenant, seeded):
