@@ -14,7 +14,8 @@ from hooks.paths import path_problem
 
 TRICKY = ["a", "b", "/", ".", " ", ":", "::", "~", "1", "9", "\\", "\0", "\t", "\x7f", "\x85", "é", "..", ".git",
           "git", "GIT", "Git", "git~1", "\u200c", "\u200d", "\u202e", "\ufeff", "\uff0e", "\uff47", "\u2170",
-          "\U0001d420", "\u2460", "\u00b2", "\u0663", "\uff5e", ":$DATA", "x" * 70]
+          "\U0001d420", "\u2460", "\u00b2", "\u0663", "\uff5e", ":$DATA", "x" * 70, "\u00a0", "\u2024", "\u2026",
+          "\u3000", "\uff1a", "\u2a74"]
 paths = (st.lists(st.sampled_from(TRICKY), min_size=1, max_size=12).map("".join)
          | st.text(max_size=40) | st.text(alphabet="ab/. :~\\", max_size=30))
 

@@ -53,8 +53,10 @@ _TILDE = "[~\uff5e]"
 _DIGIT = ("(?:\\d|[\u00b2\u00b3\u00b9\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2473\u24ea\u3251-\u325f"
           "\u32b1-\u32bf])")
 _GIT = f"{_SKIP}{_G}{_SKIP}{_I}{_SKIP}{_T}{_SKIP}"
+_TRAILING = "\u00a0\u2000-\u200a\u2024-\u2026\u202f\u205f\u3000\ufe19\ufe30\ufe52\uff0e"  # NFKC: only dots, spaces
+_COLON = ":\u2a74\ufe13\ufe55\uff1a"  # NFKC holds ':' (an NTFS stream after normalisation)
 _DOTGIT_COMPONENT = (f"(?:{_SKIP}{_DOT}{_GIT}|{_GIT}{_TILDE}(?:{_SKIP}{_DIGIT})+{_SKIP})"
-                     f"[ .{_IGNORABLE}]*(?::[^/]*)?(?:/|$)")
+                     f"[ .{_IGNORABLE}{_TRAILING}]*(?:[{_COLON}][^/]*)?(?:/|$)")
 PATH_PATTERN = (
     r"^(?![\s\S]*::)"  # an NTFS stream
     r"(?![\s\S]*[\x00-\x1f\x7f-\x9f\\])"  # control characters, backslashes
