@@ -10,7 +10,8 @@ background job's work.
 
 The repack keeps unreachable objects (`-k`): overlay files of dojo workspaces are blobs that no ref reaches
 yet, so a prune would lose them. `git prune` would also remove the quarantines of pushes whose receive-pack
-was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part.
+was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part, and
+`remove_stale_temporary_packs` removes the temporary files a killed pack writer leaves in objects/pack.
 """
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def count_packs(repo_path: Path) -> int:
         names = set(os.listdir(repo_path / "objects" / "pack"))
     except FileNotFoundError:
         return 0
-    return sum(1 for name in names
-               if name.endswith(".pack") and name[:-len(".pack")] + ".keep" not in names)
+    return sum(1 for name in names if name.endswith(".pack") and not name.startswith("tmp")
+               and name[:-len(".pack")] + ".keep" not in names)
 
 
 def too_many_loose_objects(repo_path: Path, limit: int) -> bool:
@@ -101,6 +102,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
         except BlockingIOError:
             return False
         remove_stale_quarantines(repo_path)
+        remove_stale_temporary_packs(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack:
             run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)
@@ -126,6 +128,28 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.name)
     return removed
+
+
+def remove_stale_temporary_packs(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
+    """Remove `objects/pack/tmp*` files unchanged for `older_than` seconds: what a killed `index-pack`
+    (`tmp_pack_*`, `tmp_idx_*`) or dulwich's pack writer (`tmpXXXXXXXX.pack`, before merges wrote through git)
+    left behind. A repack never removes them; `git gc`'s prune would, after two weeks."""
+    deadline = time.time() - older_than
+    removed = []
+    try:
+        entries = list(os.scandir(repo_path / "objects" / "pack"))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith("tmp") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < deadline:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except FileNotFoundError:  # its writer just finished with it
+            continue
+    return sorted(removed)
 
 
 def _newest_change(directory: Path) -> float:

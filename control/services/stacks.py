@@ -160,9 +160,9 @@ def _refuse_moved_bookmark(app, repo: Repository, stack: Stack) -> None:
     ref = f"refs/heads/{stack.bookmark}"
     current = git_refs.read_ref(app.store.path_for(repo.id), ref)
     if current is not None and current != stack.head_commit:
-        raise StaleRef(f"branch {stack.bookmark!r} moved since the stack was submitted; the stack "
-                       "merges only what was submitted: merge the branch itself", {"ref": ref, "expected": stack.head_commit,
-                                                                  "actual": current})
+        raise StaleRef(f"branch {stack.bookmark!r} moved since the stack was submitted; the stack merges only "
+                       "what was submitted: merge the branch itself",
+                       {"ref": ref, "expected": stack.head_commit, "actual": current})
 
 
 def restack_child(session: Session, app, repo: Repository, child: Stack, parent: Stack, actor: Principal) -> None:

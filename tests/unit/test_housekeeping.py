@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from storage.housekeeping import (HousekeepingLimits, count_packs, housekeep, needs_housekeeping, note_ref_updates,
-                                  ref_updates_since_packing, remove_stale_quarantines, too_many_loose_objects)
+                                  ref_updates_since_packing, remove_stale_quarantines,
+                                  remove_stale_temporary_packs, too_many_loose_objects)
 
 
 def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
@@ -185,3 +186,21 @@ def test_a_quarantine_that_vanishes_while_it_is_looked_at_is_passed_over(bare, m
 
     monkeypatch.setattr(housekeeping, "_newest_change", push_ends_first)
     assert remove_stale_quarantines(bare) == []
+
+
+def test_temporary_pack_files_left_by_killed_writers_are_removed_once_stale_and_never_counted(bare):
+    """dulwich's pack writer (which merges used) left tmpXXXXXXXX.pack behind when it failed, a killed
+    index-pack leaves tmp_pack_* / tmp_idx_*; a repack removes none of them, and they counted as packs."""
+    pack_dir = bare / "objects" / "pack"
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    names = ["tmpk3j9x2ab.pack", "tmp_pack_Ab12Cd", "tmp_idx_Ef34Gh"]
+    for name in names + ["tmpfresh01.pack"]:
+        (pack_dir / name).write_bytes(b"PACK partial")
+    before = count_packs(bare)
+    assert before == 0
+    assert remove_stale_temporary_packs(bare) == []  # a writer may still be at work
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for name in names:
+        os.utime(pack_dir / name, (two_days_ago, two_days_ago))
+    housekeep(bare, HousekeepingLimits())
+    assert sorted(p.name for p in pack_dir.iterdir() if p.name.startswith("tmp")) == ["tmpfresh01.pack"]
