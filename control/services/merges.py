@@ -151,7 +151,7 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
 
 
 def delete_merged_branch(session, app, repo: Repository, actor: Principal, source: str, source_sha: str,
-                   outcome: MergeOutcome) -> None:
+                         outcome: MergeOutcome) -> None:
     """Delete the merged branch if it still points at what was merged; the merge stands either way."""
     if source == repo.default_branch:
         outcome.message += f" Branch {source!r} is the default branch and was not deleted."

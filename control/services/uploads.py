@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -145,16 +144,22 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     if head is None and upload.branch != repo.default_branch and row is None:
         raise NotFound(f"branch {upload.branch!r} not found")
     ctx = change_context(app, repo, actor, "upload")
+    parent = None
     with git_objects.open_repo(repo_path) as git_repo:
+        claimed = _claimed_parent(git_repo, head, upload) if head is not None else None
+        if claimed is None:
+            _refuse_moved_since_requested(upload, head)  # before its files are written: nothing to write then
         tree = _write_tree(git_repo, repo_path, app.blobs, files)
-    made_earlier = _made_by(repo_path, head, upload, tree) if head is not None else None
+        made_earlier = claimed if claimed is not None and git_repo[head.encode()].tree == tree else None
+        if made_earlier is None:
+            if claimed is not None:  # a look-alike of the upload's commit: the branch moved all the same
+                _refuse_moved_since_requested(upload, head)
+            parent = head or _first_parent(repo_path, row)
+            sha = _write_commit(git_repo, tree, parent, upload, app.clock())
     if made_earlier is not None:  # the ref moved but the database did not record it: record it now
         sha = head
         run_effects(ctx, [RefUpdate(old=made_earlier or ZERO_SHA, new=head, ref=ref)], session=session)
     else:
-        _refuse_moved_since_requested(upload, head)
-        parent = head or _first_parent(repo_path, row)
-        sha = _write_commit(repo_path, tree, parent, upload, app.clock())
         apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
         if head is None and row is not None:
             row.base_commit = parent
@@ -202,11 +207,10 @@ def _write_tree(git_repo, repo_path, blobs: BlobStore, files: list[UploadFile]) 
     return git_objects.edit_tree(git_repo, None, changes)
 
 
-def _write_commit(repo_path, tree: bytes, parent: str | None, upload: Upload, now: datetime) -> str:
-    with git_objects.open_repo(repo_path) as git_repo:
-        message = f"Upload {upload.identifier}\n\n{_TRAILER}{upload.id}\n"
-        return git_objects.write_commit(git_repo, tree, [parent] if parent else [], UPLOADER, message,
-                                        when=int(now.timestamp()))
+def _write_commit(git_repo, tree: bytes, parent: str | None, upload: Upload, now: datetime) -> str:
+    message = f"Upload {upload.identifier}\n\n{_TRAILER}{upload.id}\n"
+    return git_objects.write_commit(git_repo, tree, [parent] if parent else [], UPLOADER, message,
+                                    when=int(now.timestamp()))
 
 
 def _write_blob(git_repo, repo_path, blobs: BlobStore, row: UploadFile) -> str:
@@ -233,17 +237,15 @@ class _HashingReader:
         return data
 
 
-def _made_by(repo_path, sha: str, upload: Upload, tree: bytes) -> str | None:
-    """If `sha` is the commit this upload writes (its files, on the head it was requested against): its parent
-    ("" for a root commit); None otherwise. Anyone who can push can copy the author and trailer, not the files."""
-    with git_objects.open_repo(repo_path) as git_repo:
-        commit = git_repo[sha.encode()]
+def _claimed_parent(git_repo, sha: str, upload: Upload) -> str | None:
+    """If `sha` says it is this upload's commit (author, trailer, one parent: the head it was requested against),
+    its parent ("" for a root commit); None otherwise. Anyone who can push can say so: the caller compares the
+    tree with the upload's files too."""
+    commit = git_repo[sha.encode()]
     trailers = commit.message.decode("utf-8", "replace").splitlines()
-    if commit.author != UPLOADER.encoded() or f"{_TRAILER}{upload.id}" not in trailers:
+    if commit.author != UPLOADER.encoded() or f"{_TRAILER}{upload.id}" not in trailers or len(commit.parents) > 1:
         return None
     parent = commit.parents[0].decode() if commit.parents else ""
-    if commit.tree != tree or len(commit.parents) > 1:
-        return None
     if upload.base_commit not in (None, ZERO_SHA) and parent != upload.base_commit:
         return None
     return parent
