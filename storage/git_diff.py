@@ -113,10 +113,15 @@ def _lines_out(hunk: line_diff.Hunk) -> list[dict]:
     return lines
 
 
-def file_diff(repo: Repo, change: TreeChange, full: bool, line_budget: int | None,
-              limits: DiffLimits, work: list[int] | None = None) -> dict:
-    """One file's entry; `line_budget` is how many hunk lines it may still add (None: unlimited); `work` (a
-    one-item list) how many lines the line diff may still take on in this request."""
+@dataclass
+class _Budget:
+    """What a request may still spend: hunk lines in its answer, lines its line diffs take on."""
+    hunk_lines: int
+    diff_lines: int
+
+
+def file_diff(repo: Repo, change: TreeChange, full: bool, limits: DiffLimits, budget: _Budget) -> dict:
+    """One file's entry, spending from the request's `budget`."""
     old, new = change.old, change.new
     entry = {
         "path": (new or old).path.decode("utf-8", "replace"),
@@ -140,21 +145,23 @@ def file_diff(repo: Repo, change: TreeChange, full: bool, line_budget: int | Non
         entry["truncated"] = True
         return entry
     old_lines, new_lines = line_diff.split_lines(old_data), line_diff.split_lines(new_data)
-    size = len(old_lines) + len(new_lines)
-    work = work if work is not None else [limits.max_diff_lines]
-    if old is not None and new is not None and (size > limits.max_file_diff_lines or size > work[0]):
-        entry["insertions"], entry["deletions"] = _git_counts(repo, old.sha, new.sha)
-        entry["truncated"] = True
-        return entry
-    work[0] -= size if old is not None and new is not None else 0
+    if old is not None and new is not None:  # an addition or deletion costs the line diff nothing
+        size = len(old_lines) + len(new_lines)
+        if size > limits.max_file_diff_lines or size > budget.diff_lines:
+            entry["insertions"], entry["deletions"] = _git_counts(repo, old.sha, new.sha)
+            entry["truncated"] = True
+            return entry
+        budget.diff_lines -= size
     changes = line_diff.diff(old_lines, new_lines)
     entry["insertions"] = sum(c.new_count for c in changes)
     entry["deletions"] = sum(c.old_count for c in changes)
     if full and changes:
         hunks = line_diff.hunks(old_lines, new_lines, changes)
-        if line_budget is not None and sum(len(h.lines) for h in hunks) > line_budget:
+        lines = sum(len(h.lines) for h in hunks)
+        if lines > budget.hunk_lines:
             entry["truncated"] = True
         else:
+            budget.hunk_lines -= lines
             entry["hunks"] = [{"old_start": h.old_start, "old_lines": h.old_lines, "new_start": h.new_start,
                                "new_lines": h.new_lines, "lines": _lines_out(h)} for h in hunks]
     return entry
@@ -173,11 +180,10 @@ def diff_commits(repo: Repo, base_sha: str | None, head_sha: str, *, full: bool 
     """`git diff base head` (base None: from the empty tree) as the seed-003 object; `full` adds hunks."""
     changes = changed_files(repo, _tree_of(repo, base_sha), _tree_of(repo, head_sha), path)
     truncated = len(changes) > limits.max_files
-    budget, work = limits.max_lines, [limits.max_diff_lines]
+    budget = _Budget(hunk_lines=limits.max_lines, diff_lines=limits.max_diff_lines)
     files = []
     for change in changes[:limits.max_files]:
-        entry = file_diff(repo, change, full, budget, limits, work)
-        budget -= sum(len(h["lines"]) for h in entry["hunks"])
+        entry = file_diff(repo, change, full, limits, budget)
         truncated = truncated or entry["truncated"]
         files.append(entry)
     return {"base_commit": base_sha, "head_commit": head_sha, "files": files, "truncated": truncated}
