@@ -241,3 +241,25 @@ def at_once(count: int, request) -> list[requests.Response]:
     for thread in threads:
         thread.join(timeout=120)
     return responses
+
+
+def request_interrupted(server, head: str, body: bytes, sent: int, meanwhile: Callable[[], None]) -> bytes:
+    """Send `head` and the first `sent` bytes of `body`, give the server a moment to start on the request, run
+    `meanwhile()` (the request is still waiting for its body), then send the rest and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head.encode() + body[:sent])
+        time.sleep(0.3)
+        meanwhile()
+        sock.sendall(body[sent:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def wait_until_gone(path: Path, timeout: float = 30) -> None:
+    """Wait for a background job (a purge) to remove `path`."""
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not path.exists(), path

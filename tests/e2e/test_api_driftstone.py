@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 import requests
 
-from tests.support import api
+from tests.support import api, wait_until_gone
 
 
 def test_seed_curl_repo_create(server, tenant):
@@ -52,10 +51,7 @@ def test_deleted_repository_is_purged_by_a_job(server, tenant):
     path = server.context.store.path_for(data["id"])
     assert path.exists()
     api(server, key, "DELETE", "/v1/repos/to-purge")
-    deadline = time.monotonic() + 30
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not path.exists()
+    wait_until_gone(path)
 
 
 def test_repos_pagination(server):
@@ -260,9 +256,7 @@ def test_of_simultaneous_deletes_of_a_repository_exactly_one_succeeds(server, te
 def test_a_push_whose_repository_is_deleted_while_its_body_arrives_gets_404(server, tenant):
     """A small push body is read whole before git starts; a repository deleted (and purged) meanwhile made the
     start fail with a 500. The client now hears that the repository is gone."""
-    import socket
-
-    from tests.support import pkt
+    from tests.support import pkt, request_interrupted
 
     key = tenant.keys["admin"]
     repo = api(server, key, "POST", "/v1/repos", {"name": "gone-mid-push"}).json()["data"]
@@ -272,18 +266,11 @@ def test_a_push_whose_repository_is_deleted_while_its_body_arrives_gets_404(serv
     head = (f"POST /{tenant.org}/gone-mid-push.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(head.encode() + body[:20])
-        time.sleep(0.3)  # the server has found the repository and waits for the rest of the body
+    def delete_and_purge() -> None:
         assert api(server, key, "DELETE", "/v1/repos/gone-mid-push").status_code == 200
-        deadline = time.monotonic() + 30
-        while path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not path.exists()
-        sock.sendall(body[20:])
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        wait_until_gone(path)
+
+    answer = request_interrupted(server, head, body, 20, delete_and_purge)
     assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
     assert b"repository not found" in answer
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from control.services import signing
 from storage.models import CommitMeta, Upload, UploadFile
-from tests.support import api
+from tests.support import api, request_interrupted, wait_until_gone
 
 UPLOADER = "Driftstone <uploads@driftstone.local>"
 
@@ -639,15 +639,6 @@ def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant)
     assert signature not in server.log_text()
 
 
-def _wait_until_gone(path: Path) -> None:
-    import time
-
-    deadline = time.monotonic() + 30
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not path.exists()
-
-
 def test_a_recreated_repository_can_use_the_deleted_ones_identifiers_once_purged(server, tenant, git, tmp_path):
     """Identifiers are often derived (ver-<hash>): the deleted repository's uploads held their stored paths
     forever, so the same upload into the re-created repository was a 409 for good."""
@@ -656,7 +647,7 @@ def test_a_recreated_repository_can_use_the_deleted_ones_identifiers_once_purged
     upload_tree(server, tenant, "reborn", "ver-1", {"a.txt": b"old"})
     old_id = api(server, key, "GET", "/v1/repos/reborn").json()["data"]["id"]
     assert api(server, key, "DELETE", "/v1/repos/reborn").status_code == 200
-    _wait_until_gone(server.context.store.path_for(old_id))
+    wait_until_gone(server.context.store.path_for(old_id))
     api(server, key, "POST", "/v1/repos", {"name": "reborn"})
     done = upload_tree(server, tenant, "reborn", "ver-1", {"a.txt": b"new"})
     assert cloned_files(git, tenant.url("reborn"), "main", tmp_path / "c") == {"a.txt": b"new"}
@@ -665,9 +656,6 @@ def test_a_recreated_repository_can_use_the_deleted_ones_identifiers_once_purged
 
 def test_bytes_that_arrive_after_their_repository_was_deleted_are_not_kept(server, tenant):
     """A PUT under way while the repository is deleted and purged stored its file after the purge, for good."""
-    import socket
-    import time
-
     key = tenant.keys["admin"]
     api(server, key, "POST", "/v1/repos", {"name": "put-late"})
     repo_id = api(server, key, "GET", "/v1/repos/put-late").json()["data"]["id"]
@@ -676,15 +664,11 @@ def test_bytes_that_arrive_after_their_repository_was_deleted_are_not_kept(serve
                    ["uploadUrl"])
     head = (f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
             f"Connection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(head.encode() + data[:10])
-        time.sleep(0.3)
+    def delete_and_purge() -> None:
         assert api(server, key, "DELETE", "/v1/repos/put-late").status_code == 200
-        _wait_until_gone(server.context.store.path_for(repo_id))
-        sock.sendall(data[10:])
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        wait_until_gone(server.context.store.path_for(repo_id))
+
+    answer = request_interrupted(server, head, data, 10, delete_and_purge)
     assert answer.startswith(b"HTTP/1.1 404"), answer[:300]
     stored = server.data_dir / "blobs" / "organizations" / tenant.org_id / "repositories" / "put-late"
     assert not list(stored.rglob("late.txt"))

@@ -169,7 +169,7 @@ def test_a_key_put_in_a_url_is_not_written_to_the_access_log_nor_echoed(server, 
 def test_a_key_revoked_while_its_push_body_arrives_moves_nothing(server, tenant, git, tmp_path):
     """The key is checked when the request begins; the pre-receive checks look again, so a key revoked while a
     (slow, large) push was on its way does not get its refs moved."""
-    from tests.support import api, pkt
+    from tests.support import api, pkt, request_interrupted
 
     admin = tenant.keys["admin"]
     issued = api(server, admin, "POST", "/v1/keys", {"name": "soon-revoked", "scope": "agent"}).json()["data"]
@@ -182,13 +182,9 @@ def test_a_key_revoked_while_its_push_body_arrives_moves_nothing(server, tenant,
     request = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n"
                f"Authorization: Bearer {issued['key']}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(request.encode() + body[:-10])
-        time.sleep(0.3)
+    def revoke() -> None:
         assert api(server, admin, "DELETE", f"/v1/keys/{issued['id']}").status_code == 200
-        sock.sendall(body[-10:])
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+
+    answer = request_interrupted(server, request, body, len(body) - 10, revoke)
     assert b"ng refs/heads/main" in answer and b"revoked" in answer, answer
     assert git.out("ls-remote", tenant.url(repo)) == ""
