@@ -19,6 +19,7 @@ from storage.object_headers import PackScans
 from storage.repo_store import RepoStore
 from storage.settings import Settings
 
+from . import heap
 from .auth import credential_from_header
 from .body import BodyError, request_chunks
 from .capabilities import CapabilityCache
@@ -307,6 +308,7 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
             process.cleanup()
             if on_close is not None:
                 on_close()
+            heap.after_transfer(process.bytes_fed + process.bytes_out)
 
     return body()
 

@@ -44,6 +44,7 @@ class GitProcess:
         self.input_error: Exception | None = None
         self.input_done = threading.Event()  # the whole request body was read (or failed): see input_complete
         self.bytes_fed = 0
+        self.bytes_out = 0
         self.exited = threading.Event()
         self._writer: threading.Thread | None = None
 
@@ -92,6 +93,7 @@ class GitProcess:
             chunk = os.read(fd, READ_SIZE)
             if not chunk:
                 return
+            self.bytes_out += len(chunk)
             yield chunk
 
     def wait(self) -> int:
