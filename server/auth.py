@@ -15,9 +15,12 @@ def credential_from_header(header: str | None) -> str | None:
         return value or None
     if scheme == "basic":
         try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            decoded = base64.b64decode(value, validate=True)
+        except binascii.Error:
             return None
-        username, _, password = decoded.partition(":")
-        return password or username or None
+        username, _, password = decoded.partition(b":")  # the username is any bytes a client sends: never read
+        try:
+            return (password or username).decode("utf-8") or None
+        except UnicodeDecodeError:
+            return None
     return None

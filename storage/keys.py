@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from .key_format import KEY_PREFIX
 from .models import ApiKey
+from .times import as_utc
 
 SCOPE_RANK = {"read": 0, "agent": 1, "admin": 2}
 
@@ -30,6 +31,7 @@ class Principal:
     org_id: str
     scope: str
     repo_ids: tuple[str, ...] | None = None
+    expires_at: datetime | None = None  # timezone-aware; None: never
 
     def allows(self, scope: str) -> bool:
         return SCOPE_RANK[self.scope] >= SCOPE_RANK[scope]
@@ -52,7 +54,8 @@ def find_principal(db: Session | Connection, raw_key: str, now: datetime | None 
     if key is None or not hmac.compare_digest(key.key_hash, digest) or not _in_force(key, now):
         return None
     repo_ids = tuple(key.repo_ids) if key.repo_ids is not None else None
-    return Principal(key_id=key.id, org_id=key.org_id, scope=key.scope, repo_ids=repo_ids)
+    expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
+    return Principal(key_id=key.id, org_id=key.org_id, scope=key.scope, repo_ids=repo_ids, expires_at=expires_at)
 
 
 _KEY_BY_ID = select(ApiKey.expires_at, ApiKey.revoked_at).where(ApiKey.id == bindparam("key_id"))
@@ -67,9 +70,4 @@ def key_in_force(db: Session | Connection, key_id: str, now: datetime | None = N
 def _in_force(key, now: datetime | None) -> bool:
     if key.revoked_at is not None:
         return False
-    expires = key.expires_at
-    if expires is None:
-        return True
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
-    return expires > (now or datetime.now(timezone.utc))
+    return key.expires_at is None or as_utc(key.expires_at) > (now or datetime.now(timezone.utc))

@@ -11,6 +11,7 @@ from storage.errors import Conflict, Forbidden, Invalid, NotFound
 from storage.ids import new_id
 from storage.keys import SCOPE_RANK, Principal, generate_key, hash_key
 from storage.models import ApiKey, Organization
+from storage.times import as_utc
 
 from .naming import checked_org_slug
 
@@ -55,6 +56,9 @@ def create_key(
             raise Forbidden(f"a {creator.scope} key cannot create a {scope} key")
         if not _within(creator, repo_ids):
             raise Forbidden("a key limited to some repositories can only create keys limited to those")
+        if creator.expires_at is not None and (expires_at is None or as_utc(expires_at) > creator.expires_at):
+            raise Forbidden("a key cannot outlive the key that creates it: expiresAt may be at most "
+                            f"{creator.expires_at.isoformat()}", {"maxExpiresAt": creator.expires_at.isoformat()})
     secret = generate_key()
     key = ApiKey(id=new_id("key"), org_id=org_id, name=name, prefix=secret[:10], key_hash=hash_key(secret),
                  scope=scope, expires_at=expires_at, repo_ids=repo_ids)
@@ -63,9 +67,12 @@ def create_key(
     return IssuedKey(key=key, secret=secret)
 
 
-def list_keys(session: Session, org_id: str) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.revoked_at.is_(None))
-                                .order_by(ApiKey.created_at, ApiKey.id)))
+def list_keys(session: Session, org_id: str, viewer: Principal | None = None) -> list[ApiKey]:
+    """`viewer`: a key limited to some repositories sees only the keys it could revoke (no other repository's
+    name reaches it through a key's limits)."""
+    keys = session.scalars(select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.revoked_at.is_(None))
+                           .order_by(ApiKey.created_at, ApiKey.id))
+    return [key for key in keys if viewer is None or _within(viewer, key.repo_ids)]
 
 
 def revoke_key(session: Session, org_id: str, key_id: str, now: datetime | None = None,

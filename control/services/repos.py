@@ -129,7 +129,8 @@ def head_of(store: RepoStore, repo: Repository, branch: str | None = None) -> st
 
 def visible_repo(session: Session, principal: Principal, slug: str) -> Repository:
     """The caller's repository by slug; another org's (or a key's excluded) repository is simply not found."""
-    repo = get_repo(session, principal.org_id, slug.lower())
+    slug = slug.lower()  # the same message whether the repository exists or not
+    repo = get_repo(session, principal.org_id, slug)
     if not principal.can_see_repo(repo.id):
         raise NotFound(f"repository {slug!r} not found")
     return repo

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -287,3 +288,47 @@ def test_a_repo_limited_key_lists_only_repositories_that_still_exist(server, ten
     api(server, key, "POST", "/v1/repos", {"name": "limited-to"})
     listed = {k["id"]: k for k in api(server, key, "GET", "/v1/keys").json()["data"]}
     assert listed[issued.json()["data"]["id"]]["repos"] == ["kept"]
+
+
+def test_a_key_that_expires_cannot_make_one_that_outlives_it(server, tenant):
+    """A leaked short-lived key could otherwise make itself permanent."""
+    soon = (datetime.now(timezone.utc) + timedelta(minutes=10)).replace(microsecond=0)
+    short = api(server, tenant.keys["admin"], "POST", "/v1/keys",
+                {"name": "short", "scope": "admin", "expiresAt": soon.isoformat()}).json()["data"]["key"]
+    forever = api(server, short, "POST", "/v1/keys", {"name": "forever", "scope": "read"})
+    assert forever.status_code == 403 and "outlive" in forever.json()["error"]
+    later = api(server, short, "POST", "/v1/keys", {"name": "later", "scope": "read",
+                                                   "expiresAt": (soon + timedelta(seconds=1)).isoformat()})
+    assert later.status_code == 403
+    within = api(server, short, "POST", "/v1/keys", {"name": "within", "scope": "read",
+                                                    "expiresAt": (soon - timedelta(minutes=1)).isoformat()})
+    assert within.status_code == 201, within.text
+    names = {k["name"] for k in api(server, tenant.keys["admin"], "GET", "/v1/keys").json()["data"]}
+    assert "within" in names and not names & {"forever", "later"}
+
+
+def test_a_repo_limited_key_lists_only_keys_within_its_reach(server, tenant):
+    """Another key's limits name repositories: a limited key must not learn of those it cannot see."""
+    admin = tenant.keys["admin"]
+    mine, hidden = tenant.repo(), tenant.repo()
+    limited = api(server, admin, "POST", "/v1/keys", {"name": "lim", "scope": "admin", "repos": [mine]}).json()["data"]
+    api(server, admin, "POST", "/v1/keys", {"name": "on-hidden", "scope": "read", "repos": [hidden]})
+    api(server, admin, "POST", "/v1/keys", {"name": "on-mine", "scope": "read", "repos": [mine]})
+    listed = api(server, limited["key"], "GET", "/v1/keys")
+    assert listed.status_code == 200
+    assert sorted(k["name"] for k in listed.json()["data"]) == ["lim", "on-mine"]
+    assert hidden not in listed.text
+    everything = {k["name"] for k in api(server, admin, "GET", "/v1/keys").json()["data"]}
+    assert {"lim", "on-hidden", "on-mine", "admin"} <= everything
+
+
+def test_a_limited_key_reads_the_same_not_found_for_an_excluded_and_a_missing_repo(server, tenant):
+    admin = tenant.keys["admin"]
+    mine, hidden = tenant.repo(), tenant.repo()
+    limited = api(server, admin, "POST", "/v1/keys", {"name": "lim", "scope": "read", "repos": [mine]}).json()["data"]
+    missing = "x" * len(hidden)
+    for spelled in (hidden, hidden.upper()):
+        excluded = api(server, limited["key"], "GET", f"/v1/repos/{spelled}")
+        absent = api(server, limited["key"], "GET", f"/v1/repos/{missing.upper() if spelled.isupper() else missing}")
+        assert excluded.status_code == absent.status_code == 404
+        assert excluded.json()["error"].replace(hidden, "?") == absent.json()["error"].replace(missing, "?")

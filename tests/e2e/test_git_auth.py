@@ -188,3 +188,17 @@ def test_a_key_revoked_while_its_push_body_arrives_moves_nothing(server, tenant,
     answer = request_interrupted(server, request, body, len(body) - 10, revoke)
     assert b"ng refs/heads/main" in answer and b"revoked" in answer, answer
     assert git.out("ls-remote", tenant.url(repo)) == ""
+
+
+def test_any_username_bytes_with_the_key_as_password(server, tenant, git, tmp_path):
+    """The README says any username: git sends a percent-encoded Latin-1 one as raw bytes, which are not UTF-8."""
+    repo = tenant.repo()
+    url = f"http://J%F6rg:{tenant.keys['read']}@127.0.0.1:{server.port}/{tenant.org}/{repo}.git"
+    assert git("ls-remote", url, check=False).returncode == 0
+    header = "Basic " + base64.b64encode(b"J\xf6rg:" + tenant.keys["read"].encode()).decode()
+    answer = requests.get(f"{tenant.plain_url(repo)}/info/refs?service=git-upload-pack",
+                          headers={"Authorization": header}, timeout=30)
+    assert answer.status_code == 200
+    wrong = "Basic " + base64.b64encode(b"J\xf6rg:\xff" + tenant.keys["read"].encode()).decode()
+    assert requests.get(f"{tenant.plain_url(repo)}/info/refs?service=git-upload-pack",
+                        headers={"Authorization": wrong}, timeout=30).status_code == 401

@@ -1,7 +1,7 @@
 """/v1/keys: issue (secret shown once), list (never the secret), revoke."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
 from flask import Blueprint
@@ -10,6 +10,7 @@ from pydantic import Field
 from control.services import accounts
 from control.services import repos as repo_service
 from storage.errors import Invalid
+from storage.times import as_utc
 
 from ..endpoint import Call, endpoint
 from .common import Timestamp, WireModel
@@ -63,7 +64,7 @@ def create_key(call: Call, body: CreateKey):
     expires = body.expires_at
     if expires is not None:
         try:  # stored and answered in UTC: 9999-12-31T23:59:59-23:59 is past the year 9999 there
-            expires = (expires if expires.tzinfo else expires.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+            expires = as_utc(expires)
         except OverflowError:
             raise Invalid("expiresAt is out of range", {"fields": [{"loc": "expiresAt", "msg": "out of range"}]})
     if expires is not None and expires <= call.context.clock():
@@ -75,7 +76,7 @@ def create_key(call: Call, body: CreateKey):
 
 @endpoint(bp, "GET", "/v1/keys", summary="List API keys (never their secrets)", scope="admin", response=list[KeyOut])
 def list_keys(call: Call):
-    return [key_out(call, key) for key in accounts.list_keys(call.session, call.org_id)]
+    return [key_out(call, key) for key in accounts.list_keys(call.session, call.org_id, viewer=call.principal)]
 
 
 @endpoint(bp, "DELETE", "/v1/keys/<key_id>", summary="Revoke an API key at once", scope="admin", response=Revoked)

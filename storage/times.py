@@ -1,0 +1,8 @@
+"""Moments in UTC. SQLite hands back naive datetimes; they were stored in UTC."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
