@@ -39,11 +39,21 @@ def run_git(
     timeout: float | None = 300,
 ) -> subprocess.CompletedProcess:
     """Run `git -C repo args...` with the clean environment; user values must follow `--end-of-options`."""
-    return subprocess.run(
+    result = subprocess.run(
         [GIT, "-C", str(repo_path), *args],
         env=clean_git_env(env),
         input=input,
         capture_output=True,
-        check=check,
         timeout=timeout,
     )
+    if check and result.returncode != 0:
+        raise GitFailed(result.returncode, result.args, result.stdout, result.stderr)
+    return result
+
+
+class GitFailed(subprocess.CalledProcessError):
+    """A failed git, with what it said: the log shows why, not only that."""
+
+    def __str__(self) -> str:
+        said = (self.stderr or b"")[-1000:].decode("utf-8", "replace").strip()
+        return f"{super().__str__()} {said}" if said else super().__str__()
