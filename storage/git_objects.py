@@ -174,7 +174,12 @@ def write_blob_stream(repo_path: Path, source: BinaryIO) -> str:
     process = subprocess.Popen([GIT, "-C", str(repo_path), "hash-object", "-w", "--stdin", "--no-filters"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=clean_git_env())
-    shutil.copyfileobj(source, process.stdin, 1024 * 1024)
+    try:
+        shutil.copyfileobj(source, process.stdin, 1024 * 1024)
+    except BaseException:  # a body too large or cut off: git must neither wait for the rest nor store a part
+        process.kill()
+        process.communicate()
+        raise
     process.stdin.close()
     sha = process.stdout.read().decode().strip()
     if process.wait() != 0:
