@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, select
 
 from storage import git_read
 from storage.models import PathLock, Workspace
+from storage.times import as_utc
 
 from .context import ChangeContext, Rejection
 from .refs import RefUpdate
@@ -22,9 +23,12 @@ _WILDCARD = re.compile(r"[*?\[]")
 
 
 def covers(pattern: str, path: str) -> bool:
+    """Whether the pattern names the path or one of the directories above it."""
     pattern = pattern.strip("/")
-    return fnmatchcase(path, pattern) or path.startswith(pattern + "/") or (
-        pattern.endswith("/*") and path.startswith(pattern[:-1]))
+    if fnmatchcase(path, pattern):
+        return True
+    parts = path.split("/")
+    return any(fnmatchcase("/".join(parts[:depth]), pattern) for depth in range(1, len(parts)))
 
 
 def _fixed_prefix(pattern: str) -> str:
@@ -33,25 +37,24 @@ def _fixed_prefix(pattern: str) -> str:
 
 
 def overlap(first: str, second: str) -> bool:
-    """Whether some path could be covered by both patterns (conservative: may say yes when unsure)."""
+    """Whether some path could be covered by both patterns (conservative: may say yes when unsure).
+
+    Every path a pattern covers begins with its text up to the first wildcard, so when one of them has a
+    wildcard they can only meet if one of those beginnings extends the other."""
     a, b = first.strip("/"), second.strip("/")
     if covers(a, b) or covers(b, a):
         return True
     fa, fb = _fixed_prefix(a), _fixed_prefix(b)
-    if fa != a and fb != b:  # both wildcards: overlap when one fixed prefix extends the other
+    if fa != a or fb != b:
         return fa.startswith(fb) or fb.startswith(fa)
     return False
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def active_locks(session, repo_id: str, now: datetime, excluding_workspace: str | None = None):
     rows = session.execute(
         select(PathLock, Workspace.name, Workspace.agent_name)
         .join(Workspace, Workspace.id == PathLock.workspace_id)
-        .where(PathLock.repo_id == repo_id, PathLock.released_at.is_(None))
+        .where(PathLock.repo_id == repo_id, PathLock.released_at.is_(None), Workspace.status == "active")
     ).all()
     return [(lock, name, agent) for lock, name, agent in rows
             if as_utc(lock.expires_at) > now and lock.workspace_id != excluding_workspace]

@@ -181,6 +181,15 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
         raise Invalid("query parameters are invalid", validation_details(error)) from None
 
 
+def _path_is_utf8() -> bool:
+    """werkzeug replaces bytes that are not UTF-8 with U+FFFD, so two different paths would name one file."""
+    try:
+        request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
 def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str | None = "read",
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
              status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False,
@@ -202,6 +211,9 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
         def view(**path_params):
             if any("\x00" in value for value in path_params.values()):
                 raise NotFound("no such resource")  # no stored name contains NUL (PostgreSQL text cannot)
+            if any("\ufffd" in value for value in path_params.values()) and not _path_is_utf8():
+                raise Invalid("the URL path is not valid UTF-8 once percent-decoded",
+                              {"fields": [{"loc": "path", "msg": "not valid UTF-8"}]})
             if raw_body and request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
                 raise UnsupportedMediaType("the body is the file's raw bytes; Content-Encoding is not accepted")
             context: AppContext = current_app.config["DRIFTSTONE"]

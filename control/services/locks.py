@@ -6,12 +6,12 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hooks.locks import active_locks, as_utc, covers, holder_text, overlap
+from hooks.locks import active_locks, covers, holder_text, overlap
 from storage.errors import Forbidden, Invalid, Locked, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import PathLock, Repository, Workspace
-from storage.repo_writes import serialize_repository_writes
+from storage.times import as_utc
 
 from . import workspaces as workspace_service
 
@@ -25,7 +25,9 @@ def _checked_patterns(patterns: list[str]) -> list[str]:
     clean = []
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern.strip("/ ") or len(pattern) > 1024 or "\0" in pattern \
-                or pattern.startswith("/") or ".." in pattern.split("/"):
+                or pattern.startswith("/") or "\\" in pattern \
+                or any(part in ("", ".", "..") for part in pattern.rstrip("/").split("/")):
+            # paths are stored without '.', '..', empty parts or backslashes: such a pattern would lock nothing
             raise Invalid(f"invalid lock pattern {pattern!r}", {"fields": [{"loc": "patterns", "msg": "invalid"}]})
         clean.append(pattern.strip("/"))
     return clean
@@ -37,7 +39,7 @@ def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patt
     ttl = ttl_seconds or DEFAULT_TTL
     if not 1 <= ttl <= MAX_TTL:
         raise Invalid(f"ttl must be 1 to {MAX_TTL} seconds", {"fields": [{"loc": "ttl", "msg": "out of range"}]})
-    serialize_repository_writes(session, repo.id)
+    workspace_service.take_workspace_turn(session, workspace)  # deleted meanwhile: its locks went with it
     for lock, name, agent in active_locks(session, repo.id, now, excluding_workspace=workspace.id):
         for mine in patterns:
             theirs = next((p for p in lock.patterns if overlap(mine, p)), None)

@@ -16,10 +16,10 @@ from hooks.locks import active_locks, first_lock_covering, holder_text
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_read, git_refs
-from storage.errors import Conflict, Invalid, Locked, NotFound, StaleRef, TooLarge
+from storage.errors import Conflict, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.intent import message_with_intent
-from storage.keys import Principal
+from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 from storage.repo_writes import serialize_repository_writes
 
@@ -71,8 +71,21 @@ def get_workspace(session: Session, repo: Repository, workspace_id: str, for_upd
     return workspace
 
 
+def take_workspace_turn(session: Session, workspace: Workspace) -> None:
+    """Wait for the workspace's other writers, then refuse it if one of them deleted it. Its row is locked before
+    the repository's (`serialize_repository_writes`), the order a commit or submit takes them in, so two writers
+    never wait for each other (PostgreSQL); on SQLite the second lock is the database's, and only from then on
+    does a read see the last writer's work."""
+    session.execute(select(Workspace.id).where(Workspace.id == workspace.id).with_for_update())
+    serialize_repository_writes(session, workspace.repo_id)
+    status = session.scalar(select(Workspace.status).where(Workspace.id == workspace.id))
+    if status != "active":
+        raise NotFound(f"workspace {workspace.id!r} not found")
+
+
 def delete_workspace(session: Session, workspace: Workspace, now) -> None:
     """The overlay goes; commits stay in the graph (the workspace ref keeps them reachable)."""
+    take_workspace_turn(session, workspace)
     session.execute(delete(WorkspaceFile).where(WorkspaceFile.workspace_id == workspace.id))
     for lock in session.scalars(select(PathLock).where(PathLock.workspace_id == workspace.id,
                                                        PathLock.released_at.is_(None))):
@@ -142,13 +155,24 @@ def _refuse_file_dir_clash(session: Session, app, repo: Repository, workspace: W
                            {"path": path})
 
 
-def write_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, body: BinaryIO,
-               now) -> WorkspaceFile:
-    checked_path(path)
+def _take_turn(session: Session, repo: Repository, workspace: Workspace, path: str, now) -> None:
+    """One overlay writer at a time (writes of one path, a commit clearing what it took): then the workspace,
+    its locks and its overlay row are read as the last writer left them."""
+    take_workspace_turn(session, workspace)
     _refuse_if_locked(session, repo, workspace, path, now)
+
+
+def write_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, body: BinaryIO,
+               now, actor: Principal) -> WorkspaceFile:
+    checked_path(path)
+    _refuse_if_locked(session, repo, workspace, path, now)  # both before the body is read, and again in its turn
     _refuse_file_dir_clash(session, app, repo, workspace, path)
     counted = _Counted(body, app.settings.max_object_size)
     blob_sha = git_objects.write_blob_stream(app.store.path_for(repo.id), counted)
+    if not key_in_force(session, actor.key_id):  # revoked while the body was on the way
+        raise Forbidden("the key was revoked or has expired")
+    _take_turn(session, repo, workspace, path, now)
+    _refuse_file_dir_clash(session, app, repo, workspace, path)  # a write of 'a' and one of 'a/b' took turns
     entry = _overlay_entry(session, workspace, path) or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id,
                                                                        path=path)
     entry.blob_sha, entry.size, entry.mode = blob_sha, counted.size, git_objects.FILE_MODE
@@ -189,9 +213,12 @@ def read_file(session: Session, app, repo: Repository, workspace: Workspace, pat
 
 def delete_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, now) -> None:
     checked_path(path)
-    _refuse_if_locked(session, repo, workspace, path, now)
+    head = _head_entry(app, repo, workspace, path)
+    if head is not None and head.kind == "tree":
+        raise Invalid(f"{path!r} is a directory: delete the files in it one by one", {"path": path})
+    _take_turn(session, repo, workspace, path, now)
     entry = _overlay_entry(session, workspace, path)
-    in_head = _head_entry(app, repo, workspace, path) is not None
+    in_head = head is not None
     if not in_head:
         if entry is None or entry.blob_sha is None:
             raise NotFound(f"{path} not found")
@@ -262,6 +289,7 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     ctx.workspace_id = workspace.id
     apply_ref_change(ctx, RefUpdate(old=seen or ZERO_SHA, new=sha, ref=ref), session=session)
     record_commit(session, repo.id, sha, "workspace", actor.key_id, intent=intent or None)
+    serialize_repository_writes(session, repo.id)  # takes turns with overlay writes (_take_turn)
     for entry in overlay.values():  # only what went into the commit: a write that raced in stays in the overlay
         blob_matches = (WorkspaceFile.blob_sha == entry.blob_sha) if entry.blob_sha else WorkspaceFile.blob_sha.is_(None)
         session.execute(delete(WorkspaceFile).where(WorkspaceFile.id == entry.id, blob_matches))

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import base64
+import os
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 import requests
+
+from tests.support import at_once, request_interrupted
 
 
 class Dojo:
@@ -408,3 +414,167 @@ def test_a_lock_holders_own_stack_merges_over_its_locked_paths(server, tenant, s
     assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["mergeable"] is True
     merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {})
     assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+
+
+def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, seeded):
+    """The file route deleted a whole directory, past a lock on a file inside it, while reads still showed it."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    alice = dojo("POST", "/workspaces", {"name": "alice"}).json()["workspace"]
+    bob = dojo("POST", "/workspaces", {"name": "bob"}).json()["workspace"]
+    assert dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/app.ts"]}).status_code == 201
+    refused = dojo("DELETE", f"/workspaces/{bob['id']}/files/src")
+    assert refused.status_code == 422 and "directory" in refused.json()["error"]
+    assert dojo("GET", f"/workspaces/{bob['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
+    assert dojo("GET", f"/workspaces/{bob['id']}/files/src/app.ts").json()["source"] == "base"
+
+
+def test_wildcard_locks_cover_directories_and_overlapping_locks_are_refused(server, tenant, seeded):
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    alice = dojo("POST", "/workspaces", {"name": "alice"}).json()["workspace"]
+    bob = dojo("POST", "/workspaces", {"name": "bob"}).json()["workspace"]
+    assert dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/a?th"]}).status_code == 201
+    assert dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/x.ts", data=b"x").status_code == 423
+    for theirs in ("src/au*/x.ts", "*/auth/x.ts", "src"):
+        assert dojo("POST", f"/workspaces/{bob['id']}/lock", {"patterns": [theirs]}).status_code == 423, theirs
+
+
+@pytest.mark.parametrize("pattern", ["./src/auth.ts", "src//auth.ts", "src/./auth.ts", "src\\auth.ts", "src/.."])
+def test_lock_patterns_no_path_can_match_are_refused(server, tenant, seeded, pattern):
+    """Stored paths have no '.', empty parts or backslashes: such a lock was granted and protected nothing."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    assert dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": [pattern]}).status_code == 422
+
+
+def test_a_path_that_is_not_utf8_is_refused_not_renamed(server, tenant, seeded):
+    """werkzeug decoded %ff and %fe both to U+FFFD: the second write replaced the first under a third name."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    for raw in ("%ff.txt", "dir/%fe%ff"):
+        refused = dojo("PUT", f"/workspaces/{ws['id']}/files/{raw}", data=b"x")
+        assert refused.status_code == 422 and "UTF-8" in refused.json()["error"]
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/%EF%BF%BD.txt", data=b"x").status_code == 200  # a real U+FFFD
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == ["\ufffd.txt"]
+
+
+def test_a_lock_racing_its_workspaces_delete_does_not_outlive_it(server, tenant, seeded):
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    for round_ in range(4):
+        ws = dojo("POST", "/workspaces", {"name": f"gone-{round_}"}).json()["workspace"]
+        answers = at_once(9, lambda i: dojo("DELETE", f"/workspaces/{ws['id']}") if i == 0 else
+                          dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": [f"r{round_}/p{i}"]}))
+        assert answers[0].status_code == 200
+        assert {a.status_code for a in answers[1:]} <= {201, 404}
+    listed = requests.get(f"{server.url}/v1/repos/{repo}/locks", headers=dojo.headers, timeout=30).json()["data"]
+    assert listed == []
+    other = dojo("POST", "/workspaces", {"name": "after"}).json()["workspace"]
+    assert dojo("PUT", f"/workspaces/{other['id']}/files/r0/p1", data=b"free").status_code == 200
+
+
+def test_simultaneous_writes_of_one_new_file_all_answer_and_one_wins(server, tenant, seeded):
+    """16 writes of one new path: 1-3 answered 500 (a unique-key race) and their content was dropped."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    for round_ in range(8):
+        ws = dojo("POST", "/workspaces", {"name": f"w{round_}"}).json()["workspace"]
+        answers = at_once(16, lambda i: dojo("PUT", f"/workspaces/{ws['id']}/files/new.txt", data=f"{i}".encode()))
+        assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers if a.status_code != 200]
+        final = base64.b64decode(dojo("GET", f"/workspaces/{ws['id']}/files/new.txt").json()["content"])
+        assert final.decode() in {str(i) for i in range(16)}
+
+
+def test_writes_racing_commits_all_land(server, tenant, seeded):
+    """A commit clearing the overlay row a write was replacing made the write answer 500 (StaleDataError)."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "busy"}).json()["workspace"]
+    base = f"/workspaces/{ws['id']}"
+    statuses, done = [], threading.Event()
+
+    def commit_until_done():
+        while not done.is_set():
+            statuses.append(dojo("POST", f"{base}/commit", {"message": "c"}).status_code)
+
+    committer = threading.Thread(target=commit_until_done)
+    committer.start()
+    try:
+        for i in range(60):
+            statuses.append(dojo("PUT", f"{base}/files/{'ab'[i % 2]}.txt", data=f"v{i}".encode()).status_code)
+    finally:
+        done.set()
+        committer.join(timeout=120)
+    assert set(statuses) <= {200, 201, 409, 422}, statuses
+    assert dojo("POST", f"{base}/commit", {"message": "last"}).status_code in (201, 422)
+    tree = {e["path"]: e["sha"] for e in dojo("GET", f"{base}/tree").json()["entries"]}
+    for path, last in (("a.txt", "v58"), ("b.txt", "v59")):
+        read = dojo("GET", f"{base}/files/{path}").json()
+        assert base64.b64decode(read["content"]).decode() == last and read["source"] == "base", read
+        assert path in tree
+
+
+def test_a_write_whose_key_is_revoked_mid_body_is_refused(server, tenant, seeded):
+    repo, _, _ = seeded
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    issued = requests.post(f"{server.url}/v1/keys", json={"name": "brief", "scope": "agent"}, headers=admin,
+                           timeout=30).json()["data"]
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    body = b"x" * 200_000
+    head = (f"PUT /api/repos/{tenant.org}/{repo}/workspaces/{ws['id']}/files/late.txt HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer {issued['key']}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")
+    answer = request_interrupted(server, head, body, 1000, lambda: requests.delete(
+        f"{server.url}/v1/keys/{issued['id']}", headers=admin, timeout=30).raise_for_status())
+    assert answer.split(b"\r\n", 1)[0].endswith(b"403 FORBIDDEN") or b" 403 " in answer.split(b"\r\n", 1)[0]
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == []
+
+
+def _git_children(root: int) -> list[str]:
+    """Command lines of the git processes below `root`."""
+    parents, commands = {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                raw = stat.read()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                commands[int(entry.name)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(raw[raw.rindex(b")") + 2:].split()[1])
+
+    def below(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 1)
+            if pid == root:
+                return True
+        return False
+
+    return [command for pid, command in commands.items() if "hash-object" in command and below(pid)]
+
+
+def test_a_refused_or_cut_off_write_leaves_no_git_behind(small_limits_server):
+    """Each write over the size limit, or cut off by its client, left a `git hash-object` waiting on its stdin
+    for good (~100 MB each at the default limit)."""
+    server = small_limits_server
+    tenant = server.tenant()
+    repo = tenant.repo()
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/big.bin", data=b"x" * (2 * 1024 * 1024)).status_code == 413
+    head = (f"PUT /api/repos/{tenant.org}/{repo}/workspaces/{ws['id']}/files/cut.bin HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer {tenant.keys['agent']}\r\nContent-Length: 500000\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"y" * 100_000)
+        time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while _git_children(server.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _git_children(server.process.pid) == []
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == []

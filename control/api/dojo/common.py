@@ -1,7 +1,7 @@
 """Shared pieces of the dojo routes: owner/name resolution and the workspace object."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
@@ -9,6 +9,7 @@ from sqlalchemy import select
 from control.services import repos as repo_service
 from storage.errors import NotFound
 from storage.models import Organization
+from storage.times import as_utc
 
 PREFIX = "/api/repos/<owner>/<name>"
 
@@ -28,14 +29,10 @@ class WorkspaceOut(DojoModel):
     updated_at: datetime
 
 
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-
 def workspace_out(row) -> WorkspaceOut:
     return WorkspaceOut(id=row.id, name=row.name, base_commit=row.base_commit, current_commit=row.current_commit,
-                        agent_name=row.agent_name, status=row.status, created_at=utc(row.created_at),
-                        updated_at=utc(row.updated_at))
+                        agent_name=row.agent_name, status=row.status, created_at=as_utc(row.created_at),
+                        updated_at=as_utc(row.updated_at))
 
 
 def owned_repo(call, owner: str, name: str):

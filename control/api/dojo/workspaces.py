@@ -10,10 +10,11 @@ from pydantic import Field
 from control.services import locks as lock_service
 from control.services import stacks as stack_service
 from control.services import workspaces as workspace_service
+from storage.times import as_utc
 
 from ..driftstone.contents import PATH_PATTERN, PATH_RULES, Intent, intent_field
 from ..endpoint import Call, endpoint
-from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, utc, workspace_out
+from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, workspace_out
 
 bp = Blueprint("dojo_workspaces", __name__)
 WS = PREFIX + "/workspaces/<ws_id>"
@@ -192,7 +193,7 @@ def list_workspaces(call: Call, owner: str, name: str):
 def write_file(call: Call, owner: str, name: str, ws_id: str, path: str):
     repo, workspace = _workspace(call, owner, name, ws_id)
     entry = workspace_service.write_file(call.session, call.context, repo, workspace, path, request.stream,
-                                         call.context.clock())
+                                         call.context.clock(), call.principal)
     return Written(path=entry.path, size=entry.size, blob_sha=entry.blob_sha)
 
 
@@ -273,7 +274,7 @@ def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest)
     lock = lock_service.acquire_locks(call.session, repo, workspace, body.patterns, body.ttl_seconds,
                                       call.context.clock())
     return LockResponse(lock=DojoLockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
-                                         expires_at=utc(lock.expires_at).isoformat()))
+                                         expires_at=as_utc(lock.expires_at).isoformat()))
 
 
 @route("DELETE", WS, summary="Delete a workspace (commits stay in the graph)", scope="agent",

@@ -9,7 +9,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from control.services import locks as lock_service
 from control.services import repos as repo_service
 from control.services import stacks as stack_service
-from hooks.locks import as_utc
+from storage.times import as_utc
 
 from ..endpoint import Call, endpoint
 from .common import Timestamp, WireModel

@@ -1,18 +1,16 @@
 """Wire models shared by the Driftstone /v1 resources (camelCase on the wire)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+from storage.times import as_utc
 
 
-Timestamp = Annotated[datetime, AfterValidator(_as_utc)]  # SQLite hands back naive UTC datetimes
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]  # SQLite hands back naive UTC datetimes
 
 
 # git check-ref-format for a branch (refs/heads/<name>), plus: no component starts with '-', not HEAD, at most
