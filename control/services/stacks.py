@@ -89,11 +89,8 @@ def list_stacks(session: Session, repo: Repository, status: str | None = None) -
     return list(session.scalars(query.order_by(Stack.created_at, Stack.id)))
 
 
-def get_stack(session: Session, repo: Repository, stack_id: str, for_update: bool = False) -> Stack:
-    query = select(Stack).where(Stack.id == stack_id, Stack.repo_id == repo.id)
-    if for_update:
-        query = query.with_for_update()
-    stack = session.scalar(query)
+def get_stack(session: Session, repo: Repository, stack_id: str) -> Stack:
+    stack = session.scalar(select(Stack).where(Stack.id == stack_id, Stack.repo_id == repo.id))
     if stack is None:
         raise NotFound(f"stack {stack_id!r} not found")
     return stack

@@ -147,7 +147,7 @@ def review_stack(call: Call, repo: str, stack_id: str, body: CreateReview):
           scope="agent", body=MergeStackRequest, response=MergeOut)
 def merge_stack(call: Call, repo: str, stack_id: str, body: MergeStackRequest):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    stack = stack_service.get_stack(call.session, row, stack_id, for_update=True)
+    stack = stack_service.get_stack(call.session, row, stack_id)  # merge_stack waits for its turn, then reads it again
     outcome = stack_service.merge_stack(call.session, call.context, row, stack, call.principal, body.strategy,
                                         body.message, body.delete_branch, body.dry_run)
     return MergeOut(success=outcome.success, sha=outcome.sha, head_commit=outcome.head_commit,
