@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import Conflict, Forbidden, Invalid, NotFound
@@ -83,8 +83,11 @@ def revoke_key(session: Session, org_id: str, key_id: str, now: datetime | None 
         raise NotFound(f"key {key_id!r} not found")
     if revoker is not None and not _within(revoker, key.repo_ids):
         raise Forbidden("a key limited to some repositories can only revoke keys limited to those")
-    key.revoked_at = now or datetime.now(timezone.utc)
-    session.flush()
+    revoked = session.execute(update(ApiKey).where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None))
+                              .values(revoked_at=now or datetime.now(timezone.utc))
+                              .execution_options(synchronize_session="fetch"))
+    if revoked.rowcount != 1:  # revoked by a simultaneous request: of those, one succeeds
+        raise NotFound(f"key {key_id!r} not found")
     return key
 
 

@@ -15,6 +15,7 @@ from storage.errors import Conflict, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Branch, Repository
+from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name, resolve_revision
 
@@ -61,6 +62,7 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
     """From `source` (a branch or commit; default: the main head), or as a record awaiting its first upload."""
     checked_branch_name(name)
     path = app.store.path_for(repo.id)
+    serialize_repository_writes(session, repo.id)  # a record-only create and a create from a commit take turns
     existing = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
     if git_refs.read_ref(path, f"refs/heads/{name}") is not None or existing is not None:
         raise Conflict(f"branch {name!r} already exists", {"branch": name})
@@ -90,6 +92,7 @@ def delete_branch(session: Session, app, repo: Repository, actor: Principal, nam
     if name == repo.default_branch:
         raise Conflict(f"{name!r} is the default branch and cannot be deleted")
     path = app.store.path_for(repo.id)
+    serialize_repository_writes(session, repo.id)  # of simultaneous deletes one succeeds, the others find nothing
     sha = git_refs.read_ref(path, f"refs/heads/{name}")
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
     if sha is None and row is None:

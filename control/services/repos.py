@@ -14,6 +14,7 @@ from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Branch, BranchProtection, Repository
 from storage.repo_store import RepoStore
+from storage.repo_writes import serialize_repository_writes
 
 from .naming import checked_slug, slugify
 
@@ -81,7 +82,11 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
     """Make the branch rows match the repository's refs (git is the source of truth).
 
     Branches whose names the server would refuse (not UTF-8, too long: made outside Driftstone) get no row.
+    Refs and rows are read in the repository's write turn: a branch being created or deleted meanwhile is
+    either wholly before or wholly after, never a ref without its row (which reconcile would strip of its
+    metadata) or a row without its ref (which it would delete).
     """
+    serialize_repository_writes(session, repo.id)
     heads = {name: sha for name, sha in git_read.branch_heads(store.path_for(repo.id)).items()
              if branch_name_problem(name) is None}
     rows = {b.name: b for b in session.scalars(select(Branch).where(Branch.repo_id == repo.id))}

@@ -101,6 +101,77 @@ def test_simultaneous_record_only_branches_with_one_name_get_409_not_500(server,
     assert all(r.json()["code"] == "conflict" for r in responses if r.status_code == 409)
 
 
+def test_one_branch_name_created_at_once_with_and_without_record_only_gets_one_201(server, tenant, git, tmp_path):
+    """A record-only create and a create from main both answered 201 (29 of 30 rounds on PostgreSQL): the
+    record-only caller was told "creating, no head" for a branch that was already at main."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    url = f"{server.url}/v1/repos/{repo}/branches"
+    for round_ in range(4):
+        responses = at_once(8, lambda i: requests.post(url, json={"name": f"b{round_}", "recordOnly": i % 2 == 0},
+                                                        headers=headers, timeout=60))
+        assert sorted(r.status_code for r in responses) == [201] + [409] * 7, [r.text for r in responses]
+
+
+def test_simultaneous_deletes_of_one_branch_or_key_succeed_once(server, tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    branches = f"{server.url}/v1/repos/{repo}/branches"
+    for name, body in (("pushed", {"name": "pushed"}), ("recorded", {"name": "recorded", "recordOnly": True})):
+        assert requests.post(branches, json=body, headers=admin, timeout=60).status_code == 201
+        deletes = at_once(16, lambda i: requests.delete(f"{branches}/{name}", headers=admin, timeout=60))
+        assert sorted(r.status_code for r in deletes) == [200] + [404] * 15, [r.text for r in deletes]
+    key = requests.post(f"{server.url}/v1/keys", json={"name": "k", "scope": "read"}, headers=admin,
+                        timeout=60).json()["data"]
+    revokes = at_once(16, lambda i: requests.delete(f"{server.url}/v1/keys/{key['id']}", headers=admin, timeout=60))
+    assert sorted(r.status_code for r in revokes) == [200] + [404] * 15, [r.text for r in revokes]
+
+
+def test_reconcile_beside_branch_changes_keeps_every_rows_metadata(server, tenant, git, tmp_path):
+    """Reconcile read the refs, then the rows, outside the repository's write turn: it failed on a unique key,
+    made API creates answer 500, and stripped branches created meanwhile of their base (PostgreSQL sweep)."""
+    from sqlalchemy import select
+
+    from control.services import repos as repo_service
+    from storage.models import Branch, Repository
+
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    done, failures = threading.Event(), []
+
+    def reconcile_until_done():
+        while not done.is_set():
+            try:
+                with server.context.db.session() as session:
+                    row = session.scalar(select(Repository).where(Repository.org_id == tenant.org_id,
+                                                                  Repository.slug == repo))
+                    repo_service.reconcile_branches(session, server.context.store, row)
+            except Exception as error:  # noqa: BLE001 - every failure is the finding
+                failures.append(repr(error))
+
+    reconciler = threading.Thread(target=reconcile_until_done)
+    reconciler.start()
+    try:
+        created = at_once(12, lambda i: requests.post(f"{server.url}/v1/repos/{repo}/branches",
+                                                      json={"name": f"feature-{i}"}, headers=headers, timeout=60))
+    finally:
+        done.set()
+        reconciler.join(timeout=60)
+    assert [r.status_code for r in created] == [201] * 12, [r.text for r in created]
+    assert failures == []
+    with server.context.db.session() as session:
+        rows = {b.name: b for b in session.scalars(select(Branch).join(Repository).where(
+            Repository.org_id == tenant.org_id, Repository.slug == repo))}
+    assert all(rows[f"feature-{i}"].base_branch == "main" for i in range(12)), {
+        n: (b.base_branch, b.base_commit) for n, b in rows.items()}
+
+
 def test_a_resubmit_racing_the_stacks_merge_never_marks_unmerged_commits_merged(server, tenant, git, tmp_path):
     """Merge and resubmit sent together: whichever comes second sees the first (9 of 9 runs used to end with
     the stack "merged" at a head whose commit never reached main)."""
