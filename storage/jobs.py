@@ -80,6 +80,10 @@ def run_with_retries(job: JobRequest, delays=RETRY_DELAYS) -> None:
                 time.sleep(delays[attempt])
 
 
+JOB_TIMEOUT = 7 * 3600  # rq's default (180 s) killed every repack of a large repository; git's own limit is 6 h
+FAILED_JOB_KEPT = 3600  # a failed job's id is taken until then: the same job asked again after that runs again
+
+
 class RedisQueue:
     def __init__(self, url: str, name: str):
         from redis import Redis
@@ -89,7 +93,14 @@ class RedisQueue:
         self.queue = Queue(name, connection=self.connection)
 
     def enqueue(self, job: JobRequest) -> None:
+        """A job whose id is already waiting or running is not queued again (rq queues every copy otherwise:
+        30 pushes with no worker running left 27 copies of one repository's housekeeping)."""
         from rq import Retry
+        from rq.exceptions import DuplicateJobError
 
-        self.queue.enqueue(job.func, *job.args, job_id=job.job_id,
-                           retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
+        try:
+            self.queue.enqueue(job.func, *job.args, job_id=job.job_id, unique=True, job_timeout=JOB_TIMEOUT,
+                               result_ttl=0, failure_ttl=FAILED_JOB_KEPT,
+                               retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
+        except DuplicateJobError:
+            log.debug("job %s is already queued", job.job_id)

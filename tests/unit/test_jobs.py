@@ -68,3 +68,29 @@ def test_job_ids_are_valid_for_rq():
     jobs.defer(session, "control.jobs.purge_branch_files", "repo_1", "feature/x y")
     job_id = session.info["deferred_jobs"][0].job_id
     assert re.match(r"^[A-Za-z0-9_-]+$", job_id)
+
+
+@pytest.fixture
+def redis_queue():
+    """A real Redis (the machine's, or the one the PostgreSQL + Redis run names) under a queue name of its own."""
+    import os
+    import uuid
+
+    queue = jobs.RedisQueue(os.environ.get("DRIFTSTONE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                            f"dstest-jobs-{uuid.uuid4().hex[:10]}")
+    yield queue
+    for job_id in queue.queue.job_ids:
+        queue.queue.remove(job_id)
+        queue.connection.delete(f"rq:job:{job_id}")
+    queue.queue.delete(delete_jobs=True)
+
+
+def test_a_job_already_waiting_is_not_queued_again_and_may_run_for_hours(redis_queue):
+    """rq queued every copy of one job id (27 of one repository's housekeeping with no worker running), and
+    killed each after its default 180 s, so a large repository was never repacked."""
+    request = jobs.JobRequest("control.jobs.housekeep_repository", ("repo_1",), "housekeep-repo_1")
+    for _ in range(3):
+        redis_queue.enqueue(request)
+    assert redis_queue.queue.job_ids == ["housekeep-repo_1"]
+    job = redis_queue.queue.fetch_job("housekeep-repo_1")
+    assert job.timeout == jobs.JOB_TIMEOUT >= 6 * 3600
