@@ -177,7 +177,9 @@ class GitHttpApp:
             applied = [u for u in commands.updates
                        if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
             reasons = {r.ref: r.reason for r in channel.rejections}
-            if reasons:  # the verdict is all or nothing: say why a ref that passed was not applied either
+            if "*" in reasons:  # the push as a whole was refused (its checks could not run): every ref says why
+                reasons = {update.ref: reasons["*"] for update in commands.updates}
+            elif reasons:  # the verdict is all or nothing: say why a ref that passed was not applied either
                 refused = next(iter(reasons))
                 for update in commands.updates:
                     reasons.setdefault(update.ref, f"not applied: {refused} was refused")

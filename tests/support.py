@@ -263,3 +263,34 @@ def wait_until_gone(path: Path, timeout: float = 30) -> None:
     while path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not path.exists(), path
+
+
+def in_process_app(tmp_path: Path, org: str, scope: str):
+    """The real application in-process (werkzeug's test client, SQLite, real repositories) with one repository,
+    `{org}/r`: (client, Basic auth headers for a `scope` key, the repository's path)."""
+    import base64
+
+    from werkzeug.test import Client
+
+    import wsgi
+
+    settings = Settings(data_dir=tmp_path)
+    context = bootstrap(settings)
+    with context.db.session() as session:
+        created = accounts.create_org(session, org)
+        secret = accounts.create_key(session, created.id, "k", scope).secret
+        repo = repos.create_repo(session, context.store, created.id, "r")
+    auth = {"Authorization": "Basic " + base64.b64encode(f"x:{secret}".encode()).decode()}
+    return Client(wsgi.create_application(settings)), auth, context.store.path_for(repo.id)
+
+
+def commit_in(repo: Path, branch: str) -> str:
+    """A commit of the empty tree written straight into a bare repository, as `branch`'s head."""
+    def run(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True,
+                              env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                   "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.decode().strip()
+
+    commit = run("commit-tree", run("mktree"), "-m", branch)
+    run("update-ref", f"refs/heads/{branch}", commit)
+    return commit

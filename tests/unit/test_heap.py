@@ -4,6 +4,7 @@ import threading
 import pytest
 
 from server import heap
+from tests.support import commit_in, in_process_app
 
 pytestmark = pytest.mark.skipif(heap._malloc_trim is None, reason="the C library has no malloc_trim (not glibc)")
 
@@ -47,35 +48,8 @@ def test_a_small_transfer_does_not_trim():
 
 @pytest.fixture
 def served_repo(tmp_path):
-    """The real application in-process (werkzeug's test client, SQLite, a real repository with one commit)."""
-    import base64
-    import subprocess
-
-    from werkzeug.test import Client
-
-    import wsgi
-    from control.bootstrap import bootstrap
-    from control.services.accounts import create_key, create_org
-    from control.services.repos import create_repo
-    from storage.settings import Settings
-
-    settings = Settings(data_dir=tmp_path)
-    context = bootstrap(settings)
-    with context.db.session() as session:
-        org = create_org(session, "heap")
-        secret = create_key(session, org.id, "k", "read").secret
-        repo = create_repo(session, context.store, org.id, "r")
-    path = context.store.path_for(repo.id)
-
-    def git(*args, stdin=b""):
-        return subprocess.run(["git", "-C", str(path), *args], input=stdin, capture_output=True,
-                              check=True).stdout.decode().strip()
-
-    tree = git("mktree")
-    commit = git("-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree, "-m", "one")
-    git("update-ref", "refs/heads/main", commit)
-    auth = {"Authorization": "Basic " + base64.b64encode(f"x:{secret}".encode()).decode()}
-    return Client(wsgi.create_application(settings)), auth, commit
+    client, auth, path = in_process_app(tmp_path, "heap", "read")
+    return client, auth, commit_in(path, "main")
 
 
 def _fetch(client, auth, commit) -> bytes:
