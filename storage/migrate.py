@@ -1,10 +1,14 @@
 """Run Alembic migrations programmatically against a Database."""
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
 from .db import Database
 
@@ -18,9 +22,32 @@ def alembic_config(connection) -> Config:
     return config
 
 
+MIGRATION_LOCK_KEY = 0x44726966  # PostgreSQL advisory lock id: one migrating process at a time
+
+
 def upgrade(db: Database) -> None:
-    with db.engine.begin() as connection:
+    """Processes started together on a fresh database (`serve`, `worker`, an admin command) take turns: the
+    second finds the schema at head. Without the lock, three of four simultaneous migrations failed on a
+    unique key or an existing table."""
+    with _file_lock(db), db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         command.upgrade(alembic_config(connection), "head")
+
+
+@contextmanager
+def _file_lock(db: Database) -> Iterator[None]:
+    """SQLite has no advisory locks: a lock file beside the database file does."""
+    path = db.engine.url.database if db.engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def autogenerate(db: Database, message: str) -> None:

@@ -39,3 +39,35 @@ def test_repository_listing_needs_no_sort(tmp_path):
         plan = " | ".join(row[-1] for row in connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
     assert "ix_repositories_live_listing" in plan and "TEMP B-TREE" not in plan, plan
     db.dispose()
+
+
+def _fresh_databases(tmp_path):
+    """A new SQLite file, and a new PostgreSQL database when the run names a server."""
+    import os
+
+    from tests.conftest import _create_database
+
+    yield f"sqlite:///{tmp_path / 'fresh.db'}", None
+    admin_url = os.environ.get("DRIFTSTONE_TEST_DATABASE_URL")
+    if admin_url:
+        url, drop = _create_database(admin_url)
+        yield url, drop
+
+
+def test_simultaneous_migrations_of_a_fresh_database_all_succeed(tmp_path):
+    """`serve`, `worker` and an admin command started together each migrate first: 3 of 4 failed before."""
+    import os
+    import subprocess
+    import sys
+
+    driftstone = os.path.join(os.path.dirname(sys.executable), "driftstone")
+    for url, drop in _fresh_databases(tmp_path):
+        try:
+            env = {**os.environ, "DRIFTSTONE_DATA_DIR": str(tmp_path / "data"), "DRIFTSTONE_DATABASE_URL": url}
+            runs = [subprocess.Popen([driftstone, "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    for _ in range(4)]
+            outcomes = [(run.wait(timeout=120), run.stderr.read().decode()[-2000:]) for run in runs]
+            assert [code for code, _ in outcomes] == [0] * 4, outcomes
+        finally:
+            if drop:
+                drop()
