@@ -32,7 +32,8 @@ class AppContext:
             jobs: JobQueue = RedisQueue(settings.redis_url, settings.redis_namespace)
         else:
             jobs = InProcessQueue()
-        db = Database(settings.effective_database_url, jobs=jobs)
+        db = Database(settings.effective_database_url, jobs=jobs, pool_size=settings.database_pool_size,
+                      max_overflow=settings.database_max_overflow)
         context = cls(settings=settings, db=db, store=RepoStore(settings.repos_dir),
                       blobs=BlobStore(settings.effective_blob_url), jobs=jobs)
         from control import jobs as job_functions

@@ -6,7 +6,10 @@ changes made through the API call `apply_ref_changes`, which does all three.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Sequence
+
+from sqlalchemy.exc import OperationalError
 
 from storage import git_refs
 from storage.db import on_rollback
@@ -18,6 +21,9 @@ from .effects import EFFECTS
 from .refs import RefUpdate
 
 log = logging.getLogger(__name__)
+# A push's refs have moved when its effects run: they are tried again, over ~5 s, before its rows and event
+# are left to reconcile (which can rebuild the rows, not the event)
+EFFECT_RETRY_DELAYS = (0.2, 1.0, 4.0)
 _REJECTION_ERRORS = {"forbidden": Forbidden, "invalid": Invalid, "too_large": TooLarge, "locked": Locked}
 
 
@@ -39,12 +45,20 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
         for effect in EFFECTS:
             effect(ctx, applied, session)
         return
-    try:
-        with ctx.db.session() as own_session:
-            for effect in EFFECTS:
-                effect(ctx, applied, own_session)
-    except Exception:
-        log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
+    for delay in (*EFFECT_RETRY_DELAYS, None):
+        try:
+            with ctx.db.session() as own_session:
+                for effect in EFFECTS:
+                    effect(ctx, applied, own_session)
+            return
+        except OperationalError:  # no connection to be had, or a lock given up on: worth another try
+            if delay is not None:
+                time.sleep(delay)
+                continue
+            log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
+        except Exception:
+            log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
+        return
 
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:

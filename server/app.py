@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
@@ -59,6 +61,10 @@ class GitHttpApp:
             return self._handle(route, environ, start_response)
         except RepositoryGone:
             return text_response(start_response, "404 Not Found", "repository not found")
+        except (OperationalError, PoolTimeout):  # git retries nothing itself, but the user's next try may work
+            log.warning("git request: database unavailable", exc_info=True)
+            return text_response(start_response, "503 Service Unavailable", "the server is busy; try again",
+                                 [("Retry-After", "1")])
         except Exception:
             log.exception("git request failed")
             return text_response(start_response, "500 Internal Server Error", "internal error")

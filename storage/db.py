@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 10, max_overflow: int = 40) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -26,7 +26,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 def on_rollback(session: Session, undo) -> None:
@@ -44,9 +44,9 @@ def _undo(actions) -> None:
 
 
 class Database:
-    def __init__(self, url: str, jobs=None):
+    def __init__(self, url: str, jobs=None, pool_size: int = 10, max_overflow: int = 40):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size, max_overflow)
         self.jobs = jobs  # a storage.jobs.JobQueue; deferred jobs are enqueued after commit
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

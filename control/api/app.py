@@ -5,6 +5,8 @@ import logging
 import uuid
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
@@ -58,6 +60,16 @@ def create_app(context: AppContext) -> Flask:
     @app.errorhandler(TimeoutError)
     def body_timeout(error: TimeoutError):
         return failure("the request body stopped arriving", "invalid", 408, path=request.path)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(error: Exception):
+        """The database refused a connection (too many clients, restarting), gave up on a lock, or the pool
+        stayed empty: nothing was changed, and the same request may succeed in a moment."""
+        request_id = uuid.uuid4().hex
+        log.warning("database unavailable, request %s: %s", request_id, type(error).__name__, exc_info=True)
+        return failure("the database is unavailable or busy; retry shortly", "unavailable", 503,
+                       {"requestId": request_id}, {"Retry-After": "1"}, path=request.path)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

@@ -23,7 +23,8 @@ ERROR_SCHEMA = {
 }
 ERROR_STATUSES = {"400": "Malformed request", "401": "Missing or invalid API key", "403": "Not allowed",
                   "404": "Not found", "409": "Conflict", "413": "Too large", "414": "URI too long (the server's limit)",
-                  "415": "Unsupported media type", "422": "Invalid input", "423": "Locked", "429": "Rate limited"}
+                  "415": "Unsupported media type", "422": "Invalid input", "423": "Locked", "429": "Rate limited",
+                  "503": "Database unavailable or busy: nothing changed, retry (Retry-After)"}
 
 
 BARE_ERROR_SCHEMA = {

@@ -87,3 +87,36 @@ def test_a_ref_moved_by_a_request_that_then_fails_goes_back(repo):
             git(path, "update-ref", "refs/heads/main", other, after)  # someone else moves it on meanwhile
             raise RuntimeError("the request fails after the swap")
     assert git(path, "rev-parse", "refs/heads/main") == other
+
+
+def test_effects_are_tried_again_when_the_database_turns_a_connection_down(repo, monkeypatch):
+    """PostgreSQL out of connections made pushes git had reported "ok" lose their rows and events for good
+    (13-20 of ~50, PG sweep). Here the first two sessions fail as such a server fails them (a spy raising
+    OperationalError: exhausting a real server's connections would starve the rest of the suite)."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from hooks import pipeline
+    from storage.models import Event
+
+    ctx, path = repo
+    (head,) = commits(path, 1)
+    git(path, "update-ref", "refs/heads/main", head)
+    real_session, refusals = ctx.db.session, [1, 1]
+
+    @contextmanager
+    def refusing_session():
+        if refusals:
+            refusals.pop()
+            raise OperationalError("connect", {}, Exception("FATAL: sorry, too many clients already"))
+        with real_session() as session:
+            yield session
+
+    monkeypatch.setattr(ctx.db, "session", refusing_session)
+    monkeypatch.setattr(pipeline, "EFFECT_RETRY_DELAYS", (0, 0, 0))
+    run_effects(ctx, [RefUpdate(old=ZERO_SHA, new=head, ref="refs/heads/main")])
+    assert refusals == []
+    assert branch_rows(ctx) == {"main": head}
+    with real_session() as session:
+        assert session.scalar(select(Event.kind).where(Event.repo_id == ctx.repo.id)) == "refs.push"

@@ -59,3 +59,14 @@ def test_an_empty_secret_file_is_refused(tmp_path):
     (tmp_path / "secret_key").write_text("")
     with pytest.raises(ValueError, match="is empty"):
         Settings(data_dir=tmp_path).with_secret()
+
+
+def test_the_database_pool_is_sized_from_the_environment():
+    """More workers than PostgreSQL's connections allow at the defaults need a smaller pool per process."""
+    from storage.db import Database
+
+    settings = Settings.from_env({"DRIFTSTONE_DATABASE_POOL_SIZE": "3", "DRIFTSTONE_DATABASE_MAX_OVERFLOW": "2"})
+    db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none", pool_size=settings.database_pool_size,
+                  max_overflow=settings.database_max_overflow)  # no connection is made until one is needed
+    assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (3, 2)
+    db.dispose()
