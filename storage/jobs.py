@@ -91,10 +91,16 @@ class RedisQueue:
 
         self.connection = Redis.from_url(url)
         self.queue = Queue(name, connection=self.connection)
+        self.fallback = InProcessQueue()
 
     def enqueue(self, job: JobRequest) -> None:
         """A job whose id is already waiting or running is not queued again (rq queues every copy otherwise:
-        30 pushes with no worker running left 27 copies of one repository's housekeeping)."""
+        30 pushes with no worker running left 27 copies of one repository's housekeeping).
+
+        With Redis unreachable the job runs here, in this process: the change that asked for it is committed,
+        and nothing would ask again (a deleted repository's files stayed on disk for good)."""
+        from redis.exceptions import ConnectionError as RedisDown
+        from redis.exceptions import TimeoutError as RedisTimeout
         from rq import Retry
         from rq.exceptions import DuplicateJobError
 
@@ -104,3 +110,6 @@ class RedisQueue:
                                retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
         except DuplicateJobError:
             log.debug("job %s is already queued", job.job_id)
+        except (RedisDown, RedisTimeout):
+            log.warning("Redis is unreachable: job %s runs in this process", job.job_id)
+            self.fallback.enqueue(job)

@@ -94,3 +94,14 @@ def test_a_job_already_waiting_is_not_queued_again_and_may_run_for_hours(redis_q
     assert redis_queue.queue.job_ids == ["housekeep-repo_1"]
     job = redis_queue.queue.fetch_job("housekeep-repo_1")
     assert job.timeout == jobs.JOB_TIMEOUT >= 6 * 3600
+
+
+def test_a_job_runs_in_process_when_redis_is_unreachable():
+    """A repository deleted while Redis was down kept its files for good: its purge was logged and dropped."""
+    from tests.support import free_port
+
+    CALLS.clear()
+    queue = jobs.RedisQueue(f"redis://127.0.0.1:{free_port()}/0", "dstest-unreachable")  # nothing listens there
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.record", ("purge", "repo_1"), "purge-repo_1"))
+    queue.fallback.join()
+    assert CALLS == [("purge", "repo_1")]
