@@ -8,6 +8,13 @@ import requests
 from tests.support import at_once
 
 
+def _pushed_repo(tenant, git, tmp_path):
+    """A repository whose main holds one file, and the work tree that pushed it."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    return repo, work
+
 def test_eight_workspaces_merge_into_one_base(server, tenant, git, tmp_path):
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "seed", {"shared.txt": "line 1\nline 2\nline 3\n", "README.md": "r\n"})
@@ -80,9 +87,7 @@ def test_one_of_eight_simultaneous_locks_on_the_same_paths_wins(server, tenant, 
 
 
 def test_one_of_eight_simultaneous_workspaces_with_one_name_is_created(server, tenant, git, tmp_path):
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    repo, work = _pushed_repo(tenant, git, tmp_path)
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
     responses = at_once(8, lambda i: requests.post(dojo, json={"name": "same"}, headers=headers, timeout=60))
@@ -104,9 +109,7 @@ def test_simultaneous_record_only_branches_with_one_name_get_409_not_500(server,
 def test_one_branch_name_created_at_once_with_and_without_record_only_gets_one_201(server, tenant, git, tmp_path):
     """A record-only create and a create from main both answered 201 (29 of 30 rounds on PostgreSQL): the
     record-only caller was told "creating, no head" for a branch that was already at main."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    repo, work = _pushed_repo(tenant, git, tmp_path)
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     url = f"{server.url}/v1/repos/{repo}/branches"
     for round_ in range(4):
@@ -116,9 +119,7 @@ def test_one_branch_name_created_at_once_with_and_without_record_only_gets_one_2
 
 
 def test_simultaneous_deletes_of_one_branch_or_key_succeed_once(server, tenant, git, tmp_path):
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    repo, work = _pushed_repo(tenant, git, tmp_path)
     admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
     branches = f"{server.url}/v1/repos/{repo}/branches"
     for name, body in (("pushed", {"name": "pushed"}), ("recorded", {"name": "recorded", "recordOnly": True})):
@@ -139,9 +140,7 @@ def test_reconcile_beside_branch_changes_keeps_every_rows_metadata(server, tenan
     from control.services import repos as repo_service
     from storage.models import Branch, Repository
 
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    repo, work = _pushed_repo(tenant, git, tmp_path)
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     done, failures = threading.Event(), []
 
@@ -175,9 +174,7 @@ def test_reconcile_beside_branch_changes_keeps_every_rows_metadata(server, tenan
 def test_a_resubmit_racing_the_stacks_merge_never_marks_unmerged_commits_merged(server, tenant, git, tmp_path):
     """Merge and resubmit sent together: whichever comes second sees the first (9 of 9 runs used to end with
     the stack "merged" at a head whose commit never reached main)."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    repo, work = _pushed_repo(tenant, git, tmp_path)
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     dojo = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
     v1 = f"{server.url}/v1/repos/{repo}"

@@ -23,6 +23,9 @@ class Dojo:
         return requests.request(method, self.base + path, json=json, data=data, headers=self.headers, timeout=60,
                                 **kwargs)
 
+    def workspace(self, name: str) -> dict:
+        return self("POST", "/workspaces", {"name": name}).json()["workspace"]
+
 
 @pytest.fixture
 def seeded(server, tenant, git, tmp_path):
@@ -420,8 +423,7 @@ def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, see
     """The file route deleted a whole directory, past a lock on a file inside it, while reads still showed it."""
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
-    alice = dojo("POST", "/workspaces", {"name": "alice"}).json()["workspace"]
-    bob = dojo("POST", "/workspaces", {"name": "bob"}).json()["workspace"]
+    alice, bob = dojo.workspace("alice"), dojo.workspace("bob")
     assert dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/app.ts"]}).status_code == 201
     refused = dojo("DELETE", f"/workspaces/{bob['id']}/files/src")
     assert refused.status_code == 422 and "directory" in refused.json()["error"]
@@ -432,8 +434,7 @@ def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, see
 def test_wildcard_locks_cover_directories_and_overlapping_locks_are_refused(server, tenant, seeded):
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
-    alice = dojo("POST", "/workspaces", {"name": "alice"}).json()["workspace"]
-    bob = dojo("POST", "/workspaces", {"name": "bob"}).json()["workspace"]
+    alice, bob = dojo.workspace("alice"), dojo.workspace("bob")
     assert dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/a?th"]}).status_code == 201
     assert dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/x.ts", data=b"x").status_code == 423
     for theirs in ("src/au*/x.ts", "*/auth/x.ts", "src"):
@@ -445,7 +446,7 @@ def test_lock_patterns_no_path_can_match_are_refused(server, tenant, seeded, pat
     """Stored paths have no '.', empty parts or backslashes: such a lock was granted and protected nothing."""
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
-    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    ws = dojo.workspace("w")
     assert dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": [pattern]}).status_code == 422
 
 
@@ -453,7 +454,7 @@ def test_a_path_that_is_not_utf8_is_refused_not_renamed(server, tenant, seeded):
     """werkzeug decoded %ff and %fe both to U+FFFD: the second write replaced the first under a third name."""
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
-    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    ws = dojo.workspace("w")
     for raw in ("%ff.txt", "dir/%fe%ff"):
         refused = dojo("PUT", f"/workspaces/{ws['id']}/files/{raw}", data=b"x")
         assert refused.status_code == 422 and "UTF-8" in refused.json()["error"]
@@ -523,7 +524,7 @@ def test_a_write_whose_key_is_revoked_mid_body_is_refused(server, tenant, seeded
     issued = requests.post(f"{server.url}/v1/keys", json={"name": "brief", "scope": "agent"}, headers=admin,
                            timeout=30).json()["data"]
     dojo = Dojo(server, tenant, repo)
-    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    ws = dojo.workspace("w")
     body = b"x" * 200_000
     head = (f"PUT /api/repos/{tenant.org}/{repo}/workspaces/{ws['id']}/files/late.txt HTTP/1.1\r\n"
             f"Host: 127.0.0.1\r\nAuthorization: Bearer {issued['key']}\r\nContent-Length: {len(body)}\r\n"
@@ -566,7 +567,7 @@ def test_a_refused_or_cut_off_write_leaves_no_git_behind(small_limits_server):
     tenant = server.tenant()
     repo = tenant.repo()
     dojo = Dojo(server, tenant, repo)
-    ws = dojo("POST", "/workspaces", {"name": "w"}).json()["workspace"]
+    ws = dojo.workspace("w")
     assert dojo("PUT", f"/workspaces/{ws['id']}/files/big.bin", data=b"x" * (2 * 1024 * 1024)).status_code == 413
     head = (f"PUT /api/repos/{tenant.org}/{repo}/workspaces/{ws['id']}/files/cut.bin HTTP/1.1\r\n"
             f"Host: 127.0.0.1\r\nAuthorization: Bearer {tenant.keys['agent']}\r\nContent-Length: 500000\r\n\r\n")
