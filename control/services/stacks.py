@@ -50,14 +50,19 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     path = app.store.path_for(repo.id)
     stack = _open_stack_for(session, workspace)
     parent = stack and stack.parent_stack_id and session.get(Stack, stack.parent_stack_id)
+    merged = None if stack else _last_merged_stack(session, path, workspace)
     if stack is None:
         parent = _parent_stack(session, repo, workspace.base_commit)
     base_branch = parent.bookmark if parent else repo.default_branch
-    base_commit = parent.head_commit if parent else workspace.base_commit
+    # after a merge, a new stack holds the commits made since: those merged are in its base already
+    base_commit = parent.head_commit if parent else merged.head_commit if merged else workspace.base_commit
+    if base_commit == workspace.current_commit:
+        raise Invalid("nothing to submit: the workspace's commits are merged; commit something new first")
     bookmark = stack.bookmark if stack else bookmark_name(workspace)
     ref = f"refs/heads/{bookmark}"
     current = git_refs.read_ref(path, ref)
-    if stack is None and current is not None:
+    if stack is None and current is not None and not (merged and merged.bookmark == bookmark
+                                                      and current == merged.head_commit):
         raise Conflict(f"branch {bookmark!r} already exists", {"branch": bookmark})
     if (stack is not None and current not in (None, stack.head_commit)
             and not git_read.is_ancestor(path, current, workspace.current_commit)):
@@ -80,6 +85,15 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     stack.head_commit, stack.commits = workspace.current_commit, commits
     session.flush()
     return stack
+
+
+def _last_merged_stack(session: Session, path, workspace: Workspace) -> Stack | None:
+    """This workspace's latest merged stack, if the workspace has built on it since (it was not reset)."""
+    merged = session.scalar(select(Stack).where(Stack.workspace_id == workspace.id, Stack.status == "merged")
+                            .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(1))
+    if merged is None or not git_read.is_ancestor(path, merged.head_commit, workspace.current_commit):
+        return None
+    return merged
 
 
 def list_stacks(session: Session, repo: Repository, status: str | None = None) -> list[Stack]:

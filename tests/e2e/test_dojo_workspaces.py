@@ -579,3 +579,29 @@ def test_a_refused_or_cut_off_write_leaves_no_git_behind(small_limits_server):
         time.sleep(0.2)
     assert _git_children(server.process.pid) == []
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == []
+
+
+@pytest.mark.parametrize("delete_branch", [False, True])
+def test_a_workspace_submits_again_after_its_stack_merged(server, tenant, git, tmp_path, seeded, delete_branch):
+    """After a merge that kept the bookmark, every later submit was a 409 "branch already exists" for good."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("again")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/one.txt", data=b"1")
+    dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "one"})
+    first = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "first"}).json()["stack"]
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{first['id']}/merge", {"deleteBranch": delete_branch})
+    assert merged.status_code == 200 and merged.json()["data"]["success"], merged.text
+    nothing = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "nothing new"})
+    assert nothing.status_code == 422, nothing.text
+    dojo("PUT", f"/workspaces/{ws['id']}/files/two.txt", data=b"2")
+    two = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "two"}).json()["commit"]["sha"]
+    second = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "second"})
+    assert second.status_code == 201, second.text
+    stack = second.json()["stack"]
+    assert stack["id"] != first["id"] and stack["bookmark"] == first["bookmark"]
+    assert stack["commits"] == [two] and stack["base_commit"] == first["head_commit"]
+    assert v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {}).json()["data"]["success"]
+    clone = tmp_path / "final"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "one.txt").read_text() == "1" and (clone / "two.txt").read_text() == "2"
