@@ -110,44 +110,26 @@ def is_full_sha(value: str) -> bool:
     return len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value)
 
 
-@dataclass(frozen=True)
-class GrepHit:
-    path: str
-    line: int
-    text: str
-
-
-def grep(repo: Path, commit: str, needle: str, limit: int, ignore_case: bool = False) -> tuple[list[GrepHit], bool]:
-    """Fixed-string search of text files at `commit`; at most `limit` hits (the flag says whether more exist)."""
-    import subprocess
-
-    from .git_env import GIT, clean_git_env
-
-    args = [GIT, "-C", str(repo), "grep", "-n", "-I", "-F", "--null", "--no-color", "--full-name"]
-    if ignore_case:
-        args.append("-i")
+def files_containing(repo: Path, commit: str, fragments: list[str], max_size: int) -> dict[str, str]:
+    """{path: blob sha} of the text files at `commit`, up to `max_size` bytes, holding any of the fixed strings
+    `fragments` (ignoring case)."""
     if not is_full_sha(commit):  # git 2.39's grep takes no --end-of-options: only a sha may stand there
         raise ValueError("grep needs a full commit sha")
-    process = subprocess.Popen([*args, "-e", needle, commit, "--"], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=clean_git_env())
-    hits: list[GrepHit] = []
-    more = False
+    patterns = [arg for fragment in fragments for arg in ("-e", fragment)]
+    listed = run_git(repo, ["grep", "-l", "-I", "-F", "-i", "--null", "--full-name", *patterns, commit, "--"],
+                     check=False)
     prefix = f"{commit}:"
-    try:
-        for raw in process.stdout:
-            if len(hits) >= limit:
-                more = True
-                break
-            parts = raw.rstrip(b"\n").split(b"\0", 2)
-            if len(parts) != 3:
-                continue
-            path = parts[0].decode("utf-8", "surrogateescape")
-            path = path[len(prefix):] if path.startswith(prefix) else path
-            hits.append(GrepHit(path, int(parts[1]), parts[2].decode("utf-8", "replace")[:500]))
-    finally:
-        process.kill()
-        process.wait()
-    return hits, more
+    paths = [raw.decode("utf-8", "surrogateescape")[len(prefix):] for raw in listed.stdout.split(b"\0") if raw]
+    if not paths:
+        return {}
+    entries = run_git(repo, ["ls-tree", "-z", "-l", "--full-tree", commit, "--", *paths]).stdout
+    found = {}
+    for entry in entries.split(b"\0"):
+        info, _, name = entry.partition(b"\t")
+        fields = info.split()
+        if len(fields) == 4 and fields[1] == b"blob" and fields[3].isdigit() and int(fields[3]) <= max_size:
+            found[name.decode("utf-8", "surrogateescape")] = fields[2].decode()
+    return found
 
 
 def commits_between(repo: Path, base: str | None, head: str) -> list[str]:

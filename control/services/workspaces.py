@@ -23,6 +23,7 @@ from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 from storage.repo_writes import serialize_repository_writes
 
+from . import text_search
 from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
@@ -308,57 +309,93 @@ class TreeItem:
     source: str
 
 
-def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: str = "") -> list[TreeItem]:
-    """The base commit's files with the overlay applied (recursive, files only)."""
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "tree"
+
+
+def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: str = "",
+         recursive: bool = False) -> list[TreeItem]:
+    """The base commit's files with the overlay applied, under the directory `prefix`: every file, by path
+    (`recursive`), or the directory's own entries, directories first (dojo's Tree Browsing API)."""
     if prefix:
         checked_path(prefix)
-    items: dict[str, TreeItem] = {}
+    repo_path = app.store.path_for(repo.id)
+    files: dict[str, TreeItem] = {}
     if workspace.current_commit:
-        with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
+        with git_objects.open_repo(repo_path) as git_repo:
             for entry in git_objects.list_tree(git_repo, workspace.current_commit, prefix, recursive=True):
-                items[entry.path] = TreeItem(entry.path, entry.kind, entry.mode, entry.sha, None, "base")
+                files[entry.path] = TreeItem(entry.path, entry.kind, entry.mode, entry.sha, None, "base")
+    sizes = git_read.object_sizes(repo_path, [item.sha for item in files.values() if item.type == "blob"])
+    for item in files.values():
+        item.size = sizes.get(item.sha)
     for path, entry in _overlay(session, workspace).items():
         if prefix and not path.startswith(prefix + "/"):
             continue
         if entry.blob_sha is None:
-            items.pop(path, None)
+            files.pop(path, None)
         else:
-            items[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
-    return [items[path] for path in sorted(items)]
+            files[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
+    if recursive:
+        return [files[path] for path in sorted(files)]
+    return _one_level(files, prefix)
+
+
+def _one_level(files: dict[str, TreeItem], prefix: str) -> list[TreeItem]:
+    """The entries directly in `prefix`: its files, and a directory for each first component below it (from
+    the overlay when any file in it comes from there)."""
+    depth = len(prefix.split("/")) if prefix else 0
+    entries: dict[str, TreeItem] = {}
+    for path, item in files.items():
+        parts = path.split("/")
+        if len(parts) == depth + 1:
+            entries[path] = item
+            continue
+        directory = "/".join(parts[:depth + 1])
+        known = entries.get(directory)
+        source = "overlay" if item.source == "overlay" or (known and known.source == "overlay") else "base"
+        entries[directory] = TreeItem(directory, "tree", 0o040000, None, None, source)
+    return sorted(entries.values(), key=lambda item: (not item.is_dir, item.path))
 
 
 @dataclass
 class SearchHit:
     path: str
-    line: int
+    snippet: str
+    rank: float
+    line: int  # the first match's line, and that line
     content: str
-    source: str
+    source: str  # overlay | base
 
 
-def search(session: Session, app, repo: Repository, workspace: Workspace, query: str,
-           limit: int = 100) -> tuple[list[SearchHit], bool]:
-    """Lines containing `query` across base and overlay (overlay files shadow their base versions)."""
+MAX_SEARCHED_BYTES = 512 * 1024  # dojo indexes text files up to 512 KB
 
+
+def search(session: Session, app, repo: Repository, workspace: Workspace, query: str, limit: int = 50,
+           path_filter: str | None = None) -> tuple[list[SearchHit], bool]:
+    """Files matching `query` (text_search's syntax) across base and overlay, best first; overlay files shadow
+    their base versions. The flag says whether more than `limit` matched."""
     if not query or len(query) > 1000:
         raise Invalid("q must be 1 to 1000 characters", {"fields": [{"loc": "q", "msg": "length"}]})
+    parsed = text_search.parse(query)
     overlay = _overlay(session, workspace)
+    candidates = {path: (entry.blob_sha, "overlay") for path, entry in overlay.items()
+                  if entry.blob_sha is not None and entry.size <= MAX_SEARCHED_BYTES}
+    repo_path = app.store.path_for(repo.id)
+    if workspace.current_commit:
+        in_base = git_read.files_containing(repo_path, workspace.current_commit, parsed.fragments,
+                                            MAX_SEARCHED_BYTES)
+        candidates.update({path: (sha, "base") for path, sha in in_base.items() if path not in overlay})
     hits: list[SearchHit] = []
-    path = app.store.path_for(repo.id)
-    with git_objects.open_repo(path) as git_repo:
-        for file_path in sorted(overlay):
-            entry = overlay[file_path]
-            if entry.blob_sha is None or entry.size > MAX_CONTENT_BYTES:  # too big to load; git grep skips none
+    with git_objects.open_repo(repo_path) as git_repo:
+        for path, (sha, source) in candidates.items():
+            if path_filter and path_filter not in path:
                 continue
-            data = git_repo.object_store[entry.blob_sha.encode()].as_raw_string()
+            data = git_repo.object_store[sha.encode()].as_raw_string()
             if b"\0" in data[:8000]:
                 continue
-            for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-                if query in line:
-                    hits.append(SearchHit(file_path, number, line[:500], "overlay"))
-    more = len(hits) > limit
-    if workspace.current_commit and len(hits) < limit:
-        base_hits, base_more = git_read.grep(path, workspace.current_commit, query, limit + len(overlay))
-        shadowed = set(overlay)
-        hits += [SearchHit(h.path, h.line, h.text, "base") for h in base_hits if h.path not in shadowed]
-        more = more or base_more
-    return hits[:limit], more or len(hits) > limit
+            found = text_search.match(parsed, data.decode("utf-8", "replace"))
+            if found is not None:
+                hits.append(SearchHit(path, found.snippet, found.rank, found.line, found.line_text, source))
+    hits.sort(key=lambda hit: (hit.rank, hit.path))
+    return hits[:limit], len(hits) > limit

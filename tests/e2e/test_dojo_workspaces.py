@@ -66,9 +66,18 @@ def test_seed_workspace_flow(server, tenant, git, tmp_path, seeded):
     assert dojo("GET", f"/workspaces/{ws_id}/status").json() == {
         "added": ["src/auth.ts", "src/middleware.ts"], "modified": ["package.json"], "deleted": ["src/old-auth.ts"]}
 
-    tree = {e["path"]: e["source"] for e in dojo("GET", f"/workspaces/{ws_id}/tree").json()["entries"]}
-    assert tree == {"README.md": "base", "package.json": "overlay", "src/app.ts": "base",
-                    "src/auth.ts": "overlay", "src/middleware.ts": "overlay"}
+    listed = dojo("GET", f"/workspaces/{ws_id}/tree", params={"recursive": "true"}).json()
+    assert {e["path"]: e["source"] for e in listed["entries"]} == {
+        "README.md": "base", "package.json": "overlay", "src/app.ts": "base", "src/auth.ts": "overlay",
+        "src/middleware.ts": "overlay"}
+    assert {"name": "app.ts", "kind": "file", "path": "src/app.ts", "size": 37} \
+        .items() <= next(e for e in listed["entries"] if e["path"] == "src/app.ts").items()
+    root = dojo("GET", f"/workspaces/{ws_id}/tree").json()  # one level, directories first (dojo's Tree Browsing)
+    assert [(e["name"], e["kind"], e["source"]) for e in root["entries"]] == [
+        ("src", "dir", "overlay"), ("README.md", "file", "base"), ("package.json", "file", "overlay")]
+    assert root["entries"][0]["blob_id"] is None and root["entries"][1]["blob_id"] == root["entries"][1]["sha"]
+    src = dojo("GET", f"/workspaces/{ws_id}/tree", params={"path": "src", "ref": "main"}).json()
+    assert [e["path"] for e in src["entries"]] == ["src/app.ts", "src/auth.ts", "src/middleware.ts"]
     found = dojo("GET", f"/workspaces/{ws_id}/search", params={"q": "login"}).json()
     assert [(r["path"], r["line"], r["source"]) for r in found["results"]] == [("src/auth.ts", 1, "overlay")]
     base_hit = dojo("GET", f"/workspaces/{ws_id}/search", params={"q": "legacy"}).json()["results"]
@@ -511,7 +520,7 @@ def test_writes_racing_commits_all_land(server, tenant, seeded):
         committer.join(timeout=120)
     assert set(statuses) <= {200, 201, 409, 422}, statuses
     assert dojo("POST", f"{base}/commit", {"message": "last"}).status_code in (201, 422)
-    tree = {e["path"]: e["sha"] for e in dojo("GET", f"{base}/tree").json()["entries"]}
+    tree = {e["path"]: e["sha"] for e in dojo("GET", f"{base}/tree", params={"recursive": "true"}).json()["entries"]}
     for path, last in (("a.txt", "v58"), ("b.txt", "v59")):
         read = dojo("GET", f"{base}/files/{path}").json()
         assert base64.b64decode(read["content"]).decode() == last and read["source"] == "base", read
@@ -605,3 +614,38 @@ def test_a_workspace_submits_again_after_its_stack_merged(server, tenant, git, t
     clone = tmp_path / "final"
     git("clone", "-q", tenant.url(repo), str(clone))
     assert (clone / "one.txt").read_text() == "1" and (clone / "two.txt").read_text() == "2"
+
+
+def test_search_follows_dojos_search_api(server, tenant, seeded):
+    """docs.dojo.ninja/api/search, which seed 004 points to: one result per file with a >>>>highlighted<<<<
+    snippet, a rank and its source; q in FTS syntax, case-insensitive; limit 50 by default; a path filter."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("finder")
+    base = f"/workspaces/{ws['id']}"
+    dojo("PUT", f"{base}/files/src/new-middleware.ts", data=b"const r = await handleAuth(c.req)\n// TODO oauth\n")
+    dojo("PUT", f"{base}/files/docs/notes.md", data=b"OAuth notes: error handling matters\n")
+
+    def paths(q, **params):
+        answer = dojo("GET", f"{base}/search", params={"q": q, **params})
+        assert answer.status_code == 200, answer.text
+        return sorted(hit["path"] for hit in answer.json()["results"])
+
+    found = dojo("GET", f"{base}/search", params={"q": "handleAuth"}).json()
+    assert found["query"] == "handleAuth"
+    hit = found["results"][0]
+    assert hit["path"] == "src/new-middleware.ts" and hit["source"] == "overlay"
+    assert hit["snippet"] == "const r = await >>>>handleAuth<<<<(c.req) // TODO oauth" and hit["rank"] < 0
+    assert paths("OAUTH") == ["docs/notes.md", "src/new-middleware.ts"]
+    assert paths("todo oauth") == ["src/new-middleware.ts"]
+    assert paths('"error handling"') == ["docs/notes.md"] and paths('"handling error"') == []
+    assert paths("legacy OR notes") == ["docs/notes.md", "src/app.ts", "src/old-auth.ts"]
+    assert paths("oauth NOT todo") == ["docs/notes.md"]
+    assert paths("hand*") == ["docs/notes.md", "src/new-middleware.ts"] and paths("handle*") == ["src/new-middleware.ts"]
+    assert paths("oauth", path="src/") == ["src/new-middleware.ts"]
+    assert dojo("GET", f"{base}/search", params={"q": "NOT oauth"}).status_code == 422
+    for i in range(55):
+        dojo("PUT", f"{base}/files/many/{i:02d}.txt", data=b"needle\n")
+    many = dojo("GET", f"{base}/search", params={"q": "needle"}).json()
+    assert len(many["results"]) == 50 and many["truncated"] is True
+    assert len(dojo("GET", f"{base}/search", params={"q": "needle", "limit": 60}).json()["results"]) == 55

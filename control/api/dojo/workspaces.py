@@ -121,17 +121,23 @@ class LockResponse(DojoModel):
 
 
 class DojoTreeEntryOut(DojoModel):
+    name: str
+    kind: str = Field(description="file | dir")
     path: str
-    type: str
+    blob_id: str | None = Field(description="files only")
+    size: int | None = Field(description="files only")
+    type: str = Field(description="git's object type: blob, tree, symlink, commit (a submodule)")
     mode: str
     sha: str | None
-    size: int | None
-    source: str
+    source: str = Field(description="overlay: an uncommitted workspace file (or a directory holding one); base")
 
 
 class TreeQuery(DojoModel):
     path: str = Field(default="", max_length=1024, json_schema_extra={"pattern": f"^$|(?:{PATH_PATTERN})"},
                       description=f"a directory; default: the root. {PATH_RULES}")
+    recursive: bool = Field(default=False, description="every file under `path` as a flat list")
+    ref: str | None = Field(default=None, max_length=1024,
+                            description="accepted as on the repository tree; a workspace's tree is always its own")
 
 
 class DojoTreeOut(DojoModel):
@@ -140,15 +146,19 @@ class DojoTreeOut(DojoModel):
 
 
 class SearchQuery(DojoModel):
-    q: str = Field(min_length=1, max_length=1000)
-    limit: int = Field(default=100, ge=1, le=1000)
+    q: str = Field(min_length=1, max_length=1000, description='words (all must appear), "a phrase", a OR b, '
+                   "a NOT b, prefix*; case-insensitive")
+    limit: int = Field(default=50, ge=1, le=1000)
+    path: str | None = Field(default=None, max_length=1024, description="only paths containing this string")
 
 
 class SearchHitOut(DojoModel):
     path: str
-    line: int
-    content: str
-    source: str
+    snippet: str = Field(description="the first match between >>>> and <<<<, with some text around it")
+    rank: float = Field(description="relevance: lower is better")
+    source: str = Field(description="overlay: an uncommitted workspace file; base: the committed files")
+    line: int = Field(description="the first match's line number")
+    content: str = Field(description="that line (up to 500 characters)")
 
 
 class SearchOut(DojoModel):
@@ -252,9 +262,10 @@ def check_conflicts(call: Call, owner: str, name: str, ws_id: str):
 @route("GET", WS + "/tree", summary="Base commit files merged with the overlay", query=TreeQuery, response=DojoTreeOut)
 def workspace_tree(call: Call, owner: str, name: str, ws_id: str, query: TreeQuery):
     repo, workspace = _workspace(call, owner, name, ws_id)
-    items = workspace_service.tree(call.session, call.context, repo, workspace, query.path)
-    entries = [DojoTreeEntryOut(path=i.path, type=i.type, mode=f"{i.mode:06o}", sha=i.sha, size=i.size,
-                                source=i.source) for i in items]
+    items = workspace_service.tree(call.session, call.context, repo, workspace, query.path, query.recursive)
+    entries = [DojoTreeEntryOut(name=i.path.rpartition("/")[2], kind="dir" if i.is_dir else "file", path=i.path,
+                                blob_id=None if i.is_dir else i.sha, size=i.size, type=i.type,
+                                mode=f"{i.mode:06o}", sha=i.sha, source=i.source) for i in items]
     return DojoTreeOut(path=query.path, entries=entries)
 
 
@@ -262,9 +273,11 @@ def workspace_tree(call: Call, owner: str, name: str, ws_id: str, query: TreeQue
        response=SearchOut)
 def workspace_search(call: Call, owner: str, name: str, ws_id: str, query: SearchQuery):
     repo, workspace = _workspace(call, owner, name, ws_id)
-    hits, more = workspace_service.search(call.session, call.context, repo, workspace, query.q, query.limit)
-    return SearchOut(query=query.q, results=[SearchHitOut(path=h.path, line=h.line, content=h.content,
-                                                          source=h.source) for h in hits], truncated=more)
+    hits, more = workspace_service.search(call.session, call.context, repo, workspace, query.q, query.limit,
+                                          query.path)
+    return SearchOut(query=query.q, results=[SearchHitOut(path=h.path, snippet=h.snippet, rank=h.rank,
+                                                          source=h.source, line=h.line, content=h.content)
+                                             for h in hits], truncated=more)
 
 
 @route("POST", WS + "/lock", summary="Lock paths (glob patterns) for this workspace", scope="agent",
