@@ -5,12 +5,13 @@ import re
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.refs import branch_name_problem
-from storage import git_objects, git_refs
+from storage import git_objects, git_read, git_refs
 from storage.errors import Invalid, NotFound
 from storage.keys import Principal
 from storage.models import Repository
 
 _HEX = re.compile(r"^[0-9a-f]{40}$")
+_SHORT_HEX = re.compile(r"^[0-9a-f]{7,39}$")
 
 
 def change_context(app, repo: Repository, actor: Principal | None, source: str) -> ChangeContext:
@@ -28,7 +29,8 @@ def checked_branch_name(name: str) -> str:
 
 
 def resolve_revision(app, repo: Repository, revision: str) -> str:
-    """A branch name or a full commit sha that exists in the repository, as a commit sha."""
+    """A branch name or a commit sha (full, or 7+ digits naming one commit) that exists in the repository, as a
+    commit sha. A branch wins over a short sha that spells its name, as in git."""
     path = app.store.path_for(repo.id)
     if _HEX.match(revision):
         with git_objects.open_repo(path) as git_repo:
@@ -40,9 +42,23 @@ def resolve_revision(app, repo: Repository, revision: str) -> str:
                 return revision
         raise NotFound(f"commit {revision} not found")
     sha = git_refs.read_ref(path, f"refs/heads/{revision}")
+    if sha is None and _SHORT_HEX.match(revision):
+        info = find_commit(path, revision)
+        if info is None:
+            raise NotFound(f"no branch or commit {revision!r}")
+        return info.sha
     if sha is None:
         raise NotFound(f"branch {revision!r} not found")
     return sha
+
+
+def find_commit(repo_path, sha: str) -> git_read.CommitInfo | None:
+    """The commit a full or short sha names; a short one naming several objects is refused (422)."""
+    try:
+        return git_read.commit_info(repo_path, sha)
+    except git_read.AmbiguousSha:
+        raise Invalid(f"the short sha {sha} names several objects; give more digits",
+                      {"fields": [{"loc": "sha", "msg": "ambiguous"}]}) from None
 
 
 def checked_path(path: str, field: str = "path") -> str:

@@ -11,7 +11,7 @@ from storage.errors import Invalid, NotFound
 from storage.intent import intent_from_message
 from storage.models import CommitMeta, Repository
 
-from .changes import resolve_revision
+from .changes import find_commit, resolve_revision
 
 
 @dataclass
@@ -47,11 +47,7 @@ def list_commits(session: Session, app, repo: Repository, branch: str | None, pa
 def get_commit(session: Session, app, repo: Repository, sha: str) -> CommitView:
     if not (7 <= len(sha) <= 64) or any(c not in "0123456789abcdef" for c in sha):
         raise Invalid("a commit sha is 7 to 64 lowercase hex digits", {"fields": [{"loc": "sha", "msg": "not hex"}]})
-    try:
-        info = git_read.commit_info(app.store.path_for(repo.id), sha)
-    except git_read.AmbiguousSha:
-        raise Invalid(f"the short sha {sha} names several objects; give more digits",
-                      {"fields": [{"loc": "sha", "msg": "ambiguous"}]}) from None
+    info = find_commit(app.store.path_for(repo.id), sha)
     if info is None:
         raise NotFound(f"commit {sha} not found")
     return _views(session, repo, [info])[0]

@@ -84,7 +84,7 @@ def check_conflicts(session: Session, app, repo: Repository, workspace: Workspac
         if paths:
             conflicts.append({"lock_id": lock.id, "workspace_id": lock.workspace_id, "workspace_name": name,
                               "agent_name": agent, "patterns": lock.patterns, "paths": paths,
-                              "expires_at": as_utc(lock.expires_at).isoformat()})
+                              "expires_at": as_utc(lock.expires_at).isoformat().replace("+00:00", "Z")})
     warnings = []
     for other in workspace_service.list_workspaces(session, repo):
         if other.id == workspace.id:

@@ -173,6 +173,7 @@ def test_two_agents_and_a_lock(server, tenant, git, tmp_path, seeded):
     lock = dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/auth/*", "package.json"]})
     assert lock.status_code == 201
     lock_id = lock.json()["lock"]["id"]
+    assert lock.json()["lock"]["expires_at"].endswith("Z") and alice["created_at"].endswith("Z")  # one format
 
     refused = dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/session.ts", data=b"bob's")
     assert refused.status_code == 423
@@ -649,3 +650,16 @@ def test_search_follows_dojos_search_api(server, tenant, seeded):
     many = dojo("GET", f"{base}/search", params={"q": "needle"}).json()
     assert len(many["results"]) == 50 and many["truncated"] is True
     assert len(dojo("GET", f"{base}/search", params={"q": "needle", "limit": 60}).json()["results"]) == 55
+
+
+def test_base_commit_may_be_a_short_sha(server, tenant, seeded):
+    """Seed 004's base_commit is "optional-commit-id"; a 7-digit id answered 404 "branch 'c4ba1c6' not found"."""
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    created = dojo("POST", "/workspaces", {"name": "short", "base_commit": main[:7]})
+    assert created.status_code == 201, created.text
+    assert created.json()["workspace"]["base_commit"] == main
+    missing = dojo("POST", "/workspaces", {"name": "nope", "base_commit": "0000000"})
+    assert missing.status_code == 404 and "0000000" in missing.json()["error"]
+    branch = v1(server, tenant, "POST", f"{repo}/branches", {"name": "from-short", "from": main[:10]})
+    assert branch.status_code == 201 and branch.json()["data"]["headCommit"] == main, branch.text

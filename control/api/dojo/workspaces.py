@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, request
@@ -113,7 +114,7 @@ class DojoLockOut(DojoModel):
     id: str
     workspace_id: str
     patterns: list[str]
-    expires_at: str
+    expires_at: datetime  # ends in Z like the workspace's own timestamps
 
 
 class LockResponse(DojoModel):
@@ -287,7 +288,7 @@ def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest)
     lock = lock_service.acquire_locks(call.session, repo, workspace, body.patterns, body.ttl_seconds,
                                       call.context.clock())
     return LockResponse(lock=DojoLockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
-                                         expires_at=as_utc(lock.expires_at).isoformat()))
+                                         expires_at=as_utc(lock.expires_at)))
 
 
 @route("DELETE", WS, summary="Delete a workspace (commits stay in the graph)", scope="agent",
