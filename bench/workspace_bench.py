@@ -89,7 +89,9 @@ def main(argv=None) -> int:
         reads = timed(read, args.ops)
         base_reads = timed(read_base, args.ops)
         searches = timed(search, 20)
-        tree = timed(lambda i: session.get(f"{ws_url}/tree").raise_for_status(), 10)
+        everywhere = timed(lambda i: session.get(f"{ws_url}/search", params={"q": "value"}).raise_for_status(), 5)
+        tree = timed(lambda i: session.get(f"{ws_url}/tree", params={"recursive": "true"}).raise_for_status(), 10)
+        top = timed(lambda i: session.get(f"{ws_url}/tree").raise_for_status(), 10)
         status = timed(lambda i: session.get(f"{ws_url}/status").raise_for_status(), 10)
         session.delete(ws_url)
 
@@ -115,8 +117,10 @@ def main(argv=None) -> int:
             row("overlay write (2 KiB)", writes),
             row("overlay read (overlay)", reads),
             row("overlay read (base)", base_reads),
-            row("search (5,000 files, fixed string)", searches),
-            row("tree (5,000 entries + overlay)", tree),
+            row("search, a word in 1 file of 97", searches),
+            row("search, a word in every file (50 of 5,000 shown)", everywhere),
+            row("tree, recursive (5,000 entries + overlay)", tree),
+            row("tree, top level (5,000 files below it)", top),
             row("status (300 overlay entries)", status),
             row("commit 10 overlay files", commits),
             "",

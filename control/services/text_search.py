@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from storage.errors import Invalid
 
@@ -22,6 +23,12 @@ SNIPPET_CONTEXT = 40
 class Term:
     words: tuple[str, ...]  # one word, or a phrase's words in order
     prefix: bool = False  # the last word is a prefix (auth*)
+
+    @cached_property
+    def pattern(self) -> re.Pattern:
+        """The words as whole words, separated by anything but letters and digits (a regex: C speed)."""
+        body = r"[\W_]+".join(re.escape(word) for word in self.words) + (r"[^\W_]*" if self.prefix else "")
+        return re.compile(rf"(?<![^\W_]){body}(?![^\W_])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,7 @@ def parse(text: str) -> Query:
 
 
 def match(query: Query, text: str) -> Match | None:
-    tokens = [(m.group().casefold(), m.start(), m.end()) for m in _WORD.finditer(text)]
-    spans_of = {term: _occurrences(term, tokens) for group in query.groups for _, term in group}
+    spans_of = {term: [m.span() for m in term.pattern.finditer(text)] for group in query.groups for _, term in group}
     matched = [group for group in query.groups
                if all(bool(spans_of[term]) != negated for negated, term in group)]
     if not matched:
@@ -76,17 +82,6 @@ def match(query: Query, text: str) -> Match | None:
     line_text = text[line_start:line_end if line_end >= 0 else len(text)]
     return Match(rank=-float(len(set(spans))), snippet=_snippet(text, start, end),
                  line=text.count("\n", 0, start) + 1, line_text=line_text[:500])
-
-
-def _occurrences(term: Term, tokens: list[tuple[str, int, int]]) -> list[tuple[int, int]]:
-    size = len(term.words)
-    found = []
-    for index in range(len(tokens) - size + 1):
-        window = tokens[index:index + size]
-        if all(token == word for (token, _, _), word in zip(window[:-1], term.words[:-1])) and (
-                window[-1][0].startswith(term.words[-1]) if term.prefix else window[-1][0] == term.words[-1]):
-            found.append((window[0][1], window[-1][2]))
-    return found
 
 
 def _snippet(text: str, start: int, end: int) -> str:

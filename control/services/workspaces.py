@@ -369,6 +369,7 @@ class SearchHit:
 
 
 MAX_SEARCHED_BYTES = 512 * 1024  # dojo indexes text files up to 512 KB
+SEARCH_BUDGET_BYTES = 32 * 1024 * 1024  # read per search at most (~3 s); past it the answer says truncated
 
 
 def search(session: Session, app, repo: Repository, workspace: Workspace, query: str, limit: int = 50,
@@ -387,15 +388,20 @@ def search(session: Session, app, repo: Repository, workspace: Workspace, query:
                                             MAX_SEARCHED_BYTES)
         candidates.update({path: (sha, "base") for path, sha in in_base.items() if path not in overlay})
     hits: list[SearchHit] = []
+    budget, cut_short = SEARCH_BUDGET_BYTES, False
     with git_objects.open_repo(repo_path) as git_repo:
-        for path, (sha, source) in candidates.items():
+        for path, (sha, source) in sorted(candidates.items()):
             if path_filter and path_filter not in path:
                 continue
             data = git_repo.object_store[sha.encode()].as_raw_string()
+            budget -= len(data)
+            if budget < 0:
+                cut_short = True
+                break
             if b"\0" in data[:8000]:
                 continue
             found = text_search.match(parsed, data.decode("utf-8", "replace"))
             if found is not None:
                 hits.append(SearchHit(path, found.snippet, found.rank, found.line, found.line_text, source))
     hits.sort(key=lambda hit: (hit.rank, hit.path))
-    return hits[:limit], len(hits) > limit
+    return hits[:limit], cut_short or len(hits) > limit
