@@ -17,6 +17,7 @@ _WORD = re.compile(r"[^\W_]+")
 _ITEM = re.compile(r'"([^"]*)"|(\S+)')
 _NEAR = re.compile(r"NEAR\(([^)]*?)(?:,\s*\d+)?\)")
 SNIPPET_CONTEXT = 40
+MAX_TERMS = 32  # each term is one pass over every candidate file
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ def parse(text: str) -> Query:
             continue
         groups[-1].append((negate, Term(words, prefix=bool(item) and item.endswith("*"))))
         negate = False
+    if sum(len(group) for group in groups) > MAX_TERMS:
+        raise Invalid(f"a search may name at most {MAX_TERMS} words or phrases",
+                      {"fields": [{"loc": "q", "msg": "too many terms"}]})
     if any(not any(not negated for negated, _ in group) for group in groups):
         raise Invalid("a search needs a word to look for in each alternative (NOT alone matches nothing)",
                       {"fields": [{"loc": "q", "msg": "no word to search for"}]})

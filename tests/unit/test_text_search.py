@@ -34,3 +34,9 @@ def test_snippet_rank_and_line():
 def test_a_query_with_nothing_to_look_for_is_refused(query):
     with pytest.raises(Invalid):
         parse(query)
+
+
+def test_a_query_may_name_at_most_32_terms():
+    assert parse(" ".join(f"w{i}" for i in range(32)))
+    with pytest.raises(Invalid):
+        parse(" OR ".join(f"w{i}" for i in range(33)))
