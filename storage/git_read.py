@@ -118,16 +118,19 @@ def files_containing(repo: Path, commit: str, fragments: list[str], max_size: in
     patterns = [arg for fragment in fragments for arg in ("-e", fragment)]
     listed = run_git(repo, ["grep", "-l", "-I", "-F", "-i", "--null", "--full-name", *patterns, commit, "--"],
                      check=False)
-    prefix = f"{commit}:"
-    paths = [raw.decode("utf-8", "surrogateescape")[len(prefix):] for raw in listed.stdout.split(b"\0") if raw]
-    if not paths:
+    prefix = f"{commit}:".encode()
+    matched = {raw[len(prefix):] for raw in listed.stdout.split(b"\0") if raw}
+    if not matched:
         return {}
-    entries = run_git(repo, ["ls-tree", "-z", "-l", "--full-tree", commit, "--", *paths]).stdout
+    # the whole tree once, not the paths as arguments: they would be pathspecs (':!x' is magic to git) and
+    # thousands of them overflow the command line
+    entries = run_git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", commit]).stdout
     found = {}
     for entry in entries.split(b"\0"):
         info, _, name = entry.partition(b"\t")
         fields = info.split()
-        if len(fields) == 4 and fields[1] == b"blob" and fields[3].isdigit() and int(fields[3]) <= max_size:
+        if name in matched and len(fields) == 4 and fields[1] == b"blob" and fields[3].isdigit() \
+                and int(fields[3]) <= max_size:
             found[name.decode("utf-8", "surrogateescape")] = fields[2].decode()
     return found
 

@@ -67,7 +67,8 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
     if git_refs.read_ref(path, f"refs/heads/{name}") is not None or existing is not None:
         raise Conflict(f"branch {name!r} already exists", {"branch": name})
     _refuse_name_clash(session, path, repo, name)
-    base_branch = source if source and not _looks_like_sha(source) else repo.default_branch
+    from_branch = bool(source) and not _looks_like_sha(source) and git_refs.read_ref(path, f"refs/heads/{source}")
+    base_branch = source if from_branch else repo.default_branch  # a commit, full or short: the default branch
     start = resolve_revision(app, repo, source) if source else git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
     if record_only or start is None:
         row = Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=None, status="creating",

@@ -22,7 +22,7 @@ MAX_TERMS = 32  # each term is one pass over every candidate file
 
 @dataclass(frozen=True)
 class Term:
-    words: tuple[str, ...]  # one word, or a phrase's words in order
+    words: tuple[str, ...]  # one word, or a phrase's words in order, as the query spells them
     prefix: bool = False  # the last word is a prefix (auth*)
 
     @cached_property
@@ -59,7 +59,8 @@ def parse(text: str) -> Query:
                 groups.append([])
             negate = item == "NOT"
             continue
-        words = tuple(w.casefold() for w in _WORD.findall(phrase if phrase else item))
+        words = tuple(_WORD.findall(phrase if phrase else item))  # as typed: the regex ignores case (casefold
+        # would make 'Straße' 'strasse', which neither git grep nor the text then holds)
         if not words:
             continue
         groups[-1].append((negate, Term(words, prefix=bool(item) and item.endswith("*"))))

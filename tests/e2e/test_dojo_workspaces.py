@@ -663,4 +663,5 @@ def test_base_commit_may_be_a_short_sha(server, tenant, seeded):
     assert missing.status_code == 404 and "0000000" in missing.json()["error"]
     branch = v1(server, tenant, "POST", f"{repo}/branches", {"name": "from-short", "from": main[:10]})
     assert branch.status_code == 201 and branch.json()["data"]["headCommit"] == main, branch.text
+    assert branch.json()["data"]["baseBranch"] == "main"  # a commit is no branch: it read "baseBranch": "<sha>"
 

@@ -25,3 +25,24 @@ def test_a_short_sha_naming_several_commits_is_ambiguous_not_missing(tmp_path):
         git_read.commit_info(repo, shared)
     assert git_read.commit_info(repo, by_prefix[shared][0]).sha == by_prefix[shared][0]
     assert git_read.commit_info(repo, "0" * 40) is None
+
+
+def test_files_containing_takes_names_as_names_and_any_number_of_them(tmp_path):
+    """A file named ':!x.txt' made every search holding its word a 500 (git read it as pathspec magic), and
+    ':notes.txt' was silently left out; 25,000 long paths overflowed the command line (also a 500)."""
+    repo = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    names = [":!x.txt", ":notes.txt", ":(exclude)y.txt", "plain.txt", "a dir/with space.txt"]
+    names += [f"deep/{'d' * 200}/{i:05d}.txt" for i in range(12_000)]  # ~2.5 MB of paths
+    content = b"a needle here\n"
+    stream = [b"blob\nmark :1\ndata %d\n%s\n" % (len(content), content),
+              b"blob\nmark :2\ndata 4\nhay\n\n",
+              b"commit refs/heads/main\ncommitter A <a@x> 1700000000 +0000\ndata 2\nc\n"]
+    stream += [b'M 100644 :1 "%s"\n' % name.encode() for name in names]
+    stream += [b"M 100644 :2 hay.txt\n\n"]
+    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=b"".join(stream), check=True)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], capture_output=True,
+                          check=True).stdout.decode().strip()
+    found = git_read.files_containing(repo, head, ["NEEDLE"], max_size=1024)
+    assert set(found) == set(names)
+    assert git_read.files_containing(repo, head, ["needle"], max_size=4) == {}  # over the size limit

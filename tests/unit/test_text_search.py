@@ -40,3 +40,9 @@ def test_a_query_may_name_at_most_32_terms():
     assert parse(" ".join(f"w{i}" for i in range(32)))
     with pytest.raises(Invalid):
         parse(" OR ".join(f"w{i}" for i in range(33)))
+
+
+@pytest.mark.parametrize("word, text", [("Straße", "die Straße"), ("straße", "die Straße"), ("İstanbul", "in İstanbul")])
+def test_words_folding_to_other_letters_still_find_themselves(word, text):
+    """casefold() made 'Straße' 'strasse' and 'İ' 'i' + a combining dot: the text never held those."""
+    assert match(parse(word), text) is not None
