@@ -157,7 +157,10 @@ def _subject(commit: Commit) -> str:
 
 def plan_merge(object_store, target_head: str | None, source_head: str, strategy: str, *, target_name: str,
                source_name: str, committer: Identity, message: str | None = None, fast_forward: bool = False,
-               when: int | None = None) -> MergePlan:
+               when: int | None = None, squash_since: str | None = None) -> MergePlan:
+    """`squash_since`: an ancestor of `source_head` whose later commits alone a squash takes (a stack's base: a
+    stack submitted after an earlier squash of the same line of work holds only what came since, but git's
+    merge base is older and would apply the squashed changes a second time)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
     store = MergeStore(object_store)
@@ -199,14 +202,15 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
         plan.new_commits = [plan.new_head]
         return plan
     if strategy == "squash":
-        result = merge_commits(store, target_head, source_head, target_name, source_name,
-                               merge_bases=[b.decode() for b in bases])
+        squash_since = squash_since if squash_since != source_head else None  # a stack on an empty repository
+        squash_bases = [squash_since] if squash_since else [b.decode() for b in bases]
+        result = merge_commits(store, target_head, source_head, target_name, source_name, merge_bases=squash_bases)
         if not result.clean:
             return _conflicted(plan, result)
         if result.tree.encode() == _commit(store, target).tree:
             plan.new_head, plan.already_merged = target_head, True
             return plan
-        squashed = commits_to_replay(store, target, source)
+        squashed = commits_to_replay(store, squash_since.encode() if squash_since else target, source)
         first = _commit(store, squashed[0]) if squashed else _commit(store, source)
         text = message or _squash_message(store, squashed, source_name, target_name)
         plan.new_head = _new_commit(store, result.tree.encode(), [target], first.author, now, 0, committer_bytes,

@@ -55,7 +55,8 @@ class MergeOutcome:
 def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str, target_branch: str,
                strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                expected_target_head: str | None = None, *, source_label: str | None = None,
-               fast_forward: bool = False, workspace_id: str | None = None) -> MergeOutcome:
+               fast_forward: bool = False, workspace_id: str | None = None,
+               squash_since: str | None = None) -> MergeOutcome:
     """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too).
 
     `expected_target_head`: when given, the target must still point there (else StaleRef) and no retry happens.
@@ -77,7 +78,8 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
         with git_objects.open_repo(path) as git_repo:
             try:
                 plan = plan_merge(git_repo.object_store, head, source_sha, strategy, target_name=target_branch,
-                                  source_name=label, committer=MERGER, message=message, fast_forward=fast_forward)
+                                  source_name=label, committer=MERGER, message=message, fast_forward=fast_forward,
+                                  squash_since=squash_since)
             except UnrelatedHistories as error:
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
             if dry_run or not plan.clean or not plan.moves_target:

@@ -153,7 +153,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
             raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
                                 message or stack.title, dry_run=dry_run, source_label=stack.bookmark,
-                                workspace_id=stack.workspace_id)
+                                workspace_id=stack.workspace_id, squash_since=stack.base_commit)
     if dry_run or not outcome.success:
         return outcome
     stack.status, stack.merged_sha = "merged", outcome.head_commit

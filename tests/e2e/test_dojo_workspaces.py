@@ -591,6 +591,24 @@ def test_a_refused_or_cut_off_write_leaves_no_git_behind(small_limits_server):
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == []
 
 
+@pytest.mark.parametrize("strategy", ["squash", "merge", "rebase"])
+def test_a_line_changed_again_after_a_squash_merges_again(server, tenant, git, tmp_path, seeded, strategy):
+    """The second stack holds only the commits made since the first merged, but a squash took git's merge base
+    (older: main has the squash, not those commits) and applied the first change again: a conflict."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace(f"twice-{strategy}")
+    for round_, text in enumerate((b"v1\n", b"v2\n")):
+        dojo("PUT", f"/workspaces/{ws['id']}/files/README.md", data=text)
+        dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": f"round {round_}"})
+        stack = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": f"round {round_}"}).json()["stack"]
+        merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"strategy": strategy})
+        assert merged.status_code == 200 and merged.json()["data"]["success"], merged.text
+    clone = tmp_path / "final"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "README.md").read_text() == "v2\n"
+
+
 @pytest.mark.parametrize("delete_branch", [False, True])
 def test_a_workspace_submits_again_after_its_stack_merged(server, tenant, git, tmp_path, seeded, delete_branch):
     """After a merge that kept the bookmark, every later submit was a 409 "branch already exists" for good."""
