@@ -51,9 +51,12 @@ class Match:
 
 
 def parse(text: str) -> Query:
+    text = _NEAR.sub(r" \1 ", text)
+    if "NEAR(" in text or text.count('"') % 2:
+        raise _syntax_error("an unclosed NEAR( or quote")
     groups: list[list[tuple[bool, Term]]] = [[]]
     negate = False
-    for phrase, item in _ITEM.findall(_NEAR.sub(r" \1 ", text)):
+    for phrase, item in _ITEM.findall(text):
         if item in ("OR", "AND", "NOT"):
             if item == "OR":
                 groups.append([])
@@ -65,6 +68,8 @@ def parse(text: str) -> Query:
             continue
         groups[-1].append((negate, Term(words, prefix=bool(item) and item.endswith("*"))))
         negate = False
+    if negate:
+        raise _syntax_error("NOT with nothing after it")
     if sum(len(group) for group in groups) > MAX_TERMS:
         raise Invalid(f"a search may name at most {MAX_TERMS} words or phrases",
                       {"fields": [{"loc": "q", "msg": "too many terms"}]})
@@ -72,6 +77,10 @@ def parse(text: str) -> Query:
         raise Invalid("a search needs a word to look for in each alternative (NOT alone matches nothing)",
                       {"fields": [{"loc": "q", "msg": "no word to search for"}]})
     return Query(tuple(tuple(group) for group in groups))
+
+
+def _syntax_error(what: str) -> Invalid:
+    return Invalid(f"the search has {what}", {"fields": [{"loc": "q", "msg": "syntax"}]})
 
 
 def match(query: Query, text: str) -> Match | None:

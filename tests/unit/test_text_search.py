@@ -46,3 +46,10 @@ def test_a_query_may_name_at_most_32_terms():
 def test_words_folding_to_other_letters_still_find_themselves(word, text):
     """casefold() made 'Straße' 'strasse' and 'İ' 'i' + a combining dot: the text never held those."""
     assert match(parse(word), text) is not None
+
+
+@pytest.mark.parametrize("query", ["NEAR(foo bar", '"open phrase', "foo NOT"])
+def test_a_query_fts_would_not_parse_is_refused(query):
+    """They were read as other words (NEAR( as 'near foo'), or the dangling part dropped, silently."""
+    with pytest.raises(Invalid):
+        parse(query)
