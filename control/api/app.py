@@ -4,14 +4,16 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Flask, jsonify, request
-from sqlalchemy.exc import OperationalError
+from flask import Flask, g, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
 from storage.errors import DomainError
 from storage.key_format import redact_keys
+from storage.models import Repository
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -73,8 +75,28 @@ def create_app(context: AppContext) -> Flask:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
+        if _repository_gone(context):  # deleted while this request wrote into it: git's files went mid-write
+            log.info("%s %s: the repository was deleted meanwhile (%s)", request.method, request.path,
+                     type(error).__name__)
+            return failure("repository not found", "not_found", 404, path=request.path)
         request_id = uuid.uuid4().hex
         log.exception("unhandled error, request %s", request_id)
         return failure("internal error", "internal", 500, {"requestId": request_id}, path=request.path)
 
     return app
+
+
+def _repository_gone(context: AppContext) -> bool:
+    """Whether the request named a repository of the caller's organization that is now deleted."""
+    principal = g.get("principal")
+    args = request.view_args or {}
+    slug = args.get("repo") or (args.get("name") if "owner" in args else None)
+    if principal is None or not isinstance(slug, str):
+        return False
+    try:
+        with context.db.session() as session:
+            return session.scalar(select(Repository.id).where(
+                Repository.org_id == principal.org_id, Repository.slug == slug.lower(),
+                Repository.deleted_at.is_(None))) is None
+    except SQLAlchemyError:
+        return False

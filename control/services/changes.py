@@ -8,7 +8,7 @@ from hooks.refs import branch_name_problem
 from storage import git_objects, git_read, git_refs
 from storage.errors import Invalid, NotFound
 from storage.keys import Principal
-from storage.models import Repository
+from storage.models import Branch, Repository
 
 _HEX = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_HEX = re.compile(r"^[0-9a-f]{7,39}$")
@@ -59,6 +59,14 @@ def find_commit(repo_path, sha: str) -> git_read.CommitInfo | None:
     except git_read.AmbiguousSha:
         raise Invalid(f"the short sha {sha} names several objects; give more digits",
                       {"fields": [{"loc": "sha", "msg": "ambiguous"}]}) from None
+
+
+def first_parent(repo_path, row: Branch | None) -> str | None:
+    """A record-only branch's first commit follows its base branch's head; any other new branch (a new default
+    branch) starts fresh."""
+    if row is None or not row.base_branch or row.base_branch == row.name:
+        return None
+    return git_refs.read_ref(repo_path, f"refs/heads/{row.base_branch}")
 
 
 def checked_path(path: str, field: str = "path") -> str:

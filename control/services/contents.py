@@ -17,8 +17,9 @@ from storage.errors import Conflict, Invalid, NotFound, StaleRef, TooLarge
 from storage.intent import message_with_intent
 from storage.keys import Principal
 from storage.models import Branch, Repository
+from storage.repo_writes import serialize_repository_writes
 
-from .changes import change_context, checked_branch_name, checked_path, resolve_revision
+from .changes import change_context, checked_branch_name, checked_path, first_parent, resolve_revision
 from .commits import record_commit
 
 ACTIONS = ("create", "update", "delete", "rename")
@@ -180,11 +181,13 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
         head = git_refs.read_ref(repo_path, ref)
         if expected_head is not ANY_HEAD and head != expected_head:
             raise _stale(branch, ref, expected_head, head)
+        if head is None:  # a branch's first commit takes turns with its deletion (a record-only branch has no ref)
+            serialize_repository_writes(session, repo.id)
         row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
         if head is None and expected_head is ANY_HEAD and branch != repo.default_branch and row is None:
             raise NotFound(f"branch {branch!r} not found (send \"expectedHeadSha\": null to start it)",
                            {"branch": branch})
-        parent = head or _first_parent(repo_path, row)
+        parent = head or first_parent(repo_path, row)
         sha, tree = _write(repo_path, parent, operations, author, full_message)
         try:
             apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
@@ -206,13 +209,6 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
 def _stale(branch: str, ref: str, expected: str | None, actual: str | None) -> StaleRef:
     return StaleRef(f"branch {branch!r} is at {actual or 'no commit'}, not {expected or 'no commit'}",
                     {"branch": branch, "ref": ref, "expectedHeadSha": expected, "actualHeadSha": actual})
-
-
-def _first_parent(repo_path, row: Branch | None) -> str | None:
-    """A record-only branch's first commit follows its base branch's head; otherwise a branch starts fresh."""
-    if row is None or not row.base_branch or row.base_branch == row.name:
-        return None
-    return git_refs.read_ref(repo_path, f"refs/heads/{row.base_branch}")
 
 
 def _check_operations(operations: list[FileOperation], max_size: int) -> None:

@@ -21,9 +21,10 @@ from storage.errors import Conflict, Forbidden, Invalid, NotFound, StaleRef, Too
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Branch, Repository, Upload, UploadFile
+from storage.repo_writes import serialize_repository_writes
 
 from . import signing
-from .changes import change_context
+from .changes import change_context, first_parent
 from .commits import record_commit
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -140,6 +141,8 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     repo_path = app.store.path_for(repo.id)
     ref = f"refs/heads/{upload.branch}"
     head = git_refs.read_ref(repo_path, ref)
+    if head is None:  # a branch's first commit takes turns with its deletion (a record-only branch has no ref)
+        serialize_repository_writes(session, repo.id)
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
     if head is None and upload.branch != repo.default_branch and row is None:
         raise NotFound(f"branch {upload.branch!r} not found")
@@ -154,7 +157,7 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
         if made_earlier is None:
             if claimed is not None:  # a look-alike of the upload's commit: the branch moved all the same
                 _refuse_moved_since_requested(upload, head)
-            parent = head or _first_parent(repo_path, row)
+            parent = head or first_parent(repo_path, row)
             sha = _write_commit(git_repo, tree, parent, upload, app.clock())
     if made_earlier is not None:  # the ref moved but the database did not record it: record it now
         sha = head
@@ -183,13 +186,6 @@ def _held(session: Session, upload: Upload) -> Upload:
     session.refresh(upload)
     return upload
 
-
-
-def _first_parent(repo_path, row: Branch | None) -> str | None:
-    """A record-only branch's first commit follows its base branch's head; a new default branch starts fresh."""
-    if row is None or not row.base_branch or row.base_branch == row.name:
-        return None
-    return git_refs.read_ref(repo_path, f"refs/heads/{row.base_branch}")
 
 
 def _record_completion(session: Session, app, repo: Repository, actor: Principal, upload: Upload, sha: str) -> None:

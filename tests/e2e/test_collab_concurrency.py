@@ -265,3 +265,66 @@ def test_sixteen_merges_at_once_beside_a_repack_all_answer_cleanly(server, tenan
     merged = [i for i, r in enumerate(responses) if r.status_code == 200]
     for i in merged:
         assert git("merge-base", "--is-ancestor", f"f{i}", "FETCH_HEAD", cwd=work, check=False).returncode == 0
+
+
+def test_a_repository_deleted_under_api_commits_answers_them_404_not_500(server, tenant):
+    """The purge removed the git directory while commits wrote objects into it: 15-16 of them answered 500
+    (PostgreSQL sweep, 4 workers)."""
+    import base64
+    import os
+    import time
+
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    name = f"gone-{os.urandom(4).hex()}"
+    assert requests.post(f"{server.url}/v1/repos", json={"name": name}, headers=admin, timeout=60).status_code == 201
+    stop, codes = threading.Event(), []
+
+    def commit_until_stopped(i: int) -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            ops = [{"action": "create", "path": f"d{j}/a{i}_{k}.txt",
+                    "content": base64.b64encode(os.urandom(20000)).decode()} for j in range(20)]
+            codes.append(requests.post(f"{server.url}/v1/repos/{name}/commits", headers=admin, timeout=60,
+                                       json={"branch": "main", "message": "m", "operations": ops}).status_code)
+
+    writers = [threading.Thread(target=commit_until_stopped, args=(i,)) for i in range(8)]
+    for writer in writers:
+        writer.start()
+    time.sleep(1.5)
+    assert requests.delete(f"{server.url}/v1/repos/{name}", headers=admin, timeout=60).status_code == 200
+    time.sleep(1.5)
+    stop.set()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert 201 in codes and 404 in codes
+    assert all(code < 500 for code in codes), sorted(set(codes))
+
+
+def test_a_record_only_branchs_first_write_racing_its_delete_never_answers_500(server, tenant, git, tmp_path):
+    """The write read the branch row, the delete removed it, the write updated it: StaleDataError, a 500 in 4-6
+    of 10 rounds (PostgreSQL sweep)."""
+    import random
+    import time
+
+    repo, _work = _pushed_repo(tenant, git, tmp_path)
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    v1 = f"{server.url}/v1/repos/{repo}"
+    outcomes = []
+    for n in range(10):
+        branch = f"ro{n}"
+        assert requests.post(f"{v1}/branches", json={"name": branch, "recordOnly": True}, headers=admin,
+                             timeout=60).status_code == 201
+
+        def race(i: int, branch=branch):
+            if i == 0:
+                return requests.post(f"{v1}/commits", headers=admin, timeout=60, json={
+                    "branch": branch, "message": "m", "operations": [
+                        {"action": "create", "path": "new.txt", "content": "eA=="}]})
+            time.sleep(random.random() * 0.03)
+            return requests.delete(f"{v1}/branches/{branch}", headers=admin, timeout=60)
+
+        write, deleted = at_once(2, race)
+        outcomes.append((write.status_code, deleted.status_code))
+        assert write.status_code in (201, 404) and deleted.status_code in (200, 404), (write.text, deleted.text)
+    assert all(code < 500 for pair in outcomes for code in pair), outcomes
