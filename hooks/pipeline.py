@@ -51,14 +51,12 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
                 for effect in EFFECTS:
                     effect(ctx, applied, own_session)
             return
-        except OperationalError:  # no connection to be had, or a lock given up on: worth another try
-            if delay is not None:
+        except Exception as error:
+            if isinstance(error, OperationalError) and delay is not None:  # no connection, or a lock given up on
                 time.sleep(delay)
                 continue
             log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
-        except Exception:
-            log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
-        return
+            return
 
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:

@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, pool_size: int = 10, max_overflow: int = 40) -> Engine:
+POOL_SIZE, MAX_OVERFLOW = 10, 40  # PostgreSQL connections per process: kept open, opened beyond those while busy
+
+
+def make_engine(url: str, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -44,7 +47,7 @@ def _undo(actions) -> None:
 
 
 class Database:
-    def __init__(self, url: str, jobs=None, pool_size: int = 10, max_overflow: int = 40):
+    def __init__(self, url: str, jobs=None, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW):
         self.url = url
         self.engine = make_engine(url, pool_size, max_overflow)
         self.jobs = jobs  # a storage.jobs.JobQueue; deferred jobs are enqueued after commit

@@ -9,6 +9,7 @@ from typing import Mapping
 
 from pydantic import BaseModel, Field, field_validator
 
+from .db import MAX_OVERFLOW, POOL_SIZE
 from .housekeeping import HousekeepingLimits
 
 PREFIX = "DRIFTSTONE_"
@@ -34,8 +35,8 @@ class Settings(BaseModel):
     request_body_min_rate: float = Field(default=1024, gt=0)  # bytes per second of waiting a body must average
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
-    database_pool_size: int = Field(default=10, gt=0)  # PostgreSQL connections each process keeps open
-    database_max_overflow: int = Field(default=40, ge=0)  # ... and may open beyond those while busy
+    database_pool_size: int = Field(default=POOL_SIZE, gt=0)
+    database_max_overflow: int = Field(default=MAX_OVERFLOW, ge=0)
 
     @field_validator("data_dir")
     @classmethod

@@ -5,15 +5,14 @@ import logging
 import uuid
 
 from flask import Flask, g, jsonify, request
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
-from storage.errors import DomainError
+from control.services import repos as repo_service
+from storage.errors import DomainError, NotFound
 from storage.key_format import redact_keys
-from storage.models import Repository
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -95,8 +94,9 @@ def _repository_gone(context: AppContext) -> bool:
         return False
     try:
         with context.db.session() as session:
-            return session.scalar(select(Repository.id).where(
-                Repository.org_id == principal.org_id, Repository.slug == slug.lower(),
-                Repository.deleted_at.is_(None))) is None
+            repo_service.get_repo(session, principal.org_id, slug.lower())
+    except NotFound:
+        return True
     except SQLAlchemyError:
-        return False
+        pass
+    return False

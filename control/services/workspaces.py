@@ -326,9 +326,6 @@ def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: 
         with git_objects.open_repo(repo_path) as git_repo:
             for entry in git_objects.list_tree(git_repo, workspace.current_commit, prefix, recursive=True):
                 files[entry.path] = TreeItem(entry.path, entry.kind, entry.mode, entry.sha, None, "base")
-    sizes = git_read.object_sizes(repo_path, [item.sha for item in files.values() if item.type == "blob"])
-    for item in files.values():
-        item.size = sizes.get(item.sha)
     for path, entry in _overlay(session, workspace).items():
         if prefix and not path.startswith(prefix + "/"):
             continue
@@ -336,9 +333,12 @@ def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: 
             files.pop(path, None)
         else:
             files[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
-    if recursive:
-        return [files[path] for path in sorted(files)]
-    return _one_level(files, prefix)
+    listed = [files[path] for path in sorted(files)] if recursive else _one_level(files, prefix)
+    unsized = [item for item in listed if item.size is None and item.type == "blob"]  # base files: git knows
+    sizes = git_read.object_sizes(repo_path, [item.sha for item in unsized])
+    for item in unsized:
+        item.size = sizes.get(item.sha)
+    return listed
 
 
 def _one_level(files: dict[str, TreeItem], prefix: str) -> list[TreeItem]:
