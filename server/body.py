@@ -15,8 +15,12 @@ class BodyError(ValueError):
 def _raw_chunks(environ) -> Iterator[bytes]:
     try:
         yield from _raw_chunks_of(environ["wsgi.input"], environ)
+    except BodyError:
+        raise
     except TimeoutError:  # the connection's idle timeout: the client stopped sending
         raise BodyError("the request body stopped arriving") from None
+    except Exception as error:  # the WSGI server's reader refused the framing (gunicorn: a bad chunk, no more data)
+        raise BodyError(f"malformed request body ({type(error).__name__})") from None
 
 
 def _raw_chunks_of(stream, environ) -> Iterator[bytes]:

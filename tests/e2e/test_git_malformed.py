@@ -154,3 +154,27 @@ def test_a_body_shorter_than_announced_changes_nothing(tenant, git, tmp_path):
             response += chunk
     assert response.startswith(b"HTTP/1.1 400"), response[:200]
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/keep", cwd=work).split()[0] == head
+
+
+@pytest.mark.parametrize("service,content_type", [("git-receive-pack", RECEIVE), ("git-upload-pack", UPLOAD)])
+@pytest.mark.parametrize("framing", [b"zz\r\n0000\r\n0\r\n\r\n",            # a chunk size that is not hex
+                                     b"4\r\n0000XX0\r\n\r\n",                # no CRLF after a chunk's data
+                                     b"4\r\n0000\r\n",                       # no final 0-chunk
+                                     b"ff\r\n0000"])                         # a chunk longer than what came
+def test_broken_chunk_framing_is_a_400(tenant, git, tmp_path, service, content_type, framing):
+    """A push whose chunked body was malformed or cut short within its first 64 KiB answered 500: gunicorn's
+    parse error reached the request thread while the first command was read (libgit2 always chunks)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    request = (f"POST /{tenant.org}/{repo}.git/{service} HTTP/1.1\r\nHost: h\r\n"
+               f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {content_type}\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n").encode() + framing
+    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=30) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 400"), response[:300]
+    assert b"text/plain" in response.split(b"\r\n\r\n")[0]
