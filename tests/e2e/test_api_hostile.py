@@ -441,7 +441,7 @@ def test_hostile_path_filters_are_refused_like_paths(server, tenant, git, tmp_pa
     for hostile in (".git/config", "a/../b", "GIT~1/x", "x/.git"):
         refused(call(server, "GET", f"/v1/repos/{repo}/diff?file={hostile}", key), 422)
         answer = call(server, "GET", f"/api/repos/{tenant.org}/{repo}/workspaces/{ws}/tree?path={hostile}", key)
-        assert answer.status_code == 422 and "error" in answer.json(), answer.text
+        assert answer.status_code == 400 and "error" in answer.json(), answer.text
     assert call(server, "GET", f"/v1/repos/{repo}/diff?file=b.txt", key).status_code == 200
 
 

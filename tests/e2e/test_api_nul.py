@@ -18,7 +18,8 @@ def test_nul_in_path_query_and_body(server, tenant):
 
 def test_nul_in_a_json_key_and_unstructured_dojo_intent_are_refused(server, tenant, git, tmp_path):
     """A NUL in an object key used to reach the commit (git fsck: nulInCommit) and truncate its message; a
-    nested intent value was stored as Python's repr of it. Both are 422 now, and no commit is made."""
+    nested intent value was stored as Python's repr of it. Both are refused now (400, dojo's status for bad
+    requests), and no commit is made."""
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
     git("push", "-q", tenant.url(repo), "main", cwd=work)
@@ -31,7 +32,7 @@ def test_nul_in_a_json_key_and_unstructured_dojo_intent_are_refused(server, tena
                  {"json": {"message": "m", "intent": {"nested": {"a": None}}}, "headers": headers},
                  {"json": {"message": "m", "intent": {"bad key!": "v"}}, "headers": headers}):
         refused = requests.post(f"{dojo}/{ws['id']}/commit", timeout=30, **body)
-        assert refused.status_code == 422, refused.text
+        assert refused.status_code == 400, refused.text
         assert refused.json()["code"] == "invalid" and "success" not in refused.json()
     listed = requests.get(dojo, headers=headers, timeout=30).json()["workspaces"]
     assert [w["current_commit"] for w in listed] == [ws["current_commit"]]

@@ -127,7 +127,7 @@ def test_workspace_on_explicit_base_and_several_commits(server, tenant, seeded):
         result = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": f"note {i}"}).json()
         assert result["commit"]["parents"] == [first or main]
         first = result["commit"]["sha"]
-    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "empty"}).status_code == 422
+    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "empty"}).status_code == 400
     assert dojo("POST", "/workspaces", {"name": "bad-base", "base_commit": "f" * 40}).status_code == 404
 
 
@@ -160,7 +160,7 @@ def test_hostile_paths_are_refused(server, tenant, seeded, path):
     dojo = Dojo(server, tenant, repo)
     ws = dojo("POST", "/workspaces", {"name": "hostile"}).json()["workspace"]
     response = dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=b"evil")
-    assert response.status_code in (400, 404, 422), response.text
+    assert response.status_code in (400, 404), response.text
     assert "success" not in response.json()
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
 
@@ -436,7 +436,7 @@ def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, see
     alice, bob = dojo.workspace("alice"), dojo.workspace("bob")
     assert dojo("POST", f"/workspaces/{alice['id']}/lock", {"patterns": ["src/app.ts"]}).status_code == 201
     refused = dojo("DELETE", f"/workspaces/{bob['id']}/files/src")
-    assert refused.status_code == 422 and "directory" in refused.json()["error"]
+    assert refused.status_code == 400 and "directory" in refused.json()["error"]
     assert dojo("GET", f"/workspaces/{bob['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
     assert dojo("GET", f"/workspaces/{bob['id']}/files/src/app.ts").json()["source"] == "base"
 
@@ -457,7 +457,7 @@ def test_lock_patterns_no_path_can_match_are_refused(server, tenant, seeded, pat
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
     ws = dojo.workspace("w")
-    assert dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": [pattern]}).status_code == 422
+    assert dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": [pattern]}).status_code == 400
 
 
 def test_a_path_that_is_not_utf8_is_refused_not_renamed(server, tenant, seeded):
@@ -467,7 +467,7 @@ def test_a_path_that_is_not_utf8_is_refused_not_renamed(server, tenant, seeded):
     ws = dojo.workspace("w")
     for raw in ("%ff.txt", "dir/%fe%ff"):
         refused = dojo("PUT", f"/workspaces/{ws['id']}/files/{raw}", data=b"x")
-        assert refused.status_code == 422 and "UTF-8" in refused.json()["error"]
+        assert refused.status_code == 400 and "UTF-8" in refused.json()["error"]
     assert dojo("PUT", f"/workspaces/{ws['id']}/files/%EF%BF%BD.txt", data=b"x").status_code == 200  # a real U+FFFD
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == ["\ufffd.txt"]
 
@@ -519,8 +519,8 @@ def test_writes_racing_commits_all_land(server, tenant, seeded):
     finally:
         done.set()
         committer.join(timeout=120)
-    assert set(statuses) <= {200, 201, 409, 422}, statuses
-    assert dojo("POST", f"{base}/commit", {"message": "last"}).status_code in (201, 422)
+    assert set(statuses) <= {200, 201, 400, 409}, statuses
+    assert dojo("POST", f"{base}/commit", {"message": "last"}).status_code in (201, 400)
     tree = {e["path"]: e["sha"] for e in dojo("GET", f"{base}/tree", params={"recursive": "true"}).json()["entries"]}
     for path, last in (("a.txt", "v58"), ("b.txt", "v59")):
         read = dojo("GET", f"{base}/files/{path}").json()
@@ -621,7 +621,7 @@ def test_a_workspace_submits_again_after_its_stack_merged(server, tenant, git, t
     merged = v1(server, tenant, "POST", f"{repo}/stacks/{first['id']}/merge", {"deleteBranch": delete_branch})
     assert merged.status_code == 200 and merged.json()["data"]["success"], merged.text
     nothing = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "nothing new"})
-    assert nothing.status_code == 422, nothing.text
+    assert nothing.status_code == 400, nothing.text
     dojo("PUT", f"/workspaces/{ws['id']}/files/two.txt", data=b"2")
     two = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "two"}).json()["commit"]["sha"]
     second = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "second"})
@@ -662,7 +662,7 @@ def test_search_follows_dojos_search_api(server, tenant, seeded):
     assert paths("oauth NOT todo") == ["docs/notes.md"]
     assert paths("hand*") == ["docs/notes.md", "src/new-middleware.ts"] and paths("handle*") == ["src/new-middleware.ts"]
     assert paths("oauth", path="src/") == ["src/new-middleware.ts"]
-    assert dojo("GET", f"{base}/search", params={"q": "NOT oauth"}).status_code == 422
+    assert dojo("GET", f"{base}/search", params={"q": "NOT oauth"}).status_code == 400
     for i in range(55):
         dojo("PUT", f"{base}/files/many/{i:02d}.txt", data=b"needle\n")
     many = dojo("GET", f"{base}/search", params={"q": "needle"}).json()
