@@ -66,18 +66,24 @@ def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate], s
 
 
 def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
-    """A push's new objects are exactly those in its quarantine: their headers are read in-process. Other
-    changes (objects the server wrote itself) ask git for the blobs no existing ref reaches."""
+    """A push's new objects are exactly those in its quarantine: their headers are read in-process, each one's
+    inflated size and their sum are bounded (a small pack of deltas can rebuild gigabytes). Other changes
+    (objects the server wrote itself) ask git for the blobs no existing ref reaches."""
     limit = ctx.settings.max_object_size
     quarantine = ctx.git_env.get("GIT_QUARANTINE_PATH")
     if quarantine:
         try:
-            oversized = object_headers.oversized_objects(Path(quarantine), limit, scans=ctx.pack_scans)
+            scanned = object_headers.scan_objects(Path(quarantine), limit, scans=ctx.pack_scans)
         except object_headers.CorruptObject as error:
             return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
+        oversized = scanned.oversized
         if oversized:  # git completes a thin pack with the bases it was sent against: objects already stored
             stored = git_read.object_sizes(ctx.repo_path, oversized)  # no quarantine env: the repository's own
             oversized = [object_id for object_id in oversized if object_id not in stored]
+        if not oversized and scanned.total > ctx.settings.max_push_inflated_size:
+            reason = (f"the push's objects inflate to {scanned.total} bytes, more than the "
+                      f"{ctx.settings.max_push_inflated_size} byte limit")
+            return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
     else:
         tips = sorted({u.new for u in updates if not u.is_delete})
         oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)

@@ -30,7 +30,7 @@ def prescan_pushed_pack(repo_path: Path, process: GitProcess, scans: PackScans, 
         idx = kept_pack_index(repo_path / "objects", marker, since=process.started - 1)
         if idx is not None:
             try:
-                scans.oversized(idx, limit)
+                scans.scan(idx, limit)
             except Exception:  # the check meets the same error and refuses the push
                 pass
             return

@@ -2,7 +2,7 @@
 
 A push's quarantine holds exactly the objects the client sent, as loose objects (small pushes) or as one
 pack with its index (receive-pack keeps packs of transfer.unpackLimit objects or more). Reading their
-headers answers "is any object larger than N bytes" in-process: no `git rev-list` per push, and memory
+headers answers "is any object larger than N bytes, and what do they all inflate to" in-process: no `git rev-list` per push, and memory
 that does not grow with the push. For a delta, the size that counts is the size of the object it
 rebuilds, which is the second number at the start of the delta data (gitformat-pack, "Deltified
 representation"), so only the first bytes of each delta are inflated.
@@ -15,6 +15,7 @@ import struct
 import threading
 import zlib
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -27,24 +28,36 @@ class CorruptObject(ValueError):
     pass
 
 
-def oversized_objects(object_dir: Path, limit: int, hash_size: int = 20,
-                      scans: PackScans | None = None) -> list[str]:
-    """Ids of the objects stored directly in `object_dir` (loose, or in its packs) larger than `limit`.
+@dataclass(frozen=True)
+class SizeScan:
+    oversized: list[str]  # ids of the objects larger than the limit
+    total: int  # the inflated size of every object scanned
+
+
+def scan_objects(object_dir: Path, limit: int, hash_size: int = 20, scans: PackScans | None = None) -> SizeScan:
+    """The objects stored directly in `object_dir` (loose, or in its packs): those larger than `limit`, and
+    what they all inflate to.
 
     With `scans`, a pack whose scan was started earlier is not read again: its result is taken (or waited for).
     """
     scans = scans or PackScans()
-    found = [object_id for object_id, size in _loose_sizes(object_dir) if size > limit]
+    oversized, total = [], 0
+    for object_id, size in _loose_sizes(object_dir):
+        total += size
+        if size > limit:
+            oversized.append(object_id)
     pack_dir = object_dir / "pack"
     if pack_dir.is_dir():
         for idx in sorted(pack_dir.glob("*.idx")):
             if idx.with_suffix(".pack").is_file():
-                found += scans.oversized(idx, limit, hash_size)
-    return found
+                packed = scans.scan(idx, limit, hash_size)
+                oversized += packed.oversized
+                total += packed.total
+    return SizeScan(oversized, total)
 
 
 class PackScans:
-    """Each pack's oversized objects, computed once however many threads ask for them.
+    """Each pack's scan, computed once however many threads ask for it.
 
     The server starts the scan of a large push's pack as soon as git has written it, while git still checks
     the push's connectivity; the size check then takes that result, or waits for it, instead of reading the
@@ -55,7 +68,7 @@ class PackScans:
         self._lock = threading.Lock()
         self._scans: dict[tuple[Path, int, int], Future] = {}
 
-    def oversized(self, idx: Path, limit: int, hash_size: int = 20) -> list[str]:
+    def scan(self, idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
         idx = Path(os.path.realpath(idx))  # git names the quarantine its own way: one key per file
         key = (idx, limit, hash_size)
         with self._lock:
@@ -65,16 +78,25 @@ class PackScans:
                 future = self._scans[key] = Future()
         if mine:
             try:
-                pack = idx.with_suffix(".pack")
-                future.set_result([object_id for object_id, size in pack_sizes(idx, pack, hash_size) if size > limit])
+                future.set_result(_scan_pack(idx, limit, hash_size))
             except BaseException as error:  # CorruptObject, OSError: whoever asks gets the same error
                 future.set_exception(error)
-        return list(future.result())
+        result = future.result()
+        return SizeScan(list(result.oversized), result.total)
 
     def finished(self) -> list[Path]:
         """The packs whose scan is over (its result or its error is in)."""
         with self._lock:
             return [idx for (idx, _, _), future in self._scans.items() if future.done()]
+
+
+def _scan_pack(idx: Path, limit: int, hash_size: int) -> SizeScan:
+    oversized, total = [], 0
+    for object_id, size in pack_sizes(idx, idx.with_suffix(".pack"), hash_size):
+        total += size
+        if size > limit:
+            oversized.append(object_id)
+    return SizeScan(oversized, total)
 
 
 def _loose_sizes(object_dir: Path) -> Iterator[tuple[str, int]]:

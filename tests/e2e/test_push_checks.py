@@ -177,6 +177,27 @@ def test_a_thin_packs_base_already_stored_is_not_counted(small_limits_server, gi
         git.out("rev-parse", "HEAD", cwd=work)
 
 
+@pytest.mark.parametrize("copies", [40, 120])  # objects left loose, and a pack receive-pack keeps
+def test_what_a_push_inflates_to_is_bounded(small_limits_server, git, tmp_path, copies):
+    """Each object under the cap, the pack a few hundred KiB: deltas of one text rebuild far more. A sweep
+    pushed a 743 KB pack that inflated to 911 MiB; only the pack's size and each object's were bounded."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"ok.txt": "small"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
+    text = os.urandom(400_000).hex()  # 800 KB, under the 1 MiB object cap
+    git.commit(work, {f"copy{i}.txt": f"{i}\n{text}" for i in range(copies)}, "many near-copies")
+    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert b"the push's objects inflate to" in result.stderr
+    assert f"more than the {24 * 1024 * 1024} byte limit".encode() in result.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+    git("reset", "-q", "--hard", "HEAD~1", cwd=work)
+    git.commit(work, {f"copy{i}.txt": f"{i}\n{text}" for i in range(25)}, "fewer: 20 MB")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+
+
 def test_plain_gunicorn_with_a_relative_data_dir_still_checks_every_push(git, tmp_path):
     """DESIGN.md's production command, `gunicorn wsgi:application`, started beside a relative
     DRIFTSTONE_DATA_DIR. git takes a relative core.hooksPath relative to the repository and silently runs no

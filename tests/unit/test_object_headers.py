@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.object_headers import CorruptObject, loose_size, oversized_objects, pack_sizes
+from storage.object_headers import CorruptObject, loose_size, pack_sizes, scan_objects
 
 
 def git_sizes(repo: Path) -> dict[str, int]:
@@ -67,8 +67,10 @@ def test_loose_objects_and_the_limit(git, history):
     everything = git_sizes(history)
     loose_dir = history / ".git" / "objects"
     big = sorted(n for n, s in everything.items() if s > 100_038)
-    assert big and sorted(oversized_objects(loose_dir, 100_038)) == big
-    assert oversized_objects(loose_dir, max(everything.values())) == []
+    scanned = scan_objects(loose_dir, 100_038)
+    assert big and sorted(scanned.oversized) == big
+    assert scanned.total == sum(everything.values())  # every object is loose here
+    assert scan_objects(loose_dir, max(everything.values())).oversized == []
     some = next(p for p in loose_dir.glob("??/*"))
     assert loose_size(some) == everything[some.parent.name + some.name]
 
@@ -88,7 +90,7 @@ def test_damaged_files_are_reported_not_crashed_on(git, history, tmp_path):
     loose.parent.mkdir()
     loose.write_bytes(b"not zlib at all")
     with pytest.raises(CorruptObject):
-        oversized_objects(tmp_path, 10)
+        scan_objects(tmp_path, 10)
 
 
 def test_pack_scans_read_each_pack_once_for_all_who_ask(git, history, monkeypatch):
@@ -109,17 +111,18 @@ def test_pack_scans_read_each_pack_once_for_all_who_ask(git, history, monkeypatc
     monkeypatch.setattr(object_headers, "pack_sizes", counted)
     scans = object_headers.PackScans()
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: scans.oversized(idx, 100_038), range(8)))
+        answers = list(pool.map(lambda _: scans.scan(idx, 100_038), range(8)))
     expected = sorted(n for n, s in git_sizes(history).items() if s > 100_038)
-    assert expected and all(sorted(answer) == expected for answer in answers)
+    assert expected and all(sorted(answer.oversized) == expected for answer in answers)
+    assert {answer.total for answer in answers} == {sum(git_sizes(history).values())}
     assert readings == [idx] and scans.finished() == [idx]
-    assert sorted(oversized_objects(history / ".git" / "objects", 100_038, scans=scans)) == expected
+    assert sorted(scan_objects(history / ".git" / "objects", 100_038, scans=scans).oversized) == expected
     assert readings == [idx]  # taken from the scan above
-    assert oversized_objects(history / ".git" / "objects", 10**9, scans=scans) == []  # another limit: read again
+    assert scan_objects(history / ".git" / "objects", 10**9, scans=scans).oversized == []  # another limit: read again
     assert readings == [idx, idx]
     link = history / "objects-link"
     link.symlink_to(history / ".git" / "objects")
-    assert sorted(scans.oversized(link / "pack" / idx.name, 100_038)) == expected  # the same file by another path
+    assert sorted(scans.scan(link / "pack" / idx.name, 100_038).oversized) == expected  # the same file by another path
     assert readings == [idx, idx]
 
 
@@ -135,4 +138,4 @@ def test_pack_scans_hand_a_damaged_pack_error_to_every_caller(git, history, tmp_
     scans = PackScans()
     for _ in range(2):
         with pytest.raises(CorruptObject):
-            oversized_objects(objects, 10, scans=scans)
+            scan_objects(objects, 10, scans=scans)

@@ -63,7 +63,7 @@ def test_the_kept_pack_is_scanned_before_the_hook_lets_go(git, tmp_path):
             time.sleep(0.01)
         (idx,) = scans.finished()
         assert idx.parent.parent.name.startswith("tmp_objdir-incoming-")
-        assert scans.oversized(idx, LIMIT) == [big_id]
+        assert scans.scan(idx, LIMIT).oversized == [big_id]
     finally:
         output = _finish(process, go)
     assert b"ok refs/heads/main" in output
