@@ -9,11 +9,13 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from storage import git_fsck, git_read, object_headers
+from storage.push_scans import PushScans
 from storage.keys import key_in_force
 from storage.models import BranchProtection
 
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
+from .paths import name_problem
 from .refs import RefUpdate, pushable_ref_problem, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
@@ -73,7 +75,7 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     quarantine = ctx.git_env.get("GIT_QUARANTINE_PATH")
     if quarantine:
         try:
-            scanned = object_headers.scan_objects(Path(quarantine), limit, scans=ctx.pack_scans)
+            scanned = (ctx.push_scans or PushScans()).objects(Path(quarantine), limit)
         except object_headers.CorruptObject as error:
             return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
         oversized = scanned.oversized
@@ -93,6 +95,27 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
+def check_pushed_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
+    """The names in a push's new trees follow the rule every path given to the API follows (hooks/paths.py), so
+    that nothing pushed is a file the API cannot name, and no checkout anywhere resolves one to `.git` or `..`.
+    git's fsck refuses only some spellings; a tree it passes may still hold `GIT~2`, a fullwidth `.git`, a
+    backslash, a control character, bytes that are not UTF-8 or a 300-byte name."""
+    quarantine = ctx.git_env.get("GIT_QUARANTINE_PATH")
+    if ctx.source != "push" or not quarantine:
+        return []  # the server's own trees are built from paths the API has checked
+    try:
+        names = (ctx.push_scans or PushScans()).tree_names(ctx.repo_path, Path(quarantine))
+    except object_headers.CorruptObject as error:
+        return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
+    for name in sorted(names):
+        problem = name_problem(name)
+        if problem:
+            shown = name[:100].decode("utf-8", "backslashreplace").encode("unicode_escape").decode("ascii")
+            reason = f"file name '{shown}' is refused: {problem}"
+            return [Rejection(u.ref, reason, "invalid") for u in updates if not u.is_delete]
+    return []
+
+
 def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
     """A push's objects pass git's fsck in receive-pack; the server's own (API commits, merges, uploads) pass the
     same checks here, `.gitmodules` contents included, before a ref points at them."""
@@ -105,4 +128,4 @@ def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate],
 
 PUSH_CHECKS: tuple[Check, ...] = (check_key_in_force, check_ref_names, check_protected_branches,
                                   check_default_branch_kept, check_path_locks, check_object_sizes,
-                                  check_objects_written_here)
+                                  check_pushed_names, check_objects_written_here)

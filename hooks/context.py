@@ -7,7 +7,7 @@ from typing import Mapping
 
 from storage.db import Database
 from storage.keys import Principal
-from storage.object_headers import PackScans
+from storage.push_scans import PushScans
 from storage.settings import Settings
 
 
@@ -30,7 +30,7 @@ class ChangeContext:
     git_env: Mapping[str, str] = field(default_factory=dict)  # the push quarantine, when there is one
     push_options: tuple[str, ...] = ()
     workspace_id: str | None = None  # the workspace making the change: its own locks do not stop it
-    pack_scans: PackScans | None = None  # a push's pack scans, possibly started before the checks run
+    push_scans: PushScans | None = None  # what is read from a push's quarantine, possibly before the checks run
 
 
 @dataclass(frozen=True)

@@ -37,24 +37,41 @@ def path_problem(path: str) -> str | None:
         return "not valid UTF-8"
     if len(encoded) > MAX_PATH_BYTES:
         return f"longer than {MAX_PATH_BYTES} bytes"
-    if any(unicodedata.category(char) == "Cc" for char in path):
-        return "contains a control character"
-    if "\\" in path:
-        return "contains a backslash"
     if path.startswith("/"):
         return "absolute path"
-    if "::" in path:
-        return "contains '::' (an NTFS stream)"
     components = path.split("/")
     if len(components) > MAX_DEPTH:
         return f"deeper than {MAX_DEPTH} levels"
     for component in components:
-        if component == "":
-            return "empty path component"
-        if component.rstrip(" .") == "":
-            return "'.' or '..' path component (in some spelling)"
-        if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            return f"a path component is longer than {MAX_COMPONENT_BYTES} bytes"
-        if is_dotgit_alias(component):
-            return "'.git' path component"
+        problem = _component_problem(component)
+        if problem:
+            return problem
+    return None
+
+
+def name_problem(name: bytes) -> str | None:
+    """Why `name`, one entry of a git tree as stored, is not acceptable (the rule of `path_problem` for one
+    component), or None when it is."""
+    try:
+        component = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    return _component_problem(component) if component else "empty path component"
+
+
+def _component_problem(component: str) -> str | None:
+    if component == "":
+        return "empty path component"
+    if any(unicodedata.category(char) == "Cc" for char in component):
+        return "contains a control character"
+    if "\\" in component:
+        return "contains a backslash"
+    if "::" in component:
+        return "contains '::' (an NTFS stream)"
+    if component.rstrip(" .") == "":
+        return "'.' or '..' path component (in some spelling)"
+    if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
+        return f"a path component is longer than {MAX_COMPONENT_BYTES} bytes"
+    if is_dotgit_alias(component):
+        return "'.git' path component"
     return None

@@ -17,7 +17,7 @@ from storage import git_refs
 from storage.db import Database
 from storage.keys import Principal, find_principal
 from storage.models import Organization, Repository
-from storage.object_headers import PackScans
+from storage.push_scans import PushScans
 from storage.repo_store import RepoStore
 from storage.settings import Settings
 
@@ -159,7 +159,7 @@ class GitHttpApp:
             # the push is refused; none is asked for (no nonce is advertised), so none is taken
             return text_response(start_response, "400 Bad Request", "error: signed pushes are not accepted")
         commands = PushCommands()
-        ctx = replace(ctx, pack_scans=PackScans())
+        ctx = replace(ctx, push_scans=PushScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
                 "receive-pack", "--stateless-rpc", "."]
@@ -172,7 +172,7 @@ class GitHttpApp:
             raise
         channel.start()
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
-            ctx.repo_path, process, ctx.pack_scans, self.settings.max_object_size))
+            ctx.repo_path, process, ctx.push_scans, self.settings.max_object_size))
         channel.body_complete = lambda: process.input_complete(self.settings.request_idle_timeout)
 
         def after(filter_: ReportFilter) -> bytes:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import threading
 import zlib
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -34,65 +32,19 @@ class SizeScan:
     total: int  # the inflated size of every object scanned
 
 
-def scan_objects(object_dir: Path, limit: int, hash_size: int = 20, scans: PackScans | None = None) -> SizeScan:
-    """The objects stored directly in `object_dir` (loose, or in its packs): those larger than `limit`, and
-    what they all inflate to.
+def loose_scan(object_dir: Path, limit: int) -> SizeScan:
+    """The loose objects stored directly in `object_dir`: those larger than `limit`, and their total size."""
+    return _summed(_loose_sizes(object_dir), limit)
 
-    With `scans`, a pack whose scan was started earlier is not read again: its result is taken (or waited for).
-    """
-    scans = scans or PackScans()
+
+def pack_scan(idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
+    """The objects of one pack: those larger than `limit`, and their total size."""
+    return _summed(pack_sizes(idx, idx.with_suffix(".pack"), hash_size), limit)
+
+
+def _summed(sizes: Iterator[tuple[str, int]], limit: int) -> SizeScan:
     oversized, total = [], 0
-    for object_id, size in _loose_sizes(object_dir):
-        total += size
-        if size > limit:
-            oversized.append(object_id)
-    pack_dir = object_dir / "pack"
-    if pack_dir.is_dir():
-        for idx in sorted(pack_dir.glob("*.idx")):
-            if idx.with_suffix(".pack").is_file():
-                packed = scans.scan(idx, limit, hash_size)
-                oversized += packed.oversized
-                total += packed.total
-    return SizeScan(oversized, total)
-
-
-class PackScans:
-    """Each pack's scan, computed once however many threads ask for it.
-
-    The server starts the scan of a large push's pack as soon as git has written it, while git still checks
-    the push's connectivity; the size check then takes that result, or waits for it, instead of reading the
-    pack again. A pack is named by its path: the files of a finished pack are never rewritten in place.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._scans: dict[tuple[Path, int, int], Future] = {}
-
-    def scan(self, idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
-        idx = Path(os.path.realpath(idx))  # git names the quarantine its own way: one key per file
-        key = (idx, limit, hash_size)
-        with self._lock:
-            future = self._scans.get(key)
-            mine = future is None
-            if mine:
-                future = self._scans[key] = Future()
-        if mine:
-            try:
-                future.set_result(_scan_pack(idx, limit, hash_size))
-            except BaseException as error:  # CorruptObject, OSError: whoever asks gets the same error
-                future.set_exception(error)
-        result = future.result()
-        return SizeScan(list(result.oversized), result.total)
-
-    def finished(self) -> list[Path]:
-        """The packs whose scan is over (its result or its error is in)."""
-        with self._lock:
-            return [idx for (idx, _, _), future in self._scans.items() if future.done()]
-
-
-def _scan_pack(idx: Path, limit: int, hash_size: int) -> SizeScan:
-    oversized, total = [], 0
-    for object_id, size in pack_sizes(idx, idx.with_suffix(".pack"), hash_size):
+    for object_id, size in sizes:
         total += size
         if size > limit:
             oversized.append(object_id)

@@ -54,6 +54,47 @@ def test_unsafe_paths_rejected_and_objects_discarded(tenant, git, pushed, server
     assert objects.returncode != 0, "objects of a rejected push must not become visible"
 
 
+def literal_tree(work, entries: dict[bytes, tuple[str, str]]) -> str:
+    """A tree written as given (name -> (mode, id)), in git's order, with hash-object --literally."""
+    def order(name: bytes) -> bytes:
+        return name + b"/" if entries[name][0] == "40000" else name
+    raw = b"".join(f"{entries[n][0]} ".encode() + n + b"\0" + bytes.fromhex(entries[n][1])
+                   for n in sorted(entries, key=order))
+    return subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--literally", "--stdin"], cwd=work,
+                          input=raw, capture_output=True, check=True).stdout.decode().strip()
+
+
+FSCK_PASSES = [b"GIT~2", "\uff0egit".encode(), ".git\u3000".encode(), b"..\\x", b"a\\b", b"a\x01b", b"a\x7fb", b" ",
+               b"...", b"x" * 300, b"\xff\xfe", b"std::vector", "\u00e9".encode("latin-1")]
+
+
+@pytest.mark.parametrize("bulk", [0, 120], ids=["loose", "packed"])  # receive-pack keeps 100 objects or more as a pack
+@pytest.mark.parametrize("name", FSCK_PASSES, ids=repr)
+def test_names_git_fsck_lets_through_are_refused_like_api_paths(tenant, git, pushed, name, bulk):
+    """git's fsck refuses `.git`, `git~1` and some spellings; the API refuses these too (hooks/paths.py), and a
+    pushed file the API cannot name could then be neither edited, renamed nor deleted through it. The entry
+    below points at a blob the server already has: a rename brings no new blob, only a new tree."""
+    repo, work = pushed
+    readme = git.out("rev-parse", "HEAD:README.md", cwd=work)
+    entries = {b"README.md": ("100644", readme), name: ("100644", readme)}
+    if bulk:
+        files = {f"f{i}.txt".encode(): ("100644", subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"], cwd=work, input=f"{i}\n".encode(), capture_output=True,
+            check=True).stdout.decode().strip()) for i in range(bulk)}
+        entries[b"bulk"] = ("40000", literal_tree(work, files))
+    bad = git.out("commit-tree", literal_tree(work, entries), "-p", "HEAD", "-m", "odd name", cwd=work)
+    result = git("push", tenant.url(repo), f"{bad}:refs/heads/odd", cwd=work, check=False)
+    assert result.returncode != 0
+    assert b"[remote rejected] " in result.stderr and b"is refused: " in result.stderr, result.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/odd", cwd=work) == ""
+
+
+def test_pushed_names_the_api_accepts_still_push(tenant, git, pushed):
+    repo, work = pushed
+    git.commit(work, {"caf\u00e9/\u65e5\u672c.txt": "x", "a b/c-d_e.f~g": "y", ".github/x.yml": "z", "...x": "w"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+
+
 @pytest.mark.parametrize("ref,reason", [
     ("refs/heads/-leading-dash", b"may not start with '-'"),
     ("refs/internal/thing", b"only refs/heads/, refs/tags/ and refs/notes/ may be pushed"),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.object_headers import CorruptObject, loose_size, pack_sizes, scan_objects
+from storage.object_headers import CorruptObject, loose_size, pack_sizes
+from storage.push_scans import PushScans
 
 
 def git_sizes(repo: Path) -> dict[str, int]:
@@ -67,10 +68,10 @@ def test_loose_objects_and_the_limit(git, history):
     everything = git_sizes(history)
     loose_dir = history / ".git" / "objects"
     big = sorted(n for n, s in everything.items() if s > 100_038)
-    scanned = scan_objects(loose_dir, 100_038)
+    scanned = PushScans().objects(loose_dir, 100_038)
     assert big and sorted(scanned.oversized) == big
     assert scanned.total == sum(everything.values())  # every object is loose here
-    assert scan_objects(loose_dir, max(everything.values())).oversized == []
+    assert PushScans().objects(loose_dir, max(everything.values())).oversized == []
     some = next(p for p in loose_dir.glob("??/*"))
     assert loose_size(some) == everything[some.parent.name + some.name]
 
@@ -90,7 +91,7 @@ def test_damaged_files_are_reported_not_crashed_on(git, history, tmp_path):
     loose.parent.mkdir()
     loose.write_bytes(b"not zlib at all")
     with pytest.raises(CorruptObject):
-        scan_objects(tmp_path, 10)
+        PushScans().objects(tmp_path, 10)
 
 
 def test_pack_scans_read_each_pack_once_for_all_who_ask(git, history, monkeypatch):
@@ -109,25 +110,24 @@ def test_pack_scans_read_each_pack_once_for_all_who_ask(git, history, monkeypatc
         return real_pack_sizes(*args, **kwargs)
 
     monkeypatch.setattr(object_headers, "pack_sizes", counted)
-    scans = object_headers.PackScans()
+    scans = PushScans()
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: scans.scan(idx, 100_038), range(8)))
+        answers = list(pool.map(lambda _: scans.pack(idx, 100_038), range(8)))
     expected = sorted(n for n, s in git_sizes(history).items() if s > 100_038)
     assert expected and all(sorted(answer.oversized) == expected for answer in answers)
     assert {answer.total for answer in answers} == {sum(git_sizes(history).values())}
     assert readings == [idx] and scans.finished() == [idx]
-    assert sorted(scan_objects(history / ".git" / "objects", 100_038, scans=scans).oversized) == expected
+    assert sorted(scans.objects(history / ".git" / "objects", 100_038).oversized) == expected
     assert readings == [idx]  # taken from the scan above
-    assert scan_objects(history / ".git" / "objects", 10**9, scans=scans).oversized == []  # another limit: read again
+    assert scans.objects(history / ".git" / "objects", 10**9).oversized == []  # another limit: read again
     assert readings == [idx, idx]
     link = history / "objects-link"
     link.symlink_to(history / ".git" / "objects")
-    assert sorted(scans.scan(link / "pack" / idx.name, 100_038).oversized) == expected  # the same file by another path
+    assert sorted(scans.pack(link / "pack" / idx.name, 100_038).oversized) == expected  # the same file by another path
     assert readings == [idx, idx]
 
 
 def test_pack_scans_hand_a_damaged_pack_error_to_every_caller(git, history, tmp_path):
-    from storage.object_headers import PackScans
 
     git("repack", "-q", "-adf", cwd=history)
     idx, pack = only_pack(history)
@@ -135,7 +135,7 @@ def test_pack_scans_hand_a_damaged_pack_error_to_every_caller(git, history, tmp_
     (objects / "pack").mkdir(parents=True)
     (objects / "pack" / idx.name).write_bytes(idx.read_bytes())
     (objects / "pack" / pack.name).write_bytes(pack.read_bytes()[:64])
-    scans = PackScans()
+    scans = PushScans()
     for _ in range(2):
         with pytest.raises(CorruptObject):
-            scan_objects(objects, 10, scans=scans)
+            scans.objects(objects, 10)

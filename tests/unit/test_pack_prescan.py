@@ -9,7 +9,7 @@ from pathlib import Path
 
 from server.git_process import GitProcess
 from server.pack_prescan import kept_pack_index, prescan_pushed_pack
-from storage.object_headers import PackScans
+from storage.push_scans import PushScans
 from tests.support import pkt
 
 ZERO = "0" * 40
@@ -34,7 +34,7 @@ def _push_request(git, tmp_path: Path, files: dict[str, bytes]) -> tuple[bytes, 
     return pkt(f"{ZERO} {head} refs/heads/main\0report-status\n".encode()) + b"0000" + pack, work
 
 
-def _start(bare: Path, hooks: Path, body: bytes, scans: PackScans) -> GitProcess:
+def _start(bare: Path, hooks: Path, body: bytes, scans: PushScans) -> GitProcess:
     process = GitProcess(bare, ["-c", f"core.hooksPath={hooks}", "receive-pack", "--stateless-rpc", "."], {})
     process.feed([body], then=lambda: prescan_pushed_pack(bare, process, scans, LIMIT))
     return process
@@ -55,7 +55,7 @@ def test_the_kept_pack_is_scanned_before_the_hook_lets_go(git, tmp_path):
     bare = tmp_path / "bare.git"
     git("init", "-q", "--bare", str(bare))
     hooks, go = _blocking_hook(tmp_path)
-    scans = PackScans()
+    scans = PushScans()
     process = _start(bare, hooks, body, scans)
     try:
         deadline = time.monotonic() + 30
@@ -63,7 +63,7 @@ def test_the_kept_pack_is_scanned_before_the_hook_lets_go(git, tmp_path):
             time.sleep(0.01)
         (idx,) = scans.finished()
         assert idx.parent.parent.name.startswith("tmp_objdir-incoming-")
-        assert scans.scan(idx, LIMIT).oversized == [big_id]
+        assert scans.pack(idx, LIMIT).oversized == [big_id]
     finally:
         output = _finish(process, go)
     assert b"ok refs/heads/main" in output
@@ -75,7 +75,7 @@ def test_a_small_push_is_left_to_the_check(git, tmp_path):
     bare = tmp_path / "bare.git"
     git("init", "-q", "--bare", str(bare))
     hooks, go = _blocking_hook(tmp_path)
-    scans = PackScans()
+    scans = PushScans()
     output = _finish(_start(bare, hooks, body, scans), go)
     assert b"ok refs/heads/main" in output
     assert scans.finished() == []

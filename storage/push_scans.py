@@ -1,0 +1,64 @@
+"""What the checks read from one push's quarantine, each computed once however many threads ask for it.
+
+The server starts a large push's scans as soon as git has written its pack, while git still checks the push's
+connectivity; the checks then take those results, or wait for them, instead of reading the pack again. A pack
+is named by its path: the files of a finished pack are never rewritten in place.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+from . import object_headers, pushed_trees
+from .object_headers import SizeScan
+
+
+class PushScans:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._scans: dict[tuple, Future] = {}
+
+    def objects(self, object_dir: Path, limit: int, hash_size: int = 20) -> SizeScan:
+        """The objects stored directly in `object_dir` (loose, or in its packs): those larger than `limit`, and
+        what they all inflate to."""
+        loose = object_headers.loose_scan(object_dir, limit)
+        oversized, total = list(loose.oversized), loose.total
+        pack_dir = object_dir / "pack"
+        if pack_dir.is_dir():
+            for idx in sorted(pack_dir.glob("*.idx")):
+                if idx.with_suffix(".pack").is_file():
+                    packed = self.pack(idx, limit, hash_size)
+                    oversized += packed.oversized
+                    total += packed.total
+        return SizeScan(oversized, total)
+
+    def pack(self, idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
+        idx = Path(os.path.realpath(idx))  # git names the quarantine its own way: one key per file
+        scanned = self._once(("pack", idx, limit, hash_size), lambda: object_headers.pack_scan(idx, limit, hash_size))
+        return SizeScan(list(scanned.oversized), scanned.total)
+
+    def tree_names(self, repo: Path, quarantine: Path) -> set[bytes]:
+        """Every distinct entry name of the trees the push brought (storage/pushed_trees.py)."""
+        quarantine = Path(os.path.realpath(quarantine))
+        return set(self._once(("names", quarantine), lambda: pushed_trees.pushed_tree_names(repo, quarantine)))
+
+    def finished(self) -> list[Path]:
+        """The packs whose size scan is over (its result or its error is in)."""
+        with self._lock:
+            return [key[1] for key, future in self._scans.items() if key[0] == "pack" and future.done()]
+
+    def _once(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            future = self._scans.get(key)
+            mine = future is None
+            if mine:
+                future = self._scans[key] = Future()
+        if mine:
+            try:
+                future.set_result(compute())
+            except BaseException as error:  # CorruptObject, OSError, GitFailed: whoever asks gets the same error
+                future.set_exception(error)
+        return future.result()
