@@ -333,12 +333,29 @@ def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: 
             files.pop(path, None)
         else:
             files[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
+    if prefix and not files:
+        _refuse_missing_directory(session, repo_path, workspace, prefix)
     listed = [files[path] for path in sorted(files)] if recursive else _one_level(files, prefix)
     unsized = [item for item in listed if item.size is None and item.type == "blob"]  # base files: git knows
     sizes = git_read.object_sizes(repo_path, [item.sha for item in unsized])
     for item in unsized:
         item.size = sizes.get(item.sha)
     return listed
+
+
+def _refuse_missing_directory(session: Session, repo_path, workspace: Workspace, path: str) -> None:
+    """Nothing is listed under `path`: it is a file (here or in the base), or there is no such directory (git has
+    no empty directories, and one whose files the overlay all deleted is gone too)."""
+    overlay = _overlay_entry(session, workspace, path)
+    kind = "blob" if overlay is not None and overlay.blob_sha is not None else None
+    if overlay is None and workspace.current_commit:
+        with git_objects.open_repo(repo_path) as git_repo:
+            entry = git_objects.lookup(git_repo, workspace.current_commit, path)
+        kind = entry.kind if entry is not None else None
+    if kind in (None, "tree"):  # a base directory listed empty: the overlay deleted every file in it
+        raise NotFound(f"no directory {path!r} in this workspace", {"path": path})
+    raise Invalid(f"{path!r} is a {kind}, not a directory; read it with GET .../files/{{path}}",
+                  {"path": path, "type": kind})
 
 
 def _one_level(files: dict[str, TreeItem], prefix: str) -> list[TreeItem]:

@@ -153,6 +153,24 @@ def test_paths_with_unicode_spaces_and_depth(server, tenant, seeded, path):
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == [path]
 
 
+def test_a_tree_of_a_file_or_of_nothing_is_refused(server, tenant, seeded):
+    """These answered 200 with no entries, as if the directory were there and empty (git has no empty
+    directories; the /v1 tree answers them 404 and 422)."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("trees")["id"]
+    assert dojo("PUT", f"/workspaces/{ws}/files/new/only.txt", data=b"x").status_code == 200
+    assert dojo("DELETE", f"/workspaces/{ws}/files/src/app.ts").status_code == 200
+    assert dojo("DELETE", f"/workspaces/{ws}/files/src/old-auth.ts").status_code == 200
+    for path, status in (("nonexistent", 404), ("src", 404), ("README.md", 400), ("new/only.txt", 400)):
+        for recursive in ("false", "true"):
+            answer = dojo("GET", f"/workspaces/{ws}/tree", params={"path": path, "recursive": recursive})
+            assert answer.status_code == status, (path, answer.text)
+            assert path in answer.json()["error"] and "success" not in answer.json()
+    listed = dojo("GET", f"/workspaces/{ws}/tree", params={"path": "new"}).json()["entries"]
+    assert [entry["path"] for entry in listed] == ["new/only.txt"]
+
+
 @pytest.mark.parametrize("path", [".git/config", ".GIT/hooks/x", "a/.git/x", "git~1/config", ".git./x", ".git /x",
                                   "x/.git::$INDEX_ALLOCATION/y", ".g\u200cit/x", "a/%2e%2e/b", "a\\b", "a/%2e/b"])
 def test_hostile_paths_are_refused(server, tenant, seeded, path):
