@@ -58,7 +58,8 @@ class GitHttpApp:
         if route is None:
             return self.fallback(environ, start_response)
         try:
-            return self._handle(route, environ, start_response)
+            answer = self._handle(route, environ, start_response)
+            return _without_body(answer) if environ.get("REQUEST_METHOD") == "HEAD" else answer
         except RepositoryGone:
             return text_response(start_response, "404 Not Found", "repository not found")
         except (OperationalError, PoolTimeout):  # git retries nothing itself, but the user's next try may work
@@ -106,6 +107,9 @@ class GitHttpApp:
         protocol = git_protocol(environ.get("HTTP_GIT_PROTOCOL"))
         env = {"GIT_PROTOCOL": protocol} if protocol else {}
         if route.endpoint == "info/refs":
+            if method == "HEAD":  # the headers a GET would have; no git is started for a body nobody reads
+                start_response("200 OK", [("Content-Type", f"application/x-{service}-advertisement"), *NO_CACHE])
+                return []
             return self._advertise(start_response, repo_path, service, protocol, env)
         if service == "git-upload-pack":
             return self._upload_pack(environ, start_response, repo_path, env)
@@ -319,6 +323,14 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
             heap.after_transfer(process.bytes_fed + process.bytes_out)
 
     return body()
+
+
+def _without_body(answer: Iterable[bytes]) -> list[bytes]:
+    """A HEAD request's answer: its status and headers, none of its body (WSGI servers complain of one)."""
+    close = getattr(answer, "close", None)
+    if close is not None:
+        close()
+    return []
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

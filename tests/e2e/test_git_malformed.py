@@ -178,3 +178,17 @@ def test_broken_chunk_framing_is_a_400(tenant, git, tmp_path, service, content_t
             response += chunk
     assert response.startswith(b"HTTP/1.1 400"), response[:300]
     assert b"text/plain" in response.split(b"\r\n\r\n")[0]
+
+
+def test_head_requests_get_headers_only(server, repo_url):
+    """A HEAD on info/refs started git and wrote its advertisement, which gunicorn then dropped with a
+    warning ("WSGI app sent body bytes on a no-body response") on every such request."""
+    url, auth = repo_url
+    for path, status in (("info/refs?service=git-upload-pack", 200), ("info/refs?service=git-receive-pack", 200),
+                         ("git-upload-pack", 405), ("HEAD", 404)):
+        answer = requests.head(f"{url}/{path}", headers=auth, timeout=30)
+        assert answer.status_code == status and answer.content == b"", (path, answer.status_code)
+        if status == 200:
+            assert answer.headers["Content-Type"] == f"application/x-{path.split('=')[1]}-advertisement"
+    assert requests.head(f"{url}/info/refs?service=git-upload-pack", timeout=30).status_code == 401
+    assert "no-body response" not in server.log_text()
