@@ -74,7 +74,9 @@ def open_repo(repo_path: Path) -> Repo:
 
 def store_object(repo: Repo, obj) -> None:
     """Add an object unless present. Two writers adding the same loose object race on its lock file
-    (dulwich raises FileLocked); the other writer is writing identical bytes, so wait for it to finish."""
+    (dulwich raises FileLocked); the other writer is writing identical bytes, so wait for it to finish. A
+    repack's `prune-packed` removes empty `objects/xx/` directories, also the one dulwich has just made for
+    this object (FileNotFoundError on its lock file): then it is made again."""
     for attempt in range(200):
         if obj.id in repo.object_store:
             return
@@ -83,7 +85,9 @@ def store_object(repo: Repo, obj) -> None:
             return
         except FileLocked:
             time.sleep(0.01 * min(attempt + 1, 10))
-    raise TimeoutError(f"object {obj.id.decode()} stayed locked")
+        except FileNotFoundError:
+            continue
+    raise TimeoutError(f"object {obj.id.decode()} could not be written (locked, or its directory kept going)")
 
 
 def commit_tree(repo: Repo, commit_sha: str) -> bytes:
