@@ -1,7 +1,7 @@
 """The ref-update pipeline: checks, the compare-and-swap, then effects.
 
 Pushes reach it through git's pre-receive hook (`run_checks`, receive-pack does the swap, `run_effects`);
-changes made through the API call `apply_ref_changes`, which does all three.
+changes made through the API call `apply_ref_change`, which does all three.
 """
 from __future__ import annotations
 
@@ -24,16 +24,32 @@ log = logging.getLogger(__name__)
 # A push's refs have moved when its effects run: they are tried again, over ~5 s, before its rows and event
 # are left to reconcile (which can rebuild the rows, not the event)
 EFFECT_RETRY_DELAYS = (0.2, 1.0, 4.0)
+CHECK_RETRY_DELAYS = (0.2, 1.0)  # a push waits on its checks: a connection the database dropped is tried again
 _REJECTION_ERRORS = {"forbidden": Forbidden, "invalid": Invalid, "too_large": TooLarge, "locked": Locked}
 
 
-def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[Rejection]:
-    """The first check that objects decides; all of them read the database through one session."""
-    with ctx.db.session() as session:
-        for check in PUSH_CHECKS:
-            rejections = check(ctx, updates, session)
-            if rejections:
-                return rejections
+def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate], session=None) -> list[Rejection]:
+    """The first check that objects decides; all of them read the database through one session: the caller's
+    (an API change: a second connection per request could run the pool dry with every request holding one and
+    waiting for another), or their own, tried again if the database dropped the connection (they only read)."""
+    if session is not None:
+        return _first_rejections(ctx, updates, session)
+    for delay in (*CHECK_RETRY_DELAYS, None):
+        try:
+            with ctx.db.session() as own_session:
+                return _first_rejections(ctx, updates, own_session)
+        except OperationalError:
+            if delay is None:
+                raise
+            time.sleep(delay)
+    return []  # not reached
+
+
+def _first_rejections(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:
+    for check in PUSH_CHECKS:
+        rejections = check(ctx, updates, session)
+        if rejections:
+            return rejections
     return []
 
 
@@ -61,7 +77,7 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
     """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
-    rejections = run_checks(ctx, [update])
+    rejections = run_checks(ctx, [update], session=session)
     if rejections:
         first = rejections[0]
         error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)

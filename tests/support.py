@@ -265,16 +265,17 @@ def wait_until_gone(path: Path, timeout: float = 30) -> None:
     assert not path.exists(), path
 
 
-def in_process_app(tmp_path: Path, org: str, scope: str):
+def in_process_app(tmp_path: Path, org: str, scope: str, **settings):
     """The real application in-process (werkzeug's test client, SQLite, real repositories) with one repository,
-    `{org}/r`: (client, Basic auth headers for a `scope` key, the repository's path)."""
+    `{org}/r`: (client, Basic auth headers for a `scope` key, the repository's path). `settings` override the
+    defaults."""
     import base64
 
     from werkzeug.test import Client
 
     import wsgi
 
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, **settings)
     context = bootstrap(settings)
     with context.db.session() as session:
         created = accounts.create_org(session, org)

@@ -120,3 +120,34 @@ def test_effects_are_tried_again_when_the_database_turns_a_connection_down(repo,
     assert branch_rows(ctx) == {"main": head}
     with real_session() as session:
         assert session.scalar(select(Event.kind).where(Event.repo_id == ctx.repo.id)) == "refs.push"
+
+
+def test_a_pushs_checks_are_tried_again_when_the_database_drops_the_connection(repo, monkeypatch):
+    """A sweep terminating PostgreSQL backends under pushes saw them refused with 'internal error while checking
+    the push' though the checks only read: they now take a new connection twice before giving up. A spy raises
+    what SQLAlchemy raises for a connection the server closed."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from hooks import pipeline
+
+    ctx, path = repo
+    (head,) = commits(path, 1)
+    real_session, refusals = ctx.db.session, [1, 1]
+
+    @contextmanager
+    def dropping_session():
+        with real_session() as session:
+            if refusals:
+                refusals.pop()
+                raise OperationalError("select", {}, Exception("server closed the connection unexpectedly"))
+            yield session
+
+    monkeypatch.setattr(ctx.db, "session", dropping_session)
+    monkeypatch.setattr(pipeline, "CHECK_RETRY_DELAYS", (0, 0))
+    assert pipeline.run_checks(ctx, [RefUpdate(old=ZERO_SHA, new=head, ref="refs/heads/main")]) == []
+    assert refusals == []
+    refusals.extend([1, 1, 1])
+    with pytest.raises(OperationalError):
+        pipeline.run_checks(ctx, [RefUpdate(old=ZERO_SHA, new=head, ref="refs/heads/main")])
