@@ -4,7 +4,7 @@ Every push of 100 objects or more keeps its own pack and smaller ones write loos
 (`transfer.unpackLimit`); every ref update writes a loose ref file; `receive.autogc` is off because it would
 run inside the push. Left alone, a repository that agents push to all day ends up with hundreds of packs and
 thousands of ref files, and every clone, fetch and push reads them all (5,000 loose branches: 62 ms per ref
-advertisement, 2.6 ms packed). `needs_housekeeping` is the cheap test run after each ref change (two
+advertisement, 2.6 ms packed). `needs_housekeeping` is the cheap test run after each ref change (three
 directory listings, git's own `gc --auto` estimate, the size of a counter file); `housekeep` is the
 background job's work.
 
@@ -84,7 +84,23 @@ def _refs_need_packing(repo_path: Path, limits: HousekeepingLimits) -> bool:
 
 
 def needs_housekeeping(repo_path: Path, limits: HousekeepingLimits) -> bool:
-    return _objects_need_repack(repo_path, limits) or _refs_need_packing(repo_path, limits)
+    return (_objects_need_repack(repo_path, limits) or _refs_need_packing(repo_path, limits)
+            or may_hold_stale_quarantine(repo_path))
+
+
+def may_hold_stale_quarantine(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> bool:
+    """Whether a push quarantine may have been left behind (its directory unchanged for `older_than`; what is
+    inside is looked at by `remove_stale_quarantines`). Without it, a killed push's partial pack stayed for good
+    in a repository that never reached the other limits."""
+    deadline = time.time() - older_than
+    for entry in os.scandir(repo_path / "objects"):
+        if entry.name.startswith(QUARANTINE_PREFIX):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < deadline:
+                    return True
+            except FileNotFoundError:
+                continue
+    return False
 
 
 def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
