@@ -12,10 +12,10 @@ from typing import Sequence
 
 from sqlalchemy import bindparam, select
 
-from storage import git_read
 from storage.models import PathLock, Workspace
 from storage.times import as_utc
 
+from .changed_paths import paths_changed_by
 from .context import ChangeContext, Rejection
 from .refs import RefUpdate
 
@@ -89,9 +89,7 @@ def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate], session) 
     if not locks:
         return []
     for update in branch_updates:
-        base = update.old if not update.is_create else git_read.resolve_ref(
-            ctx.repo_path, f"refs/heads/{ctx.repo.default_branch}", env=ctx.git_env)
-        paths = git_read.changed_paths(ctx.repo_path, base, update.new, env=ctx.git_env)
+        paths = paths_changed_by(ctx, update)
         hit = first_lock_covering(locks, paths)
         if hit:
             path, pattern, lock, name, agent = hit

@@ -49,16 +49,6 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def name_problem(name: bytes) -> str | None:
-    """Why `name`, one entry of a git tree as stored, is not acceptable (the rule of `path_problem` for one
-    component), or None when it is."""
-    try:
-        component = name.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not valid UTF-8"
-    return _component_problem(component) if component else "empty path component"
-
-
 def _component_problem(component: str) -> str | None:
     if component == "":
         return "empty path component"

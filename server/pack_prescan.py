@@ -1,12 +1,11 @@
-"""Scan a large push's pack (object sizes, tree entry names) while receive-pack still checks its connectivity.
+"""Scan a large push's pack for oversized objects while receive-pack still checks its connectivity.
 
 receive-pack keeps a push of `transfer.unpackLimit` objects or more as one pack in its quarantine
 (`objects/tmp_objdir-incoming-*/pack/`), with a `.keep` file that names it: "receive-pack <pid> on <host>".
 index-pack moves the `.idx` into place last, so once it is there the pack is complete. Its scan then runs
 beside git's connectivity walk instead of after it, in the pre-receive check; on a 200 MiB push that takes
-the scans (~0.2 s for the sizes, ~0.7 s for the 62,731 trees' names) off the push's critical path. Nothing here
-decides anything: the checks ask the same `PushScans` and get these results, or scan themselves if the pack was
-not found in time.
+the scan (~0.2 s) off the push's critical path. Nothing here decides anything: the check asks the same
+`PushScans` and gets this result, or scans the pack itself if it was not found in time.
 """
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def prescan_pushed_pack(repo_path: Path, process: GitProcess, scans: PushScans, 
         if idx is not None:
             try:
                 scans.pack(idx, limit)
-                scans.tree_names(repo_path, idx.parent.parent)
-            except Exception:  # the checks meet the same error and refuse the push
+            except Exception:  # the check meets the same error and refuses the push
                 pass
             return
         process.exited.wait(POLL_SECONDS)

@@ -1,4 +1,4 @@
-"""What the checks read from one push's quarantine, each computed once however many threads ask for it.
+"""What the checks read from one push's quarantine, each computed once however many threads (or checks) ask.
 
 The server starts a large push's scans as soon as git has written its pack, while git still checks the push's
 connectivity; the checks then take those results, or wait for them, instead of reading the pack again. A pack
@@ -12,7 +12,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
-from . import object_headers, pushed_trees
+from typing import Mapping
+
+from . import git_read, object_headers
 from .object_headers import SizeScan
 
 
@@ -40,10 +42,9 @@ class PushScans:
         scanned = self._once(("pack", idx, limit, hash_size), lambda: object_headers.pack_scan(idx, limit, hash_size))
         return SizeScan(list(scanned.oversized), scanned.total)
 
-    def tree_names(self, repo: Path, quarantine: Path) -> set[bytes]:
-        """Every distinct entry name of the trees the push brought (storage/pushed_trees.py)."""
-        quarantine = Path(os.path.realpath(quarantine))
-        return set(self._once(("names", quarantine), lambda: pushed_trees.pushed_tree_names(repo, quarantine)))
+    def changed_paths(self, repo: Path, base: str | None, head: str, env: Mapping[str, str]) -> list[str]:
+        """git_read.changed_paths, once per pair however many checks ask."""
+        return list(self._once(("paths", base, head), lambda: git_read.changed_paths(repo, base, head, env=env)))
 
     def finished(self) -> list[Path]:
         """The packs whose size scan is over (its result or its error is in)."""

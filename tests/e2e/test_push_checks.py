@@ -73,7 +73,8 @@ FSCK_PASSES = [b"GIT~2", "\uff0egit".encode(), ".git\u3000".encode(), b"..\\x", 
 def test_names_git_fsck_lets_through_are_refused_like_api_paths(tenant, git, pushed, name, bulk):
     """git's fsck refuses `.git`, `git~1` and some spellings; the API refuses these too (hooks/paths.py), and a
     pushed file the API cannot name could then be neither edited, renamed nor deleted through it. The entry
-    below points at a blob the server already has: a rename brings no new blob, only a new tree."""
+    below points at a blob the server already has: a rename brings no new blob, only a new tree. Pushed as a
+    new branch (compared with the default branch) and as an update of the default branch."""
     repo, work = pushed
     readme = git.out("rev-parse", "HEAD:README.md", cwd=work)
     entries = {b"README.md": ("100644", readme), name: ("100644", readme)}
@@ -83,16 +84,29 @@ def test_names_git_fsck_lets_through_are_refused_like_api_paths(tenant, git, pus
             check=True).stdout.decode().strip()) for i in range(bulk)}
         entries[b"bulk"] = ("40000", literal_tree(work, files))
     bad = git.out("commit-tree", literal_tree(work, entries), "-p", "HEAD", "-m", "odd name", cwd=work)
-    result = git("push", tenant.url(repo), f"{bad}:refs/heads/odd", cwd=work, check=False)
-    assert result.returncode != 0
-    assert b"[remote rejected] " in result.stderr and b"is refused: " in result.stderr, result.stderr
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/odd", cwd=work) == ""
+    for ref in ("refs/heads/odd", "refs/heads/main"):
+        before = git.out("ls-remote", tenant.url(repo), ref, cwd=work)
+        result = git("push", tenant.url(repo), f"{bad}:{ref}", cwd=work, check=False)
+        assert result.returncode != 0
+        assert b"[remote rejected] " in result.stderr and b"is refused: " in result.stderr, result.stderr
+        assert git.out("ls-remote", tenant.url(repo), ref, cwd=work) == before
 
 
 def test_pushed_names_the_api_accepts_still_push(tenant, git, pushed):
     repo, work = pushed
     git.commit(work, {"caf\u00e9/\u65e5\u672c.txt": "x", "a b/c-d_e.f~g": "y", ".github/x.yml": "z", "...x": "w"})
     git("push", "-q", tenant.url(repo), "main", cwd=work)
+    blob = git.out("rev-parse", "HEAD:...x", cwd=work)
+    git("push", "-q", tenant.url(repo), f"{blob}:refs/tags/a-blob", cwd=work)  # a tag of a blob has no paths
+
+
+def test_a_path_deeper_than_the_api_allows_is_refused(tenant, git, pushed):
+    repo, work = pushed
+    before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
+    git.commit(work, {"d/" * 70 + "deep.txt": "x"}, "70 levels")
+    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert b"is refused: deeper than 64 levels" in result.stderr, result.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
 
 
 @pytest.mark.parametrize("ref,reason", [
