@@ -8,6 +8,8 @@ import zlib
 import pytest
 import requests
 
+from tests.support import raw_request
+
 UPLOAD = "application/x-git-upload-pack-request"
 RECEIVE = "application/x-git-receive-pack-request"
 
@@ -143,15 +145,9 @@ def test_a_body_shorter_than_announced_changes_nothing(tenant, git, tmp_path):
     head = git.out("rev-parse", "HEAD", cwd=work)
     command = f"{head} {'0' * 40} refs/heads/keep\0report-status\n".encode()
     body = b"%04x" % (len(command) + 4) + command + b"0000"
-    request = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: h\r\n"
-               f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {RECEIVE}\r\n"
-               f"Content-Length: {len(body) + 500}\r\n\r\n").encode() + body
-    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=30) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
+    response = raw_request(tenant.server, f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: h\r\n"
+                                          f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {RECEIVE}\r\n"
+                                          f"Content-Length: {len(body) + 500}\r\n\r\n", body)
     assert response.startswith(b"HTTP/1.1 400"), response[:200]
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/keep", cwd=work).split()[0] == head
 
@@ -167,15 +163,10 @@ def test_broken_chunk_framing_is_a_400(tenant, git, tmp_path, service, content_t
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
     git("push", "-q", tenant.url(repo), "main", cwd=work)
-    request = (f"POST /{tenant.org}/{repo}.git/{service} HTTP/1.1\r\nHost: h\r\n"
-               f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {content_type}\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n").encode() + framing
-    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=30) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
+    response = raw_request(tenant.server, f"POST /{tenant.org}/{repo}.git/{service} HTTP/1.1\r\nHost: h\r\n"
+                                          f"Authorization: Bearer {tenant.keys['admin']}\r\n"
+                                          f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                           framing)
     assert response.startswith(b"HTTP/1.1 400"), response[:300]
     assert b"text/plain" in response.split(b"\r\n\r\n")[0]
 
