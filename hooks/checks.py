@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from storage import git_fsck, git_read, object_headers
 from storage.git_env import GitFailed
-from storage.push_scans import PushScans
 from storage.keys import key_in_force
 from storage.models import BranchProtection
+from storage.push_scans import PushScans
 
-from .context import ChangeContext, Rejection
 from .changed_paths import paths_changed_by
+from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
 from .refs import RefUpdate, pushable_ref_problem, ref_name_problem
@@ -111,8 +111,11 @@ def check_pushed_paths(ctx: ChangeContext, updates: Sequence[RefUpdate], session
             continue
         try:
             paths = paths_changed_by(ctx, update)
-        except GitFailed:  # not a tree-ish (a tag of a blob): it has no paths
-            continue
+        except GitFailed:
+            if git_read.peeled_type(ctx.repo_path, update.new, env=ctx.git_env) == "blob":
+                continue  # a tag of a blob: no paths
+            raise  # the push is refused as one that could not be checked
+
         for path in paths:
             problem = path_problem(path)
             if problem:

@@ -108,6 +108,12 @@ def changed_paths(repo: Path, base: str | None, head: str, env: Mapping[str, str
     return [p for p in result.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
+def peeled_type(repo: Path, sha: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The type of what `sha` names once tags are peeled (commit, tree, blob), None if git cannot tell."""
+    result = run_git(repo, ["cat-file", "-t", "--end-of-options", f"{sha}^{{}}"], env=env, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
 def is_full_sha(value: str) -> bool:
     return len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value)
 

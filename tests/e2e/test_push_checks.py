@@ -97,7 +97,11 @@ def test_pushed_names_the_api_accepts_still_push(tenant, git, pushed):
     git.commit(work, {"caf\u00e9/\u65e5\u672c.txt": "x", "a b/c-d_e.f~g": "y", ".github/x.yml": "z", "...x": "w"})
     git("push", "-q", tenant.url(repo), "main", cwd=work)
     blob = git.out("rev-parse", "HEAD:...x", cwd=work)
-    git("push", "-q", tenant.url(repo), f"{blob}:refs/tags/a-blob", cwd=work)  # a tag of a blob has no paths
+    git("tag", "-a", "-m", "an annotated tag of a blob", "annotated-blob", blob, cwd=work)
+    tree = git.out("rev-parse", "HEAD^{tree}", cwd=work)
+    git("push", "-q", tenant.url(repo), f"{blob}:refs/tags/a-blob", "refs/tags/annotated-blob",  # no paths
+        f"{tree}:refs/tags/a-tree", cwd=work)
+    assert len(git.out("ls-remote", "--tags", tenant.url(repo), cwd=work).splitlines()) == 4  # with a peeled line
 
 
 def test_a_path_deeper_than_the_api_allows_is_refused(tenant, git, pushed):
