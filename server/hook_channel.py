@@ -97,7 +97,7 @@ class HookChannel:
                 self._refuse("the request body was cut off or malformed: nothing was applied")
                 return
             ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options))
-            self.rejections = run_checks(ctx, self._with_requested(updates))
+            self.rejections = _named_twice(updates) or run_checks(ctx, self._with_requested(updates))
             self.approved = not self.rejections
             self.server_end.sendall(self._verdict())
         except HookProtocolError as error:
@@ -181,6 +181,14 @@ class HookChannel:
         for name in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY"):
             if name in env and not Path(env[name]).resolve().is_relative_to(root):
                 raise HookProtocolError("quarantine outside the repository")
+
+
+def _named_twice(updates: list[RefUpdate]) -> list[Rejection]:
+    """git applies the first of two commands for one ref and fails the second; the whole push is refused, as
+    any push with a refused command is, and says why."""
+    seen: set[str] = set()
+    twice = [u.ref for u in updates if u.ref in seen or seen.add(u.ref)]
+    return [Rejection(ref, "this ref is named more than once in the push", "invalid") for ref in dict.fromkeys(twice)]
 
 
 def _readable(text: str) -> str:

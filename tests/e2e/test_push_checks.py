@@ -512,3 +512,15 @@ def test_a_key_in_a_ref_name_is_not_written_to_the_application_log(server, tenan
     time.sleep(0.5)
     log = server.log_text()
     assert "disagree about 'refs/heads/dk-[redacted]'" in log and key not in log
+
+
+def test_a_ref_named_twice_in_one_push_is_refused_with_that_reason(server, tenant, git, pushed):
+    """Only a hand-made request does this (git's client will not): it was refused as 'the push could not be
+    checked', the hook's list and the request's disagreeing."""
+    repo, work = pushed
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    first = f"{'0' * 40} {head} refs/heads/dup".encode() + b"\0report-status"
+    body = pkt(first + b"\n") + pkt(f"{'0' * 40} {head} refs/heads/dup\n".encode()) + b"0000" + EMPTY_PACK
+    answer = receive_pack(server, tenant, repo, body)
+    assert b"ng refs/heads/dup this ref is named more than once in the push" in answer.content, answer.content
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/dup", cwd=work) == ""
