@@ -17,6 +17,12 @@ MAX_DEPTH = 64
 _HFS_IGNORABLE = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070),
                                 0xFEFF])
 _SHORT_NAME = re.compile(r"^git~\d+$")
+# Most paths are printable ASCII with no space, '~', ':' or '\\' and no component starting with '.': those pass
+# every rule below (nothing in them can spell `.git` or `..`), decided by one match at C speed. A push of a whole
+# repository checks every path in it: 2,880 took 19 ms one rule at a time.
+_PLAIN = r"\-A-Za-z0-9_+@,=#%&()\[\]{}!$'^;"
+_PLAIN_PATH = re.compile(rf"[{_PLAIN}][{_PLAIN}.]{{0,{MAX_COMPONENT_BYTES - 1}}}"
+                         rf"(?:/[{_PLAIN}][{_PLAIN}.]{{0,{MAX_COMPONENT_BYTES - 1}}}){{0,{MAX_DEPTH - 1}}}")
 
 
 def is_dotgit_alias(component: str) -> bool:
@@ -29,6 +35,12 @@ def is_dotgit_alias(component: str) -> bool:
 
 def path_problem(path: str) -> str | None:
     """Why `path` is not an acceptable relative file path, or None when it is."""
+    if isinstance(path, str) and len(path) <= MAX_PATH_BYTES and _PLAIN_PATH.fullmatch(path):
+        return None
+    return _problem(path)
+
+
+def _problem(path: str) -> str | None:
     if not isinstance(path, str) or not path:
         return "empty path"
     try:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hooks.paths import MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, is_dotgit_alias, path_problem
 
@@ -51,3 +53,19 @@ def test_dotgit_aliases():
 def test_non_strings_are_refused():
     assert path_problem(None) is not None  # type: ignore[arg-type]
     assert path_problem(b".git") is not None  # type: ignore[arg-type]
+
+
+_TRICKY = st.lists(st.sampled_from(list("aAgGiItT.-_~ :\\/\x00\x1f\x7f\u200c\uff0e\u00e9") + ["git", ".git", "~1"]),
+                   max_size=20).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_TRICKY, st.text(max_size=60), st.from_regex(r"[a-z.]{1,260}(/[a-z.~]{1,5}){0,70}", fullmatch=True)))
+def test_the_fast_path_accepts_only_what_every_rule_accepts(path):
+    """hooks.paths decides most paths with one regular expression; a path it lets through must be one the rules
+    one by one let through too (the reverse need not hold: 'a b' is checked the slow way and accepted)."""
+    from hooks.paths import _PLAIN_PATH, _problem
+
+    if len(path) <= MAX_PATH_BYTES and _PLAIN_PATH.fullmatch(path):
+        assert _problem(path) is None
+    assert (path_problem(path) is None) == (_problem(path) is None)
