@@ -187,8 +187,10 @@ def _named_twice(updates: list[RefUpdate]) -> list[Rejection]:
     """git applies the first of two commands for one ref and fails the second; the whole push is refused, as
     any push with a refused command is, and says why."""
     seen: set[str] = set()
-    twice = [u.ref for u in updates if u.ref in seen or seen.add(u.ref)]
-    return [Rejection(ref, "this ref is named more than once in the push", "invalid") for ref in dict.fromkeys(twice)]
+    twice = list(dict.fromkeys(u.ref for u in updates if u.ref in seen or seen.add(u.ref)))
+    if twice:
+        log.warning("push refused: %s named more than once", ", ".join(repr(ref) for ref in twice))
+    return [Rejection(ref, "this ref is named more than once in the push", "invalid") for ref in twice]
 
 
 def _readable(text: str) -> str:

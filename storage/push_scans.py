@@ -12,9 +12,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
-from typing import Mapping
-
-from . import git_read, object_headers
+from . import object_headers
 from .object_headers import SizeScan
 
 
@@ -39,19 +37,16 @@ class PushScans:
 
     def pack(self, idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
         idx = Path(os.path.realpath(idx))  # git names the quarantine its own way: one key per file
-        scanned = self._once(("pack", idx, limit, hash_size), lambda: object_headers.pack_scan(idx, limit, hash_size))
+        scanned = self.once(("pack", idx, limit, hash_size), lambda: object_headers.pack_scan(idx, limit, hash_size))
         return SizeScan(list(scanned.oversized), scanned.total)
-
-    def changed_paths(self, repo: Path, base: str | None, head: str, env: Mapping[str, str]) -> list[str]:
-        """git_read.changed_paths, once per pair however many checks ask."""
-        return list(self._once(("paths", base, head), lambda: git_read.changed_paths(repo, base, head, env=env)))
 
     def finished(self) -> list[Path]:
         """The packs whose size scan is over (its result or its error is in)."""
         with self._lock:
             return [key[1] for key, future in self._scans.items() if key[0] == "pack" and future.done()]
 
-    def _once(self, key: tuple, compute: Callable[[], Any]) -> Any:
+    def once(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """`compute()`'s result (or error) for `key`: computed by the first caller, waited for by the others."""
         with self._lock:
             future = self._scans.get(key)
             mine = future is None
