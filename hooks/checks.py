@@ -9,12 +9,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from storage import git_fsck, git_read, object_headers
-from storage.git_env import GitFailed
 from storage.keys import key_in_force
 from storage.models import BranchProtection
 from storage.push_scans import PushScans
 
-from .changed_paths import paths_changed_by
+from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
@@ -98,25 +97,20 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
 
 
 def check_pushed_paths(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
-    """The paths a push adds or changes follow the rule every path given to the API follows (hooks/paths.py),
-    so that nothing pushed is a file the API cannot name, and no checkout anywhere resolves one to `.git` or
-    `..`. git's fsck refuses only some spellings; it passes `GIT~2`, a fullwidth `.git`, a backslash, a control
+    """The paths a push adds follow the rule every path given to the API follows (hooks/paths.py), so that
+    nothing pushed is a file the API cannot name, and no checkout anywhere resolves one to `.git` or `..`.
+    git's fsck refuses only some spellings; it passes `GIT~2`, a fullwidth `.git`, a backslash, a control
     character, bytes that are not UTF-8, a 300-byte name or a path 100 levels deep. What each ref's new value
-    changes is looked at (one `git diff-tree`, ~4 ms even for a whole history pushed into an empty repository),
-    not every tree of its history."""
+    changes is looked at (hooks/changed_paths.py: one `git diff-tree` per ref, ~4 ms), not every tree of its
+    history: a name a later commit removed again is left to git's fsck."""
     if ctx.source != "push":
         return []  # the server's own trees are built from paths the API has checked
-    for update in updates:
-        if update.is_delete:
-            continue
-        try:
-            paths = paths_changed_by(ctx, update)
-        except GitFailed:
-            if git_read.peeled_type(ctx.repo_path, update.new, env=ctx.git_env) == "blob":
-                continue  # a tag of a blob: no paths
-            raise  # the push is refused as one that could not be checked
-
+    seen: set[str] = set()
+    for update, paths in new_paths(ctx, updates):
         for path in paths:
+            if path in seen:
+                continue
+            seen.add(path)
             problem = path_problem(path)
             if problem:
                 shown = path[:200].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -15,7 +15,7 @@ from storage import git_refs
 from storage.db import on_rollback
 from storage.errors import DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
 
-from .changed_paths import start_finding_changed_paths
+from .changed_paths import start_finding_new_paths
 from .checks import PUSH_CHECKS
 from .context import ChangeContext, Rejection
 from .effects import EFFECTS
@@ -36,7 +36,7 @@ def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate], session=None) -
     if session is not None:
         return _first_rejections(ctx, updates, session)
     if ctx.source == "push":
-        start_finding_changed_paths(ctx, updates)
+        start_finding_new_paths(ctx, updates)
     for delay in (*CHECK_RETRY_DELAYS, None):
         try:
             with ctx.db.session() as own_session:

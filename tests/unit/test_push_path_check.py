@@ -1,32 +1,93 @@
-"""hooks.checks.check_pushed_paths fails closed: a diff git could not make refuses the push unless the new value
-is a blob (a tag of a blob has no paths). A real bare repository; the failing diff is a spy."""
+"""hooks.changed_paths.new_paths and the push path check on a real bare repository: a new ref is diffed against
+the new ref before it in name order (the first against the default branch), so a mirror push of many tags lists
+each tag's few changes instead of its whole tree; a failing diff refuses the push unless the value is a blob."""
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
-from hooks import checks
+from hooks import changed_paths, checks
 from hooks.context import ChangeContext, RepoRef
 from hooks.refs import ZERO_SHA, RefUpdate
+from storage import git_read
 from storage.git_env import GitFailed
+from storage.push_scans import PushScans
 from storage.settings import Settings
-from tests.support import commit_in
 
 
-def test_a_diff_git_could_not_make_refuses_the_push(tmp_path, monkeypatch):
-    repo = tmp_path / "r.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
-    head = commit_in(repo, "main")
-    blob = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"], input=b"x", capture_output=True,
-                          check=True).stdout.decode().strip()
-    ctx = ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("r", "o", "r", "main"),
-                        repo_path=repo, actor=None)
+def _git(repo, *args: str, data: bytes | None = None, index: str | None = None) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", **({"GIT_INDEX_FILE": index} if index else {})}
+    return subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, check=True,
+                          env=env).stdout.decode().strip()
 
-    def failing(*_args):
+
+def _commit(repo, parent: str | None, files: dict[str, str]) -> str:
+    index = str(repo / "scratch-index")
+    _git(repo, "read-tree", "--empty", index=index)
+    for path, text in files.items():
+        blob = _git(repo, "hash-object", "-w", "--stdin", data=text.encode())
+        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", index=index)
+    tree = _git(repo, "write-tree", index=index)
+    return _git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", "c")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    path = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    return path
+
+
+def _ctx(repo, tmp_path) -> ChangeContext:
+    return ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("r", "o", "r", "main"),
+                         repo_path=repo, actor=None, push_scans=PushScans())
+
+
+def test_new_tags_are_diffed_one_against_the_next(repo, tmp_path, monkeypatch):
+    files = {f"src/f{i}.txt": f"{i}\n" for i in range(50)}
+    main = _commit(repo, None, files)
+    _git(repo, "update-ref", "refs/heads/main", main)
+    tips, parent = [], main
+    for version in range(1, 12):
+        parent = _commit(repo, parent, {**files, f"v{version}.txt": "x"})
+        tips.append(parent)
+    asked = []
+    real = git_read.changed_paths
+
+    def counted(repo_path, base, head, env=None):
+        asked.append((base, head))
+        return real(repo_path, base, head, env=env)
+
+    monkeypatch.setattr(git_read, "changed_paths", counted)
+    updates = [RefUpdate(ZERO_SHA, tip, f"refs/tags/v{i + 1}") for i, tip in reversed(list(enumerate(tips)))]
+    found = dict(changed_paths.new_paths(_ctx(repo, tmp_path), updates))
+    assert asked == [(main, tips[0])] + list(zip(tips, tips[1:]))  # v1 against main, v2 against v1, ... v11
+    assert found[updates[0]] == ["v10.txt", "v11.txt"]  # v11 against v10: not the 50 files again
+
+
+def test_a_bad_path_in_a_later_tag_is_found(repo, tmp_path):
+    main = _commit(repo, None, {"a.txt": "a"})
+    _git(repo, "update-ref", "refs/heads/main", main)
+    v1 = _commit(repo, main, {"a.txt": "a", "b.txt": "b"})
+    v2 = _commit(repo, v1, {"a.txt": "a", "b.txt": "b", "c/GIT~2/x": "evil"})
+    updates = [RefUpdate(ZERO_SHA, v2, "refs/tags/v2"), RefUpdate(ZERO_SHA, v1, "refs/tags/v1")]
+    refused = checks.check_pushed_paths(_ctx(repo, tmp_path), updates, None)
+    assert {r.ref for r in refused} == {"refs/tags/v1", "refs/tags/v2"}
+    assert "c/GIT~2/x" in refused[0].reason
+
+
+def test_a_diff_git_could_not_make_refuses_the_push(repo, tmp_path, monkeypatch):
+    head = _commit(repo, None, {"a.txt": "a"})
+    _git(repo, "update-ref", "refs/heads/main", head)
+    blob = _git(repo, "hash-object", "-w", "--stdin", data=b"x")
+
+    def failing(*_args, **_kwargs):
         raise GitFailed(128, ["git", "diff-tree"], b"", b"fatal: something went wrong")
 
-    monkeypatch.setattr(checks, "paths_changed_by", failing)
-    assert checks.check_pushed_paths(ctx, [RefUpdate(ZERO_SHA, blob, "refs/tags/b")], None) == []
+    monkeypatch.setattr(git_read, "changed_paths", failing)
+    assert checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, blob, "refs/tags/b")], None) == []
     with pytest.raises(GitFailed):
-        checks.check_pushed_paths(ctx, [RefUpdate(ZERO_SHA, head, "refs/heads/x")], None)
+        checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, head, "refs/heads/x")], None)
