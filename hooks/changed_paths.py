@@ -23,32 +23,36 @@ def default_head(ctx: ChangeContext) -> str | None:
     return git_refs.read_ref(ctx.repo_path, f"refs/heads/{ctx.repo.default_branch}")
 
 
-def changed_between(ctx: ChangeContext, base: str | None, new: str) -> list[str]:
-    """Paths that differ between `base` (None: nothing) and `new`, found once per push however many checks
-    ask (ctx.push_scans)."""
+def changed_between(ctx: ChangeContext, base: str | None, new: str, directories: bool = False) -> list[str]:
+    """Paths that differ between `base` (None: nothing) and `new` (with `directories`, the directories too),
+    found once per push however many checks ask (ctx.push_scans)."""
     def find() -> list[str]:
-        return git_read.changed_paths(ctx.repo_path, base, new, env=ctx.git_env)
+        return git_read.changed_paths(ctx.repo_path, base, new, env=ctx.git_env, directories=directories)
 
     if ctx.push_scans is None:
         return find()
-    return list(ctx.push_scans.once(("changed paths", base, new), find))
+    return list(ctx.push_scans.once(("changed paths", base, new, directories), find))
 
 
 def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> Iterator[tuple[RefUpdate, list[str]]]:
     """For each ref a push sets, paths that no tree already accepted has: what it changes against its old value,
     and a new ref against the new ref before it in name order (tags v1.0, v1.1, ...: a few files apart), the
     first against the default branch. Every path of the new value is then either in the diff or in a tree
-    whose paths were all seen. A mirror push of 270 refs diffed each against the default branch listed
-    millions of paths (libgit2: 58 s against 7 s without). A value that is a blob (a tag of one) has no paths."""
+    whose paths were all seen; directories are listed too (an empty one's name shows nowhere else). A mirror
+    push of 270 refs diffed each against the default branch listed millions of paths (libgit2: 58 s against
+    7 s without). A value that is a blob (a tag of one) has no paths; a tag of a blob moved to a commit is
+    diffed against nothing."""
     previous = None
     for update in _in_order(updates):
         base = update.old if not update.is_create else (previous or default_head(ctx))
         try:
-            paths = changed_between(ctx, base, update.new)
+            paths = changed_between(ctx, base, update.new, directories=True)
         except GitFailed:
             if git_read.peeled_type(ctx.repo_path, update.new, env=ctx.git_env) == "blob":
                 continue
-            raise  # the push is refused as one that could not be checked
+            if git_read.peeled_type(ctx.repo_path, base, env=ctx.git_env) != "blob":
+                raise  # the push is refused as one that could not be checked
+            paths = changed_between(ctx, None, update.new, directories=True)  # a tag of a blob moved to a commit
         if update.is_create:
             previous = update.new
         yield update, paths
@@ -60,7 +64,8 @@ def _in_order(updates: Sequence[RefUpdate]) -> list[RefUpdate]:
 
 
 def _natural(ref: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", ref)]
+    """v1.10 after v1.9: the runs of digits the split captured (the odd parts) compare as numbers."""
+    return [int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", ref))]
 
 
 def start_finding_new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> None:
@@ -84,7 +89,7 @@ DIFF_THREADS = 4
 def _find_all(ctx: ChangeContext, pairs: list[tuple[str | None, str]]) -> None:
     def find(pair: tuple[str | None, str]) -> None:
         try:
-            changed_between(ctx, *pair)
+            changed_between(ctx, *pair, directories=True)
         except Exception:  # kept by push_scans: the check meets the same error
             pass
 

@@ -83,8 +83,11 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
         if oversized:  # git completes a thin pack with the bases it was sent against: objects already stored
             stored = git_read.object_sizes(ctx.repo_path, oversized)  # no quarantine env: the repository's own
             oversized = [object_id for object_id in oversized if object_id not in stored]
-        if not oversized and scanned.total > ctx.settings.max_push_inflated_size:
-            reason = (f"the push's objects inflate to {scanned.total} bytes, more than the "
+        total = scanned.total
+        if not oversized and total > ctx.settings.max_push_inflated_size:
+            total = _without_stored(ctx, Path(quarantine))
+        if not oversized and total > ctx.settings.max_push_inflated_size:
+            reason = (f"the push's objects inflate to {total} bytes, more than the "
                       f"{ctx.settings.max_push_inflated_size} byte limit")
             return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
     else:
@@ -96,17 +99,27 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
+def _without_stored(ctx: ChangeContext, quarantine: Path) -> int:
+    """What the quarantine's objects inflate to, less those the repository already has: git completes a thin
+    pack with the bases it was sent against. Only asked when the sum of them all is over the limit."""
+    sizes = dict(object_headers.all_sizes(quarantine))
+    stored = git_read.object_sizes(ctx.repo_path, sizes)  # no quarantine env: the repository's own
+    return sum(size for object_id, size in sizes.items() if object_id not in stored)
+
+
 def check_pushed_paths(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
     """The paths a push adds follow the rule every path given to the API follows (hooks/paths.py), so that
     nothing pushed is a file the API cannot name, and no checkout anywhere resolves one to `.git` or `..`.
     git's fsck refuses only some spellings; it passes `GIT~2`, a fullwidth `.git`, a backslash, a control
     character, bytes that are not UTF-8, a 300-byte name or a path 100 levels deep. What each ref's new value
     changes is looked at (hooks/changed_paths.py: one `git diff-tree` per ref, ~4 ms), not every tree of its
-    history: a name a later commit removed again is left to git's fsck."""
-    if ctx.source != "push":
-        return []  # the server's own trees are built from paths the API has checked
+    history: a name a later commit removed again is left to git's fsck, until an API call names that commit.
+
+    The server's own commits are built from paths the API has checked, onto a tip that passed this check; but
+    a new ref it makes may point at any stored commit (a branch from a sha), so those are checked too."""
+    checked = updates if ctx.source == "push" else [u for u in updates if u.is_create]
     seen: set[str] = set()
-    for update, paths in new_paths(ctx, updates):
+    for update, paths in new_paths(ctx, checked):
         for path in paths:
             if path in seen:
                 continue

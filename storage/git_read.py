@@ -101,10 +101,12 @@ def resolve_ref(repo: Path, ref: str, env: Mapping[str, str] | None = None) -> s
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
-def changed_paths(repo: Path, base: str | None, head: str, env: Mapping[str, str] | None = None) -> list[str]:
-    """Paths that differ between `base` (None: nothing) and `head`, renames split into delete + add."""
-    result = run_git(repo, ["diff-tree", "-r", "-z", "--no-renames", "--name-only", "--end-of-options",
-                            base or EMPTY_TREE, head], env=env)
+def changed_paths(repo: Path, base: str | None, head: str, env: Mapping[str, str] | None = None,
+                  directories: bool = False) -> list[str]:
+    """Paths that differ between `base` (None: nothing) and `head`, renames split into delete + add; with
+    `directories`, also the directories on the way (an empty one has no other path to show its name)."""
+    result = run_git(repo, ["diff-tree", "-r", *(["-t"] if directories else []), "-z", "--no-renames",
+                            "--name-only", "--end-of-options", base or EMPTY_TREE, head], env=env)
     return [p for p in result.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 

@@ -32,6 +32,16 @@ class SizeScan:
     total: int  # the inflated size of every object scanned
 
 
+def all_sizes(object_dir: Path, hash_size: int = 20) -> Iterator[tuple[str, int]]:
+    """(object id, inflated size) of every object stored directly in `object_dir`, loose or packed."""
+    yield from _loose_sizes(object_dir)
+    pack_dir = object_dir / "pack"
+    if pack_dir.is_dir():
+        for idx in sorted(pack_dir.glob("*.idx")):
+            if idx.with_suffix(".pack").is_file():
+                yield from pack_sizes(idx, idx.with_suffix(".pack"), hash_size)
+
+
 def loose_scan(object_dir: Path, limit: int) -> SizeScan:
     """The loose objects stored directly in `object_dir`: those larger than `limit`, and their total size."""
     return _summed(_loose_sizes(object_dir), limit)

@@ -57,9 +57,9 @@ def test_new_tags_are_diffed_one_against_the_next(repo, tmp_path, monkeypatch):
     asked = []
     real = git_read.changed_paths
 
-    def counted(repo_path, base, head, env=None):
+    def counted(repo_path, base, head, env=None, directories=False):
         asked.append((base, head))
-        return real(repo_path, base, head, env=env)
+        return real(repo_path, base, head, env=env, directories=directories)
 
     monkeypatch.setattr(git_read, "changed_paths", counted)
     updates = [RefUpdate(ZERO_SHA, tip, f"refs/tags/v{i + 1}") for i, tip in reversed(list(enumerate(tips)))]
@@ -76,7 +76,7 @@ def test_a_bad_path_in_a_later_tag_is_found(repo, tmp_path):
     updates = [RefUpdate(ZERO_SHA, v2, "refs/tags/v2"), RefUpdate(ZERO_SHA, v1, "refs/tags/v1")]
     refused = checks.check_pushed_paths(_ctx(repo, tmp_path), updates, None)
     assert {r.ref for r in refused} == {"refs/tags/v1", "refs/tags/v2"}
-    assert "c/GIT~2/x" in refused[0].reason
+    assert "path 'c/GIT~2' is refused" in refused[0].reason  # the directory is listed before what is in it
 
 
 def test_a_diff_git_could_not_make_refuses_the_push(repo, tmp_path, monkeypatch):
@@ -91,3 +91,48 @@ def test_a_diff_git_could_not_make_refuses_the_push(repo, tmp_path, monkeypatch)
     assert checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, blob, "refs/tags/b")], None) == []
     with pytest.raises(GitFailed):
         checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, head, "refs/heads/x")], None)
+
+
+def test_ref_names_sort_with_digits_of_any_kind():
+    """'²' is a digit to str.isdigit but not to the \\d that split the name: v1²2 failed every push creating it."""
+    from hooks.changed_paths import _natural
+
+    names = ["refs/tags/v1.10", "refs/tags/v1.9", "refs/heads/v1\u00b22", "refs/tags/x1\u06632", "refs/heads/v1\u00b2"]
+    ordered = sorted(names, key=_natural)
+    assert ordered.index("refs/tags/v1.9") < ordered.index("refs/tags/v1.10")
+
+
+def test_an_empty_directory_with_a_refused_name_is_found(repo, tmp_path):
+    """diff-tree -r lists files only: an empty tree entry named `x::y` showed nowhere."""
+    main = _commit(repo, None, {"a.txt": "a"})
+    _git(repo, "update-ref", "refs/heads/main", main)
+    blob = _git(repo, "rev-parse", f"{main}:a.txt")
+    empty = _git(repo, "mktree", data=b"")
+    raw = (b"100644 a.txt\0" + bytes.fromhex(blob) + b"40000 x::y\0" + bytes.fromhex(empty))
+    tree = _git(repo, "hash-object", "-t", "tree", "-w", "--literally", "--stdin", data=raw)
+    bad = _git(repo, "commit-tree", tree, "-p", main, "-m", "empty dir")
+    refused = checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(main, bad, "refs/heads/main")], None)
+    assert refused and "path 'x::y' is refused" in refused[0].reason
+
+
+def test_a_tag_of_a_blob_moved_to_a_commit_is_checked_against_nothing(repo, tmp_path):
+    main = _commit(repo, None, {"a.txt": "a"})
+    _git(repo, "update-ref", "refs/heads/main", main)
+    blob = _git(repo, "hash-object", "-w", "--stdin", data=b"x")
+    good = _commit(repo, main, {"a.txt": "a", "b.txt": "b"})
+    bad = _commit(repo, main, {"a.txt": "a", "b\\c.txt": "b"})
+    assert checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(blob, good, "refs/tags/t")], None) == []
+    refused = checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(blob, bad, "refs/tags/t")], None)
+    assert refused and "backslash" in refused[0].reason
+
+
+def test_the_api_checks_a_new_ref_but_not_its_own_commits(repo, tmp_path):
+    """A commit only history reaches (a later one removed its bad path) became a branch through
+    POST /v1/repos/{repo}/branches {"from": sha}: a ref the API makes may point at any stored commit."""
+    main = _commit(repo, None, {"a.txt": "a"})
+    _git(repo, "update-ref", "refs/heads/main", main)
+    bad = _commit(repo, main, {"a.txt": "a", "bad::1": "x"})
+    ctx = _ctx(repo, tmp_path)
+    api = ChangeContext(db=None, settings=ctx.settings, repo=ctx.repo, repo_path=repo, actor=None, source="api")
+    assert checks.check_pushed_paths(api, [RefUpdate(ZERO_SHA, bad, "refs/heads/from-sha")], None)
+    assert checks.check_pushed_paths(api, [RefUpdate(main, bad, "refs/heads/main")], None) == []  # its own commit
