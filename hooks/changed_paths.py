@@ -40,11 +40,9 @@ def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> Iterator[tupl
     first against the default branch. Every path of the new value is then either in the diff or in a tree
     whose paths were all seen; directories are listed too (an empty one's name shows nowhere else). A mirror
     push of 270 refs diffed each against the default branch listed millions of paths (libgit2: 58 s against
-    7 s without). A value that is a blob (a tag of one) has no paths; a tag of a blob moved to a commit is
+    7 s without). A value that is a blob (a tag of one) has no paths; where the base is one, the new value is
     diffed against nothing."""
-    previous = None
-    for update in _in_order(updates):
-        base = update.old if not update.is_create else (previous or default_head(ctx))
+    for update, base in _diffs_to_make(ctx, updates):
         try:
             paths = changed_between(ctx, base, update.new, directories=True)
         except GitFailed:
@@ -52,15 +50,19 @@ def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> Iterator[tupl
                 continue
             if git_read.peeled_type(ctx.repo_path, base, env=ctx.git_env) != "blob":
                 raise  # the push is refused as one that could not be checked
-            paths = changed_between(ctx, None, update.new, directories=True)  # a tag of a blob moved to a commit
-        if update.is_create:
-            previous = update.new
+            paths = changed_between(ctx, None, update.new, directories=True)  # a blob's tag moved, or after one
         yield update, paths
 
 
-def _in_order(updates: Sequence[RefUpdate]) -> list[RefUpdate]:
+def _diffs_to_make(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[tuple[RefUpdate, str | None]]:
+    """Each ref the push sets, with the value its new value is diffed against: updates first, then new refs in
+    name order, each after the first against the one before it."""
     creates = sorted((u for u in updates if u.is_create), key=lambda u: _natural(u.ref))
-    return [u for u in updates if not u.is_delete and not u.is_create] + creates
+    pairs, previous = [], None
+    for update in [u for u in updates if not u.is_delete and not u.is_create] + creates:
+        pairs.append((update, update.old if not update.is_create else (previous or default_head(ctx))))
+        previous = update.new if update.is_create else previous
+    return pairs
 
 
 def _natural(ref: str) -> list:
@@ -71,14 +73,10 @@ def _natural(ref: str) -> list:
 def start_finding_new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> None:
     """Start a push's diffs on threads of their own (up to DIFF_THREADS gits at once), so that git works on them
     while the checks before the path check ask the database; the path check then takes the results from
-    ctx.push_scans (or waits for them). The bases are those new_paths takes when no value is a blob; for a push
-    where one is, new_paths finds the rest itself."""
+    ctx.push_scans (or waits for them)."""
     if ctx.push_scans is None:
         return
-    pairs, previous = [], None
-    for update in _in_order(updates):
-        pairs.append((update.old if not update.is_create else (previous or default_head(ctx)), update.new))
-        previous = update.new if update.is_create else previous
+    pairs = [(base, update.new) for update, base in _diffs_to_make(ctx, updates)]
     if pairs:
         threading.Thread(target=_find_all, args=(ctx, pairs), name="new-paths", daemon=True).start()
 

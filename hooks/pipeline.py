@@ -37,15 +37,14 @@ def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate], session=None) -
         return _first_rejections(ctx, updates, session)
     if ctx.source == "push":
         start_finding_new_paths(ctx, updates)
-    for delay in (*CHECK_RETRY_DELAYS, None):
+    for delay in CHECK_RETRY_DELAYS:
         try:
             with ctx.db.session() as own_session:
                 return _first_rejections(ctx, updates, own_session)
         except OperationalError:
-            if delay is None:
-                raise
             time.sleep(delay)
-    return []  # not reached
+    with ctx.db.session() as own_session:
+        return _first_rejections(ctx, updates, own_session)
 
 
 def _first_rejections(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:

@@ -32,14 +32,19 @@ class SizeScan:
     total: int  # the inflated size of every object scanned
 
 
+def pack_indexes(object_dir: Path) -> list[Path]:
+    """The index of each complete pack stored directly in `object_dir`."""
+    pack_dir = object_dir / "pack"
+    if not pack_dir.is_dir():
+        return []
+    return [idx for idx in sorted(pack_dir.glob("*.idx")) if idx.with_suffix(".pack").is_file()]
+
+
 def all_sizes(object_dir: Path, hash_size: int = 20) -> Iterator[tuple[str, int]]:
     """(object id, inflated size) of every object stored directly in `object_dir`, loose or packed."""
     yield from _loose_sizes(object_dir)
-    pack_dir = object_dir / "pack"
-    if pack_dir.is_dir():
-        for idx in sorted(pack_dir.glob("*.idx")):
-            if idx.with_suffix(".pack").is_file():
-                yield from pack_sizes(idx, idx.with_suffix(".pack"), hash_size)
+    for idx in pack_indexes(object_dir):
+        yield from pack_sizes(idx, idx.with_suffix(".pack"), hash_size)
 
 
 def loose_scan(object_dir: Path, limit: int) -> SizeScan:

@@ -26,13 +26,10 @@ class PushScans:
         what they all inflate to."""
         loose = object_headers.loose_scan(object_dir, limit)
         oversized, total = list(loose.oversized), loose.total
-        pack_dir = object_dir / "pack"
-        if pack_dir.is_dir():
-            for idx in sorted(pack_dir.glob("*.idx")):
-                if idx.with_suffix(".pack").is_file():
-                    packed = self.pack(idx, limit, hash_size)
-                    oversized += packed.oversized
-                    total += packed.total
+        for idx in object_headers.pack_indexes(object_dir):
+            packed = self.pack(idx, limit, hash_size)
+            oversized += packed.oversized
+            total += packed.total
         return SizeScan(oversized, total)
 
     def pack(self, idx: Path, limit: int, hash_size: int = 20) -> SizeScan:

@@ -28,14 +28,14 @@ def bare(data: Any, status: int = 200):
 
 BARE_PREFIXES = ("/api/repos/",)  # dojo (seed 004): documented objects without the success envelope
 # dojo's API overview (docs.dojo.ninja/api/overview): "400 for bad requests"; /v1 answers field errors with 422
-_BARE_STATUSES = {422: 400}
+BARE_STATUSES = {422: 400}
 
 
 def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None,
             path: str = ""):
     body = {"error": message, "code": code, "details": details or {}}
     if path.startswith(BARE_PREFIXES):
-        status = _BARE_STATUSES.get(status, status)
+        status = BARE_STATUSES.get(status, status)
     else:
         body = {"success": False, **body}
     response = jsonify(body)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from .endpoint import ROUTES, RouteSpec
+from .envelope import BARE_STATUSES
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
@@ -98,8 +99,8 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
                                "hasMore": {"type": "boolean"}}}
         responses = {str(spec.status): {"description": "OK", "content": {"application/json": {"schema": envelope}}}}
         for status, description in [*ERROR_STATUSES.items(), *((str(code), text) for code, text in spec.errors)]:
-            if spec.envelope == "bare" and status == "422":
-                continue  # dojo answers bad input with 400
+            if spec.envelope == "bare" and int(status) in BARE_STATUSES:
+                continue  # answered with another status on that surface
             responses[status] = {"description": description,
                                  "content": {"application/json": {"schema": {"$ref": REF.format(
                                      model="BareError" if spec.envelope == "bare" else "Error")}}}}
