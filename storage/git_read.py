@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .git_env import GitFailed, run_git
+from .git_env import run_git
 
 
 def is_ancestor(repo: Path, ancestor: str, descendant: str, env: Mapping[str, str] | None = None) -> bool:
@@ -23,12 +23,7 @@ def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[st
         return []
     args = ["rev-list", "--objects", "--no-object-names", f"--filter=blob:limit={limit + 1}",
             "--filter-print-omitted", *tips, "--not", "--all"]
-    try:
-        result = run_git(repo, args, env=env)
-    except GitFailed:
-        # seen beside a `git repack -a -d` replacing the packs (exit 128 in 3 of ~14 runs of 16 merges under load;
-        # what git said was not kept then): the walk is read-only, so it is worth once more
-        result = run_git(repo, args, env=env)
+    result = run_git(repo, args, env=env)
     return [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("~")]
 
 

@@ -24,6 +24,7 @@ TREE_MODE = 0o040000
 GITLINK_MODE = 0o160000
 ABSENT: tuple[int, bytes | None] = (0, None)
 EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+KEEP_MESSAGE = "driftstone merge"  # in the `.keep` of a pack being moved in
 
 
 def canon_mode(mode: int) -> int:
@@ -101,14 +102,25 @@ class MergeStore:
         """Write `wanted` as one pack through `git index-pack`, which names, indexes and fsyncs it (core.fsync)
         the way every other pack of the repository is written, so readers never meet it half done. dulwich's
         own pack writer moved the pack in before its index and listed the packs meanwhile: beside concurrent
-        merges and a housekeeping repack it failed (PackFileDisappeared, a 500) and left its temporary pack."""
+        merges and a housekeeping repack it failed (PackFileDisappeared, a 500) and left its temporary pack.
+
+        The pack is written kept (`--keep`), as receive-pack writes a pushed one: index-pack moves the `.pack` in
+        before its `.idx`, and a `git repack -a -d` that lists the packs in between deletes that pack without
+        having read it (2 of 1,500 packs lost beside a repack loop, 0 of 3,000 kept). Once the `.idx` is in, any
+        repack reads the pack, so the `.keep` goes at once."""
         path = getattr(self.base, "path", None)
         if path is None:  # an in-memory store (tests)
             self.base.add_objects([(obj, None) for obj in reversed(wanted)])
             return
         pack = io.BytesIO()
         write_pack_objects(pack.write, [(obj, None) for obj in reversed(wanted)], self.base.object_format)
-        run_git(Path(path).parent, ["index-pack", "--stdin"], input=pack.getvalue())
+        written = run_git(Path(path).parent, ["index-pack", "--stdin", f"--keep={KEEP_MESSAGE}"],
+                          input=pack.getvalue())
+        pack_name = written.stdout.split()[-1].decode("ascii")
+        try:
+            os.unlink(os.path.join(path, "pack", f"pack-{pack_name}.keep"))
+        except FileNotFoundError:  # an identical pack's writer removed it first
+            pass
         self.base.close()  # the next read lists the packs again, this one included
         descriptor = os.open(os.path.join(path, "pack"), os.O_RDONLY)
         try:

@@ -46,26 +46,3 @@ def test_files_containing_takes_names_as_names_and_any_number_of_them(tmp_path):
     found = git_read.files_containing(repo, head, ["NEEDLE"], max_size=1024)
     assert set(found) == set(names)
     assert git_read.files_containing(repo, head, ["needle"], max_size=4) == {}  # over the size limit
-
-
-def test_the_size_walk_is_tried_once_more_after_git_fails(tmp_path, monkeypatch):
-    """Beside a repack replacing the packs, the walk failed (exit 128) and the merge answered 500. The race is not
-    reproducible on demand: a spy fails the first run, as git did."""
-    from storage.git_env import GitFailed
-
-    repo = tmp_path / "r.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
-    stream = b"commit refs/heads/main\ncommitter A <a@x> 1700000000 +0000\ndata 2\nc\n\n"
-    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=stream, check=True)
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], capture_output=True,
-                          check=True).stdout.decode().strip()
-    real, calls = git_read.run_git, []
-
-    def failing_once(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == 1:
-            raise GitFailed(128, ["git", "rev-list"], b"", b"fatal: packfile went away")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(git_read, "run_git", failing_once)
-    assert git_read.oversized_blobs(repo, [head], 10) == [] and len(calls) == 2
