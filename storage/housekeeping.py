@@ -11,7 +11,8 @@ background job's work.
 The repack keeps unreachable objects (`-k`): overlay files of dojo workspaces are blobs that no ref reaches
 yet, so a prune would lose them. `git prune` would also remove the quarantines of pushes whose receive-pack
 was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part, and
-`remove_stale_temporary_packs` removes the temporary files a killed pack writer leaves in objects/pack.
+`remove_stale_pack_leftovers` removes the temporary files and `.keep`s a killed pack writer leaves in
+objects/pack.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .git_env import QUARANTINE_PREFIX, run_git
+from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
 STALE_QUARANTINE_SECONDS = 24 * 3600
 REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update; emptied when refs are packed
 _LOOSE_SAMPLE_DIR = "17"  # git's gc --auto estimates the loose objects from one of the 256 fan-out dirs
 _HEX = frozenset("0123456789abcdef")
+WRITERS_KEEP_MESSAGES = (MERGE_KEEP_MESSAGE.encode(), b"receive-pack ")  # `index-pack --keep=<message>`
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,9 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
     """Repack into one pack with a bitmap, and pack the refs, where still needed; returns whether it ran.
 
     One run per repository at a time (an flock, released if the job dies); a second job that finds the lock
-    held or the limits met does nothing. Concurrent pushes and fetches are safe: packs marked `.keep` are
-    left alone, new objects are only added, a loose object is removed only once it is in the new pack, and
-    `pack-refs` drops a loose ref only under that ref's lock and only if it still holds the packed value.
+    held or the limits met does nothing. Concurrent pushes, merges and fetches are safe: packs marked `.keep`
+    (while they are moved in) are left alone, new objects are only added, a loose object is removed only once
+    it is in the new pack, and `pack-refs` drops a loose ref only under that ref's lock and only if it still holds the packed value.
     """
     lock_path = repo_path / "driftstone-housekeeping.flock"
     with open(lock_path, "a") as lock:
@@ -118,7 +121,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
         except BlockingIOError:
             return False
         remove_stale_quarantines(repo_path)
-        remove_stale_temporary_packs(repo_path)
+        remove_stale_pack_leftovers(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack:
             run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)
@@ -146,10 +149,12 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
     return removed
 
 
-def remove_stale_temporary_packs(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
-    """Remove `objects/pack/tmp*` files unchanged for `older_than` seconds: what a killed `index-pack`
-    (`tmp_pack_*`, `tmp_idx_*`) or dulwich's pack writer (`tmpXXXXXXXX.pack`, before merges wrote through git)
-    left behind. A repack never removes them; `git gc`'s prune would, after two weeks."""
+def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
+    """Remove what a killed pack writer left in objects/pack, once unchanged for `older_than` seconds: the
+    `tmp*` files of `index-pack` (`tmp_pack_*`, `tmp_idx_*`) or of dulwich's pack writer (`tmpXXXXXXXX.pack`,
+    before merges wrote through git), and the `.keep` a merge or receive-pack holds a pack with while moving it
+    in (else that pack is never repacked). A repack removes none of them; `git gc`'s prune only the `tmp*`
+    ones, after two weeks. A `.keep` someone wrote by hand is left alone."""
     deadline = time.time() - older_than
     removed = []
     try:
@@ -157,15 +162,24 @@ def remove_stale_temporary_packs(repo_path: Path, older_than: float = STALE_QUAR
     except FileNotFoundError:
         return removed
     for entry in entries:
-        if not entry.name.startswith("tmp") or not entry.is_file(follow_symlinks=False):
+        if not entry.is_file(follow_symlinks=False):
             continue
         try:
-            if entry.stat(follow_symlinks=False).st_mtime < deadline:
+            if entry.stat(follow_symlinks=False).st_mtime < deadline and _left_by_a_writer(entry):
                 os.unlink(entry.path)
                 removed.append(entry.name)
         except FileNotFoundError:  # its writer just finished with it
             continue
     return sorted(removed)
+
+
+def _left_by_a_writer(entry: os.DirEntry) -> bool:
+    if entry.name.startswith("tmp"):
+        return True
+    if not entry.name.endswith(".keep"):
+        return False
+    with open(entry.path, "rb") as keep:
+        return keep.read(64).startswith(WRITERS_KEEP_MESSAGES)
 
 
 def _newest_change(directory: Path) -> float:

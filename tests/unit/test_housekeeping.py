@@ -14,7 +14,7 @@ import pytest
 
 from storage.housekeeping import (HousekeepingLimits, count_packs, housekeep, needs_housekeeping, note_ref_updates,
                                   ref_updates_since_packing, remove_stale_quarantines,
-                                  remove_stale_temporary_packs, too_many_loose_objects)
+                                  remove_stale_pack_leftovers, too_many_loose_objects)
 
 
 def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
@@ -203,9 +203,26 @@ def test_temporary_pack_files_left_by_killed_writers_are_removed_once_stale_and_
         (pack_dir / name).write_bytes(b"PACK partial")
     before = count_packs(bare)
     assert before == 0
-    assert remove_stale_temporary_packs(bare) == []  # a writer may still be at work
+    assert remove_stale_pack_leftovers(bare) == []  # a writer may still be at work
     two_days_ago = time.time() - 2 * 24 * 3600
     for name in names:
         os.utime(pack_dir / name, (two_days_ago, two_days_ago))
     housekeep(bare, HousekeepingLimits())
     assert sorted(p.name for p in pack_dir.iterdir() if p.name.startswith("tmp")) == ["tmpfresh01.pack"]
+
+
+def test_keep_files_a_killed_writer_left_are_removed_once_stale_and_others_never(bare):
+    """A merge or a push holds its pack with a `.keep` while moving it in; killed before removing it, the pack
+    would never be repacked again. A `.keep` an operator wrote stays."""
+    pack_dir = bare / "objects" / "pack"
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    left = {"pack-1.keep": "driftstone merge\n", "pack-2.keep": "receive-pack 4242 on host\n"}
+    kept_by_hand = {"pack-3.keep": "", "pack-4.keep": "pinned: release 1.0\n"}
+    for name, text in {**left, **kept_by_hand}.items():
+        (pack_dir / name).write_text(text)
+    assert remove_stale_pack_leftovers(bare) == []  # the writer may still be moving its pack in
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for name in pack_dir.iterdir():
+        os.utime(name, (two_days_ago, two_days_ago))
+    assert remove_stale_pack_leftovers(bare) == sorted(left)
+    assert sorted(p.name for p in pack_dir.iterdir()) == sorted(kept_by_hand)
