@@ -23,7 +23,7 @@ from storage.settings import Settings
 
 from . import heap
 from .auth import credential_from_header
-from .body import BodyError, request_chunks
+from .body import BodyError, BodyTooLarge, request_chunks
 from .capabilities import CapabilityCache
 from .git_process import GitProcess, RepositoryGone
 from .hook_channel import HookChannel, hook_scripts_ready
@@ -136,7 +136,7 @@ class GitHttpApp:
         try:
             body = _request_body(environ, UPLOAD_PACK_REQUEST_LIMIT)
         except BodyError as error:
-            return text_response(start_response, "400 Bad Request", f"error: {error}")
+            return _body_refused(start_response, error)
         headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
         if _is_probe(body):
             return _empty_result(start_response, headers)
@@ -150,7 +150,7 @@ class GitHttpApp:
         try:
             body = _request_body(environ, self.settings.max_push_size + 1024 * 1024)
         except BodyError as error:
-            return text_response(start_response, "400 Bad Request", f"error: {error}")
+            return _body_refused(start_response, error)
         headers = [("Content-Type", "application/x-git-receive-pack-result"), *NO_CACHE]
         if _is_probe(body):
             return _empty_result(start_response, headers)
@@ -251,9 +251,16 @@ def _request_body(environ, limit: int) -> Iterable[bytes]:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if length == "0" or (not length and not chunked):  # no Content-Length and not chunked: HTTP says no body
         raise BodyError("empty request body")
+    if length.isdigit() and int(length) > limit and not environ.get("HTTP_CONTENT_ENCODING"):
+        raise BodyTooLarge(f"request body too large: more than {limit} bytes")
     if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT and not environ.get("HTTP_CONTENT_ENCODING"):
         return list(_streamed_body(environ, limit))
     return _streamed_body(environ, limit)
+
+
+def _body_refused(start_response, error: BodyError):
+    status = "413 Content Too Large" if isinstance(error, BodyTooLarge) else "400 Bad Request"
+    return text_response(start_response, status, f"error: {error}")
 
 
 def _is_probe(body: Iterable[bytes]) -> bool:

@@ -12,6 +12,10 @@ class BodyError(ValueError):
     pass
 
 
+class BodyTooLarge(BodyError):
+    """More than the limit: announced by Content-Length (refused before any of it is read) or decoded."""
+
+
 def _raw_chunks(environ) -> Iterator[bytes]:
     try:
         yield from _raw_chunks_of(environ["wsgi.input"], environ)
@@ -69,7 +73,7 @@ def request_chunks(environ, limit: int) -> Iterator[bytes]:
         for piece in pieces:
             total += len(piece)
             if total > limit:
-                raise BodyError("request body too large")
+                raise BodyTooLarge("request body too large")
             if piece:
                 yield piece
     if decoder is not None:
@@ -79,7 +83,7 @@ def request_chunks(environ, limit: int) -> Iterator[bytes]:
             raise BodyError("invalid compressed body") from None
         total += len(tail)
         if total > limit:
-            raise BodyError("request body too large")
+            raise BodyTooLarge("request body too large")
         if tail:
             yield tail
         if not decoder.eof:

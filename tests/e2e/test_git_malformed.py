@@ -183,3 +183,22 @@ def test_head_requests_get_headers_only(server, repo_url):
             assert answer.headers["Content-Type"] == f"application/x-{path.split('=')[1]}-advertisement"
     assert requests.head(f"{url}/info/refs?service=git-upload-pack", timeout=30).status_code == 401
     assert "no-body response" not in server.log_text()
+
+
+@pytest.mark.parametrize("service,content_type", [("git-receive-pack", RECEIVE), ("git-upload-pack", UPLOAD)])
+def test_a_body_announced_over_the_limit_is_refused_before_it_is_read(tenant, service, content_type):
+    """A Content-Length over the push (or fetch request) limit gets a 413 at once: the server neither waits for
+    the body nor hands its start to git."""
+    repo = tenant.repo()
+    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=20) as sock:
+        sock.sendall(f"POST /{tenant.org}/{repo}.git/{service} HTTP/1.1\r\nHost: h\r\n"
+                     f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {64 * 1024 ** 3}\r\n\r\n0000".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"\n"):
+            chunk = sock.recv(65536)  # times out (a failure) if the server waits for the 64 GiB
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"request body too large" in answer and b"text/plain" in answer

@@ -303,7 +303,8 @@ def test_plain_gunicorn_with_a_relative_data_dir_still_checks_every_push(git, tm
         server.context.db.dispose()
 
 
-def test_push_size_cap(small_limits_server, git, tmp_path):
+@pytest.mark.parametrize("post_buffer", ["1m", "64m"])  # 1m: git sends the pack chunked; 64m: sized
+def test_push_size_cap(small_limits_server, git, tmp_path, post_buffer):
     tenant = small_limits_server.tenant()
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "w")
@@ -311,8 +312,10 @@ def test_push_size_cap(small_limits_server, git, tmp_path):
         (work / f"r{i}.bin").write_bytes(os.urandom(900 * 1024))  # each under the object cap
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "10.8 MiB push", cwd=work)
-    result = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    result = git("-c", f"http.postBuffer={post_buffer}", "push", tenant.url(repo), "main", cwd=work, check=False)
     assert result.returncode != 0
+    if post_buffer == "64m":
+        assert b"413" in result.stderr, result.stderr  # refused before any of it was sent on to git
     assert git.out("ls-remote", tenant.url(repo), cwd=work) == ""
 
 
