@@ -8,12 +8,7 @@ from storage import git_objects
 
 
 def test_an_object_packed_between_the_two_looks_is_found(tmp_path):
-    repo_path = tmp_path / "r.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(repo_path)], check=True)
-    blob = subprocess.run(["git", "-C", str(repo_path), "hash-object", "-w", "--stdin"], input=b"loose\n",
-                          capture_output=True, check=True).stdout.strip()
-    subprocess.run(["git", "-C", str(repo_path), "update-ref", "refs/heads/keep", _commit_of(repo_path, blob)],
-                   check=True)
+    repo_path, blob = _repo_with_a_branch(tmp_path, b"loose\n")
     with git_objects.open_repo(repo_path) as repo:
         store = repo.object_store
         store.packs  # the pack list as it was before the repack
@@ -29,6 +24,17 @@ def test_an_object_packed_between_the_two_looks_is_found(tmp_path):
         store._get_loose_object = repack_first
         assert store[blob].as_raw_string() == b"loose\n"
         assert raced
+
+
+def _repo_with_a_branch(tmp_path, content: bytes):
+    """A bare repository whose one branch holds a file with `content` as a loose object; and that blob's id."""
+    repo_path = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo_path)], check=True)
+    blob = subprocess.run(["git", "-C", str(repo_path), "hash-object", "-w", "--stdin"], input=content,
+                          capture_output=True, check=True).stdout.strip()
+    subprocess.run(["git", "-C", str(repo_path), "update-ref", "refs/heads/keep", _commit_of(repo_path, blob)],
+                   check=True)
+    return repo_path, blob
 
 
 def _commit_of(repo_path, blob: bytes) -> str:
@@ -73,12 +79,7 @@ def test_a_pack_moved_in_before_its_index_is_deleted_by_a_repack_unless_kept(tmp
     """Why merges write their packs kept: index-pack renames the `.pack` into place before the `.idx`, and a
     `git repack -a -d` that lists the packs in that moment deletes the pack it could not read (seen beside a
     repack loop: 1-2 of 1,500 merge packs lost, and a merge's own commit gone: 'bad object', a 500)."""
-    repo_path = tmp_path / "r.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(repo_path)], check=True)
-    blob = subprocess.run(["git", "-C", str(repo_path), "hash-object", "-w", "--stdin"], input=b"kept\n",
-                          capture_output=True, check=True).stdout.strip()
-    subprocess.run(["git", "-C", str(repo_path), "update-ref", "refs/heads/main", _commit_of(repo_path, blob)],
-                   check=True)
+    repo_path, _ = _repo_with_a_branch(tmp_path, b"kept\n")
     pack_dir = repo_path / "objects" / "pack"
     for kept in (False, True):
         pending = _unindexed_pack(tmp_path / f"scratch-{kept}", pack_dir, f"merge result {kept}\n".encode())
