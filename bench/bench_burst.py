@@ -28,6 +28,7 @@ class BurstResult:
     wall: float = 0.0
     peak_bytes: int = 0
     peak_pss_bytes: int = 0
+    peak_anon_bytes: int = 0
     peak_breakdown: dict = field(default_factory=dict)
     cpu_seconds: float = 0.0
     pushes: int = 0
@@ -116,6 +117,7 @@ def run_burst(server, repo_name: str, source: Path, work: Path, run_git, agents:
             result.wall = time.perf_counter() - began
     result.peak_bytes = peak.peak_bytes
     result.peak_pss_bytes = peak.peak_pss_bytes
+    result.peak_anon_bytes = peak.peak_anon_bytes
     result.peak_breakdown = peak.peak_breakdown
     result.cpu_seconds = peak.cpu_seconds
 

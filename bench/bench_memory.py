@@ -1,7 +1,9 @@
 """Peak memory of a whole process tree: the sum of the RSS of a root process and all its descendants, and
 on request the sum of their PSS (proportional set size, /proc/PID/smaps_rollup: each page shared by N
 processes counts 1/N in each), which is what the tree really holds: the RSS sum counts a page shared by
-forked workers, or a pack mmapped by several git processes, once per process.
+forked workers, or a pack mmapped by several git processes, once per process. Of the PSS, the anonymous
+part (`Pss_Anon`: heaps and stacks) is what the processes allocated; the rest is files they map, above all
+the pack files git reads through mmap: page cache, which the kernel keeps whether mapped or not.
 
 Reading PSS makes the kernel walk each process's page tables: ~1 ms per Python worker, ~5 ms a sample for
 Driftstone's tree against a fraction of that for lighttpd's small one, so it would slow the server it
@@ -65,6 +67,7 @@ class TreeReader:
         self.pss = pss
         self.outside: set[int] = set()
         self.pss_total = 0
+        self.anon_total = 0  # the anonymous part of pss_total
 
     def members(self) -> set[int]:
         self.read()
@@ -72,7 +75,7 @@ class TreeReader:
 
     def read(self) -> tuple[int, int]:
         """(sum of RSS in bytes, number of processes) of the root and its descendants; with `pss`, their PSS
-        sum is left in `pss_total`."""
+        sum is left in `pss_total` and its anonymous part in `anon_total`."""
         pids = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
         self.outside.intersection_update(pids)
         stats = {}
@@ -101,20 +104,24 @@ class TreeReader:
         self.outside.update(pid for pid in stats if pid not in members)
         self._members = members
         if self.pss:
-            self.pss_total = sum(_pss(pid) for pid in self.rss_by_pid)
+            shares = [_pss(pid) for pid in self.rss_by_pid]
+            self.pss_total = sum(pss for pss, _ in shares)
+            self.anon_total = sum(anon for _, anon in shares)
         return total, len(members)
 
 
-def _pss(pid: int) -> int:
-    """PSS bytes of one process, 0 once it has gone."""
+def _pss(pid: int) -> tuple[int, int]:
+    """(PSS, its anonymous part) in bytes of one process; zeros once it has gone."""
+    fields = {}
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
             for line in handle:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
+                name, _, rest = line.partition(b":")
+                if name in (b"Pss", b"Pss_Anon"):
+                    fields[name] = int(rest.split()[0]) * 1024
     except (OSError, ValueError):
         pass
-    return 0
+    return fields.get(b"Pss", 0), fields.get(b"Pss_Anon", 0)
 
 
 def _not_yet_executed(pid: int, ppid: int) -> bool:
@@ -142,16 +149,17 @@ def breakdown(rss_by_pid: dict[int, int]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def tree_memory(root: int) -> tuple[int, int]:
-    """(RSS sum, PSS sum) in bytes of a process tree now."""
+def tree_memory(root: int) -> tuple[int, int, int]:
+    """(RSS sum, PSS sum, anonymous PSS sum) in bytes of a process tree now."""
     reader = TreeReader(root, pss=True)
     rss = reader.read()[0]
-    return rss, reader.pss_total
+    return rss, reader.pss_total, reader.anon_total
 
 
 class PeakSampler:
     """`with PeakSampler(pid) as peak: ...` then `peak.peak_bytes` (RSS sum), `peak.peak_pss_bytes` (PSS sum,
-    with `pss=True`; its own peak, which need not be the same sample's), `peak.max_processes`, `peak.samples`,
+    with `pss=True`; its own peak, which need not be the same sample's; `peak.peak_anon_bytes` that of its
+    anonymous part), `peak.max_processes`, `peak.samples`,
     and `peak.cpu_seconds` (CPU the tree used meanwhile, read a moment after the block so that the
     server has reaped its git children)."""
 
@@ -160,6 +168,7 @@ class PeakSampler:
         self.interval = interval
         self.peak_bytes = 0
         self.peak_pss_bytes = 0
+        self.peak_anon_bytes = 0
         self.peak_breakdown: dict[str, tuple[int, int]] = {}  # command -> (processes, bytes) at the peak
         self.max_processes = 0
         self.samples = 0
@@ -172,6 +181,7 @@ class PeakSampler:
         total, count = self._reader.read()
         self.samples += 1
         self.peak_pss_bytes = max(self.peak_pss_bytes, self._reader.pss_total)
+        self.peak_anon_bytes = max(self.peak_anon_bytes, self._reader.anon_total)
         if total > self.peak_bytes:
             self.peak_bytes = total
             self.peak_breakdown = breakdown(self._reader.rss_by_pid)

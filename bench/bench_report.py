@@ -66,12 +66,36 @@ def _burst_peaks(pooled: dict | None) -> tuple[int, int] | None:
     return None if not pooled else (pooled.get("peak_bytes"), pooled.get("peak_pss_bytes"))
 
 
+def _anon(idle: tuple | None) -> int | None:
+    """The anonymous PSS of an idle reading (RSS, PSS, anonymous PSS); None from a reading without it."""
+    return idle[2] if idle and len(idle) > 2 else None
+
+
+def _anonymous_memory(memory_anon: dict, idle: dict, idle_after: dict, burst: dict) -> list[str]:
+    out = ["The anonymous part of those PSS peaks (heaps and stacks: what the processes allocated). The rest of a "
+           "PSS figure is files the processes map, above all the pack files git reads through mmap: page cache, "
+           "which the kernel holds for a clone whether a process maps it or not. Not a target:", "",
+           f"| operation | {REF} | {DRIFT} | ratio |", "| --- | ---: | ---: | ---: |"]
+    rows = [("idle (before the runs)", _anon(idle.get(REF)), _anon(idle.get(DRIFT)))]
+    if idle_after:
+        rows.append(("idle (after the transfers)", _anon(idle_after.get(REF)), _anon(idle_after.get(DRIFT))))
+    rows += [(TIME_TARGETS[op][0], memory_anon[op].get(REF), memory_anon[op].get(DRIFT))
+             for op in TIME_TARGETS if memory_anon.get(op)]
+    if burst:
+        rows.append(("burst of small pushes", burst.get(REF, {}).get("peak_anon_bytes"),
+                     burst.get(DRIFT, {}).get("peak_anon_bytes")))
+    for label, ref, drift in rows:
+        out.append(f"| {label} | {_mib(ref)} | {_mib(drift)} | {_fmt_ratio(_ratio(drift, ref))} |")
+    return out + [""]
+
+
 def render(info: dict, times: dict, memory: dict, memory_pss: dict, cpu: dict, idle: dict, idle_after: dict,
-           burst: dict, burst_conf: dict) -> str:
+           burst: dict, burst_conf: dict, memory_anon: dict | None = None) -> str:
     """times[op][target] -> list of seconds; memory[op][target] -> list of RSS peak bytes (timed runs);
-    memory_pss[op][target] -> PSS peak bytes (the untimed run); cpu[op][target] -> list of server CPU seconds;
-    idle[target] / idle_after[target] -> (RSS, PSS) bytes before the runs / after the transfers;
-    burst[target] -> dict with latencies, failures, pushes, wall, peak_bytes, peak_pss_bytes."""
+    memory_pss[op][target] -> PSS peak bytes (the untimed run), memory_anon[op][target] -> its anonymous part;
+    cpu[op][target] -> list of server CPU seconds; idle[target] / idle_after[target] -> (RSS, PSS, anonymous
+    PSS) bytes before the runs / after the transfers; burst[target] -> dict with latencies, failures, pushes,
+    wall, peak_bytes, peak_pss_bytes, peak_anon_bytes."""
     out = ["## Git transport (`bench/git_bench.py`)", ""]
     out += [f"- date: {info['date']}", f"- machine: {info['machine']}", f"- git: {info['git']}",
             f"- reference server: {info['lighttpd']} + git http-backend (CGI)",
@@ -142,6 +166,8 @@ def render(info: dict, times: dict, memory: dict, memory_pss: dict, cpu: dict, i
             out.append(f"| {label} | {_mib(added[REF])} | {_mib(added[DRIFT])} "
                        f"| {_fmt_ratio(_ratio(added[DRIFT], added[REF]))} |")
         out.append("")
+        if memory_anon:
+            out += _anonymous_memory(memory_anon, idle, idle_after, burst)
     if cpu or burst:
         out += ["### Server CPU time", "",
                 "CPU seconds (user + system) used by the server's whole process tree, git children included: "

@@ -173,9 +173,10 @@ class Bench:
         self.times = {op: {} for op in OPS}
         self.memory = {op: {} for op in OPS}  # op -> target -> RSS peaks of the timed runs
         self.memory_pss = {op: {} for op in OPS}  # op -> target -> PSS peak of the untimed memory run
+        self.memory_anon = {op: {} for op in OPS}  # op -> target -> the peak of its anonymous part
         self.cpu = {op: {} for op in OPS}
-        self.idle: dict[str, tuple[int, int]] = {}  # target -> (RSS sum, PSS sum) before the runs
-        self.idle_after: dict[str, tuple[int, int]] = {}  # the same once every transfer has run
+        self.idle: dict[str, tuple[int, int, int]] = {}  # target -> (RSS, PSS, anonymous PSS) before the runs
+        self.idle_after: dict[str, tuple[int, int, int]] = {}  # the same once every transfer has run
         self.burst: dict[str, dict] = {}
         self.source: Path | None = None
 
@@ -279,8 +280,10 @@ class Bench:
                     continue
                 _, peak = self.run_op(op, target, i, pss=True)
                 print(f"  memory    {op:17} {target.name:17} peak RSS {peak.peak_bytes / 2**20:5.0f} MiB, "
-                      f"PSS {peak.peak_pss_bytes / 2**20:5.0f} MiB", flush=True)
+                      f"PSS {peak.peak_pss_bytes / 2**20:5.0f} MiB "
+                      f"(anonymous {peak.peak_anon_bytes / 2**20:4.0f} MiB)", flush=True)
                 self.memory_pss[op][target.name] = peak.peak_pss_bytes
+                self.memory_anon[op][target.name] = peak.peak_anon_bytes
 
     def run_bursts(self) -> None:
         """--burst-rounds bursts per server, in the order D R, R D, D R, ... (fresh repositories each
@@ -321,10 +324,12 @@ class Bench:
         print("    at the peak: " + ", ".join(f"{name} {count}x {size / 2**20:.0f} MiB" for name, (count, size) in
                                             sorted(result.peak_breakdown.items(), key=lambda kv: -kv[1][1])), flush=True)
         pooled = self.burst.setdefault(target.name, {"latencies": [], "failures": [], "pushes": 0, "walls": [],
-                                                     "peak_bytes": 0, "peak_pss_bytes": 0, "cpu_seconds": 0.0})
+                                                     "peak_bytes": 0, "peak_pss_bytes": 0, "peak_anon_bytes": 0,
+                                                     "cpu_seconds": 0.0})
         pooled["failures"] += result.failures
         if pss:
             pooled["peak_pss_bytes"] = result.peak_pss_bytes
+            pooled["peak_anon_bytes"] = result.peak_anon_bytes
             return
         pooled["latencies"] += result.latencies
         pooled["pushes"] += result.pushes
@@ -337,7 +342,7 @@ class Bench:
         return {"agents": self.args.agents, "pushes": self.args.pushes, "commits_per_push": self.args.commits_per_push,
                 "rounds": self.args.burst_rounds}
 
-    def measure_idle(self, into: dict[str, tuple[int, int]]) -> None:
+    def measure_idle(self, into: dict[str, tuple[int, int, int]]) -> None:
         time.sleep(1.0)
         for target in self.targets:
             if target.pid is not None:
@@ -469,15 +474,17 @@ def main(argv: list[str] | None = None) -> int:
     times = {} if args.skip_transfers else bench.times
     memory = {} if args.skip_transfers else bench.memory
     memory_pss = {} if args.skip_transfers else bench.memory_pss
+    memory_anon = {} if args.skip_transfers else bench.memory_anon
     cpu = {} if args.skip_transfers else bench.cpu
     report = render(info, times, memory, memory_pss, cpu, bench.idle, bench.idle_after, bench.burst,
-                    bench.burst_conf())
+                    bench.burst_conf(), memory_anon)
     print()
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_section(args.output, "git_bench", report)
     raw = WORK_DIR / f"results-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    raw.write_text(json.dumps({"info": info, "times": times, "memory": memory, "memory_pss": memory_pss, "cpu": cpu,
+    raw.write_text(json.dumps({"info": info, "times": times, "memory": memory, "memory_pss": memory_pss,
+                               "memory_anon": memory_anon, "cpu": cpu,
                                "idle": bench.idle, "idle_after": bench.idle_after,
                                "burst": bench.burst, "meta": meta}, indent=1))
     print(f"wrote {args.output} and {raw} in {(time.monotonic() - started) / 60:.1f} min")
