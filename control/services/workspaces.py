@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from dulwich.object_store import tree_lookup_path
+from dulwich.objects import Commit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -270,33 +272,65 @@ def changed_paths(session: Session, app, repo: Repository, workspace: Workspace)
 
 
 def commit(session: Session, app, repo: Repository, workspace: Workspace, actor: Principal, message: str,
-           author_name: str, author_email: str, intent: dict | None) -> str:
+           author_name: str, author_email: str, intent: dict | None) -> tuple[str, list[str]]:
+    """Commit the overlay onto the workspace's head; returns the commit and its parents. The ref moves in the
+    workspace's turn, so a ref found ahead of the row in that turn was moved by a commit whose request died
+    before its transaction ended (a killed worker): that commit is taken as the head, and a retry of it that
+    finds its whole overlay there answers with it."""
+    take_workspace_turn(session, workspace)
+    session.refresh(workspace)
     overlay = _overlay(session, workspace)
     if not overlay:
         raise Invalid("nothing to commit: the workspace overlay is empty")
     path = app.store.path_for(repo.id)
-    changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
-    author = git_objects.Identity(author_name, author_email)
+    ref = workspace_ref(workspace)
+    seen = git_refs.read_ref(path, ref)
     with git_objects.open_repo(path) as git_repo:
+        if seen is not None and seen != workspace.current_commit:
+            lost_parents = [workspace.current_commit] if workspace.current_commit else []
+            overlay = _take_lost_commit(session, git_repo, workspace, seen, overlay)
+            if not overlay:
+                record_commit(session, repo.id, seen, "workspace", actor.key_id, intent=intent or None)
+                session.flush()
+                return seen, lost_parents
+        changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
         base_tree = git_objects.commit_tree(git_repo, workspace.current_commit) if workspace.current_commit else None
         tree = git_objects.edit_tree(git_repo, base_tree, changes)
         parents = [workspace.current_commit] if workspace.current_commit else []
+        author = git_objects.Identity(author_name, author_email)
         sha = git_objects.write_commit(git_repo, tree, parents, author, message_with_intent(message, intent))
-    ref = workspace_ref(workspace)
-    seen = git_refs.read_ref(path, ref)
-    if seen is not None and seen != workspace.current_commit:
-        raise StaleRef("the workspace moved while committing", {"expected": workspace.current_commit, "actual": seen})
     ctx = change_context(app, repo, actor, "workspace")
     ctx.workspace_id = workspace.id
     apply_ref_change(ctx, RefUpdate(old=seen or ZERO_SHA, new=sha, ref=ref), session=session)
     record_commit(session, repo.id, sha, "workspace", actor.key_id, intent=intent or None)
-    serialize_repository_writes(session, repo.id)  # takes turns with overlay writes (_take_turn)
     for entry in overlay.values():  # only what went into the commit: a write that raced in stays in the overlay
         blob_matches = (WorkspaceFile.blob_sha == entry.blob_sha) if entry.blob_sha else WorkspaceFile.blob_sha.is_(None)
         session.execute(delete(WorkspaceFile).where(WorkspaceFile.id == entry.id, blob_matches))
     workspace.current_commit = sha
     session.flush()
-    return sha
+    return sha, parents
+
+
+def _take_lost_commit(session: Session, git_repo, workspace: Workspace, seen: str,
+                      overlay: dict[str, WorkspaceFile]) -> dict[str, WorkspaceFile]:
+    """Make `seen`, a commit on the workspace's head that the row missed, the head; returns the overlay entries
+    it does not hold (those it holds leave the overlay). A ref moved any other way is refused."""
+    lost = git_repo.object_store[seen.encode()]
+    expected = [workspace.current_commit.encode()] if workspace.current_commit else []
+    if not isinstance(lost, Commit) or lost.parents != expected:
+        raise StaleRef("the workspace moved while committing", {"expected": workspace.current_commit, "actual": seen})
+    workspace.current_commit = seen
+    left = {}
+    for file_path, entry in overlay.items():
+        try:
+            held = tree_lookup_path(git_repo.object_store.__getitem__, lost.tree, file_path.encode())
+        except KeyError:
+            held = None
+        if held == ((entry.mode, entry.blob_sha.encode()) if entry.blob_sha else None):
+            session.delete(entry)
+        else:
+            left[file_path] = entry
+    return left
 
 
 @dataclass

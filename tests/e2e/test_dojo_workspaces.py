@@ -701,3 +701,66 @@ def test_base_commit_may_be_a_short_sha(server, tenant, seeded):
     assert branch.status_code == 201 and branch.json()["data"]["headCommit"] == main, branch.text
     assert branch.json()["data"]["baseBranch"] == "main"  # a commit is no branch: it read "baseBranch": "<sha>"
 
+
+
+def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: dict[str, str]) -> str:
+    """What a commit whose worker was killed after it moved the ref leaves: the workspace's ref on a commit of
+    (some of) its overlay, the workspace's row and overlay as they were."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(repo_dir / "lost-commit.index"), "GIT_AUTHOR_NAME": "a",
+           "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x"}
+
+    def git_in_repo(*args, data=None):
+        return subprocess.run(["git", "-C", str(repo_dir), *args], input=data, env=env, capture_output=True,
+                              check=True).stdout.decode().strip()
+
+    git_in_repo("read-tree", parent)
+    for path, content in files.items():
+        blob = git_in_repo("hash-object", "-w", "--stdin", data=content.encode())
+        git_in_repo("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    lost = git_in_repo("commit-tree", git_in_repo("write-tree"), "-p", parent, "-m", "lost")
+    git_in_repo("update-ref", f"refs/driftstone/workspaces/{workspace_id}", lost, "")  # made by the first commit
+    (repo_dir / "lost-commit.index").unlink()
+    return lost
+
+
+@pytest.mark.parametrize("lost_holds", [("a.txt", "b.txt"), ("a.txt",)])
+def test_a_commit_whose_worker_died_after_the_ref_moved_is_taken_up_by_the_retry(server, tenant, seeded, lost_holds):
+    """Seen with kill -9: the ref moved, the row did not; every later commit answered 409 'the workspace moved
+    while committing' for good, and only deleting the workspace (and its overlay) got out of it."""
+    from tests.support import repo_path
+
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("killed-mid-commit")
+    files = {"a.txt": "a\n", "b.txt": "b\n"}
+    for path, content in files.items():
+        dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=content.encode())
+    lost = _commit_onto_workspace_ref(repo_path(server, tenant, repo), ws["id"], main,
+                                      {p: files[p] for p in lost_holds})
+    retried = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "the retry"})
+    assert retried.status_code == 201, retried.text
+    if len(lost_holds) == 2:  # the whole overlay was in it: the retry's commit is that one
+        assert retried.json()["commit"]["sha"] == lost and retried.json()["commit"]["parents"] == [main]
+    else:
+        assert retried.json()["commit"]["parents"] == [lost]
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
+    dojo("PUT", f"/workspaces/{ws['id']}/files/c.txt", data=b"c\n")
+    after = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "next"})
+    assert after.status_code == 201 and after.json()["commit"]["parents"] == [retried.json()["commit"]["sha"]]
+
+
+def test_a_workspace_ref_moved_any_other_way_is_still_refused(server, tenant, git, tmp_path, seeded):
+    from tests.support import repo_path
+
+    repo, work, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("moved-elsewhere")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
+    git.commit(work, {"elsewhere.txt": "x\n"}, "not on the workspace's head")
+    git.commit(work, {"elsewhere.txt": "y\n"}, "not the workspace's")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    other = git.out("rev-parse", "HEAD", cwd=work)
+    subprocess.run(["git", "-C", str(repo_path(server, tenant, repo)), "update-ref",
+                    f"refs/driftstone/workspaces/{ws['id']}", other], check=True)
+    refused = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "m"})
+    assert refused.status_code == 409 and "moved" in refused.json()["error"], refused.text

@@ -234,9 +234,8 @@ def workspace_status(call: Call, owner: str, name: str, ws_id: str):
        body=CommitRequest, response=CommitResponse, status=201)
 def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: CommitRequest):
     repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
-    parents = [workspace.current_commit] if workspace.current_commit else []
-    sha = workspace_service.commit(call.session, call.context, repo, workspace, call.principal, body.message,
-                                   body.author_name, body.author_email, body.intent)
+    sha, parents = workspace_service.commit(call.session, call.context, repo, workspace, call.principal,
+                                            body.message, body.author_name, body.author_email, body.intent)
     return CommitResponse(commit=DojoCommitOut(sha=sha, message=body.message, parents=parents, intent=body.intent),
                           workspace=workspace_out(workspace))
 
