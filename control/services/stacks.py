@@ -61,8 +61,9 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     bookmark = stack.bookmark if stack else bookmark_name(workspace)
     ref = f"refs/heads/{bookmark}"
     current = git_refs.read_ref(path, ref)
-    if stack is None and current is not None and not (merged and merged.bookmark == bookmark
-                                                      and current == merged.head_commit):
+    if (stack is None and current is not None and not (merged and merged.bookmark == bookmark
+                                                       and current == merged.head_commit)
+            and not _left_by_a_lost_submit(session, repo, path, bookmark, current, workspace)):
         raise Conflict(f"branch {bookmark!r} already exists", {"branch": bookmark})
     if (stack is not None and current not in (None, stack.head_commit)
             and not git_read.is_ancestor(path, current, workspace.current_commit)):
@@ -85,6 +86,15 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     stack.head_commit, stack.commits = workspace.current_commit, commits
     session.flush()
     return stack
+
+
+def _left_by_a_lost_submit(session: Session, repo: Repository, path, bookmark: str, current: str,
+                           workspace: Workspace) -> bool:
+    """A submit whose worker died after it made the bookmark and before its stack was stored leaves the branch
+    and no stack: the branch holds nothing the workspace does not, and no open stack names it."""
+    claimed = session.scalar(select(Stack.id).where(Stack.repo_id == repo.id, Stack.bookmark == bookmark,
+                                                    Stack.status == "open"))
+    return claimed is None and git_read.is_ancestor(path, current, workspace.current_commit)
 
 
 def _last_merged_stack(session: Session, path, workspace: Workspace) -> Stack | None:

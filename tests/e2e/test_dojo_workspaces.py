@@ -764,3 +764,36 @@ def test_a_workspace_ref_moved_any_other_way_is_still_refused(server, tenant, gi
                     f"refs/driftstone/workspaces/{ws['id']}", other], check=True)
     refused = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "m"})
     assert refused.status_code == 409 and "moved" in refused.json()["error"], refused.text
+
+
+@pytest.mark.parametrize("committed_since", [False, True])
+def test_a_submit_whose_worker_died_after_making_the_bookmark_is_taken_up_by_the_next(server, tenant, seeded,
+                                                                                      committed_since):
+    """Seen with kill -9: the bookmark branch made, the stack not stored; every later submit answered 409
+    'branch already exists' for good."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("killed-mid-submit")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
+    head = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "a"}).json()["commit"]["sha"]
+    made = v1(server, tenant, "POST", f"{repo}/branches", {"name": "stacks/killed-mid-submit", "from": head})
+    assert made.status_code == 201, made.text  # what the lost submit left
+    if committed_since:
+        dojo("PUT", f"/workspaces/{ws['id']}/files/b.txt", data=b"b\n")
+        head = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "b"}).json()["commit"]["sha"]
+    submitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "again"})
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["stack"]["head_commit"] == head
+
+
+def test_a_bookmark_branch_with_commits_the_workspace_lacks_still_refuses_the_submit(server, tenant, git, tmp_path,
+                                                                                    seeded):
+    repo, work, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("name-taken")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
+    dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "a"})
+    git.commit(work, {"theirs.txt": "theirs\n"}, "someone else's")
+    git("push", "-q", tenant.url(repo), "HEAD:refs/heads/stacks/name-taken", cwd=work)
+    refused = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
+    assert refused.status_code == 409 and "already exists" in refused.json()["error"], refused.text
