@@ -184,6 +184,8 @@ class GitHttpApp:
             # git's report says which refs moved; one it does not name (no report asked for, or one this server
             # cannot read) is read back from the repository, so no moved ref goes without its effects
             outcome = filter_.results() if commands.reports_status else {}
+            if (problem := filter_.unpack_problem()) is not None:
+                log.warning("push to %s refused by git: %s", ctx.repo_path, problem)
             applied = [u for u in commands.updates
                        if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
             reasons = {r.ref: r.reason for r in channel.rejections}

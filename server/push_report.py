@@ -120,6 +120,13 @@ class ReportFilter:
                 outcome[ref] = reason
         return outcome
 
+    def unpack_problem(self) -> str | None:
+        """What git said when it could not take the pack in (its `unpack` line other than `ok`), else None."""
+        for line in _report_lines(bytes(self.report)):
+            if line.startswith("unpack ") and line != "unpack ok":
+                return line[len("unpack "):]
+        return None
+
     def _ref_and_reason(self, rest: str) -> tuple[str, str]:
         """`<ref> <reason>`, where the ref may itself hold spaces (git refuses such a ref; its reason still counts)."""
         for ref in sorted(self.refs, key=len, reverse=True):
