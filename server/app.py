@@ -186,6 +186,8 @@ class GitHttpApp:
             outcome = filter_.results() if commands.reports_status else {}
             if (problem := filter_.unpack_problem()) is not None:
                 log.warning("push to %s refused by git: %s", ctx.repo_path, problem)
+            if stale := git_refs.remove_stale_locks(ctx.repo_path, [r for r, why in outcome.items() if why]):
+                log.warning("removed lock files a killed git left in %s: %s", ctx.repo_path, ", ".join(stale))
             applied = [u for u in commands.updates
                        if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
             reasons = {r.ref: r.reason for r in channel.rejections}

@@ -1,6 +1,7 @@
 """Refs: read on dulwich (in-process), compare-and-swap by git's own ref transaction."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def read_ref(repo_path: Path, ref: str) -> str | None:
 
 
 LOCK_RETRY_DELAYS = (0.01, 0.05)  # after git's own wait on a held lock (core.filesRefLockTimeout, 100 ms)
+# git holds a ref's lock for one update and packed-refs.lock while pack-refs writes (seconds); a lock this old
+# was left by a git that was killed holding it, and would refuse every update of that ref for good
+STALE_LOCK_SECONDS = 15 * 60
 
 
 def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
@@ -49,10 +53,36 @@ def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
             raise FileNotFoundError(repo_path)
         if "exists; cannot create" in error:
             raise _clash(ref.encode())
-        if ".lock': File exists" not in error or delay is None:
+        if ".lock': File exists" not in error:
             return False
+        if delay is None:
+            if remove_stale_locks(repo_path, [ref]):
+                return compare_and_swap(repo_path, ref, old, new)
+            raise Conflict(f"{ref} is being updated by another request (git holds its lock): try again",
+                           {"ref": ref})
         time.sleep(delay)
     return False
+
+
+def remove_stale_locks(repo_path: Path, refs: list[str] | None = None,
+                       older_than: float = STALE_LOCK_SECONDS) -> list[str]:
+    """Remove the lock files of `refs` (all refs when None), and packed-refs', that are older than `older_than`
+    seconds; returns their paths relative to the repository."""
+    if refs is None:
+        candidates = [Path(root) / name for root, _, files in os.walk(repo_path / "refs")
+                      for name in files if name.endswith(".lock")]
+    else:
+        candidates = [repo_path / f"{ref}.lock" for ref in refs]
+    deadline = time.time() - older_than
+    removed = []
+    for lock in [*candidates, repo_path / "packed-refs.lock"]:
+        try:
+            if lock.stat().st_mtime < deadline:
+                lock.unlink()
+                removed.append(str(lock.relative_to(repo_path)))
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _clash(name: bytes) -> Conflict:

@@ -12,7 +12,7 @@ The repack keeps unreachable objects (`-k`): overlay files of dojo workspaces ar
 yet, so a prune would lose them. `git prune` would also remove the quarantines of pushes whose receive-pack
 was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part, and
 `remove_stale_pack_leftovers` removes the temporary files and `.keep`s a killed pack writer leaves in
-objects/pack.
+objects/pack, and `remove_stale_locks` the ref locks a killed git left (a killed `pack-refs` among them).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .git_env import QUARANTINE_PREFIX, run_git
+from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
 STALE_QUARANTINE_SECONDS = 24 * 3600
@@ -122,6 +123,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
             return False
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
+        remove_stale_locks(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack:
             run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)

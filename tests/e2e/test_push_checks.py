@@ -529,3 +529,19 @@ def test_a_ref_named_twice_in_one_push_is_refused_with_that_reason(server, tenan
     answer = receive_pack(server, tenant, repo, body)
     assert b"ng refs/heads/dup this ref is named more than once in the push" in answer.content, answer.content
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/dup", cwd=work) == ""
+
+
+def test_a_push_refused_by_a_lock_a_killed_git_left_clears_it_for_the_next(server, tenant, git, pushed):
+    """A killed `pack-refs` left refs/heads/<branch>.lock behind: every push to that branch failed ('failed
+    to update ref') for good, and so did every API change of it."""
+    repo, work = pushed
+    lock = repo_path(server, tenant, repo) / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))
+    git.commit(work, {"after.txt": "after\n"}, "after the kill")
+    first = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert first.returncode != 0 and not lock.exists()
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == \
+        git.out("rev-parse", "HEAD", cwd=work)

@@ -1,6 +1,7 @@
 """Ref compare-and-swap (storage.git_refs) on real repositories: packed refs, and locks held by others."""
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -55,15 +56,49 @@ def test_a_lock_released_soon_is_waited_out(repo):
     assert read_ref(bare, "refs/heads/main") == first
 
 
-def test_a_lock_held_on_is_a_lost_race_and_changes_nothing(repo):
+def test_a_lock_held_on_is_a_conflict_that_says_so_and_changes_nothing(repo):
+    """It was answered as a lost race: "main is at X, not X", naming the same commit twice."""
+    from storage.errors import Conflict
+
     bare, (first, second) = repo
     lock = bare / "refs" / "heads" / "main.lock"
     lock.write_text(second + "\n")
     started = time.monotonic()
-    assert not compare_and_swap(bare, "refs/heads/main", second, first)
+    with pytest.raises(Conflict, match="being updated by another request"):
+        compare_and_swap(bare, "refs/heads/main", second, first)
     assert time.monotonic() - started < 1
     assert read_ref(bare, "refs/heads/main") == second
     assert lock.exists()
+
+
+@pytest.mark.parametrize("lock_name", ["refs/heads/main.lock", "packed-refs.lock"])
+def test_a_lock_a_killed_git_left_long_ago_is_removed_and_the_swap_made(repo, lock_name):
+    """A killed `pack-refs` (housekeeping's job stopped with kill -9) left refs/heads/b17.lock: every update of
+    b17, by the API or a push, failed from then on."""
+    bare, (first, second) = repo
+    git(bare, "pack-refs", "--all")
+    lock = bare / lock_name
+    lock.write_text("")
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))
+    assert compare_and_swap(bare, "refs/heads/main", second, ZERO_SHA)  # a delete takes both locks
+    assert read_ref(bare, "refs/heads/main") is None and not lock.exists()
+
+
+def test_housekeeping_removes_stale_ref_locks_and_leaves_fresh_ones(repo):
+    from storage.git_refs import remove_stale_locks
+
+    bare, _ = repo
+    (bare / "refs" / "heads" / "deep").mkdir()
+    stale = [bare / "refs" / "heads" / "deep" / "b17.lock", bare / "packed-refs.lock"]
+    fresh = bare / "refs" / "heads" / "main.lock"
+    for lock in (*stale, fresh):
+        lock.write_text("")
+    an_hour_ago = time.time() - 3600
+    for lock in stale:
+        os.utime(lock, (an_hour_ago, an_hour_ago))
+    assert sorted(remove_stale_locks(bare)) == ["packed-refs.lock", "refs/heads/deep/b17.lock"]
+    assert fresh.exists() and not any(lock.exists() for lock in stale)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -87,6 +122,8 @@ def test_a_delete_that_cannot_take_packed_refs_lock_leaves_the_branch_where_it_w
     """A branch packed at its old value and loose at its new one (as after `git pack-refs` and a push): while
     packed-refs.lock is held (pack-refs, git deleting a ref), a delete fails; it used to remove the loose file
     first and answer "moved", leaving the branch rewound to the packed, older value."""
+    from storage.errors import Conflict
+
     bare, (first, second) = repo
     git(bare, "update-ref", "refs/heads/feat", first)
     git(bare, "pack-refs", "--all")
@@ -94,7 +131,8 @@ def test_a_delete_that_cannot_take_packed_refs_lock_leaves_the_branch_where_it_w
     lock = bare / "packed-refs.lock"
     lock.write_text("")
     try:
-        assert compare_and_swap(bare, "refs/heads/feat", second, ZERO_SHA) is False
+        with pytest.raises(Conflict):
+            compare_and_swap(bare, "refs/heads/feat", second, ZERO_SHA)
     finally:
         lock.unlink()
     assert read_ref(bare, "refs/heads/feat") == second
