@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import git_read
+from storage.db import insert_unless_present
 from storage.errors import Invalid, NotFound
 from storage.intent import intent_from_message
 from storage.models import CommitMeta, Repository
@@ -57,12 +58,15 @@ def record_commit(session: Session, repo_id: str, sha: str, source: str, actor_k
                   upload_identifier: str | None = None, intent: dict | None = None) -> CommitMeta:
     from storage.ids import new_id
 
-    meta = session.scalar(select(CommitMeta).where(CommitMeta.repo_id == repo_id, CommitMeta.sha == sha))
+    mine = select(CommitMeta).where(CommitMeta.repo_id == repo_id, CommitMeta.sha == sha)
+    meta = session.scalar(mine)
     if meta is None:
-        meta = CommitMeta(id=new_id("cm"), repo_id=repo_id, sha=sha, source=source, actor_key_id=actor_key_id,
-                          upload_identifier=upload_identifier, intent=intent)
-        session.add(meta)
-        session.flush()
+        # two writers may make the same commit at once (the same change in the same second, in two workspaces):
+        # the first row stays, and the other's insert must not fail its request after its ref has moved
+        insert_unless_present(session, CommitMeta, ("repo_id", "sha"), id=new_id("cm"), repo_id=repo_id, sha=sha,
+                              source=source, actor_key_id=actor_key_id, upload_identifier=upload_identifier,
+                              intent=intent)
+        meta = session.scalar(mine)
     return meta
 
 

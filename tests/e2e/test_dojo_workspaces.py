@@ -797,3 +797,17 @@ def test_a_bookmark_branch_with_commits_the_workspace_lacks_still_refuses_the_su
     git("push", "-q", tenant.url(repo), "HEAD:refs/heads/stacks/name-taken", cwd=work)
     refused = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
     assert refused.status_code == 409 and "already exists" in refused.json()["error"], refused.text
+
+
+def test_the_same_commit_made_in_several_workspaces_at_once_answers_every_one(server, tenant, seeded):
+    """The same change committed in the same second in eight workspaces is one commit sha: the commit's
+    metadata row was checked for and then inserted, and on PostgreSQL 3 of 32 such commits answered 500
+    (unique violation) after their refs had moved."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    workspaces = [dojo.workspace(f"same-{i}") for i in range(8)]
+    for ws in workspaces:
+        dojo("PUT", f"/workspaces/{ws['id']}/files/same.txt", data=b"same\n")
+    body = {"message": "same", "author_name": "A", "author_email": "a@x"}
+    answers = at_once(8, lambda i: dojo("POST", f"/workspaces/{workspaces[i]['id']}/commit", body))
+    assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers if a.status_code != 201]
