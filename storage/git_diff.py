@@ -12,10 +12,11 @@ from `line_diff` (git's algorithm, 3 lines of context). A line's `content` has n
 line of a file that does not end in a newline carries `"no_newline": true` (git's "\\ No newline at end of
 file"). A submodule reads as git shows it: one line "Subproject commit <sha>".
 
-Bounded: at most `max_files` files (the rest are cut, `truncated`), at most `max_lines` hunk lines over all
-files (a file past the budget keeps its counts but gets no hunks and `truncated: true`), sides larger than
-`max_blob_bytes` are not line-diffed (counts 0, no hunks, `truncated: true`), and a modified file with more
-lines than the line diff may take on (per file, per request) gets git's counts, no hunks and `truncated: true`.
+Bounded: at most `max_files` files (the rest are cut, `truncated`); at most `max_lines` hunk lines and
+`max_hunk_bytes` of them over all files, `max_file_hunk_bytes` in one file (a file past a budget keeps its counts
+but gets no hunks and `truncated: true`: a few lines of megabytes each made a 294 MB answer); sides larger than
+`max_blob_bytes`, and a modified file with more lines than the line diff may take on (per file, per request),
+are not line-diffed: git's counts, no hunks, `truncated: true`.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class DiffLimits:
     # lines of repetitive text); past them git counts the lines and the file gets no hunks
     max_file_diff_lines: int = 20_000
     max_diff_lines: int = 100_000
+    # bytes of hunk lines in one file and in the answer (GitHub: ~1 MB a file); JSON takes a little more
+    max_file_hunk_bytes: int = 1024 * 1024
+    max_hunk_bytes: int = 8 * 1024 * 1024
 
 
 def _tree_of(repo: Repo, commit_sha: str | None) -> bytes | None:
@@ -115,9 +119,10 @@ def _lines_out(hunk: line_diff.Hunk) -> list[dict]:
 
 @dataclass
 class _Budget:
-    """What a request may still spend: hunk lines in its answer, lines its line diffs take on."""
+    """What a request may still spend: hunk lines and their bytes in its answer, lines its line diffs take on."""
     hunk_lines: int
     diff_lines: int
+    hunk_bytes: int
 
 
 def file_diff(repo: Repo, change: TreeChange, full: bool, limits: DiffLimits, budget: _Budget) -> dict:
@@ -142,6 +147,7 @@ def file_diff(repo: Repo, change: TreeChange, full: bool, limits: DiffLimits, bu
         entry["binary"] = True
         return entry
     if max(len(old_data), len(new_data)) > limits.max_blob_bytes:
+        entry["insertions"], entry["deletions"] = _counts_without_line_diff(repo, old, new, old_data, new_data)
         entry["truncated"] = True
         return entry
     old_lines, new_lines = line_diff.split_lines(old_data), line_diff.split_lines(new_data)
@@ -158,13 +164,26 @@ def file_diff(repo: Repo, change: TreeChange, full: bool, limits: DiffLimits, bu
     if full and changes:
         hunks = line_diff.hunks(old_lines, new_lines, changes)
         lines = sum(len(h.lines) for h in hunks)
-        if lines > budget.hunk_lines:
+        size = sum(len(raw) for h in hunks for _, raw in h.lines)
+        if lines > budget.hunk_lines or size > min(limits.max_file_hunk_bytes, budget.hunk_bytes):
             entry["truncated"] = True
         else:
             budget.hunk_lines -= lines
+            budget.hunk_bytes -= size
             entry["hunks"] = [{"old_start": h.old_start, "old_lines": h.old_lines, "new_start": h.new_start,
                                "new_lines": h.new_lines, "lines": _lines_out(h)} for h in hunks]
     return entry
+
+
+def _counts_without_line_diff(repo: Repo, old: TreeEntry | None, new: TreeEntry | None, old_data: bytes,
+                              new_data: bytes) -> tuple[int, int]:
+    if old is not None and new is not None:
+        return _git_counts(repo, old.sha, new.sha)
+    return _line_count(new_data), _line_count(old_data)
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
 def _git_counts(repo: Repo, old_sha: bytes, new_sha: bytes) -> tuple[int, int]:
@@ -180,7 +199,7 @@ def diff_commits(repo: Repo, base_sha: str | None, head_sha: str, *, full: bool 
     """`git diff base head` (base None: from the empty tree) as the seed-003 object; `full` adds hunks."""
     changes = changed_files(repo, _tree_of(repo, base_sha), _tree_of(repo, head_sha), path)
     truncated = len(changes) > limits.max_files
-    budget = _Budget(hunk_lines=limits.max_lines, diff_lines=limits.max_diff_lines)
+    budget = _Budget(hunk_lines=limits.max_lines, diff_lines=limits.max_diff_lines, hunk_bytes=limits.max_hunk_bytes)
     files = []
     for change in changes[:limits.max_files]:
         entry = file_diff(repo, change, full, limits, budget)

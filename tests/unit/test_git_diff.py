@@ -348,3 +348,27 @@ def test_a_file_past_the_line_diff_budget_gets_gits_counts_and_no_hunks(work):
         assert big["truncated"] is True and big["hunks"] == []
         assert [(big["insertions"], big["deletions"])] == theirs["big.txt"]["counts"]
         assert files["small.txt"]["hunks"] and files["small.txt"]["truncated"] is False
+
+
+def test_long_lines_are_bounded_in_bytes_not_only_in_lines(work):
+    """Lines count as lines whatever their length: 20 files of one 7 MB line, each with a character changed,
+    made a 294 MB answer and a 956 MB worker."""
+    base = work.commit({f"f{i}.txt": "x" * 400_000 + "\n" for i in range(4)})
+    head = work.commit({f"f{i}.txt": "x" * 399_999 + "y\n" for i in range(4)})
+    capped = work.ours(base, head, limits=DiffLimits(max_hunk_bytes=2_000_000))
+    assert [bool(f["hunks"]) for f in capped["files"]] == [True, True, False, False]
+    assert capped["truncated"] is True and all(f["insertions"] == f["deletions"] == 1 for f in capped["files"])
+    per_file = work.ours(base, head, limits=DiffLimits(max_file_hunk_bytes=500_000))
+    assert not any(f["hunks"] for f in per_file["files"]) and all(f["truncated"] for f in per_file["files"])
+
+
+def test_a_side_too_large_for_the_line_diff_still_gets_gits_counts(work):
+    """It answered 0 and 0 (git: 142858 and 142858), though the README promised git's counts."""
+    base = work.commit({"big.txt": "".join(f"{i}\n" for i in range(300)), "gone.txt": "a\nb\nc\nd\ne\nf"})
+    head = work.commit({"big.txt": "".join(f"{i}!\n" for i in range(300)), "new.txt": "1\n2\n3\n4\n5\n6",
+                        "gone.txt": None})
+    theirs = work.theirs(base, head)["files"]
+    files = {f["path"]: f for f in work.ours(base, head, limits=DiffLimits(max_blob_bytes=10))["files"]}
+    assert all(f["truncated"] and not f["hunks"] for f in files.values())
+    assert {p: [(f["insertions"], f["deletions"])] for p, f in files.items()} == \
+        {p: f["counts"] for p, f in theirs.items()}
