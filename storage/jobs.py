@@ -93,6 +93,28 @@ class RedisQueue:
         self.queue = Queue(name, connection=self.connection)
         self.fallback = InProcessQueue()
 
+    def _drop_if_orphaned(self, job_id: str) -> bool:
+        """Delete the job if it is marked started by a worker that is gone (killed: its key expired within rq's
+        worker TTL); such a job held its id, and kept the work it stands for from being asked again, for the
+        whole JOB_TIMEOUT (7 h)."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+        from rq.worker import Worker
+
+        try:
+            existing = Job.fetch(job_id, connection=self.connection)
+        except NoSuchJobError:
+            return True  # it ended meanwhile
+        if existing.get_status(refresh=False) != JobStatus.STARTED:
+            return False
+        worker_key = Worker.redis_worker_namespace_prefix + (existing.worker_name or "")
+        if existing.worker_name and Worker.find_by_key(worker_key, connection=self.connection) is not None:
+            return False
+        log.warning("job %s was left started by worker %s, which is gone: queued again", job_id,
+                    existing.worker_name)
+        existing.delete()
+        return True
+
     def enqueue(self, job: JobRequest) -> None:
         """A job whose id is already waiting or running is not queued again (rq queues every copy otherwise:
         30 pushes with no worker running left 27 copies of one repository's housekeeping).
@@ -104,10 +126,19 @@ class RedisQueue:
         from rq import Retry
         from rq.exceptions import DuplicateJobError
 
-        try:
+        def enqueue_once() -> None:
             self.queue.enqueue(job.func, *job.args, job_id=job.job_id, unique=True, job_timeout=JOB_TIMEOUT,
                                result_ttl=0, failure_ttl=FAILED_JOB_KEPT,
                                retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
+
+        try:
+            try:
+                enqueue_once()
+            except DuplicateJobError:
+                if not self._drop_if_orphaned(job.job_id):
+                    log.debug("job %s is already queued", job.job_id)
+                    return
+                enqueue_once()
         except DuplicateJobError:
             log.debug("job %s is already queued", job.job_id)
         except (RedisDown, RedisTimeout):

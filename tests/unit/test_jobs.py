@@ -105,3 +105,35 @@ def test_a_job_runs_in_process_when_redis_is_unreachable():
     queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.record", ("purge", "repo_1"), "purge-repo_1"))
     queue.fallback.join()
     assert CALLS == [("purge", "repo_1")]
+
+
+@pytest.mark.parametrize("worker_alive", [False, True])
+def test_a_job_left_started_by_a_killed_worker_is_queued_again(redis_queue, worker_alive):
+    """A worker killed mid-job (kill -9, an OOM kill) left its job marked started, and the job's id stayed
+    taken for the whole job timeout (7 h): housekeeping that was due again did not run. A job still running
+    on a live worker is left alone."""
+    import uuid
+
+    from rq.job import JobStatus
+    from rq.worker import Worker
+
+    job_id = f"housekeep-{uuid.uuid4().hex[:12]}"
+    request = jobs.JobRequest("control.jobs.housekeep_repository", ("repo_1",), job_id)
+    redis_queue.enqueue(request)
+    started = redis_queue.queue.fetch_job(job_id)
+    redis_queue.queue.remove(job_id)  # a worker took it off the queue ...
+    worker = Worker([redis_queue.queue], connection=redis_queue.connection, name=f"w-{uuid.uuid4().hex[:8]}")
+    started.worker_name = worker.name
+    started.set_status(JobStatus.STARTED)
+    started.save()
+    if worker_alive:
+        worker.register_birth()
+    try:
+        redis_queue.enqueue(request)
+    finally:
+        if worker_alive:
+            worker.register_death()
+    assert redis_queue.queue.job_ids == ([] if worker_alive else [job_id])
+    status = redis_queue.queue.fetch_job(job_id).get_status()
+    assert status == (JobStatus.STARTED if worker_alive else JobStatus.QUEUED)
+    redis_queue.connection.delete(f"rq:job:{job_id}")
