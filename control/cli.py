@@ -183,6 +183,7 @@ def reconcile(full_name: str):
             heads = repos.reconcile_branches(session, context.store, repo)
     except DomainError as error:
         _fail(error)
+    context.jobs.join()  # the purge of a branch found gone, when jobs run in this process
     click.echo(f"reconciled {org}/{name}: {len(heads)} branches")
 
 

@@ -1,4 +1,5 @@
-"""Effects that follow a ref change once the ref has moved: branch rows, the event log, housekeeping."""
+"""Effects that follow a ref change once the ref has moved: branch rows (and a deleted branch's upload files),
+the event log, housekeeping."""
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,7 @@ from .context import ChangeContext
 from .refs import RefUpdate
 
 log = logging.getLogger(__name__)
+PURGE_BRANCH_FILES = "control.jobs.purge_branch_files"  # a deleted branch's stored upload files
 
 
 def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
@@ -33,6 +35,7 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
         current = git_refs.read_ref(ctx.repo_path, change.ref)
         if current is None:
             session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
+            defer(session, PURGE_BRANCH_FILES, ctx.repo.id, name)  # the job does nothing if it exists again
             continue
         moved = session.execute(  # statements, not loaded rows: this runs on every push
             update(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name)

@@ -28,6 +28,9 @@ class JobRequest:
 class JobQueue(Protocol):
     def enqueue(self, job: JobRequest) -> None: ...
 
+    def join(self) -> None:
+        """Wait for the jobs this process runs itself (a command that exits would drop them)."""
+
 
 def resolve(func_path: str):
     module, _, name = func_path.rpartition(".")
@@ -92,6 +95,9 @@ class RedisQueue:
         self.connection = Redis.from_url(url)
         self.queue = Queue(name, connection=self.connection)
         self.fallback = InProcessQueue()
+
+    def join(self) -> None:
+        self.fallback.join()
 
     def _drop_if_orphaned(self, job_id: str) -> bool:
         """Delete the job if it is marked started by a worker that is gone (killed: its key expired within rq's

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hooks.effects import PURGE_BRANCH_FILES
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_read, git_refs, jobs
@@ -101,10 +102,10 @@ def delete_branch(session: Session, app, repo: Repository, actor: Principal, nam
     if sha is not None:
         ctx = change_context(app, repo, actor, "api")
         apply_ref_change(ctx, RefUpdate(old=sha, new=ZERO_SHA, ref=f"refs/heads/{name}"), session=session)
-    elif row is not None:
+    elif row is not None:  # a branch recorded without a ref: no ref change, so no effects purge its files
         session.delete(row)
+        jobs.defer(session, PURGE_BRANCH_FILES, repo.id, name)
     session.flush()
-    jobs.defer(session, "control.jobs.purge_branch_files", repo.id, name)
 
 
 def _refuse_name_clash(session: Session, path, repo: Repository, name: str) -> None:

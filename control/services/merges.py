@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage import git_objects, git_refs, jobs
+from storage import git_objects, git_refs
 from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
@@ -167,7 +167,6 @@ def delete_merged_branch(session, app, repo: Repository, actor: Principal, sourc
     except DomainError as error:  # e.g. a protected branch: the merge itself stands
         outcome.message += f" Branch {source!r} was not deleted: {error.message}."
         return
-    jobs.defer(session, "control.jobs.purge_branch_files", repo.id, source)
     outcome.source_deleted = True
     outcome.message += f" Branch {source!r} deleted."
 

@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hooks.effects import PURGE_BRANCH_FILES
 from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
 from storage.errors import Conflict, Forbidden, NotFound
@@ -93,6 +94,7 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
     for name, row in rows.items():
         if name not in heads and row.head_sha is not None:
             session.delete(row)
+            jobs.defer(session, PURGE_BRANCH_FILES, repo.id, name)  # its ref's effects did not run (a killed worker)
     for name, sha in heads.items():
         row = rows.get(name)
         if row is None:

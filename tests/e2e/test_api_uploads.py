@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -704,3 +707,34 @@ def test_the_longest_names_the_api_accepts_give_upload_urls_that_work(server, te
     assert len(asked.json()["data"]["files"][0]["uploadUrl"]) > 4094
     put_all(asked.json()["data"], files)
     assert complete(server, tenant, repo, asked.json()["data"]["uploadId"]).status_code == 200
+
+
+@pytest.mark.parametrize("deleted_by", ["push", "reconcile"])
+def test_a_branch_deleted_by_a_push_or_found_gone_by_reconcile_has_its_uploads_purged(server, tenant, git, tmp_path,
+                                                                                     deleted_by):
+    """Only an API delete purged a branch's upload files: after `git push --delete` (or a ref deleted whose
+    effects never ran, then reconcile) they stayed, and the same upload into the re-created branch was a 409
+    ('already completed') for good."""
+    from tests.support import repo_path
+
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-0", {"a.txt": b"0"})
+    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"}).status_code == 201
+    upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat 1"}, branch="feat")
+    stored = server.data_dir / "blobs" / "organizations" / tenant.org_id / "repositories" / repo / "feat"
+    assert [p for p in stored.rglob("*") if p.is_file()]
+    if deleted_by == "push":
+        git("init", "-q", str(tmp_path / "any"))
+        git("push", "-q", tenant.url(repo), "--delete", "feat", cwd=tmp_path / "any")
+    else:
+        subprocess.run(["git", "-C", str(repo_path(server, tenant, repo)), "update-ref", "-d", "refs/heads/feat"],
+                       check=True)
+        driftstone = Path(sys.executable).parent / "driftstone"
+        subprocess.run([str(driftstone), "admin", "reconcile", f"{tenant.org}/{repo}"], env=server.env, check=True,
+                       capture_output=True)
+    deadline = time.monotonic() + 30
+    while [p for p in stored.rglob("*") if p.is_file()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in stored.rglob("*") if p.is_file()]
+    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"}).status_code == 201
+    assert upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat again"}, branch="feat")["identifier"] == "v1"
