@@ -31,6 +31,7 @@ STALE_QUARANTINE_SECONDS = 24 * 3600
 REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update; emptied when refs are packed
 _LOOSE_SAMPLE_DIR = "17"  # git's gc --auto estimates the loose objects from one of the 256 fan-out dirs
 _HEX = frozenset("0123456789abcdef")
+TEMPORARY_PACK_PREFIXES = ("tmp", ".tmp-")  # index-pack's and dulwich's; a repack's (.tmp-<pid>-pack-...)
 WRITERS_KEEP_MESSAGES = (MERGE_KEEP_MESSAGE.encode(), b"receive-pack ")  # `index-pack --keep=<message>`
 
 
@@ -47,7 +48,7 @@ def count_packs(repo_path: Path) -> int:
         names = set(os.listdir(repo_path / "objects" / "pack"))
     except FileNotFoundError:
         return 0
-    return sum(1 for name in names if name.endswith(".pack") and not name.startswith("tmp")
+    return sum(1 for name in names if name.endswith(".pack") and not name.startswith(TEMPORARY_PACK_PREFIXES)
                and name[:-len(".pack")] + ".keep" not in names)
 
 
@@ -154,7 +155,7 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
 def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
     """Remove what a killed pack writer left in objects/pack, once unchanged for `older_than` seconds: the
     `tmp*` files of `index-pack` (`tmp_pack_*`, `tmp_idx_*`) or of dulwich's pack writer (`tmpXXXXXXXX.pack`,
-    before merges wrote through git), and the `.keep` a merge or receive-pack holds a pack with while moving it
+    before merges wrote through git), a killed repack's `.tmp-<pid>-pack-*`, and the `.keep` a merge or receive-pack holds a pack with while moving it
     in (else that pack is never repacked). A repack removes none of them; `git gc`'s prune only the `tmp*`
     ones, after two weeks. A `.keep` someone wrote by hand is left alone."""
     deadline = time.time() - older_than
@@ -176,7 +177,7 @@ def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_QUARA
 
 
 def _left_by_a_writer(entry: os.DirEntry) -> bool:
-    if entry.name.startswith("tmp"):
+    if entry.name.startswith(TEMPORARY_PACK_PREFIXES):
         return True
     if not entry.name.endswith(".keep"):
         return False

@@ -198,7 +198,7 @@ def test_temporary_pack_files_left_by_killed_writers_are_removed_once_stale_and_
     index-pack leaves tmp_pack_* / tmp_idx_*; a repack removes none of them, and they counted as packs."""
     pack_dir = bare / "objects" / "pack"
     pack_dir.mkdir(parents=True, exist_ok=True)
-    names = ["tmpk3j9x2ab.pack", "tmp_pack_Ab12Cd", "tmp_idx_Ef34Gh"]
+    names = ["tmpk3j9x2ab.pack", "tmp_pack_Ab12Cd", "tmp_idx_Ef34Gh", ".tmp-4242-pack-0a1b.pack"]
     for name in names + ["tmpfresh01.pack"]:
         (pack_dir / name).write_bytes(b"PACK partial")
     before = count_packs(bare)
@@ -208,7 +208,7 @@ def test_temporary_pack_files_left_by_killed_writers_are_removed_once_stale_and_
     for name in names:
         os.utime(pack_dir / name, (two_days_ago, two_days_ago))
     housekeep(bare, HousekeepingLimits())
-    assert sorted(p.name for p in pack_dir.iterdir() if p.name.startswith("tmp")) == ["tmpfresh01.pack"]
+    assert sorted(p.name for p in pack_dir.iterdir() if p.name.startswith(("tmp", ".tmp-"))) == ["tmpfresh01.pack"]
 
 
 def test_keep_files_a_killed_writer_left_are_removed_once_stale_and_others_never(bare):
