@@ -30,6 +30,7 @@ from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
 
+TREE_MODE = 0o040000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
@@ -355,26 +356,63 @@ def tree(session: Session, app, repo: Repository, workspace: Workspace, prefix: 
     if prefix:
         checked_path(prefix)
     repo_path = app.store.path_for(repo.id)
-    files: dict[str, TreeItem] = {}
-    if workspace.current_commit:
-        with git_objects.open_repo(repo_path) as git_repo:
-            for entry in git_objects.list_tree(git_repo, workspace.current_commit, prefix, recursive=True):
-                files[entry.path] = TreeItem(entry.path, entry.kind, entry.mode, entry.sha, None, "base")
-    for path, entry in _overlay(session, workspace).items():
-        if prefix and not path.startswith(prefix + "/"):
-            continue
-        if entry.blob_sha is None:
-            files.pop(path, None)
-        else:
-            files[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
-    if prefix and not files:
+    overlay = {path: entry for path, entry in _overlay(session, workspace).items()
+               if not prefix or path.startswith(prefix + "/")}
+    with git_objects.open_repo(repo_path) as git_repo:
+        listed = (_every_file(git_repo, workspace, overlay, prefix) if recursive
+                  else _one_level(git_repo, workspace, overlay, prefix))
+    if prefix and not listed:
         _refuse_missing_directory(session, repo_path, workspace, prefix)
-    listed = [files[path] for path in sorted(files)] if recursive else _one_level(files, prefix)
     unsized = [item for item in listed if item.size is None and item.type == "blob"]  # base files: git knows
     sizes = git_read.object_sizes(repo_path, [item.sha for item in unsized])
     for item in unsized:
         item.size = sizes.get(item.sha)
     return listed
+
+
+def _base_entries(git_repo, workspace: Workspace, path: str, recursive: bool) -> list[git_objects.TreeEntry]:
+    if not workspace.current_commit:
+        return []
+    return git_objects.list_tree(git_repo, workspace.current_commit, path, recursive=recursive)
+
+
+def _every_file(git_repo, workspace: Workspace, overlay: dict[str, WorkspaceFile], prefix: str) -> list[TreeItem]:
+    files = {e.path: TreeItem(e.path, e.kind, e.mode, e.sha, None, "base")
+             for e in _base_entries(git_repo, workspace, prefix, recursive=True)}
+    for path, entry in overlay.items():
+        if entry.blob_sha is None:
+            files.pop(path, None)
+        else:
+            files[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
+    return [files[path] for path in sorted(files)]
+
+
+def _one_level(git_repo, workspace: Workspace, overlay: dict[str, WorkspaceFile], prefix: str) -> list[TreeItem]:
+    """The entries directly in `prefix`: its files, and its directories (from the overlay when a file in one
+    comes from there). Only a directory the overlay deletes files in is read further down: it is gone when
+    they were all its files."""
+    depth = len(prefix.split("/")) if prefix else 0
+    entries = {}
+    for e in _base_entries(git_repo, workspace, prefix, recursive=False):
+        entries[e.path] = (TreeItem(e.path, "tree", TREE_MODE, None, None, "base") if e.kind == "tree"
+                           else TreeItem(e.path, e.kind, e.mode, e.sha, None, "base"))
+    deleted_below: dict[str, set[str]] = {}
+    for path, entry in overlay.items():
+        parts = path.split("/")
+        top = "/".join(parts[:depth + 1])
+        if len(parts) == depth + 1 and entry.blob_sha is None:
+            entries.pop(path, None)
+        elif len(parts) == depth + 1:
+            entries[path] = TreeItem(path, "blob", entry.mode, entry.blob_sha, entry.size, "overlay")
+        elif entry.blob_sha is None:
+            deleted_below.setdefault(top, set()).add(path)
+        else:
+            entries[top] = TreeItem(top, "tree", TREE_MODE, None, None, "overlay")
+    for top, deleted in deleted_below.items():
+        if top in entries and entries[top].source == "base":
+            if {e.path for e in _base_entries(git_repo, workspace, top, recursive=True)} <= deleted:
+                del entries[top]
+    return sorted(entries.values(), key=lambda item: (not item.is_dir, item.path))
 
 
 def _refuse_missing_directory(session: Session, repo_path, workspace: Workspace, path: str) -> None:
@@ -390,23 +428,6 @@ def _refuse_missing_directory(session: Session, repo_path, workspace: Workspace,
         raise NotFound(f"no directory {path!r} in this workspace", {"path": path})
     raise Invalid(f"{path!r} is a {kind}, not a directory; read it with GET .../files/{{path}}",
                   {"path": path, "type": kind})
-
-
-def _one_level(files: dict[str, TreeItem], prefix: str) -> list[TreeItem]:
-    """The entries directly in `prefix`: its files, and a directory for each first component below it (from
-    the overlay when any file in it comes from there)."""
-    depth = len(prefix.split("/")) if prefix else 0
-    entries: dict[str, TreeItem] = {}
-    for path, item in files.items():
-        parts = path.split("/")
-        if len(parts) == depth + 1:
-            entries[path] = item
-            continue
-        directory = "/".join(parts[:depth + 1])
-        known = entries.get(directory)
-        source = "overlay" if item.source == "overlay" or (known and known.source == "overlay") else "base"
-        entries[directory] = TreeItem(directory, "tree", 0o040000, None, None, source)
-    return sorted(entries.values(), key=lambda item: (not item.is_dir, item.path))
 
 
 @dataclass

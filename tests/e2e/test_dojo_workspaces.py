@@ -811,3 +811,39 @@ def test_the_same_commit_made_in_several_workspaces_at_once_answers_every_one(se
     body = {"message": "same", "author_name": "A", "author_email": "a@x"}
     answers = at_once(8, lambda i: dojo("POST", f"/workspaces/{workspaces[i]['id']}/commit", body))
     assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers if a.status_code != 201]
+
+
+def test_one_level_of_the_tree_is_what_the_whole_tree_shows_of_it(server, tenant, git, tmp_path):
+    """A directory's own entries are read without walking the whole tree (a root of 11 entries over 100,000
+    files took 1.1-1.8 s); a directory the overlay deleted every file of is gone, one it deleted some of or
+    added to stays."""
+    repo = tenant.repo()
+    files = {"top.txt": "t", "keep.txt": "k", "gone/a.txt": "a", "gone/deep/b.txt": "b", "some/a.txt": "a",
+             "some/b.txt": "b", "grow/a.txt": "a", "swap/a.txt": "a", "z/y/x.txt": "x"}
+    work = git.new_worktree(tmp_path / "w", files)
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("one-level")
+    for path in ("top.txt", "gone/a.txt", "gone/deep/b.txt", "some/a.txt", "swap/a.txt"):
+        assert dojo("DELETE", f"/workspaces/{ws['id']}/files/{path}").status_code == 200
+    for path in ("new.txt", "grow/deeper/c.txt", "swap/b.txt", "fresh/dir/d.txt"):
+        assert dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=b"new\n").status_code == 200
+    every = dojo("GET", f"/workspaces/{ws['id']}/tree", params={"recursive": "true"}).json()["entries"]
+    sources = {e["path"]: e["source"] for e in every}
+    for prefix in ("", "grow", "z", "some"):
+        below = {p: src for p, src in sources.items() if not prefix or p.startswith(prefix + "/")}
+        depth = len(prefix.split("/")) if prefix else 0
+        expected = {}
+        for path, source in below.items():
+            parts = path.split("/")
+            name = "/".join(parts[:depth + 1])
+            if len(parts) == depth + 1:
+                expected[name] = ("file", source)
+            else:
+                expected[name] = ("dir", "overlay" if source == "overlay" or expected.get(name, ("", ""))[1]
+                                  == "overlay" else "base")
+        params = {"path": prefix} if prefix else {}
+        level = dojo("GET", f"/workspaces/{ws['id']}/tree", params=params).json()["entries"]
+        assert {e["path"]: (e["kind"], e["source"]) for e in level} == expected, prefix
+        assert [e["kind"] for e in level] == sorted((e["kind"] for e in level), key=lambda k: k != "dir")
+    assert dojo("GET", f"/workspaces/{ws['id']}/tree", params={"path": "gone"}).status_code == 404
