@@ -13,6 +13,7 @@ from control.api.app import create_app
 from control.context import AppContext
 from server.app import GitHttpApp
 from server.hook_channel import install_hook_scripts
+from storage.jobs import JobRequest
 from storage.settings import Settings
 
 
@@ -58,6 +59,12 @@ class _LazyApplication:
         """In a worker: forget any pool state inherited from the master without closing the master's sockets."""
         if self._app is not None:
             self._app.db.forget_connections()
+
+    def worker_started(self) -> None:
+        """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly)."""
+        jobs = self.load().db.jobs
+        if jobs is not None:
+            jobs.enqueue(JobRequest("control.jobs.finish_interrupted_work", (), "finish-interrupted-work"))
 
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)

@@ -44,13 +44,17 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Build the application before the first request instead of during it (a no-op once the master built it)."""
+    """Build the application before the first request instead of during it (a no-op once the master built it),
+    then ask for what a killed worker left undone."""
     load = getattr(worker.wsgi, "load", None)
     if load is None:
         return
     settings = getattr(load(), "settings", None)
     if settings is not None and hasattr(worker, "use_limits"):
         worker.use_limits(settings.request_head_timeout, settings.request_body_grace, settings.request_body_min_rate)
+    started = getattr(worker.wsgi, "worker_started", None)
+    if started is not None:
+        started()
 
 
 def pre_request(worker, req):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
+from control.services.uploads import TEMPORARY_UPLOADS
 from storage.housekeeping import housekeep
 from storage.models import Repository, Upload, UploadFile
 
@@ -30,6 +31,23 @@ def purge_repository(repo_id: str) -> None:
         uploads = _uploads_with_paths(session, Upload.repo_id == repo_id)
     _remove_uploads(ctx, uploads)
     ctx.store.delete(repo_id)
+
+
+STALE_UPLOAD_SECONDS = 24 * 3600  # a PUT's temporary file: it is written while the body arrives
+
+
+def finish_interrupted_work() -> None:
+    """What killed workers left undone, asked for at each worker's start: the purge of a repository deleted just
+    before its worker was killed (the job is queued once the deleting transaction commits: a kill in between
+    lost it, or killed it midway), and the temporary files of signed-URL PUTs cut off by a kill (their removal
+    is a `finally`)."""
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
+    for repo_id in deleted:
+        if ctx.store.has_files(repo_id):
+            purge_repository(repo_id)
+    ctx.blobs.delete_older_than(TEMPORARY_UPLOADS, STALE_UPLOAD_SECONDS)
 
 
 def housekeep_repository(repo_id: str) -> None:

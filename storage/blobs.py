@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import posixpath
+import time
+from datetime import datetime
 from typing import BinaryIO
 
 import fsspec
@@ -50,6 +52,32 @@ class BlobStore:
         if self.fs.exists(full):
             self.fs.rm(full, recursive=True)
 
+    def delete_older_than(self, prefix: str, seconds: float) -> list[str]:
+        """Delete the files directly under `prefix` unchanged for `seconds`; returns their keys."""
+        full = self._full(prefix.rstrip("/"))
+        if not self.fs.exists(full):
+            return []
+        deadline = time.time() - seconds
+        removed = []
+        for info in self.fs.ls(full, detail=True):
+            modified = _modified(info)
+            if info.get("type") == "file" and modified is not None and modified < deadline:
+                self.fs.rm(info["name"])
+                removed.append(posixpath.relpath(info["name"], self.root))
+        return removed
+
     def check(self) -> None:
         """Raise if the store is unreachable (readiness probe)."""
         self.fs.ls(self.root)
+
+
+def _modified(info: dict) -> float | None:
+    """A listing entry's modification time: `mtime` (local files), `updated` (GCS) or `LastModified` (S3)."""
+    value = info.get("mtime") or info.get("updated") or info.get("LastModified")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None

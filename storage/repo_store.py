@@ -63,9 +63,22 @@ class RepoStore:
             config.write(render_config(REPO_CONFIG))
         return path
 
-    def delete(self, repo_id: str) -> None:
+    def has_files(self, repo_id: str) -> bool:
+        """Whether anything of the repository is on disk: itself, or what a delete killed midway left."""
         path = self.path_for(repo_id)
-        if path.exists():
-            doomed = path.with_name(path.name + ".deleting")
+        return path.exists() or self._doomed(path).exists()
+
+    def delete(self, repo_id: str) -> None:
+        """Move the directory aside, then remove it; also what an earlier delete killed midway left."""
+        path = self.path_for(repo_id)
+        doomed = self._doomed(path)
+        shutil.rmtree(doomed, ignore_errors=True)
+        try:
             path.rename(doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+        except FileNotFoundError:  # not there, or another delete moved it first
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    @staticmethod
+    def _doomed(path: Path) -> Path:
+        return path.with_name(path.name + ".deleting")

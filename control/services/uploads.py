@@ -342,8 +342,11 @@ def _arrived(blobs: BlobStore, row: UploadFile) -> bool:
             and blobs.size(row.storage_path) == row.size)
 
 
+TEMPORARY_UPLOADS = "tmp/uploads"  # a PUT's bytes until their hash is checked
+
+
 def _store_verified(blobs: BlobStore, row: UploadFile, chunks: Iterable[bytes], limit: int) -> tuple[str, int]:
-    temp = f"tmp/uploads/{row.id}.{secrets.token_hex(8)}"
+    temp = f"{TEMPORARY_UPLOADS}/{row.id}.{secrets.token_hex(8)}"
     digest, size = hashlib.sha256(), 0
     try:
         with blobs.open_write(temp) as target:

@@ -84,3 +84,36 @@ def test_a_single_worker_loads_the_code_itself(tmp_path):
         assert not _database_driver_loaded(server.process.pid)
     finally:
         server.stop()
+
+
+def test_a_new_worker_finishes_what_a_killed_one_left_undone(small_limits_server):
+    """A worker killed after a repository's deletion committed and before its purge ran (or midway through
+    it) left the repository's files for good; one killed during a signed-URL PUT left its temporary file in
+    the blob store for good. Each worker that starts asks for both to be finished."""
+    import signal
+    from datetime import datetime, timezone
+
+    from storage.models import Repository
+    from tests.support import api
+
+    server = small_limits_server
+    tenant = server.tenant()
+    left = []
+    for name in ("never-purged", "purge-killed-midway"):
+        created = api(server, tenant.keys["admin"], "POST", "/v1/repos", {"name": name}).json()["data"]
+        with server.context.db.session() as session:  # deleted, and its purge never asked for
+            session.get(Repository, created["id"]).deleted_at = datetime.now(timezone.utc)
+        left.append(server.context.store.path_for(created["id"]))
+    left[1] = left[1].rename(left[1].with_name(left[1].name + ".deleting"))  # moved aside, then the kill
+    uploads = server.data_dir / "blobs" / "tmp" / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    stale, fresh = uploads / "uf_cut.0a1b2c3d", uploads / "uf_now.4e5f6a7b"
+    for path in (stale, fresh):
+        path.write_bytes(b"part of a body")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+    os.kill(_children(server.process.pid, 2)[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while (any(path.exists() for path in left) or stale.exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(path.exists() for path in left) and not stale.exists() and fresh.exists()
