@@ -30,7 +30,6 @@ from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
 
-TREE_MODE = 0o040000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
@@ -394,7 +393,7 @@ def _one_level(git_repo, workspace: Workspace, overlay: dict[str, WorkspaceFile]
     depth = len(prefix.split("/")) if prefix else 0
     entries = {}
     for e in _base_entries(git_repo, workspace, prefix, recursive=False):
-        entries[e.path] = (TreeItem(e.path, "tree", TREE_MODE, None, None, "base") if e.kind == "tree"
+        entries[e.path] = (TreeItem(e.path, "tree", git_objects.TREE_MODE, None, None, "base") if e.kind == "tree"
                            else TreeItem(e.path, e.kind, e.mode, e.sha, None, "base"))
     deleted_below: dict[str, set[str]] = {}
     for path, entry in overlay.items():
@@ -407,7 +406,7 @@ def _one_level(git_repo, workspace: Workspace, overlay: dict[str, WorkspaceFile]
         elif entry.blob_sha is None:
             deleted_below.setdefault(top, set()).add(path)
         else:
-            entries[top] = TreeItem(top, "tree", TREE_MODE, None, None, "overlay")
+            entries[top] = TreeItem(top, "tree", git_objects.TREE_MODE, None, None, "overlay")
     for top, deleted in deleted_below.items():
         if top in entries and entries[top].source == "base":
             if {e.path for e in _base_entries(git_repo, workspace, top, recursive=True)} <= deleted:
