@@ -71,8 +71,8 @@ def remove_stale_locks(repo_path: Path, refs: list[str] | None = None,
     if refs is None:
         candidates = [Path(root) / name for root, _, files in os.walk(repo_path / "refs")
                       for name in files if name.endswith(".lock")]
-    else:
-        candidates = [repo_path / f"{ref}.lock" for ref in refs]
+    else:  # names from a client's push: only those that are a path inside refs/
+        candidates = [repo_path / f"{ref}.lock" for ref in refs if _a_path_in_refs(ref)]
     deadline = time.time() - older_than
     removed = []
     for lock in [*candidates, repo_path / "packed-refs.lock"]:
@@ -83,6 +83,12 @@ def remove_stale_locks(repo_path: Path, refs: list[str] | None = None,
         except FileNotFoundError:
             continue
     return removed
+
+
+def _a_path_in_refs(ref: str) -> bool:
+    parts = ref.split("/")
+    return (len(parts) > 1 and parts[0] == "refs" and "\0" not in ref and "\\" not in ref
+            and all(part not in ("", ".", "..") for part in parts))
 
 
 def _clash(name: bytes) -> Conflict:

@@ -140,3 +140,28 @@ def test_a_delete_that_cannot_take_packed_refs_lock_leaves_the_branch_where_it_w
     assert read_ref(bare, "refs/heads/feat") is None
     git(bare, "pack-refs", "--all")
     assert read_ref(bare, "refs/heads/feat") is None  # a delete that succeeded does not come back
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/../../../../victim", "/tmp/victim", "refs/../victim", "../victim",
+                                 "refs//victim", "refs/heads/./victim", "victim"])
+def test_a_pushed_ref_name_never_reaches_a_lock_outside_refs(repo, tmp_path, ref):
+    """A push deleting `refs/heads/../../../../victim` (git refuses the name; the server then looked for a stale
+    lock of each refused ref) removed any victim.lock a day old the server could write, and an absolute name
+    answered 500."""
+    from storage.git_refs import remove_stale_locks
+
+    bare, _ = repo
+    victims = [tmp_path / "victim.lock", bare / "victim.lock", Path("/tmp/victim.lock")]
+    an_hour_ago = time.time() - 3600
+    made = []
+    for victim in victims:
+        if not victim.exists():
+            victim.write_text("")
+            os.utime(victim, (an_hour_ago, an_hour_ago))
+            made.append(victim)
+    try:
+        assert remove_stale_locks(bare, [ref]) == []
+        assert all(victim.exists() for victim in made)
+    finally:
+        for victim in made:
+            victim.unlink(missing_ok=True)
