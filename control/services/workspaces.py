@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from dulwich.object_store import tree_lookup_path
+from dulwich.errors import NotTreeError
 from dulwich.objects import Commit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -289,8 +290,8 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
         if seen is not None and seen != workspace.current_commit:
             lost_parents = [workspace.current_commit] if workspace.current_commit else []
             overlay = _take_lost_commit(session, git_repo, workspace, seen, overlay)
+            record_commit(session, repo.id, seen, "workspace", actor.key_id)  # its intent is in its trailers
             if not overlay:
-                record_commit(session, repo.id, seen, "workspace", actor.key_id, intent=intent or None)
                 session.flush()
                 return seen, lost_parents
         changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
@@ -324,7 +325,7 @@ def _take_lost_commit(session: Session, git_repo, workspace: Workspace, seen: st
     for file_path, entry in overlay.items():
         try:
             held = tree_lookup_path(git_repo.object_store.__getitem__, lost.tree, file_path.encode())
-        except KeyError:
+        except (KeyError, NotTreeError):  # not there, or a file stands where the path needs a directory
             held = None
         if held == ((entry.mode, entry.blob_sha.encode()) if entry.blob_sha else None):
             session.delete(entry)

@@ -743,6 +743,7 @@ def test_a_commit_whose_worker_died_after_the_ref_moved_is_taken_up_by_the_retry
         assert retried.json()["commit"]["sha"] == lost and retried.json()["commit"]["parents"] == [main]
     else:
         assert retried.json()["commit"]["parents"] == [lost]
+    assert v1(server, tenant, "GET", f"{repo}/commits/{lost}").json()["data"]["source"] == "workspace"
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
     dojo("PUT", f"/workspaces/{ws['id']}/files/c.txt", data=b"c\n")
     after = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "next"})
@@ -847,3 +848,22 @@ def test_one_level_of_the_tree_is_what_the_whole_tree_shows_of_it(server, tenant
         assert {e["path"]: (e["kind"], e["source"]) for e in level} == expected, prefix
         assert [e["kind"] for e in level] == sorted((e["kind"] for e in level), key=lambda k: k != "dir")
     assert dojo("GET", f"/workspaces/{ws['id']}/tree", params={"path": "gone"}).status_code == 404
+
+
+
+def test_a_lost_commit_whose_file_the_overlay_now_writes_inside_answers_cleanly(server, tenant, seeded):
+    """The lost commit made `zz` a file; the overlay, still on the older head, then wrote `zz/b`: every commit
+    answered 500 (dulwich's NotTreeError)."""
+    from tests.support import repo_path
+
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("file-then-dir")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/zz", data=b"a file\n")
+    _commit_onto_workspace_ref(repo_path(server, tenant, repo), ws["id"], main, {"zz": "a file\n"})
+    assert dojo("DELETE", f"/workspaces/{ws['id']}/files/zz").status_code == 200
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/zz/b", data=b"inside\n").status_code == 200
+    answer = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "m"})
+    assert answer.status_code in (201, 409), answer.text
+    if answer.status_code == 409:
+        assert "zz" in answer.json()["error"]
