@@ -91,10 +91,13 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
 def _left_by_a_lost_submit(session: Session, repo: Repository, path, bookmark: str, current: str,
                            workspace: Workspace) -> bool:
     """A submit whose worker died after it made the bookmark and before its stack was stored leaves the branch
-    and no stack: the branch holds nothing the workspace does not, and no open stack names it."""
+    and no stack: the branch is at one of the workspace's own commits (after its base, up to its head), and no
+    open stack names it. A branch someone pushed at the base, or anywhere else, stays theirs."""
     claimed = session.scalar(select(Stack.id).where(Stack.repo_id == repo.id, Stack.bookmark == bookmark,
                                                     Stack.status == "open"))
-    return claimed is None and git_read.is_ancestor(path, current, workspace.current_commit)
+    base = workspace.base_commit
+    return (claimed is None and current != base and git_read.is_ancestor(path, current, workspace.current_commit)
+            and (base is None or git_read.is_ancestor(path, base, current)))
 
 
 def _last_merged_stack(session: Session, path, workspace: Workspace) -> Stack | None:

@@ -787,14 +787,18 @@ def test_a_submit_whose_worker_died_after_making_the_bookmark_is_taken_up_by_the
     assert submitted.json()["stack"]["head_commit"] == head
 
 
-def test_a_bookmark_branch_with_commits_the_workspace_lacks_still_refuses_the_submit(server, tenant, git, tmp_path,
-                                                                                    seeded):
+@pytest.mark.parametrize("at", ["theirs", "the workspace's base"])
+def test_a_bookmark_branch_that_is_not_the_workspaces_own_still_refuses_the_submit(server, tenant, git, tmp_path,
+                                                                                  seeded, at):
+    """Someone else's branch of that name: with commits the workspace lacks, or at the workspace's base (all
+    of which the workspace holds: taking it over would have fast-forwarded another key's branch)."""
     repo, work, _ = seeded
     dojo = Dojo(server, tenant, repo)
     ws = dojo.workspace("name-taken")
     dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
     dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "a"})
-    git.commit(work, {"theirs.txt": "theirs\n"}, "someone else's")
+    if at == "theirs":
+        git.commit(work, {"theirs.txt": "theirs\n"}, "someone else's")
     git("push", "-q", tenant.url(repo), "HEAD:refs/heads/stacks/name-taken", cwd=work)
     refused = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
     assert refused.status_code == 409 and "already exists" in refused.json()["error"], refused.text
