@@ -47,7 +47,7 @@ class DiffLimits:
     # lines of repetitive text); past them git counts the lines and the file gets no hunks
     max_file_diff_lines: int = 20_000
     max_diff_lines: int = 100_000
-    # bytes of hunk lines in one file and in the answer (GitHub: ~1 MB a file); JSON takes a little more
+    # bytes of hunk lines in one file and in the answer as JSON writes them (GitHub: ~1 MB a file)
     max_file_hunk_bytes: int = 1024 * 1024
     max_hunk_bytes: int = 8 * 1024 * 1024
 
@@ -164,7 +164,7 @@ def file_diff(repo: Repo, change: TreeChange, full: bool, limits: DiffLimits, bu
     if full and changes:
         hunks = line_diff.hunks(old_lines, new_lines, changes)
         lines = sum(len(h.lines) for h in hunks)
-        size = sum(len(raw) for h in hunks for _, raw in h.lines)
+        size = sum(_json_size(raw) for h in hunks for _, raw in h.lines)
         if lines > budget.hunk_lines or size > min(limits.max_file_hunk_bytes, budget.hunk_bytes):
             entry["truncated"] = True
         else:
@@ -173,6 +173,18 @@ def file_diff(repo: Repo, change: TreeChange, full: bool, limits: DiffLimits, bu
             entry["hunks"] = [{"old_start": h.old_start, "old_lines": h.old_lines, "new_start": h.new_start,
                                "new_lines": h.new_lines, "lines": _lines_out(h)} for h in hunks]
     return entry
+
+
+_TWO_IN_JSON = b'"\\\t\n\r\b\f'
+_SIX_IN_JSON = bytes(c for c in range(0x20) if c not in _TWO_IN_JSON) + bytes(range(0x80, 0x100))
+
+
+def _json_size(raw: bytes) -> int:
+    """At most what the line takes in the answer: JSON writes a control character, and each byte of a
+    non-ASCII one (or U+FFFD for one not UTF-8), as a six-character escape; a quote, a backslash, a tab as two."""
+    six = len(raw) - len(raw.translate(None, _SIX_IN_JSON))
+    two = len(raw) - len(raw.translate(None, _TWO_IN_JSON))
+    return len(raw) + 5 * six + two
 
 
 def _counts_without_line_diff(repo: Repo, old: TreeEntry | None, new: TreeEntry | None, old_data: bytes,

@@ -372,3 +372,17 @@ def test_a_side_too_large_for_the_line_diff_still_gets_gits_counts(work):
     assert all(f["truncated"] and not f["hunks"] for f in files.values())
     assert {p: [(f["insertions"], f["deletions"])] for p, f in files.items()} == \
         {p: f["counts"] for p, f in theirs.items()}
+
+
+def test_the_byte_budget_counts_a_line_as_json_writes_it(work):
+    """Control characters and non-ASCII bytes become six-character escapes: ten files of ~900 KB of \\x01 lines
+    passed a 1 MiB-a-file budget counted in raw bytes and made a 48.8 MB answer."""
+    import json
+
+    base = work.commit({"ctl.txt": "\x01" * 300_000 + "\n", "text.txt": "a\tb\n"})
+    head = work.commit({"ctl.txt": "\x01" * 299_999 + "\x02\n", "text.txt": "a\tc\n"})
+    files = {f["path"]: f for f in work.ours(base, head)["files"]}
+    assert files["ctl.txt"]["truncated"] is True and not files["ctl.txt"]["hunks"]
+    assert files["text.txt"]["hunks"] and files["text.txt"]["truncated"] is False
+    answer = json.dumps(work.ours(base, head, limits=DiffLimits(max_file_hunk_bytes=10 ** 9))["files"][0]["hunks"])
+    assert len(answer) > 3_000_000  # what it would have been
