@@ -274,11 +274,14 @@ def changed_paths(session: Session, app, repo: Repository, workspace: Workspace)
 
 def commit(session: Session, app, repo: Repository, workspace: Workspace, actor: Principal, message: str,
            author_name: str, author_email: str, intent: dict | None) -> tuple[str, list[str]]:
-    """Commit the overlay onto the workspace's head; returns the commit and its parents. The ref moves in the
-    workspace's turn, so a ref found ahead of the row in that turn was moved by a commit whose request died
-    before its transaction ended (a killed worker): that commit is taken as the head, and a retry of it that
-    finds its whole overlay there answers with it."""
-    take_workspace_turn(session, workspace)
+    """Commit the overlay onto the workspace's head; returns the commit and its parents.
+
+    Commits of one workspace take turns on its row. A ref found ahead of the row, one commit on, was moved by a
+    commit whose request died before its transaction ended (a killed worker): that commit is taken as the head
+    and this one built on it; a retry of it that finds its whole overlay there answers with it. (On SQLite,
+    where the row lock is the database's and comes with the first write, it may be a commit of this workspace
+    still under way: this one then goes on top of it.)"""
+    session.execute(select(Workspace.id).where(Workspace.id == workspace.id).with_for_update())
     session.refresh(workspace)
     overlay = _overlay(session, workspace)
     if not overlay:
@@ -286,6 +289,7 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     path = app.store.path_for(repo.id)
     ref = workspace_ref(workspace)
     seen = git_refs.read_ref(path, ref)
+    author, full_message = git_objects.Identity(author_name, author_email), message_with_intent(message, intent)
     with git_objects.open_repo(path) as git_repo:
         if seen is not None and seen != workspace.current_commit:
             lost_parents = [workspace.current_commit] if workspace.current_commit else []
@@ -294,22 +298,26 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
             if not overlay:
                 session.flush()
                 return seen, lost_parents
-        changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
-        base_tree = git_objects.commit_tree(git_repo, workspace.current_commit) if workspace.current_commit else None
-        tree = git_objects.edit_tree(git_repo, base_tree, changes)
         parents = [workspace.current_commit] if workspace.current_commit else []
-        author = git_objects.Identity(author_name, author_email)
-        sha = git_objects.write_commit(git_repo, tree, parents, author, message_with_intent(message, intent))
+        sha = _commit_overlay(git_repo, workspace.current_commit, overlay, author, full_message)
     ctx = change_context(app, repo, actor, "workspace")
     ctx.workspace_id = workspace.id
     apply_ref_change(ctx, RefUpdate(old=seen or ZERO_SHA, new=sha, ref=ref), session=session)
     record_commit(session, repo.id, sha, "workspace", actor.key_id, intent=intent or None)
+    serialize_repository_writes(session, repo.id)  # takes turns with overlay writes (_take_turn)
     for entry in overlay.values():  # only what went into the commit: a write that raced in stays in the overlay
         blob_matches = (WorkspaceFile.blob_sha == entry.blob_sha) if entry.blob_sha else WorkspaceFile.blob_sha.is_(None)
         session.execute(delete(WorkspaceFile).where(WorkspaceFile.id == entry.id, blob_matches))
     workspace.current_commit = sha
     session.flush()
     return sha, parents
+
+
+def _commit_overlay(git_repo, head: str | None, overlay: dict[str, WorkspaceFile], author, message: str) -> str:
+    changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
+    base_tree = git_objects.commit_tree(git_repo, head) if head else None
+    tree = git_objects.edit_tree(git_repo, base_tree, changes)
+    return git_objects.write_commit(git_repo, tree, [head] if head else [], author, message)
 
 
 def _take_lost_commit(session: Session, git_repo, workspace: Workspace, seen: str,
