@@ -83,7 +83,7 @@ def migrate():
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 def worker(burst: bool):
     """Run background jobs from Redis (DRIFTSTONE_REDIS_URL must be set)."""
-    from rq import SimpleWorker
+    from storage.jobs import run_worker
 
     context = _context()
     if not context.settings.redis_url:
@@ -91,7 +91,7 @@ def worker(burst: bool):
     queue = context.jobs.queue
     click.echo(f"driftstone worker: queue {queue.name}")
     sys.stdout.flush()
-    SimpleWorker([queue], connection=context.jobs.connection).work(burst=burst, with_scheduler=True)
+    run_worker(queue, context.jobs.connection, burst=burst)
 
 
 @main.group()

@@ -150,3 +150,43 @@ class RedisQueue:
         except (RedisDown, RedisTimeout):
             log.warning("Redis is unreachable: job %s runs in this process", job.job_id)
             self.fallback.enqueue(job)
+
+
+HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker running a job says it is alive
+
+
+def run_worker(queue, connection, burst: bool = False) -> None:
+    """Run rq's SimpleWorker (jobs in this process, no fork per job) with a heartbeat while a job runs.
+
+    SimpleWorker sends none, so it keeps its key alive for the job's whole timeout (7 h): a worker killed with
+    kill -9 mid-job looked alive that long, and its job held the id, so the repository's housekeeping was not
+    asked for again for 7 h. Here the key lives 90 s past each heartbeat."""
+    from rq import SimpleWorker
+    from rq.worker import WorkerStatus
+
+    class HeartbeatWorker(SimpleWorker):
+        def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+            return HEARTBEAT_SECONDS + 60
+
+        def execute_job(self, job, queue):
+            execution = self.prepare_execution(job)
+            done = threading.Event()
+
+            def beat() -> None:
+                while not done.wait(HEARTBEAT_SECONDS):
+                    try:
+                        self.maintain_heartbeats(job, execution)
+                    except Exception:
+                        log.warning("heartbeat for job %s failed", job.id, exc_info=True)
+
+            beating = threading.Thread(target=beat, name="rq-heartbeat", daemon=True)
+            beating.start()
+            try:
+                self.perform_job(job, queue, execution)
+            finally:
+                done.set()
+                beating.join()
+            self.set_state(WorkerStatus.IDLE)
+
+    HeartbeatWorker([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS).work(
+        burst=burst, with_scheduler=True)

@@ -1,6 +1,8 @@
 """Deferred jobs run only after the transaction commits, and in-process jobs are retried."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import text
 
@@ -137,3 +139,45 @@ def test_a_job_left_started_by_a_killed_worker_is_queued_again(redis_queue, work
     status = redis_queue.queue.fetch_job(job_id).get_status()
     assert status == (JobStatus.STARTED if worker_alive else JobStatus.QUEUED)
     redis_queue.connection.delete(f"rq:job:{job_id}")
+
+
+def sleep_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_worker_running_a_job_is_alive_for_minutes_past_its_last_heartbeat_not_the_jobs_timeout(tmp_path):
+    """rq's SimpleWorker kept its key alive for the job's whole timeout (7 h) and sent no heartbeat: killed
+    with kill -9 mid-job, it looked alive that long, and the job it held kept the repository's housekeeping
+    from being asked for again for 7 h."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    url = os.environ.get("DRIFTSTONE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    namespace = f"dstest-beat-{uuid.uuid4().hex[:10]}"
+    queue = jobs.RedisQueue(url, namespace)
+    job_id = f"sleep-{uuid.uuid4().hex[:12]}"
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.sleep_for", (6,), job_id))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTONE_")}
+    root = Path(__file__).resolve().parents[2]
+    env.update({"DRIFTSTONE_DATA_DIR": str(tmp_path / "data"), "DRIFTSTONE_REDIS_URL": url,
+                "DRIFTSTONE_REDIS_NAMESPACE": namespace, "PYTHONPATH": str(root)})
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker", "--burst"], env=env, cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        job = queue.queue.fetch_job(job_id)
+        while (job is None or not job.worker_name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = queue.queue.fetch_job(job_id)
+        assert job is not None and job.worker_name, "the worker never started the job"
+        ttl = queue.connection.ttl(f"rq:worker:{job.worker_name}")
+        assert 0 < ttl <= jobs.HEARTBEAT_SECONDS + 60
+        assert worker.wait(timeout=60) == 0
+        assert queue.queue.fetch_job(job_id) is None  # it ran to its end (a finished job is not kept)
+        assert job_id not in queue.queue.failed_job_registry.get_job_ids()
+    finally:
+        worker.kill()
+        queue.queue.delete(delete_jobs=True)
