@@ -180,5 +180,6 @@ def test_a_worker_running_a_job_is_alive_for_minutes_past_its_last_heartbeat_not
         assert queue.queue.fetch_job(job_id) is None  # it ran to its end (a finished job is not kept)
         assert job_id not in queue.queue.failed_job_registry.get_job_ids()
     finally:
-        worker.kill()
+        worker.terminate()  # rq stops its scheduler process too (a kill would leave it running)
+        worker.wait(timeout=30)
         queue.queue.delete(delete_jobs=True)
