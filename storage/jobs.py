@@ -100,9 +100,9 @@ class RedisQueue:
         self.fallback.join()
 
     def _drop_if_orphaned(self, job_id: str) -> bool:
-        """Delete the job if it is marked started by a worker that is gone (killed: its key expired within rq's
-        worker TTL); such a job held its id, and kept the work it stands for from being asked again, for the
-        whole JOB_TIMEOUT (7 h)."""
+        """Delete the job if it is marked started by a worker that is gone (killed: its key expires 90 s after its
+        last heartbeat, see run_worker); such a job held its id, and kept the work it stands for from being asked
+        again, for the whole JOB_TIMEOUT (7 h)."""
         from rq.exceptions import NoSuchJobError
         from rq.job import Job, JobStatus
         from rq.worker import Worker
