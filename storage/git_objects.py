@@ -97,11 +97,19 @@ def store_object(repo: Repo, obj) -> None:
     raise TimeoutError(f"object {obj.id.decode()} could not be written (locked, or its directory kept going)")
 
 
-def commit_tree(repo: Repo, commit_sha: str) -> bytes:
+def _commit(repo: Repo, commit_sha: str) -> Commit:
     obj = repo.object_store[commit_sha.encode()]
     if not isinstance(obj, Commit):
         raise KeyError(commit_sha)
-    return obj.tree
+    return obj
+
+
+def commit_tree(repo: Repo, commit_sha: str) -> bytes:
+    return _commit(repo, commit_sha).tree
+
+
+def commit_parents(repo: Repo, commit_sha: str) -> list[str]:
+    return [parent.decode() for parent in _commit(repo, commit_sha).parents]
 
 
 def _walk_to(repo: Repo, tree_sha: bytes, path: str) -> tuple[int, bytes] | None:

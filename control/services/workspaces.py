@@ -9,9 +9,6 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dulwich.object_store import tree_lookup_path
-from dulwich.errors import NotTreeError
-from dulwich.objects import Commit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -292,13 +289,13 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     author, full_message = git_objects.Identity(author_name, author_email), message_with_intent(message, intent)
     with git_objects.open_repo(path) as git_repo:
         if seen is not None and seen != workspace.current_commit:
-            lost_parents = [workspace.current_commit] if workspace.current_commit else []
+            lost_parents = _parents(workspace.current_commit)
             overlay = _take_lost_commit(session, git_repo, workspace, seen, overlay)
             record_commit(session, repo.id, seen, "workspace", actor.key_id)  # its intent is in its trailers
             if not overlay:
                 session.flush()
                 return seen, lost_parents
-        parents = [workspace.current_commit] if workspace.current_commit else []
+        parents = _parents(workspace.current_commit)
         sha = _commit_overlay(git_repo, workspace.current_commit, overlay, author, full_message)
     ctx = change_context(app, repo, actor, "workspace")
     ctx.workspace_id = workspace.id
@@ -317,29 +314,33 @@ def _commit_overlay(git_repo, head: str | None, overlay: dict[str, WorkspaceFile
     changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
     base_tree = git_objects.commit_tree(git_repo, head) if head else None
     tree = git_objects.edit_tree(git_repo, base_tree, changes)
-    return git_objects.write_commit(git_repo, tree, [head] if head else [], author, message)
+    return git_objects.write_commit(git_repo, tree, _parents(head), author, message)
 
 
 def _take_lost_commit(session: Session, git_repo, workspace: Workspace, seen: str,
                       overlay: dict[str, WorkspaceFile]) -> dict[str, WorkspaceFile]:
     """Make `seen`, a commit on the workspace's head that the row missed, the head; returns the overlay entries
     it does not hold (those it holds leave the overlay). A ref moved any other way is refused."""
-    lost = git_repo.object_store[seen.encode()]
-    expected = [workspace.current_commit.encode()] if workspace.current_commit else []
-    if not isinstance(lost, Commit) or lost.parents != expected:
+    try:
+        parents = git_objects.commit_parents(git_repo, seen)
+    except KeyError:
+        parents = None
+    if parents != _parents(workspace.current_commit):
         raise StaleRef("the workspace moved while committing", {"expected": workspace.current_commit, "actual": seen})
     workspace.current_commit = seen
+    in_lost = git_objects.PathLookup(git_repo, seen)
     left = {}
     for file_path, entry in overlay.items():
-        try:
-            held = tree_lookup_path(git_repo.object_store.__getitem__, lost.tree, file_path.encode())
-        except (KeyError, NotTreeError):  # not there, or a file stands where the path needs a directory
-            held = None
-        if held == ((entry.mode, entry.blob_sha.encode()) if entry.blob_sha else None):
+        held = in_lost(file_path)  # None also where a file stands on the path's way
+        if (held and (held.mode, held.sha)) == ((entry.mode, entry.blob_sha) if entry.blob_sha else None):
             session.delete(entry)
         else:
             left[file_path] = entry
     return left
+
+
+def _parents(head: str | None) -> list[str]:
+    return [head] if head else []
 
 
 @dataclass
