@@ -79,13 +79,11 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
             scanned = (ctx.push_scans or PushScans()).objects(Path(quarantine), limit)
         except object_headers.CorruptObject as error:
             return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
-        oversized = scanned.oversized
-        if oversized:  # git completes a thin pack with the bases it was sent against: objects already stored
-            stored = git_read.object_sizes(ctx.repo_path, oversized)  # no quarantine env: the repository's own
-            oversized = [object_id for object_id in oversized if object_id not in stored]
+        oversized = _not_stored(ctx, scanned.oversized)
         total = scanned.total
         if not oversized and total > ctx.settings.max_push_inflated_size:
-            total = _without_stored(ctx, Path(quarantine))
+            sizes = dict(object_headers.all_sizes(Path(quarantine)))
+            total = sum(sizes[object_id] for object_id in _not_stored(ctx, list(sizes)))
         if not oversized and total > ctx.settings.max_push_inflated_size:
             reason = (f"the push's objects inflate to {total} bytes, more than the "
                       f"{ctx.settings.max_push_inflated_size} byte limit")
@@ -99,12 +97,11 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     return [Rejection(u.ref, reason, "too_large") for u in updates if not u.is_delete]
 
 
-def _without_stored(ctx: ChangeContext, quarantine: Path) -> int:
-    """What the quarantine's objects inflate to, less those the repository already has: git completes a thin
-    pack with the bases it was sent against. Only asked when the sum of them all is over the limit."""
-    sizes = dict(object_headers.all_sizes(quarantine))
-    stored = git_read.object_sizes(ctx.repo_path, sizes)  # no quarantine env: the repository's own
-    return sum(size for object_id, size in sizes.items() if object_id not in stored)
+def _not_stored(ctx: ChangeContext, object_ids: list[str]) -> list[str]:
+    """The quarantine's objects that the repository did not have: git completes a thin pack with the bases it
+    was sent against, objects already stored, which count neither for the object nor for the push limit."""
+    stored = git_read.object_sizes(ctx.repo_path, object_ids)  # no quarantine env: the repository's own
+    return [object_id for object_id in object_ids if object_id not in stored]
 
 
 def check_pushed_paths(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
