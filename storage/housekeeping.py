@@ -114,7 +114,8 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
     One run per repository at a time (an flock, released if the job dies); a second job that finds the lock
     held or the limits met does nothing. Concurrent pushes, merges and fetches are safe: packs marked `.keep`
     (while they are moved in) are left alone, new objects are only added, a loose object is removed only once
-    it is in the new pack, and `pack-refs` drops a loose ref only under that ref's lock and only if it still holds the packed value.
+    it is in the new pack, and `pack-refs` drops a loose ref only under that ref's lock and only if it still
+    holds the packed value.
     """
     lock_path = repo_path / "driftstone-housekeeping.flock"
     with open(lock_path, "a") as lock:
@@ -155,9 +156,10 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
 def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
     """Remove what a killed pack writer left in objects/pack, once unchanged for `older_than` seconds: the
     `tmp*` files of `index-pack` (`tmp_pack_*`, `tmp_idx_*`) or of dulwich's pack writer (`tmpXXXXXXXX.pack`,
-    before merges wrote through git), a killed repack's `.tmp-<pid>-pack-*`, and the `.keep` a merge or receive-pack holds a pack with while moving it
-    in (else that pack is never repacked). A repack removes none of them; `git gc`'s prune only the `tmp*`
-    ones, after two weeks. A `.keep` someone wrote by hand is left alone."""
+    before merges wrote through git), a killed repack's `.tmp-<pid>-pack-*`, and the `.keep` a merge or
+    receive-pack holds a pack with while moving it in (else that pack is never repacked). A repack removes
+    none of them; `git gc`'s prune only the `tmp*` ones, after two weeks. A `.keep` someone wrote by hand is
+    left alone."""
     deadline = time.time() - older_than
     removed = []
     try:

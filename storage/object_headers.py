@@ -3,9 +3,9 @@
 A push's quarantine holds exactly the objects the client sent, as loose objects (small pushes) or as one
 pack with its index (receive-pack keeps packs of transfer.unpackLimit objects or more). Reading their
 headers answers "is any object larger than N bytes, and what do they all inflate to" in-process: no
-`git rev-list` per push, and memory that does not grow with the push. For a delta, the size that counts is the size of the object it
-rebuilds, which is the second number at the start of the delta data (gitformat-pack, "Deltified
-representation"), so only the first bytes of each delta are inflated.
+`git rev-list` per push, and memory that does not grow with the push. For a delta, the size that counts
+is the size of the object it rebuilds, which is the second number at the start of the delta data
+(gitformat-pack, "Deltified representation"), so only the first bytes of each delta are inflated.
 """
 from __future__ import annotations
 

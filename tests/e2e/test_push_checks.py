@@ -317,7 +317,8 @@ def test_push_size_cap(small_limits_server, git, tmp_path, post_buffer):
     if post_buffer == "64m":
         assert b"413" in result.stderr, result.stderr  # refused before any of it was sent on to git
     else:  # git took it in and refused it (receive.maxInputSize): the server's log says so
-        assert f"push to {repo_path(small_limits_server, tenant, repo)} refused by git" in small_limits_server.log_text()
+        refused = f"push to {repo_path(small_limits_server, tenant, repo)} refused by git"
+        assert refused in small_limits_server.log_text()
     assert git.out("ls-remote", tenant.url(repo), cwd=work) == ""
 
 

@@ -1,5 +1,6 @@
-"""A workspace search reads a bounded amount of text and number of files: a word in every file of a large repository read them all
-(1.2 s for 5,000 small files, bench/RESULTS.md). Past the budget it stops and says it was cut short.
+"""A workspace search reads a bounded amount of text and number of files: a word in every file of a large
+repository read them all (1.2 s for 5,000 small files, bench/RESULTS.md). Past the budget it stops and says it
+was cut short.
 
 In-process (werkzeug's test client on the real application) so that the budget can be made small.
 """
