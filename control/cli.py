@@ -157,7 +157,8 @@ def create_repo(full_name: str, description: str | None):
 @click.option("--allow-force-push", is_flag=True)
 @click.option("--allow-deletion", is_flag=True)
 def protect_branch(full_name: str, pattern: str, allow_force_push: bool, allow_deletion: bool):
-    """Protect branches matching PATTERN (fnmatch) from force pushes and deletion."""
+    """Protect branches matching PATTERN from force pushes and deletion (GitHub's patterns: `*` stops at '/',
+    `**` crosses it; where several patterns match a branch, the strictest holds)."""
     org, name = _split_repo(full_name)
     context = _context()
     try:

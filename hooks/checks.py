@@ -1,7 +1,6 @@
 """Checks every ref change passes before it is applied. Each returns the rejections it finds."""
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,6 +12,7 @@ from storage.keys import key_in_force
 from storage.models import BranchProtection
 from storage.push_scans import PushScans
 
+from .branch_patterns import branch_matches
 from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
@@ -55,13 +55,11 @@ def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate], s
     rules = session.execute(_PROTECTION_RULES, {"repo_id": ctx.repo.id}).all()
     rejections = []
     for update in branch_updates:
-        rule = next((r for r in rules if fnmatchcase(update.branch, r.pattern)), None)
-        if rule is None:
-            continue
+        matching = [r for r in rules if branch_matches(r.pattern, update.branch)]  # the strictest of them holds
         if update.is_delete:
-            if not rule.allow_deletion:
+            if any(not r.allow_deletion for r in matching):
                 rejections.append(Rejection(update.ref, "protected branch: deletion is not allowed"))
-        elif not rule.allow_force_push and not git_read.is_ancestor(
+        elif any(not r.allow_force_push for r in matching) and not git_read.is_ancestor(
             ctx.repo_path, update.old, update.new, env=ctx.git_env
         ):
             rejections.append(Rejection(update.ref, "protected branch: force push is not allowed"))

@@ -62,7 +62,7 @@ class Branch(Base):
 
 
 class BranchProtection(Base):
-    """A protected branch pattern (fnmatch on the short branch name): no force push, no deletion."""
+    """A protected branch pattern (hooks/branch_patterns, on the short branch name): no force push, no deletion."""
 
     __tablename__ = "branch_protections"
     __table_args__ = (UniqueConstraint("repo_id", "pattern"),)

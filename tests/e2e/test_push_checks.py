@@ -160,6 +160,26 @@ def test_protected_branch_refuses_force_and_delete(server, tenant, git, pushed):
     git("push", "-q", url, ":scratch", cwd=work)
 
 
+def test_the_strictest_matching_protection_holds_and_a_star_stops_at_a_slash(server, tenant, git, pushed):
+    """The first matching rule in table order decided: a permissive `**` made before stable's rule let stable be
+    deleted. And fnmatch's `*` crossed '/', where GitHub's (the patterns users write) stops at it."""
+    repo, work = pushed
+    with server.context.db.session() as session:
+        row = repo_row(server, tenant, repo)
+        repos.protect_branch(session, row, "**", allow_force_push=True, allow_deletion=True)
+        repos.protect_branch(session, row, "stable")
+        repos.protect_branch(session, row, "release/*")
+    url = tenant.url(repo)
+    branches = ("stable", "release/v1", "release/next/hotfix")
+    git("push", "-q", url, *(f"HEAD:refs/heads/{name}" for name in branches), cwd=work)
+    deleted = git("push", url, ":stable", cwd=work, check=False)
+    assert b"! [remote rejected] stable (protected branch: deletion is not allowed)" in deleted.stderr
+    git("push", "-q", url, ":release/next/hotfix", cwd=work)
+    refused = git("push", url, ":release/v1", cwd=work, check=False)
+    assert b"! [remote rejected] release/v1 (protected branch: deletion is not allowed)" in refused.stderr
+    assert git.out("ls-remote", url, "refs/heads/*", cwd=work).count("refs/heads/") == 3  # main, stable, release/v1
+
+
 def test_the_default_branch_cannot_be_deleted_by_a_push(tenant, git, pushed):
     repo, work = pushed
     url = tenant.url(repo)
