@@ -1,6 +1,7 @@
 """Deferred jobs run only after the transaction commits, and in-process jobs are retried."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -75,7 +76,6 @@ def test_job_ids_are_valid_for_rq():
 @pytest.fixture
 def redis_queue():
     """A real Redis (the machine's, or the one the PostgreSQL + Redis run names) under a queue name of its own."""
-    import os
     import uuid
 
     queue = jobs.RedisQueue(os.environ.get("DRIFTSTONE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -145,27 +145,32 @@ def sleep_for(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _driftstone_worker(tmp_path, redis_url: str, namespace: str):
+    """`driftstone worker` in a process of its own, on the given Redis and queue namespace."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTONE_")}
+    root = Path(__file__).resolve().parents[2]
+    env.update({"DRIFTSTONE_DATA_DIR": str(tmp_path / "data"), "DRIFTSTONE_REDIS_URL": redis_url,
+                "DRIFTSTONE_REDIS_NAMESPACE": namespace, "PYTHONPATH": str(root)})
+    return subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker"], env=env, cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_a_worker_running_a_job_is_alive_for_minutes_past_its_last_heartbeat_not_the_jobs_timeout(tmp_path):
     """rq's SimpleWorker kept its key alive for the job's whole timeout (7 h) and sent no heartbeat: killed
     with kill -9 mid-job, it looked alive that long, and the job it held kept the repository's housekeeping
     from being asked for again for 7 h."""
-    import os
-    import subprocess
-    import sys
     import uuid
-    from pathlib import Path
 
     url = os.environ.get("DRIFTSTONE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     namespace = f"dstest-beat-{uuid.uuid4().hex[:10]}"
     queue = jobs.RedisQueue(url, namespace)
     job_id = f"sleep-{uuid.uuid4().hex[:12]}"
     queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.sleep_for", (6,), job_id))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTONE_")}
-    root = Path(__file__).resolve().parents[2]
-    env.update({"DRIFTSTONE_DATA_DIR": str(tmp_path / "data"), "DRIFTSTONE_REDIS_URL": url,
-                "DRIFTSTONE_REDIS_NAMESPACE": namespace, "PYTHONPATH": str(root)})
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker"], env=env, cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = _driftstone_worker(tmp_path, url, namespace)
     try:
         deadline = time.monotonic() + 30
         job = queue.queue.fetch_job(job_id)
@@ -211,21 +216,12 @@ def _running(pid: int) -> bool:
 def test_the_scheduler_process_ends_with_a_worker_killed_by_kill_9(tmp_path):
     """rq runs its scheduler in a process forked from the worker; a `driftstone worker` killed with kill -9 left it
     running, orphaned, for good (holding the queue's scheduler lock and a Redis connection)."""
-    import os
     import signal
-    import subprocess
-    import sys
     import uuid
-    from pathlib import Path
 
     url = os.environ.get("DRIFTSTONE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     namespace = f"dstest-orphan-{uuid.uuid4().hex[:10]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTONE_")}
-    root = Path(__file__).resolve().parents[2]
-    env.update({"DRIFTSTONE_DATA_DIR": str(tmp_path / "data"), "DRIFTSTONE_REDIS_URL": url,
-                "DRIFTSTONE_REDIS_NAMESPACE": namespace, "PYTHONPATH": str(root)})
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker"], env=env, cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = _driftstone_worker(tmp_path, url, namespace)
     scheduler = []
     try:
         deadline = time.monotonic() + 30
