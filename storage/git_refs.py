@@ -80,7 +80,7 @@ def remove_stale_locks(repo_path: Path, refs: list[str] | None = None,
             if lock.stat().st_mtime < deadline:
                 lock.unlink()
                 removed.append(str(lock.relative_to(repo_path)))
-        except FileNotFoundError:
+        except OSError:  # gone, or no such path: a file where a directory would be, a name too long
             continue
     return removed
 

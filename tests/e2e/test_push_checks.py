@@ -566,3 +566,30 @@ def test_a_push_refused_by_a_lock_a_killed_git_left_clears_it_for_the_next(serve
     git("push", "-q", tenant.url(repo), "main", cwd=work)
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == \
         git.out("rev-parse", "HEAD", cwd=work)
+
+
+def test_a_ref_git_cannot_write_is_refused_alone_and_the_rest_get_their_effects(server, tenant, git, pushed):
+    """side/x under a loose side (a file where its directory would be): looking for a stale lock of it raised
+    NotADirectoryError, the answer was cut off ('RPC failed') and the ref that did move got no branch row and
+    no event."""
+    repo, work = pushed
+    url = tenant.url(repo)
+    git("push", "-q", url, "HEAD:refs/heads/side", cwd=work)
+    result = git("push", url, "HEAD:refs/heads/newb", "HEAD:refs/heads/side/x", cwd=work, check=False)
+    assert b"* [new branch]      HEAD -> newb" in result.stderr, result.stderr
+    assert b"! [remote rejected] HEAD -> side/x (failed to update ref)" in result.stderr
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    with server.context.db.session() as session:
+        row = repo_row(server, tenant, repo)
+        assert session.scalar(select(Branch.head_sha).where(Branch.repo_id == row.id, Branch.name == "newb")) == head
+        pushes = session.scalars(select(Event.payload).where(Event.repo_id == row.id)).all()
+        assert any([r["ref"] for r in payload["refs"]] == ["refs/heads/newb"] for payload in pushes)
+
+
+def test_a_ref_name_too_long_for_the_file_system_gets_its_reason(tenant, git, pushed):
+    """Looking for a stale lock of it raised ENAMETOOLONG and cut the answer off: the pusher saw 'RPC failed'."""
+    repo, work = pushed
+    result = git("push", tenant.url(repo), "HEAD:refs/heads/newb", "HEAD:refs/tags/" + "t" * 300, cwd=work,
+                 check=False)
+    assert b"may be at most 250 bytes" in result.stderr and b"! [remote rejected] HEAD -> newb" in result.stderr
+    assert b"RPC failed" not in result.stderr
