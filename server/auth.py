@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 
 def credential_from_header(header: str | None) -> str | None:
@@ -16,7 +15,7 @@ def credential_from_header(header: str | None) -> str | None:
     if scheme == "basic":
         try:
             decoded = base64.b64decode(value, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and a value that is not ASCII at all
             return None
         username, _, password = decoded.partition(b":")  # the username is any bytes a client sends: never read
         try:

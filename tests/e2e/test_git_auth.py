@@ -202,3 +202,16 @@ def test_any_username_bytes_with_the_key_as_password(server, tenant, git, tmp_pa
     wrong = "Basic " + base64.b64encode(b"J\xf6rg:\xff" + tenant.keys["read"].encode()).decode()
     assert requests.get(f"{tenant.plain_url(repo)}/info/refs?service=git-upload-pack",
                         headers={"Authorization": wrong}, timeout=30).status_code == 401
+
+
+@pytest.mark.parametrize("value", [b"Basic \xc3\xa9", b"Basic \xe9t\xe9", b"Bearer", b"Basic ", b"Basic ===="])
+def test_a_credential_that_is_not_base64_at_all_is_a_401(server, tenant, value):
+    """A non-ASCII Basic value made b64decode raise ValueError (not binascii.Error): a 500 and a traceback."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"GET /{tenant.org}/x.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: h\r\n"
+                     f"Connection: close\r\n".encode() + b"Authorization: " + value + b"\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 401"), response[:200]
+    assert b"www-authenticate: basic" in response.lower()
