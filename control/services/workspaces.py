@@ -174,13 +174,25 @@ def write_file(session: Session, app, repo: Repository, workspace: Workspace, pa
         raise Forbidden("the key was revoked or has expired")
     _take_turn(session, repo, workspace, path, now)
     _refuse_file_dir_clash(session, app, repo, workspace, path)  # a write of 'a' and one of 'a/b' took turns
-    entry = _overlay_entry(session, workspace, path) or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id,
-                                                                       path=path)
-    entry.blob_sha, entry.size, entry.mode = blob_sha, counted.size, git_objects.FILE_MODE
+    entry = _overlay_entry(session, workspace, path)
+    mode = _kept_mode(app, repo, workspace, path, entry)
+    entry = entry or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id, path=path)
+    entry.blob_sha, entry.size, entry.mode = blob_sha, counted.size, mode
     session.add(entry)
     workspace.updated_at = now
     session.flush()
     return entry
+
+
+def _kept_mode(app, repo: Repository, workspace: Workspace, path: str, entry: WorkspaceFile | None) -> int:
+    """A write changes what a file holds, not what it is: an executable stays one, a symlink a symlink (its
+    content is its target). A new file, or one where a directory or a submodule stood, is a plain file."""
+    if entry is not None:
+        kept = entry.mode if entry.blob_sha else None
+    else:
+        head = _head_entry(app, repo, workspace, path)
+        kept = head.mode if head is not None else None
+    return kept if kept in (git_objects.EXEC_MODE, git_objects.LINK_MODE) else git_objects.FILE_MODE
 
 
 @dataclass

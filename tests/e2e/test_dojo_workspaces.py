@@ -871,3 +871,27 @@ def test_a_lost_commit_whose_file_the_overlay_now_writes_inside_answers_cleanly(
     assert answer.status_code in (201, 409), answer.text
     if answer.status_code == 409:
         assert "zz" in answer.json()["error"]
+
+
+def test_a_write_keeps_what_the_file_is_executable_or_symlink(server, tenant, git, tmp_path):
+    """Every write made a plain file (100644): an edited script lost its executable bit, and a symlink written
+    to became a regular file holding the target's text."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"run.sh": "#!/bin/sh\necho one\n", "plain.txt": "a\n"})
+    os.chmod(work / "run.sh", 0o755)
+    os.symlink("plain.txt", work / "link")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "modes", cwd=work)
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("modes")["id"]
+    for path, data in (("run.sh", b"#!/bin/sh\necho two\n"), ("link", b"run.sh"), ("plain.txt", b"b\n"),
+                       ("new.sh", b"#!/bin/sh\n")):
+        assert dojo("PUT", f"/workspaces/{ws}/files/{path}", data=data).status_code == 200
+    assert dojo("PUT", f"/workspaces/{ws}/files/run.sh", data=b"#!/bin/sh\necho three\n").status_code == 200
+    committed = dojo("POST", f"/workspaces/{ws}/commit", {"message": "edit in place"})
+    assert committed.status_code == 201, committed.text
+    git("fetch", "-q", tenant.url(repo), committed.json()["commit"]["sha"], cwd=work)
+    modes = {line.split("\t")[1]: line.split()[0] for line in git.out("ls-tree", "FETCH_HEAD", cwd=work).splitlines()}
+    assert modes == {"run.sh": "100755", "link": "120000", "plain.txt": "100644", "new.sh": "100644"}
+    assert git.out("show", "FETCH_HEAD:link", cwd=work) == "run.sh"
