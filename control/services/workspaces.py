@@ -19,6 +19,7 @@ from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.intent import message_with_intent
+from storage.merge_store import EMPTY_TREE
 from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 from storage.repo_writes import serialize_repository_writes
@@ -326,6 +327,8 @@ def _commit_overlay(git_repo, head: str | None, overlay: dict[str, WorkspaceFile
     changes = {p: (e.mode, e.blob_sha) if e.blob_sha else None for p, e in overlay.items()}
     base_tree = git_objects.commit_tree(git_repo, head) if head else None
     tree = git_objects.edit_tree(git_repo, base_tree, changes)
+    if tree == (base_tree or EMPTY_TREE):
+        raise Invalid("nothing to commit: the overlay holds what the workspace's head already has")
     return git_objects.write_commit(git_repo, tree, _parents(head), author, message)
 
 

@@ -895,3 +895,18 @@ def test_a_write_keeps_what_the_file_is_executable_or_symlink(server, tenant, gi
     modes = {line.split("\t")[1]: line.split()[0] for line in git.out("ls-tree", "FETCH_HEAD", cwd=work).splitlines()}
     assert modes == {"run.sh": "100755", "link": "120000", "plain.txt": "100644", "new.sh": "100644"}
     assert git.out("show", "FETCH_HEAD:link", cwd=work) == "run.sh"
+
+
+def test_an_overlay_that_changes_nothing_is_nothing_to_commit(server, tenant, seeded):
+    """A file written back with the bytes it had: status showed no change, and the commit still made an empty
+    commit (its tree its parent's), where an empty overlay is refused."""
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("same")["id"]
+    assert dojo("PUT", f"/workspaces/{ws}/files/README.md", data=b"# demo\n").status_code == 200
+    assert dojo("GET", f"/workspaces/{ws}/status").json() == {"added": [], "modified": [], "deleted": []}
+    refused = dojo("POST", f"/workspaces/{ws}/commit", {"message": "identical"})
+    assert refused.status_code == 400 and "nothing to commit" in refused.json()["error"], refused.text
+    assert dojo("PUT", f"/workspaces/{ws}/files/README.md", data=b"# changed\n").status_code == 200
+    committed = dojo("POST", f"/workspaces/{ws}/commit", {"message": "now it does"})
+    assert committed.status_code == 201 and committed.json()["commit"]["parents"] == [main]
