@@ -15,6 +15,7 @@ from hooks.pipeline import run_effects
 from hooks.refs import RefUpdate
 from storage import git_refs
 from storage.db import Database
+from storage.git_env import ALLOCATION_REFUSED, allocation_limit
 from storage.keys import Principal, find_principal
 from storage.models import Organization, Repository
 from storage.push_scans import PushScans
@@ -30,7 +31,7 @@ from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
 from .pktline import FLUSH
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, is_v2, text_response
-from .push_report import PUSH_CERTIFICATE, PushCommands, ReportFilter, leading_request_line
+from .push_report import PUSH_CERTIFICATE, PushCommands, ReportFilter, leading_request_line, pushed_object_count
 from .routing import GitRoute, match_git_route
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,9 @@ class GitHttpApp:
             # git writes a certificate into the object store before any hook runs, unchecked and kept even when
             # the push is refused; none is asked for (no nonce is advertised), so none is taken
             return text_response(start_response, "400 Bad Request", "error: signed pushes are not accepted")
+        objects, body = pushed_object_count(body)
+        if objects is not None:
+            env["GIT_ALLOC_LIMIT"] = str(allocation_limit(objects, self.settings.max_object_size))
         commands = PushCommands()
         ctx = replace(ctx, push_scans=PushScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
@@ -191,6 +195,9 @@ class GitHttpApp:
             applied = [u for u in commands.updates
                        if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
             reasons = {r.ref: r.reason for r in channel.rejections}
+            if problem is not None and ALLOCATION_REFUSED in process.stderr_tail():  # git stopped at GIT_ALLOC_LIMIT
+                reasons = {"*": f"an object in the pack would inflate past the {self.settings.max_object_size} "
+                                "byte limit"}
             if "*" in reasons:  # the push as a whole was refused (its checks could not run): every ref says why
                 reasons = {update.ref: reasons["*"] for update in commands.updates}
             elif reasons:  # the verdict is all or nothing: say why a ref that passed was not applied either

@@ -6,6 +6,7 @@ instead of git's generic "pre-receive hook declined".
 from __future__ import annotations
 
 import itertools
+import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -33,6 +34,40 @@ def leading_request_line(chunks: Iterable[bytes]) -> tuple[bytes | None, Iterato
             for _raw, payload in reader.feed(chunk):
                 if payload is None or not payload.startswith(b"shallow "):
                     return payload, itertools.chain(seen, source)
+            if size > LEADING_LIMIT:
+                break
+    except PktError:
+        pass
+    return None, itertools.chain(seen, source)
+
+
+def pushed_object_count(chunks: Iterable[bytes]) -> tuple[int | None, Iterator[bytes]]:
+    """The number of objects in a push's pack, from the pack's header after the command list (and the push
+    options, when the push has them), read before git starts; None without a pack or none in LEADING_LIMIT
+    bytes. Returns it with the whole body, nothing consumed."""
+    source = iter(chunks)
+    seen: list[bytes] = []
+    reader = PktReader()
+    sections = None  # pkt-line sections still to pass: commands, then push options if asked for
+    size = 0
+    try:
+        for chunk in source:
+            seen.append(chunk)
+            size += len(chunk)
+            if sections == 0:
+                reader.buffer += chunk
+            for _raw, payload in (reader.feed(chunk) if sections != 0 else ()):
+                if sections is None:
+                    sections = 1
+                if payload is None:
+                    sections -= 1
+                    if sections == 0:
+                        break
+                elif sections == 1 and b"\0" in payload and b"push-options" in payload.split(b"\0", 1)[1].split():
+                    sections = 2
+            if sections == 0 and len(reader.buffer) >= 12:
+                signature, version, count = struct.unpack_from(">4sII", reader.buffer)
+                return (count if signature == b"PACK" else None), itertools.chain(seen, source)
             if size > LEADING_LIMIT:
                 break
     except PktError:

@@ -11,6 +11,21 @@ QUARANTINE_PREFIX = "tmp_objdir-incoming-"  # receive-pack's quarantine for a pu
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+# What git may allocate in one piece while taking a push in (GIT_ALLOC_LIMIT): its object tables take at most
+# ~64 bytes an object (index-pack's object_entry; ALLOC_GROW'n delta lists ~60), counted twice, plus room for
+# the command list and the like
+ALLOCATION_PER_OBJECT = 128
+ALLOCATION_SLACK = 64 * 1024 * 1024
+ALLOCATION_REFUSED = "attempting to allocate"  # how git dies when an allocation passes GIT_ALLOC_LIMIT
+
+
+def allocation_limit(objects: int, max_object_size: int) -> int:
+    """The largest single allocation a push of `objects` objects needs with objects of at most `max_object_size`
+    bytes: git rebuilds a delta at the size the delta declares, so without a limit a 175-byte pack whose delta
+    declared 256 MiB made git allocate and fill 256 MiB (and 1 GiB, 16 s, for a 332-byte one)."""
+    return max(max_object_size, objects * ALLOCATION_PER_OBJECT) + ALLOCATION_SLACK
+
+
 def clean_git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
     env.update(

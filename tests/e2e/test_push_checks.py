@@ -1,12 +1,16 @@
 """The hook pipeline on real pushes: checks reject with `! [remote rejected] <ref> (<reason>)`, effects record."""
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from control.services import repos
@@ -593,3 +597,51 @@ def test_a_ref_name_too_long_for_the_file_system_gets_its_reason(tenant, git, pu
                  check=False)
     assert b"may be at most 250 bytes" in result.stderr and b"! [remote rejected] HEAD -> newb" in result.stderr
     assert b"RPC failed" not in result.stderr
+
+
+def _delta_bomb(declared: int) -> tuple[bytes, str]:
+    """A pack of a 64 KiB blob of zeros and a delta against it that declares `declared` bytes: its data is one
+    byte per 64 KiB copied (gitformat-pack "Deltified representation"). Returns the pack and the rebuilt blob's id."""
+    def header(kind: int, size: int) -> bytes:
+        out = [(kind << 4) | (size & 15)]
+        size >>= 4
+        while size:
+            out[-1] |= 0x80
+            out.append(size & 0x7F)
+            size >>= 7
+        return bytes(out)
+
+    def number(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    base = b"\0" * 65536
+    base_id = hashlib.sha1(b"blob 65536\0" + base).digest()
+    copies = (declared - 1) // 65536
+    delta = number(65536) + number(copies * 65536 + 1) + b"\x01x" + b"\x80" * copies
+    pack = b"PACK" + struct.pack(">II", 2, 2)
+    pack += header(3, len(base)) + zlib.compress(base) + header(7, len(delta)) + base_id + zlib.compress(delta)
+    rebuilt = hashlib.sha1(b"blob %d\0x" % (copies * 65536 + 1) + base * copies).hexdigest()
+    return pack + hashlib.sha1(pack).digest(), rebuilt
+
+
+@pytest.mark.parametrize("options", [False, True])
+def test_a_delta_declaring_a_huge_object_is_refused_before_git_builds_it(small_limits_server, options):
+    """A 175-byte pack whose delta declared 256 MiB made git allocate and fill 256 MiB (1 GiB and 16 s for a
+    332-byte one; three at once took 6.2 GiB) before the size check could see the object. git is now held to an
+    allocation limit that follows from the pack's object count: it stops at the declaration."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    pack, blob = _delta_bomb(256 * 1024 * 1024)
+    caps = b"report-status push-options" if options else b"report-status"
+    body = pkt(b"0" * 40 + b" " + blob.encode() + b" refs/tags/bomb\0" + caps + b"\n") + b"0000"
+    body += (pkt(b"an option\n") + b"0000" if options else b"") + pack
+    answer = requests.post(f"{tenant.plain_url(repo)}/git-receive-pack", data=body, timeout=60,
+                           headers={"Content-Type": "application/x-git-receive-pack-request",
+                                    "Authorization": f"Bearer {tenant.keys['agent']}"})
+    assert answer.status_code == 200
+    assert b"ng refs/tags/bomb an object in the pack would inflate past the 1048576 byte limit" in answer.content

@@ -9,7 +9,7 @@ from hooks.refs import ref_name_problem, pushable_ref_problem
 from server.body import DECODED_STEP, BodyError, request_chunks
 from server.pktline import PktReader, encode, sideband_frames
 from server.protocol import advertisement_prefix, git_protocol
-from server.push_report import PushCommands, ReportFilter, leading_request_line
+from server.push_report import PushCommands, ReportFilter, leading_request_line, pushed_object_count
 from server.routing import match_git_route
 from tests.support import pkt
 
@@ -74,6 +74,22 @@ def test_the_leading_line_of_a_push_is_found_past_shallow_lines_and_nothing_is_c
     assert first == b"push-cert\0report-status\n" and b"".join(rest) == body
     assert leading_request_line([b"0000"])[0] is None
     assert leading_request_line([b"zzzz"])[0] is None
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 4096])
+def test_the_object_count_is_read_from_the_pack_header_past_commands_and_options(chunk):
+    def command(caps: bytes) -> bytes:
+        return pkt(b"shallow " + b"1" * 40 + b"\n") + pkt(f"{OLD} {NEW} refs/heads/main\0".encode() + caps)
+
+    pack = b"PACK" + (2).to_bytes(4, "big") + (70_000).to_bytes(4, "big") + b"entries..."
+    for options in (b"", pkt(b"ci.skip\n") + pkt(b"0000 looks like a flush\n") + b"0000"):
+        body = command(b"report-status push-options" if options else b"report-status") + b"0000" + options + pack
+        count, rest = pushed_object_count(iter([body[i:i + chunk] for i in range(0, len(body), chunk)]))
+        assert count == 70_000 and b"".join(rest) == body
+    delete_only = pkt(f"{NEW} {'0' * 40} refs/heads/gone\0report-status".encode()) + b"0000"
+    assert pushed_object_count([delete_only])[0] is None
+    assert pushed_object_count([command(b"report-status") + b"0000" + b"NOPE" + bytes(8)])[0] is None
+    assert pushed_object_count([b"zzzz"])[0] is None
 
 
 def test_capabilities_are_split_on_spaces_only_as_git_does():
