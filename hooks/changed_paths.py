@@ -29,6 +29,8 @@ def changed_between(ctx: ChangeContext, base: str | None, new: str, directories:
     def find() -> list[str]:
         return git_read.changed_paths(ctx.repo_path, base, new, env=ctx.git_env, directories=directories)
 
+    if base == new:  # a ref set to what another already holds (a thousand tags of one commit: a git each)
+        return []
     if ctx.push_scans is None:
         return find()
     return list(ctx.push_scans.once(("changed paths", base, new, directories), find))
