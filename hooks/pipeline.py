@@ -11,8 +11,9 @@ from typing import Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from storage import git_refs
+from storage import git_read, git_refs
 from storage.db import on_rollback
+from storage.git_env import GitFailed
 from storage.errors import DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
 
 from .changed_paths import start_finding_new_paths
@@ -40,11 +41,24 @@ def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate], session=None) -
     for delay in CHECK_RETRY_DELAYS:
         try:
             with ctx.db.session() as own_session:
-                return _first_rejections(ctx, updates, own_session)
+                return _first_rejections_of_present(ctx, updates, own_session)
         except OperationalError:
             time.sleep(delay)
     with ctx.db.session() as own_session:
-        return _first_rejections(ctx, updates, own_session)
+        return _first_rejections_of_present(ctx, updates, own_session)
+
+
+def _first_rejections_of_present(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:
+    """A pushed command whose objects did not all come (git's "missing necessary objects") made the checks fail,
+    and the whole push with "internal error": git refuses that ref itself, and the others are checked."""
+    try:
+        return _first_rejections(ctx, updates, session)
+    except GitFailed:
+        present = [u for u in updates
+                   if u.is_delete or git_read.peeled_type(ctx.repo_path, u.new, env=ctx.git_env) is not None]
+        if len(present) == len(updates):
+            raise
+        return _first_rejections(ctx, present, session)
 
 
 def _first_rejections(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:

@@ -645,3 +645,20 @@ def test_a_delta_declaring_a_huge_object_is_refused_before_git_builds_it(small_l
                                     "Authorization": f"Bearer {tenant.keys['agent']}"})
     assert answer.status_code == 200
     assert b"ng refs/tags/bomb an object in the pack would inflate past the 1048576 byte limit" in answer.content
+
+
+def test_a_ref_whose_objects_did_not_come_is_refused_by_git_alone(server, tenant, git, pushed):
+    """git passes the pre-receive hook commands it has already found broken; the path check failed on the missing
+    object and refused the whole push as 'internal error while checking the push' (with an error traceback),
+    where git http-backend says 'missing necessary objects' for that ref and takes the rest."""
+    repo, work = pushed
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    empty_pack = b"PACK" + struct.pack(">II", 2, 0)
+    body = (pkt(b"0" * 40 + b" " + b"1234567890" * 4 + b" refs/tags/missing\0report-status\n")
+            + pkt(b"0" * 40 + b" " + head.encode() + b" refs/heads/ok\n") + b"0000"
+            + empty_pack + hashlib.sha1(empty_pack).digest())
+    answer = receive_pack(server, tenant, repo, body)
+    assert b"ng refs/tags/missing missing necessary objects" in answer.content, answer.content
+    assert b"ok refs/heads/ok" in answer.content
+    assert b"internal error" not in answer.content
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/ok", cwd=work).split()[0] == head
