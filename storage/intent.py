@@ -1,6 +1,7 @@
 """Commit intent (goal, plan, confidence, agent, ...) as `Intent-<Key>: value` commit trailers."""
 from __future__ import annotations
 
+import json
 import re
 
 PREFIX = "Intent-"
@@ -17,10 +18,16 @@ def message_with_intent(message: str, intent: dict[str, object] | None) -> str:
         return message + "\n"
     lines = []
     for key, value in intent.items():
-        text = " ".join(str(value).split())  # trailers are one line each
+        text = " ".join(intent_text(value).split())  # trailers are one line each
         if text:
             lines.append(f"{_trailer_key(key)}: {text}")
     return f"{message}\n\n" + "\n".join(lines) + "\n" if lines else message + "\n"
+
+
+def intent_text(value: object) -> str:
+    """An intent value as text: a string as it is, anything else as JSON writes it (true, 0.9, ["a"]), where
+    Python's str() made Python's spelling of it ("True", "None") part of the commit message."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 def intent_from_message(message: str) -> dict[str, str] | None:

@@ -910,3 +910,20 @@ def test_an_overlay_that_changes_nothing_is_nothing_to_commit(server, tenant, se
     assert dojo("PUT", f"/workspaces/{ws}/files/README.md", data=b"# changed\n").status_code == 200
     committed = dojo("POST", f"/workspaces/{ws}/commit", {"message": "now it does"})
     assert committed.status_code == 201 and committed.json()["commit"]["parents"] == [main]
+
+
+def test_intent_values_that_are_not_strings_are_written_as_json_writes_them(server, tenant, git, tmp_path, seeded):
+    """str() wrote Python's spelling into the commit's trailers and the /v1 answer: "True" for true."""
+    repo, work, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("typed-intent")["id"]
+    assert dojo("PUT", f"/workspaces/{ws}/files/notes.md", data=b"n\n").status_code == 200
+    intent = {"confidence": 0.9, "tests_passed": True, "files": 3, "plan": "ship it"}
+    committed = dojo("POST", f"/workspaces/{ws}/commit", {"message": "typed", "intent": intent})
+    assert committed.status_code == 201, committed.text
+    sha = committed.json()["commit"]["sha"]
+    v1 = requests.get(f"{server.url}/v1/repos/{repo}/commits/{sha}", timeout=30,
+                      headers={"Authorization": f"Bearer {tenant.keys['read']}"}).json()["data"]
+    assert v1["intent"] == {"confidence": "0.9", "tests_passed": "true", "files": "3", "plan": "ship it"}
+    git("fetch", "-q", tenant.url(repo), sha, cwd=work)
+    assert "Intent-Tests-Passed: true\n" in git.out("log", "-1", "--format=%B", "FETCH_HEAD", cwd=work) + "\n"

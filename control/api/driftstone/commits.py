@@ -6,6 +6,7 @@ from pydantic import Field
 
 from control.services import commits as commit_service
 from control.services import repos as repo_service
+from storage.intent import intent_text
 
 from ..endpoint import Call, endpoint
 from .common import PageQuery, WireModel, pagination
@@ -42,7 +43,7 @@ def commit_out(view) -> CommitOut:
                      committer=Person(name=info.committer_name, email=info.committer_email, date=info.committed_at),
                      message=info.message, time=info.committed_at, source=view.source,
                      upload_identifier=view.upload_identifier,
-                     intent={k: str(v) for k, v in view.intent.items()} if view.intent else None)
+                     intent={k: intent_text(v) for k, v in view.intent.items()} if view.intent else None)
 
 
 @endpoint(bp, "GET", "/v1/repos/<repo>/commits", summary="List commits of a branch (newest first)",
