@@ -58,13 +58,12 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     base_commit = parent.head_commit if parent else merged.head_commit if merged else workspace.base_commit
     if base_commit == workspace.current_commit:
         raise Invalid("nothing to submit: the workspace's commits are merged; commit something new first")
-    bookmark = stack.bookmark if stack else bookmark_name(workspace)
+    if stack is not None:
+        bookmark = stack.bookmark
+        current = git_refs.read_ref(path, f"refs/heads/{bookmark}")
+    else:
+        bookmark, current = _free_bookmark(session, repo, path, workspace, merged)
     ref = f"refs/heads/{bookmark}"
-    current = git_refs.read_ref(path, ref)
-    if (stack is None and current is not None and not (merged and merged.bookmark == bookmark
-                                                       and current == merged.head_commit)
-            and not _left_by_a_lost_submit(session, repo, path, bookmark, current, workspace)):
-        raise Conflict(f"branch {bookmark!r} already exists", {"branch": bookmark})
     if (stack is not None and current not in (None, stack.head_commit)
             and not git_read.is_ancestor(path, current, workspace.current_commit)):
         raise StaleRef(f"branch {bookmark!r} has commits the workspace does not (pushed to it since the last "
@@ -86,6 +85,30 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     stack.head_commit, stack.commits = workspace.current_commit, commits
     session.flush()
     return stack
+
+
+BOOKMARK_TRIES = 100
+
+
+def _free_bookmark(session: Session, repo: Repository, path, workspace: Workspace,
+                   merged: Stack | None) -> tuple[str, str | None]:
+    """The branch a first submit makes, with where it is now: stacks/<name>, or stacks/<name>-2, -3, ... when
+    that is someone else's (a deleted workspace of the same name left its open stack there: every submit of a
+    new one was refused for good). The workspace's own last merged bookmark, still where that merge left it, and
+    one a lost submit of this workspace made are its own."""
+    first = bookmark_name(workspace)
+    for attempt in range(1, BOOKMARK_TRIES + 1):
+        bookmark = first if attempt == 1 else checked_branch_name(f"{first}-{attempt}")
+        current = git_refs.read_ref(path, f"refs/heads/{bookmark}")
+        if current is None:
+            claimed = session.scalar(select(Stack.id).where(Stack.repo_id == repo.id, Stack.bookmark == bookmark,
+                                                            Stack.status == "open"))
+            if claimed is None:
+                return bookmark, None
+        elif ((merged and merged.bookmark == bookmark and current == merged.head_commit)
+              or _left_by_a_lost_submit(session, repo, path, bookmark, current, workspace)):
+            return bookmark, current
+    raise Conflict(f"branches {first!r} to {first + '-' + str(BOOKMARK_TRIES)!r} already exist", {"branch": first})
 
 
 def _left_by_a_lost_submit(session: Session, repo: Repository, path, bookmark: str, current: str,

@@ -788,10 +788,10 @@ def test_a_submit_whose_worker_died_after_making_the_bookmark_is_taken_up_by_the
 
 
 @pytest.mark.parametrize("at", ["theirs", "the workspace's base"])
-def test_a_bookmark_branch_that_is_not_the_workspaces_own_still_refuses_the_submit(server, tenant, git, tmp_path,
-                                                                                  seeded, at):
+def test_a_bookmark_branch_that_is_not_the_workspaces_own_is_left_alone(server, tenant, git, tmp_path, seeded, at):
     """Someone else's branch of that name: with commits the workspace lacks, or at the workspace's base (all
-    of which the workspace holds: taking it over would have fast-forwarded another key's branch)."""
+    of which the workspace holds: taking it over would have fast-forwarded another key's branch). The submit
+    takes the next free name instead (it was refused for good)."""
     repo, work, _ = seeded
     dojo = Dojo(server, tenant, repo)
     ws = dojo.workspace("name-taken")
@@ -800,8 +800,30 @@ def test_a_bookmark_branch_that_is_not_the_workspaces_own_still_refuses_the_subm
     if at == "theirs":
         git.commit(work, {"theirs.txt": "theirs\n"}, "someone else's")
     git("push", "-q", tenant.url(repo), "HEAD:refs/heads/stacks/name-taken", cwd=work)
-    refused = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
-    assert refused.status_code == 409 and "already exists" in refused.json()["error"], refused.text
+    submitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
+    assert submitted.status_code == 201 and submitted.json()["bookmark"] == "stacks/name-taken-2", submitted.text
+    theirs = git.out("rev-parse", "HEAD", cwd=work)
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/stacks/name-taken", cwd=work).split()[0] == theirs
+    again = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t2"})
+    assert again.status_code == 201 and again.json()["bookmark"] == "stacks/name-taken-2", again.text
+
+
+def test_a_workspace_name_used_again_submits_beside_the_old_stack(server, tenant, seeded):
+    """A deleted workspace's stack stays open on stacks/<name>; a new workspace of that name got 'branch
+    already exists' at every submit, for good."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    stacks = []
+    for round_ in range(2):
+        ws = dojo.workspace("feature-auth")["id"]
+        assert dojo("PUT", f"/workspaces/{ws}/files/auth{round_}.ts", data=b"x\n").status_code == 200
+        assert dojo("POST", f"/workspaces/{ws}/commit", {"message": "auth"}).status_code == 201
+        submitted = dojo("POST", f"/workspaces/{ws}/submit", {"title": f"round {round_}"})
+        assert submitted.status_code == 201, submitted.text
+        stacks.append(submitted.json()["stack"])
+        assert dojo("DELETE", f"/workspaces/{ws}").status_code in (200, 204)
+    assert [s["bookmark"] for s in stacks] == ["stacks/feature-auth", "stacks/feature-auth-2"]
+    assert stacks[0]["status"] == stacks[1]["status"] == "open"
 
 
 def test_the_same_commit_made_in_several_workspaces_at_once_answers_every_one(server, tenant, seeded):
