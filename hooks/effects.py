@@ -11,7 +11,7 @@ from storage import git_refs
 from storage.housekeeping import needs_housekeeping, note_ref_updates
 from storage.ids import new_id
 from storage.jobs import defer
-from storage.models import Branch, Event
+from storage.models import Branch, Event, Repository
 from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
@@ -37,9 +37,14 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
             session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
             defer(session, PURGE_BRANCH_FILES, ctx.repo.id, name)  # the job does nothing if it exists again
             continue
+        values = {"head_sha": current, "status": "ready"}
+        if ctx.source != "upload":  # an upload names the head it made (uploads.py): any other change, a new one
+            values["head_identifier"] = None
+            if name == ctx.repo.default_branch:
+                session.execute(update(Repository).where(Repository.id == ctx.repo.id)
+                                .values(main_head_identifier=None))
         moved = session.execute(  # statements, not loaded rows: this runs on every push
-            update(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name)
-            .values(head_sha=current, status="ready")
+            update(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name).values(**values)
         )
         if moved.rowcount == 0:
             session.execute(insert(Branch).values(

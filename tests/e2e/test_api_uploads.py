@@ -738,3 +738,23 @@ def test_a_branch_deleted_by_a_push_or_found_gone_by_reconcile_has_its_uploads_p
     assert not [p for p in stored.rglob("*") if p.is_file()]
     assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"}).status_code == 201
     assert upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat again"}, branch="feat")["identifier"] == "v1"
+
+
+def test_an_identifier_names_only_the_head_its_upload_made(server, tenant, git, tmp_path):
+    """After a push moved main past the upload's commit, the repository still said mainHeadIdentifier "ver-t9"
+    and a branch made from main then was stamped with it, for a head that upload never produced."""
+    repo = new_repo(server, tenant)
+    made = upload_tree(server, tenant, repo, "ver-t9", {"a.txt": b"a\n"})
+    reader = tenant.keys["read"]
+    assert api(server, reader, "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] == "ver-t9"
+    url = f"http://agent:{tenant.keys['agent']}@127.0.0.1:{server.port}/{tenant.org}/{repo}.git"
+    work = tmp_path / "w"
+    git("clone", "-q", "--branch", "main", url, str(work))
+    git.commit(work, {"b.txt": "b\n"}, "pushed after the upload")
+    git("push", "-q", "origin", "main", cwd=work)
+    meta = api(server, reader, "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadIdentifier"] is None and meta["mainHeadCommit"] != made["commit"]
+    branch = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "after-push"})
+    assert branch.status_code == 201 and branch.json()["data"]["headIdentifier"] is None, branch.text
+    assert upload_tree(server, tenant, repo, "ver-t10", {"a.txt": b"a2\n"})["commit"]
+    assert api(server, reader, "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] == "ver-t10"
