@@ -89,8 +89,9 @@ def test_a_diff_git_could_not_make_refuses_the_push(repo, tmp_path, monkeypatch)
 
     monkeypatch.setattr(git_read, "changed_paths", failing)
     assert checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, blob, "refs/tags/b")], None) == []
+    ahead = _commit(repo, head, {"b.txt": "b"})
     with pytest.raises(GitFailed):
-        checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, head, "refs/heads/x")], None)
+        checks.check_pushed_paths(_ctx(repo, tmp_path), [RefUpdate(ZERO_SHA, ahead, "refs/heads/x")], None)
 
 
 def test_ref_names_sort_with_digits_of_any_kind():
