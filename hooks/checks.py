@@ -17,7 +17,7 @@ from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
-from .refs import RefUpdate, pushable_ref_problem, ref_name_problem
+from .refs import RefUpdate, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
 
@@ -31,9 +31,9 @@ def check_key_in_force(ctx: ChangeContext, updates: Sequence[RefUpdate], session
 
 
 def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
-    """Pushes may write heads, tags and notes; the server's own changes may also use refs/driftstone/."""
-    rule = pushable_ref_problem if ctx.source == "push" else ref_name_problem
-    return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := rule(u.ref))]
+    """Pushes may write heads, tags and notes (receive-pack refuses the other namespaces itself, ref by ref:
+    RECEIVE_HIDE_REFS); the server's own changes may also use refs/driftstone/."""
+    return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := ref_name_problem(u.ref))]
 
 
 def check_default_branch_kept(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:

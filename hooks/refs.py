@@ -72,10 +72,16 @@ def branch_name_problem(name: str) -> str | None:
     return ref_name_problem("refs/heads/" + name) if name else "invalid branch name"
 
 
+NOT_PUSHABLE = "only refs/heads/, refs/tags/ and refs/notes/ may be pushed"
+# receive-pack's hideRefs for them: not advertised to pushers (a mirror push would try to delete the server's own
+# refs/driftstone/), and a push to one is refused by git for that ref alone, the rest of the push going ahead
+RECEIVE_HIDE_REFS = ("refs/", *(f"!{namespace}" for namespace in PUSHABLE_NAMESPACES))
+
+
 def pushable_ref_problem(ref: str) -> str | None:
     problem = ref_name_problem(ref)
     if problem:
         return problem
     if not ref.startswith(PUSHABLE_NAMESPACES):
-        return "only refs/heads/, refs/tags/ and refs/notes/ may be pushed"
+        return NOT_PUSHABLE
     return None

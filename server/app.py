@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
-from hooks.refs import RefUpdate
+from hooks.refs import NOT_PUSHABLE, RECEIVE_HIDE_REFS, RefUpdate, pushable_ref_problem
 from storage import git_refs
 from storage.db import Database
 from storage.git_env import ALLOCATION_REFUSED, allocation_limit
@@ -120,7 +120,8 @@ class GitHttpApp:
     def _advertise(self, start_response, repo_path, service, protocol, env):
         if service == "git-upload-pack" and is_v2(protocol):
             return self._advertise_v2(start_response, repo_path, protocol)
-        process = GitProcess(repo_path, [SERVICES[service], "--stateless-rpc", "--advertise-refs", "."], env)
+        hidden = _RECEIVE_HIDDEN if service == "git-receive-pack" else []
+        process = GitProcess(repo_path, [*hidden, SERVICES[service], "--stateless-rpc", "--advertise-refs", "."], env)
         process.close_input()
         headers = [("Content-Type", f"application/x-{service}-advertisement"), *NO_CACHE]
         return _respond(start_response, process, headers, prefix=advertisement_prefix(service, protocol))
@@ -170,7 +171,7 @@ class GitHttpApp:
         ctx = replace(ctx, push_scans=PushScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
-                "receive-pack", "--stateless-rpc", "."]
+                *_RECEIVE_HIDDEN, "receive-pack", "--stateless-rpc", "."]
         try:
             process = GitProcess(ctx.repo_path, args, {**env, **channel.child_env()},
                                  pass_fds=[channel.child_end.fileno()])
@@ -204,6 +205,9 @@ class GitHttpApp:
                 refused = next(iter(reasons))
                 for update in commands.updates:
                     reasons.setdefault(update.ref, f"not applied: {refused} was refused")
+            for update in commands.updates:  # git's "deny updating a hidden ref", in words the pusher can use
+                if update.ref not in reasons and pushable_ref_problem(update.ref) == NOT_PUSHABLE:
+                    reasons[update.ref] = NOT_PUSHABLE
             if applied and not channel.approved:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))
                 applied = []
@@ -214,6 +218,9 @@ class GitHttpApp:
             return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates))
 
         return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close)
+
+
+_RECEIVE_HIDDEN = [arg for prefix in RECEIVE_HIDE_REFS for arg in ("-c", f"receive.hideRefs={prefix}")]
 
 
 def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]:

@@ -137,12 +137,37 @@ def test_a_ref_refused_with_the_rest_of_its_push_says_which_ref_was_refused(tena
     """The checks' verdict holds for the whole push; a ref that passed them used to read only git's
     'pre-receive hook declined'."""
     repo, work = pushed
-    result = git("push", tenant.url(repo), "HEAD:refs/heads/innocent", "HEAD:refs/pull/2/head", cwd=work,
+    result = git("push", tenant.url(repo), "HEAD:refs/heads/innocent", "HEAD:refs/heads/-dash", cwd=work,
                  check=False)
     assert result.returncode != 0
-    assert b"! [remote rejected] HEAD -> innocent (not applied: refs/pull/2/head was refused)" in result.stderr
-    assert b"refs/pull/2/head (only refs/heads/, refs/tags/ and refs/notes/ may be pushed)" in result.stderr
+    assert b"! [remote rejected] HEAD -> innocent (not applied: refs/heads/-dash was refused)" in result.stderr
+    assert b"-dash (invalid ref name: a component may not start with '-')" in result.stderr
     assert "innocent" not in git.out("ls-remote", tenant.url(repo), cwd=work)
+
+
+def test_a_mirror_push_lands_its_branches_and_tags_and_leaves_the_servers_own_refs(server, tenant, git, pushed,
+                                                                                    tmp_path):
+    """A ref outside heads, tags and notes refused the whole push: `git push --mirror` from a clone (its
+    refs/remotes/*) or from a GitHub mirror (refs/pull/*) moved nothing. git now refuses those refs one by one
+    (hidden from pushers, as GitHub hides refs/pull), and the server's own refs/driftstone/ are not offered to a
+    mirror push to delete."""
+    repo, work = pushed
+    url = tenant.url(repo)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    own = "refs/driftstone/workspaces/ws_kept"
+    git("update-ref", own, head, cwd=repo_path(server, tenant, repo))
+    clone = tmp_path / "mirror"
+    git("clone", "-q", "--mirror", url, str(clone))
+    git("update-ref", "refs/pull/1/head", head, cwd=clone)
+    git("update-ref", "refs/remotes/origin/main", head, cwd=clone)
+    git("update-ref", "refs/heads/feature", head, cwd=clone)
+    git("tag", "v1", head, cwd=clone)
+    result = git("push", "--mirror", url, cwd=clone, check=False)
+    assert b"refs/pull/1/head (only refs/heads/, refs/tags/ and refs/notes/ may be pushed)" in result.stderr
+    assert b"origin/main -> origin/main (only refs/heads/, refs/tags/ and refs/notes/ may be pushed)" in result.stderr
+    served = git.out("ls-remote", url, cwd=work)
+    assert "refs/heads/feature" in served and "refs/tags/v1" in served and "refs/pull/" not in served
+    assert git("rev-parse", "--verify", own, cwd=repo_path(server, tenant, repo), check=False).returncode == 0
 
 def test_protected_branch_refuses_force_and_delete(server, tenant, git, pushed):
     repo, work = pushed
