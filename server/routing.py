@@ -8,6 +8,7 @@ from storage.org_slugs import RESERVED_ORG_SLUGS
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SMART = {"info/refs", "git-upload-pack", "git-receive-pack"}
+_REPEATED_SLASHES = re.compile(r"/{2,}")
 _DUMB = re.compile(
     r"^(HEAD|objects/info/(packs|alternates|http-alternates)|objects/[0-9a-f]{2}/[0-9a-f]{38,62}"
     r"|objects/pack/pack-[0-9a-f]{40,64}\.(pack|idx))$"
@@ -26,7 +27,9 @@ class GitRoute:
 
 
 def match_git_route(path: str) -> GitRoute | None:
-    parts = path.split("/")
+    """Repeated slashes count as one, as Apache, nginx and lighttpd merge them in front of git http-backend:
+    `acme//r1.git` and `r1.git//info/refs` reached the control API's JSON 404."""
+    parts = _REPEATED_SLASHES.sub("/", path).split("/")
     if len(parts) < 4 or parts[0] != "":
         return None
     org, repo, rest = parts[1], parts[2], "/".join(parts[3:])

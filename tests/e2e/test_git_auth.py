@@ -215,3 +215,11 @@ def test_a_credential_that_is_not_base64_at_all_is_a_401(server, tenant, value):
             response += chunk
     assert response.startswith(b"HTTP/1.1 401"), response[:200]
     assert b"www-authenticate: basic" in response.lower()
+
+
+def test_a_git_url_with_repeated_slashes_is_served_as_web_servers_serve_it(tenant, git, tmp_path):
+    """`acme//r1.git` and `r1.git//` reached the control API's JSON 404; lighttpd and Apache merge the slashes."""
+    repo = tenant.repo()
+    base = f"http://agent:{tenant.keys['read']}@127.0.0.1:{tenant.server.port}"
+    for url in (f"{base}/{tenant.org}//{repo}.git", f"{base}/{tenant.org}/{repo}.git//"):
+        assert git("ls-remote", url, check=False).returncode == 0, url

@@ -127,6 +127,9 @@ def test_pushable_namespaces():
     ("/acme/repo.Git/git-receive-pack", ("acme", "repo", "git-receive-pack")),
     ("/acme/repo.git/objects/info/packs", ("acme", "repo", "dumb")),
     ("/acme/../info/refs", ("", "", "invalid")),
+    ("/acme//repo.git//info/refs", ("acme", "repo", "info/refs")),  # slashes merged, as web servers do
+    ("//acme/repo.git/git-upload-pack", ("acme", "repo", "git-upload-pack")),
+    ("/v1//repos/x/info/refs", None),
     ("/v1/repos/x/branches", None),
     ("/api/repos/o/n/workspaces/w/files/info/refs", None),
 ])
