@@ -1,6 +1,7 @@
 """The smart-HTTP git WSGI application: routing, auth on every git URL, streaming to C git."""
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -271,9 +272,24 @@ def _request_body(environ, limit: int) -> Iterable[bytes]:
         raise BodyError("empty request body")
     if length.isdigit() and int(length) > limit and not environ.get("HTTP_CONTENT_ENCODING"):
         raise BodyTooLarge(f"request body too large: more than {limit} bytes")
-    if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT and not environ.get("HTTP_CONTENT_ENCODING"):
-        return list(_streamed_body(environ, limit))
+    if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT:
+        if not environ.get("HTTP_CONTENT_ENCODING"):
+            return list(_streamed_body(environ, limit))
+        # compressed, it is whole only once its trailer has come (git http-backend refuses a gzip body cut short
+        # before answering, t5562): read whole while what it inflates to stays small
+        return _whole_while_small(_streamed_body(environ, limit), WHOLE_BODY_LIMIT)
     return _streamed_body(environ, limit)
+
+
+def _whole_while_small(chunks: Iterator[bytes], budget: int) -> Iterable[bytes]:
+    """All of `chunks` as a list if they come to at most `budget` bytes, else those read so far and the rest."""
+    read, size = [], 0
+    for chunk in chunks:
+        read.append(chunk)
+        size += len(chunk)
+        if size > budget:
+            return itertools.chain(read, chunks)
+    return read
 
 
 def _body_refused(start_response, error: BodyError):
