@@ -5,13 +5,11 @@ the session; the Database enqueues them only after that session's transaction ha
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib
 import logging
-import os
 import queue
-import signal
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,6 +96,13 @@ class RedisQueue:
         self.connection = Redis.from_url(url)
         self.queue = Queue(name, connection=self.connection)
         self.fallback = InProcessQueue()
+        self._id_prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "-"
+
+    def rq_job_id(self, job_id: str) -> str:
+        """The job's id in Redis, where rq keeps every job under rq:job:<id> whatever its queue: without the
+        namespace, one queued by a server on another namespace (a test run that ended, another deployment on the
+        same Redis) took the id, and this server's copy was dropped as a duplicate, never to run."""
+        return self._id_prefix + job_id
 
     def join(self) -> None:
         self.fallback.join()
@@ -136,7 +141,8 @@ class RedisQueue:
         from rq.exceptions import DuplicateJobError
 
         def enqueue_once() -> None:
-            self.queue.enqueue(job.func, *job.args, job_id=job.job_id, unique=True, job_timeout=JOB_TIMEOUT,
+            self.queue.enqueue(job.func, *job.args, job_id=self.rq_job_id(job.job_id), unique=True,
+                               job_timeout=JOB_TIMEOUT,
                                result_ttl=0, failure_ttl=FAILED_JOB_KEPT,
                                retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
 
@@ -144,7 +150,7 @@ class RedisQueue:
             try:
                 enqueue_once()
             except DuplicateJobError:
-                if not self._drop_if_orphaned(job.job_id):
+                if not self._drop_if_orphaned(self.rq_job_id(job.job_id)):
                     log.debug("job %s is already queued", job.job_id)
                     return
                 enqueue_once()
@@ -156,19 +162,6 @@ class RedisQueue:
 
 
 HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker running a job says it is alive
-_PR_SET_PDEATHSIG = 1
-
-
-def _end_with_the_worker(worker_pid: int) -> None:
-    """In a process forked from the worker (rq's scheduler): be sent SIGTERM when the worker dies, even by kill -9,
-    which leaves the scheduler no other way to learn of it (it kept running, orphaned, for good). On SIGTERM the
-    scheduler releases its lock and exits."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux
-        return
-    if os.getppid() != worker_pid:  # the worker died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_worker(queue, connection, burst: bool = False) -> None:
@@ -204,7 +197,5 @@ def run_worker(queue, connection, burst: bool = False) -> None:
                 beating.join()
             self.set_state(WorkerStatus.IDLE)
 
-    worker_pid = os.getpid()
-    os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
     HeartbeatWorker([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS).work(
         burst=burst, with_scheduler=True)
