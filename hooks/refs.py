@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 ZERO_SHA = "0" * 40
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -85,3 +86,9 @@ def pushable_ref_problem(ref: str) -> str | None:
     if not ref.startswith(PUSHABLE_NAMESPACES):
         return NOT_PUSHABLE
     return None
+
+
+def hidden_ref_reasons(updates: Iterable[RefUpdate]) -> dict[str, str]:
+    """git refuses a push to a ref under RECEIVE_HIDE_REFS as "deny updating a hidden ref"; this is why, in words
+    the pusher can act on."""
+    return {update.ref: NOT_PUSHABLE for update in updates if pushable_ref_problem(update.ref) == NOT_PUSHABLE}

@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
-from hooks.refs import NOT_PUSHABLE, RECEIVE_HIDE_REFS, RefUpdate, pushable_ref_problem
+from hooks.refs import RECEIVE_HIDE_REFS, RefUpdate, hidden_ref_reasons
 from storage import git_refs
 from storage.db import Database
 from storage.git_env import ALLOCATION_REFUSED, allocation_limit
@@ -32,7 +32,7 @@ from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_prescan import prescan_pushed_pack
 from .pktline import FLUSH
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, is_v2, text_response
-from .push_report import PUSH_CERTIFICATE, PushCommands, ReportFilter, leading_request_line, pushed_object_count
+from .push_report import PUSH_CERTIFICATE, PushCommands, ReportFilter, read_push_head
 from .routing import GitRoute, match_git_route
 
 log = logging.getLogger(__name__)
@@ -158,16 +158,15 @@ class GitHttpApp:
         if _is_probe(body):
             return _empty_result(start_response, headers)
         try:
-            first_line, body = leading_request_line(body)
+            head, body = read_push_head(body)
         except BodyError as error:
             return text_response(start_response, "400 Bad Request", f"error: {error}")
-        if first_line is not None and first_line.startswith(PUSH_CERTIFICATE):
+        if head.first_line is not None and head.first_line.startswith(PUSH_CERTIFICATE):
             # git writes a certificate into the object store before any hook runs, unchecked and kept even when
             # the push is refused; none is asked for (no nonce is advertised), so none is taken
             return text_response(start_response, "400 Bad Request", "error: signed pushes are not accepted")
-        objects, body = pushed_object_count(body)
-        if objects is not None:
-            env["GIT_ALLOC_LIMIT"] = str(allocation_limit(objects, self.settings.max_object_size))
+        if head.object_count is not None:
+            env["GIT_ALLOC_LIMIT"] = str(allocation_limit(head.object_count, self.settings.max_object_size))
         commands = PushCommands()
         ctx = replace(ctx, push_scans=PushScans())
         channel = HookChannel.open(ctx, requested=commands.requested)
@@ -206,9 +205,8 @@ class GitHttpApp:
                 refused = next(iter(reasons))
                 for update in commands.updates:
                     reasons.setdefault(update.ref, f"not applied: {refused} was refused")
-            for update in commands.updates:  # git's "deny updating a hidden ref", in words the pusher can use
-                if update.ref not in reasons and pushable_ref_problem(update.ref) == NOT_PUSHABLE:
-                    reasons[update.ref] = NOT_PUSHABLE
+            for ref, reason in hidden_ref_reasons(commands.updates).items():
+                reasons.setdefault(ref, reason)
             if applied and not channel.approved:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))
                 applied = []

@@ -19,36 +19,23 @@ PUSH_CERTIFICATE = b"push-cert"
 LEADING_LIMIT = 4 * 65536
 
 
-def leading_request_line(chunks: Iterable[bytes]) -> tuple[bytes | None, Iterator[bytes]]:
-    """The first pkt-line of a receive-pack request that is not a `shallow` line (a command, or `push-cert`),
-    read before git starts; None for a flush, an unreadable line or none in LEADING_LIMIT bytes. Returns it with
-    the whole body, nothing consumed."""
+@dataclass(frozen=True)
+class PushHead:
+    """What the start of a receive-pack request says, read before git starts."""
+
+    first_line: bytes | None  # the first pkt-line that is not `shallow` (a command, or push-cert); None for a flush
+    object_count: int | None  # from the pack's header, after the commands and any push options; None without one
+
+
+def read_push_head(chunks: Iterable[bytes]) -> tuple[PushHead, Iterator[bytes]]:
+    """Reads at most LEADING_LIMIT bytes of a push request; returns what they say with the whole body, nothing
+    consumed. Whatever cannot be read (a bad pkt-line, a body cut short, a limit reached) stays None."""
     source = iter(chunks)
     seen: list[bytes] = []
     reader = PktReader()
-    size = 0
-    try:
-        for chunk in source:
-            seen.append(chunk)
-            size += len(chunk)
-            for _raw, payload in reader.feed(chunk):
-                if payload is None or not payload.startswith(b"shallow "):
-                    return payload, itertools.chain(seen, source)
-            if size > LEADING_LIMIT:
-                break
-    except PktError:
-        pass
-    return None, itertools.chain(seen, source)
-
-
-def pushed_object_count(chunks: Iterable[bytes]) -> tuple[int | None, Iterator[bytes]]:
-    """The number of objects in a push's pack, from the pack's header after the command list (and the push
-    options, when the push has them), read before git starts; None without a pack or none in LEADING_LIMIT
-    bytes. Returns it with the whole body, nothing consumed."""
-    source = iter(chunks)
-    seen: list[bytes] = []
-    reader = PktReader()
-    sections = None  # pkt-line sections still to pass: commands, then push options if asked for
+    first_line: bytes | None = None
+    first_read = False
+    sections = 1  # pkt-line sections still to pass: the commands, then the push options if asked for
     size = 0
     try:
         for chunk in source:
@@ -56,9 +43,9 @@ def pushed_object_count(chunks: Iterable[bytes]) -> tuple[int | None, Iterator[b
             size += len(chunk)
             if sections == 0:
                 reader.buffer += chunk
-            for _raw, payload in (reader.feed(chunk) if sections != 0 else ()):
-                if sections is None:
-                    sections = 1
+            for _raw, payload in (reader.feed(chunk) if sections else ()):
+                if not first_read and (payload is None or not payload.startswith(b"shallow ")):
+                    first_line, first_read = payload, True
                 if payload is None:
                     sections -= 1
                     if sections == 0:
@@ -66,13 +53,13 @@ def pushed_object_count(chunks: Iterable[bytes]) -> tuple[int | None, Iterator[b
                 elif sections == 1 and b"\0" in payload and b"push-options" in payload.split(b"\0", 1)[1].split():
                     sections = 2
             if sections == 0 and len(reader.buffer) >= 12:
-                signature, version, count = struct.unpack_from(">4sII", reader.buffer)
-                return (count if signature == b"PACK" else None), itertools.chain(seen, source)
+                signature, _version, count = struct.unpack_from(">4sII", reader.buffer)
+                return PushHead(first_line, count if signature == b"PACK" else None), itertools.chain(seen, source)
             if size > LEADING_LIMIT:
                 break
     except PktError:
         pass
-    return None, itertools.chain(seen, source)
+    return PushHead(first_line, None), itertools.chain(seen, source)
 
 
 @dataclass

@@ -5,11 +5,11 @@ import zlib
 
 import pytest
 
-from hooks.refs import ref_name_problem, pushable_ref_problem
+from hooks.refs import NOT_PUSHABLE, RefUpdate, hidden_ref_reasons, pushable_ref_problem, ref_name_problem
 from server.body import DECODED_STEP, BodyError, request_chunks
 from server.pktline import PktReader, encode, sideband_frames
 from server.protocol import advertisement_prefix, git_protocol
-from server.push_report import PushCommands, ReportFilter, leading_request_line, pushed_object_count
+from server.push_report import PushCommands, ReportFilter, read_push_head
 from server.routing import match_git_route
 from tests.support import pkt
 
@@ -70,10 +70,10 @@ def test_a_refused_ref_holding_a_space_keeps_its_own_reason():
 def test_the_leading_line_of_a_push_is_found_past_shallow_lines_and_nothing_is_consumed():
     body = pkt(b"shallow " + b"1" * 40 + b"\n") + pkt(b"push-cert\0report-status\n") + b"0000"
     chunks = [body[i:i + 5] for i in range(0, len(body), 5)]
-    first, rest = leading_request_line(iter(chunks))
-    assert first == b"push-cert\0report-status\n" and b"".join(rest) == body
-    assert leading_request_line([b"0000"])[0] is None
-    assert leading_request_line([b"zzzz"])[0] is None
+    head, rest = read_push_head(iter(chunks))
+    assert head.first_line == b"push-cert\0report-status\n" and b"".join(rest) == body
+    assert read_push_head([b"0000"])[0].first_line is None
+    assert read_push_head([b"zzzz"])[0].first_line is None
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 4096])
@@ -84,12 +84,13 @@ def test_the_object_count_is_read_from_the_pack_header_past_commands_and_options
     pack = b"PACK" + (2).to_bytes(4, "big") + (70_000).to_bytes(4, "big") + b"entries..."
     for options in (b"", pkt(b"ci.skip\n") + pkt(b"0000 looks like a flush\n") + b"0000"):
         body = command(b"report-status push-options" if options else b"report-status") + b"0000" + options + pack
-        count, rest = pushed_object_count(iter([body[i:i + chunk] for i in range(0, len(body), chunk)]))
-        assert count == 70_000 and b"".join(rest) == body
+        head, rest = read_push_head(iter([body[i:i + chunk] for i in range(0, len(body), chunk)]))
+        assert head.object_count == 70_000 and b"".join(rest) == body
+        assert head.first_line.startswith(f"{OLD} {NEW} refs/heads/main".encode())
     delete_only = pkt(f"{NEW} {'0' * 40} refs/heads/gone\0report-status".encode()) + b"0000"
-    assert pushed_object_count([delete_only])[0] is None
-    assert pushed_object_count([command(b"report-status") + b"0000" + b"NOPE" + bytes(8)])[0] is None
-    assert pushed_object_count([b"zzzz"])[0] is None
+    assert read_push_head([delete_only])[0].object_count is None
+    assert read_push_head([command(b"report-status") + b"0000" + b"NOPE" + bytes(8)])[0].object_count is None
+    assert read_push_head([b"zzzz"])[0].object_count is None
 
 
 def test_capabilities_are_split_on_spaces_only_as_git_does():
@@ -118,6 +119,11 @@ def test_bad_ref_names(ref):
 def test_pushable_namespaces():
     assert pushable_ref_problem("refs/pull/1/head") is not None
     assert pushable_ref_problem("refs/notes/commits") is None
+
+
+def test_hidden_refs_get_the_namespace_reason_and_bad_names_keep_their_own():
+    updates = [RefUpdate(OLD, NEW, ref) for ref in ("refs/pull/1/head", "refs/heads/ok", "refs/heads/a..b")]
+    assert hidden_ref_reasons(updates) == {"refs/pull/1/head": NOT_PUSHABLE}
 
 
 @pytest.mark.parametrize("path,expected", [
