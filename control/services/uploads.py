@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hooks.paths import MAX_PATH_BYTES, path_problem
@@ -17,6 +16,7 @@ from hooks.pipeline import apply_ref_change, run_effects
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_refs
 from storage.blobs import BlobStore
+from storage.db import insert_unless_present
 from storage.errors import Conflict, Forbidden, Invalid, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal
@@ -288,17 +288,20 @@ def _checked_files(files: Sequence[FileSpec]) -> list[FileSpec]:
 
 def _create_upload(session: Session, repo: Repository, actor: Principal, branch: str, identifier: str,
                    specs: list[FileSpec], now: datetime) -> Upload:
-    upload = Upload(id=new_id("upl"), repo_id=repo.id, branch=branch, identifier=identifier, status="pending",
-                    created_by_key_id=actor.key_id, expires_at=now)
-    rows = [UploadFile(id=new_id("uf"), upload_id=upload.id, name=s.name, expected_sha256=s.sha256,
-                       storage_path=storage_path(repo, branch, identifier, s.name)) for s in specs]
-    _refuse_taken_paths(session, repo, [r.storage_path for r in rows])
-    session.add(upload)
-    session.add_all(rows)
-    try:
+    """The new upload, or the one a request for the same branch and identifier made meanwhile (its insert is
+    waited for and taken, as a request coming after it would take it)."""
+    upload_id = new_id("upl")
+    insert_unless_present(session, Upload, ("repo_id", "branch", "identifier"), id=upload_id, repo_id=repo.id,
+                          branch=branch, identifier=identifier, status="pending", created_by_key_id=actor.key_id,
+                          expires_at=now)
+    upload = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.branch == branch,
+                                                 Upload.identifier == identifier))
+    if upload.id == upload_id:
+        paths = {spec.name: storage_path(repo, branch, identifier, spec.name) for spec in specs}
+        _refuse_taken_paths(session, repo, list(paths.values()))  # by another repository's upload (same slug)
+        session.add_all([UploadFile(id=new_id("uf"), upload_id=upload_id, name=spec.name, expected_sha256=spec.sha256,
+                                    storage_path=paths[spec.name]) for spec in specs])
         session.flush()
-    except IntegrityError:
-        raise Conflict(f"upload {identifier!r} is being requested concurrently; retry") from None
     return upload
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from control.services import signing
 from storage.models import CommitMeta, Upload, UploadFile
-from tests.support import api, request_interrupted, wait_until_gone
+from tests.support import api, at_once, request_interrupted, wait_until_gone
 
 UPLOADER = "Driftstone <uploads@driftstone.local>"
 
@@ -222,6 +222,20 @@ def test_asking_again_for_a_pending_upload_reissues_its_urls(server, tenant):
     different = ask(server, tenant, repo, "ver-again", {"a.txt": b"changed"})
     assert different.status_code == 409
     assert complete(server, tenant, repo, first["uploadId"]).status_code == 200
+
+
+def test_identical_requests_for_a_new_upload_at_once_all_get_it(server, tenant):
+    """Of six identical requests at once, four got 409 "being requested concurrently; retry"."""
+    repo = new_repo(server, tenant)
+    files = {"a.txt": b"a", "b.txt": b"b"}
+    answers = at_once(6, lambda _i: ask(server, tenant, repo, "ver-at-once", files))
+    assert [answer.status_code for answer in answers] == [201] * 6, [answer.text for answer in answers]
+    assert len({answer.json()["data"]["uploadId"] for answer in answers}) == 1
+    last = answers[-1].json()["data"]
+    put_all(last, files)
+    assert complete(server, tenant, repo, last["uploadId"]).status_code == 200
+    answers = at_once(3, lambda i: ask(server, tenant, repo, "ver-at-once-2", {"a.txt": bytes([i])}))
+    assert sorted(answer.status_code for answer in answers) == [201, 409, 409]  # the same identifier, other files
 
 
 HOSTILE_NAMES = [
