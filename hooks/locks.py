@@ -74,25 +74,35 @@ def first_lock_covering(locks, paths: Sequence[str]):
     return None
 
 
+def locked_path_reason(locks, paths: Sequence[str]) -> str | None:
+    """Why a change of `paths` is refused: the first of them another workspace's lock covers; None if none is."""
+    hit = first_lock_covering(locks, paths)
+    if hit is None:
+        return None
+    path, pattern, lock, name, agent = hit
+    return f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}"
+
+
 _ANY_UNRELEASED_LOCK = (
     select(PathLock.id).where(PathLock.repo_id == bindparam("repo_id"), PathLock.released_at.is_(None)).limit(1)
 )
+
+
+def any_unreleased_lock(session, repo_id: str) -> bool:
+    return session.execute(_ANY_UNRELEASED_LOCK, {"repo_id": repo_id}).first() is not None
 
 
 def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:
     branch_updates = [u for u in updates if not u.is_delete and u.ref.startswith("refs/heads/")]
     if not branch_updates:
         return []
-    if session.execute(_ANY_UNRELEASED_LOCK, {"repo_id": ctx.repo.id}).first() is None:
+    if not any_unreleased_lock(session, ctx.repo.id):
         return []  # the common case, answered without loading lock rows
     locks = active_locks(session, ctx.repo.id, datetime.now(timezone.utc), excluding_workspace=ctx.workspace_id)
     if not locks:
         return []
     for update in branch_updates:
-        paths = paths_changed_by(ctx, update)
-        hit = first_lock_covering(locks, paths)
-        if hit:
-            path, pattern, lock, name, agent = hit
-            return [Rejection(update.ref, f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}",
-                              "locked")]
+        reason = locked_path_reason(locks, paths_changed_by(ctx, update))
+        if reason:
+            return [Rejection(update.ref, reason, "locked")]
     return []

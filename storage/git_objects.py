@@ -172,6 +172,11 @@ def list_tree(repo: Repo, commit_sha: str, path: str = "", recursive: bool = Fal
     return list(_entries(repo, found[1], path.strip("/"), recursive))
 
 
+def tree_entries(repo: Repo, tree_sha: bytes, prefix: str) -> Iterator[TreeEntry]:
+    """Every entry that is not a directory below a tree, its path under `prefix`, read lazily."""
+    return _entries(repo, tree_sha, prefix, True)
+
+
 def _entries(repo: Repo, tree_sha: bytes, prefix: str, recursive: bool) -> Iterator[TreeEntry]:
     for item in repo.object_store[tree_sha].iteritems():
         name = item.path.decode("utf-8", "surrogateescape")
@@ -216,8 +221,14 @@ class PathClash(Conflict):
 
 class _Dir(dict):
     """Changes below one directory; `replaces`: the path's old entry is deleted first (a file becoming a
-    directory, or a directory rebuilt from scratch)."""
+    directory, or a directory rebuilt from scratch); `becomes`: a file written at the path once these changes,
+    deletions only, have emptied the directory."""
     replaces = False
+    becomes: Change = None
+
+    def deletes_only(self) -> bool:
+        return all(change is None or (isinstance(change, _Dir) and change.deletes_only() and change.becomes is None)
+                   for change in self.values())
 
 
 def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]) -> bytes:
@@ -240,9 +251,13 @@ def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]
                                 {"path": path, "file": _joined(parts[:depth + 1])})
             node[part] = node = child
         leaf = parts[-1]
-        if isinstance(node.get(leaf), _Dir):
-            raise PathClash(f"{path!r} cannot be written as a file: paths inside it are written too",
-                            {"path": path})
+        below = node.get(leaf)
+        if isinstance(below, _Dir):
+            if change is None or not below.deletes_only():
+                raise PathClash(f"{path!r} cannot be written as a file: paths inside it are written too",
+                                {"path": path})
+            below.becomes = change
+            continue
         node[leaf] = change
     new_sha = _apply(repo, base_tree, nested, b"")
     return new_sha if new_sha is not None else _empty_tree(repo)
@@ -264,7 +279,14 @@ def _apply(repo: Repo, tree_sha: bytes | None, nested: _Dir, prefix: bytes) -> b
                                 {"path": path})
             sub_base = existing[1] if is_dir and not change.replaces else None
             sub = _apply(repo, sub_base, change, prefix + name + b"/")
-            if sub is None:
+            if change.becomes is not None:
+                if sub is not None:
+                    path = (prefix + name).decode("utf-8", "surrogateescape")
+                    raise PathClash(f"{path!r} is a directory: a file cannot replace it while files stay in it",
+                                    {"path": path})
+                mode, sha = change.becomes
+                tree[name] = (mode, sha.encode())
+            elif sub is None:
                 if name in tree:
                     del tree[name]
             else:

@@ -77,6 +77,27 @@ class MergeStore:
             tree.add(name, mode, oid)
         return self.add(tree)
 
+    def changed_paths(self, old_commit: bytes | None, new_commit: bytes) -> list[str]:
+        """Paths whose entries differ between two commits (renames are a delete and an add), as `git diff-tree -r`
+        lists them, read from memory and the repository alike."""
+        old_tree = _commit(self, old_commit).tree if old_commit else None
+        return list(self._tree_changes(old_tree, _commit(self, new_commit).tree, b""))
+
+    def _tree_changes(self, old: bytes | None, new: bytes | None, prefix: bytes):
+        if old == new:
+            return
+        before, after = (self.entries(old) if old else {}), (self.entries(new) if new else {})
+        for name in sorted(before.keys() | after.keys()):
+            one, two = before.get(name, ABSENT), after.get(name, ABSENT)
+            if one == two:
+                continue
+            one_dir, two_dir = one[0] == TREE_MODE, two[0] == TREE_MODE
+            if one_dir or two_dir:
+                yield from self._tree_changes(one[1] if one_dir else None, two[1] if two_dir else None,
+                                              prefix + name + b"/")
+            if (not one_dir and one[1] is not None) or (not two_dir and two[1] is not None):
+                yield (prefix + name).decode("utf-8", "surrogateescape")
+
     def persist(self, root: bytes) -> int:
         """Copy the new objects reachable from `root` (a tree or commit) into the repository; returns how many."""
         wanted: list[ShaFile] = []

@@ -107,9 +107,11 @@ def read_file(app, repo: Repository, path: str, ref: str | None = None) -> FileC
         if entry is None:
             raise _not_found(path, ref)
         path = wanted
-        if entry.kind not in ("blob", "symlink"):
-            raise Invalid(f"{path!r} is a {'directory' if entry.kind == 'tree' else 'submodule'}, not a file; "
-                          f"list it with GET /v1/repos/{{repo}}/tree?path=", {"path": path, "type": entry.kind})
+        if entry.kind == "commit":
+            raise _submodule(entry)
+        if entry.kind == "tree":
+            raise Invalid(f"{path!r} is a directory, not a file; list it with GET /v1/repos/{{repo}}/tree?path=",
+                          {"path": path, "type": entry.kind})
         size = git_read.object_sizes(app.store.path_for(repo.id), [entry.sha]).get(entry.sha, 0)
         if size > MAX_CONTENT_BYTES:
             raise TooLarge(f"{path!r} is {size} bytes; this API returns files up to {MAX_CONTENT_BYTES} bytes, "
@@ -117,6 +119,11 @@ def read_file(app, repo: Repository, path: str, ref: str | None = None) -> FileC
         data = git_repo.object_store[entry.sha.encode()].as_raw_string()
     return FileContent(path=path, ref=ref, commit=commit, blob_sha=entry.sha, mode=f"{entry.mode:06o}",
                        type=entry.kind, content=data)
+
+
+def _submodule(entry: git_objects.TreeEntry) -> Invalid:
+    return Invalid(f"{entry.path!r} is a submodule at commit {entry.sha}: its files are in another repository",
+                   {"path": entry.path, "type": "commit", "sha": entry.sha})
 
 
 def list_tree(app, repo: Repository, path: str = "", ref: str | None = None, recursive: bool = False) -> TreeListing:
@@ -131,6 +138,8 @@ def list_tree(app, repo: Repository, path: str = "", ref: str | None = None, rec
             entry = git_objects.lookup(git_repo, commit, path)
             if entry is None:
                 raise _not_found(path, ref)
+            if entry.kind == "commit":
+                raise _submodule(entry)
             if entry.kind != "tree":
                 raise Invalid(f"{path!r} is a {entry.kind}, not a directory; read it with "
                               "GET /v1/repos/{repo}/contents/{path}", {"path": path, "type": entry.kind})

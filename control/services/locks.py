@@ -40,6 +40,11 @@ def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patt
     if not 1 <= ttl <= MAX_TTL:
         raise Invalid(f"ttl must be 1 to {MAX_TTL} seconds", {"fields": [{"loc": "ttl", "msg": "out of range"}]})
     workspace_service.take_workspace_turn(session, workspace)  # deleted meanwhile: its locks went with it
+    held = _held_already(session, repo, workspace, patterns, now)
+    if held is not None:  # asked again (a retry, a renewal): the same lock, held at least `ttl` from now
+        held.expires_at = max(as_utc(held.expires_at), now + timedelta(seconds=ttl))
+        session.flush()
+        return held
     for lock, name, agent in active_locks(session, repo.id, now, excluding_workspace=workspace.id):
         for mine in patterns:
             theirs = next((p for p in lock.patterns if overlap(mine, p)), None)
@@ -52,6 +57,13 @@ def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patt
     session.add(lock)
     session.flush()
     return lock
+
+
+def _held_already(session: Session, repo: Repository, workspace: Workspace, patterns: list[str],
+                  now) -> PathLock | None:
+    wanted = set(patterns)
+    return next((lock for lock, _name, _agent in active_locks(session, repo.id, now)
+                 if lock.workspace_id == workspace.id and set(lock.patterns) == wanted), None)
 
 
 def list_locks(session: Session, repo: Repository, now) -> list[tuple[PathLock, str, str | None]]:

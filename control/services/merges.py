@@ -15,13 +15,15 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 
+from hooks.locks import active_locks, any_unreleased_lock, locked_path_reason
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_refs
-from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef
+from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
@@ -82,6 +84,8 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                                   squash_since=squash_since)
             except UnrelatedHistories as error:
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
+            if dry_run and plan.moves_target:
+                _refuse_locked_changes(session, repo, plan, ref, workspace_id)
             if dry_run or not plan.clean or not plan.moves_target:
                 return _outcome(plan, target_branch, label, dry_run)
             plan.persist()
@@ -100,6 +104,20 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
         return _outcome(plan, target_branch, label, dry_run)
     raise AssertionError("unreachable")
+
+
+def _refuse_locked_changes(session, repo: Repository, plan: MergePlan, ref: str, workspace_id: str | None) -> None:
+    """A dry run answers as the merge would: the checks would refuse a change to a path another workspace locked
+    (the other checks cannot refuse what a clean merge of stored commits makes)."""
+    if not any_unreleased_lock(session, repo.id):
+        return
+    locks = active_locks(session, repo.id, datetime.now(timezone.utc), excluding_workspace=workspace_id)
+    if not locks:
+        return
+    target_head = plan.target_head.encode() if plan.target_head else None
+    reason = locked_path_reason(locks, plan.store.changed_paths(target_head, plan.new_head.encode()))
+    if reason:
+        raise Locked(reason, {"ref": ref})
 
 
 _SWAPPED = object()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_read, git_refs
-from storage.errors import Conflict, Invalid, NotFound, StaleRef
+from storage.errors import Conflict, Invalid, Locked, NotFound, StaleRef
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Repository, Stack, StackReview, Workspace
@@ -243,7 +243,7 @@ def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple
     repo = session.get(Repository, stack.repo_id)
     try:
         outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
-                                    dry_run=True, source_label=stack.bookmark)
-    except (Conflict, NotFound) as error:
+                                    dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id)
+    except (Conflict, Locked, NotFound) as error:
         return False, [error.message]
     return outcome.success, outcome.conflicts

@@ -152,9 +152,19 @@ def _refuse_file_dir_clash(session: Session, app, repo: Repository, workspace: W
             WorkspaceFile.workspace_id == workspace.id, WorkspaceFile.blob_sha.is_not(None),
             WorkspaceFile.path.startswith(path + "/", autoescape=True)).limit(1))
         found = in_head(path) if head_visible else None
-        if below is not None or (found is not None and found.kind == "tree"):
+        if below is not None or (found is not None and found.kind == "tree"
+                                 and _files_left_in(session, git_repo, workspace, found)):
             raise Conflict(f"{path!r} is a directory in this workspace: a file cannot replace it",
                            {"path": path})
+
+
+def _files_left_in(session: Session, git_repo, workspace: Workspace, directory) -> bool:
+    """Whether a directory of the base still holds a file in the workspace: one the overlay has not deleted."""
+    deleted = set(session.scalars(select(WorkspaceFile.path).where(
+        WorkspaceFile.workspace_id == workspace.id, WorkspaceFile.blob_sha.is_(None),
+        WorkspaceFile.path.startswith(directory.path + "/", autoescape=True))))
+    return any(entry.path not in deleted
+               for entry in git_objects.tree_entries(git_repo, directory.sha.encode(), directory.path))
 
 
 def _take_turn(session: Session, repo: Repository, workspace: Workspace, path: str, now) -> None:
@@ -450,6 +460,8 @@ def _refuse_missing_directory(session: Session, repo_path, workspace: Workspace,
         kind = entry.kind if entry is not None else None
     if kind in (None, "tree"):  # a base directory listed empty: the overlay deleted every file in it
         raise NotFound(f"no directory {path!r} in this workspace", {"path": path})
+    if kind == "commit":
+        raise Invalid(f"{path!r} is a submodule: its files are in another repository", {"path": path, "type": kind})
     raise Invalid(f"{path!r} is a {kind}, not a directory; read it with GET .../files/{{path}}",
                   {"path": path, "type": kind})
 

@@ -200,6 +200,9 @@ def test_operations_that_do_not_fit_the_tree_change_nothing(server, unchanged, o
     ({"message": "nul\0inside"}, "message"),
     ({"author": {"name": "Ada\nEvil: header", "email": "a@x"}}, "author.name"),
     ({"author": {"name": "Ada", "email": "a@x\0"}}, "author.email"),
+    ({"author": {"name": "Ada <ada@x>", "email": "a@x"}}, "author.name"),
+    ({"author": {"name": "Ada", "email": "<a@x>"}}, "author.email"),
+    ({"author": {"name": "Ada", "email": "a @x"}}, "author.email"),
     ({"intent": {"goal": "nul\0"}}, "intent.goal"),
     ({"intent": {"bad key": "x"}}, "intent"),
     ({"intent": {f"k{i}": i for i in range(51)}}, "intent"),
@@ -414,8 +417,11 @@ def test_submodules_are_listed_but_not_files(server, tenant, git, pushed):
     listing = api(server, key, "GET", f"/v1/repos/{repo}/tree?path=vendor").json()["data"]
     assert listing["entries"] == [{"path": "vendor/lib", "type": "commit", "mode": "160000", "sha": pinned,
                                    "size": None}]
-    read = api(server, key, "GET", f"/v1/repos/{repo}/contents/vendor/lib")
-    assert read.status_code == 422 and read.json()["details"]["type"] == "commit"
+    for route in ("contents/vendor/lib", "tree?path=vendor/lib"):  # each pointed to the other for a submodule
+        read = api(server, key, "GET", f"/v1/repos/{repo}/{route}")
+        assert read.status_code == 422 and read.json()["details"] == {"path": "vendor/lib", "type": "commit",
+                                                                      "sha": pinned}, read.text
+        assert "another repository" in read.json()["error"]
     for operation in ({"action": "delete", "path": "vendor/lib"},
                       {"action": "update", "path": "vendor/lib", "content": b64("x")}):
         refused = commit(server, tenant, repo, [operation], expectedHeadSha=head)

@@ -131,6 +131,20 @@ def test_workspace_on_explicit_base_and_several_commits(server, tenant, seeded):
     assert dojo("POST", "/workspaces", {"name": "bad-base", "base_commit": "f" * 40}).status_code == 404
 
 
+@pytest.mark.parametrize("author", [{"author_name": "A <evil@x>"}, {"author_email": "<a@x>"},
+                                    {"author_email": "a@x\nEvil: header"}, {"author_email": "two words@x"}])
+def test_an_author_git_could_not_keep_as_given_is_refused(server, tenant, seeded, author):
+    """'<' and '>' were dropped and whitespace folded: the commit named someone other than the caller said."""
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("authored")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a")
+    refused = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "m", **author})
+    assert refused.status_code == 400 and "author" in refused.text, refused.text
+    assert dojo("GET", "/workspaces").json()["workspaces"][0]["current_commit"] == main
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == ["a.txt"]
+
+
 def test_large_and_binary_files(server, tenant, seeded):
     import os
     repo, _, _ = seeded
@@ -225,6 +239,24 @@ def test_two_agents_and_a_lock(server, tenant, git, tmp_path, seeded):
     assert released.status_code == 200
     assert dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/session.ts", data=b"bob's").status_code == 200
     git("push", "-q", tenant.url(repo), "main", cwd=work)
+
+
+def test_asking_again_for_a_held_lock_renews_it_instead_of_adding_one(server, tenant, seeded):
+    """A retried lock request made a second lock on the same paths, left behind when the first was released."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("holder")
+    first = dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": ["src/*", "README.md"], "ttl_seconds": 60})
+    again = dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": ["README.md", "src/*"], "ttl_seconds": 600})
+    assert first.status_code == again.status_code == 201
+    assert again.json()["lock"]["id"] == first.json()["lock"]["id"]
+    assert again.json()["lock"]["expires_at"] > first.json()["lock"]["expires_at"]
+    shorter = dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": ["src/*", "README.md"], "ttl_seconds": 5})
+    assert shorter.json()["lock"]["expires_at"] == again.json()["lock"]["expires_at"]  # never cut short
+    other = dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": ["src/*"]})
+    assert other.json()["lock"]["id"] != first.json()["lock"]["id"]  # a different set is a lock of its own
+    listed = requests.get(f"{server.url}/v1/repos/{repo}/locks", headers=dojo.headers, timeout=30).json()["data"]
+    assert sorted(l["id"] for l in listed) == sorted([first.json()["lock"]["id"], other.json()["lock"]["id"]])
 
 
 def test_admin_force_releases_and_locks_expire(server, tenant, seeded):
@@ -447,6 +479,24 @@ def test_a_lock_holders_own_stack_merges_over_its_locked_paths(server, tenant, s
     assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
 
 
+def test_a_stack_another_workspaces_lock_would_refuse_does_not_read_mergeable(server, tenant, git, seeded):
+    """The dry run behind `mergeable` skipped the checks: it said true, and the merge then got 423."""
+    repo, work, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    holder, other = dojo.workspace("holder"), dojo.workspace("other")
+    dojo("PUT", f"/workspaces/{other['id']}/files/src/a.txt", data=b"theirs")
+    dojo("POST", f"/workspaces/{other['id']}/commit", {"message": "touch src"})
+    stack = dojo("POST", f"/workspaces/{other['id']}/submit", {"title": "touch src"}).json()["stack"]
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["mergeable"] is True
+    assert dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["src/*"]}).status_code == 201
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]
+    assert shown["mergeable"] is False and "matches lock 'src/*'" in shown["conflicts"][0], shown
+    dry = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"dryRun": True})
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {})
+    assert dry.status_code == merged.status_code == 423, (dry.text, merged.text)
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == seeded[2]
+
+
 def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, seeded):
     """The file route deleted a whole directory, past a lock on a file inside it, while reads still showed it."""
     repo, _, _ = seeded
@@ -457,6 +507,29 @@ def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, see
     assert refused.status_code == 400 and "directory" in refused.json()["error"]
     assert dojo("GET", f"/workspaces/{bob['id']}/status").json() == {"added": [], "modified": [], "deleted": []}
     assert dojo("GET", f"/workspaces/{bob['id']}/files/src/app.ts").json()["source"] == "base"
+
+
+def test_a_file_takes_the_place_of_a_directory_once_its_files_are_deleted(server, tenant, git, seeded):
+    """Writing `src` as a file was refused (409) even after every file under it was deleted in the overlay."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("flatten")
+    assert dojo("DELETE", f"/workspaces/{ws['id']}/files/src/app.ts").status_code == 200
+    kept = dojo("PUT", f"/workspaces/{ws['id']}/files/src", data=b"one file now\n")
+    assert kept.status_code == 409, kept.text  # src/old-auth.ts is still there
+    assert dojo("DELETE", f"/workspaces/{ws['id']}/files/src/old-auth.ts").status_code == 200
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/src", data=b"one file now\n").status_code == 200
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/src/new.ts", data=b"x").status_code == 409
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {
+        "added": ["src"], "modified": [], "deleted": ["src/app.ts", "src/old-auth.ts"]}
+    commit = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "flatten src"})
+    assert commit.status_code == 201, commit.text
+    work = seeded[1]
+    git("fetch", "-q", tenant.url(repo), commit.json()["commit"]["sha"], cwd=work)
+    assert git.out("ls-tree", "-r", "FETCH_HEAD", cwd=work).split("\n")[2].split()[:2] == ["100644", "blob"]
+    assert git.out("ls-tree", "-r", "--name-only", "FETCH_HEAD", cwd=work).split() == ["README.md", "package.json",
+                                                                                         "src"]
+    assert git.out("show", "FETCH_HEAD:src", cwd=work) == "one file now"
 
 
 def test_wildcard_locks_cover_directories_and_overlapping_locks_are_refused(server, tenant, seeded):

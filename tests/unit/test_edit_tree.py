@@ -53,6 +53,17 @@ def test_a_file_does_not_replace_a_directory(repo, base):
         edit_tree(repo, base, {"src": blob(repo)})
 
 
+def test_a_file_replaces_a_directory_whose_files_are_all_deleted(repo, base):
+    changes = {"src/a.ts": None, "src/b.ts": None, "src": blob(repo, "now a file")}
+    assert files(repo, edit_tree(repo, base, changes)) == {"README.md", "src"}
+
+
+@pytest.mark.parametrize("extra", [{}, {"src/c.ts": (FILE_MODE, "0" * 40)}])
+def test_a_file_does_not_replace_a_directory_that_keeps_or_gains_a_file(repo, base, extra):
+    with pytest.raises(PathClash, match="src"):
+        edit_tree(repo, base, {"src/a.ts": None, **extra, "src": blob(repo)})
+
+
 def test_independent_changes_still_apply(repo, base):
     tree = edit_tree(repo, base, {"src/a.ts": None, "src/c.ts": blob(repo), "docs/x/y.md": blob(repo)})
     assert files(repo, tree) == {"README.md", "src/b.ts", "src/c.ts", "docs/x/y.md"}

@@ -13,7 +13,7 @@ from control.services import stacks as stack_service
 from control.services import workspaces as workspace_service
 from storage.times import as_utc
 
-from ..driftstone.contents import PATH_PATTERN, PATH_RULES, Intent, intent_field
+from ..driftstone.contents import PATH_PATTERN, PATH_RULES, AuthorEmail, AuthorName, Intent, intent_field
 from ..endpoint import Call, endpoint
 from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, workspace_out
 
@@ -67,8 +67,8 @@ class StatusOut(DojoModel):
 
 class CommitRequest(DojoModel):
     message: str = Field(min_length=1, max_length=100000)
-    author_name: str = Field(default="agent", min_length=1, max_length=200)
-    author_email: str = Field(default="agent@driftstone.local", min_length=1, max_length=320)
+    author_name: AuthorName = "agent"
+    author_email: AuthorEmail = "agent@driftstone.local"
     intent: Intent | None = intent_field()
 
 

@@ -97,7 +97,6 @@ def _text(pattern: str, rule: str):
 
 
 NO_NUL = r"^[^\x00]*$"  # NUL has no place in a commit, and PostgreSQL's JSON refuses it
-ONE_LINE = r"^[^\x00-\x1f\x7f]+(?![\s\S])"  # no control characters (no newlines): a commit header field
 IntentValue = Union[Annotated[str, StringConstraints(max_length=2000), *_text(NO_NUL, "no NUL characters")],
                     bool, int, float]
 Intent = Annotated[dict[str, IntentValue], AfterValidator(_checked_intent)]
@@ -122,9 +121,18 @@ Base64 = Annotated[str, AfterValidator(_checked_base64),
                    Field(json_schema_extra={"pattern": BASE64_PATTERN}, description="the file's bytes, base64")]
 
 
+# a commit's author header is `name <email>`: '<' or '>' in either would be dropped, so they are refused instead
+PERSON_NAME = r"^[^\x00-\x1f\x7f<>]+(?![\s\S])"
+EMAIL = r"^[^\x00-\x20\x7f<>]+(?![\s\S])"
+AuthorName = Annotated[str, StringConstraints(min_length=1, max_length=200),
+                       *_text(PERSON_NAME, "one line of text without '<' or '>'")]
+AuthorEmail = Annotated[str, StringConstraints(min_length=1, max_length=320),
+                        *_text(EMAIL, "an email address: no spaces, control characters, '<' or '>'")]
+
+
 class Author(WireModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200), *_text(ONE_LINE, "one line of text")]
-    email: Annotated[str, StringConstraints(min_length=1, max_length=320), *_text(ONE_LINE, "one line of text")]
+    name: AuthorName
+    email: AuthorEmail
 
 
 class CreateFile(WireModel):
