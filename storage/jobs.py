@@ -165,10 +165,17 @@ HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker runni
 
 
 def run_worker(queue, connection, burst: bool = False) -> None:
-    """Run rq's SimpleWorker (jobs in this process, no fork per job) with a heartbeat while a job runs.
+    worker_class = heartbeat_worker_class()
+    worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS).work(
+        burst=burst, with_scheduler=True)
 
-    SimpleWorker sends none, so it keeps its key alive for the job's whole timeout (7 h): a worker killed with
-    kill -9 mid-job looked alive that long, and its job held the id, so the repository's housekeeping was not
+
+def heartbeat_worker_class():
+    """rq's SimpleWorker (jobs in this process, no fork per job) with a heartbeat while a job runs, and a stop
+    that does not wait on its pubsub thread.
+
+    SimpleWorker sends no heartbeat, so it keeps its key alive for the job's whole timeout (7 h): a worker killed
+    with kill -9 mid-job looked alive that long, and its job held the id, so the repository's housekeeping was not
     asked for again for 7 h. Here the key lives 90 s past each heartbeat."""
     from rq import SimpleWorker
     from rq.worker import WorkerStatus
@@ -197,5 +204,19 @@ def run_worker(queue, connection, burst: bool = False) -> None:
                 beating.join()
             self.set_state(WorkerStatus.IDLE)
 
-    HeartbeatWorker([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS).work(
-        burst=burst, with_scheduler=True)
+        def unsubscribe(self) -> None:
+            """rq's waits for its pubsub thread without a limit (redis-py 8's stop() joins it), and a thread that
+            has read the unsubscribe reply waits up to 60 s to be subscribed again: a worker sent SIGTERM took that
+            long to end. The thread is told to stop before the unsubscribe, and is given a second."""
+            thread = self.pubsub_thread
+            if not thread:
+                return
+            try:
+                thread.stop(timeout=0)
+            except TypeError:  # redis-py before 8: stop() only lowers the flag
+                thread.stop()
+            self.pubsub.unsubscribe()
+            thread.join(timeout=1)
+            self.pubsub.close()
+
+    return HeartbeatWorker
