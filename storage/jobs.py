@@ -5,11 +5,14 @@ the session; the Database enqueues them only after that session's transaction ha
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib
 import logging
+import os
 import queue
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -162,10 +165,25 @@ class RedisQueue:
 
 
 HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker running a job says it is alive
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_the_worker(worker_pid: int) -> None:
+    """In a process forked from the worker (rq's scheduler): be sent SIGTERM when the worker dies, even by kill -9,
+    which leaves the scheduler no other way to learn of it (it kept running, orphaned, for good). On SIGTERM the
+    scheduler releases its lock and exits."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != worker_pid:  # the worker died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_worker(queue, connection, burst: bool = False) -> None:
     worker_class = heartbeat_worker_class()
+    worker_pid = os.getpid()
+    os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
     worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS).work(
         burst=burst, with_scheduler=True)
 

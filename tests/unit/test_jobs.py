@@ -229,3 +229,57 @@ def _stop(worker) -> None:
     """SIGTERM: rq stops its scheduler process too (a kill would leave it running)."""
     worker.terminate()
     worker.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_the_scheduler_process_ends_with_a_worker_killed_by_kill_9(tmp_path):
+    """rq runs its scheduler in a process forked from the worker; a `driftstone worker` killed with kill -9 left it
+    running, orphaned, for good (holding the queue's scheduler lock and a Redis connection)."""
+    import signal
+    import uuid
+
+    url = os.environ.get("DRIFTSTONE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    namespace = f"dstest-orphan-{uuid.uuid4().hex[:10]}"
+    worker = _driftstone_worker(tmp_path, url, namespace)
+    scheduler = []
+    try:
+        deadline = time.monotonic() + 30
+        while not (scheduler := _children(worker.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert scheduler, "the worker started no scheduler process"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(_running(pid) for pid in scheduler) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_running(pid) for pid in scheduler)
+    finally:
+        for pid in scheduler:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+        jobs.RedisQueue(url, namespace).queue.delete(delete_jobs=True)
