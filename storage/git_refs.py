@@ -91,6 +91,14 @@ def _a_path_in_refs(ref: str) -> bool:
             and all(part not in ("", ".", "..") for part in parts))
 
 
+def clashes_with_a_ref(repo_path: Path, ref: str) -> bool:
+    """Whether `ref` cannot be made because another ref is a prefix of it, or lies under it."""
+    parts = ref.split("/")
+    if any(read_ref(repo_path, "/".join(parts[:end])) is not None for end in range(3, len(parts))):
+        return True
+    return bool(DiskRefsContainer(str(repo_path)).subkeys(ref.encode()))
+
+
 def _clash(name: bytes) -> Conflict:
     """`refs/heads/a/b` cannot exist beside `refs/heads/a` (each is a path on disk), as in git."""
     ref = name.decode()

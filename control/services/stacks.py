@@ -97,10 +97,11 @@ def _free_bookmark(session: Session, repo: Repository, path, workspace: Workspac
     new one was refused for good). The workspace's own last merged bookmark, still where that merge left it, and
     one a lost submit of this workspace made are its own."""
     first = bookmark_name(workspace)
-    for attempt in range(1, BOOKMARK_TRIES + 1):
-        bookmark = first if attempt == 1 else checked_branch_name(f"{first}-{attempt}")
+    for bookmark in _bookmark_candidates(first):
         current = git_refs.read_ref(path, f"refs/heads/{bookmark}")
         if current is None:
+            if git_refs.clashes_with_a_ref(path, f"refs/heads/{bookmark}"):
+                continue  # a branch `stacks/a` keeps `stacks/a/b` from being made, and `stacks/a/b` keeps `stacks/a`
             claimed = session.scalar(select(Stack.id).where(Stack.repo_id == repo.id, Stack.bookmark == bookmark,
                                                             Stack.status == "open"))
             if claimed is None:
@@ -109,6 +110,17 @@ def _free_bookmark(session: Session, repo: Repository, path, workspace: Workspac
               or _left_by_a_lost_submit(session, repo, path, bookmark, current, workspace)):
             return bookmark, current
     raise Conflict(f"branches {first!r} to {first + '-' + str(BOOKMARK_TRIES)!r} already exist", {"branch": first})
+
+
+def _bookmark_candidates(first: str):
+    """stacks/<name>, then (a name with '/' flattened, so that another branch cannot be a prefix of it)
+    stacks/<a-b>, stacks/<a-b>-2, -3, ..."""
+    yield first
+    flat = "stacks/" + first.removeprefix("stacks/").replace("/", "-")
+    if flat != first:
+        yield flat
+    for attempt in range(2, BOOKMARK_TRIES + 1):
+        yield checked_branch_name(f"{flat}-{attempt}")
 
 
 def _left_by_a_lost_submit(session: Session, repo: Repository, path, bookmark: str, current: str,
@@ -224,14 +236,21 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
         replayed = replay_commits(git_repo.object_store, target_head, list(child.commits), MERGER)
     child.parent_stack_id = None
     child.base_branch, child.base_commit = parent.base_branch, target_head
-    if not replayed.clean:
+    if not replayed.clean:  # its commits stay as they were: the stack shows as not mergeable until it is resubmitted
         session.flush()
-        return  # its commits stay as they were: the stack shows as not mergeable until it is resubmitted
-    replayed.persist()
+        return
     ref = f"refs/heads/{child.bookmark}"
     old = git_refs.read_ref(path, ref)
-    apply_ref_change(change_context(app, repo, actor, "merge"),
-                     RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
+    if old not in (None, child.head_commit):  # commits pushed to the branch since the submit: theirs to keep
+        session.flush()
+        return
+    replayed.persist()
+    try:
+        apply_ref_change(change_context(app, repo, actor, "merge"),
+                         RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
+    except StaleRef:  # moved meanwhile: as above
+        session.flush()
+        return
     child.head_commit, child.commits = replayed.new_head, replayed.new_commits
     session.flush()
 

@@ -497,6 +497,25 @@ def test_a_stack_another_workspaces_lock_would_refuse_does_not_read_mergeable(se
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == seeded[2]
 
 
+def test_a_child_stack_whose_branch_got_new_commits_is_not_restacked_over_them(server, tenant, git, tmp_path,
+                                                                               seeded):
+    """The parent's merge replayed the child's submitted commits onto main and moved the child's branch there,
+    dropping a commit pushed to that branch after the submit: it was left on no branch."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "parent", {"lib/base.py": "BASE = 1\n"})
+    _, child, _ = submit_work(dojo, "child", {"lib/child.py": "x\n"}, base_commit=parent_sha)
+    clone = tmp_path / "pusher"
+    git("clone", "-q", "--branch", child["bookmark"], tenant.url(repo), str(clone))
+    pushed = git.commit(clone, {"lib/later.py": "pushed later\n"}, "pushed to the stack's branch")
+    git("push", "-q", "origin", child["bookmark"], cwd=clone)
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": "squash"})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{child['bookmark']}").split()[0] == pushed
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {}).status_code == 409, shown
+
+
 def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, seeded):
     """The file route deleted a whole directory, past a lock on a file inside it, while reads still showed it."""
     repo, _, _ = seeded
@@ -879,6 +898,26 @@ def test_a_bookmark_branch_that_is_not_the_workspaces_own_is_left_alone(server, 
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/stacks/name-taken", cwd=work).split()[0] == theirs
     again = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t2"})
     assert again.status_code == 201 and again.json()["bookmark"] == "stacks/name-taken-2", again.text
+
+
+@pytest.mark.parametrize("taken,name,bookmark", [
+    ("stacks/dfa", "dfa/b", "stacks/dfa-b"),  # a branch where the bookmark needs a directory
+    ("stacks/dfb/c", "dfb", "stacks/dfb-2"),  # and one under where the bookmark would be a file
+])
+def test_a_branch_that_is_a_prefix_of_the_bookmark_or_under_it_does_not_block_submits(server, tenant, git, seeded,
+                                                                                     taken, name, bookmark):
+    """A branch `stacks/dfa` made every submit of a workspace `dfa/b` a 409 for good ("clashes with an existing
+    ref"), and `stacks/dfb/c` every submit of `dfb`."""
+    repo, work, _ = seeded
+    git("push", "-q", tenant.url(repo), f"HEAD:refs/heads/{taken}", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace(name)
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
+    dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "a"})
+    submitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
+    assert submitted.status_code == 201 and submitted.json()["bookmark"] == bookmark, submitted.text
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{taken}", cwd=work).split()[0] == \
+        git.out("rev-parse", "HEAD", cwd=work)
 
 
 def test_a_workspace_name_used_again_submits_beside_the_old_stack(server, tenant, seeded):
