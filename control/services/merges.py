@@ -28,7 +28,7 @@ from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
 
-from .changes import change_context, checked_branch_name, resolve_revision
+from .changes import change_context, checked_branch_name, first_parent, resolve_revision
 from .commits import record_commit
 
 MERGER = git_objects.Identity("Driftstone", "merge@driftstone.local")
@@ -77,9 +77,10 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             raise _stale(target_branch, ref, expected_target_head, head)
         if head is None and attempt == 0:
             _check_target_exists(session, repo, target_branch)
+        start = head if head is not None or strategy != "squash" else _squash_start(session, repo, path, target_branch)
         with git_objects.open_repo(path) as git_repo:
             try:
-                plan = plan_merge(git_repo.object_store, head, source_sha, strategy, target_name=target_branch,
+                plan = plan_merge(git_repo.object_store, start, source_sha, strategy, target_name=target_branch,
                                   source_name=label, committer=MERGER, message=message, fast_forward=fast_forward,
                                   squash_since=squash_since)
             except UnrelatedHistories as error:
@@ -136,6 +137,13 @@ def _swap(ctx, session, path, ref: str, head: str | None, new: str):
                 return actual
             time.sleep(0.01 * (lock_try + 1))
     return head
+
+
+def _squash_start(session, repo: Repository, path, target_branch: str) -> str | None:
+    """A squash into a record-only branch without commits goes onto its base branch's head, as a first API commit
+    does: as a root commit it shared no history with anything."""
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == target_branch))
+    return first_parent(path, row)
 
 
 def _check_target_exists(session, repo: Repository, target: str) -> None:

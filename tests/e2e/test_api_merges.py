@@ -97,6 +97,21 @@ def test_squash_makes_one_commit_on_the_target(server, tenant, git, tmp_path, di
     assert "feature" in heads(git, tenant, diverged["repo"])  # kept unless deleteBranch
 
 
+def test_a_squash_into_a_record_only_branch_goes_onto_its_base(server, tenant, git, tmp_path, diverged):
+    """The squash made a root commit: the branch then shared no history with main (409 on any merge back)."""
+    repo = diverged["repo"]
+    made = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "rec", "recordOnly": True})
+    assert made.status_code == 201, made.text
+    squashed = merge(server, tenant, repo, source="feature", target="rec", strategy="squash", message="squashed")
+    assert squashed.status_code == 200 and squashed.json()["data"]["success"] is True, squashed.text
+    work = clone(git, tenant, repo, tmp_path)
+    git("fetch", "-q", "origin", "rec", cwd=work)
+    assert git.out("log", "-1", "--format=%P", "FETCH_HEAD", cwd=work) == diverged["main"]
+    assert git.out("show", "FETCH_HEAD:a.txt", cwd=work) + "\n" == edited({1: "feature line 2", 15: "main line 16"})
+    back = merge(server, tenant, repo, source="rec", target="main", dry_run=True)
+    assert back.status_code == 200 and back.json()["data"]["success"] is True, back.text
+
+
 def test_rebase_replays_the_commits_linearly(server, tenant, git, tmp_path, diverged):
     response = merge(server, tenant, diverged["repo"], source="feature", strategy="rebase")
     data = response.json()["data"]
