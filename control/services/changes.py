@@ -29,27 +29,37 @@ def checked_branch_name(name: str) -> str:
 
 
 def resolve_revision(app, repo: Repository, revision: str) -> str:
-    """A branch name or a commit sha (full, or 7+ digits naming one commit) that exists in the repository, as a
-    commit sha. A branch wins over a short sha that spells its name, as in git."""
+    """A branch name, a tag name or a commit sha (full, or 7+ digits naming one commit) that exists in the
+    repository, as a commit sha; an annotated tag is peeled to its commit. A branch wins over a tag, and both over
+    a short sha that spells their name, as in git."""
     path = app.store.path_for(repo.id)
     if _HEX.match(revision):
-        with git_objects.open_repo(path) as git_repo:
-            try:
-                obj = git_repo[revision.encode()]
-            except KeyError:
-                obj = None
-            if obj is not None and obj.type_name == b"commit":
-                return revision
-        raise NotFound(f"commit {revision} not found")
+        return _peeled_commit(path, revision, f"commit {revision} not found")
     sha = git_refs.read_ref(path, f"refs/heads/{revision}")
-    if sha is None and _SHORT_HEX.match(revision):
+    if sha is not None:
+        return sha
+    tagged = git_refs.read_ref(path, f"refs/tags/{revision}")
+    if tagged is not None:
+        return _peeled_commit(path, tagged, f"tag {revision!r} does not point to a commit")
+    if _SHORT_HEX.match(revision):
         info = find_commit(path, revision)
         if info is None:
             raise NotFound(f"no branch or commit {revision!r}")
         return info.sha
-    if sha is None:
-        raise NotFound(f"branch {revision!r} not found")
-    return sha
+    raise NotFound(f"branch {revision!r} not found")
+
+
+def _peeled_commit(path, sha: str, missing: str) -> str:
+    with git_objects.open_repo(path) as git_repo:
+        try:
+            obj = git_repo[sha.encode()]
+            while obj.type_name == b"tag":
+                obj = git_repo[obj.object[1]]
+        except KeyError:
+            obj = None
+        if obj is not None and obj.type_name == b"commit":
+            return obj.id.decode()
+    raise NotFound(missing)
 
 
 def find_commit(repo_path, sha: str) -> git_read.CommitInfo | None:

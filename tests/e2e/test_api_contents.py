@@ -319,6 +319,23 @@ def test_read_files(server, tenant, git, tmp_path, pushed):
     assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref={'a' * 40}").status_code == 404
 
 
+def test_an_annotated_tag_reads_as_its_commit_by_name_and_by_full_sha(server, tenant, git, pushed):
+    """A short tag sha was peeled and the full one was 404 "commit not found"; a tag name was "branch not
+    found" everywhere."""
+    repo, work, head = pushed
+    git("tag", "-a", "-m", "release", "v1", head, cwd=work)
+    git("tag", "-a", "-m", "of a tree", "tree-tag", f"{head}^{{tree}}", cwd=work)
+    git("push", "-q", tenant.url(repo), "v1", "tree-tag", cwd=work)
+    tag_sha = git.out("rev-parse", "v1", cwd=work)
+    key = tenant.keys["read"]
+    for ref in ("v1", tag_sha, tag_sha[:10]):
+        got = api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref={ref}")
+        assert got.status_code == 200 and got.json()["data"]["sha"] == head, (ref, got.text)
+    assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref=tree-tag").status_code == 404
+    made = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "from-tag", "from": "v1"})
+    assert made.status_code == 201 and made.json()["data"]["headCommit"] == head, made.text
+
+
 def test_tree_listing_matches_git_ls_tree(server, tenant, git, pushed):
     repo, work, head = pushed
     key = tenant.keys["read"]
