@@ -187,8 +187,10 @@ def delete_merged_branch(session, app, repo: Repository, actor: Principal, sourc
     ctx = change_context(app, repo, actor, "merge")
     try:
         apply_ref_change(ctx, RefUpdate(old=source_sha, new=ZERO_SHA, ref=f"refs/heads/{source}"), session=session)
-    except StaleRef:
-        outcome.message += f" Branch {source!r} received new commits meanwhile and was not deleted."
+    except StaleRef as error:
+        moved = error.details.get("actual") is not None
+        outcome.message += (f" Branch {source!r} received new commits meanwhile and was not deleted." if moved
+                            else f" Branch {source!r} no longer exists.")
         return
     except DomainError as error:  # e.g. a protected branch: the merge itself stands
         outcome.message += f" Branch {source!r} was not deleted: {error.message}."

@@ -516,6 +516,17 @@ def test_a_child_stack_whose_branch_got_new_commits_is_not_restacked_over_them(s
     assert v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {}).status_code == 409, shown
 
 
+def test_merging_a_stack_whose_branch_was_deleted_says_so(server, tenant, seeded):
+    """deleteBranch on a stack whose bookmark was already deleted said the branch "received new commits"."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, stack, _ = submit_work(dojo, "gone-branch", {"g.txt": "g\n"})
+    assert v1(server, tenant, "DELETE", f"{repo}/branches/{stack['bookmark']}").status_code == 200
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"deleteBranch": True})
+    assert merged.status_code == 200, merged.text
+    assert "no longer exists" in merged.json()["data"]["message"] and "new commits" not in merged.text
+
+
 def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, seeded):
     """The file route deleted a whole directory, past a lock on a file inside it, while reads still showed it."""
     repo, _, _ = seeded
