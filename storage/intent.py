@@ -8,7 +8,7 @@ PREFIX = "Intent-"
 _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): (.*)$")
 
 
-def _trailer_key(key: str) -> str:
+def trailer_key(key: str) -> str:
     return PREFIX + "-".join(part[:1].upper() + part[1:] for part in re.split(r"[_\s-]+", key) if part)
 
 
@@ -20,7 +20,7 @@ def message_with_intent(message: str, intent: dict[str, object] | None) -> str:
     for key, value in intent.items():
         text = " ".join(intent_text(value).split())  # trailers are one line each
         if text:
-            lines.append(f"{_trailer_key(key)}: {text}")
+            lines.append(f"{trailer_key(key)}: {text}")
     return f"{message}\n\n" + "\n".join(lines) + "\n" if lines else message + "\n"
 
 

@@ -90,6 +90,11 @@ def validation_details(error: ValidationError) -> dict:
                          for e in error.errors(include_url=False, include_context=False, include_input=False)])
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
 def _normalized_json(raw: bytes) -> bytes:
     """The body for strict validation: standard JSON only (no NaN/Infinity), and integral numbers such as 3.0 as
     integers, because JSON Schema counts 3.0 as an integer while pydantic's strict mode would refuse it."""
@@ -106,8 +111,19 @@ def _normalized_json(raw: bytes) -> bytes:
     def constant(name: str):
         raise ValueError(f"{name} is not JSON")
 
+    def once_each(pairs: list) -> dict:
+        seen = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+        return dict(pairs)
+
     try:
-        document = json.loads(raw, parse_float=number, parse_constant=constant)
+        document = json.loads(raw, parse_float=number, parse_constant=constant, object_pairs_hook=once_each)
+    except _RepeatedKey as repeated:  # a parser keeps the last: {"dry_run": true, "dry_run": false} merged for real
+        raise MalformedJson(f"request body gives the key {_short(repeated.key)!r} more than once",
+                            {"key": _short(repeated.key)}) from None
     except (ValueError, RecursionError):
         raise MalformedJson("request body is not valid JSON") from None
     return json.dumps(document).encode() if changed else raw
@@ -175,6 +191,10 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
 def parse_query(model: type[BaseModel]) -> BaseModel:
     if any("\x00" in value for value in request.args.values()):
         raise Invalid("query parameters may not contain NUL", {"fields": [{"loc": "query", "msg": "contains NUL"}]})
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:  # one of them would be used and the others dropped without a word
+        raise Invalid(f"query parameter {_short(repeated[0])!r} is given more than once",
+                      field_errors([{"loc": name, "msg": "given more than once"} for name in repeated]))
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as error:

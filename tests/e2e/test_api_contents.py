@@ -206,6 +206,8 @@ def test_operations_that_do_not_fit_the_tree_change_nothing(server, unchanged, o
     ({"intent": {"goal": "nul\0"}}, "intent.goal"),
     ({"intent": {"bad key": "x"}}, "intent"),
     ({"intent": {f"k{i}": i for i in range(51)}}, "intent"),
+    ({"intent": {"goal": "a", "Goal": "b"}}, "intent"),
+    ({"intent": {"tests_passed": "a", "tests-passed": "b"}}, "intent"),
     ({"branch": "bad..name"}, "name"),
     ({"expectedHeadSha": "HEAD"}, "expectedHeadSha"),
 ])

@@ -174,6 +174,26 @@ def test_malformed_json_is_400_invalid_json(server, tenant, raw):
     refused(response, 400, "invalid_json")
 
 
+def test_a_key_given_twice_in_a_body_is_refused_not_resolved_to_the_last(server, site, pushed):
+    """{"dry_run": true, "dry_run": false} ran a real merge: JSON parsers keep the last of a repeated key."""
+    tenant = site[0]
+    repo, head = pushed
+    for raw in (b'{"source": "topic", "dry_run": true, "dry_run": false}', b'{"a": {"b": 1, "b": 2}}'):
+        body = refused(call(server, "POST", f"/v1/repos/{repo}/merges", tenant.keys["agent"], data=raw,
+                            headers={"Content-Type": "application/json"}), 400, "invalid_json")
+        assert "more than once" in body["error"]
+    listed = call(server, "GET", f"/v1/repos/{repo}/branches", tenant.keys["read"]).json()["data"]
+    assert {b["name"]: b["headCommit"] for b in listed}["main"] == head
+
+
+def test_a_query_parameter_given_twice_is_refused_not_resolved_to_the_first(server, site, pushed):
+    tenant = site[0]
+    repo, _ = pushed
+    body = refused(call(server, "GET", f"/v1/repos/{repo}/diff?base=main&head=main&head=topic", tenant.keys["read"]),
+                   422)
+    assert body["details"]["fields"] == [{"loc": "head", "msg": "given more than once"}]
+
+
 @pytest.mark.parametrize("body,field", [
     ([], "body"), ("x", "body"), (None, "body"), ({}, "name"), ({"name": 5}, "name"), ({"name": ["x"]}, "name"),
     ({"name": "x", "extra": 1}, "extra"), ({"name": "x" * 101}, "name"), ({"name": "!!!"}, "name"),

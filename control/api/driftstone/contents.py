@@ -18,6 +18,7 @@ from control.services import contents as content_service
 from control.services import repos as repo_service
 from storage.git_diff import DiffLimits
 from storage.git_objects import Identity
+from storage.intent import trailer_key
 
 from ..endpoint import Call, endpoint
 from .common import BRANCH_NAME_PATTERN, WireModel
@@ -78,9 +79,13 @@ def _path_field(description: str, **kwargs):
 def _checked_intent(intent: dict | None) -> dict | None:
     if intent is not None and len(intent) > 50:
         raise ValueError("at most 50 intent keys")
+    trailers: dict[str, str] = {}
     for key in intent or {}:
         if not re.search(INTENT_KEY_PATTERN, key) or len(key) > 64:
             raise ValueError(f"intent key {key!r}: 1-64 letters, digits, '_' or '-', starting with a letter")
+        other = trailers.setdefault(trailer_key(key).casefold(), key)
+        if other != key:  # both would be written as one trailer (trailers ignore case), twice
+            raise ValueError(f"intent keys {other!r} and {key!r} name the same trailer {trailer_key(key)!r}")
     return intent
 
 
