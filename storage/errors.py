@@ -50,3 +50,9 @@ class RateLimited(DomainError):
 
 class TooLarge(DomainError):
     code, status = "too_large", 413
+
+
+class StorageFailure(Exception):
+    """The disk or git refused a write (read-only, full, no permission): the server's fault, not the caller's. The
+    request changed nothing and may succeed once the storage is fixed; told apart from a stale ref, which a client
+    retries at once (it would retry for good)."""

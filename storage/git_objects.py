@@ -17,7 +17,7 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
-from .errors import Conflict
+from .errors import Conflict, StorageFailure
 from .git_env import GIT, clean_git_env
 
 FILE_MODE = 0o100644
@@ -94,7 +94,9 @@ def store_object(repo: Repo, obj) -> None:
             time.sleep(0.01 * min(attempt + 1, 10))
         except FileNotFoundError:
             continue
-    raise TimeoutError(f"object {obj.id.decode()} could not be written (locked, or its directory kept going)")
+        except OSError as error:  # read-only, full, no permission
+            raise StorageFailure(f"object {obj.id.decode()} could not be written: {error}") from error
+    raise StorageFailure(f"object {obj.id.decode()} could not be written (locked, or its directory kept going)")
 
 
 def _commit(repo: Repo, commit_sha: str) -> Commit:
@@ -207,7 +209,7 @@ def write_blob_stream(repo_path: Path, source: BinaryIO) -> str:
     process.stdin.close()
     sha = process.stdout.read().decode().strip()
     if process.wait() != 0:
-        raise RuntimeError("git hash-object failed")
+        raise StorageFailure(f"git hash-object failed: {process.stderr.read().decode('utf-8', 'replace')[:500]}")
     return sha
 
 

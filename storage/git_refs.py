@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dulwich.refs import DiskRefsContainer
 
-from .errors import Conflict
+from .errors import Conflict, StorageFailure
 from .git_env import run_git
 
 ZERO_SHA = "0" * 40
@@ -26,6 +26,10 @@ LOCK_RETRY_DELAYS = (0.01, 0.05)  # after git's own wait on a held lock (core.fi
 # git holds a ref's lock for one update and packed-refs.lock while pack-refs writes (seconds); a lock this old
 # was left by a git that was killed holding it, and would refuse every update of that ref for good
 STALE_LOCK_SECONDS = 15 * 60
+
+
+# how `git update-ref` says the ref is not at the value given (anything else it says is a failure to write)
+VALUE_DIFFERS = ("but expected", "reference already exists", "unable to resolve reference", "reference is missing")
 
 
 def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
@@ -54,7 +58,9 @@ def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
         if "exists; cannot create" in error:
             raise _clash(ref.encode())
         if ".lock': File exists" not in error:
-            return False
+            if any(differs in error for differs in VALUE_DIFFERS):
+                return False
+            raise StorageFailure(f"git update-ref of {ref} failed: {error.strip()[:500]}")
         if delay is None:
             if remove_stale_locks(repo_path, [ref]):
                 return compare_and_swap(repo_path, ref, old, new)

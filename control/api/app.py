@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
 from control.services import repos as repo_service
-from storage.errors import DomainError, NotFound
+from storage.errors import DomainError, NotFound, StorageFailure
 from storage.key_format import redact_keys
 
 from . import dojo, driftstone
@@ -71,6 +71,13 @@ def create_app(context: AppContext) -> Flask:
         log.warning("database unavailable, request %s: %s", request_id, type(error).__name__, exc_info=True)
         return failure("the database is unavailable or busy; retry shortly", "unavailable", 503,
                        {"requestId": request_id}, {"Retry-After": "1"}, path=request.path)
+
+    @app.errorhandler(StorageFailure)
+    def storage_failed(error: StorageFailure):
+        request_id = uuid.uuid4().hex
+        log.error("storage refused a write, request %s: %s", request_id, error)
+        return failure("the server could not write to its storage; nothing was changed, retry later",
+                       "unavailable", 503, {"requestId": request_id}, {"Retry-After": "30"}, path=request.path)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

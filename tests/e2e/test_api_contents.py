@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support import Git, api
+from tests.support import Git, api, repo_path
 
 AUTHOR = {"name": "Ada Agent", "email": "ada@example.test"}
 
@@ -336,6 +337,29 @@ def test_an_annotated_tag_reads_as_its_commit_by_name_and_by_full_sha(server, te
     assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref=tree-tag").status_code == 404
     made = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "from-tag", "from": "v1"})
     assert made.status_code == 201 and made.json()["data"]["headCommit"] == head, made.text
+
+
+def test_refs_the_server_cannot_write_are_a_503_not_a_stale_ref(server, tenant, git, pushed):
+    """An unwritable refs/heads (a directory git cannot make a lock file in) answered 409 stale_ref "main is at
+    X, not X", with nothing logged: a client retrying on stale_ref retried for good."""
+    repo, _, head = pushed
+    bare = repo_path(server, tenant, repo)
+    subprocess.run(["git", "-C", str(bare), "pack-refs", "--all"], check=True)
+    heads = bare / "refs" / "heads"
+    for loose in heads.iterdir():
+        loose.unlink()
+    heads.rmdir()
+    heads.symlink_to(bare / "nowhere")
+    try:
+        for response in (commit(server, tenant, repo, [create("x.txt", "x")], expectedHeadSha=head),
+                         api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "nb"})):
+            assert response.status_code == 503 and response.json()["code"] == "unavailable", response.text
+            assert "storage" in response.json()["error"] and str(bare) not in response.text
+    finally:
+        heads.unlink()
+        heads.mkdir()
+    assert head_of(git, tenant, repo) == head
+    assert "storage refused a write" in server.log_path.read_text()
 
 
 def test_tree_listing_matches_git_ls_tree(server, tenant, git, pushed):

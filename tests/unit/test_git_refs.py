@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.errors import StorageFailure
 from storage.git_refs import ZERO_SHA, compare_and_swap, read_ref
 
 
@@ -45,6 +46,24 @@ def test_swaps_on_packed_refs(repo):
     assert "refs/heads/other" not in (bare / "packed-refs").read_text()
     assert not compare_and_swap(bare, "refs/heads/main", ZERO_SHA, second)  # exists already
     git(bare, "fsck", "--no-progress")
+
+
+@pytest.mark.parametrize("old_of", [lambda shas: shas[1], lambda shas: ZERO_SHA])
+def test_a_ref_git_cannot_write_is_a_storage_failure_not_a_value_that_differs(repo, old_of):
+    """An unwritable refs/heads (here a directory git cannot make a lock file in: its place is a dangling
+    symlink) answered False, "the ref moved": the API said 409 stale_ref ("main is at X, not X") and a client
+    retrying on that would retry for good."""
+    bare, shas = repo
+    git(bare, "pack-refs", "--all")
+    heads = bare / "refs" / "heads"
+    for loose in heads.iterdir():
+        loose.unlink()
+    heads.rmdir()
+    heads.symlink_to(bare / "nowhere")
+    ref = "refs/heads/main" if old_of(shas) != ZERO_SHA else "refs/heads/new"
+    with pytest.raises(StorageFailure):
+        compare_and_swap(bare, ref, old_of(shas), shas[0])
+    assert read_ref(bare, "refs/heads/main") == shas[1]
 
 
 def test_a_lock_released_soon_is_waited_out(repo):
