@@ -195,7 +195,9 @@ class GitHttpApp:
                 log.warning("removed lock files a killed git left in %s: %s", ctx.repo_path, ", ".join(stale))
             applied = [u for u in commands.updates
                        if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
-            reasons = {r.ref: r.reason for r in channel.rejections}
+            reasons: dict[str, str | None] = {r.ref: r.reason for r in channel.rejections}
+            landed = (_landed_before(ctx.repo_path, commands.updates, outcome)
+                      if channel.approved and not reasons and problem is None else [])
             if problem is not None and ALLOCATION_REFUSED in process.stderr_tail():  # git stopped at GIT_ALLOC_LIMIT
                 reasons = {"*": f"an object in the pack would inflate past the {self.settings.max_object_size} "
                                 "byte limit"}
@@ -210,7 +212,8 @@ class GitHttpApp:
             if applied and not channel.approved:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))
                 applied = []
-            run_effects(replace(ctx, push_options=tuple(channel.push_options)), applied)
+            reasons.update({update.ref: None for update in landed})
+            run_effects(replace(ctx, push_options=tuple(channel.push_options)), [*applied, *landed])
             return filter_.finish(reasons)
 
         def report() -> ReportFilter:
@@ -237,6 +240,18 @@ def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]
         reasons[update.ref] = ("the push checks did not run: the change was undone" if undone
                                else "the push checks did not run, and the ref could not be put back")
     return reasons
+
+
+# receive-pack's words for a ref whose compare-and-swap found another value than the one the pusher named
+_SWAP_FAILED = ("failed to update ref", "failed to delete", "failed to lock")
+
+
+def _landed_before(repo_path: Path, updates: list[RefUpdate], outcome: dict[str, str | None]) -> list[RefUpdate]:
+    """Refs whose swap failed because they already hold what this push asked for: libcurl sends a POST again
+    when the first one's server died without an answer (a killed worker), after that push had landed. The
+    pusher is told "ok", and what the lost request did not record is recorded."""
+    return [update for update in updates
+            if outcome.get(update.ref) in _SWAP_FAILED and _ref_now_at(repo_path, update)]
 
 
 def _ref_now_at(repo_path: Path, update: RefUpdate) -> bool:

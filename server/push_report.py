@@ -157,14 +157,15 @@ class ReportFilter:
         ref, _, reason = rest.partition(" ")
         return ref, reason
 
-    def finish(self, reasons: dict[str, str]) -> bytes:
-        """The report with each ref in `reasons` failed for that reason (git's "ok" too: a change undone)."""
+    def finish(self, reasons: dict[str, str | None]) -> bytes:
+        """The report with each ref in `reasons` failed for that reason (git's "ok" too: a change undone), or ok
+        for None (a ref that holds what was pushed although git's own swap failed)."""
         lines = []
         for line in _report_lines(bytes(self.report)):
             if line.startswith(("ok ", "ng ")):
                 ref = line[3:] if line.startswith("ok ") else self._ref_and_reason(line[3:])[0]
                 if ref in reasons:
-                    line = f"ng {ref} {reasons[ref]}"
+                    line = f"ng {ref} {reasons[ref]}" if reasons[ref] is not None else f"ok {ref}"
             lines.append(encode((line + "\n").encode("utf-8", "surrogateescape")))
         report = b"".join(lines) + FLUSH if lines else bytes(self.report)
         if not self.sideband:

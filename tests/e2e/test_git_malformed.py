@@ -224,3 +224,30 @@ def test_a_fetch_whose_gzip_body_is_cut_short_is_refused_not_answered(repo_url):
                                  headers={**auth, "Content-Type": UPLOAD, "Content-Encoding": "gzip"})
         assert response.status_code == status, (status, response.content[:200])
         assert (b"PACK" in response.content) is (status == 200)
+
+
+def test_a_push_request_sent_again_after_it_landed_reports_ok(tenant, git, tmp_path):
+    """libcurl sends a POST again on a new connection when the first one's server died (a killed worker): the
+    push had landed, and the second receive-pack, finding the branch already moved, told the pusher "failed to
+    update ref" for a branch that held exactly what was pushed. Its rows, lost with the worker, were not made."""
+    import subprocess
+
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    old = git.out("rev-parse", "HEAD", cwd=work)
+    new = git.commit(work, {"b.txt": "b"}, "second")
+    pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q"], cwd=work,
+                          input=f"{new}\n^{old}\n".encode(), capture_output=True, check=True).stdout
+    command = f"{old} {new} refs/heads/main\0report-status\n".encode()
+    body = b"%04x" % (len(command) + 4) + command + b"0000" + pack
+    url, headers = tenant.plain_url(repo), {"Authorization": f"Bearer {tenant.keys['agent']}", "Content-Type": RECEIVE}
+    for attempt in range(2):
+        response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
+        assert response.status_code == 200 and b"ok refs/heads/main" in response.content, (attempt, response.content)
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == new
+    other = git.commit(work, {"c.txt": "c"}, "third")  # the branch moved on: a stale resend is refused as before
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
+    assert b"ng refs/heads/main" in response.content
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == other
