@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
+
 import hooks
 from hooks.context import ChangeContext, Rejection
 from hooks.pipeline import run_checks
@@ -103,6 +105,9 @@ class HookChannel:
         except HookProtocolError as error:
             log.warning("pre-receive hook request refused: %s", error)
             self._refuse("the push could not be checked")
+        except (OperationalError, PoolTimeout):  # refused, dropped or out of connections, after run_checks' retries
+            log.warning("pre-receive check failed: the database is unavailable", exc_info=True)
+            self._refuse("the server's database is unavailable: nothing was applied, try again shortly")
         except Exception:
             log.exception("pre-receive check failed")
             self._refuse("internal error while checking the push")
