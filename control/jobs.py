@@ -33,6 +33,19 @@ def purge_repository(repo_id: str) -> None:
     ctx.store.delete(repo_id)
 
 
+def reconcile_repository(repo_id: str) -> None:
+    """Branch rows rebuilt from the repository's refs: asked for when a ref change's effects could not be
+    recorded (the database was unavailable for their retries)."""
+    from control.services.repos import reconcile_branches
+
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        repo = session.get(Repository, repo_id)
+        if repo is None or repo.deleted_at is not None:
+            return
+        reconcile_branches(session, ctx.store, repo)
+
+
 STALE_UPLOAD_SECONDS = 24 * 3600  # a PUT's temporary file: it is written while the body arrives
 
 

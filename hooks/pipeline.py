@@ -13,8 +13,9 @@ from sqlalchemy.exc import OperationalError
 
 from storage import git_read, git_refs
 from storage.db import on_rollback
-from storage.git_env import GitFailed
 from storage.errors import DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
+from storage.git_env import GitFailed
+from storage.jobs import JobRequest
 
 from .changed_paths import start_finding_new_paths
 from .checks import PUSH_CHECKS
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # are left to reconcile (which can rebuild the rows, not the event)
 EFFECT_RETRY_DELAYS = (0.2, 1.0, 4.0)
 CHECK_RETRY_DELAYS = (0.2, 1.0)  # a push waits on its checks: a connection the database dropped is tried again
+RECONCILE_JOB = "control.jobs.reconcile_repository"
 _REJECTION_ERRORS = {"forbidden": Forbidden, "invalid": Invalid, "too_large": TooLarge, "locked": Locked}
 
 
@@ -87,8 +89,20 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
             if isinstance(error, OperationalError) and delay is not None:  # no connection, or a lock given up on
                 time.sleep(delay)
                 continue
-            log.exception("ref-change effects failed for repo %s; run reconcile", ctx.repo.id)
+            log.exception("ref-change effects failed for repo %s; its branch rows will be reconciled", ctx.repo.id)
+            _ask_for_reconcile(ctx)
             return
+
+
+def _ask_for_reconcile(ctx: ChangeContext) -> None:
+    """The refs moved and their rows were not written: a job rebuilds them from the refs (tried again over ~20 s
+    if the database is still away), where they waited for an operator's `driftstone admin reconcile`."""
+    if ctx.db.jobs is None:
+        return
+    try:
+        ctx.db.jobs.enqueue(JobRequest(RECONCILE_JOB, (ctx.repo.id,), f"reconcile-{ctx.repo.id}"))
+    except Exception:
+        log.exception("could not ask for the reconcile of repo %s; run `driftstone admin reconcile`", ctx.repo.id)
 
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:

@@ -151,3 +151,30 @@ def test_a_pushs_checks_are_tried_again_when_the_database_drops_the_connection(r
     refusals.extend([1, 1, 1])
     with pytest.raises(OperationalError):
         pipeline.run_checks(ctx, [RefUpdate(old=ZERO_SHA, new=head, ref="refs/heads/main")])
+
+
+def test_effects_the_database_kept_out_are_rebuilt_by_a_reconcile_job(repo, monkeypatch):
+    """With the database away through all the effects' retries, a pushed branch had no row until an operator ran
+    `driftstone admin reconcile` (failure-injection sweep). A spy stands in for the outage, as above."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from hooks import pipeline
+
+    ctx, path = repo
+    (head,) = commits(path, 1)
+    git(path, "update-ref", "refs/heads/main", head)
+    real_session = ctx.db.session
+
+    @contextmanager
+    def away():
+        raise OperationalError("select", {}, Exception("the database is starting up"))
+        yield
+
+    monkeypatch.setattr(ctx.db, "session", away)
+    monkeypatch.setattr(pipeline, "EFFECT_RETRY_DELAYS", (0, 0, 0))
+    run_effects(ctx, [RefUpdate(old=ZERO_SHA, new=head, ref="refs/heads/main")])
+    monkeypatch.setattr(ctx.db, "session", real_session)  # back before the job's first retry (1 s)
+    ctx.db.jobs.join()
+    assert branch_rows(ctx) == {"main": head}
