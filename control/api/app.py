@@ -72,19 +72,25 @@ def create_app(context: AppContext) -> Flask:
         return failure("the database is unavailable or busy; retry shortly", "unavailable", 503,
                        {"requestId": request_id}, {"Retry-After": "1"}, path=request.path)
 
+    def deleted_meanwhile(error: Exception):
+        """The request named a repository deleted while it wrote into it: git's files went mid-write."""
+        log.info("%s %s: the repository was deleted meanwhile (%s)", request.method, request.path,
+                 type(error).__name__)
+        return failure("repository not found", "not_found", 404, path=request.path)
+
     @app.errorhandler(StorageFailure)
     def storage_failed(error: StorageFailure):
+        if _repository_gone(context):
+            return deleted_meanwhile(error)
         request_id = uuid.uuid4().hex
         log.error("storage refused a write, request %s: %s", request_id, error)
-        return failure("the server could not write to its storage; nothing was changed, retry later",
-                       "unavailable", 503, {"requestId": request_id}, {"Retry-After": "30"}, path=request.path)
+        return failure("the server could not write to its storage; retry later", "unavailable", 503,
+                       {"requestId": request_id}, {"Retry-After": "30"}, path=request.path)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
-        if _repository_gone(context):  # deleted while this request wrote into it: git's files went mid-write
-            log.info("%s %s: the repository was deleted meanwhile (%s)", request.method, request.path,
-                     type(error).__name__)
-            return failure("repository not found", "not_found", 404, path=request.path)
+        if _repository_gone(context):
+            return deleted_meanwhile(error)
         request_id = uuid.uuid4().hex
         log.exception("unhandled error, request %s", request_id)
         return failure("internal error", "internal", 500, {"requestId": request_id}, path=request.path)

@@ -12,6 +12,7 @@ against the new head (whose commits the new result then contains, so nothing is 
 """
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from hooks.locks import active_locks, any_unreleased_lock, locked_path_reason
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_refs
-from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef
+from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, StorageFailure
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
@@ -31,6 +32,7 @@ from storage.models import Branch, Repository
 from .changes import change_context, checked_branch_name, first_parent, resolve_revision
 from .commits import record_commit
 
+log = logging.getLogger(__name__)
 MERGER = git_objects.Identity("Driftstone", "merge@driftstone.local")
 _ATTEMPTS = 10  # recomputations when another writer moved the target (only without an expected head)
 _LOCK_RETRIES = 20  # compare-and-swaps that met git's ref lock held by another writer (the head did not move)
@@ -194,6 +196,10 @@ def delete_merged_branch(session, app, repo: Repository, actor: Principal, sourc
         return
     except DomainError as error:  # e.g. a protected branch: the merge itself stands
         outcome.message += f" Branch {source!r} was not deleted: {error.message}."
+        return
+    except StorageFailure:
+        log.exception("merged branch %s of repo %s could not be deleted", source, repo.id)
+        outcome.message += f" Branch {source!r} was not deleted: the server could not write to its storage."
         return
     outcome.source_deleted = True
     outcome.message += f" Branch {source!r} deleted."
