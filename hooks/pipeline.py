@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Sequence
 
 from sqlalchemy.exc import OperationalError
@@ -89,7 +90,8 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
             if isinstance(error, OperationalError) and delay is not None:  # no connection, or a lock given up on
                 time.sleep(delay)
                 continue
-            log.exception("ref-change effects failed for repo %s; its branch rows will be reconciled", ctx.repo.id)
+            log.exception("ref-change effects failed for repo %s; a job will reconcile its branch rows (if it fails "
+                          "too, run `driftstone admin reconcile`)", ctx.repo.id)
             _ask_for_reconcile(ctx)
             return
 
@@ -100,7 +102,9 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
     if ctx.db.jobs is None:
         return
     try:
-        ctx.db.jobs.enqueue(JobRequest(RECONCILE_JOB, (ctx.repo.id,), f"reconcile-{ctx.repo.id}"))
+        # an id of its own: a failed reconcile keeps its id for an hour, and one already running may have read the
+        # refs before this change's
+        ctx.db.jobs.enqueue(JobRequest(RECONCILE_JOB, (ctx.repo.id,), f"reconcile-{ctx.repo.id}-{uuid.uuid4().hex}"))
     except Exception:
         log.exception("could not ask for the reconcile of repo %s; run `driftstone admin reconcile`", ctx.repo.id)
 

@@ -242,16 +242,22 @@ def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]
     return reasons
 
 
-# receive-pack's words for a ref whose compare-and-swap found another value than the one the pusher named
-_SWAP_FAILED = ("failed to update ref", "failed to delete", "failed to lock")
+# receive-pack's words for a ref whose compare-and-swap found another value than the one the pusher named (git
+# 2.39's, and those of gits that batch ref updates); an --atomic push says the last of every ref
+_SWAP_FAILED = ("failed to update ref", "failed to lock", "incorrect old value provided", "reference already exists",
+                "atomic transaction failed")
 
 
 def _landed_before(repo_path: Path, updates: list[RefUpdate], outcome: dict[str, str | None]) -> list[RefUpdate]:
     """Refs whose swap failed because they already hold what this push asked for: libcurl sends a POST again
     when the first one's server died without an answer (a killed worker), after that push had landed. The
-    pusher is told "ok", and what the lost request did not record is recorded."""
-    return [update for update in updates
-            if outcome.get(update.ref) in _SWAP_FAILED and _ref_now_at(repo_path, update)]
+    pusher is told "ok", and what the lost request did not record is recorded. Deletes are left as git answered:
+    a missing ref may since have become a record-only branch (a row that a delete's effects would remove). An
+    atomic push landed only if every one of its refs holds what it asked for."""
+    failed = [update for update in updates if outcome.get(update.ref) in _SWAP_FAILED]
+    landed = [update for update in failed if not update.is_delete and _ref_now_at(repo_path, update)]
+    atomic = any(outcome.get(update.ref) == "atomic transaction failed" for update in failed)
+    return landed if not atomic or len(landed) == len(updates) else []
 
 
 def _ref_now_at(repo_path: Path, update: RefUpdate) -> bool:

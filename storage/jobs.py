@@ -235,6 +235,7 @@ def heartbeat_worker_class():
                 thread.stop()
             self.pubsub.unsubscribe()
             thread.join(timeout=1)
-            self.pubsub.close()
+            if not thread.is_alive():  # one still waiting closes the connection itself as it ends, or dies with us
+                self.pubsub.close()
 
     return HeartbeatWorker

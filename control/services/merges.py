@@ -89,7 +89,8 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
             if dry_run and plan.moves_target:
                 _refuse_locked_changes(session, repo, plan, ref, workspace_id)
-            if dry_run or not plan.clean or not plan.moves_target:
+            starts_branch = head is None and start is not None  # a record-only branch's first commit is its base's
+            if dry_run or not plan.clean or not (plan.moves_target or starts_branch):
                 return _outcome(plan, target_branch, label, dry_run)
             plan.persist()
         ctx = change_context(app, repo, actor, "merge")

@@ -110,6 +110,10 @@ def test_a_squash_into_a_record_only_branch_goes_onto_its_base(server, tenant, g
     assert git.out("show", "FETCH_HEAD:a.txt", cwd=work) + "\n" == edited({1: "feature line 2", 15: "main line 16"})
     back = merge(server, tenant, repo, source="rec", target="main", dry_run=True)
     assert back.status_code == 200 and back.json()["data"]["success"] is True, back.text
+    api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "rec2", "recordOnly": True})
+    nothing_new = merge(server, tenant, repo, source="main", target="rec2", strategy="squash")  # main holds main
+    assert nothing_new.json()["data"]["already_merged"] is True, nothing_new.text
+    assert heads(git, tenant, repo)["rec2"] == diverged["main"]  # the branch starts where its base is
 
 
 def test_rebase_replays_the_commits_linearly(server, tenant, git, tmp_path, diverged):

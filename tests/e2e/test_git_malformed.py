@@ -226,28 +226,48 @@ def test_a_fetch_whose_gzip_body_is_cut_short_is_refused_not_answered(repo_url):
         assert (b"PACK" in response.content) is (status == 200)
 
 
-def test_a_push_request_sent_again_after_it_landed_reports_ok(tenant, git, tmp_path):
+def _receive_pack_body(commands: list[str], capabilities: str, pack: bytes = b"") -> bytes:
+    lines = [(f"{command}\0{capabilities}\n" if index == 0 else f"{command}\n").encode()
+             for index, command in enumerate(commands)]
+    return b"".join(b"%04x" % (len(line) + 4) + line for line in lines) + b"0000" + pack
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, git, tmp_path, atomic):
     """libcurl sends a POST again on a new connection when the first one's server died (a killed worker): the
     push had landed, and the second receive-pack, finding the branch already moved, told the pusher "failed to
-    update ref" for a branch that held exactly what was pushed. Its rows, lost with the worker, were not made."""
+    update ref" (with --atomic, "atomic transaction failed") for a branch that held exactly what was pushed; the
+    rows the killed worker did not write were not written either (here the first request's row is removed)."""
     import subprocess
+
+    from sqlalchemy import delete
+
+    from storage.models import Branch
 
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    git("push", "-q", tenant.url(repo), "main", "main:refs/heads/side", cwd=work)
     old = git.out("rev-parse", "HEAD", cwd=work)
     new = git.commit(work, {"b.txt": "b"}, "second")
     pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q"], cwd=work,
                           input=f"{new}\n^{old}\n".encode(), capture_output=True, check=True).stdout
-    command = f"{old} {new} refs/heads/main\0report-status\n".encode()
-    body = b"%04x" % (len(command) + 4) + command + b"0000" + pack
+    refs = ["refs/heads/main", "refs/heads/topic"]
+    body = _receive_pack_body([f"{old} {new} refs/heads/main", f"{'0' * 40} {new} refs/heads/topic"],
+                              "report-status" + (" atomic" if atomic else ""), pack)
     url, headers = tenant.plain_url(repo), {"Authorization": f"Bearer {tenant.keys['agent']}", "Content-Type": RECEIVE}
-    for attempt in range(2):
-        response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
-        assert response.status_code == 200 and b"ok refs/heads/main" in response.content, (attempt, response.content)
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == new
-    other = git.commit(work, {"c.txt": "c"}, "third")  # the branch moved on: a stale resend is refused as before
-    git("push", "-q", tenant.url(repo), "main", cwd=work)
     response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
-    assert b"ng refs/heads/main" in response.content
-    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work).split()[0] == other
+    assert all(f"ok {ref}".encode() in response.content for ref in refs), response.content
+    with server.context.db.session() as session:  # what a worker killed before the effects leaves: no rows
+        session.execute(delete(Branch).where(Branch.name.in_(["main", "topic"])))
+    response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
+    assert all(f"ok {ref}".encode() in response.content for ref in refs), response.content
+    listed = requests.get(f"{server.url}/v1/repos/{repo}/branches", headers=headers, timeout=60).json()["data"]
+    assert {b["name"]: b["headCommit"] for b in listed} == {"main": new, "topic": new, "side": old}
+
+    git("push", "-q", "-f", tenant.url(repo), f"{old}:refs/heads/topic", cwd=work)  # one ref moved on
+    response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
+    assert b"ng refs/heads/topic" in response.content
+    assert (b"ng refs/heads/main" if atomic else b"ok refs/heads/main") in response.content
+    stale_delete = _receive_pack_body([f"{old} {'0' * 40} refs/heads/gone"], "report-status")
+    response = requests.post(f"{url}/git-receive-pack", data=stale_delete, headers=headers, timeout=60)
+    assert b"ng refs/heads/gone" in response.content  # a delete of a missing ref stays git's answer
