@@ -91,12 +91,17 @@ JOB_TIMEOUT = 7 * 3600  # rq's default (180 s) killed every repack of a large re
 FAILED_JOB_KEPT = 3600  # a failed job's id is taken until then: the same job asked again after that runs again
 
 
+REDIS_TIMEOUT = 2  # seconds: past it, a job is run in this process instead of queued
+
+
 class RedisQueue:
     def __init__(self, url: str, name: str):
         from redis import Redis
         from rq import Queue
 
-        self.connection = Redis.from_url(url)
+        # a Redis that takes connections and never answers held every request that queues a job for redis-py's
+        # default 5 s; rq raises the timeout of a worker's connection above its blocking dequeue
+        self.connection = Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
         self.queue = Queue(name, connection=self.connection)
         self.fallback = InProcessQueue()
         self._id_prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "-"

@@ -126,6 +126,27 @@ def test_a_job_runs_in_process_when_redis_is_unreachable():
     assert CALLS == [("purge", "repo_1")]
 
 
+def test_a_redis_that_never_answers_holds_a_request_for_its_short_timeout_only():
+    """A Redis that accepts connections and never answers (a hung server, a half-open network) held every request
+    that queues a job for redis-py 8's default 5 s socket timeout (failure-injection sweep F5)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel accepts connections into the backlog; nothing ever answers
+    try:
+        CALLS.clear()
+        queue = jobs.RedisQueue(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", "dstest-hung")
+        started = time.monotonic()
+        queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.record", ("purge", "repo_2"), "purge-repo_2"))
+        waited = time.monotonic() - started
+        queue.fallback.join()
+    finally:
+        listener.close()
+    assert CALLS == [("purge", "repo_2")]
+    assert waited < jobs.REDIS_TIMEOUT + 1.5  # redis-py's default: 5 s
+
+
 @pytest.mark.parametrize("worker_alive", [False, True])
 def test_a_job_left_started_by_a_killed_worker_is_queued_again(redis_queue, worker_alive):
     """A worker killed mid-job (kill -9, an OOM kill) left its job marked started, and the job's id stayed
