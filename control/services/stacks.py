@@ -118,7 +118,7 @@ def _bookmark_candidates(first: str):
     yield first
     flat = "stacks/" + first.removeprefix("stacks/").replace("/", "-")
     if flat != first:
-        yield flat
+        yield checked_branch_name(flat)
     for attempt in range(2, BOOKMARK_TRIES + 1):
         yield checked_branch_name(f"{flat}-{attempt}")
 
