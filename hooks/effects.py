@@ -52,10 +52,17 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
                 base_commit=current if change.is_create else None))
 
 
+def _ref_entry(ctx: ChangeContext, update: RefUpdate) -> dict:
+    entry = {"ref": update.ref, "old": update.old, "new": update.new}
+    if update.ref in ctx.found_in_place:  # a push sent again: its earlier request (or a twin push) made the change
+        entry["foundInPlace"] = True
+    return entry
+
+
 def record_event(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
     payload = {
         "source": ctx.source,
-        "refs": [{"ref": u.ref, "old": u.old, "new": u.new} for u in applied],
+        "refs": [_ref_entry(ctx, update) for update in applied],
     }
     if ctx.push_options:
         payload["pushOptions"] = list(ctx.push_options)

@@ -213,7 +213,8 @@ class GitHttpApp:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))
                 applied = []
             reasons.update({update.ref: None for update in landed})
-            run_effects(replace(ctx, push_options=tuple(channel.push_options)), [*applied, *landed])
+            run_effects(replace(ctx, push_options=tuple(channel.push_options),
+                                found_in_place=frozenset(update.ref for update in landed)), [*applied, *landed])
             return filter_.finish(reasons)
 
         def report() -> ReportFilter:

@@ -240,9 +240,10 @@ def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, gi
     rows the killed worker did not write were not written either (here the first request's row is removed)."""
     import subprocess
 
-    from sqlalchemy import delete
+    from sqlalchemy import delete, select
 
-    from storage.models import Branch
+    from control.services import repos
+    from storage.models import Branch, Event
 
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
@@ -263,6 +264,11 @@ def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, gi
     assert all(f"ok {ref}".encode() in response.content for ref in refs), response.content
     listed = requests.get(f"{server.url}/v1/repos/{repo}/branches", headers=headers, timeout=60).json()["data"]
     assert {b["name"]: b["headCommit"] for b in listed} == {"main": new, "topic": new, "side": old}
+    with server.context.db.session() as session:  # the second request's event says it found the refs in place
+        repo_id = repos.get_repo(session, tenant.org_id, repo).id
+        payloads = [event.payload for event in session.scalars(select(Event).where(Event.repo_id == repo_id))]
+    resent = [p for p in payloads if any(ref.get("foundInPlace") for ref in p["refs"])]
+    assert len(resent) == 1 and {ref["ref"] for ref in resent[0]["refs"]} == set(refs)
 
     git("push", "-q", "-f", tenant.url(repo), f"{old}:refs/heads/topic", cwd=work)  # one ref moved on
     response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
