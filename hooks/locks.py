@@ -55,6 +55,7 @@ def active_locks(session, repo_id: str, now: datetime, excluding_workspace: str 
         select(PathLock, Workspace.name, Workspace.agent_name)
         .join(Workspace, Workspace.id == PathLock.workspace_id)
         .where(PathLock.repo_id == repo_id, PathLock.released_at.is_(None), Workspace.status == "active")
+        .order_by(PathLock.created_at, PathLock.id)
     ).all()
     return [(lock, name, agent) for lock, name, agent in rows
             if as_utc(lock.expires_at) > now and lock.workspace_id != excluding_workspace]

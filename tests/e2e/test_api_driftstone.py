@@ -332,3 +332,35 @@ def test_a_limited_key_reads_the_same_not_found_for_an_excluded_and_a_missing_re
         absent = api(server, limited["key"], "GET", f"/v1/repos/{missing.upper() if spelled.isupper() else missing}")
         assert excluded.status_code == absent.status_code == 404
         assert excluded.json()["error"].replace(hidden, "?") == absent.json()["error"].replace(missing, "?")
+
+
+def test_branches_keys_and_locks_come_whole_or_by_the_page_asked_for(server, tenant, git, tmp_path):
+    """page / perPage were ignored on these lists: 5,000 branches came in one answer, and a stack list ran a dry-run
+    merge for every stack. Without them a list still comes whole, as the document describes it."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", *[f"main:refs/heads/b{i}" for i in range(5)], cwd=work)
+    agent = tenant.keys["agent"]
+    whole = api(server, agent, "GET", f"/v1/repos/{repo}/branches").json()
+    assert [b["name"] for b in whole["data"]] == ["b0", "b1", "b2", "b3", "b4", "main"] and "pagination" not in whole
+    pages = [api(server, agent, "GET", f"/v1/repos/{repo}/branches?page={page}&perPage=4").json()
+             for page in (1, 2, 3)]
+    assert [[b["name"] for b in page["data"]] for page in pages] == [["b0", "b1", "b2", "b3"], ["b4", "main"], []]
+    assert [page["pagination"] for page in pages] == [{"page": n, "perPage": 4, "hasMore": n == 1} for n in (1, 2, 3)]
+    assert api(server, agent, "GET", f"/v1/repos/{repo}/branches?perPage=0").status_code == 422
+
+    keys = api(server, tenant.keys["admin"], "GET", "/v1/keys?perPage=2").json()
+    assert len(keys["data"]) == 2 and keys["pagination"]["hasMore"] is True  # admin, agent, read
+    everything = api(server, tenant.keys["admin"], "GET", "/v1/keys").json()["data"]
+    second = api(server, tenant.keys["admin"], "GET", "/v1/keys?page=2&perPage=2").json()["data"]
+    assert [k["id"] for k in keys["data"] + second] == [k["id"] for k in everything]
+
+    workspace = requests.post(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces", json={"name": "w"},
+                              headers={"Authorization": f"Bearer {agent}"}, timeout=60).json()["workspace"]
+    for pattern in ("x/*", "y/*", "z/*"):
+        assert requests.post(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces/{workspace['id']}/lock",
+                             json={"patterns": [pattern]}, headers={"Authorization": f"Bearer {agent}"},
+                             timeout=60).status_code == 201
+    locks = [api(server, agent, "GET", f"/v1/repos/{repo}/locks?page={page}&perPage=2").json()["data"]
+             for page in (1, 2)]
+    assert [lock["patterns"] for page in locks for lock in page] == [["x/*"], ["y/*"], ["z/*"]]

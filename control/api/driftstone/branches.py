@@ -8,7 +8,7 @@ from control.services import branches as branch_service
 from control.services import repos as repo_service
 
 from ..endpoint import Call, endpoint
-from .common import BRANCH_NAME_PATTERN, Timestamp, WireModel
+from .common import BRANCH_NAME_PATTERN, Timestamp, WholeListQuery, WireModel, whole_or_page
 
 bp = Blueprint("branches", __name__)
 
@@ -41,10 +41,11 @@ def branch_out(view) -> BranchOut:
                      created_at=view.created_at, updated_at=view.updated_at)
 
 
-@endpoint(bp, "GET", "/v1/repos/<repo>/branches", summary="List branches for a repository", response=list[BranchOut])
-def list_branches(call: Call, repo: str):
+@endpoint(bp, "GET", "/v1/repos/<repo>/branches", summary="List branches for a repository (by name)",
+          query=WholeListQuery, response=list[BranchOut], paginated=True)
+def list_branches(call: Call, repo: str, query: WholeListQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    return [branch_out(v) for v in branch_service.list_branches(call.session, call.context, row)]
+    return whole_or_page(branch_service.list_branches(call.session, call.context, row), query, branch_out)
 
 
 @endpoint(bp, "GET", "/v1/repos/<repo>/branches/<path:branch>", summary="Get a branch", response=BranchOut)

@@ -12,7 +12,7 @@ from control.services import stacks as stack_service
 from storage.times import as_utc
 
 from ..endpoint import Call, endpoint
-from .common import Timestamp, WireModel
+from .common import Timestamp, WholeListQuery, WireModel, whole_or_page
 from .merges import MergeOut
 
 bp = Blueprint("collab", __name__)
@@ -67,7 +67,7 @@ class StackOut(WireModel):
     updated_at: Timestamp
 
 
-class StackQuery(WireModel):
+class StackQuery(WholeListQuery):
     status: Literal["open", "merged", "closed"] | None = None
 
 
@@ -102,12 +102,17 @@ def stack_out(call: Call, stack, with_mergeability: bool = False) -> StackOut:
                     created_at=stack.created_at, updated_at=stack.updated_at)
 
 
-@endpoint(bp, "GET", "/v1/repos/<repo>/locks", summary="List active path locks", response=list[LockOut])
-def list_locks(call: Call, repo: str):
+@endpoint(bp, "GET", "/v1/repos/<repo>/locks", summary="List active path locks (oldest first)", query=WholeListQuery,
+          response=list[LockOut], paginated=True)
+def list_locks(call: Call, repo: str, query: WholeListQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    return [LockOut(id=lock.id, workspace_id=lock.workspace_id, workspace_name=name, agent_name=agent,
-                    patterns=lock.patterns, expires_at=as_utc(lock.expires_at), created_at=lock.created_at)
-            for lock, name, agent in lock_service.list_locks(call.session, row, call.context.clock())]
+
+    def lock_out(held) -> LockOut:
+        lock, name, agent = held
+        return LockOut(id=lock.id, workspace_id=lock.workspace_id, workspace_name=name, agent_name=agent,
+                       patterns=lock.patterns, expires_at=as_utc(lock.expires_at), created_at=lock.created_at)
+
+    return whole_or_page(lock_service.list_locks(call.session, row, call.context.clock()), query, lock_out)
 
 
 @endpoint(bp, "DELETE", "/v1/repos/<repo>/locks/<lock_id>", summary="Release a lock (holder, or admin with force)",
@@ -119,10 +124,12 @@ def release_lock(call: Call, repo: str, lock_id: str, query: ReleaseQuery):
     return Released(id=lock.id)
 
 
-@endpoint(bp, "GET", "/v1/repos/<repo>/stacks", summary="List stacks", query=StackQuery, response=list[StackOut])
+@endpoint(bp, "GET", "/v1/repos/<repo>/stacks", summary="List stacks (oldest first)", query=StackQuery,
+          response=list[StackOut], paginated=True)
 def list_stacks(call: Call, repo: str, query: StackQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    return [stack_out(call, s) for s in stack_service.list_stacks(call.session, row, query.status)]
+    return whole_or_page(stack_service.list_stacks(call.session, row, query.status), query,
+                         lambda stack: stack_out(call, stack))
 
 
 @endpoint(bp, "GET", "/v1/repos/<repo>/stacks/<stack_id>", summary="Get a stack with its commits and reviews",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Callable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -26,10 +26,31 @@ class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+DEFAULT_PER_PAGE = 50
+
+
 class PageQuery(WireModel):
     page: int = Field(default=1, ge=1, le=100000)
-    per_page: int = Field(default=50, ge=1, le=200)
+    per_page: int = Field(default=DEFAULT_PER_PAGE, ge=1, le=200)
 
 
 def pagination(query: PageQuery, has_more: bool) -> dict:
     return {"pagination": {"page": query.page, "perPage": query.per_page, "hasMore": has_more}}
+
+
+class WholeListQuery(WireModel):
+    """A list the document returns whole: whole unless `page` or `perPage` is given, then one page of it."""
+
+    page: int | None = Field(default=None, ge=1, le=100000)
+    per_page: int | None = Field(default=None, ge=1, le=200)
+
+
+def whole_or_page(items: list, query: WholeListQuery, out: Callable):
+    """The whole list, or, when `page` or `perPage` is given, that page with its pagination; `out` makes each
+    answered item (those of the page only: a stack's answer runs a dry-run merge)."""
+    if query.page is None and query.per_page is None:
+        return [out(item) for item in items]
+    paged = PageQuery(page=query.page or 1, per_page=query.per_page or DEFAULT_PER_PAGE)
+    start = (paged.page - 1) * paged.per_page
+    page = items[start:start + paged.per_page]
+    return [out(item) for item in page], pagination(paged, len(items) > start + paged.per_page)

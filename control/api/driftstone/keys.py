@@ -13,7 +13,7 @@ from storage.errors import Invalid
 from storage.times import as_utc
 
 from ..endpoint import Call, endpoint
-from .common import Timestamp, WireModel
+from .common import Timestamp, WholeListQuery, WireModel, whole_or_page
 
 bp = Blueprint("keys", __name__)
 
@@ -74,9 +74,11 @@ def create_key(call: Call, body: CreateKey):
     return key_out(call, issued.key, IssuedKeyOut, key=issued.secret)
 
 
-@endpoint(bp, "GET", "/v1/keys", summary="List API keys (never their secrets)", scope="admin", response=list[KeyOut])
-def list_keys(call: Call):
-    return [key_out(call, key) for key in accounts.list_keys(call.session, call.org_id, viewer=call.principal)]
+@endpoint(bp, "GET", "/v1/keys", summary="List API keys (never their secrets; oldest first)", scope="admin",
+          query=WholeListQuery, response=list[KeyOut], paginated=True)
+def list_keys(call: Call, query: WholeListQuery):
+    return whole_or_page(accounts.list_keys(call.session, call.org_id, viewer=call.principal), query,
+                         lambda key: key_out(call, key))
 
 
 @endpoint(bp, "DELETE", "/v1/keys/<key_id>", summary="Revoke an API key at once", scope="admin", response=Revoked)
