@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from storage import git_fsck, git_read, object_headers
+from storage import git_fsck, git_read, git_refs, object_headers
 from storage.keys import key_in_force
 from storage.models import BranchProtection
 from storage.push_scans import PushScans
@@ -17,7 +17,7 @@ from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
-from .refs import RefUpdate, ref_name_problem
+from .refs import NOT_PUSHABLE, RefUpdate, pushable_ref_problem, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
 
@@ -34,6 +34,31 @@ def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: S
     """Pushes may write heads, tags and notes (receive-pack refuses the other namespaces itself, ref by ref:
     RECEIVE_HIDE_REFS); the server's own changes may also use refs/driftstone/."""
     return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := ref_name_problem(u.ref))]
+
+
+def check_atomic_push_has_no_hidden_ref(ctx: ChangeContext, updates: Sequence[RefUpdate],
+                                        session: Session) -> list[Rejection]:
+    """git refuses a ref under RECEIVE_HIDE_REFS by itself, before any hook, and then applies an --atomic push's
+    other refs all the same: such a push is refused whole here, as a push with any refused ref is."""
+    if not ctx.atomic:
+        return []
+    return [Rejection(u.ref, NOT_PUSHABLE, "invalid") for u in updates if pushable_ref_problem(u.ref) == NOT_PUSHABLE]
+
+
+def check_deletes_name_the_current_value(ctx: ChangeContext, updates: Sequence[RefUpdate],
+                                         session: Session) -> list[Rejection]:
+    """git (2.39) deletes a ref whatever it holds when the old value the pusher names is no object it has: zeros,
+    or a value from before a force push whose objects are gone. A delete must name the value the ref has now (git
+    compares it again under its lock)."""
+    if ctx.source != "push":
+        return []
+    rejections = []
+    for update in (u for u in updates if u.is_delete):
+        current = git_refs.read_ref(ctx.repo_path, update.ref)
+        if current != update.old:
+            now = f"is at {current}" if current else "does not exist"
+            rejections.append(Rejection(update.ref, f"{update.ref} {now}, not {update.old}: fetch first", "invalid"))
+    return rejections
 
 
 def check_default_branch_kept(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
@@ -137,6 +162,7 @@ def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate],
     return [Rejection(u.ref, problem, "invalid") for u in updates if not u.is_delete] if problem else []
 
 
-PUSH_CHECKS: tuple[Check, ...] = (check_key_in_force, check_ref_names, check_protected_branches,
-                                  check_default_branch_kept, check_path_locks, check_object_sizes,
+PUSH_CHECKS: tuple[Check, ...] = (check_key_in_force, check_ref_names, check_atomic_push_has_no_hidden_ref,
+                                  check_protected_branches, check_default_branch_kept,
+                                  check_deletes_name_the_current_value, check_path_locks, check_object_sizes,
                                   check_pushed_paths, check_objects_written_here)

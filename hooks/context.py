@@ -31,6 +31,7 @@ class ChangeContext:
     push_options: tuple[str, ...] = ()
     workspace_id: str | None = None  # the workspace making the change: its own locks do not stop it
     push_scans: PushScans | None = None  # what is read from a push's quarantine, possibly before the checks run
+    atomic: bool = False  # a push that asked for all or nothing (git's `atomic` capability)
     # refs a push found already holding what it asked for (the same push sent again after it landed)
     found_in_place: frozenset[str] = frozenset()
 

@@ -183,6 +183,7 @@ class GitHttpApp:
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
             ctx.repo_path, process, ctx.push_scans, self.settings.max_object_size))
         channel.body_complete = lambda: process.input_complete(self.settings.request_idle_timeout)
+        channel.atomic = lambda: "atomic" in commands.capabilities
 
         def after(filter_: ReportFilter) -> bytes:
             channel.close()  # joins the hook thread: its verdict is final once git has exited

@@ -64,6 +64,7 @@ class HookChannel:
     requested: Callable[[], list[RefUpdate] | None] | None = None
     # whether the whole request body arrived intact (None: not asked); a push whose body did not is refused
     body_complete: Callable[[], bool] | None = None
+    atomic: Callable[[], bool] | None = None  # whether the request's commands asked for all or nothing
     push_options: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     approved: bool = False  # the checks ran on every command of the push and refused none
@@ -98,7 +99,8 @@ class HookChannel:
             if self.body_complete is not None and not self.body_complete():
                 self._refuse("the request body was cut off or malformed: nothing was applied")
                 return
-            ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options))
+            ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options),
+                          atomic=bool(self.atomic and self.atomic()))
             self.rejections = _named_twice(updates) or run_checks(ctx, self._with_requested(updates))
             self.approved = not self.rejections
             self.server_end.sendall(self._verdict())

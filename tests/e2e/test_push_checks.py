@@ -687,3 +687,36 @@ def test_a_ref_whose_objects_did_not_come_is_refused_by_git_alone(server, tenant
     assert b"ok refs/heads/ok" in answer.content
     assert b"internal error" not in answer.content
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/ok", cwd=work).split()[0] == head
+
+
+def test_an_atomic_push_with_a_ref_git_hides_moves_nothing(tenant, git, pushed):
+    """git refuses a ref outside heads, tags and notes by itself, before any hook, and then applied the rest of an
+    --atomic push (push-path sweep): `git push --atomic url main:refs/pull/1/head main:good` created good."""
+    repo, work = pushed
+    url = tenant.url(repo)
+    result = git("push", "--atomic", url, "main:refs/pull/1/head", "main:refs/heads/good", cwd=work, check=False)
+    assert result.returncode != 0
+    assert b"refs/pull/1/head (only refs/heads/, refs/tags/ and refs/notes/ may be pushed)" in result.stderr
+    assert "refs/heads/good" not in git.out("ls-remote", url, cwd=work)
+    git("push", "-q", url, "main:refs/pull/1/head", "main:refs/heads/good", cwd=work, check=False)  # not atomic
+    assert "refs/heads/good" in git.out("ls-remote", url, cwd=work)
+
+
+def test_a_delete_must_name_the_value_the_ref_has(server, tenant, git, pushed):
+    """git 2.39 deletes a ref whatever it holds when the old value a push names is no object it has (zeros, or a
+    value whose objects are gone since a force push): a branch that had moved on was deleted (push-path sweep)."""
+    repo, work = pushed
+    url = tenant.url(repo)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    git("push", "-q", url, "main:refs/heads/y", "main:refs/heads/x", cwd=work)
+    zero = "0" * 40
+    for old, ref in ((hashlib.sha1(b"gone").hexdigest(), "refs/heads/y"), (zero, "refs/heads/x"),
+                     (hashlib.sha1(b"gone").hexdigest(), "refs/heads/never")):
+        body = pkt(f"{old} {zero} {ref}\0report-status\n".encode()) + b"0000"
+        answer = receive_pack(server, tenant, repo, body).content
+        assert f"ng {ref} ".encode() in answer and b"fetch first" in answer, answer
+    served = git.out("ls-remote", url, cwd=work)
+    assert f"{head}\trefs/heads/y" in served and f"{head}\trefs/heads/x" in served
+    body = pkt(f"{head} {zero} refs/heads/y\0report-status\n".encode()) + b"0000"
+    assert b"ok refs/heads/y" in receive_pack(server, tenant, repo, body).content  # the value it has: deleted
+    assert "refs/heads/y" not in git.out("ls-remote", url, cwd=work)
