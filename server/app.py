@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
+from hooks.push_outcome import found_in_place, ref_now_at
 from hooks.refs import RECEIVE_HIDE_REFS, RefUpdate, hidden_ref_reasons
 from storage import git_refs
 from storage.db import Database
@@ -183,7 +184,7 @@ class GitHttpApp:
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
             ctx.repo_path, process, ctx.push_scans, self.settings.max_object_size))
         channel.body_complete = lambda: process.input_complete(self.settings.request_idle_timeout)
-        channel.atomic = lambda: "atomic" in commands.capabilities
+        channel.atomic = lambda: commands.atomic
 
         def after(filter_: ReportFilter) -> bytes:
             channel.close()  # joins the hook thread: its verdict is final once git has exited
@@ -195,9 +196,9 @@ class GitHttpApp:
             if stale := git_refs.remove_stale_locks(ctx.repo_path, [r for r, why in outcome.items() if why]):
                 log.warning("removed lock files a killed git left in %s: %s", ctx.repo_path, ", ".join(stale))
             applied = [u for u in commands.updates
-                       if (outcome[u.ref] is None if u.ref in outcome else _ref_now_at(ctx.repo_path, u))]
+                       if (outcome[u.ref] is None if u.ref in outcome else ref_now_at(ctx.repo_path, u))]
             reasons: dict[str, str | None] = {r.ref: r.reason for r in channel.rejections}
-            landed = (_landed_before(ctx.repo_path, commands.updates, outcome)
+            landed = (found_in_place(ctx.repo_path, commands.updates, outcome, commands.atomic)
                       if channel.approved and not reasons and problem is None else [])
             if problem is not None and ALLOCATION_REFUSED in process.stderr_tail():  # git stopped at GIT_ALLOC_LIMIT
                 reasons = {"*": f"an object in the pack would inflate past the {self.settings.max_object_size} "
@@ -242,29 +243,6 @@ def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]
         reasons[update.ref] = ("the push checks did not run: the change was undone" if undone
                                else "the push checks did not run, and the ref could not be put back")
     return reasons
-
-
-# receive-pack's words for a ref whose compare-and-swap found another value than the one the pusher named (git
-# 2.39's, and those of gits that batch ref updates); an --atomic push says the last of every ref
-_SWAP_FAILED = ("failed to update ref", "failed to lock", "incorrect old value provided", "reference already exists",
-                "atomic transaction failed")
-
-
-def _landed_before(repo_path: Path, updates: list[RefUpdate], outcome: dict[str, str | None]) -> list[RefUpdate]:
-    """Refs whose swap failed because they already hold what this push asked for: libcurl sends a POST again
-    when the first one's server died without an answer (a killed worker), after that push had landed. The
-    pusher is told "ok", and what the lost request did not record is recorded. Deletes are left as git answered:
-    a missing ref may since have become a record-only branch (a row that a delete's effects would remove). An
-    atomic push landed only if every one of its refs holds what it asked for."""
-    failed = [update for update in updates if outcome.get(update.ref) in _SWAP_FAILED]
-    landed = [update for update in failed if not update.is_delete and _ref_now_at(repo_path, update)]
-    atomic = any(outcome.get(update.ref) == "atomic transaction failed" for update in failed)
-    return landed if not atomic or len(landed) == len(updates) else []
-
-
-def _ref_now_at(repo_path: Path, update: RefUpdate) -> bool:
-    current = git_refs.read_ref(repo_path, update.ref)
-    return current is None if update.is_delete else current == update.new
 
 
 _REPO_BY_SLUGS = (

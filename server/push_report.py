@@ -99,6 +99,10 @@ class PushCommands:
         return self.updates if self.complete else None
 
     @property
+    def atomic(self) -> bool:
+        return "atomic" in self.capabilities
+
+    @property
     def reports_status(self) -> bool:
         return bool(self.capabilities & {"report-status", "report-status-v2"})
 
