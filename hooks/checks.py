@@ -17,7 +17,7 @@ from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
-from .refs import NOT_PUSHABLE, RefUpdate, pushable_ref_problem, ref_name_problem
+from .refs import RefUpdate, hidden_ref_reasons, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
 
@@ -42,7 +42,7 @@ def check_atomic_push_has_no_hidden_ref(ctx: ChangeContext, updates: Sequence[Re
     other refs all the same: such a push is refused whole here, as a push with any refused ref is."""
     if not ctx.atomic:
         return []
-    return [Rejection(u.ref, NOT_PUSHABLE, "invalid") for u in updates if pushable_ref_problem(u.ref) == NOT_PUSHABLE]
+    return [Rejection(ref, reason, "invalid") for ref, reason in hidden_ref_reasons(updates).items()]
 
 
 def check_deletes_name_the_current_value(ctx: ChangeContext, updates: Sequence[RefUpdate],

@@ -89,17 +89,19 @@ _ANY_UNRELEASED_LOCK = (
 )
 
 
-def any_unreleased_lock(session, repo_id: str) -> bool:
-    return session.execute(_ANY_UNRELEASED_LOCK, {"repo_id": repo_id}).first() is not None
+def locks_of_others(session, repo_id: str, workspace_id: str | None):
+    """The locks in force that a change by `workspace_id` (None: by no workspace) must respect; with no lock at
+    all, the common case, answered without loading lock rows."""
+    if session.execute(_ANY_UNRELEASED_LOCK, {"repo_id": repo_id}).first() is None:
+        return []
+    return active_locks(session, repo_id, datetime.now(timezone.utc), excluding_workspace=workspace_id)
 
 
 def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate], session) -> list[Rejection]:
     branch_updates = [u for u in updates if not u.is_delete and u.ref.startswith("refs/heads/")]
     if not branch_updates:
         return []
-    if not any_unreleased_lock(session, ctx.repo.id):
-        return []  # the common case, answered without loading lock rows
-    locks = active_locks(session, ctx.repo.id, datetime.now(timezone.utc), excluding_workspace=ctx.workspace_id)
+    locks = locks_of_others(session, ctx.repo.id, ctx.workspace_id)
     if not locks:
         return []
     for update in branch_updates:

@@ -16,11 +16,10 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from hooks.locks import active_locks, any_unreleased_lock, locked_path_reason
+from hooks.locks import locked_path_reason, locks_of_others
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_refs
@@ -113,9 +112,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
 def _refuse_locked_changes(session, repo: Repository, plan: MergePlan, ref: str, workspace_id: str | None) -> None:
     """A dry run answers as the merge would: the checks would refuse a change to a path another workspace locked
     (the other checks cannot refuse what a clean merge of stored commits makes)."""
-    if not any_unreleased_lock(session, repo.id):
-        return
-    locks = active_locks(session, repo.id, datetime.now(timezone.utc), excluding_workspace=workspace_id)
+    locks = locks_of_others(session, repo.id, workspace_id)
     if not locks:
         return
     target_head = plan.target_head.encode() if plan.target_head else None
