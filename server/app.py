@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -220,9 +221,15 @@ class GitHttpApp:
             return filter_.finish(reasons)
 
         def report() -> ReportFilter:
-            return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates))
+            return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates),
+                                private_paths=_server_paths(ctx.repo_path, self.settings.data_dir))
 
         return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close)
+
+
+def _server_paths(*paths: Path) -> tuple[str, ...]:
+    """Each path as given and as the kernel resolves it: git names files either way in its messages."""
+    return tuple({form for path in paths for form in (str(path), os.path.realpath(path))})
 
 
 _RECEIVE_HIDDEN = [arg for prefix in RECEIVE_HIDE_REFS for arg in ("-c", f"receive.hideRefs={prefix}")]

@@ -1,7 +1,8 @@
-"""Reading a push request's commands, and reading / rewriting receive-pack's report-status.
+"""Reading a push request's commands, and reading / rewriting receive-pack's report-status and messages.
 
 The report is rewritten so a check's reason reaches the pusher as `! [remote rejected] <ref> (<reason>)`
-instead of git's generic "pre-receive hook declined".
+instead of git's generic "pre-receive hook declined". git's messages (side band 2) are written for someone at
+the repository's own disk: they lose the server's paths, and a ref lock's advice to look for an editor.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from .pktline import FLUSH, PktError, PktReader, encode, sideband_frames
 
 PUSH_CERTIFICATE = b"push-cert"
 LEADING_LIMIT = 4 * 65536
+LOCK_FAILED = b"error: cannot lock ref '"
+LOCK_HELD = b"File exists."  # git's lockfile.c, before its advice on editors and crashed gits
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,14 @@ class PushCommands:
 
 @dataclass
 class ReportFilter:
-    """Passes progress through at once and holds the report-status back until `finish`."""
+    """Passes progress through at once and holds the report-status back until `finish`, with the messages
+    about a ref git could not lock: a ref found to hold what was pushed is reported ok without them."""
 
     sideband: bool
     refs: tuple[str, ...] = ()  # the refs the request names: how an `ng` line's ref is told from its reason
+    private_paths: tuple[str, ...] = ()  # the server's own directories, taken out of git's messages
     report: bytearray = field(default_factory=bytearray)
+    _held: list[tuple[str, bytes]] = field(default_factory=list)  # (ref, message) until the outcome is known
     _reader: PktReader = field(default_factory=PktReader)
 
     def feed(self, chunk: bytes) -> bytes:
@@ -131,9 +137,32 @@ class ReportFilter:
                 continue  # the outer flush; re-sent by finish()
             if payload[:1] == b"\x01" and len(payload) > 1:
                 self.report += payload[1:]
+            elif payload[:1] == b"\x02" and len(payload) > 1:  # receive-pack sends each message in one packet
+                passthrough += self._message(payload[1:])
             else:
                 passthrough += raw
         return bytes(passthrough)
+
+    def _message(self, text: bytes) -> bytes:
+        for path in sorted((p.encode("utf-8", "surrogateescape") for p in self.private_paths), key=len, reverse=True):
+            text = text.replace(path + b"/./", b"").replace(path + b"/", b"").replace(path, b".")
+        ref = self._unlocked_ref(text)
+        if ref is None:
+            return sideband_frames(2, text)
+        if LOCK_HELD in text:
+            text = LOCK_FAILED + ref.encode("utf-8", "surrogateescape") + (
+                b"': another change to it is being written; try again\n")
+        self._held.append((ref, text))
+        return b""
+
+    def _unlocked_ref(self, text: bytes) -> str | None:
+        """The ref a "cannot lock ref" message is about, if the request names it."""
+        if not text.startswith(LOCK_FAILED):
+            return None
+        for ref in sorted(self.refs, key=len, reverse=True):
+            if text.startswith(LOCK_FAILED + ref.encode("utf-8", "surrogateescape") + b"'"):
+                return ref
+        return None
 
     def results(self) -> dict[str, str | None]:
         """ref -> None when applied ("ok"), else git's reason."""
@@ -164,17 +193,20 @@ class ReportFilter:
     def finish(self, reasons: dict[str, str | None]) -> bytes:
         """The report with each ref in `reasons` failed for that reason (git's "ok" too: a change undone), or ok
         for None (a ref that holds what was pushed although git's own swap failed)."""
-        lines = []
+        lines, reported_ok = [], set()
         for line in _report_lines(bytes(self.report)):
             if line.startswith(("ok ", "ng ")):
                 ref = line[3:] if line.startswith("ok ") else self._ref_and_reason(line[3:])[0]
                 if ref in reasons:
                     line = f"ng {ref} {reasons[ref]}" if reasons[ref] is not None else f"ok {ref}"
+                if line.startswith("ok "):
+                    reported_ok.add(ref)
             lines.append(encode((line + "\n").encode("utf-8", "surrogateescape")))
         report = b"".join(lines) + FLUSH if lines else bytes(self.report)
         if not self.sideband:
             return report
-        return sideband_frames(1, report) + FLUSH
+        messages = b"".join(sideband_frames(2, text) for ref, text in self._held if ref not in reported_ok)
+        return messages + sideband_frames(1, report) + FLUSH
 
 
 def _report_lines(report: bytes) -> list[str]:

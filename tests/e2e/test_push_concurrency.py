@@ -57,6 +57,7 @@ def test_sixteen_racing_pushes_exactly_one_wins(server, tenant, git, tmp_path):
             continue
         assert b"rejected" in result.stderr, result.stderr
         assert b"returned error: 5" not in result.stderr, result.stderr  # git's words for an HTTP 5xx
+        assert str(server.data_dir).encode() not in result.stderr, result.stderr
     head = git.out("ls-remote", url, "refs/heads/main", cwd=base).split()[0]
     assert head == clones[winners[0]][1]
     assert git.out("rev-parse", f"{head}~1", cwd=clones[winners[0]][0]) == base_sha
@@ -65,6 +66,26 @@ def test_sixteen_racing_pushes_exactly_one_wins(server, tenant, git, tmp_path):
     server_errors = [line for line in server.log_text().splitlines()
                      if f"/{tenant.org}/{repo}" in line and re.search(r'" 5\d\d ', line)]
     assert server_errors == []
+
+
+def test_a_ref_being_written_is_named_without_the_server_paths(server, tenant, git, tmp_path):
+    """A push meeting the lock of a ref another writer holds read git's message for someone at the server's disk:
+    `Unable to create '/<data dir>/repos/.../refs/heads/main.lock': File exists.`, then advice about an editor
+    opened by 'git commit' and removing the file by hand. The other refs of the push still land."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    git.commit(work, {"b.txt": "b"}, "second")
+    lock = repo_path(server, tenant, repo) / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    try:
+        result = git("push", tenant.url(repo), "main", "main:refs/heads/other", cwd=work, check=False)
+    finally:
+        lock.unlink()
+    assert result.returncode != 0 and b"[new branch]      main -> other" in result.stderr, result.stderr
+    assert b"cannot lock ref 'refs/heads/main': another change to it is being written; try again" in result.stderr
+    assert str(server.data_dir).encode() not in result.stderr and b"editor" not in result.stderr, result.stderr
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
 
 
 def test_truncated_push_leaves_no_objects_and_no_ref(server, tenant, git, tmp_path):

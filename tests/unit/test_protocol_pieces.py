@@ -67,6 +67,41 @@ def test_a_refused_ref_holding_a_space_keeps_its_own_reason():
     assert b"ng refs/heads/a b invalid ref name" in filt.finish({"refs/heads/a b": "invalid ref name"})
 
 
+def _band_two(out: bytes) -> list[bytes]:
+    return [p[1:] for _r, p in PktReader().feed(out) if p and p[:1] == b"\x02"]
+
+
+def test_git_messages_lose_the_server_paths_and_the_lock_advice():
+    """git wrote `Unable to create '/srv/data/repos/.../refs/heads/main.lock': File exists.` to the pusher, with
+    the server's directory and advice to look for an editor opened by 'git commit' on the server's disk."""
+    repo = "/srv/data/repos/05/repo_1.git"
+    held = (b"error: cannot lock ref 'refs/heads/main': Unable to create '" + repo.encode() +
+            b"/./refs/heads/main.lock': File exists.\n\nAnother git process seems to be running in this repository,"
+            b" e.g.\nan editor opened by 'git commit'. Please make sure all processes\n")
+    other = b"error: unable to write file " + repo.encode() + b"/objects/ab/cd: No space left on device\n"
+    hooks = b"hint: the '/srv/data/git-hooks/pre-receive' hook was ignored\n"
+    stream = (encode(b"\x02" + held) + encode(b"\x02" + other) + encode(b"\x02" + hooks) +
+              sideband_frames(1, report(["unpack ok", "ng refs/heads/main failed to update ref"])) + b"0000")
+    filt = ReportFilter(sideband=True, refs=("refs/heads/main",), private_paths=(repo, "/srv/data"))
+    passed = b"".join(filt.feed(stream[i:i + 7]) for i in range(0, len(stream), 7))
+    assert _band_two(passed) == [b"error: unable to write file objects/ab/cd: No space left on device\n",
+                                 b"hint: the 'git-hooks/pre-receive' hook was ignored\n"]
+    assert _band_two(filt.finish({})) == [
+        b"error: cannot lock ref 'refs/heads/main': another change to it is being written; try again\n"]
+
+
+def test_a_lock_message_is_dropped_for_a_ref_reported_ok():
+    """A push sent again after it landed is reported ok (its ref holds what was pushed); git's "cannot lock ref
+    ... is at X but expected Y" reached the pusher above that ok."""
+    message = b"error: cannot lock ref 'refs/heads/it's': is at 1111 but expected 2222\n"
+    stream = (encode(b"\x02" + message) + sideband_frames(1, report(
+        ["unpack ok", "ng refs/heads/it's failed to update ref"])) + b"0000")
+    for reasons, shown in (({"refs/heads/it's": None}, []), ({}, [message])):
+        filt = ReportFilter(sideband=True, refs=("refs/heads/it", "refs/heads/it's"))
+        assert filt.feed(stream) == b""
+        assert _band_two(filt.finish(reasons)) == shown
+
+
 def test_the_leading_line_of_a_push_is_found_past_shallow_lines_and_nothing_is_consumed():
     body = pkt(b"shallow " + b"1" * 40 + b"\n") + pkt(b"push-cert\0report-status\n") + b"0000"
     chunks = [body[i:i + 5] for i in range(0, len(body), 5)]
