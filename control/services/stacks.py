@@ -96,7 +96,7 @@ def _free_bookmark(session: Session, repo: Repository, path, workspace: Workspac
     that is someone else's (a deleted workspace of the same name left its open stack there: every submit of a
     new one was refused for good). The workspace's own last merged bookmark, still where that merge left it, and
     one a lost submit of this workspace made are its own."""
-    first = bookmark_name(workspace)
+    first = bookmark = bookmark_name(workspace)
     for bookmark in _bookmark_candidates(first):
         current = git_refs.read_ref(path, f"refs/heads/{bookmark}")
         if current is None:
@@ -109,7 +109,7 @@ def _free_bookmark(session: Session, repo: Repository, path, workspace: Workspac
         elif ((merged and merged.bookmark == bookmark and current == merged.head_commit)
               or _left_by_a_lost_submit(session, repo, path, bookmark, current, workspace)):
             return bookmark, current
-    raise Conflict(f"branches {first!r} to {first + '-' + str(BOOKMARK_TRIES)!r} already exist", {"branch": first})
+    raise Conflict(f"branches {first!r} to {bookmark!r} already exist", {"branch": first})
 
 
 def _bookmark_candidates(first: str):

@@ -931,6 +931,21 @@ def test_a_branch_that_is_a_prefix_of_the_bookmark_or_under_it_does_not_block_su
         git.out("rev-parse", "HEAD", cwd=work)
 
 
+def test_when_every_bookmark_name_is_taken_the_refusal_names_the_last_one_tried(server, tenant, git, seeded):
+    """The 409 named `stacks/full/x` to `stacks/full/x-100`, branches no submit tries (the later names are
+    flattened: `stacks/full-x-2`, ...)."""
+    repo, work, _ = seeded
+    taken = ["stacks/full/x", "stacks/full-x", *(f"stacks/full-x-{n}" for n in range(2, 101))]
+    git("push", "-q", tenant.url(repo), *(f"HEAD:refs/heads/{name}" for name in taken), cwd=work)  # at its base
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("full/x")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
+    dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "a"})
+    refused = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "t"})
+    assert refused.status_code == 409, refused.text
+    assert "'stacks/full/x' to 'stacks/full-x-100' already exist" in refused.json()["error"], refused.text
+
+
 def test_a_workspace_name_used_again_submits_beside_the_old_stack(server, tenant, seeded):
     """A deleted workspace's stack stays open on stacks/<name>; a new workspace of that name got 'branch
     already exists' at every submit, for good."""
