@@ -114,6 +114,10 @@ def commit_parents(repo: Repo, commit_sha: str) -> list[str]:
     return [parent.decode() for parent in _commit(repo, commit_sha).parents]
 
 
+def commit_message(repo: Repo, commit_sha: str) -> str:
+    return _commit(repo, commit_sha).message.decode("utf-8", "replace")
+
+
 def _walk_to(repo: Repo, tree_sha: bytes, path: str) -> tuple[int, bytes] | None:
     mode, sha = TREE_MODE, tree_sha
     for part in [p for p in path.split("/") if p]:

@@ -30,6 +30,16 @@ def intent_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+def split_intent(message: str) -> tuple[str, dict[str, str] | None]:
+    """A message as message_with_intent wrote it, taken apart: the message, and the intent its last paragraph
+    holds when every line of it is an intent trailer."""
+    body, _, last = message.strip("\n").rpartition("\n\n")
+    intent = intent_from_message(message)
+    if not body or intent is None or len(intent) != len(last.splitlines()):
+        return message.rstrip("\n"), intent
+    return body, intent
+
+
 def intent_from_message(message: str) -> dict[str, str] | None:
     paragraphs = message.strip("\n").split("\n\n")
     if len(paragraphs) < 2:

@@ -18,7 +18,7 @@ from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
-from storage.intent import message_with_intent
+from storage.intent import message_with_intent, split_intent
 from storage.merge_store import EMPTY_TREE
 from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
@@ -292,9 +292,17 @@ def changed_paths(session: Session, app, repo: Repository, workspace: Workspace)
     return paths
 
 
+@dataclass(frozen=True)
+class CommitMade:
+    sha: str
+    parents: list[str]
+    message: str
+    intent: dict | None
+
+
 def commit(session: Session, app, repo: Repository, workspace: Workspace, actor: Principal, message: str,
-           author_name: str, author_email: str, intent: dict | None) -> tuple[str, list[str]]:
-    """Commit the overlay onto the workspace's head; returns the commit and its parents.
+           author_name: str, author_email: str, intent: dict | None) -> CommitMade:
+    """Commit the overlay onto the workspace's head; returns the commit, its parents, message and intent.
 
     Commits of one workspace take turns on its row. A ref found ahead of the row, one commit on, was moved by a
     commit whose request died before its transaction ended (a killed worker): that commit is taken as the head
@@ -315,9 +323,9 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
             lost_parents = _parents(workspace.current_commit)
             overlay = _take_lost_commit(session, git_repo, workspace, seen, overlay)
             record_commit(session, repo.id, seen, "workspace", actor.key_id)  # its intent is in its trailers
-            if not overlay:
+            if not overlay:  # the answer is that commit's: the retry may have sent another message
                 session.flush()
-                return seen, lost_parents
+                return CommitMade(seen, lost_parents, *split_intent(git_objects.commit_message(git_repo, seen)))
         parents = _parents(workspace.current_commit)
         sha = _commit_overlay(git_repo, workspace.current_commit, overlay, author, full_message)
     ctx = change_context(app, repo, actor, "workspace")
@@ -330,7 +338,7 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
         session.execute(delete(WorkspaceFile).where(WorkspaceFile.id == entry.id, blob_matches))
     workspace.current_commit = sha
     session.flush()
-    return sha, parents
+    return CommitMade(sha, parents, message, intent)
 
 
 def _commit_overlay(git_repo, head: str | None, overlay: dict[str, WorkspaceFile], author, message: str) -> str:

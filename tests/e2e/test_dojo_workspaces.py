@@ -820,7 +820,7 @@ def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: 
     for path, content in files.items():
         blob = git_in_repo("hash-object", "-w", "--stdin", data=content.encode())
         git_in_repo("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    lost = git_in_repo("commit-tree", git_in_repo("write-tree"), "-p", parent, "-m", "lost")
+    lost = git_in_repo("commit-tree", git_in_repo("write-tree"), "-p", parent, "-m", "lost\n\nIntent-Goal: keep it")
     git_in_repo("update-ref", f"refs/driftstone/workspaces/{workspace_id}", lost, "")  # made by the first commit
     (repo_dir / "lost-commit.index").unlink()
     return lost
@@ -829,7 +829,8 @@ def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: 
 @pytest.mark.parametrize("lost_holds", [("a.txt", "b.txt"), ("a.txt",)])
 def test_a_commit_whose_worker_died_after_the_ref_moved_is_taken_up_by_the_retry(server, tenant, seeded, lost_holds):
     """Seen with kill -9: the ref moved, the row did not; every later commit answered 409 'the workspace moved
-    while committing' for good, and only deleting the workspace (and its overlay) got out of it."""
+    while committing' for good, and only deleting the workspace (and its overlay) got out of it. A retry that
+    finds its whole overlay committed answers with that commit, message and intent too (not the retry's)."""
     from tests.support import repo_path
 
     repo, _, main = seeded
@@ -842,8 +843,9 @@ def test_a_commit_whose_worker_died_after_the_ref_moved_is_taken_up_by_the_retry
                                       {p: files[p] for p in lost_holds})
     retried = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "the retry"})
     assert retried.status_code == 201, retried.text
-    if len(lost_holds) == 2:  # the whole overlay was in it: the retry's commit is that one
-        assert retried.json()["commit"]["sha"] == lost and retried.json()["commit"]["parents"] == [main]
+    if len(lost_holds) == 2:  # the whole overlay was in it: the retry's commit is that one, as it was written
+        assert retried.json()["commit"] == {"sha": lost, "parents": [main], "message": "lost",
+                                            "intent": {"goal": "keep it"}}
     else:
         assert retried.json()["commit"]["parents"] == [lost]
     assert v1(server, tenant, "GET", f"{repo}/commits/{lost}").json()["data"]["source"] == "workspace"

@@ -234,10 +234,10 @@ def workspace_status(call: Call, owner: str, name: str, ws_id: str):
        body=CommitRequest, response=CommitResponse, status=201)
 def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: CommitRequest):
     repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
-    sha, parents = workspace_service.commit(call.session, call.context, repo, workspace, call.principal,
-                                            body.message, body.author_name, body.author_email, body.intent)
-    return CommitResponse(commit=DojoCommitOut(sha=sha, message=body.message, parents=parents, intent=body.intent),
-                          workspace=workspace_out(workspace))
+    made = workspace_service.commit(call.session, call.context, repo, workspace, call.principal,
+                                    body.message, body.author_name, body.author_email, body.intent)
+    return CommitResponse(commit=DojoCommitOut(sha=made.sha, message=made.message, parents=made.parents,
+                                               intent=made.intent), workspace=workspace_out(workspace))
 
 
 @route("POST", WS + "/submit", summary="Submit the workspace's commit chain as a stack", scope="agent",
