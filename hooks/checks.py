@@ -17,7 +17,7 @@ from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
-from .refs import RefUpdate, hidden_ref_reasons, ref_name_problem
+from .refs import RefUpdate, hidden_ref_reasons, new_branch_problem, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
 
@@ -33,7 +33,8 @@ def check_key_in_force(ctx: ChangeContext, updates: Sequence[RefUpdate], session
 def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
     """Pushes may write heads, tags and notes (receive-pack refuses the other namespaces itself, ref by ref:
     RECEIVE_HIDE_REFS); the server's own changes may also use refs/driftstone/."""
-    return [Rejection(u.ref, problem, "invalid") for u in updates if (problem := ref_name_problem(u.ref))]
+    return [Rejection(u.ref, problem, "invalid") for u in updates
+            if (problem := ref_name_problem(u.ref) or (new_branch_problem(u.ref) if u.is_create else None))]
 
 
 def check_atomic_push_has_no_hidden_ref(ctx: ChangeContext, updates: Sequence[RefUpdate],

@@ -69,6 +69,20 @@ def ref_name_problem(ref: str) -> str | None:
     return None
 
 
+def new_branch_problem(ref: str) -> str | None:
+    """Why a branch may not be created under this name although git takes it: every clone of a repository with a
+    branch `HEAD/x` fails (git cannot make refs/remotes/origin/HEAD beside refs/remotes/origin/HEAD/x), `@` is
+    git's name for HEAD, and a branch `refs/heads/x` reads as another ref. Existing ones may still be deleted."""
+    name = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
+    if name is None:
+        return None
+    if name == "@" or name.split("/", 1)[0] == "HEAD":
+        return "invalid branch name: HEAD and @ name the current branch in git (a branch HEAD/... breaks every clone)"
+    if name.startswith("refs/"):
+        return "invalid branch name: a branch may not start with refs/ (it would read as another ref)"
+    return None
+
+
 def branch_name_problem(name: str) -> str | None:
     return ref_name_problem("refs/heads/" + name) if name else "invalid branch name"
 

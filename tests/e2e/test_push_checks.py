@@ -122,6 +122,9 @@ def test_a_path_deeper_than_the_api_allows_is_refused(tenant, git, pushed):
     ("refs/internal/thing", b"only refs/heads/, refs/tags/ and refs/notes/ may be pushed"),
     ("refs/heads/caf\udce9", b"invalid ref name: not UTF-8"),  # the byte 0xe9 alone: Latin-1, not UTF-8
     ("refs/heads/" + "a" * 200 + "/" + "b" * 60, b"branch names are at most 255 characters"),
+    ("refs/heads/HEAD/x", b"a branch HEAD/... breaks every clone"),
+    ("refs/heads/@", b"HEAD and @ name the current branch in git (a branch HEAD/... breaks every clone)"),
+    ("refs/heads/refs/heads/x", b"a branch may not start with refs/ (it would read as another ref)"),
 ])
 def test_ref_name_rules(tenant, git, pushed, ref, reason):
     repo, work = pushed
@@ -131,6 +134,23 @@ def test_ref_name_rules(tenant, git, pushed, ref, reason):
     assert rejected and reason + b")" in rejected[0]
     assert git.out("ls-remote", tenant.url(repo), cwd=work).count("refs/") == 1
 
+
+
+def test_a_branch_under_head_is_refused_and_one_already_there_can_be_deleted(server, tenant, git, pushed, tmp_path):
+    """A branch `HEAD/x`, made by any agent key through the API or a push, failed every later clone of the
+    repository ('refs/remotes/origin/HEAD/x' exists; cannot create 'refs/remotes/origin/HEAD')."""
+    repo, work = pushed
+    key = tenant.keys["agent"]
+    for name in ("HEAD/x", "refs/heads/x", "@"):
+        made = requests.post(f"{server.url}/v1/repos/{repo}/branches", json={"name": name}, timeout=30,
+                             headers={"Authorization": f"Bearer {key}"})
+        assert made.status_code in (400, 422) and made.json()["success"] is False, (name, made.text)
+    git("clone", "-q", tenant.url(repo), str(tmp_path / "clone"))
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    subprocess.run(["git", "-C", str(repo_path(server, tenant, repo)), "update-ref", "refs/heads/HEAD/x", head],
+                   check=True)  # made before the rule
+    git("push", "-q", tenant.url(repo), ":refs/heads/HEAD/x", cwd=work)
+    git("clone", "-q", tenant.url(repo), str(tmp_path / "again"))
 
 
 def test_a_ref_refused_with_the_rest_of_its_push_says_which_ref_was_refused(tenant, git, pushed):
