@@ -1,6 +1,7 @@
 """What a check or an effect needs to know about one ref change request."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -36,8 +37,22 @@ class ChangeContext:
     found_in_place: frozenset[str] = frozenset()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written out (\\x1b), for a terminal and for line-based protocols."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 @dataclass(frozen=True)
 class Rejection:
+    """A check's refusal of one ref. Its reason reaches a pusher's terminal, and the hook reads it a line at a
+    time: control characters (from a workspace's agent name, say) are shown escaped, never sent."""
+
     ref: str
     reason: str
     code: str = "forbidden"  # the domain error an API caller gets: forbidden | invalid | too_large | locked
+
+    def __post_init__(self):
+        object.__setattr__(self, "reason", printable(self.reason))

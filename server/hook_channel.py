@@ -13,7 +13,7 @@ from typing import Callable
 from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
 
 import hooks
-from hooks.context import ChangeContext, Rejection
+from hooks.context import ChangeContext, Rejection, printable
 from hooks.pipeline import run_checks
 from hooks.refs import RefUpdate, is_sha
 
@@ -145,7 +145,7 @@ class HookChannel:
         return merged
 
     def _verdict(self) -> bytes:
-        lines = [f"message {r.ref}: {r.reason}" if r.ref != "*" else f"message {r.reason}"
+        lines = [f"message {printable(r.ref)}: {r.reason}" if r.ref != "*" else f"message {r.reason}"
                  for r in self.rejections]
         lines.append("exit 1" if self.rejections else "exit 0")
         return ("\n".join(lines) + "\n").encode("utf-8", "replace")

@@ -241,6 +241,31 @@ def test_two_agents_and_a_lock(server, tenant, git, tmp_path, seeded):
     git("push", "-q", tenant.url(repo), "main", cwd=work)
 
 
+def test_an_agent_name_cannot_write_to_another_pushers_terminal(server, tenant, git, seeded):
+    """A workspace's agent_name took ESC, CR and LF, and a lock refusal copied it into another user's `git push`
+    output raw (clear screen, a forged `remote:` line); a line `exit 0` in it ended the hook's verdict early."""
+    from sqlalchemy import update
+
+    from storage.models import Workspace
+
+    repo, work, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    hostile = "\x1b[2J\x1b[31mEVIL\nexit 0\nremote: forged\r"
+    refused = dojo("POST", "/workspaces", {"name": "esc", "agent_name": hostile})
+    assert refused.status_code in (400, 422) and "control characters" in refused.text, refused.text
+    ws = dojo("POST", "/workspaces", {"name": "esc", "agent_name": "plain"}).json()["workspace"]
+    with server.context.db.session() as session:  # a name stored before the rule
+        session.execute(update(Workspace).where(Workspace.id == ws["id"]).values(agent_name=hostile))
+    assert dojo("POST", f"/workspaces/{ws['id']}/lock", {"patterns": ["esc/**"]}).status_code == 201
+    before = git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work)
+    git.commit(work, {"esc/f.txt": "x"}, "touch a locked path")
+    pushed = git("push", tenant.url(repo), "main", cwd=work, check=False)
+    assert pushed.returncode != 0 and b"\x1b" not in pushed.stderr and b"\r" not in pushed.stderr, pushed.stderr
+    assert b"agent \\x1b[2J\\x1b[31mEVIL\\x0aexit 0\\x0aremote: forged\\x0d)" in pushed.stderr, pushed.stderr
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main", cwd=work) == before
+    assert "without approval" not in server.log_text()
+
+
 def test_asking_again_for_a_held_lock_renews_it_instead_of_adding_one(server, tenant, seeded):
     """A retried lock request made a second lock on the same paths, left behind when the first was released."""
     repo, _, _ = seeded

@@ -13,7 +13,8 @@ from control.services import stacks as stack_service
 from control.services import workspaces as workspace_service
 from storage.times import as_utc
 
-from ..driftstone.contents import PATH_PATTERN, PATH_RULES, AuthorEmail, AuthorName, Intent, intent_field
+from ..driftstone.contents import (PATH_PATTERN, PATH_RULES, AuthorEmail, AuthorName, Intent, OneLine,
+                                   intent_field)
 from ..endpoint import Call, endpoint
 from .common import PREFIX, DojoModel, WorkspaceOut, owned_repo, workspace_out
 
@@ -28,7 +29,7 @@ def route(method: str, path: str, **kwargs):
 
 class CreateWorkspace(DojoModel):
     name: str = Field(min_length=1, max_length=200)
-    agent_name: str | None = Field(default=None, max_length=200)
+    agent_name: OneLine | None = Field(default=None, max_length=200)
     base_commit: str | None = Field(default=None, max_length=64)
 
 
