@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 KEY_PREFIX = "dk-"
-_KEY_LIKE = re.compile(r"dk(?:-|%2[dD])(?:[A-Za-z0-9_\-]|%[0-9A-Fa-f]{2})+")  # percent-encoded too (in a URL)
+# in any case and percent-encoded too (in a URL: `%64k-`, `d%6Bk%2D` are the same key to the server)
+_KEY_LIKE = re.compile(r"(?i)(?:d|%64)(?:k|%6b)(?:-|%2d)(?:[a-z0-9_\-]|%[0-9a-f]{2})+")
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 _SIGNATURE = re.compile(r"(?i)((?:^|[?&;\s])signature=)[^&\s\"']*")  # a signed upload URL's: a bearer capability
 
