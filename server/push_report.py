@@ -143,8 +143,12 @@ class ReportFilter:
                 passthrough += raw
         return bytes(passthrough)
 
+    def __post_init__(self):
+        self._paths = sorted((p.encode("utf-8", "surrogateescape") for p in self.private_paths), key=len,
+                             reverse=True)  # a repository's path before the data directory it is in
+
     def _message(self, text: bytes) -> bytes:
-        for path in sorted((p.encode("utf-8", "surrogateescape") for p in self.private_paths), key=len, reverse=True):
+        for path in self._paths:
             text = text.replace(path + b"/./", b"").replace(path + b"/", b"").replace(path, b".")
         ref = self._unlocked_ref(text)
         if ref is None:
