@@ -104,6 +104,12 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
         except object_headers.CorruptObject as error:
             return [Rejection(u.ref, f"unreadable object in the push: {error}", "invalid") for u in updates]
         oversized = _not_stored(ctx, scanned.oversized)
+        sent = ctx.push_scans.sent_objects if ctx.push_scans else None
+        if (scanned.oversized and not oversized) or (sent is not None and scanned.count < sent):
+            # objects the push sent were stored already (git's unpack-objects skips those): by a change accepted
+            # once, or by one the API refused after writing them? What no ref reaches yet counts.
+            tips = sorted({u.new for u in updates if not u.is_delete})
+            oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)
         total = scanned.total
         if not oversized and total > ctx.settings.max_push_inflated_size:
             sizes = dict(object_headers.all_sizes(Path(quarantine)))
@@ -123,7 +129,9 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
 
 def _not_stored(ctx: ChangeContext, object_ids: list[str]) -> list[str]:
     """The quarantine's objects that the repository did not have: git completes a thin pack with the bases it
-    was sent against, objects already stored, which count neither for the object nor for the push limit."""
+    was sent against, objects already stored, which count neither for the object nor for the push limit. Where
+    the push sent stored objects, what no ref reaches is looked at again (check_object_sizes): a refused API
+    merge leaves its objects stored, and a push of the same content then passed the object limit."""
     stored = git_read.object_sizes(ctx.repo_path, object_ids)  # no quarantine env: the repository's own
     return [object_id for object_id in object_ids if object_id not in stored]
 

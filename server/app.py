@@ -170,7 +170,7 @@ class GitHttpApp:
         if head.object_count is not None:
             env["GIT_ALLOC_LIMIT"] = str(allocation_limit(head.object_count, self.settings.max_object_size))
         commands = PushCommands()
-        ctx = replace(ctx, push_scans=PushScans())
+        ctx = replace(ctx, push_scans=PushScans(sent_objects=head.object_count))
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
                 *_RECEIVE_HIDDEN, "receive-pack", "--stateless-rpc", "."]

@@ -30,6 +30,7 @@ class CorruptObject(ValueError):
 class SizeScan:
     oversized: list[str]  # ids of the objects larger than the limit
     total: int  # the inflated size of every object scanned
+    count: int = 0  # how many objects were scanned
 
 
 def pack_indexes(object_dir: Path) -> list[Path]:
@@ -58,12 +59,13 @@ def pack_scan(idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
 
 
 def _summed(sizes: Iterator[tuple[str, int]], limit: int) -> SizeScan:
-    oversized, total = [], 0
+    oversized, total, count = [], 0, 0
     for object_id, size in sizes:
         total += size
+        count += 1
         if size > limit:
             oversized.append(object_id)
-    return SizeScan(oversized, total)
+    return SizeScan(oversized, total, count)
 
 
 def _loose_sizes(object_dir: Path) -> Iterator[tuple[str, int]]:

@@ -17,7 +17,8 @@ from .object_headers import SizeScan
 
 
 class PushScans:
-    def __init__(self):
+    def __init__(self, sent_objects: int | None = None):
+        self.sent_objects = sent_objects  # what the pack's header says it holds (None: not read)
         self._lock = threading.Lock()
         self._scans: dict[tuple, Future] = {}
 
@@ -25,17 +26,18 @@ class PushScans:
         """The objects stored directly in `object_dir` (loose, or in its packs): those larger than `limit`, and
         what they all inflate to."""
         loose = object_headers.loose_scan(object_dir, limit)
-        oversized, total = list(loose.oversized), loose.total
+        oversized, total, count = list(loose.oversized), loose.total, loose.count
         for idx in object_headers.pack_indexes(object_dir):
             packed = self.pack(idx, limit, hash_size)
             oversized += packed.oversized
             total += packed.total
-        return SizeScan(oversized, total)
+            count += packed.count
+        return SizeScan(oversized, total, count)
 
     def pack(self, idx: Path, limit: int, hash_size: int = 20) -> SizeScan:
         idx = Path(os.path.realpath(idx))  # git names the quarantine its own way: one key per file
         scanned = self.once(("pack", idx, limit, hash_size), lambda: object_headers.pack_scan(idx, limit, hash_size))
-        return SizeScan(list(scanned.oversized), scanned.total)
+        return SizeScan(list(scanned.oversized), scanned.total, scanned.count)
 
     def finished(self) -> list[Path]:
         """The packs whose size scan is over (its result or its error is in)."""

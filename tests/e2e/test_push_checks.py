@@ -260,6 +260,34 @@ def test_object_size_cap_on_inflated_size(small_limits_server, git, tmp_path):
     assert b"larger than the 1048576 byte limit" in result.stderr
 
 
+def test_an_object_a_refused_api_merge_left_stored_still_counts_for_a_push(small_limits_server, git, tmp_path):
+    """A merge the API refused for an object over the limit leaves that object stored (the API writes before its
+    checks run); a push of the same merge then passed, its object counted as one the repository already had."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    lines = lambda tag, count: "".join(f"{tag} line {i} of a file that grows from both ends\n" for i in range(count))  # noqa: E731
+    work = git.new_worktree(tmp_path / "w", {"f.txt": lines("base", 14_000)})
+    git("push", "-q", url, "main", cwd=work)
+    git("checkout", "-q", "-b", "a", cwd=work)
+    git.commit(work, {"f.txt": lines("base", 14_000) + lines("a", 6_000)}, "a appends")
+    git("checkout", "-q", "-b", "b", "main", cwd=work)
+    git.commit(work, {"f.txt": lines("b", 6_000) + lines("base", 14_000)}, "b prepends")
+    git("push", "-q", url, "a", "b", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    merge = lambda source: requests.post(f"{small_limits_server.url}/v1/repos/{repo}/merges", headers=headers,  # noqa: E731
+                                         json={"source": source, "target": "main"}, timeout=60)
+    assert merge("a").status_code == 200
+    refused = merge("b")
+    assert refused.status_code == 413 and refused.json()["code"] == "too_large", refused.text
+    before = git.out("ls-remote", url, "refs/heads/main", cwd=work).split()[0]
+    git("fetch", "-q", url, "main", cwd=work)
+    git("checkout", "-q", "-B", "main", "FETCH_HEAD", cwd=work)
+    git("merge", "-q", "--no-edit", "b", cwd=work)
+    assert_refused_for_size(git, url, work, git.out("ls-remote", url, "refs/heads/main", cwd=work))
+    assert git.out("ls-remote", url, "refs/heads/main", cwd=work).split()[0] == before
+
+
 def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp_path):
     """Over 100 objects, so receive-pack keeps the pack; the big file arrives as a small delta against the
     version the server has, and it is the size it rebuilds that counts."""
