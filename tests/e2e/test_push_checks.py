@@ -266,7 +266,10 @@ def test_an_object_a_refused_api_merge_left_stored_still_counts_for_a_push(small
     tenant = small_limits_server.tenant()
     repo = tenant.repo()
     url = tenant.url(repo)
-    lines = lambda tag, count: "".join(f"{tag} line {i} of a file that grows from both ends\n" for i in range(count))  # noqa: E731
+
+    def lines(tag: str, count: int) -> str:
+        return "".join(f"{tag} line {i} of a file that grows from both ends\n" for i in range(count))
+
     work = git.new_worktree(tmp_path / "w", {"f.txt": lines("base", 14_000)})
     git("push", "-q", url, "main", cwd=work)
     git("checkout", "-q", "-b", "a", cwd=work)
@@ -275,8 +278,11 @@ def test_an_object_a_refused_api_merge_left_stored_still_counts_for_a_push(small
     git.commit(work, {"f.txt": lines("b", 6_000) + lines("base", 14_000)}, "b prepends")
     git("push", "-q", url, "a", "b", cwd=work)
     headers = {"Authorization": f"Bearer {tenant.keys['admin']}"}
-    merge = lambda source: requests.post(f"{small_limits_server.url}/v1/repos/{repo}/merges", headers=headers,  # noqa: E731
-                                         json={"source": source, "target": "main"}, timeout=60)
+
+    def merge(source: str) -> requests.Response:
+        return requests.post(f"{small_limits_server.url}/v1/repos/{repo}/merges", headers=headers,
+                             json={"source": source, "target": "main"}, timeout=60)
+
     assert merge("a").status_code == 200
     refused = merge("b")
     assert refused.status_code == 413 and refused.json()["code"] == "too_large", refused.text
