@@ -100,6 +100,18 @@ class MergeStore:
 
     def persist(self, root: bytes) -> int:
         """Copy the new objects reachable from `root` (a tree or commit) into the repository; returns how many."""
+        wanted = self._new_reachable(root)
+        if wanted:
+            self._add_all(wanted)
+        return len(wanted)
+
+    def oversized_blobs(self, root: bytes, limit: int) -> list[str]:
+        """The new blobs reachable from `root` larger than `limit` bytes: what the size check would refuse once
+        they were stored (and then stored they would stay)."""
+        return [obj.id.decode() for obj in self._new_reachable(root)
+                if isinstance(obj, Blob) and obj.raw_length() > limit]
+
+    def _new_reachable(self, root: bytes) -> list[ShaFile]:
         wanted: list[ShaFile] = []
         stack = [root]
         seen: set[bytes] = set()
@@ -115,9 +127,7 @@ class MergeStore:
             elif isinstance(obj, Commit):
                 stack.append(obj.tree)
                 stack.extend(obj.parents)  # earlier new commits (a rebase writes a chain)
-        if wanted:
-            self._add_all(wanted)
-        return len(wanted)
+        return wanted
 
     def _add_all(self, wanted: list[ShaFile]) -> None:
         """Write `wanted` as one pack through `git index-pack`, which names, indexes and fsyncs it (core.fsync)

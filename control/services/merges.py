@@ -23,7 +23,7 @@ from hooks.locks import locked_path_reason, locks_of_others
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_refs
-from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, StorageFailure
+from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, StorageFailure, TooLarge
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
@@ -86,8 +86,9 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                                   squash_since=squash_since)
             except UnrelatedHistories as error:
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
-            if dry_run and plan.moves_target:
+            if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written
                 _refuse_locked_changes(session, repo, plan, ref, workspace_id)
+                _refuse_oversized(plan, ref, app.settings.max_object_size)
             starts_branch = head is None and start is not None  # a record-only branch's first commit is its base's
             if dry_run or not plan.clean or not (plan.moves_target or starts_branch):
                 return _outcome(plan, target_branch, label, dry_run)
@@ -110,8 +111,8 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
 
 
 def _refuse_locked_changes(session, repo: Repository, plan: MergePlan, ref: str, workspace_id: str | None) -> None:
-    """A dry run answers as the merge would: the checks would refuse a change to a path another workspace locked
-    (the other checks cannot refuse what a clean merge of stored commits makes)."""
+    """The checks would refuse a change to a path another workspace locked (the others, but the size check, cannot
+    refuse what a clean merge of stored commits makes)."""
     locks = locks_of_others(session, repo.id, workspace_id)
     if not locks:
         return
@@ -119,6 +120,14 @@ def _refuse_locked_changes(session, repo: Repository, plan: MergePlan, ref: str,
     reason = locked_path_reason(locks, plan.store.changed_paths(target_head, plan.new_head.encode()))
     if reason:
         raise Locked(reason, {"ref": ref})
+
+
+def _refuse_oversized(plan: MergePlan, ref: str, limit: int) -> None:
+    """The size check refuses a merge whose content merge makes a file over the limit; asked before the merge's
+    objects are stored, so a refused merge leaves none behind (and a dry run answers as the merge would)."""
+    oversized = plan.store.oversized_blobs(plan.new_head.encode(), limit)
+    if oversized:
+        raise TooLarge(f"object {oversized[0]} is larger than the {limit} byte limit", {"ref": ref})
 
 
 _SWAPPED = object()

@@ -260,38 +260,65 @@ def test_object_size_cap_on_inflated_size(small_limits_server, git, tmp_path):
     assert b"larger than the 1048576 byte limit" in result.stderr
 
 
-def test_an_object_a_refused_api_merge_left_stored_still_counts_for_a_push(small_limits_server, git, tmp_path):
-    """A merge the API refused for an object over the limit leaves that object stored (the API writes before its
-    checks run); a push of the same merge then passed, its object counted as one the repository already had."""
-    tenant = small_limits_server.tenant()
-    repo = tenant.repo()
-    url = tenant.url(repo)
-
+def _grows_from_both_ends(git, url: str, work) -> None:
+    """main holds f.txt (0.8 MiB); branch a appends to it and b prepends, each under small_limits_server's 1 MiB
+    object limit; merged, the file is over it."""
     def lines(tag: str, count: int) -> str:
         return "".join(f"{tag} line {i} of a file that grows from both ends\n" for i in range(count))
 
-    work = git.new_worktree(tmp_path / "w", {"f.txt": lines("base", 14_000)})
-    git("push", "-q", url, "main", cwd=work)
     git("checkout", "-q", "-b", "a", cwd=work)
     git.commit(work, {"f.txt": lines("base", 14_000) + lines("a", 6_000)}, "a appends")
     git("checkout", "-q", "-b", "b", "main", cwd=work)
     git.commit(work, {"f.txt": lines("b", 6_000) + lines("base", 14_000)}, "b prepends")
     git("push", "-q", url, "a", "b", cwd=work)
-    headers = {"Authorization": f"Bearer {tenant.keys['admin']}"}
-
-    def merge(source: str) -> requests.Response:
-        return requests.post(f"{small_limits_server.url}/v1/repos/{repo}/merges", headers=headers,
-                             json={"source": source, "target": "main"}, timeout=60)
-
-    assert merge("a").status_code == 200
-    refused = merge("b")
-    assert refused.status_code == 413 and refused.json()["code"] == "too_large", refused.text
-    before = git.out("ls-remote", url, "refs/heads/main", cwd=work).split()[0]
-    git("fetch", "-q", url, "main", cwd=work)
-    git("checkout", "-q", "-B", "main", "FETCH_HEAD", cwd=work)
+    git("checkout", "-q", "-B", "merged", "a", cwd=work)
     git("merge", "-q", "--no-edit", "b", cwd=work)
-    assert_refused_for_size(git, url, work, git.out("ls-remote", url, "refs/heads/main", cwd=work))
-    assert git.out("ls-remote", url, "refs/heads/main", cwd=work).split()[0] == before
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_an_api_merge_over_the_object_limit_is_refused_before_it_stores_anything(small_limits_server, git, tmp_path,
+                                                                                 dry_run):
+    """A merge writes its objects before the checks run: one the size check refused left its oversized blob
+    stored for good (and a push of the same merge then passed, its blob counted as one already stored), and its
+    dry run said it would merge cleanly."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    work = git.new_worktree(tmp_path / "w", {"f.txt": "".join(f"base line {i} of a file that grows from both ends\n"
+                                                              for i in range(14_000))})
+    git("push", "-q", url, "main", cwd=work)
+    _grows_from_both_ends(git, url, work)
+    merged_blob = git.out("rev-parse", "merged:f.txt", cwd=work)
+    headers = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    merges = f"{small_limits_server.url}/v1/repos/{repo}/merges"
+    assert requests.post(merges, headers=headers, json={"source": "a", "target": "main"}, timeout=60).ok
+    refused = requests.post(merges, headers=headers, json={"source": "b", "target": "main", "dryRun": dry_run},
+                            timeout=60)
+    assert refused.status_code == 413 and refused.json()["code"] == "too_large", refused.text
+    assert merged_blob in refused.json()["error"]
+    stored = subprocess.run(["git", "cat-file", "-e", merged_blob], cwd=repo_path(small_limits_server, tenant, repo))
+    assert stored.returncode != 0
+
+
+def test_a_pushed_object_stored_already_but_reached_by_no_ref_still_counts(small_limits_server, git, tmp_path):
+    """git's unpack-objects skips objects the repository has, and the size check counted only the quarantine's:
+    an oversized blob stored by no accepted change (here written straight into the repository, as a refused API
+    merge used to leave one) passed in a push."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    work = git.new_worktree(tmp_path / "w", {"f.txt": "".join(f"base line {i} of a file that grows from both ends\n"
+                                                              for i in range(14_000))})
+    git("push", "-q", url, "main", cwd=work)
+    before = git.out("ls-remote", url, "refs/heads/main", cwd=work)
+    _grows_from_both_ends(git, url, work)
+    blob = subprocess.run(["git", "cat-file", "blob", "merged:f.txt"], cwd=work, capture_output=True,
+                          check=True).stdout
+    subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo_path(small_limits_server, tenant, repo),
+                   input=blob, check=True, capture_output=True)
+    git("checkout", "-q", "main", cwd=work)
+    git("merge", "-q", "--ff-only", "merged", cwd=work)
+    assert_refused_for_size(git, url, work, before)
 
 
 def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp_path):
