@@ -5,6 +5,7 @@ the parent merges, the child is rebased onto the target so it stays mergeable.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from sqlalchemy import select
@@ -13,13 +14,15 @@ from sqlalchemy.orm import Session
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_read, git_refs
-from storage.errors import Conflict, Invalid, Locked, NotFound, StaleRef
+from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Repository, Stack, StackReview, Workspace
 from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name
+
+log = logging.getLogger(__name__)
 
 REVIEW_STATES = ("approve", "request_changes", "comment")
 
@@ -225,7 +228,10 @@ def _refuse_moved_bookmark(app, repo: Repository, stack: Stack) -> None:
 
 
 def restack_child(session: Session, app, repo: Repository, child: Stack, parent: Stack, actor: Principal) -> None:
-    """Replay the child's own commits onto the parent's target, so the child stays mergeable there."""
+    """Replay the child's own commits onto the parent's target, so the child stays mergeable there. Where that
+    cannot be done (a conflict, commits pushed to its branch since the submit, a check refusing the branch's move:
+    protection, a lock), the child stays as it is, not mergeable until it is resubmitted; the parent's merge
+    stands (a refused restack used to undo it)."""
     from storage.merge_strategies import replay_commits
 
     from .merges import MERGER
@@ -236,22 +242,17 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
         replayed = replay_commits(git_repo.object_store, target_head, list(child.commits), MERGER)
     child.parent_stack_id = None
     child.base_branch, child.base_commit = parent.base_branch, target_head
-    if not replayed.clean:  # its commits stay as they were: the stack shows as not mergeable until it is resubmitted
-        session.flush()
-        return
     ref = f"refs/heads/{child.bookmark}"
     old = git_refs.read_ref(path, ref)
-    if old not in (None, child.head_commit):  # commits pushed to the branch since the submit: theirs to keep
-        session.flush()
-        return
-    replayed.persist()
-    try:
-        apply_ref_change(change_context(app, repo, actor, "merge"),
-                         RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
-    except StaleRef:  # moved meanwhile: as above
-        session.flush()
-        return
-    child.head_commit, child.commits = replayed.new_head, replayed.new_commits
+    if replayed.clean and old in (None, child.head_commit):
+        ctx = change_context(app, repo, actor, "merge")
+        ctx.workspace_id = child.workspace_id  # its own workspace's locks do not hold it back
+        try:
+            replayed.persist()
+            apply_ref_change(ctx, RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
+            child.head_commit, child.commits = replayed.new_head, replayed.new_commits
+        except DomainError as error:
+            log.info("stack %s not restacked onto %s: %s", child.id, parent.base_branch, error.message)
     session.flush()
 
 

@@ -541,6 +541,31 @@ def test_a_child_stack_whose_branch_got_new_commits_is_not_restacked_over_them(s
     assert v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {}).status_code == 409, shown
 
 
+def test_a_parent_stack_merges_when_its_childs_branch_may_not_be_restacked(server, tenant, git, seeded):
+    """With the stacks' branches protected (no force), the child's restack (a force move of its branch) was
+    refused, and the refusal undid the parent's merge: 403 'force push is not allowed' for a branch the merge
+    did not name, while the dry run said it would merge cleanly."""
+    from sqlalchemy import select
+
+    from control.services import repos
+    from storage.models import Repository
+
+    repo, _, _ = seeded
+    with server.context.db.session() as session:
+        row = session.scalar(select(Repository).where(Repository.org_id == tenant.org_id, Repository.slug == repo))
+        repos.protect_branch(session, row, "stacks/**")
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "parent", {"lib/base.py": "BASE = 1\n"})
+    _, child, child_sha = submit_work(dojo, "child", {"lib/child.py": "x\n"}, base_commit=parent_sha)
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": "squash"})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    main = git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0]
+    assert main == merged.json()["data"]["head_commit"]
+    assert git.out("ls-remote", tenant.url(repo), f"refs/heads/{child['bookmark']}").split()[0] == child_sha
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert shown["headCommit"] == child_sha and shown["parentStackId"] is None and shown["baseBranch"] == "main"
+
+
 def test_merging_a_stack_whose_branch_was_deleted_says_so(server, tenant, seeded):
     """deleteBranch on a stack whose bookmark was already deleted said the branch "received new commits"."""
     repo, _, _ = seeded
