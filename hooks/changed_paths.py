@@ -14,9 +14,15 @@ from .refs import RefUpdate
 
 
 def paths_changed_by(ctx: ChangeContext, update: RefUpdate) -> list[str]:
-    """Paths that differ between what the ref held (for a new ref, the default branch's head: what it adds to
-    the repository) and its new value; renames count as a delete and an add."""
-    return changed_between(ctx, update.old if not update.is_create else default_head(ctx), update.new)
+    """Paths that differ between what the ref held and its new value; renames count as a delete and an add. A
+    new ref is compared with where it leaves the default branch (their merge base; the default branch's head
+    when they share no history): a branch made from an older commit changes no path the default branch changed
+    since (a workspace based there could not submit past a lock on one)."""
+    if not update.is_create:
+        return changed_between(ctx, update.old, update.new)
+    head = default_head(ctx)
+    fork = git_read.merge_base(ctx.repo_path, head, update.new, env=ctx.git_env) if head else None
+    return changed_between(ctx, fork or head, update.new)
 
 
 def default_head(ctx: ChangeContext) -> str | None:

@@ -16,6 +16,14 @@ def is_ancestor(repo: Path, ancestor: str, descendant: str, env: Mapping[str, st
     return result.returncode == 0
 
 
+def merge_base(repo: Path, one: str, two: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The best common ancestor of two commits, None when they share no history."""
+    result = run_git(repo, ["merge-base", "--end-of-options", one, two], env=env, check=False)
+    if result.returncode not in (0, 1):
+        raise RuntimeError("git merge-base failed")
+    return result.stdout.decode().strip() or None
+
+
 def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[str, str] | None = None) -> list[str]:
     """Blobs reachable from `tips` but from no existing ref whose inflated size exceeds `limit` bytes."""
     tips = list(tips)

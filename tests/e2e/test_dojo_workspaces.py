@@ -266,6 +266,24 @@ def test_an_agent_name_cannot_write_to_another_pushers_terminal(server, tenant, 
     assert "without approval" not in server.log_text()
 
 
+def test_a_workspace_on_an_older_base_submits_past_a_lock_on_what_main_changed_since(server, tenant, git, seeded):
+    """A new branch's paths were its difference from main's head: a workspace based on an older commit could not
+    submit (nor a branch made there be pushed) past another workspace's lock on a file main changed since, a file
+    it never touched. What a new branch changes is now counted from where it leaves main."""
+    repo, work, base = seeded
+    git.commit(work, {"docs/d.md": "changed on main since\n"}, "main moves on")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    holder = dojo.workspace("holder")
+    assert dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["docs/**"]}).status_code == 201
+    _, stack, _ = submit_work(dojo, "older", {"zz/new.txt": "new\n"}, base_commit=base)
+    assert stack["bookmark"] == "stacks/older"
+    git("checkout", "-q", "-b", "touches-docs", base, cwd=work)
+    git.commit(work, {"docs/d.md": "this one does change it\n"}, "a branch that edits the locked file")
+    refused = git("push", tenant.url(repo), "touches-docs", cwd=work, check=False)
+    assert b"docs/d.md matches lock 'docs/**'" in refused.stderr, refused.stderr
+
+
 def test_asking_again_for_a_held_lock_renews_it_instead_of_adding_one(server, tenant, seeded):
     """A retried lock request made a second lock on the same paths, left behind when the first was released."""
     repo, _, _ = seeded
