@@ -61,7 +61,7 @@ def get_branch(session: Session, app, repo: Repository, name: str) -> BranchView
 def create_branch(session: Session, app, repo: Repository, actor: Principal, name: str,
                   source: str | None = None, record_only: bool = False) -> BranchView:
     """From `source` (a branch or commit; default: the main head), or as a record awaiting its first upload."""
-    checked_branch_name(name)
+    checked_branch_name(name, new=True)
     path = app.store.path_for(repo.id)
     serialize_repository_writes(session, repo.id)  # a record-only create and a create from a commit take turns
     existing = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))

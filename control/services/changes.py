@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from hooks.context import ChangeContext, RepoRef
-from hooks.refs import branch_name_problem
+from hooks.refs import branch_name_problem, new_branch_problem
 from storage import git_objects, git_read, git_refs
 from storage.errors import Invalid, NotFound
 from storage.keys import Principal
@@ -21,8 +21,9 @@ def change_context(app, repo: Repository, actor: Principal | None, source: str) 
                          repo_path=app.store.path_for(repo.id))
 
 
-def checked_branch_name(name: str) -> str:
-    problem = branch_name_problem(name)
+def checked_branch_name(name: str, new: bool = False) -> str:
+    """`name` if a branch may have it (`new`: if a branch may be created with it), else Invalid."""
+    problem = branch_name_problem(name) or (new_branch_problem(f"refs/heads/{name}") if new else None)
     if problem:
         raise Invalid(f"invalid branch name {name!r}: {problem}", {"fields": [{"loc": "name", "msg": problem}]})
     return name

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import struct
 import subprocess
@@ -141,9 +142,9 @@ def test_a_branch_under_head_is_refused_and_one_already_there_can_be_deleted(ser
     repository ('refs/remotes/origin/HEAD/x' exists; cannot create 'refs/remotes/origin/HEAD')."""
     repo, work = pushed
     key = tenant.keys["agent"]
-    for name in ("HEAD/x", "refs/heads/x", "@"):
-        made = requests.post(f"{server.url}/v1/repos/{repo}/branches", json={"name": name}, timeout=30,
-                             headers={"Authorization": f"Bearer {key}"})
+    for name, record_only in itertools.product(("HEAD/x", "refs/heads/x", "@"), (False, True)):
+        made = requests.post(f"{server.url}/v1/repos/{repo}/branches", json={"name": name, "recordOnly": record_only},
+                             timeout=30, headers={"Authorization": f"Bearer {key}"})
         assert made.status_code in (400, 422) and made.json()["success"] is False, (name, made.text)
     git("clone", "-q", tenant.url(repo), str(tmp_path / "clone"))
     head = git.out("rev-parse", "HEAD", cwd=work)
