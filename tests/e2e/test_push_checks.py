@@ -261,12 +261,19 @@ def test_object_size_cap_on_inflated_size(small_limits_server, git, tmp_path):
     assert b"larger than the 1048576 byte limit" in result.stderr
 
 
-def _grows_from_both_ends(git, url: str, work) -> None:
-    """main holds f.txt (0.8 MiB); branch a appends to it and b prepends, each under small_limits_server's 1 MiB
-    object limit; merged, the file is over it."""
+def _grows_from_both_ends(server, git, tmp_path):
+    """A repository whose main holds f.txt (0.8 MiB), and a work tree where branch a appends to it and b
+    prepends, each under small_limits_server's 1 MiB object limit, pushed; `merged` (a merged with b) is over it.
+    Returns (tenant, repo, url, work, main's ls-remote line)."""
     def lines(tag: str, count: int) -> str:
         return "".join(f"{tag} line {i} of a file that grows from both ends\n" for i in range(count))
 
+    tenant = server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    work = git.new_worktree(tmp_path / "w", {"f.txt": lines("base", 14_000)})
+    git("push", "-q", url, "main", cwd=work)
+    before = git.out("ls-remote", url, "refs/heads/main", cwd=work)
     git("checkout", "-q", "-b", "a", cwd=work)
     git.commit(work, {"f.txt": lines("base", 14_000) + lines("a", 6_000)}, "a appends")
     git("checkout", "-q", "-b", "b", "main", cwd=work)
@@ -274,6 +281,7 @@ def _grows_from_both_ends(git, url: str, work) -> None:
     git("push", "-q", url, "a", "b", cwd=work)
     git("checkout", "-q", "-B", "merged", "a", cwd=work)
     git("merge", "-q", "--no-edit", "b", cwd=work)
+    return tenant, repo, url, work, before
 
 
 @pytest.mark.parametrize("dry_run", [True, False])
@@ -282,13 +290,7 @@ def test_an_api_merge_over_the_object_limit_is_refused_before_it_stores_anything
     """A merge writes its objects before the checks run: one the size check refused left its oversized blob
     stored for good (and a push of the same merge then passed, its blob counted as one already stored), and its
     dry run said it would merge cleanly."""
-    tenant = small_limits_server.tenant()
-    repo = tenant.repo()
-    url = tenant.url(repo)
-    work = git.new_worktree(tmp_path / "w", {"f.txt": "".join(f"base line {i} of a file that grows from both ends\n"
-                                                              for i in range(14_000))})
-    git("push", "-q", url, "main", cwd=work)
-    _grows_from_both_ends(git, url, work)
+    tenant, repo, _, work, _ = _grows_from_both_ends(small_limits_server, git, tmp_path)
     merged_blob = git.out("rev-parse", "merged:f.txt", cwd=work)
     headers = {"Authorization": f"Bearer {tenant.keys['admin']}"}
     merges = f"{small_limits_server.url}/v1/repos/{repo}/merges"
@@ -305,14 +307,7 @@ def test_a_pushed_object_stored_already_but_reached_by_no_ref_still_counts(small
     """git's unpack-objects skips objects the repository has, and the size check counted only the quarantine's:
     an oversized blob stored by no accepted change (here written straight into the repository, as a refused API
     merge used to leave one) passed in a push."""
-    tenant = small_limits_server.tenant()
-    repo = tenant.repo()
-    url = tenant.url(repo)
-    work = git.new_worktree(tmp_path / "w", {"f.txt": "".join(f"base line {i} of a file that grows from both ends\n"
-                                                              for i in range(14_000))})
-    git("push", "-q", url, "main", cwd=work)
-    before = git.out("ls-remote", url, "refs/heads/main", cwd=work)
-    _grows_from_both_ends(git, url, work)
+    tenant, repo, url, work, before = _grows_from_both_ends(small_limits_server, git, tmp_path)
     blob = subprocess.run(["git", "cat-file", "blob", "merged:f.txt"], cwd=work, capture_output=True,
                           check=True).stdout
     subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo_path(small_limits_server, tenant, repo),
