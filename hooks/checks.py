@@ -54,8 +54,10 @@ def check_deletes_name_the_current_value(ctx: ChangeContext, updates: Sequence[R
     if ctx.source != "push":
         return []
     rejections = []
-    for update in (u for u in updates if u.is_delete):
-        current = git_refs.read_ref(ctx.repo_path, update.ref)
+    deletes = [u for u in updates if u.is_delete]
+    values = git_refs.read_refs(ctx.repo_path, [u.ref for u in deletes])
+    for update in deletes:
+        current = values[update.ref]
         if current != update.old:
             now = f"is at {current}" if current else "does not exist"
             rejections.append(Rejection(update.ref, f"{update.ref} {now}, not {update.old}: fetch first", "invalid"))

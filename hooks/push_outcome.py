@@ -14,10 +14,10 @@ SWAP_FAILED = ("failed to update ref", "failed to lock", "incorrect old value pr
                "atomic transaction failed")
 
 
-def ref_now_at(repo_path: Path, update: RefUpdate) -> bool:
-    """Whether the ref holds what the update asked for (nothing, for a delete)."""
-    current = git_refs.read_ref(repo_path, update.ref)
-    return current is None if update.is_delete else current == update.new
+def now_in_place(repo_path: Path, updates: Sequence[RefUpdate]) -> list[RefUpdate]:
+    """The updates whose ref holds what they asked for (nothing, for a delete)."""
+    values = git_refs.read_refs(repo_path, [update.ref for update in updates])
+    return [u for u in updates if (values[u.ref] is None if u.is_delete else values[u.ref] == u.new)]
 
 
 def found_in_place(repo_path: Path, updates: Sequence[RefUpdate], outcome: dict[str, str | None],
@@ -27,6 +27,6 @@ def found_in_place(repo_path: Path, updates: Sequence[RefUpdate], outcome: dict[
     pusher is told "ok", and what the lost request did not record is recorded. Deletes are left as git answered:
     a missing ref may since have become a record-only branch (a row that a delete's effects would remove). An
     atomic push landed only if every one of its refs holds what it asked for."""
-    landed = [update for update in updates if outcome.get(update.ref) in SWAP_FAILED and not update.is_delete
-              and ref_now_at(repo_path, update)]
+    landed = now_in_place(repo_path, [update for update in updates
+                                      if outcome.get(update.ref) in SWAP_FAILED and not update.is_delete])
     return landed if not atomic or len(landed) == len(updates) else []

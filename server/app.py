@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
-from hooks.push_outcome import found_in_place, ref_now_at
+from hooks.push_outcome import found_in_place, now_in_place
 from hooks.refs import RECEIVE_HIDE_REFS, RefUpdate, hidden_ref_reasons
 from storage import git_refs
 from storage.db import Database
@@ -196,8 +196,8 @@ class GitHttpApp:
                 log.warning("push to %s refused by git: %s", ctx.repo_path, problem)
             if stale := git_refs.remove_stale_locks(ctx.repo_path, [r for r, why in outcome.items() if why]):
                 log.warning("removed lock files a killed git left in %s: %s", ctx.repo_path, ", ".join(stale))
-            applied = [u for u in commands.updates
-                       if (outcome[u.ref] is None if u.ref in outcome else ref_now_at(ctx.repo_path, u))]
+            unnamed = set(now_in_place(ctx.repo_path, [u for u in commands.updates if u.ref not in outcome]))
+            applied = [u for u in commands.updates if (outcome[u.ref] is None if u.ref in outcome else u in unnamed)]
             reasons: dict[str, str | None] = {r.ref: r.reason for r in channel.rejections}
             landed = (found_in_place(ctx.repo_path, commands.updates, outcome, commands.atomic)
                       if channel.approved and not reasons and problem is None else [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Iterable
 
 from dulwich.refs import DiskRefsContainer
 
@@ -15,11 +16,20 @@ ZERO_SHA = "0" * 40
 
 def read_ref(repo_path: Path, ref: str) -> str | None:
     """The ref's value (symbolic refs followed); a refs container alone, not a whole Repo (20x cheaper)."""
-    try:
-        value = DiskRefsContainer(str(repo_path))[ref.encode()]
-    except KeyError:
-        return None
-    return value.decode()
+    return read_refs(repo_path, [ref])[ref]
+
+
+def read_refs(repo_path: Path, refs: Iterable[str]) -> dict[str, str | None]:
+    """Each ref's value (None: absent), packed-refs read once for all of them: one container per ref read it
+    again for each (a push deleting 15,000 of a repository's 15,000 packed refs took its checks 16 minutes)."""
+    container = DiskRefsContainer(str(repo_path))
+    values: dict[str, str | None] = {}
+    for ref in refs:
+        try:
+            values[ref] = container[ref.encode()].decode()
+        except KeyError:
+            values[ref] = None
+    return values
 
 
 LOCK_RETRY_DELAYS = (0.01, 0.05)  # after git's own wait on a held lock (core.filesRefLockTimeout, 100 ms)

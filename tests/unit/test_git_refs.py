@@ -184,3 +184,30 @@ def test_a_pushed_ref_name_never_reaches_a_lock_outside_refs(repo, tmp_path, ref
     finally:
         for victim in made:
             victim.unlink(missing_ok=True)
+
+
+def test_a_push_of_many_deletes_reads_packed_refs_once_per_question(repo, monkeypatch):
+    """Each ref read made its own refs container, which parsed packed-refs again: a push deleting 15,000 of a
+    repository's 15,000 packed refs kept its checks busy for 16 minutes (quadratic in the refs)."""
+    import dulwich.refs
+
+    from hooks.checks import check_deletes_name_the_current_value
+    from hooks.context import ChangeContext, RepoRef
+    from hooks.push_outcome import found_in_place, now_in_place
+    from hooks.refs import RefUpdate
+
+    bare, (first, second) = repo
+    names = [f"refs/heads/topic-{n}" for n in range(300)]
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=bare, check=True,
+                   input="".join(f"create {name} {first}\n" for name in names).encode())
+    git(bare, "pack-refs", "--all", "--prune")
+    parses = []
+    real = dulwich.refs.read_packed_refs_with_peeled
+    monkeypatch.setattr(dulwich.refs, "read_packed_refs_with_peeled", lambda f: parses.append(1) or real(f))
+    deletes = [RefUpdate(old=first, new=ZERO_SHA, ref=name) for name in names]
+    ctx = ChangeContext(db=None, settings=None, repo=RepoRef("r", "o", "r", "main"), repo_path=bare, actor=None)
+    assert check_deletes_name_the_current_value(ctx, deletes, session=None) == []
+    moves = [RefUpdate(old=second, new=first, ref=name) for name in names]
+    assert found_in_place(bare, moves, {name: "failed to update ref" for name in names}, atomic=False) == moves
+    assert now_in_place(bare, deletes) == []
+    assert len(parses) == 3
