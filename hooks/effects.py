@@ -30,10 +30,10 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
     if not changes:
         return
     serialize_repository_writes(session, ctx.repo.id)
-    values = git_refs.read_refs(ctx.repo_path, [change.ref for change in changes])
+    heads = git_refs.read_refs(ctx.repo_path, [change.ref for change in changes])
     for change in changes:
         name = change.branch
-        current = values[change.ref]
+        current = heads[change.ref]
         if current is None:
             session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
             defer(session, PURGE_BRANCH_FILES, ctx.repo.id, name)  # the job does nothing if it exists again
