@@ -360,7 +360,9 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
         finally:
             if report is not None and not finished:
                 filter_ = filter_ or report()
-                for chunk in output:
+                # a reader of its own: the loop's was closed with the loop when the client went away, and git, its
+                # output unread, would wait forever on a full pipe (nothing it had sent was lost with it)
+                for chunk in process.output():
                     filter_.feed(chunk)
                 process.wait()
                 after(filter_)

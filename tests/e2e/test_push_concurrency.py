@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -86,6 +87,50 @@ def test_a_ref_being_written_is_named_without_the_server_paths(server, tenant, g
     assert b"cannot lock ref 'refs/heads/main': another change to it is being written; try again" in result.stderr
     assert str(server.data_dir).encode() not in result.stderr and b"editor" not in result.stderr, result.stderr
     git("push", "-q", tenant.url(repo), "main", cwd=work)
+
+
+def _gits_in(path: Path) -> list[int]:
+    """Processes whose working directory is `path` (receive-pack and its hook run there)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd") == str(path):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_push_whose_client_goes_away_while_git_still_writes_finishes(server, tenant, git, tmp_path):
+    """The client went away with more than a pipe's worth of git's answer still to come (here the messages of
+    20,000 refused refs): the loop's reader of git's output was closed with the loop, nothing read the rest, and
+    receive-pack and its hook waited on a full pipe for good, the request thread with them (found by this
+    session's protocol sweep; gunicorn's stop then left both gits behind)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    empty_pack = subprocess.run(["git", "pack-objects", "--stdout", "-q"], cwd=work, input=b"",
+                                capture_output=True, check=True).stdout
+    commands = [f"{ZERO} {head} refs/heads/-{'y' * 150}/{n}" for n in range(20_000)]
+    body = (pkt(f"{commands[0]}\0report-status side-band-64k\n".encode())
+            + b"".join(pkt(f"{command}\n".encode()) for command in commands[1:]) + b"0000" + empty_pack)
+    head_lines = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {tenant.keys['admin']}\r\n"
+                  f"Content-Type: application/x-git-receive-pack-request\r\nContent-Length: {len(body)}\r\n\r\n")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(head_lines.encode() + body)
+    time.sleep(3)  # the checks refuse every ref; git writes their reasons, the server the answer nobody reads
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset
+    path = repo_path(server, tenant, repo)
+    deadline = time.monotonic() + 30
+    while _gits_in(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gits_in(path) == []
+    assert git.out("ls-remote", tenant.url(repo), cwd=work).count("refs/heads/") == 1
 
 
 def test_truncated_push_leaves_no_objects_and_no_ref(server, tenant, git, tmp_path):
