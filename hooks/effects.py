@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from storage import git_refs
 from storage.housekeeping import needs_housekeeping, note_ref_updates
 from storage.ids import new_id
 from storage.jobs import defer
-from storage.models import Branch, Event, Repository
+from storage.models import Branch, Event, Repository, Upload
 from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
@@ -25,32 +25,49 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
     """Each branch row takes the value its ref has now, read under the repository's write lock: when two changes
     to one branch race (a push and an API commit), whichever effects run last read the last value, so the row
     ends where the ref is whatever order the effects ran in (writing each change's own new value could leave
-    the row at the older one)."""
+    the row at the older one). Statements, not loaded rows, a few per push however many branches it names (one
+    per branch took a push of 15,000 new branches 5 s)."""
     changes = [change for change in applied if change.branch is not None]
     if not changes:
         return
     serialize_repository_writes(session, ctx.repo.id)
     heads = git_refs.read_refs(ctx.repo_path, [change.ref for change in changes])
-    for change in changes:
-        name = change.branch
-        current = heads[change.ref]
-        if current is None:
-            session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name))
+    _remove_branch_rows(ctx, session, [c.branch for c in changes if heads[c.ref] is None])
+    present = {c.branch: (heads[c.ref], c.is_create) for c in changes if heads[c.ref] is not None}
+    if not present:
+        return
+    for chunk in _chunks(list(present)):
+        existing = set(session.scalars(select(Branch.name).where(Branch.repo_id == ctx.repo.id,
+                                                                 Branch.name.in_(chunk))))
+        moved = [{"b_name": name, "b_head": present[name][0]} for name in chunk if name in existing]
+        if moved:
+            values = {"head_sha": bindparam("b_head"), "status": "ready"}
+            if ctx.source != "upload":  # an upload names the head it made (uploads.py): any other change, a new one
+                values["head_identifier"] = None
+            session.execute(update(Branch.__table__).where(Branch.__table__.c.repo_id == ctx.repo.id,
+                                                           Branch.__table__.c.name == bindparam("b_name"))
+                            .values(**values), moved)
+        made = [{"id": new_id("br"), "repo_id": ctx.repo.id, "name": name, "head_sha": head, "status": "ready",
+                 "base_commit": head if is_create else None}
+                for name, (head, is_create) in ((n, present[n]) for n in chunk) if name not in existing]
+        if made:
+            session.execute(insert(Branch.__table__), made)
+    if ctx.source != "upload" and ctx.repo.default_branch in present:
+        session.execute(update(Repository).where(Repository.id == ctx.repo.id).values(main_head_identifier=None))
+
+
+def _remove_branch_rows(ctx: ChangeContext, session, names: list[str]) -> None:
+    """The rows of deleted branches, and a job for the stored upload files of those that had uploads."""
+    for chunk in _chunks(names):
+        session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name.in_(chunk)))
+        with_uploads = session.scalars(select(Upload.branch).distinct()
+                                       .where(Upload.repo_id == ctx.repo.id, Upload.branch.in_(chunk)))
+        for name in with_uploads:
             defer(session, PURGE_BRANCH_FILES, ctx.repo.id, name)  # the job does nothing if it exists again
-            continue
-        values = {"head_sha": current, "status": "ready"}
-        if ctx.source != "upload":  # an upload names the head it made (uploads.py): any other change, a new one
-            values["head_identifier"] = None
-            if name == ctx.repo.default_branch:
-                session.execute(update(Repository).where(Repository.id == ctx.repo.id)
-                                .values(main_head_identifier=None))
-        moved = session.execute(  # statements, not loaded rows: this runs on every push
-            update(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name == name).values(**values)
-        )
-        if moved.rowcount == 0:
-            session.execute(insert(Branch).values(
-                id=new_id("br"), repo_id=ctx.repo.id, name=name, head_sha=current, status="ready",
-                base_commit=current if change.is_create else None))
+
+
+def _chunks(names: list[str], size: int = 500) -> list[list[str]]:
+    return [names[start:start + size] for start in range(0, len(names), size)]
 
 
 def _ref_entry(ctx: ChangeContext, update: RefUpdate) -> dict:
