@@ -118,6 +118,8 @@ class GitHttpApp:
         if service == "git-upload-pack":
             return self._upload_pack(environ, start_response, repo_path, env)
         ctx = ChangeContext(db=self.db, settings=self.settings, repo=repo, repo_path=repo_path, actor=principal)
+        # the reflog's entries name the key that pushed (as http-backend names REMOTE_USER), not the server's account
+        env.update(GIT_COMMITTER_NAME=principal.key_id, GIT_COMMITTER_EMAIL=f"{principal.key_id}@{principal.org_id}")
         return self._receive_pack(environ, start_response, ctx, env)
 
     def _advertise(self, start_response, repo_path, service, protocol, env):
