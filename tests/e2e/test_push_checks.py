@@ -464,7 +464,8 @@ def test_effects_record_branches_and_push_events(server, tenant, git, pushed):
     assert last.actor_key_id is not None
     assert {(r["ref"], r["old"], r["new"]) for r in last.payload["refs"]} == {
         ("refs/heads/main", old, new), ("refs/heads/topic", "0" * 40, new)}
-    reflog = git.out("log", "-g", "-1", "--format=%gn <%ge> %gs", "refs/heads/main", cwd=repo_path(server, tenant, repo))
+    served = repo_path(server, tenant, repo)
+    reflog = git.out("log", "-g", "-1", "--format=%gn <%ge> %gs", "refs/heads/main", cwd=served)
     assert reflog == f"{last.actor_key_id} <{last.actor_key_id}@{tenant.org_id}> push"  # as http-backend's REMOTE_USER
     git("push", "-q", url, ":topic", cwd=work)
     with server.context.db.session() as session:
