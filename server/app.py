@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from urllib.parse import parse_qs
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
@@ -92,10 +93,11 @@ class GitHttpApp:
         if route.endpoint == "info/refs":
             if method not in ("GET", "HEAD"):
                 return text_response(start_response, "405 Method Not Allowed", "use GET", [("Allow", "GET, HEAD")])
-            query = environ.get("QUERY_STRING", "")
-            service = dict(p.partition("=")[::2] for p in query.split("&") if p).get("service")
-            if service not in SERVICES:
+            service = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).get("service", [None])[0]
+            if service is None:  # a dumb client's first request
                 return text_response(start_response, "404 Not Found", "the dumb HTTP protocol is not served; use smart HTTP")
+            if service not in SERVICES:  # as http-backend answers it
+                return text_response(start_response, "403 Forbidden", f"unsupported service {service[:100]!r}")
         else:
             if method != "POST":
                 return text_response(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])

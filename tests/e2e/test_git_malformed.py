@@ -80,7 +80,12 @@ def test_wrong_content_type_and_method(repo_url):
     assert wrong.status_code == 415
     assert requests.get(f"{url}/git-upload-pack", headers=auth).status_code == 405
     assert requests.post(f"{url}/info/refs?service=git-upload-pack", headers=auth).status_code == 405
-    assert requests.get(f"{url}/info/refs?service=git-evil", headers=auth).status_code == 404
+    evil = requests.get(f"{url}/info/refs?service=git-evil", headers=auth)
+    assert evil.status_code == 403 and "unsupported service 'git-evil'" in evil.text  # was "dumb HTTP" 404
+    assert requests.get(f"{url}/info/refs", headers=auth).status_code == 404  # a dumb client's first request
+    encoded = requests.Request("GET", f"{url}/info/refs", headers=auth).prepare()
+    encoded.url += "?service=git%2Dupload-pack"  # decoded as http-backend decodes it (requests would unquote it)
+    assert b"# service=git-upload-pack" in requests.Session().send(encoded, timeout=30).content
 
 
 @pytest.mark.parametrize("encoding,payload", [
