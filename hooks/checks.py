@@ -58,9 +58,11 @@ def check_deletes_name_the_current_value(ctx: ChangeContext, updates: Sequence[R
     values = git_refs.read_refs(ctx.repo_path, [u.ref for u in deletes])
     for update in deletes:
         current = values[update.ref]
-        if current != update.old:
-            now = f"is at {current}" if current else "does not exist"
-            rejections.append(Rejection(update.ref, f"{update.ref} {now}, not {update.old}: fetch first", "invalid"))
+        if current is None:
+            rejections.append(Rejection(update.ref, f"{update.ref} does not exist: nothing to delete", "invalid"))
+        elif current != update.old:
+            rejections.append(Rejection(update.ref, f"{update.ref} is at {current}, not {update.old}: fetch first",
+                                        "invalid"))
     return rejections
 
 
