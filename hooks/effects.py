@@ -36,22 +36,22 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
     present = {c.branch: (heads[c.ref], c.is_create) for c in changes if heads[c.ref] is not None}
     if not present:
         return
+    values = {"head_sha": bindparam("b_head"), "status": "ready"}
+    if ctx.source != "upload":  # an upload names the head it made (uploads.py): any other change, a new one
+        values["head_identifier"] = None
+    table = Branch.__table__
     for chunk in _chunks(list(present)):
-        existing = set(session.scalars(select(Branch.name).where(Branch.repo_id == ctx.repo.id,
-                                                                 Branch.name.in_(chunk))))
-        moved = [{"b_name": name, "b_head": present[name][0]} for name in chunk if name in existing]
-        if moved:
-            values = {"head_sha": bindparam("b_head"), "status": "ready"}
-            if ctx.source != "upload":  # an upload names the head it made (uploads.py): any other change, a new one
-                values["head_identifier"] = None
-            session.execute(update(Branch.__table__).where(Branch.__table__.c.repo_id == ctx.repo.id,
-                                                           Branch.__table__.c.name == bindparam("b_name"))
-                            .values(**values), moved)
-        made = [{"id": new_id("br"), "repo_id": ctx.repo.id, "name": name, "head_sha": head, "status": "ready",
-                 "base_commit": head if is_create else None}
-                for name, (head, is_create) in ((n, present[n]) for n in chunk) if name not in existing]
-        if made:
-            session.execute(insert(Branch.__table__), made)
+        moved = session.execute(
+            update(table).where(table.c.repo_id == ctx.repo.id, table.c.name == bindparam("b_name")).values(**values),
+            [{"b_name": name, "b_head": present[name][0]} for name in chunk])
+        if moved.rowcount == len(chunk):  # every row was there (a push to existing branches: one statement)
+            continue
+        existing = set() if moved.rowcount == 0 else set(session.scalars(
+            select(Branch.name).where(Branch.repo_id == ctx.repo.id, Branch.name.in_(chunk))))
+        session.execute(insert(table), [
+            {"id": new_id("br"), "repo_id": ctx.repo.id, "name": name, "head_sha": head, "status": "ready",
+             "base_commit": head if is_create else None}
+            for name, (head, is_create) in ((name, present[name]) for name in chunk) if name not in existing])
     if ctx.source != "upload" and ctx.repo.default_branch in present:
         session.execute(update(Repository).where(Repository.id == ctx.repo.id).values(main_head_identifier=None))
 
