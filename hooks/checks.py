@@ -111,9 +111,9 @@ def check_object_sizes(ctx: ChangeContext, updates: Sequence[RefUpdate], session
         sent = ctx.push_scans.sent_objects if ctx.push_scans else None
         if (scanned.oversized and not oversized) or (sent is not None and scanned.count < sent):
             # objects the push sent were stored already (git's unpack-objects skips those): by a change accepted
-            # once, or by one the API refused after writing them? What no ref reaches yet counts.
+            # once, or by one the API refused after writing them? What no ref reaches yet counts too.
             tips = sorted({u.new for u in updates if not u.is_delete})
-            oversized = git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)
+            oversized = sorted({*oversized, *git_read.oversized_blobs(ctx.repo_path, tips, limit, env=ctx.git_env)})
         total = scanned.total
         if not oversized and total > ctx.settings.max_push_inflated_size:
             sizes = dict(object_headers.all_sizes(Path(quarantine)))

@@ -317,6 +317,27 @@ def test_a_pushed_object_stored_already_but_reached_by_no_ref_still_counts(small
     assert_refused_for_size(git, url, work, before)
 
 
+def test_an_oversized_object_no_tip_reaches_counts_beside_a_stored_one(small_limits_server, git, tmp_path):
+    """The second look (a push that sent objects stored already) replaced the quarantine scan's answer with what
+    the pushed tips reach: an oversized blob no tip reaches passed as long as the pack also held one stored blob
+    (found by this session's review)."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    old = git.out("rev-parse", "HEAD", cwd=work)
+    new = git.commit(work, {"b.txt": "b\n"}, "small")
+    stray = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=work, input=b"\0" * (2 * 1024 * 1024),
+                           capture_output=True, check=True).stdout.decode().strip()
+    objects = [new, git.out("rev-parse", "HEAD^{tree}", cwd=work), git.out("rev-parse", "HEAD:b.txt", cwd=work),
+               stray, git.out("rev-parse", "HEAD:a.txt", cwd=work)]  # the last one the server has
+    pack = subprocess.run(["git", "pack-objects", "--stdout", "-q"], cwd=work, capture_output=True, check=True,
+                          input="\n".join(objects).encode() + b"\n").stdout
+    answer = receive_pack(small_limits_server, tenant, repo,
+                          pkt(f"{old} {new} refs/heads/main\0report-status\n".encode()) + b"0000" + pack).content
+    assert f"ng refs/heads/main object {stray} is larger than the 1048576 byte limit".encode() in answer, answer
+
+
 def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp_path):
     """Over 100 objects, so receive-pack keeps the pack; the big file arrives as a small delta against the
     version the server has, and it is the size it rebuilds that counts."""
