@@ -7,6 +7,7 @@ the repository's own disk: they lose the server's paths, and a ref lock's advice
 from __future__ import annotations
 
 import itertools
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -137,20 +138,23 @@ class ReportFilter:
                 continue  # the outer flush; re-sent by finish()
             if payload[:1] == b"\x01" and len(payload) > 1:
                 self.report += payload[1:]
-            elif payload[:1] == b"\x02" and len(payload) > 1:  # receive-pack sends each message in one packet
+            elif payload[:1] == b"\x02" and len(payload) > 1:  # receive-pack's own messages come one per packet
                 passthrough += self._message(payload[1:])
             else:
                 passthrough += raw
         return bytes(passthrough)
 
     def __post_init__(self):
-        self._paths = sorted((p.encode("utf-8", "surrogateescape") for p in self.private_paths), key=len,
-                             reverse=True)  # a repository's path before the data directory it is in
+        # a repository's path before the data directory it is in; only where a path starts (after a space, a
+        # quote or the start), never inside a ref or file name that happens to spell one (`refs/heads/data/x`)
+        paths = sorted((p.encode("utf-8", "surrogateescape") for p in self.private_paths), key=len, reverse=True)
+        self._paths = (re.compile(rb"(?<![^\s'\"(])(?:" + b"|".join(map(re.escape, paths)) + rb")(/\./|/)?")
+                       if paths else None)
         self._names = set(self.refs)
 
     def _message(self, text: bytes) -> bytes:
-        for path in self._paths:
-            text = text.replace(path + b"/./", b"").replace(path + b"/", b"").replace(path, b".")
+        if self._paths is not None:
+            text = self._paths.sub(lambda m: b"" if m.group(1) else b".", text)
         ref = self._unlocked_ref(text)
         if ref is None:
             return sideband_frames(2, text)

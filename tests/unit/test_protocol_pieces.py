@@ -80,12 +80,14 @@ def test_git_messages_lose_the_server_paths_and_the_lock_advice():
             b" e.g.\nan editor opened by 'git commit'. Please make sure all processes\n")
     other = b"error: unable to write file " + repo.encode() + b"/objects/ab/cd: No space left on device\n"
     hooks = b"hint: the '/srv/data/git-hooks/pre-receive' hook was ignored\n"
-    stream = (encode(b"\x02" + held) + encode(b"\x02" + other) + encode(b"\x02" + hooks) +
+    # a ref or a file path may spell the data directory: those stay as they are (review finding)
+    names = b"refs/heads/srv/data/x: docs/srv/data/a.sql matches lock 'docs/srv/data/**'\n"
+    stream = (encode(b"\x02" + held) + encode(b"\x02" + other) + encode(b"\x02" + hooks) + encode(b"\x02" + names) +
               sideband_frames(1, report(["unpack ok", "ng refs/heads/main failed to update ref"])) + b"0000")
     filt = ReportFilter(sideband=True, refs=("refs/heads/main",), private_paths=(repo, "/srv/data"))
     passed = b"".join(filt.feed(stream[i:i + 7]) for i in range(0, len(stream), 7))
     assert _band_two(passed) == [b"error: unable to write file objects/ab/cd: No space left on device\n",
-                                 b"hint: the 'git-hooks/pre-receive' hook was ignored\n"]
+                                 b"hint: the 'git-hooks/pre-receive' hook was ignored\n", names]
     assert _band_two(filt.finish({})) == [
         b"error: cannot lock ref 'refs/heads/main': another change to it is being written; try again\n"]
 
