@@ -323,9 +323,12 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
             lost_parents = _parents(workspace.current_commit)
             overlay = _take_lost_commit(session, git_repo, workspace, seen, overlay)
             record_commit(session, repo.id, seen, "workspace", actor.key_id)  # its intent is in its trailers
-            if not overlay:  # the answer is that commit's: the retry may have sent another message
-                session.flush()
-                return CommitMade(seen, lost_parents, *split_intent(git_objects.commit_message(git_repo, seen)))
+            if not overlay:  # the answer is that commit's: a retry of it answers as it would have, another
+                session.flush()  # request with what its message and trailers say
+                written = git_objects.commit_message(git_repo, seen)
+                if written == full_message:
+                    return CommitMade(seen, lost_parents, message, intent)
+                return CommitMade(seen, lost_parents, *split_intent(written))
         parents = _parents(workspace.current_commit)
         sha = _commit_overlay(git_repo, workspace.current_commit, overlay, author, full_message)
     ctx = change_context(app, repo, actor, "workspace")

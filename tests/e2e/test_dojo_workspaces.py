@@ -874,7 +874,8 @@ def test_base_commit_may_be_a_short_sha(server, tenant, seeded):
 
 
 
-def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: dict[str, str]) -> str:
+def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: dict[str, str],
+                               message: str = "lost\n\nIntent-Goal: keep it") -> str:
     """What a commit whose worker was killed after it moved the ref leaves: the workspace's ref on a commit of
     (some of) its overlay, the workspace's row and overlay as they were."""
     env = {**os.environ, "GIT_INDEX_FILE": str(repo_dir / "lost-commit.index"), "GIT_AUTHOR_NAME": "a",
@@ -888,7 +889,7 @@ def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: 
     for path, content in files.items():
         blob = git_in_repo("hash-object", "-w", "--stdin", data=content.encode())
         git_in_repo("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    lost = git_in_repo("commit-tree", git_in_repo("write-tree"), "-p", parent, "-m", "lost\n\nIntent-Goal: keep it")
+    lost = git_in_repo("commit-tree", git_in_repo("write-tree"), "-p", parent, "-m", message)
     git_in_repo("update-ref", f"refs/driftstone/workspaces/{workspace_id}", lost, "")  # made by the first commit
     (repo_dir / "lost-commit.index").unlink()
     return lost
@@ -921,6 +922,24 @@ def test_a_commit_whose_worker_died_after_the_ref_moved_is_taken_up_by_the_retry
     dojo("PUT", f"/workspaces/{ws['id']}/files/c.txt", data=b"c\n")
     after = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "next"})
     assert after.status_code == 201 and after.json()["commit"]["parents"] == [retried.json()["commit"]["sha"]]
+
+
+def test_a_retry_of_a_commit_whose_worker_died_answers_as_the_first_would_have(server, tenant, seeded):
+    """The retry answered with the intent parsed back from the trailers: keys renamed (agentName) and every value
+    a string ("0.9"), where the first request's answer echoes what it sent (found by this session's review)."""
+    from storage.intent import message_with_intent
+    from tests.support import repo_path
+
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("killed-mid-commit-retried")
+    dojo("PUT", f"/workspaces/{ws['id']}/files/a.txt", data=b"a\n")
+    request = {"message": "add a", "intent": {"agent_name": "bot", "confidence": 0.9, "done": True}}
+    lost = _commit_onto_workspace_ref(repo_path(server, tenant, repo), ws["id"], main, {"a.txt": "a\n"},
+                                      message_with_intent(request["message"], request["intent"]))
+    retried = dojo("POST", f"/workspaces/{ws['id']}/commit", request)
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["commit"] == {"sha": lost, "parents": [main], **request}
 
 
 def test_a_workspace_ref_moved_any_other_way_is_still_refused(server, tenant, git, tmp_path, seeded):
