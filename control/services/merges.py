@@ -88,7 +88,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
             if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written
                 _refuse_locked_changes(session, repo, plan, ref, workspace_id)
-                _refuse_oversized(plan, ref, app.settings.max_object_size)
+                refuse_oversized(plan, ref, app.settings.max_object_size)
             starts_branch = head is None and start is not None  # a record-only branch's first commit is its base's
             if dry_run or not plan.clean or not (plan.moves_target or starts_branch):
                 return _outcome(plan, target_branch, label, dry_run)
@@ -122,7 +122,7 @@ def _refuse_locked_changes(session, repo: Repository, plan: MergePlan, ref: str,
         raise Locked(reason, {"ref": ref})
 
 
-def _refuse_oversized(plan: MergePlan, ref: str, limit: int) -> None:
+def refuse_oversized(plan: MergePlan, ref: str, limit: int) -> None:
     """The size check refuses a merge whose content merge makes a file over the limit; asked before the merge's
     objects are stored, so a refused merge leaves none behind (and a dry run answers as the merge would)."""
     oversized = plan.store.oversized_blobs(plan.new_head.encode(), limit)

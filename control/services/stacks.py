@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_read, git_refs
-from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef
+from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Repository, Stack, StackReview, Workspace
@@ -234,7 +234,7 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
     stands (a refused restack used to undo it)."""
     from storage.merge_strategies import replay_commits
 
-    from .merges import MERGER
+    from .merges import MERGER, refuse_oversized
 
     path = app.store.path_for(repo.id)
     target_head = git_refs.read_ref(path, f"refs/heads/{parent.base_branch}")
@@ -248,6 +248,7 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
         ctx = change_context(app, repo, actor, "merge")
         ctx.workspace_id = child.workspace_id  # its own workspace's locks do not hold it back
         try:
+            refuse_oversized(replayed, ref, app.settings.max_object_size)  # before anything is written
             replayed.persist()
             apply_ref_change(ctx, RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
             child.head_commit, child.commits = replayed.new_head, replayed.new_commits
@@ -264,6 +265,6 @@ def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple
     try:
         outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
                                     dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id)
-    except (Conflict, Locked, NotFound) as error:
+    except (Conflict, Locked, NotFound, TooLarge) as error:  # what the merge would answer
         return False, [error.message]
     return outcome.success, outcome.conflicts

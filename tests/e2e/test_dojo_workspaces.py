@@ -584,6 +584,43 @@ def test_a_parent_stack_merges_when_its_childs_branch_may_not_be_restacked(serve
     assert shown["headCommit"] == child_sha and shown["parentStackId"] is None and shown["baseBranch"] == "main"
 
 
+def test_a_restack_over_the_object_limit_stores_nothing_and_the_parents_merge_stands(small_limits_server, git,
+                                                                                       tmp_path):
+    """The child's replay made a file over the object limit (main's own change, the parent's and the child's,
+    each under it, together over it): its objects were stored before the check refused the move (found by this
+    session's review)."""
+    from tests.support import repo_path
+
+    def lines(tag: str, count: int) -> str:
+        return "".join(f"{tag} line {i} of a file three changes grow\n" for i in range(count))
+
+    server, tenant = small_limits_server, small_limits_server.tenant()
+    repo = tenant.repo()
+    base = lines("base-a", 5_000) + lines("base-b", 5_000)  # ~0.5 MiB
+    work = git.new_worktree(tmp_path / "w", {"f.txt": base})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    parent_text = lines("parent", 4_500) + base
+    _, parent, parent_sha = submit_work(dojo, "parent", {"f.txt": parent_text})
+    child_text = lines("parent", 4_500) + lines("base-a", 5_000) + lines("child", 4_500) + lines("base-b", 5_000)
+    _, child, child_sha = submit_work(dojo, "child", {"f.txt": child_text}, base_commit=parent_sha)
+    git.commit(work, {"f.txt": base + lines("main", 4_500)}, "main grows too")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": "squash"})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}")
+    assert shown.status_code == 200, shown.text  # was a 413 once dry runs ran the size check
+    shown = shown.json()["data"]
+    assert shown["headCommit"] == child_sha and shown["baseBranch"] == "main" and shown["mergeable"] is False
+    assert "larger than the 1048576 byte limit" in shown["conflicts"][0]
+    replayed = (lines("parent", 4_500) + lines("base-a", 5_000) + lines("child", 4_500) + lines("base-b", 5_000)
+                + lines("main", 4_500)).encode()
+    blob = subprocess.run(["git", "hash-object", "--stdin"], input=replayed, capture_output=True,
+                          check=True).stdout.decode().strip()
+    stored = subprocess.run(["git", "cat-file", "-e", blob], cwd=repo_path(server, tenant, repo))
+    assert len(replayed) > 1024 * 1024 and stored.returncode != 0
+
+
 def test_merging_a_stack_whose_branch_was_deleted_says_so(server, tenant, seeded):
     """deleteBranch on a stack whose bookmark was already deleted said the branch "received new commits"."""
     repo, _, _ = seeded
