@@ -21,8 +21,14 @@ def paths_changed_by(ctx: ChangeContext, update: RefUpdate) -> list[str]:
     if not update.is_create:
         return changed_between(ctx, update.old, update.new)
     head = default_head(ctx)
-    fork = git_read.merge_base(ctx.repo_path, head, update.new, env=ctx.git_env) if head else None
-    return changed_between(ctx, fork or head, update.new)
+    if head is None or head == update.new:
+        return changed_between(ctx, head, update.new)
+
+    def fork() -> str | None:
+        return git_read.merge_base(ctx.repo_path, head, update.new, env=ctx.git_env)
+
+    base = fork() if ctx.push_scans is None else ctx.push_scans.once(("merge base", head, update.new), fork)
+    return changed_between(ctx, base or head, update.new)
 
 
 def default_head(ctx: ChangeContext) -> str | None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .git_env import run_git
+from .git_env import GitFailed, run_git
 
 
 def is_ancestor(repo: Path, ancestor: str, descendant: str, env: Mapping[str, str] | None = None) -> bool:
@@ -19,8 +19,8 @@ def is_ancestor(repo: Path, ancestor: str, descendant: str, env: Mapping[str, st
 def merge_base(repo: Path, one: str, two: str, env: Mapping[str, str] | None = None) -> str | None:
     """The best common ancestor of two commits, None when they share no history."""
     result = run_git(repo, ["merge-base", "--end-of-options", one, two], env=env, check=False)
-    if result.returncode not in (0, 1):
-        raise RuntimeError("git merge-base failed")
+    if result.returncode not in (0, 1):  # 1: no common ancestor
+        raise GitFailed(result.returncode, result.args, result.stdout, result.stderr)
     return result.stdout.decode().strip() or None
 
 

@@ -46,3 +46,17 @@ def test_files_containing_takes_names_as_names_and_any_number_of_them(tmp_path):
     found = git_read.files_containing(repo, head, ["NEEDLE"], max_size=1024)
     assert set(found) == set(names)
     assert git_read.files_containing(repo, head, ["needle"], max_size=4) == {}  # over the size limit
+
+
+def test_merge_base_says_none_for_unrelated_histories_and_what_git_said_for_a_bad_object(tmp_path):
+    repo = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    stream = b"".join(b"commit refs/heads/%s\ncommitter A <a@x> 1700000000 +0000\ndata 2\n%s\n\n" % (name, name[:1])
+                      for name in (b"one", b"two"))
+    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=stream, check=True)
+    one, two = (subprocess.run(["git", "-C", str(repo), "rev-parse", name], capture_output=True,
+                               check=True).stdout.decode().strip() for name in ("one", "two"))
+    assert git_read.merge_base(repo, one, one) == one
+    assert git_read.merge_base(repo, one, two) is None
+    with pytest.raises(git_read.GitFailed, match="Not a valid commit name"):
+        git_read.merge_base(repo, one, "1" * 40)
