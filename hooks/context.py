@@ -37,7 +37,7 @@ class ChangeContext:
     found_in_place: frozenset[str] = frozenset()
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (U+009B starts a terminal's control sequence)
 
 
 def printable(text: str) -> str:

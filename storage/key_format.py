@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 KEY_PREFIX = "dk-"
-# in any case and percent-encoded too (in a URL: `%64k-`, `d%6Bk%2D` are the same key to the server)
+# percent-encoded too (`%64k-`, `d%6B%2D`: the same key once a URL is decoded), and in any case (a key with its
+# prefix mistyped `DK-` is refused, but its secret is the real one)
 _KEY_LIKE = re.compile(r"(?i)(?:d|%64)(?:k|%6b)(?:-|%2d)(?:[a-z0-9_\-]|%[0-9a-f]{2})+")
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 _SIGNATURE = re.compile(r"(?i)((?:^|[?&;\s])signature=)[^&\s\"']*")  # a signed upload URL's: a bearer capability

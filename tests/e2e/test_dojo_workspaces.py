@@ -251,8 +251,9 @@ def test_an_agent_name_cannot_write_to_another_pushers_terminal(server, tenant, 
     repo, work, _ = seeded
     dojo = Dojo(server, tenant, repo)
     hostile = "\x1b[2J\x1b[31mEVIL\nexit 0\nremote: forged\r"
-    refused = dojo("POST", "/workspaces", {"name": "esc", "agent_name": hostile})
-    assert refused.status_code in (400, 422) and "control characters" in refused.text, refused.text
+    for name in (hostile, "csi\u009b2J"):  # C1 too: U+009B starts a control sequence on some terminals
+        refused = dojo("POST", "/workspaces", {"name": "esc", "agent_name": name})
+        assert refused.status_code in (400, 422) and "control characters" in refused.text, refused.text
     ws = dojo("POST", "/workspaces", {"name": "esc", "agent_name": "plain"}).json()["workspace"]
     with server.context.db.session() as session:  # a name stored before the rule
         session.execute(update(Workspace).where(Workspace.id == ws["id"]).values(agent_name=hostile))

@@ -129,7 +129,7 @@ Base64 = Annotated[str, AfterValidator(_checked_base64),
 # a commit's author header is `name <email>`: '<' or '>' in either would be dropped, so they are refused instead
 PERSON_NAME = r"^[^\x00-\x1f\x7f<>]+(?![\s\S])"
 EMAIL = r"^[^\x00-\x20\x7f<>]+(?![\s\S])"
-ONE_LINE = r"^[^\x00-\x1f\x7f]*(?![\s\S])"
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*(?![\s\S])"
 OneLine = Annotated[str, *_text(ONE_LINE, "one line of text without control characters")]
 AuthorName = Annotated[str, StringConstraints(min_length=1, max_length=200),
                        *_text(PERSON_NAME, "one line of text without '<' or '>'")]
