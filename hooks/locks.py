@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sqlalchemy import bindparam, select
 
+from storage.errors import Locked
 from storage.models import PathLock, Workspace
 from storage.times import as_utc
 
@@ -82,6 +83,15 @@ def locked_path_reason(locks, paths: Sequence[str]) -> str | None:
         return None
     path, pattern, lock, name, agent = hit
     return f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}"
+
+
+def refuse_locked_paths(session, repo_id: str, workspace_id: str | None, paths: Callable[[], Sequence[str]],
+                        ref: str) -> None:
+    """What check_path_locks would refuse, asked before an API change writes anything (so a refused one leaves
+    no objects behind); `paths` is called only when another workspace holds a lock."""
+    locks = locks_of_others(session, repo_id, workspace_id)
+    if locks and (reason := locked_path_reason(locks, paths())):
+        raise Locked(reason, {"ref": ref})
 
 
 _ANY_UNRELEASED_LOCK = (

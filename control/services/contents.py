@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hooks.locks import refuse_locked_paths
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_diff, git_objects, git_read, git_refs
@@ -185,6 +186,8 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
     full_message = message_with_intent(message, intent)
     repo_path = app.store.path_for(repo.id)
     ref = f"refs/heads/{branch}"
+    refuse_locked_paths(session, repo.id, None, lambda: sorted({p for op in operations
+                                                                for p in (op.path, op.previous_path) if p}), ref)
     ctx = change_context(app, repo, actor, "api")
     for attempt in range(_ATTEMPTS):
         head = git_refs.read_ref(repo_path, ref)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from hooks.locks import locked_path_reason, locks_of_others
+from hooks.locks import refuse_locked_paths
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_refs
-from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, StorageFailure, TooLarge
+from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef, StorageFailure, TooLarge
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
@@ -87,7 +87,9 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             except UnrelatedHistories as error:
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
             if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written
-                _refuse_locked_changes(session, repo, plan, ref, workspace_id)
+                target = plan.target_head.encode() if plan.target_head else None
+                refuse_locked_paths(session, repo.id, workspace_id,
+                                    lambda: plan.store.changed_paths(target, plan.new_head.encode()), ref)
                 refuse_oversized(plan, ref, app.settings.max_object_size)
             starts_branch = head is None and start is not None  # a record-only branch's first commit is its base's
             if dry_run or not plan.clean or not (plan.moves_target or starts_branch):
@@ -108,18 +110,6 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
         return _outcome(plan, target_branch, label, dry_run)
     raise AssertionError("unreachable")
-
-
-def _refuse_locked_changes(session, repo: Repository, plan: MergePlan, ref: str, workspace_id: str | None) -> None:
-    """The checks would refuse a change to a path another workspace locked (the others, but the size check, cannot
-    refuse what a clean merge of stored commits makes)."""
-    locks = locks_of_others(session, repo.id, workspace_id)
-    if not locks:
-        return
-    target_head = plan.target_head.encode() if plan.target_head else None
-    reason = locked_path_reason(locks, plan.store.changed_paths(target_head, plan.new_head.encode()))
-    if reason:
-        raise Locked(reason, {"ref": ref})
 
 
 def refuse_oversized(plan: MergePlan, ref: str, limit: int) -> None:

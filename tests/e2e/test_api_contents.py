@@ -441,10 +441,14 @@ def test_protected_branches_take_api_commits_and_path_locks_hold(server, tenant,
     holder = api(server, tenant.keys["agent"], "POST", dojo, {"name": "holder"}).json()["workspace"]
     locked = api(server, tenant.keys["agent"], "POST", f"{dojo}/{holder['id']}/lock", {"patterns": ["src/*"]})
     assert locked.status_code == 201, locked.text
-    refused = commit(server, tenant, repo, [{"action": "update", "path": "src/app.py", "content": b64("no\n")}],
+    content = "refused by the lock, never stored\n"
+    refused = commit(server, tenant, repo, [{"action": "update", "path": "src/app.py", "content": b64(content)}],
                      expectedHeadSha=head)
     assert refused.status_code == 423 and refused.json()["code"] == "locked", refused.text
     assert head_of(git, tenant, repo) == head
+    blob = subprocess.run(["git", "hash-object", "--stdin"], input=content.encode(), capture_output=True,
+                          check=True).stdout.decode().strip()
+    assert subprocess.run(["git", "cat-file", "-e", blob], cwd=repo_path(server, tenant, repo)).returncode != 0
     elsewhere = commit(server, tenant, repo, [create("docs/free.md", "free\n")], expectedHeadSha=head)
     assert elsewhere.status_code == 201, elsewhere.text
 
