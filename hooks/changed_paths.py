@@ -4,13 +4,15 @@ from __future__ import annotations
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from storage import git_read, git_refs
 from storage.git_env import GitFailed
 
 from .context import ChangeContext
 from .refs import RefUpdate
+
+T = TypeVar("T")
 
 
 def paths_changed_by(ctx: ChangeContext, update: RefUpdate) -> list[str]:
@@ -23,11 +25,8 @@ def paths_changed_by(ctx: ChangeContext, update: RefUpdate) -> list[str]:
     head = default_head(ctx)
     if head is None or head == update.new:
         return changed_between(ctx, head, update.new)
-
-    def fork() -> str | None:
-        return git_read.merge_base(ctx.repo_path, head, update.new, env=ctx.git_env)
-
-    base = fork() if ctx.push_scans is None else ctx.push_scans.once(("merge base", head, update.new), fork)
+    base = _once_per_push(ctx, ("merge base", head, update.new),
+                          lambda: git_read.merge_base(ctx.repo_path, head, update.new, env=ctx.git_env))
     return changed_between(ctx, base or head, update.new)
 
 
@@ -43,9 +42,12 @@ def changed_between(ctx: ChangeContext, base: str | None, new: str, directories:
 
     if base == new:  # a ref set to what another already holds (a thousand tags of one commit: a git each)
         return []
-    if ctx.push_scans is None:
-        return find()
-    return list(ctx.push_scans.once(("changed paths", base, new, directories), find))
+    return list(_once_per_push(ctx, ("changed paths", base, new, directories), find))
+
+
+def _once_per_push(ctx: ChangeContext, key: tuple, compute: Callable[[], T]) -> T:
+    """`compute()`, asked of git once per push however many checks (or threads) ask; each time for other changes."""
+    return compute() if ctx.push_scans is None else ctx.push_scans.once(key, compute)
 
 
 def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> Iterator[tuple[RefUpdate, list[str]]]:
