@@ -1,10 +1,10 @@
-"""One writer at a time for a repository's rows, across processes and on both databases."""
+"""One writer at a time for a repository's rows (or a workspace's), across processes and on both databases."""
 from __future__ import annotations
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from .models import Repository
+from .models import Repository, Workspace
 
 
 def serialize_repository_writes(session: Session, repo_id: str) -> None:
@@ -15,4 +15,14 @@ def serialize_repository_writes(session: Session, repo_id: str) -> None:
     what follows reads the latest data). Call it before the check or the read."""
     session.execute(update(Repository).where(Repository.id == repo_id)
                     .values(default_branch=Repository.default_branch)
+                    .execution_options(synchronize_session=False))
+
+
+def serialize_workspace_writes(session: Session, workspace_id: str) -> None:
+    """The same for one workspace: its writers (commits, deletes, locks) take turns from here until they commit.
+    `SELECT ... FOR UPDATE` would lock the row on PostgreSQL only; SQLite ignores it, and two commits of one
+    workspace then moved its ref in one order and wrote its row in the other. Lock the workspace before its
+    repository (`serialize_repository_writes`): every writer takes them in that order."""
+    session.execute(update(Workspace).where(Workspace.id == workspace_id)
+                    .values(status=Workspace.status)
                     .execution_options(synchronize_session=False))

@@ -22,7 +22,7 @@ from storage.intent import message_with_intent, split_intent
 from storage.merge_store import EMPTY_TREE
 from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
-from storage.repo_writes import serialize_repository_writes
+from storage.repo_writes import serialize_repository_writes, serialize_workspace_writes
 
 from . import text_search
 from .changes import change_context, checked_path, resolve_revision
@@ -75,10 +75,8 @@ def get_workspace(session: Session, repo: Repository, workspace_id: str, for_upd
 
 def take_workspace_turn(session: Session, workspace: Workspace) -> None:
     """Wait for the workspace's other writers, then refuse it if one of them deleted it. Its row is locked before
-    the repository's (`serialize_repository_writes`), the order a commit or submit takes them in, so two writers
-    never wait for each other (PostgreSQL); on SQLite the second lock is the database's, and only from then on
-    does a read see the last writer's work."""
-    session.execute(select(Workspace.id).where(Workspace.id == workspace.id).with_for_update())
+    the repository's, the order a commit or submit takes them in, so two writers never wait for each other."""
+    serialize_workspace_writes(session, workspace.id)
     serialize_repository_writes(session, workspace.repo_id)
     status = session.scalar(select(Workspace.status).where(Workspace.id == workspace.id))
     if status != "active":
@@ -306,10 +304,8 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
 
     Commits of one workspace take turns on its row. A ref found ahead of the row, one commit on, was moved by a
     commit whose request died before its transaction ended (a killed worker): that commit is taken as the head
-    and this one built on it; a retry of it that finds its whole overlay there answers with it. (On SQLite,
-    where the row lock is the database's and comes with the first write, it may be a commit of this workspace
-    still under way: this one then goes on top of it.)"""
-    session.execute(select(Workspace.id).where(Workspace.id == workspace.id).with_for_update())
+    and this one built on it; a retry of it that finds its whole overlay there answers with it."""
+    serialize_workspace_writes(session, workspace.id)
     session.refresh(workspace)
     overlay = _overlay(session, workspace)
     if not overlay:

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.support import at_once, request_interrupted
+from tests.support import at_once, repo_path, request_interrupted
 
 
 class Dojo:
@@ -753,6 +753,43 @@ def test_writes_racing_commits_all_land(server, tenant, seeded):
         read = dojo("GET", f"{base}/files/{path}").json()
         assert base64.b64decode(read["content"]).decode() == last and read["source"] == "base", read
         assert path in tree
+
+
+def test_commits_racing_on_one_workspace_keep_every_answered_commit(server, tenant, seeded):
+    """On SQLite the commits' turns were not taken (FOR UPDATE is a no-op there): two commits moved the ref in
+    one order and wrote the row in the other, leaving the row behind its ref, commits that had answered 201
+    missing from the workspace, and every later commit refused with 409 (sweep: 2 runs in 3 of 12 x 15)."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("crowded")
+    base = f"/workspaces/{ws['id']}"
+    answered, statuses = [], []
+
+    def commit_in_turns(i: int) -> None:
+        for k in range(8):
+            dojo("PUT", f"{base}/files/x/{i}_{k}.txt", data=b"v")
+            answer = dojo("POST", f"{base}/commit", {"message": f"m{i}_{k}"})
+            statuses.append(answer.status_code)
+            if answer.status_code == 201:
+                answered.append(answer.json()["commit"]["sha"])
+
+    threads = [threading.Thread(target=commit_in_turns, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert set(statuses) <= {201, 400}, statuses
+    row = next(w for w in dojo("GET", "/workspaces").json()["workspaces"] if w["id"] == ws["id"])
+    path = repo_path(server, tenant, repo)
+    ref = subprocess.run(["git", "-C", str(path), "rev-parse", f"refs/driftstone/workspaces/{ws['id']}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert row["current_commit"] == ref
+    for sha in answered:
+        assert subprocess.run(["git", "-C", str(path), "merge-base", "--is-ancestor", sha, ref]).returncode == 0, sha
+    names = {e["path"] for e in dojo("GET", f"{base}/tree", params={"recursive": "true"}).json()["entries"]}
+    assert {f"x/{i}_{k}.txt" for i in range(10) for k in range(8)} <= names
+    assert dojo("PUT", f"{base}/files/after.txt", data=b"v").status_code == 200
+    assert dojo("POST", f"{base}/commit", {"message": "after the crowd"}).status_code == 201
 
 
 def test_a_write_whose_key_is_revoked_mid_body_is_refused(server, tenant, seeded):
