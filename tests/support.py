@@ -108,8 +108,8 @@ class RunningServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def tenant(self) -> Tenant:
-        slug = f"org-{uuid.uuid4().hex[:10]}"
+    def tenant(self, prefix: str = "org") -> Tenant:
+        slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
         with self.context.db.session() as session:
             org = accounts.create_org(session, slug)
             keys = {scope: accounts.create_key(session, org.id, scope, scope).secret

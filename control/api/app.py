@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from control.context import AppContext
 from control.services import repos as repo_service
+from control.services.naming import folded_slug
 from storage.errors import DomainError, NotFound, StorageFailure
 from storage.key_format import redact_keys
 
@@ -107,7 +108,7 @@ def _repository_gone(context: AppContext) -> bool:
         return False
     try:
         with context.db.session() as session:
-            repo_service.get_repo(session, principal.org_id, slug.lower())
+            repo_service.get_repo(session, principal.org_id, folded_slug(slug))
     except NotFound:
         return True
     except SQLAlchemyError:

@@ -7,6 +7,13 @@ from storage.errors import Invalid
 from storage.org_slugs import RESERVED_ORG_SLUGS
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def folded_slug(text: str) -> str:
+    """A slug as a URL may spell it, in the lowercase it is stored in. Only ASCII letters fold: str.lower() turns
+    the Kelvin sign into 'k', and `/v1/repos/\u212ax` reached (and deleted) the repository `kx`."""
+    return text.translate(_ASCII_LOWER)
 
 
 def slugify(name: str) -> str:

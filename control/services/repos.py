@@ -17,7 +17,7 @@ from storage.models import Branch, BranchProtection, Repository
 from storage.repo_store import RepoStore
 from storage.repo_writes import serialize_repository_writes
 
-from .naming import checked_slug, slugify
+from .naming import checked_slug, folded_slug, slugify
 
 
 def repo_slug(name: str) -> str:
@@ -136,7 +136,7 @@ def head_of(store: RepoStore, repo: Repository, branch: str | None = None) -> st
 
 def visible_repo(session: Session, principal: Principal, slug: str) -> Repository:
     """The caller's repository by slug; another org's (or a key's excluded) repository is simply not found."""
-    slug = slug.lower()  # the same message whether the repository exists or not
+    slug = folded_slug(slug)  # the same message whether the repository exists or not
     repo = get_repo(session, principal.org_id, slug)
     if not principal.can_see_repo(repo.id):
         raise NotFound(f"repository {slug!r} not found")

@@ -310,6 +310,25 @@ def test_hostile_branch_sources_are_not_found(server, site, pushed, source):
     assert call(server, "GET", f"/v1/repos/{repo}/branches/new", tenant.keys["read"]).status_code == 404
 
 
+@pytest.mark.parametrize("spelling", ["%E2%84%AAx", "%E2%84%AAX"])  # U+212A KELVIN SIGN, which str.lower() makes 'k'
+def test_a_lookalike_letter_never_reaches_another_repository(server, spelling):
+    """`/v1/repos/\u212ax` read, and deleted, the repository `kx`: slugs fold ASCII letters only."""
+    tenant = server.tenant(prefix="kelvin")
+    key = tenant.keys["admin"]
+    assert call(server, "POST", "/v1/repos", key, {"name": "kx"}).status_code == 201
+    for method, suffix in (("GET", ""), ("GET", "/branches"), ("DELETE", "")):
+        refused(call(server, method, f"/v1/repos/{spelling}{suffix}", key), 404, "not_found")
+    dojo = requests.get(f"{server.url}/api/repos/{tenant.org}/{spelling}/workspaces",
+                        headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert dojo.status_code == 404, dojo.text
+    owner = tenant.org.replace("k", "%E2%84%AA", 1)
+    assert requests.get(f"{server.url}/api/repos/{owner}/kx/workspaces", headers={"Authorization": f"Bearer {key}"},
+                        timeout=30).status_code == 404
+    assert requests.get(f"{server.url}/api/repos/{tenant.org}/kx/workspaces", headers={"Authorization": f"Bearer {key}"},
+                        timeout=30).status_code == 200
+    assert call(server, "GET", "/v1/repos/KX", key).status_code == 200  # ASCII case still folds
+
+
 def test_hostile_repo_names_make_safe_slugs(server, tenant):
     key = tenant.keys["admin"]
     for name, slug in [("../../etc", "etc"), ("..", None), ("x/../../y", "x-y"), (".git", "git"),

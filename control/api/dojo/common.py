@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from control.services import repos as repo_service
+from control.services.naming import folded_slug
 from storage.errors import NotFound
 from storage.models import Organization
 from storage.times import as_utc
@@ -38,6 +39,6 @@ def workspace_out(row) -> WorkspaceOut:
 def owned_repo(call, owner: str, name: str):
     """owner is the organization slug; another organization's repository is simply not found."""
     org_slug = call.session.scalar(select(Organization.slug).where(Organization.id == call.org_id))
-    if owner.lower() != org_slug:
+    if folded_slug(owner) != org_slug:
         raise NotFound(f"repository {owner}/{name} not found")
     return repo_service.visible_repo(call.session, call.principal, name)
