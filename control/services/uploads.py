@@ -110,9 +110,13 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
     if not _still_awaited(session, app, upload, repo):  # deleted (and maybe purged) while the bytes arrived
         app.blobs.delete(row.storage_path)
         raise NotFound("upload file not found")
-    row.received_sha256, row.size = received
-    row.received_at = app.clock()
-    session.flush()
+    recorded = session.execute(update(UploadFile).where(UploadFile.id == row.id)
+                               .values(received_sha256=received[0], size=received[1], received_at=app.clock())
+                               .execution_options(synchronize_session=False))
+    if recorded.rowcount == 0:  # its branch's deletion purged the upload after the look above
+        app.blobs.delete(row.storage_path)
+        raise NotFound("upload file not found")
+    session.refresh(row)
     return row
 
 
@@ -181,8 +185,10 @@ def _refuse_moved_since_requested(upload: Upload, head: str | None) -> None:
 
 def _held(session: Session, upload: Upload) -> Upload:
     """Hold the upload until this transaction ends (a row lock; SQLite's write lock), then read its latest state."""
-    session.execute(update(Upload).where(Upload.id == upload.id).values(status=Upload.status)
-                    .execution_options(synchronize_session=False))
+    held = session.execute(update(Upload).where(Upload.id == upload.id).values(status=Upload.status)
+                           .execution_options(synchronize_session=False))
+    if held.rowcount == 0:  # purged since it was found: its branch was deleted
+        raise NotFound(f"upload {upload.id!r} not found")
     session.refresh(upload)
     return upload
 
@@ -191,6 +197,8 @@ def _held(session: Session, upload: Upload) -> Upload:
 def _record_completion(session: Session, app, repo: Repository, actor: Principal, upload: Upload, sha: str) -> None:
     record_commit(session, repo.id, sha, "upload", actor.key_id, upload_identifier=upload.identifier)
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
+    if row is None:  # deleted, with the commit just made, while this one waited to record it
+        raise NotFound(f"branch {upload.branch!r} not found")
     row.head_identifier = upload.identifier
     if upload.branch == repo.default_branch:
         repo.main_head_identifier = upload.identifier
@@ -211,7 +219,11 @@ def _write_commit(git_repo, tree: bytes, parent: str | None, upload: Upload, now
 
 def _write_blob(git_repo, repo_path, blobs: BlobStore, row: UploadFile) -> str:
     """Small files through dulwich, large ones streamed through git; either way checked against their hash."""
-    with blobs.open_read(row.storage_path) as source:
+    try:
+        source = blobs.open_read(row.storage_path)
+    except FileNotFoundError:  # purged since it was seen: its branch was deleted
+        raise Conflict(f"file {row.name!r} has not been uploaded", {"missing": [row.name]}) from None
+    with source:
         reader = _HashingReader(source)
         if row.size <= _IN_MEMORY_BLOB:
             sha = git_objects.write_blob(git_repo, reader.read())
