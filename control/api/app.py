@@ -13,7 +13,6 @@ from control.context import AppContext
 from control.services import repos as repo_service
 from control.services.naming import folded_slug
 from storage.errors import DomainError, NotFound, StorageFailure
-from storage.key_format import redact_keys
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -49,7 +48,7 @@ def create_app(context: AppContext) -> Flask:
     def http_error(error: HTTPException):
         message = error.description or error.name
         if error.code == 404:
-            message = redact_keys(f"no route for {request.method} {request.path}")
+            message = f"no route for {request.method} {request.path}"
         response = failure(message, HTTP_CODES.get(error.code, "invalid"), error.code or 400, path=request.path)
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)

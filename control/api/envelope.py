@@ -6,6 +6,8 @@ from typing import Any
 from flask import jsonify
 from pydantic import BaseModel
 
+from storage.key_format import redact_keys
+
 
 def to_jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
@@ -33,7 +35,9 @@ BARE_STATUSES = {422: 400}
 
 def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None,
             path: str = ""):
-    body = {"error": message, "code": code, "details": details or {}}
+    """An error answer. Its message and details often quote what the client sent (a name, a value, a field): a key
+    pasted there is blanked out, as in the logs."""
+    body = {"error": redact_keys(message), "code": code, "details": _redacted(details or {})}
     if path.startswith(BARE_PREFIXES):
         status = BARE_STATUSES.get(status, status)
     else:
@@ -43,3 +47,13 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_keys(value)
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    return value

@@ -420,6 +420,31 @@ def test_no_key_ever_appears_in_responses(server, site, pushed):
         assert secret not in log
 
 
+def test_a_key_sent_as_a_name_or_value_is_not_echoed_in_the_error(server, site, pushed):
+    """Error messages quote what the client sent: a key pasted into a branch name, a source, an owner, a field
+    name or a query parameter came back verbatim (only the unknown-route 404 blanked it)."""
+    tenant = site[0]
+    repo, _ = pushed
+    admin, agent = tenant.keys["admin"], tenant.keys["agent"]
+    answers = [
+        call(server, "DELETE", f"/v1/repos/{repo}/branches/{agent}", admin),
+        call(server, "GET", f"/v1/repos/{repo}/branches/{agent}", admin),
+        call(server, "POST", f"/v1/repos/{repo}/branches", admin, {"name": "x", "from": agent}),
+        call(server, "POST", f"/v1/repos/{repo}/branches", admin, {"name": f"{agent}..x"}),
+        call(server, "POST", f"/v1/repos/{repo}/branches", admin, {"name": "x", agent: 1}),
+        call(server, "GET", f"/v1/repos/{repo}/commits?branch={agent}", admin),
+        call(server, "GET", f"/v1/repos?{agent}=1", admin),
+        call(server, "POST", f"/v1/repos/{repo}/uploads/{agent}/complete", admin),
+        requests.get(f"{server.url}/api/repos/{agent}/{repo}/workspaces", headers={"Authorization": f"Bearer {admin}"},
+                     timeout=30),
+        requests.post(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces", json={"name": "x", "base_commit": agent},
+                      headers={"Authorization": f"Bearer {admin}"}, timeout=30),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, (answer.request.url, answer.status_code, answer.text)
+        assert agent not in answer.text and not KEY_PATTERN.search(answer.text), answer.text
+
+
 def test_a_body_cut_short_is_refused_and_stores_nothing(server, tenant, git, tmp_path):
     """gunicorn ends a body quietly when the client goes away; a cut-off write must not be stored as whole."""
     key = tenant.keys["admin"]
