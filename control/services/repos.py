@@ -106,16 +106,18 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
     return heads
 
 
-def listing_query(org_id: str, page: int, per_page: int):
-    """One page of an organization's live repositories, oldest first, plus one row to tell if more follow."""
-    return (select(Repository)
-            .where(Repository.org_id == org_id, Repository.deleted_at.is_(None))
-            .order_by(Repository.created_at, Repository.id)
-            .offset((page - 1) * per_page).limit(per_page + 1))
+def listing_query(principal: Principal, page: int, per_page: int):
+    """One page of the repositories the key may see (its organization's live ones, or those it is limited to),
+    oldest first, plus one row to tell if more follow. Filtered before paging: filtered after, a limited key's
+    pages came back empty with `hasMore`, and their count told how many repositories it may not see."""
+    query = select(Repository).where(Repository.org_id == principal.org_id, Repository.deleted_at.is_(None))
+    if principal.repo_ids is not None:
+        query = query.where(Repository.id.in_(list(principal.repo_ids)))
+    return query.order_by(Repository.created_at, Repository.id).offset((page - 1) * per_page).limit(per_page + 1)
 
 
-def list_repos(session: Session, org_id: str, page: int, per_page: int) -> tuple[list[Repository], bool]:
-    rows = session.scalars(listing_query(org_id, page, per_page)).all()
+def list_repos(session: Session, principal: Principal, page: int, per_page: int) -> tuple[list[Repository], bool]:
+    rows = session.scalars(listing_query(principal, page, per_page)).all()
     return list(rows[:per_page]), len(rows) > per_page
 
 

@@ -183,6 +183,21 @@ def test_key_with_repo_allow_list_and_expiry(server, tenant):
     assert too_far.status_code == 422 and "out of range" in too_far.json()["error"]
 
 
+def test_a_repo_limited_key_pages_through_its_own_repositories_only(server):
+    """The listing was paged first and filtered after: such a key got empty pages with `hasMore`, and their
+    count told how many repositories it may not see."""
+    tenant = server.tenant()
+    admin = tenant.keys["admin"]
+    slugs = [tenant.repo() for _ in range(5)]
+    seen = [slugs[1], slugs[3]]
+    limited = api(server, admin, "POST", "/v1/keys", {"name": "two", "scope": "read", "repos": seen}).json()["data"]
+    pages = [api(server, limited["key"], "GET", f"/v1/repos?perPage=1&page={page}").json() for page in (1, 2, 3)]
+    assert [[r["slug"] for r in page["data"]] for page in pages] == [[seen[0]], [seen[1]], []]
+    assert [page["pagination"]["hasMore"] for page in pages] == [True, False, False], pages
+    everything = api(server, admin, "GET", "/v1/repos?perPage=100").json()["data"]
+    assert [r["slug"] for r in everything] == slugs
+
+
 def test_a_repo_limited_key_cannot_make_or_revoke_a_broader_key(server, tenant):
     admin = tenant.keys["admin"]
     mine, other = tenant.repo(), tenant.repo()

@@ -30,10 +30,11 @@ def test_repository_listing_needs_no_sort(tmp_path):
     from sqlalchemy import text
 
     from control.services.repos import listing_query
+    from storage.keys import Principal
 
     db = Database(f"sqlite:///{tmp_path / 'm.db'}")
     migrate.upgrade(db)
-    statement = listing_query("org_x", page=3, per_page=50)
+    statement = listing_query(Principal(key_id="k", org_id="org_x", scope="read"), page=3, per_page=50)
     compiled = statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     with db.engine.connect() as connection:
         plan = " | ".join(row[-1] for row in connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))

@@ -62,10 +62,9 @@ def create_repo(call: Call, body: CreateRepo):
 @endpoint(bp, "GET", "/v1/repos", summary="List repositories for an organization", query=PageQuery,
           response=list[RepoOut], paginated=True)
 def list_repos(call: Call, query: PageQuery):
-    rows, has_more = repo_service.list_repos(call.session, call.org_id, query.page, query.per_page)
-    visible = [r for r in rows if call.principal.can_see_repo(r.id)]
+    rows, has_more = repo_service.list_repos(call.session, call.principal, query.page, query.per_page)
     org = org_slug(call)
-    return [repo_out(call, r, org) for r in visible], pagination(query, has_more)
+    return [repo_out(call, r, org) for r in rows], pagination(query, has_more)
 
 
 @endpoint(bp, "GET", "/v1/repos/<repo>", summary="Get repository metadata", response=RepoOut)
