@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 from typing import Any, Callable
 
 from flask import Blueprint, current_app, request
@@ -191,6 +192,9 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
 def parse_query(model: type[BaseModel]) -> BaseModel:
     if any("\x00" in value for value in request.args.values()):
         raise Invalid("query parameters may not contain NUL", {"fields": [{"loc": "query", "msg": "contains NUL"}]})
+    if not _query_is_utf8():
+        raise Invalid("the query string is not valid UTF-8 once percent-decoded",
+                      {"fields": [{"loc": "query", "msg": "not valid UTF-8"}]})
     repeated = [name for name, values in request.args.lists() if len(values) > 1]
     if repeated:  # one of them would be used and the others dropped without a word
         raise Invalid(f"query parameter {_short(repeated[0])!r} is given more than once",
@@ -199,6 +203,17 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
         return model.model_validate(request.args.to_dict())
     except ValidationError as error:
         raise Invalid("query parameters are invalid", validation_details(error)) from None
+
+
+def _query_is_utf8() -> bool:
+    """werkzeug keeps bytes that are not UTF-8 as their escapes: `?path=%FF` and `?path=%25FF` named one folder."""
+    raw = request.environ.get("QUERY_STRING", "").encode("latin-1")
+    try:
+        for part in raw.replace(b"+", b" ").replace(b";", b"&").split(b"&"):
+            unquote_to_bytes(part).decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _path_is_utf8() -> bool:

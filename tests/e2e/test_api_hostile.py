@@ -396,6 +396,24 @@ def test_query_parameters_are_validated(server, site, pushed):
     refused(call(server, "GET", f"/v1/repos/{repo}/commits?branch=", key), 422, "invalid")
 
 
+def test_a_query_string_that_is_not_utf8_is_refused(server, site, pushed):
+    """werkzeug keeps an escape that is not UTF-8 as its text, so `?path=%FF` named the folder `?path=%25FF`
+    names, and `?branch=%FF` looked for a branch `%FF`; as in paths, such bytes are refused."""
+    tenant = site[0]
+    repo, _ = pushed
+    key = tenant.keys["read"]
+    for value in ("%FF", "%ED%A0%80", "a%C3", "%C0%AF"):
+        refused(call(server, "GET", f"/v1/repos/{repo}/commits?branch={value}", key), 422, "invalid")
+    ws = requests.post(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces", json={"name": "q"},
+                       headers={"Authorization": f"Bearer {tenant.keys['agent']}"}, timeout=30).json()["workspace"]
+    tree = requests.get(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces/{ws['id']}/tree?path=%FF",
+                        headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert tree.status_code == 400 and "UTF-8" in tree.json()["error"], tree.text
+    assert call(server, "GET", f"/v1/repos/{repo}/commits?branch=%EF%BF%BD", key).status_code == 404  # a real U+FFFD
+    listed = call(server, "GET", f"/v1/repos/{repo}/commits?branch=main", key)
+    assert listed.status_code == 200, listed.text
+
+
 def test_no_key_ever_appears_in_responses(server, site, pushed):
     tenant = site[0]
     repo, head = pushed
