@@ -329,6 +329,19 @@ def test_a_lookalike_letter_never_reaches_another_repository(server, spelling):
     assert call(server, "GET", "/v1/repos/KX", key).status_code == 200  # ASCII case still folds
 
 
+def test_an_empty_source_is_refused_not_read_as_omitted(server, site, pushed):
+    """`"from": ""` made a branch from the default head, and `"base_commit": ""` a workspace on it, as if the
+    field had not been sent."""
+    tenant = site[0]
+    repo, _ = pushed
+    refused(call(server, "POST", f"/v1/repos/{repo}/branches", tenant.keys["agent"], {"name": "nb", "from": ""}),
+            422, "invalid")
+    assert call(server, "GET", f"/v1/repos/{repo}/branches/nb", tenant.keys["read"]).status_code == 404
+    made = requests.post(f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces", json={"name": "e", "base_commit": ""},
+                         headers={"Authorization": f"Bearer {tenant.keys['agent']}"}, timeout=30)
+    assert made.status_code == 400 and made.json()["details"]["fields"][0]["loc"] == "base_commit", made.text
+
+
 def test_hostile_repo_names_make_safe_slugs(server, tenant):
     key = tenant.keys["admin"]
     for name, slug in [("../../etc", "etc"), ("..", None), ("x/../../y", "x-y"), (".git", "git"),

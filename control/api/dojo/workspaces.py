@@ -30,7 +30,7 @@ def route(method: str, path: str, **kwargs):
 class CreateWorkspace(DojoModel):
     name: str = Field(min_length=1, max_length=200)
     agent_name: OneLine | None = Field(default=None, max_length=200)
-    base_commit: str | None = Field(default=None, max_length=64)
+    base_commit: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class WorkspaceEnvelope(DojoModel):

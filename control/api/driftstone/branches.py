@@ -15,7 +15,7 @@ bp = Blueprint("branches", __name__)
 
 class CreateBranch(WireModel):
     name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": BRANCH_NAME_PATTERN})
-    from_: str | None = Field(default=None, alias="from", max_length=255)
+    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=255)
     record_only: bool = False
 
 
