@@ -678,9 +678,11 @@ def test_wildcard_locks_cover_directories_and_overlapping_locks_are_refused(serv
         assert dojo("POST", f"/workspaces/{bob['id']}/lock", {"patterns": [theirs]}).status_code == 423, theirs
 
 
-@pytest.mark.parametrize("pattern", ["./src/auth.ts", "src//auth.ts", "src/./auth.ts", "src\\auth.ts", "src/.."])
+@pytest.mark.parametrize("pattern", ["./src/auth.ts", "src//auth.ts", "src/./auth.ts", "src\\auth.ts", "src/..",
+                                     "ctl\u0001/*", "src/\n*", "src/\x7f", "src/\u009b*"])
 def test_lock_patterns_no_path_can_match_are_refused(server, tenant, seeded, pattern):
-    """Stored paths have no '.', empty parts or backslashes: such a lock was granted and protected nothing."""
+    """Stored paths have no '.', empty parts, backslashes or control characters: such a lock was granted and
+    protected nothing."""
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
     ws = dojo.workspace("w")
