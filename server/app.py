@@ -28,7 +28,7 @@ from storage.settings import Settings
 
 from . import heap
 from .auth import credential_from_header
-from .body import BodyError, BodyTooLarge, request_chunks
+from .body import BodyError, BodyTooLarge, discard_rest, request_chunks
 from .capabilities import CapabilityCache
 from .git_process import GitProcess, RepositoryGone
 from .hook_channel import HookChannel, hook_scripts_ready
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
 UPLOAD_PACK_REQUEST_LIMIT = 256 * 1024 * 1024
 WHOLE_BODY_LIMIT = 1024 * 1024  # bodies up to this size (most fetch negotiations, small pushes) are read whole
+UNREAD_BODY_SECONDS = 60  # what git left of a body is read and dropped for this long after its answer (discard_rest)
 CHALLENGE = [("WWW-Authenticate", 'Basic realm="Driftstone", charset="UTF-8"')]
 
 
@@ -151,7 +152,8 @@ class GitHttpApp:
             return _empty_result(start_response, headers)
         process = GitProcess(repo_path, ["upload-pack", "--stateless-rpc", "."], env)
         process.feed(body)
-        return _respond(start_response, process, headers)
+        return _respond(start_response, process, headers,
+                        rest_of_body=lambda: discard_rest(environ, UNREAD_BODY_SECONDS))
 
     def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
         if not hook_scripts_ready(self.hooks_path):
@@ -228,7 +230,8 @@ class GitHttpApp:
             return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates),
                                 private_paths=_server_paths(ctx.repo_path, self.settings.data_dir))
 
-        return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close)
+        return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close,
+                        rest_of_body=lambda: discard_rest(environ, UNREAD_BODY_SECONDS))
 
 
 def _server_paths(*paths: Path) -> tuple[str, ...]:
@@ -327,11 +330,12 @@ def _streamed_body(environ, limit: int) -> Iterator[bytes]:
 
 
 def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", report=None, after=None,
-             on_close=None):
+             on_close=None, rest_of_body=None):
     """Start the response on git's first output (so a request git refuses gets a 400, not an empty 200).
 
     With `report` (receive-pack), a client that goes away does not stop the push: git is left to finish,
-    its report is drained and the effects still run, because the refs may already have moved.
+    its report is drained and the effects still run, because the refs may already have moved. Once git has
+    answered, `rest_of_body` reads what it left of the request body, so that the client hears the answer.
     """
 
     def body() -> Iterator[bytes]:
@@ -361,6 +365,8 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
             finished = True
             if filter_ is not None:
                 yield after(filter_)
+            if rest_of_body is not None:
+                rest_of_body()
         finally:
             if report is not None and not finished:
                 filter_ = filter_ or report()

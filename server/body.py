@@ -1,6 +1,7 @@
 """Request bodies as a stream of chunks: Content-Length or chunked (gunicorn de-chunks), gzip decoded."""
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Iterator
 
@@ -98,3 +99,23 @@ def _inflate(decoder, data: bytes) -> Iterator[bytes]:
             yield decoder.decompress(decoder.unconsumed_tail, DECODED_STEP)
     except zlib.error:
         raise BodyError("invalid compressed body") from None
+
+
+def discard_rest(environ, seconds: float) -> int:
+    """Read what is left of the request body and drop it, for up to `seconds`; returns the bytes dropped.
+
+    git stops reading a push past its limits and answers at once. Closed with the rest of the body unread, the
+    connection is reset under the client, which is still writing it: libgit2 and JGit then report a broken pipe
+    instead of git's answer (the git CLI reads while it writes; http-backend's web server reads every body whole
+    before git starts)."""
+    deadline = time.monotonic() + seconds
+    dropped = 0
+    try:
+        while time.monotonic() < deadline:
+            chunk = environ["wsgi.input"].read(CHUNK)
+            if not chunk:
+                break
+            dropped += len(chunk)
+    except Exception:  # the client went away, stopped sending, or broke the framing: nobody is left to answer
+        pass
+    return dropped

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pygit2
@@ -183,3 +184,23 @@ def test_dulwich_wrong_key_and_read_key(seeded, tenant, git, tmp_path):
     with pytest.raises(GitProtocolError, match="403"):
         porcelain.push(str(path), plain, ["refs/heads/main"], outstream=io.BytesIO(), errstream=io.BytesIO(), **read)
     assert remote_ref(git, tenant.url(repo), "refs/heads/main") == before
+
+
+def test_pygit2_push_over_the_size_limit_hears_why(small_limits_server, git, tmp_path):
+    """git stops reading a push past its limits (receive.maxInputSize, GIT_ALLOC_LIMIT) and answers; the server
+    sent that answer and closed with the rest of the body unread, so the kernel reset the connection and libgit2,
+    still writing, reported only "Broken pipe" (JGit: "Error writing request body"). The rest is read and dropped
+    first, as http-backend's web server does, and the client reads the refusal."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    clone = pygit2.clone_repository(tenant.plain_url(repo), str(tmp_path / "big"),
+                                    callbacks=callbacks(tenant.keys["agent"]))
+    (Path(clone.workdir) / "big.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    clone.index.add("big.bin")
+    clone.index.write()
+    clone.create_commit("refs/heads/main", SIGNATURE, SIGNATURE, "big", clone.index.write_tree(), [clone.head.target])
+    with pytest.raises(pygit2.GitError, match="unpacking the sent packfile failed on the remote"):  # as with http-backend
+        clone.remotes["origin"].push(["refs/heads/main"], callbacks=callbacks(tenant.keys["agent"]))
+    assert remote_ref(git, tenant.url(repo), "refs/heads/main") == git.out("rev-parse", "HEAD", cwd=work)
