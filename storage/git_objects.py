@@ -4,9 +4,12 @@ Editing a tree rewrites only the subtrees on the changed paths, so its cost foll
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,23 +83,42 @@ def open_repo(repo_path: Path) -> Repo:
 
 
 def store_object(repo: Repo, obj) -> None:
-    """Add an object unless present. Two writers adding the same loose object race on its lock file
-    (dulwich raises FileLocked); the other writer is writing identical bytes, so wait for it to finish. A
-    repack's `prune-packed` removes empty `objects/xx/` directories, also the one dulwich has just made for
-    this object (FileNotFoundError on its lock file): then it is made again."""
-    for attempt in range(200):
+    """Add an object unless present. A repack's `prune-packed` removes empty `objects/xx/` directories, also the
+    one just made for this object (FileNotFoundError): then it is made again."""
+    for _ in range(200):
         if obj.id in repo.object_store:
             return
         try:
-            repo.object_store.add_object(obj)
+            try:
+                repo.object_store.add_object(obj)
+            except FileLocked:
+                _write_past_a_lock(repo.object_store, obj)
             return
-        except FileLocked:
-            time.sleep(0.01 * min(attempt + 1, 10))
         except FileNotFoundError:
             continue
         except OSError as error:  # read-only, full, no permission
             raise StorageFailure(f"object {obj.id.decode()} could not be written: {error}") from error
-    raise StorageFailure(f"object {obj.id.decode()} could not be written (locked, or its directory kept going)")
+    raise StorageFailure(f"object {obj.id.decode()} could not be written (its directory kept going)")
+
+
+def _write_past_a_lock(store: DiskObjectStore, obj) -> None:
+    """The object's lock file is taken: by a writer of these same bytes still at work, or left by one that was
+    killed, and then for good (dulwich never takes a lock over: every later write of the object failed). Write it
+    as git does, through a temporary file of its own moved into place; a live writer's rename lands the same
+    bytes."""
+    path = store._get_shafile_path(obj.id)
+    fd, temporary = tempfile.mkstemp(prefix="tmp_obj_", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(obj.as_legacy_object(compression_level=store.loose_compression_level))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o444)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def _commit(repo: Repo, commit_sha: str) -> Commit:

@@ -3,6 +3,7 @@ compare-and-swap on the expected head, hostile paths), reading files and trees, 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import subprocess
 import threading
@@ -503,3 +504,20 @@ def test_a_well_formed_gitmodules_is_accepted(server, tenant, git, tmp_path, pus
     work = clone(git, tenant, repo, tmp_path)
     git("-c", "transfer.fsckObjects=true", "fetch", "-q", "origin", cwd=work)
     assert (work / ".gitmodules").read_text() == content
+
+
+def test_an_object_lock_left_by_a_killed_writer_does_not_block_that_object(server, tenant, git, tmp_path, pushed):
+    """A worker killed while dulwich wrote a loose object leaves `objects/xx/<rest>.lock`; every later write of
+    the same bytes (a retried commit, the same file elsewhere, an upload of it) waited 20 s and answered 503, for
+    good (crash sweep). The object is now written past the lock, as git writes it."""
+    repo, _, _ = pushed
+    content = b"the same bytes a killed request was writing\n"
+    sha = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+    objects = repo_path(server, tenant, repo) / "objects" / sha[:2]
+    objects.mkdir(exist_ok=True)
+    (objects / f"{sha[2:]}.lock").write_bytes(b"")
+    made = commit(server, tenant, repo, [create("retried.txt", content), create("again/copy.txt", content)])
+    assert made.status_code == 201, made.text
+    work = clone(git, tenant, repo, tmp_path)
+    assert files_of(work)["retried.txt"] == content and files_of(work)["again/copy.txt"] == content
+    git("fsck", "--strict", cwd=work)

@@ -201,6 +201,6 @@ def test_pygit2_push_over_the_size_limit_hears_why(small_limits_server, git, tmp
     clone.index.add("big.bin")
     clone.index.write()
     clone.create_commit("refs/heads/main", SIGNATURE, SIGNATURE, "big", clone.index.write_tree(), [clone.head.target])
-    with pytest.raises(pygit2.GitError, match="unpacking the sent packfile failed on the remote"):  # as with http-backend
+    with pytest.raises(pygit2.GitError, match="unpacking the sent packfile failed on the remote"):  # http-backend too
         clone.remotes["origin"].push(["refs/heads/main"], callbacks=callbacks(tenant.keys["agent"]))
     assert remote_ref(git, tenant.url(repo), "refs/heads/main") == git.out("rev-parse", "HEAD", cwd=work)
