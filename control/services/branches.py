@@ -65,7 +65,15 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
     path = app.store.path_for(repo.id)
     serialize_repository_writes(session, repo.id)  # a record-only create and a create from a commit take turns
     existing = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
-    if git_refs.read_ref(path, f"refs/heads/{name}") is not None or existing is not None:
+    current = git_refs.read_ref(path, f"refs/heads/{name}")
+    if existing is not None and existing.head_sha is not None and current is None:
+        # its ref was deleted by a request killed before its transaction ended: the ref is the truth (get and list
+        # already say there is no such branch), so the row goes, as its deletion's effects would have removed it
+        session.delete(existing)
+        jobs.defer(session, PURGE_BRANCH_FILES, repo.id, name)
+        session.flush()
+        existing = None
+    if current is not None or existing is not None:
         raise Conflict(f"branch {name!r} already exists", {"branch": name})
     _refuse_name_clash(session, path, repo, name)
     from_branch = bool(source) and not _looks_like_sha(source) and git_refs.read_ref(path, f"refs/heads/{source}")

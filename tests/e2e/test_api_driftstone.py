@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.support import api, wait_until_gone
+from tests.support import api, remote_ref, repo_path, wait_until_gone
 
 
 def test_seed_curl_repo_create(server, tenant):
@@ -88,6 +88,23 @@ def test_branch_table_endpoints(server, tenant, git, tmp_path):
     assert git.out("ls-remote", tenant.url(repo), "refs/heads/feature/x") == ""
     assert api(server, key, "GET", f"/v1/repos/{repo}/branches/feature/x").status_code == 404
     assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/main").status_code == 409
+
+
+def test_a_branch_whose_delete_was_killed_after_the_ref_went_can_be_made_again(server, tenant, git, tmp_path):
+    """A DELETE killed between the ref's removal and its transaction's end left the branch's row: GET and the list
+    said 404, and creating it again said 409 "already exists" (crash sweep: 3 in ~100 kills)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    key = tenant.keys["agent"]
+    assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "half"}).status_code == 201
+    git("update-ref", "-d", "refs/heads/half", cwd=repo_path(server, tenant, repo))  # what the killed DELETE did
+    assert api(server, key, "GET", f"/v1/repos/{repo}/branches/half").status_code == 404
+    again = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "half"})
+    assert again.status_code == 201, again.text
+    listed = api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]
+    assert [b["name"] for b in listed] == ["half", "main"]
+    assert remote_ref(git, tenant.url(repo), "refs/heads/half") == git.out("rev-parse", "HEAD", cwd=work)
 
 
 def test_record_only_branch_and_branch_from_sha(server, tenant, git, tmp_path):
