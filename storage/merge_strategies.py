@@ -157,10 +157,12 @@ def _subject(commit: Commit) -> str:
 
 def plan_merge(object_store, target_head: str | None, source_head: str, strategy: str, *, target_name: str,
                source_name: str, committer: Identity, message: str | None = None, fast_forward: bool = False,
-               when: int | None = None, squash_since: str | None = None) -> MergePlan:
-    """`squash_since`: an ancestor of `source_head` whose later commits alone a squash takes (a stack's base: a
-    stack submitted after an earlier squash of the same line of work holds only what came since, but git's
-    merge base is older and would apply the squashed changes a second time)."""
+               when: int | None = None, since: str | None = None) -> MergePlan:
+    """`since`: an ancestor of `source_head` whose later commits alone are the source's own work, which a squash
+    takes and a rebase replays (a stack's base: a stack submitted after an earlier squash of the same line of
+    work holds only what came since, but git's merge base is older and would apply the squashed changes a
+    second time). One that is not an ancestor of the source is not used: taken as the merge base, it made a
+    squash put the source's tree over the target's."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
     store = MergeStore(object_store)
@@ -183,6 +185,9 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
     bases = merge_bases_in(store, target, source)
     if not bases:
         raise UnrelatedHistories(f"{source_name} and {target_name} share no history")
+    if since is not None and (since == source_head or since.encode() not in merge_bases_in(store, since.encode(),
+                                                                                          source)):
+        since = None  # the source itself (a stack on an empty repository), or no ancestor of it
     if source in bases:
         plan.new_head, plan.already_merged = target_head, True
         return plan
@@ -202,15 +207,14 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
         plan.new_commits = [plan.new_head]
         return plan
     if strategy == "squash":
-        squash_since = squash_since if squash_since != source_head else None  # a stack on an empty repository
-        squash_bases = [squash_since] if squash_since else [b.decode() for b in bases]
+        squash_bases = [since] if since else [b.decode() for b in bases]
         result = merge_commits(store, target_head, source_head, target_name, source_name, merge_bases=squash_bases)
         if not result.clean:
             return _conflicted(plan, result)
         if result.tree.encode() == _commit(store, target).tree:
             plan.new_head, plan.already_merged = target_head, True
             return plan
-        squashed = commits_to_replay(store, squash_since.encode() if squash_since else target, source)
+        squashed = commits_to_replay(store, since.encode() if since else target, source)
         first = _commit(store, squashed[0]) if squashed else _commit(store, source)
         text = message or _squash_message(store, squashed, source_name, target_name)
         plan.new_head = _new_commit(store, result.tree.encode(), [target], first.author, now, 0, committer_bytes,
@@ -221,7 +225,8 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
     if target_is_base:
         plan.new_head, plan.fast_forward = source_head, True
         return plan
-    return _replay(store, plan, target, commits_to_replay(store, target, source), target_name, committer_bytes, now)
+    own = commits_to_replay(store, since.encode() if since else target, source)  # git rebase --onto target since
+    return _replay(store, plan, target, own, target_name, committer_bytes, now)
 
 
 def replay_commits(object_store, onto: str | None, commits: list[str], committer: Identity, *,

@@ -59,12 +59,13 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                expected_target_head: str | None = None, *, source_label: str | None = None,
                fast_forward: bool = False, workspace_id: str | None = None,
-               squash_since: str | None = None) -> MergeOutcome:
+               since: str | None = None) -> MergeOutcome:
     """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too).
 
     `expected_target_head`: when given, the target must still point there (else StaleRef) and no retry happens.
     `source_label`: how messages name the source (a branch name; defaults to the sha).
-    `workspace_id`: the workspace whose work this is: its own path locks do not hold it back."""
+    `workspace_id`: the workspace whose work this is: its own path locks do not hold it back.
+    `since`: where the source's own commits start (a stack's base; see plan_merge)."""
     checked_branch_name(target_branch)
     if strategy not in STRATEGIES:
         raise Invalid(f"unknown merge strategy {strategy!r}", {"fields": [{"loc": "strategy", "msg": "unknown"}]})
@@ -83,7 +84,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             try:
                 plan = plan_merge(git_repo.object_store, start, source_sha, strategy, target_name=target_branch,
                                   source_name=label, committer=MERGER, message=message, fast_forward=fast_forward,
-                                  squash_since=squash_since)
+                                  since=since)
             except UnrelatedHistories as error:
                 raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
             if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written

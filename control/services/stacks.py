@@ -204,7 +204,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
             raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
                                 message or stack.title, dry_run=dry_run, source_label=stack.bookmark,
-                                workspace_id=stack.workspace_id, squash_since=stack.base_commit)
+                                workspace_id=stack.workspace_id, since=stack.base_commit)
     if dry_run or not outcome.success:
         return outcome
     stack.status, stack.merged_sha = "merged", outcome.head_commit
@@ -241,7 +241,9 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
     with git_objects.open_repo(path) as git_repo:
         replayed = replay_commits(git_repo.object_store, target_head, list(child.commits), MERGER)
     child.parent_stack_id = None
-    child.base_branch, child.base_commit = parent.base_branch, target_head
+    # its base commit moves only with its commits: a squash takes what follows the base, and a child left where
+    # it was, based on the target's head, had its tree put over the target's (the target's own work lost)
+    child.base_branch = parent.base_branch
     ref = f"refs/heads/{child.bookmark}"
     old = git_refs.read_ref(path, ref)
     if replayed.clean and old in (None, child.head_commit):
@@ -251,7 +253,7 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
             refuse_oversized(replayed, ref, app.settings.max_object_size)  # before anything is written
             replayed.persist()
             apply_ref_change(ctx, RefUpdate(old=old or ZERO_SHA, new=replayed.new_head, ref=ref), session=session)
-            child.head_commit, child.commits = replayed.new_head, replayed.new_commits
+            child.head_commit, child.commits, child.base_commit = replayed.new_head, replayed.new_commits, target_head
         except DomainError as error:
             log.info("stack %s not restacked onto %s: %s", child.id, parent.base_branch, error.message)
     session.flush()

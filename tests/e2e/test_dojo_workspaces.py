@@ -560,6 +560,65 @@ def test_a_child_stack_whose_branch_got_new_commits_is_not_restacked_over_them(s
     assert v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {}).status_code == 409, shown
 
 
+def _lines(changed: dict[int, str]) -> str:
+    return "".join(f"{changed.get(n, n)}\n" for n in range(1, 31))
+
+
+@pytest.mark.parametrize("strategy", ["squash", "merge", "rebase"])
+def test_a_child_stack_its_restack_could_not_move_never_merges_over_the_target(server, tenant, git, tmp_path, seeded,
+                                                                              strategy):
+    """A child whose restack conflicted kept its commits but took the target's head as its base; its squash then
+    merged from that base, put the child's tree over main and answered success: main lost a file and a line
+    pushed to it (merge sweep). Every strategy must see the conflict that git sees, and leave main alone."""
+    repo, work, _ = seeded
+    git.commit(work, {"f.txt": _lines({})}, "thirty lines")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "parent", {"f.txt": _lines({1: "A1"})})
+    _, child, _ = submit_work(dojo, "child", {"f.txt": _lines({1: "A1", 20: "B20"})}, base_commit=parent_sha)
+    git.commit(work, {"f.txt": _lines({20: "M20"}), "m.txt": "main's own work\n"}, "main moves on")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": strategy})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    main = git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0]
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert shown["mergeable"] is False and shown["baseBranch"] == "main", shown
+    child_merge = v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {"strategy": strategy})
+    assert child_merge.status_code in (200, 409), child_merge.text
+    if child_merge.status_code == 200:
+        assert child_merge.json()["data"]["success"] is False and "f.txt" in str(child_merge.json()["data"])
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/main").split()[0] == main
+
+
+def test_a_rebase_of_a_later_stack_replays_its_own_commits_only(server, tenant, git, tmp_path, seeded):
+    """After a squash of a workspace's first stack, its second stack's rebase replayed the first stack's commits
+    too (not in main: main has their squash), and stopped at a conflict with a later change to main (sweep)."""
+    repo, work, _ = seeded
+    git.commit(work, {"f.txt": _lines({})}, "thirty lines")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("twice")
+    for number, change in enumerate(({1: "A1"}, {1: "A1", 2: "A2"})):
+        dojo("PUT", f"/workspaces/{ws['id']}/files/f.txt", data=_lines(change).encode())
+        assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": f"a{number + 1}"}).status_code == 201
+    first = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "first"}).json()["stack"]
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{first['id']}/merge", {"strategy": "squash"})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    git("pull", "-q", "--rebase", tenant.url(repo), "main", cwd=work)
+    git.commit(work, {"f.txt": _lines({1: "Z1", 2: "A2"})}, "main changes line 1 again")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    dojo("PUT", f"/workspaces/{ws['id']}/files/f.txt", data=_lines({1: "A1", 2: "A2", 30: "A30"}).encode())
+    third = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "a3"}).json()["commit"]["sha"]
+    second = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "second"}).json()["stack"]
+    assert second["commits"] == [third]
+    rebased = v1(server, tenant, "POST", f"{repo}/stacks/{second['id']}/merge", {"strategy": "rebase"})
+    assert rebased.status_code == 200 and rebased.json()["data"]["success"] is True, rebased.text
+    clone = tmp_path / "final"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "f.txt").read_text() == _lines({1: "Z1", 2: "A2", 30: "A30"})
+    assert git.out("log", "-1", "--format=%s", cwd=clone) == "a3"
+
+
 def test_a_parent_stack_merges_when_its_childs_branch_may_not_be_restacked(server, tenant, git, seeded):
     """With the stacks' branches protected (no force), the child's restack (a force move of its branch) was
     refused, and the refusal undid the parent's merge: 403 'force push is not allowed' for a branch the merge
