@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
 UPLOAD_PACK_REQUEST_LIMIT = 256 * 1024 * 1024
 WHOLE_BODY_LIMIT = 1024 * 1024  # bodies up to this size (most fetch negotiations, small pushes) are read whole
-UNREAD_BODY_SECONDS = 60  # what git left of a body is read and dropped for this long after its answer (discard_rest)
+# what git left of a body is read and dropped for this long once its answer is sent (discard_rest): a client that
+# reads while it writes (the git CLI) stops sending on the answer; one that writes all first needs the rest read
+UNREAD_BODY_SECONDS = 60
 CHALLENGE = [("WWW-Authenticate", 'Basic realm="Driftstone", charset="UTF-8"')]
 
 
@@ -334,8 +336,9 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
     """Start the response on git's first output (so a request git refuses gets a 400, not an empty 200).
 
     With `report` (receive-pack), a client that goes away does not stop the push: git is left to finish,
-    its report is drained and the effects still run, because the refs may already have moved. Once git has
-    answered, `rest_of_body` reads what it left of the request body, so that the client hears the answer.
+    its report is drained and the effects still run, because the refs may already have moved. Once the answer
+    is sent whole (the WSGI server closes the body after its last chunk), `rest_of_body` reads what git left of
+    the request body, so that a client still writing it hears the answer.
     """
 
     def body() -> Iterator[bytes]:
@@ -365,8 +368,6 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
             finished = True
             if filter_ is not None:
                 yield after(filter_)
-            if rest_of_body is not None:
-                rest_of_body()
         finally:
             if report is not None and not finished:
                 filter_ = filter_ or report()
@@ -381,7 +382,24 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
                 on_close()
             heap.after_transfer(process.bytes_fed + process.bytes_out)
 
-    return body()
+    return body() if rest_of_body is None else _ThenRead(body(), rest_of_body)
+
+
+class _ThenRead:
+    """A response body that, once sent whole and closed, reads the rest of the request body (not for a client
+    that went away in the middle: nobody is left to hear the answer)."""
+
+    def __init__(self, chunks: Iterator[bytes], rest_of_body: Callable[[], object]):
+        self.chunks, self.rest_of_body, self.sent = chunks, rest_of_body, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        self.sent = True
+
+    def close(self) -> None:
+        self.chunks.close()
+        if self.sent:
+            self.rest_of_body()
 
 
 def _without_body(answer: Iterable[bytes]) -> list[bytes]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import threading
 import zlib
 
 import pytest
@@ -282,3 +283,41 @@ def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, gi
     stale_delete = _receive_pack_body([f"{old} {'0' * 40} refs/heads/gone"], "report-status")
     response = requests.post(f"{url}/git-receive-pack", data=stale_delete, headers=headers, timeout=60)
     assert b"ng refs/heads/gone" in response.content  # a delete of a missing ref stays git's answer
+
+
+def test_a_refused_push_is_answered_whole_while_its_body_still_comes(tenant, git, tmp_path):
+    """What git leaves of a refused push's body is read (so that a client writing it all first, libgit2 or JGit,
+    hears the answer), but only after the answer is sent whole: read before the end of the answer, it held the
+    answer back from a client that reads while it writes (the git CLI) until the rest had come, or for 60 s."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    start = _receive_pack_body([f"{'0' * 40} {git.out('rev-parse', 'HEAD', cwd=work)} refs/heads/x"],
+                               "report-status") + b"PACK\x00\x00\x00\x07broken"
+    junk, sent, stop = b"\0" * 65536, [0], threading.Event()
+    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=30) as sock:
+        sock.sendall(f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: h\r\n"
+                     f"Authorization: Bearer {tenant.keys['admin']}\r\nContent-Type: {RECEIVE}\r\n"
+                     f"Transfer-Encoding: chunked\r\n\r\n".encode() + b"%x\r\n%s\r\n" % (len(start), start))
+
+        def keep_sending() -> None:
+            try:
+                while not stop.is_set() and sent[0] < 512 * 1024 * 1024:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(junk), junk))
+                    sent[0] += len(junk)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        answer = b""
+        while not answer.endswith(b"\r\n0\r\n\r\n"):  # the chunked answer's end
+            chunk = sock.recv(65536)
+            assert chunk, answer[-300:]
+            answer += chunk
+        whole_while_sending = sender.is_alive()
+        stop.set()
+        sender.join(timeout=60)
+    assert answer.startswith(b"HTTP/1.1 200") and b"unpack " in answer and b"ng refs/heads/x" in answer, answer[:500]
+    assert whole_while_sending, sent[0]
+    assert git.out("ls-remote", tenant.url(repo), "refs/heads/x") == ""
