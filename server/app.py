@@ -20,6 +20,7 @@ from hooks.refs import RECEIVE_HIDE_REFS, RefUpdate, hidden_ref_reasons
 from storage import git_refs
 from storage.db import Database
 from storage.git_env import ALLOCATION_REFUSED, allocation_limit
+from storage.key_format import blank_keys
 from storage.keys import Principal, find_principal
 from storage.models import Organization, Repository
 from storage.push_scans import PushScans
@@ -100,7 +101,8 @@ class GitHttpApp:
             if service is None:  # a dumb client's first request
                 return text_response(start_response, "404 Not Found", "the dumb HTTP protocol is not served; use smart HTTP")
             if service not in SERVICES:  # as http-backend answers it
-                return text_response(start_response, "403 Forbidden", f"unsupported service {service[:100]!r}")
+                return text_response(start_response, "403 Forbidden",
+                                     f"unsupported service {blank_keys(service[:100])!r}")
         else:
             if method != "POST":
                 return text_response(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])

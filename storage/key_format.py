@@ -6,13 +6,21 @@ import re
 
 KEY_PREFIX = "dk-"
 # percent-encoded too (`%64k-`, `d%6B%2D`: the same key once a URL is decoded), and in any case (a key with its
-# prefix mistyped `DK-` is refused, but its secret is the real one)
-_KEY_LIKE = re.compile(r"(?i)(?:d|%64)(?:k|%6b)(?:-|%2d)(?:[a-z0-9_\-]|%[0-9a-f]{2})+")
+# prefix mistyped `DK-` is refused, but its secret is the real one); a word of its own (after a character that is
+# not a letter or digit, or after an escape) with a secret's length (keys are `dk-` and 43 characters), so that
+# names such as `sdk-update` or `jdk-17` quoted in an error stay as they were
+_KEY_LIKE = re.compile(r"(?i)(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2}))(?:d|%64)(?:k|%6b)(?:-|%2d)"
+                       r"(?:[a-z0-9_\-]|%[0-9a-f]{2}){20,}")
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 _SIGNATURE = re.compile(r"(?i)((?:^|[?&;\s])signature=)[^&\s\"']*")  # a signed upload URL's: a bearer capability
 
 
 def redact_keys(text: str) -> str:
-    """Keys, Authorization headers and upload URL signatures blanked out."""
-    text = _SIGNATURE.sub(r"\1[redacted]", _AUTHORIZATION.sub(r"\1[redacted]", text))
+    """Keys, Authorization headers and upload URL signatures blanked out (text for the logs)."""
+    return blank_keys(_SIGNATURE.sub(r"\1[redacted]", _AUTHORIZATION.sub(r"\1[redacted]", text)))
+
+
+def blank_keys(text: str) -> str:
+    """Keys blanked out, nothing else: for answers that quote what a client sent (a name that merely mentions
+    authorization is left whole)."""
     return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", text)

@@ -6,7 +6,7 @@ from typing import Any
 from flask import jsonify
 from pydantic import BaseModel
 
-from storage.key_format import redact_keys
+from storage.key_format import blank_keys
 
 
 def to_jsonable(value: Any) -> Any:
@@ -36,8 +36,8 @@ BARE_STATUSES = {422: 400}
 def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None,
             path: str = ""):
     """An error answer. Its message and details often quote what the client sent (a name, a value, a field): a key
-    pasted there is blanked out, as in the logs."""
-    body = {"error": redact_keys(message), "code": code, "details": _redacted(details or {})}
+    pasted there is blanked out."""
+    body = {"error": blank_keys(message), "code": code, "details": _redacted(details or {})}
     if path.startswith(BARE_PREFIXES):
         status = BARE_STATUSES.get(status, status)
     else:
@@ -51,7 +51,7 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
 
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
-        return redact_keys(value)
+        return blank_keys(value)
     if isinstance(value, list):
         return [_redacted(item) for item in value]
     if isinstance(value, dict):

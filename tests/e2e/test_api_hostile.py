@@ -13,7 +13,7 @@ import requests
 
 from tests.support import Git, raw_request
 
-KEY_PATTERN = re.compile(r"dk-[A-Za-z0-9_-]{20,}")
+KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9])dk-[A-Za-z0-9_-]{20,}")
 
 
 def call(server, method, path, key=None, body=None, headers=None, data=None, timeout=30):
@@ -474,6 +474,22 @@ def test_a_key_sent_as_a_name_or_value_is_not_echoed_in_the_error(server, site, 
     for answer in answers:
         assert 400 <= answer.status_code < 500, (answer.request.url, answer.status_code, answer.text)
         assert agent not in answer.text and not KEY_PATTERN.search(answer.text), answer.text
+
+
+def test_names_that_merely_look_like_keys_are_quoted_whole(server, site, pushed):
+    """The blanking of keys in error answers took `sdk-update` for a key (`sdk-[redacted]`), also in `details`,
+    which clients read as data; and a git URL's unknown service quoted a key whole."""
+    tenant = site[0]
+    repo, _ = pushed
+    agent = tenant.keys["agent"]
+    for name in ("sdk-update", "jdk-17-upgrade-for-the-whole-build", "fix-authorization-bug"):
+        assert call(server, "POST", f"/v1/repos/{repo}/branches", agent, {"name": name}).status_code == 201
+        again = refused(call(server, "POST", f"/v1/repos/{repo}/branches", agent, {"name": name}), 409, "conflict")
+        assert again["details"]["branch"] == name and name in again["error"], again
+        assert call(server, "DELETE", f"/v1/repos/{repo}/branches/{name}", agent).status_code == 200
+    service = requests.get(f"{server.url}/{tenant.org}/{repo}.git/info/refs", params={"service": agent},
+                           headers={"Authorization": f"Bearer {agent}"}, timeout=30)
+    assert service.status_code == 403 and agent not in service.text and "dk-[redacted]" in service.text
 
 
 def test_a_body_cut_short_is_refused_and_stores_nothing(server, tenant, git, tmp_path):
