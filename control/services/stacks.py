@@ -21,6 +21,7 @@ from storage.models import Repository, Stack, StackReview, Workspace
 from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name
+from .workspaces import take_workspace_turn
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _parent_stack(session: Session, repo: Repository, base_commit: str | None) -
 
 
 def submit(session: Session, app, repo: Repository, workspace: Workspace, actor: Principal, title: str) -> Stack:
-    serialize_repository_writes(session, repo.id)  # takes turns with a merge of this workspace's stack
+    take_workspace_turn(session, workspace)  # with its other writers and a merge of its stack; deleted: not found
     session.refresh(workspace)
     if not workspace.current_commit or workspace.current_commit == workspace.base_commit:
         raise Invalid("nothing to submit: commit the workspace first")

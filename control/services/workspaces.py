@@ -307,6 +307,8 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     and this one built on it; a retry of it that finds its whole overlay there answers with it."""
     serialize_workspace_writes(session, workspace.id)
     session.refresh(workspace)
+    if workspace.status != "active":  # deleted while this request waited its turn
+        raise NotFound(f"workspace {workspace.id!r} not found")
     overlay = _overlay(session, workspace)
     if not overlay:
         raise Invalid("nothing to commit: the workspace overlay is empty")

@@ -775,6 +775,25 @@ def test_a_lock_racing_its_workspaces_delete_does_not_outlive_it(server, tenant,
     assert dojo("PUT", f"/workspaces/{other['id']}/files/r0/p1", data=b"free").status_code == 200
 
 
+def test_commits_and_submits_racing_their_workspaces_delete_answer_not_found(server, tenant, seeded):
+    """On SQLite the workspace was found (active) outside any lock: a commit that waited for a delete went on and
+    answered 400 "nothing to commit" (the overlay was gone), and a submit could open a stack for the deleted
+    workspace."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    for round_ in range(12):
+        ws = dojo.workspace(f"going-{round_}")
+        base = f"/workspaces/{ws['id']}"
+        assert dojo("PUT", f"{base}/files/first.txt", data=b"1").status_code == 200
+        if round_ % 2:
+            assert dojo("POST", f"{base}/commit", {"message": "first"}).status_code == 201
+        racer = (("POST", f"{base}/submit", {"title": "t"}) if round_ % 2
+                 else ("POST", f"{base}/commit", {"message": "m"}))
+        answers = at_once(2, lambda i: dojo("DELETE", base) if i == 0 else dojo(*racer))
+        assert answers[0].status_code == 200
+        assert answers[1].status_code in (201, 404), (racer[1], answers[1].status_code, answers[1].text)
+
+
 def test_simultaneous_writes_of_one_new_file_all_answer_and_one_wins(server, tenant, seeded):
     """16 writes of one new path: 1-3 answered 500 (a unique-key race) and their content was dropped."""
     repo, _, _ = seeded
