@@ -61,14 +61,10 @@ def _problem(path: str) -> str | None:
     return None
 
 
-def has_control_character(text: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in text)
-
-
 def _component_problem(component: str) -> str | None:
     if component == "":
         return "empty path component"
-    if has_control_character(component):
+    if any(unicodedata.category(char) == "Cc" for char in component):
         return "contains a control character"
     if "\\" in component:
         return "contains a backslash"

@@ -738,10 +738,11 @@ def test_wildcard_locks_cover_directories_and_overlapping_locks_are_refused(serv
 
 
 @pytest.mark.parametrize("pattern", ["./src/auth.ts", "src//auth.ts", "src/./auth.ts", "src\\auth.ts", "src/..",
-                                     "ctl\u0001/*", "src/\n*", "src/\x7f", "src/\u009b*"])
+                                     "ctl\u0001/*", "src/\n*", "src/\x7f", "src/\u009b*", "src/ /x", "src/a::$DATA",
+                                     "src/ .", "/abs/*", "x" * 1100])
 def test_lock_patterns_no_path_can_match_are_refused(server, tenant, seeded, pattern):
-    """Stored paths have no '.', empty parts, backslashes or control characters: such a lock was granted and
-    protected nothing."""
+    """Stored paths have no '.', empty parts, backslashes, control characters, blank parts or NTFS streams: such a
+    lock was granted and protected nothing."""
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
     ws = dojo.workspace("w")
