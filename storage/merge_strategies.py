@@ -14,6 +14,7 @@ A source the target already contains is `already_merged` for every strategy. Con
 """
 from __future__ import annotations
 
+import codecs
 import heapq
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,18 @@ def _new_commit(store: MergeStore, tree: bytes, parents: list[bytes], author: by
     commit.encoding = b"UTF-8"
     commit.message = message
     return store.add(commit)
+
+
+def _in_utf8(commit: Commit) -> tuple[bytes, bytes]:
+    """The commit's author and message in UTF-8, as git rebase writes them: the commits written here say UTF-8, and
+    a message kept in its legacy encoding (`encoding ISO-8859-1`) was then misread."""
+    encoding = (commit.encoding or b"UTF-8").decode("ascii", "replace")
+    try:
+        if codecs.lookup(encoding).name == "utf-8":
+            return commit.author, commit.message
+    except LookupError:  # an encoding this Python does not know: the bytes as they are
+        return commit.author, commit.message
+    return (commit.author.decode(encoding, "replace").encode(), commit.message.decode(encoding, "replace").encode())
 
 
 def _commit(store: MergeStore, oid: bytes) -> Commit:
@@ -175,7 +188,7 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
         if strategy == "squash":
             commit = _commit(store, source)
             text = message or _squash_message(store, [source], source_name, target_name)
-            plan.new_head = _new_commit(store, commit.tree, [], commit.author, now, 0, committer_bytes, now,
+            plan.new_head = _new_commit(store, commit.tree, [], _in_utf8(commit)[0], now, 0, committer_bytes, now,
                                         _text(text)).decode()
             plan.new_commits = [plan.new_head]
         else:
@@ -217,7 +230,7 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
         squashed = commits_to_replay(store, since.encode() if since else target, source)
         first = _commit(store, squashed[0]) if squashed else _commit(store, source)
         text = message or _squash_message(store, squashed, source_name, target_name)
-        plan.new_head = _new_commit(store, result.tree.encode(), [target], first.author, now, 0, committer_bytes,
+        plan.new_head = _new_commit(store, result.tree.encode(), [target], _in_utf8(first)[0], now, 0, committer_bytes,
                                     now, _text(text)).decode()
         plan.new_commits = [plan.new_head]
         return plan
@@ -261,8 +274,9 @@ def _replay(store: MergeStore, plan: MergePlan, head: bytes | None, commits: lis
         if result.tree.encode() == head_tree and not started_empty:  # git rebase drops what became empty only
             plan.dropped.append(oid.decode())
             continue
-        head = _new_commit(store, result.tree.encode(), [head] if head else [], commit.author, commit.author_time,
-                           commit.author_timezone, committer_bytes, now, commit.message)
+        author, message = _in_utf8(commit)
+        head = _new_commit(store, result.tree.encode(), [head] if head else [], author, commit.author_time,
+                           commit.author_timezone, committer_bytes, now, message)
         head_tree = result.tree.encode()
         plan.new_commits.append(head.decode())
     plan.new_head = head.decode() if head else None

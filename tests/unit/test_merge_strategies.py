@@ -204,3 +204,19 @@ def test_replay_commits_onto_another_base(work):
     stopped = replay_commits(Repo(str(work.path)).object_store, work.rev("main"), commits, BOT)
     assert not stopped.clean and stopped.stopped_at == commits[0] and stopped.conflicts == ["a.txt"]
     assert stopped.new_head is None and stopped.new_commits == []
+
+
+def test_rebase_writes_a_legacy_encoded_message_in_utf8_as_git_rebase_does(work):
+    """A commit made with i18n.commitEncoding=ISO-8859-1 was replayed with its Latin-1 bytes under the header
+    `encoding UTF-8`: `git log` showed 'caf\ufffd' (merge sweep)."""
+    work.git("checkout", "-q", "feature")
+    (work.path / "d.txt").write_text("d\n")
+    work.git("add", "-A")
+    (work.path.parent / "message").write_bytes(b"caf\xe9\n")  # Latin-1, as such a client writes it
+    work.git("-c", "i18n.commitEncoding=ISO-8859-1", "commit", "-q", "-F", str(work.path.parent / "message"))
+    work.git("checkout", "-q", "main")
+    repo, plan = _plan(work, "rebase")
+    plan.persist()
+    replayed = repo[plan.new_commits[-1].encode()]
+    assert replayed.message == "café\n".encode()
+    assert work.git("log", "-1", "--format=%s", plan.new_commits[-1]) == "café"
