@@ -119,8 +119,8 @@ def delete_branch(session: Session, app, repo: Repository, actor: Principal, nam
 def _refuse_name_clash(session: Session, path, repo: Repository, name: str) -> None:
     """`a` and `a/b` cannot both be branches (git keeps refs as files); a record-only branch is held to the same
     rule, or its first upload could never become a ref and its stored files would collide with the other's."""
-    names = set(git_read.branch_heads(path))
-    names |= set(session.scalars(select(Branch.name).where(Branch.repo_id == repo.id)))
+    names = set(git_read.branch_heads(path))  # and record-only rows: a row with a head but no ref is a deleted branch
+    names |= set(session.scalars(select(Branch.name).where(Branch.repo_id == repo.id, Branch.head_sha.is_(None))))
     clash = next((other for other in sorted(names) if name.startswith(other + "/") or other.startswith(name + "/")),
                  None)
     if clash is not None:

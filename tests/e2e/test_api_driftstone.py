@@ -100,6 +100,9 @@ def test_a_branch_whose_delete_was_killed_after_the_ref_went_can_be_made_again(s
     assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "half"}).status_code == 201
     git("update-ref", "-d", "refs/heads/half", cwd=repo_path(server, tenant, repo))  # what the killed DELETE did
     assert api(server, key, "GET", f"/v1/repos/{repo}/branches/half").status_code == 404
+    beside = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "half/inside"})
+    assert beside.status_code == 201, beside.text  # was 409: cannot exist beside branch 'half'
+    assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/half/inside").status_code == 200
     again = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "half"})
     assert again.status_code == 201, again.text
     listed = api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]
