@@ -27,7 +27,11 @@ from .git_env import QUARANTINE_PREFIX, run_git
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
-STALE_QUARANTINE_SECONDS = 24 * 3600
+# A push's quarantine changes while its pack arrives; its checks then read it for seconds to minutes. One unchanged
+# for an hour was left by a push whose receive-pack or worker was killed: a crash sweep found 120-150 MB ones left
+# by killed workers (git survived them), kept for a day when the limit was 24 h.
+STALE_QUARANTINE_SECONDS = 3600
+STALE_PACK_LEFTOVER_SECONDS = 24 * 3600
 REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update; emptied when refs are packed
 _LOOSE_SAMPLE_DIR = "17"  # git's gc --auto estimates the loose objects from one of the 256 fan-out dirs
 _HEX = frozenset("0123456789abcdef")
@@ -153,7 +157,7 @@ def remove_stale_quarantines(repo_path: Path, older_than: float = STALE_QUARANTI
     return removed
 
 
-def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> list[str]:
+def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_PACK_LEFTOVER_SECONDS) -> list[str]:
     """Remove what a killed pack writer left in objects/pack, once unchanged for `older_than` seconds: the
     `tmp*` files of `index-pack` (`tmp_pack_*`, `tmp_idx_*`) or of dulwich's pack writer (`tmpXXXXXXXX.pack`,
     before merges wrote through git), a killed repack's `.tmp-<pid>-pack-*`, and the `.keep` a merge or

@@ -165,9 +165,9 @@ def test_the_quarantine_of_a_killed_push_is_removed_once_stale(tmp_path, bare):
     (quarantine,) = (bare / "objects").glob("tmp_objdir-incoming-*")
     assert remove_stale_quarantines(bare) == []  # it might still be a push in flight
     assert not needs_housekeeping(bare, HousekeepingLimits())
-    two_days_ago = time.time() - 2 * 24 * 3600
+    two_hours_ago = time.time() - 2 * 3600  # a killed worker's quarantine was kept a day (crash sweep: 150 MB)
     for path in (quarantine, *quarantine.rglob("*")):
-        os.utime(path, (two_days_ago, two_days_ago), follow_symlinks=False)
+        os.utime(path, (two_hours_ago, two_hours_ago), follow_symlinks=False)
     # the next change asks for housekeeping though nothing needs repacking or packing (a sweep found such
     # quarantines kept for good in repositories that never reached the other limits)
     assert needs_housekeeping(bare, HousekeepingLimits())
