@@ -62,12 +62,11 @@ def list_workspaces(session: Session, repo: Repository) -> list[Workspace]:
                                 .order_by(Workspace.created_at, Workspace.id)))
 
 
-def get_workspace(session: Session, repo: Repository, workspace_id: str, for_update: bool = False) -> Workspace:
-    query = select(Workspace).where(Workspace.id == workspace_id, Workspace.repo_id == repo.id,
-                                    Workspace.status == "active")
-    if for_update:
-        query = query.with_for_update()
-    workspace = session.scalar(query)
+def get_workspace(session: Session, repo: Repository, workspace_id: str) -> Workspace:
+    """The live workspace. Its writers take their turn on it afterwards and look at it again: a lock taken here
+    (FOR UPDATE) would hold on PostgreSQL only."""
+    workspace = session.scalar(select(Workspace).where(Workspace.id == workspace_id, Workspace.repo_id == repo.id,
+                                                       Workspace.status == "active"))
     if workspace is None:
         raise NotFound(f"workspace {workspace_id!r} not found")
     return workspace

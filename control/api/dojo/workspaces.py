@@ -180,9 +180,9 @@ class ConflictsOut(DojoModel):
     warnings: list[dict[str, Any]]
 
 
-def _workspace(call: Call, owner: str, name: str, ws_id: str, for_update: bool = False):
+def _workspace(call: Call, owner: str, name: str, ws_id: str):
     repo = owned_repo(call, owner, name)
-    return repo, workspace_service.get_workspace(call.session, repo, ws_id, for_update=for_update)
+    return repo, workspace_service.get_workspace(call.session, repo, ws_id)
 
 
 @route("POST", PREFIX + "/workspaces", summary="Create a workspace", scope="agent", body=CreateWorkspace,
@@ -234,7 +234,7 @@ def workspace_status(call: Call, owner: str, name: str, ws_id: str):
 @route("POST", WS + "/commit", summary="Commit the overlay (intent stored as trailers)", scope="agent",
        body=CommitRequest, response=CommitResponse, status=201)
 def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: CommitRequest):
-    repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
+    repo, workspace = _workspace(call, owner, name, ws_id)
     made = workspace_service.commit(call.session, call.context, repo, workspace, call.principal,
                                     body.message, body.author_name, body.author_email, body.intent)
     return CommitResponse(commit=DojoCommitOut(sha=made.sha, message=made.message, parents=made.parents,
@@ -244,7 +244,7 @@ def commit_workspace(call: Call, owner: str, name: str, ws_id: str, body: Commit
 @route("POST", WS + "/submit", summary="Submit the workspace's commit chain as a stack", scope="agent",
        body=SubmitRequest, response=SubmitResult, status=201)
 def submit_workspace(call: Call, owner: str, name: str, ws_id: str, body: SubmitRequest):
-    repo, workspace = _workspace(call, owner, name, ws_id, for_update=True)
+    repo, workspace = _workspace(call, owner, name, ws_id)
     stack = stack_service.submit(call.session, call.context, repo, workspace, call.principal, body.title)
     out = DojoStackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
                        base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits),
