@@ -89,6 +89,10 @@ def _in_utf8(commit: Commit) -> tuple[bytes, bytes]:
     return (commit.author.decode(encoding, "replace").encode(), commit.message.decode(encoding, "replace").encode())
 
 
+def _is_ancestor(store: MergeStore, ancestor: bytes, descendant: bytes) -> bool:
+    return ancestor in merge_bases_in(store, ancestor, descendant)
+
+
 def _commit(store: MergeStore, oid: bytes) -> Commit:
     obj = store[oid]
     if not isinstance(obj, Commit):
@@ -198,8 +202,7 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
     bases = merge_bases_in(store, target, source)
     if not bases:
         raise UnrelatedHistories(f"{source_name} and {target_name} share no history")
-    if since is not None and (since == source_head or since.encode() not in merge_bases_in(store, since.encode(),
-                                                                                          source)):
+    if since is not None and (since == source_head or not _is_ancestor(store, since.encode(), source)):
         since = None  # the source itself (a stack on an empty repository), or no ancestor of it
     if source in bases:
         plan.new_head, plan.already_merged = target_head, True
