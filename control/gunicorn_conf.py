@@ -7,8 +7,8 @@ control_socket_disable = True
 timeout = 120
 graceful_timeout = 30
 keepalive = 5
-# gunicorn's most: a signed upload URL holds its branch, identifier and file name percent-encoded (up to ~4,300
-# characters with 1,024-byte UTF-8 names); at the default 4,094 some URLs the API issued could never be used
+# gunicorn's most: a signed upload URL holds its file name percent-encoded (up to ~3,400 characters with 1,024-byte
+# UTF-8 names; ~4,300 when it held the branch and identifier too, and at the default 4,094 some could not be used)
 limit_request_line = 8190
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'

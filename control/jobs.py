@@ -1,11 +1,11 @@
 """Background job functions (rq or in-process). They take ids, are idempotent, and find the app context here."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage.housekeeping import housekeep
-from storage.models import Repository, Upload, UploadFile
+from storage.models import Branch, Repository, Upload, UploadFile, utcnow
 
 _context = None
 
@@ -50,16 +50,19 @@ STALE_UPLOAD_SECONDS = 24 * 3600  # a PUT's temporary file: it is written while 
 
 
 def finish_interrupted_work() -> None:
-    """What killed workers left undone, asked for at each worker's start: the purge of a repository deleted just
-    before its worker was killed (the job is queued once the deleting transaction commits: a kill in between
-    lost it, or killed it midway), and the temporary files of signed-URL PUTs cut off by a kill (their removal
-    is a `finally`)."""
+    """What killed workers left undone, asked for at each worker's start: the purge of a repository deleted, or
+    of uploads retired, just before its worker was killed (the job is queued once the deleting transaction
+    commits: a kill in between lost it, or killed it midway), and the temporary files of signed-URL PUTs cut off
+    by a kill (their removal is a `finally`)."""
     ctx = _ctx()
     with ctx.db.session() as session:
         deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
+        retired = list(session.scalars(select(Upload.repo_id).distinct().where(Upload.retired_at.is_not(None))))
     for repo_id in deleted:
         if ctx.store.has_files(repo_id):
             purge_repository(repo_id)
+    for repo_id in set(retired) - set(deleted):
+        purge_retired_uploads(repo_id)
     ctx.blobs.delete_older_than(TEMPORARY_UPLOADS, STALE_UPLOAD_SECONDS)
 
 
@@ -70,16 +73,23 @@ def housekeep_repository(repo_id: str) -> None:
         housekeep(ctx.store.path_for(repo_id), ctx.settings.housekeeping_limits)
 
 
-def purge_branch_files(repo_id: str, branch: str) -> None:
-    """Remove the stored upload files of a deleted branch (unless the branch exists again)."""
-    from storage.models import Branch
-
+def purge_retired_uploads(repo_id: str) -> None:
+    """Remove the stored files, then the rows, of a repository's retired uploads (their branch was deleted)."""
     ctx = _ctx()
     with ctx.db.session() as session:
-        if session.scalar(select(Branch.id).where(Branch.repo_id == repo_id, Branch.name == branch)):
-            return
-        uploads = _uploads_with_paths(session, Upload.repo_id == repo_id, Upload.branch == branch)
+        uploads = _uploads_with_paths(session, Upload.repo_id == repo_id, Upload.retired_at.is_not(None))
     _remove_uploads(ctx, uploads)
+
+
+def purge_branch_files(repo_id: str, branch: str) -> None:
+    """The job versions before retired uploads queued for a deleted branch (it may still be waiting in a queue):
+    its uploads retire unless the branch exists again, then retired uploads go."""
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        if session.scalar(select(Branch.id).where(Branch.repo_id == repo_id, Branch.name == branch)) is None:
+            session.execute(update(Upload).where(Upload.repo_id == repo_id, Upload.branch == branch,
+                                                 Upload.retired_at.is_(None)).values(retired_at=utcnow()))
+    purge_retired_uploads(repo_id)
 
 
 def _uploads_with_paths(session, *where) -> dict[str, list[str]]:
@@ -92,8 +102,7 @@ def _uploads_with_paths(session, *where) -> dict[str, list[str]]:
 
 
 def _remove_uploads(ctx, uploads: dict[str, list[str]]) -> None:
-    """Their stored files, then their rows: the names (branch, identifier) are free again once nothing of the
-    old uploads is left to collide with. Only these uploads: a new one of a re-created branch stays."""
+    """Their stored files, then their rows."""
     for paths in uploads.values():
         for path in paths:
             ctx.blobs.delete(path)

@@ -11,14 +11,14 @@ from storage import git_refs
 from storage.housekeeping import needs_housekeeping, note_ref_updates
 from storage.ids import new_id
 from storage.jobs import defer
-from storage.models import Branch, Event, Repository, Upload
+from storage.models import Branch, Event, Repository, Upload, utcnow
 from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
 from .refs import RefUpdate
 
 log = logging.getLogger(__name__)
-PURGE_BRANCH_FILES = "control.jobs.purge_branch_files"  # a deleted branch's stored upload files
+PURGE_RETIRED_UPLOADS = "control.jobs.purge_retired_uploads"  # deleted branches' upload files and rows
 
 
 def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
@@ -57,13 +57,24 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
 
 
 def _remove_branch_rows(ctx: ChangeContext, session, names: list[str]) -> None:
-    """The rows of deleted branches, and a job for the stored upload files of those that had uploads."""
+    """The rows of deleted branches; their uploads retire with them."""
     for chunk in _chunks(names):
         session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name.in_(chunk)))
-        with_uploads = session.scalars(select(Upload.branch).distinct()
-                                       .where(Upload.repo_id == ctx.repo.id, Upload.branch.in_(chunk)))
-        for name in with_uploads:
-            defer(session, PURGE_BRANCH_FILES, ctx.repo.id, name)  # the job does nothing if it exists again
+    retire_branch_uploads(session, ctx.repo.id, names)
+
+
+def retire_branch_uploads(session, repo_id: str, names: list[str]) -> None:
+    """In the transaction that deletes the branches: from its commit their uploads are gone for every request,
+    and the branch made again under a name starts with none of them (a purge keyed on the name, run later,
+    found it there again and left the old uploads, "already completed", to the new branch). A job removes their
+    stored files, then their rows."""
+    retired = 0
+    for chunk in _chunks(names):
+        retired += session.execute(
+            update(Upload).where(Upload.repo_id == repo_id, Upload.branch.in_(chunk), Upload.retired_at.is_(None))
+            .values(retired_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+    if retired:  # a job id of its own: one for the repository might be running, past its look at the rows
+        defer(session, PURGE_RETIRED_UPLOADS, repo_id, job_id=new_id("purge"))
 
 
 def _chunks(names: list[str], size: int = 500) -> list[list[str]]:

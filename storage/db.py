@@ -34,12 +34,13 @@ def make_engine(url: str, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OV
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
-def insert_unless_present(session: Session, model, keys: tuple[str, ...], **values) -> None:
-    """Insert a row unless one with the same `keys` (a unique constraint) exists, also one a concurrent
-    transaction has just inserted: that insert waits for it and then does nothing, where a check and an insert
-    would fail the transaction."""
+def insert_unless_present(session: Session, model, keys: tuple[str, ...], where=None, **values) -> None:
+    """Insert a row unless one with the same `keys` (a unique constraint, or a partial unique index and its
+    `where`) exists, also one a concurrent transaction has just inserted: that insert waits for it and then does
+    nothing, where a check and an insert would fail the transaction."""
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys)))
+    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys),
+                                                                         index_where=where))
 
 
 def on_rollback(session: Session, undo) -> None:

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hooks.effects import PURGE_BRANCH_FILES
+from hooks.effects import retire_branch_uploads
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage import git_read, git_refs, jobs
+from storage import git_read, git_refs
 from storage.errors import Conflict, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
@@ -70,7 +70,7 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
         # its ref was deleted by a request killed before its transaction ended: the ref is the truth (get and list
         # already say there is no such branch), so the row goes, as its deletion's effects would have removed it
         session.delete(existing)
-        jobs.defer(session, PURGE_BRANCH_FILES, repo.id, name)
+        retire_branch_uploads(session, repo.id, [name])
         session.flush()
         existing = None
     if current is not None or existing is not None:
@@ -110,15 +110,15 @@ def delete_branch(session: Session, app, repo: Repository, actor: Principal, nam
     if sha is not None:
         ctx = change_context(app, repo, actor, "api")
         apply_ref_change(ctx, RefUpdate(old=sha, new=ZERO_SHA, ref=f"refs/heads/{name}"), session=session)
-    elif row is not None:  # a branch recorded without a ref: no ref change, so no effects purge its files
+    elif row is not None:  # a branch recorded without a ref: no ref change, so no effects retire its uploads
         session.delete(row)
-        jobs.defer(session, PURGE_BRANCH_FILES, repo.id, name)
+        retire_branch_uploads(session, repo.id, [name])
     session.flush()
 
 
 def _refuse_name_clash(session: Session, path, repo: Repository, name: str) -> None:
     """`a` and `a/b` cannot both be branches (git keeps refs as files); a record-only branch is held to the same
-    rule, or its first upload could never become a ref and its stored files would collide with the other's."""
+    rule, or its first upload could never become a ref."""
     names = set(git_read.branch_heads(path))  # and record-only rows: a row with a head but no ref is a deleted branch
     names |= set(session.scalars(select(Branch.name).where(Branch.repo_id == repo.id, Branch.head_sha.is_(None))))
     clash = next((other for other in sorted(names) if name.startswith(other + "/") or other.startswith(name + "/")),

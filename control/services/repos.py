@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hooks.effects import PURGE_BRANCH_FILES
+from hooks.effects import retire_branch_uploads
 from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
 from storage.errors import Conflict, Forbidden, NotFound
@@ -91,10 +91,10 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
     heads = {name: sha for name, sha in git_read.branch_heads(store.path_for(repo.id)).items()
              if branch_name_problem(name) is None}
     rows = {b.name: b for b in session.scalars(select(Branch).where(Branch.repo_id == repo.id))}
-    for name, row in rows.items():
-        if name not in heads and row.head_sha is not None:
-            session.delete(row)
-            jobs.defer(session, PURGE_BRANCH_FILES, repo.id, name)  # its ref's effects did not run (a killed worker)
+    gone = [name for name, row in rows.items() if name not in heads and row.head_sha is not None]
+    for name in gone:
+        session.delete(rows[name])
+    retire_branch_uploads(session, repo.id, gone)  # their refs' effects did not run (a killed worker)
     for name, sha in heads.items():
         row = rows.get(name)
         if row is None:

@@ -33,7 +33,6 @@ MAX_FILES = 10_000
 MAX_NAME_BYTES = MAX_PATH_BYTES
 UPLOADER = git_objects.Identity("Driftstone", "uploads@driftstone.local")
 _TRAILER = "Upload-Id: "
-_IN_CHUNK = 500
 _IN_MEMORY_BLOB = 8 * 1024 * 1024
 
 
@@ -49,8 +48,9 @@ class IssuedUpload:
     files: list[tuple[UploadFile, signing.Signature]]
 
 
-def storage_path(repo: Repository, branch: str, identifier: str, name: str) -> str:
-    return f"organizations/{repo.org_id}/repositories/{repo.slug}/{branch}/{identifier}/{name}"
+def storage_path(repo: Repository, upload_id: str, name: str) -> str:
+    """Under the upload's id: no other upload (of a deleted branch or repository of the same name) shares it."""
+    return f"organizations/{repo.org_id}/uploads/{repo.id}/{upload_id}/{name}"
 
 
 def request_upload(session: Session, app, repo: Repository, actor: Principal, identifier: str,
@@ -61,8 +61,7 @@ def request_upload(session: Session, app, repo: Repository, actor: Principal, id
     _check_identifier(identifier)
     _check_branch(session, app, repo, branch)
     specs = _checked_files(files)
-    upload = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.branch == branch,
-                                                 Upload.identifier == identifier))
+    upload = _live_upload(session, repo, branch, identifier)
     now = app.clock()
     if upload is None:
         upload = _create_upload(session, repo, actor, branch, identifier, specs, now)
@@ -102,7 +101,8 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
     row = session.get(UploadFile, file_id)
     upload = session.get(Upload, row.upload_id) if row is not None else None
     repo = session.get(Repository, upload.repo_id) if upload is not None else None
-    if row is None or row.storage_path != path or repo is None or repo.deleted_at is not None:
+    if (row is None or row.storage_path != path or repo is None or repo.deleted_at is not None
+            or upload.retired_at is not None):
         raise NotFound("upload file not found")
     if upload.status != "pending":
         raise Conflict(f"upload {upload.identifier!r} is already completed", {"uploadId": upload.id})
@@ -122,9 +122,9 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
 
 def _still_awaited(session: Session, app, upload: Upload, repo: Repository) -> bool:
     """Read afresh (columns, not the session's copies): the upload pending, its repository and branch there."""
-    now = session.execute(select(Upload.status, Repository.deleted_at).join(Repository, Repository.id == Upload.repo_id)
-                          .where(Upload.id == upload.id)).first()
-    if now is None or now.status != "pending" or now.deleted_at is not None:
+    now = session.execute(select(Upload.status, Upload.retired_at, Repository.deleted_at)
+                          .join(Repository, Repository.id == Upload.repo_id).where(Upload.id == upload.id)).first()
+    if now is None or now.status != "pending" or now.retired_at is not None or now.deleted_at is not None:
         return False
     if upload.branch == repo.default_branch:
         return True
@@ -185,9 +185,9 @@ def _refuse_moved_since_requested(upload: Upload, head: str | None) -> None:
 
 def _held(session: Session, upload: Upload) -> Upload:
     """Hold the upload until this transaction ends (a row lock; SQLite's write lock), then read its latest state."""
-    held = session.execute(update(Upload).where(Upload.id == upload.id).values(status=Upload.status)
-                           .execution_options(synchronize_session=False))
-    if held.rowcount == 0:  # purged since it was found: its branch was deleted
+    held = session.execute(update(Upload).where(Upload.id == upload.id, Upload.retired_at.is_(None))
+                           .values(status=Upload.status).execution_options(synchronize_session=False))
+    if held.rowcount == 0:  # retired since it was found: its branch was deleted
         raise NotFound(f"upload {upload.id!r} not found")
     session.refresh(upload)
     return upload
@@ -303,32 +303,20 @@ def _create_upload(session: Session, repo: Repository, actor: Principal, branch:
     """The new upload, or the one a request for the same branch and identifier made meanwhile (its insert is
     waited for and taken, as a request coming after it would take it)."""
     upload_id = new_id("upl")
-    insert_unless_present(session, Upload, ("repo_id", "branch", "identifier"), id=upload_id, repo_id=repo.id,
-                          branch=branch, identifier=identifier, status="pending", created_by_key_id=actor.key_id,
-                          expires_at=now)
-    upload = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.branch == branch,
-                                                 Upload.identifier == identifier))
+    insert_unless_present(session, Upload, ("repo_id", "branch", "identifier"), where=Upload.retired_at.is_(None),
+                          id=upload_id, repo_id=repo.id, branch=branch, identifier=identifier, status="pending",
+                          created_by_key_id=actor.key_id, expires_at=now)
+    upload = _live_upload(session, repo, branch, identifier)
     if upload.id == upload_id:
-        paths = {spec.name: storage_path(repo, branch, identifier, spec.name) for spec in specs}
-        _refuse_taken_paths(session, repo, list(paths.values()))  # by another repository's upload (same slug)
         session.add_all([UploadFile(id=new_id("uf"), upload_id=upload_id, name=spec.name, expected_sha256=spec.sha256,
-                                    storage_path=paths[spec.name]) for spec in specs])
+                                    storage_path=storage_path(repo, upload_id, spec.name)) for spec in specs])
         session.flush()
     return upload
 
 
-def _refuse_taken_paths(session: Session, repo: Repository, paths: list[str]) -> None:
-    """Another upload of a same-slug repository (a deleted one too, until its purge removed its files and rows)
-    may not share a stored file."""
-    for start in range(0, len(paths), _IN_CHUNK):
-        taken = session.scalar(
-            select(UploadFile.name).join(Upload, Upload.id == UploadFile.upload_id)
-            .join(Repository, Repository.id == Upload.repo_id)
-            .where(Repository.org_id == repo.org_id, Repository.slug == repo.slug,
-                   UploadFile.storage_path.in_(paths[start:start + _IN_CHUNK])).limit(1))
-        if taken is not None:
-            raise Conflict("this branch and identifier would share stored files with another upload; "
-                           "use another identifier", {"path": taken})
+def _live_upload(session: Session, repo: Repository, branch: str, identifier: str) -> Upload | None:
+    return session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.branch == branch,
+                                               Upload.identifier == identifier, Upload.retired_at.is_(None)))
 
 
 def _files_of(session: Session, upload: Upload) -> list[UploadFile]:
@@ -340,10 +328,11 @@ def _find_upload(session: Session, repo: Repository, key: str) -> Upload:
     """By upload id, or by identifier when that names exactly one upload of the repository."""
     if not IDENTIFIER.fullmatch(key):
         raise NotFound(f"upload {key!r} not found")
-    by_id = session.scalar(select(Upload).where(Upload.repo_id == repo.id, Upload.id == key))
+    live = (Upload.repo_id == repo.id, Upload.retired_at.is_(None))
+    by_id = session.scalar(select(Upload).where(*live, Upload.id == key))
     if by_id is not None:
         return by_id
-    matches = session.scalars(select(Upload).where(Upload.repo_id == repo.id, Upload.identifier == key)).all()
+    matches = session.scalars(select(Upload).where(*live, Upload.identifier == key)).all()
     if not matches:
         raise NotFound(f"upload {key!r} not found")
     if len(matches) > 1:

@@ -2,17 +2,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
 
 
+LIVE = "retired_at IS NULL"  # an upload whose branch was not deleted since it was asked for
+RETIRED = "retired_at IS NOT NULL"  # what a purge has still to remove
+
+
 class Upload(Base):
-    """A signed-URL upload of one version (identifier) of a branch; completing it writes one commit."""
+    """A signed-URL upload of one version (identifier) of a branch; completing it writes one commit.
+
+    Retired when its branch is deleted: it is gone for every request from then on, its identifier free for the
+    branch made again under that name, and a job removes its stored files, then its rows."""
 
     __tablename__ = "uploads"
-    __table_args__ = (UniqueConstraint("repo_id", "branch", "identifier"),)
+    __table_args__ = (Index("uq_uploads_live_identifier", "repo_id", "branch", "identifier", unique=True,
+                            sqlite_where=text(LIVE), postgresql_where=text(LIVE)),
+                      Index("ix_uploads_retired", "repo_id", sqlite_where=text(RETIRED), postgresql_where=text(RETIRED)))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     repo_id: Mapped[str] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
@@ -26,6 +35,7 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class UploadFile(Base):

@@ -69,6 +69,11 @@ def cloned_files(git, url: str, branch: str, into: Path) -> dict[str, bytes]:
             if p.is_file() and ".git" not in p.relative_to(into).parts}
 
 
+def stored_uploads(server, tenant, repo_id: str) -> Path:
+    """Where a repository's uploaded files are kept (each upload's under its id)."""
+    return server.data_dir / "blobs" / "organizations" / tenant.org_id / "uploads" / repo_id
+
+
 def stored_state(server, repo_slug, tenant) -> dict:
     """Everything a failed request must leave alone: upload rows, files, commit rows, blobs, the repo's refs."""
     context = server.context
@@ -109,7 +114,8 @@ def test_round_trip_clone_branch_and_replace(server, tenant, git, tmp_path):
     assert [f["name"] for f in upload["files"]] == list(files)
     for target in upload["files"]:
         assert target["method"] == "PUT" and target["hash"] == sha(files[target["name"]])
-        assert target["path"] == f"organizations/{tenant.org_id}/repositories/{repo}/main/ver-1234abcd/{target['name']}"
+        repo_id = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["id"]
+        assert target["path"] == f"organizations/{tenant.org_id}/uploads/{repo_id}/{upload['uploadId']}/{target['name']}"
         assert target["uploadUrl"].startswith(f"{server.url}/v1/blobs/organizations/{tenant.org_id}/")
     put_all(upload, files)
     done = complete(server, tenant, repo, upload["uploadId"])
@@ -691,8 +697,7 @@ def test_bytes_that_arrive_after_their_repository_was_deleted_are_not_kept(serve
 
     answer = request_interrupted(server, head, data, 10, delete_and_purge)
     assert answer.startswith(b"HTTP/1.1 404"), answer[:300]
-    stored = server.data_dir / "blobs" / "organizations" / tenant.org_id / "repositories" / "put-late"
-    assert not list(stored.rglob("late.txt"))
+    assert not list(stored_uploads(server, tenant, repo_id).rglob("late.txt"))
 
 
 def test_a_put_for_a_deleted_branch_is_refused_and_nothing_is_kept(server, tenant):
@@ -706,8 +711,8 @@ def test_a_put_for_a_deleted_branch_is_refused_and_nothing_is_kept(server, tenan
     assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/short-lived").status_code == 200
     response = put(upload["files"][0]["uploadUrl"], files["b.txt"])
     assert response.status_code == 404, response.text
-    stored = server.data_dir / "blobs" / "organizations" / tenant.org_id / "repositories" / repo / "short-lived"
-    assert not [p for p in stored.rglob("*") if p.is_file()]
+    repo_id = api(server, key, "GET", f"/v1/repos/{repo}").json()["data"]["id"]
+    assert not [p for p in (stored_uploads(server, tenant, repo_id) / upload["uploadId"]).rglob("*") if p.is_file()]
 
 
 def test_the_longest_names_the_api_accepts_give_upload_urls_that_work(server, tenant, git, tmp_path):
@@ -722,24 +727,27 @@ def test_the_longest_names_the_api_accepts_give_upload_urls_that_work(server, te
     files = {name: b"long"}
     asked = ask(server, tenant, repo, "v" * 200, files, branch=branch)
     assert asked.status_code == 201, asked.text
-    assert len(asked.json()["data"]["files"][0]["uploadUrl"]) > 4094
+    assert len(asked.json()["data"]["files"][0]["uploadUrl"]) > 3000  # the name, percent-encoded
     put_all(asked.json()["data"], files)
     assert complete(server, tenant, repo, asked.json()["data"]["uploadId"]).status_code == 200
 
 
-@pytest.mark.parametrize("deleted_by", ["push", "reconcile"])
-def test_a_branch_deleted_by_a_push_or_found_gone_by_reconcile_has_its_uploads_purged(server, tenant, git, tmp_path,
-                                                                                     deleted_by):
+@pytest.mark.parametrize("deleted_by", ["push", "reconcile", "create"])
+def test_a_deleted_branchs_uploads_are_gone_and_its_identifiers_free_for_the_branch_made_again(
+        server, tenant, git, tmp_path, deleted_by):
     """Only an API delete purged a branch's upload files: after `git push --delete` (or a ref deleted whose
     effects never ran, then reconcile) they stayed, and the same upload into the re-created branch was a 409
-    ('already completed') for good."""
+    ('already completed') for good. And where the branch was made again before the purge ran (`create`: its
+    ref deleted by a request killed before its effects, then the branch created, whose purge of the old uploads
+    ran after it and found the branch there), the old uploads stayed for good: same 409."""
     from tests.support import repo_path
 
     repo = new_repo(server, tenant)
+    repo_id = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["id"]
     upload_tree(server, tenant, repo, "ver-0", {"a.txt": b"0"})
     assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"}).status_code == 201
-    upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat 1"}, branch="feat")
-    stored = server.data_dir / "blobs" / "organizations" / tenant.org_id / "repositories" / repo / "feat"
+    old = upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat 1"}, branch="feat")
+    stored = stored_uploads(server, tenant, repo_id) / old["uploadId"]
     assert [p for p in stored.rglob("*") if p.is_file()]
     if deleted_by == "push":
         git("init", "-q", str(tmp_path / "any"))
@@ -747,15 +755,22 @@ def test_a_branch_deleted_by_a_push_or_found_gone_by_reconcile_has_its_uploads_p
     else:
         subprocess.run(["git", "-C", str(repo_path(server, tenant, repo)), "update-ref", "-d", "refs/heads/feat"],
                        check=True)
+    if deleted_by == "reconcile":
         driftstone = Path(sys.executable).parent / "driftstone"
         subprocess.run([str(driftstone), "admin", "reconcile", f"{tenant.org}/{repo}"], env=server.env, check=True,
                        capture_output=True)
+    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"}).status_code == 201
+    assert complete(server, tenant, repo, old["uploadId"]).status_code == 404
+    again = upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat again"}, branch="feat")
+    assert again["identifier"] == "v1" and again["uploadId"] != old["uploadId"]
+    assert cloned_files(git, tenant.url(repo), "feat", tmp_path / "c") == {"a.txt": b"feat again"}
     deadline = time.monotonic() + 30
     while [p for p in stored.rglob("*") if p.is_file()] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in stored.rglob("*") if p.is_file()]
-    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"}).status_code == 201
-    assert upload_tree(server, tenant, repo, "v1", {"a.txt": b"feat again"}, branch="feat")["identifier"] == "v1"
+    with server.context.db.session() as session:
+        assert session.get(Upload, old["uploadId"]) is None
+    assert [p for p in (stored_uploads(server, tenant, repo_id) / again["uploadId"]).rglob("*") if p.is_file()]
 
 
 def test_an_identifier_names_only_the_head_its_upload_made(server, tenant, git, tmp_path):

@@ -88,12 +88,14 @@ def test_a_single_worker_loads_the_code_itself(tmp_path):
 
 def test_a_new_worker_finishes_what_a_killed_one_left_undone(small_limits_server):
     """A worker killed after a repository's deletion committed and before its purge ran (or midway through
-    it) left the repository's files for good; one killed during a signed-URL PUT left its temporary file in
-    the blob store for good. Each worker that starts asks for both to be finished."""
+    it) left the repository's files for good, as one killed before the purge of a deleted branch's uploads;
+    one killed during a signed-URL PUT left its temporary file in the blob store for good. Each worker that
+    starts asks for all of them to be finished."""
     import signal
     from datetime import datetime, timezone
 
-    from storage.models import Repository
+    from storage.models import Repository, Upload, UploadFile
+    from tests.e2e.test_api_uploads import upload_tree
     from tests.support import api
 
     server = small_limits_server
@@ -105,6 +107,14 @@ def test_a_new_worker_finishes_what_a_killed_one_left_undone(small_limits_server
             session.get(Repository, created["id"]).deleted_at = datetime.now(timezone.utc)
         left.append(server.context.store.path_for(created["id"]))
     left[1] = left[1].rename(left[1].with_name(left[1].name + ".deleting"))  # moved aside, then the kill
+    api(server, tenant.keys["admin"], "POST", "/v1/repos", {"name": "kept"})
+    retired = upload_tree(server, tenant, "kept", "ver-1", {"a.txt": b"retired, its purge never asked for"})
+    with server.context.db.session() as session:
+        session.get(Upload, retired["uploadId"]).retired_at = datetime.now(timezone.utc)
+        stored = [server.data_dir / "blobs" / row.storage_path
+                  for row in session.query(UploadFile).filter_by(upload_id=retired["uploadId"])]
+    assert stored and all(path.exists() for path in stored)
+    left += stored
     uploads = server.data_dir / "blobs" / "tmp" / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     stale, fresh = uploads / "uf_cut.0a1b2c3d", uploads / "uf_now.4e5f6a7b"
@@ -117,3 +127,5 @@ def test_a_new_worker_finishes_what_a_killed_one_left_undone(small_limits_server
     while (any(path.exists() for path in left) or stale.exists()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(path.exists() for path in left) and not stale.exists() and fresh.exists()
+    with server.context.db.session() as session:
+        assert session.get(Upload, retired["uploadId"]) is None
