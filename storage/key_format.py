@@ -12,7 +12,9 @@ KEY_PREFIX = "dk-"
 _KEY_LIKE = re.compile(r"(?i)(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2}))(?:d|%64)(?:k|%6b)(?:-|%2d)"
                        r"(?:[a-z0-9_\-]|%[0-9a-f]{2}){20,}")
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
-_SIGNATURE = re.compile(r"(?i)((?:^|[?&;\s])signature=)[^&\s\"']*")  # a signed upload URL's: a bearer capability
+# a signed upload URL's: a bearer capability; its name percent-encoded too (`%73ignature`: werkzeug decodes names)
+_SIGNATURE_NAME = "".join(f"(?:{c}|%{ord(c):02x}|%{ord(c.upper()):02x})" for c in "signature")
+_SIGNATURE = re.compile(rf"(?i)((?:^|[?&;\s]){_SIGNATURE_NAME}=)[^&\s\"']*")
 
 
 def redact_keys(text: str) -> str:
