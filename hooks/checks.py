@@ -78,6 +78,12 @@ _PROTECTION_RULES = (  # built once: checks run on every push
 )
 
 
+def protected_from_deletion(session: Session, repo_id: str, branch: str) -> bool:
+    """For a branch with no ref to pass the checks with (a record-only branch): whether a rule forbids deleting it."""
+    rules = session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all()
+    return any(not r.allow_deletion for r in rules if branch_matches(r.pattern, branch))
+
+
 def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:
     branch_updates = [u for u in updates if u.branch is not None and not u.is_create]
     if not branch_updates:

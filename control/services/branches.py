@@ -8,11 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hooks.checks import protected_from_deletion
 from hooks.effects import retire_branch_uploads
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_read, git_refs
-from storage.errors import Conflict, NotFound
+from storage.errors import Conflict, Forbidden, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Branch, Repository
@@ -110,7 +111,9 @@ def delete_branch(session: Session, app, repo: Repository, actor: Principal, nam
     if sha is not None:
         ctx = change_context(app, repo, actor, "api")
         apply_ref_change(ctx, RefUpdate(old=sha, new=ZERO_SHA, ref=f"refs/heads/{name}"), session=session)
-    elif row is not None:  # a branch recorded without a ref: no ref change, so no effects retire its uploads
+    elif row is not None:  # a branch recorded without a ref: no ref change, so no checks, no effects
+        if protected_from_deletion(session, repo.id, name):
+            raise Forbidden("protected branch: deletion is not allowed", {"ref": f"refs/heads/{name}"})
         session.delete(row)
         retire_branch_uploads(session, repo.id, [name])
     session.flush()

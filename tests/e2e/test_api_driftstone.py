@@ -129,6 +129,24 @@ def test_record_only_branch_and_branch_from_sha(server, tenant, git, tmp_path):
     assert missing.status_code == 404
 
 
+def test_a_protected_record_only_branch_is_not_deleted(server, tenant):
+    """A branch with no ref yet passed no checks when deleted: protection did not hold for it, and its received
+    upload went with it (security sweep)."""
+    from control.services import repos as repo_service
+
+    key = tenant.keys["agent"]
+    repo = tenant.repo()
+    with server.context.db.session() as session:
+        repo_service.protect_branch(session, repo_service.get_repo(session, tenant.org_id, repo), "prot*")
+    for name in ("prot-rel", "free"):
+        assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": name, "recordOnly": True}) \
+            .status_code == 201
+    refused = api(server, key, "DELETE", f"/v1/repos/{repo}/branches/prot-rel")
+    assert refused.status_code == 403 and "protected branch" in refused.json()["error"], refused.text
+    assert api(server, key, "GET", f"/v1/repos/{repo}/branches/prot-rel").status_code == 200
+    assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/free").status_code == 200
+
+
 
 @pytest.mark.parametrize("first,second", [("feat", "feat/v2"), ("feat/v2", "feat"), ("main", "main/x")])
 def test_branch_names_that_would_be_file_and_directory_of_each_other_are_refused(server, tenant, git, tmp_path,
