@@ -1,0 +1,26 @@
+"""What gunicorn's master builds before it forks the workers (`--preload`), so that they share it."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_SCRIPT = """
+from sqlalchemy import inspect
+import wsgi
+from storage.models import Upload
+wsgi.application.before_fork()
+print(inspect(Upload).configured)
+"""
+
+
+def test_the_master_configures_the_orm_mappers_before_the_fork(tmp_path):
+    """Each worker's first query configured them for itself: 3 MiB of each worker's own (tree PSS idle 92 -> 88
+    MiB with two workers)."""
+    env = {"DRIFTSTONE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    driftstone = Path(sys.executable).parent / "driftstone"
+    subprocess.run([str(driftstone), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
