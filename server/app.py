@@ -204,8 +204,6 @@ class GitHttpApp:
             outcome = filter_.results() if commands.reports_status else {}
             if (problem := filter_.unpack_problem()) is not None:
                 log.warning("push to %s refused by git: %s", ctx.repo_path, problem)
-            if stale := git_refs.remove_stale_locks(ctx.repo_path, [r for r, why in outcome.items() if why]):
-                log.warning("removed lock files a killed git left in %s: %s", ctx.repo_path, ", ".join(stale))
             unnamed = set(now_in_place(ctx.repo_path, [u for u in commands.updates if u.ref not in outcome]))
             applied = [u for u in commands.updates if (outcome[u.ref] is None if u.ref in outcome else u in unnamed)]
             reasons: dict[str, str | None] = {r.ref: r.reason for r in channel.rejections}

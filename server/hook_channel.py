@@ -16,6 +16,7 @@ import hooks
 from hooks.context import ChangeContext, Rejection, printable
 from hooks.pipeline import run_checks
 from hooks.refs import RefUpdate, is_sha
+from storage import git_refs
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class HookChannel:
                           atomic=bool(self.atomic and self.atomic()))
             self.rejections = _named_twice(updates) or run_checks(ctx, self._with_requested(updates))
             self.approved = not self.rejections
+            if self.approved and (stale := git_refs.remove_stale_locks(ctx.repo_path, [u.ref for u in updates])):
+                # before git's ref transaction takes them: it would fail the push with a bare "failed to update ref"
+                log.warning("removed lock files a killed git left in %s: %s", ctx.repo_path, ", ".join(stale))
             self.server_end.sendall(self._verdict())
         except HookProtocolError as error:
             log.warning("pre-receive hook request refused: %s", error)

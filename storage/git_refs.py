@@ -33,9 +33,12 @@ def read_refs(repo_path: Path, refs: Iterable[str]) -> dict[str, str | None]:
 
 
 LOCK_RETRY_DELAYS = (0.01, 0.05)  # after git's own wait on a held lock (core.filesRefLockTimeout, 100 ms)
-# git holds a ref's lock for one update and packed-refs.lock while pack-refs writes (seconds); a lock this old
-# was left by a git that was killed holding it, and would refuse every update of that ref for good
-STALE_LOCK_SECONDS = 15 * 60
+# A lock older than these was left by a git killed holding it, and would refuse every update of the ref for good.
+# git holds a ref's lock for one ref transaction (milliseconds; seconds for a push of thousands of refs): after a
+# whole server was killed, 15 minutes (the bound before) kept its branches from every push and API write for that
+# long. packed-refs.lock is held while pack-refs writes every ref.
+STALE_REF_LOCK_SECONDS = 2 * 60
+STALE_PACKED_REFS_LOCK_SECONDS = 15 * 60
 
 
 # how `git update-ref` says the ref is not at the value given (anything else it says is a failure to write)
@@ -80,20 +83,20 @@ def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
     return False
 
 
-def remove_stale_locks(repo_path: Path, refs: list[str] | None = None,
-                       older_than: float = STALE_LOCK_SECONDS) -> list[str]:
-    """Remove the lock files of `refs` (all refs when None), and packed-refs', that are older than `older_than`
-    seconds; returns their paths relative to the repository."""
+def remove_stale_locks(repo_path: Path, refs: list[str] | None = None) -> list[str]:
+    """Remove the stale lock files of `refs` (all refs when None) and packed-refs'; returns their paths relative
+    to the repository."""
     if refs is None:
         candidates = [Path(root) / name for root, _, files in os.walk(repo_path / "refs")
                       for name in files if name.endswith(".lock")]
     else:  # names from a client's push: only those that are a path inside refs/
         candidates = [repo_path / f"{ref}.lock" for ref in refs if _a_path_in_refs(ref)]
-    deadline = time.time() - older_than
+    now = time.time()
     removed = []
-    for lock in [*candidates, repo_path / "packed-refs.lock"]:
+    for lock, older_than in [*((c, STALE_REF_LOCK_SECONDS) for c in candidates),
+                             (repo_path / "packed-refs.lock", STALE_PACKED_REFS_LOCK_SECONDS)]:
         try:
-            if lock.stat().st_mtime < deadline:
+            if lock.stat().st_mtime < now - older_than:
                 lock.unlink()
                 removed.append(str(lock.relative_to(repo_path)))
         except OSError:  # gone, or no such path: a file where a directory would be, a name too long

@@ -120,6 +120,20 @@ def test_housekeeping_removes_stale_ref_locks_and_leaves_fresh_ones(repo):
     assert fresh.exists() and not any(lock.exists() for lock in stale)
 
 
+def test_a_ref_lock_is_stale_after_minutes_packed_refs_lock_after_a_quarter_hour(repo):
+    """git holds a ref's lock for one ref transaction, packed-refs.lock while pack-refs writes every ref."""
+    from storage.git_refs import remove_stale_locks
+
+    bare, _ = repo
+    ref_lock, packed_lock = bare / "refs" / "heads" / "main.lock", bare / "packed-refs.lock"
+    three_minutes_ago = time.time() - 180
+    for lock in (ref_lock, packed_lock):
+        lock.write_text("")
+        os.utime(lock, (three_minutes_ago, three_minutes_ago))
+    assert remove_stale_locks(bare, ["refs/heads/main"]) == ["refs/heads/main.lock"]
+    assert packed_lock.exists()
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_a_ref_cannot_be_both_a_ref_and_a_prefix_of_one(repo, packed):
     """git's rule (each name is a path on disk); loose or packed, the clash is a Conflict, not an OSError."""
