@@ -81,9 +81,6 @@ def release_lock(session: Session, repo: Repository, lock_id: str, actor: Princi
             raise Forbidden("force-releasing another workspace's lock needs an admin key")
     elif workspace_id != lock.workspace_id:
         raise Forbidden("only the holding workspace may release this lock (or an admin with force)")
-    elif not workspace_service.may_end_locks_of(actor, session.get(Workspace, lock.workspace_id)):
-        raise Forbidden("the holding workspace was made with another key: that key may release this lock (or an "
-                        "admin with force)")
     lock.released_at = now
     lock.released_by_key_id = actor.key_id
     session.flush()

@@ -295,5 +295,5 @@ def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest)
        response=DeletedWorkspace)
 def delete_workspace(call: Call, owner: str, name: str, ws_id: str):
     _repo, workspace = _workspace(call, owner, name, ws_id)
-    workspace_service.delete_workspace(call.session, workspace, call.principal, call.context.clock())
+    workspace_service.delete_workspace(call.session, workspace, call.context.clock())
     return DeletedWorkspace(id=workspace.id)
