@@ -6,7 +6,7 @@ import re
 from hooks.context import ChangeContext, RepoRef
 from hooks.refs import branch_name_problem, new_branch_problem
 from storage import git_objects, git_read, git_refs
-from storage.errors import Invalid, NotFound, TooLarge
+from storage.errors import Invalid, NotFound
 from storage.keys import Principal
 from storage.models import Branch, Repository
 
@@ -19,15 +19,6 @@ def change_context(app, repo: Repository, actor: Principal | None, source: str) 
                          repo=RepoRef(id=repo.id, org_id=repo.org_id, slug=repo.slug,
                                       default_branch=repo.default_branch),
                          repo_path=app.store.path_for(repo.id))
-
-
-def refuse_oversized_change(app, total: int, what: str) -> None:
-    """What one API change adds is bounded as a push's objects are (DESIGN.md: inflated sizes per object and per
-    push): one upload of 10,000 files, or one overlay commit, passed any total."""
-    limit = app.settings.max_push_inflated_size
-    if total > limit:
-        raise TooLarge(f"{what} come to {total} bytes, more than the {limit} byte limit of one change",
-                       {"limit": limit, "size": total})
 
 
 def checked_branch_name(name: str, new: bool = False) -> str:

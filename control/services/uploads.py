@@ -24,7 +24,7 @@ from storage.models import Branch, Repository, Upload, UploadFile
 from storage.repo_writes import serialize_repository_writes
 
 from . import signing
-from .changes import change_context, first_parent, refuse_oversized_change
+from .changes import change_context, first_parent
 from .commits import record_commit
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -142,7 +142,6 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     missing = [f.name for f in files if not _arrived(app.blobs, f)]
     if missing:
         raise Conflict(f"{len(missing)} file(s) have not been uploaded", {"missing": missing})
-    refuse_oversized_change(app, sum(f.size or 0 for f in files), "the upload's files")
     repo_path = app.store.path_for(repo.id)
     ref = f"refs/heads/{upload.branch}"
     head = git_refs.read_ref(repo_path, ref)

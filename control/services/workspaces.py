@@ -25,7 +25,7 @@ from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 from storage.repo_writes import serialize_repository_writes, serialize_workspace_writes
 
 from . import text_search
-from .changes import change_context, checked_path, refuse_oversized_change, resolve_revision
+from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
 
@@ -311,7 +311,6 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     overlay = _overlay(session, workspace)
     if not overlay:
         raise Invalid("nothing to commit: the workspace overlay is empty")
-    refuse_oversized_change(app, sum(entry.size for entry in overlay.values() if entry.blob_sha), "the overlay's files")
     path = app.store.path_for(repo.id)
     ref = workspace_ref(workspace)
     seen = git_refs.read_ref(path, ref)

@@ -415,23 +415,6 @@ def test_oversized_files_are_refused_and_nothing_is_stored(small_limits_server):
     assert missing.status_code == 409 and missing.json()["details"]["missing"] == ["big.bin"]
 
 
-def test_an_upload_over_the_limit_of_one_change_is_refused_and_nothing_moves(small_limits_server):
-    """Files each under the object limit, 25 MiB together, became one commit past the 24 MiB a push's objects may
-    come to (security sweep: a push of them was refused, the same files as an upload landed)."""
-    server = small_limits_server
-    tenant = server.tenant()
-    repo = new_repo(server, tenant)
-    files = {f"part-{index}.bin": bytes([index]) * (1024 * 1024 - 1) + b"\n" for index in range(25)}
-    upload = ask(server, tenant, repo, "ver-all", files).json()["data"]
-    put_all(upload, files)
-    before = stored_state(server, repo, tenant)
-    refused = complete(server, tenant, repo, upload["uploadId"])
-    assert refused.status_code == 413 and refused.json()["code"] == "too_large", refused.text
-    assert stored_state(server, repo, tenant) == before
-    fewer = dict(list(files.items())[:23])
-    assert upload_tree(server, tenant, repo, "ver-fewer", fewer)["commit"]
-
-
 def test_empty_files_and_hash_mismatches(server, tenant):
     repo = new_repo(server, tenant)
     files = {"empty.txt": b"", "claims-content.txt": b"content", "data.bin": b"real data"}

@@ -936,25 +936,6 @@ def test_a_refused_or_cut_off_write_leaves_no_git_behind(small_limits_server):
     assert dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"] == []
 
 
-def test_an_overlay_over_the_limit_of_one_change_is_not_committed(small_limits_server):
-    """Files each under the object limit, 25 MiB together, went into one commit past the 24 MiB a push's objects
-    may come to (security sweep): the bound of one change holds for an overlay commit too."""
-    server = small_limits_server
-    tenant = server.tenant()
-    repo = tenant.repo()
-    dojo = Dojo(server, tenant, repo)
-    ws = dojo.workspace("w")
-    for index in range(25):
-        data = bytes([index]) * (1024 * 1024 - 1) + b"\n"
-        assert dojo("PUT", f"/workspaces/{ws['id']}/files/part-{index}.bin", data=data).status_code in (200, 201)
-    refused = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "too much at once"})
-    assert refused.status_code == 413 and refused.json()["code"] == "too_large", refused.text
-    assert len(dojo("GET", f"/workspaces/{ws['id']}/status").json()["added"]) == 25
-    assert dojo("DELETE", f"/workspaces/{ws['id']}/files/part-0.bin").status_code in (200, 204)
-    assert dojo("DELETE", f"/workspaces/{ws['id']}/files/part-1.bin").status_code in (200, 204)
-    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "23 MiB"}).status_code in (200, 201)
-
-
 @pytest.mark.parametrize("strategy", ["squash", "merge", "rebase"])
 def test_a_line_changed_again_after_a_squash_merges_again(server, tenant, git, tmp_path, seeded, strategy):
     """The second stack holds only the commits made since the first merged, but a squash took git's merge base
