@@ -134,19 +134,32 @@ def _still_awaited(session: Session, app, upload: Upload, repo: Repository) -> b
 
 
 def complete_upload(session: Session, app, repo: Repository, actor: Principal, key: str) -> Upload:
-    """Write the uploaded directory as ONE commit on the upload's branch (idempotent once completed)."""
-    upload = _held(session, _find_upload(session, repo, key))
+    """Write the uploaded directory as ONE commit on the upload's branch (idempotent once completed).
+
+    The files go into git before any turn is taken (a large upload's take seconds); then the repository's turn
+    and the upload's, in the order a branch's deletion takes them: the other order, with the deletion retiring
+    the branch's uploads, deadlocked on PostgreSQL."""
+    upload = _find_upload(session, repo, key)
     if upload.status == "completed":
         return upload
     files = _files_of(session, upload)
+    if not files:  # never so for an upload asked for with its files: committed, it would empty the branch
+        raise Conflict(f"upload {upload.identifier!r} has no files; request it again")
     missing = [f.name for f in files if not _arrived(app.blobs, f)]
     if missing:
         raise Conflict(f"{len(missing)} file(s) have not been uploaded", {"missing": missing})
     repo_path = app.store.path_for(repo.id)
     ref = f"refs/heads/{upload.branch}"
+    with git_objects.open_repo(repo_path) as git_repo:
+        seen = git_refs.read_ref(repo_path, ref)
+        if seen is None or _claimed_parent(git_repo, seen, upload) is None:
+            _refuse_moved_since_requested(upload, seen)  # nothing to write then
+        tree = _write_tree(git_repo, repo_path, app.blobs, files)
+    serialize_repository_writes(session, repo.id)
+    upload = _held(session, upload)
+    if upload.status == "completed":  # by a request that had its turn first
+        return upload
     head = git_refs.read_ref(repo_path, ref)
-    if head is None:  # a branch's first commit takes turns with its deletion (a record-only branch has no ref)
-        serialize_repository_writes(session, repo.id)
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
     if head is None and upload.branch != repo.default_branch and row is None:
         raise NotFound(f"branch {upload.branch!r} not found")
@@ -155,8 +168,7 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     with git_objects.open_repo(repo_path) as git_repo:
         claimed = _claimed_parent(git_repo, head, upload) if head is not None else None
         if claimed is None:
-            _refuse_moved_since_requested(upload, head)  # before its files are written: nothing to write then
-        tree = _write_tree(git_repo, repo_path, app.blobs, files)
+            _refuse_moved_since_requested(upload, head)
         made_earlier = claimed if claimed is not None and git_repo[head.encode()].tree == tree else None
         if made_earlier is None:
             if claimed is not None:  # a look-alike of the upload's commit: the branch moved all the same
