@@ -29,10 +29,31 @@ def upgrade(db: Database) -> None:
     """Processes started together on a fresh database (`serve`, `worker`, an admin command) take turns: the
     second finds the schema at head. Without the lock, three of four simultaneous migrations failed on a
     unique key or an existing table."""
-    with _file_lock(db), db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        command.upgrade(alembic_config(connection), "head")
+    with _file_lock(db), db.engine.connect() as connection, _foreign_keys_off_on_sqlite(connection):
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            command.upgrade(alembic_config(connection), "head")
+            if connection.dialect.name == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                raise RuntimeError("the migration left rows whose foreign keys point at nothing: not committed")
+
+
+@contextmanager
+def _foreign_keys_off_on_sqlite(connection) -> Iterator[None]:
+    """SQLite alters a table by building a new one and dropping the old: with foreign keys on, the drop deletes
+    (ON DELETE CASCADE) every row pointing at it (0006 emptied upload_files so). Off for the migration, as
+    Alembic's batch mode asks, on again for the application's connections. The pragma is a no-op inside a
+    transaction: set between them."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
 
 
 @contextmanager

@@ -72,3 +72,41 @@ def test_simultaneous_migrations_of_a_fresh_database_all_succeed(tmp_path):
         finally:
             if drop:
                 drop()
+
+
+_ROWS_AT_0005 = [
+    "INSERT INTO organizations (id, slug, name, created_at) VALUES ('org_m', 'm', 'm', '2026-12-01 00:00:00')",
+    "INSERT INTO repositories (id, org_id, slug, name, default_branch, settings, created_at) "
+    "VALUES ('repo_m', 'org_m', 'r', 'r', 'main', '{}', '2026-12-01 00:00:00')",
+    "INSERT INTO uploads (id, repo_id, branch, identifier, status, expires_at, created_at) "
+    "VALUES ('upl_m', 'repo_m', 'main', 'ver-1', 'pending', '2026-12-01 00:15:00', '2026-12-01 00:00:00')",
+    "INSERT INTO upload_files (id, upload_id, name, expected_sha256, storage_path) "
+    "VALUES ('uf_m', 'upl_m', 'a.txt', '" + "0" * 64 + "', 'organizations/org_m/repositories/r/main/ver-1/a.txt')",
+]
+
+
+def test_a_migration_that_rebuilds_a_table_keeps_the_rows_that_point_at_it(tmp_path):
+    """0006 rebuilds `uploads` on SQLite (a dropped constraint): with foreign keys on, dropping the old table
+    deleted every upload's file rows (ON DELETE CASCADE), and completing such an upload then committed an empty
+    tree over its branch (review)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    for url, drop in _fresh_databases(tmp_path):
+        db = Database(url)
+        try:
+            with db.engine.begin() as connection:
+                command.upgrade(migrate.alembic_config(connection), "0005")
+            with db.engine.begin() as connection:
+                for statement in _ROWS_AT_0005:
+                    connection.execute(text(statement))
+            migrate.upgrade(db)
+            with db.engine.connect() as connection:
+                assert connection.execute(text("SELECT id FROM upload_files")).scalars().all() == ["uf_m"]
+                assert connection.execute(text("SELECT id FROM uploads")).scalars().all() == ["upl_m"]
+                assert connection.execute(text("PRAGMA foreign_keys" if url.startswith("sqlite") else "SELECT 1")) \
+                    .scalar() == 1  # on again for the application's connections
+        finally:
+            db.dispose()
+            if drop:
+                drop()
