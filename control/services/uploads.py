@@ -59,6 +59,8 @@ def request_upload(session: Session, app, repo: Repository, actor: Principal, id
     head of now), a completed one is 409."""
     branch = branch or repo.default_branch
     _check_identifier(identifier)
+    if branch != repo.default_branch:  # the branch's deletion, which retires its uploads, waits for this one
+        serialize_repository_writes(session, repo.id)
     _check_branch(session, app, repo, branch)
     specs = _checked_files(files)
     upload = _live_upload(session, repo, branch, identifier)

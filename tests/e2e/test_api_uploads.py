@@ -485,6 +485,46 @@ def _complete_in_process(server, tenant, repo, upload_id, context=None):
         return upload_service.complete_upload(session, context, row, principal, upload_id).commit_sha
 
 
+def test_an_upload_asked_for_while_its_branch_is_deleted_goes_with_the_branch(server, tenant, monkeypatch):
+    """The request looked at the branch, the deletion retired the branch's uploads, then the request inserted
+    its own: it stayed live for good, and the branch made again under the name got 409 ('pending with a
+    different file list') for that identifier (review). The request now takes the repository's turn first."""
+    from control.services import repos as repo_service
+    from control.services import uploads as upload_service
+    from storage.keys import find_principal
+
+    repo = new_repo(server, tenant)
+    key = tenant.keys["agent"]
+    assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "brief", "recordOnly": True}) \
+        .status_code == 201
+    real_check = upload_service._check_branch
+    deleted = []
+
+    def delete_meanwhile(*args, **kwargs):
+        real_check(*args, **kwargs)
+        deleting = threading.Thread(target=lambda: deleted.append(
+            api(server, key, "DELETE", f"/v1/repos/{repo}/branches/brief").status_code))
+        deleting.start()
+        deleting.join(timeout=3)  # done at once when nothing holds it back
+        return None
+
+    monkeypatch.setattr(upload_service, "_check_branch", delete_meanwhile)
+    with server.context.db.session() as session:
+        principal = find_principal(session, key)
+        row = repo_service.visible_repo(session, principal, repo)
+        upload_service.request_upload(session, server.context, row, principal, "v1",
+                                      [upload_service.FileSpec("a.txt", sha(b"old"))], "brief")
+    monkeypatch.undo()
+    deadline = time.monotonic() + 30
+    while not deleted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert deleted == [200]
+    assert api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "brief", "recordOnly": True}) \
+        .status_code == 201
+    again = ask(server, tenant, repo, "v1", {"b.txt": b"new"}, branch="brief")
+    assert again.status_code == 201, again.text
+
+
 def test_a_branch_moved_during_completion_is_a_stale_ref_and_nothing_is_recorded(server, tenant, git, tmp_path,
                                                                                    monkeypatch):
     from control.services import uploads as upload_service
