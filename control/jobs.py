@@ -1,11 +1,11 @@
 """Background job functions (rq or in-process). They take ids, are idempotent, and find the app context here."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage.housekeeping import housekeep
-from storage.models import Branch, Repository, Upload, UploadFile, utcnow
+from storage.models import Repository, Upload, UploadFile
 
 _context = None
 
@@ -79,17 +79,6 @@ def purge_retired_uploads(repo_id: str) -> None:
     with ctx.db.session() as session:
         uploads = _uploads_with_paths(session, Upload.repo_id == repo_id, Upload.retired_at.is_not(None))
     _remove_uploads(ctx, uploads)
-
-
-def purge_branch_files(repo_id: str, branch: str) -> None:
-    """The job versions before retired uploads queued for a deleted branch (it may still be waiting in a queue):
-    its uploads retire unless the branch exists again, then retired uploads go."""
-    ctx = _ctx()
-    with ctx.db.session() as session:
-        if session.scalar(select(Branch.id).where(Branch.repo_id == repo_id, Branch.name == branch)) is None:
-            session.execute(update(Upload).where(Upload.repo_id == repo_id, Upload.branch == branch,
-                                                 Upload.retired_at.is_(None)).values(retired_at=utcnow()))
-    purge_retired_uploads(repo_id)
 
 
 def _uploads_with_paths(session, *where) -> dict[str, list[str]]:

@@ -80,7 +80,10 @@ _PROTECTION_RULES = (  # built once: checks run on every push
 
 def protected_from_deletion(session: Session, repo_id: str, branch: str) -> bool:
     """For a branch with no ref to pass the checks with (a record-only branch): whether a rule forbids deleting it."""
-    rules = session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all()
+    return _forbids_deletion(session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all(), branch)
+
+
+def _forbids_deletion(rules, branch: str) -> bool:
     return any(not r.allow_deletion for r in rules if branch_matches(r.pattern, branch))
 
 
@@ -93,7 +96,7 @@ def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate], s
     for update in branch_updates:
         matching = [r for r in rules if branch_matches(r.pattern, update.branch)]  # the strictest of them holds
         if update.is_delete:
-            if any(not r.allow_deletion for r in matching):
+            if _forbids_deletion(rules, update.branch):
                 rejections.append(Rejection(update.ref, "protected branch: deletion is not allowed"))
         elif any(not r.allow_force_push for r in matching) and not git_read.is_ancestor(
             ctx.repo_path, update.old, update.new, env=ctx.git_env

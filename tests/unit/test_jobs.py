@@ -68,7 +68,7 @@ def test_job_ids_are_valid_for_rq():
         info: dict = {}
 
     session = FakeSession()
-    jobs.defer(session, "control.jobs.purge_branch_files", "repo_1", "feature/x y")
+    jobs.defer(session, "control.jobs.purge_repository", "repo_1", "feature/x y")
     job_id = session.info["deferred_jobs"][0].job_id
     assert re.match(r"^[A-Za-z0-9_-]+$", job_id)
 
