@@ -109,7 +109,7 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
     if upload.status != "pending":
         raise Conflict(f"upload {upload.identifier!r} is already completed", {"uploadId": upload.id})
     received = _store_verified(app.blobs, row, chunks, limit)
-    if not _still_awaited(session, app, upload, repo):  # deleted (and maybe purged) while the bytes arrived
+    if not _still_awaited(session, upload):  # retired or deleted (and maybe purged) while the bytes arrived
         app.blobs.delete(row.storage_path)
         raise NotFound("upload file not found")
     recorded = session.execute(update(UploadFile).where(UploadFile.id == row.id)
@@ -122,17 +122,12 @@ def receive_file(session: Session, app, path: str, file_id: str | None, expires:
     return row
 
 
-def _still_awaited(session: Session, app, upload: Upload, repo: Repository) -> bool:
-    """Read afresh (columns, not the session's copies): the upload pending, its repository and branch there."""
+def _still_awaited(session: Session, upload: Upload) -> bool:
+    """Read afresh (columns, not the session's copies): the upload pending and not retired (its branch's deletion
+    retires it), its repository not deleted."""
     now = session.execute(select(Upload.status, Upload.retired_at, Repository.deleted_at)
                           .join(Repository, Repository.id == Upload.repo_id).where(Upload.id == upload.id)).first()
-    if now is None or now.status != "pending" or now.retired_at is not None or now.deleted_at is not None:
-        return False
-    if upload.branch == repo.default_branch:
-        return True
-    return (git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{upload.branch}") is not None
-            or session.scalar(select(Branch.id).where(Branch.repo_id == repo.id, Branch.name == upload.branch))
-            is not None)
+    return now is not None and now.status == "pending" and now.retired_at is None and now.deleted_at is None
 
 
 def complete_upload(session: Session, app, repo: Repository, actor: Principal, key: str) -> Upload:
@@ -153,9 +148,7 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     repo_path = app.store.path_for(repo.id)
     ref = f"refs/heads/{upload.branch}"
     with git_objects.open_repo(repo_path) as git_repo:
-        seen = git_refs.read_ref(repo_path, ref)
-        if seen is None or _claimed_parent(git_repo, seen, upload) is None:
-            _refuse_moved_since_requested(upload, seen)  # nothing to write then
+        _based_as_requested(git_repo, git_refs.read_ref(repo_path, ref), upload)  # or nothing to write
         tree = _write_tree(git_repo, repo_path, app.blobs, files)
     serialize_repository_writes(session, repo.id)
     upload = _held(session, upload)
@@ -168,9 +161,7 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
     ctx = change_context(app, repo, actor, "upload")
     parent = None
     with git_objects.open_repo(repo_path) as git_repo:
-        claimed = _claimed_parent(git_repo, head, upload) if head is not None else None
-        if claimed is None:
-            _refuse_moved_since_requested(upload, head)
+        claimed = _based_as_requested(git_repo, head, upload)
         made_earlier = claimed if claimed is not None and git_repo[head.encode()].tree == tree else None
         if made_earlier is None:
             if claimed is not None:  # a look-alike of the upload's commit: the branch moved all the same
@@ -186,6 +177,15 @@ def complete_upload(session: Session, app, repo: Repository, actor: Principal, k
             row.base_commit = parent
     _record_completion(session, app, repo, actor, upload, sha)
     return upload
+
+
+def _based_as_requested(git_repo, head: str | None, upload: Upload) -> str | None:
+    """Refuse a branch moved since the upload was requested, unless `head` is the upload's own commit: then its
+    parent ("" for a root commit)."""
+    claimed = _claimed_parent(git_repo, head, upload) if head is not None else None
+    if claimed is None:
+        _refuse_moved_since_requested(upload, head)
+    return claimed
 
 
 def _refuse_moved_since_requested(upload: Upload, head: str | None) -> None:
