@@ -54,7 +54,7 @@ class _LazyApplication:
     def before_fork(self) -> None:
         """Build the application in gunicorn's master (with --preload) so that the workers share it instead of
         each building its own copy, its ORM mappers configured (each worker's first query did it, 3 MiB a worker;
-        tree PSS idle 91 -> 88 MiB); no database connection may cross the fork."""
+        tree PSS idle 92 -> 88 MiB); no database connection may cross the fork."""
         app = self.load()
         configure_mappers()
         app.db.dispose()
