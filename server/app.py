@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
 UPLOAD_PACK_REQUEST_LIMIT = 256 * 1024 * 1024
 WHOLE_BODY_LIMIT = 1024 * 1024  # bodies up to this size (most fetch negotiations, small pushes) are read whole
-# what git left of a body is read and dropped for this long once its answer is sent (discard_rest): a client that
-# reads while it writes (the git CLI) stops sending on the answer; one that writes all first needs the rest read
+# what git or the API left of a body is read and dropped for this long once its answer is sent (discard_rest): a
+# client that reads while it writes (the git CLI, curl) stops sending on the answer; one that writes all first
+# (libgit2, JGit, urllib) needs the rest read, or the connection is reset under it before it reads the answer
 UNREAD_BODY_SECONDS = 60
 CHALLENGE = [("WWW-Authenticate", 'Basic realm="Driftstone", charset="UTF-8"')]
 
@@ -65,10 +66,12 @@ class GitHttpApp:
             connection.settimeout(self.settings.request_idle_timeout)
         route = match_git_route(environ.get("PATH_INFO", ""))
         if route is None:
-            return self.fallback(environ, start_response)
+            return _then_rest_of_body_dropped(environ, self.fallback(environ, start_response))
         try:
             answer = self._handle(route, environ, start_response)
-            return _without_body(answer) if environ.get("REQUEST_METHOD") == "HEAD" else answer
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                return _without_body(answer)
+            return _then_rest_of_body_dropped(environ, answer)
         except RepositoryGone:
             return text_response(start_response, "404 Not Found", "repository not found")
         except (OperationalError, PoolTimeout):  # git retries nothing itself, but the user's next try may work
@@ -156,8 +159,7 @@ class GitHttpApp:
             return _empty_result(start_response, headers)
         process = GitProcess(repo_path, ["upload-pack", "--stateless-rpc", "."], env)
         process.feed(body)
-        return _respond(start_response, process, headers,
-                        rest_of_body=lambda: discard_rest(environ, UNREAD_BODY_SECONDS))
+        return _respond(start_response, process, headers)
 
     def _receive_pack(self, environ, start_response, ctx: ChangeContext, env):
         if not hook_scripts_ready(self.hooks_path):
@@ -232,8 +234,7 @@ class GitHttpApp:
             return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates),
                                 private_paths=_server_paths(ctx.repo_path, self.settings.data_dir))
 
-        return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close,
-                        rest_of_body=lambda: discard_rest(environ, UNREAD_BODY_SECONDS))
+        return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close)
 
 
 def _server_paths(*paths: Path) -> tuple[str, ...]:
@@ -332,13 +333,11 @@ def _streamed_body(environ, limit: int) -> Iterator[bytes]:
 
 
 def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", report=None, after=None,
-             on_close=None, rest_of_body=None):
+             on_close=None):
     """Start the response on git's first output (so a request git refuses gets a 400, not an empty 200).
 
     With `report` (receive-pack), a client that goes away does not stop the push: git is left to finish,
-    its report is drained and the effects still run, because the refs may already have moved. Once the answer
-    is sent whole (the WSGI server closes the body after its last chunk), `rest_of_body` reads what git left of
-    the request body, so that a client still writing it hears the answer.
+    its report is drained and the effects still run, because the refs may already have moved.
     """
 
     def body() -> Iterator[bytes]:
@@ -382,14 +381,24 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
                 on_close()
             heap.after_transfer(process.bytes_fed + process.bytes_out)
 
-    return body() if rest_of_body is None else _ThenRead(body(), rest_of_body)
+    return body()
+
+
+def _then_rest_of_body_dropped(environ, answer: Iterable[bytes]) -> Iterable[bytes]:
+    """Once the answer is sent whole (the WSGI server closes the body after its last chunk), what the handler
+    left of the request body is read, so that a client still writing it hears the answer."""
+    length = (environ.get("CONTENT_LENGTH") or "").strip()
+    has_body = (length.isdigit() and int(length) > 0) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not has_body:
+        return answer
+    return _ThenRead(answer, lambda: discard_rest(environ, UNREAD_BODY_SECONDS))
 
 
 class _ThenRead:
     """A response body that, once sent whole and closed, reads the rest of the request body (not for a client
     that went away in the middle: nobody is left to hear the answer)."""
 
-    def __init__(self, chunks: Iterator[bytes], rest_of_body: Callable[[], object]):
+    def __init__(self, chunks: Iterable[bytes], rest_of_body: Callable[[], object]):
         self.chunks, self.rest_of_body, self.sent = chunks, rest_of_body, False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -397,7 +406,9 @@ class _ThenRead:
         self.sent = True
 
     def close(self) -> None:
-        self.chunks.close()
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
         if self.sent:
             self.rest_of_body()
 

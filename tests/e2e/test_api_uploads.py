@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -413,6 +415,22 @@ def test_oversized_files_are_refused_and_nothing_is_stored(small_limits_server):
     assert put(exact["uploadUrl"], iter([files["exact.bin"]])).status_code == 200
     missing = complete(server, tenant, repo, upload["uploadId"])
     assert missing.status_code == 409 and missing.json()["details"]["missing"] == ["big.bin"]
+
+
+def test_a_client_that_sends_all_before_reading_hears_the_refusal(small_limits_server):
+    """urllib (Connection: close) writes a whole body before it reads the answer. The server answered a 16 MiB
+    file at once and closed with the body unread, so the kernel reset the connection under the client, which
+    saw a broken pipe instead of the 413; what is left of a refused body is now read and dropped first."""
+    server = small_limits_server
+    tenant = server.tenant()
+    repo = new_repo(server, tenant)
+    data = b"\x03" * (16 * 1024 * 1024)
+    target = ask(server, tenant, repo, "ver-huge", {"huge.bin": data}).json()["data"]["files"][0]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(target["uploadUrl"], data=data, method="PUT"), timeout=60)
+    assert refused.value.code == 413
+    assert json.loads(refused.value.read())["code"] == "too_large"
+    assert not server.context.blobs.exists(target["path"])
 
 
 def test_empty_files_and_hash_mismatches(server, tenant):

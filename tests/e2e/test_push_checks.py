@@ -8,6 +8,8 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zlib
 
 import pytest
@@ -468,6 +470,24 @@ def test_push_size_cap(small_limits_server, git, tmp_path, post_buffer):
         assert refused in small_limits_server.log_text()
     assert git.out("ls-remote", tenant.url(repo), cwd=work) == ""
 
+
+
+def test_a_sized_push_past_the_cap_is_heard_by_a_client_that_sends_all_first(small_limits_server):
+    """A client that writes its whole body before reading (urllib here; libgit2 and JGit do the same) used to meet
+    a reset connection when the server refused a push by its Content-Length: the answer was sent and the
+    connection closed with the body unread. The rest is now read and dropped first, and the client reads the 413."""
+    tenant = small_limits_server.tenant()
+    repo = tenant.repo()
+    body = pkt(f"{'0' * 40} {'1' * 40} refs/heads/main\0report-status\n".encode()) + b"0000" + \
+        b"PACK" + b"\0" * (24 * 1024 * 1024)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{small_limits_server.port}/{tenant.org}/{repo}.git/git-receive-pack", data=body,
+        headers={"Authorization": f"Bearer {tenant.keys['agent']}",
+                 "Content-Type": "application/x-git-receive-pack-request"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    assert b"too large" in refused.value.read()
 
 def test_effects_record_branches_and_push_events(server, tenant, git, pushed):
     repo, work = pushed
