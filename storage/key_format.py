@@ -7,9 +7,11 @@ import re
 KEY_PREFIX = "dk-"
 # percent-encoded too (`%64k-`, `d%6B%2D`: the same key once a URL is decoded), and in any case (a key with its
 # prefix mistyped `DK-` is refused, but its secret is the real one); a word of its own (after a character that is
-# not a letter or digit, or after an escape) with a secret's length (keys are `dk-` and 43 characters), so that
-# names such as `sdk-update` or `jdk-17` quoted in an error stay as they were
-_KEY_LIKE = re.compile(r"(?i)(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2}))(?:d|%64)(?:k|%6b)(?:-|%2d)"
+# not a letter or digit, or after an escape: `%01`, and `\x01` or `\t` as gunicorn prints a control byte it quotes)
+# with a secret's length (keys are `dk-` and 43 characters), so that names such as `sdk-update` or `jdk-17` quoted
+# in an error stay as they were
+_KEY_LIKE = re.compile(r"(?i)(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
+                       r"|(?<=\\U[0-9a-f]{8})|(?<=\\[abfnrtv0]))(?:d|%64)(?:k|%6b)(?:-|%2d)"
                        r"(?:[a-z0-9_\-]|%[0-9a-f]{2}){20,}")
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 # a signed upload URL's: a bearer capability; its name percent-encoded too (`%73ignature`: werkzeug decodes names)

@@ -146,6 +146,25 @@ def test_a_key_in_a_header_gunicorn_cannot_parse_is_not_echoed_or_logged(server,
     assert key not in server.log_text() and basic not in server.log_text()
 
 
+
+def test_a_key_after_a_character_gunicorn_prints_as_an_escape_is_blanked(server, tenant):
+    """gunicorn quotes a request line or header it cannot parse with its control bytes escaped: a key after
+    `\\x01` (or `\\t`) came right after a digit or a letter in the text, so it looked glued to a word and was
+    left whole, in the 400 and in the log (a hostile-input sweep)."""
+    key = tenant.keys["admin"]
+    for head in (b"GET /v1/repos?x=\x01" + key.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+                 b"GET /v1/repos HTTP/1.1\r\nHost: h\r\nX\x00" + key.encode() + b": 1\r\n\r\n",
+                 b"GET /v1/repos?x=\t" + key.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(head)
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 400"), response[:200]
+        assert key.encode() not in response, response
+    time.sleep(0.5)
+    assert key not in server.log_text()
+
 def test_a_key_put_in_a_url_is_not_written_to_the_access_log_nor_echoed(server, tenant):
     """Keys belong in headers, but a client may put one in a query string (or a path): the request is refused
     and its access-log line carries the key blanked out."""
