@@ -12,6 +12,7 @@ from storage.errors import Forbidden, Invalid, Locked, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import PathLock, Repository, Workspace
+from storage.repo_writes import serialize_repository_writes
 from storage.times import as_utc
 
 from . import workspaces as workspace_service
@@ -72,6 +73,7 @@ def list_locks(session: Session, repo: Repository, now) -> list[tuple[PathLock, 
 
 def release_lock(session: Session, repo: Repository, lock_id: str, actor: Principal, workspace_id: str | None,
                  force: bool, now) -> PathLock:
+    serialize_repository_writes(session, repo.id)  # of simultaneous releases one succeeds, the others find nothing
     lock = session.scalar(select(PathLock).where(PathLock.id == lock_id, PathLock.repo_id == repo.id,
                                                  PathLock.released_at.is_(None)))
     if lock is None or as_utc(lock.expires_at) <= now:

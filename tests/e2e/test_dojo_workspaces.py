@@ -323,6 +323,26 @@ def test_admin_force_releases_and_locks_expire(server, tenant, seeded):
     assert dojo("PUT", f"/workspaces/{other['id']}/files/lib/x.py", data=b"x").status_code == 200
 
 
+
+def test_of_simultaneous_releases_of_one_lock_exactly_one_is_told_it_released_it(server, tenant, seeded):
+    """The holder's release and an admin's force release raced: both read the lock live, both answered 200, and
+    the one that wrote last was recorded as the releaser (1 run in 4 of a hostile-input sweep)."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    holder = dojo("POST", "/workspaces", {"name": "release-race"}).json()["workspace"]
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    for round_ in range(6):
+        lock = dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": [f"race{round_}/*"]}).json()["lock"]
+        url = f"{server.url}/v1/repos/{repo}/locks/{lock['id']}"
+
+        def release(i: int) -> requests.Response:
+            if i % 2:
+                return requests.delete(url, params={"force": "true"}, headers=admin, timeout=60)
+            return requests.delete(url, params={"workspaceId": holder["id"]}, headers=dojo.headers, timeout=60)
+
+        codes = sorted(response.status_code for response in at_once(8, release))
+        assert codes == [200] + [404] * 7, codes
+
 def test_scopes_and_other_orgs(server, tenant, seeded):
     repo, _, _ = seeded
     reader = Dojo(server, tenant, repo, scope="read")
