@@ -20,8 +20,9 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
-from .errors import Conflict, StorageFailure
+from .errors import Conflict, Invalid, StorageFailure
 from .git_env import GIT, clean_git_env
+from .object_checks import objects_problem
 
 FILE_MODE = 0o100644
 EXEC_MODE = 0o100755
@@ -265,6 +266,7 @@ def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]
     Raises PathClash rather than let one change overwrite another: a file and a path inside it both written, a
     path written inside a file that stays (deleting the file in the same changes makes way for it), or a file
     written over a directory."""
+    _refuse_what_fsck_refuses(repo, changes)
     nested = _Dir()
     for path, change in sorted(changes.items(), key=lambda item: item[1] is not None):  # deletions first
         parts = [p.encode("utf-8", "surrogateescape") for p in path.split("/") if p]
@@ -289,6 +291,27 @@ def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]
         node[leaf] = change
     new_sha = _apply(repo, base_tree, nested, b"")
     return new_sha if new_sha is not None else _empty_tree(repo)
+
+
+# what git's fsck reads as a `.gitmodules` holds: the name in any case, with trailing dots or spaces, as an NTFS short
+# name (`gitmod~1`, `gi7eba~1`) or with HFS+ ignorable code points in it (only its ASCII bytes are looked at)
+_GITMODULES_HINTS = (b"gitmod", b"gi7eba")
+
+
+def _refuse_what_fsck_refuses(repo: Repo, changes: Mapping[str, Change]) -> None:
+    """A `.gitmodules` git's fsck refuses (CVE-2018-11235 and friends) is refused before any tree names it: the
+    ref change's own fsck check came after the trees were written, and a refused one stayed in the repository
+    (repacks keep unreachable objects), failing `git fsck` for good."""
+    for path, change in changes.items():
+        leaf = path.rsplit("/", 1)[-1].encode("utf-8", "surrogateescape")
+        if change is None or not any(hint in bytes(b for b in leaf if b < 0x80).lower() for hint in _GITMODULES_HINTS):
+            continue
+        mode, sha = change
+        tree = Tree()
+        tree[leaf] = (mode, sha.encode())
+        problem = objects_problem(Path(repo.path), [tree], repo.object_store.object_format)
+        if problem is not None:
+            raise Invalid(problem, {"path": path})
 
 
 def _joined(parts: list[bytes]) -> str:

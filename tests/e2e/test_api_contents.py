@@ -486,7 +486,8 @@ HOSTILE_GITMODULES = {  # what git's fsck refuses in a .gitmodules (CVE-2018-112
 }
 
 
-@pytest.mark.parametrize("name", [".gitmodules", "sub/.gitmodules", ".GitModules"])
+@pytest.mark.parametrize("name", [".gitmodules", "sub/.gitmodules", ".GitModules", ".gitmodules .", "GITMOD~1",
+                                  ".git\u200cmodules"])  # as git reads the name on NTFS and HFS+
 @pytest.mark.parametrize("problem", sorted(HOSTILE_GITMODULES))
 def test_gitmodules_git_would_refuse_on_a_push_are_refused_here_too(server, unchanged, problem, name):
     tenant, git, repo, head = unchanged
@@ -494,6 +495,9 @@ def test_gitmodules_git_would_refuse_on_a_push_are_refused_here_too(server, unch
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "invalid" and problem in response.json()["error"], response.text
     assert head_of(git, tenant, repo) == head
+    # refused before its trees were written: they failed `git fsck` for good (repacks keep unreachable objects)
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path(server, tenant, repo), capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
 
 
 def test_a_well_formed_gitmodules_is_accepted(server, tenant, git, tmp_path, pushed):

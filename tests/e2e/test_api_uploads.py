@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from control.services import signing
 from storage.models import CommitMeta, Upload, UploadFile
-from tests.support import api, at_once, request_interrupted, wait_until_gone
+from tests.support import api, at_once, repo_path, request_interrupted, wait_until_gone
 
 UPLOADER = "Driftstone <uploads@driftstone.local>"
 
@@ -704,6 +704,8 @@ def test_a_gitmodules_git_would_refuse_is_not_committed(server, tenant, git):
     assert refused.status_code == 422 and refused.json()["code"] == "invalid", refused.text
     assert "gitmodulesName" in refused.json()["error"]
     assert stored_state(server, repo, tenant) == before
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path(server, tenant, repo), capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
 
 
 def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant):
@@ -805,7 +807,6 @@ def test_a_deleted_branchs_uploads_are_gone_and_its_identifiers_free_for_the_bra
     ('already completed') for good. And where the branch was made again before the purge ran (`create`: its
     ref deleted by a request killed before its effects, then the branch created, whose purge of the old uploads
     ran after it and found the branch there), the old uploads stayed for good: same 409."""
-    from tests.support import repo_path
 
     repo = new_repo(server, tenant)
     repo_id = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["id"]

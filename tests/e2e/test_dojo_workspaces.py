@@ -131,6 +131,23 @@ def test_workspace_on_explicit_base_and_several_commits(server, tenant, seeded):
     assert dojo("POST", "/workspaces", {"name": "bad-base", "base_commit": "f" * 40}).status_code == 404
 
 
+
+def test_a_workspace_commit_of_a_gitmodules_git_refuses_leaves_the_repository_fsck_clean(server, tenant, seeded):
+    """The commit was refused, but only after its trees were written: they stayed (repacks keep unreachable
+    objects) and `git fsck` of the repository failed for good (a hostile-input sweep)."""
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("evil-submodule")
+    evil = b'[submodule "../../modules/evil"]\n\tpath = x\n\turl = https://example.com/x\n'
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/.gitmodules", data=evil).status_code == 200
+    refused = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "evil"})
+    assert refused.status_code == 400 and "gitmodulesName" in refused.json()["error"], refused.text
+    served = repo_path(server, tenant, repo)
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=served, capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+    listed = {w["id"]: w for w in dojo("GET", "/workspaces").json()["workspaces"]}
+    assert listed[ws["id"]]["current_commit"] == main
+
 @pytest.mark.parametrize("author", [{"author_name": "A <evil@x>"}, {"author_email": "<a@x>"},
                                     {"author_email": "a@x\nEvil: header"}, {"author_email": "two words@x"}])
 def test_an_author_git_could_not_keep_as_given_is_refused(server, tenant, seeded, author):
