@@ -73,7 +73,10 @@ def _first_rejections(ctx: ChangeContext, updates: Sequence[RefUpdate], session)
 
 
 def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) -> None:
-    """Derived state only: a failure here is logged and repaired by reconcile, never undoes the ref move."""
+    """Derived state only: a failure here is logged and repaired by reconcile, never undoes the ref move. A command
+    that sets a ref to the value it holds (isomorphic-git pushes an up-to-date branch so) moved nothing: no event,
+    and its branch keeps the identifier of its last upload."""
+    applied = [update for update in applied if update.old != update.new]
     if not applied:
         return
     if session is not None:

@@ -20,8 +20,8 @@ import requests
 from sqlalchemy import func, select
 
 from control.services import signing
-from storage.models import CommitMeta, Upload, UploadFile
-from tests.support import api, at_once, repo_path, request_interrupted, wait_until_gone
+from storage.models import CommitMeta, Event, Upload, UploadFile
+from tests.support import api, at_once, pkt, receive_pack, repo_path, request_interrupted, wait_until_gone
 
 UPLOADER = "Driftstone <uploads@driftstone.local>"
 
@@ -707,6 +707,28 @@ def test_a_gitmodules_git_would_refuse_is_not_committed(server, tenant, git):
     fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path(server, tenant, repo), capture_output=True)
     assert fsck.returncode == 0, fsck.stderr
 
+
+
+def test_a_push_that_moves_nothing_keeps_the_upload_identifier_and_records_no_event(server, tenant):
+    """isomorphic-git pushes an up-to-date branch as the command `X X refs/heads/main` (the git CLI sends none):
+    its effects ran as for a moved ref, so the branch lost the identifier of its last upload and the repository
+    its mainHeadIdentifier, and a push event said the branch went from X to X (an interop sweep)."""
+    repo = new_repo(server, tenant)
+    done = upload_tree(server, tenant, repo, "ver-kept", {"a.txt": b"a"})
+    with server.context.db.session() as session:
+        events = session.scalar(select(func.count()).select_from(Event))
+    head = done["commit"]
+    empty_pack = b"PACK" + (2).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    body = pkt(f"{head} {head} refs/heads/main\0report-status\n".encode()) + b"0000" + empty_pack + \
+        hashlib.sha1(empty_pack).digest()
+    answer = receive_pack(server, tenant, repo, body)
+    assert answer.status_code == 200 and b"ok refs/heads/main" in answer.content, answer.content
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadIdentifier"] == "ver-kept" and meta["mainHeadCommit"] == head
+    branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
+    assert branch["headIdentifier"] == "ver-kept", branch
+    with server.context.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == events
 
 def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant):
     """A signed URL is a bearer capability for fifteen minutes: its PUT's access-log line keeps the path and the
