@@ -124,5 +124,15 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
         raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",
                        {"ref": update.ref, "expected": update.old, "actual": actual})
     if session is not None:  # the caller's request may still fail: then the ref goes back, if nobody moved it since
-        on_rollback(session, lambda: git_refs.compare_and_swap(ctx.repo_path, update.ref, update.new, update.old))
+        on_rollback(session, lambda: _take_back(ctx, update))
     run_effects(ctx, [update], session=session)
+
+
+def _take_back(ctx: ChangeContext, update: RefUpdate) -> None:
+    """Put the ref back after its request failed; where git cannot (a full disk refuses the lock file), the ref
+    keeps the new value without the rows the failed transaction held, and a job rebuilds them from the refs."""
+    try:
+        git_refs.compare_and_swap(ctx.repo_path, update.ref, update.new, update.old)
+    except Exception:
+        _ask_for_reconcile(ctx)
+        raise

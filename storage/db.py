@@ -11,6 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import ChangeLeftApplied
+
 log = logging.getLogger(__name__)
 
 
@@ -50,11 +52,16 @@ def on_rollback(session: Session, undo) -> None:
 
 
 def _undo(actions) -> None:
+    """Run every undo; if one fails, its change stands and the request must not be answered "nothing changed"."""
+    failure = None
     for undo in reversed(actions):
         try:
             undo()
-        except Exception:
+        except Exception as error:
             log.exception("could not undo a change of a failed transaction")
+            failure = failure or error
+    if failure is not None:
+        raise ChangeLeftApplied("a change of a failed request could not be taken back") from failure
 
 
 class Database:

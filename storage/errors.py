@@ -56,3 +56,9 @@ class StorageFailure(Exception):
     """The disk or git refused a write (read-only, full, no permission): the server's fault, not the caller's. The
     request changed nothing and may succeed once the storage is fixed; told apart from a stale ref, which a client
     retries at once (it would retry for good)."""
+
+
+class ChangeLeftApplied(Exception):
+    """A request failed after it had changed something outside the database (moved a ref), and taking that back
+    failed too (a full disk refused the ref's lock file): the change stands, without its records until a
+    reconcile rebuilds them. Not "nothing changed": the caller must look before it tries again."""

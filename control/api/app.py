@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from control.context import AppContext
 from control.services import repos as repo_service
 from control.services.naming import folded_slug
-from storage.errors import DomainError, NotFound, StorageFailure
+from storage.errors import ChangeLeftApplied, DomainError, NotFound, StorageFailure
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -86,6 +86,16 @@ def create_app(context: AppContext) -> Flask:
         log.error("storage refused a write, request %s: %s", request_id, error)
         return failure("the server could not write to its storage; retry later", "unavailable", 503,
                        {"requestId": request_id}, {"Retry-After": "30"}, path=request.path)
+
+    @app.errorhandler(ChangeLeftApplied)
+    def left_applied(error: ChangeLeftApplied):
+        request_id = uuid.uuid4().hex
+        log.error("request %s failed after its change was made, and the change could not be taken back: %s",
+                  request_id, error.__cause__)
+        return failure("the request failed after its change was made, and the server could not take it back (its "
+                       "storage refused the write): the change stands, and its records are being rebuilt from the "
+                       "repository. Read the branch before trying again", "internal", 500, {"requestId": request_id},
+                       path=request.path)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
