@@ -99,9 +99,13 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
         row = rows.get(name)
         if row is None:
             session.add(Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=sha, status="ready"))
-        else:
-            row.head_sha = sha
-            row.status = "ready"
+            continue
+        if row.head_sha != sha:  # a change whose effects were lost moved it: no upload is known to have made it
+            row.head_identifier = None
+            if name == repo.default_branch:
+                repo.main_head_identifier = None
+        row.head_sha = sha
+        row.status = "ready"
     session.flush()
     return heads
 

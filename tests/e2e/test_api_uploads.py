@@ -730,6 +730,33 @@ def test_a_push_that_moves_nothing_keeps_the_upload_identifier_and_records_no_ev
     with server.context.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == events
 
+
+def test_reconcile_drops_the_upload_identifier_of_a_branch_whose_head_it_moves(server, tenant, git, tmp_path):
+    """A push whose effects the database kept out (a full disk) left the rows behind the ref; reconcile moved the
+    head but kept the identifier of the upload that had made the old one, naming a commit it did not make (a
+    disk-full sweep). A branch whose head reconcile leaves alone keeps its identifier."""
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-main", {"a.txt": b"a"})
+    api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "feat"})
+    upload_tree(server, tenant, repo, "ver-feat", {"b.txt": b"b"}, branch="feat")
+    work = tmp_path / "w"
+    git("clone", "-q", tenant.url(repo), str(work))
+    (work / "pushed.txt").write_text("pushed\n")
+    git("add", "pushed.txt", cwd=work)
+    git("commit", "-q", "-m", "pushed, its effects lost", cwd=work)
+    pushed = git.out("rev-parse", "HEAD", cwd=work)
+    git("push", "-q", tenant.url(repo), "HEAD:refs/heads/scratch", cwd=work)  # the objects, through a push
+    subprocess.run(["git", "-C", str(repo_path(server, tenant, repo)), "update-ref", "refs/heads/main", pushed],
+                   check=True)  # main moves as a push whose effects were lost moved it
+    driftstone = Path(sys.executable).parent / "driftstone"
+    subprocess.run([str(driftstone), "admin", "reconcile", f"{tenant.org}/{repo}"], env=server.env, check=True,
+                   capture_output=True)
+    meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]
+    assert meta["mainHeadCommit"] == pushed and meta["mainHeadIdentifier"] is None, meta
+    main = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
+    feat = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feat").json()["data"]
+    assert main["headIdentifier"] is None and feat["headIdentifier"] == "ver-feat", (main, feat)
+
 def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant):
     """A signed URL is a bearer capability for fifteen minutes: its PUT's access-log line keeps the path and the
     other parameters, the signature blanked out; also where the parameter's name is percent-encoded
