@@ -8,7 +8,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from storage.errors import DomainError
+from storage.errors import DomainError, StorageFailure
 from storage.models import Organization
 from storage.settings import Settings
 
@@ -32,7 +32,16 @@ def _fail(error: DomainError):
     raise click.ClickException(error.message)
 
 
-@click.group()
+class _Commands(click.Group):
+    def invoke(self, ctx):
+        """A disk that refuses a write (full, read-only) is one line of error, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except (StorageFailure, OSError) as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Commands)
 def main():
     """Driftstone: a Git server for agent work."""
 

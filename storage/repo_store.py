@@ -5,7 +5,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .git_env import run_git
+from .errors import StorageFailure
+from .git_env import GitFailed, run_git
 
 _ID = re.compile(r"^[a-z]+_[0-9a-f]{24}$")
 
@@ -56,11 +57,17 @@ class RepoStore:
         return (self.path_for(repo_id) / "HEAD").is_file()
 
     def create(self, repo_id: str, default_branch: str = "main") -> Path:
+        """A new bare repository; on a disk that refuses it (full, read-only), nothing of it is left."""
         path = self.path_for(repo_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        run_git(path.parent, ["init", "--bare", "--quiet", f"--initial-branch={default_branch}", path.name])
-        with open(path / "config", "a", encoding="utf-8") as config:
-            config.write(render_config(REPO_CONFIG))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            run_git(path.parent, ["init", "--bare", "--quiet", f"--initial-branch={default_branch}", path.name])
+            with open(path / "config", "a", encoding="utf-8") as config:
+                config.write(render_config(REPO_CONFIG))
+        except (GitFailed, OSError) as error:
+            shutil.rmtree(path, ignore_errors=True)
+            reason = error.stderr.decode("utf-8", "replace").strip() if isinstance(error, GitFailed) else error
+            raise StorageFailure(f"repository {repo_id} could not be created: {str(reason)[:500]}") from error
         return path
 
     def has_files(self, repo_id: str) -> bool:

@@ -1,6 +1,7 @@
 """Flask application factory for the control plane: every surface, one error taxonomy, one OpenAPI document."""
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 
@@ -20,6 +21,7 @@ from .openapi import build_openapi
 from .request_body import CompleteBodyMiddleware
 
 log = logging.getLogger(__name__)
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
@@ -78,8 +80,14 @@ def create_app(context: AppContext) -> Flask:
                  type(error).__name__)
         return failure("repository not found", "not_found", 404, path=request.path)
 
+    @app.errorhandler(OSError)
+    def os_error(error: OSError):
+        """The disk refused a write where no layer turned it into a StorageFailure (a file of an upload, of an
+        overlay): the same answer. Any other OSError (a client's connection) is unexpected, as before."""
+        return storage_failed(error) if error.errno in STORAGE_ERRNOS else unexpected(error)
+
     @app.errorhandler(StorageFailure)
-    def storage_failed(error: StorageFailure):
+    def storage_failed(error: Exception):
         if _repository_gone(context):
             return deleted_meanwhile(error)
         request_id = uuid.uuid4().hex
