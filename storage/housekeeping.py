@@ -12,7 +12,8 @@ The repack keeps unreachable objects (`-k`): overlay files of dojo workspaces ar
 yet, so a prune would lose them. `git prune` would also remove the quarantines of pushes whose receive-pack
 was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part, and
 `remove_stale_pack_leftovers` removes the temporary files and `.keep`s a killed pack writer leaves in
-objects/pack, and `remove_stale_locks` the ref locks a killed git left (a killed `pack-refs` among them).
+objects/pack, `remove_stale_loose_leftovers` what a failed loose-object write leaves beside the loose objects,
+and `remove_stale_locks` the ref locks a killed git left (a killed `pack-refs` among them).
 """
 from __future__ import annotations
 
@@ -129,6 +130,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
             return False
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
+        remove_stale_loose_leftovers(repo_path)
         remove_stale_locks(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack:
@@ -179,6 +181,27 @@ def remove_stale_pack_leftovers(repo_path: Path, older_than: float = STALE_PACK_
                 removed.append(entry.name)
         except FileNotFoundError:  # its writer just finished with it
             continue
+    return sorted(removed)
+
+
+def remove_stale_loose_leftovers(repo_path: Path, older_than: float = STALE_PACK_LEFTOVER_SECONDS) -> list[str]:
+    """Remove what a failed loose-object write left in the fan-out directories (`objects/xx/`), once unchanged
+    for `older_than` seconds: git's `tmp_obj_*` (`hash-object` on a full disk left 10 MiB of a 20 MB file) and
+    dulwich's `<object>.lock`. `git gc`'s prune would remove the first after two weeks; nothing ran it."""
+    deadline = time.time() - older_than
+    removed = []
+    for fan in os.scandir(repo_path / "objects"):
+        if len(fan.name) != 2 or not set(fan.name) <= _HEX or not fan.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(fan.path):
+            if not entry.name.startswith("tmp_obj_") and not entry.name.endswith(".lock"):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < deadline:
+                    os.unlink(entry.path)
+                    removed.append(f"{fan.name}/{entry.name}")
+            except FileNotFoundError:  # its writer just finished with it
+                continue
     return sorted(removed)
 
 

@@ -226,3 +226,23 @@ def test_keep_files_a_killed_writer_left_are_removed_once_stale_and_others_never
         os.utime(name, (two_days_ago, two_days_ago))
     assert remove_stale_pack_leftovers(bare) == sorted(left)
     assert sorted(p.name for p in pack_dir.iterdir()) == sorted(kept_by_hand)
+
+
+def test_loose_object_files_a_failed_write_left_are_removed_once_stale(bare):
+    """A write the disk refused leaves git's `tmp_obj_*` (10 MiB of a 20 MB upload, in a disk-full sweep) or
+    dulwich's empty `<object>.lock` in the fan-out directories; nothing removed them, and what they held kept
+    the disk full after the rest was freed. Objects, and what may still be being written, stay."""
+    fan = bare / "objects" / "b2"
+    fan.mkdir(parents=True, exist_ok=True)
+    left = ["tmp_obj_Ab12Cd", "a" * 38 + ".lock"]
+    for name in left + ["tmp_obj_fresh1"]:
+        (fan / name).write_bytes(b"partial")
+    stored = git(bare, "hash-object", "-w", "--stdin", input=b"an object that stays\n")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for name in left:
+        os.utime(fan / name, (two_days_ago, two_days_ago))
+    stored_path = bare / "objects" / stored[:2] / stored[2:]
+    os.utime(stored_path, (two_days_ago, two_days_ago))
+    housekeep(bare, HousekeepingLimits())
+    assert sorted(p.name for p in fan.iterdir()) == ["tmp_obj_fresh1"] + ([stored[2:]] if stored[:2] == "b2" else [])
+    assert stored_path.exists()
