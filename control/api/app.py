@@ -22,6 +22,7 @@ from .request_body import CompleteBodyMiddleware
 
 log = logging.getLogger(__name__)
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+DISK_FULL_SIGNS = ("database or disk is full", "No space left on device")  # SQLite's, and PostgreSQL's (ENOSPC)
 HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
@@ -68,7 +69,10 @@ def create_app(context: AppContext) -> Flask:
     @app.errorhandler(PoolTimeout)
     def database_unavailable(error: Exception):
         """The database refused a connection (too many clients, restarting), gave up on a lock, or the pool
-        stayed empty: nothing was changed, and the same request may succeed in a moment."""
+        stayed empty: nothing was changed, and the same request may succeed in a moment. A database whose disk is
+        full is a storage failure: nothing changed either, but no moment will fix it."""
+        if any(sign in str(getattr(error, "orig", error)) for sign in DISK_FULL_SIGNS):
+            return storage_failed(error)
         request_id = uuid.uuid4().hex
         log.warning("database unavailable, request %s: %s", request_id, type(error).__name__, exc_info=True)
         return failure("the database is unavailable or busy; retry shortly", "unavailable", 503,

@@ -68,5 +68,7 @@ def test_a_change_taken_back_is_answered_as_nothing_changed(tmp_path, monkeypatc
     monkeypatch.setattr(Session, "commit", full_database)
     answer = _commit(client, auth, "second")
     assert answer.status_code == 503 and answer.json["code"] == "unavailable", answer.text
+    # a full database is the storage's failure, not a busy moment: retry later, not in a second
+    assert "could not write to its storage" in answer.json["error"] and answer.headers["Retry-After"] == "30"
     assert git_refs.read_ref(repo_path, "refs/heads/main") == before
     assert subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path, capture_output=True).returncode == 0
