@@ -8,7 +8,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from storage.errors import DomainError, StorageFailure
+from storage.errors import DomainError, StorageFailure, is_storage_refusal
 from storage.models import Organization
 from storage.settings import Settings
 
@@ -38,6 +38,8 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except (StorageFailure, OSError) as error:
+            if isinstance(error, OSError) and not is_storage_refusal(error):
+                raise
             raise click.ClickException(str(error)) from None
 
 

@@ -19,9 +19,10 @@ from hooks.push_outcome import found_in_place, now_in_place
 from hooks.refs import RECEIVE_HIDE_REFS, RefUpdate, hidden_ref_reasons
 from storage import git_refs
 from storage.db import Database
+from storage.errors import is_storage_refusal
 from storage.git_env import ALLOCATION_REFUSED, allocation_limit
 from storage.key_format import blank_keys
-from storage.keys import Principal, find_principal
+from storage.keys import AUTHENTICATED, Principal, find_principal
 from storage.models import Organization, Repository
 from storage.push_scans import PushScans
 from storage.repo_store import RepoStore
@@ -67,17 +68,24 @@ class GitHttpApp:
         route = match_git_route(environ.get("PATH_INFO", ""))
         if route is None:
             return _then_rest_of_body_dropped(environ, self.fallback(environ, start_response))
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            return _without_body(self._answer(route, environ, start_response))
+        return _then_rest_of_body_dropped(environ, self._answer(route, environ, start_response))
+
+    def _answer(self, route: GitRoute, environ, start_response):
         try:
-            answer = self._handle(route, environ, start_response)
-            if environ.get("REQUEST_METHOD") == "HEAD":
-                return _without_body(answer)
-            return _then_rest_of_body_dropped(environ, answer)
+            return self._handle(route, environ, start_response)
         except RepositoryGone:
             return text_response(start_response, "404 Not Found", "repository not found")
-        except (OperationalError, PoolTimeout):  # git retries nothing itself, but the user's next try may work
-            log.warning("git request: database unavailable", exc_info=True)
-            return text_response(start_response, "503 Service Unavailable", "the server is busy; try again",
-                                 [("Retry-After", "1")])
+        except (OperationalError, PoolTimeout) as error:
+            if is_storage_refusal(error):
+                log.error("git request: the database's storage refused a write: %s", error)
+                return text_response(start_response, "503 Service Unavailable",
+                                     "the server could not write to its storage; try again later",
+                                     [("Retry-After", "30")])
+            log.warning("git request: database unavailable", exc_info=True)  # git retries nothing itself, but
+            return text_response(start_response, "503 Service Unavailable",  # the user's next try may work
+                                 "the server is busy; try again", [("Retry-After", "1")])
         except Exception:
             log.exception("git request failed")
             return text_response(start_response, "500 Internal Server Error", "internal error")
@@ -91,6 +99,7 @@ class GitHttpApp:
             principal = find_principal(connection, raw_key)
             if principal is None:
                 return text_response(start_response, "401 Unauthorized", "invalid credentials", CHALLENGE)
+            environ[AUTHENTICATED] = True
             repo = _find_repo(connection, principal, route) if route.endpoint != "invalid" else None
         if repo is None:
             return text_response(start_response, "404 Not Found", "repository not found")
@@ -386,12 +395,13 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
 
 def _then_rest_of_body_dropped(environ, answer: Iterable[bytes]) -> Iterable[bytes]:
     """Once the answer is sent whole (the WSGI server closes the body after its last chunk), what the handler
-    left of the request body is read, so that a client still writing it hears the answer."""
+    left of the request body is read, so that a client still writing it hears the answer. Only for a request
+    whose key or signed URL was accepted: anyone could hold a thread for a minute with a body nobody asked for."""
     length = (environ.get("CONTENT_LENGTH") or "").strip()
     has_body = (length.isdigit() and int(length) > 0) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if not has_body:
         return answer
-    return _ThenRead(answer, lambda: discard_rest(environ, UNREAD_BODY_SECONDS))
+    return _ThenRead(answer, lambda: discard_rest(environ, UNREAD_BODY_SECONDS) if environ.get(AUTHENTICATED) else 0)
 
 
 class _ThenRead:

@@ -101,8 +101,12 @@ def _inflate(decoder, data: bytes) -> Iterator[bytes]:
         raise BodyError("invalid compressed body") from None
 
 
+DRAIN_STALL_SECONDS = 5  # a client that sends nothing for this long while its body is drained is left
+
+
 def discard_rest(environ, seconds: float) -> int:
-    """Read what is left of the request body and drop it, for up to `seconds`; returns the bytes dropped.
+    """Read what is left of the request body and drop it, for up to `seconds` and while it keeps coming; returns
+    the bytes dropped.
 
     git stops reading a push past its limits and answers at once. Closed with the rest of the body unread, the
     connection is reset under the client, which is still writing it: libgit2 and JGit then report a broken pipe
@@ -110,7 +114,10 @@ def discard_rest(environ, seconds: float) -> int:
     before git starts)."""
     deadline = time.monotonic() + seconds
     dropped = 0
+    connection = environ.get("gunicorn.socket")
     try:
+        if connection is not None:
+            connection.settimeout(DRAIN_STALL_SECONDS)
         while time.monotonic() < deadline:
             chunk = environ["wsgi.input"].read(CHUNK)
             if not chunk:

@@ -1,6 +1,8 @@
 """One error taxonomy for every layer; each API surface maps `code` to its own envelope and status."""
 from __future__ import annotations
 
+import errno
+
 
 class DomainError(Exception):
     code = "invalid"
@@ -62,3 +64,20 @@ class ChangeLeftApplied(Exception):
     """A request failed after it had changed something outside the database (moved a ref), and taking that back
     failed too (a full disk refused the ref's lock file): the change stands, without its records until a
     reconcile rebuilds them. Not "nothing changed": the caller must look before it tries again."""
+
+
+# the disk refusing a write: full, over quota, read-only, failing, or not ours to write
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+_SQLITE_STORAGE_CODES = frozenset({8, 10, 13})  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL (primary codes)
+_POSTGRES_STORAGE_STATES = frozenset({"53100", "58030"})  # disk_full, io_error
+
+
+def is_storage_refusal(error: BaseException) -> bool:
+    """Whether `error` is the disk refusing a write, as the OS says it or as the database wraps it (by code, not
+    by message: PostgreSQL's messages follow its locale)."""
+    if isinstance(error, OSError):
+        return error.errno in STORAGE_ERRNOS
+    cause = getattr(error, "orig", None)
+    code = getattr(cause, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in _SQLITE_STORAGE_CODES) or \
+        getattr(cause, "sqlstate", None) in _POSTGRES_STORAGE_STATES

@@ -21,6 +21,11 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+# the WSGI environ entry set once a request's key (or its signed URL) was accepted: only such a request's unread
+# body is drained after its answer (server/app.py), which a client that writes it all before reading needs
+AUTHENTICATED = "driftstone.authenticated"
+
+
 def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()
 

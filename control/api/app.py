@@ -1,7 +1,6 @@
 """Flask application factory for the control plane: every surface, one error taxonomy, one OpenAPI document."""
 from __future__ import annotations
 
-import errno
 import logging
 import uuid
 
@@ -13,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from control.context import AppContext
 from control.services import repos as repo_service
 from control.services.naming import folded_slug
-from storage.errors import ChangeLeftApplied, DomainError, NotFound, StorageFailure
+from storage.errors import ChangeLeftApplied, DomainError, NotFound, StorageFailure, is_storage_refusal
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -21,8 +20,6 @@ from .openapi import build_openapi
 from .request_body import CompleteBodyMiddleware
 
 log = logging.getLogger(__name__)
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
-DISK_FULL_SIGNS = ("database or disk is full", "No space left on device")  # SQLite's, and PostgreSQL's (ENOSPC)
 HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
@@ -71,7 +68,7 @@ def create_app(context: AppContext) -> Flask:
         """The database refused a connection (too many clients, restarting), gave up on a lock, or the pool
         stayed empty: nothing was changed, and the same request may succeed in a moment. A database whose disk is
         full is a storage failure: nothing changed either, but no moment will fix it."""
-        if any(sign in str(getattr(error, "orig", error)) for sign in DISK_FULL_SIGNS):
+        if is_storage_refusal(error):
             return storage_failed(error)
         request_id = uuid.uuid4().hex
         log.warning("database unavailable, request %s: %s", request_id, type(error).__name__, exc_info=True)
@@ -88,7 +85,7 @@ def create_app(context: AppContext) -> Flask:
     def os_error(error: OSError):
         """The disk refused a write where no layer turned it into a StorageFailure (a file of an upload, of an
         overlay): the same answer. Any other OSError (a client's connection) is unexpected, as before."""
-        return storage_failed(error) if error.errno in STORAGE_ERRNOS else unexpected(error)
+        return storage_failed(error) if is_storage_refusal(error) else unexpected(error)
 
     @app.errorhandler(StorageFailure)
     def storage_failed(error: Exception):

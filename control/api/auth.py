@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, request
 
 from storage.errors import Forbidden, Unauthenticated
-from storage.keys import Principal, find_principal
+from storage.keys import AUTHENTICATED, Principal, find_principal
 
 
 def authenticate(session, scope: str) -> Principal:
@@ -18,4 +18,5 @@ def authenticate(session, scope: str) -> Principal:
     if not principal.allows(scope):
         raise Forbidden(f"this key's scope ({principal.scope}) does not allow this; {scope} is needed")
     g.principal = principal
+    request.environ[AUTHENTICATED] = True
     return principal

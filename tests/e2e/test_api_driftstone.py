@@ -147,7 +147,6 @@ def test_a_protected_record_only_branch_is_not_deleted(server, tenant):
     assert api(server, key, "DELETE", f"/v1/repos/{repo}/branches/free").status_code == 200
 
 
-
 @pytest.mark.parametrize("first,second", [("feat", "feat/v2"), ("feat/v2", "feat"), ("main", "main/x")])
 def test_branch_names_that_would_be_file_and_directory_of_each_other_are_refused(server, tenant, git, tmp_path,
                                                                                    first, second):
@@ -164,6 +163,7 @@ def test_branch_names_that_would_be_file_and_directory_of_each_other_are_refused
         assert refused.status_code == 409 and refused.json()["details"]["clashesWith"] == first, refused.text
     names = {b["name"] for b in api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]}
     assert second not in names
+
 
 def test_commit_metadata_for_pushed_commits(server, tenant, git, tmp_path):
     key = tenant.keys["read"]

@@ -708,7 +708,6 @@ def test_a_gitmodules_git_would_refuse_is_not_committed(server, tenant, git):
     assert fsck.returncode == 0, fsck.stderr
 
 
-
 def test_a_push_that_moves_nothing_keeps_the_upload_identifier_and_records_no_event(server, tenant):
     """isomorphic-git pushes an up-to-date branch as the command `X X refs/heads/main` (the git CLI sends none):
     its effects ran as for a moved ref, so the branch lost the identifier of its last upload and the repository
@@ -756,6 +755,7 @@ def test_reconcile_drops_the_upload_identifier_of_a_branch_whose_head_it_moves(s
     main = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
     feat = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feat").json()["data"]
     assert main["headIdentifier"] is None and feat["headIdentifier"] == "ver-feat", (main, feat)
+
 
 def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant):
     """A signed URL is a bearer capability for fifteen minutes: its PUT's access-log line keeps the path and the

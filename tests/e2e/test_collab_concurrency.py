@@ -15,6 +15,7 @@ def _pushed_repo(tenant, git, tmp_path):
     git("push", "-q", tenant.url(repo), "main", cwd=work)
     return repo, work
 
+
 def test_eight_workspaces_merge_into_one_base(server, tenant, git, tmp_path):
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "seed", {"shared.txt": "line 1\nline 2\nline 3\n", "README.md": "r\n"})

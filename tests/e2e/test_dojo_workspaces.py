@@ -131,7 +131,6 @@ def test_workspace_on_explicit_base_and_several_commits(server, tenant, seeded):
     assert dojo("POST", "/workspaces", {"name": "bad-base", "base_commit": "f" * 40}).status_code == 404
 
 
-
 def test_a_workspace_commit_of_a_gitmodules_git_refuses_leaves_the_repository_fsck_clean(server, tenant, seeded):
     """The commit was refused, but only after its trees were written: they stayed (repacks keep unreachable
     objects) and `git fsck` of the repository failed for good (a hostile-input sweep)."""
@@ -147,6 +146,7 @@ def test_a_workspace_commit_of_a_gitmodules_git_refuses_leaves_the_repository_fs
     assert fsck.returncode == 0, fsck.stderr
     listed = {w["id"]: w for w in dojo("GET", "/workspaces").json()["workspaces"]}
     assert listed[ws["id"]]["current_commit"] == main
+
 
 @pytest.mark.parametrize("author", [{"author_name": "A <evil@x>"}, {"author_email": "<a@x>"},
                                     {"author_email": "a@x\nEvil: header"}, {"author_email": "two words@x"}])
@@ -340,7 +340,6 @@ def test_admin_force_releases_and_locks_expire(server, tenant, seeded):
     assert dojo("PUT", f"/workspaces/{other['id']}/files/lib/x.py", data=b"x").status_code == 200
 
 
-
 def test_of_simultaneous_releases_of_one_lock_exactly_one_is_told_it_released_it(server, tenant, seeded):
     """The holder's release and an admin's force release raced: both read the lock live, both answered 200, and
     the one that wrote last was recorded as the releaser (1 run in 4 of a hostile-input sweep)."""
@@ -359,6 +358,7 @@ def test_of_simultaneous_releases_of_one_lock_exactly_one_is_told_it_released_it
 
         codes = sorted(response.status_code for response in at_once(8, release))
         assert codes == [200] + [404] * 7, codes
+
 
 def test_scopes_and_other_orgs(server, tenant, seeded):
     repo, _, _ = seeded
@@ -521,7 +521,6 @@ def test_a_compressed_overlay_write_is_refused_not_stored_compressed(server, ten
                            headers={**dojo.headers, "Content-Encoding": "gzip"}, timeout=60)
     assert refused.status_code == 415 and refused.json()["code"] == "unsupported_media_type"
     assert dojo("GET", f"/workspaces/{ws}/files/hello.txt").status_code == 404
-
 
 
 def test_commits_pushed_to_a_stack_branch_are_not_merged_over_nor_orphaned(server, tenant, git, tmp_path, seeded):
@@ -1066,7 +1065,6 @@ def test_base_commit_may_be_a_short_sha(server, tenant, seeded):
     assert branch.json()["data"]["baseBranch"] == "main"  # a commit is no branch: it read "baseBranch": "<sha>"
 
 
-
 def _commit_onto_workspace_ref(repo_dir, workspace_id: str, parent: str, files: dict[str, str],
                                message: str = "lost\n\nIntent-Goal: keep it") -> str:
     """What a commit whose worker was killed after it moved the ref leaves: the workspace's ref on a commit of
@@ -1294,7 +1292,6 @@ def test_one_level_of_the_tree_is_what_the_whole_tree_shows_of_it(server, tenant
         assert {e["path"]: (e["kind"], e["source"]) for e in level} == expected, prefix
         assert [e["kind"] for e in level] == sorted((e["kind"] for e in level), key=lambda k: k != "dir")
     assert dojo("GET", f"/workspaces/{ws['id']}/tree", params={"path": "gone"}).status_code == 404
-
 
 
 def test_a_lost_commit_whose_file_the_overlay_now_writes_inside_answers_cleanly(server, tenant, seeded):

@@ -146,7 +146,6 @@ def test_a_key_in_a_header_gunicorn_cannot_parse_is_not_echoed_or_logged(server,
     assert key not in server.log_text() and basic not in server.log_text()
 
 
-
 def test_a_key_after_a_character_gunicorn_prints_as_an_escape_is_blanked(server, tenant):
     """gunicorn quotes a request line or header it cannot parse with its control bytes escaped: a key after
     `\\x01` (or `\\t`) came right after a digit or a letter in the text, so it looked glued to a word and was
@@ -164,6 +163,7 @@ def test_a_key_after_a_character_gunicorn_prints_as_an_escape_is_blanked(server,
         assert key.encode() not in response, response
     time.sleep(0.5)
     assert key not in server.log_text()
+
 
 def test_a_key_put_in_a_url_is_not_written_to_the_access_log_nor_echoed(server, tenant):
     """Keys belong in headers, but a client may put one in a query string (or a path): the request is refused

@@ -107,7 +107,6 @@ def test_push_options_reach_the_event_log(seeded, tenant, git, server):
     assert any(e.payload.get("pushOptions") == ["ci.skip", "reviewer=alice"] for e in events)
 
 
-
 def test_a_push_option_that_is_not_utf8_is_recorded_readably(seeded, tenant, git, server):
     """git passes push options as bytes; one in Latin-1 used to reach the event as a lone surrogate, which
     PostgreSQL's JSON refuses: the whole effect (event and branch row) was lost. Now the byte becomes U+FFFD."""

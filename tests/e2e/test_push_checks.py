@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -138,7 +139,6 @@ def test_ref_name_rules(tenant, git, pushed, ref, reason):
     assert git.out("ls-remote", tenant.url(repo), cwd=work).count("refs/") == 1
 
 
-
 def test_a_branch_under_head_is_refused_and_one_already_there_can_be_deleted(server, tenant, git, pushed, tmp_path):
     """A branch `HEAD/x`, made by any agent key through the API or a push, failed every later clone of the
     repository ('refs/remotes/origin/HEAD/x' exists; cannot create 'refs/remotes/origin/HEAD')."""
@@ -191,6 +191,7 @@ def test_a_mirror_push_lands_its_branches_and_tags_and_leaves_the_servers_own_re
     served = git.out("ls-remote", url, cwd=work)
     assert "refs/heads/feature" in served and "refs/tags/v1" in served and "refs/pull/" not in served
     assert git("rev-parse", "--verify", own, cwd=repo_path(server, tenant, repo), check=False).returncode == 0
+
 
 def test_protected_branch_refuses_force_and_delete(server, tenant, git, pushed):
     repo, work = pushed
@@ -471,7 +472,6 @@ def test_push_size_cap(small_limits_server, git, tmp_path, post_buffer):
     assert git.out("ls-remote", tenant.url(repo), cwd=work) == ""
 
 
-
 def test_a_sized_push_past_the_cap_is_heard_by_a_client_that_sends_all_first(small_limits_server):
     """A client that writes its whole body before reading (urllib here; libgit2 and JGit do the same) used to meet
     a reset connection when the server refused a push by its Content-Length: the answer was sent and the
@@ -488,6 +488,39 @@ def test_a_sized_push_past_the_cap_is_heard_by_a_client_that_sends_all_first(sma
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
     assert b"too large" in refused.value.read()
+
+
+def _answer_then_closed(server, head: bytes, sent: bytes) -> tuple[bytes, bool]:
+    """Send a head announcing a large body and a few bytes of it, then nothing: the answer, and whether the server
+    closed the connection within 20 s (it drains the rest of a body for a minute at most, and only while it comes)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(head + sent)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            return answer, False
+    return answer, True
+
+
+def test_a_body_nobody_asked_for_holds_no_thread(server, tenant):
+    """Draining a refused request's body let anyone without a key hold a server thread for up to a minute (a
+    review of the drain): only a request whose key was accepted has its body drained, and a drain stops once
+    the client stops sending."""
+    repo = tenant.repo()
+    for path in (f"/{tenant.org}/{repo}.git/git-receive-pack", "/v1/repos"):
+        head = (f"POST {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 100000000\r\n"
+                "Content-Type: application/x-git-receive-pack-request\r\n\r\n").encode()
+        answer, closed = _answer_then_closed(server, head, b"0" * 10)
+        assert answer.startswith(b"HTTP/1.1 401") and closed, answer[:200]
+    key = tenant.keys["agent"]  # past the push size limit: refused at once, then drained while the body comes
+    head = (f"POST /{tenant.org}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: 3000000000\r\n"
+            "Content-Type: application/x-git-receive-pack-request\r\n\r\n").encode()
+    answer, closed = _answer_then_closed(server, head, b"0" * 10)
+    assert answer.startswith(b"HTTP/1.1 413") and closed, answer[:200]
+
 
 def test_effects_record_branches_and_push_events(server, tenant, git, pushed):
     repo, work = pushed

@@ -9,6 +9,7 @@ compare-and-swap raise. Everything else is real: the application in-process, SQL
 from __future__ import annotations
 
 import base64
+import sqlite3
 import subprocess
 
 from sqlalchemy.exc import OperationalError
@@ -18,6 +19,12 @@ from hooks import pipeline
 from storage import git_refs
 from storage.git_env import GitFailed
 from tests.support import in_process_app
+
+
+def _disk_full() -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("database or disk is full")
+    error.sqlite_errorcode, error.sqlite_errorname = 13, "SQLITE_FULL"  # as sqlite3 raises it
+    return error
 
 
 def _commit(client, auth, message: str):
@@ -37,7 +44,7 @@ def test_a_change_that_could_not_be_taken_back_is_not_answered_as_nothing_change
 
     def full_database(session):
         if session.info.get("undo_on_rollback"):
-            raise OperationalError("COMMIT", {}, Exception("database or disk is full"))
+            raise OperationalError("COMMIT", {}, _disk_full())
         real_commit(session)
 
     def swap(repo, ref, old, new):
@@ -62,7 +69,7 @@ def test_a_change_taken_back_is_answered_as_nothing_changed(tmp_path, monkeypatc
 
     def full_database(session):
         if session.info.get("undo_on_rollback"):
-            raise OperationalError("COMMIT", {}, Exception("database or disk is full"))
+            raise OperationalError("COMMIT", {}, _disk_full())
         real_commit(session)
 
     monkeypatch.setattr(Session, "commit", full_database)

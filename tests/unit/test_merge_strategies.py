@@ -119,7 +119,6 @@ def test_rebase_drops_commits_already_upstream(work):
     assert len(plan.new_commits) == 1 and len(plan.dropped) == 1
 
 
-
 def test_rebase_keeps_a_commit_that_started_empty_as_git_rebase_does(work):
     """git rebase drops the commits that become empty, not the ones that were empty to begin with."""
     work.git("checkout", "-q", "feature")
@@ -131,6 +130,7 @@ def test_rebase_keeps_a_commit_that_started_empty_as_git_rebase_does(work):
     theirs = work.git("rev-list", "--reverse", "main..rebased").split()
     assert len(plan.new_commits) == len(theirs) == 3 and plan.dropped == []
     assert [repo[c.encode()].message for c in plan.new_commits] == [repo[t.encode()].message for t in theirs]
+
 
 def test_conflicts_list_paths_and_create_nothing(work):
     work.git("checkout", "-q", "main")

@@ -33,7 +33,6 @@ def test_a_search_past_its_budget_stops_and_says_so(tmp_path, monkeypatch):
     assert [hit["path"] for hit in cut["results"]] == ["f0.txt", "f1.txt", "f2.txt"] and cut["truncated"] is True
 
 
-
 def test_a_search_past_its_file_budget_stops_and_says_so(tmp_path, monkeypatch):
     """Small files cost their lookup, not their bytes: 100,000 files of ~27 bytes never reached the byte budget
     and a search took 6-33 s."""

@@ -84,7 +84,6 @@ def test_an_upload_file_the_disk_refuses_is_a_503_and_the_upload_can_be_sent_aga
     assert done.status_code == 200, done.text
 
 
-
 def test_the_command_line_says_a_refused_write_in_one_line(tmp_path, monkeypatch):
     """`driftstone admin create-repo` printed a traceback on a full disk (here the store's refusal is injected)."""
     from click.testing import CliRunner

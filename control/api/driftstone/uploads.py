@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field
 
 from control.services import repos as repo_service
 from control.services import uploads as upload_service
+from storage.keys import AUTHENTICATED
 
 from ..endpoint import Call, endpoint
 from .common import BRANCH_NAME_PATTERN, Timestamp, WireModel
@@ -111,6 +112,8 @@ def complete_upload(call: Call, repo: str, upload: str):
 @endpoint(bp, "PUT", BLOB_ROUTE, summary="Upload one file's bytes to its signed URL (no API key)", scope=None,
           query=SignedQuery, response=ReceivedFileOut, raw_body=True)
 def put_blob(call: Call, storage_path: str, query: SignedQuery):
+    upload_service.check_upload_url(call.context, "PUT", storage_path, query.file_id, query.expires, query.signature)
+    request.environ[AUTHENTICATED] = True  # a refusal from here on is heard by a client that sends all first
     received = upload_service.receive_file(call.session, call.context, storage_path, query.file_id, query.expires,
                                            query.signature, _body_chunks(), request.content_length)
     return ReceivedFileOut(file_id=received.id, name=received.name, hash=received.received_sha256,
