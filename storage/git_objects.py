@@ -22,6 +22,7 @@ from dulwich.repo import Repo
 
 from .errors import Conflict, Invalid, StorageFailure
 from .git_env import GIT, clean_git_env
+from .git_names import names_gitmodules
 from .object_checks import objects_problem
 
 FILE_MODE = 0o100644
@@ -293,25 +294,29 @@ def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]
     return new_sha if new_sha is not None else _empty_tree(repo)
 
 
-# what git's fsck reads as a `.gitmodules` holds: the name in any case, with trailing dots or spaces, as an NTFS short
-# name (`gitmod~1`, `gi7eba~1`) or with HFS+ ignorable code points in it (only its ASCII bytes are looked at)
-_GITMODULES_HINTS = (b"gitmod", b"gi7eba")
-
-
 def _refuse_what_fsck_refuses(repo: Repo, changes: Mapping[str, Change]) -> None:
-    """A `.gitmodules` git's fsck refuses (CVE-2018-11235 and friends) is refused before any tree names it: the
-    ref change's own fsck check came after the trees were written, and a refused one stayed in the repository
-    (repacks keep unreachable objects), failing `git fsck` for good."""
+    """A `.gitmodules` git's fsck refuses (CVE-2018-11235 and friends; also a directory so named) is refused before
+    any tree names it: the ref change's own fsck check came after the trees were written, and a refused one stayed
+    in the repository (repacks keep unreachable objects), failing `git fsck` for good. Entries of such a name are
+    put, each in a tree of its own, before git in one scratch pack."""
+    empty = Tree()
+    trees, named = {}, []
     for path, change in changes.items():
-        leaf = path.rsplit("/", 1)[-1].encode("utf-8", "surrogateescape")
-        if change is None or not any(hint in bytes(b for b in leaf if b < 0x80).lower() for hint in _GITMODULES_HINTS):
-            continue
-        mode, sha = change
-        tree = Tree()
-        tree[leaf] = (mode, sha.encode())
-        problem = objects_problem(Path(repo.path), [tree], repo.object_store.object_format)
-        if problem is not None:
-            raise Invalid(problem, {"path": path})
+        parts = path.split("/")
+        for depth, part in enumerate(parts):
+            is_leaf = depth == len(parts) - 1
+            if (is_leaf and change is None) or not names_gitmodules(part):
+                continue
+            mode, sha = change if is_leaf else (TREE_MODE, empty.id.decode())
+            tree = Tree()
+            tree[part.encode("utf-8", "surrogateescape")] = (mode, sha.encode())
+            trees[tree.id] = tree
+            named.append("/".join(parts[:depth + 1]))
+    if not trees:
+        return
+    problem = objects_problem(Path(repo.path), [*trees.values(), empty], repo.object_store.object_format)
+    if problem is not None:
+        raise Invalid(problem, {"path": named[0] if len(named) == 1 else named})
 
 
 def _joined(parts: list[bytes]) -> str:

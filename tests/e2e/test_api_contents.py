@@ -487,7 +487,7 @@ HOSTILE_GITMODULES = {  # what git's fsck refuses in a .gitmodules (CVE-2018-112
 
 
 @pytest.mark.parametrize("name", [".gitmodules", "sub/.gitmodules", ".GitModules", ".gitmodules .", "GITMOD~1",
-                                  ".git\u200cmodules"])  # as git reads the name on NTFS and HFS+
+                                  "GI7EB~10", "~1000000", ".git\u200cmodules"])  # as git reads them on NTFS and HFS+
 @pytest.mark.parametrize("problem", sorted(HOSTILE_GITMODULES))
 def test_gitmodules_git_would_refuse_on_a_push_are_refused_here_too(server, unchanged, problem, name):
     tenant, git, repo, head = unchanged
@@ -496,6 +496,17 @@ def test_gitmodules_git_would_refuse_on_a_push_are_refused_here_too(server, unch
     assert response.json()["code"] == "invalid" and problem in response.json()["error"], response.text
     assert head_of(git, tenant, repo) == head
     # refused before its trees were written: they failed `git fsck` for good (repacks keep unreachable objects)
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path(server, tenant, repo), capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+@pytest.mark.parametrize("path", [".gitmodules/b.txt", "sub/GI7EBA~1/b.txt"])
+def test_a_directory_named_gitmodules_is_refused_before_its_trees_are_written(server, unchanged, path):
+    """git's fsck refuses a tree at `.gitmodules` (gitmodulesBlob); the check before writing looked at file names
+    only, so the trees were written, refused by the check after, and stayed (a review of aafa32d)."""
+    tenant, git, repo, head = unchanged
+    response = commit(server, tenant, repo, [create(path, "x\n")], expectedHeadSha=head)
+    assert response.status_code == 422 and "gitmodulesBlob" in response.json()["error"], response.text
     fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path(server, tenant, repo), capture_output=True)
     assert fsck.returncode == 0, fsck.stderr
 
