@@ -51,16 +51,17 @@ def on_rollback(session: Session, undo) -> None:
     session.info.setdefault("undo_on_rollback", []).append(undo)
 
 
-def _undo(actions) -> None:
-    """Run every undo; if one fails, its change stands and the request must not be answered "nothing changed"."""
+def _undo(actions, cause: BaseException) -> None:
+    """Run every undo; if one fails, its change stands and the request must not be answered "nothing changed"
+    (an interrupt, a worker's timeout, goes on as it was)."""
     failure = None
     for undo in reversed(actions):
         try:
             undo()
         except Exception as error:
-            log.exception("could not undo a change of a failed transaction")
+            log.error("could not undo a change of a transaction that failed (%r)", cause, exc_info=True)
             failure = failure or error
-    if failure is not None:
+    if failure is not None and isinstance(cause, Exception):
         raise ChangeLeftApplied("a change of a failed request could not be taken back") from failure
 
 
@@ -77,9 +78,9 @@ class Database:
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as error:
             session.rollback()
-            _undo(session.info.pop("undo_on_rollback", []))
+            _undo(session.info.pop("undo_on_rollback", []), error)
             raise
         finally:
             deferred = session.info.pop("deferred_jobs", [])

@@ -37,6 +37,7 @@ REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update;
 _LOOSE_SAMPLE_DIR = "17"  # git's gc --auto estimates the loose objects from one of the 256 fan-out dirs
 _HEX = frozenset("0123456789abcdef")
 TEMPORARY_PACK_PREFIXES = ("tmp", ".tmp-")  # index-pack's and dulwich's; a repack's (.tmp-<pid>-pack-...)
+LOOSE_WRITE_LEFTOVERS = "tmp_obj_"  # what `git hash-object` writes a loose object to before it renames it
 WRITERS_KEEP_MESSAGES = (MERGE_KEEP_MESSAGE.encode(), b"receive-pack ")  # `index-pack --keep=<message>`
 
 
@@ -190,12 +191,17 @@ def remove_stale_loose_leftovers(repo_path: Path, older_than: float = STALE_PACK
     dulwich's `<object>.lock`. `git gc`'s prune would remove the first after two weeks; nothing ran it."""
     deadline = time.time() - older_than
     removed = []
-    for fan in os.scandir(repo_path / "objects"):
-        if len(fan.name) != 2 or not set(fan.name) <= _HEX or not fan.is_dir(follow_symlinks=False):
+    with os.scandir(repo_path / "objects") as fans:
+        fan_dirs = [fan for fan in fans
+                    if len(fan.name) == 2 and set(fan.name) <= _HEX and fan.is_dir(follow_symlinks=False)]
+    for fan in fan_dirs:
+        try:
+            with os.scandir(fan.path) as found:
+                entries = [entry for entry in found if entry.name.startswith(LOOSE_WRITE_LEFTOVERS)
+                           or entry.name.endswith(".lock")]
+        except FileNotFoundError:  # emptied and removed by a repack's prune-packed
             continue
-        for entry in os.scandir(fan.path):
-            if not entry.name.startswith("tmp_obj_") and not entry.name.endswith(".lock"):
-                continue
+        for entry in entries:
             try:
                 if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < deadline:
                     os.unlink(entry.path)

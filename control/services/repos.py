@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from hooks.effects import retire_branch_uploads
 from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
+from storage.db import on_rollback
 from storage.errors import Conflict, Forbidden, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
@@ -55,6 +56,7 @@ def create_repo(session: Session, store: RepoStore, org_id: str, name: str, desc
     except IntegrityError:  # the same slug created at the same moment: the check above raced the other insert
         raise Conflict(f"repository {slug!r} already exists", {"repo": slug}) from None
     store.create(repo.id, default_branch=default_branch)
+    on_rollback(session, lambda: store.delete(repo.id))  # a row refused after (a full database) leaves no repository
     return repo
 
 
@@ -99,6 +101,8 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
         row = rows.get(name)
         if row is None:
             session.add(Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=sha, status="ready"))
+            if name == repo.default_branch:
+                repo.main_head_identifier = None
             continue
         if row.head_sha != sha:  # a change whose effects were lost moved it: no upload is known to have made it
             row.head_identifier = None

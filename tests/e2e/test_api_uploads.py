@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from control.services import signing
-from storage.models import CommitMeta, Event, Upload, UploadFile
+from storage.models import Branch, CommitMeta, Event, Upload, UploadFile
 from tests.support import api, at_once, pkt, receive_pack, repo_path, request_interrupted, wait_until_gone
 
 UPLOADER = "Driftstone <uploads@driftstone.local>"
@@ -755,6 +755,12 @@ def test_reconcile_drops_the_upload_identifier_of_a_branch_whose_head_it_moves(s
     main = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
     feat = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feat").json()["data"]
     assert main["headIdentifier"] is None and feat["headIdentifier"] == "ver-feat", (main, feat)
+    upload_tree(server, tenant, repo, "ver-again", {"c.txt": b"c"})  # and where main's row itself was lost:
+    with server.context.db.session() as session:
+        session.execute(delete(Branch).where(Branch.repo_id == meta["id"], Branch.name == "main"))
+    subprocess.run([str(driftstone), "admin", "reconcile", f"{tenant.org}/{repo}"], env=server.env, check=True,
+                   capture_output=True)
+    assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] is None
 
 
 def test_upload_url_signatures_are_not_written_to_the_access_log(server, tenant):

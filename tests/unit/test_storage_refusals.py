@@ -101,3 +101,27 @@ def test_the_command_line_says_a_refused_write_in_one_line(tmp_path, monkeypatch
     result = runner.invoke(main, ["admin", "create-repo", "acme/r"])
     assert result.exit_code == 1 and "No space left on device" in result.output, result.output
     assert "Traceback" not in result.output and not isinstance(result.exception, StorageFailure)
+
+
+def test_a_repository_whose_row_the_database_refuses_leaves_no_directory(tmp_path, monkeypatch):
+    """git init succeeded, then the database refused the transaction (its disk full, injected): the directory
+    stayed with no row, and nothing ever removed it (a review of 68fd394)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    client, auth, repo_path = in_process_app(tmp_path, "acme", "admin")
+    real_commit = Session.commit
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13
+
+    def full_database(session):
+        if session.info.get("undo_on_rollback"):
+            raise OperationalError("COMMIT", {}, full)
+        real_commit(session)
+
+    monkeypatch.setattr(Session, "commit", full_database)
+    answer = client.post("/v1/repos", json={"name": "r2"}, headers=_bearer(auth))
+    assert answer.status_code == 503 and answer.json["code"] == "unavailable", answer.text
+    assert sorted(p.name for p in repo_path.parent.parent.glob("*/*.git")) == [repo_path.name]
