@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 EFFECT_RETRY_DELAYS = (0.2, 1.0, 4.0)
 CHECK_RETRY_DELAYS = (0.2, 1.0)  # a push waits on its checks: a connection the database dropped is tried again
 RECONCILE_JOB = "control.jobs.reconcile_repository"
+# asked for when the database kept a change's effects out: it may stay away for minutes (a restart, a failover),
+# and nothing asks again once these are spent (a failure-injection sweep: 20 s of retries, then rows behind for good)
+RECONCILE_RETRY_DELAYS = (1, 5, 15, 60, 300, 900, 1800)
 _REJECTION_ERRORS = {"forbidden": Forbidden, "invalid": Invalid, "too_large": TooLarge, "locked": Locked}
 
 
@@ -107,7 +110,8 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
     try:
         # an id of its own: a failed reconcile keeps its id for an hour, and one already running may have read the
         # refs before this change's
-        ctx.db.jobs.enqueue(JobRequest(RECONCILE_JOB, (ctx.repo.id,), f"reconcile-{ctx.repo.id}-{uuid.uuid4().hex}"))
+        ctx.db.jobs.enqueue(JobRequest(RECONCILE_JOB, (ctx.repo.id,), f"reconcile-{ctx.repo.id}-{uuid.uuid4().hex}",
+                                       RECONCILE_RETRY_DELAYS))
     except Exception:
         log.exception("could not ask for the reconcile of repo %s; run `driftstone admin reconcile`", ctx.repo.id)
 

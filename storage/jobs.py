@@ -27,6 +27,7 @@ class JobRequest:
     func: str
     args: tuple
     job_id: str
+    retry_delays: tuple[int, ...] = RETRY_DELAYS  # between rq's tries (this process's own runner keeps RETRY_DELAYS)
 
 
 class JobQueue(Protocol):
@@ -152,7 +153,7 @@ class RedisQueue:
             self.queue.enqueue(job.func, *job.args, job_id=self.rq_job_id(job.job_id), unique=True,
                                job_timeout=JOB_TIMEOUT,
                                result_ttl=0, failure_ttl=FAILED_JOB_KEPT,
-                               retry=Retry(max=len(RETRY_DELAYS), interval=list(RETRY_DELAYS)))
+                               retry=Retry(max=len(job.retry_delays), interval=list(job.retry_delays)))
 
         try:
             try:
@@ -170,6 +171,11 @@ class RedisQueue:
 
 
 HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker running a job says it is alive
+# rq's scheduler process (it moves retries that are due back to the queue) dies when Redis goes away, and the
+# worker starts it again only in its maintenance pass, run between two waits for a job (each worker_ttl - 15 s):
+# with rq's defaults, 10 minutes after Redis came back every retry was still waiting (a failure-injection sweep)
+WORKER_TTL_SECONDS = 60
+MAINTENANCE_SECONDS = 30
 _PR_SET_PDEATHSIG = 1
 
 
@@ -189,7 +195,8 @@ def run_worker(queue, connection, burst: bool = False) -> None:
     worker_class = heartbeat_worker_class()
     worker_pid = os.getpid()
     os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
-    worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS).work(
+    worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
+                 worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS).work(
         burst=burst, with_scheduler=True)
 
 

@@ -304,3 +304,82 @@ def test_the_scheduler_process_ends_with_a_worker_killed_by_kill_9(tmp_path):
             worker.kill()
             worker.wait(timeout=10)
         jobs.RedisQueue(url, namespace).queue.delete(delete_jobs=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _redis_server(port: int):
+    """A Redis of this test's own (the machine's redis-server binary): it is killed and started again here, which
+    the shared one must never be."""
+    import shutil
+    import subprocess
+
+    process = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis(port=port, socket_timeout=1).ping()
+            return process
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def test_the_scheduler_is_running_again_soon_after_redis_comes_back(tmp_path):
+    """rq's scheduler process (it moves retries that are due back to the queue) died with Redis, and the worker
+    started it again only in its maintenance pass: with rq's defaults up to ten minutes after Redis came back, and
+    every retry waited that long (a failure-injection sweep)."""
+    import signal
+
+    port = _free_port()
+    server = _redis_server(port)
+    worker = _driftstone_worker(tmp_path, f"redis://127.0.0.1:{port}/0", "dstest-restart")
+    try:
+        deadline = time.monotonic() + 30
+        while not (first := [pid for pid in _children(worker.pid) if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert first, "the worker started no scheduler process"
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in first) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)
+        server = _redis_server(port)
+        deadline = time.monotonic() + 2 * (jobs.WORKER_TTL_SECONDS + jobs.MAINTENANCE_SECONDS)
+        again: list[int] = []
+        while not again and time.monotonic() < deadline:
+            time.sleep(0.5)
+            again = [pid for pid in _children(worker.pid) if _running(pid) and pid not in first]
+        assert worker.poll() is None and again, "no scheduler process runs again"
+    finally:
+        _stop(worker)
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_hour(redis_queue):
+    """The reconcile that rebuilds branch rows after a change's effects were kept out (the database away) was
+    tried for 21 s and then given up: rows stayed behind their refs for good once the database had been away
+    longer (a failure-injection sweep)."""
+    from types import SimpleNamespace
+
+    from hooks import pipeline
+
+    ctx = SimpleNamespace(db=SimpleNamespace(jobs=redis_queue), repo=SimpleNamespace(id="repo_" + "c" * 24))
+    pipeline._ask_for_reconcile(ctx)
+    [queued] = [redis_queue.queue.fetch_job(job_id) for job_id in redis_queue.queue.job_ids]
+    assert queued.func_name == pipeline.RECONCILE_JOB
+    assert queued.retries_left == len(pipeline.RECONCILE_RETRY_DELAYS)
+    assert sum(queued.retry_intervals) >= 45 * 60
