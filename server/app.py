@@ -401,7 +401,12 @@ def _then_rest_of_body_dropped(environ, answer: Iterable[bytes]) -> Iterable[byt
     has_body = (length.isdigit() and int(length) > 0) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if not has_body:
         return answer
-    return _ThenRead(answer, lambda: discard_rest(environ, UNREAD_BODY_SECONDS) if environ.get(AUTHENTICATED) else 0)
+    return _ThenRead(answer, lambda: _drop_rest_if_accepted(environ))
+
+
+def _drop_rest_if_accepted(environ) -> None:
+    if environ.get(AUTHENTICATED):
+        discard_rest(environ, UNREAD_BODY_SECONDS)
 
 
 class _ThenRead:

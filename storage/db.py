@@ -53,7 +53,7 @@ def on_rollback(session: Session, undo) -> None:
 
 def _undo(actions, cause: BaseException) -> None:
     """Run every undo; if one fails, its change stands and the request must not be answered "nothing changed"
-    (an interrupt, a worker's timeout, goes on as it was)."""
+    (an interrupt, or gunicorn's exit of a stuck worker, goes on as it was)."""
     failure = None
     for undo in reversed(actions):
         try:

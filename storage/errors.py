@@ -66,8 +66,9 @@ class ChangeLeftApplied(Exception):
     reconcile rebuilds them. Not "nothing changed": the caller must look before it tries again."""
 
 
-# the disk refusing a write: full, over quota, read-only, failing, or not ours to write
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+# the disk refusing a write: full, over quota, read-only, failing (not EACCES or EPERM: a wrong permission is a
+# deployment's bug to show, not a moment to wait out)
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 _SQLITE_STORAGE_CODES = frozenset({8, 10, 13})  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL (primary codes)
 _POSTGRES_STORAGE_STATES = frozenset({"53100", "58030"})  # disk_full, io_error
 

@@ -22,7 +22,7 @@ from dulwich.repo import Repo
 
 from .errors import Conflict, Invalid, StorageFailure
 from .git_env import GIT, clean_git_env
-from .git_names import names_gitmodules
+from .git_names import fsck_reads_specially
 from .object_checks import objects_problem
 
 FILE_MODE = 0o100644
@@ -295,19 +295,20 @@ def edit_tree(repo: Repo, base_tree: bytes | None, changes: Mapping[str, Change]
 
 
 def _refuse_what_fsck_refuses(repo: Repo, changes: Mapping[str, Change]) -> None:
-    """A `.gitmodules` git's fsck refuses (CVE-2018-11235 and friends; also a directory so named) is refused before
-    any tree names it: the ref change's own fsck check came after the trees were written, and a refused one stayed
-    in the repository (repacks keep unreachable objects), failing `git fsck` for good. Entries of such a name are
-    put, each in a tree of its own, before git in one scratch pack."""
+    """A `.gitmodules` or `.gitattributes` git's fsck refuses (CVE-2018-11235 and friends; also a directory so
+    named) is refused before any tree names it: the ref change's own fsck check came after the trees were
+    written, and a refused one stayed in the repository (repacks keep unreachable objects), failing `git fsck`
+    for good. Entries of such a name are put, each in a tree of its own, before git in one scratch pack."""
     empty = Tree()
     trees, named = {}, []
     for path, change in changes.items():
+        if change is None:  # a deletion names nothing new (also inside a directory git would refuse now)
+            continue
         parts = path.split("/")
         for depth, part in enumerate(parts):
-            is_leaf = depth == len(parts) - 1
-            if (is_leaf and change is None) or not names_gitmodules(part):
+            if not fsck_reads_specially(part):
                 continue
-            mode, sha = change if is_leaf else (TREE_MODE, empty.id.decode())
+            mode, sha = change if depth == len(parts) - 1 else (TREE_MODE, empty.id.decode())
             tree = Tree()
             tree[part.encode("utf-8", "surrogateescape")] = (mode, sha.encode())
             trees[tree.id] = tree
@@ -316,7 +317,7 @@ def _refuse_what_fsck_refuses(repo: Repo, changes: Mapping[str, Change]) -> None
         return
     problem = objects_problem(Path(repo.path), [*trees.values(), empty], repo.object_store.object_format)
     if problem is not None:
-        raise Invalid(problem, {"path": named[0] if len(named) == 1 else named})
+        raise Invalid(problem, {"paths": named})
 
 
 def _joined(parts: list[bytes]) -> str:

@@ -171,11 +171,12 @@ class RedisQueue:
 
 
 HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker running a job says it is alive
-# rq's scheduler process (it moves retries that are due back to the queue) dies when Redis goes away, and the
-# worker starts it again only in its maintenance pass, run between two waits for a job (each worker_ttl - 15 s):
-# with rq's defaults, 10 minutes after Redis came back every retry was still waiting (a failure-injection sweep)
+# rq's scheduler process (it moves retries that are due back to the queue) dies when Redis goes away, and rq
+# starts it again only in its maintenance pass, every 10 minutes: every retry waited that long after Redis came
+# back (a failure-injection sweep). The worker looks for a dead scheduler between two waits for a job (each
+# worker_ttl - 15 s); the registries are cleaned at rq's interval still (sooner, a job whose heartbeat Redis's
+# absence let expire is taken for abandoned and queued again while it runs)
 WORKER_TTL_SECONDS = 60
-MAINTENANCE_SECONDS = 30
 _PR_SET_PDEATHSIG = 1
 
 
@@ -196,8 +197,7 @@ def run_worker(queue, connection, burst: bool = False) -> None:
     worker_pid = os.getpid()
     os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
     worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
-                 worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS).work(
-        burst=burst, with_scheduler=True)
+                 worker_ttl=WORKER_TTL_SECONDS).work(burst=burst, with_scheduler=True)
 
 
 def heartbeat_worker_class():
@@ -213,6 +213,15 @@ def heartbeat_worker_class():
     class HeartbeatWorker(SimpleWorker):
         def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
             return HEARTBEAT_SECONDS + 60
+
+        def heartbeat(self, *args, **kwargs):
+            """Between two waits for a job (and Redis's reconnects): a scheduler that died is started again."""
+            super().heartbeat(*args, **kwargs)
+            scheduler = self.scheduler
+            if (scheduler is not None and self.last_cleaned_at is not None
+                    and threading.current_thread() is threading.main_thread()
+                    and not (scheduler._process and scheduler._process.is_alive())):
+                scheduler.acquire_locks(auto_start=True)
 
         def execute_job(self, job, queue):
             execution = self.prepare_execution(job)

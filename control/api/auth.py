@@ -15,8 +15,8 @@ def authenticate(session, scope: str) -> Principal:
     principal = find_principal(session, token.strip())
     if principal is None:
         raise Unauthenticated("invalid, expired or revoked API key")
+    request.environ[AUTHENTICATED] = True  # as on the git path: a key's refusal is heard too
     if not principal.allows(scope):
         raise Forbidden(f"this key's scope ({principal.scope}) does not allow this; {scope} is needed")
     g.principal = principal
-    request.environ[AUTHENTICATED] = True
     return principal

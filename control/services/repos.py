@@ -1,6 +1,7 @@
 """Repositories: create, look up, protect branches, and rebuild derived branch rows from git."""
 from __future__ import annotations
 
+import logging
 import re
 
 from sqlalchemy import select, update
@@ -19,6 +20,8 @@ from storage.repo_store import RepoStore
 from storage.repo_writes import serialize_repository_writes
 
 from .naming import checked_slug, folded_slug, slugify
+
+log = logging.getLogger(__name__)
 
 
 def repo_slug(name: str) -> str:
@@ -56,8 +59,21 @@ def create_repo(session: Session, store: RepoStore, org_id: str, name: str, desc
     except IntegrityError:  # the same slug created at the same moment: the check above raced the other insert
         raise Conflict(f"repository {slug!r} already exists", {"repo": slug}) from None
     store.create(repo.id, default_branch=default_branch)
-    on_rollback(session, lambda: store.delete(repo.id))  # a row refused after (a full database) leaves no repository
+    engine = session.get_bind()
+    on_rollback(session, lambda: _remove_unrecorded(engine, store, repo.id))
     return repo
+
+
+def _remove_unrecorded(engine, store: RepoStore, repo_id: str) -> None:
+    """The transaction that created the repository failed (its database full): the directory goes, unless the
+    row is there after all (a connection lost during COMMIT) or cannot be looked for, then a directory too many
+    beats a repository without its files."""
+    try:
+        with Session(engine) as session:
+            if session.get(Repository, repo_id) is None:
+                store.delete(repo_id)
+    except Exception:
+        log.warning("could not tell whether repository %s was recorded: its directory stays", repo_id, exc_info=True)
 
 
 def get_repo(session: Session, org_id: str, slug: str) -> Repository:

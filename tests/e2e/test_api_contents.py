@@ -511,6 +511,22 @@ def test_a_directory_named_gitmodules_is_refused_before_its_trees_are_written(se
     assert fsck.returncode == 0, fsck.stderr
 
 
+@pytest.mark.parametrize("path,content,problem", [
+    (".gitattributes", "*.txt " + "a" * 3000 + "\n", "gitattributesLineLength"),
+    ("sub/GITATT~1", "*.txt " + "a" * 3000 + "\n", "gitattributesLineLength"),
+    (".gitattributes/x.txt", "x\n", "gitattributesBlob"),
+])
+def test_a_gitattributes_git_would_refuse_is_refused_before_its_trees_are_written(server, unchanged, path, content,
+                                                                                   problem):
+    """git 2.39's fsck checks `.gitattributes` too (a line over 2 KiB, a directory so named); the check before
+    writing knew `.gitmodules` only, so these trees were written, refused after, and stayed (a second review)."""
+    tenant, git, repo, head = unchanged
+    response = commit(server, tenant, repo, [create(path, content)], expectedHeadSha=head)
+    assert response.status_code == 422 and problem in response.json()["error"], response.text
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo_path(server, tenant, repo), capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
 def test_a_well_formed_gitmodules_is_accepted(server, tenant, git, tmp_path, pushed):
     repo, _, head = pushed
     content = '[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = https://example.com/lib.git\n'
