@@ -275,6 +275,22 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _scheduler_of(worker) -> list[int]:
+    """The scheduler process(es) the worker runs, once started (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not (found := [pid for pid in _children(worker.pid) if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert found, "the worker started no scheduler process"
+    return found
+
+
+def _gone(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(_running(pid) for pid in pids)
+
+
 def test_the_scheduler_process_ends_with_a_worker_killed_by_kill_9(tmp_path):
     """rq runs its scheduler in a process forked from the worker; a `driftstone worker` killed with kill -9 left it
     running, orphaned, for good (holding the queue's scheduler lock and a Redis connection)."""
@@ -286,16 +302,10 @@ def test_the_scheduler_process_ends_with_a_worker_killed_by_kill_9(tmp_path):
     worker = _driftstone_worker(tmp_path, url, namespace)
     scheduler = []
     try:
-        deadline = time.monotonic() + 30
-        while not (scheduler := _children(worker.pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert scheduler, "the worker started no scheduler process"
+        scheduler = _scheduler_of(worker)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while any(_running(pid) for pid in scheduler) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_running(pid) for pid in scheduler)
+        assert _gone(scheduler, 20)
     finally:
         for pid in scheduler:
             if _running(pid):
@@ -346,15 +356,10 @@ def test_the_scheduler_is_running_again_soon_after_redis_comes_back(tmp_path):
     server = _redis_server(port)
     worker = _driftstone_worker(tmp_path, f"redis://127.0.0.1:{port}/0", "dstest-restart")
     try:
-        deadline = time.monotonic() + 30
-        while not (first := [pid for pid in _children(worker.pid) if _running(pid)]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert first, "the worker started no scheduler process"
+        first = _scheduler_of(worker)
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while any(_running(pid) for pid in first) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _gone(first, 30)
         time.sleep(2)
         server = _redis_server(port)
         deadline = time.monotonic() + 3 * jobs.WORKER_TTL_SECONDS
