@@ -291,10 +291,9 @@ def _request_body(environ, limit: int) -> Iterable[bytes]:
     """The body for git's stdin. One of known small length is read whole first, so a body that never arrives
     in full is refused before git acts on its beginning (a delete-only push needs nothing after its commands);
     larger ones are streamed, and a pack cut short fails in git."""
-    length = (environ.get("CONTENT_LENGTH") or "").strip()
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if length == "0" or (not length and not chunked):  # no Content-Length and not chunked: HTTP says no body
+    if not _announces_body(environ):
         raise BodyError("empty request body")
+    length = (environ.get("CONTENT_LENGTH") or "").strip()
     if length.isdigit() and int(length) > limit and not environ.get("HTTP_CONTENT_ENCODING"):
         raise BodyTooLarge(f"request body too large: more than {limit} bytes")
     if length.isdigit() and int(length) <= WHOLE_BODY_LIMIT:
@@ -397,11 +396,15 @@ def _then_rest_of_body_dropped(environ, answer: Iterable[bytes]) -> Iterable[byt
     """Once the answer is sent whole (the WSGI server closes the body after its last chunk), what the handler
     left of the request body is read, so that a client still writing it hears the answer. Only for a request
     whose key or signed URL was accepted: anyone could hold a thread for a minute with a body nobody asked for."""
-    length = (environ.get("CONTENT_LENGTH") or "").strip()
-    has_body = (length.isdigit() and int(length) > 0) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if not has_body:
+    if not _announces_body(environ):
         return answer
     return _ThenRead(answer, lambda: _drop_rest_if_accepted(environ))
+
+
+def _announces_body(environ) -> bool:
+    """A Content-Length other than 0, or chunked: HTTP says a request with neither has no body."""
+    length = (environ.get("CONTENT_LENGTH") or "").strip()
+    return (bool(length) and length != "0") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
 def _drop_rest_if_accepted(environ) -> None:

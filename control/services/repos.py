@@ -115,15 +115,14 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
     retire_branch_uploads(session, repo.id, gone)  # their refs' effects did not run (a killed worker)
     for name, sha in heads.items():
         row = rows.get(name)
+        moved = row is None or row.head_sha != sha  # by a change whose effects were lost: no upload is known to
+        if moved and name == repo.default_branch:   # have made this head
+            repo.main_head_identifier = None
         if row is None:
             session.add(Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=sha, status="ready"))
-            if name == repo.default_branch:
-                repo.main_head_identifier = None
             continue
-        if row.head_sha != sha:  # a change whose effects were lost moved it: no upload is known to have made it
+        if moved:
             row.head_identifier = None
-            if name == repo.default_branch:
-                repo.main_head_identifier = None
         row.head_sha = sha
         row.status = "ready"
     session.flush()
