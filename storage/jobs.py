@@ -221,7 +221,10 @@ def heartbeat_worker_class():
             if (scheduler is not None and self.last_cleaned_at is not None
                     and threading.current_thread() is threading.main_thread()
                     and not (scheduler._process and scheduler._process.is_alive())):
-                scheduler.acquire_locks(auto_start=True)
+                try:
+                    scheduler.acquire_locks(auto_start=True)
+                except Exception:  # the next heartbeat tries again: the worker must not quit over its scheduler
+                    log.warning("could not start rq's scheduler again", exc_info=True)
 
         def execute_job(self, job, queue):
             execution = self.prepare_execution(job)

@@ -201,8 +201,8 @@ def sleep_for(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _driftstone_worker(tmp_path, redis_url: str, namespace: str):
-    """`driftstone worker` in a process of its own, on the given Redis and queue namespace."""
+def _driftstone_worker(tmp_path, redis_url: str, namespace: str, log=None):
+    """`driftstone worker` in a process of its own, on the given Redis and queue namespace (its output to `log`)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -211,8 +211,12 @@ def _driftstone_worker(tmp_path, redis_url: str, namespace: str):
     root = Path(__file__).resolve().parents[2]
     env.update({"DRIFTSTONE_DATA_DIR": str(tmp_path / "data"), "DRIFTSTONE_REDIS_URL": redis_url,
                 "DRIFTSTONE_REDIS_NAMESPACE": namespace, "PYTHONPATH": str(root)})
-    return subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker"], env=env, cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log is None:
+        return subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker"], env=env, cwd=root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "w") as output:  # the worker keeps its own copy
+        return subprocess.Popen([str(Path(sys.executable).parent / "driftstone"), "worker"], env=env, cwd=root,
+                                stdout=output, stderr=output)
 
 
 def test_a_worker_running_a_job_is_alive_for_minutes_past_its_last_heartbeat_not_the_jobs_timeout(tmp_path):
@@ -354,7 +358,8 @@ def test_the_scheduler_is_running_again_soon_after_redis_comes_back(tmp_path):
 
     port = _free_port()
     server = _redis_server(port)
-    worker = _driftstone_worker(tmp_path, f"redis://127.0.0.1:{port}/0", "dstest-restart")
+    log = tmp_path / "worker.log"
+    worker = _driftstone_worker(tmp_path, f"redis://127.0.0.1:{port}/0", "dstest-restart", log)
     try:
         first = _scheduler_of(worker)
         server.send_signal(signal.SIGKILL)
@@ -367,7 +372,7 @@ def test_the_scheduler_is_running_again_soon_after_redis_comes_back(tmp_path):
         while not again and time.monotonic() < deadline:
             time.sleep(0.5)
             again = [pid for pid in _children(worker.pid) if _running(pid) and pid not in first]
-        assert worker.poll() is None and again, "no scheduler process runs again"
+        assert worker.poll() is None and again, f"no scheduler process runs again; worker log:\n{log.read_text()[-3000:]}"
     finally:
         _stop(worker)
         server.kill()
