@@ -14,6 +14,7 @@ from control.api.app import create_app
 from control.context import AppContext
 from server.app import GitHttpApp
 from server.hook_channel import install_hook_scripts
+from server.pack_cache import PackCache
 from storage.jobs import JobRequest
 from storage.settings import Settings
 
@@ -21,10 +22,13 @@ from storage.settings import Settings
 def create_application(settings: Settings | None = None):
     context = AppContext.build(settings or Settings.from_env())
     _require_schema(context)
-    hooks_path = install_hook_scripts(context.settings.data_dir / "git-hooks")
+    settings = context.settings
+    hooks_path = install_hook_scripts(settings.data_dir / "git-hooks")
+    pack_cache = PackCache.install(settings.data_dir / "git-programs", settings.pack_cache_minutes,
+                                   settings.pack_cache_min_free, settings.pack_cache_max_bytes)
     control_app = create_app(context)
-    return GitHttpApp(db=context.db, settings=context.settings, store=context.store, hooks_path=hooks_path,
-                      fallback=control_app)
+    return GitHttpApp(db=context.db, settings=settings, store=context.store, hooks_path=hooks_path,
+                      fallback=control_app, pack_cache=pack_cache)
 
 
 def _require_schema(context: AppContext) -> None:

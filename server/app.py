@@ -34,6 +34,7 @@ from .body import BodyError, BodyTooLarge, discard_rest, request_chunks
 from .capabilities import CapabilityCache
 from .git_process import GitProcess, RepositoryGone
 from .hook_channel import HookChannel, hook_scripts_ready
+from .pack_cache import PackCache
 from .pack_prescan import prescan_pushed_pack
 from .pktline import FLUSH
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, is_v2, text_response
@@ -59,6 +60,7 @@ class GitHttpApp:
     store: RepoStore
     hooks_path: Path
     fallback: Callable
+    pack_cache: PackCache = PackCache(None)
     capabilities: CapabilityCache = field(default_factory=CapabilityCache)
 
     def __call__(self, environ, start_response):
@@ -135,7 +137,7 @@ class GitHttpApp:
                 return []
             return self._advertise(start_response, repo_path, service, protocol, env)
         if service == "git-upload-pack":
-            return self._upload_pack(environ, start_response, repo_path, env)
+            return self._upload_pack(environ, start_response, repo_path, repo.id, env)
         ctx = ChangeContext(db=self.db, settings=self.settings, repo=repo, repo_path=repo_path, actor=principal)
         # the reflog's entries name the key that pushed (as http-backend names REMOTE_USER), not the server's account
         env.update(GIT_COMMITTER_NAME=principal.key_id, GIT_COMMITTER_EMAIL=f"{principal.key_id}@{principal.org_id}")
@@ -158,7 +160,7 @@ class GitHttpApp:
                                   ("Content-Length", str(len(advertisement)))])
         return [advertisement]
 
-    def _upload_pack(self, environ, start_response, repo_path, env):
+    def _upload_pack(self, environ, start_response, repo_path, repo_id, env):
         try:
             body = _request_body(environ, UPLOAD_PACK_REQUEST_LIMIT)
         except BodyError as error:
@@ -166,7 +168,8 @@ class GitHttpApp:
         headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
         if _is_probe(body):
             return _empty_result(start_response, headers)
-        process = GitProcess(repo_path, ["upload-pack", "--stateless-rpc", "."], env)
+        cache_args, cache_env = self.pack_cache.git_options(self.store.kept_packs, repo_id, body)
+        process = GitProcess(repo_path, [*cache_args, "upload-pack", "--stateless-rpc", "."], {**env, **cache_env})
         process.feed(body)
         return _respond(start_response, process, headers)
 

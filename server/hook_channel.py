@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,8 @@ from hooks.pipeline import run_checks
 from hooks.refs import RefUpdate, is_sha
 from storage import git_refs
 
+from .scripts import install_script
+
 log = logging.getLogger(__name__)
 
 HOOK_SCRIPT = Path(hooks.__file__).parent / "git" / "pre-receive"
@@ -26,13 +27,8 @@ MAX_REQUEST = 16 * 1024 * 1024
 
 
 def install_hook_scripts(target_dir: Path) -> Path:
-    """Copy the hook into the data dir with the exec bit (package data may lose it); returns core.hooksPath."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / "pre-receive"
-    temporary = target_dir / f".pre-receive.{os.getpid()}.{threading.get_ident()}"
-    shutil.copyfile(HOOK_SCRIPT, temporary)
-    os.chmod(temporary, 0o755)
-    os.replace(temporary, target)
+    """Copy the hook into the data dir; returns core.hooksPath."""
+    install_script(HOOK_SCRIPT, target_dir)
     return target_dir
 
 

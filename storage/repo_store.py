@@ -47,6 +47,8 @@ def render_config(values: dict[str, str]) -> str:
 class RepoStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        # packs made for clones, kept a while to send again (server/pack_cache.py), named "<repository id>.*"
+        self.kept_packs = self.root / ".kept-packs"
 
     def path_for(self, repo_id: str) -> Path:
         if not _ID.match(repo_id):
@@ -80,6 +82,8 @@ class RepoStore:
         path = self.path_for(repo_id)
         doomed = self._doomed(path)
         shutil.rmtree(doomed, ignore_errors=True)
+        for kept in self.kept_packs.glob(f"{repo_id}.*"):
+            kept.unlink(missing_ok=True)
         try:
             path.rename(doomed)
         except FileNotFoundError:  # not there, or another delete moved it first

@@ -1,0 +1,77 @@
+"""The pack cache: clones of one repository at one state share one `git pack-objects` run.
+
+git upload-pack hands pack-objects to server/git/pack-objects-cache (uploadpack.packObjectsHook, which git
+takes only from the command line, never from a repository's config), and that program keeps each pack it
+makes for a few minutes, in one directory for the whole server (RepoStore.kept_packs) under the repository's
+id. Making a pack is where a clone spends the server's CPU (and, without a bitmap, memory for every object);
+sending a kept one costs a file read. Fetches that name objects the client has ("have" lines) differ from
+client to client and are left to git alone: the cache's bookkeeping (a shell and a few small processes) would
+only slow them down.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .pktline import PktError, PktReader
+from .scripts import install_script
+
+log = logging.getLogger(__name__)
+PROGRAM = Path(__file__).parent / "git" / "pack-objects-cache"
+
+
+@dataclass(frozen=True)
+class PackCache:
+    program: Path | None  # the installed program; None: no cache
+    minutes: int = 10  # how long a pack is sent again
+    min_free_bytes: int = 2 * 1024**3  # below this much free disk, packs are made as usual and not kept
+    max_bytes: int = 4 * 1024**3  # all kept packs together, the newest kept first
+
+    @classmethod
+    def install(cls, target_dir: Path, minutes: int, min_free_bytes: int, max_bytes: int) -> "PackCache":
+        if minutes <= 0 or max_bytes <= 0:
+            return cls(None)
+        try:
+            return cls(install_script(PROGRAM, target_dir), minutes, min_free_bytes, max_bytes)
+        except OSError:
+            log.exception("cannot install the pack cache in %s: packs are made for every clone", target_dir)
+            return cls(None)
+
+    def git_options(self, cache_dir: Path, repo_id: str, request: Iterable[bytes]) -> tuple[list[str], dict[str, str]]:
+        """upload-pack's extra arguments and environment for `request` (its whole body, or a stream when
+        large): the hook for a request that repeats, nothing otherwise."""
+        if self.program is None or not isinstance(request, list) or not is_fetch_from_nothing(request):
+            return [], {}
+        try:
+            cache_dir.mkdir(exist_ok=True)
+            if shutil.disk_usage(cache_dir).free < self.min_free_bytes:
+                return [], {}
+        except OSError:
+            return [], {}
+        return (["-c", f"uploadpack.packObjectsHook={self.program}"],
+                {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": repo_id,
+                 "DRIFTSTONE_PACK_CACHE_MINUTES": str(self.minutes), "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(self.max_bytes)})
+
+
+def is_fetch_from_nothing(request: list[bytes]) -> bool:
+    """Whether an upload-pack request is a fetch (protocol v0 and v1: "want" first; v2: command=fetch) without
+    "have" lines. Unreadable requests are not: git answers them."""
+    reader = PktReader()
+    first = None
+    try:
+        for chunk in request:
+            for _, payload in reader.feed(chunk):
+                if payload is None:
+                    continue
+                if first is None:
+                    first = payload
+                    if not (first.startswith(b"want ") or first.rstrip(b"\n") == b"command=fetch"):
+                        return False
+                if payload.startswith(b"have "):
+                    return False
+    except PktError:
+        return False
+    return first is not None

@@ -1,0 +1,144 @@
+"""The pack cache through the real git CLI: a clone repeated at the same state is sent the pack made for the
+first (git prints no "Counting objects" then: the server ran no pack-objects), and every clone gets what it
+asked for, whatever was kept before."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import repo_path
+
+PROTOCOLS = ["0", "2"]
+PACK_MADE = b"Counting objects"  # pack-objects' progress, relayed by upload-pack
+
+
+@pytest.fixture
+def seeded(tenant, git, tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n", "src/app.py": "print(1)\n"})
+    git.commit(work, {"src/app.py": "print(2)\n"}, "second")
+    git.commit(work, {"docs/guide.md": "# guide\n"}, "third")
+    git("tag", "-a", "v1.0", "-m", "release", cwd=work)
+    git("push", "-q", tenant.url(repo), "main", "v1.0", cwd=work)
+    return repo, work
+
+
+def kept_packs(server, tenant, repo: str, count: int | None = None) -> list[Path]:
+    """The repository's kept packs, once there are `count` of them (each is moved into place after its clone)."""
+    repo_id = repo_path(server, tenant, repo).name.removesuffix(".git")
+    deadline = time.monotonic() + 10
+    while True:
+        kept = sorted(server.context.store.kept_packs.glob(f"{repo_id}.*.pack"))
+        if count is None or len(kept) >= count or time.monotonic() > deadline:
+            return kept
+        time.sleep(0.02)
+
+
+def clone(git, url: str, dest: Path, *options: str, version: str = "2") -> bytes:
+    """Clone with progress shown; returns what git printed."""
+    return git("-c", f"protocol.version={version}", "clone", "--progress", *options, url, str(dest)).stderr
+
+
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_a_repeated_clone_is_sent_the_kept_pack(seeded, server, tenant, git, tmp_path, version):
+    repo, work = seeded
+    first = clone(git, tenant.url(repo), tmp_path / "first", version=version)
+    assert PACK_MADE in first
+    assert len(kept_packs(server, tenant, repo, 1)) == 1
+    second = clone(git, tenant.url(repo), tmp_path / "second", version=version)
+    assert PACK_MADE not in second
+    for dest in ("first", "second"):
+        assert git.out("rev-parse", "HEAD", cwd=tmp_path / dest) == git.out("rev-parse", "HEAD", cwd=work)
+        assert git.out("tag", cwd=tmp_path / dest) == "v1.0"
+        git("fsck", "--strict", cwd=tmp_path / dest)
+
+
+def test_a_clone_after_a_push_gets_the_new_state(seeded, server, tenant, git, tmp_path):
+    repo, work = seeded
+    clone(git, tenant.url(repo), tmp_path / "before")
+    kept_packs(server, tenant, repo, 1)
+    new = git.commit(work, {"src/new.py": "x = 1\n"}, "fourth")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    after = clone(git, tenant.url(repo), tmp_path / "after")
+    assert PACK_MADE in after
+    assert git.out("rev-parse", "HEAD", cwd=tmp_path / "after") == new
+    assert (tmp_path / "after" / "src/new.py").read_text() == "x = 1\n"
+
+
+def test_partial_shallow_and_whole_clones_each_get_their_own_pack(seeded, server, tenant, git, tmp_path):
+    repo, work = seeded
+    url = tenant.url(repo)
+    clone(git, url, tmp_path / "partial", "--filter=blob:none", "--no-checkout")
+    shallow = [clone(git, url, tmp_path / f"shallow{i}", "--depth", "1") for i in range(2)]
+    whole = clone(git, url, tmp_path / "whole", "--no-checkout")
+    assert PACK_MADE in whole and PACK_MADE in shallow[0] and PACK_MADE not in shallow[1]
+    for i in range(2):
+        assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / f"shallow{i}") == "1"
+    assert git.out("rev-list", "--count", "HEAD", cwd=tmp_path / "whole") == "3"
+    missing = git.out("rev-list", "--objects", "--missing=print", "--all", cwd=tmp_path / "whole")
+    assert not [line for line in missing.splitlines() if line.startswith("?")]
+    git("fsck", "--strict", cwd=tmp_path / "whole")
+    # the partial clone's blobs come in a lazy fetch on checkout, which wants them by name
+    git("checkout", "-q", "main", cwd=tmp_path / "partial")
+    assert (tmp_path / "partial" / "docs/guide.md").read_text() == "# guide\n"
+
+
+def test_a_fetch_with_objects_the_client_has_is_left_to_git(seeded, server, tenant, git, tmp_path):
+    repo, work = seeded
+    clone(git, tenant.url(repo), tmp_path / "c")
+    before = kept_packs(server, tenant, repo, 1)
+    new = git.commit(work, {"more.txt": "1\n"}, "more")
+    git("push", "-q", tenant.url(repo), "main", cwd=work)
+    git("fetch", "-q", "origin", cwd=tmp_path / "c")
+    assert git.out("rev-parse", "origin/main", cwd=tmp_path / "c") == new
+    time.sleep(0.3)
+    assert kept_packs(server, tenant, repo) == before
+
+
+def test_a_kept_pack_is_not_sent_once_it_is_older_than_the_limit(seeded, server, tenant, git, tmp_path):
+    repo, _ = seeded
+    clone(git, tenant.url(repo), tmp_path / "first")
+    [kept] = kept_packs(server, tenant, repo, 1)
+    long_ago = time.time() - 11 * 60
+    os.utime(kept, (long_ago, long_ago))
+    assert PACK_MADE in clone(git, tenant.url(repo), tmp_path / "second")
+    [again] = kept_packs(server, tenant, repo, 1)
+    deadline = time.monotonic() + 10
+    while again.stat().st_mtime < long_ago + 60 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert again.stat().st_mtime > long_ago + 60
+
+
+def test_simultaneous_clones_share_one_pack(seeded, server, tenant, git, tmp_path):
+    repo, work = seeded
+    outputs: dict[int, bytes] = {}
+
+    def run(i: int) -> None:
+        outputs[i] = clone(git, tenant.url(repo), tmp_path / f"c{i}", "--bare")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(outputs) == 8
+    assert sum(PACK_MADE in output for output in outputs.values()) == 1
+    tip = git.out("rev-parse", "HEAD", cwd=work)
+    for i in range(8):
+        assert git.out("rev-parse", "main", cwd=tmp_path / f"c{i}") == tip
+        git("fsck", "--strict", cwd=tmp_path / f"c{i}")
+
+
+def test_repositories_do_not_share_kept_packs(seeded, server, tenant, git, tmp_path):
+    """Two repositories with the same history: each makes its own pack (a kept pack never leaves its
+    repository, and deleting one repository takes its packs with it)."""
+    repo, work = seeded
+    twin = tenant.repo()
+    git("push", "-q", tenant.url(twin), "main", "v1.0", cwd=work)
+    assert PACK_MADE in clone(git, tenant.url(repo), tmp_path / "a")
+    assert PACK_MADE in clone(git, tenant.url(twin), tmp_path / "b")
+    assert len(kept_packs(server, tenant, repo, 1)) == 1 and len(kept_packs(server, tenant, twin, 1)) == 1

@@ -1,0 +1,230 @@
+"""The pack cache's program (server/git/pack-objects-cache) run as git runs it, on a real repository, and the
+server's choice of the requests it serves (server/pack_cache.py)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from server.pack_cache import PROGRAM, PackCache, is_fetch_from_nothing
+from server.pktline import encode
+from storage.repo_store import RepoStore
+
+PACK_OBJECTS = ["git", "pack-objects", "--revs", "--stdout", "--delta-base-offset"]
+REPO_ID = "repo_" + "0" * 22 + "ab"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    path = tmp_path / "repo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    for i in range(3):
+        (work / f"file{i}.txt").write_text(f"content {i}\n" * 50)
+        subprocess.run(["git", "-C", str(work), "add", "."], check=True)
+        subprocess.run(["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", f"c{i}"],
+                       check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", str(path), "main"], check=True)
+    return path
+
+
+@pytest.fixture
+def counted(tmp_path) -> tuple[list[str], Path]:
+    """A command that runs git pack-objects and notes each run in a log."""
+    log = tmp_path / "runs.log"
+    wrapper = tmp_path / "counted-pack-objects"
+    wrapper.write_text(f'#!/bin/bash\necho run >> "{log}"\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    return [str(wrapper), *PACK_OBJECTS], log
+
+
+def run_hook(repo: Path, cache: Path, command: list[str], stdin: bytes, minutes: int = 10, max_bytes: int = 2**30):
+    env = {"PATH": os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
+           "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID, "DRIFTSTONE_PACK_CACHE_MINUTES": str(minutes),
+           "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(max_bytes)}
+    return subprocess.run([str(PROGRAM), *command], cwd=repo, env=env, input=stdin, capture_output=True, timeout=60)
+
+
+def wanted(repo: Path, *refs: str) -> bytes:
+    """pack-objects' input as upload-pack writes it for a clone: the wanted objects, --not, an empty line."""
+    oids = [subprocess.check_output(["git", "-C", str(repo), "rev-parse", ref]).strip() for ref in refs]
+    return b"".join(oid + b"\n" for oid in oids) + b"--not\n\n"
+
+
+def runs(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def wait_for_kept(cache: Path, count: int = 1) -> list[Path]:
+    """The kept packs, once `count` are there (a pack is moved into place after the client has it)."""
+    deadline = time.monotonic() + 10
+    while len(kept := sorted(cache.glob("*.pack"))) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return kept
+
+
+def test_the_same_input_is_answered_from_the_first_run(repo, tmp_path, counted):
+    command, log = counted
+    cache = tmp_path / "cache"
+    first = run_hook(repo, cache, command, wanted(repo, "main"))
+    assert first.returncode == 0 and first.stdout.startswith(b"PACK")
+    assert len(wait_for_kept(cache)) == 1
+    second = run_hook(repo, cache, command, wanted(repo, "main"))
+    assert second.returncode == 0
+    assert second.stdout == first.stdout
+    assert runs(log) == 1
+    index = subprocess.run(["git", "index-pack", "--stdin", "--fix-thin", str(tmp_path / "check.pack")],
+                           input=second.stdout, cwd=repo, capture_output=True)
+    assert index.returncode == 0, index.stderr
+
+
+def test_other_input_or_arguments_make_a_pack_of_their_own(repo, tmp_path, counted):
+    command, log = counted
+    cache = tmp_path / "cache"
+    whole = run_hook(repo, cache, command, wanted(repo, "main"))
+    wait_for_kept(cache)
+    older = run_hook(repo, cache, command, wanted(repo, "main~1"))
+    wait_for_kept(cache, 2)
+    filtered = run_hook(repo, cache, [*command, "--filter=blob:none"], wanted(repo, "main"))
+    assert runs(log) == 3
+    assert len({whole.stdout, older.stdout, filtered.stdout}) == 3
+    assert len(wait_for_kept(cache, 3)) == 3
+
+
+def test_a_shallow_file_counts_by_what_it_holds_not_its_name(repo, tmp_path, counted):
+    """upload-pack writes the shallow boundary to a temporary file whose name changes with every request."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    tip = subprocess.check_output(["git", "-C", str(repo), "rev-parse", "main"]).strip()
+    outputs = []
+    for name, content in (("one", tip), ("two", tip), ("three", b"")):
+        shallow = tmp_path / name
+        shallow.write_bytes(content + b"\n" if content else b"")
+        outputs.append(run_hook(repo, cache, ["git", "--shallow-file", str(shallow), *PACK_OBJECTS[1:]],
+                                wanted(repo, "main")))
+        wait_for_kept(cache, 1 if name != "three" else 2)
+    assert [o.returncode for o in outputs] == [0, 0, 0]
+    assert outputs[0].stdout == outputs[1].stdout
+    assert len(wait_for_kept(cache, 2)) == 2  # the same boundary once, the empty one again
+
+
+def test_a_failed_run_keeps_nothing_and_fails_as_git_did(repo, tmp_path):
+    cache = tmp_path / "cache"
+    failing = ["bash", "-c", "printf 'PACK-cut-off'; exit 3"]
+    result = run_hook(repo, cache, failing, wanted(repo, "main"))
+    assert result.returncode == 3
+    assert result.stdout == b"PACK-cut-off"  # what git wrote still reaches upload-pack, which reports the failure
+    time.sleep(0.2)
+    assert list(cache.glob("*.pack")) == [] and list(cache.glob("*partial*")) == []
+
+
+def test_a_pack_older_than_the_limit_is_removed_and_made_again(repo, tmp_path, counted):
+    command, log = counted
+    cache = tmp_path / "cache"
+    run_hook(repo, cache, command, wanted(repo, "main"))
+    [kept] = wait_for_kept(cache)
+    eleven_minutes_ago = time.time() - 11 * 60
+    os.utime(kept, (eleven_minutes_ago, eleven_minutes_ago))
+    stale_leftover = cache / f"{REPO_ID}.partial.killedrun"
+    stale_leftover.write_bytes(b"PACK")
+    os.utime(stale_leftover, (eleven_minutes_ago, eleven_minutes_ago))
+    run_hook(repo, cache, command, wanted(repo, "main"))
+    assert runs(log) == 2
+    assert not stale_leftover.exists()
+    [again] = wait_for_kept(cache)
+    assert again.stat().st_mtime > eleven_minutes_ago + 60
+
+
+def test_the_newest_packs_are_kept_within_the_budget(repo, tmp_path, counted):
+    """Each new pack pushes the oldest out once all of them together pass DRIFTSTONE_PACK_CACHE_MAX_BYTES."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    sizes = {ref: len(run_hook(repo, tmp_path / "sizes", PACK_OBJECTS, wanted(repo, ref)).stdout)
+             for ref in ("main~2", "main~1", "main")}
+    for i, ref in enumerate(("main~2", "main~1")):
+        run_hook(repo, cache, command, wanted(repo, ref))
+        wait_for_kept(cache, i + 1)
+        time.sleep(0.05)  # distinct modification times
+    budget = sizes["main~1"] + sizes["main"]  # room for the two newest only
+    run_hook(repo, cache, command, wanted(repo, "main"), max_bytes=budget)
+    expected = sorted([sizes["main~1"], sizes["main"]])
+    deadline = time.monotonic() + 10
+    while (kept := sorted(p.stat().st_size for p in cache.glob("*.pack"))) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert kept == expected
+    assert runs(log) == 3
+    run_hook(repo, cache, command, wanted(repo, "main"), max_bytes=budget)
+    run_hook(repo, cache, command, wanted(repo, "main~1"), max_bytes=budget)
+    assert runs(log) == 3  # both survived
+    run_hook(repo, cache, command, wanted(repo, "main~2"), max_bytes=budget)
+    assert runs(log) == 4  # the oldest did not
+
+
+def test_simultaneous_runs_of_one_input_make_one_pack(repo, tmp_path):
+    """The first holds the key's lock while git runs; the others wait for its pack instead of making theirs."""
+    log = tmp_path / "runs.log"
+    slow = tmp_path / "slow-pack-objects"
+    slow.write_text(f'#!/bin/bash\necho run >> "{log}"\nsleep 1\nexec "$@"\n')
+    slow.chmod(0o755)
+    cache = tmp_path / "cache"
+    env = {"PATH": os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
+           "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID}
+    procs = [subprocess.Popen([str(PROGRAM), str(slow), *PACK_OBJECTS], cwd=repo, env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE) for _ in range(4)]
+    outputs = [proc.communicate(wanted(repo, "main"), timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4
+    assert len(set(outputs)) == 1 and outputs[0].startswith(b"PACK")
+    assert runs(log) == 1
+
+
+def test_only_fetches_without_objects_the_client_has_are_cached():
+    oid = b"a" * 40
+    clone_v0 = [encode(b"want " + oid + b" side-band-64k ofs-delta\n"), b"0000", encode(b"done\n")]
+    fetch_v0 = [encode(b"want " + oid + b"\n"), b"0000", encode(b"have " + b"b" * 40 + b"\n"), encode(b"done\n")]
+    clone_v2 = [encode(b"command=fetch\n"), b"0001", encode(b"thin-pack\n"), encode(b"want " + oid + b"\n"),
+                encode(b"deepen 1\n"), encode(b"done\n"), b"0000"]
+    fetch_v2 = [*clone_v2[:4], encode(b"have " + b"c" * 40 + b"\n"), encode(b"done\n"), b"0000"]
+    ls_refs = [encode(b"command=ls-refs\n"), b"0000"]
+    assert is_fetch_from_nothing(clone_v0) and is_fetch_from_nothing(clone_v2)
+    split = b"".join(clone_v0)
+    assert is_fetch_from_nothing([split[:7], split[7:60], split[60:]])
+    assert not is_fetch_from_nothing(fetch_v0) and not is_fetch_from_nothing(fetch_v2)
+    assert not is_fetch_from_nothing(ls_refs)
+    assert not is_fetch_from_nothing([b"zzzz"])  # not pkt-lines: left to git, which refuses it
+    assert not is_fetch_from_nothing([b"0000"]) and not is_fetch_from_nothing([])
+
+
+def test_the_server_uses_the_cache_only_where_it_can(tmp_path):
+    cache_dir = tmp_path / ".kept-packs"
+    clone = [encode(b"want " + b"a" * 40 + b"\n"), b"0000", encode(b"done\n")]
+    on = PackCache(PROGRAM, minutes=5, min_free_bytes=0, max_bytes=1000)
+    args, env = on.git_options(cache_dir, REPO_ID, clone)
+    assert args == ["-c", f"uploadpack.packObjectsHook={PROGRAM}"]
+    assert env == {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID,
+                   "DRIFTSTONE_PACK_CACHE_MINUTES": "5", "DRIFTSTONE_PACK_CACHE_MAX_BYTES": "1000"}
+    assert cache_dir.is_dir()
+    assert on.git_options(cache_dir, REPO_ID, iter(clone)) == ([], {})  # a body too large to read whole first
+    assert PackCache(None).git_options(cache_dir, REPO_ID, clone) == ([], {})
+    full_disk = PackCache(PROGRAM, minutes=5, min_free_bytes=2**62)
+    assert full_disk.git_options(cache_dir, REPO_ID, clone) == ([], {})
+    assert PackCache.install(tmp_path / "programs", 0, 0, 1000).program is None
+    assert PackCache.install(tmp_path / "programs", 10, 0, 0).program is None
+    installed = PackCache.install(tmp_path / "programs", 10, 0, 1000).program
+    assert installed is not None and os.access(installed, os.X_OK)
+
+
+def test_deleting_a_repository_deletes_its_kept_packs_only(tmp_path):
+    store = RepoStore(tmp_path)
+    other = "repo_" + "1" * 22 + "ab"
+    for repo_id in (REPO_ID, other):
+        store.create(repo_id)
+    store.kept_packs.mkdir()
+    for name in (f"{REPO_ID}.1234.pack", f"{REPO_ID}.1234.lock", f"{other}.1234.pack"):
+        (store.kept_packs / name).write_bytes(b"PACK")
+    store.delete(REPO_ID)
+    assert not store.path_for(REPO_ID).exists()
+    assert sorted(p.name for p in store.kept_packs.iterdir()) == [f"{other}.1234.pack"]
