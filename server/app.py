@@ -168,7 +168,7 @@ class GitHttpApp:
         headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
         if _is_probe(body):
             return _empty_result(start_response, headers)
-        cache_args, cache_env = self.pack_cache.git_options(self.store.kept_packs, repo_id, body)
+        cache_args, cache_env = self.pack_cache.git_options(self.store.kept_packs, repo_path, repo_id, body)
         process = GitProcess(repo_path, [*cache_args, "upload-pack", "--stateless-rpc", "."], {**env, **cache_env})
         process.feed(body)
         return _respond(start_response, process, headers)

@@ -1,4 +1,4 @@
-"""The pack cache: clones of one repository at one state share one `git pack-objects` run.
+"""The pack cache: clones of one repository at one state within minutes share one `git pack-objects` run.
 
 git upload-pack hands pack-objects to server/git/pack-objects-cache (uploadpack.packObjectsHook, which git
 takes only from the command line, never from a repository's config), and that program keeps each pack it
@@ -11,7 +11,8 @@ only slow them down.
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -29,31 +30,43 @@ class PackCache:
     minutes: int = 10  # how long a pack is sent again
     min_free_bytes: int = 2 * 1024**3  # below this much free disk, packs are made as usual and not kept
     max_bytes: int = 4 * 1024**3  # all kept packs together, the newest kept first
+    # repositories whose packs are smaller make their packs in less time than the cache's few processes take
+    min_repository_bytes: int = 4 * 1024**2
 
     @classmethod
-    def install(cls, target_dir: Path, minutes: int, min_free_bytes: int, max_bytes: int) -> "PackCache":
+    def install(cls, target_dir: Path, minutes: int, min_free_bytes: int, max_bytes: int,
+                min_repository_bytes: int) -> "PackCache":
         if minutes <= 0 or max_bytes <= 0:
             return cls(None)
         try:
-            return cls(install_script(PROGRAM, target_dir), minutes, min_free_bytes, max_bytes)
+            program = install_script(PROGRAM, target_dir)
         except OSError:
             log.exception("cannot install the pack cache in %s: packs are made for every clone", target_dir)
             return cls(None)
+        return cls(program, minutes, min_free_bytes, max_bytes, min_repository_bytes)
 
-    def git_options(self, cache_dir: Path, repo_id: str, request: Iterable[bytes]) -> tuple[list[str], dict[str, str]]:
+    def git_options(self, cache_dir: Path, repo_path: Path, repo_id: str,
+                    request: Iterable[bytes]) -> tuple[list[str], dict[str, str]]:
         """upload-pack's extra arguments and environment for `request` (its whole body, or a stream when
         large): the hook for a request that repeats, nothing otherwise."""
-        if self.program is None or not isinstance(request, list) or not is_fetch_from_nothing(request):
+        if (self.program is None or not isinstance(request, list) or not is_fetch_from_nothing(request)
+                or packed_size(repo_path) < self.min_repository_bytes):
             return [], {}
-        try:
-            cache_dir.mkdir(exist_ok=True)
-            if shutil.disk_usage(cache_dir).free < self.min_free_bytes:
-                return [], {}
-        except OSError:
-            return [], {}
-        return (["-c", f"uploadpack.packObjectsHook={self.program}"],
+        # git runs the hook through the shell
+        return (["-c", f"uploadpack.packObjectsHook={shlex.quote(str(self.program))}"],
                 {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": repo_id,
-                 "DRIFTSTONE_PACK_CACHE_MINUTES": str(self.minutes), "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(self.max_bytes)})
+                 "DRIFTSTONE_PACK_CACHE_MINUTES": str(self.minutes),
+                 "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(self.max_bytes),
+                 "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(self.min_free_bytes)})
+
+
+def packed_size(repo_path: Path) -> int:
+    """Bytes in the repository's packs (0 when it cannot be read: git will say what is wrong)."""
+    try:
+        with os.scandir(repo_path / "objects" / "pack") as entries:
+            return sum(entry.stat().st_size for entry in entries if entry.name.endswith(".pack"))
+    except OSError:
+        return 0
 
 
 def is_fetch_from_nothing(request: list[bytes]) -> bool:

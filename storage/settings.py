@@ -38,6 +38,7 @@ class Settings(BaseModel):
     pack_cache_minutes: int = Field(default=10, ge=0)  # how long a clone's pack is kept to send again; 0: never
     pack_cache_min_free: int = Field(default=2048 * MiB, ge=0)  # bytes of free disk below which none is kept
     pack_cache_max_bytes: int = Field(default=4096 * MiB, ge=0)  # all kept packs together; the oldest go first
+    pack_cache_min_repository_size: int = Field(default=4 * MiB, ge=0)  # packs of smaller repositories: not kept
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
     database_pool_size: int = Field(default=POOL_SIZE, gt=0)

@@ -42,11 +42,15 @@ def counted(tmp_path) -> tuple[list[str], Path]:
     return [str(wrapper), *PACK_OBJECTS], log
 
 
-def run_hook(repo: Path, cache: Path, command: list[str], stdin: bytes, minutes: int = 10, max_bytes: int = 2**30):
-    env = {"PATH": os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
-           "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID, "DRIFTSTONE_PACK_CACHE_MINUTES": str(minutes),
-           "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(max_bytes)}
-    return subprocess.run([str(PROGRAM), *command], cwd=repo, env=env, input=stdin, capture_output=True, timeout=60)
+def hook_env(cache: Path, minutes: int = 10, max_bytes: int = 2**30, min_free: int = 0) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
+            "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID, "DRIFTSTONE_PACK_CACHE_MINUTES": str(minutes),
+            "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(max_bytes), "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(min_free)}
+
+
+def run_hook(repo: Path, cache: Path, command: list[str], stdin: bytes, **settings):
+    return subprocess.run([str(PROGRAM), *command], cwd=repo, env=hook_env(cache, **settings), input=stdin,
+                          capture_output=True, timeout=60)
 
 
 def wanted(repo: Path, *refs: str) -> bytes:
@@ -164,21 +168,89 @@ def test_the_newest_packs_are_kept_within_the_budget(repo, tmp_path, counted):
     assert runs(log) == 4  # the oldest did not
 
 
-def test_simultaneous_runs_of_one_input_make_one_pack(repo, tmp_path):
-    """The first holds the key's lock while git runs; the others wait for its pack instead of making theirs."""
+def test_simultaneous_runs_of_one_input_keep_one_pack_and_wait_for_none(repo, tmp_path):
+    """The first keeps its pack; the others make their own meanwhile instead of waiting for it (the first is
+    sent at its client's pace)."""
     log = tmp_path / "runs.log"
     slow = tmp_path / "slow-pack-objects"
     slow.write_text(f'#!/bin/bash\necho run >> "{log}"\nsleep 1\nexec "$@"\n')
     slow.chmod(0o755)
     cache = tmp_path / "cache"
-    env = {"PATH": os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
-           "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID}
-    procs = [subprocess.Popen([str(PROGRAM), str(slow), *PACK_OBJECTS], cwd=repo, env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE) for _ in range(4)]
-    outputs = [proc.communicate(wanted(repo, "main"), timeout=60)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0] * 4
+    procs = [subprocess.Popen([str(PROGRAM), str(slow), *PACK_OBJECTS], cwd=repo, env=hook_env(cache),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(4)]
+    for proc in procs:  # all asking at once (the packs are small: no pipe fills up meanwhile)
+        proc.stdin.write(wanted(repo, "main"))
+        proc.stdin.close()
+    outputs = [proc.stdout.read() for proc in procs]
+    assert [proc.wait(timeout=60) for proc in procs] == [0] * 4
     assert len(set(outputs)) == 1 and outputs[0].startswith(b"PACK")
-    assert runs(log) == 1
+    assert runs(log) == 4
+    assert len(wait_for_kept(cache)) == 1
+    time.sleep(0.2)
+    assert list(cache.glob("*partial*")) == []
+
+
+def test_a_client_that_reads_slowly_holds_up_no_other(repo, tmp_path, counted):
+    command, log = counted
+    cache = tmp_path / "cache"
+    big = tmp_path / "work" / "big.bin"
+    big.write_bytes(os.urandom(4 * 1024 * 1024))  # more than the pipes between git and its client hold
+    subprocess.run(["git", "-C", str(big.parent), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(big.parent), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"],
+                   check=True)
+    subprocess.run(["git", "-C", str(big.parent), "push", "-q", str(repo), "main"], check=True)
+    stalled = subprocess.Popen([str(PROGRAM), *command], cwd=repo, env=hook_env(cache), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    stalled.stdin.write(wanted(repo, "main"))
+    stalled.stdin.close()
+    deadline = time.monotonic() + 10
+    while runs(log) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        started = time.monotonic()
+        other = run_hook(repo, cache, command, wanted(repo, "main"))
+        assert other.returncode == 0 and other.stdout.startswith(b"PACK")
+        assert time.monotonic() - started < 8  # not held until the stalled one reads on (no timing target)
+    finally:
+        whole = stalled.stdout.read()
+        stalled.wait(timeout=60)
+    assert stalled.returncode == 0 and whole == other.stdout
+    assert len(wait_for_kept(cache)) == 1
+
+
+def test_a_sparse_filter_is_never_answered_from_a_kept_pack(repo, tmp_path, counted):
+    """sparse:oid names a revision, which the refs of the moment resolve: the same request may mean other files."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        result = run_hook(repo, cache, [*command, "--filter=sparse:oid=main:file0.txt"], wanted(repo, "main"))
+        assert result.returncode == 0
+    assert runs(log) == 2
+    assert not cache.exists() or list(cache.glob("*.pack")) == []
+
+
+def test_nothing_is_kept_while_the_disk_is_short_of_its_floor(repo, tmp_path, counted):
+    command, log = counted
+    cache = tmp_path / "cache"
+    first = run_hook(repo, cache, command, wanted(repo, "main"), min_free=2**62)
+    second = run_hook(repo, cache, command, wanted(repo, "main"), min_free=2**62)
+    assert first.returncode == second.returncode == 0 and first.stdout == second.stdout
+    assert runs(log) == 2
+    assert list(cache.glob("*.pack")) == [] and list(cache.glob("*partial*")) == []
+
+
+def test_the_program_says_nothing_of_its_own_to_the_client(repo, tmp_path, counted):
+    """What it prints goes to the client as "remote:" lines; a kept pack whose name is gone meanwhile is made
+    again, not answered with cat's error naming the server's paths."""
+    command, _ = counted
+    cache = tmp_path / "cache"
+    first = run_hook(repo, cache, command, wanted(repo, "main"))
+    [kept] = wait_for_kept(cache)
+    kept.unlink()
+    (cache / f"{REPO_ID}.unreadable.pack").mkdir()  # and a name the budget's sweep cannot remove as a file
+    again = run_hook(repo, cache, command, wanted(repo, "main"))
+    assert again.returncode == 0 and again.stdout == first.stdout
+    assert first.stderr == again.stderr == b""
 
 
 def test_only_fetches_without_objects_the_client_has_are_cached():
@@ -198,23 +270,37 @@ def test_only_fetches_without_objects_the_client_has_are_cached():
     assert not is_fetch_from_nothing([b"0000"]) and not is_fetch_from_nothing([])
 
 
-def test_the_server_uses_the_cache_only_where_it_can(tmp_path):
+def test_the_server_uses_the_cache_only_where_it_can(repo, tmp_path):
     cache_dir = tmp_path / ".kept-packs"
     clone = [encode(b"want " + b"a" * 40 + b"\n"), b"0000", encode(b"done\n")]
-    on = PackCache(PROGRAM, minutes=5, min_free_bytes=0, max_bytes=1000)
-    args, env = on.git_options(cache_dir, REPO_ID, clone)
+    on = PackCache(PROGRAM, minutes=5, min_free_bytes=7, max_bytes=1000, min_repository_bytes=0)
+    args, env = on.git_options(cache_dir, repo, REPO_ID, clone)
     assert args == ["-c", f"uploadpack.packObjectsHook={PROGRAM}"]
     assert env == {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID,
-                   "DRIFTSTONE_PACK_CACHE_MINUTES": "5", "DRIFTSTONE_PACK_CACHE_MAX_BYTES": "1000"}
-    assert cache_dir.is_dir()
-    assert on.git_options(cache_dir, REPO_ID, iter(clone)) == ([], {})  # a body too large to read whole first
-    assert PackCache(None).git_options(cache_dir, REPO_ID, clone) == ([], {})
-    full_disk = PackCache(PROGRAM, minutes=5, min_free_bytes=2**62)
-    assert full_disk.git_options(cache_dir, REPO_ID, clone) == ([], {})
-    assert PackCache.install(tmp_path / "programs", 0, 0, 1000).program is None
-    assert PackCache.install(tmp_path / "programs", 10, 0, 0).program is None
-    installed = PackCache.install(tmp_path / "programs", 10, 0, 1000).program
+                   "DRIFTSTONE_PACK_CACHE_MINUTES": "5", "DRIFTSTONE_PACK_CACHE_MAX_BYTES": "1000",
+                   "DRIFTSTONE_PACK_CACHE_MIN_FREE": "7"}
+    assert on.git_options(cache_dir, repo, REPO_ID, iter(clone)) == ([], {})  # a body too large to read first
+    assert PackCache(None).git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
+    small = PackCache(PROGRAM, minutes=5, min_repository_bytes=10 * 1024 * 1024)  # the repository: a few KiB
+    assert small.git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
+    assert PackCache.install(tmp_path / "programs", 0, 0, 1000, 0).program is None
+    assert PackCache.install(tmp_path / "programs", 10, 0, 0, 0).program is None
+    installed = PackCache.install(tmp_path / "programs", 10, 0, 1000, 0).program
     assert installed is not None and os.access(installed, os.X_OK)
+
+
+def test_a_program_path_with_spaces_and_quotes_reaches_git_whole(repo, tmp_path):
+    """git runs uploadpack.packObjectsHook through the shell: a data dir's name must not split it."""
+    cache = PackCache.install(tmp_path / "data dir's $HOME" / "git-programs", 10, 0, 2**30, 0)
+    clone = [encode(b"want " + subprocess.check_output(["git", "-C", str(repo), "rev-parse", "main"]).strip()
+                    + b"\n"), b"0000", encode(b"done\n")]
+    kept = tmp_path / "kept"
+    args, env = cache.git_options(kept, repo, REPO_ID, clone)
+    result = subprocess.run(["git", *args, "upload-pack", "--stateless-rpc", "."], cwd=repo,
+                            env={**os.environ, **env}, input=b"".join(clone), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert b"PACK" in result.stdout
+    assert len(wait_for_kept(kept)) == 1
 
 
 def test_deleting_a_repository_deletes_its_kept_packs_only(tmp_path):
