@@ -188,6 +188,11 @@ class Driftstone(_Process):
     def url(self, name: str) -> str:
         return f"http://{USER}:{self.key}@{HOST}:{self.port}/{self.org}/{name}.git"
 
+    def forget_kept_packs(self, name: str) -> None:
+        """Empty the repository's pack cache (server/pack_cache.py): the next clone makes its pack again."""
+        for kept in (self.data_dir / "repos" / ".kept-packs").glob(self.paths[name].name.removesuffix(".git") + ".*"):
+            kept.unlink(missing_ok=True)
+
     def repo_path(self, name: str) -> Path:
         return self.paths[name]
 
