@@ -44,13 +44,14 @@ def run_checks(ctx: ChangeContext, updates: Sequence[RefUpdate], session=None) -
         return _first_rejections(ctx, updates, session)
     if ctx.source == "push":
         start_finding_new_paths(ctx, updates)
+    lock_wait = ctx.settings.database_lock_wait
     for delay in CHECK_RETRY_DELAYS:
         try:
-            with ctx.db.session() as own_session:
+            with ctx.db.session(lock_wait) as own_session:
                 return _first_rejections_of_present(ctx, updates, own_session)
         except OperationalError:
             time.sleep(delay)
-    with ctx.db.session() as own_session:
+    with ctx.db.session(lock_wait) as own_session:
         return _first_rejections_of_present(ctx, updates, own_session)
 
 
@@ -88,7 +89,7 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
         return
     for delay in (*EFFECT_RETRY_DELAYS, None):
         try:
-            with ctx.db.session() as own_session:
+            with ctx.db.session(ctx.settings.database_lock_wait) as own_session:
                 for effect in EFFECTS:
                     effect(ctx, applied, own_session)
             return
@@ -103,8 +104,8 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
 
 
 def _ask_for_reconcile(ctx: ChangeContext) -> None:
-    """The refs moved and their rows were not written: a job rebuilds them from the refs (tried again over ~20 s
-    if the database is still away), where they waited for an operator's `driftstone admin reconcile`."""
+    """The refs moved and their rows were not written: a job rebuilds them from the refs (tried again for ~50
+    minutes while the database is away), where they waited for an operator's `driftstone admin reconcile`."""
     if ctx.db.jobs is None:
         return
     try:

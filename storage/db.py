@@ -5,7 +5,7 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -73,9 +73,13 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, lock_wait: float | None = None) -> Iterator[Session]:
+        """A session committed at the end, rolled back on any error. `lock_wait`: seconds any statement of it may
+        wait for a lock on PostgreSQL before it fails with an OperationalError (SQLite has its busy timeout)."""
         session = self._sessions()
         try:
+            if lock_wait is not None and self.engine.dialect.name == "postgresql":
+                session.execute(select(func.set_config("lock_timeout", f"{max(1, round(lock_wait * 1000))}ms", True)))
             yield session
             session.commit()
         except BaseException as error:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import heapq
 import importlib
+import itertools
 import logging
 import os
 import queue
@@ -16,7 +18,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS = (1, 5, 15)
@@ -27,7 +29,7 @@ class JobRequest:
     func: str
     args: tuple
     job_id: str
-    retry_delays: tuple[int, ...] = RETRY_DELAYS  # between rq's tries (this process's own runner keeps RETRY_DELAYS)
+    retry_delays: tuple[float, ...] = RETRY_DELAYS  # between tries, on rq and in this process alike
 
 
 class JobQueue(Protocol):
@@ -52,40 +54,93 @@ def defer(session, func: str, *args, job_id: str | None = None) -> None:
 
 @dataclass
 class InProcessQueue:
-    """One daemon thread running jobs in order, retrying each up to len(RETRY_DELAYS) times."""
+    """One daemon thread running jobs in order. A job that fails runs again after each of its retry delays; a
+    second thread holds the waiting ones, so a retry due in half an hour holds up no other job."""
 
-    _queue: "queue.Queue[JobRequest]" = field(default_factory=queue.Queue)
+    _queue: "queue.Queue[tuple[JobRequest, int]]" = field(default_factory=queue.Queue)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _retries: "RetryTimer | None" = None
 
     def enqueue(self, job: JobRequest) -> None:
+        self._put(job, 0)
+
+    def join(self) -> None:
+        """Wait for the queued jobs and the retries they asked for."""
+        while True:
+            self._queue.join()
+            if self._retries is None or not self._retries.wait_until_none_waits():
+                return
+
+    def _put(self, job: JobRequest, attempt: int) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._work, name="driftstone-jobs", daemon=True)
                 self._thread.start()
-        self._queue.put(job)
-
-    def join(self) -> None:
-        self._queue.join()
+        self._queue.put((job, attempt))
 
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
+            job, attempt = self._queue.get()
             try:
-                run_with_retries(job)
+                if not run_once(job, attempt) and attempt < len(job.retry_delays):
+                    with self._lock:
+                        if self._retries is None:
+                            self._retries = RetryTimer(self._put)
+                    self._retries.schedule(job, attempt + 1, job.retry_delays[attempt])
             finally:
                 self._queue.task_done()
 
 
-def run_with_retries(job: JobRequest, delays=RETRY_DELAYS) -> None:
-    for attempt in range(len(delays) + 1):
-        try:
-            resolve(job.func)(*job.args)
-            return
-        except Exception:
-            log.exception("job %s failed (attempt %d)", job.job_id, attempt + 1)
-            if attempt < len(delays):
-                time.sleep(delays[attempt])
+def run_once(job: JobRequest, attempt: int = 0) -> bool:
+    """Run `job`; whether it succeeded (a failure is logged)."""
+    try:
+        resolve(job.func)(*job.args)
+        return True
+    except Exception:
+        tries = len(job.retry_delays) + 1
+        log.exception("job %s failed (try %d of %d%s)", job.job_id, attempt + 1, tries,
+                      ", given up" if attempt + 1 >= tries else "")
+        return False
+
+
+class RetryTimer:
+    """Puts failed jobs back on their queue once their delay is over: one thread for all of them, and one
+    waiting retry per job id (a job asked for again while its retry waits is the same job)."""
+
+    def __init__(self, put: Callable[[JobRequest, int], None]):
+        self._put = put
+        self._waiting: list[tuple[float, int, JobRequest, int]] = []
+        self._waiting_ids: set[str] = set()
+        self._changed = threading.Condition()
+        self._order = itertools.count()
+        threading.Thread(target=self._run, name="driftstone-job-retries", daemon=True).start()
+
+    def schedule(self, job: JobRequest, attempt: int, delay: float) -> None:
+        with self._changed:
+            if job.job_id in self._waiting_ids:
+                return
+            self._waiting_ids.add(job.job_id)
+            heapq.heappush(self._waiting, (time.monotonic() + delay, next(self._order), job, attempt))
+            self._changed.notify_all()
+
+    def wait_until_none_waits(self) -> bool:
+        """Block until no retry waits; whether one did."""
+        with self._changed:
+            if not self._waiting:
+                return False
+            self._changed.wait_for(lambda: not self._waiting)
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._waiting or self._waiting[0][0] > time.monotonic():
+                    self._changed.wait(self._waiting[0][0] - time.monotonic() if self._waiting else None)
+                _, _, job, attempt = heapq.heappop(self._waiting)
+                self._waiting_ids.discard(job.job_id)
+                self._put(job, attempt)  # queued before anyone sees it gone from here (join)
+                self._changed.notify_all()
 
 
 JOB_TIMEOUT = 7 * 3600  # rq's default (180 s) killed every repack of a large repository; git's own limit is 6 h

@@ -41,6 +41,9 @@ class Settings(BaseModel):
     pack_cache_min_repository_size: int = Field(default=4 * MiB, ge=0)  # packs of smaller repositories: not kept
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
+    # seconds a push's checks or effects wait for a database lock (PostgreSQL) before trying again: a table locked
+    # for minutes (a migration, VACUUM FULL) kept a push whose ref had moved waiting that long for "ok"
+    database_lock_wait: float = Field(default=10, gt=0)
     database_pool_size: int = Field(default=POOL_SIZE, gt=0)
     database_max_overflow: int = Field(default=MAX_OVERFLOW, ge=0)
 

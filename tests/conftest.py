@@ -67,7 +67,7 @@ def server(tmp_path_factory):
 def small_limits_server(tmp_path_factory):
     """A second server with tight limits: object and push sizes (the push's objects inflate to 24 MiB at most),
     housekeeping after 3 packs or 20 ref updates, 2 s for a request that sends nothing or for a request head, a
-    body held to 4 s of waiting plus 1 s per 2,000 bytes."""
+    body held to 4 s of waiting plus 1 s per 2,000 bytes, 1 s of waiting for a database lock (PostgreSQL)."""
     running, drops = _server(tmp_path_factory, "limits", {
         "DRIFTSTONE_MAX_OBJECT_SIZE": str(1024 * 1024),
         "DRIFTSTONE_MAX_PUSH_SIZE": str(8 * 1024 * 1024),
@@ -78,6 +78,7 @@ def small_limits_server(tmp_path_factory):
         "DRIFTSTONE_REQUEST_HEAD_TIMEOUT": "2",
         "DRIFTSTONE_REQUEST_BODY_GRACE": "4",
         "DRIFTSTONE_REQUEST_BODY_MIN_RATE": "2000",
+        "DRIFTSTONE_DATABASE_LOCK_WAIT": "1",
     })
     yield running
     running.stop()

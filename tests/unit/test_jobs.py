@@ -54,11 +54,64 @@ def test_rolled_back_transaction_enqueues_nothing(db):
     assert CALLS == []
 
 
-def test_in_process_jobs_are_retried():
-    CALLS.clear()
+def always_fails(*args):
+    CALLS.append(("failed", *args))
+    raise RuntimeError("still away")
+
+
+def test_a_failed_in_process_job_runs_again_after_its_delays_and_holds_up_no_other(db):
+    """The one job thread slept through each retry delay, so every job queued behind a failing one waited."""
+    _, queue = db
     FAILURES["left"] = 2
-    jobs.run_with_retries(jobs.JobRequest("tests.unit.test_jobs.flaky", (7,), "flaky-7"), delays=(0, 0, 0))
-    assert CALLS == [("flaky", 7)]
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.flaky", (7,), "flaky-7", retry_delays=(0.5, 0.5)))
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.record", ("after",), "record-after"))
+    deadline = time.monotonic() + 5
+    while ("after",) not in CALLS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert CALLS == [("after",)]  # ran while the failed job waited for its retry
+    queue.join()  # waits for the retries too
+    assert CALLS == [("after",), ("flaky", 7)]
+    assert FAILURES["left"] == 0
+
+
+def test_an_in_process_job_is_given_up_after_its_last_delay(db, caplog):
+    _, queue = db
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.always_fails", ("x",), "fails-x", retry_delays=(0.01,) * 3))
+    queue.join()
+    assert CALLS == [("failed", "x")] * 4
+    assert "given up" in caplog.text
+
+
+def test_a_job_asked_for_again_while_its_retry_waits_waits_once(db):
+    _, queue = db
+    request = jobs.JobRequest("tests.unit.test_jobs.always_fails", ("y",), "fails-y", retry_delays=(0.3,))
+    queue.enqueue(request)
+    queue.enqueue(request)
+    queue.join()
+    assert CALLS == [("failed", "y")] * 3  # two tries, one retry
+
+
+def test_a_reconcile_asked_for_in_process_is_tried_again_for_most_of_an_hour(db, monkeypatch):
+    """Without Redis, the reconcile after lost effects was given up after ~21 s (the in-process runner kept its
+    own short delays): rows stayed behind their refs once the database had been away longer."""
+    from types import SimpleNamespace
+
+    from hooks import pipeline
+
+    database, queue = db
+    waited: list[float] = []
+    real_schedule = jobs.RetryTimer.schedule
+
+    def schedule(self, job, attempt, delay):
+        waited.append(delay)
+        real_schedule(self, job, attempt, 0.01)
+
+    monkeypatch.setattr(jobs.RetryTimer, "schedule", schedule)
+    monkeypatch.setattr(pipeline, "RECONCILE_JOB", "tests.unit.test_jobs.always_fails")
+    pipeline._ask_for_reconcile(SimpleNamespace(db=database, repo=SimpleNamespace(id="repo_" + "d" * 24)))
+    queue.join()
+    assert len(CALLS) == len(pipeline.RECONCILE_RETRY_DELAYS) + 1
+    assert waited == list(pipeline.RECONCILE_RETRY_DELAYS) and sum(waited) >= 45 * 60
 
 
 def test_job_ids_are_valid_for_rq():
