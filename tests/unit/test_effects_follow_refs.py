@@ -106,11 +106,11 @@ def test_effects_are_tried_again_when_the_database_turns_a_connection_down(repo,
     real_session, refusals = ctx.db.session, [1, 1]
 
     @contextmanager
-    def refusing_session():
+    def refusing_session(*args, **kwargs):
         if refusals:
             refusals.pop()
             raise OperationalError("connect", {}, Exception("FATAL: sorry, too many clients already"))
-        with real_session() as session:
+        with real_session(*args, **kwargs) as session:
             yield session
 
     monkeypatch.setattr(ctx.db, "session", refusing_session)
@@ -137,8 +137,8 @@ def test_a_pushs_checks_are_tried_again_when_the_database_drops_the_connection(r
     real_session, refusals = ctx.db.session, [1, 1]
 
     @contextmanager
-    def dropping_session():
-        with real_session() as session:
+    def dropping_session(*args, **kwargs):
+        with real_session(*args, **kwargs) as session:
             if refusals:
                 refusals.pop()
                 raise OperationalError("select", {}, Exception("server closed the connection unexpectedly"))
@@ -168,7 +168,7 @@ def test_effects_the_database_kept_out_are_rebuilt_by_a_reconcile_job(repo, monk
     real_session = ctx.db.session
 
     @contextmanager
-    def away():
+    def away(*args, **kwargs):
         raise OperationalError("select", {}, Exception("the database is starting up"))
         yield
 
