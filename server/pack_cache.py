@@ -49,15 +49,18 @@ class PackCache:
                     request: Iterable[bytes]) -> tuple[list[str], dict[str, str]]:
         """upload-pack's extra arguments and environment for `request` (its whole body, or a stream when
         large): the hook for a request that repeats, nothing otherwise."""
-        if (self.program is None or not isinstance(request, list) or not is_fetch_from_nothing(request)
-                or packed_size(repo_path) < self.min_repository_bytes):
+        if self.program is None or not isinstance(request, list) or not is_fetch_from_nothing(request):
+            return [], {}
+        repository_bytes = packed_size(repo_path)
+        if repository_bytes < self.min_repository_bytes:
             return [], {}
         # git runs the hook through the shell
         return (["-c", f"uploadpack.packObjectsHook={shlex.quote(str(self.program))}"],
                 {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": repo_id,
                  "DRIFTSTONE_PACK_CACHE_MINUTES": str(self.minutes),
                  "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(self.max_bytes),
-                 "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(self.min_free_bytes)})
+                 "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(self.min_free_bytes),
+                 "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(repository_bytes)})
 
 
 def packed_size(repo_path: Path) -> int:

@@ -73,7 +73,10 @@ def test_partial_shallow_and_whole_clones_each_get_their_own_pack(seeded, server
     repo, work = seeded
     url = tenant.url(repo)
     clone(git, url, tmp_path / "partial", "--filter=blob:none", "--no-checkout")
-    shallow = [clone(git, url, tmp_path / f"shallow{i}", "--depth", "1") for i in range(2)]
+    kept_packs(server, tenant, repo, 1)
+    shallow = [clone(git, url, tmp_path / "shallow0", "--depth", "1")]
+    kept_packs(server, tenant, repo, 2)  # in place once made durable, after the clone had it
+    shallow.append(clone(git, url, tmp_path / "shallow1", "--depth", "1"))
     whole = clone(git, url, tmp_path / "whole", "--no-checkout")
     assert PACK_MADE in whole and PACK_MADE in shallow[0] and PACK_MADE not in shallow[1]
     for i in range(2):
@@ -136,6 +139,18 @@ def test_simultaneous_clones_all_get_their_pack_and_one_is_kept(seeded, server, 
         git("fsck", "--strict", cwd=tmp_path / f"c{i}")
     assert len(kept_packs(server, tenant, repo, 1)) == 1
     assert PACK_MADE not in clone(git, tenant.url(repo), tmp_path / "after", "--bare")
+
+
+def test_a_shallow_clone_gets_a_tag_made_since_the_last_one(seeded, server, tenant, git, tmp_path):
+    """A shallow clone asks for one branch; git adds the annotated tags that point into what it sends, as the
+    refs stand. A pack kept before a new tag must not be sent after it (CI's `git describe` would go wrong)."""
+    repo, work = seeded
+    clone(git, tenant.url(repo), tmp_path / "before", "--depth", "1")
+    kept_packs(server, tenant, repo, 1)
+    git("tag", "-a", "v2.0", "-m", "next", cwd=work)
+    git("push", "-q", tenant.url(repo), "v2.0", cwd=work)
+    clone(git, tenant.url(repo), tmp_path / "after", "--depth", "1")
+    assert "v2.0" in git.out("tag", cwd=tmp_path / "after").split()
 
 
 def test_repositories_do_not_share_kept_packs(seeded, server, tenant, git, tmp_path):

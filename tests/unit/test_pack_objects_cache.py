@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.pack_cache import PROGRAM, PackCache, is_fetch_from_nothing
+from server.pack_cache import PROGRAM, PackCache, is_fetch_from_nothing, packed_size
 from server.pktline import encode
 from storage.repo_store import RepoStore
 
@@ -42,10 +42,12 @@ def counted(tmp_path) -> tuple[list[str], Path]:
     return [str(wrapper), *PACK_OBJECTS], log
 
 
-def hook_env(cache: Path, minutes: int = 10, max_bytes: int = 2**30, min_free: int = 0) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
+def hook_env(cache: Path, minutes: int = 10, max_bytes: int = 2**30, min_free: int = 0, repository_size: int = 0,
+             path: str | None = None) -> dict[str, str]:
+    return {"PATH": path or os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
             "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID, "DRIFTSTONE_PACK_CACHE_MINUTES": str(minutes),
-            "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(max_bytes), "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(min_free)}
+            "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(max_bytes), "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(min_free),
+            "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(repository_size)}
 
 
 def run_hook(repo: Path, cache: Path, command: list[str], stdin: bytes, **settings):
@@ -218,15 +220,106 @@ def test_a_client_that_reads_slowly_holds_up_no_other(repo, tmp_path, counted):
     assert len(wait_for_kept(cache)) == 1
 
 
-def test_a_sparse_filter_is_never_answered_from_a_kept_pack(repo, tmp_path, counted):
-    """sparse:oid names a revision, which the refs of the moment resolve: the same request may mean other files."""
+@pytest.mark.parametrize("spec", ["sparse:oid=main:file0.txt", "combine:blob:none+sparse%3Aoid=main:file0.txt"])
+def test_a_filter_whose_result_the_refs_decide_is_never_answered_from_a_kept_pack(repo, tmp_path, counted, spec):
+    """sparse:oid names a revision, which the refs of the moment resolve: the same request may mean other files
+    (combine: may spell it percent-encoded). Only filters known to follow from the objects asked for are kept."""
     command, log = counted
     cache = tmp_path / "cache"
     for _ in range(2):
-        result = run_hook(repo, cache, [*command, "--filter=sparse:oid=main:file0.txt"], wanted(repo, "main"))
-        assert result.returncode == 0
+        run_hook(repo, cache, [*command, f"--filter={spec}"], wanted(repo, "main"))
     assert runs(log) == 2
     assert not cache.exists() or list(cache.glob("*.pack")) == []
+    for _ in range(2):
+        assert run_hook(repo, cache, [*command, "--filter=blob:limit=1k"], wanted(repo, "main")).returncode == 0
+        wait_for_kept(cache)
+    assert runs(log) == 3
+
+
+def test_a_tag_made_since_a_pack_was_kept_comes_with_the_next_clone(repo, tmp_path, counted):
+    """--include-tag adds the tags that point into the pack as the refs stand: a shallow or single-branch clone
+    after a new annotated tag must get it, not the pack kept before it."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    tagging = [*command, "--include-tag"]
+    run_hook(repo, cache, tagging, wanted(repo, "main"))
+    wait_for_kept(cache)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", "tag", "-a", "v9", "-m", "v9",
+                    "main"], check=True)
+    tag = subprocess.check_output(["git", "-C", str(repo), "rev-parse", "v9"]).strip()
+    after = run_hook(repo, cache, tagging, wanted(repo, "main"))
+    assert runs(log) == 2
+    listed = subprocess.run(["git", "index-pack", "--stdin", str(tmp_path / "t.pack")], input=after.stdout, cwd=repo,
+                            capture_output=True)
+    assert listed.returncode == 0
+    objects = subprocess.check_output(["git", "show-index"], stdin=open(tmp_path / "t.idx", "rb"))
+    assert tag in objects
+    run_hook(repo, cache, tagging, wanted(repo, "main"))
+    assert runs(log) == 2  # and that one is kept in its turn
+
+
+def test_a_failing_tool_keeps_nothing_and_shows_the_client_nothing(repo, tmp_path, counted):
+    """Without sha256sum every request had one empty key, and one repository's requests were answered with one
+    another's pack; the shell's messages (naming the server's paths) reached the client as "remote:" lines."""
+    command, log = counted
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("find", "mkdir", "cat", "git", "flock", "stat", "mktemp", "tee", "sync", "mv", "rm", "sort"):
+        found = subprocess.check_output(["bash", "-c", f"command -v {name}"]).decode().strip()
+        (tools / name).symlink_to(found)
+    env = hook_env(tmp_path / "cache", path=str(tools))
+    outputs = []
+    for ref in ("main", "main~2"):
+        result = subprocess.run([str(PROGRAM), *command], cwd=repo, env=env, input=wanted(repo, ref),
+                                capture_output=True, timeout=60)
+        assert result.returncode == 0 and result.stderr == b""
+        outputs.append(result.stdout)
+    assert outputs[0] != outputs[1] and runs(log) == 2
+    assert list((tmp_path / "cache").glob("*.pack")) == []
+
+
+def test_git_s_own_messages_still_reach_the_client(repo, tmp_path):
+    result = run_hook(repo, tmp_path / "cache", [*PACK_OBJECTS, "--progress"], wanted(repo, "main"))
+    assert result.returncode == 0 and b"Enumerating objects" in result.stderr
+
+
+def test_the_client_does_not_wait_for_the_pack_to_be_made_durable(repo, tmp_path, counted):
+    """upload-pack reads the program's output and messages to their end: a background step holding either
+    would hold the clone's answer until the pack is on disk."""
+    command, _ = counted
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    real_sync = subprocess.check_output(["bash", "-c", "command -v sync"]).decode().strip()
+    (tools / "sync").write_text(f'#!/bin/bash\nsleep 3\nexec {real_sync} "$@"\n')
+    (tools / "sync").chmod(0o755)
+    cache = tmp_path / "cache"
+    result = subprocess.run([str(PROGRAM), *command], cwd=repo, input=wanted(repo, "main"), capture_output=True,
+                            env=hook_env(cache, path=f"{tools}:{os.environ['PATH']}"), timeout=60)
+    assert result.returncode == 0
+    assert list(cache.glob("*.pack")) == []  # still being made durable: the client had its pack before
+    assert len(wait_for_kept(cache)) == 1
+
+
+def test_nothing_is_kept_while_every_keeper_slot_is_taken_or_the_disk_lacks_room(repo, tmp_path, counted):
+    """At most four packs are written at once, server-wide, and only with room for four of the repository's size
+    above the floor: concurrent clones with distinct keys could otherwise fill the disk pushes need."""
+    import fcntl
+
+    command, log = counted
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    held = [open(cache / f"keeper.{n}.lock", "a") for n in range(1, 5)]
+    for handle in held:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert run_hook(repo, cache, command, wanted(repo, "main")).returncode == 0
+    finally:
+        for handle in held:
+            handle.close()
+    assert run_hook(repo, cache, command, wanted(repo, "main"), repository_size=2**60).returncode == 0
+    assert runs(log) == 2
+    time.sleep(0.2)
+    assert list(cache.glob("*.pack")) == []
 
 
 def test_nothing_is_kept_while_the_disk_is_short_of_its_floor(repo, tmp_path, counted):
@@ -278,7 +371,8 @@ def test_the_server_uses_the_cache_only_where_it_can(repo, tmp_path):
     assert args == ["-c", f"uploadpack.packObjectsHook={PROGRAM}"]
     assert env == {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID,
                    "DRIFTSTONE_PACK_CACHE_MINUTES": "5", "DRIFTSTONE_PACK_CACHE_MAX_BYTES": "1000",
-                   "DRIFTSTONE_PACK_CACHE_MIN_FREE": "7"}
+                   "DRIFTSTONE_PACK_CACHE_MIN_FREE": "7",
+                   "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(packed_size(repo))}
     assert on.git_options(cache_dir, repo, REPO_ID, iter(clone)) == ([], {})  # a body too large to read first
     assert PackCache(None).git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
     small = PackCache(PROGRAM, minutes=5, min_repository_bytes=10 * 1024 * 1024)  # the repository: a few KiB
