@@ -17,6 +17,7 @@ import re
 import signal
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -52,7 +53,7 @@ def defer(session, func: str, *args, job_id: str | None = None) -> None:
     session.info.setdefault("deferred_jobs", []).append(JobRequest(func, tuple(args), job_id))
 
 
-@dataclass
+@dataclass(eq=False)
 class InProcessQueue:
     """One daemon thread running jobs in order. A job that fails runs again after each of its retry delays; a
     second thread holds the waiting ones, so a retry due in half an hour holds up no other job."""
@@ -62,8 +63,18 @@ class InProcessQueue:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _retries: "RetryTimer | None" = None
 
+    def __post_init__(self) -> None:
+        _QUEUES.add(self)
+
     def enqueue(self, job: JobRequest) -> None:
         self._put(job, 0)
+
+    def forget_threads(self) -> None:
+        """In a forked child: the parent's threads are not there, and its queue and locks may be mid-use."""
+        self._queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = None
+        self._retries = None
 
     def join(self) -> None:
         """Wait for the queued jobs and the retries they asked for."""
@@ -90,6 +101,10 @@ class InProcessQueue:
                     self._retries.schedule(job, attempt + 1, job.retry_delays[attempt])
             finally:
                 self._queue.task_done()
+
+
+_QUEUES: "weakref.WeakSet[InProcessQueue]" = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [q.forget_threads() for q in list(_QUEUES)])
 
 
 def run_once(job: JobRequest, attempt: int = 0) -> bool:
@@ -139,7 +154,10 @@ class RetryTimer:
                     self._changed.wait(self._waiting[0][0] - time.monotonic() if self._waiting else None)
                 _, _, job, attempt = heapq.heappop(self._waiting)
                 self._waiting_ids.discard(job.job_id)
-                self._put(job, attempt)  # queued before anyone sees it gone from here (join)
+                try:
+                    self._put(job, attempt)  # queued before anyone sees it gone from here (join)
+                except Exception:  # the job thread could not be started: this one goes, the others still wait
+                    log.exception("job %s could not be queued again; it is given up", job.job_id)
                 self._changed.notify_all()
 
 

@@ -446,3 +446,55 @@ def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_
     assert queued.func_name == pipeline.RECONCILE_JOB
     assert queued.retries_left == len(pipeline.RECONCILE_RETRY_DELAYS)
     assert sum(queued.retry_intervals) >= 45 * 60
+
+
+def test_a_retry_that_cannot_be_queued_again_is_given_up_and_the_others_still_run(db, monkeypatch):
+    """The retry thread died with the first job it could not put back (no thread left to run it), and join()
+    then waited for good on every retry behind it."""
+    _, queue = db
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.always_fails", ("a",), "fails-a", retry_delays=(0.05,)))
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.always_fails", ("b",), "fails-b", retry_delays=(0.2,)))
+    real_put = queue._put
+
+    def put(job, attempt):
+        if job.job_id == "fails-a" and attempt:
+            raise RuntimeError("can't start new thread")
+        real_put(job, attempt)
+
+    deadline = time.monotonic() + 5
+    while queue._retries is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    monkeypatch.setattr(queue._retries, "_put", put)
+    queue.join()
+    assert sorted(CALLS) == [("failed", "a"), ("failed", "b"), ("failed", "b")]
+
+
+def test_a_forked_child_runs_its_own_jobs(db, tmp_path):
+    """A child forked while the parent's job thread ran had no such thread, yet the queue said it had one, so
+    its jobs waited for good (gunicorn forks its workers from a master that may have built the application)."""
+    _, queue = db
+    queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.record", ("parent",), "record-parent"))
+    queue.join()
+    marker = tmp_path / "child-ran"
+    pid = os.fork()
+    if pid == 0:  # the child: run one job, then leave without pytest's teardown
+        try:
+            queue.enqueue(jobs.JobRequest("tests.unit.test_jobs.touch", (str(marker),), "touch-child"))
+            queue.join()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's job never ran")
+    assert status == 0 and marker.exists()
+
+
+def touch(path):
+    open(path, "w").close()
