@@ -174,6 +174,17 @@ def remote_ref(git, url: str, ref: str) -> str:
     return out.split()[0] if out else ""
 
 
+def seed_three_commits_and_a_tag(tenant, git, tmp_path: Path) -> tuple[str, Path]:
+    """A repository on the server with three commits on main and an annotated tag v1.0; (slug, work tree)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n", "src/app.py": "print(1)\n"})
+    git.commit(work, {"src/app.py": "print(2)\n"}, "second")
+    git.commit(work, {"docs/guide.md": "# guide\n"}, "third")
+    git("tag", "-a", "v1.0", "-m", "release", cwd=work)
+    git("push", "-q", tenant.url(repo), "main", "v1.0", cwd=work)
+    return repo, work
+
+
 def seed_two_commits(tenant, git, tmp_path: Path) -> tuple[str, Path]:
     """A repository on the server with two commits on main, pushed by the git CLI; (slug, work tree)."""
     repo = tenant.repo()

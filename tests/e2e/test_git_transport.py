@@ -3,19 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import seed_three_commits_and_a_tag
+
 PROTOCOLS = ["0", "1", "2"]
 
 
-@pytest.fixture
-def seeded(tenant, git, tmp_path):
-    """A repository on the server with three commits on main and a tag."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n", "src/app.py": "print(1)\n"})
-    git.commit(work, {"src/app.py": "print(2)\n"}, "second")
-    git.commit(work, {"docs/guide.md": "# guide\n"}, "third")
-    git("tag", "-a", "v1.0", "-m", "release", cwd=work)
-    git("push", "-q", tenant.url(repo), "main", "v1.0", cwd=work)
-    return repo, work
+seeded = pytest.fixture(seed_three_commits_and_a_tag, name="seeded")
 
 
 @pytest.mark.parametrize("version", PROTOCOLS)

@@ -10,21 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import repo_path
+from tests.support import repo_path, seed_three_commits_and_a_tag
 
 PROTOCOLS = ["0", "2"]
 PACK_MADE = b"Counting objects"  # pack-objects' progress, relayed by upload-pack
 
 
-@pytest.fixture
-def seeded(tenant, git, tmp_path):
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "seed", {"README.md": "hello\n", "src/app.py": "print(1)\n"})
-    git.commit(work, {"src/app.py": "print(2)\n"}, "second")
-    git.commit(work, {"docs/guide.md": "# guide\n"}, "third")
-    git("tag", "-a", "v1.0", "-m", "release", cwd=work)
-    git("push", "-q", tenant.url(repo), "main", "v1.0", cwd=work)
-    return repo, work
+seeded = pytest.fixture(seed_three_commits_and_a_tag, name="seeded")
 
 
 def kept_packs(server, tenant, repo: str, count: int | None = None) -> list[Path]:
