@@ -408,3 +408,105 @@ def test_deleting_a_repository_deletes_its_kept_packs_only(tmp_path):
     store.delete(REPO_ID)
     assert not store.path_for(REPO_ID).exists()
     assert sorted(p.name for p in store.kept_packs.iterdir()) == [f"{other}.1234.pack"]
+
+
+def test_an_old_keeper_slot_in_use_still_counts(repo, tmp_path, counted):
+    """The age sweep removed slot files a keeper still held, so a fifth keeper could start (and pass the free-disk
+    floor, which counts four)."""
+    import fcntl
+
+    command, log = counted
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    long_ago = time.time() - 11 * 60
+    held = []
+    for n in range(1, 5):
+        handle = open(cache / f"keeper.{n}.lock", "a")
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.utime(cache / f"keeper.{n}.lock", (long_ago, long_ago))
+        held.append(handle)
+    try:
+        assert run_hook(repo, cache, command, wanted(repo, "main")).returncode == 0
+        time.sleep(0.2)
+        assert list(cache.glob("*.pack")) == []
+        assert sorted(p.name for p in cache.glob("keeper.*")) == [f"keeper.{n}.lock" for n in range(1, 5)]
+    finally:
+        for handle in held:
+            handle.close()
+
+
+def test_a_run_that_keeps_nothing_lets_the_next_keep(repo, tmp_path):
+    """A run that found no keeper slot made its pack at its client's pace while holding the key's lock, so the
+    next identical clone kept nothing either."""
+    import fcntl
+
+    log = tmp_path / "runs.log"
+    slow = tmp_path / "slow-pack-objects"
+    slow.write_text(f'#!/bin/bash\necho run >> "{log}"\nsleep 2\nexec "$@"\n')
+    slow.chmod(0o755)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    held = [open(cache / f"keeper.{n}.lock", "a") for n in range(1, 5)]
+    for handle in held:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    first = subprocess.Popen([str(PROGRAM), str(slow), *PACK_OBJECTS], cwd=repo, env=hook_env(cache),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    first.stdin.write(wanted(repo, "main"))
+    first.stdin.close()
+    deadline = time.monotonic() + 10
+    while runs(log) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for handle in held:
+        handle.close()
+    second = run_hook(repo, cache, [str(slow), *PACK_OBJECTS], wanted(repo, "main"))  # the same key
+    first.stdout.read()
+    assert first.wait(timeout=60) == 0 and second.returncode == 0
+    assert len(wait_for_kept(cache)) == 1
+
+
+def test_a_part_of_the_key_that_cannot_be_read_keeps_nothing(repo, tmp_path, counted):
+    """The tags (with --include-tag) or the shallow file that could not be read made a key of their own for
+    every request, and a clone after a new tag was sent the pack kept before it."""
+    command, log = counted
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    real_git = subprocess.check_output(["bash", "-c", "command -v git"]).decode().strip()
+    (tools / "git").write_text(f'#!/bin/bash\n[ "$1" = for-each-ref ] && exit 128\nexec {real_git} "$@"\n')
+    (tools / "git").chmod(0o755)
+    env = hook_env(tmp_path / "cache", path=f"{tools}:{os.environ['PATH']}")
+    for _ in range(2):
+        result = subprocess.run([str(PROGRAM), *command, "--include-tag"], cwd=repo, env=env, input=wanted(repo, "main"),
+                                capture_output=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.startswith(b"PACK")
+    missing = tmp_path / "gone"
+    result = run_hook(repo, tmp_path / "cache", ["git", "--shallow-file", str(missing), *PACK_OBJECTS[1:]],
+                      wanted(repo, "main"))
+    assert runs(log) == 2
+    time.sleep(0.2)
+    assert list((tmp_path / "cache").glob("*.pack")) == []
+
+
+@pytest.mark.parametrize("setting", ["DRIFTSTONE_PACK_CACHE_MIN_FREE", "DRIFTSTONE_PACK_CACHE_MAX_BYTES"])
+@pytest.mark.parametrize("value", ["09", "99999999999999999999", "1e9", ""])
+def test_a_setting_that_is_no_plain_number_leaves_git_alone(repo, tmp_path, counted, setting, value):
+    """Bash reads 09 as a bad octal number and stops the program, after it had taken git's input."""
+    command, log = counted
+    env = {**hook_env(tmp_path / "cache"), setting: value}
+    result = subprocess.run([str(PROGRAM), *command], cwd=repo, env=env, input=wanted(repo, "main"),
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith(b"PACK") and result.stderr == b""
+    assert runs(log) == 1
+
+
+def test_git_s_own_form_of_a_shallow_clone_is_kept_and_sent_again(repo, tmp_path, counted):
+    """git 2.39 passes --shallow-file "" and the boundary on the input as --shallow lines."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    tip = subprocess.check_output(["git", "-C", str(repo), "rev-parse", "main"]).strip()
+    shallow_command = [command[0], "git", "--shallow-file", "", "pack-objects", "--revs", "--stdout", "--shallow"]
+    request = tip + b"\n--not\n--shallow " + tip + b"\n\n"
+    first = run_hook(repo, cache, shallow_command, request)
+    wait_for_kept(cache)
+    second = run_hook(repo, cache, shallow_command, request)
+    assert first.returncode == second.returncode == 0 and first.stdout == second.stdout
+    assert runs(log) == 1
