@@ -61,6 +61,16 @@ def wanted(repo: Path, *refs: str) -> bytes:
     return b"".join(oid + b"\n" for oid in oids) + b"--not\n\n"
 
 
+def path_with_wrapped(tmp_path: Path, tool: str, first: str) -> str:
+    """A PATH on which `tool` runs the shell line `first`, then the real tool."""
+    real = subprocess.check_output(["bash", "-c", f"command -v {tool}"]).decode().strip()
+    tools = tmp_path / "wrapped"
+    tools.mkdir(exist_ok=True)
+    (tools / tool).write_text(f'#!/bin/bash\n{first}\nexec {real} "$@"\n')
+    (tools / tool).chmod(0o755)
+    return f"{tools}:{os.environ['PATH']}"
+
+
 def runs(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
@@ -287,14 +297,9 @@ def test_the_client_does_not_wait_for_the_pack_to_be_made_durable(repo, tmp_path
     """upload-pack reads the program's output and messages to their end: a background step holding either
     would hold the clone's answer until the pack is on disk."""
     command, _ = counted
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    real_sync = subprocess.check_output(["bash", "-c", "command -v sync"]).decode().strip()
-    (tools / "sync").write_text(f'#!/bin/bash\nsleep 3\nexec {real_sync} "$@"\n')
-    (tools / "sync").chmod(0o755)
     cache = tmp_path / "cache"
     result = subprocess.run([str(PROGRAM), *command], cwd=repo, input=wanted(repo, "main"), capture_output=True,
-                            env=hook_env(cache, path=f"{tools}:{os.environ['PATH']}"), timeout=60)
+                            env=hook_env(cache, path=path_with_wrapped(tmp_path, "sync", "sleep 3")), timeout=60)
     assert result.returncode == 0
     assert list(cache.glob("*.pack")) == []  # still being made durable: the client had its pack before
     assert len(wait_for_kept(cache)) == 1
@@ -468,12 +473,7 @@ def test_a_part_of_the_key_that_cannot_be_read_keeps_nothing(repo, tmp_path, cou
     """The tags (with --include-tag) or the shallow file that could not be read made a key of their own for
     every request, and a clone after a new tag was sent the pack kept before it."""
     command, log = counted
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    real_git = subprocess.check_output(["bash", "-c", "command -v git"]).decode().strip()
-    (tools / "git").write_text(f'#!/bin/bash\n[ "$1" = for-each-ref ] && exit 128\nexec {real_git} "$@"\n')
-    (tools / "git").chmod(0o755)
-    env = hook_env(tmp_path / "cache", path=f"{tools}:{os.environ['PATH']}")
+    env = hook_env(tmp_path / "cache", path=path_with_wrapped(tmp_path, "git", '[ "$1" = for-each-ref ] && exit 128'))
     for _ in range(2):
         result = subprocess.run([str(PROGRAM), *command, "--include-tag"], cwd=repo, env=env, input=wanted(repo, "main"),
                                 capture_output=True, timeout=60)
