@@ -26,7 +26,7 @@ def create_application(settings: Settings | None = None):
     hooks_path = install_hook_scripts(settings.data_dir / "git-hooks")
     pack_cache = PackCache.install(settings.data_dir / "git-programs", settings.pack_cache_minutes,
                                    settings.pack_cache_min_free, settings.pack_cache_max_bytes,
-                                   settings.pack_cache_min_repository_size)
+                                   settings.pack_cache_min_repository_size, settings.pack_cache_min_occurrences)
     control_app = create_app(context)
     return GitHttpApp(db=context.db, settings=settings, store=context.store, hooks_path=hooks_path,
                       fallback=control_app, pack_cache=pack_cache)

@@ -9,6 +9,7 @@ LOCAL, REF, DRIFT = "local", "git http-backend", "Driftstone"
 # operation -> (label, max Driftstone/local, max Driftstone/reference); None: no target
 TIME_TARGETS = {
     "clone_cold": ("clone (whole repository), first of its state", 1.10, 1.00),
+    "clone_second": ("clone (whole repository), second of its state", 1.10, 1.00),
     "clone": ("clone (whole repository), again", 1.10, 1.00),
     "fetch": ("incremental fetch", None, 1.00),
     "push_full": ("full push (into an empty repo)", 1.10, 1.00),

@@ -188,10 +188,21 @@ class Driftstone(_Process):
     def url(self, name: str) -> str:
         return f"http://{USER}:{self.key}@{HOST}:{self.port}/{self.org}/{name}.git"
 
+    def _kept(self, name: str, pattern: str) -> list[Path]:
+        return list((self.data_dir / "repos" / ".kept-packs").glob(self.paths[name].name.removesuffix(".git") + pattern))
+
     def forget_kept_packs(self, name: str) -> None:
-        """Empty the repository's pack cache (server/pack_cache.py): the next clone makes its pack again."""
-        for kept in (self.data_dir / "repos" / ".kept-packs").glob(self.paths[name].name.removesuffix(".git") + ".*"):
+        """Empty the repository's pack cache (server/pack_cache.py): the next clone is the first of its state."""
+        for kept in self._kept(name, ".*"):
             kept.unlink(missing_ok=True)
+
+    def wait_for_kept_pack(self, name: str, timeout: float = 60) -> None:
+        """Until a pack of the repository is kept (moved into place once fsynced, after its clone finished)."""
+        deadline = time.monotonic() + timeout
+        while not self._kept(name, ".*.pack"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no pack of {name} was kept within {timeout:.0f} s")
+            time.sleep(0.05)
 
     def repo_path(self, name: str) -> Path:
         return self.paths[name]

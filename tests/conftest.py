@@ -52,10 +52,12 @@ def _server(tmp_path_factory, name: str, extra: dict[str, str]):
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """The server most tests share. Every clone on it goes through the pack cache (whose defaults skip small
-    repositories and disks with less than 2 GiB free), so every client's clones test it."""
+    """The server most tests share. Every clone on it goes through the pack cache and keeps its pack (whose
+    defaults skip small repositories, disks with less than 2 GiB free and a state's first clone), so every
+    client's clones test it."""
     running, drops = _server(tmp_path_factory, "server", {"DRIFTSTONE_PACK_CACHE_MIN_REPOSITORY_SIZE": "0",
-                                                          "DRIFTSTONE_PACK_CACHE_MIN_FREE": "0"})
+                                                          "DRIFTSTONE_PACK_CACHE_MIN_FREE": "0",
+                                                          "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES": "0"})
     yield running
     running.stop()
     running.context.db.dispose()

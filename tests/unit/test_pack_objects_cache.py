@@ -43,11 +43,13 @@ def counted(tmp_path) -> tuple[list[str], Path]:
 
 
 def hook_env(cache: Path, minutes: int = 10, max_bytes: int = 2**30, min_free: int = 0, repository_size: int = 0,
-             path: str | None = None) -> dict[str, str]:
+             min_occurrences: int = 0, path: str | None = None) -> dict[str, str]:
+    """The program's settings; by default it keeps the pack of a state's first clone."""
     return {"PATH": path or os.environ["PATH"], "DRIFTSTONE_PACK_CACHE_DIR": str(cache), "GIT_DIR": ".",
             "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID, "DRIFTSTONE_PACK_CACHE_MINUTES": str(minutes),
             "DRIFTSTONE_PACK_CACHE_MAX_BYTES": str(max_bytes), "DRIFTSTONE_PACK_CACHE_MIN_FREE": str(min_free),
-            "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(repository_size)}
+            "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(repository_size),
+            "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES": str(min_occurrences)}
 
 
 def run_hook(repo: Path, cache: Path, command: list[str], stdin: bytes, **settings):
@@ -153,6 +155,41 @@ def test_a_pack_older_than_the_limit_is_removed_and_made_again(repo, tmp_path, c
     assert not stale_leftover.exists()
     [again] = wait_for_kept(cache)
     assert again.stat().st_mtime > eleven_minutes_ago + 60
+
+
+@pytest.mark.parametrize("min_occurrences", [1, 2])
+def test_a_pack_is_kept_only_once_its_state_was_asked_for_before(repo, tmp_path, counted, min_occurrences):
+    """With DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES=n the first n clones of a state are sent a pack made for each
+    and nothing is written; the next keeps its pack, and the ones after are sent that pack."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    outputs = []
+    for _ in range(min_occurrences):
+        outputs.append(run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=min_occurrences))
+        assert list(cache.glob("*.pack")) == [] and list(cache.glob("*.partial.*")) == []
+    outputs.append(run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=min_occurrences))
+    assert len(wait_for_kept(cache)) == 1
+    outputs.append(run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=min_occurrences))
+    assert runs(log) == min_occurrences + 1
+    assert all(output.returncode == 0 and output.stdout == outputs[0].stdout for output in outputs)
+    assert outputs[0].stdout.startswith(b"PACK")
+
+
+def test_clones_of_a_state_count_only_within_the_minutes(repo, tmp_path, counted):
+    """A clone of a state last asked for longer ago than DRIFTSTONE_PACK_CACHE_MINUTES counts as its first, and
+    a clone of another state counts for that state alone."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
+    [tally] = cache.glob("*.seen")
+    eleven_minutes_ago = time.time() - 11 * 60
+    os.utime(tally, (eleven_minutes_ago, eleven_minutes_ago))
+    run_hook(repo, cache, command, wanted(repo, "main~1"), min_occurrences=1)
+    run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
+    assert list(cache.glob("*.pack")) == []
+    run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
+    assert len(wait_for_kept(cache)) == 1
+    assert runs(log) == 4
 
 
 def test_the_newest_packs_are_kept_within_the_budget(repo, tmp_path, counted):
@@ -371,26 +408,27 @@ def test_only_fetches_without_objects_the_client_has_are_cached():
 def test_the_server_uses_the_cache_only_where_it_can(repo, tmp_path):
     cache_dir = tmp_path / ".kept-packs"
     clone = [encode(b"want " + b"a" * 40 + b"\n"), b"0000", encode(b"done\n")]
-    on = PackCache(PROGRAM, minutes=5, min_free_bytes=7, max_bytes=1000, min_repository_bytes=0)
+    on = PackCache(PROGRAM, minutes=5, min_free_bytes=7, max_bytes=1000, min_repository_bytes=0, min_occurrences=2)
     args, env = on.git_options(cache_dir, repo, REPO_ID, clone)
     assert args == ["-c", f"uploadpack.packObjectsHook={PROGRAM}"]
     assert env == {"DRIFTSTONE_PACK_CACHE_DIR": str(cache_dir), "DRIFTSTONE_PACK_CACHE_REPOSITORY": REPO_ID,
                    "DRIFTSTONE_PACK_CACHE_MINUTES": "5", "DRIFTSTONE_PACK_CACHE_MAX_BYTES": "1000",
                    "DRIFTSTONE_PACK_CACHE_MIN_FREE": "7",
-                   "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(packed_size(repo))}
+                   "DRIFTSTONE_PACK_CACHE_REPOSITORY_SIZE": str(packed_size(repo)),
+                   "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES": "2"}
     assert on.git_options(cache_dir, repo, REPO_ID, iter(clone)) == ([], {})  # a body too large to read first
     assert PackCache(None).git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
     small = PackCache(PROGRAM, minutes=5, min_repository_bytes=10 * 1024 * 1024)  # the repository: a few KiB
     assert small.git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
-    assert PackCache.install(tmp_path / "programs", 0, 0, 1000, 0).program is None
-    assert PackCache.install(tmp_path / "programs", 10, 0, 0, 0).program is None
-    installed = PackCache.install(tmp_path / "programs", 10, 0, 1000, 0).program
+    assert PackCache.install(tmp_path / "programs", 0, 0, 1000, 0, 1).program is None
+    assert PackCache.install(tmp_path / "programs", 10, 0, 0, 0, 1).program is None
+    installed = PackCache.install(tmp_path / "programs", 10, 0, 1000, 0, 1).program
     assert installed is not None and os.access(installed, os.X_OK)
 
 
 def test_a_program_path_with_spaces_and_quotes_reaches_git_whole(repo, tmp_path):
     """git runs uploadpack.packObjectsHook through the shell: a data dir's name must not split it."""
-    cache = PackCache.install(tmp_path / "data dir's $HOME" / "git-programs", 10, 0, 2**30, 0)
+    cache = PackCache.install(tmp_path / "data dir's $HOME" / "git-programs", 10, 0, 2**30, 0, 0)
     clone = [encode(b"want " + subprocess.check_output(["git", "-C", str(repo), "rev-parse", "main"]).strip()
                     + b"\n"), b"0000", encode(b"done\n")]
     kept = tmp_path / "kept"
@@ -408,7 +446,7 @@ def test_deleting_a_repository_deletes_its_kept_packs_only(tmp_path):
     for repo_id in (REPO_ID, other):
         store.create(repo_id)
     store.kept_packs.mkdir()
-    for name in (f"{REPO_ID}.1234.pack", f"{REPO_ID}.1234.lock", f"{other}.1234.pack"):
+    for name in (f"{REPO_ID}.1234.pack", f"{REPO_ID}.1234.lock", f"{REPO_ID}.1234.seen", f"{other}.1234.pack"):
         (store.kept_packs / name).write_bytes(b"PACK")
     store.delete(REPO_ID)
     assert not store.path_for(REPO_ID).exists()
@@ -486,7 +524,8 @@ def test_a_part_of_the_key_that_cannot_be_read_keeps_nothing(repo, tmp_path, cou
     assert list((tmp_path / "cache").glob("*.pack")) == []
 
 
-@pytest.mark.parametrize("setting", ["DRIFTSTONE_PACK_CACHE_MIN_FREE", "DRIFTSTONE_PACK_CACHE_MAX_BYTES"])
+@pytest.mark.parametrize("setting", ["DRIFTSTONE_PACK_CACHE_MIN_FREE", "DRIFTSTONE_PACK_CACHE_MAX_BYTES",
+                                     "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES"])
 @pytest.mark.parametrize("value", ["09", "99999999999999999999", "1e9", ""])
 def test_a_setting_that_is_no_plain_number_leaves_git_alone(repo, tmp_path, counted, setting, value):
     """Bash reads 09 as a bad octal number and stops the program, after it had taken git's input."""
