@@ -235,11 +235,11 @@ class Bench:
         if op in ("clone_cold", "clone_second", "clone"):
             if op == "clone_cold" and hasattr(target, "forget_kept_packs"):
                 target.forget_kept_packs("serve")
-            if op == "clone" and hasattr(target, "wait_for_kept_pack"):
-                target.wait_for_kept_pack("serve")
             dest = scratch / f"clone-{i}-{target.name.replace(' ', '_')}"
             extra = ["--no-local"] if target.name == LOCAL else []
             result = self._timed(target, "clone", "--bare", "--quiet", *extra, target.url("serve"), str(dest), pss=pss)
+            if op == "clone_second" and hasattr(target, "wait_for_kept_pack"):
+                target.wait_for_kept_pack("serve")  # its fsync, after the client has its pack: not on the next
             got = rev(dest, "refs/heads/main")
             shutil.rmtree(dest)
         elif op == "fetch":
@@ -452,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         "Driftstone keeps the pack it makes for the second clone of a state within 10 minutes and sends it to "
         "the clones of that state after it (server/pack_cache.py): \"first of its state\" empties that cache "
         "before each run, so git makes the pack and nothing is written; \"second\" makes it and keeps it (a "
-        "copy through one more pipe, then fsync); \"again\" is sent the kept pack. git http-backend and the "
+        "copy through one more pipe; the fsync comes after the client has its pack, and the next clone starts "
+        "once it is done); \"again\" is sent the kept pack. git http-backend and the "
         "local clone make the pack every time. "
         "A kept pack is read through the page cache rather than mapped, so the lower PSS of a clone served from "
         "it is mostly page cache no process maps (the machine holds those pages either way); what it saves is "

@@ -69,8 +69,11 @@ def server(tmp_path_factory):
 def small_limits_server(tmp_path_factory):
     """A second server with tight limits: object and push sizes (the push's objects inflate to 24 MiB at most),
     housekeeping after 3 packs or 20 ref updates, 2 s for a request that sends nothing or for a request head, a
-    body held to 4 s of waiting plus 1 s per 2,000 bytes, 1 s of waiting for a database lock (PostgreSQL)."""
+    body held to 4 s of waiting plus 1 s per 2,000 bytes, 1 s of waiting for a database lock (PostgreSQL). Its
+    pack cache keeps a state's pack from its second clone on, as by default, for repositories of any size."""
     running, drops = _server(tmp_path_factory, "limits", {
+        "DRIFTSTONE_PACK_CACHE_MIN_REPOSITORY_SIZE": "0",
+        "DRIFTSTONE_PACK_CACHE_MIN_FREE": "0",
         "DRIFTSTONE_MAX_OBJECT_SIZE": str(1024 * 1024),
         "DRIFTSTONE_MAX_PUSH_SIZE": str(8 * 1024 * 1024),
         "DRIFTSTONE_MAX_PUSH_INFLATED_SIZE": str(24 * 1024 * 1024),

@@ -154,3 +154,23 @@ def test_repositories_do_not_share_kept_packs(seeded, server, tenant, git, tmp_p
     assert PACK_MADE in clone(git, tenant.url(repo), tmp_path / "a")
     assert PACK_MADE in clone(git, tenant.url(twin), tmp_path / "b")
     assert len(kept_packs(server, tenant, repo, 1)) == 1 and len(kept_packs(server, tenant, twin, 1)) == 1
+
+
+def test_by_default_a_state_s_pack_is_kept_from_its_second_clone(small_limits_server, git, tmp_path):
+    """DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES at its default (1): the first clone of a state keeps nothing, the
+    second keeps its pack, the third is sent it."""
+    server = small_limits_server
+    tenant = server.tenant()
+    repo, work = seed_three_commits_and_a_tag(tenant, git, tmp_path)
+    first = clone(git, tenant.url(repo), tmp_path / "first")
+    assert PACK_MADE in first
+    time.sleep(0.3)
+    assert kept_packs(server, tenant, repo) == []
+    second = clone(git, tenant.url(repo), tmp_path / "second")
+    assert PACK_MADE in second
+    assert len(kept_packs(server, tenant, repo, 1)) == 1
+    third = clone(git, tenant.url(repo), tmp_path / "third")
+    assert PACK_MADE not in third
+    for dest in ("first", "second", "third"):
+        assert git.out("rev-parse", "HEAD", cwd=tmp_path / dest) == git.out("rev-parse", "HEAD", cwd=work)
+        git("fsck", "--strict", cwd=tmp_path / dest)

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from server.pack_cache import PROGRAM, PackCache, is_fetch_from_nothing, packed_size
 from server.pktline import encode
 from storage.repo_store import RepoStore
+from storage.settings import Settings
 
 PACK_OBJECTS = ["git", "pack-objects", "--revs", "--stdout", "--delta-base-offset"]
 REPO_ID = "repo_" + "0" * 22 + "ab"
@@ -528,13 +530,23 @@ def test_a_part_of_the_key_that_cannot_be_read_keeps_nothing(repo, tmp_path, cou
                                      "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES"])
 @pytest.mark.parametrize("value", ["09", "99999999999999999999", "1e9", ""])
 def test_a_setting_that_is_no_plain_number_leaves_git_alone(repo, tmp_path, counted, setting, value):
-    """Bash reads 09 as a bad octal number and stops the program, after it had taken git's input."""
+    """Bash reads 09 as a bad octal number and stops the program, after it had taken git's input. An empty
+    setting is the program's default."""
     command, log = counted
     env = {**hook_env(tmp_path / "cache"), setting: value}
     result = subprocess.run([str(PROGRAM), *command], cwd=repo, env=env, input=wanted(repo, "main"),
                             capture_output=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith(b"PACK") and result.stderr == b""
     assert runs(log) == 1
+    assert (tmp_path / "cache").exists() == (value == "")  # git alone: the cache is not even looked at
+
+
+def test_settings_refuse_a_tally_the_program_could_not_read():
+    """A number of 19 digits or more fails the program's check, which would then leave every clone to git: the
+    kept packs would no longer be sent nor removed."""
+    assert Settings(data_dir="/tmp/x", pack_cache_min_occurrences=1000).pack_cache_min_occurrences == 1000
+    with pytest.raises(ValidationError):
+        Settings(data_dir="/tmp/x", pack_cache_min_occurrences=10**19)
 
 
 def test_git_s_own_form_of_a_shallow_clone_is_kept_and_sent_again(repo, tmp_path, counted):
