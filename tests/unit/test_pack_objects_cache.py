@@ -194,6 +194,29 @@ def test_clones_of_a_state_count_only_within_the_minutes(repo, tmp_path, counted
     assert runs(log) == 4
 
 
+def test_a_state_cloned_all_along_keeps_its_pack_when_the_kept_one_ages_out(repo, tmp_path, counted):
+    """Clones sent the kept pack count too: the clone after that pack ages out keeps the next one at once
+    (the tally had aged out with the pack, and that clone made a pack it did not keep)."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
+    [kept] = wait_for_kept(cache)
+    [tally] = cache.glob("*.seen")
+    nine_minutes_ago = time.time() - 9 * 60
+    for path in (kept, tally):
+        os.utime(path, (nine_minutes_ago, nine_minutes_ago))
+    run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)  # sent the kept pack
+    assert runs(log) == 2
+    two_minutes_later = tally.stat().st_mtime - 2 * 60  # the pack is older than the limit, the tally is not
+    os.utime(tally, (two_minutes_later, two_minutes_later))
+    os.utime(kept, (nine_minutes_ago - 2 * 60, nine_minutes_ago - 2 * 60))
+    run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
+    assert runs(log) == 3
+    [again] = wait_for_kept(cache)
+    assert again.stat().st_mtime > nine_minutes_ago + 60
+
+
 def test_the_newest_packs_are_kept_within_the_budget(repo, tmp_path, counted):
     """Each new pack pushes the oldest out once all of them together pass DRIFTSTONE_PACK_CACHE_MAX_BYTES."""
     command, log = counted
