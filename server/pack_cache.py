@@ -32,9 +32,7 @@ class PackCache:
     max_bytes: int = 4 * 1024**3  # all kept packs together, the newest kept first
     # repositories whose packs are smaller make their packs in less time than the cache's few processes take
     min_repository_bytes: int = 4 * 1024**2
-    # clones of a state within the minutes before its pack is kept: most states are cloned once, and keeping a
-    # pack slows its clone (bench/RESULTS.md: 7%)
-    min_occurrences: int = 1
+    min_occurrences: int = 1  # earlier clones of a state before its pack is kept (the program says why)
 
     @classmethod
     def install(cls, target_dir: Path, minutes: int, min_free_bytes: int, max_bytes: int,

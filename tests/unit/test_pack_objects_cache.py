@@ -188,7 +188,7 @@ def test_clones_of_a_state_count_only_within_the_minutes(repo, tmp_path, counted
     os.utime(tally, (eleven_minutes_ago, eleven_minutes_ago))
     run_hook(repo, cache, command, wanted(repo, "main~1"), min_occurrences=1)
     run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
-    assert list(cache.glob("*.pack")) == []
+    assert list(cache.glob("*.pack")) == [] and list(cache.glob("*.partial.*")) == []
     run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
     assert len(wait_for_kept(cache)) == 1
     assert runs(log) == 4
@@ -208,8 +208,8 @@ def test_a_state_cloned_all_along_keeps_its_pack_when_the_kept_one_ages_out(repo
         os.utime(path, (nine_minutes_ago, nine_minutes_ago))
     run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)  # sent the kept pack
     assert runs(log) == 2
-    two_minutes_later = tally.stat().st_mtime - 2 * 60  # the pack is older than the limit, the tally is not
-    os.utime(tally, (two_minutes_later, two_minutes_later))
+    refreshed_two_minutes_ago = tally.stat().st_mtime - 2 * 60  # the pack is older than the limit, the tally not
+    os.utime(tally, (refreshed_two_minutes_ago, refreshed_two_minutes_ago))
     os.utime(kept, (nine_minutes_ago - 2 * 60, nine_minutes_ago - 2 * 60))
     run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1)
     assert runs(log) == 3
@@ -240,6 +240,22 @@ def test_the_newest_packs_are_kept_within_the_budget(repo, tmp_path, counted):
     assert runs(log) == 3  # both survived
     run_hook(repo, cache, command, wanted(repo, "main~2"), max_bytes=budget)
     assert runs(log) == 4  # the oldest did not
+
+
+def test_the_budget_removes_packs_never_tallies(repo, tmp_path, counted):
+    """A state's tally holds no pack: removed by the budget, a state never kept would count from its first clone
+    again."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    run_hook(repo, cache, command, wanted(repo, "main~1"), min_occurrences=1)  # a tally, no pack
+    size = len(run_hook(repo, tmp_path / "sizes", PACK_OBJECTS, wanted(repo, "main")).stdout)
+    for _ in range(2):
+        run_hook(repo, cache, command, wanted(repo, "main"), min_occurrences=1, max_bytes=size)
+    wait_for_kept(cache)
+    for lock in cache.glob(f"{REPO_ID}.*.lock"):  # held until the keeping's background step (budget too) ends
+        subprocess.run(["flock", "-w", "10", str(lock), "true"], check=True)
+    assert len(list(cache.glob("*.pack"))) == 1
+    assert len(list(cache.glob("*.seen"))) == 2
 
 
 def test_simultaneous_runs_of_one_input_keep_one_pack_and_wait_for_none(repo, tmp_path):
@@ -564,12 +580,13 @@ def test_a_setting_that_is_no_plain_number_leaves_git_alone(repo, tmp_path, coun
     assert (tmp_path / "cache").exists() == (value == "")  # git alone: the cache is not even looked at
 
 
-def test_settings_refuse_a_tally_the_program_could_not_read():
+def test_settings_refuse_a_tally_the_program_could_not_read(tmp_path):
     """A number of 19 digits or more fails the program's check, which would then leave every clone to git: the
-    kept packs would no longer be sent nor removed."""
-    assert Settings(data_dir="/tmp/x", pack_cache_min_occurrences=1000).pack_cache_min_occurrences == 1000
-    with pytest.raises(ValidationError):
-        Settings(data_dir="/tmp/x", pack_cache_min_occurrences=10**19)
+    kept packs would no longer be sent nor removed. Settings stop at 1,000."""
+    assert Settings(data_dir=tmp_path, pack_cache_min_occurrences=1000).pack_cache_min_occurrences == 1000
+    for value in (1001, 10**19, -1):
+        with pytest.raises(ValidationError):
+            Settings(data_dir=tmp_path, pack_cache_min_occurrences=value)
 
 
 def test_git_s_own_form_of_a_shallow_clone_is_kept_and_sent_again(repo, tmp_path, counted):
