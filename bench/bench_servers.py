@@ -189,7 +189,8 @@ class Driftstone(_Process):
         return f"http://{USER}:{self.key}@{HOST}:{self.port}/{self.org}/{name}.git"
 
     def _kept(self, name: str, pattern: str) -> list[Path]:
-        return list((self.data_dir / "repos" / ".kept-packs").glob(self.paths[name].name.removesuffix(".git") + pattern))
+        repo_id = self.paths[name].name.removesuffix(".git")
+        return list((self.data_dir / "repos" / ".kept-packs").glob(repo_id + pattern))
 
     def forget_kept_packs(self, name: str) -> None:
         """Empty the repository's pack cache (server/pack_cache.py): the next clone is the first of its state."""

@@ -39,7 +39,8 @@ class Settings(BaseModel):
     pack_cache_min_free: int = Field(default=2048 * MiB, ge=0)  # bytes of free disk below which none is kept
     pack_cache_max_bytes: int = Field(default=4096 * MiB, ge=0)  # all kept packs together; the oldest go first
     pack_cache_min_repository_size: int = Field(default=4 * MiB, ge=0)  # packs of smaller repositories: not kept
-    pack_cache_min_occurrences: int = Field(default=1, ge=0, le=1000)  # earlier clones of a state before its pack is kept
+    # earlier clones of a state before its pack is kept (the program reads at most 18 digits)
+    pack_cache_min_occurrences: int = Field(default=1, ge=0, le=1000)
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
     # seconds a push's checks or effects wait for a database lock (PostgreSQL) before trying again: a table locked
