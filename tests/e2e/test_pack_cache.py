@@ -19,12 +19,17 @@ PACK_MADE = b"Counting objects"  # pack-objects' progress, relayed by upload-pac
 seeded = pytest.fixture(seed_three_commits_and_a_tag, name="seeded")
 
 
+def cache_files(server, tenant, repo: str, suffix: str) -> list[Path]:
+    """The repository's files in the pack cache whose names end in `suffix` (after the state's key)."""
+    repo_id = repo_path(server, tenant, repo).name.removesuffix(".git")
+    return sorted(server.context.store.kept_packs.glob(f"{repo_id}.*{suffix}"))
+
+
 def kept_packs(server, tenant, repo: str, count: int | None = None) -> list[Path]:
     """The repository's kept packs, once there are `count` of them (each is moved into place after its clone)."""
-    repo_id = repo_path(server, tenant, repo).name.removesuffix(".git")
     deadline = time.monotonic() + 10
     while True:
-        kept = sorted(server.context.store.kept_packs.glob(f"{repo_id}.*.pack"))
+        kept = cache_files(server, tenant, repo, ".pack")
         if count is None or len(kept) >= count or time.monotonic() > deadline:
             return kept
         time.sleep(0.02)
@@ -164,9 +169,8 @@ def test_by_default_a_state_s_pack_is_kept_from_its_second_clone(small_limits_se
     repo, work = seed_three_commits_and_a_tag(tenant, git, tmp_path)
     first = clone(git, tenant.url(repo), tmp_path / "first")
     assert PACK_MADE in first
-    repo_id = repo_path(server, tenant, repo).name.removesuffix(".git")
-    for kept in (f"{repo_id}.*.partial.*", f"{repo_id}.*.pack"):  # a pack being kept: from before its first byte
-        assert not list(server.context.store.kept_packs.glob(kept))
+    for suffix in (".partial.*", ".pack"):  # a pack being kept: from before its first byte
+        assert not cache_files(server, tenant, repo, suffix)
     second = clone(git, tenant.url(repo), tmp_path / "second")
     assert PACK_MADE in second
     assert len(kept_packs(server, tenant, repo, 1)) == 1
