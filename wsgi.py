@@ -24,9 +24,11 @@ def create_application(settings: Settings | None = None):
     _require_schema(context)
     settings = context.settings
     hooks_path = install_hook_scripts(settings.data_dir / "git-hooks")
-    pack_cache = PackCache.install(settings.data_dir / "git-programs", settings.pack_cache_minutes,
-                                   settings.pack_cache_min_free, settings.pack_cache_max_bytes,
-                                   settings.pack_cache_min_repository_size, settings.pack_cache_min_occurrences)
+    pack_cache = PackCache(None, minutes=settings.pack_cache_minutes, min_free_bytes=settings.pack_cache_min_free,
+                           max_bytes=settings.pack_cache_max_bytes,
+                           min_repository_bytes=settings.pack_cache_min_repository_size,
+                           min_occurrences=settings.pack_cache_min_occurrences)
+    pack_cache = pack_cache.install(settings.data_dir / "git-programs")
     control_app = create_app(context)
     return GitHttpApp(db=context.db, settings=settings, store=context.store, hooks_path=hooks_path,
                       fallback=control_app, pack_cache=pack_cache)

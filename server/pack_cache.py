@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -34,17 +34,16 @@ class PackCache:
     min_repository_bytes: int = 4 * 1024**2
     min_occurrences: int = 1  # earlier clones of a state before its pack is kept (the program says why)
 
-    @classmethod
-    def install(cls, target_dir: Path, minutes: int, min_free_bytes: int, max_bytes: int,
-                min_repository_bytes: int, min_occurrences: int) -> "PackCache":
-        if minutes <= 0 or max_bytes <= 0:
-            return cls(None)
+    def install(self, target_dir: Path) -> "PackCache":
+        """This cache with its program installed in `target_dir`; without a program (no cache) when its limits
+        turn it off or the program cannot be installed."""
+        if self.minutes <= 0 or self.max_bytes <= 0:
+            return replace(self, program=None)
         try:
-            program = install_script(PROGRAM, target_dir)
+            return replace(self, program=install_script(PROGRAM, target_dir))
         except OSError:
             log.exception("cannot install the pack cache in %s: packs are made for every clone", target_dir)
-            return cls(None)
-        return cls(program, minutes, min_free_bytes, max_bytes, min_repository_bytes, min_occurrences)
+            return replace(self, program=None)
 
     def git_options(self, cache_dir: Path, repo_path: Path, repo_id: str,
                     request: Iterable[bytes]) -> tuple[list[str], dict[str, str]]:

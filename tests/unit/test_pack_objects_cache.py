@@ -461,15 +461,16 @@ def test_the_server_uses_the_cache_only_where_it_can(repo, tmp_path):
     assert PackCache(None).git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
     small = PackCache(PROGRAM, minutes=5, min_repository_bytes=10 * 1024 * 1024)  # the repository: a few KiB
     assert small.git_options(cache_dir, repo, REPO_ID, clone) == ([], {})
-    assert PackCache.install(tmp_path / "programs", 0, 0, 1000, 0, 1).program is None
-    assert PackCache.install(tmp_path / "programs", 10, 0, 0, 0, 1).program is None
-    installed = PackCache.install(tmp_path / "programs", 10, 0, 1000, 0, 1).program
+    assert PackCache(None, minutes=0, max_bytes=1000).install(tmp_path / "programs").program is None
+    assert PackCache(None, minutes=10, max_bytes=0).install(tmp_path / "programs").program is None
+    installed = PackCache(None, minutes=10, max_bytes=1000).install(tmp_path / "programs").program
     assert installed is not None and os.access(installed, os.X_OK)
 
 
 def test_a_program_path_with_spaces_and_quotes_reaches_git_whole(repo, tmp_path):
     """git runs uploadpack.packObjectsHook through the shell: a data dir's name must not split it."""
-    cache = PackCache.install(tmp_path / "data dir's $HOME" / "git-programs", 10, 0, 2**30, 0, 0)
+    cache = PackCache(None, minutes=10, min_free_bytes=0, max_bytes=2**30, min_repository_bytes=0,
+                      min_occurrences=0).install(tmp_path / "data dir's $HOME" / "git-programs")
     clone = [encode(b"want " + subprocess.check_output(["git", "-C", str(repo), "rev-parse", "main"]).strip()
                     + b"\n"), b"0000", encode(b"done\n")]
     kept = tmp_path / "kept"
