@@ -1,11 +1,14 @@
 """Background job functions (rq or in-process). They take ids, are idempotent, and find the app context here."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import delete, select
 
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage.housekeeping import housekeep
-from storage.models import Repository, Upload, UploadFile
+from storage.models import Repository, Upload, UploadFile, utcnow
+from storage.object_pins import pinned_objects
 
 _context = None
 
@@ -67,10 +70,18 @@ def finish_interrupted_work() -> None:
 
 
 def housekeep_repository(repo_id: str) -> None:
-    """Repack a repository that pushes have left with too many packs or loose objects (a no-op otherwise)."""
+    """Repack a repository that pushes have left with too many packs or loose objects (a no-op otherwise),
+    keeping the objects its rows name."""
     ctx = _ctx()
+    limits = ctx.settings.housekeeping_limits
+
+    def pinned() -> set[str]:
+        recent_since = utcnow() - timedelta(seconds=limits.prune_after_seconds)
+        with ctx.db.session() as session:
+            return pinned_objects(session, repo_id, recent_since)
+
     if ctx.store.exists(repo_id):
-        housekeep(ctx.store.path_for(repo_id), ctx.settings.housekeeping_limits)
+        housekeep(ctx.store.path_for(repo_id), limits, pinned)
 
 
 def purge_retired_uploads(repo_id: str) -> None:

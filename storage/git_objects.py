@@ -85,12 +85,14 @@ def open_repo(repo_path: Path) -> Repo:
 
 
 def store_object(repo: Repo, obj) -> None:
-    """Add an object unless present. A repack's `prune-packed` removes empty `objects/xx/` directories, also the
-    one just made for this object (FileNotFoundError): then it is made again."""
+    """Add an object unless present, and then give it the time of now as git does: housekeeping drops an
+    unreachable object by the time it was last written, and the row about to name this one is not written yet.
+    A repack's `prune-packed` removes empty `objects/xx/` directories, also the one just made for this object
+    (FileNotFoundError): then it is made again."""
     for _ in range(200):
-        if obj.id in repo.object_store:
-            return
         try:
+            if obj.id in repo.object_store and _freshened(repo.object_store, obj.id):
+                return
             try:
                 repo.object_store.add_object(obj)
             except FileLocked:
@@ -101,6 +103,26 @@ def store_object(repo: Repo, obj) -> None:
         except OSError as error:  # read-only, full, no permission
             raise StorageFailure(f"object {obj.id.decode()} could not be written: {error}") from error
     raise StorageFailure(f"object {obj.id.decode()} could not be written (its directory kept going)")
+
+
+def _freshened(store: DiskObjectStore, sha: bytes) -> bool:
+    """git's freshen: the loose file's time, else the time of the pack holding it; an object of a cruft pack
+    has its own time in the pack's .mtimes, so it needs a loose copy (False: write one)."""
+    try:
+        os.utime(store._get_shafile_path(sha))
+        return True
+    except FileNotFoundError:
+        pass
+    for pack in store.packs:
+        if sha in pack:
+            if os.path.exists(pack._basename + ".mtimes"):
+                return False
+            try:
+                os.utime(pack._data_path)
+            except FileNotFoundError:  # a repack replaced it just now, writing the object with its own time
+                pass
+            return True
+    return False
 
 
 def _write_past_a_lock(store: DiskObjectStore, obj) -> None:

@@ -8,10 +8,11 @@ advertisement, 2.6 ms packed). `needs_housekeeping` is the cheap test run after 
 directory listings, git's own `gc --auto` estimate, the size of a counter file); `housekeep` is the
 background job's work.
 
-The repack keeps unreachable objects (`-k`): overlay files of dojo workspaces are blobs that no ref reaches
-yet, so a prune would lose them. `git prune` would also remove the quarantines of pushes whose receive-pack
-was killed (SIGKILL, a crash: SIGTERM cleans up); without it, `remove_stale_quarantines` does that part, and
-`remove_stale_pack_leftovers` removes the temporary files and `.keep`s a killed pack writer leaves in
+The repack drops unreachable objects older than `prune_after_seconds` (storage/git_prune.py), keeping those the
+database names (overlay files of dojo workspaces are blobs no ref reaches yet): the caller passes them. With
+`prune_after_seconds` 0 it keeps every object (`-k`). `git prune`'s grace is long enough not to catch a
+running push's quarantine; those of pushes whose receive-pack was killed (SIGKILL, a crash: SIGTERM cleans up)
+are removed by `remove_stale_quarantines` after an hour, `remove_stale_pack_leftovers` removes the temporary files and `.keep`s a killed pack writer leaves in
 objects/pack, `remove_stale_loose_leftovers` what a failed loose-object write leaves beside the loose objects,
 and `remove_stale_locks` the ref locks a killed git left (a killed `pack-refs` among them).
 """
@@ -23,8 +24,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 from .git_env import QUARANTINE_PREFIX, run_git
+from .git_prune import repack_and_prune
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
@@ -46,16 +49,18 @@ class HousekeepingLimits:
     max_packs: int = 50  # git's gc.autoPackLimit
     max_loose_objects: int = 6700  # git's gc.auto
     max_ref_updates: int = 256  # loose ref files written since the refs were last packed (at most)
+    prune_after_seconds: int = 14 * 24 * 3600  # git's gc.pruneExpire; 0: unreachable objects are kept for good
 
 
 def count_packs(repo_path: Path) -> int:
-    """Packs a repack would fold together: local ones without a `.keep` (a push in flight keeps its pack)."""
+    """Packs a repack would fold together: local ones without a `.keep` (a push in flight keeps its pack), but
+    not the cruft pack of unreachable objects (`.mtimes`), which each repack leaves one of."""
     try:
         names = set(os.listdir(repo_path / "objects" / "pack"))
     except FileNotFoundError:
         return 0
     return sum(1 for name in names if name.endswith(".pack") and not name.startswith(TEMPORARY_PACK_PREFIXES)
-               and name[:-len(".pack")] + ".keep" not in names)
+               and not {name[:-len(".pack")] + ".keep", name[:-len(".pack")] + ".mtimes"} & names)
 
 
 def too_many_loose_objects(repo_path: Path, limit: int) -> bool:
@@ -114,8 +119,10 @@ def may_hold_stale_quarantine(repo_path: Path, older_than: float = STALE_QUARANT
     return False
 
 
-def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
-    """Repack into one pack with a bitmap, and pack the refs, where still needed; returns whether it ran.
+def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], Iterable[str]]) -> bool:
+    """Repack into one pack with a bitmap (and a cruft pack of recent unreachable objects), and pack the refs,
+    where still needed; returns whether it ran. `pinned` gives the objects to keep although no ref reaches them,
+    asked for only when a repack runs, under the lock.
 
     One run per repository at a time (an flock, released if the job dies); a second job that finds the lock
     held or the limits met does nothing. Concurrent pushes, merges and fetches are safe: packs marked `.keep`
@@ -134,7 +141,9 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits) -> bool:
         remove_stale_loose_leftovers(repo_path)
         remove_stale_locks(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
-        if repack:
+        if repack and limits.prune_after_seconds:
+            repack_and_prune(repo_path, pinned(), limits.prune_after_seconds)
+        elif repack:
             run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)
         if pack_refs:
             os.truncate(repo_path / REF_UPDATES_FILE, 0)  # updates from here on count towards the next run
