@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                  "loose_refs_before": sum(1 for p in (path / "refs").rglob("*") if p.is_file())}
         before = measure(server, scratch, args.runs)
         start = time.perf_counter()
-        if not housekeep(path, HousekeepingLimits(max_packs=1, max_ref_updates=1)):
+        if not housekeep(path, HousekeepingLimits(max_packs=1, max_ref_updates=1), lambda: ()):
             raise RuntimeError("housekeeping did not run")
         repack_s = time.perf_counter() - start
         state["disk_after"] = disk_mib(path)

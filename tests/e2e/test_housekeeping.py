@@ -2,11 +2,19 @@
 (in-process jobs, or rq)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 
+import requests
+from sqlalchemy import select, update
+
+from control.services import repos
 from storage.housekeeping import count_packs
+from storage.models import Event, Workspace
 from tests.support import api, repo_path
 
 
@@ -71,3 +79,88 @@ def test_many_ref_updates_get_the_refs_packed_and_branches_keep_working(small_li
     listed = {b["name"] for b in api(server, key, "GET", f"/v1/repos/{repo}/branches").json()["data"]}
     assert {"main", "from-the-api", branches[0]} <= listed and branches[1] not in listed
     assert git.out("ls-remote", url, "refs/heads/from-the-api", cwd=work).split()[0] == remote["refs/heads/main"]
+
+
+def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(small_limits_server, git, tmp_path):
+    """Objects past the 14-day grace (their files back-dated here; the database rows too) are dropped unless a
+    row names them: a live workspace's overlay file, the old value of a recent force-push. A deleted branch whose
+    push event is old and a deleted workspace's file go."""
+    server = small_limits_server
+    tenant = server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    path = repo_path(server, tenant, repo)
+    work = git.new_worktree(tmp_path / "w", {"README.md": "hello\n"})
+    git("push", "-q", url, "main", cwd=work)
+    git("checkout", "-q", "-b", "gone", cwd=work)
+    gone = git.commit(work, {"gone.txt": "a branch deleted long ago\n"}, "gone")
+    git("push", "-q", url, "gone", cwd=work)
+    git("push", "-q", url, ":gone", cwd=work)
+    git("checkout", "-q", "-b", "forced", "main", cwd=work)
+    forced_away = git.commit(work, {"forced.txt": "force-pushed away a moment ago\n"}, "first")
+    git("push", "-q", url, "forced", cwd=work)
+    git("reset", "-q", "--hard", "main", cwd=work)
+    git.commit(work, {"forced.txt": "what replaced it\n"}, "second")
+    git("push", "-q", "-f", url, "forced", cwd=work)
+    git("checkout", "-q", "main", cwd=work)
+
+    dojo_base = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
+    headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
+    live = requests.post(dojo_base, json={"name": "live"}, headers=headers, timeout=60).json()["workspace"]["id"]
+    dropped = requests.post(dojo_base, json={"name": "dropped"}, headers=headers, timeout=60).json()["workspace"]["id"]
+    overlay = b"an overlay file no commit holds\n"
+    for workspace, content in ((live, overlay), (dropped, b"a deleted workspace's file\n")):
+        assert requests.put(f"{dojo_base}/{workspace}/files/notes.txt", data=content, headers=headers,
+                            timeout=60).status_code == 200
+    assert requests.delete(f"{dojo_base}/{dropped}", headers=headers, timeout=60).status_code == 200
+    overlay_blob = blob_id(overlay)
+    deleted_blob = blob_id(b"a deleted workspace's file\n")
+    assert all(has_object(path, sha) for sha in (gone, forced_away, overlay_blob, deleted_blob))
+
+    long_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    with server.context.db.session() as session:
+        repo_id = repos.get_repo(session, tenant.org_id, repo).id
+        session.execute(update(Event).where(Event.repo_id == repo_id).values(created_at=long_ago))
+        session.execute(update(Workspace).where(Workspace.id == dropped).values(updated_at=long_ago))
+    forced_event_is_recent(server, repo_id, forced_away)
+    age_every_object(path, days=30)
+
+    for round_ in range(4):  # over 100 objects each, so each push is a pack: 4 > the limit 3, a repack is asked
+        git.commit(work, {f"f{i}.txt": f"{round_} {i}\n" for i in range(110)}, f"round {round_}")
+        git("push", "-q", url, "main", cwd=work)
+    assert wait_for(lambda: count_packs(path) == 1 and not has_object(path, gone))
+
+    assert not has_object(path, deleted_blob)
+    assert has_object(path, forced_away) and has_object(path, overlay_blob)
+    read = requests.get(f"{dojo_base}/{live}/files/notes.txt", headers=headers, timeout=60).json()
+    assert base64.b64decode(read["content"]) == overlay and read["source"] == "overlay"
+    assert not subprocess.run(["git", "for-each-ref", "refs/driftstone/housekeeping/"], cwd=path,
+                              capture_output=True, text=True, check=True).stdout
+    subprocess.run(["git", "fsck", "--no-progress", "--no-dangling"], cwd=path, check=True, capture_output=True)
+    clone = tmp_path / "clone"
+    git("clone", "-q", url, str(clone))
+    assert git.out("rev-parse", "HEAD", cwd=clone) == git.out("rev-parse", "HEAD", cwd=work)
+
+
+def forced_event_is_recent(server, repo_id, old_sha):
+    """The force-push's event alone is made recent again: it names the commit the force-push left behind."""
+    with server.context.db.session() as session:
+        events = session.scalars(select(Event).where(Event.repo_id == repo_id)).all()
+        forced = [e for e in events if any(r.get("old") == old_sha for r in e.payload.get("refs", []))]
+        assert len(forced) == 1
+        forced[0].created_at = datetime.now(timezone.utc)
+
+
+def blob_id(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def has_object(path, sha) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", sha], cwd=path, capture_output=True).returncode == 0
+
+
+def age_every_object(path, days: int) -> None:
+    moment = time.time() - days * 24 * 3600
+    for name in (path / "objects").rglob("*"):
+        if name.is_file():
+            os.utime(name, (moment, moment))
