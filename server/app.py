@@ -21,6 +21,7 @@ from storage import git_refs
 from storage.db import Database
 from storage.errors import is_storage_refusal
 from storage.git_env import ALLOCATION_REFUSED, allocation_limit
+from storage.git_prune import PIN_NAMESPACE
 from storage.key_format import blank_keys
 from storage.keys import AUTHENTICATED, Principal, find_principal
 from storage.models import Organization, Repository
@@ -146,7 +147,7 @@ class GitHttpApp:
     def _advertise(self, start_response, repo_path, service, protocol, env):
         if service == "git-upload-pack" and is_v2(protocol):
             return self._advertise_v2(start_response, repo_path, protocol)
-        hidden = _RECEIVE_HIDDEN if service == "git-receive-pack" else []
+        hidden = _RECEIVE_HIDDEN if service == "git-receive-pack" else _UPLOAD_HIDDEN
         process = GitProcess(repo_path, [*hidden, SERVICES[service], "--stateless-rpc", "--advertise-refs", "."], env)
         process.close_input()
         headers = [("Content-Type", f"application/x-{service}-advertisement"), *NO_CACHE]
@@ -169,7 +170,8 @@ class GitHttpApp:
         if _is_probe(body):
             return _empty_result(start_response, headers)
         cache_args, cache_env = self.pack_cache.git_options(self.store.kept_packs, repo_path, repo_id, body)
-        process = GitProcess(repo_path, [*cache_args, "upload-pack", "--stateless-rpc", "."], {**env, **cache_env})
+        process = GitProcess(repo_path, [*cache_args, *_UPLOAD_HIDDEN, "upload-pack", "--stateless-rpc", "."],
+                             {**env, **cache_env})
         process.feed(body)
         return _respond(start_response, process, headers)
 
@@ -255,6 +257,7 @@ def _server_paths(*paths: Path) -> tuple[str, ...]:
 
 
 _RECEIVE_HIDDEN = [arg for prefix in RECEIVE_HIDE_REFS for arg in ("-c", f"receive.hideRefs={prefix}")]
+_UPLOAD_HIDDEN = ["-c", f"uploadpack.hideRefs={PIN_NAMESPACE}"]  # housekeeping's, while it runs
 
 
 def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]:

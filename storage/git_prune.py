@@ -18,8 +18,8 @@ from typing import Iterable
 
 from .git_env import run_git
 
-_PIN_NAMESPACE = "refs/driftstone/housekeeping/"
-PIN_REF = _PIN_NAMESPACE + "pins"
+PIN_NAMESPACE = "refs/driftstone/housekeeping/"
+PIN_REF = PIN_NAMESPACE + "pins"
 _TAG_PIN_PREFIX = PIN_REF + "-tag-"
 _REPACK_TIMEOUT = 6 * 3600
 _PIN_MESSAGE = b"Driftstone housekeeping: the objects its database names, kept through a repack\n"
@@ -84,7 +84,7 @@ def _object_kinds(repo_path: Path, shas: list[str]) -> dict[str, str]:
 def leftover_pins(repo_path: Path) -> dict[str, str]:
     """The pin refs a killed run left (they keep their objects until the next run replaces them)."""
     output = run_git(repo_path, ["for-each-ref", "--format=%(refname) %(objectname)", "--",
-                                 _PIN_NAMESPACE]).stdout.decode()
+                                 PIN_NAMESPACE]).stdout.decode()
     return dict(line.split(" ", 1) for line in output.splitlines() if line)
 
 

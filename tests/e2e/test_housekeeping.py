@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import select, update
 
 from control.services import repos
+from storage.git_prune import PIN_REF
 from storage.housekeeping import count_packs
 from storage.models import Event, Workspace
 from tests.support import api, repo_path
@@ -164,3 +165,20 @@ def age_every_object(path, days: int) -> None:
     for name in (path / "objects").rglob("*"):
         if name.is_file():
             os.utime(name, (moment, moment))
+
+
+def test_housekeeping_s_pin_ref_is_never_advertised(server, git, tmp_path):
+    """While a repack runs, its pin ref keeps objects the database names: no client should be offered it."""
+    tenant = server.tenant()
+    repo = tenant.repo()
+    url = tenant.url(repo)
+    work = git.new_worktree(tmp_path / "w", {"README.md": "hello\n"})
+    git("push", "-q", url, "main", cwd=work)
+    path = repo_path(server, tenant, repo)
+    subprocess.run(["git", "update-ref", PIN_REF, git.out("rev-parse", "HEAD", cwd=work)], cwd=path, check=True)
+    for protocol in ("0", "2"):
+        listed = git.out("-c", f"protocol.version={protocol}", "ls-remote", url, cwd=work)
+        assert "refs/heads/main" in listed and "housekeeping" not in listed
+    mirror = tmp_path / "mirror.git"
+    git("clone", "-q", "--mirror", url, str(mirror))
+    assert not git.out("for-each-ref", "refs/driftstone/", cwd=mirror)
