@@ -68,7 +68,7 @@ def test_a_request_that_is_more_than_a_flush_still_reaches_git(served):
                            headers={**auth, "Content-Type": "application/x-git-upload-pack-request",
                                     "Git-Protocol": "version=2"})
     assert response.status_code == 200
-    assert started and started[0][0] == "upload-pack"
+    assert started and "upload-pack" in started[0]
 
 
 def test_a_probe_still_needs_a_key_that_may_push(served):
