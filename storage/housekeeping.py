@@ -12,9 +12,10 @@ The repack drops unreachable objects older than `prune_after_seconds` (storage/g
 database names (overlay files of dojo workspaces are blobs no ref reaches yet): the caller passes them. With
 `prune_after_seconds` 0 it keeps every object (`-k`). `git prune`'s grace is long enough not to catch a
 running push's quarantine; those of pushes whose receive-pack was killed (SIGKILL, a crash: SIGTERM cleans up)
-are removed by `remove_stale_quarantines` after an hour, `remove_stale_pack_leftovers` removes the temporary files and `.keep`s a killed pack writer leaves in
-objects/pack, `remove_stale_loose_leftovers` what a failed loose-object write leaves beside the loose objects,
-and `remove_stale_locks` the ref locks a killed git left (a killed `pack-refs` among them).
+are removed by `remove_stale_quarantines` after an hour, `remove_stale_pack_leftovers` removes the temporary
+files and `.keep`s a killed pack writer leaves in objects/pack, `remove_stale_loose_leftovers` what a failed
+loose-object write leaves beside the loose objects, and `remove_stale_locks` the ref locks a killed git left (a
+killed `pack-refs` among them).
 """
 from __future__ import annotations
 

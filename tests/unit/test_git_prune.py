@@ -188,6 +188,7 @@ def test_settings_refuse_a_grace_out_of_bounds(tmp_path, days):
 
 
 def test_settings_give_the_grace_in_seconds(tmp_path):
-    settings = Settings.from_env({"DRIFTSTONE_DATA_DIR": str(tmp_path), "DRIFTSTONE_HOUSEKEEPING_PRUNE_AFTER_DAYS": "3"})
+    settings = Settings.from_env({"DRIFTSTONE_DATA_DIR": str(tmp_path),
+                                  "DRIFTSTONE_HOUSEKEEPING_PRUNE_AFTER_DAYS": "3"})
     assert settings.housekeeping_limits.prune_after_seconds == 3 * DAY
     assert Settings(data_dir=tmp_path).housekeeping_limits.prune_after_seconds == 14 * DAY
