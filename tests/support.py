@@ -306,3 +306,16 @@ def commit_in(repo: Path, branch: str) -> str:
     commit = run("commit-tree", run("mktree"), "-m", branch)
     run("update-ref", f"refs/heads/{branch}", commit)
     return commit
+
+
+def has_object(repo: Path, sha: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", sha], cwd=repo, capture_output=True).returncode == 0
+
+
+def age_object_files(repo: Path, days: int) -> None:
+    """Back-date every object file of a repository, packs and loose ones: what an object's time means to a
+    prune."""
+    moment = time.time() - days * 24 * 3600
+    for path in (repo / "objects").rglob("*"):
+        if path.is_file():
+            os.utime(path, (moment, moment))

@@ -16,7 +16,7 @@ from control.services import repos
 from storage.git_prune import PIN_REF
 from storage.housekeeping import count_packs
 from storage.models import Event, Workspace
-from tests.support import api, repo_path
+from tests.support import age_object_files, api, has_object, repo_path
 
 
 def loose_refs(path):
@@ -124,7 +124,7 @@ def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(sma
         session.execute(update(Event).where(Event.repo_id == repo_id).values(created_at=long_ago))
         session.execute(update(Workspace).where(Workspace.id == dropped).values(updated_at=long_ago))
     forced_event_is_recent(server, repo_id, forced_away)
-    age_every_object(path, days=30)
+    age_object_files(path, days=30)
 
     for round_ in range(4):  # over 100 objects each, so each push is a pack: 4 > the limit 3, a repack is asked
         git.commit(work, {f"f{i}.txt": f"{round_} {i}\n" for i in range(110)}, f"round {round_}")
@@ -154,17 +154,6 @@ def forced_event_is_recent(server, repo_id, old_sha):
 
 def blob_id(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-
-
-def has_object(path, sha) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", sha], cwd=path, capture_output=True).returncode == 0
-
-
-def age_every_object(path, days: int) -> None:
-    moment = time.time() - days * 24 * 3600
-    for name in (path / "objects").rglob("*"):
-        if name.is_file():
-            os.utime(name, (moment, moment))
 
 
 def test_housekeeping_s_pin_ref_is_never_advertised(server, git, tmp_path):

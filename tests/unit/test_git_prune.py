@@ -3,7 +3,6 @@ older than the grace go, recent ones and the ones the database names stay, whate
 their object already stored give it the time of now."""
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from storage.git_objects import open_repo, store_object
 from storage.git_prune import PIN_REF, leftover_pins
 from storage.housekeeping import HousekeepingLimits, housekeep
 from storage.settings import Settings
+from tests.support import age_object_files, has_object
 
 DAY = 24 * 3600
 PRUNING = HousekeepingLimits(max_packs=0, prune_after_seconds=14 * DAY)  # max_packs 0: every run repacks
@@ -25,24 +25,12 @@ def git(cwd: Path, *args: str, input: bytes | None = None, check: bool = True) -
     return result.stdout.decode().strip()
 
 
-def exists(repo: Path, sha: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", sha], cwd=repo, capture_output=True).returncode == 0
-
-
 def commit(work: Path, files: dict[str, str], message: str) -> str:
     for name, text in files.items():
         (work / name).write_text(text)
     git(work, "add", "-A")
     git(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", message)
     return git(work, "rev-parse", "HEAD")
-
-
-def age_every_object(repo: Path, days: int) -> None:
-    """Back-date every object file, packs and loose ones: what an object's time means to a prune."""
-    moment = time.time() - days * DAY
-    for path in (repo / "objects").rglob("*"):
-        if path.is_file():
-            os.utime(path, (moment, moment))
 
 
 @pytest.fixture
@@ -70,16 +58,16 @@ def repo(tmp_path):
 def test_unreachable_objects_older_than_the_grace_are_dropped_and_recent_ones_kept(repo):
     bare, ids = repo
     old_loose = git(bare, "hash-object", "-w", "--stdin", input=b"an old loose object\n")
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
     recent = git(bare, "hash-object", "-w", "--stdin", input=b"written a moment ago\n")
     refs_before = git(bare, "for-each-ref")
 
     assert housekeep(bare, PRUNING, lambda: ()) is True
 
     for name in ("gone", "gone_tree", "gone_blob", "tag"):
-        assert not exists(bare, ids[name]), name
-    assert not exists(bare, old_loose)
-    assert exists(bare, recent) and exists(bare, ids["main"])
+        assert not has_object(bare, ids[name]), name
+    assert not has_object(bare, old_loose)
+    assert has_object(bare, recent) and has_object(bare, ids["main"])
     assert git(bare, "for-each-ref") == refs_before
     git(bare, "fsck", "--no-dangling", "--no-progress")
 
@@ -88,39 +76,39 @@ def test_objects_the_database_names_are_kept_however_old_with_what_they_reach(re
     bare, ids = repo
     overlay = git(bare, "hash-object", "-w", "--stdin", input=b"an overlay file no commit holds\n")
     tree = git(bare, "mktree", input=f"100644 blob {overlay}\tnotes.txt\n".encode())
-    age_every_object(bare, 400)
+    age_object_files(bare, 400)
     named = [ids["gone"], ids["tag"], overlay, tree, "f" * 40, "0" * 40]  # two that do not exist
 
     assert housekeep(bare, PRUNING, lambda: named) is True
 
     for sha in (ids["gone"], ids["gone_tree"], ids["gone_blob"], ids["tag"], overlay, tree):
-        assert exists(bare, sha), sha
+        assert has_object(bare, sha), sha
     assert leftover_pins(bare) == {} and not git(bare, "for-each-ref", "refs/driftstone/")
     git(bare, "fsck", "--no-dangling", "--no-progress")
     # named no more: the next run drops them (their pack was written by the run before, so age it again)
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
     assert housekeep(bare, PRUNING, lambda: ()) is True
     for sha in (ids["gone"], ids["gone_blob"], ids["tag"], overlay, tree):
-        assert not exists(bare, sha), sha
+        assert not has_object(bare, sha), sha
 
 
 def test_a_killed_runs_pins_are_replaced_not_kept(repo):
     bare, ids = repo
     git(bare, "update-ref", PIN_REF, ids["gone"])
     git(bare, "update-ref", f"{PIN_REF}-tag-{ids['tag']}", ids["tag"])
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
 
     assert housekeep(bare, PRUNING, lambda: ()) is True
 
     assert leftover_pins(bare) == {}
-    assert not exists(bare, ids["gone"]) and not exists(bare, ids["tag"])
+    assert not has_object(bare, ids["gone"]) and not has_object(bare, ids["tag"])
 
 
 def test_with_no_grace_set_nothing_is_dropped(repo):
     bare, ids = repo
-    age_every_object(bare, 400)
+    age_object_files(bare, 400)
     assert housekeep(bare, HousekeepingLimits(max_packs=0, prune_after_seconds=0), lambda: ()) is True
-    assert all(exists(bare, sha) for sha in ids.values())
+    assert all(has_object(bare, sha) for sha in ids.values())
 
 
 def test_the_database_is_asked_only_when_a_repack_runs(repo):
@@ -133,14 +121,14 @@ def test_the_database_is_asked_only_when_a_repack_runs(repo):
 def test_pins_that_cannot_be_made_leave_every_object_in_place(repo, monkeypatch):
     """The database cannot be asked: nothing is repacked, nothing dropped (the job fails and runs again)."""
     bare, ids = repo
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
 
     def failing():
         raise RuntimeError("the database went away")
 
     with pytest.raises(RuntimeError):
         housekeep(bare, PRUNING, failing)
-    assert all(exists(bare, sha) for sha in ids.values())
+    assert all(has_object(bare, sha) for sha in ids.values())
 
 
 def test_storing_an_object_that_is_there_gives_it_the_time_of_now(repo):
@@ -149,23 +137,23 @@ def test_storing_an_object_that_is_there_gives_it_the_time_of_now(repo):
     loose = Blob.from_string(b"stored loose, long ago\n")
     store_object(git_repo, loose)
     loose_path = bare / "objects" / loose.id.decode()[:2] / loose.id.decode()[2:]
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
 
     store_object(git_repo, loose)
     assert time.time() - loose_path.stat().st_mtime < 60
 
     packed = Blob.from_string(b"kept, then in the cruft pack\n")
     store_object(git_repo, packed)
-    age_every_object(bare, 1)
+    age_object_files(bare, 1)
     housekeep(bare, PRUNING, lambda: ())  # unreachable, a day old: into the cruft pack, loose copy gone
     packed_path = bare / "objects" / packed.id.decode()[:2] / packed.id.decode()[2:]
     assert not packed_path.exists() and list((bare / "objects" / "pack").glob("*.mtimes"))
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
     git_repo = open_repo(bare)
     store_object(git_repo, packed)
     assert time.time() - packed_path.stat().st_mtime < 60  # a loose copy: the cruft pack keeps its own times
     housekeep(bare, PRUNING, lambda: ())
-    assert exists(bare, packed.id.decode())
+    assert has_object(bare, packed.id.decode())
 
 
 def test_an_object_in_an_ordinary_pack_is_freshened_by_the_pack_s_time(repo):
@@ -173,7 +161,7 @@ def test_an_object_in_an_ordinary_pack_is_freshened_by_the_pack_s_time(repo):
     git(bare, "repack", "-a", "-d", "-q")
     (pack,) = (bare / "objects" / "pack").glob("*.pack")
     blob = git(bare, "rev-parse", "main:a.txt")
-    age_every_object(bare, 30)
+    age_object_files(bare, 30)
 
     store_object(open_repo(bare), open_repo(bare).object_store[blob.encode()])
 
