@@ -86,7 +86,7 @@ def run_variant(prepared: Path, pinned: list[str], variant: str, scratch: Path) 
     if variant == "keep":
         git(copy, "repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index")
     else:
-        repack_and_prune(copy, pinned, GRACE)
+        repack_and_prune(copy, lambda: pinned, GRACE)
     seconds = time.perf_counter() - start
     missing = git(copy, "cat-file", "--batch-check", input="".join(f"{sha}\n" for sha in pinned).encode())
     if "missing" in missing:

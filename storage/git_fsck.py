@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .git_env import run_git
+from .git_prune import EXCLUDE_PINS
 from .git_objects import open_repo
 from .object_checks import objects_problem
 
@@ -16,7 +17,7 @@ def fsck_problem(repo: Path, tips: Iterable[str], env: Mapping[str, str] | None 
     if not tips:
         return None
     listed = run_git(repo, ["rev-list", "--objects", "--no-object-names", "--filter=blob:none", *tips, "--not",
-                            "--all"], env=env).stdout
+                            EXCLUDE_PINS, "--all"], env=env).stdout
     if not listed.strip():
         return None
     with open_repo(repo) as git_repo:

@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterator, Mapping
 
 from dulwich.file import FileLocked
 from dulwich.object_store import DiskObjectStore
+from dulwich.pack import PackFileDisappeared
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
@@ -113,15 +114,17 @@ def _freshened(store: DiskObjectStore, sha: bytes) -> bool:
         return True
     except FileNotFoundError:
         pass
-    for pack in store.packs:
-        if sha in pack:
-            if os.path.exists(pack._basename + ".mtimes"):
-                return False
-            try:
+    except PermissionError:  # another account's file: it is there, as dulwich alone would have left it
+        return True
+    try:
+        for pack in store.packs:
+            if sha in pack:
+                if os.path.exists(pack._basename + ".mtimes"):
+                    return False
                 os.utime(pack._data_path)
-            except FileNotFoundError:  # a repack replaced it just now, writing the object with its own time
-                pass
-            return True
+                return True
+    except (OSError, PackFileDisappeared):  # a repack replaced the packs (and may have dropped it): a loose copy
+        return False
     return False
 
 

@@ -11,43 +11,127 @@ of them before 2.42 (`gc.recentObjectsHook`); this machine's git is 2.39.
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .git_env import run_git
+
+log = logging.getLogger(__name__)
 
 PIN_NAMESPACE = "refs/driftstone/housekeeping/"
 PIN_REF = PIN_NAMESPACE + "pins"
 _TAG_PIN_PREFIX = PIN_REF + "-tag-"
+EXCLUDE_PINS = f"--exclude={PIN_NAMESPACE}*"  # before `--all`: the pins are not refs a client made
+HOLD_DIR = "driftstone-prune-hold"
+REFLOG_DAYS = 90  # git's gc.reflogExpire
 _REPACK_TIMEOUT = 6 * 3600
 _PIN_MESSAGE = b"Driftstone housekeeping: the objects its database names, kept through a repack\n"
 
 
-def repack_and_prune(repo_path: Path, pinned: Iterable[str], expire_seconds: int) -> None:
-    expire = f"{int(expire_seconds)}.seconds.ago"
+def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expire_seconds: int) -> list[str]:
+    """Returns the objects found missing after the run and put back (none, unless one was written again or named
+    again while it ran: git's race, which the API makes likelier by reusing stored objects)."""
+    now = int(time.time())
+    expire = f"@{now - int(expire_seconds)}"  # git reads 9+ digit "N.seconds.ago" as a date
     _unpin(repo_path, leftover_pins(repo_path))  # a killed run's: they would keep what the rows no longer name
-    pin_refs = _pin(repo_path, pinned)
+    # as `git gc`: reflog entries naming a commit no ref reaches go after the grace (a force-push's old commit is
+    # kept that long after it), the others after REFLOG_DAYS; entries never expiring kept every such commit
+    run_git(repo_path, ["reflog", "expire", "--all", f"--expire=@{now - REFLOG_DAYS * 24 * 3600}",
+                        f"--expire-unreachable={expire}"], timeout=_REPACK_TIMEOUT)
+    refs_before = _ref_values(repo_path)  # read before the rows: a branch deleted meanwhile has no event row yet
+    pin_refs = _pin(repo_path, _object_kinds(repo_path, [*pinned(), *refs_before]))
+    hold = repo_path / HOLD_DIR
+    shutil.rmtree(hold, ignore_errors=True)
     try:
+        _link_every_object(repo_path, hold)
         run_git(repo_path, ["repack", "--cruft", f"--cruft-expiration={expire}", "-d", "-l", "-q",
                             "--write-bitmap-index"], timeout=_REPACK_TIMEOUT)
         if _has_loose_objects(repo_path):
             # expired loose objects are left where they are by the repack; prune walks the history once more and
             # looks at each one's time again as it removes it
             run_git(repo_path, ["prune", f"--expire={expire}"], timeout=_REPACK_TIMEOUT)
+        missing = _missing(repo_path, pinned(), hold)
+        if missing:
+            log.error("housekeeping of %s dropped %d objects a ref or row names now (%s...): putting them back",
+                      repo_path, len(missing), missing[0])
+            _put_back(hold, repo_path)
+        return missing
     finally:
         _unpin(repo_path, pin_refs)
+        shutil.rmtree(hold, ignore_errors=True)
 
 
-def _pin(repo_path: Path, pinned: Iterable[str]) -> dict[str, str]:
-    """Make every pinned object that exists reachable from a ref; returns the refs made, each with its value."""
-    kinds = _object_kinds(repo_path, sorted(set(pinned)))
+def _ref_values(repo_path: Path) -> list[str]:
+    output = run_git(repo_path, ["for-each-ref", "--format=%(objectname)"]).stdout.decode()
+    return sorted(set(output.split()))
+
+
+def _link_every_object(repo_path: Path, hold: Path) -> None:
+    """A hard link to every pack and loose object as they are before the run, to put back what it should not
+    have dropped (links: no copy, and the files stay whole whatever git deletes)."""
+    objects = repo_path / "objects"
+    (hold / "pack").mkdir(parents=True)
+    for name in os.listdir(objects / "pack"):
+        if name.startswith("pack-") and name.endswith((".pack", ".idx")):
+            _link(objects / "pack" / name, hold / "pack" / name)
+    for fan in os.listdir(objects):
+        if len(fan) == 2 and (objects / fan).is_dir():
+            for name in os.listdir(objects / fan):
+                (hold / fan).mkdir(exist_ok=True)
+                _link(objects / fan / name, hold / fan / name)
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileNotFoundError:  # a push's or merge's pack being replaced: what it held is in its replacement
+        pass
+
+
+def _missing(repo_path: Path, pinned: Iterable[str], hold: Path) -> list[str]:
+    """Objects that every ref and every object the rows name now should reach, but which are not there (a row
+    may name an object never stored here: only those there now or before the run count)."""
+    pinned = set(pinned)
+    there = set(_object_kinds(repo_path, pinned))
+    missing = sorted(set(_object_kinds(repo_path, pinned, objects_dir=hold)) - there)
+    tips = "".join(f"{sha}\n" for sha in sorted(there))
+    result = run_git(repo_path, ["rev-list", "--objects", "--no-object-names", "--missing=print", "--all",
+                                 "--stdin"], input=tips.encode(), check=False, timeout=_REPACK_TIMEOUT)
+    missing += [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("?")]
+    if result.returncode != 0 and not missing:  # a ref's own object gone: rev-list stops at it
+        missing = [result.stderr.decode("utf-8", "replace").strip()[:200] or "?"]
+    return missing
+
+
+def _put_back(hold: Path, repo_path: Path) -> None:
+    objects = repo_path / "objects"
+    for name in sorted(os.listdir(hold / "pack"), key=lambda n: n.endswith(".idx")):  # each .pack before its .idx
+        if not (objects / "pack" / name).exists():
+            os.link(hold / "pack" / name, objects / "pack" / name)
+    for fan in os.listdir(hold):
+        if fan != "pack":
+            (objects / fan).mkdir(exist_ok=True)
+            for name in os.listdir(hold / fan):
+                if not (objects / fan / name).exists():
+                    os.link(hold / fan / name, objects / fan / name)
+
+
+def _pin(repo_path: Path, kinds: dict[str, str]) -> dict[str, str]:
+    """Make every object of `kinds` (id: type) reachable from a ref; returns the refs made, each with its value."""
     refs = {f"{_TAG_PIN_PREFIX}{sha}": sha for sha, kind in kinds.items() if kind == "tag"}
     entries = [f"{'040000' if kind == 'tree' else '100644'} {kind} {sha}\t{sha}\n"
                for sha, kind in kinds.items() if kind in ("blob", "tree")]
     parents = [sha for sha, kind in kinds.items() if kind == "commit"]
     if entries or parents:
+        # objects of this run alone: writing one already stored would freshen the pack holding it (git's freshen),
+        # and with it every unreachable object in that pack
+        nonce = f"housekeeping run {time.time_ns()} {os.getpid()} {os.urandom(8).hex()}\n".encode()
+        marker = run_git(repo_path, ["hash-object", "-w", "--stdin"], input=nonce).stdout.decode().strip()
+        entries.append(f"100644 blob {marker}\trun\n")
         tree = run_git(repo_path, ["mktree"], input="".join(entries).encode()).stdout.decode().strip()
         now = int(time.time())
         commit = b"".join([f"tree {tree}\n".encode(), *(f"parent {sha}\n".encode() for sha in parents),
@@ -67,11 +151,14 @@ def _unpin(repo_path: Path, refs: dict[str, str]) -> None:
         run_git(repo_path, ["update-ref", "--stdin"], input=commands.encode())
 
 
-def _object_kinds(repo_path: Path, shas: list[str]) -> dict[str, str]:
-    """The type of each object that exists (a row may name one already gone, or never stored here)."""
+def _object_kinds(repo_path: Path, shas: Iterable[str], objects_dir: Path | None = None) -> dict[str, str]:
+    """The type of each object that exists (a row may name one already gone, or never stored here), in the
+    repository or in another object directory."""
+    shas = sorted(set(shas))
     if not shas:
         return {}
-    output = run_git(repo_path, ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+    env = {"GIT_OBJECT_DIRECTORY": str(objects_dir)} if objects_dir else None
+    output = run_git(repo_path, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], env=env,
                      input="".join(f"{sha}\n" for sha in shas).encode()).stdout.decode()
     kinds = {}
     for line in output.splitlines():

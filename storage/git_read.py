@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .git_env import GitFailed, run_git
+from .git_prune import EXCLUDE_PINS
 
 
 def is_ancestor(repo: Path, ancestor: str, descendant: str, env: Mapping[str, str] | None = None) -> bool:
@@ -30,7 +31,7 @@ def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[st
     if not tips:
         return []
     args = ["rev-list", "--objects", "--no-object-names", f"--filter=blob:limit={limit + 1}",
-            "--filter-print-omitted", *tips, "--not", "--all"]
+            "--filter-print-omitted", *tips, "--not", EXCLUDE_PINS, "--all"]
     result = run_git(repo, args, env=env)
     return [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("~")]
 

@@ -143,7 +143,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
         remove_stale_locks(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack and limits.prune_after_seconds:
-            repack_and_prune(repo_path, pinned(), limits.prune_after_seconds)
+            repack_and_prune(repo_path, pinned, limits.prune_after_seconds)
         elif repack:
             run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)
         if pack_refs:

@@ -33,7 +33,7 @@ class Settings(BaseModel):
     housekeeping_max_ref_updates: int = Field(default=256, gt=0)
     # days an object no ref reaches (nor a row names) is kept after it was last written; 0: kept for good. At least
     # a day: git's prune also removes what lies under objects/tmp_* for that long, a running push's quarantine too
-    housekeeping_prune_after_days: int = Field(default=14, ge=0, le=36500)
+    housekeeping_prune_after_days: int = Field(default=14, ge=0, le=3650)
     request_idle_timeout: float = Field(default=120, gt=0)  # seconds a request may send (or read) nothing
     request_head_timeout: float = Field(default=30, gt=0)  # seconds to send a request's line and headers
     request_body_grace: float = Field(default=30, gt=0)  # seconds of waiting on a body, plus 1 s per min_rate bytes

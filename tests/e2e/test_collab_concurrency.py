@@ -252,7 +252,7 @@ def test_sixteen_merges_at_once_beside_a_repack_all_answer_cleanly(server, tenan
 
     def repack() -> None:  # housekeeping's repack, again and again (with nothing pinned: a merge's objects are new)
         while not stop.is_set():
-            repack_and_prune(path, (), 14 * 24 * 3600)
+            repack_and_prune(path, lambda: (), 14 * 24 * 3600)
 
     housekeeping = threading.Thread(target=repack)
     housekeeping.start()

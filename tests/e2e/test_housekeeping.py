@@ -84,8 +84,8 @@ def test_many_ref_updates_get_the_refs_packed_and_branches_keep_working(small_li
 
 def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(small_limits_server, git, tmp_path):
     """Objects past the 14-day grace (their files back-dated here; the database rows too) are dropped unless a
-    row names them: a live workspace's overlay file, the old value of a recent force-push. A deleted branch whose
-    push event is old and a deleted workspace's file go."""
+    row names them: a live workspace's overlay file, the commit of a branch deleted a moment ago (its push event).
+    A branch deleted long ago (its event back-dated) and a deleted workspace's file go."""
     server = small_limits_server
     tenant = server.tenant()
     repo = tenant.repo()
@@ -97,12 +97,10 @@ def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(sma
     gone = git.commit(work, {"gone.txt": "a branch deleted long ago\n"}, "gone")
     git("push", "-q", url, "gone", cwd=work)
     git("push", "-q", url, ":gone", cwd=work)
-    git("checkout", "-q", "-b", "forced", "main", cwd=work)
-    forced_away = git.commit(work, {"forced.txt": "force-pushed away a moment ago\n"}, "first")
-    git("push", "-q", url, "forced", cwd=work)
-    git("reset", "-q", "--hard", "main", cwd=work)
-    git.commit(work, {"forced.txt": "what replaced it\n"}, "second")
-    git("push", "-q", "-f", url, "forced", cwd=work)
+    git("checkout", "-q", "-b", "just-deleted", "main", cwd=work)
+    just_deleted = git.commit(work, {"recent.txt": "a branch deleted a moment ago\n"}, "recent")
+    git("push", "-q", url, "just-deleted", cwd=work)
+    git("push", "-q", url, ":just-deleted", cwd=work)
     git("checkout", "-q", "main", cwd=work)
 
     dojo_base = f"{server.url}/api/repos/{tenant.org}/{repo}/workspaces"
@@ -116,14 +114,14 @@ def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(sma
     assert requests.delete(f"{dojo_base}/{dropped}", headers=headers, timeout=60).status_code == 200
     overlay_blob = blob_id(overlay)
     deleted_blob = blob_id(b"a deleted workspace's file\n")
-    assert all(has_object(path, sha) for sha in (gone, forced_away, overlay_blob, deleted_blob))
+    assert all(has_object(path, sha) for sha in (gone, just_deleted, overlay_blob, deleted_blob))
 
     long_ago = datetime.now(timezone.utc) - timedelta(days=30)
     with server.context.db.session() as session:
         repo_id = repos.get_repo(session, tenant.org_id, repo).id
         session.execute(update(Event).where(Event.repo_id == repo_id).values(created_at=long_ago))
         session.execute(update(Workspace).where(Workspace.id == dropped).values(updated_at=long_ago))
-    forced_event_is_recent(server, repo_id, forced_away)
+    deletion_is_recent(server, repo_id, just_deleted)
     age_object_files(path, days=30)
 
     for round_ in range(4):  # over 100 objects each, so each push is a pack: 4 > the limit 3, a repack is asked
@@ -132,7 +130,7 @@ def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(sma
     assert wait_for(lambda: count_packs(path) == 1 and not has_object(path, gone))
 
     assert not has_object(path, deleted_blob)
-    assert has_object(path, forced_away) and has_object(path, overlay_blob)
+    assert has_object(path, just_deleted) and has_object(path, overlay_blob)
     read = requests.get(f"{dojo_base}/{live}/files/notes.txt", headers=headers, timeout=60).json()
     assert base64.b64decode(read["content"]) == overlay and read["source"] == "overlay"
     assert not subprocess.run(["git", "for-each-ref", "refs/driftstone/housekeeping/"], cwd=path,
@@ -143,13 +141,13 @@ def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(sma
     assert git.out("rev-parse", "HEAD", cwd=clone) == git.out("rev-parse", "HEAD", cwd=work)
 
 
-def forced_event_is_recent(server, repo_id, old_sha):
-    """The force-push's event alone is made recent again: it names the commit the force-push left behind."""
+def deletion_is_recent(server, repo_id, old_sha):
+    """The deletion's event alone is made recent again: it names the commit the branch held."""
     with server.context.db.session() as session:
         events = session.scalars(select(Event).where(Event.repo_id == repo_id)).all()
-        forced = [e for e in events if any(r.get("old") == old_sha for r in e.payload.get("refs", []))]
-        assert len(forced) == 1
-        forced[0].created_at = datetime.now(timezone.utc)
+        deletions = [e for e in events if any(r.get("old") == old_sha for r in e.payload.get("refs", []))]
+        assert len(deletions) == 1
+        deletions[0].created_at = datetime.now(timezone.utc)
 
 
 def blob_id(content: bytes) -> str:

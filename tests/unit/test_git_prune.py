@@ -3,6 +3,7 @@ older than the grace go, recent ones and the ones the database names stay, whate
 their object already stored give it the time of now."""
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 from dulwich.objects import Blob
 
 from storage.git_objects import open_repo, store_object
-from storage.git_prune import PIN_REF, leftover_pins
+from storage import git_prune
+from storage.git_prune import HOLD_DIR, PIN_REF, leftover_pins, repack_and_prune
 from storage.housekeeping import HousekeepingLimits, housekeep
 from storage.settings import Settings
 from tests.support import age_object_files, has_object
@@ -48,7 +50,7 @@ def repo(tmp_path):
     git(work, "tag", "-a", "-m", "an annotated tag", "v1")
     git(work, "push", "-q", str(bare), "v1")
     tag = git(bare, "rev-parse", "refs/tags/v1")
-    git(bare, "repack", "-q")  # one pack, so a run has one to repack
+    git(bare, "repack", "-d", "-q")  # one pack and no loose object, so a run has one to repack
     git(bare, "update-ref", "-d", "refs/heads/gone")
     git(bare, "update-ref", "-d", "refs/tags/v1")
     return bare, {"main": main, "gone": gone, "gone_tree": git(bare, "rev-parse", f"{gone}^{{tree}}"),
@@ -169,7 +171,7 @@ def test_an_object_in_an_ordinary_pack_is_freshened_by_the_pack_s_time(repo):
     assert not (bare / "objects" / blob[:2] / blob[2:]).exists()  # no copy needed
 
 
-@pytest.mark.parametrize("days", ["-1", "36501", "two weeks"])
+@pytest.mark.parametrize("days", ["-1", "3651", "two weeks"])
 def test_settings_refuse_a_grace_out_of_bounds(tmp_path, days):
     with pytest.raises(ValueError):
         Settings.from_env({"DRIFTSTONE_DATA_DIR": str(tmp_path), "DRIFTSTONE_HOUSEKEEPING_PRUNE_AFTER_DAYS": days})
@@ -180,3 +182,102 @@ def test_settings_give_the_grace_in_seconds(tmp_path):
                                   "DRIFTSTONE_HOUSEKEEPING_PRUNE_AFTER_DAYS": "3"})
     assert settings.housekeeping_limits.prune_after_seconds == 3 * DAY
     assert Settings(data_dir=tmp_path).housekeeping_limits.prune_after_seconds == 14 * DAY
+
+
+def test_a_grace_of_years_is_counted_back_from_now(repo):
+    """git reads "N.seconds.ago" with 9 digits or more as a date: 1,200 days meant 1973, and nothing was dropped
+    (above ~20,000 days, everything: a date in the future)."""
+    bare, ids = repo
+    age_object_files(bare, 1300)
+    assert housekeep(bare, HousekeepingLimits(max_packs=0, prune_after_seconds=1200 * DAY), lambda: ()) is True
+    assert not has_object(bare, ids["gone"])
+    recent = git(bare, "hash-object", "-w", "--stdin", input=b"a day old\n")
+    age_object_files(bare, 1)
+    assert housekeep(bare, HousekeepingLimits(max_packs=0, prune_after_seconds=1200 * DAY), lambda: ()) is True
+    assert has_object(bare, recent) and has_object(bare, ids["main"])
+
+
+def test_an_object_a_row_names_once_the_run_began_is_put_back(repo):
+    """The rows are read again after the run: one written meanwhile (a workspace on an old commit, a file the API
+    stored again) names what the repack had already judged unreachable and dropped."""
+    bare, ids = repo
+    age_object_files(bare, 30)
+    answers = iter([(), [ids["gone"]]])
+
+    assert repack_and_prune(bare, lambda: next(answers), 14 * DAY) == [ids["gone"]]
+
+    for name in ("gone", "gone_tree", "gone_blob"):
+        assert has_object(bare, ids[name]), name
+    assert not (bare / HOLD_DIR).exists()
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+
+
+def test_a_ref_moved_onto_an_old_commit_during_the_run_keeps_its_history(repo, monkeypatch):
+    """A branch made at an old unreachable commit while the repack runs (the API's branch from a sha): the
+    repack dropped the commit; the check after the run finds the ref's history incomplete and puts it back."""
+    bare, ids = repo
+    age_object_files(bare, 30)
+    real_run_git = git_prune.run_git
+
+    def run_git_then_revive(repo_path, args, **kwargs):
+        result = real_run_git(repo_path, args, **kwargs)
+        if args[0] == "repack":  # as if update-ref had landed between the repack's look at the refs and its end
+            (bare / "refs" / "heads" / "revived").write_text(ids["gone"] + "\n")
+        return result
+
+    monkeypatch.setattr(git_prune, "run_git", run_git_then_revive)
+    missing = repack_and_prune(bare, lambda: (), 14 * DAY)
+
+    assert missing
+    assert git(bare, "rev-parse", "refs/heads/revived") == ids["gone"]
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+    assert git(bare, "show", "refs/heads/revived:gone.txt") == "left behind"
+
+
+def test_storing_an_object_after_a_repack_replaced_the_packs_writes_it(repo):
+    """dulwich listed the packs before the repack: looking in them again met a vanished pack (a 500)."""
+    bare, ids = repo
+    git_repo = open_repo(bare)
+    blob = git_repo.object_store[ids["gone_blob"].encode()]  # the packs are listed and open
+    age_object_files(bare, 30)
+    housekeep(bare, PRUNING, lambda: ())  # the pack it was in is gone, and so is it
+    store_object(git_repo, blob)
+    assert has_object(bare, ids["gone_blob"])
+
+
+def test_the_pin_ref_is_not_a_ref_the_push_checks_count_as_existing(repo):
+    """Objects reachable from the pins alone are new to a change that names them: its checks must see them."""
+    from storage.git_read import oversized_blobs
+
+    bare, ids = repo
+    git(bare, "update-ref", PIN_REF, ids["gone"])
+    assert oversized_blobs(bare, [ids["gone"]], 1) == [ids["gone_blob"]]
+
+
+def test_a_force_pushed_commit_goes_once_its_reflog_entry_is_older_than_the_grace(tmp_path):
+    """Repositories log every ref update (core.logAllRefUpdates): the entries name the commits a force-push left
+    behind, and while they stayed, so did those commits."""
+    bare, work = tmp_path / "repo.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(bare, "config", "core.logAllRefUpdates", "always")
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    commit(work, {"a.txt": "a\n"}, "a")
+    left = commit(work, {"b.txt": "force-pushed away\n"}, "b")
+    git(work, "push", "-q", str(bare), "main")
+    git(work, "reset", "-q", "--hard", "HEAD~1")
+    kept = commit(work, {"c.txt": "c\n"}, "c")
+    git(work, "push", "-q", "-f", str(bare), "main")
+    git(bare, "repack", "-a", "-d", "-q")  # reflogs count as reachable: both commits are in the pack
+    age_object_files(bare, 30)
+
+    assert housekeep(bare, PRUNING, lambda: ()) is True
+    assert has_object(bare, left)  # its reflog entry is a moment old
+
+    month_ago = int(time.time()) - 30 * DAY
+    for log in [path for path in (bare / "logs").rglob("*") if path.is_file()]:  # main's and HEAD's
+        log.write_text("".join(re.sub(r"> \d+ ", f"> {month_ago} ", line, count=1)
+                               for line in log.read_text().splitlines(keepends=True)))
+    age_object_files(bare, 30)
+    assert housekeep(bare, PRUNING, lambda: ()) is True
+    assert not has_object(bare, left) and has_object(bare, kept)
+    git(bare, "fsck", "--no-dangling", "--no-progress")
