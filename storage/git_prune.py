@@ -37,17 +37,22 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
     again while it ran: git's race, which the API makes likelier by reusing stored objects)."""
     now = int(time.time())
     expire = f"@{now - int(expire_seconds)}"  # git reads 9+ digit "N.seconds.ago" as a date
+    hold = repo_path / HOLD_DIR
+    if hold.exists():  # a run killed before its check: what it dropped comes back, to be judged again
+        _put_back(hold, repo_path)
+        shutil.rmtree(hold)
     _unpin(repo_path, leftover_pins(repo_path))  # a killed run's: they would keep what the rows no longer name
-    # as `git gc`: reflog entries naming a commit no ref reaches go after the grace (a force-push's old commit is
-    # kept that long after it), the others after REFLOG_DAYS; entries never expiring kept every such commit
-    run_git(repo_path, ["reflog", "expire", "--all", f"--expire=@{now - REFLOG_DAYS * 24 * 3600}",
-                        f"--expire-unreachable={expire}"], timeout=_REPACK_TIMEOUT)
+    _expire_reflogs(repo_path, now, expire)
     refs_before = _ref_values(repo_path)  # read before the rows: a branch deleted meanwhile has no event row yet
     pin_refs = _pin(repo_path, _object_kinds(repo_path, [*pinned(), *refs_before]))
-    hold = repo_path / HOLD_DIR
-    shutil.rmtree(hold, ignore_errors=True)
+    checked = False
     try:
-        _link_every_object(repo_path, hold)
+        if not _link_every_object(repo_path, hold):
+            log.warning("housekeeping of %s cannot set objects aside: repacking without dropping any", repo_path)
+            run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"],
+                    timeout=_REPACK_TIMEOUT)
+            checked = True
+            return []
         run_git(repo_path, ["repack", "--cruft", f"--cruft-expiration={expire}", "-d", "-l", "-q",
                             "--write-bitmap-index"], timeout=_REPACK_TIMEOUT)
         if _has_loose_objects(repo_path):
@@ -59,10 +64,24 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
             log.error("housekeeping of %s dropped %d objects a ref or row names now (%s...): putting them back",
                       repo_path, len(missing), missing[0])
             _put_back(hold, repo_path)
+        checked = True
         return missing
     finally:
+        if not checked and hold.exists():  # the run failed after the repack may have dropped something
+            _put_back(hold, repo_path)
         _unpin(repo_path, pin_refs)
         shutil.rmtree(hold, ignore_errors=True)
+
+
+def _expire_reflogs(repo_path: Path, now: int, expire: str) -> None:
+    """As `git gc`: reflog entries naming a commit no ref reaches go after the grace (a force-push's old commit
+    is kept that long after it), the others after REFLOG_DAYS; entries that never expired kept every such commit.
+    Best effort: a reflog git cannot lock (a killed run's lock) must not stop the repack."""
+    result = run_git(repo_path, ["reflog", "expire", "--all", f"--expire=@{now - REFLOG_DAYS * 24 * 3600}",
+                                 f"--expire-unreachable={expire}"], check=False, timeout=_REPACK_TIMEOUT)
+    if result.returncode != 0:
+        said = [line for line in result.stderr.decode("utf-8", "replace").splitlines() if "lock" in line.lower()]
+        log.warning("reflog expiry in %s failed (%s): %s", repo_path, result.returncode, "; ".join(said[:3]))
 
 
 def _ref_values(repo_path: Path) -> list[str]:
@@ -70,19 +89,28 @@ def _ref_values(repo_path: Path) -> list[str]:
     return sorted(set(output.split()))
 
 
-def _link_every_object(repo_path: Path, hold: Path) -> None:
+_HELD_PACK_FILES = (".pack", ".mtimes", ".idx")  # put back in this order: git sees a pack once its .idx is in
+
+
+def _link_every_object(repo_path: Path, hold: Path) -> bool:
     """A hard link to every pack and loose object as they are before the run, to put back what it should not
-    have dropped (links: no copy, and the files stay whole whatever git deletes)."""
+    have dropped (links: no copy, and the files stay whole whatever git deletes). False when the file system
+    refuses links (fs.protected_hardlinks and another account's files): nothing is set aside then."""
     objects = repo_path / "objects"
     (hold / "pack").mkdir(parents=True)
-    for name in os.listdir(objects / "pack"):
-        if name.startswith("pack-") and name.endswith((".pack", ".idx")):
-            _link(objects / "pack" / name, hold / "pack" / name)
-    for fan in os.listdir(objects):
-        if len(fan) == 2 and (objects / fan).is_dir():
-            for name in os.listdir(objects / fan):
+    try:
+        for name in os.listdir(objects / "pack"):
+            if name.startswith("pack-") and name.endswith(_HELD_PACK_FILES):
+                _link(objects / "pack" / name, hold / "pack" / name)
+        for fan in os.listdir(objects):
+            if len(fan) == 2 and (objects / fan).is_dir():
                 (hold / fan).mkdir(exist_ok=True)
-                _link(objects / fan / name, hold / fan / name)
+                for name in os.listdir(objects / fan):
+                    _link(objects / fan / name, hold / fan / name)
+    except OSError:
+        shutil.rmtree(hold, ignore_errors=True)
+        return False
+    return True
 
 
 def _link(source: Path, target: Path) -> None:
@@ -108,16 +136,20 @@ def _missing(repo_path: Path, pinned: Iterable[str], hold: Path) -> list[str]:
 
 
 def _put_back(hold: Path, repo_path: Path) -> None:
+    """Every set-aside file the repository no longer has (a cruft pack with its .mtimes, so its objects keep
+    their own times); one a writer has put there meanwhile is left as it is."""
     objects = repo_path / "objects"
-    for name in sorted(os.listdir(hold / "pack"), key=lambda n: n.endswith(".idx")):  # each .pack before its .idx
-        if not (objects / "pack" / name).exists():
-            os.link(hold / "pack" / name, objects / "pack" / name)
+    packs = sorted(os.listdir(hold / "pack"), key=lambda name: _HELD_PACK_FILES.index(Path(name).suffix))
+    places = [(hold / "pack" / name, objects / "pack" / name) for name in packs]
     for fan in os.listdir(hold):
         if fan != "pack":
             (objects / fan).mkdir(exist_ok=True)
-            for name in os.listdir(hold / fan):
-                if not (objects / fan / name).exists():
-                    os.link(hold / fan / name, objects / fan / name)
+            places += [(hold / fan / name, objects / fan / name) for name in os.listdir(hold / fan)]
+    for held, place in places:
+        try:
+            os.link(held, place)
+        except FileExistsError:
+            pass
 
 
 def _pin(repo_path: Path, kinds: dict[str, str]) -> dict[str, str]:

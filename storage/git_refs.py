@@ -84,10 +84,10 @@ def compare_and_swap(repo_path: Path, ref: str, old: str, new: str) -> bool:
 
 
 def remove_stale_locks(repo_path: Path, refs: list[str] | None = None) -> list[str]:
-    """Remove the stale lock files of `refs` (all refs when None) and packed-refs'; returns their paths relative
-    to the repository."""
-    if refs is None:
-        candidates = [Path(root) / name for root, _, files in os.walk(repo_path / "refs")
+    """Remove the stale lock files of `refs` (all refs and reflogs when None) and packed-refs'; returns their
+    paths relative to the repository."""
+    if refs is None:  # reflogs' locks too: `git reflog expire` takes one per ref and fails on a stale one
+        candidates = [Path(root) / name for top in ("refs", "logs") for root, _, files in os.walk(repo_path / top)
                       for name in files if name.endswith(".lock")]
     else:  # names from a client's push: only those that are a path inside refs/
         candidates = [repo_path / f"{ref}.lock" for ref in refs if _a_path_in_refs(ref)]

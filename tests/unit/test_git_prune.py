@@ -3,6 +3,7 @@ older than the grace go, recent ones and the ones the database names stay, whate
 their object already stored give it the time of now."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -281,3 +282,110 @@ def test_a_force_pushed_commit_goes_once_its_reflog_entry_is_older_than_the_grac
     assert housekeep(bare, PRUNING, lambda: ()) is True
     assert not has_object(bare, left) and has_object(bare, kept)
     git(bare, "fsck", "--no-dangling", "--no-progress")
+
+
+def test_a_loose_object_named_once_the_run_began_is_put_back_loose(repo):
+    bare, _ = repo
+    loose = git(bare, "hash-object", "-w", "--stdin", input=b"an overlay file stored long ago\n")
+    age_object_files(bare, 30)
+    answers = iter([(), [loose]])
+
+    assert repack_and_prune(bare, lambda: next(answers), 14 * DAY) == [loose]
+    assert (bare / "objects" / loose[:2] / loose[2:]).is_file()
+
+
+def test_a_branch_deleted_between_the_refs_and_the_rows_being_read_is_kept(repo):
+    """Its deletion's event row was not written yet when the rows were read: the refs, read first, name it."""
+    bare, ids = repo
+    git(bare, "update-ref", "refs/heads/late", ids["gone"])
+    age_object_files(bare, 30)
+
+    def rows_read_after_the_deletion():
+        git(bare, "update-ref", "-d", "refs/heads/late")
+        return ()
+
+    repack_and_prune(bare, rows_read_after_the_deletion, 14 * DAY)
+    assert has_object(bare, ids["gone"]) and has_object(bare, ids["gone_blob"])
+
+
+def test_reflog_entries_of_reachable_commits_stay_ninety_days(tmp_path):
+    bare, work = tmp_path / "repo.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(bare, "config", "core.logAllRefUpdates", "always")
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    for name in ("a", "b"):
+        commit(work, {f"{name}.txt": name}, name)
+        git(work, "push", "-q", str(bare), "main")
+    log = bare / "logs" / "refs" / "heads" / "main"
+    month_ago = int(time.time()) - 30 * DAY
+    log.write_text(re.sub(r"> \d+ ", f"> {month_ago} ", log.read_text()))
+
+    repack_and_prune(bare, lambda: (), 14 * DAY)
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_run_that_fails_after_the_repack_puts_back_what_it_dropped(repo, monkeypatch):
+    """The rows cannot be read a second time (the database went away): the check cannot be made, so nothing the
+    repack dropped may stay dropped (a branch made at an old commit meanwhile would be left broken)."""
+    bare, ids = repo
+    age_object_files(bare, 30)
+    real_run_git = git_prune.run_git
+
+    def run_git_then_revive(repo_path, args, **kwargs):
+        result = real_run_git(repo_path, args, **kwargs)
+        if args[0] == "repack":
+            (bare / "refs" / "heads" / "revived").write_text(ids["gone"] + "\n")
+        return result
+
+    answers = iter([()])
+    monkeypatch.setattr(git_prune, "run_git", run_git_then_revive)
+    with pytest.raises(StopIteration):
+        repack_and_prune(bare, lambda: next(answers), 14 * DAY)
+
+    assert not (bare / HOLD_DIR).exists()
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+    assert git(bare, "show", "refs/heads/revived:gone.txt") == "left behind"
+
+
+def test_a_killed_runs_set_aside_objects_are_put_back_first(repo):
+    bare, ids = repo
+    (pack,) = (bare / "objects" / "pack").glob("*.pack")
+    held = bare / HOLD_DIR / "pack"
+    held.mkdir(parents=True)
+    for part in (pack, pack.with_suffix(".idx")):
+        os.link(part, held / part.name)
+        part.unlink()  # the killed run's repack had dropped them (and a ref names them)
+    assert not has_object(bare, ids["main"])
+
+    repack_and_prune(bare, lambda: (), 14 * DAY)
+
+    assert has_object(bare, ids["main"]) and not (bare / HOLD_DIR).exists()
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+
+
+def test_a_stale_reflog_lock_does_not_stop_housekeeping(repo):
+    bare, ids = repo
+    git(bare, "config", "core.logAllRefUpdates", "always")
+    git(bare, "update-ref", "refs/heads/logged", ids["main"])
+    lock = bare / "logs" / "refs" / "heads" / "logged.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - DAY, time.time() - DAY))
+    age_object_files(bare, 30)
+
+    assert housekeep(bare, PRUNING, lambda: ()) is True
+    assert not lock.exists() and not has_object(bare, ids["gone"])
+
+
+def test_links_the_file_system_refuses_leave_every_object_in_place(repo, monkeypatch):
+    """fs.protected_hardlinks refuses a link to another account's read-only file: nothing can be set aside, so
+    the run repacks without dropping anything."""
+    bare, ids = repo
+    age_object_files(bare, 30)
+
+    def refuse(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(git_prune.os, "link", refuse)
+    assert repack_and_prune(bare, lambda: (), 14 * DAY) == []
+    assert all(has_object(bare, sha) for sha in ids.values())
+    assert not (bare / HOLD_DIR).exists()
