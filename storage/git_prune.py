@@ -85,8 +85,14 @@ def _expire_reflogs(repo_path: Path, now: int, expire: str) -> None:
 
 
 def _ref_values(repo_path: Path) -> list[str]:
-    output = run_git(repo_path, ["for-each-ref", "--format=%(objectname)"]).stdout.decode()
-    return sorted(set(output.split()))
+    """What the refs point at, an annotated tag by what it tags: a pin per tag object costs a ref each (5,000
+    tags: 0.9 s a run), for the moment between reading the refs and the rows."""
+    output = run_git(repo_path, ["for-each-ref", "--format=%(objectname) %(objecttype) %(*objectname)"])
+    values = set()
+    for line in output.stdout.decode().splitlines():
+        value, kind, peeled = (line.split(" ") + ["", ""])[:3]
+        values.add(peeled if kind == "tag" and peeled else value)
+    return sorted(values)
 
 
 _HELD_PACK_FILES = (".pack", ".mtimes", ".idx")  # put back in this order: git sees a pack once its .idx is in
