@@ -14,8 +14,9 @@ from sqlalchemy.exc import OperationalError
 
 from storage import git_read, git_refs
 from storage.db import on_rollback
-from storage.errors import DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
+from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
 from storage.git_env import GitFailed
+from storage.git_prune import housekeeping_runs
 from storage.jobs import JobRequest
 
 from .changed_paths import start_finding_new_paths
@@ -119,6 +120,10 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
     """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
+    if not update.is_delete and housekeeping_runs(ctx.repo_path) and git_read.incomplete(ctx.repo_path, update.new):
+        # the change reuses an object the running repack judged unreachable and dropped: stored again on a retry
+        raise Conflict("housekeeping removed an old object this change reuses while it was made: try again",
+                       {"ref": update.ref})
     rejections = run_checks(ctx, [update], session=session)
     if rejections:
         first = rejections[0]

@@ -73,6 +73,12 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
         shutil.rmtree(hold, ignore_errors=True)
 
 
+def housekeeping_runs(repo_path: Path) -> bool:
+    """Whether a run may be dropping objects now (its set-aside copies exist from before its repack until after
+    its check): a change reusing a stored object checks that the object is still there before its ref moves."""
+    return (repo_path / HOLD_DIR).exists()
+
+
 def _expire_reflogs(repo_path: Path, now: int, expire: str) -> None:
     """As `git gc`: reflog entries naming a commit no ref reaches go after the grace (a force-push's old commit
     is kept that long after it), the others after REFLOG_DAYS; entries that never expired kept every such commit.

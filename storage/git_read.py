@@ -36,6 +36,13 @@ def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[st
     return [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("~")]
 
 
+def incomplete(repo: Path, tip: str) -> bool:
+    """Whether something reachable from `tip` but from no ref is missing (or `tip` itself)."""
+    result = run_git(repo, ["rev-list", "--objects", "--no-object-names", "--missing=print", tip, "--not",
+                            EXCLUDE_PINS, "--all"], check=False)
+    return result.returncode != 0 or any(line.startswith(b"?") for line in result.stdout.splitlines())
+
+
 def branch_heads(repo: Path) -> dict[str, str]:
     result = run_git(repo, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"])
     heads = {}

@@ -4,6 +4,7 @@ and the row must end where the ref is. A real bare repository and the real SQLit
 set up by moving the ref before the older change's effects run."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 
 import pytest
@@ -18,6 +19,13 @@ from storage.settings import Settings
 
 @pytest.fixture
 def repo(tmp_path):
+    with change_context(tmp_path) as (ctx, path):
+        yield ctx, path
+
+
+@contextlib.contextmanager
+def change_context(tmp_path):
+    """A real SQLite database with one repository, and the context its ref changes run in."""
     from control.bootstrap import bootstrap
     from control.services.accounts import create_org
     from control.services.repos import create_repo
@@ -28,13 +36,15 @@ def repo(tmp_path):
         row = create_repo(session, context.store, org.id, "r")
         ref = RepoRef(id=row.id, org_id=org.id, slug=row.slug, default_branch="main")
     path = context.store.path_for(ref.id)
-    ctx = ChangeContext(db=context.db, settings=context.settings, repo=ref, repo_path=path, actor=None)
-    yield ctx, path
-    context.db.dispose()
+    try:
+        yield ChangeContext(db=context.db, settings=context.settings, repo=ref, repo_path=path, actor=None), path
+    finally:
+        context.db.dispose()
 
 
-def git(path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True).stdout.strip()
+def git(path, *args: str, input: str | None = None) -> str:
+    return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True,
+                          input=input).stdout.strip()
 
 
 def commits(path, count: int) -> list[str]:
