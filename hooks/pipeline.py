@@ -16,7 +16,7 @@ from storage import git_read, git_refs
 from storage.db import on_rollback
 from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
 from storage.git_env import GitFailed
-from storage.git_prune import housekeeping_runs
+from storage.git_prune import housekeeping_runs, ref_change_window
 from storage.jobs import JobRequest
 
 from .changed_paths import start_finding_new_paths
@@ -120,19 +120,22 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
     """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
-    if not update.is_delete and housekeeping_runs(ctx.repo_path) and git_read.incomplete(ctx.repo_path, update.new):
-        # the change reuses an object the running repack judged unreachable and dropped: stored again on a retry
-        raise Conflict("housekeeping removed an old object this change reuses while it was made: try again",
-                       {"ref": update.ref})
-    rejections = run_checks(ctx, [update], session=session)
-    if rejections:
-        first = rejections[0]
-        error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
-        raise error(first.reason, {"ref": first.ref})
-    if not git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new):
-        actual = git_refs.read_ref(ctx.repo_path, update.ref)
-        raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",
-                       {"ref": update.ref, "expected": update.old, "actual": actual})
+    with ref_change_window(ctx.repo_path):  # a housekeeping run checks what it dropped before or after, not during
+        if (not update.is_delete and housekeeping_runs(ctx.repo_path)
+                and git_read.incomplete(ctx.repo_path, update.new)):
+            # the change reuses an object the running repack judged unreachable and dropped
+            raise Conflict("housekeeping removed an old object this change needs while it was made: retry the "
+                           "request (what it writes is stored again; a commit only named by its id may be gone)",
+                           {"ref": update.ref})
+        rejections = run_checks(ctx, [update], session=session)
+        if rejections:
+            first = rejections[0]
+            error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
+            raise error(first.reason, {"ref": first.ref})
+        if not git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new):
+            actual = git_refs.read_ref(ctx.repo_path, update.ref)
+            raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",
+                           {"ref": update.ref, "expected": update.old, "actual": actual})
     if session is not None:  # the caller's request may still fail: then the ref goes back, if nobody moved it since
         on_rollback(session, lambda: _take_back(ctx, update))
     run_effects(ctx, [update], session=session)

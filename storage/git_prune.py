@@ -11,14 +11,16 @@ of them before 2.42 (`gc.recentObjectsHook`); this machine's git is 2.39.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from .git_env import run_git
+from .git_env import GitFailed, run_git
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ PIN_REF = PIN_NAMESPACE + "pins"
 _TAG_PIN_PREFIX = PIN_REF + "-tag-"
 EXCLUDE_PINS = f"--exclude={PIN_NAMESPACE}*"  # before `--all`: the pins are not refs a client made
 HOLD_DIR = "driftstone-prune-hold"
+BARRIER_FILE = "driftstone-ref-changes.flock"
 REFLOG_DAYS = 90  # git's gc.reflogExpire
 _REPACK_TIMEOUT = 6 * 3600
 _PIN_MESSAGE = b"Driftstone housekeeping: the objects its database names, kept through a repack\n"
@@ -40,7 +43,7 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
     hold = repo_path / HOLD_DIR
     if hold.exists():  # a run killed before its check: what it dropped comes back, to be judged again
         _put_back(hold, repo_path)
-        shutil.rmtree(hold)
+        shutil.rmtree(hold, ignore_errors=True)
     _unpin(repo_path, leftover_pins(repo_path))  # a killed run's: they would keep what the rows no longer name
     _expire_reflogs(repo_path, now, expire)
     refs_before = _ref_values(repo_path)  # read before the rows: a branch deleted meanwhile has no event row yet
@@ -49,8 +52,7 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
     try:
         if not _link_every_object(repo_path, hold):
             log.warning("housekeeping of %s cannot set objects aside: repacking without dropping any", repo_path)
-            run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"],
-                    timeout=_REPACK_TIMEOUT)
+            repack_keeping_everything(repo_path)
             checked = True
             return []
         run_git(repo_path, ["repack", "--cruft", f"--cruft-expiration={expire}", "-d", "-l", "-q",
@@ -59,7 +61,8 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
             # expired loose objects are left where they are by the repack; prune walks the history once more and
             # looks at each one's time again as it removes it
             run_git(repo_path, ["prune", f"--expire={expire}"], timeout=_REPACK_TIMEOUT)
-        missing = _missing(repo_path, pinned(), hold)
+        with ref_changes_held(repo_path):  # an API change past its checks has moved its ref before this looks
+            missing = _missing(repo_path, pinned(), hold)
         if missing:
             log.error("housekeeping of %s dropped %d objects a ref or row names now (%s...): putting them back",
                       repo_path, len(missing), missing[0])
@@ -69,8 +72,42 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
     finally:
         if not checked and hold.exists():  # the run failed after the repack may have dropped something
             _put_back(hold, repo_path)
-        _unpin(repo_path, pin_refs)
         shutil.rmtree(hold, ignore_errors=True)
+        _unpin_if_possible(repo_path, pin_refs)
+
+
+def repack_keeping_everything(repo_path: Path) -> None:
+    run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=_REPACK_TIMEOUT)
+
+
+@contextlib.contextmanager
+def ref_changes_held(repo_path: Path) -> Iterator[None]:
+    """Held by a run while it checks what it dropped: it waits for the API changes between their checks and
+    their ref's move (`ref_change_window`), and the next ones wait for it."""
+    with _barrier(repo_path, fcntl.LOCK_EX):
+        yield
+
+
+@contextlib.contextmanager
+def ref_change_window(repo_path: Path) -> Iterator[None]:
+    """Held by an API change from its checks (which read its history whole) to its ref's move."""
+    with _barrier(repo_path, fcntl.LOCK_SH):
+        yield
+
+
+@contextlib.contextmanager
+def _barrier(repo_path: Path, mode: int) -> Iterator[None]:
+    with open(repo_path / BARRIER_FILE, "a") as barrier:
+        fcntl.flock(barrier, mode)
+        yield
+
+
+def _unpin_if_possible(repo_path: Path, refs: dict[str, str]) -> None:
+    """The pins go; where git cannot take the refs' locks now, the next run removes them (`leftover_pins`)."""
+    try:
+        _unpin(repo_path, refs)
+    except GitFailed as error:
+        log.warning("housekeeping pins left in %s for the next run: %s", repo_path, error)
 
 
 def housekeeping_runs(repo_path: Path) -> bool:
@@ -151,10 +188,11 @@ def _put_back(hold: Path, repo_path: Path) -> None:
     """Every set-aside file the repository no longer has (a cruft pack with its .mtimes, so its objects keep
     their own times); one a writer has put there meanwhile is left as it is."""
     objects = repo_path / "objects"
-    packs = sorted(os.listdir(hold / "pack"), key=lambda name: _HELD_PACK_FILES.index(Path(name).suffix))
+    held_packs = os.listdir(hold / "pack") if (hold / "pack").is_dir() else []  # a kill may have cut it short
+    packs = sorted(held_packs, key=lambda name: _HELD_PACK_FILES.index(Path(name).suffix))
     places = [(hold / "pack" / name, objects / "pack" / name) for name in packs]
     for fan in os.listdir(hold):
-        if fan != "pack":
+        if fan != "pack" and (hold / fan).is_dir():
             (objects / fan).mkdir(exist_ok=True)
             places += [(hold / fan / name, objects / fan / name) for name in os.listdir(hold / fan)]
     for held, place in places:

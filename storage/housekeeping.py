@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .git_env import QUARANTINE_PREFIX, run_git
-from .git_prune import repack_and_prune
+from .git_prune import repack_and_prune, repack_keeping_everything
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
@@ -145,7 +145,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
         if repack and limits.prune_after_seconds:
             repack_and_prune(repo_path, pinned, limits.prune_after_seconds)
         elif repack:
-            run_git(repo_path, ["repack", "-a", "-d", "-k", "-l", "-q", "--write-bitmap-index"], timeout=6 * 3600)
+            repack_keeping_everything(repo_path)
         if pack_refs:
             os.truncate(repo_path / REF_UPDATES_FILE, 0)  # updates from here on count towards the next run
             run_git(repo_path, ["pack-refs", "--all", "--prune"], timeout=3600)

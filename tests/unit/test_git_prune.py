@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from dulwich.objects import Blob
 
 from storage.git_objects import open_repo, store_object
 from storage import git_prune
-from storage.git_prune import HOLD_DIR, PIN_REF, leftover_pins, repack_and_prune
+from storage.git_prune import HOLD_DIR, PIN_REF, leftover_pins, ref_change_window, repack_and_prune
 from storage.housekeeping import HousekeepingLimits, housekeep
 from storage.settings import Settings
 from tests.support import age_object_files, has_object
@@ -34,6 +35,20 @@ def commit(work: Path, files: dict[str, str], message: str) -> str:
     git(work, "add", "-A")
     git(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", message)
     return git(work, "rev-parse", "HEAD")
+
+
+def after_the_repack(monkeypatch, then) -> None:
+    """Run `then` once the run's repack (and the drop) is done: as if a ref moved (update-ref) between the repack's
+    look at the refs and its end."""
+    real_run_git = git_prune.run_git
+
+    def run_git_then(repo_path, args, **kwargs):
+        result = real_run_git(repo_path, args, **kwargs)
+        if args[0] == "repack":
+            then()
+        return result
+
+    monkeypatch.setattr(git_prune, "run_git", run_git_then)
 
 
 @pytest.fixture
@@ -218,15 +233,7 @@ def test_a_ref_moved_onto_an_old_commit_during_the_run_keeps_its_history(repo, m
     repack dropped the commit; the check after the run finds the ref's history incomplete and puts it back."""
     bare, ids = repo
     age_object_files(bare, 30)
-    real_run_git = git_prune.run_git
-
-    def run_git_then_revive(repo_path, args, **kwargs):
-        result = real_run_git(repo_path, args, **kwargs)
-        if args[0] == "repack":  # as if update-ref had landed between the repack's look at the refs and its end
-            (bare / "refs" / "heads" / "revived").write_text(ids["gone"] + "\n")
-        return result
-
-    monkeypatch.setattr(git_prune, "run_git", run_git_then_revive)
+    after_the_repack(monkeypatch, lambda: (bare / "refs" / "heads" / "revived").write_text(ids["gone"] + "\n"))
     missing = repack_and_prune(bare, lambda: (), 14 * DAY)
 
     assert missing
@@ -329,16 +336,8 @@ def test_a_run_that_fails_after_the_repack_puts_back_what_it_dropped(repo, monke
     repack dropped may stay dropped (a branch made at an old commit meanwhile would be left broken)."""
     bare, ids = repo
     age_object_files(bare, 30)
-    real_run_git = git_prune.run_git
-
-    def run_git_then_revive(repo_path, args, **kwargs):
-        result = real_run_git(repo_path, args, **kwargs)
-        if args[0] == "repack":
-            (bare / "refs" / "heads" / "revived").write_text(ids["gone"] + "\n")
-        return result
-
+    after_the_repack(monkeypatch, lambda: (bare / "refs" / "heads" / "revived").write_text(ids["gone"] + "\n"))
     answers = iter([()])
-    monkeypatch.setattr(git_prune, "run_git", run_git_then_revive)
     with pytest.raises(StopIteration):
         repack_and_prune(bare, lambda: next(answers), 14 * DAY)
 
@@ -389,3 +388,56 @@ def test_links_the_file_system_refuses_leave_every_object_in_place(repo, monkeyp
     assert repack_and_prune(bare, lambda: (), 14 * DAY) == []
     assert all(has_object(bare, sha) for sha in ids.values())
     assert not (bare / HOLD_DIR).exists()
+
+
+def test_the_check_after_the_repack_waits_for_an_api_change_between_its_checks_and_its_ref_move(repo, monkeypatch):
+    """An API change read its history whole in its checks, then the repack dropped part of it: the run's check
+    must see the ref that change then moves, or the branch is left broken."""
+    bare, ids = repo
+    age_object_files(bare, 30)
+    dropped = threading.Event()
+    after_the_repack(monkeypatch, dropped.set)
+    run = threading.Thread(target=repack_and_prune, args=(bare, lambda: (), 14 * DAY))
+    with ref_change_window(bare):  # the change is past its checks
+        run.start()
+        assert dropped.wait(30)
+        time.sleep(0.3)  # the run gets to its check and waits there
+        assert run.is_alive()
+        (bare / "refs" / "heads" / "made-from-a-sha").write_text(ids["gone"] + "\n")  # its compare-and-swap
+    run.join(30)
+
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+    assert git(bare, "show", "refs/heads/made-from-a-sha:gone.txt") == "left behind"
+
+
+def test_a_killed_runs_set_aside_directory_cut_short_is_cleared(repo):
+    bare, ids = repo
+    (bare / HOLD_DIR / "ab").mkdir(parents=True)  # killed between its two mkdirs, or while removing it
+    age_object_files(bare, 30)
+    assert housekeep(bare, PRUNING, lambda: ()) is True
+    assert not (bare / HOLD_DIR).exists() and not has_object(bare, ids["gone"])
+
+
+def test_pins_git_cannot_remove_now_are_left_to_the_next_run(repo):
+    """A branch deletion in flight holds packed-refs.lock, which removing a ref takes too."""
+    bare, ids = repo
+    age_object_files(bare, 30)
+    lock = bare / "packed-refs.lock"
+    lock.write_text("")
+    assert repack_and_prune(bare, lambda: [ids["gone"]], 14 * DAY) == []
+    assert not (bare / HOLD_DIR).exists() and leftover_pins(bare)
+    lock.unlink()
+    repack_and_prune(bare, lambda: (), 14 * DAY)
+    assert leftover_pins(bare) == {}
+
+
+def test_reflogs_git_cannot_lock_now_do_not_stop_the_run(repo):
+    """An API change in flight holds its ref's lock, which `git reflog expire --all` takes for every ref."""
+    bare, ids = repo
+    git(bare, "config", "core.logAllRefUpdates", "always")
+    git(bare, "update-ref", "refs/heads/logged", ids["main"])
+    lock = bare / "refs" / "heads" / "logged.lock"
+    lock.write_text("")
+    age_object_files(bare, 30)
+    assert housekeep(bare, PRUNING, lambda: ()) is True
+    assert lock.exists() and not has_object(bare, ids["gone"])
