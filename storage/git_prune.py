@@ -31,6 +31,7 @@ EXCLUDE_PINS = f"--exclude={PIN_NAMESPACE}*"  # before `--all`: the pins are not
 HOLD_DIR = "driftstone-prune-hold"
 BARRIER_FILE = "driftstone-ref-changes.flock"
 REFLOG_DAYS = 90  # git's gc.reflogExpire
+HEX = frozenset("0123456789abcdef")
 _REPACK_TIMEOUT = 6 * 3600
 _PIN_MESSAGE = b"Driftstone housekeeping: the objects its database names, kept through a repack\n"
 
@@ -130,12 +131,9 @@ def _expire_reflogs(repo_path: Path, now: int, expire: str) -> None:
 def _ref_values(repo_path: Path) -> list[str]:
     """What the refs point at, an annotated tag by what it tags: a pin per tag object costs a ref each (5,000
     tags: 0.9 s a run), for the moment between reading the refs and the rows."""
-    output = run_git(repo_path, ["for-each-ref", "--format=%(objectname) %(objecttype) %(*objectname)"])
-    values = set()
-    for line in output.stdout.decode().splitlines():
-        value, kind, peeled = (line.split(" ") + ["", ""])[:3]
-        values.add(peeled if kind == "tag" and peeled else value)
-    return sorted(values)
+    output = run_git(repo_path, ["for-each-ref", "--format=%(objectname) %(*objectname)"])
+    return sorted({peeled or value for value, _, peeled in
+                   (line.partition(" ") for line in output.stdout.decode().splitlines())})
 
 
 _HELD_PACK_FILES = (".pack", ".mtimes", ".idx")  # put back in this order: git sees a pack once its .idx is in
@@ -151,11 +149,10 @@ def _link_every_object(repo_path: Path, hold: Path) -> bool:
         for name in os.listdir(objects / "pack"):
             if name.startswith("pack-") and name.endswith(_HELD_PACK_FILES):
                 _link(objects / "pack" / name, hold / "pack" / name)
-        for fan in os.listdir(objects):
-            if len(fan) == 2 and (objects / fan).is_dir():
-                (hold / fan).mkdir(exist_ok=True)
-                for name in os.listdir(objects / fan):
-                    _link(objects / fan / name, hold / fan / name)
+        for fan in fan_out_dirs(objects):
+            (hold / fan.name).mkdir(exist_ok=True)
+            for name in _names_in(fan):
+                _link(fan / name, hold / fan.name / name)
     except OSError:
         shutil.rmtree(hold, ignore_errors=True)
         return False
@@ -191,10 +188,9 @@ def _put_back(hold: Path, repo_path: Path) -> None:
     held_packs = os.listdir(hold / "pack") if (hold / "pack").is_dir() else []  # a kill may have cut it short
     packs = sorted(held_packs, key=lambda name: _HELD_PACK_FILES.index(Path(name).suffix))
     places = [(hold / "pack" / name, objects / "pack" / name) for name in packs]
-    for fan in os.listdir(hold):
-        if fan != "pack" and (hold / fan).is_dir():
-            (objects / fan).mkdir(exist_ok=True)
-            places += [(hold / fan / name, objects / fan / name) for name in os.listdir(hold / fan)]
+    for fan in fan_out_dirs(hold):
+        (objects / fan.name).mkdir(exist_ok=True)
+        places += [(fan / name, objects / fan.name / name) for name in _names_in(fan)]
     for held, place in places:
         try:
             os.link(held, place)
@@ -258,8 +254,18 @@ def leftover_pins(repo_path: Path) -> dict[str, str]:
 
 
 def _has_loose_objects(repo_path: Path) -> bool:
-    objects = repo_path / "objects"
-    for name in os.listdir(objects):
-        if len(name) == 2 and (objects / name).is_dir() and os.listdir(objects / name):
-            return True
-    return False
+    return any(_names_in(fan) for fan in fan_out_dirs(repo_path / "objects"))
+
+
+def fan_out_dirs(objects: Path) -> list[Path]:
+    """The loose objects' directories (`objects/00` .. `objects/ff`) there now."""
+    with os.scandir(objects) as found:
+        return [Path(entry.path) for entry in found
+                if len(entry.name) == 2 and HEX.issuperset(entry.name) and entry.is_dir(follow_symlinks=False)]
+
+
+def _names_in(fan: Path) -> list[str]:
+    try:
+        return os.listdir(fan)
+    except FileNotFoundError:  # emptied and removed by a repack's prune-packed
+        return []

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .git_env import QUARANTINE_PREFIX, run_git
-from .git_prune import repack_and_prune, repack_keeping_everything
+from .git_prune import HEX, fan_out_dirs, repack_and_prune, repack_keeping_everything
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
@@ -39,7 +39,6 @@ STALE_QUARANTINE_SECONDS = 3600
 STALE_PACK_LEFTOVER_SECONDS = 24 * 3600
 REF_UPDATES_FILE = "driftstone-ref-updates"  # one byte appended per ref update; emptied when refs are packed
 _LOOSE_SAMPLE_DIR = "17"  # git's gc --auto estimates the loose objects from one of the 256 fan-out dirs
-_HEX = frozenset("0123456789abcdef")
 TEMPORARY_PACK_PREFIXES = ("tmp", ".tmp-")  # index-pack's and dulwich's; a repack's (.tmp-<pid>-pack-...)
 LOOSE_WRITE_LEFTOVERS = "tmp_obj_"  # what `git hash-object` writes a loose object to before it renames it
 WRITERS_KEEP_MESSAGES = (MERGE_KEEP_MESSAGE.encode(), b"receive-pack ")  # `index-pack --keep=<message>`
@@ -71,7 +70,7 @@ def too_many_loose_objects(repo_path: Path, limit: int) -> bool:
         names = os.listdir(repo_path / "objects" / _LOOSE_SAMPLE_DIR)
     except FileNotFoundError:
         return False
-    loose = sum(1 for name in names if len(name) == 38 and _HEX.issuperset(name))
+    loose = sum(1 for name in names if len(name) == 38 and HEX.issuperset(name))
     return loose > per_dir_limit
 
 
@@ -201,12 +200,9 @@ def remove_stale_loose_leftovers(repo_path: Path, older_than: float = STALE_PACK
     dulwich's `<object>.lock`. `git gc`'s prune would remove the first after two weeks; nothing ran it."""
     deadline = time.time() - older_than
     removed = []
-    with os.scandir(repo_path / "objects") as fans:
-        fan_dirs = [fan for fan in fans
-                    if len(fan.name) == 2 and set(fan.name) <= _HEX and fan.is_dir(follow_symlinks=False)]
-    for fan in fan_dirs:
+    for fan in fan_out_dirs(repo_path / "objects"):
         try:
-            with os.scandir(fan.path) as found:
+            with os.scandir(fan) as found:
                 entries = [entry for entry in found if entry.name.startswith(LOOSE_WRITE_LEFTOVERS)
                            or entry.name.endswith(".lock")]
         except FileNotFoundError:  # emptied and removed by a repack's prune-packed
