@@ -235,7 +235,7 @@ def test_sixteen_merges_at_once_beside_a_repack_all_answer_cleanly(server, tenan
     the merge's commit gone."""
     import subprocess
 
-    from storage.git_prune import repack_and_prune
+    from storage.housekeeping import HousekeepingLimits, housekeep
     from tests.support import repo_path
 
     repo = tenant.repo()
@@ -250,9 +250,10 @@ def test_sixteen_merges_at_once_beside_a_repack_all_answer_cleanly(server, tenan
     headers = {"Authorization": f"Bearer {tenant.keys['agent']}"}
     stop = threading.Event()
 
-    def repack() -> None:  # housekeeping's repack, again and again (with nothing pinned: a merge's objects are new)
+    def repack() -> None:  # housekeeping's repack, again and again (with nothing pinned: a merge's objects are new),
+        # under its lock, as the server's own housekeeping of this repository may run meanwhile
         while not stop.is_set():
-            repack_and_prune(path, lambda: (), 14 * 24 * 3600)
+            housekeep(path, HousekeepingLimits(max_packs=0), lambda: ())
 
     housekeeping = threading.Thread(target=repack)
     housekeeping.start()
