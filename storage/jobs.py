@@ -266,11 +266,40 @@ def _end_with_the_worker(worker_pid: int) -> None:
 
 
 def run_worker(queue, connection, burst: bool = False) -> None:
+    """rq's work loop ends on any error it does not expect, Redis going away outside its wait for a job included
+    (recording a job's end, the worker's state, its start-up): `driftstone worker` exited and no job ran after Redis
+    came back (seen in CI). Until it is asked to stop, a new worker starts here once Redis answers again."""
     worker_class = heartbeat_worker_class()
     worker_pid = os.getpid()
     os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
-    worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
-                 worker_ttl=WORKER_TTL_SECONDS).work(burst=burst, with_scheduler=True)
+    while True:
+        worker = worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
+                              worker_ttl=WORKER_TTL_SECONDS)
+        worker.work(burst=burst, with_scheduler=True)
+        if burst or worker.stop_asked:
+            return
+        log.warning("rq's worker loop ended on an error: a new worker starts once Redis answers")
+        if not _wait_for_redis(connection):
+            return
+
+
+def _wait_for_redis(connection, longest_wait: float = 30.0) -> bool:
+    """True once Redis answers a ping (a second at least, so an error that repeats does not spin); False when
+    SIGTERM or SIGINT comes first."""
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    wait = 1.0
+    while not stopping.wait(wait):
+        try:
+            connection.ping()
+            return True
+        except (RedisDown, RedisTimeout):
+            wait = min(wait * 2, longest_wait)
+    return False
 
 
 def heartbeat_worker_class():
@@ -284,6 +313,25 @@ def heartbeat_worker_class():
     from rq.worker import WorkerStatus
 
     class HeartbeatWorker(SimpleWorker):
+        stop_asked = False
+
+        def request_stop(self, signum, frame):
+            self.stop_asked = True
+            super().request_stop(signum, frame)
+
+        def teardown(self) -> None:
+            """rq's teardown records the worker's death in Redis, and with Redis away that error left work() and
+            ended the process: each step is tried on its own here."""
+            from redis.exceptions import RedisError
+
+            if self.scheduler:
+                self.stop_scheduler()
+            for step in (self.register_death, self.unsubscribe):
+                try:
+                    step()
+                except RedisError as error:
+                    log.warning("worker %s could not %s: %s", self.name, step.__name__, error)
+
         def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
             return HEARTBEAT_SECONDS + 60
 

@@ -432,6 +432,79 @@ def test_the_scheduler_is_running_again_soon_after_redis_comes_back(tmp_path):
         server.wait(timeout=10)
 
 
+def kill_then_return(pid: int, marker: str) -> None:
+    """A job that takes Redis away under the worker running it (its own test Redis)."""
+    import signal
+    from pathlib import Path
+
+    os.kill(pid, signal.SIGKILL)
+    Path(marker).write_text("ran")
+
+
+def touch(path: str) -> None:
+    from pathlib import Path
+
+    Path(path).write_text("ran")
+
+
+def _worker_whose_job_killed_redis(tmp_path, namespace: str):
+    """A Redis of the test's own, and a `driftstone worker` on it whose first job has just killed that Redis."""
+    port = _free_port()
+    server = _redis_server(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "worker.log"
+    marker = tmp_path / "first"
+    jobs.RedisQueue(url, namespace).enqueue(
+        jobs.JobRequest("tests.unit.test_jobs.kill_then_return", (server.pid, str(marker)), "first"))
+    worker = _driftstone_worker(tmp_path, url, namespace, log)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), f"the first job never ran; worker log:\n{log.read_text()[-3000:]}"
+    server.wait(timeout=10)
+    return port, url, worker, log
+
+
+def test_a_worker_that_finds_redis_gone_after_a_job_works_again_once_redis_is_back(tmp_path):
+    """rq's worker loop quits on any Redis error outside its wait for a job (recording a job's end, its state,
+    its start-up), and its teardown then failed on Redis too: `driftstone worker` exited, and no job ran again
+    after Redis came back until someone restarted it (seen in CI: Redis killed while the worker was starting)."""
+    port, url, worker, log = _worker_whose_job_killed_redis(tmp_path, "dstest-outage")
+    server = None
+    try:
+        time.sleep(3)
+        server = _redis_server(port)
+        after = tmp_path / "after"
+        jobs.RedisQueue(url, "dstest-outage").enqueue(
+            jobs.JobRequest("tests.unit.test_jobs.touch", (str(after),), "after"))
+        deadline = time.monotonic() + 60
+        while not after.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker.poll() is None and after.exists(), \
+            f"no job ran after Redis came back; worker log:\n{log.read_text()[-3000:]}"
+    finally:
+        _stop(worker)
+        if server is not None:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def test_a_worker_waiting_for_redis_to_come_back_stops_on_sigterm(tmp_path):
+    """While it waits for Redis to answer again, `driftstone worker` still ends on SIGTERM, and at once."""
+    _, _, worker, log = _worker_whose_job_killed_redis(tmp_path, "dstest-outage-stop")
+    try:
+        deadline = time.monotonic() + 30
+        while "starts once Redis answers" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert worker.poll() is None, f"the worker ended; log:\n{log.read_text()[-3000:]}"
+        worker.terminate()
+        assert worker.wait(timeout=10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+
+
 def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_hour(redis_queue):
     """The reconcile that rebuilds branch rows after a change's effects were kept out (the database away) was
     tried for 21 s and then given up: rows stayed behind their refs for good once the database had been away
