@@ -441,12 +441,6 @@ def kill_then_return(pid: int, marker: str) -> None:
     Path(marker).write_text("ran")
 
 
-def touch(path: str) -> None:
-    from pathlib import Path
-
-    Path(path).write_text("ran")
-
-
 def _worker_whose_job_killed_redis(tmp_path, namespace: str):
     """A Redis of the test's own, and a `driftstone worker` on it whose first job has just killed that Redis."""
     port = _free_port()
