@@ -272,11 +272,19 @@ def run_worker(queue, connection, burst: bool = False) -> None:
     worker_class = heartbeat_worker_class()
     worker_pid = os.getpid()
     os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
+    from redis.exceptions import RedisError
+
     while True:
-        worker = worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
-                              worker_ttl=WORKER_TTL_SECONDS)
-        worker.work(burst=burst, with_scheduler=True)
-        if burst or worker.stop_asked:
+        worker = None
+        try:
+            worker = worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
+                                  worker_ttl=WORKER_TTL_SECONDS)
+            worker.work(burst=burst, with_scheduler=True)
+        except RedisError as error:  # rq's start-up (before its loop) has no handler of its own
+            if burst:
+                raise
+            log.warning("Redis went away as the worker started: %s", error)
+        if burst or (worker is not None and worker.stop_asked):
             return
         log.warning("rq's worker loop ended on an error: a new worker starts once Redis answers")
         if not _wait_for_redis(connection):

@@ -483,6 +483,31 @@ def test_a_worker_that_finds_redis_gone_after_a_job_works_again_once_redis_is_ba
             server.wait(timeout=10)
 
 
+def test_a_worker_started_while_redis_is_away_works_once_it_comes(tmp_path):
+    """`driftstone worker` started before Redis (a machine booting, Redis restarting) ended at once on rq's
+    start-up error; it waits for Redis instead."""
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "worker.log"
+    worker = _driftstone_worker(tmp_path, url, "dstest-late", log)
+    server = None
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, f"the worker ended; log:\n{log.read_text()[-3000:]}"
+        server = _redis_server(port)
+        ran = tmp_path / "ran"
+        jobs.RedisQueue(url, "dstest-late").enqueue(jobs.JobRequest("tests.unit.test_jobs.touch", (str(ran),), "late"))
+        deadline = time.monotonic() + 60
+        while not ran.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ran.exists(), f"the job never ran; worker log:\n{log.read_text()[-3000:]}"
+    finally:
+        _stop(worker)
+        if server is not None:
+            server.kill()
+            server.wait(timeout=10)
+
+
 def test_a_worker_waiting_for_redis_to_come_back_stops_on_sigterm(tmp_path):
     """While it waits for Redis to answer again, `driftstone worker` still ends on SIGTERM, and at once."""
     _, _, worker, log = _worker_whose_job_killed_redis(tmp_path, "dstest-outage-stop")
