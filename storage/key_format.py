@@ -9,10 +9,12 @@ KEY_PREFIX = "dk-"
 # prefix mistyped `DK-` is refused, but its secret is the real one); a word of its own (after a character that is
 # not a letter or digit, or after an escape: `%01`, and `\x01` or `\t` as gunicorn prints a control byte it quotes)
 # with a secret's length (keys are `dk-` and 43 characters), so that names such as `sdk-update` or `jdk-17` quoted
-# in an error stay as they were
-_KEY_LIKE = re.compile(r"(?i)(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
-                       r"|(?<=\\U[0-9a-f]{8})|(?<=\\[abfnrtv0]))(?:d|%64)(?:k|%6b)(?:-|%2d)"
-                       r"(?:[a-z0-9_\-]|%[0-9a-f]{2}){20,}")
+# in an error stay as they were; glued to what comes before it (`xdk-...` in a path), a whole secret's length
+_KEY_PREFIX_LIKE = r"(?:d|%64)(?:k|%6b)(?:-|%2d)"
+_SECRET_CHARACTER = r"(?:[a-z0-9_\-]|%[0-9a-f]{2})"
+_KEY_LIKE = re.compile(r"(?i)(?:(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
+                       r"|(?<=\\U[0-9a-f]{8})|(?<=\\[abfnrtv0]))" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{20,}"
+                       r"|" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{40,})")
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 # a signed upload URL's: a bearer capability; its name percent-encoded too (`%73ignature`: werkzeug decodes names)
 _SIGNATURE_NAME = "".join(f"(?:{c}|%{ord(c):02x}|%{ord(c.upper()):02x})" for c in "signature")

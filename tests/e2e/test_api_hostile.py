@@ -476,6 +476,23 @@ def test_a_key_sent_as_a_name_or_value_is_not_echoed_in_the_error(server, site, 
         assert agent not in answer.text and not KEY_PATTERN.search(answer.text), answer.text
 
 
+def test_a_key_glued_to_a_name_is_not_echoed_in_the_error_or_the_log(server, site, pushed):
+    """A key glued to what comes before it (`xdk-...` in a path) is not a word of its own, and a path's 404 and
+    the access log quoted it whole (an API sweep)."""
+    tenant = site[0]
+    repo, _ = pushed
+    admin, agent = tenant.keys["admin"], tenant.keys["agent"]
+    answers = [
+        call(server, "GET", f"/v1/repos/{repo}/contents/x{agent}", admin),
+        call(server, "GET", f"/v1/repos/{repo}/branches/feature{agent}", admin),
+        call(server, "POST", f"/v1/repos/{repo}/branches", admin, {"name": "x", "from": f"main{agent}"}),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, (answer.request.url, answer.status_code, answer.text)
+        assert agent[3:] not in answer.text, answer.text
+    assert agent[3:] not in server.log_text()
+
+
 def test_names_that_merely_look_like_keys_are_quoted_whole(server, site, pushed):
     """The blanking of keys in error answers took `sdk-update` for a key (`sdk-[redacted]`), also in `details`,
     which clients read as data; and a git URL's unknown service quoted a key whole."""
