@@ -108,7 +108,9 @@ def test_first_commit_on_an_empty_repository_clones_with_exactly_these_files(ser
     git("fsck", "--strict", cwd=work)
 
     meta = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits/{data['sha']}").json()["data"]
-    assert meta["source"] == "api" and meta["intent"]["goal"] == "Bootstrap the service"
+    assert meta["source"] == "api" and meta["intent"] == intent  # typed as sent, as in the commit's own answer
+    listed = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits?branch=main").json()["data"]
+    assert listed[0]["sha"] == data["sha"] and listed[0]["intent"] == intent
     branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
     assert branch["headCommit"] == data["sha"]
 

@@ -33,7 +33,7 @@ class CommitOut(WireModel):
     time: str
     source: str
     upload_identifier: str | None
-    intent: dict[str, str] | None
+    intent: dict[str, str | bool | int | float] | None
 
 
 def commit_out(view) -> CommitOut:
@@ -43,7 +43,14 @@ def commit_out(view) -> CommitOut:
                      committer=Person(name=info.committer_name, email=info.committer_email, date=info.committed_at),
                      message=info.message, time=info.committed_at, source=view.source,
                      upload_identifier=view.upload_identifier,
-                     intent={k: intent_text(v) for k, v in view.intent.items()} if view.intent else None)
+                     intent=_as_sent(view.intent) if view.intent else None)
+
+
+def _as_sent(intent: dict) -> dict:
+    """An API commit's intent as its request gave it (0.9 stays a number, as in the commit's own answer); a value
+    of another kind, which no request can send now, as its trailer spells it."""
+    return {key: value if isinstance(value, (str, bool, int, float)) else intent_text(value)
+            for key, value in intent.items()}
 
 
 @endpoint(bp, "GET", "/v1/repos/<repo>/commits", summary="List commits of a branch (newest first)",
