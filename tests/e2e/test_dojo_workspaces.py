@@ -1352,7 +1352,9 @@ def test_an_overlay_that_changes_nothing_is_nothing_to_commit(server, tenant, se
 
 
 def test_intent_values_that_are_not_strings_are_written_as_json_writes_them(server, tenant, git, tmp_path, seeded):
-    """str() wrote Python's spelling into the commit's trailers and the /v1 answer: "True" for true."""
+    """str() wrote Python's spelling into the commit's trailers and the /v1 answer: "True" for true. The trailers
+    spell them as JSON does; the /v1 answer keeps them as sent (it gave text while the commit's own answer kept
+    the types)."""
     repo, work, _ = seeded
     dojo = Dojo(server, tenant, repo)
     ws = dojo.workspace("typed-intent")["id"]
@@ -1363,6 +1365,6 @@ def test_intent_values_that_are_not_strings_are_written_as_json_writes_them(serv
     sha = committed.json()["commit"]["sha"]
     v1 = requests.get(f"{server.url}/v1/repos/{repo}/commits/{sha}", timeout=30,
                       headers={"Authorization": f"Bearer {tenant.keys['read']}"}).json()["data"]
-    assert v1["intent"] == {"confidence": "0.9", "tests_passed": "true", "files": "3", "plan": "ship it"}
+    assert v1["intent"] == intent
     git("fetch", "-q", tenant.url(repo), sha, cwd=work)
     assert "Intent-Tests-Passed: true\n" in git.out("log", "-1", "--format=%B", "FETCH_HEAD", cwd=work) + "\n"
