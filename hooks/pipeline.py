@@ -10,14 +10,17 @@ import time
 import uuid
 from typing import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from storage import git_read, git_refs
 from storage.db import on_rollback
-from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, StaleRef, TooLarge
+from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.git_env import GitFailed
 from storage.git_prune import housekeeping_runs, ref_change_window
 from storage.jobs import JobRequest
+from storage.models import Repository
+from storage.repo_writes import serialize_repository_writes
 
 from .changed_paths import start_finding_new_paths
 from .checks import PUSH_CHECKS
@@ -120,6 +123,8 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
     """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
+    if session is not None:
+        _refuse_if_repository_deleted(session, ctx)
     with ref_change_window(ctx.repo_path):  # a housekeeping run checks what it dropped before or after, not during
         if (not update.is_delete and housekeeping_runs(ctx.repo_path)
                 and git_read.incomplete(ctx.repo_path, update.new)):
@@ -139,6 +144,16 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
     if session is not None:  # the caller's request may still fail: then the ref goes back, if nobody moved it since
         on_rollback(session, lambda: _take_back(ctx, update))
     run_effects(ctx, [update], session=session)
+
+
+def _refuse_if_repository_deleted(session, ctx: ChangeContext) -> None:
+    """A repository deleted after the request found it: its change got 201 after the delete's 200, into a
+    repository about to be purged (an API sweep). From here the request holds the repository's write lock until
+    it commits, so a delete either committed before (and is seen here) or waits for this change."""
+    serialize_repository_writes(session, ctx.repo.id)
+    deleted_at = session.scalar(select(Repository.deleted_at).where(Repository.id == ctx.repo.id))
+    if deleted_at is not None:
+        raise NotFound(f"repository {ctx.repo.slug!r} not found")
 
 
 def _take_back(ctx: ChangeContext, update: RefUpdate) -> None:

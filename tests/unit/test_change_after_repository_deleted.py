@@ -1,0 +1,33 @@
+"""An API change to a repository deleted after its request found it: refused, nothing moved. A real repository and
+database."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select
+
+from control.services.repos import delete_repo
+from hooks.pipeline import apply_ref_change
+from hooks.refs import RefUpdate
+from storage.errors import NotFound
+from storage.models import Repository
+from storage.models.base import utcnow
+from tests.unit.test_effects_follow_refs import change_context, commits, git
+
+
+def test_an_api_change_to_a_repository_deleted_after_its_request_found_it_is_refused(tmp_path, monkeypatch):
+    """A commit racing the repository's delete got 201 after the delete's 200, its ref moved in a repository
+    about to be purged (an API sweep): a deletion committed meanwhile is a 404, and the ref stays. (The purge the
+    delete asks for is not queued here, so that the repository is still there to be looked at.)"""
+    monkeypatch.setattr("control.services.repos.jobs.defer", lambda *args, **kwargs: None)
+    with change_context(tmp_path) as (ctx, path):
+        (base,) = commits(path, 1)
+        with ctx.db.session() as session:
+            assert session.scalar(select(Repository.deleted_at).where(Repository.id == ctx.repo.id)) is None
+            with ctx.db.session() as other:
+                delete_repo(other, other.get(Repository, ctx.repo.id), utcnow())
+            with pytest.raises(NotFound):
+                apply_ref_change(replace(ctx, source="api"), RefUpdate(old="0" * 40, new=base, ref="refs/heads/main"),
+                                 session=session)
+        assert git(path, "for-each-ref") == ""
