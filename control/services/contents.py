@@ -250,6 +250,8 @@ def _check_operations(operations: list[FileOperation], max_size: int) -> None:
             problems.append({"loc": f"{loc}.content", "msg": "delete takes no content or mode"})
         if op.action == "rename" and not op.previous_path:
             problems.append({"loc": f"{loc}.previousPath", "msg": "rename needs previousPath"})
+        elif op.action == "rename" and op.previous_path == op.path:
+            problems.append({"loc": f"{loc}.path", "msg": "a rename moves the file: path is its previousPath"})
         if op.action != "rename" and op.previous_path is not None:
             problems.append({"loc": f"{loc}.previousPath", "msg": "only rename takes previousPath"})
         if op.mode is not None and op.mode not in MODES:
@@ -265,6 +267,11 @@ def _check_operations(operations: list[FileOperation], max_size: int) -> None:
                 clashes.append((path[:cut], touched[path[:cut]], index))
     if clashes:
         path, first, second = clashes[0]
+        if first == second:
+            op = operations[first]
+            raise Conflict(f"operation {first} renames {op.previous_path!r} to {op.path!r}, a path inside it or one "
+                           "it is inside: delete it in one commit and create the new path in the next",
+                           {"path": path, "operations": [first]})
         raise Conflict(f"operations {first} and {second} both change {path!r} (or something inside it)",
                        {"path": path, "operations": [first, second]})
 

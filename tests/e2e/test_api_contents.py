@@ -185,7 +185,9 @@ def test_new_branches_empty_branches_and_unknown_branches(server, tenant, git, t
     ([create("a.txt", "1"), create("a.txt", "2")], 409, "conflict"),  # the request conflicts with itself
     ([create("d", "1"), create("d/e", "2")], 409, "conflict"),
     ([{"action": "delete", "path": "run.sh"}, create("run.sh/x", "2")], 409, "conflict"),
-    ([{"action": "rename", "previousPath": "run.sh", "path": "run.sh"}], 409, "conflict"),
+    ([{"action": "rename", "previousPath": "run.sh", "path": "run.sh"}], 422, "invalid"),  # moves nothing
+    ([{"action": "rename", "previousPath": "run.sh", "path": "run.sh/x"}], 409, "conflict"),
+    ([{"action": "rename", "previousPath": "src/app.py", "path": "src"}], 409, "conflict"),
     ([{"action": "create", "path": "a.txt", "content": "not base64!"}], 422, "invalid"),
     ([{"action": "create", "path": "a.txt", "content": "YQ"}], 422, "invalid"),  # unpadded
     ([{"action": "create", "path": "a.txt", "content": b64("x"), "mode": "120000"}], 422, "invalid"),
@@ -197,6 +199,19 @@ def test_operations_that_do_not_fit_the_tree_change_nothing(server, unchanged, o
     response = commit(server, tenant, repo, operations, expectedHeadSha=head)
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
+    assert head_of(git, tenant, repo) == head
+
+
+def test_a_rename_into_its_own_path_says_so(server, unchanged):
+    """It was refused as "operations 0 and 0 both change 'run.sh'": an operation at odds with itself (an API
+    sweep)."""
+    tenant, git, repo, head = unchanged
+    inside = commit(server, tenant, repo, [{"action": "rename", "previousPath": "run.sh", "path": "run.sh/x"}],
+                    expectedHeadSha=head)
+    assert inside.status_code == 409 and "renames 'run.sh' to 'run.sh/x'" in inside.json()["error"]
+    same = commit(server, tenant, repo, [{"action": "rename", "previousPath": "run.sh", "path": "run.sh"}],
+                  expectedHeadSha=head)
+    assert same.status_code == 422 and same.json()["details"]["fields"][0]["loc"] == "operations.0.path"
     assert head_of(git, tenant, repo) == head
 
 
