@@ -109,6 +109,9 @@ def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], sessi
         note_ref_updates(ctx.repo_path, len(applied))
         needed = needs_housekeeping(ctx.repo_path, ctx.settings.housekeeping_limits)
     except OSError:
+        if not ctx.repo_path.exists():  # deleted and purged while the change ran (a push racing the delete)
+            log.info("housekeeping check: repo %s is gone", ctx.repo.id)
+            return
         log.warning("housekeeping check failed for repo %s", ctx.repo.id, exc_info=True)
         return
     if needed:

@@ -135,16 +135,31 @@ def test_ref_updates_are_counted_and_packing_resets_the_count(tmp_path, bare):
     assert ref_updates_since_packing(bare) == 0 and not needs_housekeeping(bare, limits)
 
 
-def test_the_effect_is_best_effort_when_the_repository_directory_is_unusable(tmp_path):
-    """The ref has already moved when effects run: an unwritable repository directory is logged, not raised."""
+def test_the_effect_is_best_effort_when_the_repository_directory_is_unusable(tmp_path, caplog):
+    """The ref has already moved when effects run: an unusable repository directory is logged, not raised; one
+    deleted and purged meanwhile (a push racing the delete) without a warning and its traceback (an API sweep)."""
+    import logging
+    from dataclasses import replace
+
     from hooks.context import ChangeContext, RepoRef
     from hooks.effects import request_housekeeping
     from hooks.refs import RefUpdate
+    from storage.housekeeping import REF_UPDATES_FILE
     from storage.settings import Settings
 
     ctx = ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("repo_x", "org_x", "x", "main"),
                         repo_path=tmp_path / "gone.git", actor=None)
-    request_housekeeping(ctx, [RefUpdate(old="0" * 40, new="1" * 40, ref="refs/heads/main")], session=None)
+    update = RefUpdate(old="0" * 40, new="1" * 40, ref="refs/heads/main")
+    with caplog.at_level(logging.INFO, logger="hooks.effects"):
+        request_housekeeping(ctx, [update], session=None)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+
+    unusable = tmp_path / "unusable.git"
+    (unusable / REF_UPDATES_FILE).mkdir(parents=True)  # the counter cannot be written
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hooks.effects"):
+        request_housekeeping(replace(ctx, repo_path=unusable), [update], session=None)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
 
 def test_the_quarantine_of_a_killed_push_is_removed_once_stale(tmp_path, bare):
