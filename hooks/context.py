@@ -53,6 +53,7 @@ class Rejection:
     ref: str
     reason: str
     code: str = "forbidden"  # the domain error an API caller gets: forbidden | invalid | too_large | locked
+    details: dict = field(default_factory=dict, compare=False)  # the API caller's error details besides the ref
 
     def __post_init__(self):
         object.__setattr__(self, "reason", printable(self.reason))

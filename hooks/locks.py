@@ -67,6 +67,11 @@ def holder_text(lock: PathLock, name: str, agent: str | None) -> str:
     return f"locked by {who} until {as_utc(lock.expires_at).isoformat(timespec='seconds')}"
 
 
+def holder_details(lock: PathLock, name: str, agent: str | None) -> dict:
+    """Who holds a lock, in a refusal's details: the same names wherever a lock refuses something."""
+    return {"lockId": lock.id, "workspaceId": lock.workspace_id, "workspaceName": name, "agentName": agent}
+
+
 def first_lock_covering(locks, paths: Sequence[str]):
     for path in paths:
         for lock, name, agent in locks:
@@ -76,13 +81,11 @@ def first_lock_covering(locks, paths: Sequence[str]):
     return None
 
 
-def locked_path_reason(locks, paths: Sequence[str]) -> str | None:
-    """Why a change of `paths` is refused: the first of them another workspace's lock covers; None if none is."""
-    hit = first_lock_covering(locks, paths)
-    if hit is None:
-        return None
+def path_lock_refusal(hit) -> tuple[str, dict]:
+    """The message and details of a refusal for `first_lock_covering`'s hit."""
     path, pattern, lock, name, agent = hit
-    return f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}"
+    return (f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}",
+            {"path": path, "pattern": pattern, **holder_details(lock, name, agent)})
 
 
 def refuse_locked_paths(session, repo_id: str, workspace_id: str | None, paths: Callable[[], Sequence[str]],
@@ -90,8 +93,9 @@ def refuse_locked_paths(session, repo_id: str, workspace_id: str | None, paths: 
     """What check_path_locks would refuse, asked before an API change writes anything (so a refused one leaves
     no objects behind); `paths` is called only when another workspace holds a lock."""
     locks = locks_of_others(session, repo_id, workspace_id)
-    if locks and (reason := locked_path_reason(locks, paths())):
-        raise Locked(reason, {"ref": ref})
+    if locks and (hit := first_lock_covering(locks, paths())):
+        message, details = path_lock_refusal(hit)
+        raise Locked(message, {"ref": ref, **details})
 
 
 _ANY_UNRELEASED_LOCK = (
@@ -115,7 +119,8 @@ def check_path_locks(ctx: ChangeContext, updates: Sequence[RefUpdate], session) 
     if not locks:
         return []
     for update in branch_updates:
-        reason = locked_path_reason(locks, paths_changed_by(ctx, update))
-        if reason:
-            return [Rejection(update.ref, reason, "locked")]
+        hit = first_lock_covering(locks, paths_changed_by(ctx, update))
+        if hit:
+            reason, details = path_lock_refusal(hit)
+            return [Rejection(update.ref, reason, "locked", details)]
     return []

@@ -136,7 +136,7 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
         if rejections:
             first = rejections[0]
             error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
-            raise error(first.reason, {"ref": first.ref})
+            raise error(first.reason, {"ref": first.ref, **first.details})
         if not git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new):
             actual = git_refs.read_ref(ctx.repo_path, update.ref)
             raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",

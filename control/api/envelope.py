@@ -1,6 +1,7 @@
 """The Driftstone envelope: {"success": true, "data": ...} / {"success": false, "error", "code", "details"}."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import jsonify
@@ -40,6 +41,7 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
     body = {"error": blank_keys(message), "code": code, "details": _redacted(details or {})}
     if path.startswith(BARE_PREFIXES):
         status = BARE_STATUSES.get(status, status)
+        body["details"] = _snake_case_keys(body["details"])  # as every other name on that surface
     else:
         body = {"success": False, **body}
     response = jsonify(body)
@@ -47,6 +49,18 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+_CAPITAL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _snake_case_keys(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_snake_case_keys(item) for item in value]
+    if isinstance(value, dict):
+        return {_CAPITAL.sub(r"_\1", key).lower() if isinstance(key, str) else key: _snake_case_keys(item)
+                for key, item in value.items()}
+    return value
 
 
 def _redacted(value: Any) -> Any:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hooks.locks import active_locks, covers, holder_text, overlap
+from hooks.locks import active_locks, covers, holder_details, holder_text, overlap
 from hooks.paths import path_problem
 from storage.errors import Forbidden, Invalid, Locked, NotFound
 from storage.ids import new_id
@@ -51,8 +51,7 @@ def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patt
             theirs = next((p for p in lock.patterns if overlap(mine, p)), None)
             if theirs is not None:
                 raise Locked(f"{mine!r} overlaps {theirs!r} {holder_text(lock, name, agent)}",
-                             {"pattern": mine, "lockId": lock.id, "heldPattern": theirs,
-                              "workspaceId": lock.workspace_id, "workspaceName": name, "agentName": agent})
+                             {"pattern": mine, "heldPattern": theirs, **holder_details(lock, name, agent)})
     lock = PathLock(id=new_id("lock"), repo_id=repo.id, workspace_id=workspace.id, patterns=patterns,
                     expires_at=now + timedelta(seconds=ttl))
     session.add(lock)

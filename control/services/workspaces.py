@@ -12,7 +12,7 @@ from typing import BinaryIO
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hooks.locks import active_locks, first_lock_covering, holder_text
+from hooks.locks import active_locks, first_lock_covering, path_lock_refusal
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_read, git_refs
@@ -106,10 +106,7 @@ def _overlay_entry(session: Session, workspace: Workspace, path: str) -> Workspa
 def _refuse_if_locked(session: Session, repo: Repository, workspace: Workspace, path: str, now) -> None:
     hit = first_lock_covering(active_locks(session, repo.id, now, excluding_workspace=workspace.id), [path])
     if hit:
-        _path, pattern, lock, name, agent = hit
-        raise Locked(f"{path} matches lock {pattern!r} {holder_text(lock, name, agent)}",
-                     {"path": path, "lockId": lock.id, "pattern": pattern, "workspaceId": lock.workspace_id,
-                      "workspaceName": name, "agentName": agent})
+        raise Locked(*path_lock_refusal(hit))
 
 
 class _Counted:

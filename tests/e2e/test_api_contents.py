@@ -463,6 +463,9 @@ def test_protected_branches_take_api_commits_and_path_locks_hold(server, tenant,
     refused = commit(server, tenant, repo, [{"action": "update", "path": "src/app.py", "content": b64(content)}],
                      expectedHeadSha=head)
     assert refused.status_code == 423 and refused.json()["code"] == "locked", refused.text
+    assert refused.json()["details"] == {"ref": "refs/heads/main", "path": "src/app.py", "pattern": "src/*",
+                                         "lockId": locked.json()["lock"]["id"], "workspaceId": holder["id"],
+                                         "workspaceName": "holder", "agentName": None}  # as a refused write's
     assert head_of(git, tenant, repo) == head
     blob = subprocess.run(["git", "hash-object", "--stdin"], input=content.encode(), capture_output=True,
                           check=True).stdout.decode().strip()

@@ -226,11 +226,15 @@ def test_two_agents_and_a_lock(server, tenant, git, tmp_path, seeded):
 
     refused = dojo("PUT", f"/workspaces/{bob['id']}/files/src/auth/session.ts", data=b"bob's")
     assert refused.status_code == 423
-    assert "alice" in refused.json()["error"] and refused.json()["details"]["workspaceId"] == alice["id"]
+    assert "alice" in refused.json()["error"] and refused.json()["details"] == {
+        "path": "src/auth/session.ts", "pattern": "src/auth/*", "lock_id": lock_id, "workspace_id": alice["id"],
+        "workspace_name": "alice", "agent_name": "alice-bot"}  # snake_case, as every name on this surface
     assert dojo("PUT", f"/workspaces/{alice['id']}/files/src/auth/session.ts", data=b"alice's").status_code == 200
     assert dojo("PUT", f"/workspaces/{bob['id']}/files/src/other.ts", data=b"fine").status_code == 200
     overlapping = dojo("POST", f"/workspaces/{bob['id']}/lock", {"patterns": ["src/**"]})
     assert overlapping.status_code == 423
+    assert overlapping.json()["details"]["held_pattern"] == "src/auth/*"
+    assert overlapping.json()["details"]["workspace_id"] == alice["id"]
 
     conflicts = dojo("GET", f"/workspaces/{alice['id']}/check-conflicts").json()
     assert conflicts["has_conflicts"] is False
@@ -1368,3 +1372,20 @@ def test_intent_values_that_are_not_strings_are_written_as_json_writes_them(serv
     assert v1["intent"] == intent
     git("fetch", "-q", tenant.url(repo), sha, cwd=work)
     assert "Intent-Tests-Passed: true\n" in git.out("log", "-1", "--format=%B", "FETCH_HEAD", cwd=work) + "\n"
+
+
+def test_a_submit_refused_by_a_lock_names_its_holder_as_a_write_refused_by_it_does(server, tenant, seeded):
+    """A write refused by a lock named the holder in its details, a submit only the ref (a conformance review)."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    writer = dojo("POST", "/workspaces", {"name": "writer"}).json()["workspace"]
+    holder = dojo("POST", "/workspaces", {"name": "holder", "agent_name": "keeper"}).json()["workspace"]
+    assert dojo("PUT", f"/workspaces/{writer['id']}/files/guarded/x.md", data=b"x\n").status_code == 200
+    assert dojo("POST", f"/workspaces/{writer['id']}/commit", {"message": "x"}).status_code == 201
+    lock = dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["guarded/*"]}).json()["lock"]
+    refused = dojo("POST", f"/workspaces/{writer['id']}/submit", {"title": "guarded"})
+    assert refused.status_code == 423, refused.text
+    details = refused.json()["details"]
+    assert details["path"] == "guarded/x.md" and details["lock_id"] == lock["id"], details
+    assert (details["workspace_id"], details["workspace_name"], details["agent_name"]) == (holder["id"], "holder",
+                                                                                           "keeper")
