@@ -42,10 +42,7 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
     now = int(time.time())
     expire = f"@{now - int(expire_seconds)}"  # git reads 9+ digit "N.seconds.ago" as a date
     hold = repo_path / HOLD_DIR
-    if hold.exists():  # a run killed before its check: what it dropped comes back, to be judged again
-        _put_back(hold, repo_path)
-        shutil.rmtree(hold, ignore_errors=True)
-    _unpin(repo_path, leftover_pins(repo_path))  # a killed run's: they would keep what the rows no longer name
+    undo_killed_run(repo_path)
     _expire_reflogs(repo_path, now, expire)
     refs_before = _ref_values(repo_path)  # read before the rows: a branch deleted meanwhile has no event row yet
     pin_refs = _pin(repo_path, _object_kinds(repo_path, [*pinned(), *refs_before]))
@@ -75,6 +72,17 @@ def repack_and_prune(repo_path: Path, pinned: Callable[[], Iterable[str]], expir
             _put_back(hold, repo_path)
         shutil.rmtree(hold, ignore_errors=True)
         _unpin_if_possible(repo_path, pin_refs)
+
+
+def undo_killed_run(repo_path: Path) -> None:
+    """What a run killed before its check left: what it set aside comes back (to be judged again at the next
+    repack), the second copy of every pack goes, and its pins, which would keep what the rows no longer name, go.
+    Only under the housekeeping lock: a run that holds it is not killed."""
+    hold = repo_path / HOLD_DIR
+    if hold.exists():
+        _put_back(hold, repo_path)
+        shutil.rmtree(hold, ignore_errors=True)
+    _unpin(repo_path, leftover_pins(repo_path))
 
 
 def repack_keeping_everything(repo_path: Path) -> None:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .git_env import QUARANTINE_PREFIX, run_git
-from .git_prune import HEX, fan_out_dirs, repack_and_prune, repack_keeping_everything
+from .git_prune import (HEX, fan_out_dirs, housekeeping_runs, repack_and_prune, repack_keeping_everything,
+                         undo_killed_run)
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
 
@@ -101,7 +102,7 @@ def _refs_need_packing(repo_path: Path, limits: HousekeepingLimits) -> bool:
 
 def needs_housekeeping(repo_path: Path, limits: HousekeepingLimits) -> bool:
     return (_objects_need_repack(repo_path, limits) or _refs_need_packing(repo_path, limits)
-            or may_hold_stale_quarantine(repo_path))
+            or may_hold_stale_quarantine(repo_path) or housekeeping_runs(repo_path))
 
 
 def may_hold_stale_quarantine(repo_path: Path, older_than: float = STALE_QUARANTINE_SECONDS) -> bool:
@@ -136,6 +137,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        undo_killed_run(repo_path)  # whether or not a repack is due: its second copy of the packs doubled the disk
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
         remove_stale_loose_leftovers(repo_path)

@@ -362,6 +362,29 @@ def test_a_killed_runs_set_aside_objects_are_put_back_first(repo):
     git(bare, "fsck", "--no-dangling", "--no-progress")
 
 
+def test_a_killed_runs_leftovers_go_at_the_next_run_whether_or_not_a_repack_is_due(repo):
+    """A run killed before its check left a second copy of every pack and its pins, and only a run that repacked
+    again undid them: until the limits were met again (weeks) the repository took twice its size on disk and every
+    API change checked its objects as if a run were dropping them (a failure-injection sweep)."""
+    from storage.housekeeping import needs_housekeeping
+
+    bare, ids = repo
+    (pack,) = (bare / "objects" / "pack").glob("*.pack")
+    held = bare / HOLD_DIR / "pack"
+    held.mkdir(parents=True)
+    os.link(pack, held / pack.name)
+    os.link(pack.with_suffix(".idx"), held / pack.with_suffix(".idx").name)
+    git(bare, "update-ref", PIN_REF, ids["gone"])
+    relaxed = HousekeepingLimits(max_packs=50, prune_after_seconds=14 * DAY)
+    assert needs_housekeeping(bare, relaxed)
+
+    assert housekeep(bare, relaxed, lambda: ()) is False  # no repack was due
+
+    assert not (bare / HOLD_DIR).exists() and leftover_pins(bare) == {}
+    assert has_object(bare, ids["main"]) and not needs_housekeeping(bare, relaxed)
+    git(bare, "fsck", "--no-dangling", "--no-progress")
+
+
 def test_a_stale_reflog_lock_does_not_stop_housekeeping(repo):
     bare, ids = repo
     git(bare, "config", "core.logAllRefUpdates", "always")
