@@ -12,10 +12,10 @@ from sqlalchemy.orm import configure_mappers
 
 from control.api.app import create_app
 from control.context import AppContext
+from control.jobs import FINISH_INTERRUPTED_WORK
 from server.app import GitHttpApp
 from server.hook_channel import install_hook_scripts
 from server.pack_cache import PackCache
-from storage.jobs import JobRequest
 from storage.settings import Settings
 
 
@@ -75,7 +75,7 @@ class _LazyApplication:
         """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly)."""
         jobs = self.load().db.jobs
         if jobs is not None:
-            jobs.enqueue(JobRequest("control.jobs.finish_interrupted_work", (), "finish-interrupted-work"))
+            jobs.enqueue(FINISH_INTERRUPTED_WORK)
 
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)

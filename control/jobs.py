@@ -6,7 +6,9 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from control.services.uploads import TEMPORARY_UPLOADS
+from storage import reconcile_marks
 from storage.housekeeping import housekeep
+from storage.jobs import JobRequest
 from storage.models import Repository, Upload, UploadFile, utcnow
 from storage.object_pins import pinned_objects
 
@@ -42,21 +44,27 @@ def reconcile_repository(repo_id: str) -> None:
     from control.services.repos import reconcile_branches
 
     ctx = _ctx()
+    path = ctx.store.path_for(repo_id)
+    seen = reconcile_marks.mark_time(path)
     with ctx.db.session() as session:
         repo = session.get(Repository, repo_id)
-        if repo is None or repo.deleted_at is not None:
-            return
-        reconcile_branches(session, ctx.store, repo)
+        if repo is not None and repo.deleted_at is None:
+            reconcile_branches(session, ctx.store, repo)
+    reconcile_marks.unmark_if_unchanged(path, seen)
 
 
 STALE_UPLOAD_SECONDS = 24 * 3600  # a PUT's temporary file: it is written while the body arrives
 
 
+FINISH_INTERRUPTED_WORK = JobRequest("control.jobs.finish_interrupted_work", (), "finish-interrupted-work")
+
+
 def finish_interrupted_work() -> None:
-    """What killed workers left undone, asked for at each worker's start: the purge of a repository deleted, or
-    of uploads retired, just before its worker was killed (the job is queued once the deleting transaction
-    commits: a kill in between lost it, or killed it midway), and the temporary files of signed-URL PUTs cut off
-    by a kill (their removal is a `finally`)."""
+    """What killed workers or a queue that lost its jobs left undone, asked for at each server worker's start and
+    by `driftstone worker` as it starts and every ten minutes: the purge of a repository deleted, or of uploads
+    retired (the job is queued once the deleting transaction commits: a kill in between lost it, or killed it
+    midway; Redis restarted without its data lost it), the reconcile of repositories marked for one, and the
+    temporary files of signed-URL PUTs cut off by a kill (their removal is a `finally`)."""
     ctx = _ctx()
     with ctx.db.session() as session:
         deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
@@ -67,6 +75,8 @@ def finish_interrupted_work() -> None:
     for repo_id in set(retired) - set(deleted):
         purge_retired_uploads(repo_id)
     ctx.blobs.delete_older_than(TEMPORARY_UPLOADS, STALE_UPLOAD_SECONDS)
+    for repo_id in set(reconcile_marks.marked_repositories(ctx.store.root)) - set(deleted):
+        reconcile_repository(repo_id)
 
 
 def housekeep_repository(repo_id: str) -> None:

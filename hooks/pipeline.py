@@ -13,7 +13,7 @@ from typing import Sequence
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from storage import git_read, git_refs
+from storage import git_read, git_refs, reconcile_marks
 from storage.db import on_rollback
 from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.git_env import GitFailed
@@ -109,7 +109,12 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
 
 def _ask_for_reconcile(ctx: ChangeContext) -> None:
     """The refs moved and their rows were not written: a job rebuilds them from the refs (tried again for ~50
-    minutes while the database is away), where they waited for an operator's `driftstone admin reconcile`."""
+    minutes while the database is away), where they waited for an operator's `driftstone admin reconcile`. The
+    repository is marked first: a job the queue loses is asked for again (control.jobs.finish_interrupted_work)."""
+    try:
+        reconcile_marks.mark(ctx.repo_path)
+    except OSError:
+        log.exception("could not mark repo %s for its reconcile", ctx.repo.id)
     if ctx.db.jobs is None:
         return
     try:

@@ -250,6 +250,7 @@ HEARTBEAT_SECONDS = 30  # rq's job_monitoring_interval: how often a worker runni
 # worker_ttl - 15 s); the registries are cleaned at rq's interval still (sooner, a job whose heartbeat Redis's
 # absence let expire is taken for abandoned and queued again while it runs)
 WORKER_TTL_SECONDS = 60
+PERIODIC_SECONDS = 600
 _PR_SET_PDEATHSIG = 1
 
 
@@ -265,11 +266,13 @@ def _end_with_the_worker(worker_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_worker(queue, connection, burst: bool = False) -> None:
+def run_worker(queue, connection, burst: bool = False, periodic: Callable[[], None] | None = None) -> None:
     """rq's work loop ends on any error it does not expect, Redis going away outside its wait for a job included
     (recording a job's end, the worker's state, its start-up): `driftstone worker` exited and no job ran after Redis
-    came back (seen in CI). Until it is asked to stop, a new worker starts here once Redis answers again."""
-    worker_class = heartbeat_worker_class()
+    came back (seen in CI). Until it is asked to stop, a new worker starts here once Redis answers again.
+
+    `periodic` is called as each worker starts and every PERIODIC_SECONDS after (between two waits for a job)."""
+    worker_class = heartbeat_worker_class(periodic)
     worker_pid = os.getpid()
     os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
     from redis.exceptions import RedisError
@@ -310,7 +313,7 @@ def _wait_for_redis(connection, longest_wait: float = 30.0) -> bool:
     return False
 
 
-def heartbeat_worker_class():
+def heartbeat_worker_class(periodic: Callable[[], None] | None = None):
     """rq's SimpleWorker (jobs in this process, no fork per job) with a heartbeat while a job runs, and a stop
     that does not wait on its pubsub thread.
 
@@ -322,6 +325,7 @@ def heartbeat_worker_class():
 
     class HeartbeatWorker(SimpleWorker):
         stop_asked = False
+        periodic_due = 0.0
 
         def request_stop(self, signum, frame):
             self.stop_asked = True
@@ -354,6 +358,13 @@ def heartbeat_worker_class():
                     scheduler.acquire_locks(auto_start=True)
                 except Exception:  # the next heartbeat tries again: the worker must not quit over its scheduler
                     log.warning("could not start rq's scheduler again", exc_info=True)
+            if (periodic is not None and threading.current_thread() is threading.main_thread()
+                    and time.monotonic() >= self.periodic_due):
+                self.periodic_due = time.monotonic() + PERIODIC_SECONDS
+                try:
+                    periodic()
+                except Exception:  # asked again next time: the worker must not quit over it
+                    log.warning("the worker's periodic ask failed", exc_info=True)
 
         def execute_job(self, job, queue):
             execution = self.prepare_execution(job)

@@ -91,7 +91,7 @@ def test_a_job_asked_for_again_while_its_retry_waits_waits_once(db):
     assert CALLS == [("failed", "y")] * 3  # two tries, one retry
 
 
-def test_a_reconcile_asked_for_in_process_is_tried_again_for_most_of_an_hour(db, monkeypatch):
+def test_a_reconcile_asked_for_in_process_is_tried_again_for_most_of_an_hour(db, monkeypatch, tmp_path):
     """Without Redis, the reconcile after lost effects was given up after ~21 s (the in-process runner kept its
     own short delays): rows stayed behind their refs once the database had been away longer."""
     from types import SimpleNamespace
@@ -108,7 +108,8 @@ def test_a_reconcile_asked_for_in_process_is_tried_again_for_most_of_an_hour(db,
 
     monkeypatch.setattr(jobs.RetryTimer, "schedule", schedule)
     monkeypatch.setattr(pipeline, "RECONCILE_JOB", "tests.unit.test_jobs.always_fails")
-    pipeline._ask_for_reconcile(SimpleNamespace(db=database, repo=SimpleNamespace(id="repo_" + "d" * 24)))
+    pipeline._ask_for_reconcile(SimpleNamespace(db=database, repo=SimpleNamespace(id="repo_" + "d" * 24),
+                                                repo_path=tmp_path))
     queue.join()
     assert len(CALLS) == len(pipeline.RECONCILE_RETRY_DELAYS) + 1
     assert waited == list(pipeline.RECONCILE_RETRY_DELAYS) and sum(waited) >= 45 * 60
@@ -524,7 +525,42 @@ def test_a_worker_waiting_for_redis_to_come_back_stops_on_sigterm(tmp_path):
             worker.wait(timeout=10)
 
 
-def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_hour(redis_queue):
+def test_a_purge_whose_job_redis_lost_runs_once_a_worker_starts(tmp_path):
+    """Redis restarted without its data loses the queued jobs, and only a server worker's start asked for a lost
+    purge again: a deleted repository stayed on disk while the server ran (a failure-injection sweep). The
+    repository here is marked deleted with no job queued, which is what that loss leaves."""
+    from sqlalchemy import update
+
+    from control.bootstrap import bootstrap
+    from control.services.accounts import create_org
+    from control.services.repos import create_repo
+    from storage.models import Repository, utcnow
+    from storage.settings import Settings
+
+    context = bootstrap(Settings(data_dir=tmp_path / "data"))
+    with context.db.session() as session:
+        repo_id = create_repo(session, context.store, create_org(session, "lost").id, "gone").id
+    with context.db.session() as session:
+        session.execute(update(Repository).where(Repository.id == repo_id).values(deleted_at=utcnow()))
+    context.db.dispose()
+    assert context.store.has_files(repo_id)
+
+    port = _free_port()
+    server = _redis_server(port)
+    log = tmp_path / "worker.log"
+    worker = _driftstone_worker(tmp_path, f"redis://127.0.0.1:{port}/0", "dstest-lost", log)
+    try:
+        deadline = time.monotonic() + 60
+        while context.store.has_files(repo_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not context.store.has_files(repo_id), f"not purged; worker log:\n{log.read_text()[-3000:]}"
+    finally:
+        _stop(worker)
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_hour(redis_queue, tmp_path):
     """The reconcile that rebuilds branch rows after a change's effects were kept out (the database away) was
     tried for 21 s and then given up: rows stayed behind their refs for good once the database had been away
     longer (a failure-injection sweep)."""
@@ -532,7 +568,8 @@ def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_
 
     from hooks import pipeline
 
-    ctx = SimpleNamespace(db=SimpleNamespace(jobs=redis_queue), repo=SimpleNamespace(id="repo_" + "c" * 24))
+    ctx = SimpleNamespace(db=SimpleNamespace(jobs=redis_queue), repo=SimpleNamespace(id="repo_" + "c" * 24),
+                          repo_path=tmp_path)
     pipeline._ask_for_reconcile(ctx)
     [queued] = [redis_queue.queue.fetch_job(job_id) for job_id in redis_queue.queue.job_ids]
     assert queued.func_name == pipeline.RECONCILE_JOB

@@ -1,0 +1,58 @@
+"""A reconcile asked for after a change's effects were kept out is remembered on disk beside the repository: a
+queue that loses the job (Redis restarted without its data) no longer loses the ask. A real repository and
+database; the lost job is a queue whose enqueue drops it (what Redis's restart did to it, which this test cannot
+do to the in-process queue)."""
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import select
+
+from control import jobs as job_functions
+from hooks import pipeline
+from storage import reconcile_marks
+from storage.models import Branch
+from tests.unit.test_effects_follow_refs import change_context, commits, git
+
+
+def branch_rows(ctx) -> dict[str, str]:
+    with ctx.db.session() as session:
+        return dict(session.execute(select(Branch.name, Branch.head_sha).where(Branch.repo_id == ctx.repo.id)).all())
+
+
+def test_a_reconcile_whose_job_was_lost_runs_at_the_next_ask_for_interrupted_work(tmp_path, monkeypatch):
+    with change_context(tmp_path) as (ctx, path):
+        (head,) = commits(path, 1)
+        git(path, "update-ref", "refs/heads/main", head)  # the ref moved; its row was never written
+        monkeypatch.setattr(ctx.db.jobs, "enqueue", lambda job: None)
+        pipeline._ask_for_reconcile(ctx)
+        assert reconcile_marks.marked_repositories(path.parent.parent) == [ctx.repo.id]
+        assert branch_rows(ctx) == {}
+
+        job_functions.finish_interrupted_work()
+
+        assert branch_rows(ctx) == {"main": head}
+        assert reconcile_marks.marked_repositories(path.parent.parent) == []
+
+
+def test_a_mark_renewed_while_a_reconcile_runs_stays_for_the_next(tmp_path, monkeypatch):
+    """A change whose effects failed after the reconcile read the refs asks for another: its mark stays."""
+    from control.services import repos
+
+    with change_context(tmp_path) as (ctx, path):
+        reconcile_marks.mark(path)
+        real = repos.reconcile_branches
+
+        def reconcile_then_marked_again(*args, **kwargs):
+            result = real(*args, **kwargs)
+            marked = (path / reconcile_marks.MARK).stat()
+            os.utime(path / reconcile_marks.MARK, ns=(marked.st_atime_ns, marked.st_mtime_ns + 1_000_000))
+            return result
+
+        monkeypatch.setattr(repos, "reconcile_branches", reconcile_then_marked_again)
+        job_functions.reconcile_repository(ctx.repo.id)
+        assert reconcile_marks.marked_repositories(path.parent.parent) == [ctx.repo.id]
+
+        monkeypatch.setattr(repos, "reconcile_branches", real)
+        job_functions.reconcile_repository(ctx.repo.id)
+        assert reconcile_marks.marked_repositories(path.parent.parent) == []
