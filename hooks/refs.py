@@ -88,6 +88,9 @@ def branch_name_problem(name: str) -> str | None:
 
 
 NOT_PUSHABLE = "only refs/heads/, refs/tags/ and refs/notes/ may be pushed"
+# the server's own refs (workspace heads, housekeeping's pins): hidden from fetchers too, so that a mirror clone does
+# not take them and its mirror push back is not refused them; their commits are still fetched by id
+SERVER_REFS = "refs/driftstone/"
 # receive-pack's hideRefs for them: not advertised to pushers (a mirror push would try to delete the server's own
 # refs/driftstone/), and a push to one is refused by git for that ref alone, the rest of the push going ahead
 RECEIVE_HIDE_REFS = ("refs/", *(f"!{namespace}" for namespace in PUSHABLE_NAMESPACES))

@@ -16,12 +16,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_effects
 from hooks.push_outcome import found_in_place, now_in_place
-from hooks.refs import RECEIVE_HIDE_REFS, RefUpdate, hidden_ref_reasons
+from hooks.refs import RECEIVE_HIDE_REFS, SERVER_REFS, RefUpdate, hidden_ref_reasons
 from storage import git_refs
 from storage.db import Database
 from storage.errors import is_storage_refusal
 from storage.git_env import ALLOCATION_REFUSED, allocation_limit
-from storage.git_prune import PIN_NAMESPACE
 from storage.key_format import blank_keys
 from storage.keys import AUTHENTICATED, Principal, find_principal
 from storage.models import Organization, Repository
@@ -257,7 +256,7 @@ def _server_paths(*paths: Path) -> tuple[str, ...]:
 
 
 _RECEIVE_HIDDEN = [arg for prefix in RECEIVE_HIDE_REFS for arg in ("-c", f"receive.hideRefs={prefix}")]
-_UPLOAD_HIDDEN = ["-c", f"uploadpack.hideRefs={PIN_NAMESPACE}"]  # housekeeping's, while it runs
+_UPLOAD_HIDDEN = ["-c", f"uploadpack.hideRefs={SERVER_REFS}"]
 
 
 def _undo_unchecked(repo_path: Path, applied: list[RefUpdate]) -> dict[str, str]:

@@ -181,6 +181,9 @@ def test_a_mirror_push_lands_its_branches_and_tags_and_leaves_the_servers_own_re
     git("update-ref", own, head, cwd=repo_path(server, tenant, repo))
     clone = tmp_path / "mirror"
     git("clone", "-q", "--mirror", url, str(clone))
+    # the server's own refs are not fetched either: a mirror clone pushed back as it is lands whole
+    assert "refs/driftstone/" not in git.out("for-each-ref", cwd=clone)
+    git("push", "--mirror", url, cwd=clone)
     git("update-ref", "refs/pull/1/head", head, cwd=clone)
     git("update-ref", "refs/remotes/origin/main", head, cwd=clone)
     git("update-ref", "refs/heads/feature", head, cwd=clone)
