@@ -128,8 +128,6 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
 
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
     """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
-    if session is not None:
-        _refuse_if_repository_deleted(session, ctx)
     with ref_change_window(ctx.repo_path):  # a housekeeping run checks what it dropped before or after, not during
         if (not update.is_delete and housekeeping_runs(ctx.repo_path)
                 and git_read.incomplete(ctx.repo_path, update.new)):
@@ -148,13 +146,16 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
                            {"ref": update.ref, "expected": update.old, "actual": actual})
     if session is not None:  # the caller's request may still fail: then the ref goes back, if nobody moved it since
         on_rollback(session, lambda: _take_back(ctx, update))
+        _refuse_if_repository_deleted(session, ctx)
     run_effects(ctx, [update], session=session)
 
 
 def _refuse_if_repository_deleted(session, ctx: ChangeContext) -> None:
     """A repository deleted after the request found it: its change got 201 after the delete's 200, into a
-    repository about to be purged (an API sweep). From here the request holds the repository's write lock until
-    it commits, so a delete either committed before (and is seen here) or waits for this change."""
+    repository about to be purged (an API sweep). Asked once the ref moved, with the repository's write lock the
+    effects take anyway (taken before the checks, it made concurrent API changes to one repository wait on each
+    other's checks): a delete committed before is seen here, and the request's rollback puts the ref back; a
+    later one waits for this change to commit."""
     serialize_repository_writes(session, ctx.repo.id)
     deleted_at = session.scalar(select(Repository.deleted_at).where(Repository.id == ctx.repo.id))
     if deleted_at is not None:

@@ -23,11 +23,10 @@ def test_an_api_change_to_a_repository_deleted_after_its_request_found_it_is_ref
     monkeypatch.setattr("control.services.repos.jobs.defer", lambda *args, **kwargs: None)
     with change_context(tmp_path) as (ctx, path):
         (base,) = commits(path, 1)
-        with ctx.db.session() as session:
+        with pytest.raises(NotFound), ctx.db.session() as session:  # the request fails: its session rolls back
             assert session.scalar(select(Repository.deleted_at).where(Repository.id == ctx.repo.id)) is None
             with ctx.db.session() as other:
                 delete_repo(other, other.get(Repository, ctx.repo.id), utcnow())
-            with pytest.raises(NotFound):
-                apply_ref_change(replace(ctx, source="api"), RefUpdate(old="0" * 40, new=base, ref="refs/heads/main"),
-                                 session=session)
+            apply_ref_change(replace(ctx, source="api"), RefUpdate(old="0" * 40, new=base, ref="refs/heads/main"),
+                             session=session)
         assert git(path, "for-each-ref") == ""
