@@ -164,9 +164,12 @@ def _refuse_if_repository_deleted(session, ctx: ChangeContext) -> None:
 
 def _take_back(ctx: ChangeContext, update: RefUpdate) -> None:
     """Put the ref back after its request failed; where git cannot (a full disk refuses the lock file), the ref
-    keeps the new value without the rows the failed transaction held, and a job rebuilds them from the refs."""
+    keeps the new value without the rows the failed transaction held, and a job rebuilds them from the refs. A
+    repository deleted and purged meanwhile has nothing left to put back."""
     try:
         git_refs.compare_and_swap(ctx.repo_path, update.ref, update.new, update.old)
     except Exception:
+        if not ctx.repo_path.exists():
+            return
         _ask_for_reconcile(ctx)
         raise
