@@ -17,7 +17,7 @@ from .changed_paths import new_paths
 from .context import ChangeContext, Rejection
 from .locks import check_path_locks
 from .paths import path_problem
-from .refs import ZERO_SHA, RefUpdate, hidden_ref_reasons, new_branch_problem, ref_name_problem
+from .refs import RefUpdate, hidden_ref_reasons, new_branch_problem, ref_name_problem
 
 Check = Callable[[ChangeContext, Sequence[RefUpdate], Session], list[Rejection]]
 
@@ -50,9 +50,7 @@ def check_deletes_name_the_current_value(ctx: ChangeContext, updates: Sequence[R
                                          session: Session) -> list[Rejection]:
     """git (2.39) deletes a ref whatever it holds when the old value the pusher names is no object it has: zeros,
     or a value from before a force push whose objects are gone. A delete must name the value the ref has now (git
-    compares it again under its lock). Zeros for a ref that does not exist are what `git push origin :ref` sends for
-    one it never saw: git warns and reports it deleted, and so does this server (a cleanup script's idempotent
-    delete, and the --atomic push carrying one, were refused)."""
+    compares it again under its lock)."""
     if ctx.source != "push":
         return []
     rejections = []
@@ -60,8 +58,6 @@ def check_deletes_name_the_current_value(ctx: ChangeContext, updates: Sequence[R
     values = git_refs.read_refs(ctx.repo_path, [u.ref for u in deletes])
     for update in deletes:
         current = values[update.ref]
-        if current is None and update.old == ZERO_SHA:
-            continue
         if current is None:
             rejections.append(Rejection(update.ref, f"{update.ref} does not exist: nothing to delete", "invalid"))
         elif current != update.old:

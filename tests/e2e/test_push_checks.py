@@ -881,19 +881,3 @@ def test_a_delete_must_name_the_value_the_ref_has(server, tenant, git, pushed):
     body = pkt(f"{head} {zero} refs/heads/y\0report-status\n".encode()) + b"0000"
     assert b"ok refs/heads/y" in receive_pack(server, tenant, repo, body).content  # the value it has: deleted
     assert "refs/heads/y" not in git.out("ls-remote", url, cwd=work)
-
-
-def test_deleting_a_ref_that_does_not_exist_is_a_no_op_as_in_git(server, tenant, git, pushed):
-    """`git push origin :refs/heads/x` for a ref the server does not have: git (and http-backend) warn and report
-    it deleted; it was refused, and an --atomic push carrying such a delete moved nothing (an interop sweep)."""
-    repo, work = pushed
-    url = tenant.url(repo)
-    done = git("push", url, ":refs/heads/never-was", cwd=work).stderr.decode()
-    assert "[deleted]" in done, done
-    git("push", "--atomic", url, ":refs/heads/never-either", "HEAD:refs/heads/landed", cwd=work)
-    served = git.out("ls-remote", url, cwd=work)
-    assert "refs/heads/landed" in served and "never" not in served
-    row = repo_row(server, tenant, repo)
-    with server.context.db.session() as session:
-        events = session.scalars(select(Event).where(Event.repo_id == row.id)).all()
-    assert not any("never" in r["ref"] for e in events for r in e.payload.get("refs", []))
