@@ -269,48 +269,61 @@ def _end_with_the_worker(worker_pid: int) -> None:
 def run_worker(queue, connection, burst: bool = False, periodic: Callable[[], None] | None = None) -> None:
     """rq's work loop ends on any error it does not expect, Redis going away outside its wait for a job included
     (recording a job's end, the worker's state, its start-up): `driftstone worker` exited and no job ran after Redis
-    came back (seen in CI). Until it is asked to stop, a new worker starts here once Redis answers again.
+    came back (seen in CI). Until it is asked to stop, a new worker starts here once Redis answers again; one that
+    fails again within a minute waits twice as long before the next (up to 30 s: Redis may answer a ping and refuse
+    writes, read-only after a failover).
 
     `periodic` is called as each worker starts and every PERIODIC_SECONDS after (between two waits for a job)."""
+    from redis.exceptions import RedisError
+
     worker_class = heartbeat_worker_class(periodic)
     worker_pid = os.getpid()
     os.register_at_fork(after_in_child=lambda: _end_with_the_worker(worker_pid))
-    from redis.exceptions import RedisError
-
+    wait = 1.0
     while True:
-        worker = None
+        worker, started = None, time.monotonic()
         try:
             worker = worker_class([queue], connection=connection, job_monitoring_interval=HEARTBEAT_SECONDS,
                                   worker_ttl=WORKER_TTL_SECONDS)
             worker.work(burst=burst, with_scheduler=True)
-        except RedisError as error:  # rq's start-up (before its loop) has no handler of its own
+        except RedisError as error:  # rq's start-up (before its loop and its teardown) has no handler of its own
             if burst:
                 raise
-            log.warning("Redis went away as the worker started: %s", error)
+            log.warning("Redis refused the worker's start-up: %s", error)
+            if worker is not None:
+                worker.teardown()  # what it started (its pubsub thread, a scheduler) ends with it
         if burst or (worker is not None and worker.stop_asked):
             return
+        wait = 1.0 if time.monotonic() - started > 60 else min(wait * 2, _LONGEST_WAIT)
         log.warning("rq's worker loop ended on an error: a new worker starts once Redis answers")
-        if not _wait_for_redis(connection):
+        if not _wait_for_redis(connection, wait):
             return
 
 
-def _wait_for_redis(connection, longest_wait: float = 30.0) -> bool:
-    """True once Redis answers a ping (a second at least, so an error that repeats does not spin); False when
-    SIGTERM or SIGINT comes first."""
+_LONGEST_WAIT = 30.0
+
+
+def _wait_for_redis(connection, wait: float) -> bool:
+    """True once Redis answers a ping, tried after `wait` seconds and then less and less often; False when SIGTERM
+    or SIGINT comes first. The default handlers are back when it returns: a signal before rq installs its own ends
+    the process (no job runs yet), where one only noted here was lost, and a scheduler forked meanwhile kept it."""
     from redis.exceptions import ConnectionError as RedisDown
     from redis.exceptions import TimeoutError as RedisTimeout
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    wait = 1.0
-    while not stopping.wait(wait):
-        try:
-            connection.ping()
-            return True
-        except (RedisDown, RedisTimeout):
-            wait = min(wait * 2, longest_wait)
-    return False
+    try:
+        while not stopping.wait(wait):
+            try:
+                connection.ping()
+                return True
+            except (RedisDown, RedisTimeout):
+                wait = min(wait * 2, _LONGEST_WAIT)
+        return False
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def heartbeat_worker_class(periodic: Callable[[], None] | None = None):
@@ -348,10 +361,12 @@ def heartbeat_worker_class(periodic: Callable[[], None] | None = None):
             return HEARTBEAT_SECONDS + 60
 
         def heartbeat(self, *args, **kwargs):
-            """Between two waits for a job (and Redis's reconnects): a scheduler that died is started again."""
+            """Between two waits for a job (and Redis's reconnects): a scheduler that died is started again, unless
+            the worker is stopping (a SIGTERM during a job stops the scheduler at once: started again after the
+            job, the new one was still starting when the stop came to it, and the worker waited on it for good)."""
             super().heartbeat(*args, **kwargs)
             scheduler = self.scheduler
-            if (scheduler is not None and self.last_cleaned_at is not None
+            if (scheduler is not None and self.last_cleaned_at is not None and not self.stop_asked
                     and threading.current_thread() is threading.main_thread()
                     and not (scheduler._process and scheduler._process.is_alive())):
                 try:

@@ -560,6 +560,82 @@ def test_a_purge_whose_job_redis_lost_runs_once_a_worker_starts(tmp_path):
         server.wait(timeout=10)
 
 
+def test_a_workers_teardown_with_redis_away_does_not_raise():
+    """rq's teardown records the worker's death in Redis; with Redis away its error left work() and ended
+    `driftstone worker` (the restart loop then took it for a start-up error, leaving the pubsub thread running)."""
+    import redis
+
+    from rq import Queue
+
+    port = _free_port()
+    server = _redis_server(port)
+    connection = redis.Redis(port=port, socket_connect_timeout=1)
+    worker = jobs.heartbeat_worker_class()([Queue("dstest-teardown", connection=connection)], connection=connection)
+    server.kill()
+    server.wait(timeout=10)
+    worker.teardown()
+
+
+def test_the_workers_periodic_ask_comes_at_its_start_and_again_once_due(tmp_path):
+    """`driftstone worker` asks for interrupted work as it starts and every ten minutes (a queue that lost its
+    jobs leaves work only that ask finds); a Redis of the test's own."""
+    import redis
+
+    from rq import Queue
+
+    port = _free_port()
+    server = _redis_server(port)
+    try:
+        connection = redis.Redis(port=port)
+        asked: list[float] = []
+        worker = jobs.heartbeat_worker_class(lambda: asked.append(time.monotonic()))(
+            [Queue("dstest-periodic", connection=connection)], connection=connection)
+        worker.heartbeat()
+        worker.heartbeat()
+        assert len(asked) == 1 and worker.periodic_due - asked[0] >= jobs.PERIODIC_SECONDS - 1
+        worker.periodic_due = time.monotonic()  # ten minutes on
+        worker.heartbeat()
+        assert len(asked) == 2
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_a_worker_sent_sigterm_during_a_job_does_not_start_its_scheduler_again(tmp_path):
+    """SIGTERM during a job stops rq's scheduler at once; the heartbeat after the job took it for dead and started a
+    new one, which the stop then met while it was starting: the worker waited on it past the test's 30 s."""
+    port = _free_port()
+    server = _redis_server(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    marker = tmp_path / "started"
+    log = tmp_path / "worker.log"
+    jobs.RedisQueue(url, "dstest-warm").enqueue(
+        jobs.JobRequest("tests.unit.test_jobs.mark_then_sleep", (str(marker), 2), "warm"))
+    worker = _driftstone_worker(tmp_path, url, "dstest-warm", log)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), f"the job never started; worker log:\n{log.read_text()[-3000:]}"
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+        after_stop = log.read_text().split("warm shut down requested", 1)[1]
+        assert "Scheduler for dstest-warm started" not in after_stop, after_stop
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+        server.kill()
+        server.wait(timeout=10)
+
+
+def mark_then_sleep(path: str, seconds: float) -> None:
+    from pathlib import Path
+
+    Path(path).write_text("started")
+    time.sleep(seconds)
+
+
 def test_a_reconcile_asked_for_after_lost_effects_is_tried_again_for_most_of_an_hour(redis_queue, tmp_path):
     """The reconcile that rebuilds branch rows after a change's effects were kept out (the database away) was
     tried for 21 s and then given up: rows stayed behind their refs for good once the database had been away
