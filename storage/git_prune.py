@@ -82,7 +82,7 @@ def undo_killed_run(repo_path: Path) -> None:
     if hold.exists():
         _put_back(hold, repo_path)
         shutil.rmtree(hold, ignore_errors=True)
-    _unpin(repo_path, leftover_pins(repo_path))
+    _unpin_if_possible(repo_path, leftover_pins(repo_path))
 
 
 def repack_keeping_everything(repo_path: Path) -> None:

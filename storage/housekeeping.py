@@ -137,11 +137,11 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        remove_stale_locks(repo_path)  # first: a run killed while it removed its pins left their lock
         undo_killed_run(repo_path)  # whether or not a repack is due: its second copy of the packs doubled the disk
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
         remove_stale_loose_leftovers(repo_path)
-        remove_stale_locks(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack and limits.prune_after_seconds:
             repack_and_prune(repo_path, pinned, limits.prune_after_seconds)

@@ -385,6 +385,21 @@ def test_a_killed_runs_leftovers_go_at_the_next_run_whether_or_not_a_repack_is_d
     git(bare, "fsck", "--no-dangling", "--no-progress")
 
 
+def test_a_run_killed_while_removing_its_pins_does_not_stop_the_next(repo):
+    """Killed as it deleted its pins, a run left them with their lock; the next runs undid its leftovers before
+    the stale locks were swept and failed on that lock for good (the session's review)."""
+    bare, ids = repo
+    git(bare, "update-ref", PIN_REF, ids["gone"])
+    lock = bare / f"{PIN_REF}.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 2 * DAY, time.time() - 2 * DAY))
+    age_object_files(bare, 30)
+
+    assert housekeep(bare, PRUNING, lambda: ()) is True
+
+    assert not lock.exists() and leftover_pins(bare) == {} and not has_object(bare, ids["gone"])
+
+
 def test_a_stale_reflog_lock_does_not_stop_housekeeping(repo):
     bare, ids = repo
     git(bare, "config", "core.logAllRefUpdates", "always")
