@@ -9,12 +9,15 @@ KEY_PREFIX = "dk-"
 # prefix mistyped `DK-` is refused, but its secret is the real one); a word of its own (after a character that is
 # not a letter or digit, or after an escape: `%01`, and `\x01` or `\t` as gunicorn prints a control byte it quotes)
 # with a secret's length (keys are `dk-` and 43 characters), so that names such as `sdk-update` or `jdk-17` quoted
-# in an error stay as they were; glued to what comes before it (`xdk-...` in a path), a whole secret's length
+# in an error stay as they were; glued to what comes before it (`xdk-...` in a path), a whole secret's length that
+# looks like one (upper and lower case letters, as all but one in billions of secrets have: a long branch name
+# `jdk-17-upgrade-...` stays)
 _KEY_PREFIX_LIKE = r"(?:d|%64)(?:k|%6b)(?:-|%2d)"
 _SECRET_CHARACTER = r"(?:[a-z0-9_\-]|%[0-9a-f]{2})"
 _KEY_LIKE = re.compile(r"(?i)(?:(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
                        r"|(?<=\\U[0-9a-f]{8})|(?<=\\[abfnrtv0]))" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{20,}"
-                       r"|" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{40,})")
+                       r"|(?P<glued>" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{40,}))")
+_LIKE_A_SECRET = (re.compile(r"[A-Z]"), re.compile(r"[a-z]"))
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 # a signed upload URL's: a bearer capability; its name percent-encoded too (`%73ignature`: werkzeug decodes names)
 _SIGNATURE_NAME = "".join(f"(?:{c}|%{ord(c):02x}|%{ord(c.upper()):02x})" for c in "signature")
@@ -29,4 +32,11 @@ def redact_keys(text: str) -> str:
 def blank_keys(text: str) -> str:
     """Keys blanked out, nothing else: for answers that quote what a client sent (a name that merely mentions
     authorization is left whole)."""
-    return _KEY_LIKE.sub(KEY_PREFIX + "[redacted]", text)
+    return _KEY_LIKE.sub(_blanked, text)
+
+
+def _blanked(match: re.Match) -> str:
+    glued = match.group("glued")
+    if glued is not None and not all(kind.search(glued[3:]) for kind in _LIKE_A_SECRET):
+        return glued
+    return KEY_PREFIX + "[redacted]"

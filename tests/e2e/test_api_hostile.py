@@ -499,7 +499,9 @@ def test_names_that_merely_look_like_keys_are_quoted_whole(server, site, pushed)
     tenant = site[0]
     repo, _ = pushed
     agent = tenant.keys["agent"]
-    for name in ("sdk-update", "jdk-17-upgrade-for-the-whole-build", "fix-authorization-bug"):
+    for name in ("sdk-update", "jdk-17-upgrade-for-the-whole-build", "fix-authorization-bug",
+                 "feature/awsdk-integration-tests-for-the-new-storage-layer-v2",  # glued, a secret's length
+                 "jdk-17-upgrade-and-migrate-build-to-gradle-kotlin-dsl-everywhere"):
         assert call(server, "POST", f"/v1/repos/{repo}/branches", agent, {"name": name}).status_code == 201
         again = refused(call(server, "POST", f"/v1/repos/{repo}/branches", agent, {"name": name}), 409, "conflict")
         assert again["details"]["branch"] == name and name in again["error"], again
