@@ -1,6 +1,7 @@
 """Background job functions (rq or in-process). They take ids, are idempotent, and find the app context here."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -12,6 +13,7 @@ from storage.jobs import JobRequest
 from storage.models import Repository, Upload, UploadFile, utcnow
 from storage.object_pins import pinned_objects
 
+log = logging.getLogger(__name__)
 _context = None
 
 
@@ -75,8 +77,11 @@ def finish_interrupted_work() -> None:
     for repo_id in set(retired) - set(deleted):
         purge_retired_uploads(repo_id)
     ctx.blobs.delete_older_than(TEMPORARY_UPLOADS, STALE_UPLOAD_SECONDS)
-    for repo_id in set(reconcile_marks.marked_repositories(ctx.store.root)) - set(deleted):
-        reconcile_repository(repo_id)
+    for repo_id in sorted(set(reconcile_marks.marked_repositories(ctx.store.root)) - set(deleted)):
+        try:
+            reconcile_repository(repo_id)
+        except Exception:  # its mark stays for the next ask; the others still run
+            log.exception("reconcile of repo %s failed", repo_id)
 
 
 def housekeep_repository(repo_id: str) -> None:

@@ -56,3 +56,31 @@ def test_a_mark_renewed_while_a_reconcile_runs_stays_for_the_next(tmp_path, monk
         monkeypatch.setattr(repos, "reconcile_branches", real)
         job_functions.reconcile_repository(ctx.repo.id)
         assert reconcile_marks.marked_repositories(path.parent.parent) == []
+
+
+def test_a_reconcile_that_fails_keeps_its_mark_and_stops_no_other(tmp_path, monkeypatch):
+    from control.bootstrap import bootstrap
+    from control.services import repos
+    from control.services.accounts import create_org
+    from storage.settings import Settings
+
+    context = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        with context.db.session() as session:
+            org = create_org(session, "marks")
+            first, second = (repos.create_repo(session, context.store, org.id, name).id for name in ("a", "b"))
+        for repo_id in (first, second):
+            reconcile_marks.mark(context.store.path_for(repo_id))
+        broken = min(first, second)  # reconciled first: marked repositories go in order
+        real = repos.reconcile_branches
+
+        def fails_for_one(session, store, repo):
+            if repo.id == broken:
+                raise RuntimeError("the repository cannot be read")
+            return real(session, store, repo)
+
+        monkeypatch.setattr(repos, "reconcile_branches", fails_for_one)
+        job_functions.finish_interrupted_work()
+        assert reconcile_marks.marked_repositories(context.store.root) == [broken]
+    finally:
+        context.db.dispose()
