@@ -305,9 +305,20 @@ def test_a_worker_running_a_job_is_alive_for_minutes_past_its_last_heartbeat_not
 
 
 def _stop(worker) -> None:
-    """SIGTERM: rq stops its scheduler process too (a kill would leave it running)."""
+    """SIGTERM: rq stops its scheduler process too (a kill would leave it running). One that does not end in 30 s
+    fails the test, and is killed with its scheduler so that it does not outlive the run (it listens on Redis)."""
+    import signal
+    import subprocess
+
     worker.terminate()
-    worker.wait(timeout=30)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        for child in _children(worker.pid):
+            os.kill(child, signal.SIGKILL)
+        worker.kill()
+        worker.wait(timeout=10)
+        raise
 
 
 def _children(pid: int) -> list[int]:
