@@ -138,15 +138,16 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
         except BlockingIOError:
             return False
         remove_stale_locks(repo_path)  # first: a run killed while it removed its pins left their lock
-        undo_killed_run(repo_path)  # whether or not a repack is due: its second copy of the packs doubled the disk
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
         remove_stale_loose_leftovers(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack and limits.prune_after_seconds:
-            repack_and_prune(repo_path, pinned, limits.prune_after_seconds)
-        elif repack:
-            repack_keeping_everything(repo_path)
+            repack_and_prune(repo_path, pinned, limits.prune_after_seconds)  # it undoes a killed run's leftovers
+        else:  # whether or not a repack is due: a killed run's second copy of the packs doubled the disk
+            undo_killed_run(repo_path)
+            if repack:
+                repack_keeping_everything(repo_path)
         if pack_refs:
             os.truncate(repo_path / REF_UPDATES_FILE, 0)  # updates from here on count towards the next run
             run_git(repo_path, ["pack-refs", "--all", "--prune"], timeout=3600)

@@ -16,7 +16,7 @@ _KEY_PREFIX_LIKE = r"(?:d|%64)(?:k|%6b)(?:-|%2d)"
 _SECRET_CHARACTER = r"(?:[a-z0-9_\-]|%[0-9a-f]{2})"
 _KEY_LIKE = re.compile(r"(?i)(?:(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
                        r"|(?<=\\U[0-9a-f]{8})|(?<=\\[abfnrtv0]))" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{20,}"
-                       r"|(?P<glued>" + _KEY_PREFIX_LIKE + _SECRET_CHARACTER + "{40,}))")
+                       r"|" + _KEY_PREFIX_LIKE + "(?P<glued_secret>" + _SECRET_CHARACTER + "{40,}))")
 _LIKE_A_SECRET = (re.compile(r"[A-Z]"), re.compile(r"[a-z]"))
 _AUTHORIZATION = re.compile(r"(?i)(authorization\W*)[^'\"\r\n]*")  # a whole header line: Basic hides the key
 # a signed upload URL's: a bearer capability; its name percent-encoded too (`%73ignature`: werkzeug decodes names)
@@ -36,7 +36,7 @@ def blank_keys(text: str) -> str:
 
 
 def _blanked(match: re.Match) -> str:
-    glued = match.group("glued")
-    if glued is not None and not all(kind.search(glued[3:]) for kind in _LIKE_A_SECRET):
-        return glued
+    secret = match.group("glued_secret")
+    if secret is not None and not all(kind.search(secret) for kind in _LIKE_A_SECRET):
+        return match.group()
     return KEY_PREFIX + "[redacted]"

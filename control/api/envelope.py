@@ -58,8 +58,7 @@ def _snake_case_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_snake_case_keys(item) for item in value]
     if isinstance(value, dict):
-        return {_CAPITAL.sub(r"_\1", key).lower() if isinstance(key, str) else key: _snake_case_keys(item)
-                for key, item in value.items()}
+        return {_CAPITAL.sub(r"_\1", key).lower(): _snake_case_keys(item) for key, item in value.items()}
     return value
 
 

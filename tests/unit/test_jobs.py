@@ -471,6 +471,16 @@ def _worker_whose_job_killed_redis(tmp_path, namespace: str):
     return port, url, worker, log
 
 
+def _a_job_runs(url: str, namespace: str, marker) -> bool:
+    """Whether a job queued now (one that writes `marker`) has run within a minute."""
+    jobs.RedisQueue(url, namespace).enqueue(jobs.JobRequest("tests.unit.test_jobs.touch", (str(marker),),
+                                                            marker.name))
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return marker.exists()
+
+
 def test_a_worker_that_finds_redis_gone_after_a_job_works_again_once_redis_is_back(tmp_path):
     """rq's worker loop quits on any Redis error outside its wait for a job (recording a job's end, its state,
     its start-up), and its teardown then failed on Redis too: `driftstone worker` exited, and no job ran again
@@ -480,13 +490,8 @@ def test_a_worker_that_finds_redis_gone_after_a_job_works_again_once_redis_is_ba
     try:
         time.sleep(3)
         server = _redis_server(port)
-        after = tmp_path / "after"
-        jobs.RedisQueue(url, "dstest-outage").enqueue(
-            jobs.JobRequest("tests.unit.test_jobs.touch", (str(after),), "after"))
-        deadline = time.monotonic() + 60
-        while not after.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert worker.poll() is None and after.exists(), \
+        ran = _a_job_runs(url, "dstest-outage", tmp_path / "after")
+        assert worker.poll() is None and ran, \
             f"no job ran after Redis came back; worker log:\n{log.read_text()[-3000:]}"
     finally:
         _stop(worker)
@@ -507,12 +512,8 @@ def test_a_worker_started_while_redis_is_away_works_once_it_comes(tmp_path):
         time.sleep(3)
         assert worker.poll() is None, f"the worker ended; log:\n{log.read_text()[-3000:]}"
         server = _redis_server(port)
-        ran = tmp_path / "ran"
-        jobs.RedisQueue(url, "dstest-late").enqueue(jobs.JobRequest("tests.unit.test_jobs.touch", (str(ran),), "late"))
-        deadline = time.monotonic() + 60
-        while not ran.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert ran.exists(), f"the job never ran; worker log:\n{log.read_text()[-3000:]}"
+        ran = _a_job_runs(url, "dstest-late", tmp_path / "ran")
+        assert ran, f"the job never ran; worker log:\n{log.read_text()[-3000:]}"
     finally:
         _stop(worker)
         if server is not None:
