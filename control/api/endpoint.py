@@ -225,6 +225,16 @@ def _path_is_utf8() -> bool:
     return True
 
 
+def _check_request_shape(path_params: dict[str, str], raw_body: bool) -> None:
+    if any("\x00" in value for value in path_params.values()):
+        raise NotFound("no such resource")  # no stored name contains NUL (PostgreSQL text cannot)
+    if any("\ufffd" in value for value in path_params.values()) and not _path_is_utf8():
+        raise Invalid("the URL path is not valid UTF-8 once percent-decoded",
+                      {"fields": [{"loc": "path", "msg": "not valid UTF-8"}]})
+    if raw_body and request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("the body is the file's raw bytes; Content-Encoding is not accepted")
+
+
 def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str | None = "read",
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
              status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False,
@@ -244,16 +254,11 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
 
         @functools.wraps(handler)
         def view(**path_params):
-            if any("\x00" in value for value in path_params.values()):
-                raise NotFound("no such resource")  # no stored name contains NUL (PostgreSQL text cannot)
-            if any("\ufffd" in value for value in path_params.values()) and not _path_is_utf8():
-                raise Invalid("the URL path is not valid UTF-8 once percent-decoded",
-                              {"fields": [{"loc": "path", "msg": "not valid UTF-8"}]})
-            if raw_body and request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-                raise UnsupportedMediaType("the body is the file's raw bytes; Content-Encoding is not accepted")
             context: AppContext = current_app.config["DRIFTSTONE"]
             with context.db.session() as session:
+                # first: a caller without a valid key learns nothing else, not even what is wrong with the URL
                 principal = authenticate(session, scope) if scope else None
+                _check_request_shape(path_params, raw_body)
                 kwargs: dict[str, Any] = dict(path_params)
                 if body is not None:
                     kwargs["body"] = parse_body(body)

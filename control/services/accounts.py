@@ -79,10 +79,9 @@ def revoke_key(session: Session, org_id: str, key_id: str, now: datetime | None 
                revoker: Principal | None = None) -> ApiKey:
     key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == org_id,
                                               ApiKey.revoked_at.is_(None)))
-    if key is None:
+    if key is None or (revoker is not None and not _within(revoker, key.repo_ids)):
+        # a key the revoker cannot list is one it cannot tell from a key that does not exist
         raise NotFound(f"key {key_id!r} not found")
-    if revoker is not None and not _within(revoker, key.repo_ids):
-        raise Forbidden("a key limited to some repositories can only revoke keys limited to those")
     revoked = session.execute(update(ApiKey).where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None))
                               .values(revoked_at=now or datetime.now(timezone.utc))
                               .execution_options(synchronize_session="fetch"))

@@ -246,7 +246,12 @@ def test_a_repo_limited_key_cannot_make_or_revoke_a_broader_key(server, tenant):
     narrower = api(server, limited["key"], "POST", "/v1/keys", {"name": "ok", "scope": "read", "repos": [mine]})
     assert narrower.status_code == 201 and narrower.json()["data"]["repos"] == [mine]
     unrestricted_id = api(server, admin, "POST", "/v1/keys", {"name": "u", "scope": "read"}).json()["data"]["id"]
-    assert api(server, limited["key"], "DELETE", f"/v1/keys/{unrestricted_id}").status_code == 403
+    refused = api(server, limited["key"], "DELETE", f"/v1/keys/{unrestricted_id}")
+    missing = api(server, limited["key"], "DELETE", "/v1/keys/key_000000000000000000000000")
+    # a key it cannot list answers as one that does not exist: a 403 told which ids were real
+    assert refused.status_code == missing.status_code == 404
+    assert refused.json()["code"] == missing.json()["code"]
+    assert unrestricted_id in [k["id"] for k in api(server, admin, "GET", "/v1/keys?perPage=100").json()["data"]]
     assert api(server, limited["key"], "DELETE", f"/v1/keys/{narrower.json()['data']['id']}").status_code == 200
     assert api(server, admin, "GET", f"/v1/repos/{other}").status_code == 200
 

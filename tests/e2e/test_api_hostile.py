@@ -127,6 +127,21 @@ def test_missing_malformed_revoked_and_expired_keys_are_401(server, tenant):
     refused(call(server, "GET", "/v1/repos", soon["key"]), 401, "unauthenticated")
 
 
+def test_the_key_is_checked_before_anything_about_the_url(server, tenant):
+    """A URL with NUL or bytes that are not UTF-8, or a raw body sent gzip-encoded, got 404, 422 or 415 before
+    the key was looked at: a caller without a key learns nothing but that it needs one, and a read key sending
+    a write learns that it may not."""
+    repo = tenant.repo()
+    for path in ("/v1/repos/al%00pha", "/v1/repos/%ff"):
+        refused(call(server, "GET", path), 401, "unauthenticated")
+    write = f"/api/repos/{tenant.org}/{repo}/workspaces/ws_x/files/a.txt"  # dojo's envelope
+    response = call(server, "PUT", write, headers={"Content-Encoding": "gzip"}, data=b"x")
+    assert response.status_code == 401 and response.json()["code"] == "unauthenticated", response.text
+    response = call(server, "PUT", write, tenant.keys["read"], headers={"Content-Encoding": "gzip"}, data=b"x")
+    assert response.status_code == 403 and response.json()["code"] == "forbidden", response.text
+    refused(call(server, "GET", "/v1/repos/%ff", tenant.keys["read"]), 422)
+
+
 def test_401_carries_a_bearer_challenge(server):
     response = call(server, "GET", "/v1/repos")
     refused(response, 401, "unauthenticated")
