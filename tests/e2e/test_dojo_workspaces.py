@@ -1053,6 +1053,9 @@ def test_search_follows_dojos_search_api(server, tenant, seeded):
     many = dojo("GET", f"{base}/search", params={"q": "needle"}).json()
     assert len(many["results"]) == 50 and many["truncated"] is True
     assert len(dojo("GET", f"{base}/search", params={"q": "needle", "limit": 60}).json()["results"]) == 55
+    key = tenant.keys["admin"]
+    echoed = dojo("GET", f"{base}/search", params={"q": key})
+    assert echoed.status_code == 200 and key not in echoed.text and echoed.json()["query"].startswith("dk-")
 
 
 def test_base_commit_may_be_a_short_sha(server, tenant, seeded):

@@ -11,6 +11,7 @@ from pydantic import Field
 from control.services import locks as lock_service
 from control.services import stacks as stack_service
 from control.services import workspaces as workspace_service
+from storage.key_format import redact_keys
 from storage.times import as_utc
 
 from ..driftstone.contents import (PATH_PATTERN, PATH_RULES, AuthorEmail, AuthorName, Intent, OneLine,
@@ -276,7 +277,8 @@ def workspace_search(call: Call, owner: str, name: str, ws_id: str, query: Searc
     repo, workspace = _workspace(call, owner, name, ws_id)
     hits, more = workspace_service.search(call.session, call.context, repo, workspace, query.q, query.limit,
                                           query.path)
-    return SearchOut(query=query.q, results=[SearchHitOut(path=h.path, snippet=h.snippet, rank=h.rank,
+    # the query is searched as sent; its echo blanks a key, as every other echo of what a client sent does
+    return SearchOut(query=redact_keys(query.q), results=[SearchHitOut(path=h.path, snippet=h.snippet, rank=h.rank,
                                                           source=h.source, line=h.line, content=h.content)
                                              for h in hits], truncated=more)
 
