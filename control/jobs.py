@@ -65,8 +65,9 @@ def finish_interrupted_work() -> None:
     """What killed workers or a queue that lost its jobs left undone, asked for at each server worker's start and
     by `driftstone worker` as it starts and every ten minutes: the purge of a repository deleted, or of uploads
     retired (the job is queued once the deleting transaction commits: a kill in between lost it, or killed it
-    midway; Redis restarted without its data lost it), the reconcile of repositories marked for one, and the
-    temporary files of signed-URL PUTs cut off by a kill (their removal is a `finally`)."""
+    midway; Redis restarted without its data lost it), the reconcile of repositories marked for one or holding a
+    ref change whose processes died before its rows were written, and the temporary files of signed-URL PUTs cut
+    off by a kill (their removal is a `finally`)."""
     ctx = _ctx()
     with ctx.db.session() as session:
         deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
@@ -77,6 +78,7 @@ def finish_interrupted_work() -> None:
     for repo_id in set(retired) - set(deleted):
         purge_retired_uploads(repo_id)
     ctx.blobs.delete_older_than(TEMPORARY_UPLOADS, STALE_UPLOAD_SECONDS)
+    reconcile_marks.ask_for_abandoned_changes(ctx.store.root)  # ref changes whose processes died before their rows
     for repo_id in sorted(set(reconcile_marks.marked_repositories(ctx.store.root)) - set(deleted)):
         try:
             reconcile_repository(repo_id)

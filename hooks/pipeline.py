@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from storage import git_read, git_refs, reconcile_marks
-from storage.db import on_rollback
-from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
+from storage.db import after_end, on_rollback
+from storage.errors import (Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, StorageFailure,
+                            TooLarge)
 from storage.git_env import GitFailed
 from storage.git_prune import housekeeping_runs, ref_change_window
 from storage.jobs import JobRequest
@@ -135,19 +136,63 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
             raise Conflict("housekeeping removed an old object this change needs while it was made: retry the "
                            "request (what it writes is stored again; a commit only named by its id may be gone)",
                            {"ref": update.ref})
-        rejections = run_checks(ctx, [update], session=session)
+        try:
+            rejections = run_checks(ctx, [update], session=session)
+        except Exception:
+            _refuse_if_repository_purged(ctx)
+            raise
         if rejections:
+            _refuse_if_repository_purged(ctx)  # a check that read the repository as it went failed on that
             first = rejections[0]
             error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
             raise error(first.reason, {"ref": first.ref, **first.details})
-        if not git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new):
+        change = begin_change(ctx)
+        try:
+            swapped = git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new)
+        except BaseException:
+            end_change(ctx, change, recorded=False)  # whether the ref moved is not known: a reconcile looks
+            raise
+        if not swapped:
+            end_change(ctx, change)
             actual = git_refs.read_ref(ctx.repo_path, update.ref)
             raise StaleRef(f"{update.ref} moved: expected {update.old}, found {actual or 'nothing'}",
                            {"ref": update.ref, "expected": update.old, "actual": actual})
-    if session is not None:  # the caller's request may still fail: then the ref goes back, if nobody moved it since
-        on_rollback(session, lambda: _take_back(ctx, update))
-        _refuse_if_repository_deleted(session, ctx)
+    if session is None:
+        try:
+            run_effects(ctx, [update])  # asks for a reconcile itself where the rows could not be written
+        finally:
+            end_change(ctx, change)
+        return
+    # the caller's request may still fail: then the ref goes back, if nobody moved it since; the mark goes once
+    # the rows are committed or the ref is back (where it could not be put back, a reconcile was asked for)
+    on_rollback(session, lambda: _take_back(ctx, update))
+    after_end(session, lambda: end_change(ctx, change))
+    _refuse_if_repository_deleted(session, ctx)
     run_effects(ctx, [update], session=session)
+
+
+def begin_change(ctx: ChangeContext, also: Sequence[int] = ()):
+    """Mark a ref change whose rows are not written yet (storage.reconcile_marks); `also`: other processes that
+    make it. Where the mark cannot be written the change is refused, as one whose rows could be lost."""
+    try:
+        return reconcile_marks.begin_change(ctx.repo_path, also)
+    except OSError as error:
+        _refuse_if_repository_purged(ctx)
+        raise StorageFailure(f"cannot mark a ref change in repo {ctx.repo.id}: {error}") from error
+
+
+def end_change(ctx: ChangeContext, change, recorded: bool = True) -> None:
+    """The change's rows are written, or it moved nothing; `recorded=False`: not known, a reconcile is asked for."""
+    if not recorded:
+        _ask_for_reconcile(ctx)
+    reconcile_marks.end_change(change)
+
+
+def _refuse_if_repository_purged(ctx: ChangeContext) -> None:
+    """A repository deleted, and purged, while a change to it was checked: git failed on its missing directory,
+    which read as a refusal of the change's content (a 422 where the others got a 404)."""
+    if not ctx.repo_path.is_dir():
+        raise NotFound(f"repository {ctx.repo.slug!r} not found")
 
 
 def _refuse_if_repository_deleted(session, ctx: ChangeContext) -> None:

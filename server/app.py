@@ -206,6 +206,7 @@ class GitHttpApp:
             channel.start()
             channel.close()  # no git holds the other end: the hook thread meets its end at once
             raise
+        channel.git_pid = process.proc.pid
         channel.start()
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
             ctx.repo_path, process, ctx.push_scans, self.settings.max_object_size))
@@ -241,13 +242,18 @@ class GitHttpApp:
             reasons.update({update.ref: None for update in landed})
             run_effects(replace(ctx, push_options=tuple(channel.push_options),
                                 found_in_place=frozenset(update.ref for update in landed)), [*applied, *landed])
+            channel.end_change()
             return filter_.finish(reasons)
 
         def report() -> ReportFilter:
             return ReportFilter(commands.sideband, tuple(u.ref for u in commands.updates),
                                 private_paths=_server_paths(ctx.repo_path, self.settings.data_dir))
 
-        return _respond(start_response, process, headers, report=report, after=after, on_close=channel.close)
+        def closed() -> None:
+            channel.close()
+            channel.end_change(recorded=False)  # a no-op once the effects ran; else their rows may be behind
+
+        return _respond(start_response, process, headers, report=report, after=after, on_close=closed)
 
 
 def _server_paths(*paths: Path) -> tuple[str, ...]:

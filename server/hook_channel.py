@@ -13,9 +13,10 @@ from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
 
 import hooks
 from hooks.context import ChangeContext, Rejection, printable
-from hooks.pipeline import run_checks
+from hooks.pipeline import begin_change, end_change, run_checks
 from hooks.refs import RefUpdate, is_sha
 from storage import git_refs
+from storage.errors import NotFound, StorageFailure
 
 from .scripts import install_script
 
@@ -65,6 +66,8 @@ class HookChannel:
     push_options: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     approved: bool = False  # the checks ran on every command of the push and refused none
+    git_pid: int | None = None  # the receive-pack that moves the refs once they are approved
+    change: Path | None = None  # the approved change's mark, until its effects have run (hooks.pipeline.begin_change)
     _thread: threading.Thread | None = None
 
     @classmethod
@@ -87,6 +90,12 @@ class HookChannel:
             self._thread = None
         self.server_end.close()
 
+    def end_change(self, recorded: bool = True) -> None:
+        """The approved change's effects ran (`recorded`), or did not finish: then a reconcile is asked for."""
+        if self.change is not None:
+            end_change(self.ctx, self.change, recorded)
+            self.change = None
+
     def _serve(self) -> None:
         try:
             request = self._read_request()
@@ -99,6 +108,9 @@ class HookChannel:
             ctx = replace(self.ctx, git_env=env, push_options=tuple(self.push_options),
                           atomic=bool(self.atomic and self.atomic()))
             self.rejections = _named_twice(updates) or run_checks(ctx, self._with_requested(updates))
+            if not self.rejections:
+                # marked before git may move a ref: a worker killed before the effects ran leaves it to a reconcile
+                self.change = begin_change(ctx, also=(self.git_pid,) if self.git_pid else ())
             self.approved = not self.rejections
             if self.approved and (stale := git_refs.remove_stale_locks(ctx.repo_path, [u.ref for u in updates])):
                 # before git's ref transaction takes them: it would fail the push with a bare "failed to update ref"
@@ -107,12 +119,25 @@ class HookChannel:
         except HookProtocolError as error:
             log.warning("pre-receive hook request refused: %s", error)
             self._refuse("the push could not be checked")
+        except NotFound:
+            self._refuse_as_deleted()
+        except StorageFailure as error:
+            log.error("push refused: %s", error)
+            self._refuse("the server could not write to its storage; try again later")
         except (OperationalError, PoolTimeout):  # refused, dropped or out of connections, after run_checks' retries
             log.warning("pre-receive check failed: the database is unavailable", exc_info=True)
             self._refuse("the server's database is unavailable: nothing was applied, try again shortly")
         except Exception:
+            if not self.ctx.repo_path.is_dir():
+                self._refuse_as_deleted()
+                return
             log.exception("pre-receive check failed")
             self._refuse("internal error while checking the push")
+
+    def _refuse_as_deleted(self) -> None:
+        """The repository was deleted, and purged, while its push was checked (its quarantine went with it)."""
+        log.info("push to %s refused: the repository was deleted meanwhile", self.ctx.repo_path)
+        self._refuse("repository not found")
 
     def _refuse(self, reason: str) -> None:
         self.rejections = [Rejection("*", reason)]

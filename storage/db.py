@@ -51,6 +51,11 @@ def on_rollback(session: Session, undo) -> None:
     session.info.setdefault("undo_on_rollback", []).append(undo)
 
 
+def after_end(session: Session, action) -> None:
+    """Run `action` once this session's transaction has ended, committed or rolled back (after its undos)."""
+    session.info.setdefault("after_end", []).append(action)
+
+
 def _undo(actions, cause: BaseException) -> None:
     """Run every undo; if one fails, its change stands and the request must not be answered "nothing changed"
     (an interrupt, or gunicorn's exit of a stuck worker, goes on as it was)."""
@@ -88,7 +93,13 @@ class Database:
             raise
         finally:
             deferred = session.info.pop("deferred_jobs", [])
+            ended = session.info.pop("after_end", [])
             session.close()
+            for action in ended:
+                try:
+                    action()
+                except Exception:
+                    log.exception("an action after a transaction's end failed")
         if self.jobs is not None:
             for job in deferred:
                 try:

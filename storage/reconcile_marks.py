@@ -1,11 +1,22 @@
 """Repositories whose branch rows may be behind their refs, marked by a file in the repository's directory: the ask
 for their reconcile outlives a queue that loses its jobs (Redis restarted without its data, a failover), and the
-database, which was away when the rows could not be written, is not where it can be kept."""
+database, which was away when the rows could not be written, is not where it can be kept.
+
+A ref change whose rows are not written yet is marked too, from before its ref moves until its rows are committed,
+by a file naming the processes that make it: one killed in between (a worker killed by an operator, the OOM killer,
+gunicorn's timeout) leaves the ref moved and the rows behind, and its mark becomes an ask for a reconcile once
+none of those processes lives (`ask_for_abandoned_changes`)."""
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from pathlib import Path
+from typing import Sequence
 
 MARK = "driftstone-reconcile-asked"
+CHANGING = "driftstone-changing-"
+ORPHAN_WAIT_SECONDS = 5.0  # a receive-pack whose worker died ends within milliseconds: its ref update, then SIGPIPE
 
 
 def mark(repo_path: Path) -> None:
@@ -28,3 +39,75 @@ def unmark_if_unchanged(repo_path: Path, seen: int | None) -> None:
 def marked_repositories(repos_root: Path) -> list[str]:
     """The ids of the marked repositories under a repository store's root (`<fan-out>/<id>.git`)."""
     return sorted(mark_path.parent.name[:-len(".git")] for mark_path in repos_root.glob(f"*/*.git/{MARK}"))
+
+
+def begin_change(repo_path: Path, also: Sequence[int] = ()) -> Path:
+    """Mark a ref change about to be made by this process (and the processes `also` names: a receive-pack that
+    moves the refs itself); raises OSError where the mark cannot be written (the repository is gone, a full disk).
+    The owners are in the file's name, which appears whole: a half-written content would read as no owner."""
+    owners = "-".join(f"{pid}.{_start_time(pid)}" for pid in (os.getpid(), *also))
+    change = repo_path / f"{CHANGING}{owners}-{uuid.uuid4().hex[:12]}"
+    change.touch(exist_ok=False)
+    return change
+
+
+def end_change(change: Path) -> None:
+    """The change's rows are written (or it moved nothing): its mark goes."""
+    change.unlink(missing_ok=True)
+
+
+def ask_for_abandoned_changes(repos_root: Path) -> list[str]:
+    """Turn the change marks whose processes all died into reconcile marks; the ids of those repositories."""
+    asked = set()
+    for change in repos_root.glob(f"*/*.git/{CHANGING}*"):
+        owners = _owners(change.name)
+        if owners is None or _alive(owners[0]):
+            continue
+        deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+        while any(_alive(owner) for owner in owners[1:]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if any(_alive(owner) for owner in owners[1:]):
+            continue  # a git still at work: the next ask looks again
+        mark(change.parent)
+        end_change(change)
+        asked.add(change.parent.name[:-len(".git")])
+    return sorted(asked)
+
+
+def _owners(name: str) -> list[tuple[int, str]] | None:
+    parts = name[len(CHANGING):].split("-")[:-1]
+    try:
+        owners = [(int(pid), start) for pid, _, start in (part.partition(".") for part in parts)]
+    except ValueError:
+        return None
+    return owners or None
+
+
+def _start_time(pid: int) -> str:
+    """When the process started (clock ticks since boot): a pid the kernel gave to a new process names another."""
+    stat = _stat_fields(pid)
+    return stat[19] if stat and len(stat) > 19 else ""
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command's name (state first), None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
+def _alive(owner: tuple[int, str]) -> bool:
+    pid, start = owner
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    stat = _stat_fields(pid)
+    if stat is None:
+        return not start  # no /proc: the pid's existence is all there is to go on
+    return stat[0] not in ("Z", "X") and (not start or (len(stat) > 19 and stat[19] == start))

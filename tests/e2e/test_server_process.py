@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
+
+from sqlalchemy import select
 
 from tests.support import start_server
 
@@ -129,3 +132,78 @@ def test_a_new_worker_finishes_what_a_killed_one_left_undone(small_limits_server
     assert not any(path.exists() for path in left) and not stale.exists() and fresh.exists()
     with server.context.db.session() as session:
         assert session.get(Upload, retired["uploadId"]) is None
+
+
+def test_a_change_whose_worker_was_killed_before_its_rows_were_written_gets_them(tmp_path_factory, git):
+    """A worker killed after an API commit moved its ref and before the commit's rows were committed left the
+    branch row at the old head for good (a race sweep: 2 of 24 commits killed so); a push's the same. A change is
+    marked before its ref moves, naming its processes; a new worker turns the mark of dead ones into a
+    reconcile. The kills are real; the moment is held by keeping the repository's write turn from the test,
+    which the change's rows wait for once its ref moved."""
+    from tests.conftest import _server
+    from tests.e2e.test_api_contents import commit, create
+
+    server, drops = _server(tmp_path_factory, "killed", {"DRIFTSTONE_DATABASE_LOCK_WAIT": "60"})
+    try:
+        tenant = server.tenant()
+        repo = tenant.repo()
+        commit(server, tenant, repo, [create("a.txt", "one\n")])
+        _killed_while_its_rows_wait(server, tenant, repo, lambda: commit(server, tenant, repo, [create("b.txt", "2")]))
+        work = tmp_path_factory.mktemp("pusher") / "w"
+        git("clone", "-q", tenant.url(repo), str(work))
+        (work / "c.txt").write_text("three\n")
+        git("add", ".", cwd=work)
+        git("commit", "-qm", "pushed", cwd=work)
+        _killed_while_its_rows_wait(server, tenant, repo, lambda: git("push", "-q", "origin", "HEAD:main", cwd=work, check=False))
+    finally:
+        server.stop()
+        server.context.db.dispose()
+        for drop in drops:
+            drop()
+
+
+def _killed_while_its_rows_wait(server, tenant, repo: str, change) -> None:
+    import signal
+    import threading
+
+    from storage.models import Branch
+    from storage.repo_writes import serialize_repository_writes
+    from tests.support import repo_path
+
+    path = repo_path(server, tenant, repo)
+    repo_id = path.name.removesuffix(".git")
+
+    def head() -> str:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "refs/heads/main"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    def row() -> str | None:
+        with server.context.db.session() as session:
+            return session.scalar(select(Branch.head_sha).where(Branch.repo_id == repo_id, Branch.name == "main"))
+
+    def send() -> None:
+        try:
+            change()
+        except Exception:  # its worker was killed: no answer
+            pass
+
+    before = head()
+    assert row() == before
+    with server.context.db.session() as session:
+        serialize_repository_writes(session, repo_id)  # the change's rows wait for this turn
+        sent = threading.Thread(target=send, daemon=True)
+        sent.start()
+        deadline = time.monotonic() + 30
+        while head() == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        moved = head()
+        assert moved != before, "the change's ref did not move"
+        assert list(path.glob("driftstone-changing-*")), "the change is not marked"
+        for worker in _children(server.process.pid, 2):
+            os.kill(worker, signal.SIGKILL)
+    sent.join(30)
+    deadline = time.monotonic() + 60
+    while row() != moved and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert row() == moved == head()
+    assert not list(path.glob("driftstone-changing-*"))

@@ -30,3 +30,23 @@ def test_an_api_change_to_a_repository_deleted_after_its_request_found_it_is_ref
             apply_ref_change(replace(ctx, source="api"), RefUpdate(old="0" * 40, new=base, ref="refs/heads/main"),
                              session=session)
         assert git(path, "for-each-ref") == ""
+
+
+def test_an_api_change_whose_repository_was_purged_while_it_was_checked_is_a_404(tmp_path, monkeypatch):
+    """The purge removed the directory while the change's checks ran git in it: git's failure read as a refusal of
+    the change's objects, a 422 "git fsck refused the new objects" where the others racing the delete got 404 (34
+    of 600 in a race sweep). A moved-aside directory stands for the purge's removal, which comes at any moment."""
+    from storage import git_fsck
+
+    with change_context(tmp_path) as (ctx, path):
+        (base,) = commits(path, 1)
+        real = git_fsck.fsck_problem
+
+        def purged_meanwhile(*args, **kwargs):
+            path.rename(path.with_name(path.name + ".purging"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(git_fsck, "fsck_problem", purged_meanwhile)
+        with pytest.raises(NotFound), ctx.db.session() as session:
+            apply_ref_change(replace(ctx, source="api"), RefUpdate(old="0" * 40, new=base, ref="refs/heads/main"),
+                             session=session)

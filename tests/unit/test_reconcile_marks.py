@@ -5,6 +5,8 @@ do to the in-process queue)."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 from sqlalchemy import select
 
@@ -84,3 +86,79 @@ def test_a_reconcile_that_fails_keeps_its_mark_and_stops_no_other(tmp_path, monk
         assert reconcile_marks.marked_repositories(context.store.root) == [broken]
     finally:
         context.db.dispose()
+
+
+def _repository(root, repo_id: str = "repo_0123456789abcdef01234567"):
+    path = root / repo_id[-2:] / f"{repo_id}.git"
+    path.mkdir(parents=True)
+    return path
+
+
+def _changing(path) -> list[str]:
+    return sorted(p.name for p in path.glob(reconcile_marks.CHANGING + "*"))
+
+
+def test_a_change_marked_by_a_process_that_died_becomes_a_reconcile_ask(tmp_path):
+    """A process killed between a ref's move and its rows' commit leaves its change mark; once it is dead (here:
+    exited without ending it, as a SIGKILL leaves it), the next ask for interrupted work turns the mark into a
+    reconcile's. A live process's mark, this one's, is left alone."""
+    import subprocess
+    import sys
+
+    path = _repository(tmp_path)
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from storage import reconcile_marks; "
+                    "reconcile_marks.begin_change(Path(sys.argv[1]))", str(path)], check=True)
+    mine = reconcile_marks.begin_change(path)
+    assert len(_changing(path)) == 2
+    assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [path.name[:-len(".git")]]
+    assert _changing(path) == [mine.name]
+    assert (path / reconcile_marks.MARK).exists()
+    (path / reconcile_marks.MARK).unlink()
+    assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == []
+    reconcile_marks.end_change(mine)
+    assert _changing(path) == [] and not (path / reconcile_marks.MARK).exists()
+
+
+def test_a_pid_given_to_another_process_or_a_zombie_is_not_the_owner(tmp_path):
+    import subprocess
+
+    path = _repository(tmp_path)
+    start = reconcile_marks._start_time(os.getpid())
+    (path / f"{reconcile_marks.CHANGING}{os.getpid()}.{int(start) + 1}-0a1b2c3d4e5f").touch()  # this pid, later
+    zombie = subprocess.Popen(["true"])
+    zombie_start = reconcile_marks._start_time(zombie.pid)
+    (path / f"{reconcile_marks.CHANGING}{zombie.pid}.{zombie_start}-1a1b2c3d4e5f").touch()
+    deadline = time.monotonic() + 10
+    while reconcile_marks._stat_fields(zombie.pid)[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [path.name[:-len(".git")]]
+        assert _changing(path) == []
+    finally:
+        zombie.wait()
+
+
+def test_a_receive_pack_still_moving_refs_after_its_worker_died_is_waited_for(tmp_path, monkeypatch):
+    """A push's mark names its worker and its receive-pack: a killed worker's receive-pack may still be moving the
+    refs, and a reconcile that read them before would miss its change."""
+    import subprocess
+    import sys
+
+    path = _repository(tmp_path)
+    git_like = subprocess.Popen(["sleep", "0.5"])
+    try:
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from storage import "
+                        "reconcile_marks; reconcile_marks.begin_change(Path(sys.argv[1]), [int(sys.argv[2])])",
+                        str(path), str(git_like.pid)], check=True)
+        monkeypatch.setattr(reconcile_marks, "ORPHAN_WAIT_SECONDS", 0.05)
+        assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == []  # still at work: looked at again later
+        assert len(_changing(path)) == 1
+        monkeypatch.setattr(reconcile_marks, "ORPHAN_WAIT_SECONDS", 30)
+        threading.Thread(target=git_like.wait, daemon=True).start()  # reaped, as its new parent would
+        started = time.monotonic()
+        assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [path.name[:-len(".git")]]
+        assert time.monotonic() - started < 20 and git_like.poll() is not None
+        assert _changing(path) == []
+    finally:
+        git_like.kill()
+        git_like.wait()
