@@ -54,7 +54,7 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     path = app.store.path_for(repo.id)
     stack = _open_stack_for(session, workspace)
     parent = stack and stack.parent_stack_id and session.get(Stack, stack.parent_stack_id)
-    merged = None if stack else _last_merged_stack(session, path, workspace)
+    merged = _last_merged_stack(session, path, workspace)  # also for a stack submitted again since
     if stack is None:
         parent = _parent_stack(session, repo, workspace.base_commit)
     base_branch = parent.bookmark if parent else repo.default_branch

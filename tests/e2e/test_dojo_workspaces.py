@@ -1014,6 +1014,11 @@ def test_a_workspace_submits_again_after_its_stack_merged(server, tenant, git, t
     stack = second.json()["stack"]
     assert stack["id"] != first["id"] and stack["bookmark"] == first["bookmark"]
     assert stack["commits"] == [two] and stack["base_commit"] == first["head_commit"]
+    # submitted again: the same stack, still without the merged commits (it took them back from the old base)
+    again = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "second, again"})
+    assert again.status_code == 201, again.text
+    assert again.json()["stack"]["id"] == stack["id"] and again.json()["stack"]["commits"] == [two]
+    assert again.json()["stack"]["base_commit"] == first["head_commit"]
     assert v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {}).json()["data"]["success"]
     clone = tmp_path / "final"
     git("clone", "-q", tenant.url(repo), str(clone))
