@@ -16,8 +16,8 @@ Bounded loops only; the server runs in its own process group and is stopped at t
 Ctrl-C). Writes the table to stdout and into bench/RESULTS.md as the section "Control API" (replacing an
 earlier one). Run by hand, never as a test:
 
-    bash bench/setup.sh && .venv/bin/python bench/api_bench.py            # ~3-5 min on 2 cores
-    .venv/bin/python bench/api_bench.py --quick                             # smoke run, ~1 min, no RESULTS.md
+    bash bench/setup.sh && .venv/bin/python bench/api_bench.py            # ~5-10 min on 2 cores
+    .venv/bin/python bench/api_bench.py --quick                             # smoke run, ~1-2 min, no RESULTS.md
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from run to run):
   incremental fetch a client at main~40 fetches main
   full push         push the whole history into an empty repository
   incremental push  push main into a repository at main~40
-  peak memory       sum of the RSS of the server's whole process tree during each operation
+  peak memory       the server's whole process tree during each operation: RSS in the timed runs,
+                    PSS (the verdict) in one more untimed run
   burst             24 agents in parallel, each committing on its own branch and pushing every 3
                     commits, 8 pushes each; every push must land; p50 / p95 push latency
 
