@@ -3,8 +3,6 @@ operations atomically on top of a branch head (one commit, moved by compare-and-
 """
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -22,13 +20,13 @@ from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name, checked_path, first_parent, resolve_revision
 from .commits import record_commit
+from .writer_race import WriterRace
 
 ACTIONS = ("create", "update", "delete", "rename")
 MODES = {"100644": git_objects.FILE_MODE, "100755": git_objects.EXEC_MODE}
 DEFAULT_AUTHOR = git_objects.Identity("agent", "agent@driftstone.local")
 MAX_CONTENT_BYTES = 32 * 1024 * 1024  # largest file GET /contents answers (base64 in JSON); clone for more
 MAX_TREE_ENTRIES = 20_000
-_ATTEMPTS = 10  # commits without an expected head retry when another writer moved the branch meanwhile
 
 
 class _AnyHead:
@@ -189,7 +187,8 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
     refuse_locked_paths(session, repo.id, None, lambda: sorted({p for op in operations
                                                                 for p in (op.path, op.previous_path) if p}), ref)
     ctx = change_context(app, repo, actor, "api")
-    for attempt in range(_ATTEMPTS):
+    race = WriterRace()
+    while True:
         head = git_refs.read_ref(repo_path, ref)
         if expected_head is not ANY_HEAD and head != expected_head:
             raise _stale(branch, ref, expected_head, head)
@@ -204,11 +203,13 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
         try:
             apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
         except StaleRef:
-            if expected_head is ANY_HEAD and attempt < _ATTEMPTS - 1:
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # the winner may still hold the ref's lock
+            if expected_head is not ANY_HEAD:
+                raise _stale(branch, ref, expected_head, git_refs.read_ref(repo_path, ref)) from None
+            if race.again():
                 continue
-            raise _stale(branch, ref, head if expected_head is ANY_HEAD else expected_head,
-                         git_refs.read_ref(repo_path, ref)) from None
+            raise StaleRef(f"branch {branch!r} kept moving under other writers ({race.tries} tries); retry the "
+                           "commit", {"branch": branch, "ref": ref, "actualHeadSha": git_refs.read_ref(repo_path, ref)}
+                           ) from None
         break
     if head is None and row is not None and parent is not None:
         row.base_commit = parent

@@ -13,7 +13,6 @@ against the new head (whose commits the new result then contains, so nothing is 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 
@@ -30,10 +29,10 @@ from storage.models import Branch, Repository
 
 from .changes import change_context, checked_branch_name, first_parent, resolve_revision
 from .commits import record_commit
+from .writer_race import WriterRace
 
 log = logging.getLogger(__name__)
 MERGER = git_objects.Identity("Driftstone", "merge@driftstone.local")
-_ATTEMPTS = 10  # recomputations when another writer moved the target (only without an expected head)
 _LOCK_RETRIES = 20  # compare-and-swaps that met git's ref lock held by another writer (the head did not move)
 
 
@@ -73,11 +72,12 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
     label = source_label or source_sha
     ref = f"refs/heads/{target_branch}"
     path = app.store.path_for(repo.id)
-    for attempt in range(_ATTEMPTS):
+    race = WriterRace()
+    while True:
         head = git_refs.read_ref(path, ref)
         if expected_target_head is not None and head != expected_target_head:
             raise _stale(target_branch, ref, expected_target_head, head)
-        if head is None and attempt == 0:
+        if head is None and race.tries == 1:
             _check_target_exists(session, repo, target_branch)
         start = head if head is not None or strategy != "squash" else _squash_start(session, repo, path, target_branch)
         with git_objects.open_repo(path) as git_repo:
@@ -100,17 +100,15 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
         ctx.workspace_id = workspace_id
         actual = _swap(ctx, session, path, ref, head, plan.new_head)
         if actual is not _SWAPPED:
-            if expected_target_head is None and attempt < _ATTEMPTS - 1:
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+            if expected_target_head is not None:
+                raise _stale(target_branch, ref, expected_target_head, actual)
+            if race.again():
                 continue  # another writer moved the target: merge again on top of its commits
-            if expected_target_head is None:
-                raise StaleRef(f"branch {target_branch!r} kept moving under other writers ({_ATTEMPTS} attempts); "
-                               "retry the merge", {"branch": target_branch, "ref": ref, "actualTargetHead": actual})
-            raise _stale(target_branch, ref, expected_target_head, actual)
+            raise StaleRef(f"branch {target_branch!r} kept moving under other writers ({race.tries} tries); "
+                           "retry the merge", {"branch": target_branch, "ref": ref, "actualTargetHead": actual})
         for sha in plan.new_commits:
             record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
         return _outcome(plan, target_branch, label, dry_run)
-    raise AssertionError("unreachable")
 
 
 def refuse_oversized(plan: MergePlan, ref: str, limit: int) -> None:
