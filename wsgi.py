@@ -5,6 +5,7 @@ module reads no environment and opens no connection.
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,7 +17,10 @@ from control.jobs import FINISH_INTERRUPTED_WORK
 from server.app import GitHttpApp
 from server.hook_channel import install_hook_scripts
 from server.pack_cache import PackCache
+from storage import reconcile_marks
 from storage.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_application(settings: Settings | None = None):
@@ -72,10 +76,16 @@ class _LazyApplication:
             self._app.db.forget_connections()
 
     def worker_started(self) -> None:
-        """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly)."""
-        jobs = self.load().db.jobs
-        if jobs is not None:
-            jobs.enqueue(FINISH_INTERRUPTED_WORK)
+        """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly). Their
+        ref changes' marks are looked at here first: only a process in their pid namespace can tell that the
+        processes they name are dead, and a job worker may run in another."""
+        app = self.load()
+        try:
+            reconcile_marks.ask_for_abandoned_changes(app.store.root)
+        except Exception:
+            log.exception("could not look for ref changes that killed workers left")
+        if app.db.jobs is not None:
+            app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
 
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)

@@ -111,7 +111,10 @@ def run_effects(ctx: ChangeContext, applied: Sequence[RefUpdate], session=None) 
 def _ask_for_reconcile(ctx: ChangeContext) -> None:
     """The refs moved and their rows were not written: a job rebuilds them from the refs (tried again for ~50
     minutes while the database is away), where they waited for an operator's `driftstone admin reconcile`. The
-    repository is marked first: a job the queue loses is asked for again (control.jobs.finish_interrupted_work)."""
+    repository is marked first: a job the queue loses is asked for again (control.jobs.finish_interrupted_work).
+    A repository deleted and purged meanwhile has nothing to rebuild."""
+    if not ctx.repo_path.is_dir():
+        return
     try:
         reconcile_marks.mark(ctx.repo_path)
     except OSError:
@@ -149,6 +152,9 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
         change = begin_change(ctx)
         try:
             swapped = git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new)
+        except (DomainError, StorageFailure, FileNotFoundError):  # git refused the transaction: nothing moved
+            end_change(ctx, change)
+            raise
         except BaseException:
             end_change(ctx, change, recorded=False)  # whether the ref moved is not known: a reconcile looks
             raise
@@ -160,8 +166,10 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
     if session is None:
         try:
             run_effects(ctx, [update])  # asks for a reconcile itself where the rows could not be written
-        finally:
-            end_change(ctx, change)
+        except BaseException:
+            end_change(ctx, change, recorded=False)
+            raise
+        end_change(ctx, change)
         return
     # the caller's request may still fail: then the ref goes back, if nobody moved it since; the mark goes once
     # the rows are committed or the ref is back (where it could not be put back, a reconcile was asked for)

@@ -250,8 +250,10 @@ class GitHttpApp:
                                 private_paths=_server_paths(ctx.repo_path, self.settings.data_dir))
 
         def closed() -> None:
-            channel.close()
-            channel.end_change(recorded=False)  # a no-op once the effects ran; else their rows may be behind
+            try:
+                channel.close()
+            finally:
+                channel.end_change(recorded=False)  # a no-op once the effects ran; else their rows may be behind
 
         return _respond(start_response, process, headers, report=report, after=after, on_close=closed)
 
@@ -387,18 +389,22 @@ def _respond(start_response, process: GitProcess, headers, prefix: bytes = b"", 
             if filter_ is not None:
                 yield after(filter_)
         finally:
-            if report is not None and not finished:
-                filter_ = filter_ or report()
-                # a reader of its own: the loop's was closed with the loop when the client went away, and git, its
-                # output unread, would wait forever on a full pipe (nothing it had sent was lost with it)
-                for chunk in process.output():
-                    filter_.feed(chunk)
-                process.wait()
-                after(filter_)
-            process.cleanup()
-            if on_close is not None:
-                on_close()
-            heap.after_transfer(process.bytes_fed + process.bytes_out)
+            try:
+                if report is not None and not finished:
+                    filter_ = filter_ or report()
+                    # a reader of its own: the loop's was closed with the loop when the client went away, and git,
+                    # its output unread, would wait forever on a full pipe (nothing it had sent was lost with it)
+                    for chunk in process.output():
+                        filter_.feed(chunk)
+                    process.wait()
+                    after(filter_)
+            finally:  # whatever failed above: git is reaped, and the push's hook channel closed
+                try:
+                    process.cleanup()
+                finally:
+                    if on_close is not None:
+                        on_close()
+                heap.after_transfer(process.bytes_fed + process.bytes_out)
 
     return body()
 

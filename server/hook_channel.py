@@ -69,6 +69,8 @@ class HookChannel:
     git_pid: int | None = None  # the receive-pack that moves the refs once they are approved
     change: Path | None = None  # the approved change's mark, until its effects have run (hooks.pipeline.begin_change)
     _thread: threading.Thread | None = None
+    _closed: bool = False  # the request is done with the channel: a late verdict must not mark a change
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, ctx: ChangeContext, requested: Callable[[], list[RefUpdate] | None] | None = None) -> "HookChannel":
@@ -88,6 +90,8 @@ class HookChannel:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        with self._lock:
+            self._closed = True
         self.server_end.close()
 
     def end_change(self, recorded: bool = True) -> None:
@@ -110,7 +114,10 @@ class HookChannel:
             self.rejections = _named_twice(updates) or run_checks(ctx, self._with_requested(updates))
             if not self.rejections:
                 # marked before git may move a ref: a worker killed before the effects ran leaves it to a reconcile
-                self.change = begin_change(ctx, also=(self.git_pid,) if self.git_pid else ())
+                with self._lock:
+                    if self._closed:  # checks that outlasted the request (its git is gone): no verdict to give
+                        return
+                    self.change = begin_change(ctx, also=(self.git_pid,) if self.git_pid else ())
             self.approved = not self.rejections
             if self.approved and (stale := git_refs.remove_stale_locks(ctx.repo_path, [u.ref for u in updates])):
                 # before git's ref transaction takes them: it would fail the push with a bare "failed to update ref"

@@ -8,7 +8,9 @@ gunicorn's timeout) leaves the ref moved and the rows behind, and its mark becom
 none of those processes lives (`ask_for_abandoned_changes`)."""
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Sequence
 MARK = "driftstone-reconcile-asked"
 CHANGING = "driftstone-changing-"
 ORPHAN_WAIT_SECONDS = 5.0  # a receive-pack whose worker died ends within milliseconds: its ref update, then SIGPIPE
+FOREIGN_CHANGE_SECONDS = 15 * 60  # no change lasts this long (a request is cut at 120 s); its owners cannot be seen
 
 
 def mark(repo_path: Path) -> None:
@@ -44,9 +47,13 @@ def marked_repositories(repos_root: Path) -> list[str]:
 def begin_change(repo_path: Path, also: Sequence[int] = ()) -> Path:
     """Mark a ref change about to be made by this process (and the processes `also` names: a receive-pack that
     moves the refs itself); raises OSError where the mark cannot be written (the repository is gone, a full disk).
-    The owners are in the file's name, which appears whole: a half-written content would read as no owner."""
-    owners = "-".join(f"{pid}.{_start_time(pid)}" for pid in (os.getpid(), *also))
-    change = repo_path / f"{CHANGING}{owners}-{uuid.uuid4().hex[:12]}"
+    The owners are in the file's name, which appears whole (a half-written content would read as no owner), after
+    where their pids mean something: a host's boot and a pid namespace (a job worker in another container, or on
+    another host sharing the disk, would find none of them alive)."""
+    owners = [(pid, _start_time(pid)) for pid in (os.getpid(), *also)]
+    owners = owners[:1] + [owner for owner in owners[1:] if owner[1]]  # one that has ended already moves nothing
+    named = "-".join(f"{pid}.{start}" for pid, start in owners)
+    change = repo_path / f"{CHANGING}{_where()}-{named}-{uuid.uuid4().hex[:12]}"
     change.touch(exist_ok=False)
     return change
 
@@ -57,30 +64,64 @@ def end_change(change: Path) -> None:
 
 
 def ask_for_abandoned_changes(repos_root: Path) -> list[str]:
-    """Turn the change marks whose processes all died into reconcile marks; the ids of those repositories."""
+    """Turn the change marks whose processes all died into reconcile marks; the ids of those repositories. A mark
+    made where this process cannot see its owners (another pid namespace or host) is judged by its age; one from
+    before this host's last boot is abandoned."""
     asked = set()
+    here = _where()
     for change in repos_root.glob(f"*/*.git/{CHANGING}*"):
-        owners = _owners(change.name)
-        if owners is None or _alive(owners[0]):
+        try:
+            if _abandoned(change, here):
+                mark(change.parent)
+                end_change(change)
+                asked.add(change.parent.name[:-len(".git")])
+        except OSError:  # the repository was purged meanwhile, or its directory cannot be written: the others go on
             continue
-        deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
-        while any(_alive(owner) for owner in owners[1:]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if any(_alive(owner) for owner in owners[1:]):
-            continue  # a git still at work: the next ask looks again
-        mark(change.parent)
-        end_change(change)
-        asked.add(change.parent.name[:-len(".git")])
     return sorted(asked)
 
 
-def _owners(name: str) -> list[tuple[int, str]] | None:
-    parts = name[len(CHANGING):].split("-")[:-1]
+def _abandoned(change: Path, here: str) -> bool:
+    parsed = _parse(change.name)
+    if parsed is None:
+        return False
+    where, owners = parsed
+    if where != here:
+        host, boot, _ = where.split(".")
+        this_host, this_boot, _ = here.split(".")
+        if host == this_host and boot != this_boot:
+            return True  # made before this host's last boot: nothing of it runs
+        return time.time() - change.stat().st_mtime > FOREIGN_CHANGE_SECONDS
+    if _alive(owners[0]):
+        return False
+    deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+    while any(_alive(owner) for owner in owners[1:]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(owner) for owner in owners[1:])  # a git still at work: the next ask looks again
+
+
+def _parse(name: str) -> tuple[str, list[tuple[int, str]]] | None:
+    parts = name[len(CHANGING):].split("-")
+    if len(parts) < 3 or parts[0].count(".") != 2:
+        return None
     try:
-        owners = [(int(pid), start) for pid, _, start in (part.partition(".") for part in parts)]
+        owners = [(int(pid), start) for pid, _, start in (part.partition(".") for part in parts[1:-1])]
     except ValueError:
         return None
-    return owners or None
+    return parts[0], owners
+
+
+def _where() -> str:
+    """This host (a hash of its name), its boot, and this process's pid namespace: `host.boot.namespace`."""
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        boot = "0"
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = "0"
+    return f"{host}.{boot}.{namespace}"
 
 
 def _start_time(pid: int) -> str:
@@ -109,5 +150,5 @@ def _alive(owner: tuple[int, str]) -> bool:
         pass
     stat = _stat_fields(pid)
     if stat is None:
-        return not start  # no /proc: the pid's existence is all there is to go on
+        return os.path.exists(f"/proc/{pid}") or not start  # there but unreadable (hidepid): alive
     return stat[0] not in ("Z", "X") and (not start or (len(stat) > 19 and stat[19] == start))

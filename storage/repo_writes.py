@@ -16,6 +16,10 @@ def serialize_repository_writes(session: Session, repo_id: str) -> None:
     session.execute(update(Repository).where(Repository.id == repo_id)
                     .values(default_branch=Repository.default_branch)
                     .execution_options(synchronize_session=False))
+    session.info[HOLDS_A_REPOSITORY_TURN] = True
+
+
+HOLDS_A_REPOSITORY_TURN = "holds_a_repository_turn"  # in session.info: other writers wait on this transaction
 
 
 def serialize_workspace_writes(session: Session, workspace_id: str) -> None:

@@ -187,7 +187,7 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
     refuse_locked_paths(session, repo.id, None, lambda: sorted({p for op in operations
                                                                 for p in (op.path, op.previous_path) if p}), ref)
     ctx = change_context(app, repo, actor, "api")
-    race = WriterRace()
+    race = WriterRace(session)
     while True:
         head = git_refs.read_ref(repo_path, ref)
         if expected_head is not ANY_HEAD and head != expected_head:

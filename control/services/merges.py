@@ -72,7 +72,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
     label = source_label or source_sha
     ref = f"refs/heads/{target_branch}"
     path = app.store.path_for(repo.id)
-    race = WriterRace()
+    race = WriterRace(session)
     while True:
         head = git_refs.read_ref(path, ref)
         if expected_target_head is not None and head != expected_target_head:

@@ -299,7 +299,7 @@ def test_writers_without_an_expected_head_all_land(server, tenant, git, tmp_path
     """Each goes on trying while the others win the branch: with ten tries each, 32 at once left about half
     refused (a race sweep), with a 409 naming an `expectedHeadSha` none of them sent."""
     repo, _, head = pushed
-    writers = 24
+    writers = 12  # more, and a loaded 2-core machine can pass the 10 s before the last one lands
     start = threading.Barrier(writers)
     results = []
 

@@ -124,10 +124,11 @@ def test_a_pid_given_to_another_process_or_a_zombie_is_not_the_owner(tmp_path):
 
     path = _repository(tmp_path)
     start = reconcile_marks._start_time(os.getpid())
-    (path / f"{reconcile_marks.CHANGING}{os.getpid()}.{int(start) + 1}-0a1b2c3d4e5f").touch()  # this pid, later
+    here = reconcile_marks._where()
+    (path / f"{reconcile_marks.CHANGING}{here}-{os.getpid()}.{int(start) + 1}-0a1b2c3d4e5f").touch()  # pid reused
     zombie = subprocess.Popen(["true"])
     zombie_start = reconcile_marks._start_time(zombie.pid)
-    (path / f"{reconcile_marks.CHANGING}{zombie.pid}.{zombie_start}-1a1b2c3d4e5f").touch()
+    (path / f"{reconcile_marks.CHANGING}{here}-{zombie.pid}.{zombie_start}-1a1b2c3d4e5f").touch()
     deadline = time.monotonic() + 10
     while reconcile_marks._stat_fields(zombie.pid)[0] != "Z" and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -145,7 +146,7 @@ def test_a_receive_pack_still_moving_refs_after_its_worker_died_is_waited_for(tm
     import sys
 
     path = _repository(tmp_path)
-    git_like = subprocess.Popen(["sleep", "0.5"])
+    git_like = subprocess.Popen(["sleep", "600"])
     try:
         subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from storage import "
                         "reconcile_marks; reconcile_marks.begin_change(Path(sys.argv[1]), [int(sys.argv[2])])",
@@ -153,12 +154,46 @@ def test_a_receive_pack_still_moving_refs_after_its_worker_died_is_waited_for(tm
         monkeypatch.setattr(reconcile_marks, "ORPHAN_WAIT_SECONDS", 0.05)
         assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == []  # still at work: looked at again later
         assert len(_changing(path)) == 1
-        monkeypatch.setattr(reconcile_marks, "ORPHAN_WAIT_SECONDS", 30)
-        threading.Thread(target=git_like.wait, daemon=True).start()  # reaped, as its new parent would
-        started = time.monotonic()
+        monkeypatch.setattr(reconcile_marks, "ORPHAN_WAIT_SECONDS", 60)
+        ended = threading.Timer(0.3, lambda: (git_like.kill(), git_like.wait()))  # it ends, and is reaped
+        ended.start()
         assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [path.name[:-len(".git")]]
-        assert time.monotonic() - started < 20 and git_like.poll() is not None
-        assert _changing(path) == []
+        assert git_like.poll() is not None and _changing(path) == []
+        ended.join()
     finally:
         git_like.kill()
         git_like.wait()
+
+
+def test_a_mark_whose_owners_this_process_cannot_see_is_judged_by_its_age(tmp_path):
+    """A job worker in another container (another pid namespace) or on another host sharing the disk found every
+    pid in the server's marks dead, and took the marks of changes still under way; one from before this host's
+    last boot is abandoned at once."""
+    path = _repository(tmp_path)
+    host, boot, namespace = reconcile_marks._where().split(".")
+    other_namespace = path / f"{reconcile_marks.CHANGING}{host}.{boot}.{int(namespace) + 1}-1.100-0a0a0a0a0a0a"
+    other_host = path / f"{reconcile_marks.CHANGING}0000ffff.{boot}.{namespace}-1.100-1b1b1b1b1b1b"
+    before_boot = path / f"{reconcile_marks.CHANGING}{host}.0123456789ab.{namespace}-1.100-2c2c2c2c2c2c"
+    for mark in (other_namespace, other_host, before_boot):
+        mark.touch()
+    assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [path.name[:-len(".git")]]
+    assert _changing(path) == sorted([other_namespace.name, other_host.name])
+    long_ago = time.time() - reconcile_marks.FOREIGN_CHANGE_SECONDS - 60
+    os.utime(other_host, (long_ago, long_ago))
+    reconcile_marks.ask_for_abandoned_changes(tmp_path)
+    assert _changing(path) == [other_namespace.name]
+
+
+def test_a_repository_purged_while_marks_are_looked_at_stops_no_other(tmp_path, monkeypatch):
+    first, second = _repository(tmp_path, "repo_" + "a" * 24), _repository(tmp_path, "repo_" + "b" * 24)
+    for path in (first, second):
+        (path / f"{reconcile_marks.CHANGING}{reconcile_marks._where()}-999999999.1-0a0a0a0a0a0a").touch()
+    real = reconcile_marks.mark
+
+    def purged_first(repo_path):
+        if repo_path == first:
+            raise FileNotFoundError(repo_path)
+        real(repo_path)
+
+    monkeypatch.setattr(reconcile_marks, "mark", purged_first)
+    assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [second.name[:-len(".git")]]
