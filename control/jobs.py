@@ -41,13 +41,23 @@ def purge_repository(repo_id: str) -> None:
 
 
 def reconcile_repository(repo_id: str) -> None:
-    """Branch rows rebuilt from the repository's refs: asked for when a ref change's effects could not be
-    recorded (the database was unavailable for their retries)."""
+    """Branch rows rebuilt from the repository's refs, and workspace rows brought to commits their killed requests
+    made: asked for when a ref change's effects could not be recorded (the database was unavailable for their
+    retries, or the process making it died)."""
     from control.services.repos import reconcile_branches
+    from control.services.workspaces import take_up_lost_commit, workspaces_behind_their_refs
 
     ctx = _ctx()
     path = ctx.store.path_for(repo_id)
     seen = reconcile_marks.mark_time(path)
+    with ctx.db.session() as session:
+        repo = session.get(Repository, repo_id)
+        if repo is None or repo.deleted_at is not None:
+            return
+        lagging = workspaces_behind_their_refs(session, ctx.store, repo_id)
+    for workspace_id in lagging:  # each in a transaction of its own: a workspace's turn comes before its repository's
+        with ctx.db.session() as session:
+            take_up_lost_commit(session, ctx.store, workspace_id)
     with ctx.db.session() as session:
         repo = session.get(Repository, repo_id)
         if repo is not None and repo.deleted_at is None:

@@ -33,7 +33,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
 def workspace_ref(workspace: Workspace) -> str:
-    return f"refs/driftstone/workspaces/{workspace.id}"
+    return workspace_ref_of(workspace.id)
+
+
+def workspace_ref_of(workspace_id: str) -> str:
+    return f"refs/driftstone/workspaces/{workspace_id}"
 
 
 def create_workspace(session: Session, app, repo: Repository, actor: Principal, name: str,
@@ -336,6 +340,40 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     workspace.current_commit = sha
     session.flush()
     return CommitMade(sha, parents, message, intent)
+
+
+def workspaces_behind_their_refs(session: Session, store, repo_id: str) -> list[str]:
+    """The active workspaces whose hidden ref is not where their row says (read without their turns)."""
+    path = store.path_for(repo_id)
+    rows = session.execute(select(Workspace.id, Workspace.current_commit)
+                           .where(Workspace.repo_id == repo_id, Workspace.status == "active")).all()
+    refs = git_refs.read_refs(path, [workspace_ref_of(workspace_id) for workspace_id, _ in rows])
+    return [workspace_id for workspace_id, current in rows if refs[workspace_ref_of(workspace_id)] not in (None, current)]
+
+
+def take_up_lost_commit(session: Session, store, workspace_id: str) -> bool:
+    """A commit whose request died after it moved the workspace's ref (a killed worker): the row takes it as its
+    head and the overlay entries it holds leave the overlay, as its request would have done; until then the
+    workspace's status and tree showed the state before it (the next commit took it up, as it still does).
+    Whether it was taken; a ref moved any other way is left to the next commit to refuse."""
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None:
+        return False
+    serialize_workspace_writes(session, workspace.id)
+    session.refresh(workspace)
+    path = store.path_for(workspace.repo_id)
+    seen = git_refs.read_ref(path, workspace_ref(workspace))
+    if workspace.status != "active" or seen is None or seen == workspace.current_commit:
+        return False
+    serialize_repository_writes(session, workspace.repo_id)  # overlay writes wait: an entry is dropped only as held
+    with git_objects.open_repo(path) as git_repo:
+        try:
+            _take_lost_commit(session, git_repo, workspace, seen, _overlay(session, workspace))
+        except StaleRef:
+            return False
+    record_commit(session, workspace.repo_id, seen, "workspace", None)  # its intent is in its trailers
+    session.flush()
+    return True
 
 
 def _commit_overlay(git_repo, head: str | None, overlay: dict[str, WorkspaceFile], author, message: str) -> str:

@@ -197,3 +197,63 @@ def test_a_repository_purged_while_marks_are_looked_at_stops_no_other(tmp_path, 
 
     monkeypatch.setattr(reconcile_marks, "mark", purged_first)
     assert reconcile_marks.ask_for_abandoned_changes(tmp_path) == [second.name[:-len(".git")]]
+
+
+def test_a_workspace_commit_whose_request_died_is_taken_up_by_the_reconcile(tmp_path):
+    """A workspace commit killed after its ref moved left the row at the commit before, its overlay still holding
+    what the commit holds: status and tree showed the state before it until the next commit (a race sweep: 1 in
+    34 killed rounds). The reconcile its change's mark asks for takes the commit up. The kill is played by a
+    transaction that ends without its undo or its mark's end, as a killed process leaves it."""
+    import io
+
+    from control.bootstrap import bootstrap
+    from control.services import repos, workspaces
+    from control.services.accounts import create_key, create_org
+    from storage.keys import Principal
+    from storage.models import Workspace, WorkspaceFile
+    from storage.models.base import utcnow
+    from storage.settings import Settings
+    from tests.unit.test_effects_follow_refs import git as run_git
+
+    context = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        with context.db.session() as session:
+            org = create_org(session, "lost")
+            key = create_key(session, org.id, "agent", "agent").key
+            repo = repos.create_repo(session, context.store, org.id, "r")
+            repo_id = repo.id
+        actor = Principal(key_id=key.id, org_id=org.id, scope="agent")
+        path = context.store.path_for(repo_id)
+        with context.db.session() as session:
+            repo = session.get(repos.Repository, repo_id)
+            workspace = workspaces.create_workspace(session, context, repo, actor, "w", None, None)
+            workspace_id = workspace.id
+            for name in ("a.txt", "b.txt"):
+                workspaces.write_file(session, context, repo, workspace, name, io.BytesIO(b"kept\n"), utcnow(), actor)
+
+        class Killed(Exception):
+            pass
+
+        try:
+            with context.db.session() as session:
+                repo, workspace = session.get(repos.Repository, repo_id), session.get(Workspace, workspace_id)
+                made = workspaces.commit(session, context, repo, workspace, actor, "lost", "a", "a@example.com", None)
+                session.info.pop("undo_on_rollback")  # a killed process takes nothing back
+                session.info.pop("after_end")  # and leaves its mark
+                raise Killed
+        except Killed:
+            pass
+        assert run_git(path, "rev-parse", workspaces.workspace_ref_of(workspace_id)) == made.sha
+        with context.db.session() as session:
+            assert session.get(Workspace, workspace_id).current_commit != made.sha
+            written_since = workspaces.write_file(session, context, session.get(repos.Repository, repo_id),
+                                                  session.get(Workspace, workspace_id), "c.txt",
+                                                  io.BytesIO(b"written after the kill\n"), utcnow(), actor)
+        job_functions.reconcile_repository(repo_id)
+
+        with context.db.session() as session:
+            assert session.get(Workspace, workspace_id).current_commit == made.sha
+            left = session.scalars(select(WorkspaceFile.path).where(WorkspaceFile.workspace_id == workspace_id))
+            assert list(left) == [written_since.path]  # what the commit holds left the overlay; a later write stays
+    finally:
+        context.db.dispose()
