@@ -242,7 +242,7 @@ class GitHttpApp:
             reasons.update({update.ref: None for update in landed})
             run_effects(replace(ctx, push_options=tuple(channel.push_options),
                                 found_in_place=frozenset(update.ref for update in landed)), [*applied, *landed])
-            channel.end_change()
+            channel.finish_change()
             return filter_.finish(reasons)
 
         def report() -> ReportFilter:
@@ -253,7 +253,7 @@ class GitHttpApp:
             try:
                 channel.close()
             finally:
-                channel.end_change(recorded=False)  # a no-op once the effects ran; else their rows may be behind
+                channel.finish_change(recorded=False)  # a no-op once the effects ran; else their rows may be behind
 
         return _respond(start_response, process, headers, report=report, after=after, on_close=closed)
 

@@ -94,7 +94,7 @@ class HookChannel:
             self._closed = True
         self.server_end.close()
 
-    def end_change(self, recorded: bool = True) -> None:
+    def finish_change(self, recorded: bool = True) -> None:
         """The approved change's effects ran (`recorded`), or did not finish: then a reconcile is asked for."""
         if self.change is not None:
             end_change(self.ctx, self.change, recorded)

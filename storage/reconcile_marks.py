@@ -8,6 +8,7 @@ gunicorn's timeout) leaves the ref moved and the rows behind, and its mark becom
 none of those processes lives (`ask_for_abandoned_changes`)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -111,7 +112,13 @@ def _parse(name: str) -> tuple[str, list[tuple[int, str]]] | None:
 
 
 def _where() -> str:
-    """This host (a hash of its name), its boot, and this process's pid namespace: `host.boot.namespace`."""
+    return _where_for(os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _where_for(pid: int) -> str:
+    """This host (a hash of its name), its boot, and this process's pid namespace: `host.boot.namespace`, read once
+    per process (a forked worker reads its own), not on every ref change."""
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
