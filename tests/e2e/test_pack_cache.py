@@ -118,6 +118,8 @@ def test_a_kept_pack_is_not_sent_once_it_is_older_than_the_limit(seeded, server,
 
 
 def test_simultaneous_clones_all_get_their_pack_and_one_is_kept(seeded, server, tenant, git, tmp_path):
+    """Eight agents cloning one new state at once: one pack-objects run (one clone shows its progress), whose
+    pack the others are sent as it is written."""
     repo, work = seeded
     outputs: dict[int, bytes] = {}
 
@@ -134,6 +136,7 @@ def test_simultaneous_clones_all_get_their_pack_and_one_is_kept(seeded, server, 
     for i in range(8):
         assert git.out("rev-parse", "main", cwd=tmp_path / f"c{i}") == tip
         git("fsck", "--strict", cwd=tmp_path / f"c{i}")
+    assert sum(PACK_MADE in output for output in outputs.values()) == 1
     assert len(kept_packs(server, tenant, repo, 1)) == 1
     assert PACK_MADE not in clone(git, tenant.url(repo), tmp_path / "after", "--bare")
 
