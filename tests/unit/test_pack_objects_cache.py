@@ -149,16 +149,18 @@ def test_a_pack_older_than_the_limit_is_removed_and_made_again(repo, tmp_path, c
     [kept] = wait_for_kept(cache)
     eleven_minutes_ago = time.time() - 11 * 60
     os.utime(kept, (eleven_minutes_ago, eleven_minutes_ago))
-    a_day_ago = time.time() - 1441 * 60
-    leftovers = {}  # of packs of other states whose writers were killed: a writer may count objects for long
-    for name, age in (("partial.11", eleven_minutes_ago), ("made.12", eleven_minutes_ago),
-                      ("partial.13", a_day_ago), ("made.14", a_day_ago)):
-        leftovers[name] = cache / f"{REPO_ID}.{'f' * 64}.{name}"
+    leftovers = {}  # of packs of other states: a writer may count objects for long before it writes
+    for name in ("e.partial.11", "f.partial.12", "f.made.13", "f.opening.14"):
+        key, _, rest = name.partition(".")
+        leftovers[name] = cache / f"{REPO_ID}.{key * 64}.{rest}"
         leftovers[name].write_bytes(b"PACK")
-        os.utime(leftovers[name], (age, age))
-    run_hook(repo, cache, command, wanted(repo, "main"))
+        os.utime(leftovers[name], (eleven_minutes_ago, eleven_minutes_ago))
+    import fcntl
+    with open(cache / f"{REPO_ID}.{'e' * 64}.lock", "a") as writing:  # its writer is still at work
+        fcntl.flock(writing, fcntl.LOCK_EX)
+        run_hook(repo, cache, command, wanted(repo, "main"))
     assert runs(log) == 2
-    assert {name for name, path in leftovers.items() if path.exists()} == {"partial.11", "made.12"}
+    assert {name for name, path in leftovers.items() if path.exists()} == {"e.partial.11"}
     [again] = wait_for_kept(cache)
     assert again.stat().st_mtime > eleven_minutes_ago + 60
 
@@ -313,8 +315,8 @@ def test_a_pack_that_fails_midway_fails_every_clone_it_was_sent_to(repo, tmp_pat
 
 
 def test_a_pack_whose_writer_was_killed_is_not_sent_as_whole_and_is_made_again(repo, tmp_path):
-    """A writer killed midway (the OOM killer) leaves its partial file where it was: the clones sending it fail,
-    and the next clone of the state removes it and makes the pack again."""
+    """A writer killed midway (the OOM killer): the clones sending its pack fail, its file goes, and the next
+    clone of the state makes the pack again."""
     log = tmp_path / "runs.log"
     armed = tmp_path / "kill-the-writer"
     armed.touch()
@@ -323,12 +325,32 @@ def test_a_pack_whose_writer_was_killed_is_not_sent_as_whole_and_is_made_again(r
     command = [str(killing), *PACK_OBJECTS]
     results = finish(start_hooks(repo, cache, command, 3))
     assert all(code != 0 for code, _ in results) and {output for _, output in results} == {b"PACK-half"}
-    [leftover] = cache.glob("*.partial.*")
+    time.sleep(0.2)
+    assert list(cache.glob("*.partial.*")) == [] and list(cache.glob("*.pack")) == []
     armed.unlink()
     again = run_hook(repo, cache, command, wanted(repo, "main"))
-    assert again.returncode == 0 and again.stdout.startswith(b"PACK")
+    assert again.returncode == 0 and again.stdout.startswith(b"PACK") and again.stdout != b"PACK-half"
     assert len(wait_for_kept(cache)) == 1
-    assert not leftover.exists()
+
+
+def test_a_pack_left_by_a_killed_writer_is_never_sent(repo, tmp_path, counted):
+    """The writer and its keeper both killed leave the partial file where it was, no lock held: a clone of the
+    state makes the pack again (following that file, it sent the stale bytes, and hung while the pid in the
+    file's name belonged to another process)."""
+    command, log = counted
+    cache = tmp_path / "cache"
+    run_hook(repo, cache, command, wanted(repo, "main"))
+    [kept] = wait_for_kept(cache)
+    whole = kept.read_bytes()
+    stem = kept.name.removesuffix(".pack")
+    kept.unlink()
+    stale = {cache / f"{stem}.partial.{os.getpid()}": b"PACKstale", cache / f"{stem}.made.1": b"PACKstale-made"}
+    for path, content in stale.items():
+        path.write_bytes(content)
+    result = run_hook(repo, cache, command, wanted(repo, "main"))
+    assert result.returncode == 0 and result.stdout == whole
+    assert runs(log) == 2
+    assert not any(path.exists() for path in stale)
 
 
 def test_a_clone_that_goes_away_leaves_the_pack_to_the_others(repo, tmp_path):
