@@ -188,29 +188,30 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
                                                                 for p in (op.path, op.previous_path) if p}), ref)
     ctx = change_context(app, repo, actor, "api")
     race = WriterRace(session)
-    while True:
-        head = git_refs.read_ref(repo_path, ref)
-        if expected_head is not ANY_HEAD and head != expected_head:
-            raise _stale(branch, ref, expected_head, head)
-        if head is None:  # a branch's first commit takes turns with its deletion (a record-only branch has no ref)
-            serialize_repository_writes(session, repo.id)
-        row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
-        if head is None and expected_head is ANY_HEAD and branch != repo.default_branch and row is None:
-            raise NotFound(f"branch {branch!r} not found (send \"expectedHeadSha\": null to start it)",
-                           {"branch": branch})
-        parent = head or first_parent(repo_path, row)
-        sha, tree = _write(repo_path, parent, operations, author, full_message)
-        try:
-            apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
-        except StaleRef:
-            if expected_head is not ANY_HEAD:
-                raise _stale(branch, ref, expected_head, git_refs.read_ref(repo_path, ref)) from None
-            if race.again():
-                continue
-            raise StaleRef(f"branch {branch!r} kept moving under other writers ({race.tries} tries); retry the "
-                           "commit", {"branch": branch, "ref": ref, "actualHeadSha": git_refs.read_ref(repo_path, ref)}
-                           ) from None
-        break
+    with race.turn(repo_path, ref, racing=expected_head is ANY_HEAD):
+        while True:
+            head = git_refs.read_ref(repo_path, ref)
+            if expected_head is not ANY_HEAD and head != expected_head:
+                raise _stale(branch, ref, expected_head, head)
+            if head is None:  # a branch's first commit takes turns with its deletion (a record-only branch has no ref)
+                serialize_repository_writes(session, repo.id)
+            row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
+            if head is None and expected_head is ANY_HEAD and branch != repo.default_branch and row is None:
+                raise NotFound(f"branch {branch!r} not found (send \"expectedHeadSha\": null to start it)",
+                               {"branch": branch})
+            parent = head or first_parent(repo_path, row)
+            sha, tree = _write(repo_path, parent, operations, author, full_message)
+            try:
+                apply_ref_change(ctx, RefUpdate(old=head or ZERO_SHA, new=sha, ref=ref), session=session)
+            except StaleRef:
+                if expected_head is not ANY_HEAD:
+                    raise _stale(branch, ref, expected_head, git_refs.read_ref(repo_path, ref)) from None
+                if race.again():
+                    continue
+                actual = git_refs.read_ref(repo_path, ref)
+                raise StaleRef(f"branch {branch!r} kept moving under other writers ({race.tries} tries); retry the "
+                               "commit", {"branch": branch, "ref": ref, "actualHeadSha": actual}) from None
+            break
     if head is None and row is not None and parent is not None:
         row.base_commit = parent
     record_commit(session, repo.id, sha, "api", actor.key_id, intent=intent or None)

@@ -73,42 +73,44 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
     ref = f"refs/heads/{target_branch}"
     path = app.store.path_for(repo.id)
     race = WriterRace(session)
-    while True:
-        head = git_refs.read_ref(path, ref)
-        if expected_target_head is not None and head != expected_target_head:
-            raise _stale(target_branch, ref, expected_target_head, head)
-        if head is None and race.tries == 1:
-            _check_target_exists(session, repo, target_branch)
-        start = head if head is not None or strategy != "squash" else _squash_start(session, repo, path, target_branch)
-        with git_objects.open_repo(path) as git_repo:
-            try:
-                plan = plan_merge(git_repo.object_store, start, source_sha, strategy, target_name=target_branch,
-                                  source_name=label, committer=MERGER, message=message, fast_forward=fast_forward,
-                                  since=since)
-            except UnrelatedHistories as error:
-                raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
-            if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written
-                target = plan.target_head.encode() if plan.target_head else None
-                refuse_locked_paths(session, repo.id, workspace_id,
-                                    lambda: plan.store.changed_paths(target, plan.new_head.encode()), ref)
-                refuse_oversized(plan, ref, app.settings.max_object_size)
-            starts_branch = head is None and start is not None  # a record-only branch's first commit is its base's
-            if dry_run or not plan.clean or not (plan.moves_target or starts_branch):
-                return _outcome(plan, target_branch, label, dry_run)
-            plan.persist()
-        ctx = change_context(app, repo, actor, "merge")
-        ctx.workspace_id = workspace_id
-        actual = _swap(ctx, session, path, ref, head, plan.new_head)
-        if actual is not _SWAPPED:
-            if expected_target_head is not None:
-                raise _stale(target_branch, ref, expected_target_head, actual)
-            if race.again():
-                continue  # another writer moved the target: merge again on top of its commits
-            raise StaleRef(f"branch {target_branch!r} kept moving under other writers ({race.tries} tries); "
-                           "retry the merge", {"branch": target_branch, "ref": ref, "actualTargetHead": actual})
-        for sha in plan.new_commits:
-            record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
-        return _outcome(plan, target_branch, label, dry_run)
+    with race.turn(path, ref, racing=expected_target_head is None):
+        while True:
+            head = git_refs.read_ref(path, ref)
+            if expected_target_head is not None and head != expected_target_head:
+                raise _stale(target_branch, ref, expected_target_head, head)
+            if head is None and race.tries == 1:
+                _check_target_exists(session, repo, target_branch)
+            start = (head if head is not None or strategy != "squash"
+                     else _squash_start(session, repo, path, target_branch))
+            with git_objects.open_repo(path) as git_repo:
+                try:
+                    plan = plan_merge(git_repo.object_store, start, source_sha, strategy, target_name=target_branch,
+                                      source_name=label, committer=MERGER, message=message, fast_forward=fast_forward,
+                                      since=since)
+                except UnrelatedHistories as error:
+                    raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
+                if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written
+                    target = plan.target_head.encode() if plan.target_head else None
+                    refuse_locked_paths(session, repo.id, workspace_id,
+                                        lambda: plan.store.changed_paths(target, plan.new_head.encode()), ref)
+                    refuse_oversized(plan, ref, app.settings.max_object_size)
+                starts_branch = head is None and start is not None  # a record-only branch's first commit is its base's
+                if dry_run or not plan.clean or not (plan.moves_target or starts_branch):
+                    return _outcome(plan, target_branch, label, dry_run)
+                plan.persist()
+            ctx = change_context(app, repo, actor, "merge")
+            ctx.workspace_id = workspace_id
+            actual = _swap(ctx, session, path, ref, head, plan.new_head)
+            if actual is not _SWAPPED:
+                if expected_target_head is not None:
+                    raise _stale(target_branch, ref, expected_target_head, actual)
+                if race.again():
+                    continue  # another writer moved the target: merge again on top of its commits
+                raise StaleRef(f"branch {target_branch!r} kept moving under other writers ({race.tries} tries); "
+                               "retry the merge", {"branch": target_branch, "ref": ref, "actualTargetHead": actual})
+            for sha in plan.new_commits:
+                record_commit(session, repo.id, sha, "merge", actor.key_id if actor else None)
+            return _outcome(plan, target_branch, label, dry_run)
 
 
 def refuse_oversized(plan: MergePlan, ref: str, limit: int) -> None:

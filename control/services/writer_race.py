@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
+from storage.ref_turns import ref_turn
 from storage.repo_writes import HOLDS_A_REPOSITORY_TURN
 
 RACE_SECONDS = 10.0  # 32 commits at once to one branch: 10 tries each left about half of them refused
@@ -31,3 +34,18 @@ class WriterRace:
         time.sleep(pause)
         self.tries += 1
         return True
+
+    def turn(self, repo_path: Path, ref: str, racing: bool):
+        """For the whole race of a writer that builds on whatever the head is (`racing`), `ref`'s turn among such
+        writers (storage/ref_turns.py). None for a transaction holding a database lock others wait on (its
+        repository's turn, or SQLite's write lock once it wrote): the writer whose turn it is may wait on it."""
+        if not racing or self.session.info.get(HOLDS_A_REPOSITORY_TURN) or _sqlite_writing(self.session):
+            return nullcontext(False)
+        return ref_turn(repo_path, ref, self.deadline)
+
+
+def _sqlite_writing(session) -> bool:
+    """Whether this SQLite transaction wrote (pysqlite begins it at the first write: it then holds the lock)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    return bool(session.connection().connection.dbapi_connection.in_transaction)

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from tests.support import NUMBERED_TEXT, api, edited
+from tests.support import NUMBERED_TEXT, api, edited, repo_path
 
 SEED_003_FIELDS = {"success", "sha", "head_commit", "already_merged", "target", "conflicts", "message"}
 
@@ -208,9 +208,11 @@ def test_rename_on_one_side_and_edit_on_the_other_merge_cleanly(server, tenant, 
 
 
 def test_concurrent_merges_lose_nothing(server, tenant, git, tmp_path):
+    """Merges into one target take turns (storage/ref_turns.py): each merge commit is made once, on the head the
+    merge before it left."""
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "w", {"a.txt": NUMBERED_TEXT})
-    names = [f"topic-{i}" for i in range(4)]
+    names = [f"topic-{i}" for i in range(8)]
     for i, name in enumerate(names):
         git("checkout", "-q", "-b", name, "main", cwd=work)
         git.commit(work, {f"file-{i}.txt": f"{i}\n"}, f"add file {i}")
@@ -228,9 +230,12 @@ def test_concurrent_merges_lose_nothing(server, tenant, git, tmp_path):
     assert all(r.status_code == 200 and r.json()["data"]["success"] for r in results.values()), \
         {n: r.text for n, r in results.items()}
     check = clone(git, tenant, repo, tmp_path)
-    for i in range(4):
+    for i in range(8):
         assert (check / f"file-{i}.txt").read_text() == f"{i}\n"
-    assert git.out("rev-list", "--count", "--merges", "main", cwd=check) == "4"
+    assert git.out("rev-list", "--count", "--merges", "main", cwd=check) == "8"
+    stored = git.out("cat-file", "--batch-all-objects", "--batch-check=%(objecttype)",
+                     cwd=repo_path(server, tenant, repo)).split()
+    assert stored.count("commit") == 1 + 8 + 8  # main's, the topics', one merge each
 
 
 def test_bad_requests(server, tenant, git, diverged):
