@@ -32,6 +32,7 @@ from .git_prune import (HEX, fan_out_dirs, housekeeping_runs, repack_and_prune, 
                          undo_killed_run)
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
+from .ref_turns import remove_idle_turns
 
 # A push's quarantine changes while its pack arrives; its checks then read it for seconds to minutes. One unchanged
 # for an hour was left by a push whose receive-pack or worker was killed: a crash sweep found 120-150 MB ones left
@@ -141,6 +142,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
         remove_stale_loose_leftovers(repo_path)
+        remove_idle_turns(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack and limits.prune_after_seconds:
             repack_and_prune(repo_path, pinned, limits.prune_after_seconds)  # it undoes a killed run's leftovers

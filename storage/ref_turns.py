@@ -28,19 +28,26 @@ def turn_file(repo_path: Path, ref: str) -> Path:
 
 @contextmanager
 def ref_turn(repo_path: Path, ref: str, deadline: float) -> Iterator[bool]:
-    """Holds `ref`'s turn while the block runs; yields whether it got it before `deadline` (time.monotonic())
-    or the repository's directory could not hold the turn's file (the block then runs without one)."""
+    """Holds `ref`'s turn while the block runs; yields whether it got it before `deadline` (time.monotonic()),
+    False also where the repository's directory cannot hold the turn's file (the block then runs without one)."""
     path = turn_file(repo_path, ref)
+    fd, got = None, False
     try:
-        path.parent.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:  # the repository is gone or read-only: its change fails or races as it would have
-        yield False
-        return
-    try:
-        yield _wait_for_turn(fd, deadline)
+        while True:
+            try:
+                path.parent.mkdir(exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:  # the repository is gone or read-only: its change fails or races as it would have
+                break
+            got = _wait_for_turn(fd, deadline)
+            if not got or _still_named(fd, path):
+                break
+            os.close(fd)  # removed as idle (remove_idle_turns) while this waited: the turn is the new file's
+            fd, got = None, False
+        yield got
     finally:
-        os.close(fd)  # releases the turn
+        if fd is not None:
+            os.close(fd)  # releases the turn
 
 
 def _wait_for_turn(fd: int, deadline: float) -> bool:
@@ -52,3 +59,36 @@ def _wait_for_turn(fd: int, deadline: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(random.uniform(0.001, LONGEST_POLL))
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def remove_idle_turns(repo_path: Path) -> int:
+    """Remove the turn files nobody holds or waits for (one was made for every ref an API writer ever wrote,
+    deleted branches' too); a writer that opened one just before sees it gone once it holds it, and opens the
+    new one. Returns how many went."""
+    removed = 0
+    try:
+        entries = list(os.scandir(Path(repo_path) / TURNS_DIR))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _still_named(fd, Path(entry.path)):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:  # held: in use
+            pass
+        finally:
+            os.close(fd)
+    return removed

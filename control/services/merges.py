@@ -73,7 +73,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
     ref = f"refs/heads/{target_branch}"
     path = app.store.path_for(repo.id)
     race = WriterRace(session)
-    with race.turn(path, ref, racing=expected_target_head is None):
+    with race.turn(path, ref, racing=expected_target_head is None and not dry_run):
         while True:
             head = git_refs.read_ref(path, ref)
             if expected_target_head is not None and head != expected_target_head:

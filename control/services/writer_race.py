@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from storage.ref_turns import ref_turn
 from storage.repo_writes import HOLDS_A_REPOSITORY_TURN
@@ -22,6 +23,7 @@ class WriterRace:
 
     def __init__(self, session, seconds: float = RACE_SECONDS):
         self.session = session
+        self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.tries = 1
 
@@ -35,13 +37,19 @@ class WriterRace:
         self.tries += 1
         return True
 
-    def turn(self, repo_path: Path, ref: str, racing: bool):
-        """For the whole race of a writer that builds on whatever the head is (`racing`), `ref`'s turn among such
-        writers (storage/ref_turns.py). None for a transaction holding a database lock others wait on (its
-        repository's turn, or SQLite's write lock once it wrote): the writer whose turn it is may wait on it."""
+    @contextmanager
+    def turn(self, repo_path: Path, ref: str, racing: bool) -> Iterator[bool]:
+        """For the whole race of a writer that builds on whatever the head is and writes (`racing`), `ref`'s turn
+        among such writers (storage/ref_turns.py), waited for up to `seconds`; the race's seconds count from
+        then (a writer that waited them out without the turn still tries, as every writer did before turns).
+        None for a transaction holding a database lock others wait on (its repository's turn, or SQLite's write
+        lock once it wrote): the writer whose turn it is may wait on it."""
         if not racing or self.session.info.get(HOLDS_A_REPOSITORY_TURN) or _sqlite_writing(self.session):
-            return nullcontext(False)
-        return ref_turn(repo_path, ref, self.deadline)
+            yield False
+            return
+        with ref_turn(repo_path, ref, time.monotonic() + self.seconds) as got:
+            self.deadline = time.monotonic() + self.seconds
+            yield got
 
 
 def _sqlite_writing(session) -> bool:

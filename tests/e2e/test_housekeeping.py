@@ -133,8 +133,8 @@ def test_a_repack_drops_what_nothing_needs_and_keeps_what_the_database_names(sma
     assert has_object(path, just_deleted) and has_object(path, overlay_blob)
     read = requests.get(f"{dojo_base}/{live}/files/notes.txt", headers=headers, timeout=60).json()
     assert base64.b64decode(read["content"]) == overlay and read["source"] == "overlay"
-    assert not subprocess.run(["git", "for-each-ref", "refs/driftstone/housekeeping/"], cwd=path,
-                              capture_output=True, text=True, check=True).stdout
+    assert wait_for(lambda: not subprocess.run(["git", "for-each-ref", "refs/driftstone/housekeeping/"], cwd=path,
+                                               capture_output=True, text=True, check=True).stdout)  # after its check
     subprocess.run(["git", "fsck", "--no-progress", "--no-dangling"], cwd=path, check=True, capture_output=True)
     clone = tmp_path / "clone"
     git("clone", "-q", url, str(clone))

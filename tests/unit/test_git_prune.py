@@ -479,3 +479,16 @@ def test_reflogs_git_cannot_lock_now_do_not_stop_the_run(repo):
     age_object_files(bare, 30)
     assert housekeep(bare, PRUNING, lambda: ()) is True
     assert lock.exists() and not has_object(bare, ids["gone"])
+
+
+def test_housekeeping_removes_the_turn_files_of_refs_nobody_is_writing(repo):
+    """One is made for every ref an API writer wrote (storage/ref_turns.py), deleted branches' too."""
+    from storage.ref_turns import ref_turn, turn_file
+
+    bare, _ = repo
+    with ref_turn(bare, "refs/heads/deleted-since", time.monotonic() + 5):
+        pass
+    with ref_turn(bare, "refs/heads/main", time.monotonic() + 5):
+        assert housekeep(bare, PRUNING, lambda: ()) is True
+        assert turn_file(bare, "refs/heads/main").exists()  # a writer holds it
+    assert not turn_file(bare, "refs/heads/deleted-since").exists()

@@ -46,3 +46,18 @@ def test_no_turn_for_a_transaction_holding_its_repository_s_turn_or_sqlite_s_wri
             assert not turn_taken(session, tmp_path)
     finally:
         context.db.dispose()
+
+
+def test_a_writer_that_waited_out_the_turn_still_has_its_tries(tmp_path):
+    """Waiting and trying once shared one deadline: writers that waited it out had one try each, and all but one
+    were refused after "(1 tries)" (a review's repro: 7 of 8 behind a turn held 13 s)."""
+    context = bootstrap(Settings(data_dir=tmp_path / "data"))
+    try:
+        with context.db.session() as session:
+            with ref_turn(tmp_path, "refs/heads/main", time.monotonic() + 1):
+                race = WriterRace(session, seconds=0.3)
+                with race.turn(tmp_path, "refs/heads/main", racing=True) as got:
+                    assert not got
+                    assert race.again() and race.tries == 2
+    finally:
+        context.db.dispose()
