@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import random
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sqlalchemy import func, select
+
+from storage.db import RUNS_AFTER_END, after_end
 from storage.ref_turns import ref_turn
 from storage.repo_writes import HOLDS_A_REPOSITORY_TURN
 
 RACE_SECONDS = 10.0  # 32 commits at once to one branch: 10 tries each left about half of them refused
 TRIES_HOLDING_A_TURN = 10  # a transaction other writers wait on (SQLite: every writer) tries no longer than before
 LONGEST_PAUSE = 0.25
+TURNS_HELD = "ref_turns_held"  # in session.info: (repository path, ref) whose turn the transaction holds
 
 
 class WriterRace:
@@ -42,18 +46,36 @@ class WriterRace:
         """For the whole race of a writer that builds on whatever the head is and writes (`racing`), `ref`'s turn
         among such writers (storage/ref_turns.py), waited for up to `seconds`; the race's seconds count from
         then (a writer that waited them out without the turn still tries, as every writer did before turns).
-        None for a transaction holding a database lock others wait on (its repository's turn, or SQLite's write
-        lock once it wrote): the writer whose turn it is may wait on it."""
-        if not racing or self.session.info.get(HOLDS_A_REPOSITORY_TURN) or _sqlite_writing(self.session):
+        None for a transaction holding a database lock others may wait on (its repository's turn, or anything it
+        wrote): the writer whose turn it is may wait on it."""
+        if not racing or self.session.info.get(HOLDS_A_REPOSITORY_TURN) or _wrote(self.session):
             yield False
             return
-        with ref_turn(repo_path, ref, time.monotonic() + self.seconds) as got:
-            self.deadline = time.monotonic() + self.seconds
-            yield got
+        held = self.session.info.setdefault(TURNS_HELD, set())
+        if (str(repo_path), ref) in held:  # this transaction has it already: a second flock would wait on the first
+            yield True
+            return
+        turn = ExitStack()
+        got = turn.enter_context(ref_turn(repo_path, ref, time.monotonic() + self.seconds))
+        self.deadline = time.monotonic() + self.seconds
+        if not self.session.info.get(RUNS_AFTER_END):
+            with turn:
+                yield got
+            return
+        # held until the transaction has ended: the next writer reads the head once this one's rows are committed,
+        # or once its ref was taken back if it failed (it built on a commit that its request then undid)
+        if got:
+            held.add((str(repo_path), ref))
+        after_end(self.session, turn.close)
+        yield got
 
 
-def _sqlite_writing(session) -> bool:
-    """Whether this SQLite transaction wrote (pysqlite begins it at the first write: it then holds the lock)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return False
-    return bool(session.connection().connection.dbapi_connection.in_transaction)
+def _wrote(session) -> bool:
+    """Whether this transaction wrote: it then holds locks (SQLite's one write lock, PostgreSQL's row locks) that
+    another writer may wait on while holding the ref's turn."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":  # pysqlite begins the transaction at the first write
+        return bool(session.connection().connection.dbapi_connection.in_transaction)
+    if dialect == "postgresql":  # a transaction gets its id at its first write
+        return session.scalar(select(func.txid_current_if_assigned())) is not None
+    return False
