@@ -61,3 +61,26 @@ def test_readyz_names_a_database_whose_schema_went_missing(tmp_path):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["details"]["checks"]["database"] == "failing: NotMigrated"
+
+
+def test_readyz_names_a_disk_short_of_the_free_space_it_wants(tmp_path):
+    """A push or commit sent to a server whose disk is nearly full fails partway: the orchestrator should send
+    traffic elsewhere (here the floor is set above what the disk has, as a full disk cannot be made in a test)."""
+    import os
+
+    import wsgi
+
+    from storage import migrate
+    from storage.db import Database
+
+    usage = os.statvfs(tmp_path)
+    free = usage.f_bavail * usage.f_frsize
+    settings = Settings(data_dir=tmp_path, ready_min_free=free + 2**40)
+    migrate.upgrade(Database(settings.effective_database_url))
+    (tmp_path / "repos").mkdir()
+    response = Client(wsgi.create_application(settings)).get("/readyz")
+    assert response.status_code == 503
+    checks = response.get_json()["details"]["checks"]
+    assert checks["repoStore"] == "failing: DiskNearlyFull" and checks["database"] == "ok"
+    roomy = Settings(data_dir=tmp_path, ready_min_free=0)
+    assert Client(wsgi.create_application(roomy)).get("/readyz").status_code == 200

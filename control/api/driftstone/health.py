@@ -1,5 +1,8 @@
-"""GET /healthz (liveness, no auth) and GET /readyz (database, repo store, blob store, Redis when configured)."""
+"""GET /healthz (liveness, no auth) and GET /readyz (database, repo store and its free disk, blob store, Redis when
+configured)."""
 from __future__ import annotations
+
+import os
 
 from flask import Blueprint
 
@@ -12,6 +15,11 @@ bp = Blueprint("health", __name__)
 
 class NotMigrated(RuntimeError):
     """The database answers but has no schema: `driftstone migrate` has not run (`driftstone serve` runs it)."""
+
+
+class DiskNearlyFull(RuntimeError):
+    """The repositories' disk has less free space than DRIFTSTONE_READY_MIN_FREE: a push or commit sent here would
+    fail partway (git cannot write its pack or its lock files), so traffic should go elsewhere until it is freed."""
 
 
 class Health(WireModel):
@@ -44,6 +52,9 @@ def readyz(call: Call):
     def repo_store():
         if not context.store.root.is_dir():
             raise FileNotFoundError("repository root missing")
+        usage = os.statvfs(context.store.root)
+        if usage.f_bavail * usage.f_frsize < context.settings.ready_min_free:
+            raise DiskNearlyFull()
 
     probe("database", database)
     probe("repoStore", repo_store)
