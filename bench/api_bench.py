@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import multiprocessing
 import os
 import re
@@ -468,7 +467,7 @@ def report(results: dict, server: Server, args) -> str:
         "",
         "| request | req/s | p50 | p99 | how |",
         "| --- | ---: | ---: | ---: | --- |",
-        wrk_row(f"GET /v1/repos/{{repo}}", results["wrk_repo"]),
+        wrk_row("GET /v1/repos/{repo}", results["wrk_repo"]),
         wrk_row(f"GET /v1/repos/{{repo}}/branches ({args.branches} branches)", results["wrk_branches"]),
         wrk_row("GET /healthz (no auth, no database: the floor)", results["wrk_healthz"]),
     ]

@@ -9,7 +9,6 @@ them takes seconds and no disk.
 """
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor

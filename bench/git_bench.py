@@ -46,7 +46,7 @@ sys.path.insert(0, str(BENCH))
 
 from bench_burst import run_burst  # noqa: E402
 from bench_memory import PeakSampler, tree_memory  # noqa: E402
-from bench_report import DRIFT, LOCAL, REF, render  # noqa: E402
+from bench_report import DRIFT, LOCAL, render  # noqa: E402
 from bench_servers import ROOT, Driftstone, HttpBackend, Local, link_or_copy, plain_git  # noqa: E402
 from gen_repo import QUICK, WORK_DIR, Params, ensure_repo  # noqa: E402
 from results_md import write_section  # noqa: E402

@@ -143,7 +143,7 @@ def build(repo: Path, n_files: int, seed: int = 5000) -> dict[str, tuple[str, st
     pair("conflict", 20, 5, 3, 5, 3)
     pair("wide", 400, 100, 0, 0, 0)
     # rebase: a 10-commit source branch; the target moved by one commit
-    target = fi.commit("rebase-target", [base_mark], {pool.pop(): file_text(rng, 40)}, "target moves")
+    fi.commit("rebase-target", [base_mark], {pool.pop(): file_text(rng, 40)}, "target moves")
     parent = base_mark
     for i in range(10):
         p = pool.pop()
