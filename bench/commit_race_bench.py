@@ -54,7 +54,7 @@ def commit_objects(repo_path: Path) -> int:
     return listed.split().count("commit")
 
 
-def seed(server: Driftstone, scratch: Path) -> Path:
+def seed(server: Driftstone, scratch: Path, branches: int = 0) -> Path:
     path = server.create_repo(REPO)
     tree = scratch / "seed"
     plain_git("init", "-q", "-b", "main", str(tree))
@@ -62,11 +62,12 @@ def seed(server: Driftstone, scratch: Path) -> Path:
         (tree / f"file{i:02d}.txt").write_text(f"{i}\n" * 100)
     plain_git("add", "-A", cwd=tree)
     plain_git("-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "seed", cwd=tree)
-    plain_git("push", "-q", server.url(REPO), "main", cwd=tree)
+    plain_git("push", "-q", server.url(REPO), "main", *(f"main:refs/heads/agent-{i}" for i in range(branches)),
+              cwd=tree)
     return path
 
 
-def race_round(server: Driftstone, repo_path: Path, writers: int, round_: int) -> dict:
+def race_round(server: Driftstone, repo_path: Path, writers: int, round_: int, own_branches: bool = False) -> dict:
     url = f"http://{HOST}:{server.port}/v1/repos/{REPO}/commits"
     before = commit_objects(repo_path)
     start = threading.Barrier(writers)
@@ -75,7 +76,8 @@ def race_round(server: Driftstone, repo_path: Path, writers: int, round_: int) -
     def write(i: int) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {server.key}"
-        body = {"branch": "main", "message": f"writer {i}, round {round_}",
+        branch = f"agent-{i}" if own_branches else "main"
+        body = {"branch": branch, "message": f"writer {i}, round {round_}",
                 "operations": [{"action": "create", "path": f"round{round_}/writer{i}.txt",
                                 "content": base64.b64encode(f"{i}\n".encode()).decode()}]}
         start.wait()
@@ -103,10 +105,10 @@ def run_revision(label: str, source: Path | None, args, work: Path) -> list[dict
         server.env["DRIFTSTONE_DATABASE_URL"] = args.database_url
     try:
         server.start()
-        repo_path = seed(server, directory)
+        repo_path = seed(server, directory, args.writers if args.own_branches else 0)
         rounds = []
         for round_ in range(args.rounds + 1):  # round 0 warms the server up; not recorded
-            result = race_round(server, repo_path, args.writers, round_)
+            result = race_round(server, repo_path, args.writers, round_, args.own_branches)
             print(f"  {label:24} round {round_}: {result['landed']}/{args.writers} landed, wall {result['wall']:.2f} s, "
                   f"p50 {statistics.median(result['times']):.2f} s, max {max(result['times']):.2f} s, "
                   f"{result['built']} commits built", flush=True)
@@ -126,10 +128,12 @@ def render(args, results: dict[str, list[dict]], loads: tuple[str, str]) -> str:
                     f"{times[-1]:.2f} s | {statistics.median(r['built'] for r in rounds):.0f} |")
     database = "PostgreSQL" if args.database_url else "SQLite"
     return "\n".join([
-        f"## Commit race (`bench/commit_race_bench.py`, {database})",
+        f"## Commit race (`bench/commit_race_bench.py`, {database}"
+        f"{', own branches' if args.own_branches else ''})",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC; machine: {machine_info()}",
-        f"- {args.writers} agents committing one file each to one branch at once, without `expectedHeadSha`, "
+        f"- {args.writers} agents committing one file each at once, without `expectedHeadSha`, "
+        f"{'each to a branch of its own' if args.own_branches else 'all to one branch'}, "
         f"{args.rounds} rounds per revision after a warm-up round, each revision on a fresh server",
         f"- load average (1, 5, 15 min) before / after: {loads[0]} / {loads[1]}",
         "",
@@ -149,6 +153,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", metavar="REV", action="append", default=[],
                         help="also run this revision (exported with git archive); repeatable")
     parser.add_argument("--database-url", help="a PostgreSQL database of its own (dropped and made again)")
+    parser.add_argument("--own-branches", action="store_true",
+                        help="each writer commits to a branch of its own (agent-N) instead of all to main")
     parser.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args(argv)
     work = WORK / f"race-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -164,7 +170,7 @@ def main(argv=None) -> int:
     loads.append(load_average())
     section = render(args, results, (loads[0], loads[1]))
     print(section)
-    name = "commit_race_bench_pg" if args.database_url else "commit_race_bench"
+    name = ("commit_race_bench" + ("_pg" if args.database_url else "") + ("_own_branches" if args.own_branches else ""))
     write_section(args.output, name, section)
     print(f"written to {args.output}")
     return 0
