@@ -264,10 +264,11 @@ def test_the_budget_removes_packs_never_tallies(repo, tmp_path, counted):
     assert len(list(cache.glob("*.seen"))) == 2
 
 
-def start_hooks(repo: Path, cache: Path, command: list[str], count: int, **settings) -> list[subprocess.Popen]:
+def start_hooks(repo: Path, cache: Path, command: list[str], count: int, stderr=None,
+                **settings) -> list[subprocess.Popen]:
     """`count` runs of the program asking for main's pack at once (small packs: no pipe fills up meanwhile)."""
     procs = [subprocess.Popen([str(PROGRAM), *command], cwd=repo, env=hook_env(cache, **settings),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(count)]
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr) for _ in range(count)]
     for proc in procs:
         proc.stdin.write(wanted(repo, "main"))
         proc.stdin.close()
@@ -307,9 +308,13 @@ def test_a_pack_that_fails_midway_fails_every_clone_it_was_sent_to(repo, tmp_pat
     log = tmp_path / "runs.log"
     failing = slow_tool(tmp_path, log, "printf 'PACK-half'; sleep 1; exit 3")
     cache = tmp_path / "cache"
-    results = finish(start_hooks(repo, cache, [str(failing), *PACK_OBJECTS], 4))
+    procs = start_hooks(repo, cache, [str(failing), *PACK_OBJECTS], 4, stderr=subprocess.PIPE)
+    results = finish(procs)
     assert all(code != 0 for code, _ in results)
     assert {output for _, output in results} == {b"PACK-half"}
+    for proc in procs:  # said before upload-pack's "possible repository corruption", without the server's paths
+        message = proc.stderr.read()
+        assert b"could not be finished; clone again" in message and str(cache).encode() not in message
     time.sleep(0.2)
     assert list(cache.glob("*.pack")) == [] and list(cache.glob("*partial*")) == []
 
@@ -320,7 +325,8 @@ def test_a_pack_whose_writer_was_killed_is_not_sent_as_whole_and_is_made_again(r
     log = tmp_path / "runs.log"
     armed = tmp_path / "kill-the-writer"
     armed.touch()
-    killing = slow_tool(tmp_path, log, f'if [ -e "{armed}" ]; then printf PACK-half; sleep 0.5; kill -9 $PPID; exit 0; fi')
+    killing = slow_tool(tmp_path, log,
+                        f'if [ -e "{armed}" ]; then printf PACK-half; sleep 0.5; kill -9 $PPID; exit 0; fi')
     cache = tmp_path / "cache"
     command = [str(killing), *PACK_OBJECTS]
     results = finish(start_hooks(repo, cache, command, 3))
