@@ -56,9 +56,6 @@ def after_end(session: Session, action) -> None:
     session.info.setdefault("after_end", []).append(action)
 
 
-RUNS_AFTER_END = "runs_after_end"  # in session.info: a session of Database.session, which runs after_end's actions
-
-
 def _undo(actions, cause: BaseException) -> None:
     """Run every undo; if one fails, its change stands and the request must not be answered "nothing changed"
     (an interrupt, or gunicorn's exit of a stuck worker, goes on as it was)."""
@@ -85,7 +82,6 @@ class Database:
         """A session committed at the end, rolled back on any error. `lock_wait`: seconds any statement of it may
         wait for a lock on PostgreSQL before it fails with an OperationalError (SQLite has its busy timeout)."""
         session = self._sessions()
-        session.info[RUNS_AFTER_END] = True
         try:
             if lock_wait is not None and self.engine.dialect.name == "postgresql":
                 session.execute(select(func.set_config("lock_timeout", f"{max(1, round(lock_wait * 1000))}ms", True)))

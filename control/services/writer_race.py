@@ -9,7 +9,7 @@ from typing import Iterator
 
 from sqlalchemy import func, select
 
-from storage.db import RUNS_AFTER_END, after_end
+from storage.db import after_end
 from storage.ref_turns import ref_turn
 from storage.repo_writes import HOLDS_A_REPOSITORY_TURN
 
@@ -58,10 +58,6 @@ class WriterRace:
         turn = ExitStack()
         got = turn.enter_context(ref_turn(repo_path, ref, time.monotonic() + self.seconds))
         self.deadline = time.monotonic() + self.seconds
-        if not self.session.info.get(RUNS_AFTER_END):
-            with turn:
-                yield got
-            return
         # held until the transaction has ended: the next writer reads the head once this one's rows are committed,
         # or once its ref was taken back if it failed (it built on a commit that its request then undid)
         if got:
