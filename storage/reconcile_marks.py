@@ -111,12 +111,8 @@ def _parse(name: str) -> tuple[str, list[tuple[int, str]]] | None:
     return parts[0], owners
 
 
+@functools.cache
 def _where() -> str:
-    return _where_for(os.getpid())
-
-
-@functools.lru_cache(maxsize=4)
-def _where_for(pid: int) -> str:
     """This host (a hash of its name), its boot, and this process's pid namespace: `host.boot.namespace`, read once
     per process (a forked worker reads its own), not on every ref change."""
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
@@ -129,6 +125,9 @@ def _where_for(pid: int) -> str:
     except OSError:
         namespace = "0"
     return f"{host}.{boot}.{namespace}"
+
+
+os.register_at_fork(after_in_child=_where.cache_clear)  # a child may be in a pid namespace of its own
 
 
 def _start_time(pid: int) -> str:
