@@ -1,6 +1,7 @@
 """Bare repositories on disk, addressed by repository id (never by a name taken from a URL)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -44,11 +45,24 @@ def render_config(values: dict[str, str]) -> str:
     return "".join(f"{header}\n" + "\n".join(lines) + "\n" for header, lines in sections.items())
 
 
+class DiskNearlyFull(RuntimeError):
+    """The repositories' disk has less free space than readiness wants (DRIFTSTONE_READY_MIN_FREE): a push or commit
+    sent here would fail partway (git cannot write its pack or its lock files)."""
+
+
 class RepoStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         # packs made for clones, kept a while to send again (server/pack_cache.py), named "<repository id>.*"
         self.kept_packs = self.root / ".kept-packs"
+
+    def check(self, min_free: int) -> None:
+        """Raise if the store is missing or its disk has less than `min_free` bytes free (readiness probe)."""
+        if not self.root.is_dir():
+            raise FileNotFoundError("repository root missing")
+        usage = os.statvfs(self.root)
+        if usage.f_bavail * usage.f_frsize < min_free:
+            raise DiskNearlyFull()
 
     def path_for(self, repo_id: str) -> Path:
         if not _ID.match(repo_id):

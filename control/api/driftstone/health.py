@@ -2,8 +2,6 @@
 configured)."""
 from __future__ import annotations
 
-import os
-
 from flask import Blueprint
 
 from ..endpoint import Call, endpoint
@@ -15,11 +13,6 @@ bp = Blueprint("health", __name__)
 
 class NotMigrated(RuntimeError):
     """The database answers but has no schema: `driftstone migrate` has not run (`driftstone serve` runs it)."""
-
-
-class DiskNearlyFull(RuntimeError):
-    """The repositories' disk has less free space than DRIFTSTONE_READY_MIN_FREE: a push or commit sent here would
-    fail partway (git cannot write its pack or its lock files), so traffic should go elsewhere until it is freed."""
 
 
 class Health(WireModel):
@@ -49,15 +42,8 @@ def readyz(call: Call):
         if not context.db.has_schema():
             raise NotMigrated()
 
-    def repo_store():
-        if not context.store.root.is_dir():
-            raise FileNotFoundError("repository root missing")
-        usage = os.statvfs(context.store.root)
-        if usage.f_bavail * usage.f_frsize < context.settings.ready_min_free:
-            raise DiskNearlyFull()
-
     probe("database", database)
-    probe("repoStore", repo_store)
+    probe("repoStore", lambda: context.store.check(context.settings.ready_min_free))
     probe("blobStore", context.blobs.check)
     if context.settings.redis_url:
         probe("redis", lambda: context.jobs.connection.ping())
