@@ -1,5 +1,5 @@
 """Effects that follow a ref change once the ref has moved: branch rows (and a deleted branch's upload files),
-the event log, housekeeping."""
+the event log, stacks that landed, housekeeping."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +15,7 @@ from storage.models import Branch, Event, Repository, Upload, utcnow
 from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
+from .landed_stacks import mark_landed_stacks
 from .refs import RefUpdate
 
 log = logging.getLogger(__name__)
@@ -118,4 +119,4 @@ def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], sessi
         defer(session, "control.jobs.housekeep_repository", ctx.repo.id, job_id=f"housekeep-{ctx.repo.id}")
 
 
-EFFECTS = (record_branch_heads, record_event, request_housekeeping)
+EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, request_housekeeping)  # the first takes the lock

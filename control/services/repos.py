@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hooks.effects import retire_branch_uploads
+from hooks.landed_stacks import mark_stacks_already_landed
 from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
 from storage.db import on_rollback
@@ -126,6 +127,7 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
         row.head_sha = sha
         row.status = "ready"
     session.flush()
+    mark_stacks_already_landed(session, store.path_for(repo.id), repo.id, heads)  # a merge killed before its row
     return heads
 
 

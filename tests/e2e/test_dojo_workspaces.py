@@ -10,6 +10,7 @@ import time
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from tests.support import at_once, repo_path, request_interrupted
 
@@ -1397,3 +1398,72 @@ def test_a_submit_refused_by_a_lock_names_its_holder_as_a_write_refused_by_it_do
     assert details["path"] == "guarded/x.md" and details["lock_id"] == lock["id"], details
     assert (details["workspace_id"], details["workspace_name"], details["agent_name"]) == (holder["id"], "holder",
                                                                                            "keeper")
+
+
+def _stack_state(server, tenant, repo, stack_id):
+    got = v1(server, tenant, "GET", f"{repo}/stacks/{stack_id}").json()["data"]
+    return got["status"], got["mergedSha"]
+
+
+def test_a_stack_whose_head_is_pushed_onto_its_base_reads_merged(server, tenant, git, tmp_path, seeded):
+    """As GitHub and Gitea close a pull request whose head reaches its base: a merge made on a clone and pushed, or
+    the base fast-forwarded to the head. Pushing the head elsewhere, or other work to the base, leaves it open."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, merged_by_hand, merged_head = submit_work(dojo, "by-hand", {"src/hand.ts": "export const hand = 1;\n"})
+    _, waiting, _ = submit_work(dojo, "waiting", {"src/wait.ts": "export const wait = 1;\n"})
+    clone = tmp_path / "hand"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    git("push", "-q", "origin", f"{merged_head}:refs/heads/elsewhere", cwd=clone)
+    git.commit(clone, {"notes.txt": "unrelated\n"}, "unrelated work on main")
+    git("push", "-q", "origin", "main", cwd=clone)
+    assert _stack_state(server, tenant, repo, merged_by_hand["id"]) == ("open", None)
+
+    git("fetch", "-q", "origin", merged_by_hand["bookmark"], cwd=clone)
+    git("merge", "-q", "--no-ff", "-m", "merge by hand", "FETCH_HEAD", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    merge_commit = git.out("rev-parse", "HEAD", cwd=clone)
+    assert _stack_state(server, tenant, repo, merged_by_hand["id"]) == ("merged", merge_commit)
+    assert _stack_state(server, tenant, repo, waiting["id"]) == ("open", None)
+    again = v1(server, tenant, "POST", f"{repo}/stacks/{merged_by_hand['id']}/merge", {})
+    assert again.status_code == 409 and "merged" in again.text
+
+
+def test_a_stack_fast_forwarded_onto_its_base_or_merged_as_a_branch_reads_merged(server, tenant, git, tmp_path,
+                                                                                 seeded):
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, forwarded, head = submit_work(dojo, "forwarded", {"a.txt": "a\n"})
+    clone = tmp_path / "forward"
+    git("clone", "-q", "-b", forwarded["bookmark"], tenant.url(repo), str(clone))
+    git("push", "-q", "origin", f"{head}:refs/heads/main", cwd=clone)
+    assert _stack_state(server, tenant, repo, forwarded["id"]) == ("merged", head)
+
+    _, as_branch, _ = submit_work(dojo, "as-branch", {"b.txt": "b\n"})
+    merged = requests.post(f"{server.url}/v1/repos/{repo}/merges", timeout=60,
+                           json={"source": as_branch["bookmark"], "target": "main", "strategy": "merge"},
+                           headers={"Authorization": f"Bearer {tenant.keys['agent']}"})
+    assert merged.status_code in (200, 201), merged.text
+    assert _stack_state(server, tenant, repo, as_branch["id"]) == ("merged", merged.json()["data"]["head_commit"])
+
+
+def test_a_stack_whose_merge_moved_the_base_but_was_not_recorded_is_merged_by_the_reconcile(server, tenant, git,
+                                                                                           tmp_path, seeded):
+    """A worker killed between the base branch's move and its transaction's commit left the stack open for good;
+    the reconcile its ref change asks for now finds the head on the base. The kill is played by moving the ref on
+    disk (what the killed merge had done) and running the reconcile the server's next worker runs."""
+    from control.services import repos as repo_service
+    from storage.models import Repository
+
+    repo, _, main = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, stack, head = submit_work(dojo, "killed", {"k.txt": "k\n"})
+    merged_tree = git.out("rev-parse", f"{head}^{{tree}}", cwd=repo_path(server, tenant, repo))
+    merge = git.out("commit-tree", merged_tree, "-p", main, "-p", head, "-m", "merge",
+                    cwd=repo_path(server, tenant, repo))
+    git("update-ref", "refs/heads/main", merge, main, cwd=repo_path(server, tenant, repo))
+    assert _stack_state(server, tenant, repo, stack["id"]) == ("open", None)
+    with server.context.db.session() as session:
+        row = session.scalar(select(Repository).where(Repository.org_id == tenant.org_id, Repository.slug == repo))
+        repo_service.reconcile_branches(session, server.context.store, row)
+    assert _stack_state(server, tenant, repo, stack["id"]) == ("merged", merge)
