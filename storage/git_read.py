@@ -164,6 +164,14 @@ def commits_between(repo: Path, base: str | None, head: str) -> list[str]:
     return run_git(repo, [*args, "--"]).stdout.decode().split()
 
 
+def newest_commits(repo: Path, tip: str, exclude: str | None = None, limit: int = 10_000) -> list[str]:
+    """Up to `limit` commits reachable from `tip` (and not from `exclude`), newest first."""
+    args = ["rev-list", f"--max-count={limit}", "--end-of-options", tip]
+    if exclude:
+        args.append(f"^{exclude}")
+    return run_git(repo, [*args, "--"]).stdout.decode().split()
+
+
 def object_sizes(repo: Path, shas: Iterable[str]) -> dict[str, int]:
     """Inflated sizes in bytes of the given objects (one `git cat-file --batch-check`); missing ones are left out."""
     wanted = [sha for sha in dict.fromkeys(shas) if is_full_sha(sha)]

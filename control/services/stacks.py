@@ -203,6 +203,10 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
         parent = session.get(Stack, stack.parent_stack_id)
         if parent is not None and parent.status == "open":
             raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
+    # read before the merge: its ref change's effects retarget them when the merge brings the head itself
+    # (hooks/landed_stacks.py), and here they are replayed onto the base as well
+    children = [] if dry_run else list(session.scalars(
+        select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")))
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
                                 message or stack.title, dry_run=dry_run, source_label=stack.bookmark,
                                 workspace_id=stack.workspace_id, since=stack.base_commit)
@@ -212,7 +216,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
     if delete_branch:
         merges.delete_merged_branch(session, app, repo, actor, stack.bookmark, stack.head_commit, outcome)
     session.flush()
-    for child in session.scalars(select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")):
+    for child in children:
         restack_child(session, app, repo, child, stack, actor)
     return outcome
 

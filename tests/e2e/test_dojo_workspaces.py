@@ -1467,3 +1467,27 @@ def test_a_stack_whose_merge_moved_the_base_but_was_not_recorded_is_merged_by_th
         row = session.scalar(select(Repository).where(Repository.org_id == tenant.org_id, Repository.slug == repo))
         repo_service.reconcile_branches(session, server.context.store, row)
     assert _stack_state(server, tenant, repo, stack["id"]) == ("merged", merge)
+
+
+def test_the_child_of_a_stack_merged_by_hand_waits_on_its_parents_base_and_merges_there(server, tenant, git,
+                                                                                        tmp_path, seeded):
+    """A child stack kept its parent's branch as its base when the parent was merged by a push: its own merge then
+    went into that branch, and nothing ever brought its work to main (review of the change that marks such
+    parents merged)."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "parent", {"p.txt": "p\n"})
+    _, child, child_sha = submit_work(dojo, "child", {"c.txt": "c\n"}, base_commit=parent_sha)
+    before = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert (before["baseBranch"], before["parentStackId"]) == (parent["bookmark"], parent["id"])
+    clone = tmp_path / "hand"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    git("fetch", "-q", "origin", parent["bookmark"], cwd=clone)
+    git("merge", "-q", "--no-ff", "-m", "parent by hand", "FETCH_HEAD", cwd=clone)
+    git("push", "-q", "origin", "main", cwd=clone)
+    got = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert (got["status"], got["baseBranch"], got["parentStackId"]) == ("open", "main", None)
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {"strategy": "merge"})
+    assert merged.status_code == 200 and merged.json()["data"]["target"] == "main", merged.text
+    git("pull", "-q", "origin", "main", cwd=clone)
+    assert git("merge-base", "--is-ancestor", child_sha, "HEAD", cwd=clone, check=False).returncode == 0

@@ -60,3 +60,18 @@ def test_merge_base_says_none_for_unrelated_histories_and_what_git_said_for_a_ba
     assert git_read.merge_base(repo, one, two) is None
     with pytest.raises(git_read.GitFailed, match="Not a valid commit name"):
         git_read.merge_base(repo, one, "1" * 40)
+
+
+def test_newest_commits_lists_at_most_its_limit_newest_first_and_leaves_out_what_is_excluded(tmp_path):
+    """The landed-stacks effect lists what a push brought to a branch: a rewrite onto a long unrelated history
+    listed all of it (500,000 commits: 4.7 s and 96 MB in the worker)."""
+    repo = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    stream = b"".join(b"commit refs/heads/main\ncommitter A <a@x> %d +0000\ndata %d\nc%d\n\n"
+                      % (1700000000 + i, len(b"c%d\n" % i), i) for i in range(50))
+    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=stream, check=True)
+    history = subprocess.run(["git", "-C", str(repo), "rev-list", "main"], capture_output=True,
+                             check=True).stdout.decode().split()
+    assert git_read.newest_commits(repo, history[0], limit=7) == history[:7]
+    assert git_read.newest_commits(repo, history[0], exclude=history[5], limit=100) == history[:5]
+    assert git_read.newest_commits(repo, history[0], exclude=history[0]) == []
