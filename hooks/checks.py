@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from storage import git_fsck, git_read, git_refs, object_headers
 from storage.keys import key_in_force
-from storage.models import BranchProtection
+from storage.models import Branch, BranchProtection
 from storage.push_scans import PushScans
 
 from .branch_patterns import branch_matches
@@ -35,6 +35,27 @@ def check_ref_names(ctx: ChangeContext, updates: Sequence[RefUpdate], session: S
     RECEIVE_HIDE_REFS); the server's own changes may also use refs/driftstone/."""
     return [Rejection(u.ref, problem, "invalid") for u in updates
             if (problem := ref_name_problem(u.ref) or (new_branch_problem(u.ref) if u.is_create else None))]
+
+
+def check_branches_awaiting_an_upload_kept(ctx: ChangeContext, updates: Sequence[RefUpdate],
+                                           session: Session) -> list[Rejection]:
+    """A branch made record-only (awaiting its first upload) has no ref yet, so git lets a push make `a/b` beside
+    it (or `a` beside a record-only `a/b`); its upload could then never become a ref. The API's own creates keep
+    to this rule already (control/services/branches.py)."""
+    created = [u for u in updates if u.is_create and u.branch is not None]
+    if not created:
+        return []
+    awaiting = sorted(session.scalars(select(Branch.name).where(Branch.repo_id == ctx.repo.id,
+                                                                Branch.head_sha.is_(None))))
+    rejections = []
+    for update in created if awaiting else ():
+        clash = next((name for name in awaiting
+                      if update.branch.startswith(name + "/") or name.startswith(update.branch + "/")), None)
+        if clash is not None:
+            rejections.append(Rejection(update.ref, f"branch '{update.branch}' cannot exist beside branch "
+                                        f"'{clash}', which awaits its first upload", "invalid",
+                                        {"clashesWith": clash}))
+    return rejections
 
 
 def check_atomic_push_has_no_hidden_ref(ctx: ChangeContext, updates: Sequence[RefUpdate],
@@ -184,7 +205,8 @@ def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate],
     return [Rejection(u.ref, problem, "invalid") for u in updates if not u.is_delete] if problem else []
 
 
-PUSH_CHECKS: tuple[Check, ...] = (check_key_in_force, check_ref_names, check_atomic_push_has_no_hidden_ref,
+PUSH_CHECKS: tuple[Check, ...] = (check_key_in_force, check_ref_names, check_branches_awaiting_an_upload_kept,
+                                  check_atomic_push_has_no_hidden_ref,
                                   check_protected_branches, check_default_branch_kept,
                                   check_deletes_name_the_current_value, check_path_locks, check_object_sizes,
                                   check_pushed_paths, check_objects_written_here)

@@ -208,6 +208,29 @@ def test_record_only_branch_gets_its_first_head_from_its_first_upload(server, te
     assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}").json()["data"]["mainHeadIdentifier"] == "ver-main"
 
 
+def test_a_push_cannot_make_a_branch_that_would_keep_a_record_only_one_from_ever_getting_its_ref(server, tenant, git,
+                                                                                                 tmp_path):
+    """git lets a push make `held/x` beside a record-only `held` (it has no ref yet), and after that every upload
+    to `held` was refused for good ("clashes with an existing ref"); the API refused the same name already."""
+    repo = new_repo(server, tenant)
+    upload_tree(server, tenant, repo, "ver-main", {"main.txt": b"m"})
+    for name in ("held", "deep/held"):
+        record = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+                     {"name": name, "recordOnly": True})
+        assert record.status_code == 201, record.text
+    work = tmp_path / "w"
+    git("clone", "-q", tenant.url(repo), str(work))
+    for clashing in ("held/x", "deep"):
+        pushed = git("push", "origin", f"HEAD:refs/heads/{clashing}", cwd=work, check=False)
+        assert pushed.returncode != 0
+        assert "which awaits its first upload" in pushed.stderr.decode(), pushed.stderr.decode()
+    assert git.out("ls-remote", "--heads", tenant.url(repo)).count("refs/heads/") == 1
+    git("push", "-q", "origin", "HEAD:refs/heads/held-too", cwd=work)  # a name that only starts the same is fine
+    done = upload_tree(server, tenant, repo, "ver-held", {"h.txt": b"h"}, branch="held")
+    assert api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/held").json()["data"][
+        "headCommit"] == done["commit"]
+
+
 def test_record_only_branch_of_an_empty_repository_starts_a_root_commit(server, tenant, git, tmp_path):
     repo = new_repo(server, tenant)
     api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches", {"name": "draft", "recordOnly": True})
