@@ -13,6 +13,7 @@ from control.context import AppContext
 from control.services import repos as repo_service
 from control.services.naming import folded_slug
 from storage.errors import ChangeLeftApplied, DomainError, NotFound, StorageFailure, is_storage_refusal
+from storage.git_env import GitFailed
 
 from . import dojo, driftstone
 from .envelope import failure
@@ -95,6 +96,20 @@ def create_app(context: AppContext) -> Flask:
         log.error("storage refused a write, request %s: %s", request_id, error)
         return failure("the server could not write to its storage; retry later", "unavailable", 503,
                        {"requestId": request_id}, {"Retry-After": "30"}, path=request.path)
+
+    @app.errorhandler(GitFailed)
+    def git_stopped(error: GitFailed):
+        """A git the request ran was killed (out of memory, an operator, a restart): the request's transaction
+        rolls back (a ref change it may have made is handed to a reconcile, hooks.pipeline), and the same request
+        may succeed in a moment. A git that failed on its own is unexpected, as before."""
+        if error.returncode >= 0:
+            return unexpected(error)
+        if _repository_gone(context):
+            return deleted_meanwhile(error)
+        request_id = uuid.uuid4().hex
+        log.warning("request %s: git was killed (signal %d): %s", request_id, -error.returncode, error.cmd[:4])
+        return failure("a git process of the server was stopped before it finished; retry shortly",
+                       "unavailable", 503, {"requestId": request_id}, {"Retry-After": "1"}, path=request.path)
 
     @app.errorhandler(ChangeLeftApplied)
     def left_applied(error: ChangeLeftApplied):
