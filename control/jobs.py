@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -76,8 +77,9 @@ def finish_interrupted_work() -> None:
     by `driftstone worker` as it starts and every ten minutes: the purge of a repository deleted, or of uploads
     retired (the job is queued once the deleting transaction commits: a kill in between lost it, or killed it
     midway; Redis restarted without its data lost it), the reconcile of repositories marked for one or holding a
-    ref change whose processes died before its rows were written, and the temporary files of signed-URL PUTs cut
-    off by a kill (their removal is a `finally`)."""
+    ref change whose processes died before its rows were written, the temporary files of signed-URL PUTs cut
+    off by a kill (their removal is a `finally`), and the directories of repository creates killed before their
+    rows were committed."""
     ctx = _ctx()
     with ctx.db.session() as session:
         deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
@@ -94,6 +96,32 @@ def finish_interrupted_work() -> None:
             reconcile_repository(repo_id)
         except Exception:  # its mark stays for the next ask; the others still run
             log.exception("reconcile of repo %s failed", repo_id)
+    remove_unrecorded_repositories()
+
+
+UNRECORDED_REPOSITORY_SECONDS = 3600  # a create makes the directory a moment before its row's transaction commits
+
+
+def remove_unrecorded_repositories() -> None:
+    """A repository create killed between `git init` and its transaction's commit leaves a directory no row names
+    (a kill sweep found one, never removed). One that holds nothing but what `git init` made goes an hour after;
+    one holding refs or objects stays and is reported: a database restored from an older backup would not name
+    repositories made since, and their data is not this job's to remove."""
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        recorded = set(session.scalars(select(Repository.id)))  # read before the disk: a create meanwhile is new
+    for repo_id in sorted(set(ctx.store.ids_on_disk()) - recorded):
+        try:
+            age = time.time() - ctx.store.path_for(repo_id).stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < UNRECORDED_REPOSITORY_SECONDS:
+            continue
+        if ctx.store.holds_nothing(repo_id):
+            ctx.store.delete(repo_id)
+        else:
+            log.warning("repository directory %s holds refs or objects but no repository names it: left in place",
+                        ctx.store.path_for(repo_id))
 
 
 def housekeep_repository(repo_id: str) -> None:

@@ -86,6 +86,32 @@ class RepoStore:
             raise StorageFailure(f"repository {repo_id} could not be created: {str(reason)[:500]}") from error
         return path
 
+    def ids_on_disk(self) -> list[str]:
+        """The ids of the repositories whose directories are here."""
+        found = []
+        for fan_out in self.root.glob("[0-9a-f][0-9a-f]"):
+            for entry in fan_out.glob("*.git"):
+                repo_id = entry.name.removesuffix(".git")
+                if _ID.match(repo_id) and repo_id.endswith(fan_out.name):
+                    found.append(repo_id)
+        return found
+
+    def holds_nothing(self, repo_id: str) -> bool:
+        """Whether the repository has no ref and no object: what `create` made, and no more."""
+        path = self.path_for(repo_id)
+        try:
+            if (path / "packed-refs").exists() or any(files for _, _, files in os.walk(path / "refs")):
+                return False
+            with os.scandir(path / "objects") as entries:
+                for entry in entries:
+                    if entry.name == "info":
+                        continue
+                    if entry.name != "pack" or any(True for _ in os.scandir(entry.path)):
+                        return False
+        except OSError:
+            return False
+        return True
+
     def has_files(self, repo_id: str) -> bool:
         """Whether anything of the repository is on disk: itself, or what a delete killed midway left."""
         path = self.path_for(repo_id)
