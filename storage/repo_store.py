@@ -106,7 +106,7 @@ class RepoStore:
                 for entry in entries:
                     if entry.name == "info":
                         continue
-                    if entry.name != "pack" or any(True for _ in os.scandir(entry.path)):
+                    if entry.name != "pack" or _has_entries(entry.path):
                         return False
         except OSError:
             return False
@@ -133,3 +133,8 @@ class RepoStore:
     @staticmethod
     def _doomed(path: Path) -> Path:
         return path.with_name(path.name + ".deleting")
+
+
+def _has_entries(directory: str) -> bool:
+    with os.scandir(directory) as entries:
+        return next(entries, None) is not None
