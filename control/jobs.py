@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage import reconcile_marks
+from storage.db import in_chunks
 from storage.housekeeping import housekeep
 from storage.jobs import JobRequest
 from storage.models import Repository, Upload, UploadFile, utcnow
@@ -164,8 +165,6 @@ def _remove_uploads(ctx, uploads: dict[str, list[str]]) -> None:
     if not uploads:
         return
     with ctx.db.session() as session:
-        ids = list(uploads)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+        for chunk in in_chunks(list(uploads)):
             session.execute(delete(UploadFile).where(UploadFile.upload_id.in_(chunk)))
             session.execute(delete(Upload).where(Upload.id.in_(chunk)))

@@ -8,6 +8,7 @@ from typing import Sequence
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from storage import git_refs
+from storage.db import in_chunks
 from storage.housekeeping import needs_housekeeping, note_ref_updates
 from storage.ids import new_id
 from storage.jobs import defer
@@ -41,7 +42,7 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
     if ctx.source != "upload":  # an upload names the head it made (uploads.py): any other change, a new one
         values["head_identifier"] = None
     table = Branch.__table__
-    for chunk in _chunks(list(present)):
+    for chunk in in_chunks(list(present)):
         moved = session.execute(
             update(table).where(table.c.repo_id == ctx.repo.id, table.c.name == bindparam("b_name")).values(**values),
             [{"b_name": name, "b_head": present[name][0]} for name in chunk])
@@ -59,7 +60,7 @@ def record_branch_heads(ctx: ChangeContext, applied: Sequence[RefUpdate], sessio
 
 def _remove_branch_rows(ctx: ChangeContext, session, names: list[str]) -> None:
     """The rows of deleted branches; their uploads retire with them."""
-    for chunk in _chunks(names):
+    for chunk in in_chunks(names):
         session.execute(delete(Branch).where(Branch.repo_id == ctx.repo.id, Branch.name.in_(chunk)))
     retire_branch_uploads(session, ctx.repo.id, names)
 
@@ -70,16 +71,12 @@ def retire_branch_uploads(session, repo_id: str, names: list[str]) -> None:
     found it there again and left the old uploads, "already completed", to the new branch). A job removes their
     stored files, then their rows."""
     retired = 0
-    for chunk in _chunks(names):
+    for chunk in in_chunks(names):
         retired += session.execute(
             update(Upload).where(Upload.repo_id == repo_id, Upload.branch.in_(chunk), Upload.retired_at.is_(None))
             .values(retired_at=utcnow()).execution_options(synchronize_session=False)).rowcount
     if retired:  # a job id of its own: one for the repository might be running, past its look at the rows
         defer(session, PURGE_RETIRED_UPLOADS, repo_id, job_id=new_id("purge"))
-
-
-def _chunks(names: list[str], size: int = 500) -> list[list[str]]:
-    return [names[start:start + size] for start in range(0, len(names), size)]
 
 
 def _ref_entry(ctx: ChangeContext, update: RefUpdate) -> dict:

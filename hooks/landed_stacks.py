@@ -15,6 +15,7 @@ from typing import Sequence
 from sqlalchemy import select, update
 
 from storage import git_read
+from storage.db import in_chunks
 from storage.models import Stack, utcnow
 
 from .context import ChangeContext
@@ -49,9 +50,9 @@ def mark_stacks_already_landed(session, repo_path: Path, repo_id: str, heads: di
 def _open_stacks_onto(session, repo_id: str, branches: list[str]) -> dict[str, list[tuple[str, str]]]:
     """branch -> [(stack id, head commit)] of the open stacks onto it that hold commits of their own."""
     found: dict[str, list[tuple[str, str]]] = {}
-    for start in range(0, len(branches), 500):
+    for chunk in in_chunks(branches):
         rows = session.execute(select(Stack.id, Stack.base_branch, Stack.head_commit).where(
-            Stack.repo_id == repo_id, Stack.status == "open", Stack.base_branch.in_(branches[start:start + 500]),
+            Stack.repo_id == repo_id, Stack.status == "open", Stack.base_branch.in_(chunk),
             Stack.head_commit != Stack.base_commit))
         for stack_id, branch, head in rows:
             found.setdefault(branch, []).append((stack_id, head))

@@ -45,6 +45,11 @@ def insert_unless_present(session: Session, model, keys: tuple[str, ...], where=
                                                                          index_where=where))
 
 
+def in_chunks(values: list, size: int = 500) -> list[list]:
+    """`values` cut into lists short enough for one `IN (...)` each (SQLite's bound parameters are limited)."""
+    return [values[start:start + size] for start in range(0, len(values), size)]
+
+
 def on_rollback(session: Session, undo) -> None:
     """Run `undo` if this session's transaction does not commit: a change made outside the database (a ref moved
     by compare-and-swap) is taken back when the request that made it fails."""
