@@ -38,9 +38,9 @@ class Settings(BaseModel):
     request_head_timeout: float = Field(default=30, gt=0)  # seconds to send a request's line and headers
     request_body_grace: float = Field(default=30, gt=0)  # seconds of waiting on a body, plus 1 s per min_rate bytes
     request_body_min_rate: float = Field(default=1024, gt=0)  # bytes per second of waiting a body must average
+    ready_min_free: int = Field(default=256 * MiB, ge=0)  # free bytes of the repositories' disk /readyz wants
     pack_cache_minutes: int = Field(default=10, ge=0)  # how long a clone's pack is kept to send again; 0: never
     pack_cache_min_free: int = Field(default=2048 * MiB, ge=0)  # bytes of free disk below which none is kept
-    ready_min_free: int = Field(default=256 * MiB, ge=0)  # free bytes of the repositories' disk /readyz wants
     pack_cache_max_bytes: int = Field(default=4096 * MiB, ge=0)  # all kept packs together; the oldest go first
     pack_cache_min_repository_size: int = Field(default=4 * MiB, ge=0)  # packs of smaller repositories: not kept
     # earlier clones of a state before its pack is kept (the program reads at most 18 digits)

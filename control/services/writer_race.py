@@ -46,8 +46,8 @@ class WriterRace:
         """For the whole race of a writer that builds on whatever the head is and writes (`racing`), `ref`'s turn
         among such writers (storage/ref_turns.py), waited for up to `seconds`; the race's seconds count from
         then (a writer that waited them out without the turn still tries, as every writer did before turns).
-        None for a transaction holding a database lock others may wait on (its repository's turn, or anything it
-        wrote): the writer whose turn it is may wait on it."""
+        No turn (False) for a transaction holding a database lock others may wait on (its repository's turn, or
+        anything it wrote): the writer whose turn it is may wait on it."""
         if not racing or self.session.info.get(HOLDS_A_REPOSITORY_TURN) or _wrote(self.session):
             yield False
             return
