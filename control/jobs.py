@@ -42,6 +42,13 @@ def purge_repository(repo_id: str) -> None:
     ctx.store.delete(repo_id)
 
 
+def run_extension(run_id: str) -> None:
+    """Run an extension's agent program for one run and record what it did (control.services.extension_runs)."""
+    from control.services.extension_runs import run_extension as run
+
+    run(_ctx(), run_id)
+
+
 def reconcile_repository(repo_id: str) -> None:
     """Branch rows rebuilt from the repository's refs, and workspace rows brought to commits their killed requests
     made: asked for when a ref change's effects could not be recorded (the database was unavailable for their
@@ -79,8 +86,8 @@ def finish_interrupted_work() -> None:
     retired (the job is queued once the deleting transaction commits: a kill in between lost it, or killed it
     midway; Redis restarted without its data lost it), the reconcile of repositories marked for one or holding a
     ref change whose processes died before its rows were written, the temporary files of signed-URL PUTs cut
-    off by a kill (their removal is a `finally`), and the directories of repository creates killed before their
-    rows were committed."""
+    off by a kill (their removal is a `finally`), the directories of repository creates killed before their
+    rows were committed, and extension runs whose job died."""
     ctx = _ctx()
     with ctx.db.session() as session:
         deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
@@ -98,6 +105,18 @@ def finish_interrupted_work() -> None:
         except Exception:  # its mark stays for the next ask; the others still run
             log.exception("reconcile of repo %s failed", repo_id)
     remove_unrecorded_repositories()
+    _take_up_stale_extension_runs()
+
+
+def _take_up_stale_extension_runs() -> None:
+    """Extension runs whose job died (its worker killed, the in-process queue gone with its server) or was lost."""
+    from control.services.extension_runs import run_job, stale_runs
+
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        stale = stale_runs(session)
+    for run_id in stale:
+        ctx.jobs.enqueue(run_job(run_id))
 
 
 UNRECORDED_REPOSITORY_SECONDS = 3600  # a create makes the directory a moment before its row's transaction commits

@@ -31,6 +31,7 @@ class JobRequest:
     args: tuple
     job_id: str
     retry_delays: tuple[float, ...] = RETRY_DELAYS  # between tries, on rq and in this process alike
+    long: bool = False  # may run for many minutes (an agent): in this process, on a thread of its own kind
 
 
 class JobQueue(Protocol):
@@ -50,7 +51,11 @@ def defer(session, func: str, *args, job_id: str | None = None) -> None:
     if job_id is None:
         digest = hashlib.sha256(repr(args).encode()).hexdigest()[:20]
         job_id = f"{func.rpartition('.')[2]}-{digest}"
-    session.info.setdefault("deferred_jobs", []).append(JobRequest(func, tuple(args), job_id))
+    defer_job(session, JobRequest(func, tuple(args), job_id))
+
+
+def defer_job(session, job: JobRequest) -> None:
+    session.info.setdefault("deferred_jobs", []).append(job)
 
 
 @dataclass(eq=False)
@@ -62,11 +67,18 @@ class InProcessQueue:
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _retries: "RetryTimer | None" = None
+    _long_jobs: "InProcessQueue | None" = None  # long jobs wait on each other, never on the short ones, nor these on them
 
     def __post_init__(self) -> None:
         _QUEUES.add(self)
 
     def enqueue(self, job: JobRequest) -> None:
+        if job.long:
+            with self._lock:
+                if self._long_jobs is None:
+                    self._long_jobs = InProcessQueue()
+            self._long_jobs._put(job, 0)
+            return
         self._put(job, 0)
 
     def forget_threads(self) -> None:
@@ -75,11 +87,14 @@ class InProcessQueue:
         self._lock = threading.Lock()
         self._thread = None
         self._retries = None
+        self._long_jobs = None
 
     def join(self) -> None:
         """Wait for the queued jobs and the retries they asked for."""
         while True:
             self._queue.join()
+            if self._long_jobs is not None:
+                self._long_jobs.join()
             if self._retries is None or not self._retries.wait_until_none_waits():
                 return
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shlex
 import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -52,6 +54,15 @@ class Settings(BaseModel):
     database_lock_wait: float = Field(default=10, gt=0)
     database_pool_size: int = Field(default=POOL_SIZE, gt=0)
     database_max_overflow: int = Field(default=MAX_OVERFLOW, ge=0)
+    # the agent program an extension run starts (split like a shell would; the prompt comes on its standard input);
+    # unset: runs are refused
+    extension_command: str | None = None
+    extension_timeout: int = Field(default=900, gt=0, le=6 * 3600)  # seconds a run's agent may take
+    # names of this server's environment variables the agent gets (its model's API key, say); never DRIFTSTONE_*
+    extension_env: str | None = None
+    # bwrap: the agent runs in bubblewrap, the server's data directory hidden and all but its run's directory
+    # read-only; none: as the server's own user, seeing all it sees (for a command that brings its own sandbox)
+    extension_sandbox: Literal["bwrap", "none"] = "bwrap"
 
     @field_validator("data_dir")
     @classmethod
@@ -62,6 +73,32 @@ class Settings(BaseModel):
         if value.exists() and not value.is_dir():
             raise ValueError(f"{value} is not a directory")
         return value
+
+    @field_validator("extension_command")
+    @classmethod
+    def _splittable(cls, value: str | None) -> str | None:
+        if value is not None and not shlex.split(value):
+            raise ValueError("names no program")
+        return value
+
+    @field_validator("extension_env")
+    @classmethod
+    def _passable_names(cls, value: str | None) -> str | None:
+        for name in (value or "").split(","):
+            name = name.strip()
+            if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.upper().startswith(PREFIX):
+                raise ValueError(f"{name}: the server's own settings (keys, database URLs) are not for agents")
+        return value
+
+    @property
+    def extension_argv(self) -> list[str] | None:
+        return shlex.split(self.extension_command) if self.extension_command else None
+
+    @property
+    def extension_env_names(self) -> list[str]:
+        return [name.strip() for name in (self.extension_env or "").split(",") if name.strip()]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

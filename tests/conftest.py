@@ -7,13 +7,20 @@ Set DRIFTSTONE_TEST_REDIS_URL to run background jobs on Redis, under a namespace
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support import Git, start_server
+from tests.support import ROOT, Git, start_server
+
+# extension runs start the scripted agent of tests/agents; the operator passes AGENT_TEST_TOKEN on to it
+AGENT_TOKEN = f"agent-token-{uuid.uuid4().hex}"
+AGENT = {"DRIFTSTONE_EXTENSION_COMMAND": shlex.join([sys.executable, "-u", str(ROOT / "tests" / "agents" / "scripted_agent.py")]),
+         "DRIFTSTONE_EXTENSION_ENV": "AGENT_TEST_TOKEN", "AGENT_TEST_TOKEN": AGENT_TOKEN}
 
 
 def _create_database(admin_url: str) -> tuple[str, callable]:
@@ -35,7 +42,7 @@ def _create_database(admin_url: str) -> tuple[str, callable]:
 
 
 def _server(tmp_path_factory, name: str, extra: dict[str, str]):
-    env = dict(extra)
+    env = {**AGENT, **extra}
     drops = []
     admin_url = os.environ.get("DRIFTSTONE_TEST_DATABASE_URL")
     if admin_url:
@@ -69,7 +76,8 @@ def server(tmp_path_factory):
 def small_limits_server(tmp_path_factory):
     """A second server with tight limits: object and push sizes (the push's objects inflate to 24 MiB at most),
     housekeeping after 3 packs or 20 ref updates, 2 s for a request that sends nothing or for a request head, a
-    body held to 4 s of waiting plus 1 s per 2,000 bytes, 1 s of waiting for a database lock (PostgreSQL). Its
+    body held to 4 s of waiting plus 1 s per 2,000 bytes, 1 s of waiting for a database lock (PostgreSQL), 3 s
+    for an extension run's agent. Its
     pack cache keeps a state's pack from its second clone on, as by default, for repositories of any size."""
     running, drops = _server(tmp_path_factory, "limits", {
         "DRIFTSTONE_PACK_CACHE_MIN_REPOSITORY_SIZE": "0",
@@ -84,6 +92,7 @@ def small_limits_server(tmp_path_factory):
         "DRIFTSTONE_REQUEST_BODY_GRACE": "4",
         "DRIFTSTONE_REQUEST_BODY_MIN_RATE": "2000",
         "DRIFTSTONE_DATABASE_LOCK_WAIT": "1",
+        "DRIFTSTONE_EXTENSION_TIMEOUT": "3",
     })
     yield running
     running.stop()

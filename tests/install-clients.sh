@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the e2e suite's git clients need beyond PyPI: a JDK and Debian's JGit (tests/e2e/test_cli_clients.py).
+# System packages the e2e suite needs beyond PyPI: a JDK and Debian's JGit for the git clients
+# (tests/e2e/test_cli_clients.py), and bubblewrap, the sandbox extension runs start their agent in.
 # Installs only what is missing; safe to run again. (isomorphic-git comes from npm, installed by its fixture.)
 set -euo pipefail
 
 need=()
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 [ -f /usr/share/java/org.eclipse.jgit.jar ] || need+=(libjgit-java)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

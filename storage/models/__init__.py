@@ -2,11 +2,12 @@ from .accounts import SCOPES, ApiKey, Organization
 from .base import Base, utcnow
 from .collab import PathLock, Stack, StackReview, Workspace, WorkspaceFile
 from .events import Event
+from .extensions import Extension, ExtensionRun
 from .repos import Branch, BranchProtection, Repository
 from .uploads import CommitMeta, Upload, UploadFile
 
 __all__ = [
     "SCOPES", "ApiKey", "Organization", "Base", "utcnow", "Event", "Branch", "BranchProtection", "Repository",
-    "CommitMeta", "Upload", "UploadFile",
+    "CommitMeta", "Upload", "UploadFile", "Extension", "ExtensionRun",
     "PathLock", "Stack", "StackReview", "Workspace", "WorkspaceFile",
 ]

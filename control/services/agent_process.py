@@ -1,0 +1,114 @@
+"""Run the operator's agent program for an extension run: in its own directory and process group, with the prompt
+on its standard input, a clean environment, a deadline, and its output kept in files (read back bounded)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+OUTPUT_KEPT = 64 * 1024  # bytes of the program's standard output a run's result keeps (its end)
+ERRORS_KEPT = 4 * 1024  # bytes of its standard error a failed run's error keeps (its end)
+BEAT_SECONDS = 15  # how often a running program's run says it is alive
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class AgentOutcome:
+    exit_code: int | None  # None: it did not end by itself (deadline, or the run was taken away)
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    lost: bool = False  # the run's claim was lost while the program ran (another job took it up)
+
+
+def agent_env(run_dir: Path, passed: Mapping[str, str], run_values: Mapping[str, str]) -> dict[str, str]:
+    """Nothing of the server's environment but PATH and the locale, and the variables the operator passes on."""
+    env = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TZ") if name in os.environ}
+    env.update({"HOME": str(run_dir / "home"), "TMPDIR": str(run_dir / "tmp")})
+    env.update(passed)
+    env.update(run_values)
+    return env
+
+
+def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequence[Path]) -> list[str]:
+    """`argv` under bubblewrap: the whole file system read-only, the `hidden` directories (the server's data:
+    repositories, database, keys) replaced by empty ones, the run's own directory writable, a process namespace
+    of its own (nothing it starts outlives it, nor it the server's process that started it)."""
+    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for directory in hidden:
+        command += ["--tmpfs", str(directory)]
+    command += ["--bind", str(run_dir), str(run_dir)]
+    for directory in hidden:  # after the bind, which makes its mount point in one of them
+        command += ["--remount-ro", str(directory)]
+    command += ["--chdir", str(workdir), "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
+                "--", *argv]
+    return command
+
+
+def run_agent(argv: Sequence[str], workdir: Path, run_dir: Path, prompt: str, env: Mapping[str, str],
+              timeout: float, beat: Callable[[], bool], secrets: Sequence[str] = ()) -> AgentOutcome:
+    """`beat()` is called every BEAT_SECONDS while the program runs; False stops it (the run is no longer ours).
+    Values in `secrets` are blanked out of what is read back."""
+    for name in ("home", "tmp"):
+        (run_dir / name).mkdir(exist_ok=True)
+    prompt_path, out_path, err_path = run_dir / "prompt", run_dir / "stdout", run_dir / "stderr"
+    prompt_path.write_text(prompt, encoding="utf-8")
+    with open(prompt_path, "rb") as stdin, open(out_path, "wb") as stdout, open(err_path, "wb") as stderr:
+        try:
+            process = subprocess.Popen(list(argv), cwd=workdir, env=dict(env), stdin=stdin, stdout=stdout,
+                                       stderr=stderr, start_new_session=True)
+        except OSError as error:
+            return AgentOutcome(None, "", f"the agent program ({argv[0]}) could not be started: {error.strerror}")
+        deadline = time.monotonic() + timeout
+        timed_out = lost = False
+        try:
+            while True:
+                try:
+                    process.wait(timeout=max(0.0, min(BEAT_SECONDS, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        timed_out = True
+                        break
+                    if not beat():
+                        lost = True
+                        break
+        finally:
+            _end_group(process)  # whatever it started in the background goes with it
+    code = None if timed_out or lost else process.returncode
+    return AgentOutcome(code, _tail(out_path, OUTPUT_KEPT, secrets), _tail(err_path, ERRORS_KEPT, secrets),
+                        timed_out=timed_out, lost=lost)
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _tail(path: Path, limit: int, secrets: Sequence[str]) -> str:
+    """The end of a file, secrets blanked: read with room before it for the longest secret, whose occurrences are
+    then replaced whole; a secret's end left at the start of what was read (its beginning was before) goes too."""
+    secrets = [secret.encode() for secret in secrets if secret]
+    room = max((len(secret) for secret in secrets), default=0)
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        start = max(0, handle.tell() - limit - room)
+        handle.seek(start)
+        data = handle.read()
+    if start:
+        data = data[max((_end_of(secret, data) for secret in secrets), default=0):]
+    for secret in secrets:
+        data = data.replace(secret, REDACTED.encode())
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def _end_of(secret: bytes, data: bytes) -> int:
+    """How long an end of `secret` that `data` starts with is."""
+    return next((size for size in range(len(secret) - 1, 0, -1) if data.startswith(secret[-size:])), 0)

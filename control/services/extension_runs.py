@@ -1,0 +1,220 @@
+"""An extension run as its background job does it: claim the run, write its branch's files out to a directory,
+run the operator's agent program there with the run's prompt, and commit what the program changed onto a
+branch of the run's own, `extensions/<run id>`, through the same checks as any ref change (paths, sizes, locks).
+
+One job at a time holds a run (a claim with a heartbeat); a job that died is replaced by the next one that asks
+(`finish_interrupted_work`) once its heartbeat is LEASE_SECONDS old, and a run whose job died MAX_ATTEMPTS times
+fails instead of starting its program again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from sqlalchemy import and_, func, or_, select, update
+
+from storage import git_checkout, git_refs
+from storage.errors import DomainError
+from storage.jobs import JobRequest
+from storage.keys import Principal
+from storage.models import Branch, ExtensionRun, Repository, utcnow
+
+from .agent_process import agent_env, in_sandbox, run_agent
+from .branches import create_branch
+from .contents import FileOperation, commit_files
+
+log = logging.getLogger(__name__)
+LEASE_SECONDS = 90
+MAX_ATTEMPTS = 3
+MAX_CHANGED_BYTES = 256 * 1024 * 1024  # what a run's commit may add, all files together (read into memory)
+SHORTEST_REDACTED = 8  # a passed-on value shorter than this ("1", "true") is not blanked out of the output
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, result: dict | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+class _Lost(Exception):
+    """Another job took the run over while this one's program ran."""
+
+
+def run_job(run_id: str) -> JobRequest:
+    return JobRequest("control.jobs.run_extension", (run_id,), f"run_extension-{run_id}", long=True)
+
+
+def run_branch(run_id: str) -> str:
+    return f"extensions/{run_id}"
+
+
+def run_extension(app, run_id: str) -> None:
+    token = secrets.token_hex(16)
+    if not _claim(app, run_id, token):
+        return
+    run_dir = app.settings.data_dir / "extension-runs" / run_id
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        _work(app, run_id, token, run_dir)
+    except _Lost:
+        log.warning("extension run %s was taken over by another job", run_id)
+    except _Failed as failure:
+        _finish(app, run_id, token, "failed", failure.result, str(failure))
+    except Exception:
+        _release(app, run_id, token)  # queued again: the job's retry (or the next interrupted-work pass) runs it
+        raise
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def stale_runs(session) -> list[str]:
+    """Runs no live job holds: queued ones a lost job never started, running ones whose heartbeat stopped."""
+    cutoff = utcnow() - timedelta(seconds=LEASE_SECONDS)
+    return list(session.scalars(select(ExtensionRun.id).where(or_(
+        and_(ExtensionRun.status == "queued", ExtensionRun.created_at < cutoff),
+        and_(ExtensionRun.status == "running", ExtensionRun.heartbeat_at < cutoff)))))
+
+
+def _claim(app, run_id: str, token: str) -> bool:
+    now = utcnow()
+    free = or_(ExtensionRun.status == "queued",
+               and_(ExtensionRun.status == "running", ExtensionRun.heartbeat_at < now - timedelta(seconds=LEASE_SECONDS)))
+    with app.db.session() as session:
+        claimed = session.execute(
+            update(ExtensionRun).where(ExtensionRun.id == run_id, free)
+            .values(status="running", claimed_by=token, heartbeat_at=now, attempts=ExtensionRun.attempts + 1,
+                    started_at=func.coalesce(ExtensionRun.started_at, now))
+            .execution_options(synchronize_session=False)).rowcount == 1
+        attempts = session.scalar(select(ExtensionRun.attempts).where(ExtensionRun.id == run_id)) if claimed else 0
+    if claimed and attempts > MAX_ATTEMPTS:
+        _finish(app, run_id, token, "failed", None,
+                f"the run's job ended without finishing {MAX_ATTEMPTS} times (the server or its worker was stopped "
+                "or killed while the agent ran); start the run again")
+        return False
+    return claimed
+
+
+def _beat(app, run_id: str, token: str) -> bool:
+    try:
+        with app.db.session() as session:
+            return session.execute(
+                update(ExtensionRun).where(ExtensionRun.id == run_id, ExtensionRun.claimed_by == token,
+                                           ExtensionRun.status == "running")
+                .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)).rowcount == 1
+    except Exception:  # the database is away for a moment: the program goes on; the lease says how long it may
+        log.warning("extension run %s: heartbeat not recorded", run_id, exc_info=True)
+        return True
+
+
+def _release(app, run_id: str, token: str) -> None:
+    try:
+        with app.db.session() as session:
+            session.execute(update(ExtensionRun).where(ExtensionRun.id == run_id, ExtensionRun.claimed_by == token,
+                                                       ExtensionRun.status == "running")
+                            .values(status="queued", claimed_by=None, heartbeat_at=None)
+                            .execution_options(synchronize_session=False))
+    except Exception:
+        log.warning("extension run %s could not be queued again; its lease runs out instead", run_id, exc_info=True)
+
+
+def _finish(app, run_id: str, token: str, status: str, result: dict | None, error: str | None,
+            session=None) -> None:
+    values = dict(status=status, result=result, error=error, finished_at=utcnow(), claimed_by=None)
+    statement = (update(ExtensionRun).where(ExtensionRun.id == run_id, ExtensionRun.claimed_by == token)
+                 .values(**values).execution_options(synchronize_session=False))
+    if session is not None:
+        session.execute(statement)
+        return
+    with app.db.session() as own:
+        own.execute(statement)
+
+
+def _work(app, run_id: str, token: str, run_dir: Path) -> None:
+    with app.db.session() as session:
+        run = session.get(ExtensionRun, run_id)
+        repo = session.get(Repository, run.repo_id)
+        if repo is None or repo.deleted_at is not None:
+            raise _Failed("the repository was deleted")
+        session.expunge(run)
+    repo_path = app.store.path_for(run.repo_id)
+    branch = run_branch(run_id)
+    earlier = git_refs.read_ref(repo_path, f"refs/heads/{branch}")
+    if earlier is not None:  # an earlier try committed, then died before recording it: its commit is the result
+        _finish(app, run_id, token, "completed", _result(run, branch, earlier, [], [], None, None), None)
+        return
+    workdir = run_dir / "work"
+    written = git_checkout.write_out(repo_path, run.base_commit, workdir)
+    passed = {name: os.environ[name] for name in app.settings.extension_env_names if name in os.environ}
+    hidden = [value for value in passed.values() if len(value) >= SHORTEST_REDACTED] + [app.settings.secret_key or ""]
+    env = agent_env(run_dir, passed, {
+        "DRIFTSTONE_RUN_ID": run.id, "DRIFTSTONE_EXTENSION_ID": run.extension_id,
+        "DRIFTSTONE_STORAGE_PATH": run.path, "DRIFTSTONE_BRANCH": run.branch,
+        "DRIFTSTONE_BASE_COMMIT": run.base_commit or "", "DRIFTSTONE_PRESETS": ",".join(run.presets or []),
+        "DRIFTSTONE_PROMPT_FILE": str(run_dir / "prompt")})
+    argv = app.settings.extension_argv
+    if app.settings.extension_sandbox == "bwrap":
+        argv = in_sandbox(argv, run_dir, workdir, _server_data(app))
+    outcome = run_agent(argv, workdir, run_dir, run.prompt, env, app.settings.extension_timeout,
+                        lambda: _beat(app, run_id, token), hidden)
+    if outcome.lost:
+        raise _Lost()
+    ran = {"output": outcome.stdout, "exitCode": outcome.exit_code}
+    if outcome.timed_out:
+        raise _Failed(f"the agent ran past its {app.settings.extension_timeout} s limit and was stopped", ran)
+    if outcome.exit_code != 0:
+        said = outcome.stderr.strip()
+        raise _Failed(f"the agent exited with status {outcome.exit_code}" + (f": {said}" if said else ""), ran)
+    try:
+        found = git_checkout.changes_in(workdir, written, app.settings.max_object_size, MAX_CHANGED_BYTES)
+    except DomainError as refused:
+        raise _Failed(f"the agent's changes were not committed: {refused.message}", ran) from None
+    changes = [{"path": change.path, "action": change.action} for change in found.changes]
+    with app.db.session() as session:
+        sha = None
+        if found.changes:
+            try:
+                sha = _commit(session, app, run, branch, found.changes)
+            except DomainError as refused:
+                session.rollback()
+                raise _Failed(f"the agent's changes were not committed: {refused.message}", ran) from None
+        result = _result(run, branch if sha else None, sha, changes, found.skipped, outcome.stdout, outcome.exit_code)
+        _finish(app, run_id, token, "completed", result, None, session=session)
+
+
+def _server_data(app) -> list[Path]:
+    """The directories an agent must not see: the data directory, and the blob store's when it is elsewhere."""
+    hidden = [app.settings.data_dir]
+    blob_url = app.settings.effective_blob_url
+    if blob_url.startswith("file://"):
+        blobs = Path(url2pathname(urlsplit(blob_url).path))
+        if not blobs.is_relative_to(app.settings.data_dir):
+            hidden.append(blobs)
+    return hidden
+
+
+def _commit(session, app, run: ExtensionRun, branch: str, changes: list[git_checkout.FileChange]) -> str:
+    repo = session.get(Repository, run.repo_id)
+    actor = Principal(key_id=run.created_by_key_id or "", org_id=run.org_id, scope="agent")
+    if run.base_commit is not None:
+        create_branch(session, app, repo, actor, branch, source=run.base_commit)
+        row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
+        row.base_branch = run.branch
+    operations = [FileOperation(change.action, change.path, change.content,
+                                mode=None if change.action == "delete" else ("100755" if change.executable else "100644"))
+                  for change in changes]
+    title = next((line.strip() for line in run.prompt.splitlines() if line.strip()), "extension run")[:72]
+    intent = {"goal": title, "agent": f"extension {run.extension_id}", "run": run.id}
+    return commit_files(session, app, repo, actor, branch, operations, f"{title}\n\nExtension run {run.id}.",
+                        intent=intent, expected_head=run.base_commit).sha
+
+
+def _result(run: ExtensionRun, branch: str | None, sha: str | None, changes: list[dict], skipped: list[dict],
+            output: str | None, exit_code: int | None) -> dict:
+    return {"output": output, "exitCode": exit_code, "branch": branch, "commit": sha, "baseCommit": run.base_commit,
+            "changes": changes, "skipped": skipped}

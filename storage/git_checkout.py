@@ -1,0 +1,123 @@
+"""A commit's files written out as a plain directory for a program to work in, and what that program changed.
+
+Only regular files are written: a symlink or a submodule of the commit is left out of the directory, and kept
+as it is whatever the program puts at its path; nothing the program leaves is followed (symlinks it makes are
+reported, never read through).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import git_objects
+from .errors import TooLarge
+
+REGULAR = git_objects.FILE_MODE
+EXECUTABLE = git_objects.EXEC_MODE
+
+
+@dataclass(frozen=True)
+class FileChange:
+    action: str  # create | update | delete
+    path: str
+    content: bytes | None = None
+    executable: bool = False
+
+
+@dataclass
+class DirectoryChanges:
+    changes: list[FileChange] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: what the program left that git won't take
+
+
+def write_out(repo_path: Path, commit: str | None, dest: Path) -> dict[str, tuple[int, str]]:
+    """The commit's regular files under `dest` (which must not exist); every tree entry's path -> (mode, sha)."""
+    dest.mkdir(parents=True)
+    if commit is None:
+        return {}
+    entries: dict[str, tuple[int, str]] = {}
+    with git_objects.open_repo(repo_path) as repo:
+        for entry in git_objects.tree_entries(repo, git_objects.commit_tree(repo, commit), ""):
+            entries[entry.path] = (entry.mode, entry.sha)
+            if entry.mode not in (REGULAR, EXECUTABLE) or not _plain(entry.path) or not _utf8(entry.path):
+                continue
+            target = dest / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o755 if entry.mode == EXECUTABLE else 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(repo.object_store[entry.sha.encode()].as_raw_string())
+    return entries
+
+
+def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, max_total: int) -> DirectoryChanges:
+    """What differs between `dest` now and the files `write_out` wrote there (`written`)."""
+    found = DirectoryChanges()
+    seen: set[str] = set()
+    total = 0
+    for top, dirs, files, top_fd in os.fwalk(dest, follow_symlinks=False):
+        relative = os.path.relpath(top, dest)
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        for name in list(dirs):
+            if name.lower().rstrip(". ") == ".git" or not _utf8(name):
+                dirs.remove(name)
+                reason = "a .git directory" if _utf8(name) else "a name that is not UTF-8"
+                found.skipped.append({"path": prefix + name.encode("utf-8", "replace").decode(), "reason": reason})
+        for name in files:
+            path = prefix + name
+            if not _utf8(name):
+                found.skipped.append({"path": path.encode("utf-8", "replace").decode(), "reason": "a name that is not UTF-8"})
+                continue
+            info = os.lstat(name, dir_fd=top_fd)
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+                if path not in written:
+                    kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+                    found.skipped.append({"path": path, "reason": kind})
+                seen.add(path)
+                continue
+            mode, sha = written.get(path, (None, None))
+            if mode is not None and mode not in (REGULAR, EXECUTABLE):
+                found.skipped.append({"path": path, "reason": "a symlink or submodule in the commit, kept"})
+                seen.add(path)
+                continue
+            seen.add(path)
+            if info.st_size > max_file:
+                raise TooLarge(f"{path} is larger than the {max_file} byte limit", {"path": path, "limit": max_file})
+            content = _read(name, top_fd)
+            executable = bool(info.st_mode & stat.S_IXUSR)
+            if mode is not None and _blob_sha(content) == sha and executable == (mode == EXECUTABLE):
+                continue
+            total += len(content)
+            if total > max_total:
+                raise TooLarge(f"the changed files pass the {max_total} byte limit", {"limit": max_total})
+            found.changes.append(FileChange("update" if mode is not None else "create", path, content, executable))
+    for path, (mode, _sha) in sorted(written.items()):
+        if mode in (REGULAR, EXECUTABLE) and _plain(path) and _utf8(path) and path not in seen:
+            found.changes.append(FileChange("delete", path))
+    found.changes.sort(key=lambda change: change.path)
+    return found
+
+
+def _plain(path: str) -> bool:
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.fwalk hands bytes that are not UTF-8 back as lone surrogates
+        return False
+    return True
+
+
+def _read(name: str, dir_fd: int) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _blob_sha(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
