@@ -62,10 +62,11 @@ def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, m
         relative = os.path.relpath(top, dest)
         prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
         for name in list(dirs):
-            if name.lower().rstrip(". ") == ".git" or not _utf8(name):
+            reason = _directory_left_out(prefix + name, name, top_fd, written)
+            if reason:
                 dirs.remove(name)
-                reason = "a .git directory" if _utf8(name) else "a name that is not UTF-8"
-                found.skipped.append({"path": prefix + name.encode("utf-8", "replace").decode(), "reason": reason})
+                seen.add(prefix + name)
+                found.skipped.append({"path": (prefix + name).encode("utf-8", "replace").decode(), "reason": reason})
         for name in files:
             path = prefix + name
             if not _utf8(name):
@@ -99,6 +100,18 @@ def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, m
             found.changes.append(FileChange("delete", path))
     found.changes.sort(key=lambda change: change.path)
     return found
+
+
+def _directory_left_out(path: str, name: str, dir_fd: int, written: dict[str, tuple[int, str]]) -> str | None:
+    if not _utf8(name):
+        return "a name that is not UTF-8"
+    if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
+        return "a symlink"  # os.fwalk lists a symlink to a directory among the directories
+    if name.lower().rstrip(". ") == ".git":
+        return "a .git directory"
+    if path in written and written[path][0] not in (REGULAR, EXECUTABLE):
+        return "a symlink or submodule in the commit, kept"
+    return None
 
 
 def _plain(path: str) -> bool:
