@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
+from control.services.project_files import files_prefix
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage import reconcile_marks
 from storage.db import in_chunks
@@ -31,14 +32,17 @@ def _ctx():
 
 
 def purge_repository(repo_id: str) -> None:
-    """Remove a deleted repository's git directory and its stored upload files."""
+    """Remove a deleted repository's git directory, its stored upload files and its project's reference files."""
     ctx = _ctx()
     with ctx.db.session() as session:
         repo = session.get(Repository, repo_id)
         if repo is not None and repo.deleted_at is None:
             return  # not deleted (or restored): nothing to purge
         uploads = _uploads_with_paths(session, Upload.repo_id == repo_id)
+        project_files = files_prefix(repo) if repo is not None else None
     _remove_uploads(ctx, uploads)
+    if project_files:
+        ctx.blobs.delete_prefix(project_files)
     ctx.store.delete(repo_id)
 
 
@@ -47,6 +51,15 @@ def run_extension(run_id: str) -> None:
     from control.services.extension_runs import run_extension as run
 
     run(_ctx(), run_id)
+
+
+def remove_unnamed_project_file(storage_path: str) -> None:
+    """A deleted project file's bytes (kept while a row names them)."""
+    from control.services.project_files import remove_unnamed_project_file as remove
+
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        remove(session, ctx.blobs, storage_path)
 
 
 def reconcile_repository(repo_id: str) -> None:

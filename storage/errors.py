@@ -18,6 +18,12 @@ class Invalid(DomainError):
     code, status = "invalid", 422
 
 
+class BadRequest(DomainError):
+    """A request well-formed by its schema that a rule of the service refuses, where the surface says 400 (agirunner)."""
+
+    code, status = "bad_request", 400
+
+
 class NotFound(DomainError):
     code, status = "not_found", 404
 

@@ -15,7 +15,8 @@ from control.services.naming import folded_slug
 from storage.errors import ChangeLeftApplied, DomainError, NotFound, StorageFailure, is_storage_refusal
 from storage.git_env import GitFailed
 
-from . import dojo, driftstone
+from . import agirunner, dojo, driftstone
+from .endpoint import IdentConverter
 from .envelope import failure
 from .openapi import build_openapi
 from .request_body import CompleteBodyMiddleware
@@ -27,6 +28,7 @@ HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "no
 
 def create_app(context: AppContext) -> Flask:
     app = Flask("driftstone", static_folder=None)  # no /static route: every route is a documented operation
+    app.url_map.converters["ident"] = IdentConverter
     app.url_map.merge_slashes = False  # a // in a path is a 404 in the API's envelope, not an HTML redirect page
     app.config["DRIFTSTONE"] = context
     app.config["MAX_CONTENT_LENGTH"] = None
@@ -34,6 +36,7 @@ def create_app(context: AppContext) -> Flask:
 
     driftstone.register(app)
     dojo.register(app)
+    agirunner.register(app)
     app.wsgi_app = CompleteBodyMiddleware(app.wsgi_app)
 
     @app.get("/openapi.json", provide_automatic_options=False)

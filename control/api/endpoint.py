@@ -17,15 +17,24 @@ from typing import Any, Callable
 
 from flask import Blueprint, current_app, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.routing import BaseConverter
 
 from control.context import AppContext
 from storage.errors import DomainError, Invalid, NotFound, TooLarge
 from storage.keys import Principal
 
 from .auth import authenticate
-from .envelope import bare, success
+from .envelope import bare, data_envelope, success
 
 ROUTES: list["RouteSpec"] = []
+IDENT = "[a-z]+_[0-9a-f]{24}"  # storage.ids.new_id's ids: `<ident:...>` in a path takes only such a segment
+
+
+class IdentConverter(BaseConverter):
+    """A path segment that can only be an id, so that a route's literal segment beside it (`files/batch` beside
+    `files/<ident:file_id>`) is not also taken for an id (its methods would be advertised on the literal's path)."""
+
+    regex = IDENT
 
 
 class UnsupportedMediaType(DomainError):
@@ -50,8 +59,9 @@ class RouteSpec:
     raw_body: bool = False
     paginated: bool = False
     errors: tuple[tuple[int, str], ...] = ()  # statuses this route answers beyond the common error set
-    envelope: str = "driftstone"  # driftstone: {"success", "data"}; bare: the documented object itself
+    envelope: str = "driftstone"  # driftstone: {"success", "data"}; data: {"data"} (agirunner); bare: the object itself
     params: tuple[tuple[str, dict], ...] = ()  # JSON Schema keywords for path parameters, e.g. a pattern
+    produces: str = "application/json"  # another media type: the handler answers the bytes itself
 
 
 @dataclass
@@ -239,7 +249,7 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
              status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False,
              errors: dict[int, str] | None = None, envelope: str = "driftstone",
-             params: dict[str, dict] | None = None):
+             params: dict[str, dict] | None = None, produces: str = "application/json"):
     """`path` is the full path (for OpenAPI); the blueprint must have no url_prefix.
 
     `errors` documents statuses the handler answers (in the error envelope) beyond the common set; `params`
@@ -248,7 +258,7 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
     def register(handler: Callable):
         spec = RouteSpec(method, path, summary, scope, body, query, response, status, tag, raw_body, paginated,
                          tuple(sorted((errors or {}).items())), envelope=envelope,
-                         params=tuple(sorted((params or {}).items())))
+                         params=tuple(sorted((params or {}).items())), produces=produces)
         ROUTES.append(spec)
         wants = inspect.signature(handler).parameters
 
@@ -267,14 +277,15 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
                 if "call" in wants:
                     kwargs["call"] = Call(context=context, session=session, principal=principal)
                 result = handler(**kwargs)
-            if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
-                data, extra = result
-                return success(data, status, **extra)
             if hasattr(result, "status_code") and hasattr(result, "headers"):
                 return result
+            data, extra = result if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict) \
+                else (result, {})
             if envelope == "bare":
-                return bare(result, status)
-            return success(result, status)
+                return bare(data, status)
+            if envelope == "data":
+                return data_envelope(data, status, **extra)
+            return success(data, status, **extra)
 
         # No automatic OPTIONS: an undocumented method answers 405 (with Allow) in the envelope, like any other.
         bp.add_url_rule(path, endpoint=handler.__name__, view_func=view, methods=[method],

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import jsonify
@@ -20,6 +22,11 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def data_envelope(data: Any, status: int = 200, meta: dict | None = None):
+    """agirunner's success envelope: {"data": ...} and its `meta` (a list's page, the request's id and time)."""
+    return jsonify({"data": to_jsonable(data), "meta": page_meta(**to_jsonable(meta or {}))}), status
+
+
 def success(data: Any, status: int = 200, **extra: Any):
     body = {"success": True, "data": to_jsonable(data), **{k: to_jsonable(v) for k, v in extra.items()}}
     return jsonify(body), status
@@ -34,12 +41,21 @@ BARE_PREFIXES = ("/api/repos/",)  # dojo (seed 004): documented objects without 
 BARE_STATUSES = {422: 400}
 
 
+AGIRUNNER_PREFIX = "/api/v1/"  # agirunner (seed 002): {"data": ...}; errors {"error": {"code", ...}, "meta": {...}}
+# agirunner's codes (its platform API's domain errors); the others are ours, upper-cased alike
+AGIRUNNER_CODES = {"invalid": "SCHEMA_VALIDATION_FAILED", "bad_request": "VALIDATION_ERROR",
+                   "invalid_json": "VALIDATION_ERROR", "unauthenticated": "UNAUTHORIZED",
+                   "too_large": "PAYLOAD_TOO_LARGE", "unavailable": "SERVICE_UNAVAILABLE", "internal": "INTERNAL_ERROR"}
+
+
 def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None,
             path: str = ""):
     """An error answer. Its message and details often quote what the client sent (a name, a value, a field): a key
     pasted there is blanked out."""
     body = {"error": blank_keys(message), "code": code, "details": _redacted(details or {})}
-    if path.startswith(BARE_PREFIXES):
+    if path.startswith(AGIRUNNER_PREFIX):
+        body = {"error": {"code": AGIRUNNER_CODES.get(code, code.upper()), **_agirunner_error(body)}, "meta": page_meta()}
+    elif path.startswith(BARE_PREFIXES):
         status = BARE_STATUSES.get(status, status)
         body["details"] = _snake_case_keys(body["details"])  # as every other name on that surface
     else:
@@ -52,6 +68,32 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
 
 
 _CAPITAL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _agirunner_error(body: dict) -> dict:
+    """Schema failures as agirunner words them: "Invalid request body: <first problem>", the problems as zod's
+    flatten() lists them (details.issues.fieldErrors by field)."""
+    details = body["details"]
+    if "fields" not in details:
+        return {"message": body["error"], "details": _snake_case_keys(details)}
+    form_errors, field_errors = [], {}
+    for field in details["fields"]:
+        if field["loc"] == "body":  # about the body as a whole
+            form_errors.append(field["msg"])
+        else:
+            field_errors.setdefault(field["loc"], []).append(field["msg"])
+    first = (form_errors or next(iter(field_errors.values()), [body["error"]]))[0]
+    return {"message": f"Invalid request body: {first}",
+            "details": {"issues": {"formErrors": form_errors, "fieldErrors": field_errors}}}
+
+
+def page_meta(**extra: Any) -> dict:
+    """agirunner's `meta`, on every answer: the request's id and when it was answered."""
+    return {**extra, "request_id": uuid.uuid4().hex, "timestamp": _now_iso()}
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _snake_case_keys(value: Any) -> Any:

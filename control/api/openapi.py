@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from .endpoint import ROUTES, RouteSpec
+from .endpoint import IDENT, ROUTES, RouteSpec
 from .envelope import BARE_STATUSES
 
 REF = "#/components/schemas/{model}"
@@ -35,9 +35,23 @@ BARE_ERROR_SCHEMA = {
 }
 
 
+DATA_ERROR_SCHEMA = {  # agirunner
+    "type": "object",
+    "required": ["error", "meta"],
+    "properties": {
+        "error": {"type": "object", "required": ["code", "message"],
+                  "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}},
+        "meta": {"type": "object", "required": ["request_id", "timestamp"],
+                 "properties": {"request_id": {"type": "string"}, "timestamp": {"type": "string"}}},
+    },
+}
+ERROR_MODELS = {"driftstone": "Error", "bare": "BareError", "data": "DataError"}
+
+
 class _Schemas:
     def __init__(self):
-        self.components: dict[str, Any] = {"Error": ERROR_SCHEMA, "BareError": BARE_ERROR_SCHEMA}
+        self.components: dict[str, Any] = {"Error": ERROR_SCHEMA, "BareError": BARE_ERROR_SCHEMA,
+                                           "DataError": DATA_ERROR_SCHEMA}
 
     def of(self, annotation: Any, mode: str) -> dict:
         schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
@@ -59,9 +73,9 @@ class _Schemas:
 def _parameters(spec: RouteSpec, schemas: _Schemas) -> tuple[str, list[dict]]:
     params = []
     for converter, name in _PARAM.findall(spec.path):
+        pattern = {"path": None, "ident": f"^{IDENT}$"}.get(converter, "^[^/]+$")
         params.append({"name": name, "in": "path", "required": True,
-                       "schema": {"type": "string", "minLength": 1,
-                                  **({"pattern": "^[^/]+$"} if converter != "path" else {}),
+                       "schema": {"type": "string", "minLength": 1, **({"pattern": pattern} if pattern else {}),
                                   **dict(spec.params).get(name, {})}})
     if spec.query is not None:
         query_schema = spec.query.model_json_schema(ref_template=REF)
@@ -91,19 +105,32 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
                     "properties": {"success": {"const": True}, "data": data_schema}}
         if spec.envelope == "bare":
             envelope = data_schema
-        if spec.paginated:
+        elif spec.envelope == "data":
+            envelope = {"type": "object", "required": ["data"], "properties": {"data": data_schema}}
+            if spec.paginated:
+                envelope["required"].append("meta")
+                envelope["properties"]["meta"] = {"$ref": REF.format(model="PageMeta")}
+                schemas.components["PageMeta"] = {
+                    "type": "object", "required": ["total", "page", "per_page", "pages"],
+                    "properties": {name: {"type": "integer"} for name in ("total", "page", "per_page", "pages")}}
+        if spec.paginated and spec.envelope == "driftstone":
             envelope["properties"]["pagination"] = {"$ref": REF.format(model="Pagination")}
             schemas.components["Pagination"] = {
                 "type": "object", "required": ["page", "perPage", "hasMore"],
                 "properties": {"page": {"type": "integer"}, "perPage": {"type": "integer"},
                                "hasMore": {"type": "boolean"}}}
         responses = {str(spec.status): {"description": "OK", "content": {"application/json": {"schema": envelope}}}}
+        if spec.status == 204:
+            responses = {"204": {"description": "Done (no content)"}}
+        elif spec.produces != "application/json":
+            responses = {str(spec.status): {"description": "OK", "content": {
+                spec.produces: {"schema": {"type": "string", "format": "binary"}}}}}
         for status, description in [*ERROR_STATUSES.items(), *((str(code), text) for code, text in spec.errors)]:
             if spec.envelope == "bare" and int(status) in BARE_STATUSES:
                 continue  # answered with another status on that surface
             responses[status] = {"description": description,
                                  "content": {"application/json": {"schema": {"$ref": REF.format(
-                                     model="BareError" if spec.envelope == "bare" else "Error")}}}}
+                                     model=ERROR_MODELS[spec.envelope])}}}}
         operation["responses"] = responses
         if spec.scope:
             operation["security"] = [{"bearer": []}]

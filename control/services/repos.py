@@ -42,12 +42,13 @@ def repo_slug(name: str) -> str:
 
 
 def create_repo(session: Session, store: RepoStore, org_id: str, name: str, description: str | None = None,
-                default_branch: str = "main", creator: Principal | None = None) -> Repository:
+                default_branch: str = "main", creator: Principal | None = None, slug: str | None = None) -> Repository:
     """`creator`: the key asking (None: the CLI). A key limited to some repositories could not see the new one,
-    so only a key that reaches every repository of the organization may create one."""
+    so only a key that reaches every repository of the organization may create one. `slug`: chosen by the caller
+    (the Project view's), else derived from the name."""
     if creator is not None and creator.repo_ids is not None:
         raise Forbidden("a key limited to some repositories cannot create repositories")
-    slug = checked_slug(repo_slug(name), "repository")
+    slug = checked_slug(repo_slug(name) if slug is None else slug, "repository")
     exists = session.scalar(select(Repository.id).where(
         Repository.org_id == org_id, Repository.slug == slug, Repository.deleted_at.is_(None)))
     if exists:

@@ -39,7 +39,12 @@ class Repository(Base):
     main_head_identifier: Mapped[str | None] = mapped_column(String(200), default=None)
     upstream_url: Mapped[str | None] = mapped_column(Text, default=None)
     settings: Mapped[dict] = mapped_column(default=dict)
+    # the Project view (agirunner's "workspace", seed 002): sticky memory, active flag, the spec's current version
+    memory: Mapped[dict] = mapped_column(default=dict, server_default=text("'{}'"))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    current_spec_version: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

@@ -1,0 +1,13 @@
+"""The agirunner surface (seed 002): the Project view of repositories under /api/v1/workspaces, {"data": ...}."""
+from __future__ import annotations
+
+from flask import Flask
+
+from . import files, workspaces
+
+BLUEPRINTS = (workspaces.bp, files.bp)
+
+
+def register(app: Flask) -> None:
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)

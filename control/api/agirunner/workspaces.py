@@ -1,0 +1,191 @@
+"""/api/v1/workspaces (seed 002): a repository's Project view: create, list, get, patch, delete, its memory, its
+versioned spec and its timeline."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from control.services import project_specs, project_timeline, projects
+from storage.errors import BadRequest
+
+from ..endpoint import Call
+from .common import WS, AgirunnerModel, ProjectOut, list_meta, page_numbers, project_out, route
+
+bp = Blueprint("agirunner_workspaces", __name__)
+
+# a repository slug (control.services.naming.checked_slug); agirunner's own slugs are any text
+SLUG_PATTERN = r"^(?!.*\.\.)(?!.*\.git$)(?!.*\.lock$)(?!.*\.$)[a-z0-9][a-z0-9._-]{0,99}$"
+URL_PATTERN = r"^(https?|ssh|git)://[^\s/?#\[\]]+([/?#]\S*)?$"
+NUMBER = {"pattern": r"^([1-9][0-9]{0,5})?$"}  # documented; anything else is agirunner's 400 "Invalid pagination values"
+
+
+
+class CreateProject(AgirunnerModel):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field(min_length=1, max_length=100, pattern=SLUG_PATTERN)
+    description: str | None = Field(default=None, max_length=2000)
+    repository_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
+    settings: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None
+
+
+class PatchProject(AgirunnerModel):
+    model_config = ConfigDict(**AgirunnerModel.model_config, json_schema_extra={"anyOf": [
+        {"required": [name]} for name in ("name", "slug", "description", "repository_url", "settings", "is_active")]})
+
+    name: str = Field(default=None, min_length=1, max_length=200)
+    slug: str = Field(default=None, min_length=1, max_length=100, pattern=SLUG_PATTERN)
+    description: str = Field(default=None, max_length=2000)
+    repository_url: str = Field(default=None, max_length=2048, pattern=URL_PATTERN)
+    settings: dict[str, Any] = None
+    is_active: bool = None
+
+    @model_validator(mode="after")
+    def _one_field(self):
+        if not self.model_fields_set:
+            raise PydanticCustomError("at_least_one_field", "At least one field is required")
+        return self
+
+
+class ListQuery(AgirunnerModel):
+    q: str | None = Field(default=None, max_length=200)
+    is_active: str | None = None
+    page: str | None = Field(default=None, json_schema_extra=NUMBER)
+    per_page: str | None = Field(default=None, json_schema_extra={"pattern": r"^(100|[1-9][0-9]?)?$"})
+
+
+class DeleteQuery(AgirunnerModel):
+    cascade: str | None = None
+
+
+class Summary(AgirunnerModel):
+    active_workflow_count: int
+    completed_workflow_count: int
+    attention_workflow_count: int
+    total_workflow_count: int
+    last_workflow_activity_at: datetime | None
+
+
+class ListedProject(ProjectOut):
+    summary: Summary
+
+
+class DeletedProject(AgirunnerModel):
+    id: str
+    deleted: bool = True
+
+
+class MemoryPatch(AgirunnerModel):
+    key: str = Field(min_length=1, max_length=256)
+    value: Any = None
+
+
+class SpecBody(AgirunnerModel):
+    resources: dict[str, Any] | None = None
+    documents: dict[str, Any] | None = None
+    tools: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    instructions: dict[str, Any] | None = None
+
+
+class SpecQuery(AgirunnerModel):
+    version: str | None = Field(default=None, json_schema_extra={"pattern": r"^([0-9]{1,9})?$"})
+
+
+class SpecOut(AgirunnerModel):
+    workspace_id: str
+    version: int
+    spec: dict[str, Any]
+    created_at: datetime | None
+    created_by_type: str | None
+    created_by_id: str | None
+
+
+def _project(call: Call, workspace_id: str):
+    return projects.visible_project(call.session, call.principal, workspace_id)
+
+
+@route(bp, "POST", "/api/v1/workspaces", summary="Create a workspace (a repository's Project view)", scope="admin",
+       body=CreateProject, response=ProjectOut, status=201)
+def create_workspace(call: Call, body: CreateProject):
+    repo = projects.create_project(call.session, call.context.store, call.principal, body.name, body.slug,
+                                   body.description, body.repository_url, body.settings, body.memory)
+    return project_out(call, repo)
+
+
+@route(bp, "GET", "/api/v1/workspaces", summary="List workspaces (newest first)", scope="agent", query=ListQuery,
+       response=list[ListedProject], paginated=True)
+def list_workspaces(call: Call, query: ListQuery):
+    page, per_page = page_numbers(query.page, query.per_page)
+    is_active = None if not query.is_active else query.is_active == "true"
+    rows, total = projects.list_projects(call.session, call.principal, query.q, is_active, page, per_page)
+    counts = projects.run_counts(call.session, [row.id for row in rows])
+    listed = []
+    for row in rows:
+        run = counts.get(row.id, projects.RunCounts())
+        summary = Summary(active_workflow_count=run.active, completed_workflow_count=run.completed,
+                          attention_workflow_count=run.attention, total_workflow_count=run.total,
+                          last_workflow_activity_at=run.last_activity_at)
+        listed.append(ListedProject(**project_out(call, row).model_dump(), summary=summary))
+    return listed, {"meta": list_meta(total, page, per_page)}
+
+
+@route(bp, "GET", WS, summary="Get a workspace", scope="agent", response=ProjectOut)
+def get_workspace(call: Call, workspace_id: str):
+    return project_out(call, _project(call, workspace_id))
+
+
+@route(bp, "PATCH", WS, summary="Change a workspace (at least one field)", scope="admin", body=PatchProject,
+       response=ProjectOut)
+def patch_workspace(call: Call, workspace_id: str, body: PatchProject):
+    repo = projects.patch_project(call.session, _project(call, workspace_id), body.model_dump(exclude_unset=True))
+    return project_out(call, repo)
+
+
+@route(bp, "DELETE", WS, summary="Delete a workspace and its repository (cascade=true: with its running agent runs)",
+       scope="admin", query=DeleteQuery, response=DeletedProject)
+def delete_workspace(call: Call, workspace_id: str, query: DeleteQuery):
+    repo = _project(call, workspace_id)
+    projects.delete_project(call.session, repo, call.context.clock(), cascade=query.cascade == "true")
+    return DeletedProject(id=repo.id)
+
+
+@route(bp, "PATCH", WS + "/memory", summary="Write one key of the workspace's memory", scope="agent",
+       body=MemoryPatch, response=ProjectOut)
+def patch_memory(call: Call, workspace_id: str, body: MemoryPatch):
+    return project_out(call, projects.set_memory(call.session, _project(call, workspace_id), body.key, body.value))
+
+
+@route(bp, "DELETE", WS + "/memory/<key>", summary="Remove one key of the workspace's memory", scope="agent",
+       response=ProjectOut)
+def delete_memory(call: Call, workspace_id: str, key: str):
+    return project_out(call, projects.delete_memory(call.session, _project(call, workspace_id), key))
+
+
+@route(bp, "GET", WS + "/spec", summary="Read the workspace's spec (the current version, or ?version=)", scope="agent",
+       query=SpecQuery, response=SpecOut)
+def get_spec(call: Call, workspace_id: str, query: SpecQuery):
+    version = None
+    if query.version is not None:
+        try:
+            version = int(query.version or "0")  # as agirunner's Number(): an empty version is 0, the empty spec
+        except ValueError:
+            raise BadRequest("version must be a valid integer", {"version": query.version}) from None
+    return SpecOut(**vars(project_specs.get_spec(call.session, _project(call, workspace_id), version)))
+
+
+@route(bp, "PUT", WS + "/spec", summary="Store a new version of the workspace's spec", scope="admin", body=SpecBody,
+       response=SpecOut)
+def put_spec(call: Call, workspace_id: str, body: SpecBody):
+    spec = body.model_dump(exclude_none=True)
+    return SpecOut(**vars(project_specs.put_spec(call.session, _project(call, workspace_id), call.principal, spec)))
+
+
+@route(bp, "GET", WS + "/timeline", summary="The workspace's agent runs and repository events, newest first",
+       scope="agent", response=list[dict[str, Any]])
+def get_timeline(call: Call, workspace_id: str):
+    return project_timeline.timeline(call.session, _project(call, workspace_id))

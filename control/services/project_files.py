@@ -1,0 +1,105 @@
+"""A project's reference files (seed 002): operator-provided files agents read, kept in the blob store.
+
+The bytes are written before the row: a failed request leaves at most a blob no row names, which the
+repository's purge removes with the rest of its project's files; a row never names missing bytes."""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.blobs import BlobStore
+from storage.errors import BadRequest, NotFound
+from storage.ids import new_id
+from storage.jobs import defer
+from storage.keys import Principal
+from storage.models import ProjectFile, Repository
+
+MAX_FILES_PER_REQUEST = 10
+MAX_FILE_BYTES = 10 * 1024 * 1024
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class NewFile:
+    file_name: str
+    content: bytes
+    key: str | None = None
+    description: str | None = None
+    content_type: str | None = None
+
+
+def files_prefix(repo: Repository) -> str:
+    return f"organizations/{repo.org_id}/projects/{repo.id}/files/"
+
+
+def derived_key(file_name: str) -> str:
+    key = re.sub(r"[^a-z0-9]+", "-", file_name.lower()).strip("-")
+    return key[:120] or f"file-{uuid.uuid4().hex[:8]}"
+
+
+def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Principal,
+              files: list[NewFile]) -> list[ProjectFile]:
+    if len(files) > MAX_FILES_PER_REQUEST:
+        raise BadRequest(f"Workspace artifact upload supports at most {MAX_FILES_PER_REQUEST} files per request",
+                         {"limit": MAX_FILES_PER_REQUEST})
+    checked = [_checked(new) for new in files]
+    rows = []
+    for new, (name, key) in zip(files, checked):
+        row = ProjectFile(id=new_id("file"), repo_id=repo.id, key=key, file_name=name,
+                          description=(new.description or "").strip() or None,
+                          content_type=new.content_type or DEFAULT_CONTENT_TYPE, size_bytes=len(new.content),
+                          sha256=hashlib.sha256(new.content).hexdigest(), created_by_key_id=actor.key_id,
+                          storage_path="")
+        row.storage_path = files_prefix(repo) + row.id
+        with blobs.open_write(row.storage_path) as handle:
+            handle.write(new.content)
+        session.add(row)
+        rows.append(row)
+    session.flush()
+    return rows
+
+
+def _checked(new: NewFile) -> tuple[str, str]:
+    name = posixpath.basename(new.file_name.replace("\\", "/")).strip()
+    if not name or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadRequest("file_name must name a file (a base name of 1 to 255 printable characters)",
+                         {"file_name": new.file_name[:300]})
+    key = (new.key.strip() if new.key is not None else derived_key(name))
+    if not key or len(key) > 120:
+        raise BadRequest("key must be 1 to 120 characters", {"key": key[:300]})
+    if not new.content:
+        raise BadRequest("Workspace artifact payload cannot be empty", {"file_name": name})
+    if len(new.content) > MAX_FILE_BYTES:
+        raise BadRequest(f"Workspace artifact file exceeds {MAX_FILE_BYTES} bytes", {"limit": MAX_FILE_BYTES})
+    return name, key
+
+
+def list_files(session: Session, repo: Repository) -> list[ProjectFile]:
+    return list(session.scalars(select(ProjectFile).where(ProjectFile.repo_id == repo.id)
+                                .order_by(ProjectFile.created_at.desc(), ProjectFile.key, ProjectFile.id)))
+
+
+def get_file(session: Session, repo: Repository, file_id: str) -> ProjectFile:
+    row = session.get(ProjectFile, file_id)
+    if row is None or row.repo_id != repo.id:
+        raise NotFound("Workspace file not found", {"file_id": file_id})
+    return row
+
+
+def delete_file(session: Session, repo: Repository, file_id: str) -> None:
+    """The row now; the bytes by a job once the transaction committed (a failed delete loses nothing)."""
+    row = get_file(session, repo, file_id)
+    session.delete(row)
+    session.flush()
+    defer(session, "control.jobs.remove_unnamed_project_file", row.storage_path)
+
+
+def remove_unnamed_project_file(session: Session, blobs: BlobStore, storage_path: str) -> None:
+    if session.scalar(select(ProjectFile.id).where(ProjectFile.storage_path == storage_path)) is None:
+        blobs.delete(storage_path)

@@ -1,0 +1,277 @@
+"""agirunner's workspaces (seed 002) on a real server: the Project view of repositories, as the document and
+agirunner's platform API write it ({"data"} and {"error": {"code", "message"}, "meta"}), with the real git CLI
+on the repositories behind them."""
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+
+import pytest
+
+from tests.support import api
+
+PLATFORM = {"name": "Platform", "description": "Workspace for platform API and dashboard work.",
+            "repository_url": "https://github.com/agirunner/agirunner-platform",
+            "settings": {"workspace_storage_type": "git_remote"}, "memory": {"domain": "platform"}}
+
+
+def create(server, tenant, slug: str | None = None, key: str = "admin", **fields):
+    body = {**PLATFORM, "slug": slug or f"platform-{uuid.uuid4().hex[:8]}", **fields}
+    return api(server, tenant.keys[key], "POST", "/api/v1/workspaces", body)
+
+
+def workspace(server, tenant, **fields) -> dict:
+    made = create(server, tenant, **fields)
+    assert made.status_code == 201, made.text
+    return made.json()["data"]
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error", "meta"} and set(body["meta"]) == {"request_id", "timestamp"}, body
+    return body["error"]
+
+
+def test_create_answers_the_documented_record_and_its_repository_clones(server, tenant, git, tmp_path):
+    made = create(server, tenant, slug="platform")
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert set(body) == {"data", "meta"} and body["meta"]["request_id"]
+    data = body["data"]
+    assert (data["name"], data["slug"], data["description"], data["repository_url"]) == (
+        "Platform", "platform", PLATFORM["description"], PLATFORM["repository_url"])
+    assert data["memory"] == {"domain": "platform"} and data["memory_size_bytes"] == len('{"domain":"platform"}')
+    assert data["memory_max_bytes"] == 1024 * 1024 and data["is_active"] is True and data["current_spec_version"] == 0
+    assert data["settings"] == {"workspace_storage_type": "git_remote",
+                                "credentials": {"git_token": None, "git_token_configured": False}}
+    assert data["tenant_id"] == tenant.org_id and data["created_at"] and data["updated_at"]
+    work = tmp_path / "work"
+    git("clone", "-q", tenant.url("platform"), str(work))
+    git.commit(work, {"README.md": "hello\n"})
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    repo = api(server, tenant.keys["read"], "GET", "/v1/repos/platform").json()["data"]
+    assert repo["id"] == data["id"] and repo["mainHeadCommit"]  # one entity, two names
+
+
+def test_create_refusals(server, tenant):
+    taken = workspace(server, tenant)
+    clash = create(server, tenant, slug=taken["slug"])
+    assert clash.status_code == 409 and error_of(clash)["code"] == "CONFLICT"
+    missing = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": "no slug"})
+    assert missing.status_code == 422
+    problem = error_of(missing)
+    assert problem["code"] == "SCHEMA_VALIDATION_FAILED" and problem["message"].startswith("Invalid request body: ")
+    assert "slug" in problem["details"]["issues"]["fieldErrors"]
+    forbidden = create(server, tenant, key="agent")
+    assert forbidden.status_code == 403 and error_of(forbidden)["code"] == "FORBIDDEN"
+    assert error_of(api(server, "dk-nope", "GET", "/api/v1/workspaces"))["code"] == "UNAUTHORIZED"
+    token = create(server, tenant, settings={"credentials": {"git_token": "ghp_secret_value"}})
+    assert token.status_code == 400 and error_of(token)["code"] == "VALIDATION_ERROR"
+    assert "ghp_secret_value" not in token.text
+    retired = create(server, tenant, settings={"model_override": "x"})
+    assert retired.status_code == 400
+    assert api(server, tenant.keys["read"], "GET", "/v1/repos").json()["pagination"] is not None
+
+
+def test_list_filters_pages_and_summarises_runs(server):
+    tenant = server.tenant()
+    made = [workspace(server, tenant, slug=f"alpha-{i}", name=f"Alpha {i}") for i in range(3)]
+    other = workspace(server, tenant, slug="beta", name="Beta")
+    api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{other['id']}", {"is_active": False})
+    listed = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"per_page": "2"})
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert [w["slug"] for w in body["data"]] == ["beta", "alpha-2"]  # newest first
+    assert {k: body["meta"][k] for k in ("total", "page", "per_page", "pages")} == {
+        "total": 4, "page": 1, "per_page": 2, "pages": 2}
+    assert body["data"][1]["summary"] == {"active_workflow_count": 0, "completed_workflow_count": 0,
+                                          "attention_workflow_count": 0, "total_workflow_count": 0,
+                                          "last_workflow_activity_at": None}
+    found = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"q": "ALPHA 1"}).json()["data"]
+    assert [w["id"] for w in found] == [made[1]["id"]]
+    active = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"is_active": "false"}).json()
+    assert [w["slug"] for w in active["data"]] == ["beta"]
+    for bad in ({"page": "0"}, {"per_page": "101"}, {"page": "x"}, {"per_page": "2.5"}):
+        refused = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params=bad)
+        assert refused.status_code == 400 and error_of(refused)["message"] == "Invalid pagination values", bad
+    assert api(server, server.tenant().keys["agent"], "GET", "/api/v1/workspaces").json()["data"] == []
+
+
+def test_runs_of_an_extension_count_as_the_workspaces_workflows(server, tenant):
+    ws = workspace(server, tenant)
+    seed = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/commits", {
+        "branch": "main", "message": "seed",
+        "operations": [{"action": "create", "path": "a.txt", "content": base64.b64encode(b"a\n").decode()}]})
+    assert seed.status_code == 201, seed.text
+    ext = api(server, tenant.keys["agent"], "POST", "/v1/extensions/create",
+              {"type": "agent", "name": "Reviewer", "prompt": f"print ok {uuid.uuid4().hex}"}).json()["data"]
+    run_id = api(server, tenant.keys["agent"], "POST", "/v1/extensions/run", {
+        "extensionId": ext["extensionId"], "path": f"organizations/{tenant.org}/repositories/{ws['slug']}"}
+    ).json()["data"]["runId"]
+    deadline = time.monotonic() + 60
+    while api(server, tenant.keys["read"], "GET", f"/v1/extensions/poll/{run_id}").json()["data"]["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    listed = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"q": ws["slug"]}).json()["data"]
+    summary = listed[0]["summary"]
+    assert (summary["completed_workflow_count"], summary["total_workflow_count"]) == (1, 1)
+    assert summary["last_workflow_activity_at"]
+    timeline = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/timeline").json()["data"]
+    kinds = [item["kind"] for item in timeline]
+    assert "run_summary" in kinds and "event" in kinds
+    run = next(item for item in timeline if item["kind"] == "run_summary")
+    assert (run["workflow_id"], run["name"], run["state"]) == (run_id, "Reviewer", "completed")
+    assert run["duration_seconds"] is not None and run["link"] == f"/v1/extensions/poll/{run_id}"
+
+
+def test_get_by_id_or_slug_and_privacy(server, tenant):
+    ws = workspace(server, tenant)
+    for name in (ws["id"], ws["slug"]):
+        got = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{name}")
+        assert got.status_code == 200 and got.json()["data"]["id"] == ws["id"]
+    stranger = server.tenant()
+    for method, path, body in [("GET", "", None), ("PATCH", "", {"name": "x"}), ("DELETE", "", None),
+                               ("GET", "/spec", None), ("PATCH", "/memory", {"key": "k", "value": 1}),
+                               ("GET", "/files", None), ("GET", "/timeline", None)]:
+        answer = api(server, stranger.keys["admin"], method, f"/api/v1/workspaces/{ws['id']}{path}", body)
+        assert answer.status_code == 404 and error_of(answer)["code"] == "NOT_FOUND", (method, path, answer.text)
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["name"] == "Platform"
+    unknown = api(server, tenant.keys["agent"], "GET", "/api/v1/nothing-here")
+    assert unknown.status_code == 404 and error_of(unknown)["code"] == "NOT_FOUND"
+
+
+def test_patch_changes_what_it_names_and_merges_settings(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant)
+    new_slug = f"renamed-{uuid.uuid4().hex[:6]}"
+    patched = api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{ws['id']}",
+                  {"name": "Platform 2", "slug": new_slug, "settings": {"default_branch": "main"}, "is_active": False})
+    assert patched.status_code == 200, patched.text
+    data = patched.json()["data"]
+    assert (data["name"], data["slug"], data["is_active"], data["description"]) == (
+        "Platform 2", new_slug, False, PLATFORM["description"])
+    assert data["settings"]["workspace_storage_type"] == "git_remote" and data["settings"]["default_branch"] == "main"
+    git("clone", "-q", tenant.url(new_slug), str(tmp_path / "work"))
+    empty = api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{ws['id']}", {})
+    assert empty.status_code == 422
+    assert error_of(empty)["message"] == "Invalid request body: At least one field is required"
+    other = workspace(server, tenant)
+    clash = api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{ws['id']}", {"slug": other["slug"]})
+    assert clash.status_code == 409
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["slug"] == new_slug
+
+
+def test_memory_keys_are_written_and_removed_under_a_cap(server, tenant):
+    ws = workspace(server, tenant)
+    path = f"/api/v1/workspaces/{ws['id']}/memory"
+    written = api(server, tenant.keys["agent"], "PATCH", path, {"key": "release-policy", "value": {"owner": "platform-team"}})
+    assert written.status_code == 200, written.text
+    assert written.json()["data"]["memory"] == {"domain": "platform", "release-policy": {"owner": "platform-team"}}
+    big = api(server, tenant.keys["agent"], "PATCH", path, {"key": "big", "value": "x" * (1024 * 1024)})
+    assert big.status_code == 400
+    problem = error_of(big)
+    assert problem["message"] == "Workspace memory patch exceeds memory_max_bytes"
+    assert problem["details"]["memory_max_bytes"] == 1024 * 1024 and problem["details"]["key"] == "big"
+    removed = api(server, tenant.keys["agent"], "DELETE", f"{path}/release-policy")
+    assert removed.status_code == 200 and removed.json()["data"]["memory"] == {"domain": "platform"}
+    again = api(server, tenant.keys["agent"], "DELETE", f"{path}/release-policy")
+    assert again.status_code == 200 and again.json()["data"]["memory"] == {"domain": "platform"}
+    assert api(server, tenant.keys["read"], "PATCH", path, {"key": "k", "value": 1}).status_code == 403
+
+
+def test_the_spec_is_versioned(server, tenant):
+    ws = workspace(server, tenant)
+    path = f"/api/v1/workspaces/{ws['id']}/spec"
+    empty = api(server, tenant.keys["agent"], "GET", path).json()["data"]
+    assert empty == {"workspace_id": ws["id"], "version": 0, "spec": {}, "created_at": None, "created_by_type": None,
+                     "created_by_id": None}
+    first = {"resources": {"repo": {"type": "repository", "binding": {"url": "https://github.com/a/b"}}},
+             "instructions": {"style": "terse"}}
+    put = api(server, tenant.keys["admin"], "PUT", path, first)
+    assert put.status_code == 200, put.text
+    one = put.json()["data"]
+    assert (one["version"], one["spec"], one["created_by_type"]) == (1, first, "admin")
+    assert tenant.keys["admin"].startswith(one["created_by_id"]) and one["created_at"]
+    assert api(server, tenant.keys["admin"], "PUT", path, {"config": {"x": 1}}).json()["data"]["version"] == 2
+    assert api(server, tenant.keys["agent"], "GET", path).json()["data"]["spec"] == {"config": {"x": 1}}
+    assert api(server, tenant.keys["agent"], "GET", path, params={"version": "1"}).json()["data"]["spec"] == first
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"][
+        "current_spec_version"] == 2
+    assert api(server, tenant.keys["agent"], "GET", path, params={"version": "9"}).status_code == 404
+    assert api(server, tenant.keys["agent"], "GET", path, params={"version": "x"}).status_code == 400
+    for bad in ({"resources": {"r": {"type": "ftp", "binding": {}}}},
+                {"resources": {"r": {"type": "api", "binding": {"base_url": "https://x", "api_key": "k"}}}},
+                {"resources": {"r": {"type": "repository", "binding": {"url": "file:///etc"}}}},
+                {"tools": {"available": ["a", "a"]}}):
+        refused = api(server, tenant.keys["admin"], "PUT", path, bad)
+        assert refused.status_code == 400 and error_of(refused)["code"] == "VALIDATION_ERROR", bad
+    assert api(server, tenant.keys["agent"], "PUT", path, {"config": {}}).status_code == 403
+    assert api(server, tenant.keys["agent"], "GET", path).json()["data"]["version"] == 2  # refusals stored nothing
+
+
+def test_files_upload_list_read_and_delete(server, tenant):
+    ws = workspace(server, tenant)
+    path = f"/api/v1/workspaces/{ws['id']}/files"
+    one = api(server, tenant.keys["admin"], "POST", path, {
+        "file_name": "release-context.md", "content_base64": "IyBSZWxlYXNlIGNvbnRleHQK",
+        "content_type": "text/markdown", "description": "Operator-provided release context."})
+    assert one.status_code == 201, one.text
+    record = one.json()["data"]
+    assert (record["key"], record["file_name"], record["size_bytes"], record["content_type"]) == (
+        "release-context-md", "release-context.md", 18, "text/markdown")
+    assert record["download_url"] == f"/api/v1/workspaces/{ws['id']}/files/{record['id']}/content"
+    batch = api(server, tenant.keys["admin"], "POST", f"{path}/batch", {"files": [
+        {"file_name": "../../etc/notes.txt", "content_base64": base64.b64encode(b"notes").decode()},
+        {"file_name": "data.bin", "key": "raw", "content_base64": base64.b64encode(bytes(range(256))).decode()}]})
+    assert batch.status_code == 201, batch.text
+    assert [(f["file_name"], f["key"], f["content_type"]) for f in batch.json()["data"]] == [
+        ("notes.txt", "notes-txt", "application/octet-stream"), ("data.bin", "raw", "application/octet-stream")]
+    listed = api(server, tenant.keys["agent"], "GET", path).json()["data"]
+    assert len(listed) == 3 and listed[-1]["id"] == record["id"]  # newest first
+    content = api(server, tenant.keys["agent"], "GET", record["download_url"])
+    assert content.status_code == 200 and content.content == b"# Release context\n"
+    assert content.headers["Content-Type"].startswith("text/markdown")
+    assert content.headers["X-Content-Type-Options"] == "nosniff" and "script-src 'none'" in content.headers[
+        "Content-Security-Policy"]
+    assert content.headers["Content-Disposition"] == 'inline; filename="release-context.md"'
+    raw = next(f for f in batch.json()["data"] if f["key"] == "raw")
+    assert api(server, tenant.keys["agent"], "GET", raw["download_url"]).content == bytes(range(256))
+    deleted = api(server, tenant.keys["admin"], "DELETE", f"{path}/{record['id']}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert api(server, tenant.keys["agent"], "GET", record["download_url"]).status_code == 404
+    assert len(api(server, tenant.keys["agent"], "GET", path).json()["data"]) == 2
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"file_name": "a", "content_base64": "!!!"}, 400),
+    ({"file_name": "a", "content_base64": "="}, 400),
+    ({"file_name": "/", "content_base64": "YQ=="}, 400),
+    ({"file_name": "a\nb", "content_base64": "YQ=="}, 400),
+    ({"file_name": "a", "content_base64": ""}, 422),
+    ({"content_base64": "YQ=="}, 422),
+])
+def test_bad_files_are_refused(server, tenant, body, status):
+    ws = workspace(server, tenant)
+    refused = api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/files", body)
+    assert refused.status_code == status, refused.text
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/files").json()["data"] == []
+
+
+def test_a_batch_of_more_than_ten_stores_none(server, tenant):
+    ws = workspace(server, tenant)
+    files = [{"file_name": f"f{i}.txt", "content_base64": "YQ=="} for i in range(11)]
+    refused = api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/files/batch", {"files": files})
+    assert refused.status_code == 400 and "at most 10" in error_of(refused)["message"]
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/files").json()["data"] == []
+
+
+def test_delete_removes_the_workspace_and_its_repository(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant)
+    api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/files",
+        {"file_name": "a.txt", "content_base64": "YQ=="})
+    deleted = api(server, tenant.keys["admin"], "DELETE", f"/api/v1/workspaces/{ws['id']}")
+    assert deleted.status_code == 200 and deleted.json()["data"] == {"id": ws["id"], "deleted": True}
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").status_code == 404
+    cloned = git("clone", "-q", tenant.url(ws["slug"]), str(tmp_path / "gone"), check=False)
+    assert cloned.returncode != 0
+    assert workspace(server, tenant, slug=ws["slug"])["id"] != ws["id"]  # the slug is free again
