@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from control.services.project_files import files_prefix
+from control.services.projects import project_prefix
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage import reconcile_marks
 from storage.db import in_chunks
@@ -32,17 +32,17 @@ def _ctx():
 
 
 def purge_repository(repo_id: str) -> None:
-    """Remove a deleted repository's git directory, its stored upload files and its project's reference files."""
+    """Remove a deleted repository's git directory, its stored upload files and its project's files and artifacts."""
     ctx = _ctx()
     with ctx.db.session() as session:
         repo = session.get(Repository, repo_id)
         if repo is not None and repo.deleted_at is None:
             return  # not deleted (or restored): nothing to purge
         uploads = _uploads_with_paths(session, Upload.repo_id == repo_id)
-        project_files = files_prefix(repo) if repo is not None else None
+        project = project_prefix(repo.org_id, repo.id) if repo is not None else None
     _remove_uploads(ctx, uploads)
-    if project_files:
-        ctx.blobs.delete_prefix(project_files)
+    if project:
+        ctx.blobs.delete_prefix(project)
     ctx.store.delete(repo_id)
 
 

@@ -25,6 +25,7 @@ from storage.jobs import JobRequest
 from storage.keys import Principal
 from storage.models import Branch, ExtensionRun, Repository, utcnow
 
+from . import artifacts
 from .agent_process import agent_env, in_sandbox, run_agent
 from .branches import create_branch
 from .contents import FileOperation, commit_files
@@ -37,9 +38,10 @@ SHORTEST_REDACTED = 8  # a passed-on value shorter than this ("1", "true") is no
 
 
 class _Failed(Exception):
-    def __init__(self, message: str, result: dict | None = None):
+    def __init__(self, message: str, result: dict | None = None, artifacts: list | None = None):
         super().__init__(message)
         self.result = result
+        self.artifacts = artifacts or []
 
 
 class _Lost(Exception):
@@ -65,7 +67,7 @@ def run_extension(app, run_id: str) -> None:
     except _Lost:
         log.warning("extension run %s was taken over by another job", run_id)
     except _Failed as failure:
-        _finish(app, run_id, token, "failed", failure.result, str(failure))
+        _finish(app, run_id, token, "failed", failure.result, str(failure), artifacts=failure.artifacts)
     except Exception:
         _release(app, run_id, token)  # queued again: the job's retry (or the next interrupted-work pass) runs it
         raise
@@ -124,15 +126,17 @@ def _release(app, run_id: str, token: str) -> None:
 
 
 def _finish(app, run_id: str, token: str, status: str, result: dict | None, error: str | None,
-            session=None) -> None:
+            session=None, artifacts: list | None = None) -> None:
+    """The run's outcome and the artifacts it left, in one transaction, if the run is still this job's."""
     values = dict(status=status, result=result, error=error, finished_at=utcnow(), claimed_by=None)
     statement = (update(ExtensionRun).where(ExtensionRun.id == run_id, ExtensionRun.claimed_by == token)
                  .values(**values).execution_options(synchronize_session=False))
-    if session is not None:
-        session.execute(statement)
+    if session is None:
+        with app.db.session() as own:
+            _finish(app, run_id, token, status, result, error, own, artifacts)
         return
-    with app.db.session() as own:
-        own.execute(statement)
+    if session.execute(statement).rowcount == 1:
+        session.add_all(artifacts or [])
 
 
 def _work(app, run_id: str, token: str, run_dir: Path) -> None:
@@ -148,15 +152,18 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
     if earlier is not None:  # an earlier try committed, then died before recording it: its commit is the result
         _finish(app, run_id, token, "completed", _result(run, branch, earlier, [], [], None, None), None)
         return
-    workdir = run_dir / "work"
+    with app.db.session() as session:
+        artifacts.forget_run_artifacts(session, app.blobs, run_id)
+    workdir, artifacts_dir = run_dir / "work", run_dir / "artifacts"
     written = git_checkout.write_out(repo_path, run.base_commit, workdir)
+    artifacts_dir.mkdir()
     passed = {name: os.environ[name] for name in app.settings.extension_env_names if name in os.environ}
     hidden = [value for value in passed.values() if len(value) >= SHORTEST_REDACTED] + [app.settings.secret_key or ""]
     env = agent_env(run_dir, passed, {
         "DRIFTSTONE_RUN_ID": run.id, "DRIFTSTONE_EXTENSION_ID": run.extension_id,
         "DRIFTSTONE_STORAGE_PATH": run.path, "DRIFTSTONE_BRANCH": run.branch,
         "DRIFTSTONE_BASE_COMMIT": run.base_commit or "", "DRIFTSTONE_PRESETS": ",".join(run.presets or []),
-        "DRIFTSTONE_PROMPT_FILE": str(run_dir / "prompt")})
+        "DRIFTSTONE_PROMPT_FILE": str(run_dir / "prompt"), "DRIFTSTONE_ARTIFACTS_DIR": str(artifacts_dir)})
     argv = app.settings.extension_argv
     if app.settings.extension_sandbox == "bwrap":
         argv = in_sandbox(argv, run_dir, workdir, _server_data(app))
@@ -164,16 +171,21 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
                         lambda: _beat(app, run_id, token), hidden)
     if outcome.lost:
         raise _Lost()
-    ran = {"output": outcome.stdout, "exitCode": outcome.exit_code}
+    kept = artifacts.collect(app.blobs, run.org_id, run.repo_id, run.id, artifacts_dir, app.settings.max_object_size)
+    listed = [{"id": row.id, "logicalPath": row.logical_path, "contentType": row.content_type,
+               "sizeBytes": row.size_bytes} for row in kept.rows]
+    skipped = [{**item, "path": f"$DRIFTSTONE_ARTIFACTS_DIR/{item['path']}"} for item in kept.skipped]
+    ran = {"output": outcome.stdout, "exitCode": outcome.exit_code, "artifacts": listed}
     if outcome.timed_out:
-        raise _Failed(f"the agent ran past its {app.settings.extension_timeout} s limit and was stopped", ran)
+        raise _Failed(f"the agent ran past its {app.settings.extension_timeout} s limit and was stopped", ran, kept.rows)
     if outcome.exit_code != 0:
         said = outcome.stderr.strip()
-        raise _Failed(f"the agent exited with status {outcome.exit_code}" + (f": {said}" if said else ""), ran)
+        raise _Failed(f"the agent exited with status {outcome.exit_code}" + (f": {said}" if said else ""), ran,
+                      kept.rows)
     try:
         found = git_checkout.changes_in(workdir, written, app.settings.max_object_size, MAX_CHANGED_BYTES)
     except DomainError as refused:
-        raise _Failed(f"the agent's changes were not committed: {refused.message}", ran) from None
+        raise _Failed(f"the agent's changes were not committed: {refused.message}", ran, kept.rows) from None
     changes = [{"path": change.path, "action": change.action} for change in found.changes]
     with app.db.session() as session:
         sha = None
@@ -182,9 +194,10 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
                 sha = _commit(session, app, run, branch, found.changes)
             except DomainError as refused:
                 session.rollback()
-                raise _Failed(f"the agent's changes were not committed: {refused.message}", ran) from None
-        result = _result(run, branch if sha else None, sha, changes, found.skipped, outcome.stdout, outcome.exit_code)
-        _finish(app, run_id, token, "completed", result, None, session=session)
+                raise _Failed(f"the agent's changes were not committed: {refused.message}", ran, kept.rows) from None
+        result = {**_result(run, branch if sha else None, sha, changes, found.skipped + skipped, outcome.stdout,
+                            outcome.exit_code), "artifacts": listed}
+        _finish(app, run_id, token, "completed", result, None, session=session, artifacts=kept.rows)
 
 
 def _server_data(app) -> list[Path]:

@@ -20,6 +20,8 @@ from storage.jobs import defer
 from storage.keys import Principal
 from storage.models import ProjectFile, Repository
 
+from .projects import project_prefix
+
 MAX_FILES_PER_REQUEST = 10
 MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -35,7 +37,7 @@ class NewFile:
 
 
 def files_prefix(repo: Repository) -> str:
-    return f"organizations/{repo.org_id}/projects/{repo.id}/files/"
+    return f"{project_prefix(repo.org_id, repo.id)}files/"
 
 
 def derived_key(file_name: str) -> str:

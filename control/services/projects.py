@@ -33,6 +33,11 @@ class RunCounts:
     last_activity_at: datetime | None = None
 
 
+def project_prefix(org_id: str, repo_id: str) -> str:
+    """Where a project's reference files and artifacts are kept in the blob store (purged with its repository)."""
+    return f"organizations/{org_id}/projects/{repo_id}/"
+
+
 def memory_size(memory: dict) -> int:
     return len(json.dumps(memory, separators=(",", ":"), ensure_ascii=False).encode())
 

@@ -3,12 +3,12 @@ from .base import Base, utcnow
 from .collab import PathLock, Stack, StackReview, Workspace, WorkspaceFile
 from .events import Event
 from .extensions import Extension, ExtensionRun
-from .projects import ProjectFile, ProjectSpec
+from .projects import Artifact, ProjectFile, ProjectSpec
 from .repos import Branch, BranchProtection, Repository
 from .uploads import CommitMeta, Upload, UploadFile
 
 __all__ = [
     "SCOPES", "ApiKey", "Organization", "Base", "utcnow", "Event", "Branch", "BranchProtection", "Repository",
-    "CommitMeta", "Upload", "UploadFile", "Extension", "ExtensionRun", "ProjectFile", "ProjectSpec",
+    "CommitMeta", "Upload", "UploadFile", "Extension", "ExtensionRun", "ProjectFile", "ProjectSpec", "Artifact",
     "PathLock", "Stack", "StackReview", "Workspace", "WorkspaceFile",
 ]

@@ -41,3 +41,21 @@ class ProjectFile(Base):
     storage_path: Mapped[str] = mapped_column(Text)
     created_by_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    """A file an agent run left as evidence (in its DRIFTSTONE_ARTIFACTS_DIR); its bytes are in the blob store."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (Index("ix_artifacts_repo_created", "repo_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    run_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    logical_path: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_path: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(default=dict)  # agirunner's `metadata`
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -275,3 +275,63 @@ def test_delete_removes_the_workspace_and_its_repository(server, tenant, git, tm
     cloned = git("clone", "-q", tenant.url(ws["slug"]), str(tmp_path / "gone"), check=False)
     assert cloned.returncode != 0
     assert workspace(server, tenant, slug=ws["slug"])["id"] != ws["id"]  # the slug is free again
+
+
+def run_agent(server, tenant, ws: dict, script: str, name: str = "Reporter") -> dict:
+    """An extension run of the scripted agent (tests/agents) on the workspace's repository, to its end."""
+    ext = api(server, tenant.keys["agent"], "POST", "/v1/extensions/create",
+              {"type": "agent", "name": name, "prompt": f"{script}\n# {uuid.uuid4().hex}"}).json()["data"]
+    run_id = api(server, tenant.keys["agent"], "POST", "/v1/extensions/run", {
+        "extensionId": ext["extensionId"], "path": f"organizations/{tenant.org}/repositories/{ws['slug']}"}
+    ).json()["data"]["runId"]
+    deadline = time.monotonic() + 60
+    while True:
+        polled = api(server, tenant.keys["read"], "GET", f"/v1/extensions/poll/{run_id}").json()["data"]
+        if polled["status"] != "running":
+            return polled
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_artifacts_agent_runs_leave_are_explored_and_downloaded(server, tenant):
+    ws = workspace(server, tenant)
+    done = run_agent(server, tenant, ws, "artifact report.md # Findings\nartifact data/results.json {}\n"
+                                         "symlink-artifact\nprint done")
+    assert done["status"] == "completed", done
+    assert sorted(a["logicalPath"] for a in done["result"]["artifacts"]) == ["data/results.json", "report.md"]
+    failed = run_agent(server, tenant, ws, "artifact crash.log stack trace\nfail 2 broke", name="Crasher")
+    assert failed["status"] == "failed" and [a["logicalPath"] for a in failed["result"]["artifacts"]] == ["crash.log"]
+    path = f"/api/v1/workspaces/{ws['id']}/artifacts"
+    explored = api(server, tenant.keys["agent"], "GET", path, params={"sort": "name"})
+    assert explored.status_code == 200, explored.text
+    body = explored.json()
+    assert [a["logical_path"] for a in body["data"]] == ["crash.log", "report.md", "data/results.json"]
+    meta = body["meta"]
+    assert (meta["total"], meta["total_pages"], meta["has_more"], meta["page"], meta["per_page"]) == (3, 1, False, 1, 20)
+    assert meta["summary"]["total_artifacts"] == 3 and meta["summary"]["workflow_count"] == 2
+    assert sorted(meta["filters"]["roles"]) == ["Crasher", "Reporter"]
+    assert sorted(meta["filters"]["content_types"]) == ["application/json", "text/markdown", "text/plain"]
+    report = next(a for a in body["data"] if a["logical_path"] == "report.md")
+    assert (report["workflow_id"], report["task_id"], report["role"], report["workflow_state"]) == (
+        done["runId"], done["runId"], "Reporter", "completed")
+    assert (report["preview_eligible"], report["preview_mode"], report["content_type"]) == (True, "text", "text/markdown")
+    content = api(server, tenant.keys["agent"], "GET", report["download_url"])
+    assert content.status_code == 200 and content.content == b"# Findings\n"
+    assert content.headers["X-Content-Type-Options"] == "nosniff"
+    only = api(server, tenant.keys["agent"], "GET", path, params={"workflow_id": failed["runId"]}).json()["data"]
+    assert [a["logical_path"] for a in only] == ["crash.log"]
+    assert [a["logical_path"] for a in api(server, tenant.keys["agent"], "GET", path, params={
+        "q": "RESULTS"}).json()["data"]] == ["data/results.json"]
+    assert api(server, tenant.keys["agent"], "GET", path, params={"work_item_id": "w1"}).json()["data"] == []
+    assert len(api(server, tenant.keys["agent"], "GET", path, params={"per_page": "2", "page": "2"}).json()["data"]) == 1
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert api(server, tenant.keys["agent"], "GET", path, params={"created_from": today, "created_to": today}).json()[
+        "meta"]["total"] == 3
+    assert api(server, tenant.keys["agent"], "GET", path, params={"created_to": "2000-01-01"}).json()["data"] == []
+    backwards = api(server, tenant.keys["agent"], "GET", path, params={"created_from": today, "created_to": "2000-01-01"})
+    assert backwards.status_code == 400
+    assert api(server, tenant.keys["agent"], "GET", path, params={"created_from": "2026-02-30"}).status_code == 400
+    assert api(server, tenant.keys["agent"], "GET", path, params={"sort": "random"}).status_code == 422
+    stranger = server.tenant()
+    assert api(server, stranger.keys["admin"], "GET", report["download_url"]).status_code == 404
+    assert api(server, stranger.keys["admin"], "GET", path).status_code == 404

@@ -209,7 +209,7 @@ def test_a_failing_agent_fails_the_run_with_its_exit_status_and_what_it_said(ser
     done = run_to_end(server, tenant, repo, "write a.txt changed\nprint halfway\nfail 3 could not reach the model")
     assert done["status"] == "failed"
     assert done["error"] == "the agent exited with status 3: could not reach the model"
-    assert done["result"] == {"output": "halfway\n", "exitCode": 3}
+    assert done["result"] == {"output": "halfway\n", "exitCode": 3, "artifacts": []}
     branches = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches").json()["data"]
     assert [b["name"] for b in branches] == ["main"]  # nothing of a failed run is committed
 
@@ -264,7 +264,7 @@ def test_the_agent_gets_no_secret_of_the_server_and_passed_on_values_are_blanked
     assert env["AGENT_TEST_TOKEN"] == "[redacted]"  # passed on by the operator, never echoed back
     assert not [name for name in env if name.startswith("DRIFTSTONE_") and name not in (
         "DRIFTSTONE_RUN_ID", "DRIFTSTONE_EXTENSION_ID", "DRIFTSTONE_STORAGE_PATH", "DRIFTSTONE_BRANCH",
-        "DRIFTSTONE_BASE_COMMIT", "DRIFTSTONE_PRESETS", "DRIFTSTONE_PROMPT_FILE")]
+        "DRIFTSTONE_BASE_COMMIT", "DRIFTSTONE_PRESETS", "DRIFTSTONE_PROMPT_FILE", "DRIFTSTONE_ARTIFACTS_DIR")]
     text = str(done)
     for secret in [AGENT_TOKEN, server.context.settings.secret_key, *tenant.keys.values()]:
         assert secret not in text

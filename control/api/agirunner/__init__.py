@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import files, workspaces
+from . import artifacts, files, workspaces
 
-BLUEPRINTS = (workspaces.bp, files.bp)
+BLUEPRINTS = (workspaces.bp, files.bp, artifacts.bp)
 
 
 def register(app: Flask) -> None:
