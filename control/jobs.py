@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -118,18 +119,38 @@ def finish_interrupted_work() -> None:
         except Exception:  # its mark stays for the next ask; the others still run
             log.exception("reconcile of repo %s failed", repo_id)
     remove_unrecorded_repositories()
-    _take_up_stale_extension_runs()
+    take_up_stale_extension_runs()
 
 
-def _take_up_stale_extension_runs() -> None:
+def take_up_stale_extension_runs() -> None:
     """Extension runs whose job died (its worker killed, the in-process queue gone with its server) or was lost."""
     from control.services.extension_runs import run_job, stale_runs
 
     ctx = _ctx()
     with ctx.db.session() as session:
         stale = stale_runs(session)
-    for run_id in stale:
-        ctx.jobs.enqueue(run_job(run_id))
+    for run_id, attempts in stale:
+        ctx.jobs.enqueue(run_job(run_id, attempts))
+
+
+WATCH_SECONDS = 30  # how often each server worker and job worker looks for extension runs whose job died
+
+
+def watch_extension_runs(stop: threading.Event | None = None) -> threading.Thread:
+    """A thread that takes up, from then on, runs whose job died: a worker killed while its agent ran is replaced
+    at once, before the run's lease (90 s) is over, so the look its start-up asks for cannot see that run."""
+    stop = stop or threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(WATCH_SECONDS):
+            try:
+                take_up_stale_extension_runs()
+            except Exception:  # the database away for a moment: the next look
+                log.warning("could not look for extension runs whose job died", exc_info=True)
+
+    thread = threading.Thread(target=watch, name="driftstone-extension-runs", daemon=True)
+    thread.start()
+    return thread
 
 
 UNRECORDED_REPOSITORY_SECONDS = 3600  # a create makes the directory a moment before its row's transaction commits

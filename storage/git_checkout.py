@@ -11,10 +11,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import git_objects
 from .errors import TooLarge
 
+MAX_REPORTED = 100  # left-out paths listed one by one; the rest are counted
 REGULAR = git_objects.FILE_MODE
 EXECUTABLE = git_objects.EXEC_MODE
 
@@ -53,36 +55,35 @@ def write_out(repo_path: Path, commit: str | None, dest: Path) -> dict[str, tupl
     return entries
 
 
-def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, max_total: int) -> DirectoryChanges:
-    """What differs between `dest` now and the files `write_out` wrote there (`written`)."""
+def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, max_total: int,
+               path_problem: Callable[[str], str | None] = lambda path: None) -> DirectoryChanges:
+    """What differs between `dest` now and the files `write_out` wrote there (`written`). What git would not take
+    (a name `path_problem` refuses, a symlink, a `.git`) is left out and reported, and a committed file at such a
+    path is kept as it was. A directory or file that cannot be read raises OSError: a walk that skipped it would
+    take its files for deleted."""
     found = DirectoryChanges()
     seen: set[str] = set()
     total = 0
-    for top, dirs, files, top_fd in os.fwalk(dest, follow_symlinks=False):
+
+    def leave_out(path: str, reason: str) -> None:
+        seen.add(path)
+        found.skipped.append({"path": path.encode("utf-8", "replace").decode(), "reason": reason})
+
+    for top, dirs, files, top_fd in os.fwalk(dest, follow_symlinks=False, onerror=_raise):
         relative = os.path.relpath(top, dest)
         prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
         for name in list(dirs):
             reason = _directory_left_out(prefix + name, name, top_fd, written)
             if reason:
                 dirs.remove(name)
-                seen.add(prefix + name)
-                found.skipped.append({"path": (prefix + name).encode("utf-8", "replace").decode(), "reason": reason})
+                leave_out(prefix + name, reason)
         for name in files:
             path = prefix + name
-            if not _utf8(name):
-                found.skipped.append({"path": path.encode("utf-8", "replace").decode(), "reason": "a name that is not UTF-8"})
-                continue
             info = os.lstat(name, dir_fd=top_fd)
-            if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-                if path not in written:
-                    kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
-                    found.skipped.append({"path": path, "reason": kind})
-                seen.add(path)
-                continue
             mode, sha = written.get(path, (None, None))
-            if mode is not None and mode not in (REGULAR, EXECUTABLE):
-                found.skipped.append({"path": path, "reason": "a symlink or submodule in the commit, kept"})
-                seen.add(path)
+            reason = _file_left_out(path, name, info.st_mode, mode, path_problem)
+            if reason:
+                leave_out(path, reason)
                 continue
             seen.add(path)
             if info.st_size > max_file:
@@ -99,7 +100,30 @@ def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, m
         if mode in (REGULAR, EXECUTABLE) and _plain(path) and _utf8(path) and path not in seen:
             found.changes.append(FileChange("delete", path))
     found.changes.sort(key=lambda change: change.path)
+    if len(found.skipped) > MAX_REPORTED:
+        more = len(found.skipped) - MAX_REPORTED
+        found.skipped = found.skipped[:MAX_REPORTED] + [{"path": "", "reason": f"and {more} more left out"}]
     return found
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _file_left_out(path: str, name: str, st_mode: int, committed_mode: int | None,
+                   path_problem: Callable[[str], str | None]) -> str | None:
+    if not _utf8(name):
+        return "a name that is not UTF-8"
+    if stat.S_ISLNK(st_mode):
+        return "a symlink" if committed_mode is None else "a symlink where the commit has a file, kept"
+    if not stat.S_ISREG(st_mode):
+        return "not a regular file"
+    if committed_mode is not None and committed_mode not in (REGULAR, EXECUTABLE):
+        return "a symlink or submodule in the commit, kept"
+    if _is_git_name(name):
+        return "a .git file"
+    problem = path_problem(path)
+    return f"a path git is not given: {problem}" if problem else None
 
 
 def _directory_left_out(path: str, name: str, dir_fd: int, written: dict[str, tuple[int, str]]) -> str | None:
@@ -107,11 +131,15 @@ def _directory_left_out(path: str, name: str, dir_fd: int, written: dict[str, tu
         return "a name that is not UTF-8"
     if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
         return "a symlink"  # os.fwalk lists a symlink to a directory among the directories
-    if name.lower().rstrip(". ") == ".git":
+    if _is_git_name(name):
         return "a .git directory"
     if path in written and written[path][0] not in (REGULAR, EXECUTABLE):
         return "a symlink or submodule in the commit, kept"
     return None
+
+
+def _is_git_name(name: str) -> bool:
+    return name.lower().rstrip(". ") == ".git"
 
 
 def _plain(path: str) -> bool:

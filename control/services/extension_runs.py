@@ -20,7 +20,7 @@ from urllib.request import url2pathname
 from sqlalchemy import and_, func, or_, select, update
 
 from storage import git_checkout, git_refs
-from storage.errors import DomainError
+from storage.errors import DomainError, Invalid
 from storage.jobs import JobRequest
 from storage.keys import Principal
 from storage.models import Branch, ExtensionRun, Repository, utcnow
@@ -28,6 +28,7 @@ from storage.models import Branch, ExtensionRun, Repository, utcnow
 from . import artifacts
 from .agent_process import agent_env, in_sandbox, run_agent
 from .branches import create_branch
+from .changes import checked_path
 from .contents import FileOperation, commit_files
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,10 @@ class _Lost(Exception):
     """Another job took the run over while this one's program ran."""
 
 
-def run_job(run_id: str) -> JobRequest:
-    return JobRequest("control.jobs.run_extension", (run_id,), f"run_extension-{run_id}", long=True)
+def run_job(run_id: str, attempts: int = 0) -> JobRequest:
+    """The job of a run's next try: one id per try, so that a copy of an earlier try's job that rq still holds
+    (scheduled for a retry by a worker that was killed) does not stand in for it; the claim lets one run at a time."""
+    return JobRequest("control.jobs.run_extension", (run_id,), f"run_extension-{run_id}-{attempts}", long=True)
 
 
 def run_branch(run_id: str) -> str:
@@ -75,12 +78,13 @@ def run_extension(app, run_id: str) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def stale_runs(session) -> list[str]:
-    """Runs no live job holds: queued ones a lost job never started, running ones whose heartbeat stopped."""
+def stale_runs(session) -> list[tuple[str, int]]:
+    """Runs no live job holds, with their tries so far: queued ones a lost job never started, running ones whose
+    heartbeat stopped."""
     cutoff = utcnow() - timedelta(seconds=LEASE_SECONDS)
-    return list(session.scalars(select(ExtensionRun.id).where(or_(
+    return list(session.execute(select(ExtensionRun.id, ExtensionRun.attempts).where(or_(
         and_(ExtensionRun.status == "queued", ExtensionRun.created_at < cutoff),
-        and_(ExtensionRun.status == "running", ExtensionRun.heartbeat_at < cutoff)))))
+        and_(ExtensionRun.status == "running", ExtensionRun.heartbeat_at < cutoff)))).all())
 
 
 def _claim(app, run_id: str, token: str) -> bool:
@@ -171,7 +175,12 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
                         lambda: _beat(app, run_id, token), hidden)
     if outcome.lost:
         raise _Lost()
-    kept = artifacts.collect(app.blobs, run.org_id, run.repo_id, run.id, artifacts_dir, app.settings.max_object_size)
+    try:
+        kept = artifacts.collect(app.blobs, run.org_id, run.repo_id, run.id, artifacts_dir,
+                                 app.settings.max_object_size)
+    except OSError as unreadable:
+        raise _Failed(f"the agent's artifacts could not be read: {unreadable.strerror}",
+                      {"output": outcome.stdout, "exitCode": outcome.exit_code}) from None
     listed = [{"id": row.id, "logicalPath": row.logical_path, "contentType": row.content_type,
                "sizeBytes": row.size_bytes} for row in kept.rows]
     skipped = [{**item, "path": f"$DRIFTSTONE_ARTIFACTS_DIR/{item['path']}"} for item in kept.skipped]
@@ -183,18 +192,26 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
         raise _Failed(f"the agent exited with status {outcome.exit_code}" + (f": {said}" if said else ""), ran,
                       kept.rows)
     try:
-        found = git_checkout.changes_in(workdir, written, app.settings.max_object_size, MAX_CHANGED_BYTES)
+        found = git_checkout.changes_in(workdir, written, app.settings.max_object_size, MAX_CHANGED_BYTES,
+                                        _path_problem)
     except DomainError as refused:
         raise _Failed(f"the agent's changes were not committed: {refused.message}", ran, kept.rows) from None
+    except OSError as unreadable:  # the agent took the server's read permission away (chmod 000)
+        raise _Failed(f"the agent's changes could not be read: {unreadable.strerror}: "
+                      f"{os.path.relpath(unreadable.filename or '?', workdir)}", ran, kept.rows) from None
     changes = [{"path": change.path, "action": change.action} for change in found.changes]
     with app.db.session() as session:
         sha = None
+        repo = session.get(Repository, run.repo_id)
+        if repo is None or repo.deleted_at is not None:
+            raise _Failed("the repository was deleted while the agent ran", ran, kept.rows)
         if found.changes:
             try:
                 sha = _commit(session, app, run, branch, found.changes)
             except DomainError as refused:
                 session.rollback()
-                raise _Failed(f"the agent's changes were not committed: {refused.message}", ran, kept.rows) from None
+                raise _Failed(f"the agent's changes were not committed: {_explained(refused, found.changes)}", ran,
+                              kept.rows) from None
         result = {**_result(run, branch if sha else None, sha, changes, found.skipped + skipped, outcome.stdout,
                             outcome.exit_code), "artifacts": listed}
         _finish(app, run_id, token, "completed", result, None, session=session, artifacts=kept.rows)
@@ -212,19 +229,55 @@ def _server_data(app) -> list[Path]:
 
 
 def _commit(session, app, run: ExtensionRun, branch: str, changes: list[git_checkout.FileChange]) -> str:
+    """The changes as one commit on the run's branch, or two where a file became a directory or the other way
+    round (the deletions first: one commit cannot both remove a path and write inside it)."""
     repo = session.get(Repository, run.repo_id)
     actor = Principal(key_id=run.created_by_key_id or "", org_id=run.org_id, scope="agent")
     if run.base_commit is not None:
         create_branch(session, app, repo, actor, branch, source=run.base_commit)
-        row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
-        row.base_branch = run.branch
-    operations = [FileOperation(change.action, change.path, change.content,
-                                mode=None if change.action == "delete" else ("100755" if change.executable else "100644"))
-                  for change in changes]
     title = next((line.strip() for line in run.prompt.splitlines() if line.strip()), "extension run")[:72]
     intent = {"goal": title, "agent": f"extension {run.extension_id}", "run": run.id}
-    return commit_files(session, app, repo, actor, branch, operations, f"{title}\n\nExtension run {run.id}.",
-                        intent=intent, expected_head=run.base_commit).sha
+    head = run.base_commit
+    for part in _commit_parts(changes):
+        operations = [FileOperation(change.action, change.path, change.content,
+                                    mode=None if change.action == "delete" else
+                                    ("100755" if change.executable else "100644")) for change in part]
+        head = commit_files(session, app, repo, actor, branch, operations, f"{title}\n\nExtension run {run.id}.",
+                            intent=intent, expected_head=head).sha
+    row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
+    if row is not None:
+        row.base_branch, row.base_commit = run.branch, run.base_commit
+    return head
+
+
+def _commit_parts(changes: list[git_checkout.FileChange]) -> list[list[git_checkout.FileChange]]:
+    deleted = {change.path for change in changes if change.action == "delete"}
+    written = [change.path for change in changes if change.action != "delete"]
+    clash = any(path.startswith(other + "/") or other.startswith(path + "/") for path in written for other in deleted)
+    if not clash:
+        return [changes]
+    return [[c for c in changes if c.action == "delete"], [c for c in changes if c.action != "delete"]]
+
+
+def _path_problem(path: str) -> str | None:
+    try:
+        checked_path(path)
+    except Invalid as refused:
+        fields = refused.details.get("fields") or []
+        return fields[0]["msg"] if fields else refused.message
+    return None
+
+
+def _explained(refused: DomainError, changes: list[git_checkout.FileChange]) -> str:
+    """A refusal in the agent's terms: "operations.3.path" is the path of the fourth change."""
+    fields = refused.details.get("fields") or []
+    named = []
+    for field in fields[:5]:
+        parts = str(field.get("loc", "")).split(".")
+        index = int(parts[1]) if len(parts) > 1 and parts[0] == "operations" and parts[1].isdigit() else None
+        where = changes[index].path if index is not None and index < len(changes) else field.get("loc")
+        named.append(f"{where}: {field.get('msg')}")
+    return refused.message + (f" ({'; '.join(named)})" if named else "")
 
 
 def _result(run: ExtensionRun, branch: str | None, sha: str | None, changes: list[dict], skipped: list[dict],

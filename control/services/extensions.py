@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from storage import git_refs
 from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef
@@ -49,12 +50,15 @@ def _refuse_duplicate_prompt(session: Session, org_id: str, digest: str, other_t
         raise Conflict("an extension of this organization already has this prompt", {"extensionId": found})
 
 
-def _flush_unique(session: Session) -> None:
-    """The same prompt saved by two requests at once: the unique index decides, the loser gets the 409."""
+def _flush_unique(session: Session, extension_id: str | None = None) -> None:
+    """The same prompt saved by two requests at once: the unique index decides, the loser gets the 409. An
+    extension deleted by another request between its read and this write is not found."""
     try:
         session.flush()
     except IntegrityError:
         raise Conflict("an extension of this organization already has this prompt") from None
+    except StaleDataError:
+        raise NotFound(f"extension {extension_id!r} not found", {"extensionId": extension_id}) from None
 
 
 def create_extension(session: Session, actor: Principal, type: str, name: str, prompt: str,
@@ -97,7 +101,7 @@ def update_extension(session: Session, org_id: str, extension_id: str, changes: 
             setattr(extension, name, changes[name])
     if "presets" in changes:
         extension.presets = list(changes["presets"])
-    _flush_unique(session)
+    _flush_unique(session, extension_id)
     return extension
 
 
@@ -105,7 +109,7 @@ def delete_extension(session: Session, org_id: str, extension_id: str) -> str:
     """Its runs stay readable (their results are the caller's record of what they did)."""
     extension = get_extension(session, org_id, extension_id)
     session.delete(extension)
-    session.flush()
+    _flush_unique(session, extension_id)  # deleted by another request meanwhile: not found
     return extension_id
 
 
@@ -171,8 +175,9 @@ def start_run(session: Session, app, actor: Principal, extension_id: str, path: 
     return run
 
 
-def get_run(session: Session, org_id: str, run_id: str) -> ExtensionRun:
+def get_run(session: Session, principal: Principal, run_id: str) -> ExtensionRun:
+    """Another organization's run, or one on a repository the key may not see, is not found."""
     run = session.get(ExtensionRun, run_id)
-    if run is None or run.org_id != org_id:
+    if run is None or run.org_id != principal.org_id or not principal.can_see_repo(run.repo_id):
         raise NotFound(f"run {run_id!r} not found", {"runId": run_id})
     return run

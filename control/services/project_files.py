@@ -25,6 +25,7 @@ from .projects import project_prefix
 MAX_FILES_PER_REQUEST = 10
 MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+ASCII_SPACE = " \t\n\r\f\v"  # what is trimmed from names and keys (as the document's patterns say)
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,11 @@ def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Princ
 
 
 def _checked(new: NewFile) -> tuple[str, str]:
-    name = posixpath.basename(new.file_name.replace("\\", "/")).strip()
+    name = posixpath.basename(new.file_name.replace("\\", "/")).strip(ASCII_SPACE)
     if not name or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise BadRequest("file_name must name a file (a base name of 1 to 255 printable characters)",
                          {"file_name": new.file_name[:300]})
-    key = (new.key.strip() if new.key is not None else derived_key(name))
+    key = new.key.strip(ASCII_SPACE) if new.key is not None else derived_key(name)
     if not key or len(key) > 120:
         raise BadRequest("key must be 1 to 120 characters", {"key": key[:300]})
     if not new.content:

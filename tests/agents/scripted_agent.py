@@ -2,7 +2,7 @@
 
 The server's part of a run (the checkout, the process, the output, the commit) is what the tests test; the
 agent is the operator's program by design, and a language model cannot run here, so this one follows a script:
-  write PATH TEXT | append PATH TEXT | delete PATH | chmod+x PATH | symlink PATH TARGET | mkdir PATH
+  write PATH TEXT | append PATH TEXT | delete PATH | chmod+x PATH | symlink PATH TARGET | mkdir PATH | rmdir PATH
   artifact PATH TEXT (into $DRIFTSTONE_ARTIFACTS_DIR) | symlink-artifact (a link to /etc/passwd there)
   print TEXT | print-env | print-prompt | print-file PATH | big PATH BYTES | fail CODE TEXT | sleep SECONDS
 Other lines (the prose of a prompt) are ignored.
@@ -33,6 +33,8 @@ for line in prompt.splitlines():
         path.write_text((args[1] if len(args) > 1 else "") + "\n")
     elif command == "symlink-artifact":
         os.symlink("/etc/passwd", Path(os.environ["DRIFTSTONE_ARTIFACTS_DIR"]) / "leak")
+    elif command == "rmdir":
+        os.rmdir(args[0])
     elif command == "mkdir":
         os.makedirs(args[0], exist_ok=True)
     elif command == "big":

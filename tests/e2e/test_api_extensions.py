@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.conftest import AGENT_TOKEN
-from tests.support import api
+from tests.support import api, at_once
 
 EXTENSION = {"type": "agent", "name": "README reviewer", "description": "Reviews README updates before publishing.",
              "presets": ["openclaw"]}
@@ -172,7 +172,7 @@ def test_a_run_commits_the_agents_changes_onto_a_branch_of_its_own(server, tenan
     assert accepted["status"] == "running" and accepted["runId"].startswith("run-")
     assert (accepted["branch"], accepted["baseCommit"]) == ("main", head)
     done = finished(server, tenant, accepted["runId"])
-    assert done["status"] == "completed", done
+    assert done["status"] == "completed", (done["error"], done["result"])
     result = done["result"]
     assert result["output"] == "reviewed 3 files\n" and result["exitCode"] == 0
     assert result["branch"] == f"extensions/{accepted['runId']}" and result["baseCommit"] == head
@@ -228,7 +228,7 @@ def test_what_git_cannot_take_is_left_out_and_reported(server, tenant, git, tmp_
     repo = new_repo(server, tenant, {"a.txt": "a\n"})
     done = run_to_end(server, tenant, repo, "write .git/config [core]\nwrite sub/.GIT/hooks/x boom\n"
                                             "symlink link /etc/passwd\nwrite kept.txt kept")
-    assert done["status"] == "completed", done
+    assert done["status"] == "completed", (done["error"], done["result"])
     assert done["result"]["changes"] == [{"path": "kept.txt", "action": "create"}]
     assert sorted(done["result"]["skipped"], key=lambda s: s["path"]) == [
         {"path": ".git", "reason": "a .git directory"}, {"path": "link", "reason": "a symlink"},
@@ -339,7 +339,7 @@ def test_a_run_outlives_its_extension(server, tenant):
 def test_a_run_on_an_empty_repository_starts_its_branch(server, tenant, git, tmp_path):
     repo = new_repo(server, tenant)
     done = run_to_end(server, tenant, repo, "write README.md started by an agent")
-    assert done["status"] == "completed", done
+    assert done["status"] == "completed", (done["error"], done["result"])
     assert done["result"]["baseCommit"] is None
     work = tmp_path / "work"
     clone(server, tenant, git, repo, done["result"]["branch"], work)
@@ -364,3 +364,62 @@ def test_the_agent_works_in_a_directory_of_its_own(server, tenant):
     assert done["result"]["output"] == "a\n\n"
     result = subprocess.run(["ls", str(server.data_dir / "extension-runs")], capture_output=True, text=True)
     assert result.stdout.strip() == ""  # each run's directory goes when it ends
+
+
+def test_a_file_that_became_a_directory_and_back_is_committed(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant, {"notes": "a file\n", "docs/a.md": "a\n", "keep.txt": "k\n"})
+    done = run_to_end(server, tenant, repo, "delete notes\nwrite notes/inner.txt now a directory\n"
+                                            "delete docs/a.md\nrmdir docs\nwrite docs now a file")
+    assert done["status"] == "completed", (done["error"], done["result"])
+    work = tmp_path / "work"
+    clone(server, tenant, git, repo, done["result"]["branch"], work)
+    assert (work / "notes" / "inner.txt").read_text() == "now a directory\n"
+    assert (work / "docs").read_text() == "now a file\n" and (work / "keep.txt").exists()
+    assert git.out("rev-list", "--count", "HEAD", cwd=work).strip() == "3"  # seed, the deletions, the rest
+
+
+def test_names_git_would_not_take_are_left_out_and_the_rest_committed(server, tenant, git, tmp_path):
+    repo = new_repo(server, tenant, {"README.md": "r\n"})
+    done = run_to_end(server, tenant, repo, "write ok.txt fine\nwrite tab\there x\nwrite .GIT. x\n"
+                                            "delete README.md\nsymlink README.md /etc/passwd")
+    assert done["status"] == "completed", (done["error"], done["result"])
+    assert done["result"]["changes"] == [{"path": "ok.txt", "action": "create"}]
+    reasons = {s["path"]: s["reason"] for s in done["result"]["skipped"]}
+    assert reasons[".GIT."] == "a .git file"
+    assert reasons["README.md"] == "a symlink where the commit has a file, kept"
+    assert reasons["tab\there"].startswith("a path git is not given")
+    work = tmp_path / "work"
+    clone(server, tenant, git, repo, done["result"]["branch"], work)
+    assert (work / "README.md").read_text() == "r\n"  # kept as committed
+
+
+def test_a_run_on_an_empty_repository_records_its_branch_base(server, tenant):
+    repo = new_repo(server, tenant)
+    done = run_to_end(server, tenant, repo, "write a.txt x")
+    branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/{done['result']['branch']}").json()
+    assert (branch["data"]["baseBranch"], branch["data"]["baseCommit"]) == ("main", None)
+
+
+def test_a_key_limited_to_other_repositories_cannot_poll_the_run(server, tenant):
+    seen, unseen = new_repo(server, tenant, {"a.txt": "a\n"}), new_repo(server, tenant, {"a.txt": "a\n"})
+    run_id = run(server, tenant, extension(server, tenant), storage_path(tenant, unseen)).json()["data"]["runId"]
+    limited = api(server, tenant.keys["admin"], "POST", "/v1/keys", {"name": "l", "scope": "read", "repos": [seen]})
+    assert limited.status_code == 201, limited.text
+    polled = api(server, limited.json()["data"]["key"], "GET", f"/v1/extensions/poll/{run_id}")
+    assert polled.status_code == 404
+    finished(server, tenant, run_id)
+
+
+def test_an_update_racing_a_delete_is_a_404_never_a_500(server, tenant):
+    for _ in range(8):
+        ext_id = extension(server, tenant)
+
+        def request(i: int):
+            if i == 0:
+                return api(server, tenant.keys["agent"], "POST", "/v1/extensions/delete", {"extensionId": ext_id})
+            return api(server, tenant.keys["agent"], "POST", "/v1/extensions/update",
+                       {"extensionId": ext_id, "name": f"n{i}", "prompt": f"p {uuid.uuid4().hex}"})
+
+        answers = at_once(4, request)
+        assert all(a.status_code in (200, 404) for a in answers), [(a.status_code, a.text) for a in answers]
+        assert answers[0].status_code == 200

@@ -151,3 +151,33 @@ def test_a_run_whose_key_was_revoked_meanwhile_commits_nothing(app):
     job_functions.run_extension(run_id)
     failed = row(app, run_id)
     assert failed.status == "failed" and "revoked" in failed.error
+
+
+def test_the_watcher_takes_up_a_run_whose_job_died_after_every_start_up_look(app, monkeypatch):
+    """A worker killed mid-run is replaced at once; its start-up look comes before the lease ran out (a sweep left
+    such a run `running` for good). The watcher's later look takes it up."""
+    import threading
+    import time
+
+    monkeypatch.setattr(job_functions, "WATCH_SECONDS", 0.2)
+    run_id = a_run(app, "write late.txt taken up", status="running", claimed_by="dead", attempts=1,
+                   heartbeat_at=utcnow())
+    job_functions.finish_interrupted_work()  # the replacement worker's start-up: the lease still runs
+    assert row(app, run_id).status == "running"
+    with app.db.session() as session:  # then the lease runs out
+        session.get(ExtensionRun, run_id).heartbeat_at = stopped()
+    stop = threading.Event()
+    job_functions.watch_extension_runs(stop)
+    try:
+        deadline = time.monotonic() + 30
+        while row(app, run_id).status == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stop.set()
+    app.jobs.join()
+    assert row(app, run_id).result["changes"] == [{"path": "late.txt", "action": "create"}]
+
+
+def test_each_try_of_a_run_is_a_job_of_its_own():
+    assert extension_runs.run_job("run-1", 1).job_id != extension_runs.run_job("run-1", 2).job_id

@@ -32,11 +32,11 @@ CHUNK = 256 * 1024
 
 # What the server refuses with agirunner's 400s, said in the document as well (a client can check before sending)
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
-BASE_NAME = r"^[^\x00-\x1f\x7f]*[^/\\\x00-\x1f\x7f\s]$"
+BASE_NAME = r"^[^\x00-\x1f\x7f]*[^/\\\x00-\x20\x7f]$"  # ASCII classes: ECMAScript's \s is not Python's
 
 
 class FileUpload(AgirunnerModel):
-    key: str | None = Field(default=None, min_length=1, max_length=120, json_schema_extra={"pattern": r"\S"})
+    key: str | None = Field(default=None, min_length=1, max_length=120, json_schema_extra={"pattern": r"[^\x00-\x20]"})
     description: str | None = Field(default=None, max_length=2000)
     file_name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": BASE_NAME})
     content_base64: str = Field(min_length=1, json_schema_extra={"pattern": BASE64})

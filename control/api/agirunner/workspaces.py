@@ -19,7 +19,8 @@ bp = Blueprint("agirunner_workspaces", __name__)
 
 # a repository slug (control.services.naming.checked_slug); agirunner's own slugs are any text
 SLUG_PATTERN = r"^(?!.*\.\.)(?!.*\.git$)(?!.*\.lock$)(?!.*\.$)[a-z0-9][a-z0-9._-]{0,99}$"
-URL_PATTERN = r"^(https?|ssh|git)://[^\s/?#\[\]]+([/?#]\S*)?$"
+# ASCII classes only: JSON Schema's \s (ECMAScript's) and Python's differ beyond ASCII (U+0085)
+URL_PATTERN = r"^(https?|ssh|git)://[^\x00-\x20\x7f/?#\[\]]+([/?#][^\x00-\x20\x7f]*)?$"
 NUMBER = {"pattern": r"^([1-9][0-9]{0,5})?$"}  # documented; anything else is agirunner's 400 "Invalid pagination values"
 
 

@@ -126,7 +126,7 @@ def run_extension(call: Call, body: RunExtension):
 
 @endpoint(bp, "GET", "/v1/extensions/poll/<run_id>", summary="Poll an extension run", response=RunOut)
 def poll_run(call: Call, run_id: str):
-    return run_out(extension_service.get_run(call.session, call.org_id, run_id))
+    return run_out(extension_service.get_run(call.session, call.principal, run_id))
 
 
 @endpoint(bp, "GET", "/v1/extensions", summary="List the organization's extensions (oldest first)",
