@@ -63,6 +63,9 @@ class Settings(BaseModel):
     # bwrap: the agent runs in bubblewrap, the server's data directory hidden and all but its run's directory
     # read-only; none: as the server's own user, seeing all it sees (for a command that brings its own sandbox)
     extension_sandbox: Literal["bwrap", "none"] = "bwrap"
+    # repository URLs the server itself reads (verify-git-access): plain http, and private or loopback addresses
+    remote_allow_http: bool = False
+    remote_allow_private: bool = False
 
     @field_validator("data_dir")
     @classmethod

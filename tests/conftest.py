@@ -61,10 +61,12 @@ def _server(tmp_path_factory, name: str, extra: dict[str, str]):
 def server(tmp_path_factory):
     """The server most tests share. Every clone on it goes through the pack cache and keeps its pack (whose
     defaults skip small repositories, disks with less than 2 GiB free and a state's first clone), so every
-    client's clones test it."""
+    client's clones test it. It may read repositories over http on 127.0.0.1 (itself: verify-git-access)."""
     running, drops = _server(tmp_path_factory, "server", {"DRIFTSTONE_PACK_CACHE_MIN_REPOSITORY_SIZE": "0",
                                                           "DRIFTSTONE_PACK_CACHE_MIN_FREE": "0",
-                                                          "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES": "0"})
+                                                          "DRIFTSTONE_PACK_CACHE_MIN_OCCURRENCES": "0",
+                                                          "DRIFTSTONE_REMOTE_ALLOW_HTTP": "true",
+                                                          "DRIFTSTONE_REMOTE_ALLOW_PRIVATE": "true"})
     yield running
     running.stop()
     running.context.db.dispose()

@@ -335,3 +335,59 @@ def test_artifacts_agent_runs_leave_are_explored_and_downloaded(server, tenant):
     stranger = server.tenant()
     assert api(server, stranger.keys["admin"], "GET", report["download_url"]).status_code == 404
     assert api(server, stranger.keys["admin"], "GET", path).status_code == 404
+
+
+def verify(server, tenant, ws_id: str, **body):
+    return api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws_id}/verify-git-access", body)
+
+
+def test_verify_git_access_reads_a_real_repository_with_the_token(server, tenant):
+    """The server reads its own repositories over http on 127.0.0.1 (allowed on this test server)."""
+    ws = workspace(server, tenant)
+    api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/commits", {
+        "branch": "main", "message": "seed",
+        "operations": [{"action": "create", "path": "a.txt", "content": base64.b64encode(b"a\n").decode()}]})
+    url = tenant.plain_url(ws["slug"])
+    good = verify(server, tenant, ws["id"], repository_url=url, default_branch="main", git_token_mode="replace",
+                  git_token=tenant.keys["read"])
+    assert good.status_code == 200, good.text
+    assert good.json()["data"] == {"ok": True, "repository_url": url, "default_branch": "main", "branch_verified": True}
+    no_branch = verify(server, tenant, ws["id"], repository_url=url, git_token_mode="replace", git_token=tenant.keys["read"])
+    assert no_branch.json()["data"]["branch_verified"] is False
+    missing = verify(server, tenant, ws["id"], repository_url=url, default_branch="nope", git_token_mode="replace",
+                     git_token=tenant.keys["read"])
+    assert missing.status_code == 400 and error_of(missing)["message"] == 'Default branch "nope" could not be verified.'
+    wrong = "dk-" + "x" * 43
+    denied = verify(server, tenant, ws["id"], repository_url=url, git_token_mode="replace", git_token=wrong)
+    assert denied.status_code == 400
+    assert error_of(denied)["message"] == "Git access failed while verifying the repository. Check the repository token."
+    anonymous = verify(server, tenant, ws["id"], repository_url=url, git_token_mode="clear")
+    assert anonymous.status_code == 400 and "Check the repository token" in error_of(anonymous)["message"]
+    for answer in (good, missing, denied):
+        assert tenant.keys["read"] not in answer.text and wrong not in answer.text
+    assert tenant.keys["read"] not in server.log_text()
+
+
+@pytest.mark.parametrize("url, status, says", [
+    ("file:///etc", 422, "Invalid request body"),
+    ("ext::sh -c touch% /tmp/pwned", 422, "Invalid request body"),
+    ("https://user:secret@example.com/x.git", 400, "credentials do not belong in the URL"),
+])
+def test_verify_git_access_refuses_urls_that_break_the_rules(server, tenant, url, status, says):
+    ws = workspace(server, tenant)
+    refused = verify(server, tenant, ws["id"], repository_url=url, git_token_mode="clear")
+    assert refused.status_code == status and says in error_of(refused)["message"], refused.text
+    assert "secret" not in refused.text
+
+
+def test_verify_git_access_refuses_loopback_and_http_unless_the_operator_allows_them(small_limits_server):
+    tenant = small_limits_server.tenant()
+    ws = workspace(small_limits_server, tenant)
+    for url, says in [(tenant.plain_url(ws["slug"]), "only https"),
+                      (f"https://127.0.0.1:{small_limits_server.port}/x.git", "not public"),
+                      ("https://localhost/x.git", "not public")]:
+        refused = verify(small_limits_server, tenant, ws["id"], repository_url=url, git_token_mode="clear")
+        assert refused.status_code == 400 and says in error_of(refused)["message"], (url, refused.text)
+    replace = verify(small_limits_server, tenant, ws["id"], repository_url="https://example.com/x.git",
+                     git_token_mode="replace")
+    assert replace.status_code == 422 and "git_token is required" in error_of(replace)["message"]

@@ -3,13 +3,13 @@ versioned spec and its timeline."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint
 from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from control.services import project_specs, project_timeline, projects
+from control.services import git_access, project_specs, project_timeline, projects
 from storage.errors import BadRequest
 
 from ..endpoint import Call
@@ -106,6 +106,26 @@ class SpecOut(AgirunnerModel):
     created_by_id: str | None
 
 
+class VerifyGitAccess(AgirunnerModel):
+    repository_url: str = Field(min_length=1, max_length=2048, pattern=URL_PATTERN)
+    default_branch: str | None = Field(default=None, min_length=1, max_length=255)
+    git_token_mode: Literal["preserve", "replace", "clear"]
+    git_token: str | None = Field(default=None, max_length=20_000)
+
+    @model_validator(mode="after")
+    def _token_to_replace_with(self):
+        if self.git_token_mode == "replace" and not (self.git_token or "").strip():
+            raise PydanticCustomError("git_token_required", "git_token is required when git_token_mode is replace")
+        return self
+
+
+class VerifiedOut(AgirunnerModel):
+    ok: bool
+    repository_url: str
+    default_branch: str | None
+    branch_verified: bool
+
+
 def _project(call: Call, workspace_id: str):
     return projects.visible_project(call.session, call.principal, workspace_id)
 
@@ -184,6 +204,15 @@ def get_spec(call: Call, workspace_id: str, query: SpecQuery):
 def put_spec(call: Call, workspace_id: str, body: SpecBody):
     spec = body.model_dump(exclude_none=True)
     return SpecOut(**vars(project_specs.put_spec(call.session, _project(call, workspace_id), call.principal, spec)))
+
+
+@route(bp, "POST", WS + "/verify-git-access", summary="Check that the server can read a repository with the given access",
+       scope="admin", body=VerifyGitAccess, response=VerifiedOut)
+def verify_git_access(call: Call, workspace_id: str, body: VerifyGitAccess):
+    _project(call, workspace_id)
+    token = body.git_token if body.git_token_mode == "replace" else None  # the server keeps no token to preserve
+    return VerifiedOut(**vars(git_access.verify_git_access(call.context.settings, body.repository_url,
+                                                           body.default_branch, token)))
 
 
 @route(bp, "GET", WS + "/timeline", summary="The workspace's agent runs and repository events, newest first",

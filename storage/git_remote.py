@@ -1,0 +1,102 @@
+"""Reading another server's refs (`git ls-remote`) under DESIGN.md's rules for remote URLs: https only unless the
+operator allows http, no credentials in the URL, no other transport (ext::, file://, ssh), no private, loopback
+or link-local address unless the operator allows them, no redirects, and the address checked is the one git
+connects to (pinned with http.curloptResolve, so a name that resolves again elsewhere changes nothing). A token
+reaches git through its environment, never its arguments."""
+from __future__ import annotations
+
+import base64
+import ipaddress
+import socket
+import subprocess
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .git_env import GIT, clean_git_env
+
+LS_REMOTE_TIMEOUT = 15
+
+
+class RemoteRefused(Exception):
+    """The URL breaks a rule: nothing was sent to it."""
+
+
+class RemoteFailed(Exception):
+    def __init__(self, message: str, denied: bool = False):
+        super().__init__(message)
+        self.denied = denied  # the server refused the credentials (or asked for some)
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    host: str
+    port: int
+    address: str  # the one address git may connect to
+
+
+def shown(url: str) -> str:
+    """The URL as it may be repeated back: without the credentials someone put in it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not a URL)"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+def checked_remote(url: str, allow_http: bool = False, allow_private: bool = False) -> Remote:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RemoteRefused("not a URL git can use") from None
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes:
+        raise RemoteRefused(f"only {' and '.join(schemes)} repository URLs are allowed")
+    if parts.username is not None or parts.password is not None:
+        raise RemoteRefused("credentials do not belong in the URL: give them as git_token")
+    if not parts.hostname:
+        raise RemoteRefused("the URL names no host")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise RemoteRefused(f"the host {parts.hostname!r} could not be resolved") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
+    if not allow_private:
+        inner = [str(a) for a in addresses if not a.is_global or a.is_multicast]
+        if inner:
+            raise RemoteRefused(f"the host {parts.hostname!r} resolves to an address that is not public ({inner[0]})")
+    return Remote(url=url, host=parts.hostname, port=port, address=str(addresses[0]))
+
+
+def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_http: bool = False) -> dict[str, str]:
+    """ref -> sha of the `refs` the remote has (HEAD among them if asked)."""
+    address = f"[{remote.address}]" if ":" in remote.address else remote.address
+    options = ["-c", "http.followRedirects=false", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+               "-c", f"http.curloptResolve={remote.host}:{remote.port}:{address}", "-c", "credential.helper="]
+    if allow_http:
+        options += ["-c", "protocol.http.allow=always"]
+    extra = {"GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+    if token:
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        extra.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                      "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"})
+    try:
+        result = subprocess.run([GIT, *options, "ls-remote", "--end-of-options", remote.url, *refs],
+                                env=clean_git_env(extra), capture_output=True, timeout=LS_REMOTE_TIMEOUT,
+                                stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise RemoteFailed(f"the repository did not answer within {LS_REMOTE_TIMEOUT} s") from None
+    if result.returncode != 0:
+        said = result.stderr.decode("utf-8", "replace")
+        denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
+        raise RemoteFailed(said.strip().splitlines()[-1] if said.strip() else "git ls-remote failed", denied)
+    found = {}
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        sha, _, ref = line.partition("\t")
+        found[ref] = sha
+    return found
