@@ -187,7 +187,7 @@ def _stamp(value: datetime) -> float:
 def _item(artifact: Artifact, run: ExtensionRun | None, extension_name: str | None) -> dict:
     mode = preview_mode(artifact.content_type, artifact.size_bytes)
     run_id = artifact.run_id or ""
-    title = extension_name or run_id
+    title = (run.name if run else None) or extension_name or run_id
     return {"id": artifact.id, "workflow_id": artifact.run_id, "task_id": run_id, "logical_path": artifact.logical_path,
             "content_type": artifact.content_type, "size_bytes": artifact.size_bytes, "created_at": artifact.created_at,
             "download_url": f"/api/v1/tasks/{run_id}/artifacts/{artifact.id}", "metadata": artifact.details or {},

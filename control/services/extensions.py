@@ -163,12 +163,31 @@ def start_run(session: Session, app, actor: Principal, extension_id: str, path: 
         raise Conflict(f"extension {extension_id!r} is {extension.status}: enable it to run it",
                        {"extensionId": extension_id, "status": extension.status})
     target = resolve_storage_path(session, app, actor, path)
+    full_prompt = extension.prompt + (f"\n\n{prompt}" if prompt else "")
+    return _queue_run(session, app, actor, extension.id, list(extension.presets or []), target, path, full_prompt)
+
+
+PLANNING = "planning-workflow"  # the extension id of a planning run: the brief is its whole prompt
+
+
+def start_planning_run(session: Session, app, actor: Principal, repo: Repository, brief: str,
+                       name: str) -> ExtensionRun:
+    """agirunner's planning workflow (seed 002): an agent run on the default branch with the brief as its prompt."""
+    head = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{repo.default_branch}")
+    target = RunTarget(repo, repo.default_branch, head)
+    path = f"organizations/{repo.org_id}/repositories/{repo.slug}/{repo.default_branch}"
+    run = _queue_run(session, app, actor, PLANNING, [], target, path, brief)
+    run.name = name
+    return run
+
+
+def _queue_run(session: Session, app, actor: Principal, extension_id: str, presets: list[str], target: RunTarget,
+               path: str, prompt: str) -> ExtensionRun:
     if app.settings.extension_argv is None:
         raise RunnerUnavailable("this server runs no agents: its operator has set no DRIFTSTONE_EXTENSION_COMMAND")
-    full_prompt = extension.prompt + (f"\n\n{prompt}" if prompt else "")
-    run = ExtensionRun(id=_new_id("run"), org_id=actor.org_id, extension_id=extension.id, repo_id=target.repo.id,
-                       path=path, branch=target.branch, base_commit=target.head, prompt=full_prompt,
-                       presets=list(extension.presets or []), status="queued", created_by_key_id=actor.key_id)
+    run = ExtensionRun(id=_new_id("run"), org_id=actor.org_id, extension_id=extension_id, repo_id=target.repo.id,
+                       path=path, branch=target.branch, base_commit=target.head, prompt=prompt, presets=presets,
+                       status="queued", created_by_key_id=actor.key_id)
     session.add(run)
     session.flush()
     defer_job(session, run_job(run.id))

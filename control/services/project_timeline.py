@@ -30,7 +30,7 @@ def timeline(session: Session, repo: Repository) -> list[dict]:
 def _run_summary(run: ExtensionRun, extension_name: str | None) -> dict:
     started, finished = run.started_at and as_utc(run.started_at), run.finished_at and as_utc(run.finished_at)
     title = next((line.strip() for line in run.prompt.splitlines() if line.strip()), run.id)[:200]
-    return {"kind": "run_summary", "workflow_id": run.id, "name": extension_name or title,
+    return {"kind": "run_summary", "workflow_id": run.id, "name": run.name or extension_name or title,
             "state": WORKFLOW_STATES[run.status], "created_at": as_utc(run.created_at), "started_at": started,
             "completed_at": finished,
             "duration_seconds": (finished - started).total_seconds() if started and finished else None,

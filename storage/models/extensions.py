@@ -38,6 +38,7 @@ class ExtensionRun(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     extension_id: Mapped[str] = mapped_column(String(40), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)  # a planning workflow's
     repo_id: Mapped[str] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(Text)  # as the caller gave it
     branch: Mapped[str] = mapped_column(Text)

@@ -391,3 +391,29 @@ def test_verify_git_access_refuses_loopback_and_http_unless_the_operator_allows_
     replace = verify(small_limits_server, tenant, ws["id"], repository_url="https://example.com/x.git",
                      git_token_mode="replace")
     assert replace.status_code == 422 and "git_token is required" in error_of(replace)["message"]
+
+
+def test_a_planning_workflow_is_an_agent_run_on_the_default_branch(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant)
+    started = api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/planning-workflow",
+                  {"brief": "Survey the workspace and propose a staged delivery plan.\nwrite PLAN.md 1. stage one\n"
+                            "artifact plan-notes.md considered", "name": "Workspace planning run"})
+    assert started.status_code == 201, started.text
+    workflow = started.json()["data"]
+    assert (workflow["workspace_id"], workflow["name"], workflow["state"]) == (ws["id"], "Workspace planning run",
+                                                                              "pending")
+    deadline = time.monotonic() + 60
+    while (polled := api(server, tenant.keys["read"], "GET", workflow["link"]).json()["data"])["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert polled["status"] == "completed", polled
+    work = tmp_path / "work"
+    git("clone", "-q", "--branch", polled["result"]["branch"], tenant.url(ws["slug"]), str(work))
+    assert (work / "PLAN.md").read_text() == "1. stage one\n"
+    timeline = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/timeline").json()["data"]
+    assert [(t["workflow_id"], t["name"]) for t in timeline if t["kind"] == "run_summary"] == [
+        (workflow["id"], "Workspace planning run")]
+    explored = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/artifacts").json()["data"]
+    assert [(a["logical_path"], a["workflow_name"]) for a in explored] == [("plan-notes.md", "Workspace planning run")]
+    assert api(server, tenant.keys["agent"], "POST", f"/api/v1/workspaces/{ws['id']}/planning-workflow",
+               {"brief": "x"}).status_code == 403

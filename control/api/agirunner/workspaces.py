@@ -9,8 +9,9 @@ from flask import Blueprint
 from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from control.services import git_access, project_specs, project_timeline, projects
+from control.services import extensions, git_access, project_specs, project_timeline, projects
 from storage.errors import BadRequest
+from storage.times import as_utc
 
 from ..endpoint import Call
 from .common import WS, AgirunnerModel, ProjectOut, list_meta, page_numbers, project_out, route
@@ -126,6 +127,22 @@ class VerifiedOut(AgirunnerModel):
     branch_verified: bool
 
 
+class PlanningWorkflow(AgirunnerModel):
+    brief: str = Field(min_length=1, max_length=100_000)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class WorkflowOut(AgirunnerModel):
+    id: str
+    workspace_id: str
+    name: str
+    state: str
+    lifecycle: str
+    brief: str
+    created_at: datetime
+    link: str
+
+
 def _project(call: Call, workspace_id: str):
     return projects.visible_project(call.session, call.principal, workspace_id)
 
@@ -213,6 +230,17 @@ def verify_git_access(call: Call, workspace_id: str, body: VerifyGitAccess):
     token = body.git_token if body.git_token_mode == "replace" else None  # the server keeps no token to preserve
     return VerifiedOut(**vars(git_access.verify_git_access(call.context.settings, body.repository_url,
                                                            body.default_branch, token)))
+
+
+@route(bp, "POST", WS + "/planning-workflow", summary="Start an agent run that plans from a brief", scope="admin",
+       body=PlanningWorkflow, response=WorkflowOut, status=201, errors={503: "the server runs no agents"})
+def planning_workflow(call: Call, workspace_id: str, body: PlanningWorkflow):
+    repo = _project(call, workspace_id)
+    run = extensions.start_planning_run(call.session, call.context, call.principal, repo, body.brief,
+                                        body.name or "Workspace planning run")
+    return WorkflowOut(id=run.id, workspace_id=repo.id, name=run.name, state="pending",
+                       lifecycle="planned", brief=body.brief, created_at=as_utc(run.created_at),
+                       link=f"/v1/extensions/poll/{run.id}")
 
 
 @route(bp, "GET", WS + "/timeline", summary="The workspace's agent runs and repository events, newest first",
