@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 from typing import Any, Callable
@@ -114,6 +115,8 @@ def _normalized_json(raw: bytes) -> bytes:
     def number(text: str):
         nonlocal changed
         value = float(text)
+        if not math.isfinite(value):  # 1e999: stored as Infinity (not JSON), which PostgreSQL refuses
+            raise ValueError(f"{text} is out of range")
         if value.is_integer() and abs(value) < 2**53:
             changed = True
             return int(value)
@@ -143,13 +146,13 @@ def _normalized_json(raw: bytes) -> bytes:
 MAX_JSON_BODY = 4 * 1024 * 1024  # JSON requests carry metadata; file contents go through raw-body routes
 
 
-def read_json_body() -> bytes:
-    """The request body, refused with 413 beyond MAX_JSON_BODY before more than that is read (chunked too)."""
-    if (request.content_length or 0) > MAX_JSON_BODY:
-        raise TooLarge(f"a JSON request body may be at most {MAX_JSON_BODY} bytes", {"limit": MAX_JSON_BODY})
-    raw = request.stream.read(MAX_JSON_BODY + 1)
-    if len(raw) > MAX_JSON_BODY:
-        raise TooLarge(f"a JSON request body may be at most {MAX_JSON_BODY} bytes", {"limit": MAX_JSON_BODY})
+def read_json_body(limit: int = MAX_JSON_BODY) -> bytes:
+    """The request body, refused with 413 beyond `limit` bytes before more than that is read (chunked too)."""
+    if (request.content_length or 0) > limit:
+        raise TooLarge(f"a JSON request body may be at most {limit} bytes", {"limit": limit})
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise TooLarge(f"a JSON request body may be at most {limit} bytes", {"limit": limit})
     return raw
 
 
@@ -182,9 +185,9 @@ def _refuse_nul_strings(raw: bytes) -> None:
             [{"loc": loc, "msg": "may not contain NUL", "type": "string_nul"} for loc in found]))
 
 
-def parse_body(model: type[BaseModel]) -> BaseModel:
+def parse_body(model: type[BaseModel], limit: int = MAX_JSON_BODY) -> BaseModel:
     mimetype = request.mimetype or ""
-    raw = read_json_body()
+    raw = read_json_body(limit)
     if mimetype not in ("application/json", "") and not mimetype.endswith("+json"):
         if not (mimetype == "application/x-www-form-urlencoded" and raw.lstrip().startswith((b"{", b"["))):
             raise UnsupportedMediaType(f"expected application/json, got {mimetype}")
@@ -249,7 +252,8 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None, response: Any = None,
              status: int = 200, tag: str = "driftstone", raw_body: bool = False, paginated: bool = False,
              errors: dict[int, str] | None = None, envelope: str = "driftstone",
-             params: dict[str, dict] | None = None, produces: str = "application/json"):
+             params: dict[str, dict] | None = None, produces: str = "application/json",
+             max_body: int = MAX_JSON_BODY):
     """`path` is the full path (for OpenAPI); the blueprint must have no url_prefix.
 
     `errors` documents statuses the handler answers (in the error envelope) beyond the common set; `params`
@@ -271,7 +275,7 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
                 _check_request_shape(path_params, raw_body)
                 kwargs: dict[str, Any] = dict(path_params)
                 if body is not None:
-                    kwargs["body"] = parse_body(body)
+                    kwargs["body"] = parse_body(body, max_body)
                 if query is not None:
                     kwargs["query"] = parse_query(query)
                 if "call" in wants:

@@ -85,6 +85,11 @@ def _parameters(spec: RouteSpec, schemas: _Schemas) -> tuple[str, list[dict]]:
     return _PARAM.sub(r"{\2}", spec.path), params
 
 
+def _needs_fields(model) -> bool:
+    extra = model.model_config.get("json_schema_extra") or {}
+    return isinstance(extra, dict) and any(key in extra for key in ("anyOf", "allOf", "minProperties"))
+
+
 def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
     schemas = _Schemas()
     paths: dict[str, dict] = {}
@@ -95,7 +100,9 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
         if params:
             operation["parameters"] = params
         if spec.body is not None:
-            operation["requestBody"] = {"required": True, "content": {
+            # a missing body is read as {} (endpoint.parse_body): required only where {} is not a valid body
+            needed = bool(spec.body.model_json_schema().get("required")) or _needs_fields(spec.body)
+            operation["requestBody"] = {"required": needed, "content": {
                 "application/json": {"schema": schemas.of(spec.body, "validation")}}}
         elif spec.raw_body:
             operation["requestBody"] = {"required": False, "content": {

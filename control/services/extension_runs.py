@@ -141,6 +141,9 @@ def _finish(app, run_id: str, token: str, status: str, result: dict | None, erro
         return
     if session.execute(statement).rowcount == 1:
         session.add_all(artifacts or [])
+    else:  # the run was taken away (its workspace deleted, another job): the bytes collect() wrote go
+        for row in artifacts or []:
+            app.blobs.delete(row.storage_path)
 
 
 def _work(app, run_id: str, token: str, run_dir: Path) -> None:

@@ -70,7 +70,7 @@ def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Princ
 
 def _checked(new: NewFile) -> tuple[str, str]:
     name = posixpath.basename(new.file_name.replace("\\", "/")).strip(ASCII_SPACE)
-    if not name or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not name or name in (".", "..") or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise BadRequest("file_name must name a file (a base name of 1 to 255 printable characters)",
                          {"file_name": new.file_name[:300]})
     key = new.key.strip(ASCII_SPACE) if new.key is not None else derived_key(name)

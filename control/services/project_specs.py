@@ -74,14 +74,32 @@ def _check_resources(resources: dict) -> None:
         if not isinstance(binding.get(required), str) or not binding[required].strip():
             raise BadRequest(f"{where}.binding.{required} is required for a {resource['type']} resource",
                              {"field": f"{where}.binding.{required}"})
+        secret = _secret_key(binding)
+        if secret:
+            raise BadRequest(f"{where}.binding.{secret}: secrets do not belong in a spec", {"field": f"{where}.binding"})
         for key, value in binding.items():
-            if SECRET_NAME.search(key):
-                raise BadRequest(f"{where}.binding.{key}: secrets do not belong in a spec", {"field": f"{where}.binding"})
             if key in URL_FIELDS and not (isinstance(value, str) and URL_VALUE.match(value)):
                 raise BadRequest(f"{where}.binding.{key} must start with http://, https:// or git@",
                                  {"field": f"{where}.binding.{key}"})
         if "notes" in resource and not isinstance(resource["notes"], str):
             raise BadRequest(f"{where}.notes must be a string", {"field": f"{where}.notes"})
+
+
+def _secret_key(value, prefix: str = "") -> str | None:
+    """The first key, at any depth, whose name says it holds a secret (headers.Authorization, api_key, ...)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if SECRET_NAME.search(key) or key.lower() == "authorization":
+                return prefix + key
+            found = _secret_key(item, f"{prefix}{key}.")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _secret_key(item, f"{prefix}{index}.")
+            if found:
+                return found
+    return None
 
 
 def _check_tools(tools: dict) -> None:

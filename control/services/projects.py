@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.errors import BadRequest, Conflict, NotFound
+from storage.git_remote import shown
 from storage.keys import Principal
 from storage.models import ExtensionRun, Repository
 from storage.repo_store import RepoStore
+from storage.repo_writes import serialize_repository_writes
 
 from .naming import checked_slug, folded_slug
 from .repos import create_repo, delete_repo
@@ -51,6 +54,9 @@ def checked_repository_url(url: str | None) -> str | None:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https", "ssh", "git") or not parts.netloc:
         raise BadRequest("repository_url must be an http(s), ssh or git URL", {"repository_url": url})
+    if parts.password is not None or (parts.username is not None and parts.scheme in ("http", "https")):
+        raise BadRequest("credentials do not belong in repository_url (every key that reads the workspace sees it)",
+                         {"repository_url": shown(url)})
     return url
 
 
@@ -136,9 +142,18 @@ def run_counts(session: Session, repo_ids: list[str]) -> dict[str, RunCounts]:
             for repo_id, c in found.items()}
 
 
+def _fresh(session: Session, repo: Repository) -> Repository:
+    """The row as the last committed writer left it, this transaction its only writer until it ends: a read,
+    change and write of its JSON (memory, settings) by two requests at once lost one of them."""
+    serialize_repository_writes(session, repo.id)
+    session.refresh(repo)
+    return repo
+
+
 def patch_project(session: Session, repo: Repository, changes: dict) -> Repository:
     """`changes`: any of name, slug, description, repository_url, settings (merged into the stored ones),
     is_active."""
+    repo = _fresh(session, repo)
     if "slug" in changes and changes["slug"] != repo.slug:
         slug = checked_slug(changes["slug"], "repository")
         clash = session.scalar(select(Repository.id).where(Repository.org_id == repo.org_id, Repository.slug == slug,
@@ -153,17 +168,22 @@ def patch_project(session: Session, repo: Repository, changes: dict) -> Reposito
     for name in ("name", "description", "is_active"):
         if name in changes:
             setattr(repo, name, changes[name])
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same slug taken by another rename at the same moment
+        raise Conflict("Workspace slug already exists", {"slug": changes.get("slug")}) from None
     return repo
 
 
 def set_memory(session: Session, repo: Repository, key: str, value) -> Repository:
+    repo = _fresh(session, repo)
     repo.memory = _checked_memory({**(repo.memory or {}), key: value}, key)
     session.flush()
     return repo
 
 
 def delete_memory(session: Session, repo: Repository, key: str) -> Repository:
+    repo = _fresh(session, repo)
     if key in (repo.memory or {}):
         repo.memory = {name: value for name, value in repo.memory.items() if name != key}
         session.flush()
@@ -171,11 +191,15 @@ def delete_memory(session: Session, repo: Repository, key: str) -> Repository:
 
 
 def delete_project(session: Session, repo: Repository, now: datetime, cascade: bool = False) -> None:
-    """Refused while agent runs of it are queued or running, unless `cascade` (they then fail, their repository
-    gone)."""
+    """Refused while agent runs of it are queued or running, unless `cascade`: they then fail at once (their
+    jobs stop the agents), and the repository goes."""
     active = session.scalar(select(func.count()).select_from(ExtensionRun).where(
         ExtensionRun.repo_id == repo.id, ExtensionRun.status.in_(("queued", "running"))))
     if active and not cascade:
         raise Conflict("Workspace cannot be deleted while workflows or tasks reference it",
                        {"active_workflow_count": active})
+    session.execute(update(ExtensionRun).where(  # their jobs see the claim gone, stop their agents, store nothing
+        ExtensionRun.repo_id == repo.id, ExtensionRun.status.in_(("queued", "running")))
+        .values(status="failed", error="the workspace was deleted", claimed_by=None, finished_at=now)
+        .execution_options(synchronize_session=False))
     delete_repo(session, repo, now)

@@ -8,8 +8,12 @@ import time
 import uuid
 
 import pytest
+import requests
 
-from tests.support import api
+from sqlalchemy import select
+
+from storage.models import Artifact
+from tests.support import api, at_once
 
 PLATFORM = {"name": "Platform", "description": "Workspace for platform API and dashboard work.",
             "repository_url": "https://github.com/agirunner/agirunner-platform",
@@ -417,3 +421,112 @@ def test_a_planning_workflow_is_an_agent_run_on_the_default_branch(server, tenan
     assert [(a["logical_path"], a["workflow_name"]) for a in explored] == [("plan-notes.md", "Workspace planning run")]
     assert api(server, tenant.keys["agent"], "POST", f"/api/v1/workspaces/{ws['id']}/planning-workflow",
                {"brief": "x"}).status_code == 403
+
+
+def test_concurrent_memory_writes_and_deletes_lose_nothing(server, tenant):
+    """20 keys written at once, then 10 of them deleted at once (a review found 16 of 20 lost)."""
+    ws = workspace(server, tenant)
+    path = f"/api/v1/workspaces/{ws['id']}/memory"
+    written = at_once(20, lambda i: api(server, tenant.keys["agent"], "PATCH", path, {"key": f"k{i}", "value": i}))
+    assert [w.status_code for w in written] == [200] * 20
+    memory = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["memory"]
+    assert memory == {"domain": "platform", **{f"k{i}": i for i in range(20)}}
+    removed = at_once(10, lambda i: api(server, tenant.keys["agent"], "DELETE", f"{path}/k{i}"))
+    assert [r.status_code for r in removed] == [200] * 10
+    memory = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["memory"]
+    assert memory == {"domain": "platform", **{f"k{i}": i for i in range(10, 20)}}
+    settings = at_once(10, lambda i: api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{ws['id']}",
+                                         {"settings": {f"s{i}": i}}))
+    assert [r.status_code for r in settings] == [200] * 10
+    kept = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["settings"]
+    assert all(kept.get(f"s{i}") == i for i in range(10)), kept
+
+
+def test_renames_racing_for_one_slug_give_one_200_and_409s(server, tenant):
+    spaces = [workspace(server, tenant) for _ in range(6)]
+    target = f"race-{uuid.uuid4().hex[:6]}"
+    answers = at_once(6, lambda i: api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{spaces[i]['id']}",
+                                       {"slug": target}))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5, [a.text for a in answers]
+
+
+def test_a_file_of_several_mebibytes_and_any_name_comes_back_whole(server, tenant):
+    ws = workspace(server, tenant)
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB
+    made = api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/files",
+               {"file_name": "文件 名 😀.bin", "content_base64": base64.b64encode(data).decode()})
+    assert made.status_code == 201, made.text[:300]
+    content = api(server, tenant.keys["agent"], "GET", made.json()["data"]["download_url"])
+    assert content.status_code == 200 and content.content == data
+    assert content.headers["Content-Disposition"] == (
+        "inline; filename=\"__ _ _.bin\"; filename*=UTF-8''%E6%96%87%E4%BB%B6%20%E5%90%8D%20%F0%9F%98%80.bin")
+
+
+@pytest.mark.parametrize("body", [
+    {"file_name": "ct.txt", "content_base64": "YQ==", "content_type": "text/plain\r\nX-Evil: 1"},
+    {"file_name": ".", "content_base64": "YQ=="},
+    {"file_name": "a/..", "content_base64": "YQ=="},
+])
+def test_header_tricks_and_dot_names_are_refused(server, tenant, body):
+    ws = workspace(server, tenant)
+    refused = api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/files", body)
+    assert refused.status_code in (400, 422), refused.text
+    assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/files").json()["data"] == []
+
+
+@pytest.mark.parametrize("params", [{"page": "inf"}, {"page": "1e400"}, {"page": "1_0"}, {"per_page": "１"},
+                                    {"page": "99999999999"}])
+def test_odd_page_numbers_are_a_400(server, tenant, params):
+    refused = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params=params)
+    assert refused.status_code == 400 and error_of(refused)["message"] == "Invalid pagination values"
+
+
+def test_out_of_range_numbers_are_refused_and_huge_versions_not_found(server, tenant):
+    ws = workspace(server, tenant)
+    for version in ("99999999999999999999", "2147483648"):
+        assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/spec",
+                   params={"version": version}).status_code == 404
+    raw = requests.patch(f"{server.url}/api/v1/workspaces/{ws['id']}/memory", data=b'{"key": "inf", "value": 1e999}',
+                         headers={"Authorization": f"Bearer {tenant.keys['agent']}", "Content-Type": "application/json"},
+                         timeout=60)
+    assert raw.status_code == 400, raw.text
+    assert "inf" not in api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["memory"]
+
+
+def test_a_memory_key_with_a_slash_can_be_deleted(server, tenant):
+    ws = workspace(server, tenant)
+    path = f"/api/v1/workspaces/{ws['id']}/memory"
+    api(server, tenant.keys["agent"], "PATCH", path, {"key": "a/b", "value": 1})
+    removed = api(server, tenant.keys["agent"], "DELETE", f"{path}/a/b")
+    assert removed.status_code == 200 and "a/b" not in removed.json()["data"]["memory"]
+
+
+def test_credentials_in_repository_url_and_secrets_deep_in_a_spec_are_refused(server, tenant):
+    key = tenant.keys["admin"]
+    refused = create(server, tenant, repository_url=f"https://u:{key}@example.com/x.git")
+    assert refused.status_code == 400 and key not in refused.text
+    ws = workspace(server, tenant)
+    nested = api(server, tenant.keys["admin"], "PUT", f"/api/v1/workspaces/{ws['id']}/spec", {"resources": {"r": {
+        "type": "api", "binding": {"base_url": "https://x", "headers": {"Authorization": "Bearer sk-123"}}}}})
+    assert nested.status_code == 400 and "headers.Authorization" in error_of(nested)["message"]
+
+
+def test_a_cascade_delete_stops_the_running_agent_and_keeps_nothing_it_left(server, tenant):
+    ws = workspace(server, tenant)
+    api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/commits", {
+        "branch": "main", "message": "seed",
+        "operations": [{"action": "create", "path": "a.txt", "content": base64.b64encode(b"a\n").decode()}]})
+    ext = api(server, tenant.keys["agent"], "POST", "/v1/extensions/create",
+              {"type": "agent", "name": "slow", "prompt": f"sleep 30\nartifact late.md x\n# {uuid.uuid4().hex}"})
+    run_id = api(server, tenant.keys["agent"], "POST", "/v1/extensions/run", {
+        "extensionId": ext.json()["data"]["extensionId"],
+        "path": f"organizations/{tenant.org}/repositories/{ws['slug']}"}).json()["data"]["runId"]
+    time.sleep(1)
+    deleted = api(server, tenant.keys["admin"], "DELETE", f"/api/v1/workspaces/{ws['id']}", params={"cascade": "true"})
+    assert deleted.status_code == 200, deleted.text
+    polled = api(server, tenant.keys["read"], "GET", f"/v1/extensions/poll/{run_id}").json()["data"]
+    assert (polled["status"], polled["error"]) == ("failed", "the workspace was deleted")
+    time.sleep(20)  # the job's next heartbeat (every 15 s) sees the run taken away and stops the agent
+    with server.context.db.session() as session:
+        assert session.scalars(select(Artifact).where(Artifact.run_id == run_id)).all() == []
+    assert api(server, tenant.keys["read"], "GET", f"/v1/extensions/poll/{run_id}").json()["data"]["status"] == "failed"

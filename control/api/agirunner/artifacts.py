@@ -13,7 +13,7 @@ from storage.errors import BadRequest
 
 from ..endpoint import Call
 from .common import WS, AgirunnerModel, route
-from .files import CHUNK, CONTENT_HEADERS
+from .files import CHUNK, CONTENT_HEADERS, content_disposition
 
 bp = Blueprint("agirunner_artifacts", __name__)
 
@@ -91,7 +91,6 @@ def artifact_content(call: Call, task_id: str, artifact_id: str):
             while chunk := source.read(CHUNK):
                 yield chunk
 
-    name = "".join("_" if c in '"\\\r\n' else c for c in row.logical_path.rsplit("/", 1)[-1])
-    headers = {**CONTENT_HEADERS, "Content-Disposition": f'inline; filename="{name}"',
+    headers = {**CONTENT_HEADERS, "Content-Disposition": content_disposition(row.logical_path.rsplit("/", 1)[-1]),
                "Content-Length": str(row.size_bytes)}
     return Response(stream_with_context(chunks()), status=200, content_type=row.content_type, headers=headers)

@@ -68,15 +68,19 @@ def project_out(call, repo) -> ProjectOut:
 
 
 def page_numbers(page: str | None, per_page: str | None) -> tuple[int, int]:
-    """As agirunner reads them: numbers (default 1 and 20), at least 1, per_page at most 100; else a 400."""
-    try:
-        numbers = (float(page) if page not in (None, "") else 1.0,
-                   float(per_page) if per_page not in (None, "") else float(DEFAULT_PER_PAGE))
-    except ValueError:
-        numbers = (0.0, 0.0)
-    if any(n != n or n <= 0 or n != int(n) for n in numbers) or numbers[1] > MAX_PER_PAGE or numbers[0] > 10**6:
+    """As agirunner reads them: whole numbers (default 1 and 20), at least 1, per_page at most 100; else a 400.
+    ASCII digits only ("1_0", a full-width "１", "inf" are not numbers here)."""
+    numbers = []
+    for value, default in ((page, 1), (per_page, DEFAULT_PER_PAGE)):
+        if value in (None, ""):
+            numbers.append(default)
+        elif value.isascii() and value.isdigit() and len(value) <= 7:
+            numbers.append(int(value))
+        else:
+            numbers.append(0)
+    if numbers[0] < 1 or not 1 <= numbers[1] <= MAX_PER_PAGE:
         raise BadRequest("Invalid pagination values", {"page": page, "per_page": per_page})
-    return int(numbers[0]), int(numbers[1])
+    return numbers[0], numbers[1]
 
 
 def list_meta(total: int, page: int, per_page: int) -> dict:

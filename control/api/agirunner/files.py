@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import quote
 from datetime import datetime
 
 from flask import Blueprint, Response, stream_with_context
@@ -28,10 +29,15 @@ CONTENT_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 CHUNK = 256 * 1024
+# a JSON body holding a file of MAX_FILE_BYTES in base64 (4/3 of it), with room for the other fields; a batch's
+# files share it
+FILE_BODY = project_files.MAX_FILE_BYTES * 4 // 3 + 64 * 1024
 
 
 # What the server refuses with agirunner's 400s, said in the document as well (a client can check before sending)
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
+TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
+MEDIA_TYPE = rf"^{TOKEN}/{TOKEN}( *; *{TOKEN}=({TOKEN}|\"[^\"\x00-\x1f\x7f]*\"))*$"  # a MIME type, no header tricks
 BASE_NAME = r"^[^\x00-\x1f\x7f]*[^/\\\x00-\x20\x7f]$"  # ASCII classes: ECMAScript's \s is not Python's
 
 
@@ -40,7 +46,7 @@ class FileUpload(AgirunnerModel):
     description: str | None = Field(default=None, max_length=2000)
     file_name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": BASE_NAME})
     content_base64: str = Field(min_length=1, json_schema_extra={"pattern": BASE64})
-    content_type: str | None = Field(default=None, min_length=1, max_length=255)
+    content_type: str | None = Field(default=None, min_length=1, max_length=255, pattern=MEDIA_TYPE)
 
 
 class FileBatch(AgirunnerModel):
@@ -86,7 +92,7 @@ def list_files(call: Call, workspace_id: str):
 
 
 @route(bp, "POST", WS + "/files", summary="Upload a file (base64)", scope="admin", body=FileUpload, response=ProjectFileOut,
-       status=201)
+       status=201, max_body=FILE_BODY)
 def upload_file(call: Call, workspace_id: str, body: FileUpload):
     (row,) = project_files.add_files(call.session, call.context.blobs, _project(call, workspace_id), call.principal,
                                      [_new_file(body)])
@@ -94,7 +100,7 @@ def upload_file(call: Call, workspace_id: str, body: FileUpload):
 
 
 @route(bp, "POST", WS + "/files/batch", summary="Upload several files at once (base64, at most 10)", scope="admin",
-       body=FileBatch, response=list[ProjectFileOut], status=201)
+       body=FileBatch, response=list[ProjectFileOut], status=201, max_body=FILE_BODY)
 def upload_files(call: Call, workspace_id: str, body: FileBatch):
     new = [_new_file(upload, index) for index, upload in enumerate(body.files)]
     rows = project_files.add_files(call.session, call.context.blobs, _project(call, workspace_id), call.principal, new)
@@ -112,10 +118,18 @@ def file_content(call: Call, workspace_id: str, file_id: str):
             while chunk := source.read(CHUNK):
                 yield chunk
 
-    safe_name = "".join("_" if c in '"\\\r\n' else c for c in row.file_name)
-    headers = {**CONTENT_HEADERS, "Content-Disposition": f'inline; filename="{safe_name}"',
+    headers = {**CONTENT_HEADERS, "Content-Disposition": content_disposition(row.file_name),
                "Content-Length": str(row.size_bytes)}
     return Response(stream_with_context(chunks()), status=200, content_type=row.content_type, headers=headers)
+
+
+def content_disposition(name: str) -> str:
+    """inline, with the name for a browser to save under: an ASCII stand-in, and the name itself per RFC 5987
+    (a name beyond Latin-1 in a header made the answer a 500)."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    if plain == name:
+        return f'inline; filename="{name}"'
+    return f"inline; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 @route(bp, "DELETE", WS + "/files/<ident:file_id>", summary="Delete a file", scope="admin", status=204)

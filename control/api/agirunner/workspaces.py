@@ -108,6 +108,11 @@ class SpecOut(AgirunnerModel):
 
 
 class VerifyGitAccess(AgirunnerModel):
+    model_config = ConfigDict(**AgirunnerModel.model_config, json_schema_extra={"allOf": [{
+        "if": {"properties": {"git_token_mode": {"const": "replace"}}, "required": ["git_token_mode"]},
+        "then": {"required": ["git_token"], "properties": {"git_token": {"type": "string", "pattern": "[^\\x00-\\x20]"}}},
+    }]})
+
     repository_url: str = Field(min_length=1, max_length=2048, pattern=URL_PATTERN)
     default_branch: str | None = Field(default=None, min_length=1, max_length=255)
     git_token_mode: Literal["preserve", "replace", "clear"]
@@ -115,7 +120,7 @@ class VerifyGitAccess(AgirunnerModel):
 
     @model_validator(mode="after")
     def _token_to_replace_with(self):
-        if self.git_token_mode == "replace" and not (self.git_token or "").strip():
+        if self.git_token_mode == "replace" and not (self.git_token or "").strip(" \t\n\r\f\v"):
             raise PydanticCustomError("git_token_required", "git_token is required when git_token_mode is replace")
         return self
 
@@ -198,7 +203,7 @@ def patch_memory(call: Call, workspace_id: str, body: MemoryPatch):
     return project_out(call, projects.set_memory(call.session, _project(call, workspace_id), body.key, body.value))
 
 
-@route(bp, "DELETE", WS + "/memory/<key>", summary="Remove one key of the workspace's memory", scope="agent",
+@route(bp, "DELETE", WS + "/memory/<path:key>", summary="Remove one key of the workspace's memory", scope="agent",
        response=ProjectOut)
 def delete_memory(call: Call, workspace_id: str, key: str):
     return project_out(call, projects.delete_memory(call.session, _project(call, workspace_id), key))
@@ -208,11 +213,10 @@ def delete_memory(call: Call, workspace_id: str, key: str):
        query=SpecQuery, response=SpecOut)
 def get_spec(call: Call, workspace_id: str, query: SpecQuery):
     version = None
-    if query.version is not None:
-        try:
-            version = int(query.version or "0")  # as agirunner's Number(): an empty version is 0, the empty spec
-        except ValueError:
-            raise BadRequest("version must be a valid integer", {"version": query.version}) from None
+    if query.version is not None:  # as agirunner's Number(): an empty version is 0, the empty spec
+        if query.version and not (query.version.isascii() and query.version.isdigit()):
+            raise BadRequest("version must be a valid integer", {"version": query.version})
+        version = int(query.version or "0") if len(query.version) <= 9 else -1  # past any version: not found
     return SpecOut(**vars(project_specs.get_spec(call.session, _project(call, workspace_id), version)))
 
 
