@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import git_objects
+from .git_env import GIT, GitFailed, clean_git_env, run_git
 from .errors import TooLarge
 
 MAX_REPORTED = 100  # left-out paths listed one by one; the rest are counted
@@ -30,37 +33,82 @@ class FileChange:
 
 
 @dataclass
+class Checkout:
+    """What write_out wrote: every tree entry's path -> (mode, sha), and how each file it wrote looked right after
+    (size, mtime, ctime, inode), so that changes_in need not read back a file nobody touched (git's index does the
+    same)."""
+
+    entries: dict[str, tuple[int, str]] = field(default_factory=dict)
+    stamps: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+@dataclass
 class DirectoryChanges:
     changes: list[FileChange] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: what the program left that git won't take
 
 
-def write_out(repo_path: Path, commit: str | None, dest: Path) -> dict[str, tuple[int, str]]:
-    """The commit's regular files under `dest` (which must not exist); every tree entry's path -> (mode, sha)."""
+def write_out(repo_path: Path, commit: str | None, dest: Path) -> Checkout:
+    """The commit's regular files under `dest` (which must not exist).
+
+    One `git ls-tree` and one `git cat-file --batch` stream the blobs as they are stored (no attribute, filter or
+    end-of-line conversion, which `git checkout` would apply): what `changes_in` compares against is the blob."""
     dest.mkdir(parents=True)
+    written = Checkout()
     if commit is None:
-        return {}
-    entries: dict[str, tuple[int, str]] = {}
-    with git_objects.open_repo(repo_path) as repo:
-        for entry in git_objects.tree_entries(repo, git_objects.commit_tree(repo, commit), ""):
-            entries[entry.path] = (entry.mode, entry.sha)
-            if entry.mode not in (REGULAR, EXECUTABLE) or not _plain(entry.path) or not _utf8(entry.path):
-                continue
-            target = dest / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+        return written
+    listing = run_git(repo_path, ["ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit]).stdout
+    entries = written.entries
+    wanted: list[tuple[str, int, bytes]] = []
+    for record in listing.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw_path = record.partition(b"\t")
+        mode, _kind, sha = meta.split(b" ")
+        path = raw_path.decode("utf-8", "surrogateescape")
+        entries[path] = (int(mode, 8), sha.decode())
+        if int(mode, 8) in (REGULAR, EXECUTABLE) and _plain(path) and _utf8(path):
+            wanted.append((path, int(mode, 8), sha))
+    with subprocess.Popen([GIT, "-C", str(repo_path), "cat-file", "--batch"], env=clean_git_env(),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as batch:
+        feeder = threading.Thread(target=_ask_for, args=(batch.stdin, [sha for _, _, sha in wanted]), daemon=True)
+        feeder.start()
+        made: set[Path] = set()
+        for path, mode, sha in wanted:
+            header = batch.stdout.readline().split()
+            if len(header) != 3 or header[0] != sha:
+                raise GitFailed(1, ["git", "cat-file", "--batch"], b"", b"blob " + sha + b" is missing")
+            content = batch.stdout.read(int(header[2]))
+            batch.stdout.read(1)  # the newline after each object
+            target = dest / path
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                         0o755 if entry.mode == EXECUTABLE else 0o644)
+                         0o755 if mode == EXECUTABLE else 0o644)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(repo.object_store[entry.sha.encode()].as_raw_string())
-    return entries
+                handle.write(content)
+                info = os.fstat(handle.fileno())
+            written.stamps[path] = _stamp(info)
+        feeder.join()
+    return written
 
 
-def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, max_total: int,
-               path_problem: Callable[[str], str | None] = lambda path: None) -> DirectoryChanges:
+def _ask_for(stdin, shas: list[bytes]) -> None:
+    with stdin:
+        for sha in shas:
+            stdin.write(sha + b"\n")
+
+
+def changes_in(dest: Path, checkout: Checkout, max_file: int, max_total: int,
+               path_problem: Callable[[str], str | None] = lambda path: None, trusted_before_ns: int = 0
+               ) -> DirectoryChanges:
     """What differs between `dest` now and the files `write_out` wrote there (`written`). What git would not take
     (a name `path_problem` refuses, a symlink, a `.git`) is left out and reported, and a committed file at such a
     path is kept as it was. A directory or file that cannot be read raises OSError: a walk that skipped it would
-    take its files for deleted."""
+    take its files for deleted. A file whose size, times and inode are still those write_out saw is unchanged,
+    unless its time is `trusted_before_ns` or later (a change within the clock's tick could keep the time: read)."""
+    written = checkout.entries
     found = DirectoryChanges()
     seen: set[str] = set()
     total = 0
@@ -86,6 +134,9 @@ def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, m
                 leave_out(path, reason)
                 continue
             seen.add(path)
+            stamp = checkout.stamps.get(path)
+            if stamp is not None and stamp == _stamp(info) and stamp[1] < trusted_before_ns:
+                continue
             if info.st_size > max_file:
                 raise TooLarge(f"{path} is larger than the {max_file} byte limit", {"path": path, "limit": max_file})
             content = _read(name, top_fd)
@@ -104,6 +155,10 @@ def changes_in(dest: Path, written: dict[str, tuple[int, str]], max_file: int, m
         more = len(found.skipped) - MAX_REPORTED
         found.skipped = found.skipped[:MAX_REPORTED] + [{"path": "", "reason": f"and {more} more left out"}]
     return found
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
 
 
 def _raise(error: OSError) -> None:

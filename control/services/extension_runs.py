@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 90
 MAX_ATTEMPTS = 3
 MAX_CHANGED_BYTES = 256 * 1024 * 1024  # what a run's commit may add, all files together (read into memory)
+CLOCK_TICK_NS = 100_000_000  # a file system's timestamps can be this coarse: what was written later is read back
 SHORTEST_REDACTED = 8  # a passed-on value shorter than this ("1", "true") is not blanked out of the output
 
 
@@ -174,6 +176,7 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
     argv = app.settings.extension_argv
     if app.settings.extension_sandbox == "bwrap":
         argv = in_sandbox(argv, run_dir, workdir, _server_data(app))
+    trusted_before_ns = time.time_ns() - CLOCK_TICK_NS  # what the agent changes is stamped after this
     outcome = run_agent(argv, workdir, run_dir, run.prompt, env, app.settings.extension_timeout,
                         lambda: _beat(app, run_id, token), hidden)
     if outcome.lost:
@@ -196,7 +199,7 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
                       kept.rows)
     try:
         found = git_checkout.changes_in(workdir, written, app.settings.max_object_size, MAX_CHANGED_BYTES,
-                                        _path_problem)
+                                        _path_problem, trusted_before_ns)
     except DomainError as refused:
         raise _Failed(f"the agent's changes were not committed: {refused.message}", ran, kept.rows) from None
     except OSError as unreadable:  # the agent took the server's read permission away (chmod 000)

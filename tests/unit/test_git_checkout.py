@@ -37,7 +37,7 @@ def test_only_regular_files_are_written_and_an_untouched_directory_changes_nothi
     repo, sha = commit
     dest = tmp_path / "out"
     written = git_checkout.write_out(repo / ".git", sha, dest)
-    assert sorted(written) == ["a.txt", "deep/er/c.txt", "link", "run.sh", "sub"]
+    assert sorted(written.entries) == ["a.txt", "deep/er/c.txt", "link", "run.sh", "sub"]
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == ["a.txt", "deep/er/c.txt", "run.sh"]
     assert not os.path.lexists(dest / "link")  # never a symlink on the server's disk
     assert os.stat(dest / "run.sh").st_mode & 0o100
@@ -84,7 +84,22 @@ def test_sizes_are_bounded_per_file_and_together(commit, tmp_path):
 
 def test_an_empty_branch_writes_nothing(tmp_path):
     written = git_checkout.write_out(tmp_path / "nowhere", None, tmp_path / "out")
-    assert written == {} and list((tmp_path / "out").iterdir()) == []
+    assert written.entries == {} and list((tmp_path / "out").iterdir()) == []
+
+
+def test_files_whose_stamp_is_unchanged_are_not_read_and_any_change_still_shows(commit, tmp_path):
+    import time
+
+    repo, sha = commit
+    dest = tmp_path / "out"
+    written = git_checkout.write_out(repo / ".git", sha, dest)
+    assert set(written.stamps) == {"a.txt", "deep/er/c.txt", "run.sh"}  # what it wrote: no symlink, no submodule
+    time.sleep(0.02)
+    trusted = time.time_ns()
+    (dest / "a.txt").write_text("b\n")  # same size, later time
+    os.chmod(dest / "deep" / "er" / "c.txt", 0o600)  # a new ctime, same content: read, found equal
+    found = git_checkout.changes_in(dest, written, 1 << 20, 1 << 20, trusted_before_ns=trusted)
+    assert [(c.action, c.path) for c in found.changes] == [("update", "a.txt")]
 
 
 @pytest.mark.parametrize("cut", range(0, 12))
