@@ -3,8 +3,8 @@ run the operator's agent program there with the run's prompt, and commit what th
 branch of the run's own, `extensions/<run id>`, through the same checks as any ref change (paths, sizes, locks).
 
 One job at a time holds a run (a claim with a heartbeat); a job that died is replaced by the next one that asks
-(`finish_interrupted_work`) once its heartbeat is LEASE_SECONDS old, and a run whose job died MAX_ATTEMPTS times
-fails instead of starting its program again.
+(`finish_interrupted_work`, and every worker's watch, control.jobs.watch_extension_runs) once its heartbeat is
+LEASE_SECONDS old, and a run whose job died MAX_ATTEMPTS times fails instead of starting its program again.
 """
 from __future__ import annotations
 
@@ -216,8 +216,7 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
                 sha = _commit(session, app, run, branch, found.changes)
             except DomainError as refused:
                 session.rollback()
-                raise _Failed(f"the agent's changes were not committed: {_explained(refused, found.changes)}", ran,
-                              kept.rows) from None
+                raise _Failed(f"the agent's changes were not committed: {refused.message}", ran, kept.rows) from None
         result = {**_result(run, branch if sha else None, sha, changes, found.skipped + skipped, outcome.stdout,
                             outcome.exit_code), "artifacts": listed}
         _finish(app, run_id, token, "completed", result, None, session=session, artifacts=kept.rows)
@@ -248,8 +247,12 @@ def _commit(session, app, run: ExtensionRun, branch: str, changes: list[git_chec
         operations = [FileOperation(change.action, change.path, change.content,
                                     mode=None if change.action == "delete" else
                                     ("100755" if change.executable else "100644")) for change in part]
-        head = commit_files(session, app, repo, actor, branch, operations, f"{title}\n\nExtension run {run.id}.",
-                            intent=intent, expected_head=head).sha
+        try:
+            head = commit_files(session, app, repo, actor, branch, operations, f"{title}\n\nExtension run {run.id}.",
+                                intent=intent, expected_head=head).sha
+        except DomainError as refused:
+            refused.message = _explained(refused, part)  # its operations' numbers are this part's
+            raise
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))
     if row is not None:
         row.base_branch, row.base_commit = run.branch, run.base_commit

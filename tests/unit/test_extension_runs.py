@@ -13,6 +13,8 @@ from control import jobs as job_functions
 from control.bootstrap import bootstrap
 from control.services import accounts, extension_runs, repos
 from control.services.contents import FileOperation, commit_files
+from storage.errors import Invalid
+from storage.git_checkout import FileChange
 from storage.models import ExtensionRun, utcnow
 from storage.keys import Principal
 from storage.settings import Settings
@@ -181,3 +183,12 @@ def test_the_watcher_takes_up_a_run_whose_job_died_after_every_start_up_look(app
 
 def test_each_try_of_a_run_is_a_job_of_its_own():
     assert extension_runs.run_job("run-1", 1).job_id != extension_runs.run_job("run-1", 2).job_id
+
+
+def test_a_refusal_names_the_agents_path_in_the_part_it_came_from():
+    changes = [FileChange("delete", "notes"), FileChange("create", "notes/a.txt", b"a"),
+               FileChange("create", "z.txt", b"z")]
+    deletions, rest = extension_runs._commit_parts(changes)
+    assert [c.path for c in deletions] == ["notes"] and [c.path for c in rest] == ["notes/a.txt", "z.txt"]
+    refused = Invalid("invalid file operations", {"fields": [{"loc": "operations.1.path", "msg": "too long"}]})
+    assert extension_runs._explained(refused, rest) == "invalid file operations (z.txt: too long)"
