@@ -18,6 +18,7 @@ from storage.errors import BadRequest, NotFound
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Artifact, Extension, ExtensionRun, Repository
+from storage.times import as_utc
 
 from .projects import project_prefix
 
@@ -189,7 +190,8 @@ def _item(artifact: Artifact, run: ExtensionRun | None, extension_name: str | No
     run_id = artifact.run_id or ""
     title = (run.name if run else None) or extension_name or run_id
     return {"id": artifact.id, "workflow_id": artifact.run_id, "task_id": run_id, "logical_path": artifact.logical_path,
-            "content_type": artifact.content_type, "size_bytes": artifact.size_bytes, "created_at": artifact.created_at,
+            "content_type": artifact.content_type, "size_bytes": artifact.size_bytes,
+            "created_at": as_utc(artifact.created_at),
             "download_url": f"/api/v1/tasks/{run_id}/artifacts/{artifact.id}", "metadata": artifact.details or {},
             "workflow_name": title or "Unscoped workflow",
             "workflow_state": WORKFLOW_STATES.get(run.status) if run else None,

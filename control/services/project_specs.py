@@ -14,6 +14,7 @@ from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import ApiKey, ProjectSpec, Repository
 from storage.repo_writes import serialize_repository_writes
+from storage.times import as_utc
 
 RESOURCE_TYPES = ("repository", "search", "document_store", "cloud_account", "artifact_store", "api")
 REQUIRED_BINDING = {"repository": "url", "api": "base_url"}  # the other types: provider
@@ -57,7 +58,7 @@ def put_spec(session: Session, repo: Repository, actor: Principal, spec: dict) -
 
 
 def _view(repo: Repository, row: ProjectSpec) -> SpecVersion:
-    return SpecVersion(repo.id, row.version, row.spec, row.created_at, row.created_by_type, row.created_by_id)
+    return SpecVersion(repo.id, row.version, row.spec, as_utc(row.created_at), row.created_by_type, row.created_by_id)
 
 
 def _check_resources(resources: dict) -> None:

@@ -120,7 +120,7 @@ def test_runs_of_an_extension_count_as_the_workspaces_workflows(server, tenant):
     listed = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"q": ws["slug"]}).json()["data"]
     summary = listed[0]["summary"]
     assert (summary["completed_workflow_count"], summary["total_workflow_count"]) == (1, 1)
-    assert summary["last_workflow_activity_at"]
+    assert summary["last_workflow_activity_at"].endswith("Z")  # UTC, on SQLite as on PostgreSQL
     timeline = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/timeline").json()["data"]
     kinds = [item["kind"] for item in timeline]
     assert "run_summary" in kinds and "event" in kinds
@@ -195,7 +195,7 @@ def test_the_spec_is_versioned(server, tenant):
     assert put.status_code == 200, put.text
     one = put.json()["data"]
     assert (one["version"], one["spec"], one["created_by_type"]) == (1, first, "admin")
-    assert tenant.keys["admin"].startswith(one["created_by_id"]) and one["created_at"]
+    assert tenant.keys["admin"].startswith(one["created_by_id"]) and one["created_at"].endswith("Z")
     assert api(server, tenant.keys["admin"], "PUT", path, {"config": {"x": 1}}).json()["data"]["version"] == 2
     assert api(server, tenant.keys["agent"], "GET", path).json()["data"]["spec"] == {"config": {"x": 1}}
     assert api(server, tenant.keys["agent"], "GET", path, params={"version": "1"}).json()["data"]["spec"] == first
@@ -319,6 +319,7 @@ def test_artifacts_agent_runs_leave_are_explored_and_downloaded(server, tenant):
     assert (report["workflow_id"], report["task_id"], report["role"], report["workflow_state"]) == (
         done["runId"], done["runId"], "Reporter", "completed")
     assert (report["preview_eligible"], report["preview_mode"], report["content_type"]) == (True, "text", "text/markdown")
+    assert report["created_at"].endswith("Z")
     content = api(server, tenant.keys["agent"], "GET", report["download_url"])
     assert content.status_code == 200 and content.content == b"# Findings\n"
     assert content.headers["X-Content-Type-Options"] == "nosniff"

@@ -172,7 +172,7 @@ def list_workspaces(call: Call, query: ListQuery):
         run = counts.get(row.id, projects.RunCounts())
         summary = Summary(active_workflow_count=run.active, completed_workflow_count=run.completed,
                           attention_workflow_count=run.attention, total_workflow_count=run.total,
-                          last_workflow_activity_at=run.last_activity_at)
+                          last_workflow_activity_at=run.last_activity_at and as_utc(run.last_activity_at))
         listed.append(ListedProject(**project_out(call, row).model_dump(), summary=summary))
     return listed, {"meta": list_meta(total, page, per_page)}
 
