@@ -25,6 +25,11 @@ class AgentOutcome:
     lost: bool = False  # the run's claim was lost while the program ran (another job took it up)
 
 
+def prompt_title(prompt: str, otherwise: str) -> str:
+    """A prompt's first non-blank line: a run's commit title, and its name where it has none."""
+    return next((line.strip() for line in prompt.splitlines() if line.strip()), otherwise)
+
+
 def agent_env(run_dir: Path, passed: Mapping[str, str], run_values: Mapping[str, str]) -> dict[str, str]:
     """Nothing of the server's environment but PATH and the locale, and the variables the operator passes on."""
     env = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TZ") if name in os.environ}

@@ -20,6 +20,7 @@ from storage.keys import Principal
 from storage.models import Artifact, Extension, ExtensionRun, Repository
 from storage.times import as_utc
 
+from .project_timeline import WORKFLOW_STATES
 from .projects import project_prefix
 
 MAX_ARTIFACTS = 100  # per run
@@ -29,7 +30,6 @@ TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json", "ap
               "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 EXTRA_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".yaml": "application/yaml",
                ".yml": "application/yaml", ".csv": "text/csv", ".json": "application/json", ".log": "text/plain"}
-WORKFLOW_STATES = {"queued": "pending", "running": "active", "completed": "completed", "failed": "failed"}
 
 
 def content_type_of(path: str) -> str:

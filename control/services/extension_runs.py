@@ -27,7 +27,7 @@ from storage.keys import Principal
 from storage.models import Branch, ExtensionRun, Repository, utcnow
 
 from . import artifacts
-from .agent_process import agent_env, in_sandbox, run_agent
+from .agent_process import agent_env, in_sandbox, prompt_title, run_agent
 from .branches import create_branch
 from .changes import checked_path
 from .contents import FileOperation, commit_files
@@ -240,7 +240,7 @@ def _commit(session, app, run: ExtensionRun, branch: str, changes: list[git_chec
     actor = Principal(key_id=run.created_by_key_id or "", org_id=run.org_id, scope="agent")
     if run.base_commit is not None:
         create_branch(session, app, repo, actor, branch, source=run.base_commit)
-    title = next((line.strip() for line in run.prompt.splitlines() if line.strip()), "extension run")[:72]
+    title = prompt_title(run.prompt, "extension run")[:72]
     intent = {"goal": title, "agent": f"extension {run.extension_id}", "run": run.id}
     head = run.base_commit
     for part in _commit_parts(changes):

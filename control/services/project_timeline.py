@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from storage.models import Event, Extension, ExtensionRun, Repository
 from storage.times import as_utc
 
+from .agent_process import prompt_title
+
 TIMELINE_LIMIT = 200
 WORKFLOW_STATES = {"queued": "pending", "running": "active", "completed": "completed", "failed": "failed"}
 
@@ -29,7 +31,7 @@ def timeline(session: Session, repo: Repository) -> list[dict]:
 
 def _run_summary(run: ExtensionRun, extension_name: str | None) -> dict:
     started, finished = run.started_at and as_utc(run.started_at), run.finished_at and as_utc(run.finished_at)
-    title = next((line.strip() for line in run.prompt.splitlines() if line.strip()), run.id)[:200]
+    title = prompt_title(run.prompt, run.id)[:200]
     return {"kind": "run_summary", "workflow_id": run.id, "name": run.name or extension_name or title,
             "state": WORKFLOW_STATES[run.status], "created_at": as_utc(run.created_at), "started_at": started,
             "completed_at": finished,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from flask import Blueprint, Response, stream_with_context
+from flask import Blueprint
 from pydantic import Field
 
 from control.services import artifacts, projects
@@ -13,7 +13,7 @@ from storage.errors import BadRequest
 
 from ..endpoint import Call
 from .common import WS, AgirunnerModel, route
-from .files import CHUNK, CONTENT_HEADERS, content_disposition
+from .files import blob_response
 
 bp = Blueprint("agirunner_artifacts", __name__)
 
@@ -84,13 +84,5 @@ def explore(call: Call, workspace_id: str, query: ExplorerQuery):
        scope="agent", produces="*/*")
 def artifact_content(call: Call, task_id: str, artifact_id: str):
     row = artifacts.artifact_of_run(call.session, call.principal, task_id, artifact_id)
-    source = call.context.blobs.open_read(row.storage_path)
-
-    def chunks():
-        with source:
-            while chunk := source.read(CHUNK):
-                yield chunk
-
-    headers = {**CONTENT_HEADERS, "Content-Disposition": content_disposition(row.logical_path.rsplit("/", 1)[-1]),
-               "Content-Length": str(row.size_bytes)}
-    return Response(stream_with_context(chunks()), status=200, content_type=row.content_type, headers=headers)
+    return blob_response(call.context.blobs, row.storage_path, row.content_type, row.size_bytes,
+                         row.logical_path.rsplit("/", 1)[-1])

@@ -111,16 +111,20 @@ def upload_files(call: Call, workspace_id: str, body: FileBatch):
        produces="*/*")
 def file_content(call: Call, workspace_id: str, file_id: str):
     row = project_files.get_file(call.session, _project(call, workspace_id), file_id)
-    source = call.context.blobs.open_read(row.storage_path)
+    return blob_response(call.context.blobs, row.storage_path, row.content_type, row.size_bytes, row.file_name)
+
+
+def blob_response(blobs, storage_path: str, content_type: str, size: int, name: str) -> Response:
+    """A stored file's bytes, streamed, with the headers that keep a browser from running them."""
+    source = blobs.open_read(storage_path)
 
     def chunks():
         with source:
             while chunk := source.read(CHUNK):
                 yield chunk
 
-    headers = {**CONTENT_HEADERS, "Content-Disposition": content_disposition(row.file_name),
-               "Content-Length": str(row.size_bytes)}
-    return Response(stream_with_context(chunks()), status=200, content_type=row.content_type, headers=headers)
+    headers = {**CONTENT_HEADERS, "Content-Disposition": content_disposition(name), "Content-Length": str(size)}
+    return Response(stream_with_context(chunks()), status=200, content_type=content_type, headers=headers)
 
 
 def content_disposition(name: str) -> str:
