@@ -43,32 +43,39 @@ class BlobStore:
         self.fs.mv(self._full(source), full)
 
     def delete(self, key: str) -> None:
-        full = self._full(key)
-        if self.fs.exists(full):
-            self.fs.rm(full)
+        """Gone afterwards, whoever removed it: two removers of one file (a purge and a refused PUT) both succeed."""
+        _remove(self.fs, self._full(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        full = self._full(prefix.rstrip("/"))
-        if self.fs.exists(full):
-            self.fs.rm(full, recursive=True)
+        _remove(self.fs, self._full(prefix.rstrip("/")), recursive=True)
 
     def delete_older_than(self, prefix: str, seconds: float) -> list[str]:
         """Delete the files directly under `prefix` unchanged for `seconds`; returns their keys."""
         full = self._full(prefix.rstrip("/"))
-        if not self.fs.exists(full):
+        try:
+            listing = self.fs.ls(full, detail=True)
+        except FileNotFoundError:
             return []
         deadline = time.time() - seconds
         removed = []
-        for info in self.fs.ls(full, detail=True):
+        for info in listing:
             modified = _modified(info)
             if info.get("type") == "file" and modified is not None and modified < deadline:
-                self.fs.rm(info["name"])
+                _remove(self.fs, info["name"])
                 removed.append(posixpath.relpath(info["name"], self.root))
         return removed
 
     def check(self) -> None:
         """Raise if the store is unreachable (readiness probe)."""
         self.fs.ls(self.root)
+
+
+def _remove(fs, full: str, recursive: bool = False) -> None:
+    """Without looking first: a look and then a removal lets another remover slip in between."""
+    try:
+        fs.rm(full, recursive=recursive)
+    except FileNotFoundError:
+        pass
 
 
 def _modified(info: dict) -> float | None:

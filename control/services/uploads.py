@@ -356,8 +356,13 @@ def _find_upload(session: Session, repo: Repository, key: str) -> Upload:
 
 
 def _arrived(blobs: BlobStore, row: UploadFile) -> bool:
-    return (row.received_sha256 == row.expected_sha256 and blobs.exists(row.storage_path)
-            and blobs.size(row.storage_path) == row.size)
+    if row.received_sha256 != row.expected_sha256:
+        return False
+    try:
+        return blobs.size(row.storage_path) == row.size
+    except FileNotFoundError:  # never stored, or purged (its branch was deleted): not by looking first, which a purge
+        return False           # could slip in after
+
 
 
 TEMPORARY_UPLOADS = "tmp/uploads"  # a PUT's bytes until their hash is checked
