@@ -23,6 +23,42 @@ AGENT = {"DRIFTSTONE_EXTENSION_COMMAND": shlex.join([sys.executable, "-u", str(R
          "DRIFTSTONE_EXTENSION_ENV": "AGENT_TEST_TOKEN", "AGENT_TEST_TOKEN": AGENT_TOKEN}
 
 
+_SHARED = []  # this worker's shared servers, whose log a failing test's report shows
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    item.stash[_LOG_START] = {path: path.stat().st_size for path in _shared_logs()}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries what the shared servers logged during it: a 500 names only its request
+    id, and the traceback under that id is in the server's log, which CI does not keep."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    starts = item.stash.get(_LOG_START, {})
+    for path in _shared_logs():
+        with open(path, "rb") as log:
+            log.seek(starts.get(path, 0))
+            logged = log.read()[-_LOG_TAIL:].decode(errors="replace")
+        if logged.strip():
+            report.sections.append((f"{path.parent.parent.name} {path.name}", logged))
+
+
+def _shared_logs():
+    """The server's log and, with rq, its worker's."""
+    return [path for running in _SHARED for path in (running.log_path, running.data_dir / "worker.log")
+            if path.exists()]
+
+
+_LOG_START = pytest.StashKey[dict]()
+_LOG_TAIL = 20_000
+
+
 def _create_database(admin_url: str) -> tuple[str, callable]:
     name = f"ds_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -54,6 +90,7 @@ def _server(tmp_path_factory, name: str, extra: dict[str, str]):
         env["DRIFTSTONE_REDIS_URL"] = redis_url
         env["DRIFTSTONE_REDIS_NAMESPACE"] = f"dstest-{uuid.uuid4().hex[:10]}"
     server = start_server(tmp_path_factory.mktemp(name) / "data", env)
+    _SHARED.append(server)
     return server, drops
 
 
