@@ -63,7 +63,9 @@ def pre_request(worker, req):
 
 
 def _json_error(sock, status_int, reason, mesg):
-    """gunicorn answers requests it cannot parse with an HTML page; answer in the API's JSON envelope instead.
+    """gunicorn answers requests it cannot parse with an HTML page; answer in JSON instead. The request's path is
+    not known here, so the body is one that reads as the error of Driftstone's envelope, dojo's and hoody's
+    (`errors`, `data`) alike.
 
     gunicorn's message may quote the offending header line: a key in it is blanked out.
     """
@@ -75,7 +77,9 @@ def _json_error(sock, status_int, reason, mesg):
 
     mesg = redact_keys(str(mesg))
     code = {400: "invalid", 413: "too_large", 431: "too_large"}.get(int(status_int), "invalid")
-    body = json.dumps({"success": False, "error": f"{reason}: {mesg}", "code": code, "details": {}}).encode()
+    message = f"{reason}: {mesg}"
+    body = json.dumps({"success": False, "error": message, "code": code, "details": {},
+                       "errors": [{"message": message, "code": code}], "data": None}).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
     util.write_nonblock(sock, head + body)

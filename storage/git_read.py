@@ -185,3 +185,21 @@ def object_sizes(repo: Path, shas: Iterable[str]) -> dict[str, int]:
         if size.isdigit():
             sizes[sha] = int(size)
     return sizes
+
+
+def ahead_behind(repo: Path, base: str, head: str) -> tuple[int, int]:
+    """(commits on `head` not on `base`, commits on `base` not on `head`), as `git rev-list --left-right --count`."""
+    result = run_git(repo, ["rev-list", "--left-right", "--count", "--end-of-options", f"{head}...{base}", "--"])
+    ahead, behind = result.stdout.decode().split()
+    return int(ahead), int(behind)
+
+
+def tree_bytes(repo: Path, commit: str) -> int:
+    """What the files of `commit` take written out: the sum of its blobs' sizes (submodules count nothing)."""
+    result = run_git(repo, ["ls-tree", "-r", "-l", "-z", "--full-tree", "--end-of-options", commit])
+    total = 0
+    for entry in result.stdout.split(b"\0"):
+        fields = entry.split(b"\t", 1)[0].split()
+        if len(fields) == 4 and fields[1] == b"blob":
+            total += int(fields[3])
+    return total

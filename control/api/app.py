@@ -15,7 +15,7 @@ from control.services.naming import folded_slug
 from storage.errors import ChangeLeftApplied, DomainError, NotFound, StorageFailure, is_storage_refusal
 from storage.git_env import GitFailed
 
-from . import agirunner, dojo, driftstone
+from . import agirunner, dojo, driftstone, hoody
 from .endpoint import IdentConverter
 from .envelope import failure
 from .openapi import build_openapi
@@ -37,6 +37,7 @@ def create_app(context: AppContext) -> Flask:
     driftstone.register(app)
     dojo.register(app)
     agirunner.register(app)
+    hoody.register(app)
     app.wsgi_app = CompleteBodyMiddleware(app.wsgi_app)
 
     @app.get("/openapi.json", provide_automatic_options=False)

@@ -60,7 +60,9 @@ class RouteSpec:
     raw_body: bool = False
     paginated: bool = False
     errors: tuple[tuple[int, str], ...] = ()  # statuses this route answers beyond the common error set
-    envelope: str = "driftstone"  # driftstone: {"success", "data"}; data: {"data"} (agirunner); bare: the object itself
+    # driftstone: {"success", "data"}; data: {"data"} (agirunner); bare: the object itself (dojo); hoody: bare, with
+    # hoody's errors
+    envelope: str = "driftstone"
     params: tuple[tuple[str, dict], ...] = ()  # JSON Schema keywords for path parameters, e.g. a pattern
     produces: str = "application/json"  # another media type: the handler answers the bytes itself
 
@@ -285,7 +287,7 @@ def endpoint(bp: Blueprint, method: str, path: str, *, summary: str, scope: str 
                 return result
             data, extra = result if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict) \
                 else (result, {})
-            if envelope == "bare":
+            if envelope in ("bare", "hoody"):
                 return bare(data, status)
             if envelope == "data":
                 return data_envelope(data, status, **extra)

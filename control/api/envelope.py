@@ -48,12 +48,19 @@ AGIRUNNER_CODES = {"invalid": "SCHEMA_VALIDATION_FAILED", "bad_request": "VALIDA
                    "too_large": "PAYLOAD_TOO_LARGE", "unavailable": "SERVICE_UNAVAILABLE", "internal": "INTERNAL_ERROR"}
 
 
+HOODY_PATH = re.compile(r"^/api/v1/workspaces/[^/]+/branches(/|$)")  # hoody (seed 003): its three error shapes
+HOODY_STATUSES = {422: 400}  # its schema failures are "Invalid request" (400)
+
+
 def failure(message: str, code: str, status: int, details: dict | None = None, headers: dict | None = None,
             path: str = ""):
     """An error answer. Its message and details often quote what the client sent (a name, a value, a field): a key
     pasted there is blanked out."""
     body = {"error": blank_keys(message), "code": code, "details": _redacted(details or {})}
-    if path.startswith(AGIRUNNER_PREFIX):
+    if HOODY_PATH.match(path):
+        status = HOODY_STATUSES.get(status, status)
+        body = _hoody_error(body, status)
+    elif path.startswith(AGIRUNNER_PREFIX):
         body = {"error": {"code": AGIRUNNER_CODES.get(code, code.upper()), **_agirunner_error(body)}, "meta": page_meta()}
     elif path.startswith(BARE_PREFIXES):
         status = BARE_STATUSES.get(status, status)
@@ -65,6 +72,17 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _hoody_error(body: dict, status: int) -> dict:
+    """404 {"name": "NotFoundError", "data": {"message"}}; 429 {"error", "retryAfterMs"}; any other
+    {"success": false, "errors": [{"message", "code", "details"}], "data": null}."""
+    if status == 404:
+        return {"name": "NotFoundError", "data": {"message": body["error"], "code": body["code"]}}
+    if status == 429:
+        return {"error": body["error"], "retryAfterMs": body["details"].get("retryAfterMs", 1000)}
+    return {"success": False, "errors": [{"message": body["error"], "code": body["code"], "details": body["details"]}],
+            "data": None}
 
 
 _CAPITAL = re.compile(r"(?<=[a-z0-9])([A-Z])")

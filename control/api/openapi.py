@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from .endpoint import IDENT, ROUTES, RouteSpec
-from .envelope import BARE_STATUSES
+from .envelope import BARE_STATUSES, HOODY_STATUSES
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
@@ -45,13 +45,25 @@ DATA_ERROR_SCHEMA = {  # agirunner
                  "properties": {"request_id": {"type": "string"}, "timestamp": {"type": "string"}}},
     },
 }
-ERROR_MODELS = {"driftstone": "Error", "bare": "BareError", "data": "DataError"}
+HOODY_ERROR_SCHEMAS = {  # by status (control.api.envelope._hoody_error)
+    "HoodyError": {"type": "object", "required": ["success", "errors", "data"], "properties": {
+        "success": {"const": False}, "data": {"type": "null"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["message"],
+                                              "properties": {"message": {"type": "string"}}}}}},
+    "HoodyNotFound": {"type": "object", "required": ["name", "data"], "properties": {
+        "name": {"const": "NotFoundError"},
+        "data": {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}}},
+    "HoodyRateLimited": {"type": "object", "required": ["error", "retryAfterMs"], "properties": {
+        "error": {"type": "string"}, "retryAfterMs": {"type": "integer"}}},
+}
+ERROR_MODELS = {"driftstone": "Error", "bare": "BareError", "data": "DataError", "hoody": "HoodyError"}
+HOODY_STATUS_MODELS = {"404": "HoodyNotFound", "429": "HoodyRateLimited"}
 
 
 class _Schemas:
     def __init__(self):
         self.components: dict[str, Any] = {"Error": ERROR_SCHEMA, "BareError": BARE_ERROR_SCHEMA,
-                                           "DataError": DATA_ERROR_SCHEMA}
+                                           "DataError": DATA_ERROR_SCHEMA, **HOODY_ERROR_SCHEMAS}
 
     def of(self, annotation: Any, mode: str) -> dict:
         schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
@@ -110,7 +122,7 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
         data_schema = schemas.of(spec.response, "serialization") if spec.response is not None else {}
         envelope = {"type": "object", "required": ["success", "data"],
                     "properties": {"success": {"const": True}, "data": data_schema}}
-        if spec.envelope == "bare":
+        if spec.envelope in ("bare", "hoody"):
             envelope = data_schema
         elif spec.envelope == "data":
             envelope = {"type": "object", "required": ["data"], "properties": {"data": data_schema}}
@@ -133,11 +145,13 @@ def build_openapi(title: str = "Driftstone API", version: str = "1") -> dict:
             responses = {str(spec.status): {"description": "OK", "content": {
                 spec.produces: {"schema": {"type": "string", "format": "binary"}}}}}
         for status, description in [*ERROR_STATUSES.items(), *((str(code), text) for code, text in spec.errors)]:
-            if spec.envelope == "bare" and int(status) in BARE_STATUSES:
+            if int(status) in {"bare": BARE_STATUSES, "hoody": HOODY_STATUSES}.get(spec.envelope, {}):
                 continue  # answered with another status on that surface
+            model = ERROR_MODELS[spec.envelope]
+            if spec.envelope == "hoody":
+                model = HOODY_STATUS_MODELS.get(status, model)
             responses[status] = {"description": description,
-                                 "content": {"application/json": {"schema": {"$ref": REF.format(
-                                     model=ERROR_MODELS[spec.envelope])}}}}
+                                 "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
         operation["responses"] = responses
         if spec.scope:
             operation["security"] = [{"bearer": []}]

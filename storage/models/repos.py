@@ -62,6 +62,7 @@ class Branch(Base):
     status: Mapped[str] = mapped_column(String(16), default="ready")
     base_branch: Mapped[str | None] = mapped_column(String(255), default=None)
     base_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    display_name: Mapped[str | None] = mapped_column(String(200), default=None)  # hoody's "name" (seed 003)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

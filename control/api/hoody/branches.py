@@ -1,0 +1,299 @@
+"""/api/v1/workspaces/{workspaceID}/branches (seed 003, hoody's Branches API): a workspace's (a repository's)
+branches by id. Answers are the documented objects themselves; errors are hoody's: 404 {"name": "NotFoundError",
+"data": {"message"}}, 429 {"error", "retryAfterMs"}, any other {"success": false, "errors": [{"message"}],
+"data": null}.
+
+hoody keeps a worktree per branch; Driftstone keeps none (every change to a branch is a commit), so a branch's
+`path` is where it lives on this server, `/{organization}/{repository}/branches/{id}`, its disk usage is what its
+files take written out, and its status never counts staged or untracked files."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from flask import Blueprint
+from pydantic import BaseModel, ConfigDict, Field
+
+from control.services import projects
+from control.services import workspace_branches as service
+from storage.errors import BadRequest
+from storage.times import as_utc
+
+from ..endpoint import Call, endpoint
+
+bp = Blueprint("hoody_branches", __name__)
+
+TAG = "hoody"
+BRANCHES = "/api/v1/workspaces/<workspace_id>/branches"
+ONE = BRANCHES + "/<ident:branch_id>"
+NAME = Field(min_length=1, max_length=200)
+
+
+def route(method: str, path: str, **kwargs):
+    return endpoint(bp, method, path, tag=TAG, envelope="hoody", **kwargs)
+
+
+class HoodyModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class HoodyBranch(HoodyModel):
+    id: str
+    path: str
+    branch: str
+    name: str
+    status: Literal["creating", "ready", "resetting", "failed"]
+    base_branch: str | None
+    base_commit: str | None
+    created_at: int = Field(description="milliseconds since the epoch")
+    updated_at: int = Field(description="milliseconds since the epoch")
+
+
+class CreateHoodyBranch(HoodyModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    startCommand: str | None = Field(default=None, max_length=10_000, description=(
+        "refused unless empty: a branch here has no worktree to run a command in"))
+    baseBranch: str | None = Field(default=None, min_length=1, max_length=255)
+    branch: str | None = Field(default=None, min_length=1, max_length=255, description=(
+        "the git branch to make (not in hoody's document); default: one made from `name`"))
+
+
+class RenameHoodyBranch(HoodyModel):
+    name: str = NAME
+
+
+class HoodyStatus(HoodyModel):
+    branch: str
+    ahead: int
+    behind: int
+    staged: int
+    unstaged: int
+    untracked: int
+    clean: bool
+
+
+class HoodyDiskUsage(HoodyModel):
+    id: str
+    directory: str
+    bytes: int
+
+
+class DiskUsageQuery(HoodyModel):
+    id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class HoodyDiffQuery(HoodyModel):
+    base: str | None = Field(default=None, min_length=1, max_length=255)
+    file: str | None = Field(default=None, min_length=1, max_length=4096)
+    format: Literal["summary", "full"] = "summary"
+
+
+class HoodyDiffLine(HoodyModel):
+    type: Literal["context", "add", "remove"]
+    content: str
+    no_newline: bool | None = None
+
+
+class HoodyDiffHunk(HoodyModel):
+    old_start: int
+    old_lines: int
+    new_start: int
+    new_lines: int
+    lines: list[HoodyDiffLine]
+
+
+class HoodyDiffFile(HoodyModel):
+    path: str
+    old_path: str | None
+    status: Literal["added", "modified", "deleted", "renamed", "copied"]
+    insertions: int
+    deletions: int
+    binary: bool
+    truncated: bool
+    hunks: list[HoodyDiffHunk] | None = None
+
+
+class HoodyDiff(HoodyModel):
+    base_commit: str | None
+    head_commit: str | None
+    files: list[HoodyDiffFile]
+    truncated: bool
+
+
+class HoodyRemote(HoodyModel):
+    name: str
+    url: str
+    provider: str
+    owner: str | None
+    repo: str | None
+    authenticated: bool
+
+
+class HoodyRemotes(HoodyModel):
+    remotes: list[HoodyRemote]
+    defaultRemote: str | None
+
+
+class RemoteRefsQuery(HoodyModel):
+    remote: str | None = Field(default=None, max_length=300)
+
+
+class HoodyRemoteRefs(HoodyModel):
+    branches: list[str]
+    tags: list[str]
+
+
+class MergeHoodyBranch(HoodyModel):
+    strategy: Literal["squash", "rebase", "merge"] = "merge"
+    message: str | None = Field(default=None, min_length=1, max_length=65_536)
+    dry_run: bool = False
+    deleteBranch: bool = False
+
+
+class HoodyMerge(HoodyModel):
+    success: bool
+    sha: str | None
+    head_commit: str | None
+    already_merged: bool
+    target: str
+    conflicts: list[str]
+    message: str
+
+
+class HoodyDeleted(HoodyModel):
+    success: bool
+
+
+def _workspace(call: Call, workspace_id: str):
+    return projects.visible_project(call.session, call.principal, workspace_id)
+
+
+def _millis(moment: datetime | None) -> int:
+    return int(as_utc(moment).timestamp() * 1000) if moment else 0
+
+
+def _branch_out(call: Call, repo, listed: service.Listed) -> HoodyBranch:
+    from ..driftstone.repos import org_slug
+
+    row = listed.row
+    return HoodyBranch(id=row.id, path=f"/{org_slug(call)}/{repo.slug}/branches/{row.id}", branch=row.name,
+                       name=row.display_name or row.name, status=row.status,
+                       base_branch=row.base_branch, base_commit=row.base_commit,
+                       created_at=_millis(row.created_at), updated_at=_millis(row.updated_at or row.created_at))
+
+
+@route("GET", BRANCHES, summary="List the workspace's branches", response=list[HoodyBranch])
+def list_branches(call: Call, workspace_id: str):
+    repo = _workspace(call, workspace_id)
+    return [_branch_out(call, repo, listed) for listed in service.list_branches(call.session, call.context, repo)]
+
+
+@route("POST", BRANCHES, summary="Create a branch from a base branch's head", scope="agent",
+       body=CreateHoodyBranch, response=HoodyBranch, status=201)
+def create_branch(call: Call, workspace_id: str, body: CreateHoodyBranch):
+    repo = _workspace(call, workspace_id)
+    if body.startCommand and body.startCommand.strip():
+        raise BadRequest("start commands are not run here: a branch has no worktree on this server",
+                         {"field": "startCommand"})
+    listed = service.create(call.session, call.context, repo, call.principal, body.name, body.baseBranch,
+                            body.branch)
+    return _branch_out(call, repo, listed)
+
+
+@route("PATCH", ONE, summary="Rename a branch's display name (its git name stays)", scope="agent",
+       body=RenameHoodyBranch, response=HoodyBranch)
+def rename_branch(call: Call, workspace_id: str, branch_id: str, body: RenameHoodyBranch):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    return _branch_out(call, repo, service.rename(call.session, listed, body.name))
+
+
+@route("DELETE", ONE, summary="Delete a branch", scope="agent", response=HoodyDeleted)
+def delete_branch(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    service.delete(call.session, call.context, repo, call.principal, listed)
+    return HoodyDeleted(success=True)
+
+
+@route("POST", ONE + "/reset", summary="Reset a branch to the commit it was made from", scope="agent",
+       response=HoodyBranch)
+def reset_branch(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    return _branch_out(call, repo, service.reset(call.session, call.context, repo, call.principal, listed))
+
+
+@route("POST", ONE + "/retry", summary="Retry a failed branch", scope="agent", response=HoodyBranch)
+def retry_branch(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    return _branch_out(call, repo, service.retry(listed))
+
+
+@route("GET", ONE + "/status", summary="A branch's commits ahead of and behind its base branch",
+       response=HoodyStatus)
+def branch_status(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    counts = service.status(call.context, repo, listed)
+    return HoodyStatus(branch=listed.row.name, ahead=counts.ahead, behind=counts.behind, staged=0, unstaged=0,
+                       untracked=0, clean=True)
+
+
+@route("GET", ONE + "/diff", summary="A branch's changes since it left its base (or `base`)", query=HoodyDiffQuery,
+       response=HoodyDiff)
+def branch_diff(call: Call, workspace_id: str, branch_id: str, query: HoodyDiffQuery):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    full = query.format == "full"
+    result = service.diff(call.context, repo, listed, query.base, query.file, full)
+    for entry in result["files"]:
+        if not full:
+            entry.pop("hunks", None)
+    return result
+
+
+@route("GET", BRANCHES + "/disk-usage", summary="What each branch's files take written out (or one branch's)",
+       query=DiskUsageQuery, response=list[HoodyDiskUsage])
+def disk_usage(call: Call, workspace_id: str, query: DiskUsageQuery):
+    repo = _workspace(call, workspace_id)
+    measured = service.disk_usage(call.session, call.context, repo, query.id)
+    return [HoodyDiskUsage(id=listed.row.id, directory=_branch_out(call, repo, listed).path, bytes=size)
+            for listed, size in measured]
+
+
+@route("POST", ONE + "/merge", summary="Merge a branch into its base branch", scope="agent",
+       body=MergeHoodyBranch, response=HoodyMerge)
+def merge_branch(call: Call, workspace_id: str, branch_id: str, body: MergeHoodyBranch):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    outcome = service.merge(call.session, call.context, repo, call.principal, listed, body.strategy, body.message,
+                            body.dry_run, body.deleteBranch)
+    return HoodyMerge(success=outcome.success, sha=outcome.sha, head_commit=outcome.head_commit,
+                      already_merged=outcome.already_merged, target=outcome.target, conflicts=outcome.conflicts,
+                      message=outcome.message)
+
+
+@route("GET", BRANCHES + "/remote", summary="The workspace's remote (its repository_url, as origin)",
+       response=HoodyRemotes)
+def remote_info(call: Call, workspace_id: str):
+    repo = _workspace(call, workspace_id)
+    found = service.remotes(repo)
+    return HoodyRemotes(remotes=[HoodyRemote(**vars(remote)) for remote in found],
+                        defaultRemote=found[0].name if found else None)
+
+
+@route("GET", BRANCHES + "/remote-refs", summary="The branches and tags the remote has now (git ls-remote)",
+       query=RemoteRefsQuery, response=HoodyRemoteRefs, errors={429: "Too many listings of this remote"})
+def remote_refs(call: Call, workspace_id: str, query: RemoteRefsQuery):
+    repo = _workspace(call, workspace_id)
+    heads, tags = service.remote_refs(call.context, repo, query.remote)
+    return HoodyRemoteRefs(branches=heads, tags=tags)
+
+
+@route("POST", ONE + "/push", summary="Refused: pushing to the remote needs credentials this server does not keep",
+       scope="agent")
+def push_branch(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    service.refuse_push(repo, service.branch_by_id(call.session, call.context, repo, branch_id))

@@ -1,0 +1,233 @@
+"""hoody's branches (seed 003): a repository's branches by id, with display names, their state against their base
+branch, what their files take, reset to their base, merge into it, and the repository's remote (its
+repository_url). Every ref change goes through the same pipeline as a push."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hooks.pipeline import apply_ref_change
+from hooks.refs import RefUpdate
+from storage import git_diff, git_objects, git_read, git_refs, git_remote
+from storage.errors import BadRequest, Conflict, NotFound, RateLimited
+from storage.keys import Principal
+from storage.models import Branch, Repository
+
+from . import branches, merges
+from .changes import change_context, checked_path, resolve_revision
+
+GIT_NAME_TRIES = 100
+DEFAULT_REMOTE = "origin"
+SAFE_REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PROVIDERS = {"github.com": "github", "gitlab.com": "gitlab", "bitbucket.org": "bitbucket"}
+
+
+@dataclass
+class Listed:
+    row: Branch
+    head: str | None
+
+
+def list_branches(session: Session, app, repo: Repository) -> list[Listed]:
+    """Every branch with a ref (and those recorded awaiting their first commit), oldest first."""
+    heads = git_read.branch_heads(app.store.path_for(repo.id))
+    rows = session.scalars(select(Branch).where(Branch.repo_id == repo.id).order_by(Branch.created_at, Branch.id))
+    return [Listed(row, heads.get(row.name)) for row in rows if row.name in heads or row.head_sha is None]
+
+
+def branch_by_id(session: Session, app, repo: Repository, branch_id: str) -> Listed:
+    row = session.get(Branch, branch_id)
+    head = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{row.name}") if row is not None else None
+    if row is None or row.repo_id != repo.id or (head is None and row.head_sha is not None):
+        raise NotFound("Branch not found", {"id": branch_id})
+    return Listed(row, head)
+
+
+def create(session: Session, app, repo: Repository, actor: Principal, name: str | None, base_branch: str | None,
+           git_name: str | None = None) -> Listed:
+    """From the head of `base_branch` (default: the repository's default branch). The git branch is `git_name`, or
+    one made from the display name (`-2`, `-3`, ... while that is taken)."""
+    base = base_branch or repo.default_branch
+    path = app.store.path_for(repo.id)
+    if git_refs.read_ref(path, f"refs/heads/{base}") is None and base != repo.default_branch:
+        raise NotFound(f"base branch {base!r} not found", {"baseBranch": base})
+    source = base if git_refs.read_ref(path, f"refs/heads/{base}") else None  # an empty repository: record only
+    for candidate in [git_name] if git_name else _git_names(name):
+        try:
+            view = branches.create_branch(session, app, repo, actor, candidate, source=source)
+        except Conflict:
+            if git_name:
+                raise
+            continue
+        row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == view.name))
+        row.display_name = name
+        session.flush()
+        return Listed(row, view.head_sha)
+    raise Conflict(f"no free branch name for {name!r}: name the git branch with `branch`")
+
+
+def _git_names(name: str | None):
+    stem = re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")[:60].strip("-") or "branch"
+    yield stem
+    for number in range(2, GIT_NAME_TRIES + 1):
+        yield f"{stem}-{number}"
+
+
+def rename(session: Session, listed: Listed, name: str) -> Listed:
+    listed.row.display_name = name
+    session.flush()
+    return listed
+
+
+def delete(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> None:
+    branches.delete_branch(session, app, repo, actor, listed.row.name)
+
+
+def reset(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Listed:
+    """Back to the commit it was made from: a forced move, which protection may refuse like a forced push."""
+    row = listed.row
+    if listed.head is None or row.base_commit is None:
+        raise BadRequest("the branch has no commits to reset", {"id": row.id})
+    if listed.head != row.base_commit:
+        ctx = change_context(app, repo, actor, "api")
+        apply_ref_change(ctx, RefUpdate(old=listed.head, new=row.base_commit, ref=f"refs/heads/{row.name}"),
+                         session=session)
+        session.refresh(row)
+    return Listed(row, row.base_commit)
+
+
+def retry(listed: Listed) -> Listed:
+    """Only a failed branch is retried; a branch here is made in its request, so none is ever left failed."""
+    if listed.row.status != "failed":
+        raise BadRequest(f"only a failed branch can be retried; this one is {listed.row.status}",
+                         {"id": listed.row.id, "status": listed.row.status})
+    return listed
+
+
+def base_head(app, repo: Repository, row: Branch) -> str | None:
+    """Where its base branch is now (its base commit if that branch is gone)."""
+    base = row.base_branch or repo.default_branch
+    return git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}") or row.base_commit
+
+
+@dataclass
+class Status:
+    ahead: int
+    behind: int
+
+
+def status(app, repo: Repository, listed: Listed) -> Status:
+    """Commits ahead of and behind its base branch. Nothing is ever staged or untracked: a branch here has no
+    working tree, every change to it is a commit."""
+    base = base_head(app, repo, listed.row)
+    if listed.head is None or base is None:
+        return Status(0, 0)
+    return Status(*git_read.ahead_behind(app.store.path_for(repo.id), base, listed.head))
+
+
+def diff(app, repo: Repository, listed: Listed, base: str | None, file: str | None, full: bool) -> dict:
+    """From where the branch left `base` (default: its base branch), as a pull request shows it."""
+    if file is not None:
+        checked_path(file, "file")
+    start = resolve_revision(app, repo, base) if base else base_head(app, repo, listed.row)
+    if listed.head is None:
+        return {"base_commit": start, "head_commit": None, "files": [], "truncated": False}
+    path = app.store.path_for(repo.id)
+    fork = git_read.merge_base(path, start, listed.head) if start else None
+    with git_objects.open_repo(path) as git_repo:  # no shared history (or no base): from the empty tree
+        return git_diff.diff_commits(git_repo, fork, listed.head, full=full, path=file)
+
+
+def disk_usage(session: Session, app, repo: Repository, branch_id: str | None) -> list[tuple[Listed, int]]:
+    chosen = [branch_by_id(session, app, repo, branch_id)] if branch_id else list_branches(session, app, repo)
+    path = app.store.path_for(repo.id)
+    return [(listed, git_read.tree_bytes(path, listed.head) if listed.head else 0) for listed in chosen]
+
+
+def merge(session: Session, app, repo: Repository, actor: Principal, listed: Listed, strategy: str,
+          message: str | None, dry_run: bool, delete_branch: bool) -> merges.MergeOutcome:
+    """Into its base branch."""
+    return merges.merge_branch(session, app, repo, actor, listed.row.name, listed.row.base_branch or None,
+                               strategy, message, dry_run, delete_branch)
+
+
+# --- the remote -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RemoteInfo:
+    name: str
+    url: str
+    provider: str
+    owner: str | None
+    repo: str | None
+    authenticated: bool
+
+
+def remotes(repo: Repository) -> list[RemoteInfo]:
+    """The repository's repository_url, as `origin`. No credentials are stored for it."""
+    if not repo.upstream_url:
+        return []
+    parts = urlsplit(repo.upstream_url)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    owner, name = (segments[-2], segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
+    provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
+    return [RemoteInfo(DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), provider, owner, name, False)]
+
+
+def remote_refs(app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
+    """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
+    name = name or DEFAULT_REMOTE
+    if not SAFE_REMOTE_NAME.match(name):
+        raise BadRequest("Unsafe remote name", {"remote": name[:100]})
+    if name != DEFAULT_REMOTE or not repo.upstream_url:
+        raise NotFound(f"Remote '{name}' not configured", {"remote": name})
+    _LISTINGS.take((repo.id, name))
+    settings = app.settings
+    try:
+        remote = git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
+        found = git_remote.ls_remote(remote, [], None, settings.remote_allow_http)
+    except (git_remote.RemoteRefused, git_remote.RemoteFailed) as error:
+        raise BadRequest(f"the refs of remote {name!r} could not be listed: {error}",
+                         {"remote": name, "url": git_remote.shown(repo.upstream_url)}) from None
+    refs = sorted(ref for ref in found if not ref.endswith("^{}"))
+    return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
+
+
+class _Limiter:
+    """At most `count` listings of one remote per `window` seconds in this process."""
+
+    def __init__(self, count: int, window: float):
+        self.count, self.window = count, window
+        self.times: dict[tuple, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, key: tuple) -> None:
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self.times.get(key, []) if t > now - self.window]
+            if len(recent) >= self.count:
+                retry_ms = int((recent[0] + self.window - now) * 1000) + 1
+                self.times[key] = recent
+                raise RateLimited("Rate limit exceeded", {"retryAfterMs": retry_ms})
+            self.times[key] = [*recent, now]
+            if len(self.times) > 10_000:  # forget remotes not listed within the window
+                self.times = {k: v for k, v in self.times.items() if v and v[-1] > now - self.window}
+
+
+LISTINGS_PER_MINUTE = 10  # of one remote, in each server process
+_LISTINGS = _Limiter(count=LISTINGS_PER_MINUTE, window=60.0)
+
+
+def refuse_push(repo: Repository, listed: Listed) -> None:
+    """A push to another server needs its credentials, which Driftstone does not keep."""
+    if not repo.upstream_url:
+        raise BadRequest("the workspace has no remote to push to: set its repository_url", {"id": listed.row.id})
+    raise BadRequest("pushing to the remote needs credentials for it, which this server does not store; push "
+                     "from a clone of this repository instead", {"id": listed.row.id, "remote": DEFAULT_REMOTE})

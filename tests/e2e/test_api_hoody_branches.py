@@ -1,0 +1,309 @@
+"""hoody's Branches API (seed 003) on a real server: a workspace's branches by id, as the document writes them
+(the objects themselves; errors {"success": false, "errors"}, {"name": "NotFoundError"}, {"error",
+"retryAfterMs"}), with the real git CLI on the repository behind them."""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+from control.services import repos as repo_service
+from tests.support import api, remote_ref
+
+
+def workspace(server, tenant, git, tmp_path, files: dict[str, str] | None = None, **fields) -> dict:
+    slug = f"hb-{uuid.uuid4().hex[:8]}"
+    made = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug, **fields})
+    assert made.status_code == 201, made.text
+    work = tmp_path / f"work-{slug}"
+    git("clone", "-q", tenant.url(slug), str(work))
+    git.commit(work, files or {"README.md": "hello\n", "src/app.py": "print('hi')\n"}, "first")
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return {**made.json()["data"], "work": work}
+
+
+def branches(ws: dict) -> str:
+    return f"/api/v1/workspaces/{ws['id']}/branches"
+
+
+def call(server, tenant, method, path, body=None, key="agent", **kwargs):
+    return api(server, tenant.keys[key], method, path, body, **kwargs)
+
+
+def create(server, tenant, ws, **body):
+    made = call(server, tenant, "POST", branches(ws), body)
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+def hoody_error(response, status: int, only_hoodys: bool = True) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False and body["data"] is None, body
+    assert set(body) == {"success", "errors", "data"} or not only_hoodys, body
+    return body["errors"][0]["message"]
+
+
+def not_found(response) -> str:
+    assert response.status_code == 404, response.text
+    body = response.json()
+    assert body["name"] == "NotFoundError", body
+    return body["data"]["message"]
+
+
+def test_list_and_create_answer_the_documented_objects_and_the_branch_clones(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    main_head = remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main")
+    listed = call(server, tenant, "GET", branches(ws), key="read")
+    assert listed.status_code == 200, listed.text
+    [main] = listed.json()
+    assert set(main) == {"id", "path", "branch", "name", "status", "base_branch", "base_commit", "created_at",
+                         "updated_at"}
+    assert main["branch"] == main["name"] == "main" and main["status"] == "ready" and main["id"].startswith("br_")
+    assert isinstance(main["created_at"], int) and main["created_at"] > 1_700_000_000_000
+
+    made = create(server, tenant, ws, name="Billing portal MVP", baseBranch="main")
+    assert (made["branch"], made["name"], made["status"], made["base_branch"], made["base_commit"]) == (
+        "billing-portal-mvp", "Billing portal MVP", "ready", "main", main_head)
+    assert made["path"] == f"/{tenant.org}/{ws['slug']}/branches/{made['id']}"
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/billing-portal-mvp") == main_head
+    again = create(server, tenant, ws, name="Billing portal MVP")
+    assert again["branch"] == "billing-portal-mvp-2" and again["id"] != made["id"]
+    named = create(server, tenant, ws, name="Exact", branch="feature/exact")
+    assert named["branch"] == "feature/exact"
+    assert [b["branch"] for b in call(server, tenant, "GET", branches(ws)).json()] == [
+        "main", "billing-portal-mvp", "billing-portal-mvp-2", "feature/exact"]
+    assert "start_command" not in made and "startCommand" not in made
+
+
+def test_a_branch_pushed_by_git_is_listed_and_renamed_by_display_name_only(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    git("push", "-q", "origin", "HEAD:refs/heads/from-git", cwd=ws["work"])
+    pushed = next(b for b in call(server, tenant, "GET", branches(ws)).json() if b["branch"] == "from-git")
+    assert pushed["name"] == "from-git"
+    renamed = call(server, tenant, "PATCH", f"{branches(ws)}/{pushed['id']}", {"name": "Work from git (rev 2)"})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["branch"]) == ("Work from git (rev 2)", "from-git")
+    assert renamed.json()["updated_at"] >= pushed["updated_at"]
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/from-git")
+    assert hoody_error(call(server, tenant, "PATCH", f"{branches(ws)}/{pushed['id']}", {}), 400)
+    assert hoody_error(call(server, tenant, "PATCH", f"{branches(ws)}/{pushed['id']}", {"name": ""}), 400)
+
+
+def test_status_diff_and_disk_usage_follow_the_commits_pushed_to_branch_and_base(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    made = create(server, tenant, ws, name="oauth")
+    one = f"{branches(ws)}/{made['id']}"
+    work = ws["work"]
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "oauth", "origin/oauth", cwd=work)
+    git.commit(work, {"src/app.py": "print('hi')\nprint('oauth')\n", "src/oauth.py": "TOKEN_TTL = 3600\n"}, "oauth")
+    git("push", "-q", "origin", "oauth", cwd=work)
+    status = call(server, tenant, "GET", f"{one}/status", key="read").json()
+    assert status == {"branch": "oauth", "ahead": 1, "behind": 0, "staged": 0, "unstaged": 0, "untracked": 0,
+                      "clean": True}
+    git("checkout", "-q", "main", cwd=work)
+    git.commit(work, {"README.md": "hello again\n"}, "main moves")
+    git("push", "-q", "origin", "main", cwd=work)
+    assert call(server, tenant, "GET", f"{one}/status").json()["behind"] == 1
+
+    summary = call(server, tenant, "GET", f"{one}/diff", key="read")
+    assert summary.status_code == 200, summary.text
+    body = summary.json()
+    assert body["base_commit"] == made["base_commit"] and body["truncated"] is False  # from where it left main
+    assert body["head_commit"] == remote_ref(git, tenant.url(ws["slug"]), "refs/heads/oauth")
+    assert {(f["path"], f["status"], f["insertions"], f["deletions"]) for f in body["files"]} == {
+        ("src/app.py", "modified", 1, 0), ("src/oauth.py", "added", 1, 0)}  # README's change on main is not here
+    assert all("hunks" not in f for f in body["files"])
+    full = call(server, tenant, "GET", f"{one}/diff", params={"format": "full", "file": "src/app.py"}).json()
+    [app] = full["files"]
+    assert app["hunks"][0]["lines"][-1] == {"type": "add", "content": "print('oauth')"}
+    against_main = call(server, tenant, "GET", f"{one}/diff", params={"base": "main"}).json()
+    assert against_main["base_commit"] == made["base_commit"]  # main's new commit is not the branch's change
+    assert hoody_error(call(server, tenant, "GET", f"{one}/diff", params={"format": "patch"}), 400)
+    assert hoody_error(call(server, tenant, "GET", f"{one}/diff", params={"file": "../etc/passwd"}), 400)
+
+    usage = call(server, tenant, "GET", f"{branches(ws)}/disk-usage", key="read")
+    assert usage.status_code == 200, usage.text
+    sizes = {entry["id"]: entry["bytes"] for entry in usage.json()}
+    files = {"README.md": "hello again\n", "src/app.py": "print('hi')\nprint('oauth')\n",
+             "src/oauth.py": "TOKEN_TTL = 3600\n"}
+    assert sizes[made["id"]] == sum(len(files[name]) for name in ("src/app.py", "src/oauth.py")) + len("hello\n")
+    only = call(server, tenant, "GET", f"{branches(ws)}/disk-usage", params={"id": made["id"]}).json()
+    assert only == [{"id": made["id"], "directory": made["path"], "bytes": sizes[made["id"]]}]
+    assert not_found(call(server, tenant, "GET", f"{branches(ws)}/disk-usage", params={"id": "br_nope"}))
+
+
+def test_reset_moves_the_branch_back_to_its_base_commit_unless_protected(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    made = create(server, tenant, ws, name="experiment")
+    work = ws["work"]
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "experiment", "origin/experiment", cwd=work)
+    git.commit(work, {"junk.txt": "junk\n"}, "junk")
+    git("push", "-q", "origin", "experiment", cwd=work)
+    reset = call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/reset")
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["status"] == "ready" and reset.json()["base_commit"] == made["base_commit"]
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/experiment") == made["base_commit"]
+
+    guarded = create(server, tenant, ws, name="guarded", branch="guarded")
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "guarded", "origin/guarded", cwd=work)
+    kept = git.commit(work, {"keep.txt": "keep\n"}, "keep")
+    git("push", "-q", "origin", "guarded", cwd=work)
+    with server.context.db.session() as session:
+        repo_service.protect_branch(session, repo_service.get_repo(session, tenant.org_id, ws["slug"]), "guarded")
+    refused = call(server, tenant, "POST", f"{branches(ws)}/{guarded['id']}/reset")
+    assert "protected" in hoody_error(refused, 403)
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/guarded") == kept
+
+
+def test_merge_into_the_base_with_strategies_dry_runs_conflicts_and_branch_deletion(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    made = create(server, tenant, ws, name="feature")
+    work = ws["work"]
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "feature", "origin/feature", cwd=work)
+    git.commit(work, {"a.txt": "a\n"}, "a")
+    git.commit(work, {"b.txt": "b\n"}, "b")
+    git("push", "-q", "origin", "feature", cwd=work)
+    one = f"{branches(ws)}/{made['id']}"
+    main_before = remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main")
+    dry = call(server, tenant, "POST", f"{one}/merge", {"strategy": "squash", "dry_run": True}).json()
+    assert dry["success"] is True and dry["sha"] is None and dry["target"] == "main"
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == main_before
+    merged = call(server, tenant, "POST", f"{one}/merge", {"strategy": "squash", "message": "feat: a and b",
+                                                           "deleteBranch": True})
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    assert set(body) == {"success", "sha", "head_commit", "already_merged", "target", "conflicts", "message"}
+    assert body["success"] is True and body["already_merged"] is False and body["conflicts"] == []
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == body["sha"] == body["head_commit"]
+    git("fetch", "-q", "origin", cwd=work)
+    assert git.out("log", "-1", "--format=%s%n%P", "origin/main", cwd=work).split("\n") == ["feat: a and b",
+                                                                                             main_before]
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/feature") == ""  # deleted
+    assert not_found(call(server, tenant, "GET", f"{one}/status")) == "Branch not found"
+
+    clash = create(server, tenant, ws, name="clash")
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "clash", "origin/clash", cwd=work)
+    git.commit(work, {"README.md": "theirs\n"}, "theirs")
+    git("push", "-q", "origin", "clash", cwd=work)
+    git("checkout", "-q", "main", cwd=work)
+    git("merge", "-q", "--ff-only", "origin/main", cwd=work)
+    git.commit(work, {"README.md": "ours\n"}, "ours")
+    git("push", "-q", "origin", "main", cwd=work)
+    conflicted = call(server, tenant, "POST", f"{branches(ws)}/{clash['id']}/merge", {}).json()
+    assert conflicted["success"] is False and conflicted["conflicts"] == ["README.md"] and conflicted["sha"] is None
+    assert hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{clash['id']}/merge",
+                            {"strategy": "octopus"}), 400)
+
+
+def test_delete_removes_ref_and_entry_and_the_default_branch_stays(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    made = create(server, tenant, ws, name="short-lived")
+    gone = call(server, tenant, "DELETE", f"{branches(ws)}/{made['id']}")
+    assert gone.status_code == 200 and gone.json() == {"success": True}, gone.text
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/short-lived") == ""
+    assert [b["branch"] for b in call(server, tenant, "GET", branches(ws)).json()] == ["main"]
+    assert not_found(call(server, tenant, "DELETE", f"{branches(ws)}/{made['id']}")) == "Branch not found"
+    main = call(server, tenant, "GET", branches(ws)).json()[0]
+    assert "default branch" in hoody_error(call(server, tenant, "DELETE", f"{branches(ws)}/{main['id']}"), 409)
+
+
+def test_refusals_answer_in_hoodys_shapes_and_change_nothing(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    other = server.tenant()
+    assert not_found(api(server, other.keys["admin"], "GET", branches(ws)))  # another organization's
+    assert not_found(call(server, tenant, "GET", "/api/v1/workspaces/nope/branches"))
+    assert hoody_error(api(server, "dk-wrong", "GET", branches(ws)), 401)
+    assert hoody_error(call(server, tenant, "POST", branches(ws), {"name": "x"}, key="read"), 403)
+    assert hoody_error(call(server, tenant, "POST", branches(ws), {"name": 5}), 400)
+    assert "worktree" in hoody_error(call(server, tenant, "POST", branches(ws), {"name": "x",
+                                                                                 "startCommand": "pnpm dev"}), 400)
+    assert not_found(call(server, tenant, "POST", branches(ws), {"name": "x", "baseBranch": "nope"}))
+    assert hoody_error(call(server, tenant, "POST", branches(ws), {"branch": "bad..name"}), 400)
+    made = create(server, tenant, ws, name="kept")
+    assert "failed" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/retry"), 400)
+    assert not_found(call(server, tenant, "GET", f"{branches(ws)}/br_{'0' * 24}/status"))
+    assert not_found(call(server, tenant, "GET", f"{branches(ws)}/not-an-id/status"))
+    assert "no remote" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/push"), 400)
+    assert [b["branch"] for b in call(server, tenant, "GET", branches(ws)).json()] == ["main", "kept"]
+
+
+@pytest.fixture(scope="module")
+def dumb_http_remote(tmp_path_factory):
+    """A real git repository served over git's dumb HTTP protocol by Python's http.server: a public remote
+    without credentials (the shared server's own URLs need a key)."""
+    root = tmp_path_factory.mktemp("remote")
+    work = root / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    for name in ("a.txt",):
+        (work / name).write_text("remote\n")
+    env = {"GIT_AUTHOR_NAME": "r", "GIT_AUTHOR_EMAIL": "r@r", "GIT_COMMITTER_NAME": "r", "GIT_COMMITTER_EMAIL": "r@r",
+           "PATH": "/usr/bin:/bin", "HOME": str(root)}
+    for args in (["add", "-A"], ["commit", "-q", "-m", "remote"], ["branch", "release/1"], ["tag", "v1.0.0"],
+                 ["tag", "-a", "-m", "annotated", "v1.1.0"]):
+        subprocess.run(["git", "-C", str(work), *args], check=True, env=env)
+    bare = root / "served" / "upstream.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / "served"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/upstream.git"
+    httpd.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_remote_is_the_repository_url_and_its_refs_are_listed(server, tenant, git, tmp_path, dumb_http_remote):
+    ws = workspace(server, tenant, git, tmp_path, repository_url="https://github.com/acme/widgets.git")
+    info = call(server, tenant, "GET", f"{branches(ws)}/remote", key="read")
+    assert info.status_code == 200, info.text
+    assert info.json() == {"remotes": [{"name": "origin", "url": "https://github.com/acme/widgets.git",
+                                        "provider": "github", "owner": "acme", "repo": "widgets",
+                                        "authenticated": False}], "defaultRemote": "origin"}
+    bare = workspace(server, tenant, git, tmp_path)
+    assert call(server, tenant, "GET", f"{branches(bare)}/remote").json() == {"remotes": [], "defaultRemote": None}
+    assert not_found(call(server, tenant, "GET", f"{branches(bare)}/remote-refs")) == "Remote 'origin' not configured"
+
+    served = workspace(server, tenant, git, tmp_path, repository_url=dumb_http_remote)
+    refs = call(server, tenant, "GET", f"{branches(served)}/remote-refs", params={"remote": "origin"}, key="read")
+    assert refs.status_code == 200, refs.text
+    assert refs.json() == {"branches": ["refs/heads/main", "refs/heads/release/1"],
+                           "tags": ["refs/tags/v1.0.0", "refs/tags/v1.1.0"]}
+    assert "Unsafe remote name" in hoody_error(call(server, tenant, "GET", f"{branches(served)}/remote-refs",
+                                                    params={"remote": "a;rm -rf /"}), 400)
+    assert not_found(call(server, tenant, "GET", f"{branches(served)}/remote-refs",
+                          params={"remote": "upstream"})) == "Remote 'upstream' not configured"
+    made = create(server, tenant, served, name="to-push")
+    assert "credentials" in hoody_error(call(server, tenant, "POST", f"{branches(served)}/{made['id']}/push"), 400)
+
+
+def test_remote_listings_are_rate_limited_per_remote(server, tenant, git, tmp_path, dumb_http_remote):
+    """10 a minute in each server process: a 429 comes at the latest after 10 per process."""
+    from control.services.workspace_branches import LISTINGS_PER_MINUTE
+
+    served = workspace(server, tenant, git, tmp_path, repository_url=dumb_http_remote)
+    tries = LISTINGS_PER_MINUTE * server.context.settings.gunicorn_workers + 1
+    answers = [call(server, tenant, "GET", f"{branches(served)}/remote-refs") for _ in range(tries)]
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert limited, [answer.status_code for answer in answers]
+    body = limited[0].json()
+    assert set(body) == {"error", "retryAfterMs"} and body["error"] == "Rate limit exceeded"
+    assert 0 < body["retryAfterMs"] <= 60_000
+
+
+def test_a_request_line_over_the_servers_limit_answers_an_error_hoody_clients_read(server, tenant, git, tmp_path):
+    """gunicorn refuses it before any route is known: its JSON body reads as hoody's error shape too."""
+    ws = workspace(server, tenant, git, tmp_path)
+    made = create(server, tenant, ws, name="long")
+    too_long = call(server, tenant, "GET", f"{branches(ws)}/{made['id']}/diff", params={"file": "a" * 9000})
+    assert "Request Line" in hoody_error(too_long, 414, only_hoodys=False)
