@@ -10,6 +10,7 @@ import ipaddress
 import socket
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .git_env import GIT, clean_git_env
@@ -73,8 +74,8 @@ def checked_remote(url: str, allow_http: bool = False, allow_private: bool = Fal
     return Remote(url=url, host=parts.hostname, port=port, address=str(addresses[0]))
 
 
-def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_http: bool = False) -> dict[str, str]:
-    """ref -> sha of the `refs` the remote has (HEAD among them if asked)."""
+def _transport(remote: Remote, token: str | None, allow_http: bool) -> tuple[list[str], dict[str, str]]:
+    """git's options and environment for talking to `remote` under the rules above."""
     address = f"[{remote.address}]" if ":" in remote.address else remote.address
     options = ["-c", "http.followRedirects=false", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
                "-c", f"http.curloptResolve={remote.host}:{remote.port}:{address}", "-c", "credential.helper="]
@@ -85,18 +86,41 @@ def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_h
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         extra.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
                       "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"})
+    return options, clean_git_env(extra)
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int, what: str) -> bytes:
     try:
-        result = subprocess.run([GIT, *options, "ls-remote", "--end-of-options", remote.url, *refs],
-                                env=clean_git_env(extra), capture_output=True, timeout=LS_REMOTE_TIMEOUT,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(args, env=env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise RemoteFailed(f"the repository did not answer within {LS_REMOTE_TIMEOUT} s") from None
+        raise RemoteFailed(f"the repository did not answer within {timeout} s") from None
     if result.returncode != 0:
         said = result.stderr.decode("utf-8", "replace")
         denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
-        raise RemoteFailed(said.strip().splitlines()[-1] if said.strip() else "git ls-remote failed", denied)
+        raise RemoteFailed(said.strip().splitlines()[-1] if said.strip() else f"{what} failed", denied)
+    return result.stdout
+
+
+def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_http: bool = False) -> dict[str, str]:
+    """ref -> sha of the `refs` the remote has (HEAD among them if asked)."""
+    options, env = _transport(remote, token, allow_http)
+    output = _run([GIT, *options, "ls-remote", "--end-of-options", remote.url, *refs], env, LS_REMOTE_TIMEOUT,
+                  "git ls-remote")
     found = {}
-    for line in result.stdout.decode("utf-8", "replace").splitlines():
+    for line in output.decode("utf-8", "replace").splitlines():
         sha, _, ref = line.partition("\t")
         found[ref] = sha
     return found
+
+
+FETCH_TIMEOUT = 300
+
+
+def fetch_ref(remote: Remote, repo_path: Path, ref: str, into: str, token: str | None = None,
+              allow_http: bool = False) -> None:
+    """The remote's `ref` and what it needs into the repository at `repo_path`, as ref `into`. Every object is
+    checked as a push's are (fetch.fsckObjects); nothing else in the repository changes."""
+    options, env = _transport(remote, token, allow_http)
+    _run([GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true", "fetch", "--quiet", "--no-tags",
+          "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--end-of-options", remote.url,
+          f"+{ref}:{into}"], env, FETCH_TIMEOUT, "git fetch")

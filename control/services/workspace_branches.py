@@ -4,8 +4,10 @@ repository_url). Every ref change goes through the same pipeline as a push."""
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -13,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
-from hooks.refs import RefUpdate
+from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_diff, git_objects, git_read, git_refs, git_remote
+from storage.git_prune import PIN_NAMESPACE
 from storage.errors import BadRequest, Conflict, NotFound, RateLimited
 from storage.keys import Principal
 from storage.models import Branch, Repository
@@ -183,21 +186,110 @@ def remotes(repo: Repository) -> list[RemoteInfo]:
 
 def remote_refs(app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
     """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
+    remote = _remote(app, repo, name)
+    with _talking_to(repo, "the remote's refs could not be listed"):
+        found = git_remote.ls_remote(remote, [], None, app.settings.remote_allow_http)
+    refs = sorted(ref for ref in found if not ref.endswith("^{}"))
+    return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
+
+
+def _remote(app, repo: Repository, name: str | None = None) -> git_remote.Remote:
+    """The remote named (only `origin` is), checked against the rules for remote URLs; one call more of the few
+    a minute it may have."""
     name = name or DEFAULT_REMOTE
     if not SAFE_REMOTE_NAME.match(name):
         raise BadRequest("Unsafe remote name", {"remote": name[:100]})
     if name != DEFAULT_REMOTE or not repo.upstream_url:
         raise NotFound(f"Remote '{name}' not configured", {"remote": name})
-    _LISTINGS.take((repo.id, name))
+    _CALLS.take((repo.id, name))
     settings = app.settings
+    with _talking_to(repo, "the remote cannot be used"):
+        return git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
+
+
+@contextmanager
+def _talking_to(repo: Repository, failed: str):
     try:
-        remote = git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
-        found = git_remote.ls_remote(remote, [], None, settings.remote_allow_http)
+        yield
     except (git_remote.RemoteRefused, git_remote.RemoteFailed) as error:
-        raise BadRequest(f"the refs of remote {name!r} could not be listed: {error}",
-                         {"remote": name, "url": git_remote.shown(repo.upstream_url)}) from None
-    refs = sorted(ref for ref in found if not ref.endswith("^{}"))
-    return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
+        raise BadRequest(f"{failed}: {error}", {"remote": DEFAULT_REMOTE,
+                                                "url": git_remote.shown(repo.upstream_url)}) from None
+
+
+@dataclass
+class RemoteStatus:
+    remote_branch: str | None
+    ahead: int
+    behind: int
+
+
+def remote_status(app, repo: Repository, listed: Listed) -> RemoteStatus:
+    """Against the remote's branch of the same name as it is now (fetched if this server lacks its commits, as
+    `git fetch` and `git status` would); none: no upstream."""
+    remote = _remote(app, repo)
+    ref = f"refs/heads/{listed.row.name}"
+    with _talking_to(repo, "the remote branch could not be read"):
+        theirs = git_remote.ls_remote(remote, [ref], None, app.settings.remote_allow_http).get(ref)
+    if theirs is None:
+        return RemoteStatus(None, 0, 0)
+    path = app.store.path_for(repo.id)
+    with _fetched(app, repo, remote, ref, theirs) as fetched:
+        if listed.head is None:
+            return RemoteStatus(f"{DEFAULT_REMOTE}/{listed.row.name}", 0, len(git_read.commits_between(path, None,
+                                                                                                     fetched)))
+        ahead, behind = git_read.ahead_behind(path, fetched, listed.head)
+    return RemoteStatus(f"{DEFAULT_REMOTE}/{listed.row.name}", ahead, behind)
+
+
+@contextmanager
+def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expected: str | None = None):
+    """The remote's `ref` fetched under a ref of the server's own while in use (housekeeping keeps its objects;
+    what a push or a merge then brings is checked as new, since those refs are not a client's); skipped when its
+    commit `expected` is here already. Yields the commit."""
+    path = app.store.path_for(repo.id)
+    if expected is not None and git_read.object_sizes(path, [expected]):
+        yield expected
+        return
+    holder = f"{PIN_NAMESPACE}fetch-{secrets.token_hex(8)}"
+    try:
+        with _talking_to(repo, "the remote branch could not be fetched"):
+            git_remote.fetch_ref(remote, path, ref, holder, None, app.settings.remote_allow_http)
+        yield git_refs.read_ref(path, holder)
+    finally:
+        held = git_refs.read_ref(path, holder)
+        if held is not None:
+            git_refs.compare_and_swap(path, holder, held, ZERO_SHA)
+
+
+@dataclass
+class Pulled:
+    success: bool
+    conflicts: list[str]
+    message: str
+
+
+def pull(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Pulled:
+    """The remote branch of the same name merged in: a fast-forward where it can be, else a merge commit; with
+    conflicts nothing changes. The move is a ref change like any other (checks, protection, locks, sizes)."""
+    remote = _remote(app, repo)
+    name = listed.row.name
+    ref = f"refs/heads/{name}"
+    with _talking_to(repo, "the remote branch could not be read"):
+        theirs = git_remote.ls_remote(remote, [ref], None, app.settings.remote_allow_http).get(ref)
+    if theirs is None:
+        raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
+    with _fetched(app, repo, remote, ref, theirs) as fetched:
+        outcome = merges.merge_refs(app, session, repo, actor, fetched, name, "merge", fast_forward=True,
+                                    message=f"Merge branch '{name}' of {git_remote.shown(repo.upstream_url)}",
+                                    source_label=f"{DEFAULT_REMOTE}/{name}")
+    if not outcome.success:
+        return Pulled(False, outcome.conflicts, f"Pull stopped by conflicts in {len(outcome.conflicts)} path(s); "
+                                                f"{name} was not changed.")
+    if outcome.already_merged:
+        return Pulled(True, [], "Already up to date.")
+    if outcome.fast_forward:
+        return Pulled(True, [], f"Fast-forwarded {name} to {outcome.head_commit[:12]}.")
+    return Pulled(True, [], f"Merged {DEFAULT_REMOTE}/{name} into {name} ({outcome.head_commit[:12]}).")
 
 
 class _Limiter:
@@ -221,8 +313,8 @@ class _Limiter:
                 self.times = {k: v for k, v in self.times.items() if v and v[-1] > now - self.window}
 
 
-LISTINGS_PER_MINUTE = 10  # of one remote, in each server process
-_LISTINGS = _Limiter(count=LISTINGS_PER_MINUTE, window=60.0)
+REMOTE_CALLS_PER_MINUTE = 10  # to one remote (listings, status, pulls), in each server process
+_CALLS = _Limiter(count=REMOTE_CALLS_PER_MINUTE, window=60.0)
 
 
 def refuse_push(repo: Repository, listed: Listed) -> None:

@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
 from control.services import repos as repo_service
-from tests.support import api, remote_ref
+from tests.support import api, remote_ref, repo_path
 
 
 def workspace(server, tenant, git, tmp_path, files: dict[str, str] | None = None, **fields) -> dict:
@@ -238,29 +239,63 @@ def test_refusals_answer_in_hoodys_shapes_and_change_nothing(server, tenant, git
     assert [b["branch"] for b in call(server, tenant, "GET", branches(ws)).json()] == ["main", "kept"]
 
 
+class DumbHttpRemote:
+    """A real git repository served over git's dumb HTTP protocol by Python's http.server: a public remote
+    without credentials (the shared server's own URLs need a key). `work` is a clone that pushes to it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = {"GIT_AUTHOR_NAME": "r", "GIT_AUTHOR_EMAIL": "r@r", "GIT_COMMITTER_NAME": "r",
+                    "GIT_COMMITTER_EMAIL": "r@r", "PATH": "/usr/bin:/bin", "HOME": str(root)}
+        self.bare = root / "served" / "upstream.git"
+        self.work = root / "work"
+        self.git("init", "-q", "--bare", "-b", "main", str(self.bare))
+        self.git("clone", "-q", str(self.bare), str(self.work))
+        self.commit({"a.txt": "remote\n"}, "remote")
+        handler = functools.partial(QuietHandler, directory=str(root / "served"))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/upstream.git"
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], check=True, env=self.env, capture_output=True).stdout.decode().strip()
+
+    def commit(self, files: dict[str, str], message: str, branch: str = "main") -> str:
+        for name, text in files.items():
+            (self.work / name).write_text(text)
+        self.git("-C", str(self.work), "add", "-A")
+        self.git("-C", str(self.work), "commit", "-q", "-m", message)
+        self.git("-C", str(self.work), "push", "-q", "origin", f"HEAD:{branch}")
+        self.git("-C", str(self.bare), "update-server-info")
+        return self.git("-C", str(self.work), "rev-parse", "HEAD")
+
+    def close(self):
+        self.httpd.shutdown()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
 def dumb_http_remote(tmp_path_factory):
-    """A real git repository served over git's dumb HTTP protocol by Python's http.server: a public remote
-    without credentials (the shared server's own URLs need a key)."""
-    root = tmp_path_factory.mktemp("remote")
-    work = root / "work"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    for name in ("a.txt",):
-        (work / name).write_text("remote\n")
-    env = {"GIT_AUTHOR_NAME": "r", "GIT_AUTHOR_EMAIL": "r@r", "GIT_COMMITTER_NAME": "r", "GIT_COMMITTER_EMAIL": "r@r",
-           "PATH": "/usr/bin:/bin", "HOME": str(root)}
-    for args in (["add", "-A"], ["commit", "-q", "-m", "remote"], ["branch", "release/1"], ["tag", "v1.0.0"],
-                 ["tag", "-a", "-m", "annotated", "v1.1.0"]):
-        subprocess.run(["git", "-C", str(work), *args], check=True, env=env)
-    bare = root / "served" / "upstream.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / "served"))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/upstream.git"
-    httpd.shutdown()
-    shutil.rmtree(root, ignore_errors=True)
+    remote = DumbHttpRemote(tmp_path_factory.mktemp("remote"))
+    remote.git("-C", str(remote.work), "branch", "release/1")
+    remote.git("-C", str(remote.work), "tag", "v1.0.0")
+    remote.git("-C", str(remote.work), "tag", "-a", "-m", "annotated", "v1.1.0")
+    remote.git("-C", str(remote.work), "push", "-q", "origin", "release/1", "v1.0.0", "v1.1.0")
+    remote.git("-C", str(remote.bare), "update-server-info")
+    yield remote.url
+    remote.close()
+
+
+@pytest.fixture
+def own_remote(tmp_path):
+    remote = DumbHttpRemote(tmp_path / "own-remote")
+    yield remote
+    remote.close()
 
 
 def test_the_remote_is_the_repository_url_and_its_refs_are_listed(server, tenant, git, tmp_path, dumb_http_remote):
@@ -289,10 +324,10 @@ def test_the_remote_is_the_repository_url_and_its_refs_are_listed(server, tenant
 
 def test_remote_listings_are_rate_limited_per_remote(server, tenant, git, tmp_path, dumb_http_remote):
     """10 a minute in each server process: a 429 comes at the latest after 10 per process."""
-    from control.services.workspace_branches import LISTINGS_PER_MINUTE
+    from control.services.workspace_branches import REMOTE_CALLS_PER_MINUTE
 
     served = workspace(server, tenant, git, tmp_path, repository_url=dumb_http_remote)
-    tries = LISTINGS_PER_MINUTE * server.context.settings.gunicorn_workers + 1
+    tries = REMOTE_CALLS_PER_MINUTE * server.context.settings.gunicorn_workers + 1
     answers = [call(server, tenant, "GET", f"{branches(served)}/remote-refs") for _ in range(tries)]
     limited = [answer for answer in answers if answer.status_code == 429]
     assert limited, [answer.status_code for answer in answers]
@@ -307,3 +342,91 @@ def test_a_request_line_over_the_servers_limit_answers_an_error_hoody_clients_re
     made = create(server, tenant, ws, name="long")
     too_long = call(server, tenant, "GET", f"{branches(ws)}/{made['id']}/diff", params={"file": "a" * 9000})
     assert "Request Line" in hoody_error(too_long, 414, only_hoodys=False)
+
+
+def mirrored_workspace(server, tenant, git, tmp_path, remote: DumbHttpRemote) -> dict:
+    """A workspace whose repository_url is `remote` and whose main is the remote's main (pushed by git)."""
+    slug = f"hb-{uuid.uuid4().hex[:8]}"
+    made = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces",
+               {"name": slug, "slug": slug, "repository_url": remote.url})
+    assert made.status_code == 201, made.text
+    work = tmp_path / f"work-{slug}"
+    git("clone", "-q", str(remote.bare), str(work))
+    git("push", "-q", tenant.url(slug), "main", cwd=work)
+    git("remote", "set-url", "origin", tenant.url(slug), cwd=work)
+    return {**made.json()["data"], "work": work}
+
+
+def test_pull_fast_forwards_merges_and_stops_at_conflicts_and_remote_status_counts(server, tenant, git, tmp_path,
+                                                                                   own_remote):
+    ws = mirrored_workspace(server, tenant, git, tmp_path, own_remote)
+    main = call(server, tenant, "GET", branches(ws)).json()[0]
+    one = f"{branches(ws)}/{main['id']}"
+    in_sync = call(server, tenant, "GET", f"{one}/remote-status", key="read")
+    assert in_sync.status_code == 200, in_sync.text
+    assert in_sync.json() == {"hasUpstream": True, "ahead": 0, "behind": 0, "remoteBranch": "origin/main"}
+    assert call(server, tenant, "POST", f"{one}/pull").json() == {"success": True, "conflicts": [],
+                                                                   "message": "Already up to date."}
+
+    theirs = own_remote.commit({"b.txt": "from upstream\n"}, "upstream b")
+    assert call(server, tenant, "GET", f"{one}/remote-status").json()["behind"] == 1
+    pulled = call(server, tenant, "POST", f"{one}/pull")
+    assert pulled.status_code == 200 and pulled.json()["success"] is True, pulled.text
+    assert "Fast-forwarded" in pulled.json()["message"]
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == theirs
+
+    work = ws["work"]
+    git("pull", "-q", "--ff-only", "origin", "main", cwd=work)
+    ours = git.commit(work, {"c.txt": "ours\n"}, "ours")
+    git("push", "-q", "origin", "main", cwd=work)
+    theirs = own_remote.commit({"d.txt": "theirs\n"}, "upstream d")
+    assert call(server, tenant, "GET", f"{one}/remote-status").json() == {
+        "hasUpstream": True, "ahead": 1, "behind": 1, "remoteBranch": "origin/main"}
+    merged = call(server, tenant, "POST", f"{one}/pull").json()
+    assert merged["success"] is True and merged["message"].startswith("Merged origin/main"), merged
+    git("pull", "-q", "--ff-only", "origin", "main", cwd=work)
+    assert git.out("log", "-1", "--format=%P", cwd=work).split() == [ours, theirs]
+    assert (work / "d.txt").read_text() == "theirs\n"
+
+    git.commit(work, {"a.txt": "ours again\n"}, "ours again")
+    git("push", "-q", "origin", "main", cwd=work)
+    before = remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main")
+    own_remote.commit({"a.txt": "theirs again\n"}, "theirs again")
+    stopped = call(server, tenant, "POST", f"{one}/pull").json()
+    assert stopped["success"] is False and stopped["conflicts"] == ["a.txt"], stopped
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == before
+    held = git.out("for-each-ref", "refs/driftstone/", cwd=repo_path(server, tenant, ws["slug"]))
+    assert "fetch-" not in held  # the fetched commits' holders are gone
+    assert "driftstone" not in git.out("ls-remote", tenant.url(ws["slug"]))  # and never shown to clients
+
+
+def test_a_branch_the_remote_lacks_has_no_upstream_and_is_not_pulled(server, tenant, git, tmp_path, own_remote):
+    ws = mirrored_workspace(server, tenant, git, tmp_path, own_remote)
+    made = create(server, tenant, ws, name="local only")
+    one = f"{branches(ws)}/{made['id']}"
+    assert call(server, tenant, "GET", f"{one}/remote-status").json() == {
+        "hasUpstream": False, "ahead": 0, "behind": 0, "remoteBranch": None}
+    assert not_found(call(server, tenant, "POST", f"{one}/pull")) == "Remote branch 'origin/local-only' not found"
+    upstream = own_remote.commit({"e.txt": "e\n"}, "e", branch="local-only")
+    status = call(server, tenant, "GET", f"{one}/remote-status").json()
+    assert status == {"hasUpstream": True, "ahead": 0, "behind": 1, "remoteBranch": "origin/local-only"}
+    assert call(server, tenant, "POST", f"{one}/pull").json()["success"] is True
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/local-only") == upstream
+    bare = workspace(server, tenant, git, tmp_path)
+    bare_main = call(server, tenant, "GET", branches(bare)).json()[0]
+    assert not_found(call(server, tenant, "POST", f"{branches(bare)}/{bare_main['id']}/pull")) == (
+        "Remote 'origin' not configured")
+
+
+def test_a_pull_bringing_a_file_over_the_size_limit_is_refused_and_changes_nothing(small_limits_server, git, tmp_path,
+                                                                                    own_remote):
+    """The pulled commits pass the checks of any change: here the object size limit (1 MiB on that server)."""
+    server = small_limits_server
+    tenant = server.tenant()
+    ws = mirrored_workspace(server, tenant, git, tmp_path, own_remote)
+    before = remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main")
+    own_remote.commit({"big.bin": "x" * (2 * 1024 * 1024)}, "too big")
+    main = call(server, tenant, "GET", branches(ws)).json()[0]
+    refused = call(server, tenant, "POST", f"{branches(ws)}/{main['id']}/pull")
+    assert "larger than" in hoody_error(refused, 413)
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == before

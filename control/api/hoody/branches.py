@@ -292,6 +292,38 @@ def remote_refs(call: Call, workspace_id: str, query: RemoteRefsQuery):
     return HoodyRemoteRefs(branches=heads, tags=tags)
 
 
+class HoodyRemoteStatus(HoodyModel):
+    hasUpstream: bool
+    ahead: int
+    behind: int
+    remoteBranch: str | None
+
+
+@route("GET", ONE + "/remote-status", summary="Commits ahead of and behind the remote's branch of the same name",
+       response=HoodyRemoteStatus, errors={429: "Too many calls to this remote"})
+def remote_status(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    found = service.remote_status(call.context, repo, listed)
+    return HoodyRemoteStatus(hasUpstream=found.remote_branch is not None, ahead=found.ahead, behind=found.behind,
+                             remoteBranch=found.remote_branch)
+
+
+class HoodyPull(HoodyModel):
+    success: bool
+    conflicts: list[str]
+    message: str
+
+
+@route("POST", ONE + "/pull", summary="Merge the remote's branch of the same name in (fast-forward when it can)",
+       scope="agent", response=HoodyPull, errors={429: "Too many calls to this remote"})
+def pull_branch(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    pulled = service.pull(call.session, call.context, repo, call.principal, listed)
+    return HoodyPull(success=pulled.success, conflicts=pulled.conflicts, message=pulled.message)
+
+
 @route("POST", ONE + "/push", summary="Refused: pushing to the remote needs credentials this server does not keep",
        scope="agent")
 def push_branch(call: Call, workspace_id: str, branch_id: str):
