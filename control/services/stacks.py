@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
@@ -146,6 +146,62 @@ def _last_merged_stack(session: Session, path, workspace: Workspace) -> Stack | 
     if merged is None or not git_read.is_ancestor(path, merged.head_commit, workspace.current_commit):
         return None
     return merged
+
+
+def submit_branch(session: Session, app, repo: Repository, branch: str, base_branch: str, actor: Principal,
+                  title: str) -> tuple[Stack, bool]:
+    """A stack of a branch's own commits onto `base_branch` (hoody's pull request of a branch): its open stack
+    brought up to the branch's head, or a new one. (stack, whether it was new)."""
+    serialize_repository_writes(session, repo.id)  # two opens of one branch's stack: the second finds the first
+    path = app.store.path_for(repo.id)
+    head = git_refs.read_ref(path, f"refs/heads/{branch}")
+    if head is None:
+        raise Invalid(f"branch {branch!r} has no commits to review")
+    if branch == base_branch:
+        raise Invalid(f"branch {branch!r} is its own base: there is nothing to merge it into")
+    target = git_refs.read_ref(path, f"refs/heads/{base_branch}")
+    base_commit = git_read.merge_base(path, target, head) if target else None
+    commits = git_read.commits_between(path, base_commit, head)
+    if not commits:
+        raise Invalid(f"no commits between {base_branch!r} and {branch!r}")
+    stack = open_stack_of_branch(session, repo, branch)
+    created = stack is None
+    if created:
+        stack = Stack(id=new_id("stk"), repo_id=repo.id, workspace_id=None, title=title, bookmark=branch,
+                      base_branch=base_branch, created_by_key_id=actor.key_id)
+        session.add(stack)
+    stack.base_commit, stack.head_commit, stack.commits = base_commit or commits[0], head, commits
+    session.flush()
+    return stack, created
+
+
+def open_stack_of_branch(session: Session, repo: Repository, branch: str) -> Stack | None:
+    return session.scalar(select(Stack).where(Stack.repo_id == repo.id, Stack.bookmark == branch,
+                                              Stack.status == "open").order_by(Stack.created_at.desc()).limit(1))
+
+
+def latest_stack_of_branch(session: Session, repo: Repository, branch: str) -> Stack | None:
+    """Its open stack, else the newest one it had."""
+    return open_stack_of_branch(session, repo, branch) or session.scalar(
+        select(Stack).where(Stack.repo_id == repo.id, Stack.bookmark == branch)
+        .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(1))
+
+
+def stack_number(session: Session, stack: Stack) -> int:
+    """Its place among its repository's stacks, oldest first (stacks are never deleted but with the repository)."""
+    earlier = select(func.count()).select_from(Stack).where(
+        Stack.repo_id == stack.repo_id,
+        or_(Stack.created_at < stack.created_at, and_(Stack.created_at == stack.created_at, Stack.id <= stack.id)))
+    return session.scalar(earlier)
+
+
+def mark_branch_stack_merged(session: Session, repo: Repository, branch: str, target: str, merged_sha: str) -> None:
+    """After the branch itself was merged into its stack's base (a squash brings none of its commits, so the
+    stack's head may never land there)."""
+    stack = open_stack_of_branch(session, repo, branch)
+    if stack is not None and stack.base_branch == target:
+        stack.status, stack.merged_sha = "merged", merged_sha
+        session.flush()
 
 
 def list_stacks(session: Session, repo: Repository, status: str | None = None) -> list[Stack]:

@@ -20,9 +20,9 @@ from storage import git_diff, git_objects, git_read, git_refs, git_remote
 from storage.git_prune import PIN_NAMESPACE
 from storage.errors import BadRequest, Conflict, NotFound, RateLimited
 from storage.keys import Principal
-from storage.models import Branch, Repository
+from storage.models import Branch, Repository, Stack
 
-from . import branches, merges
+from . import branches, merges, stacks
 from .changes import change_context, checked_path, resolve_revision
 
 GIT_NAME_TRIES = 100
@@ -155,9 +155,41 @@ def disk_usage(session: Session, app, repo: Repository, branch_id: str | None) -
 
 def merge(session: Session, app, repo: Repository, actor: Principal, listed: Listed, strategy: str,
           message: str | None, dry_run: bool, delete_branch: bool) -> merges.MergeOutcome:
-    """Into its base branch."""
-    return merges.merge_branch(session, app, repo, actor, listed.row.name, listed.row.base_branch or None,
-                               strategy, message, dry_run, delete_branch)
+    """Into its base branch; its open pull request there is merged with it."""
+    outcome = merges.merge_branch(session, app, repo, actor, listed.row.name, listed.row.base_branch or None,
+                                  strategy, message, dry_run, delete_branch)
+    if outcome.success and not dry_run and not outcome.already_merged:
+        stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit)
+    return outcome
+
+
+@dataclass
+class PullRequest:
+    stack: Stack
+    number: int
+    review_status: str
+
+
+def pull_request(session: Session, repo: Repository, listed: Listed) -> PullRequest | None:
+    """The branch's pull request (a stack of its commits): the open one, else the newest it had. Reviews count
+    for the head they were given on: an open one's on the branch's head now."""
+    stack = stacks.latest_stack_of_branch(session, repo, listed.row.name)
+    if stack is None:
+        return None
+    head = listed.head if stack.status == "open" and listed.head else stack.head_commit
+    return PullRequest(stack, stacks.stack_number(session, stack),
+                       stacks.review_decision(stacks.reviews_of(session, stack), head))
+
+
+def open_pull_request(session: Session, app, repo: Repository, actor: Principal,
+                      listed: Listed) -> tuple[PullRequest, bool]:
+    """Onto its base branch, with its commits as they are now (an open one is brought up to the branch's head).
+    (pull request, whether it was opened now)."""
+    row = listed.row
+    stack, created = stacks.submit_branch(session, app, repo, row.name, row.base_branch or repo.default_branch,
+                                          actor, row.display_name or row.name)
+    return PullRequest(stack, stacks.stack_number(session, stack),
+                       stacks.review_decision(stacks.reviews_of(session, stack), stack.head_commit)), created
 
 
 # --- the remote -----------------------------------------------------------------------------------------------

@@ -430,3 +430,55 @@ def test_a_pull_bringing_a_file_over_the_size_limit_is_refused_and_changes_nothi
     refused = call(server, tenant, "POST", f"{branches(ws)}/{main['id']}/pull")
     assert "larger than" in hoody_error(refused, 413)
     assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == before
+
+
+def test_a_pull_request_is_a_stack_of_the_branch_reviewed_and_merged_with_it(server, tenant, git, tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    made = create(server, tenant, ws, name="Add OAuth provider")
+    one = f"{branches(ws)}/{made['id']}"
+    assert call(server, tenant, "GET", f"{one}/pr", key="read").json() == {
+        "exists": False, "url": None, "number": None, "state": None, "ci": None, "reviewStatus": None}
+    assert "no commits" in hoody_error(call(server, tenant, "POST", f"{one}/pr"), 400)
+    work = ws["work"]
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "oauth", "origin/add-oauth-provider", cwd=work)
+    first = git.commit(work, {"oauth.py": "v1\n"}, "oauth v1")
+    git("push", "-q", "origin", "HEAD:add-oauth-provider", cwd=work)
+
+    opened = call(server, tenant, "POST", f"{one}/pr")
+    assert opened.status_code == 200, opened.text
+    body = opened.json()
+    assert (body["success"], body["provider"], body["message"]) == (True, "driftstone", "Pull request opened.")
+    stack = api(server, tenant.keys["read"], "GET", body["url"].removeprefix(server.url))
+    assert stack.status_code == 200, stack.text
+    stack = stack.json()["data"]
+    assert (stack["bookmark"], stack["baseBranch"], stack["headCommit"], stack["commits"], stack["title"]) == (
+        "add-oauth-provider", "main", first, [first], "Add OAuth provider")
+    status = call(server, tenant, "GET", f"{one}/pr").json()
+    assert status == {"exists": True, "url": body["url"], "number": body["number"], "state": "open",
+                      "ci": {"status": "none", "url": None}, "reviewStatus": "pending"}
+
+    reviewed = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/stacks/{stack['id']}/reviews",
+                   {"state": "approve"})
+    assert reviewed.status_code == 201, reviewed.text
+    assert call(server, tenant, "GET", f"{one}/pr").json()["reviewStatus"] == "approved"
+    second = git.commit(work, {"oauth.py": "v2\n"}, "oauth v2")
+    git("push", "-q", "origin", "HEAD:add-oauth-provider", cwd=work)
+    assert call(server, tenant, "GET", f"{one}/pr").json()["reviewStatus"] == "pending"  # approved an older head
+    again = call(server, tenant, "POST", f"{one}/pr").json()
+    assert again["number"] == body["number"] and again["message"] == "Pull request updated to the branch's head."
+    updated = api(server, tenant.keys["read"], "GET", again["url"].removeprefix(server.url)).json()["data"]
+    assert updated["headCommit"] == second and updated["commits"] == [first, second]
+
+    other = create(server, tenant, ws, name="other", branch="other")
+    git("fetch", "-q", "origin", cwd=work)
+    git("checkout", "-q", "-b", "other", "origin/other", cwd=work)
+    git.commit(work, {"other.txt": "o\n"}, "other")
+    git("push", "-q", "origin", "HEAD:other", cwd=work)
+    assert call(server, tenant, "POST", f"{branches(ws)}/{other['id']}/pr").json()["number"] == body["number"] + 1
+
+    merged = call(server, tenant, "POST", f"{one}/merge", {"strategy": "squash"}).json()
+    assert merged["success"] is True, merged
+    assert call(server, tenant, "GET", f"{one}/pr").json()["state"] == "merged"
+    main = call(server, tenant, "GET", branches(ws)).json()[0]
+    assert "own base" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{main['id']}/pr"), 400)

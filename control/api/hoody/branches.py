@@ -324,6 +324,56 @@ def pull_branch(call: Call, workspace_id: str, branch_id: str):
     return HoodyPull(success=pulled.success, conflicts=pulled.conflicts, message=pulled.message)
 
 
+class HoodyCI(HoodyModel):
+    status: str = Field(description="none: this server runs no CI")
+    url: str | None
+
+
+class HoodyPRStatus(HoodyModel):
+    exists: bool
+    url: str | None
+    number: int | None
+    state: Literal["open", "merged", "closed"] | None
+    ci: HoodyCI | None
+    reviewStatus: Literal["approved", "changes_requested", "pending"] | None
+
+
+class HoodyPROpened(HoodyModel):
+    success: bool
+    url: str
+    number: int
+    provider: str
+    message: str
+
+
+def _stack_url(call: Call, repo, stack) -> str:
+    return f"{call.base_url()}/v1/repos/{repo.slug}/stacks/{stack.id}"
+
+
+@route("GET", ONE + "/pr", summary="The branch's pull request (a stack of its commits onto its base branch)",
+       response=HoodyPRStatus)
+def pr_status(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    found = service.pull_request(call.session, repo, listed)
+    if found is None:
+        return HoodyPRStatus(exists=False, url=None, number=None, state=None, ci=None, reviewStatus=None)
+    return HoodyPRStatus(exists=True, url=_stack_url(call, repo, found.stack), number=found.number,
+                         state=found.stack.status, ci=HoodyCI(status="none", url=None),
+                         reviewStatus=found.review_status)
+
+
+@route("POST", ONE + "/pr", summary="Open the branch's pull request onto its base branch (or bring it up to date)",
+       scope="agent", response=HoodyPROpened)
+def open_pr(call: Call, workspace_id: str, branch_id: str):
+    repo = _workspace(call, workspace_id)
+    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    found, created = service.open_pull_request(call.session, call.context, repo, call.principal, listed)
+    return HoodyPROpened(success=True, url=_stack_url(call, repo, found.stack), number=found.number,
+                         provider="driftstone",
+                         message="Pull request opened." if created else "Pull request updated to the branch's head.")
+
+
 @route("POST", ONE + "/push", summary="Refused: pushing to the remote needs credentials this server does not keep",
        scope="agent")
 def push_branch(call: Call, workspace_id: str, branch_id: str):
