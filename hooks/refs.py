@@ -80,7 +80,12 @@ def new_branch_problem(ref: str) -> str | None:
         return "invalid branch name: HEAD and @ name the current branch in git (a branch HEAD/... breaks every clone)"
     if name.startswith("refs/"):
         return "invalid branch name: a branch may not start with refs/ (it would read as another ref)"
+    if _FULL_SHA.fullmatch(name):
+        return "invalid branch name: 40 or 64 hex digits read as a commit id (GitHub refuses them too)"
     return None
+
+
+_FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 
 def branch_name_problem(name: str) -> str | None:

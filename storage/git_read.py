@@ -156,12 +156,12 @@ def files_containing(repo: Path, commit: str, fragments: list[str], max_size: in
     return found
 
 
-def commits_between(repo: Path, base: str | None, head: str) -> list[str]:
+def commits_between(repo: Path, base: str | None, head: str, env: Mapping[str, str] | None = None) -> list[str]:
     """Commits reachable from `head` but not from `base`, oldest first."""
     args = ["rev-list", "--reverse", "--end-of-options", head]
     if base:
         args.append(f"^{base}")
-    return run_git(repo, [*args, "--"]).stdout.decode().split()
+    return run_git(repo, [*args, "--"], env=env).stdout.decode().split()
 
 
 def newest_commits(repo: Path, tip: str, exclude: str | None = None, limit: int = 10_000) -> list[str]:
@@ -172,13 +172,13 @@ def newest_commits(repo: Path, tip: str, exclude: str | None = None, limit: int 
     return run_git(repo, [*args, "--"]).stdout.decode().split()
 
 
-def object_sizes(repo: Path, shas: Iterable[str]) -> dict[str, int]:
+def object_sizes(repo: Path, shas: Iterable[str], env: Mapping[str, str] | None = None) -> dict[str, int]:
     """Inflated sizes in bytes of the given objects (one `git cat-file --batch-check`); missing ones are left out."""
     wanted = [sha for sha in dict.fromkeys(shas) if is_full_sha(sha)]
     if not wanted:
         return {}
     result = run_git(repo, ["cat-file", "--batch-check=%(objectname) %(objectsize)"],
-                     input=("\n".join(wanted) + "\n").encode())
+                     input=("\n".join(wanted) + "\n").encode(), env=env)
     sizes = {}
     for line in result.stdout.decode().splitlines():
         sha, _, size = line.partition(" ")
@@ -187,9 +187,10 @@ def object_sizes(repo: Path, shas: Iterable[str]) -> dict[str, int]:
     return sizes
 
 
-def ahead_behind(repo: Path, base: str, head: str) -> tuple[int, int]:
+def ahead_behind(repo: Path, base: str, head: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(commits on `head` not on `base`, commits on `base` not on `head`), as `git rev-list --left-right --count`."""
-    result = run_git(repo, ["rev-list", "--left-right", "--count", "--end-of-options", f"{head}...{base}", "--"])
+    result = run_git(repo, ["rev-list", "--left-right", "--count", "--end-of-options", f"{head}...{base}", "--"],
+                     env=env)
     ahead, behind = result.stdout.decode().split()
     return int(ahead), int(behind)
 

@@ -9,8 +9,11 @@ import base64
 import ipaddress
 import socket
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from .git_env import GIT, clean_git_env
@@ -114,13 +117,51 @@ def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_h
 
 
 FETCH_TIMEOUT = 300
+_MEASURE_EVERY = 0.1
 
 
-def fetch_ref(remote: Remote, repo_path: Path, ref: str, into: str, token: str | None = None,
-              allow_http: bool = False) -> None:
-    """The remote's `ref` and what it needs into the repository at `repo_path`, as ref `into`. Every object is
-    checked as a push's are (fetch.fsckObjects); nothing else in the repository changes."""
+class RemoteTooLarge(Exception):
+    """What the remote sent passed the size it was allowed; the fetch was stopped."""
+
+
+def fetch_ref(remote: Remote, repo_path: Path, ref: str, object_env: dict[str, str], max_bytes: int,
+              measure: Callable[[], int], token: str | None = None, allow_http: bool = False) -> None:
+    """The remote's `ref` and what it needs, into the object directory `object_env` names (a quarantine: see
+    object_quarantine.py); no ref of the repository changes. Every object is checked as a push's are
+    (fetch.fsckObjects); `measure()` (the bytes arrived) passing `max_bytes` stops it (RemoteTooLarge)."""
     options, env = _transport(remote, token, allow_http)
-    _run([GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true", "fetch", "--quiet", "--no-tags",
-          "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--end-of-options", remote.url,
-          f"+{ref}:{into}"], env, FETCH_TIMEOUT, "git fetch")
+    env.update(object_env)
+    args = [GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true", "fetch", "--quiet",
+            "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--end-of-options",
+            remote.url, ref]
+    deadline = time.monotonic() + FETCH_TIMEOUT
+    with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as process:
+        errors = _drained(process.stderr)
+        while process.poll() is None:
+            if measure() > max_bytes:
+                process.kill()
+                raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit")
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RemoteFailed(f"the repository did not answer within {FETCH_TIMEOUT} s")
+            time.sleep(_MEASURE_EVERY)
+        said = errors().decode("utf-8", "replace").strip()
+        if process.returncode != 0:
+            denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
+            raise RemoteFailed(said.splitlines()[-1] if said else "git fetch failed", denied)
+    if measure() > max_bytes:
+        raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit")
+
+
+def _drained(stream) -> Callable[[], bytes]:
+    """Read `stream` on a thread of its own (a full pipe would stop git); the returned call waits for the end."""
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stream.read(65536), b"")), daemon=True)
+    reader.start()
+
+    def result() -> bytes:
+        reader.join()
+        return b"".join(chunks)[-8192:]
+
+    return result

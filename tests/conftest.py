@@ -116,7 +116,7 @@ def small_limits_server(tmp_path_factory):
     """A second server with tight limits: object and push sizes (the push's objects inflate to 24 MiB at most),
     housekeeping after 3 packs or 20 ref updates, 2 s for a request that sends nothing or for a request head, a
     body held to 4 s of waiting plus 1 s per 2,000 bytes, 1 s of waiting for a database lock (PostgreSQL), 3 s
-    for an extension run's agent. It may read repositories over http on 127.0.0.1 (a test's own remote). Its
+    for an extension run's agent. Its
     pack cache keeps a state's pack from its second clone on, as by default, for repositories of any size."""
     running, drops = _server(tmp_path_factory, "limits", {
         "DRIFTSTONE_PACK_CACHE_MIN_REPOSITORY_SIZE": "0",
@@ -132,10 +132,26 @@ def small_limits_server(tmp_path_factory):
         "DRIFTSTONE_REQUEST_BODY_MIN_RATE": "2000",
         "DRIFTSTONE_DATABASE_LOCK_WAIT": "1",
         "DRIFTSTONE_EXTENSION_TIMEOUT": "3",
+    })
+    yield running
+    running.stop()
+    running.context.db.dispose()
+    for drop in drops:
+        drop()
+
+
+@pytest.fixture(scope="module")
+def pulling_server(tmp_path_factory):
+    """A server that fetches from repositories over http on 127.0.0.1 (a test's own remote) and holds objects to
+    1 MiB and what one fetch or push brings to 4 MiB: remote calls over the limits."""
+    running, drops = _server(tmp_path_factory, "pulling", {
+        "DRIFTSTONE_MAX_OBJECT_SIZE": str(1024 * 1024),
+        "DRIFTSTONE_MAX_PUSH_SIZE": str(4 * 1024 * 1024),
         "DRIFTSTONE_REMOTE_ALLOW_HTTP": "true",
         "DRIFTSTONE_REMOTE_ALLOW_PRIVATE": "true",
     })
     yield running
+    _SHARED.remove(running)
     running.stop()
     running.context.db.dispose()
     for drop in drops:

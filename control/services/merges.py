@@ -73,13 +73,18 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
     ref = f"refs/heads/{target_branch}"
     path = app.store.path_for(repo.id)
     race = WriterRace(session)
+    first_head = None
     with race.turn(path, ref, racing=expected_target_head is None and not dry_run):
         while True:
             head = git_refs.read_ref(path, ref)
             if expected_target_head is not None and head != expected_target_head:
                 raise _stale(target_branch, ref, expected_target_head, head)
-            if head is None and race.tries == 1:
-                _check_target_exists(session, repo, target_branch)
+            if race.tries == 1:
+                first_head = head
+                if head is None:
+                    _check_target_exists(session, repo, target_branch)
+            elif head is None and first_head is not None:  # deleted by the writer that beat this one
+                raise NotFound(f"branch {target_branch!r} was deleted meanwhile")
             start = (head if head is not None or strategy != "squash"
                      else _squash_start(session, repo, path, target_branch))
             with git_objects.open_repo(path) as git_repo:
@@ -150,7 +155,9 @@ def _check_target_exists(session, repo: Repository, target: str) -> None:
     """A target without commits is fine if it is the default branch or a branch record awaiting its first commit."""
     if target == repo.default_branch:
         return
-    if session.scalar(select(Branch.id).where(Branch.repo_id == repo.id, Branch.name == target)) is None:
+    row = session.execute(select(Branch.id, Branch.head_sha).where(Branch.repo_id == repo.id,
+                                                                   Branch.name == target)).first()
+    if row is None or row.head_sha is not None:  # a row with a head but no ref: deleted, its row not yet gone
         raise NotFound(f"branch {target!r} not found")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, Sta
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import Repository, Stack, StackReview, Workspace
+from storage.times import as_utc
 from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name
@@ -149,9 +151,10 @@ def _last_merged_stack(session: Session, path, workspace: Workspace) -> Stack | 
 
 
 def submit_branch(session: Session, app, repo: Repository, branch: str, base_branch: str, actor: Principal,
-                  title: str) -> tuple[Stack, bool]:
+                  title: str, since: datetime) -> tuple[Stack, bool]:
     """A stack of a branch's own commits onto `base_branch` (hoody's pull request of a branch): its open stack
-    brought up to the branch's head, or a new one. (stack, whether it was new)."""
+    brought up to the branch's head (and onto `base_branch`), or a new one. `since`: when the branch was made; an
+    open stack older than that was an earlier branch's of that name, and is closed. (stack, whether it was new)"""
     serialize_repository_writes(session, repo.id)  # two opens of one branch's stack: the second finds the first
     path = app.store.path_for(repo.id)
     head = git_refs.read_ref(path, f"refs/heads/{branch}")
@@ -161,16 +164,20 @@ def submit_branch(session: Session, app, repo: Repository, branch: str, base_bra
         raise Invalid(f"branch {branch!r} is its own base: there is nothing to merge it into")
     target = git_refs.read_ref(path, f"refs/heads/{base_branch}")
     base_commit = git_read.merge_base(path, target, head) if target else None
+    if target is not None and base_commit is None:
+        raise Invalid(f"branch {branch!r} shares no history with {base_branch!r}")
     commits = git_read.commits_between(path, base_commit, head)
-    if not commits:
+    if not commits or base_commit is None:
         raise Invalid(f"no commits between {base_branch!r} and {branch!r}")
     stack = open_stack_of_branch(session, repo, branch)
+    if stack is not None and _older(stack, since):
+        stack.status, stack = "closed", None
     created = stack is None
     if created:
         stack = Stack(id=new_id("stk"), repo_id=repo.id, workspace_id=None, title=title, bookmark=branch,
-                      base_branch=base_branch, created_by_key_id=actor.key_id)
+                      created_by_key_id=actor.key_id)
         session.add(stack)
-    stack.base_commit, stack.head_commit, stack.commits = base_commit or commits[0], head, commits
+    stack.base_branch, stack.base_commit, stack.head_commit, stack.commits = base_branch, base_commit, head, commits
     session.flush()
     return stack, created
 
@@ -180,11 +187,16 @@ def open_stack_of_branch(session: Session, repo: Repository, branch: str) -> Sta
                                               Stack.status == "open").order_by(Stack.created_at.desc()).limit(1))
 
 
-def latest_stack_of_branch(session: Session, repo: Repository, branch: str) -> Stack | None:
-    """Its open stack, else the newest one it had."""
-    return open_stack_of_branch(session, repo, branch) or session.scalar(
+def latest_stack_of_branch(session: Session, repo: Repository, branch: str, since: datetime) -> Stack | None:
+    """Its open stack, else the newest one it had, made since the branch was (`since`)."""
+    stack = open_stack_of_branch(session, repo, branch) or session.scalar(
         select(Stack).where(Stack.repo_id == repo.id, Stack.bookmark == branch)
         .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(1))
+    return None if stack is None or _older(stack, since) else stack
+
+
+def _older(stack: Stack, since: datetime) -> bool:
+    return as_utc(stack.created_at) < as_utc(since)
 
 
 def stack_number(session: Session, stack: Stack) -> int:
@@ -195,11 +207,12 @@ def stack_number(session: Session, stack: Stack) -> int:
     return session.scalar(earlier)
 
 
-def mark_branch_stack_merged(session: Session, repo: Repository, branch: str, target: str, merged_sha: str) -> None:
+def mark_branch_stack_merged(session: Session, repo: Repository, branch: str, target: str, merged_sha: str,
+                             since: datetime) -> None:
     """After the branch itself was merged into its stack's base (a squash brings none of its commits, so the
     stack's head may never land there)."""
     stack = open_stack_of_branch(session, repo, branch)
-    if stack is not None and stack.base_branch == target:
+    if stack is not None and stack.base_branch == target and not _older(stack, since):
         stack.status, stack.merged_sha = "merged", merged_sha
         session.flush()
 

@@ -4,30 +4,30 @@ repository_url). Every ref change goes through the same pipeline as a push."""
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
-from hooks.refs import ZERO_SHA, RefUpdate
+from hooks.refs import RefUpdate
 from storage import git_diff, git_objects, git_read, git_refs, git_remote
-from storage.git_prune import PIN_NAMESPACE
-from storage.errors import BadRequest, Conflict, NotFound, RateLimited
+from storage.errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
 from storage.keys import Principal
-from storage.models import Branch, Repository, Stack
+from storage.object_quarantine import ObjectQuarantine
+from storage.models import Branch, Repository, Stack, utcnow
 
 from . import branches, merges, stacks
 from .changes import change_context, checked_path, resolve_revision
 
 GIT_NAME_TRIES = 100
 DEFAULT_REMOTE = "origin"
-SAFE_REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SAFE_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 PROVIDERS = {"github.com": "github", "gitlab.com": "gitlab", "bitbucket.org": "bitbucket"}
 
 
@@ -58,6 +58,8 @@ def create(session: Session, app, repo: Repository, actor: Principal, name: str 
     one made from the display name (`-2`, `-3`, ... while that is taken)."""
     base = base_branch or repo.default_branch
     path = app.store.path_for(repo.id)
+    if git_name == base:
+        raise BadRequest(f"a branch cannot be its own base ({base!r})", {"branch": git_name})
     if git_refs.read_ref(path, f"refs/heads/{base}") is None and base != repo.default_branch:
         raise NotFound(f"base branch {base!r} not found", {"baseBranch": base})
     source = base if git_refs.read_ref(path, f"refs/heads/{base}") else None  # an empty repository: record only
@@ -76,15 +78,22 @@ def create(session: Session, app, repo: Repository, actor: Principal, name: str 
 
 
 def _git_names(name: str | None):
-    stem = re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")[:60].strip("-") or "branch"
+    """"Été à Paris" -> ete-a-paris: accents dropped, anything else not a letter or digit a dash."""
+    ascii_name = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "branch"
     yield stem
     for number in range(2, GIT_NAME_TRIES + 1):
         yield f"{stem}-{number}"
 
 
 def rename(session: Session, listed: Listed, name: str) -> Listed:
-    listed.row.display_name = name
-    session.flush()
+    """A statement, not the loaded row: a deletion committed meanwhile leaves nothing to rename (not found)."""
+    renamed = session.execute(update(Branch).where(Branch.id == listed.row.id)
+                              .values(display_name=name, updated_at=utcnow())
+                              .execution_options(synchronize_session=False))
+    if renamed.rowcount == 0:
+        raise NotFound("Branch not found", {"id": listed.row.id})
+    session.refresh(listed.row)
     return listed
 
 
@@ -95,12 +104,16 @@ def delete(session: Session, app, repo: Repository, actor: Principal, listed: Li
 def reset(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Listed:
     """Back to the commit it was made from: a forced move, which protection may refuse like a forced push."""
     row = listed.row
+    if row.name == repo.default_branch:
+        raise BadRequest("the default branch has no base to reset to", {"id": row.id})
     if listed.head is None or row.base_commit is None:
         raise BadRequest("the branch has no commits to reset", {"id": row.id})
     if listed.head != row.base_commit:
         ctx = change_context(app, repo, actor, "api")
         apply_ref_change(ctx, RefUpdate(old=listed.head, new=row.base_commit, ref=f"refs/heads/{row.name}"),
                          session=session)
+        if session.scalar(select(Branch.id).where(Branch.id == row.id)) is None:  # deleted by a writer meanwhile
+            raise NotFound("Branch not found", {"id": row.id})
         session.refresh(row)
     return Listed(row, row.base_commit)
 
@@ -113,10 +126,18 @@ def retry(listed: Listed) -> Listed:
     return listed
 
 
-def base_head(app, repo: Repository, row: Branch) -> str | None:
-    """Where its base branch is now (its base commit if that branch is gone)."""
+def base_of(app, repo: Repository, row: Branch) -> str:
+    """The branch it merges into: its base branch, or the default branch once that is gone (merged and deleted:
+    as GitHub retargets a pull request onto the base of the one merged)."""
     base = row.base_branch or repo.default_branch
-    return git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}") or row.base_commit
+    if base != repo.default_branch and git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}") is None:
+        return repo.default_branch
+    return base
+
+
+def base_head(app, repo: Repository, row: Branch) -> str | None:
+    """Where its base is now (its base commit if the repository has no commits there)."""
+    return git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base_of(app, repo, row)}") or row.base_commit
 
 
 @dataclass
@@ -156,10 +177,13 @@ def disk_usage(session: Session, app, repo: Repository, branch_id: str | None) -
 def merge(session: Session, app, repo: Repository, actor: Principal, listed: Listed, strategy: str,
           message: str | None, dry_run: bool, delete_branch: bool) -> merges.MergeOutcome:
     """Into its base branch; its open pull request there is merged with it."""
-    outcome = merges.merge_branch(session, app, repo, actor, listed.row.name, listed.row.base_branch or None,
+    if listed.head is None:
+        raise BadRequest("the branch has no commits yet", {"id": listed.row.id})
+    outcome = merges.merge_branch(session, app, repo, actor, listed.row.name, base_of(app, repo, listed.row),
                                   strategy, message, dry_run, delete_branch)
     if outcome.success and not dry_run and not outcome.already_merged:
-        stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit)
+        stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit,
+                                        since=listed.row.created_at)
     return outcome
 
 
@@ -173,7 +197,7 @@ class PullRequest:
 def pull_request(session: Session, repo: Repository, listed: Listed) -> PullRequest | None:
     """The branch's pull request (a stack of its commits): the open one, else the newest it had. Reviews count
     for the head they were given on: an open one's on the branch's head now."""
-    stack = stacks.latest_stack_of_branch(session, repo, listed.row.name)
+    stack = stacks.latest_stack_of_branch(session, repo, listed.row.name, since=listed.row.created_at)
     if stack is None:
         return None
     head = listed.head if stack.status == "open" and listed.head else stack.head_commit
@@ -186,8 +210,8 @@ def open_pull_request(session: Session, app, repo: Repository, actor: Principal,
     """Onto its base branch, with its commits as they are now (an open one is brought up to the branch's head).
     (pull request, whether it was opened now)."""
     row = listed.row
-    stack, created = stacks.submit_branch(session, app, repo, row.name, row.base_branch or repo.default_branch,
-                                          actor, row.display_name or row.name)
+    stack, created = stacks.submit_branch(session, app, repo, row.name, base_of(app, repo, row), actor,
+                                          row.display_name or row.name, since=row.created_at)
     return PullRequest(stack, stacks.stack_number(session, stack),
                        stacks.review_decision(stacks.reviews_of(session, stack), stack.head_commit)), created
 
@@ -229,7 +253,7 @@ def _remote(app, repo: Repository, name: str | None = None) -> git_remote.Remote
     """The remote named (only `origin` is), checked against the rules for remote URLs; one call more of the few
     a minute it may have."""
     name = name or DEFAULT_REMOTE
-    if not SAFE_REMOTE_NAME.match(name):
+    if not SAFE_REMOTE_NAME.fullmatch(name):
         raise BadRequest("Unsafe remote name", {"remote": name[:100]})
     if name != DEFAULT_REMOTE or not repo.upstream_url:
         raise NotFound(f"Remote '{name}' not configured", {"remote": name})
@@ -243,6 +267,8 @@ def _remote(app, repo: Repository, name: str | None = None) -> git_remote.Remote
 def _talking_to(repo: Repository, failed: str):
     try:
         yield
+    except git_remote.RemoteTooLarge as error:
+        raise TooLarge(str(error), {"remote": DEFAULT_REMOTE}) from None
     except (git_remote.RemoteRefused, git_remote.RemoteFailed) as error:
         raise BadRequest(f"{failed}: {error}", {"remote": DEFAULT_REMOTE,
                                                 "url": git_remote.shown(repo.upstream_url)}) from None
@@ -267,30 +293,40 @@ def remote_status(app, repo: Repository, listed: Listed) -> RemoteStatus:
     path = app.store.path_for(repo.id)
     with _fetched(app, repo, remote, ref, theirs) as fetched:
         if listed.head is None:
-            return RemoteStatus(f"{DEFAULT_REMOTE}/{listed.row.name}", 0, len(git_read.commits_between(path, None,
-                                                                                                     fetched)))
-        ahead, behind = git_read.ahead_behind(path, fetched, listed.head)
+            ahead, behind = 0, len(git_read.commits_between(path, None, fetched.commit, env=fetched.env))
+        else:
+            ahead, behind = git_read.ahead_behind(path, fetched.commit, listed.head, env=fetched.env)
     return RemoteStatus(f"{DEFAULT_REMOTE}/{listed.row.name}", ahead, behind)
 
 
+@dataclass
+class _Fetched:
+    commit: str
+    env: dict[str, str] | None  # for git to see the fetched objects (None: they are the repository's own)
+    quarantine: ObjectQuarantine | None
+
+    def take(self) -> None:
+        """Into the repository, for a change to use them."""
+        if self.quarantine is not None:
+            self.quarantine.migrate()
+            self.env = None
+
+
 @contextmanager
-def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expected: str | None = None):
-    """The remote's `ref` fetched under a ref of the server's own while in use (housekeeping keeps its objects;
-    what a push or a merge then brings is checked as new, since those refs are not a client's); skipped when its
-    commit `expected` is here already. Yields the commit."""
+def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expected: str):
+    """The remote's `ref` at `expected`: the repository's own objects if it has them, else fetched into a
+    quarantine (at most as much as a push may bring) that is removed on leaving unless taken."""
     path = app.store.path_for(repo.id)
-    if expected is not None and git_read.object_sizes(path, [expected]):
-        yield expected
+    if git_read.object_sizes(path, [expected]):
+        yield _Fetched(expected, None, None)
         return
-    holder = f"{PIN_NAMESPACE}fetch-{secrets.token_hex(8)}"
-    try:
+    with ObjectQuarantine(path) as quarantine:
         with _talking_to(repo, "the remote branch could not be fetched"):
-            git_remote.fetch_ref(remote, path, ref, holder, None, app.settings.remote_allow_http)
-        yield git_refs.read_ref(path, holder)
-    finally:
-        held = git_refs.read_ref(path, holder)
-        if held is not None:
-            git_refs.compare_and_swap(path, holder, held, ZERO_SHA)
+            git_remote.fetch_ref(remote, path, ref, quarantine.env, app.settings.max_push_size, quarantine.size,
+                                 None, app.settings.remote_allow_http)
+        if not git_read.object_sizes(path, [expected], env=quarantine.env):
+            raise Conflict("the remote branch moved while it was fetched; try again", {"ref": ref})
+        yield _Fetched(expected, quarantine.env, quarantine)
 
 
 @dataclass
@@ -311,7 +347,8 @@ def pull(session: Session, app, repo: Repository, actor: Principal, listed: List
     if theirs is None:
         raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
     with _fetched(app, repo, remote, ref, theirs) as fetched:
-        outcome = merges.merge_refs(app, session, repo, actor, fetched, name, "merge", fast_forward=True,
+        fetched.take()
+        outcome = merges.merge_refs(app, session, repo, actor, fetched.commit, name, "merge", fast_forward=True,
                                     message=f"Merge branch '{name}' of {git_remote.shown(repo.upstream_url)}",
                                     source_label=f"{DEFAULT_REMOTE}/{name}")
     if not outcome.success:

@@ -26,7 +26,7 @@ bp = Blueprint("hoody_branches", __name__)
 TAG = "hoody"
 BRANCHES = "/api/v1/workspaces/<workspace_id>/branches"
 ONE = BRANCHES + "/<ident:branch_id>"
-NAME = Field(min_length=1, max_length=200)
+NAME = Field(min_length=1, max_length=200, pattern=r"\S")  # not only spaces
 
 
 def route(method: str, path: str, **kwargs):
@@ -50,7 +50,7 @@ class HoodyBranch(HoodyModel):
 
 
 class CreateHoodyBranch(HoodyModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"\S")
     startCommand: str | None = Field(default=None, max_length=10_000, description=(
         "refused unless empty: a branch here has no worktree to run a command in"))
     baseBranch: str | None = Field(default=None, min_length=1, max_length=255)
