@@ -395,8 +395,10 @@ def main() -> int:
         wrk("/v1/repos/big")  # warm-up pass, not reported
         results["wrk_repo"] = wrk("/v1/repos/big")
         results["wrk_branches"] = wrk("/v1/repos/big/branches")
+        results["wrk_hoody_branches"] = wrk("/api/v1/workspaces/big/branches")  # the same branches, by id
         results["wrk_healthz"] = wrk("/healthz")
-        for name in ("wrk_repo", "wrk_branches", "wrk_healthz"):
+        results["hoody_disk_usage"] = get_times(server, key, "/api/v1/workspaces/big/branches/disk-usage", 5)
+        for name in ("wrk_repo", "wrk_branches", "wrk_hoody_branches", "wrk_healthz"):
             r = results[name]
             print(f"{name}: {r['rps']:.0f} req/s, p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, non-2xx {r['non2xx']}",
                   flush=True)
@@ -469,6 +471,10 @@ def report(results: dict, server: Server, args) -> str:
         "| --- | ---: | ---: | ---: | --- |",
         wrk_row("GET /v1/repos/{repo}", results["wrk_repo"]),
         wrk_row(f"GET /v1/repos/{{repo}}/branches ({args.branches} branches)", results["wrk_branches"]),
+        wrk_row(f"GET /api/v1/workspaces/{{id}}/branches (hoody, the same {args.branches})",
+                results["wrk_hoody_branches"]),
+        row(f"GET /api/v1/workspaces/{{id}}/branches/disk-usage ({args.branches} branches)",
+            results["hoody_disk_usage"]),
         wrk_row("GET /healthz (no auth, no database: the floor)", results["wrk_healthz"]),
     ]
     if "uploads" in results:

@@ -130,6 +130,19 @@ def _ask_for_reconcile(ctx: ChangeContext) -> None:
         log.exception("could not ask for the reconcile of repo %s; run `driftstone admin reconcile`", ctx.repo.id)
 
 
+def refuse_unless_checks_pass(ctx: ChangeContext, update: RefUpdate, session) -> None:
+    """What apply_ref_change's checks would refuse, raised, with nothing moved: for objects still in a
+    quarantine (ctx.git_env), to learn before they are taken into the repository."""
+    rejections = run_checks(ctx, [update], session=session)
+    if rejections:
+        raise _refusal(rejections[0])
+
+
+def _refusal(first: Rejection) -> DomainError:
+    error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
+    return error(first.reason, {"ref": first.ref, **first.details})
+
+
 def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> None:
     """Check, compare-and-swap and record one API-made ref change; raises a DomainError when refused."""
     with ref_change_window(ctx.repo_path):  # a housekeeping run checks what it dropped before or after, not during
@@ -146,9 +159,7 @@ def apply_ref_change(ctx: ChangeContext, update: RefUpdate, session=None) -> Non
             raise
         if rejections:
             _refuse_if_repository_purged(ctx)  # a check that read the repository as it went failed on that
-            first = rejections[0]
-            error: type[DomainError] = _REJECTION_ERRORS.get(first.code, Forbidden)
-            raise error(first.reason, {"ref": first.ref, **first.details})
+            raise _refusal(rejections[0])
         change = begin_change(ctx)
         try:
             swapped = git_refs.compare_and_swap(ctx.repo_path, update.ref, update.old, update.new)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from dulwich.object_store import DiskObjectStore
+
 from .git_env import run_git
 from .git_prune import EXCLUDE_PINS
 from .git_objects import open_repo
@@ -21,5 +23,8 @@ def fsck_problem(repo: Path, tips: Iterable[str], env: Mapping[str, str] | None 
     if not listed.strip():
         return None
     with open_repo(repo) as git_repo:
-        objects = [git_repo.object_store[oid] for oid in listed.split()]
+        store = git_repo.object_store
+        if env and env.get("GIT_OBJECT_DIRECTORY"):  # a quarantine: its objects, and the repository's (alternate)
+            store = DiskObjectStore(env["GIT_OBJECT_DIRECTORY"])
+        objects = [store[oid] for oid in listed.split()]
         return objects_problem(repo, objects, git_repo.object_store.object_format, env=env)

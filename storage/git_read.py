@@ -204,3 +204,14 @@ def tree_bytes(repo: Path, commit: str) -> int:
         if len(fields) == 4 and fields[1] == b"blob":
             total += int(fields[3])
     return total
+
+
+def merge_conflicts(repo: Path, one: str, two: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The paths `git merge-tree --write-tree` leaves in conflict merging two commits ([] when it merges cleanly);
+    the tree it writes lands in env's object directory (a quarantine) or the repository."""
+    result = run_git(repo, ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", one, two],
+                     env=env, check=False)
+    if result.returncode not in (0, 1):
+        raise GitFailed(result.returncode, result.args, result.stdout, result.stderr)
+    fields = [field for field in result.stdout.split(b"\0") if field]
+    return sorted({path.decode("utf-8", "surrogateescape") for path in fields[1:]}) if result.returncode else []

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 import socket
+import signal
 import subprocess
 import threading
 import time
@@ -19,6 +21,9 @@ from urllib.parse import urlsplit
 from .git_env import GIT, clean_git_env
 
 LS_REMOTE_TIMEOUT = 15
+FETCH_TIMEOUT = 300
+LOW_SPEED_BYTES, LOW_SPEED_SECONDS = 1024, 30  # a remote sending less than this for that long is given up on
+_MEASURE_EVERY = 0.1
 
 
 class RemoteRefused(Exception):
@@ -81,7 +86,8 @@ def _transport(remote: Remote, token: str | None, allow_http: bool) -> tuple[lis
     """git's options and environment for talking to `remote` under the rules above."""
     address = f"[{remote.address}]" if ":" in remote.address else remote.address
     options = ["-c", "http.followRedirects=false", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
-               "-c", f"http.curloptResolve={remote.host}:{remote.port}:{address}", "-c", "credential.helper="]
+               "-c", f"http.curloptResolve={remote.host}:{remote.port}:{address}", "-c", "credential.helper=",
+               "-c", f"http.lowSpeedLimit={LOW_SPEED_BYTES}", "-c", f"http.lowSpeedTime={LOW_SPEED_SECONDS}"]
     if allow_http:
         options += ["-c", "protocol.http.allow=always"]
     extra = {"GIT_ASKPASS": "", "SSH_ASKPASS": ""}
@@ -92,16 +98,61 @@ def _transport(remote: Remote, token: str | None, allow_http: bool) -> tuple[lis
     return options, clean_git_env(extra)
 
 
-def _run(args: list[str], env: dict[str, str], timeout: int, what: str) -> bytes:
+def _run(args: list[str], env: dict[str, str], timeout: float, what: str,
+         stop_when: Callable[[], bool] | None = None) -> bytes:
+    """git and the transport helpers it starts (git-remote-https outlives a killed git and holds its pipes) as
+    one process group, all killed at the deadline or when `stop_when()` says so (RemoteTooLarge)."""
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          start_new_session=True) as process:
+        output = _drained(process.stdout, limit=None)
+        errors = _drained(process.stderr, limit=8192)
+        try:
+            while not _ended(process):
+                if stop_when is not None and stop_when():
+                    raise RemoteTooLarge("stopped")
+                if time.monotonic() > deadline:
+                    raise RemoteFailed(f"the repository did not answer within {timeout:g} s")
+        except BaseException:
+            _kill_group(process)
+            raise
+        _kill_group(process)  # helpers git left behind
+        said = errors().decode("utf-8", "replace").strip()
+        if process.returncode != 0:
+            denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
+            raise RemoteFailed(said.splitlines()[-1] if said else f"{what} failed", denied)
+        return output()
+
+
+def _ended(process: subprocess.Popen) -> bool:
     try:
-        result = subprocess.run(args, env=env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        process.wait(_MEASURE_EVERY)
+        return True
     except subprocess.TimeoutExpired:
-        raise RemoteFailed(f"the repository did not answer within {timeout} s") from None
-    if result.returncode != 0:
-        said = result.stderr.decode("utf-8", "replace")
-        denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
-        raise RemoteFailed(said.strip().splitlines()[-1] if said.strip() else f"{what} failed", denied)
-    return result.stdout
+        return False
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _drained(stream, limit: int | None) -> Callable[[], bytes]:
+    """Read `stream` on a thread of its own (a full pipe would stop git); the returned call waits for its end
+    (the group killed: its writers are gone) and gives what was read, the last `limit` bytes if given."""
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stream.read(65536), b"")), daemon=True)
+    reader.start()
+
+    def result() -> bytes:
+        reader.join()
+        data = b"".join(chunks)
+        return data[-limit:] if limit else data
+
+    return result
 
 
 def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_http: bool = False) -> dict[str, str]:
@@ -114,10 +165,6 @@ def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_h
         sha, _, ref = line.partition("\t")
         found[ref] = sha
     return found
-
-
-FETCH_TIMEOUT = 300
-_MEASURE_EVERY = 0.1
 
 
 class RemoteTooLarge(Exception):
@@ -134,34 +181,9 @@ def fetch_ref(remote: Remote, repo_path: Path, ref: str, object_env: dict[str, s
     args = [GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true", "fetch", "--quiet",
             "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--end-of-options",
             remote.url, ref]
-    deadline = time.monotonic() + FETCH_TIMEOUT
-    with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE) as process:
-        errors = _drained(process.stderr)
-        while process.poll() is None:
-            if measure() > max_bytes:
-                process.kill()
-                raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit")
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RemoteFailed(f"the repository did not answer within {FETCH_TIMEOUT} s")
-            time.sleep(_MEASURE_EVERY)
-        said = errors().decode("utf-8", "replace").strip()
-        if process.returncode != 0:
-            denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
-            raise RemoteFailed(said.splitlines()[-1] if said else "git fetch failed", denied)
+    try:
+        _run(args, env, FETCH_TIMEOUT, "git fetch", stop_when=lambda: measure() > max_bytes)
+    except RemoteTooLarge:
+        raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit") from None
     if measure() > max_bytes:
         raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit")
-
-
-def _drained(stream) -> Callable[[], bytes]:
-    """Read `stream` on a thread of its own (a full pipe would stop git); the returned call waits for the end."""
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stream.read(65536), b"")), daemon=True)
-    reader.start()
-
-    def result() -> bytes:
-        reader.join()
-        return b"".join(chunks)[-8192:]
-
-    return result

@@ -1,6 +1,7 @@
 """Objects fetched from another server, kept apart from the repository's until a change takes them: an object
 directory of their own inside the repository's, with the repository's objects as its alternate (as git's receive
-quarantine). Moved in only to be used; removed, with whatever a refused or measured fetch brought, on leaving."""
+quarantine, whose name it shares: housekeeping removes one a killed worker left). Moved in only to be used;
+removed, with whatever a refused or measured fetch brought, on leaving."""
 from __future__ import annotations
 
 import os
@@ -8,19 +9,22 @@ import secrets
 import shutil
 from pathlib import Path
 
+from .git_env import QUARANTINE_PREFIX
 from .git_prune import fan_out_dirs
 
-QUARANTINE_PREFIX = "driftstone-fetch-"
+FETCH_QUARANTINE_PREFIX = f"{QUARANTINE_PREFIX}driftstone-fetch-"
 _PACK_FILES_LAST = ".idx"  # git sees a pack once its index is there: the index goes in after the rest
 
 
 class ObjectQuarantine:
     def __init__(self, repo_path: Path):
         self.objects = repo_path / "objects"
-        self.path = self.objects / f"{QUARANTINE_PREFIX}{secrets.token_hex(8)}"
+        self.path = self.objects / f"{FETCH_QUARANTINE_PREFIX}{secrets.token_hex(8)}"
 
     def __enter__(self) -> "ObjectQuarantine":
         (self.path / "pack").mkdir(parents=True)
+        (self.path / "info").mkdir()
+        (self.path / "info" / "alternates").write_text(f"{self.objects}\n")  # for readers that take no env
         return self
 
     def __exit__(self, *exc) -> None:

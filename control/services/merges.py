@@ -26,6 +26,7 @@ from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef, S
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
+from storage.repo_writes import serialize_repository_writes
 
 from .changes import change_context, checked_branch_name, first_parent, resolve_revision
 from .commits import record_commit
@@ -82,6 +83,8 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
             if race.tries == 1:
                 first_head = head
                 if head is None:
+                    if not dry_run:  # a branch without commits is deleted without a ref change: it waits, or is seen
+                        serialize_repository_writes(session, repo.id)
                     _check_target_exists(session, repo, target_branch)
             elif head is None and first_head is not None:  # deleted by the writer that beat this one
                 raise NotFound(f"branch {target_branch!r} was deleted meanwhile")

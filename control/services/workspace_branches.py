@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hooks.pipeline import apply_ref_change
-from hooks.refs import RefUpdate
+from hooks.pipeline import apply_ref_change, refuse_unless_checks_pass
+from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_diff, git_objects, git_read, git_refs, git_remote
 from storage.errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
 from storage.keys import Principal
@@ -171,7 +171,8 @@ def diff(app, repo: Repository, listed: Listed, base: str | None, file: str | No
 def disk_usage(session: Session, app, repo: Repository, branch_id: str | None) -> list[tuple[Listed, int]]:
     chosen = [branch_by_id(session, app, repo, branch_id)] if branch_id else list_branches(session, app, repo)
     path = app.store.path_for(repo.id)
-    return [(listed, git_read.tree_bytes(path, listed.head) if listed.head else 0) for listed in chosen]
+    sizes = {head: git_read.tree_bytes(path, head) for head in {listed.head for listed in chosen if listed.head}}
+    return [(listed, sizes.get(listed.head, 0)) for listed in chosen]  # a head many branches share: measured once
 
 
 def merge(session: Session, app, repo: Repository, actor: Principal, listed: Listed, strategy: str,
@@ -329,6 +330,28 @@ def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expecte
         yield _Fetched(expected, quarantine.env, quarantine)
 
 
+def _refused_before_taking(session: Session, app, repo: Repository, actor: Principal, listed: Listed,
+                           fetched: _Fetched) -> list[str]:
+    """While the fetched objects are still in their quarantine, what would keep the pull from landing: the
+    checks of a ref change bringing the remote's commits (raised), or the paths git's merge leaves in conflict
+    (returned). Taken into the repository, a refused pull's objects stayed there (and could be fetched by id)."""
+    path = app.store.path_for(repo.id)
+    head = listed.head
+    fork = git_read.merge_base(path, head, fetched.commit, env=fetched.env) if head else None
+    if head is not None and fork is None:
+        raise Conflict(f"cannot merge: {DEFAULT_REMOTE}/{listed.row.name} and {listed.row.name} share no history",
+                       {"branch": listed.row.name})
+    ctx = change_context(app, repo, actor, "api")
+    ctx.git_env = fetched.env or {}
+    # checked as a branch made at the remote's commit: the paths it brings (the rules a push's paths follow),
+    # sizes, git's fsck, locks
+    refuse_unless_checks_pass(ctx, RefUpdate(old=ZERO_SHA, new=fetched.commit, ref=f"refs/heads/{listed.row.name}"),
+                              session)
+    if head is None or fork in (head, fetched.commit):  # a fast-forward, or nothing to bring
+        return []
+    return git_read.merge_conflicts(path, head, fetched.commit, env=fetched.env)
+
+
 @dataclass
 class Pulled:
     success: bool
@@ -347,6 +370,10 @@ def pull(session: Session, app, repo: Repository, actor: Principal, listed: List
     if theirs is None:
         raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
     with _fetched(app, repo, remote, ref, theirs) as fetched:
+        conflicts = _refused_before_taking(session, app, repo, actor, listed, fetched)
+        if conflicts:
+            return Pulled(False, conflicts, f"Pull stopped by conflicts in {len(conflicts)} path(s); {name} was not "
+                                            "changed.")
         fetched.take()
         outcome = merges.merge_refs(app, session, repo, actor, fetched.commit, name, "merge", fast_forward=True,
                                     message=f"Merge branch '{name}' of {git_remote.shown(repo.upstream_url)}",

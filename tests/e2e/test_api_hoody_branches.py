@@ -625,3 +625,53 @@ def test_names_are_checked_for_what_they_say(server, tenant, git, tmp_path, dumb
     assert hoody_error(call(server, tenant, "PATCH", f"{branches(ws)}/{made['id']}", {"name": " \t "}), 400)
     assert "Unsafe" in hoody_error(call(server, tenant, "GET", f"{branches(ws)}/remote-refs",
                                         params={"remote": "origin\n"}), 400)
+
+
+def test_a_refused_pull_keeps_nothing_it_fetched(server, tenant, git, tmp_path, own_remote):
+    """A pull stopped by conflicts or refused by the checks took the remote's objects into the repository all
+    the same, where anyone who may read it could fetch them by id: they are checked while still apart."""
+    ws = mirrored_workspace(server, tenant, git, tmp_path, own_remote)
+    main = call(server, tenant, "GET", branches(ws)).json()[0]
+    one = f"{branches(ws)}/{main['id']}"
+    bare = repo_path(server, tenant, ws["slug"])
+    git.commit(ws["work"], {"a.txt": "ours\n"}, "ours")
+    git("push", "-q", "origin", "main", cwd=ws["work"])
+    theirs = own_remote.commit({"a.txt": "theirs\n", "secret.txt": "only upstream\n"}, "theirs")
+    stopped = call(server, tenant, "POST", f"{one}/pull").json()
+    assert stopped["success"] is False and stopped["conflicts"] == ["a.txt"], stopped
+    assert git("cat-file", "-e", theirs, cwd=bare, check=False).returncode != 0
+
+    own_remote.git("-C", str(own_remote.work), "reset", "-q", "--hard", "HEAD~1")
+    blob = own_remote.git("-C", str(own_remote.work), "hash-object", "-w", "--stdin")  # empty file
+    tree = subprocess.run(["git", "-C", str(own_remote.work), "mktree"], input=f"100644 blob {blob}\ta\\b\n".encode(),
+                          check=True, capture_output=True, env=own_remote.env).stdout.decode().strip()
+    parent = own_remote.git("-C", str(own_remote.work), "rev-parse", "HEAD")
+    bad = subprocess.run(["git", "-C", str(own_remote.work), "commit-tree", tree, "-p", parent, "-m", "backslash"],
+                         check=True, capture_output=True, env=own_remote.env).stdout.decode().strip()
+    own_remote.git("-C", str(own_remote.work), "push", "-q", "-f", "origin", f"{bad}:refs/heads/main")
+    own_remote.git("-C", str(own_remote.bare), "update-server-info")
+    refused = call(server, tenant, "POST", f"{one}/pull")
+    assert "backslash" in hoody_error(refused, 400)
+    assert git("cat-file", "-e", bad, cwd=bare, check=False).returncode != 0
+    assert not [p.name for p in (bare / "objects").iterdir() if "driftstone-fetch-" in p.name]
+
+
+def test_a_merge_into_a_branch_without_commits_racing_its_delete_does_not_bring_it_back(server, tenant, git,
+                                                                                        tmp_path):
+    """Such a branch is deleted without a ref change, so the merge's compare-and-swap (from no ref) passed after
+    the delete: both answered 200 and the branch was back (a review: 11 rounds of 12 on PostgreSQL)."""
+    slug = f"hb-{uuid.uuid4().hex[:8]}"
+    ws = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).json()["data"]
+    work = tmp_path / "src"
+    git("init", "-q", "-b", "src", str(work))
+    git.commit(work, {"s.txt": "s\n"}, "src")
+    git("push", "-q", tenant.url(slug), "src", cwd=work)
+    for round_ in range(8):
+        target = create(server, tenant, ws, name=f"ro{round_}", branch=f"ro{round_}")
+        assert target["status"] == "creating"
+        requests_ = [("POST", f"/v1/repos/{slug}/merges", {"source": "src", "target": f"ro{round_}"}),
+                     ("DELETE", f"{branches(ws)}/{target['id']}", None)]
+        merged, deleted = at_once(2, lambda i: call(server, tenant, *requests_[i]))
+        assert merged.status_code in (200, 404) and deleted.status_code in (200, 404), (merged.text, deleted.text)
+        if deleted.status_code == 200:
+            assert remote_ref(git, tenant.url(slug), f"refs/heads/ro{round_}") == "", (round_, merged.text)

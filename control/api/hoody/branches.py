@@ -19,6 +19,7 @@ from control.services import workspace_branches as service
 from storage.errors import BadRequest
 from storage.times import as_utc
 
+from ..driftstone.repos import org_slug
 from ..endpoint import Call, endpoint
 
 bp = Blueprint("hoody_branches", __name__)
@@ -172,11 +173,10 @@ def _millis(moment: datetime | None) -> int:
     return int(as_utc(moment).timestamp() * 1000) if moment else 0
 
 
-def _branch_out(call: Call, repo, listed: service.Listed) -> HoodyBranch:
-    from ..driftstone.repos import org_slug
-
+def _branch_out(call: Call, repo, listed: service.Listed, org: str | None = None) -> HoodyBranch:
+    """`org`: the organization's slug, looked up once for a list."""
     row = listed.row
-    return HoodyBranch(id=row.id, path=f"/{org_slug(call)}/{repo.slug}/branches/{row.id}", branch=row.name,
+    return HoodyBranch(id=row.id, path=f"/{org or org_slug(call)}/{repo.slug}/branches/{row.id}", branch=row.name,
                        name=row.display_name or row.name, status=row.status,
                        base_branch=row.base_branch, base_commit=row.base_commit,
                        created_at=_millis(row.created_at), updated_at=_millis(row.updated_at or row.created_at))
@@ -185,7 +185,8 @@ def _branch_out(call: Call, repo, listed: service.Listed) -> HoodyBranch:
 @route("GET", BRANCHES, summary="List the workspace's branches", response=list[HoodyBranch])
 def list_branches(call: Call, workspace_id: str):
     repo = _workspace(call, workspace_id)
-    return [_branch_out(call, repo, listed) for listed in service.list_branches(call.session, call.context, repo)]
+    org = org_slug(call)
+    return [_branch_out(call, repo, listed, org) for listed in service.list_branches(call.session, call.context, repo)]
 
 
 @route("POST", BRANCHES, summary="Create a branch from a base branch's head", scope="agent",
@@ -259,7 +260,8 @@ def branch_diff(call: Call, workspace_id: str, branch_id: str, query: HoodyDiffQ
 def disk_usage(call: Call, workspace_id: str, query: DiskUsageQuery):
     repo = _workspace(call, workspace_id)
     measured = service.disk_usage(call.session, call.context, repo, query.id)
-    return [HoodyDiskUsage(id=listed.row.id, directory=_branch_out(call, repo, listed).path, bytes=size)
+    org = org_slug(call)
+    return [HoodyDiskUsage(id=listed.row.id, directory=_branch_out(call, repo, listed, org).path, bytes=size)
             for listed, size in measured]
 
 

@@ -1,0 +1,54 @@
+"""git's transport to another server, run as one process group: its helpers die with it (real processes; a
+shell stands in for git so that the helper's behaviour is certain)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from storage import git_remote
+from storage.git_env import QUARANTINE_PREFIX
+from storage.housekeeping import remove_stale_quarantines
+from storage.object_quarantine import ObjectQuarantine
+
+
+def test_a_helper_holding_the_pipes_does_not_keep_a_timed_out_call_waiting():
+    """git-remote-https outlives a killed git and keeps its stderr open: the call waited for the remote to
+    finish (a trickling remote: days) instead of answering at its deadline."""
+    began = time.monotonic()
+    with pytest.raises(git_remote.RemoteFailed, match="within"):
+        git_remote._run(["sh", "-c", "sleep 60 & sleep 60"], dict(os.environ), 0.5, "git fetch")
+    assert time.monotonic() - began < 10
+    left = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).stdout.split()
+    assert not left, left
+
+
+def test_a_stop_asked_for_midway_kills_the_helpers_too():
+    with pytest.raises(git_remote.RemoteTooLarge):
+        git_remote._run(["sh", "-c", "sleep 61 & sleep 61"], dict(os.environ), 30, "git fetch",
+                        stop_when=lambda: True)
+    assert not subprocess.run(["pgrep", "-f", "sleep 61"], capture_output=True).stdout.split()
+
+
+def test_what_a_finished_call_wrote_is_returned():
+    assert git_remote._run(["sh", "-c", "echo out; echo err >&2"], dict(os.environ), 10, "x") == b"out\n"
+    with pytest.raises(git_remote.RemoteFailed, match="last words"):
+        git_remote._run(["sh", "-c", "echo 'last words' >&2; exit 3"], dict(os.environ), 10, "x")
+
+
+def test_a_fetch_quarantine_a_killed_worker_left_is_removed_by_housekeeping(tmp_path):
+    bare = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    quarantine = ObjectQuarantine(bare)
+    quarantine.__enter__()  # and never left: the worker was killed
+    assert quarantine.path.name.startswith(QUARANTINE_PREFIX)
+    (quarantine.path / "pack" / "tmp_pack_x").write_bytes(b"partial")
+    old = time.time() - 7200
+    for folder, dirs, files in os.walk(quarantine.path):
+        for name in dirs + files:
+            os.utime(os.path.join(folder, name), (old, old))
+    os.utime(quarantine.path, (old, old))
+    assert remove_stale_quarantines(bare) == [quarantine.path.name]
+    assert not quarantine.path.exists()
