@@ -329,7 +329,7 @@ def test_the_remote_is_the_repository_url_and_its_refs_are_listed(server, tenant
 
 def test_remote_listings_are_rate_limited_per_remote(server, tenant, git, tmp_path, dumb_http_remote):
     """10 a minute in each server process: a 429 comes at the latest after 10 per process."""
-    from control.services.workspace_branches import REMOTE_CALLS_PER_MINUTE
+    from control.services.branch_remotes import REMOTE_CALLS_PER_MINUTE
 
     served = workspace(server, tenant, git, tmp_path, repository_url=dumb_http_remote)
     tries = REMOTE_CALLS_PER_MINUTE * server.context.settings.gunicorn_workers + 1

@@ -14,7 +14,7 @@ from typing import Literal
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
-from control.services import projects
+from control.services import branch_remotes, projects
 from control.services import workspace_branches as service
 from storage.errors import BadRequest
 from storage.times import as_utc
@@ -281,7 +281,7 @@ def merge_branch(call: Call, workspace_id: str, branch_id: str, body: MergeHoody
        response=HoodyRemotes)
 def remote_info(call: Call, workspace_id: str):
     repo = _workspace(call, workspace_id)
-    found = service.remotes(repo)
+    found = branch_remotes.remotes(repo)
     return HoodyRemotes(remotes=[HoodyRemote(**vars(remote)) for remote in found],
                         defaultRemote=found[0].name if found else None)
 
@@ -290,7 +290,7 @@ def remote_info(call: Call, workspace_id: str):
        query=RemoteRefsQuery, response=HoodyRemoteRefs, errors={429: "Too many listings of this remote"})
 def remote_refs(call: Call, workspace_id: str, query: RemoteRefsQuery):
     repo = _workspace(call, workspace_id)
-    heads, tags = service.remote_refs(call.context, repo, query.remote)
+    heads, tags = branch_remotes.remote_refs(call.context, repo, query.remote)
     return HoodyRemoteRefs(branches=heads, tags=tags)
 
 
@@ -306,7 +306,7 @@ class HoodyRemoteStatus(HoodyModel):
 def remote_status(call: Call, workspace_id: str, branch_id: str):
     repo = _workspace(call, workspace_id)
     listed = service.branch_by_id(call.session, call.context, repo, branch_id)
-    found = service.remote_status(call.context, repo, listed)
+    found = branch_remotes.remote_status(call.context, repo, listed)
     return HoodyRemoteStatus(hasUpstream=found.remote_branch is not None, ahead=found.ahead, behind=found.behind,
                              remoteBranch=found.remote_branch)
 
@@ -322,7 +322,7 @@ class HoodyPull(HoodyModel):
 def pull_branch(call: Call, workspace_id: str, branch_id: str):
     repo = _workspace(call, workspace_id)
     listed = service.branch_by_id(call.session, call.context, repo, branch_id)
-    pulled = service.pull(call.session, call.context, repo, call.principal, listed)
+    pulled = branch_remotes.pull(call.session, call.context, repo, call.principal, listed)
     return HoodyPull(success=pulled.success, conflicts=pulled.conflicts, message=pulled.message)
 
 
@@ -380,4 +380,4 @@ def open_pr(call: Call, workspace_id: str, branch_id: str):
        scope="agent")
 def push_branch(call: Call, workspace_id: str, branch_id: str):
     repo = _workspace(call, workspace_id)
-    service.refuse_push(repo, service.branch_by_id(call.session, call.context, repo, branch_id))
+    branch_remotes.refuse_push(repo, service.branch_by_id(call.session, call.context, repo, branch_id))

@@ -1,0 +1,232 @@
+"""hoody's branches and their remote (seed 003): the workspace's repository_url as `origin`, its refs, a branch's
+state against the remote branch of the same name, and pulling that branch in. What is fetched waits in a
+quarantine, checked as a push's objects are, and enters the repository only for a pull that lands."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from hooks.pipeline import refuse_unless_checks_pass
+from hooks.refs import ZERO_SHA, RefUpdate
+from storage import git_read, git_remote
+from storage.errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
+from storage.keys import Principal
+from storage.models import Repository
+from storage.object_quarantine import ObjectQuarantine
+
+from . import merges
+from .changes import change_context
+from .workspace_branches import Listed
+
+DEFAULT_REMOTE = "origin"
+SAFE_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PROVIDERS = {"github.com": "github", "gitlab.com": "gitlab", "bitbucket.org": "bitbucket"}
+
+
+@dataclass
+class RemoteInfo:
+    name: str
+    url: str
+    provider: str
+    owner: str | None
+    repo: str | None
+    authenticated: bool
+
+
+def remotes(repo: Repository) -> list[RemoteInfo]:
+    """The repository's repository_url, as `origin`. No credentials are stored for it."""
+    if not repo.upstream_url:
+        return []
+    parts = urlsplit(repo.upstream_url)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    owner, name = (segments[-2], segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
+    provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
+    return [RemoteInfo(DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), provider, owner, name, False)]
+
+
+def remote_refs(app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
+    """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
+    remote = _remote(app, repo, name)
+    with _talking_to(repo, "the remote's refs could not be listed"):
+        found = git_remote.ls_remote(remote, [], None, app.settings.remote_allow_http)
+    refs = sorted(ref for ref in found if not ref.endswith("^{}"))
+    return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
+
+
+def _remote(app, repo: Repository, name: str | None = None) -> git_remote.Remote:
+    """The remote named (only `origin` is), checked against the rules for remote URLs; one call more of the few
+    a minute it may have."""
+    name = name or DEFAULT_REMOTE
+    if not SAFE_REMOTE_NAME.fullmatch(name):
+        raise BadRequest("Unsafe remote name", {"remote": name[:100]})
+    if name != DEFAULT_REMOTE or not repo.upstream_url:
+        raise NotFound(f"Remote '{name}' not configured", {"remote": name})
+    _CALLS.take((repo.id, name))
+    settings = app.settings
+    with _talking_to(repo, "the remote cannot be used"):
+        return git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
+
+
+@contextmanager
+def _talking_to(repo: Repository, failed: str):
+    try:
+        yield
+    except git_remote.RemoteTooLarge as error:
+        raise TooLarge(str(error), {"remote": DEFAULT_REMOTE}) from None
+    except (git_remote.RemoteRefused, git_remote.RemoteFailed) as error:
+        raise BadRequest(f"{failed}: {error}", {"remote": DEFAULT_REMOTE,
+                                                "url": git_remote.shown(repo.upstream_url)}) from None
+
+
+@dataclass
+class RemoteStatus:
+    remote_branch: str | None
+    ahead: int
+    behind: int
+
+
+def remote_status(app, repo: Repository, listed: Listed) -> RemoteStatus:
+    """Against the remote's branch of the same name as it is now (fetched if this server lacks its commits, as
+    `git fetch` and `git status` would); none: no upstream."""
+    remote = _remote(app, repo)
+    ref = f"refs/heads/{listed.row.name}"
+    with _talking_to(repo, "the remote branch could not be read"):
+        theirs = git_remote.ls_remote(remote, [ref], None, app.settings.remote_allow_http).get(ref)
+    if theirs is None:
+        return RemoteStatus(None, 0, 0)
+    path = app.store.path_for(repo.id)
+    with _fetched(app, repo, remote, ref, theirs) as fetched:
+        if listed.head is None:
+            ahead, behind = 0, len(git_read.commits_between(path, None, fetched.commit, env=fetched.env))
+        else:
+            ahead, behind = git_read.ahead_behind(path, fetched.commit, listed.head, env=fetched.env)
+    return RemoteStatus(f"{DEFAULT_REMOTE}/{listed.row.name}", ahead, behind)
+
+
+@dataclass
+class _Fetched:
+    commit: str
+    env: dict[str, str] | None  # for git to see the fetched objects (None: they are the repository's own)
+    quarantine: ObjectQuarantine | None
+
+    def take(self) -> None:
+        """Into the repository, for a change to use them."""
+        if self.quarantine is not None:
+            self.quarantine.migrate()
+            self.env = None
+
+
+@contextmanager
+def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expected: str):
+    """The remote's `ref` at `expected`: the repository's own objects if it has them, else fetched into a
+    quarantine (at most as much as a push may bring) that is removed on leaving unless taken."""
+    path = app.store.path_for(repo.id)
+    if git_read.object_sizes(path, [expected]):
+        yield _Fetched(expected, None, None)
+        return
+    with ObjectQuarantine(path) as quarantine:
+        with _talking_to(repo, "the remote branch could not be fetched"):
+            git_remote.fetch_ref(remote, path, ref, quarantine.env, app.settings.max_push_size, quarantine.size,
+                                 None, app.settings.remote_allow_http)
+        if not git_read.object_sizes(path, [expected], env=quarantine.env):
+            raise Conflict("the remote branch moved while it was fetched; try again", {"ref": ref})
+        yield _Fetched(expected, quarantine.env, quarantine)
+
+
+def _refused_before_taking(session: Session, app, repo: Repository, actor: Principal, listed: Listed,
+                           fetched: _Fetched) -> list[str]:
+    """While the fetched objects are still in their quarantine, what would keep the pull from landing: the
+    checks of a ref change bringing the remote's commits (raised), or the paths git's merge leaves in conflict
+    (returned). Taken into the repository, a refused pull's objects stayed there (and could be fetched by id)."""
+    path = app.store.path_for(repo.id)
+    head = listed.head
+    fork = git_read.merge_base(path, head, fetched.commit, env=fetched.env) if head else None
+    if head is not None and fork is None:
+        raise Conflict(f"cannot merge: {DEFAULT_REMOTE}/{listed.row.name} and {listed.row.name} share no history",
+                       {"branch": listed.row.name})
+    ctx = change_context(app, repo, actor, "api")
+    ctx.git_env = fetched.env or {}
+    # checked as a branch made at the remote's commit: the paths it brings (the rules a push's paths follow),
+    # sizes, git's fsck, locks
+    refuse_unless_checks_pass(ctx, RefUpdate(old=ZERO_SHA, new=fetched.commit, ref=f"refs/heads/{listed.row.name}"),
+                              session)
+    if head is None or fork in (head, fetched.commit):  # a fast-forward, or nothing to bring
+        return []
+    return git_read.merge_conflicts(path, head, fetched.commit, env=fetched.env)
+
+
+@dataclass
+class Pulled:
+    success: bool
+    conflicts: list[str]
+    message: str
+
+
+def pull(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Pulled:
+    """The remote branch of the same name merged in: a fast-forward where it can be, else a merge commit; with
+    conflicts nothing changes. The move is a ref change like any other (checks, protection, locks, sizes)."""
+    remote = _remote(app, repo)
+    name = listed.row.name
+    ref = f"refs/heads/{name}"
+    with _talking_to(repo, "the remote branch could not be read"):
+        theirs = git_remote.ls_remote(remote, [ref], None, app.settings.remote_allow_http).get(ref)
+    if theirs is None:
+        raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
+    with _fetched(app, repo, remote, ref, theirs) as fetched:
+        conflicts = _refused_before_taking(session, app, repo, actor, listed, fetched)
+        if conflicts:
+            return _stopped(name, conflicts)
+        fetched.take()
+        outcome = merges.merge_refs(app, session, repo, actor, fetched.commit, name, "merge", fast_forward=True,
+                                    message=f"Merge branch '{name}' of {git_remote.shown(repo.upstream_url)}",
+                                    source_label=f"{DEFAULT_REMOTE}/{name}")
+    if not outcome.success:
+        return _stopped(name, outcome.conflicts)
+    if outcome.already_merged:
+        return Pulled(True, [], "Already up to date.")
+    if outcome.fast_forward:
+        return Pulled(True, [], f"Fast-forwarded {name} to {outcome.head_commit[:12]}.")
+    return Pulled(True, [], f"Merged {DEFAULT_REMOTE}/{name} into {name} ({outcome.head_commit[:12]}).")
+
+
+def _stopped(name: str, conflicts: list[str]) -> Pulled:
+    return Pulled(False, conflicts, f"Pull stopped by conflicts in {len(conflicts)} path(s); {name} was not changed.")
+
+
+class _Limiter:
+    """At most `count` calls to one remote per `window` seconds in this process."""
+
+    def __init__(self, count: int, window: float):
+        self.count, self.window = count, window
+        self.times: dict[tuple, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, key: tuple) -> None:
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self.times.get(key, []) if t > now - self.window]
+            if len(recent) >= self.count:
+                retry_ms = int((recent[0] + self.window - now) * 1000) + 1
+                self.times[key] = recent
+                raise RateLimited("Rate limit exceeded", {"retryAfterMs": retry_ms})
+            self.times[key] = [*recent, now]
+            if len(self.times) > 10_000:  # forget remotes not called within the window
+                self.times = {k: v for k, v in self.times.items() if v and v[-1] > now - self.window}
+
+
+REMOTE_CALLS_PER_MINUTE = 10  # to one remote (listings, status, pulls), in each server process
+_CALLS = _Limiter(count=REMOTE_CALLS_PER_MINUTE, window=60.0)
+
+
+def refuse_push(repo: Repository, listed: Listed) -> None:
+    """A push to another server needs its credentials, which Driftstone does not keep."""
+    if not repo.upstream_url:
+        raise BadRequest("the workspace has no remote to push to: set its repository_url", {"id": listed.row.id})
+    raise BadRequest("pushing to the remote needs credentials for it, which this server does not store; push "
+                     "from a clone of this repository instead", {"id": listed.row.id, "remote": DEFAULT_REMOTE})
