@@ -114,10 +114,9 @@ def _run(args: list[str], env: dict[str, str], timeout: float, what: str,
                 if time.monotonic() > deadline:
                     raise RemoteFailed(f"the repository did not answer within {timeout:g} s")
         except BaseException:
-            _kill_group(process)
+            _kill_group(process)  # git is still running: its group is still its own
             raise
-        _kill_group(process)  # helpers git left behind
-        said = errors().decode("utf-8", "replace").strip()
+        said = errors().decode("utf-8", "replace").strip()  # git waited for its helpers before it ended
         if process.returncode != 0:
             denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
             raise RemoteFailed(said.splitlines()[-1] if said else f"{what} failed", denied)
@@ -174,8 +173,9 @@ class RemoteTooLarge(Exception):
 def fetch_ref(remote: Remote, repo_path: Path, ref: str, object_env: dict[str, str], max_bytes: int,
               measure: Callable[[], int], token: str | None = None, allow_http: bool = False) -> None:
     """The remote's `ref` and what it needs, into the object directory `object_env` names (a quarantine: see
-    object_quarantine.py); no ref of the repository changes. Every object is checked as a push's are
-    (fetch.fsckObjects); `measure()` (the bytes arrived) passing `max_bytes` stops it (RemoteTooLarge)."""
+    object_quarantine.py); no ref of the repository changes. git's fsck checks every object (fetch.fsckObjects,
+    git's own severities; a pull checks them again as a push's, branch_remotes.py); `measure()` (the bytes arrived)
+    passing `max_bytes` stops it (RemoteTooLarge)."""
     options, env = _transport(remote, token, allow_http)
     env.update(object_env)
     args = [GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true", "fetch", "--quiet",
