@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 import socket
-import signal
 import subprocess
 import threading
 import time
@@ -19,6 +17,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from .git_env import GIT, clean_git_env
+from .process_groups import kill_group
 
 LS_REMOTE_TIMEOUT = 15
 FETCH_TIMEOUT = 300
@@ -114,7 +113,7 @@ def _run(args: list[str], env: dict[str, str], timeout: float, what: str,
                 if time.monotonic() > deadline:
                     raise RemoteFailed(f"the repository did not answer within {timeout:g} s")
         except BaseException:
-            _kill_group(process)  # git is still running: its group is still its own
+            kill_group(process)  # git is still running: its group is still its own
             raise
         said = errors().decode("utf-8", "replace").strip()  # git waited for its helpers before it ended
         if process.returncode != 0:
@@ -129,14 +128,6 @@ def _ended(process: subprocess.Popen) -> bool:
         return True
     except subprocess.TimeoutExpired:
         return False
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
 
 
 def _drained(stream, limit: int | None) -> Callable[[], bytes]:

@@ -3,12 +3,13 @@ on its standard input, a clean environment, a deadline, and its output kept in f
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
+
+from storage.process_groups import kill_group
 
 OUTPUT_KEPT = 64 * 1024  # bytes of the program's standard output a run's result keeps (its end)
 ERRORS_KEPT = 4 * 1024  # bytes of its standard error a failed run's error keeps (its end)
@@ -83,18 +84,10 @@ def run_agent(argv: Sequence[str], workdir: Path, run_dir: Path, prompt: str, en
                         lost = True
                         break
         finally:
-            _end_group(process)  # whatever it started in the background goes with it
+            kill_group(process)  # whatever it started in the background goes with it
     code = None if timed_out or lost else process.returncode
     return AgentOutcome(code, _tail(out_path, OUTPUT_KEPT, secrets), _tail(err_path, ERRORS_KEPT, secrets),
                         timed_out=timed_out, lost=lost)
-
-
-def _end_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
 
 
 def _tail(path: Path, limit: int, secrets: Sequence[str]) -> str:

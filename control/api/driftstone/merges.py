@@ -78,6 +78,11 @@ def create_merge(call: Call, repo: str, body: MergeRequest):
     outcome = merge_service.merge_branch(call.session, call.context, row, call.principal, body.source, body.target,
                                          body.strategy, body.message, body.dry_run, body.delete_branch,
                                          body.expected_target_head, body.fast_forward)
+    return merge_out(outcome)
+
+
+def merge_out(outcome) -> MergeOut:
+    """A merge's answer in seed 003's fields (this route and hoody's merge of a branch)."""
     return MergeOut(success=outcome.success, sha=outcome.sha, head_commit=outcome.head_commit,
                     already_merged=outcome.already_merged, target=outcome.target, conflicts=outcome.conflicts,
                     message=outcome.message)

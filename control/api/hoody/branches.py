@@ -19,6 +19,7 @@ from control.services import workspace_branches as service
 from storage.errors import BadRequest
 from storage.times import as_utc
 
+from ..driftstone.merges import MergeOut, merge_out
 from ..driftstone.repos import org_slug
 from ..endpoint import Call, endpoint
 
@@ -151,22 +152,18 @@ class MergeHoodyBranch(HoodyModel):
     deleteBranch: bool = False
 
 
-class HoodyMerge(HoodyModel):
-    success: bool
-    sha: str | None
-    head_commit: str | None
-    already_merged: bool
-    target: str
-    conflicts: list[str]
-    message: str
-
-
 class HoodyDeleted(HoodyModel):
     success: bool
 
 
 def _workspace(call: Call, workspace_id: str):
     return projects.visible_project(call.session, call.principal, workspace_id)
+
+
+def _branch(call: Call, workspace_id: str, branch_id: str) -> tuple:
+    """The workspace (repository) and its branch of that id."""
+    repo = _workspace(call, workspace_id)
+    return repo, service.branch_by_id(call.session, call.context, repo, branch_id)
 
 
 def _millis(moment: datetime | None) -> int:
@@ -204,15 +201,13 @@ def create_branch(call: Call, workspace_id: str, body: CreateHoodyBranch):
 @route("PATCH", ONE, summary="Rename a branch's display name (its git name stays)", scope="agent",
        body=RenameHoodyBranch, response=HoodyBranch)
 def rename_branch(call: Call, workspace_id: str, branch_id: str, body: RenameHoodyBranch):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     return _branch_out(call, repo, service.rename(call.session, listed, body.name))
 
 
 @route("DELETE", ONE, summary="Delete a branch", scope="agent", response=HoodyDeleted)
 def delete_branch(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     service.delete(call.session, call.context, repo, call.principal, listed)
     return HoodyDeleted(success=True)
 
@@ -220,23 +215,20 @@ def delete_branch(call: Call, workspace_id: str, branch_id: str):
 @route("POST", ONE + "/reset", summary="Reset a branch to the commit it was made from", scope="agent",
        response=HoodyBranch)
 def reset_branch(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     return _branch_out(call, repo, service.reset(call.session, call.context, repo, call.principal, listed))
 
 
 @route("POST", ONE + "/retry", summary="Retry a failed branch", scope="agent", response=HoodyBranch)
 def retry_branch(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     return _branch_out(call, repo, service.retry(listed))
 
 
 @route("GET", ONE + "/status", summary="A branch's commits ahead of and behind its base branch",
        response=HoodyStatus)
 def branch_status(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     counts = service.status(call.context, repo, listed)
     return HoodyStatus(branch=listed.row.name, ahead=counts.ahead, behind=counts.behind, staged=0, unstaged=0,
                        untracked=0, clean=True)
@@ -245,8 +237,7 @@ def branch_status(call: Call, workspace_id: str, branch_id: str):
 @route("GET", ONE + "/diff", summary="A branch's changes since it left its base (or `base`)", query=HoodyDiffQuery,
        response=HoodyDiff)
 def branch_diff(call: Call, workspace_id: str, branch_id: str, query: HoodyDiffQuery):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     full = query.format == "full"
     result = service.diff(call.context, repo, listed, query.base, query.file, full)
     for entry in result["files"]:
@@ -266,15 +257,12 @@ def disk_usage(call: Call, workspace_id: str, query: DiskUsageQuery):
 
 
 @route("POST", ONE + "/merge", summary="Merge a branch into its base branch", scope="agent",
-       body=MergeHoodyBranch, response=HoodyMerge)
+       body=MergeHoodyBranch, response=MergeOut)
 def merge_branch(call: Call, workspace_id: str, branch_id: str, body: MergeHoodyBranch):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     outcome = service.merge(call.session, call.context, repo, call.principal, listed, body.strategy, body.message,
                             body.dry_run, body.deleteBranch)
-    return HoodyMerge(success=outcome.success, sha=outcome.sha, head_commit=outcome.head_commit,
-                      already_merged=outcome.already_merged, target=outcome.target, conflicts=outcome.conflicts,
-                      message=outcome.message)
+    return merge_out(outcome)
 
 
 @route("GET", BRANCHES + "/remote", summary="The workspace's remote (its repository_url, as origin)",
@@ -304,8 +292,7 @@ class HoodyRemoteStatus(HoodyModel):
 @route("GET", ONE + "/remote-status", summary="Commits ahead of and behind the remote's branch of the same name",
        response=HoodyRemoteStatus, errors={429: "Too many calls to this remote"})
 def remote_status(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     found = branch_remotes.remote_status(call.context, repo, listed)
     return HoodyRemoteStatus(hasUpstream=found.remote_branch is not None, ahead=found.ahead, behind=found.behind,
                              remoteBranch=found.remote_branch)
@@ -320,8 +307,7 @@ class HoodyPull(HoodyModel):
 @route("POST", ONE + "/pull", summary="Merge the remote's branch of the same name in (fast-forward when it can)",
        scope="agent", response=HoodyPull, errors={429: "Too many calls to this remote"})
 def pull_branch(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     pulled = branch_remotes.pull(call.session, call.context, repo, call.principal, listed)
     return HoodyPull(success=pulled.success, conflicts=pulled.conflicts, message=pulled.message)
 
@@ -355,8 +341,7 @@ def _stack_url(call: Call, repo, stack) -> str:
 @route("GET", ONE + "/pr", summary="The branch's pull request (a stack of its commits onto its base branch)",
        response=HoodyPRStatus)
 def pr_status(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     found = service.pull_request(call.session, repo, listed)
     if found is None:
         return HoodyPRStatus(exists=False, url=None, number=None, state=None, ci=None, reviewStatus=None)
@@ -368,8 +353,7 @@ def pr_status(call: Call, workspace_id: str, branch_id: str):
 @route("POST", ONE + "/pr", summary="Open the branch's pull request onto its base branch (or bring it up to date)",
        scope="agent", response=HoodyPROpened)
 def open_pr(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    listed = service.branch_by_id(call.session, call.context, repo, branch_id)
+    repo, listed = _branch(call, workspace_id, branch_id)
     found, created = service.open_pull_request(call.session, call.context, repo, call.principal, listed)
     return HoodyPROpened(success=True, url=_stack_url(call, repo, found.stack), number=found.number,
                          provider="driftstone",
@@ -379,5 +363,5 @@ def open_pr(call: Call, workspace_id: str, branch_id: str):
 @route("POST", ONE + "/push", summary="Refused: pushing to the remote needs credentials this server does not keep",
        scope="agent")
 def push_branch(call: Call, workspace_id: str, branch_id: str):
-    repo = _workspace(call, workspace_id)
-    branch_remotes.refuse_push(repo, service.branch_by_id(call.session, call.context, repo, branch_id))
+    repo, listed = _branch(call, workspace_id, branch_id)
+    branch_remotes.refuse_push(repo, listed)
