@@ -1,4 +1,4 @@
-"""Reading another server's refs (`git ls-remote`) under DESIGN.md's rules for remote URLs: https only unless the
+"""Reading another server's refs (`git ls-remote`), fetching from it and pushing to it, under DESIGN.md's rules for remote URLs: https only unless the
 operator allows http, no credentials in the URL, no other transport (ext::, file://, ssh), no private, loopback
 or link-local address unless the operator allows them, no redirects, and the address checked is the one git
 connects to (pinned with http.curloptResolve, so a name that resolves again elsewhere changes nothing). A token
@@ -30,9 +30,18 @@ class RemoteRefused(Exception):
 
 
 class RemoteFailed(Exception):
-    def __init__(self, message: str, denied: bool = False):
+    def __init__(self, message: str, denied: bool = False, output: bytes = b""):
         super().__init__(message)
         self.denied = denied  # the server refused the credentials (or asked for some)
+        self.output = output  # what git wrote to its standard output before it failed
+
+
+class RemoteRejected(Exception):
+    """The remote did not take a pushed ref: `behind`, it has commits the pushed one lacks; else its own reason."""
+
+    def __init__(self, reason: str, behind: bool):
+        super().__init__(reason)
+        self.behind = behind
 
 
 @dataclass(frozen=True)
@@ -91,16 +100,17 @@ def _transport(remote: Remote, token: str | None, allow_http: bool) -> tuple[lis
         options += ["-c", "protocol.http.allow=always"]
     extra = {"GIT_ASKPASS": "", "SSH_ASKPASS": ""}
     if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        basic = _basic(token)
         extra.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
                       "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"})
     return options, clean_git_env(extra)
 
 
-def _run(args: list[str], env: dict[str, str], timeout: float, what: str,
+def _run(args: list[str], env: dict[str, str], timeout: float, what: str, token: str | None = None,
          stop_when: Callable[[], bool] | None = None) -> bytes:
     """git and the transport helpers it starts (git-remote-https outlives a killed git and holds its pipes) as
-    one process group, all killed at the deadline or when `stop_when()` says so (RemoteTooLarge)."""
+    one process group, all killed at the deadline or when `stop_when()` says so (RemoteTooLarge). What git said
+    is repeated without the token, should a server have echoed it."""
     deadline = time.monotonic() + timeout
     with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           start_new_session=True) as process:
@@ -115,11 +125,21 @@ def _run(args: list[str], env: dict[str, str], timeout: float, what: str,
         except BaseException:
             kill_group(process)  # git is still running: its group is still its own
             raise
-        said = errors().decode("utf-8", "replace").strip()  # git waited for its helpers before it ended
+        said = _without(token, errors().decode("utf-8", "replace").strip())  # git waited for its helpers
         if process.returncode != 0:
             denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
-            raise RemoteFailed(said.splitlines()[-1] if said else f"{what} failed", denied)
+            raise RemoteFailed(said.splitlines()[-1] if said else f"{what} failed", denied, output())
         return output()
+
+
+def _without(token: str | None, text: str) -> str:
+    if not token:
+        return text
+    return text.replace(_basic(token), "***").replace(token, "***")
+
+
+def _basic(token: str) -> str:
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
 
 
 def _ended(process: subprocess.Popen) -> bool:
@@ -149,7 +169,7 @@ def ls_remote(remote: Remote, refs: list[str], token: str | None = None, allow_h
     """ref -> sha of the `refs` the remote has (HEAD among them if asked)."""
     options, env = _transport(remote, token, allow_http)
     output = _run([GIT, *options, "ls-remote", "--end-of-options", remote.url, *refs], env, LS_REMOTE_TIMEOUT,
-                  "git ls-remote")
+                  "git ls-remote", token)
     found = {}
     for line in output.decode("utf-8", "replace").splitlines():
         sha, _, ref = line.partition("\t")
@@ -173,8 +193,26 @@ def fetch_ref(remote: Remote, repo_path: Path, ref: str, object_env: dict[str, s
             "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--end-of-options",
             remote.url, ref]
     try:
-        _run(args, env, FETCH_TIMEOUT, "git fetch", stop_when=lambda: measure() > max_bytes)
+        _run(args, env, FETCH_TIMEOUT, "git fetch", token, stop_when=lambda: measure() > max_bytes)
     except RemoteTooLarge:
         raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit") from None
     if measure() > max_bytes:
         raise RemoteTooLarge(f"the remote branch brings more than the {max_bytes} byte limit")
+
+
+def push_ref(remote: Remote, repo_path: Path, commit: str, ref: str, token: str | None = None,
+             allow_http: bool = False) -> None:
+    """`commit` to the remote's `ref` as `git push` without --force (RemoteRejected when the remote does not take
+    it); no hook of this repository runs and none of its refs changes."""
+    options, env = _transport(remote, token, allow_http)
+    args = [GIT, "--git-dir", str(repo_path), *options, "push", "--porcelain", "--no-verify", "--quiet",
+            "--end-of-options", remote.url, f"{commit}:{ref}"]
+    try:
+        _run(args, env, FETCH_TIMEOUT, "git push", token)
+    except RemoteFailed as failed:
+        for line in failed.output.decode("utf-8", "replace").splitlines():
+            flag, _, rest = line.partition("\t")
+            if flag == "!":  # "!<TAB>from:to<TAB>[rejected] (fetch first)" or "[remote rejected] (its reason)"
+                summary = _without(token, rest.partition("\t")[2])
+                raise RemoteRejected(summary, behind=summary.startswith("[rejected]")) from None
+        raise

@@ -1,6 +1,7 @@
-"""hoody's branches and their remote (seed 003): the workspace's repository_url as `origin`, its refs, a branch's
-state against the remote branch of the same name, and pulling that branch in. What is fetched waits in a
-quarantine, checked as a push's objects are, and enters the repository only for a pull that lands."""
+"""hoody's branches and their remote (seed 003): the workspace's repository_url as `origin` (with the token kept
+for it, remote_credentials.py), its refs, a branch's state against the remote branch of the same name, pulling
+that branch in and pushing it out. What is fetched waits in a quarantine, checked as a push's objects are, and
+enters the repository only for a pull that lands."""
 from __future__ import annotations
 
 import re
@@ -20,7 +21,7 @@ from storage.keys import Principal
 from storage.models import Repository
 from storage.object_quarantine import ObjectQuarantine
 
-from . import merges
+from . import merges, remote_credentials
 from .changes import change_context
 from .workspace_branches import Listed
 
@@ -39,29 +40,36 @@ class RemoteInfo:
     authenticated: bool
 
 
-def remotes(repo: Repository) -> list[RemoteInfo]:
-    """The repository's repository_url, as `origin`. No credentials are stored for it."""
+def remotes(app, repo: Repository) -> list[RemoteInfo]:
+    """The repository's repository_url, as `origin`; authenticated: a token is kept for it."""
     if not repo.upstream_url:
         return []
     parts = urlsplit(repo.upstream_url)
     segments = [segment for segment in parts.path.split("/") if segment]
     owner, name = (segments[-2], segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
     provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
-    return [RemoteInfo(DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), provider, owner, name, False)]
+    token = remote_credentials.token_for(app.settings.secret_key, repo)
+    return [RemoteInfo(DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), provider, owner, name, token is not None)]
 
 
 def remote_refs(app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
     """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
-    remote = _remote(app, repo, name)
+    upstream = _upstream(app, repo, name)
     with _talking_to(repo, "the remote's refs could not be listed"):
-        found = git_remote.ls_remote(remote, [], None, app.settings.remote_allow_http)
+        found = git_remote.ls_remote(upstream.remote, [], upstream.token, app.settings.remote_allow_http)
     refs = sorted(ref for ref in found if not ref.endswith("^{}"))
     return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
 
 
-def _remote(app, repo: Repository, name: str | None = None) -> git_remote.Remote:
-    """The remote named (only `origin` is), checked against the rules for remote URLs; one call more of the few
-    a minute it may have."""
+@dataclass(frozen=True)
+class _Upstream:
+    remote: git_remote.Remote
+    token: str | None
+
+
+def _upstream(app, repo: Repository, name: str | None = None) -> _Upstream:
+    """The remote named (only `origin` is), checked against the rules for remote URLs, and the token kept for it;
+    one call more of the few a minute it may have."""
     name = name or DEFAULT_REMOTE
     if not SAFE_REMOTE_NAME.fullmatch(name):
         raise BadRequest("Unsafe remote name", {"remote": name[:100]})
@@ -70,7 +78,8 @@ def _remote(app, repo: Repository, name: str | None = None) -> git_remote.Remote
     _CALLS.take((repo.id, name))
     settings = app.settings
     with _talking_to(repo, "the remote cannot be used"):
-        return git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
+        remote = git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
+    return _Upstream(remote, remote_credentials.token_for(settings.secret_key, repo))
 
 
 @contextmanager
@@ -94,14 +103,13 @@ class RemoteStatus:
 def remote_status(app, repo: Repository, listed: Listed) -> RemoteStatus:
     """Against the remote's branch of the same name as it is now (fetched if this server lacks its commits, as
     `git fetch` and `git status` would); none: no upstream."""
-    remote = _remote(app, repo)
+    upstream = _upstream(app, repo)
     ref = f"refs/heads/{listed.row.name}"
-    with _talking_to(repo, "the remote branch could not be read"):
-        theirs = git_remote.ls_remote(remote, [ref], None, app.settings.remote_allow_http).get(ref)
+    theirs = _remote_head(app, repo, upstream, ref)
     if theirs is None:
         return RemoteStatus(None, 0, 0)
     path = app.store.path_for(repo.id)
-    with _fetched(app, repo, remote, ref, theirs) as fetched:
+    with _fetched(app, repo, upstream, ref, theirs) as fetched:
         if listed.head is None:
             ahead, behind = 0, len(git_read.commits_between(path, None, fetched.commit, env=fetched.env))
         else:
@@ -122,8 +130,13 @@ class _Fetched:
             self.env = None
 
 
+def _remote_head(app, repo: Repository, upstream: _Upstream, ref: str) -> str | None:
+    with _talking_to(repo, "the remote branch could not be read"):
+        return git_remote.ls_remote(upstream.remote, [ref], upstream.token, app.settings.remote_allow_http).get(ref)
+
+
 @contextmanager
-def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expected: str):
+def _fetched(app, repo: Repository, upstream: _Upstream, ref: str, expected: str):
     """The remote's `ref` at `expected`: the repository's own objects if it has them, else fetched into a
     quarantine (at most as much as a push may bring) that is removed on leaving unless taken."""
     path = app.store.path_for(repo.id)
@@ -132,8 +145,8 @@ def _fetched(app, repo: Repository, remote: git_remote.Remote, ref: str, expecte
         return
     with ObjectQuarantine(path) as quarantine:
         with _talking_to(repo, "the remote branch could not be fetched"):
-            git_remote.fetch_ref(remote, path, ref, quarantine.env, app.settings.max_push_size, quarantine.size,
-                                 None, app.settings.remote_allow_http)
+            git_remote.fetch_ref(upstream.remote, path, ref, quarantine.env, app.settings.max_push_size,
+                                 quarantine.size, upstream.token, app.settings.remote_allow_http)
         if not git_read.object_sizes(path, [expected], env=quarantine.env):
             raise Conflict("the remote branch moved while it was fetched; try again", {"ref": ref})
         yield _Fetched(expected, quarantine.env, quarantine)
@@ -171,14 +184,13 @@ class Pulled:
 def pull(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Pulled:
     """The remote branch of the same name merged in: a fast-forward where it can be, else a merge commit; with
     conflicts nothing changes. The move is a ref change like any other (checks, protection, locks, sizes)."""
-    remote = _remote(app, repo)
+    upstream = _upstream(app, repo)
     name = listed.row.name
     ref = f"refs/heads/{name}"
-    with _talking_to(repo, "the remote branch could not be read"):
-        theirs = git_remote.ls_remote(remote, [ref], None, app.settings.remote_allow_http).get(ref)
+    theirs = _remote_head(app, repo, upstream, ref)
     if theirs is None:
         raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
-    with _fetched(app, repo, remote, ref, theirs) as fetched:
+    with _fetched(app, repo, upstream, ref, theirs) as fetched:
         conflicts = _refused_before_taking(session, app, repo, actor, listed, fetched)
         if conflicts:
             return _stopped(name, conflicts)
@@ -224,9 +236,33 @@ REMOTE_CALLS_PER_MINUTE = 10  # to one remote (listings, status, pulls), in each
 _CALLS = _Limiter(count=REMOTE_CALLS_PER_MINUTE, window=60.0)
 
 
-def refuse_push(repo: Repository, listed: Listed) -> None:
-    """A push to another server needs its credentials, which Driftstone does not keep."""
+@dataclass
+class Pushed:
+    ref: str
+    remote: str
+    url: str
+    message: str
+
+
+def push(app, repo: Repository, listed: Listed) -> Pushed:
+    """The branch's head to the remote branch of the same name with the token kept for the remote, as `git push`
+    without --force: a remote branch with commits this one lacks stays as it is (pull first)."""
     if not repo.upstream_url:
         raise BadRequest("the workspace has no remote to push to: set its repository_url", {"id": listed.row.id})
-    raise BadRequest("pushing to the remote needs credentials for it, which this server does not store; push "
-                     "from a clone of this repository instead", {"id": listed.row.id, "remote": DEFAULT_REMOTE})
+    if listed.head is None:
+        raise BadRequest("the branch has no commits to push", {"id": listed.row.id})
+    upstream = _upstream(app, repo)
+    if upstream.token is None:
+        raise BadRequest("no token is kept for the remote: set the workspace's settings.credentials.git_token",
+                         {"id": listed.row.id, "remote": DEFAULT_REMOTE})
+    ref = f"refs/heads/{listed.row.name}"
+    try:
+        with _talking_to(repo, "the branch could not be pushed"):
+            git_remote.push_ref(upstream.remote, app.store.path_for(repo.id), listed.head, ref, upstream.token,
+                                app.settings.remote_allow_http)
+    except git_remote.RemoteRejected as rejected:
+        if rejected.behind:
+            raise Conflict(f"{DEFAULT_REMOTE}/{listed.row.name} has commits this branch does not: pull first",
+                           {"ref": ref, "remote": DEFAULT_REMOTE}) from None
+        raise BadRequest(f"the remote refused the push: {rejected}", {"ref": ref, "remote": DEFAULT_REMOTE}) from None
+    return Pushed(ref, DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), "Branch pushed successfully.")

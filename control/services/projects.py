@@ -19,6 +19,7 @@ from storage.models import ExtensionRun, Repository
 from storage.repo_store import RepoStore
 from storage.repo_writes import serialize_repository_writes
 
+from . import remote_credentials
 from .naming import checked_slug, folded_slug
 from .repos import create_repo, delete_repo
 
@@ -68,11 +69,7 @@ def checked_settings(settings: dict) -> dict:
     if storage_type is not None and storage_type not in STORAGE_TYPES:
         raise BadRequest(f"settings.workspace_storage_type must be one of {', '.join(STORAGE_TYPES)}",
                          {"field": "settings.workspace_storage_type"})
-    credentials = settings.get("credentials")
-    if isinstance(credentials, dict) and credentials.get("git_token") not in (None, "", "redacted://workspace-settings-secret"):
-        raise BadRequest("this server keeps no git tokens: settings.credentials.git_token is not accepted",
-                         {"field": "settings.credentials.git_token"})
-    return {name: value for name, value in settings.items() if name != "credentials"}
+    return {name: value for name, value in settings.items() if name != "credentials"}  # kept sealed, apart
 
 
 def _checked_memory(memory: dict, key: str | None = None) -> dict:
@@ -85,12 +82,17 @@ def _checked_memory(memory: dict, key: str | None = None) -> dict:
 
 def create_project(session: Session, store: RepoStore, actor: Principal, name: str, slug: str,
                    description: str | None = None, repository_url: str | None = None, settings: dict | None = None,
-                   memory: dict | None = None) -> Repository:
+                   memory: dict | None = None, secret_key: str = "") -> Repository:
+    token = remote_credentials.token_change(settings)
     settings = checked_settings(settings or {})
     repository_url = checked_repository_url(repository_url)
+    if token:
+        remote_credentials.require_origin(repository_url)
     memory = _checked_memory(memory or {})
     repo = create_repo(session, store, actor.org_id, name, description, creator=actor, slug=slug)
     repo.upstream_url, repo.settings, repo.memory = repository_url, settings, memory
+    if token:
+        remote_credentials.keep(secret_key, repo, token)
     session.flush()
     return repo
 
@@ -150,10 +152,11 @@ def _fresh(session: Session, repo: Repository) -> Repository:
     return repo
 
 
-def patch_project(session: Session, repo: Repository, changes: dict) -> Repository:
-    """`changes`: any of name, slug, description, repository_url, settings (merged into the stored ones),
-    is_active."""
+def patch_project(session: Session, repo: Repository, changes: dict, secret_key: str = "") -> Repository:
+    """`changes`: any of name, slug, description, repository_url, settings (merged into the stored ones; their
+    credentials kept sealed), is_active."""
     repo = _fresh(session, repo)
+    token = remote_credentials.token_change(changes.get("settings"))
     if "slug" in changes and changes["slug"] != repo.slug:
         slug = checked_slug(changes["slug"], "repository")
         clash = session.scalar(select(Repository.id).where(Repository.org_id == repo.org_id, Repository.slug == slug,
@@ -162,7 +165,10 @@ def patch_project(session: Session, repo: Repository, changes: dict) -> Reposito
             raise Conflict("Workspace slug already exists", {"slug": slug})
         repo.slug = slug
     if "repository_url" in changes:
-        repo.upstream_url = checked_repository_url(changes["repository_url"])
+        previous, repo.upstream_url = repo.upstream_url, checked_repository_url(changes["repository_url"])
+        remote_credentials.follow_url(repo, previous)
+    if token is not None:
+        remote_credentials.keep(secret_key, repo, token or None)
     if "settings" in changes:
         repo.settings = {**(repo.settings or {}), **checked_settings(changes["settings"])}
     for name in ("name", "description", "is_active"):

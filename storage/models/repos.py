@@ -38,6 +38,8 @@ class Repository(Base):
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
     main_head_identifier: Mapped[str | None] = mapped_column(String(200), default=None)
     upstream_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # the token for upstream_url's server, sealed (storage/secret_box.py) with the origin it may be sent to
+    upstream_credentials: Mapped[str | None] = mapped_column(Text, default=None)
     settings: Mapped[dict] = mapped_column(default=dict)
     # the Project view (agirunner's "workspace", seed 002): sticky memory, active flag, the spec's current version
     memory: Mapped[dict] = mapped_column(default=dict, server_default=text("'{}'"))

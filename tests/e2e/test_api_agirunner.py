@@ -70,9 +70,11 @@ def test_create_refusals(server, tenant):
     forbidden = create(server, tenant, key="agent")
     assert forbidden.status_code == 403 and error_of(forbidden)["code"] == "FORBIDDEN"
     assert error_of(api(server, "dk-nope", "GET", "/api/v1/workspaces"))["code"] == "UNAUTHORIZED"
-    token = create(server, tenant, settings={"credentials": {"git_token": "ghp_secret_value"}})
+    token = create(server, tenant, settings={"credentials": {"git_token": "ghp_secret\nvalue"}})
     assert token.status_code == 400 and error_of(token)["code"] == "VALIDATION_ERROR"
-    assert "ghp_secret_value" not in token.text
+    assert "ghp_secret" not in token.text
+    nowhere = create(server, tenant, settings={"credentials": {"git_token": "ghp_secret_value"}}, repository_url=None)
+    assert nowhere.status_code == 400 and "repository_url" in error_of(nowhere)["message"]
     retired = create(server, tenant, settings={"model_override": "x"})
     assert retired.status_code == 400
     assert api(server, tenant.keys["read"], "GET", "/v1/repos").json()["pagination"] is not None

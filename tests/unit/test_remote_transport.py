@@ -38,6 +38,17 @@ def test_what_a_finished_call_wrote_is_returned():
         git_remote._run(["sh", "-c", "echo 'last words' >&2; exit 3"], dict(os.environ), 10, "x")
 
 
+def test_a_token_a_server_echoes_is_blanked_out_of_what_git_said():
+    """A remote's error may quote the request it refused: neither the token nor its Basic form is repeated."""
+    token = "ghp_0123456789abcdef"
+    basic = git_remote._basic(token)
+    echo = f"echo 'fatal: refused {token} and Authorization: Basic {basic}' >&2; echo 'out'; exit 128"
+    with pytest.raises(git_remote.RemoteFailed) as failed:
+        git_remote._run(["sh", "-c", echo], dict(os.environ), 10, "x", token)
+    assert token not in str(failed.value) and basic not in str(failed.value) and "refused ***" in str(failed.value)
+    assert failed.value.output == b"out\n"
+
+
 def test_a_fetch_quarantine_a_killed_worker_left_is_removed_by_housekeeping(tmp_path):
     bare = tmp_path / "r.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)

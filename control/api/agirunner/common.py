@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from control.services import projects
+from control.services import projects, remote_credentials
 from storage.errors import BadRequest
 from storage.times import as_utc
 
@@ -55,7 +55,9 @@ class ProjectOut(AgirunnerModel):
 def project_out(call, repo) -> ProjectOut:
     from ..driftstone.repos import org_slug
 
-    settings = {**(repo.settings or {}), "credentials": Credentials(git_token=None, git_token_configured=False)}
+    kept = remote_credentials.configured(repo)
+    settings = {**(repo.settings or {}), "credentials": Credentials(
+        git_token=remote_credentials.REDACTED if kept else None, git_token_configured=kept)}
     memory = repo.memory or {}
     return ProjectOut(id=repo.id, tenant_id=repo.org_id, name=repo.name, slug=repo.slug, description=repo.description,
                       repository_url=repo.upstream_url, memory=memory, memory_size_bytes=projects.memory_size(memory),

@@ -9,7 +9,8 @@ from flask import Blueprint
 from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from control.services import extensions, git_access, project_specs, project_timeline, projects
+from control.services import (extensions, git_access, project_specs, project_timeline, projects,
+                              remote_credentials)
 from storage.errors import BadRequest
 from storage.times import as_utc
 
@@ -156,7 +157,8 @@ def _project(call: Call, workspace_id: str):
        body=CreateProject, response=ProjectOut, status=201)
 def create_workspace(call: Call, body: CreateProject):
     repo = projects.create_project(call.session, call.context.store, call.principal, body.name, body.slug,
-                                   body.description, body.repository_url, body.settings, body.memory)
+                                   body.description, body.repository_url, body.settings, body.memory,
+                                   secret_key=call.context.settings.secret_key)
     return project_out(call, repo)
 
 
@@ -185,7 +187,8 @@ def get_workspace(call: Call, workspace_id: str):
 @route(bp, "PATCH", WS, summary="Change a workspace (at least one field)", scope="admin", body=PatchProject,
        response=ProjectOut)
 def patch_workspace(call: Call, workspace_id: str, body: PatchProject):
-    repo = projects.patch_project(call.session, _project(call, workspace_id), body.model_dump(exclude_unset=True))
+    repo = projects.patch_project(call.session, _project(call, workspace_id), body.model_dump(exclude_unset=True),
+                                  secret_key=call.context.settings.secret_key)
     return project_out(call, repo)
 
 
@@ -230,8 +233,13 @@ def put_spec(call: Call, workspace_id: str, body: SpecBody):
 @route(bp, "POST", WS + "/verify-git-access", summary="Check that the server can read a repository with the given access",
        scope="admin", body=VerifyGitAccess, response=VerifiedOut)
 def verify_git_access(call: Call, workspace_id: str, body: VerifyGitAccess):
-    _project(call, workspace_id)
-    token = body.git_token if body.git_token_mode == "replace" else None  # the server keeps no token to preserve
+    repo = _project(call, workspace_id)
+    if body.git_token_mode == "replace":
+        token = body.git_token
+    elif body.git_token_mode == "preserve":  # the kept one, if it was kept for that URL's server
+        token = remote_credentials.token_for(call.context.settings.secret_key, repo, body.repository_url.strip())
+    else:
+        token = None
     return VerifiedOut(**vars(git_access.verify_git_access(call.context.settings, body.repository_url,
                                                            body.default_branch, token)))
 

@@ -269,7 +269,7 @@ def merge_branch(call: Call, workspace_id: str, branch_id: str, body: MergeHoody
        response=HoodyRemotes)
 def remote_info(call: Call, workspace_id: str):
     repo = _workspace(call, workspace_id)
-    found = branch_remotes.remotes(repo)
+    found = branch_remotes.remotes(call.context, repo)
     return HoodyRemotes(remotes=[HoodyRemote(**vars(remote)) for remote in found],
                         defaultRemote=found[0].name if found else None)
 
@@ -360,8 +360,18 @@ def open_pr(call: Call, workspace_id: str, branch_id: str):
                          message="Pull request opened." if created else "Pull request updated to the branch's head.")
 
 
-@route("POST", ONE + "/push", summary="Refused: pushing to the remote needs credentials this server does not keep",
-       scope="agent")
+class HoodyPushed(HoodyModel):
+    success: bool
+    ref: str
+    remote: str
+    url: str
+    message: str
+
+
+@route("POST", ONE + "/push", summary="Push the branch to the remote's branch of the same name (no force), with the "
+       "token the workspace keeps for it", scope="agent", response=HoodyPushed,
+       errors={409: "The remote branch has commits this branch does not", 429: "Too many calls to this remote"})
 def push_branch(call: Call, workspace_id: str, branch_id: str):
     repo, listed = _branch(call, workspace_id, branch_id)
-    branch_remotes.refuse_push(repo, listed)
+    pushed = branch_remotes.push(call.context, repo, listed)
+    return HoodyPushed(success=True, ref=pushed.ref, remote=pushed.remote, url=pushed.url, message=pushed.message)
