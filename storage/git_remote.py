@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import socket
 import subprocess
 import threading
@@ -133,9 +134,17 @@ def _run(args: list[str], env: dict[str, str], timeout: float, what: str, token:
 
 
 def _without(token: str | None, text: str) -> str:
+    """`text` from git as it may be repeated to whoever called: after a token was sent, without the remote's own
+    words (which could quote it in any spelling) and without the token or its Basic form in any case."""
     if not token:
         return text
-    return text.replace(_basic(token), "***").replace(token, "***")
+    lines = [REMOTE_WORDS_LEFT_OUT if line.startswith("remote:") or "remote error" in line.lower() else line
+             for line in text.splitlines()]
+    return re.sub("|".join(re.escape(secret) for secret in (_basic(token), token)), "***", "\n".join(lines),
+                  flags=re.IGNORECASE)
+
+
+REMOTE_WORDS_LEFT_OUT = "(what the remote said is not repeated: it was sent a token)"
 
 
 def _basic(token: str) -> str:

@@ -1,6 +1,6 @@
 """Can the server read a repository with the access it was given? (agirunner's verify-git-access, seed 002.)
 
-The token (given for this check, or the one kept for that URL's server) appears in no answer, log line or error."""
+The token (given for this check, or the one kept for that repository) appears in no answer, log line or error."""
 from __future__ import annotations
 
 from dataclasses import dataclass

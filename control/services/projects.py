@@ -87,7 +87,7 @@ def create_project(session: Session, store: RepoStore, actor: Principal, name: s
     settings = checked_settings(settings or {})
     repository_url = checked_repository_url(repository_url)
     if token:
-        remote_credentials.require_origin(repository_url)
+        remote_credentials.require_remote(repository_url)
     memory = _checked_memory(memory or {})
     repo = create_repo(session, store, actor.org_id, name, description, creator=actor, slug=slug)
     repo.upstream_url, repo.settings, repo.memory = repository_url, settings, memory

@@ -1,7 +1,8 @@
 """A workspace's token for its remote (repository_url, agirunner's settings.credentials.git_token): kept sealed
-(storage/secret_box.py) together with the origin (scheme, host, port) it was given for, and sent to that origin
-only. A repository_url moved to another server leaves the token behind, and a check against another URL does not
-take it along: whoever may change the URL can use the token, never carry it elsewhere or read it back."""
+(storage/secret_box.py) together with the repository it was given for (scheme, host, port and path: `remote_of`),
+and sent for that repository only. A repository_url moved to another repository, on the same server too, leaves
+the token behind, and a check of another URL does not take it along: whoever may change the URL can use the token
+for the repository it was given for, never for another the token could reach, and can never read it back."""
 from __future__ import annotations
 
 import json
@@ -19,16 +20,19 @@ _TOKEN = re.compile(r"[\x21-\x7e]+")  # tokens are printable ASCII: anything els
 FIELD = "settings.credentials.git_token"
 
 
-def origin_of(url: str | None) -> str | None:
+def remote_of(url: str | None) -> str | None:
+    """The repository an http(s) URL names, spelled one way (host in lower case, the port written out, no
+    trailing `/` or `.git`); None for a URL a token is never sent with."""
     try:
         parts = urlsplit(url or "")
         port = parts.port
     except ValueError:
         return None
-    if not parts.hostname:
+    if parts.scheme not in ("https", "http") or not parts.hostname:
         return None
-    port = port or {"https": 443, "http": 80}.get(parts.scheme)
-    return f"{parts.scheme}://{parts.hostname.lower()}:{port}"
+    port = port or {"https": 443, "http": 80}[parts.scheme]
+    path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
+    return f"{parts.scheme}://{parts.hostname.lower()}:{port}{path}"
 
 
 def checked_token(token: str, field: str = FIELD) -> str:
@@ -42,8 +46,10 @@ def token_change(settings: dict | None) -> str | None | bool:
     """What settings.credentials asks for: a new token (str), forgetting it ("": False), or nothing (None: the
     key left out, null, or the redacted value an earlier answer showed)."""
     credentials = (settings or {}).get("credentials")
-    if not isinstance(credentials, dict):
+    if credentials is None:
         return None
+    if not isinstance(credentials, dict):
+        raise BadRequest("settings.credentials must be an object", {"field": "settings.credentials"})
     token = credentials.get("git_token")
     if token is None or token == REDACTED:
         return None
@@ -53,24 +59,25 @@ def token_change(settings: dict | None) -> str | None | bool:
 
 
 def keep(secret_key: str, repo: Repository, token: str | None) -> None:
-    """Keep `token` for repo.upstream_url's origin (None: keep none)."""
+    """Keep `token` for repo.upstream_url's repository (None: keep none). A token given without a repository_url in
+    the same request is for the URL the workspace has when the request runs: send both to be sure of it."""
     if token is None:
         repo.upstream_credentials = None
         return
-    origin = require_origin(repo.upstream_url)
-    repo.upstream_credentials = secret_box.seal(secret_key, PURPOSE, json.dumps({"origin": origin, "token": token}))
+    remote = require_remote(repo.upstream_url)
+    repo.upstream_credentials = secret_box.seal(secret_key, PURPOSE, json.dumps({"remote": remote, "token": token}))
 
 
-def require_origin(url: str | None) -> str:
-    origin = origin_of(url)
-    if origin is None:
-        raise BadRequest("a git token needs a repository_url to be used with", {"field": FIELD})
-    return origin
+def require_remote(url: str | None) -> str:
+    remote = remote_of(url)
+    if remote is None:
+        raise BadRequest("a git token needs an http(s) repository_url to be used with", {"field": FIELD})
+    return remote
 
 
 def follow_url(repo: Repository, previous_url: str | None) -> None:
-    """The URL changed: a token kept for another origin is forgotten."""
-    if repo.upstream_credentials is not None and origin_of(previous_url) != origin_of(repo.upstream_url):
+    """The URL changed: a token kept for another repository is forgotten."""
+    if repo.upstream_credentials is not None and remote_of(previous_url) != remote_of(repo.upstream_url):
         repo.upstream_credentials = None
 
 
@@ -79,12 +86,12 @@ def configured(repo: Repository) -> bool:
 
 
 def token_for(secret_key: str, repo: Repository, url: str | None = None) -> str | None:
-    """The token kept for the origin of `url` (the repository_url by default), if any; none when it was sealed
-    under another secret key."""
+    """The token kept for the repository `url` names (the repository_url by default), if any; none when it was
+    sealed under another secret key."""
     if repo.upstream_credentials is None:
         return None
     opened = secret_box.opened(secret_key, PURPOSE, repo.upstream_credentials)
     if opened is None:
         return None
     kept = json.loads(opened)
-    return kept["token"] if kept["origin"] == origin_of(url or repo.upstream_url) else None
+    return kept["token"] if kept["remote"] == remote_of(url or repo.upstream_url) else None

@@ -1,5 +1,5 @@
 """A workspace's token for its remote on a real server: given as agirunner's settings.credentials.git_token (seed
-002), kept sealed, shown only as redacted, sent only to the server it was given for, and used by hoody's remote
+002), kept sealed, shown only as redacted, sent only for the repository it was given for, and used by hoody's remote
 calls (seed 003) against a real private repository: this same server's, over http on 127.0.0.1 (allowed here),
 which asks for a key as any git server asks for its token."""
 from __future__ import annotations
@@ -62,13 +62,17 @@ def test_the_token_is_kept_sealed_shown_redacted_and_changed_only_when_asked(ser
     bad = api(server, admin, "PATCH", path, {"settings": {"credentials": {"git_token": "ghp_\r\nX-Evil: 1"}}})
     assert bad.status_code == 400 and "ghp_" not in bad.text and "X-Evil" not in bad.text
     assert kept_column(server, ws["id"])[0] == sealed
-    # the same server under another path keeps it; another server (localhost is not 127.0.0.1) drops it
-    moved = api(server, admin, "PATCH", path, {"repository_url": tenant.plain_url("elsewhere")})
-    assert moved.status_code == 200 and credentials()["git_token_configured"] is True
-    elsewhere = tenant.plain_url(remote).replace("127.0.0.1", "localhost")
-    assert api(server, admin, "PATCH", path, {"repository_url": elsewhere}).status_code == 200
-    assert credentials() == {"git_token": None, "git_token_configured": False}
-    assert kept_column(server, ws["id"])[0] is None
+    # the same repository spelt otherwise keeps it; another repository, on the same server too, drops it
+    respelt = api(server, admin, "PATCH", path, {"repository_url": tenant.plain_url(remote, suffix="/")})
+    assert respelt.status_code == 200 and credentials()["git_token_configured"] is True
+    for elsewhere in (tenant.plain_url("elsewhere"), tenant.plain_url(remote).replace("127.0.0.1", "localhost")):
+        again = {"repository_url": tenant.plain_url(remote), "settings": {"credentials": {"git_token": token}}}
+        assert api(server, admin, "PATCH", path, again).status_code == 200
+        assert api(server, admin, "PATCH", path, {"repository_url": elsewhere}).status_code == 200
+        assert credentials() == {"git_token": None, "git_token_configured": False}
+        assert kept_column(server, ws["id"])[0] is None
+    shapeless = api(server, admin, "PATCH", path, {"settings": {"credentials": token}})
+    assert shapeless.status_code == 400 and token not in shapeless.text
     # given again, then forgotten with ""
     again = {"repository_url": tenant.plain_url(remote), "settings": {"credentials": {"git_token": token}}}
     assert api(server, admin, "PATCH", path, again).status_code == 200 and credentials()["git_token_configured"]
@@ -91,9 +95,13 @@ def test_verify_git_access_preserves_the_kept_token_for_its_server_only(server, 
     assert kept.status_code == 200 and kept.json()["data"]["branch_verified"] is True, kept.text
     cleared = verify(repository_url=url, git_token_mode="clear")
     assert cleared.status_code == 400 and "Check the repository token" in cleared.text
-    # another origin: the kept token is not sent there (so this server, reached as localhost, asks for one)
-    elsewhere = verify(repository_url=url.replace("127.0.0.1", "localhost"), git_token_mode="preserve")
-    assert elsewhere.status_code == 400 and "Check the repository token" in elsewhere.text, elsewhere.text
+    # another repository of the same server (readable with that token), or this one under another host name: the
+    # kept token is not sent there, so the server asks for one
+    other = tenant.repo()
+    git("push", "-q", tenant.url(other), "HEAD:main", cwd=work)
+    for elsewhere_url in (tenant.plain_url(other), url.replace("127.0.0.1", "localhost")):
+        elsewhere = verify(repository_url=elsewhere_url, git_token_mode="preserve")
+        assert elsewhere.status_code == 400 and "Check the repository token" in elsewhere.text, elsewhere.text
     assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}").json()["data"]["settings"][
         "credentials"]["git_token_configured"] is True  # a check changes nothing kept
     for answer in (kept, cleared, elsewhere):

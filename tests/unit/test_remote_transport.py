@@ -47,6 +47,12 @@ def test_a_token_a_server_echoes_is_blanked_out_of_what_git_said():
         git_remote._run(["sh", "-c", echo], dict(os.environ), 10, "x", token)
     assert token not in str(failed.value) and basic not in str(failed.value) and "refused ***" in str(failed.value)
     assert failed.value.output == b"out\n"
+    for echoed in (f"fatal: remote error: ERR bad token {token.upper()}", f"remote: {token[::-1]}"):
+        with pytest.raises(git_remote.RemoteFailed) as failed:
+            git_remote._run(["sh", "-c", f"echo '{echoed}' >&2; exit 128"], dict(os.environ), 10, "x", token)
+        assert str(failed.value) == git_remote.REMOTE_WORDS_LEFT_OUT
+    with pytest.raises(git_remote.RemoteFailed, match=token.upper()):  # no token sent: nothing is left out
+        git_remote._run(["sh", "-c", f"echo 'remote: {token.upper()}' >&2; exit 1"], dict(os.environ), 10, "x")
 
 
 def test_a_fetch_quarantine_a_killed_worker_left_is_removed_by_housekeeping(tmp_path):

@@ -1,5 +1,5 @@
-"""Sealed secrets (storage/secret_box.py) and the rule that a workspace's token goes only to the origin it was kept
-for (control/services/remote_credentials.py)."""
+"""Sealed secrets (storage/secret_box.py) and the rule that a workspace's token goes only to the repository it was
+kept for (control/services/remote_credentials.py)."""
 from __future__ import annotations
 
 import pytest
@@ -31,22 +31,25 @@ def kept(url: str, token: str = TOKEN) -> Repository:
     return repo
 
 
-def test_a_token_goes_only_to_the_origin_it_was_kept_for():
+def test_a_token_goes_only_to_the_repository_it_was_kept_for():
     repo = kept("https://github.com/acme/widgets.git")
     assert remote_credentials.token_for("k", repo) == TOKEN
-    assert remote_credentials.token_for("k", repo, "https://GitHub.com:443/acme/other.git") == TOKEN
-    for elsewhere in ("https://github.com.evil.example/acme/widgets.git", "http://github.com/acme/widgets.git",
-                      "https://github.com:8443/acme/widgets.git", "https://evil@github.example/x.git", "not a url"):
+    for same in ("https://GitHub.com:443/acme/widgets", "https://github.com/acme/widgets/", "https://github.com/acme/widgets.git/"):
+        assert remote_credentials.token_for("k", repo, same) == TOKEN, same
+    for elsewhere in ("https://github.com/acme/other.git", "https://github.com/acme/widgets.git/../other",
+                      "https://github.com/acme/Widgets.git", "https://github.com.evil.example/acme/widgets.git",
+                      "http://github.com/acme/widgets.git", "https://github.com:8443/acme/widgets.git",
+                      "https://evil@github.example/acme/widgets.git", "ssh://github.com/acme/widgets.git", "not a url"):
         assert remote_credentials.token_for("k", repo, elsewhere) is None, elsewhere
     assert remote_credentials.token_for("rotated secret key", repo) is None
 
 
-def test_moving_the_url_to_another_server_forgets_the_token_and_the_same_server_keeps_it():
+def test_moving_the_url_to_another_repository_forgets_the_token_and_another_spelling_keeps_it():
     repo = kept("https://github.com/acme/widgets.git")
-    previous, repo.upstream_url = repo.upstream_url, "https://github.com/acme/renamed.git"
+    previous, repo.upstream_url = repo.upstream_url, "https://GITHUB.com/acme/widgets"
     remote_credentials.follow_url(repo, previous)
     assert remote_credentials.token_for("k", repo) == TOKEN
-    previous, repo.upstream_url = repo.upstream_url, "https://gitlab.example/acme/widgets.git"
+    previous, repo.upstream_url = repo.upstream_url, "https://github.com/acme/private-other.git"
     remote_credentials.follow_url(repo, previous)
     assert not remote_credentials.configured(repo)
 
@@ -64,7 +67,9 @@ def test_settings_say_replace_forget_or_keep():
     for keep in (None, {}, {"credentials": None}, {"credentials": {}}, {"credentials": {"git_token": None}},
                  {"credentials": {"git_token": remote_credentials.REDACTED}}):
         assert change(keep) is None, keep
-    with pytest.raises(BadRequest):
-        change({"credentials": {"git_token": 12}})
-    with pytest.raises(BadRequest):
-        remote_credentials.keep("k", Repository(upstream_url=None), TOKEN)
+    for wrong in ({"credentials": {"git_token": 12}}, {"credentials": "tok"}, {"credentials": [{"git_token": "t"}]}):
+        with pytest.raises(BadRequest):
+            change(wrong)
+    for unusable in (None, "git://github.com/acme/widgets.git", "ssh://git@github.com/acme/widgets.git"):
+        with pytest.raises(BadRequest):
+            remote_credentials.keep("k", Repository(upstream_url=unusable), TOKEN)

@@ -235,8 +235,8 @@ def put_spec(call: Call, workspace_id: str, body: SpecBody):
 def verify_git_access(call: Call, workspace_id: str, body: VerifyGitAccess):
     repo = _project(call, workspace_id)
     if body.git_token_mode == "replace":
-        token = body.git_token
-    elif body.git_token_mode == "preserve":  # the kept one, if it was kept for that URL's server
+        token = remote_credentials.checked_token(body.git_token, "git_token")
+    elif body.git_token_mode == "preserve":  # the kept one, if it was kept for that repository
         token = remote_credentials.token_for(call.context.settings.secret_key, repo, body.repository_url.strip())
     else:
         token = None
