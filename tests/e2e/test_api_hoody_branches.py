@@ -224,7 +224,7 @@ def test_delete_removes_ref_and_entry_and_the_default_branch_stays(server, tenan
 def test_refusals_answer_in_hoodys_shapes_and_change_nothing(server, tenant, git, tmp_path):
     ws = workspace(server, tenant, git, tmp_path)
     other = server.tenant()
-    assert not_found(api(server, other.keys["admin"], "GET", branches(ws)))  # another organization's
+    assert not_found(api(server, other.keys["admin"], "GET", branches(ws))) == "Project not found"  # another org's
     assert not_found(call(server, tenant, "GET", "/api/v1/workspaces/nope/branches"))
     assert hoody_error(api(server, "dk-wrong", "GET", branches(ws)), 401)
     assert hoody_error(call(server, tenant, "POST", branches(ws), {"name": "x"}, key="read"), 403)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control.services import branch_remotes, projects
 from control.services import workspace_branches as service
-from storage.errors import BadRequest
+from storage.errors import BadRequest, NotFound
 from storage.times import as_utc
 
 from ..driftstone.merges import MergeOut, merge_out
@@ -157,7 +157,11 @@ class HoodyDeleted(HoodyModel):
 
 
 def _workspace(call: Call, workspace_id: str):
-    return projects.visible_project(call.session, call.principal, workspace_id)
+    """hoody's workspace is its project: one it cannot find is "Project not found", as the document writes it."""
+    try:
+        return projects.visible_project(call.session, call.principal, workspace_id)
+    except NotFound:
+        raise NotFound("Project not found", {"workspace": workspace_id}) from None
 
 
 def _branch(call: Call, workspace_id: str, branch_id: str) -> tuple:
