@@ -18,7 +18,8 @@ from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_read, git_remote
 from storage.errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
 from storage.keys import Principal
-from storage.models import Repository
+from storage.ids import new_id
+from storage.models import Event, Repository
 from storage.object_quarantine import ObjectQuarantine
 
 from . import merges, remote_credentials
@@ -244,9 +245,10 @@ class Pushed:
     message: str
 
 
-def push(app, repo: Repository, listed: Listed) -> Pushed:
+def push(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Pushed:
     """The branch's head to the remote branch of the same name with the token kept for the remote, as `git push`
-    without --force: a remote branch with commits this one lacks stays as it is (pull first)."""
+    without --force: a remote branch with commits this one lacks stays as it is (pull first). A push that landed is
+    an event of the repository's (its timeline), as a ref change here is."""
     if not repo.upstream_url:
         raise BadRequest("the workspace has no remote to push to: set its repository_url", {"id": listed.row.id})
     if listed.head is None:
@@ -265,4 +267,7 @@ def push(app, repo: Repository, listed: Listed) -> Pushed:
             raise Conflict(f"{DEFAULT_REMOTE}/{listed.row.name} has commits this branch does not: pull first",
                            {"ref": ref, "remote": DEFAULT_REMOTE}) from None
         raise BadRequest(f"the remote refused the push: {rejected}", {"ref": ref, "remote": DEFAULT_REMOTE}) from None
-    return Pushed(ref, DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), "Branch pushed successfully.")
+    url = git_remote.shown(repo.upstream_url)
+    session.add(Event(id=new_id("ev"), org_id=repo.org_id, repo_id=repo.id, actor_key_id=actor.key_id,
+                      kind="remote.push", payload={"remote": DEFAULT_REMOTE, "url": url, "ref": ref, "new": listed.head}))
+    return Pushed(ref, DEFAULT_REMOTE, url, "Branch pushed successfully.")

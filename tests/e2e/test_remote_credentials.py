@@ -149,6 +149,9 @@ def test_hoody_lists_pulls_and_pushes_a_private_remote_with_the_kept_token(serve
     assert pushed.json() == {"success": True, "ref": "refs/heads/out-going", "remote": "origin", "url": url,
                              "message": "Branch pushed successfully."}
     assert remote_ref(git, tenant.url(remote), "refs/heads/out-going") == head
+    timeline = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/timeline").json()["data"]
+    [event] = [entry for entry in timeline if entry.get("type") == "remote.push"]
+    assert event["payload"] == {"remote": "origin", "url": url, "ref": "refs/heads/out-going", "new": head}
     status = hoody(server, tenant, "GET", f"{branches}/{made['id']}/remote-status", key="read").json()
     assert status == {"hasUpstream": True, "ahead": 0, "behind": 0, "remoteBranch": "origin/out-going"}
 

@@ -377,5 +377,5 @@ class HoodyPushed(HoodyModel):
        errors={409: "The remote branch has commits this branch does not", 429: "Too many calls to this remote"})
 def push_branch(call: Call, workspace_id: str, branch_id: str):
     repo, listed = _branch(call, workspace_id, branch_id)
-    pushed = branch_remotes.push(call.context, repo, listed)
+    pushed = branch_remotes.push(call.session, call.context, repo, call.principal, listed)
     return HoodyPushed(success=True, ref=pushed.ref, remote=pushed.remote, url=pushed.url, message=pushed.message)
