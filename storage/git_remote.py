@@ -1,8 +1,8 @@
-"""Reading another server's refs (`git ls-remote`), fetching from it and pushing to it, under DESIGN.md's rules for remote URLs: https only unless the
-operator allows http, no credentials in the URL, no other transport (ext::, file://, ssh), no private, loopback
-or link-local address unless the operator allows them, no redirects, and the address checked is the one git
-connects to (pinned with http.curloptResolve, so a name that resolves again elsewhere changes nothing). A token
-reaches git through its environment, never its arguments."""
+"""Reading another server's refs (`git ls-remote`), fetching from it and pushing to it, under DESIGN.md's rules for
+remote URLs: https only unless the operator allows http, no credentials in the URL, no other transport (ext::,
+file://, ssh), no private, loopback or link-local address unless the operator allows them, no redirects, and the
+address checked is the one git connects to (pinned with http.curloptResolve, so a name that resolves again
+elsewhere changes nothing). A token reaches git through its environment, never its arguments."""
 from __future__ import annotations
 
 import base64

@@ -269,5 +269,6 @@ def push(session: Session, app, repo: Repository, actor: Principal, listed: List
         raise BadRequest(f"the remote refused the push: {rejected}", {"ref": ref, "remote": DEFAULT_REMOTE}) from None
     url = git_remote.shown(repo.upstream_url)
     session.add(Event(id=new_id("ev"), org_id=repo.org_id, repo_id=repo.id, actor_key_id=actor.key_id,
-                      kind="remote.push", payload={"remote": DEFAULT_REMOTE, "url": url, "ref": ref, "new": listed.head}))
+                      kind="remote.push",
+                      payload={"remote": DEFAULT_REMOTE, "url": url, "ref": ref, "new": listed.head}))
     return Pushed(ref, DEFAULT_REMOTE, url, "Branch pushed successfully.")

@@ -86,7 +86,8 @@ def test_verify_git_access_preserves_the_kept_token_for_its_server_only(server, 
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
     git("push", "-q", tenant.url(remote), "HEAD:main", cwd=work)
     url = tenant.plain_url(remote)
-    ws = made_workspace(server, tenant, repository_url=url, settings={"credentials": {"git_token": tenant.keys["read"]}})
+    ws = made_workspace(server, tenant, repository_url=url,
+                        settings={"credentials": {"git_token": tenant.keys["read"]}})
 
     def verify(**body):
         return api(server, tenant.keys["admin"], "POST", f"/api/v1/workspaces/{ws['id']}/verify-git-access", body)

@@ -34,7 +34,8 @@ def kept(url: str, token: str = TOKEN) -> Repository:
 def test_a_token_goes_only_to_the_repository_it_was_kept_for():
     repo = kept("https://github.com/acme/widgets.git")
     assert remote_credentials.token_for("k", repo) == TOKEN
-    for same in ("https://GitHub.com:443/acme/widgets", "https://github.com/acme/widgets/", "https://github.com/acme/widgets.git/"):
+    for same in ("https://GitHub.com:443/acme/widgets", "https://github.com/acme/widgets/",
+                 "https://github.com/acme/widgets.git/"):
         assert remote_credentials.token_for("k", repo, same) == TOKEN, same
     for elsewhere in ("https://github.com/acme/other.git", "https://github.com/acme/widgets.git/../other",
                       "https://github.com/acme/Widgets.git", "https://github.com.evil.example/acme/widgets.git",
