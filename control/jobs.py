@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from control.services.projects import project_prefix
+from control.services import webhooks
 from control.services.uploads import TEMPORARY_UPLOADS
 from storage import reconcile_marks
 from storage.db import in_chunks
@@ -191,6 +192,12 @@ def housekeep_repository(repo_id: str) -> None:
 
     if ctx.store.exists(repo_id):
         housekeep(ctx.store.path_for(repo_id), limits, pinned)
+
+
+def deliver_webhook(delivery_id: str) -> None:
+    """One try of a webhook delivery; raising asks for the next (hooks.webhooks.RETRY_DELAYS)."""
+    ctx = _ctx()
+    webhooks.deliver(ctx.db, ctx.settings, delivery_id)
 
 
 def purge_retired_uploads(repo_id: str) -> None:

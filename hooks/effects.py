@@ -18,6 +18,7 @@ from storage.repo_writes import serialize_repository_writes
 from .context import ChangeContext
 from .landed_stacks import mark_landed_stacks
 from .refs import RefUpdate
+from .webhooks import queue_event
 
 log = logging.getLogger(__name__)
 PURGE_RETIRED_UPLOADS = "control.jobs.purge_retired_uploads"  # deleted branches' upload files and rows
@@ -116,4 +117,20 @@ def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], sessi
         defer(session, "control.jobs.housekeep_repository", ctx.repo.id, job_id=f"housekeep-{ctx.repo.id}")
 
 
-EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, request_housekeeping)  # the first takes the lock
+def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
+    """A `push` event for the repository's webhooks: every ref change, a git push's or the API's."""
+    payload = {
+        "event": "push",
+        "repository": {"id": ctx.repo.id, "slug": ctx.repo.slug},
+        "organization": {"id": ctx.repo.org_id},
+        "source": ctx.source,
+        "actorKeyId": ctx.actor.key_id if ctx.actor else None,
+        "refs": [{"ref": update.ref, "before": update.old, "after": update.new} for update in applied],
+    }
+    if ctx.push_options:
+        payload["pushOptions"] = list(ctx.push_options)
+    queue_event(session, ctx.repo.id, "push", payload)
+
+
+EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, notify_webhooks,
+           request_housekeeping)  # the first takes the lock

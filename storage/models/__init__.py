@@ -6,9 +6,10 @@ from .extensions import Extension, ExtensionRun
 from .projects import Artifact, ProjectFile, ProjectSpec
 from .repos import Branch, BranchProtection, Repository
 from .uploads import CommitMeta, Upload, UploadFile
+from .webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "SCOPES", "ApiKey", "Organization", "Base", "utcnow", "Event", "Branch", "BranchProtection", "Repository",
     "CommitMeta", "Upload", "UploadFile", "Extension", "ExtensionRun", "ProjectFile", "ProjectSpec", "Artifact",
-    "PathLock", "Stack", "StackReview", "Workspace", "WorkspaceFile",
+    "PathLock", "Stack", "StackReview", "Workspace", "WorkspaceFile", "Webhook", "WebhookDelivery",
 ]

@@ -1,0 +1,166 @@
+"""Webhooks (DESIGN.md: Event -> timeline, webhooks, automation), as GitHub's: URLs a repository tells of its events
+by JSON POSTs, each signed with HMAC-SHA256 of the body under the webhook's secret
+(`X-Driftstone-Signature-256: sha256=<hex>`, as GitHub's X-Hub-Signature-256), each a delivery recorded with its
+tries. A URL follows the rules for remote URLs (https, public addresses only, no credentials; the operator's
+DRIFTSTONE_REMOTE_ALLOW_* settings lift them), checked when set and again before each try, which goes to the very
+address checked and follows no redirect. The secret is kept sealed and never shown again."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hooks.webhooks import RETRY_DELAYS, queue_event
+from storage import git_remote, outbound_http, secret_box
+from storage.errors import BadRequest, Conflict, NotFound
+from storage.ids import new_id
+from storage.models import Repository, Webhook, WebhookDelivery, utcnow
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("push",)  # what a webhook may subscribe to ("*": all); `ping` is sent on creation and on request
+SECRET_PURPOSE = "webhook secret"
+MAX_WEBHOOKS = 20  # per repository, as GitHub's
+LISTED_DELIVERIES = 100
+USER_AGENT = "Driftstone-Hookshot/1"
+
+
+def _checked_url(settings, url: str) -> str:
+    try:
+        git_remote.checked_remote(url, settings.remote_allow_http, settings.remote_allow_private)
+    except git_remote.RemoteRefused as refused:
+        raise BadRequest(f"url: {refused}", {"field": "url", "url": git_remote.shown(url)}) from None
+    return url
+
+
+def _checked_events(events: list[str]) -> list[str]:
+    unknown = sorted(set(events) - {*EVENTS, "*"})
+    if unknown or not events:
+        raise BadRequest(f"events must be some of {', '.join(EVENTS)} or *", {"field": "events", "unknown": unknown})
+    return sorted(set(events))
+
+
+def _sealed(settings, secret: str | None) -> str | None:
+    return secret_box.seal(settings.secret_key, SECRET_PURPOSE, secret) if secret else None
+
+
+def create_webhook(session: Session, settings, repo: Repository, url: str, secret: str | None, events: list[str],
+                   active: bool) -> tuple[Webhook, WebhookDelivery | None]:
+    """The webhook, and the `ping` delivery queued to it (when active)."""
+    count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.repo_id == repo.id))
+    if count >= MAX_WEBHOOKS:
+        raise Conflict(f"a repository has at most {MAX_WEBHOOKS} webhooks", {"limit": MAX_WEBHOOKS})
+    hook = Webhook(id=new_id("wh"), org_id=repo.org_id, repo_id=repo.id, url=_checked_url(settings, url),
+                   secret_sealed=_sealed(settings, secret), events=_checked_events(events), active=active)
+    session.add(hook)
+    session.flush()
+    return hook, (ping(session, repo, hook) if active else None)
+
+
+def ping(session: Session, repo: Repository, hook: Webhook) -> WebhookDelivery:
+    payload = {"event": "ping", "hookId": hook.id, "events": hook.events,
+               "repository": {"id": repo.id, "slug": repo.slug},
+               "organization": {"id": repo.org_id}}
+    [delivery] = queue_event(session, repo.id, "ping", payload, webhooks=[hook])
+    session.flush()
+    return delivery
+
+
+def list_webhooks(session: Session, repo: Repository) -> list[Webhook]:
+    return list(session.scalars(select(Webhook).where(Webhook.repo_id == repo.id).order_by(Webhook.created_at,
+                                                                                           Webhook.id)))
+
+
+def get_webhook(session: Session, repo: Repository, hook_id: str) -> Webhook:
+    hook = session.get(Webhook, hook_id)
+    if hook is None or hook.repo_id != repo.id:
+        raise NotFound("webhook not found", {"webhook": hook_id[:100]})
+    return hook
+
+
+def update_webhook(session: Session, settings, repo: Repository, hook_id: str, changes: dict) -> Webhook:
+    """`changes`: any of url, secret ("" or null: none), events, active."""
+    hook = get_webhook(session, repo, hook_id)
+    if "url" in changes:
+        hook.url = _checked_url(settings, changes["url"])
+    if "secret" in changes:
+        hook.secret_sealed = _sealed(settings, changes["secret"])
+    if "events" in changes:
+        hook.events = _checked_events(changes["events"])
+    if "active" in changes:
+        hook.active = changes["active"]
+    hook.updated_at = utcnow()
+    session.flush()
+    return hook
+
+
+def delete_webhook(session: Session, repo: Repository, hook_id: str) -> None:
+    session.delete(get_webhook(session, repo, hook_id))
+    session.flush()
+
+
+def deliveries(session: Session, repo: Repository, hook_id: str) -> list[WebhookDelivery]:
+    """The webhook's latest deliveries, newest first."""
+    hook = get_webhook(session, repo, hook_id)
+    return list(session.scalars(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)
+                                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+                                .limit(LISTED_DELIVERIES)))
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class DeliveryFailed(Exception):
+    """A try that got no 2xx answer; the job runs again after its retry delay."""
+
+
+def deliver(db, settings, delivery_id: str) -> None:
+    """One try of a delivery (a job: taken up again until it succeeds or its tries are spent). A webhook deleted
+    or switched off meanwhile is not sent to; a URL that now breaks the rules fails the delivery at once."""
+    with db.session() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        hook = delivery and session.get(Webhook, delivery.webhook_id)
+        if delivery is None or hook is None or delivery.status != "pending":
+            return
+        if not hook.active and delivery.event != "ping":
+            delivery.status, delivery.error = "failed", "the webhook was switched off"
+            return
+        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "X-Driftstone-Event": delivery.event, "X-Driftstone-Delivery": delivery.id,
+                   "X-Driftstone-Hook-ID": hook.id}
+        if hook.secret_sealed is not None:
+            secret = secret_box.opened(settings.secret_key, SECRET_PURPOSE, hook.secret_sealed)
+            if secret is None:  # sealed under another secret key: unsigned, it would pass for a forgery
+                delivery.status, delivery.error = "failed", "the secret cannot be opened (the server's secret key " \
+                    "changed): set it again"
+                return
+            headers["X-Driftstone-Signature-256"] = signature(secret, body)
+        url = hook.url
+    error, answered = None, None
+    try:
+        remote = git_remote.checked_remote(url, settings.remote_allow_http, settings.remote_allow_private)
+        answered = outbound_http.post(remote, body, headers)
+    except git_remote.RemoteRefused as refused:
+        error = f"not sent: {refused}"
+    except OSError as failed:
+        error = f"no answer: {type(failed).__name__}: {failed}"[:300]
+    ok = answered is not None and 200 <= answered.status < 300
+    with db.session() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return
+        delivery.attempts += 1
+        delivery.response_status = answered.status if answered else None
+        delivery.duration_ms = answered.duration_ms if answered else None
+        delivery.error = None if ok else (error or f"answered {answered.status}")
+        final = ok or error is not None and error.startswith("not sent") or delivery.attempts > len(RETRY_DELAYS)
+        delivery.status = "delivered" if ok else ("failed" if final else "pending")
+        delivery.delivered_at = utcnow() if ok else None
+    if not final:
+        raise DeliveryFailed(f"delivery {delivery_id}: {delivery.error}")

@@ -1,0 +1,29 @@
+"""Queueing a repository's events for its webhooks: a delivery row per subscribed, active webhook, sent by a job
+(control.jobs.deliver_webhook) once the transaction that made the event commits."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import select
+
+from storage.ids import new_id
+from storage.jobs import JobRequest, defer_job
+from storage.models import Webhook, WebhookDelivery
+
+DELIVER = "control.jobs.deliver_webhook"
+RETRY_DELAYS = (5, 60, 600)  # a receiver down for a deploy gets the event when it is back
+
+
+def queue_event(session, repo_id: str, event: str, payload: dict, webhooks: Sequence[Webhook] | None = None) -> list:
+    """Deliveries of `event` to the repository's active webhooks subscribed to it (or to `webhooks`, as given)."""
+    if webhooks is None:
+        webhooks = [hook for hook in session.scalars(select(Webhook).where(Webhook.repo_id == repo_id,
+                                                                           Webhook.active.is_(True)))
+                    if event in hook.events or "*" in hook.events]
+    deliveries = []
+    for hook in webhooks:
+        delivery = WebhookDelivery(id=new_id("whd"), webhook_id=hook.id, event=event, payload=payload)
+        session.add(delivery)
+        defer_job(session, JobRequest(DELIVER, (delivery.id,), f"deliver-{delivery.id}", RETRY_DELAYS))
+        deliveries.append(delivery)
+    return deliveries

@@ -1,0 +1,202 @@
+"""Webhooks on a real server: a real HTTP receiver on 127.0.0.1 (allowed on this test server; the small-limits
+server keeps the default rules and refuses it) gets the ping, the push events of git pushes and of API commits,
+signed with the webhook's secret, and a receiver that fails gets the event again."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.support import api, remote_ref
+
+
+class Receiver:
+    """Records each POST (headers, body); answers the statuses queued in `answers`, then 200."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/in?from=driftstone"
+
+    def events(self, name: str) -> list[tuple[dict, dict]]:
+        return [(headers, json.loads(body)) for headers, body in self.received if headers["x-driftstone-event"] == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 30) -> list[tuple[dict, dict]]:
+        deadline = time.monotonic() + timeout
+        while len(self.events(name)) < count:
+            assert time.monotonic() < deadline, f"{name}: {len(self.events(name))} of {count} came"
+            time.sleep(0.05)
+        return self.events(name)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = Receiver()
+    yield made
+    made.close()
+
+
+def hooks_path(repo: str) -> str:
+    return f"/v1/repos/{repo}/webhooks"
+
+
+def create_hook(server, tenant, repo: str, **body):
+    made = api(server, tenant.keys["admin"], "POST", hooks_path(repo), body)
+    assert made.status_code == 201, made.text
+    return made.json()["data"]
+
+
+def signed(headers: dict, body: bytes, secret: str) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers.get("x-driftstone-signature-256", ""), expected)
+
+
+def deliveries(server, tenant, repo: str, hook_id: str) -> list[dict]:
+    answer = api(server, tenant.keys["admin"], "GET", f"{hooks_path(repo)}/{hook_id}/deliveries")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def test_ping_and_push_events_reach_the_receiver_signed(server, tenant, git, tmp_path, receiver):
+    repo = tenant.repo()
+    secret = f"whsec-{uuid.uuid4().hex}"
+    hook = create_hook(server, tenant, repo, url=receiver.url, secret=secret)
+    assert hook["hasSecret"] is True and hook["events"] == ["push"] and hook["active"] is True
+    assert secret not in json.dumps(hook)
+    [(headers, ping)] = receiver.wait_for("ping")
+    body = receiver.received[0][1]
+    assert signed(headers, body, secret) and headers["user-agent"].startswith("Driftstone-Hookshot/")
+    assert ping["hookId"] == hook["id"] and ping["repository"]["slug"] == repo
+
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    head = remote_ref(git, tenant.url(repo), "refs/heads/main")
+    [(headers, push)] = receiver.wait_for("push")
+    assert push["source"] == "push" and push["refs"] == [{"ref": "refs/heads/main", "before": "0" * 40,
+                                                          "after": head}]
+    assert signed(headers, receiver.received[-1][1], secret)
+    assert headers["x-driftstone-hook-id"] == hook["id"] and headers["x-driftstone-delivery"].startswith("whd")
+
+    made = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/commits", {
+        "branch": "main", "message": "by the API",
+        "operations": [{"action": "create", "path": "b.txt", "content": base64.b64encode(b"b\n").decode()}]})
+    assert made.status_code == 201, made.text
+    pushes = receiver.wait_for("push", 2)
+    assert pushes[1][1]["source"] != "push" and pushes[1][1]["refs"][0]["after"] == made.json()["data"]["sha"]
+    listed = deliveries(server, tenant, repo, hook["id"])
+    assert [d["event"] for d in listed] == ["push", "push", "ping"]
+    assert {d["status"] for d in listed} == {"delivered"} and {d["responseStatus"] for d in listed} == {200}
+    assert secret not in server.log_text()
+
+
+def test_a_failing_receiver_gets_the_event_again_and_a_switched_off_hook_gets_none(server, tenant, git, tmp_path,
+                                                                                  receiver):
+    repo = tenant.repo()
+    receiver.answers = [503]
+    hook = create_hook(server, tenant, repo, url=receiver.url, events=["*"])
+    receiver.wait_for("ping", 2, timeout=40)  # refused once, sent again after its retry delay
+    [delivery] = deliveries(server, tenant, repo, hook["id"])
+    for _ in range(100):
+        if delivery["status"] == "delivered":
+            break
+        time.sleep(0.1)
+        [delivery] = deliveries(server, tenant, repo, hook["id"])
+    assert (delivery["status"], delivery["attempts"], delivery["responseStatus"]) == ("delivered", 2, 200)
+    assert "x-driftstone-signature-256" not in receiver.received[0][0]  # no secret, no signature
+
+    off = api(server, tenant.keys["admin"], "PATCH", f"{hooks_path(repo)}/{hook['id']}", {"active": False})
+    assert off.status_code == 200 and off.json()["data"]["active"] is False
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    pinged = api(server, tenant.keys["admin"], "POST", f"{hooks_path(repo)}/{hook['id']}/pings")
+    assert pinged.status_code == 202 and pinged.json()["data"]["event"] == "ping"
+    receiver.wait_for("ping", 3)
+    assert receiver.events("push") == []  # the push came while it was switched off
+
+    gone = api(server, tenant.keys["admin"], "DELETE", f"{hooks_path(repo)}/{hook['id']}")
+    assert gone.status_code == 200
+    assert api(server, tenant.keys["admin"], "GET", f"{hooks_path(repo)}/{hook['id']}").status_code == 404
+
+
+def test_webhook_refusals(server, tenant, small_limits_server, receiver):
+    repo = tenant.repo()
+    admin = tenant.keys["admin"]
+
+    def refused(body, status, key=admin, path=hooks_path(repo)):
+        answer = api(server, key, "POST", path, body)
+        assert answer.status_code == status, answer.text
+        assert answer.json()["success"] is False
+        return answer.json()
+
+    refused({"url": "http://user:pw@127.0.0.1:9/x"}, 422)  # credentials do not belong in a URL
+    assert "resolved" in refused({"url": "https://no-such-host.invalid/x"}, 400)["error"]
+    refused({"url": "file:///etc/passwd"}, 422)
+    refused({"url": "ftp://127.0.0.1/x"}, 422)
+    refused({"url": receiver.url, "events": ["everything"]}, 400)
+    refused({"url": receiver.url, "events": []}, 422)
+    refused({"url": receiver.url, "secret": "x" * 1025}, 422)
+    refused({"url": receiver.url}, 403, key=tenant.keys["agent"])
+    other = server.tenant()
+    refused({"url": receiver.url}, 404, key=other.keys["admin"])
+    assert api(server, admin, "GET", f"{hooks_path(repo)}/wh_nope").status_code == 404
+    assert api(server, admin, "GET", hooks_path(repo)).json()["data"] == []
+
+    # the default rules: https and public addresses only
+    strict = small_limits_server.tenant()
+    strict_repo = strict.repo()
+    for url in (receiver.url, "https://127.0.0.1/x", "https://localhost/x", "https://169.254.169.254/latest"):
+        answer = api(small_limits_server, strict.keys["admin"], "POST", hooks_path(strict_repo), {"url": url})
+        assert answer.status_code == 400, (url, answer.text)
+    assert receiver.received == []
+
+
+def test_a_secret_that_cannot_be_opened_sends_nothing_unsigned(server, tenant, receiver):
+    """A secret sealed under another secret key (the operator changed it) fails the delivery instead of sending it
+    unsigned, which a receiver that only checks signatures when present would take for genuine."""
+    from sqlalchemy import update
+
+    from storage.models import Webhook
+    from storage import secret_box
+
+    repo = tenant.repo()
+    hook = create_hook(server, tenant, repo, url=receiver.url, secret="s3cret", active=False)
+    with server.context.db.session() as session:
+        session.execute(update(Webhook).where(Webhook.id == hook["id"]).values(
+            secret_sealed=secret_box.seal("another server key", "webhook secret", "s3cret")))
+    pinged = api(server, tenant.keys["admin"], "POST", f"{hooks_path(repo)}/{hook['id']}/pings")
+    assert pinged.status_code == 202, pinged.text
+    for _ in range(200):
+        [delivery] = deliveries(server, tenant, repo, hook["id"])
+        if delivery["status"] != "pending":
+            break
+        time.sleep(0.05)
+    assert delivery["status"] == "failed" and "secret" in delivery["error"], delivery
+    assert receiver.received == []
