@@ -13,7 +13,7 @@ from sqlalchemy.orm import configure_mappers
 
 from control.api.app import create_app
 from control.context import AppContext
-from control.jobs import FINISH_INTERRUPTED_WORK, watch_extension_runs
+from control.jobs import FINISH_INTERRUPTED_WORK, watch_abandoned_jobs
 from server.app import GitHttpApp
 from server.hook_channel import install_hook_scripts
 from server.pack_cache import PackCache
@@ -86,7 +86,7 @@ class _LazyApplication:
             log.exception("could not look for ref changes that killed workers left")
         if app.db.jobs is not None:
             app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
-        watch_extension_runs()
+        watch_abandoned_jobs()
 
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)

@@ -94,7 +94,7 @@ def migrate():
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 def worker(burst: bool):
     """Run background jobs from Redis (DRIFTSTONE_REDIS_URL must be set)."""
-    from control.jobs import FINISH_INTERRUPTED_WORK, watch_extension_runs
+    from control.jobs import FINISH_INTERRUPTED_WORK, watch_abandoned_jobs
     from storage.jobs import run_worker
 
     context = _context()
@@ -103,7 +103,7 @@ def worker(burst: bool):
     queue = context.jobs.queue
     click.echo(f"driftstone worker: queue {queue.name}")
     sys.stdout.flush()
-    watch_extension_runs()
+    watch_abandoned_jobs()
     # a queue that lost its jobs (Redis restarted without its data) leaves work only this asks for again
     run_worker(queue, context.jobs.connection, burst=burst,
                periodic=lambda: context.jobs.enqueue(FINISH_INTERRUPTED_WORK))

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from control.services.projects import project_prefix
 from control.services import webhooks
+from control.services.projects import project_prefix
 from control.services.uploads import TEMPORARY_UPLOADS
+from hooks.webhooks import delivery_job
 from storage import reconcile_marks
 from storage.db import in_chunks
 from storage.housekeeping import housekeep
@@ -102,7 +103,7 @@ def finish_interrupted_work() -> None:
     midway; Redis restarted without its data lost it), the reconcile of repositories marked for one or holding a
     ref change whose processes died before its rows were written, the temporary files of signed-URL PUTs cut
     off by a kill (their removal is a `finally`), the directories of repository creates killed before their
-    rows were committed, and extension runs whose job died."""
+    rows were committed, extension runs whose job died, and webhook deliveries whose job was lost."""
     ctx = _ctx()
     with ctx.db.session() as session:
         deleted = list(session.scalars(select(Repository.id).where(Repository.deleted_at.is_not(None))))
@@ -121,6 +122,7 @@ def finish_interrupted_work() -> None:
             log.exception("reconcile of repo %s failed", repo_id)
     remove_unrecorded_repositories()
     take_up_stale_extension_runs()
+    take_up_late_deliveries()
 
 
 def take_up_stale_extension_runs() -> None:
@@ -134,20 +136,32 @@ def take_up_stale_extension_runs() -> None:
         ctx.jobs.enqueue(run_job(run_id, attempts))
 
 
-WATCH_SECONDS = 30  # how often each server worker and job worker looks for extension runs whose job died
+def take_up_late_deliveries() -> None:
+    """Webhook deliveries whose job was lost (a restart, a killed worker, Redis without its data) or whose try
+    died midway: due a while ago and still pending."""
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        late = webhooks.late_deliveries(session, utcnow())
+    for delivery_id in late:
+        ctx.jobs.enqueue(delivery_job(delivery_id))
 
 
-def watch_extension_runs(stop: threading.Event | None = None) -> threading.Thread:
-    """A thread that takes up, from then on, runs whose job died: a worker killed while its agent ran is replaced
-    at once, before the run's lease (90 s) is over, so the look its start-up asks for cannot see that run."""
+WATCH_SECONDS = 30  # how often each server worker and job worker looks for runs and deliveries whose job died
+
+
+def watch_abandoned_jobs(stop: threading.Event | None = None) -> threading.Thread:
+    """A thread that takes up, from then on, extension runs and webhook deliveries whose job died: a worker killed
+    while its agent ran is replaced at once, before the run's lease (90 s) is over, so the look its start-up asks
+    for cannot see that run."""
     stop = stop or threading.Event()
 
     def watch() -> None:
         while not stop.wait(WATCH_SECONDS):
             try:
                 take_up_stale_extension_runs()
+                take_up_late_deliveries()
             except Exception:  # the database away for a moment: the next look
-                log.warning("could not look for extension runs whose job died", exc_info=True)
+                log.warning("could not look for runs or deliveries whose job died", exc_info=True)
 
     thread = threading.Thread(target=watch, name="driftstone-extension-runs", daemon=True)
     thread.start()

@@ -24,6 +24,11 @@ def queue_event(session, repo_id: str, event: str, payload: dict, webhooks: Sequ
     for hook in webhooks:
         delivery = WebhookDelivery(id=new_id("whd"), webhook_id=hook.id, event=event, payload=payload)
         session.add(delivery)
-        defer_job(session, JobRequest(DELIVER, (delivery.id,), f"deliver-{delivery.id}", RETRY_DELAYS))
+        defer_job(session, delivery_job(delivery.id))
         deliveries.append(delivery)
     return deliveries
+
+
+def delivery_job(delivery_id: str) -> JobRequest:
+    """In this process, deliveries run on a thread of their own: a receiver's seconds hold up no other job."""
+    return JobRequest(DELIVER, (delivery_id,), f"deliver-{delivery_id}", RETRY_DELAYS, lane="webhooks")

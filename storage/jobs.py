@@ -31,7 +31,9 @@ class JobRequest:
     args: tuple
     job_id: str
     retry_delays: tuple[float, ...] = RETRY_DELAYS  # between tries, on rq and in this process alike
-    long: bool = False  # may run for many minutes (an agent): in this process, on a thread of its own kind
+    # in this process, jobs of a lane other than the main one ("") run on a thread of their lane's: an agent's run
+    # (many minutes) or a webhook delivery (a receiver's seconds) holds up no purge, nor one lane another
+    lane: str = ""
 
 
 class JobQueue(Protocol):
@@ -67,17 +69,16 @@ class InProcessQueue:
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _retries: "RetryTimer | None" = None
-    _long_jobs: "InProcessQueue | None" = None  # long jobs wait on each other, never on the short ones, nor these on them
+    _lanes: "dict[str, InProcessQueue]" = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _QUEUES.add(self)
 
     def enqueue(self, job: JobRequest) -> None:
-        if job.long:
+        if job.lane:
             with self._lock:
-                if self._long_jobs is None:
-                    self._long_jobs = InProcessQueue()
-            self._long_jobs._put(job, 0)
+                lane = self._lanes.setdefault(job.lane, InProcessQueue())
+            lane._put(job, 0)
             return
         self._put(job, 0)
 
@@ -87,14 +88,14 @@ class InProcessQueue:
         self._lock = threading.Lock()
         self._thread = None
         self._retries = None
-        self._long_jobs = None
+        self._lanes = {}
 
     def join(self) -> None:
         """Wait for the queued jobs and the retries they asked for."""
         while True:
             self._queue.join()
-            if self._long_jobs is not None:
-                self._long_jobs.join()
+            for lane in list(self._lanes.values()):
+                lane.join()
             if self._retries is None or not self._retries.wait_until_none_waits():
                 return
 
@@ -122,11 +123,19 @@ _QUEUES: "weakref.WeakSet[InProcessQueue]" = weakref.WeakSet()
 os.register_at_fork(after_in_child=lambda: [q.forget_threads() for q in list(_QUEUES)])
 
 
+class TryAgain(Exception):
+    """Raised by a job that did what it could and asks to run again after its next retry delay (a webhook whose
+    receiver did not answer 2xx): not a failure of the server's, so no traceback is logged."""
+
+
 def run_once(job: JobRequest, attempt: int = 0) -> bool:
     """Run `job`; whether it succeeded (a failure is logged)."""
     try:
         resolve(job.func)(*job.args)
         return True
+    except TryAgain as again:
+        log.info("job %s: %s (try %d of %d)", job.job_id, again, attempt + 1, len(job.retry_delays) + 1)
+        return False
     except Exception:
         tries = len(job.retry_delays) + 1
         log.exception("job %s failed (try %d of %d%s)", job.job_id, attempt + 1, tries,

@@ -3,7 +3,7 @@ run the operator's agent program there with the run's prompt, and commit what th
 branch of the run's own, `extensions/<run id>`, through the same checks as any ref change (paths, sizes, locks).
 
 One job at a time holds a run (a claim with a heartbeat); a job that died is replaced by the next one that asks
-(`finish_interrupted_work`, and every worker's watch, control.jobs.watch_extension_runs) once its heartbeat is
+(`finish_interrupted_work`, and every worker's watch, control.jobs.watch_abandoned_jobs) once its heartbeat is
 LEASE_SECONDS old, and a run whose job died MAX_ATTEMPTS times fails instead of starting its program again.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ class _Lost(Exception):
 def run_job(run_id: str, attempts: int = 0) -> JobRequest:
     """The job of a run's next try: one id per try, so that a copy of an earlier try's job that rq still holds
     (scheduled for a retry by a worker that was killed) does not stand in for it; the claim lets one run at a time."""
-    return JobRequest("control.jobs.run_extension", (run_id,), f"run_extension-{run_id}-{attempts}", long=True)
+    return JobRequest("control.jobs.run_extension", (run_id,), f"run_extension-{run_id}-{attempts}", lane="agents")
 
 
 def run_branch(run_id: str) -> str:

@@ -10,15 +10,18 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hooks.webhooks import RETRY_DELAYS, queue_event
 from storage import git_remote, outbound_http, secret_box
 from storage.errors import BadRequest, Conflict, NotFound
 from storage.ids import new_id
+from storage.jobs import TryAgain
 from storage.models import Repository, Webhook, WebhookDelivery, utcnow
+from storage.repo_writes import serialize_repository_writes
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ def _sealed(settings, secret: str | None) -> str | None:
 def create_webhook(session: Session, settings, repo: Repository, url: str, secret: str | None, events: list[str],
                    active: bool) -> tuple[Webhook, WebhookDelivery | None]:
     """The webhook, and the `ping` delivery queued to it (when active)."""
+    serialize_repository_writes(session, repo.id)  # the count below then sees every concurrent create
     count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.repo_id == repo.id))
     if count >= MAX_WEBHOOKS:
         raise Conflict(f"a repository has at most {MAX_WEBHOOKS} webhooks", {"limit": MAX_WEBHOOKS})
@@ -115,52 +119,72 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class DeliveryFailed(Exception):
-    """A try that got no 2xx answer; the job runs again after its retry delay."""
+LEASE = timedelta(seconds=60)  # a try holds its delivery this long (outbound_http's whole deadline is 10 s)
+LATE = timedelta(seconds=60)  # due this long ago and still pending: its job was lost (control.jobs watches)
+
+
+def late_deliveries(session: Session, now) -> list[str]:
+    return list(session.scalars(select(WebhookDelivery.id).where(
+        WebhookDelivery.status == "pending", WebhookDelivery.due_at < now - LATE).limit(100)))
+
+
+def _taken(session: Session, delivery_id: str) -> bool:
+    """Take the delivery for one try if it is due (a job sent again, or the watch and a retry at once, find it
+    taken and leave it)."""
+    now = utcnow()
+    taken = session.execute(update(WebhookDelivery).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
+        WebhookDelivery.due_at <= now + timedelta(seconds=1)).values(due_at=now + LEASE))
+    return taken.rowcount == 1
 
 
 def deliver(db, settings, delivery_id: str) -> None:
-    """One try of a delivery (a job: taken up again until it succeeds or its tries are spent). A webhook deleted
-    or switched off meanwhile is not sent to; a URL that now breaks the rules fails the delivery at once."""
+    """One try of a delivery (a job; storage.jobs.TryAgain asks for the next, hooks.webhooks.RETRY_DELAYS). A
+    webhook switched off or a repository deleted meanwhile is not sent to; a URL that now breaks the rules fails
+    the delivery at once. At least once: a try cut off after the receiver answered is tried again."""
     with db.session() as session:
+        if not _taken(session, delivery_id):
+            return
         delivery = session.get(WebhookDelivery, delivery_id)
-        hook = delivery and session.get(Webhook, delivery.webhook_id)
-        if delivery is None or hook is None or delivery.status != "pending":
-            return
-        if not hook.active and delivery.event != "ping":
-            delivery.status, delivery.error = "failed", "the webhook was switched off"
-            return
+        hook = session.get(Webhook, delivery.webhook_id)
+        repo = session.get(Repository, hook.repo_id)
+        stopped = ("the repository was deleted" if repo is None or repo.deleted_at is not None
+                   else "the webhook was switched off" if not hook.active and delivery.event != "ping" else None)
         body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                    "X-Driftstone-Event": delivery.event, "X-Driftstone-Delivery": delivery.id,
                    "X-Driftstone-Hook-ID": hook.id}
-        if hook.secret_sealed is not None:
+        if hook.secret_sealed is not None and stopped is None:
             secret = secret_box.opened(settings.secret_key, SECRET_PURPOSE, hook.secret_sealed)
             if secret is None:  # sealed under another secret key: unsigned, it would pass for a forgery
-                delivery.status, delivery.error = "failed", "the secret cannot be opened (the server's secret key " \
-                    "changed): set it again"
-                return
-            headers["X-Driftstone-Signature-256"] = signature(secret, body)
+                stopped = "the secret cannot be opened (the server's secret key changed): set it again"
+            else:
+                headers["X-Driftstone-Signature-256"] = signature(secret, body)
+        if stopped is not None:
+            delivery.status, delivery.error, delivery.due_at = "failed", stopped, None
+            return
         url = hook.url
     error, answered = None, None
     try:
         remote = git_remote.checked_remote(url, settings.remote_allow_http, settings.remote_allow_private)
         answered = outbound_http.post(remote, body, headers)
-    except git_remote.RemoteRefused as refused:
-        error = f"not sent: {refused}"
+    except (git_remote.RemoteRefused, ValueError) as refused:  # ValueError: a URL http.client cannot send
+        error = f"not sent: {refused}"[:300]
     except OSError as failed:
-        error = f"no answer: {type(failed).__name__}: {failed}"[:300]
+        error = f"no answer: {failed}"[:300]
     ok = answered is not None and 200 <= answered.status < 300
     with db.session() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None:
+        if delivery is None:  # its webhook deleted meanwhile
             return
         delivery.attempts += 1
         delivery.response_status = answered.status if answered else None
         delivery.duration_ms = answered.duration_ms if answered else None
         delivery.error = None if ok else (error or f"answered {answered.status}")
-        final = ok or error is not None and error.startswith("not sent") or delivery.attempts > len(RETRY_DELAYS)
+        final = ok or (error or "").startswith("not sent") or delivery.attempts > len(RETRY_DELAYS)
         delivery.status = "delivered" if ok else ("failed" if final else "pending")
         delivery.delivered_at = utcnow() if ok else None
+        delivery.due_at = None if final else utcnow() + timedelta(seconds=RETRY_DELAYS[delivery.attempts - 1])
+        error = delivery.error
     if not final:
-        raise DeliveryFailed(f"delivery {delivery_id}: {delivery.error}")
+        raise TryAgain(f"webhook delivery {delivery_id}: {error}")

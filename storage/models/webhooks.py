@@ -28,7 +28,8 @@ class WebhookDelivery(Base):
     """One event sent (or being sent) to a webhook, and how its tries went."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_hook_created", "webhook_id", "created_at"),)
+    __table_args__ = (Index("ix_webhook_deliveries_hook_created", "webhook_id", "created_at"),
+                      Index("ix_webhook_deliveries_pending_due", "status", "due_at"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
@@ -41,3 +42,5 @@ class WebhookDelivery(Base):
     duration_ms: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # pending: when it is to be tried (next); a try takes it by moving this ahead (hooks/webhooks.py LEASE)
+    due_at: Mapped[datetime | None] = mapped_column(default=utcnow)

@@ -200,3 +200,38 @@ def test_a_secret_that_cannot_be_opened_sends_nothing_unsigned(server, tenant, r
         time.sleep(0.05)
     assert delivery["status"] == "failed" and "secret" in delivery["error"], delivery
     assert receiver.received == []
+
+
+def test_a_delivery_whose_job_was_lost_is_taken_up_and_a_deleted_repository_is_not_sent_to(server, tenant, receiver):
+    """A pending delivery due minutes ago (its job lost to a restart) is what every worker's watch takes up; the
+    server's own watch runs every 30 s, so the test asks once itself."""
+    from datetime import timedelta
+
+    from control.jobs import take_up_late_deliveries
+    from storage.ids import new_id
+    from storage.models import WebhookDelivery, utcnow
+
+    repo = tenant.repo()
+    hook = create_hook(server, tenant, repo, url=receiver.url, active=False)
+    lost = new_id("whd")
+    with server.context.db.session() as session:
+        session.add(WebhookDelivery(id=lost, webhook_id=hook["id"], event="ping", payload={"event": "ping"},
+                                    due_at=utcnow() - timedelta(minutes=5)))
+    take_up_late_deliveries()
+    [(headers, _)] = receiver.wait_for("ping")
+    assert headers["x-driftstone-delivery"] == lost
+
+    receiver.answers = [500]
+    other = tenant.repo()
+    failing = create_hook(server, tenant, other, url=receiver.url)
+    receiver.wait_for("ping", 2)
+    assert api(server, tenant.keys["admin"], "DELETE", f"/v1/repos/{other}").status_code == 200
+    with server.context.db.session() as session:
+        for _ in range(300):  # its retry comes after 5 s and finds the repository deleted
+            delivery = session.query(WebhookDelivery).filter_by(webhook_id=failing["id"]).one()
+            if delivery.status != "pending":
+                break
+            session.expire_all()
+            time.sleep(0.1)
+    assert (delivery.status, delivery.attempts, delivery.error) == ("failed", 1, "the repository was deleted")
+    assert len(receiver.events("ping")) == 2

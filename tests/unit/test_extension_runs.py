@@ -169,7 +169,7 @@ def test_the_watcher_takes_up_a_run_whose_job_died_after_every_start_up_look(app
     with app.db.session() as session:  # then the lease runs out
         session.get(ExtensionRun, run_id).heartbeat_at = stopped()
     stop = threading.Event()
-    job_functions.watch_extension_runs(stop)
+    job_functions.watch_abandoned_jobs(stop)
     try:
         deadline = time.monotonic() + 30
         while row(app, run_id).status == "running":

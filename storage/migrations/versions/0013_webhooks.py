@@ -44,16 +44,19 @@ def upgrade() -> None:
     sa.Column('duration_ms', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['webhook_id'], ['webhooks.id'], name=op.f('fk_webhook_deliveries_webhook_id_webhooks'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
     )
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_deliveries_hook_created', ['webhook_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_pending_due', ['status', 'due_at'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_webhook_deliveries_pending_due')
         batch_op.drop_index('ix_webhook_deliveries_hook_created')
 
     op.drop_table('webhook_deliveries')
