@@ -207,7 +207,7 @@ def test_a_delivery_whose_job_was_lost_is_taken_up_and_a_deleted_repository_is_n
     server's own watch runs every 30 s, so the test asks once itself."""
     from datetime import timedelta
 
-    from control.jobs import take_up_late_deliveries
+    from control import jobs as job_functions
     from storage.ids import new_id
     from storage.models import WebhookDelivery, utcnow
 
@@ -217,7 +217,12 @@ def test_a_delivery_whose_job_was_lost_is_taken_up_and_a_deleted_repository_is_n
     with server.context.db.session() as session:
         session.add(WebhookDelivery(id=lost, webhook_id=hook["id"], event="ping", payload={"event": "ping"},
                                     due_at=utcnow() - timedelta(minutes=5)))
-    take_up_late_deliveries()
+    previous = job_functions._context  # the job functions' context is the last one built in this process
+    job_functions.configure(server.context)
+    try:
+        job_functions.take_up_late_deliveries()
+    finally:
+        job_functions.configure(previous)
     [(headers, _)] = receiver.wait_for("ping")
     assert headers["x-driftstone-delivery"] == lost
 
