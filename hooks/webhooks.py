@@ -29,6 +29,10 @@ def queue_event(session, repo_id: str, event: str, payload: dict, webhooks: Sequ
     return deliveries
 
 
+DELIVERIES_AT_ONCE = 4  # in each server process: one receiver that never answers holds up no other's
+
+
 def delivery_job(delivery_id: str) -> JobRequest:
-    """In this process, deliveries run on a thread of their own: a receiver's seconds hold up no other job."""
-    return JobRequest(DELIVER, (delivery_id,), f"deliver-{delivery_id}", RETRY_DELAYS, lane="webhooks")
+    """In this process, deliveries run on threads of their own: a receiver's seconds hold up no other job."""
+    return JobRequest(DELIVER, (delivery_id,), f"deliver-{delivery_id}", RETRY_DELAYS, lane="webhooks",
+                      lane_threads=DELIVERIES_AT_ONCE)

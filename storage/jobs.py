@@ -34,6 +34,7 @@ class JobRequest:
     # in this process, jobs of a lane other than the main one ("") run on a thread of their lane's: an agent's run
     # (many minutes) or a webhook delivery (a receiver's seconds) holds up no purge, nor one lane another
     lane: str = ""
+    lane_threads: int = 1  # how many of its lane's jobs run at once in this process (set by the lane's first job)
 
 
 class JobQueue(Protocol):
@@ -62,11 +63,13 @@ def defer_job(session, job: JobRequest) -> None:
 
 @dataclass(eq=False)
 class InProcessQueue:
-    """One daemon thread running jobs in order. A job that fails runs again after each of its retry delays; a
-    second thread holds the waiting ones, so a retry due in half an hour holds up no other job."""
+    """Daemon threads (one, unless a lane asks for more) running jobs in order. A job that fails runs again after
+    each of its retry delays; another thread holds the waiting ones, so a retry due in half an hour holds up no
+    other job."""
 
+    threads: int = 1
     _queue: "queue.Queue[tuple[JobRequest, int]]" = field(default_factory=queue.Queue)
-    _thread: threading.Thread | None = None
+    _running: "list[threading.Thread]" = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _retries: "RetryTimer | None" = None
     _lanes: "dict[str, InProcessQueue]" = field(default_factory=dict)
@@ -77,7 +80,7 @@ class InProcessQueue:
     def enqueue(self, job: JobRequest) -> None:
         if job.lane:
             with self._lock:
-                lane = self._lanes.setdefault(job.lane, InProcessQueue())
+                lane = self._lanes.get(job.lane) or self._lanes.setdefault(job.lane, InProcessQueue(job.lane_threads))
             lane._put(job, 0)
             return
         self._put(job, 0)
@@ -86,7 +89,7 @@ class InProcessQueue:
         """In a forked child: the parent's threads are not there, and its queue and locks may be mid-use."""
         self._queue = queue.Queue()
         self._lock = threading.Lock()
-        self._thread = None
+        self._running = []
         self._retries = None
         self._lanes = {}
 
@@ -101,9 +104,11 @@ class InProcessQueue:
 
     def _put(self, job: JobRequest, attempt: int) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="driftstone-jobs", daemon=True)
-                self._thread.start()
+            self._running = [thread for thread in self._running if thread.is_alive()]
+            while len(self._running) < self.threads:
+                thread = threading.Thread(target=self._work, name="driftstone-jobs", daemon=True)
+                thread.start()
+                self._running.append(thread)
         self._queue.put((job, attempt))
 
     def _work(self) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hooks.webhooks import RETRY_DELAYS, queue_event
@@ -138,6 +138,15 @@ def _taken(session: Session, delivery_id: str) -> bool:
     return taken.rowcount == 1
 
 
+def _forget_old_deliveries(session: Session, hook_id: str) -> None:
+    """A webhook keeps its latest LISTED_DELIVERIES deliveries (what `deliveries` shows) and those still pending."""
+    kept = (select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == hook_id)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(LISTED_DELIVERIES))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook_id,
+                                                  WebhookDelivery.status != "pending",
+                                                  WebhookDelivery.id.not_in(kept.scalar_subquery())))
+
+
 def deliver(db, settings, delivery_id: str) -> None:
     """One try of a delivery (a job; storage.jobs.TryAgain asks for the next, hooks.webhooks.RETRY_DELAYS). A
     webhook switched off or a repository deleted meanwhile is not sent to; a URL that now breaks the rules fails
@@ -186,5 +195,7 @@ def deliver(db, settings, delivery_id: str) -> None:
         delivery.delivered_at = utcnow() if ok else None
         delivery.due_at = None if final else utcnow() + timedelta(seconds=RETRY_DELAYS[delivery.attempts - 1])
         error = delivery.error
+        if final:
+            _forget_old_deliveries(session, delivery.webhook_id)
     if not final:
         raise TryAgain(f"webhook delivery {delivery_id}: {error}")

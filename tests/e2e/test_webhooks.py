@@ -240,3 +240,27 @@ def test_a_delivery_whose_job_was_lost_is_taken_up_and_a_deleted_repository_is_n
             time.sleep(0.1)
     assert (delivery.status, delivery.attempts, delivery.error) == ("failed", 1, "the repository was deleted")
     assert len(receiver.events("ping")) == 2
+
+
+def test_a_webhook_keeps_its_latest_hundred_deliveries(server, tenant, receiver):
+    """Run here, in the test process, on the server's database: a finished delivery removes the oldest past 100."""
+    from datetime import timedelta
+
+    from control.services import webhooks
+    from storage.ids import new_id
+    from storage.models import WebhookDelivery, utcnow
+
+    repo = tenant.repo()
+    hook = create_hook(server, tenant, repo, url=receiver.url, active=False)
+    start = utcnow() - timedelta(days=1)
+    with server.context.db.session() as session:
+        for minute in range(105):
+            session.add(WebhookDelivery(id=new_id("whd"), webhook_id=hook["id"], event="ping", payload={},
+                                        status="delivered", created_at=start + timedelta(minutes=minute), due_at=None))
+        fresh = WebhookDelivery(id=new_id("whd"), webhook_id=hook["id"], event="ping", payload={"event": "ping"})
+        session.add(fresh)
+    webhooks.deliver(server.context.db, server.context.settings, fresh.id)
+    listed = deliveries(server, tenant, repo, hook["id"])
+    assert len(listed) == 100 and listed[0]["id"] == fresh.id and listed[0]["status"] == "delivered"
+    with server.context.db.session() as session:
+        assert session.query(WebhookDelivery).filter_by(webhook_id=hook["id"]).count() == 100
