@@ -173,12 +173,13 @@ def deliver(db, settings, delivery_id: str) -> None:
             delivery.status, delivery.error, delivery.due_at = "failed", stopped, None
             return
         url = hook.url
-    error, answered = None, None
+    error, answered, give_up = None, None, False
     try:
         remote = git_remote.checked_remote(url, settings.remote_allow_http, settings.remote_allow_private)
         answered = outbound_http.post(remote, body, headers)
     except (git_remote.RemoteRefused, ValueError) as refused:  # ValueError: a URL http.client cannot send
         error = f"not sent: {refused}"[:300]
+        give_up = "could not be resolved" not in error  # a name that may resolve again is tried again
     except OSError as failed:
         error = f"no answer: {failed}"[:300]
     ok = answered is not None and 200 <= answered.status < 300
@@ -190,7 +191,7 @@ def deliver(db, settings, delivery_id: str) -> None:
         delivery.response_status = answered.status if answered else None
         delivery.duration_ms = answered.duration_ms if answered else None
         delivery.error = None if ok else (error or f"answered {answered.status}")
-        final = ok or (error or "").startswith("not sent") or delivery.attempts > len(RETRY_DELAYS)
+        final = ok or give_up or delivery.attempts > len(RETRY_DELAYS)
         delivery.status = "delivered" if ok else ("failed" if final else "pending")
         delivery.delivered_at = utcnow() if ok else None
         delivery.due_at = None if final else utcnow() + timedelta(seconds=RETRY_DELAYS[delivery.attempts - 1])

@@ -264,3 +264,31 @@ def test_a_webhook_keeps_its_latest_hundred_deliveries(server, tenant, receiver)
     assert len(listed) == 100 and listed[0]["id"] == fresh.id and listed[0]["status"] == "delivered"
     with server.context.db.session() as session:
         assert session.query(WebhookDelivery).filter_by(webhook_id=hook["id"]).count() == 100
+
+
+def test_a_url_that_breaks_the_rules_fails_at_once_and_one_that_does_not_resolve_is_tried_again(server, tenant):
+    """URLs put in the database directly (a rule that changed, a name that stopped resolving), tried here in the
+    test process on the server's database."""
+    from control.services import webhooks
+    from storage.ids import new_id
+    from storage.jobs import TryAgain
+    from storage.models import Repository, Webhook, WebhookDelivery
+
+    repo = tenant.repo()
+    with server.context.db.session() as session:
+        repo_id = session.query(Repository.id).filter_by(org_id=tenant.org_id, slug=repo).scalar()
+        ids = {}
+        for name, url in (("broken", "ftp://example.com/in"), ("unresolved", "https://no-such-host.invalid/in")):
+            hook = Webhook(id=new_id("wh"), org_id=tenant.org_id, repo_id=repo_id, url=url, events=["push"])
+            session.add(hook)
+            session.flush()
+            ids[name] = new_id("whd")
+            session.add(WebhookDelivery(id=ids[name], webhook_id=hook.id, event="push", payload={}))
+    webhooks.deliver(server.context.db, server.context.settings, ids["broken"])
+    with pytest.raises(TryAgain):
+        webhooks.deliver(server.context.db, server.context.settings, ids["unresolved"])
+    with server.context.db.session() as session:
+        broken, unresolved = (session.get(WebhookDelivery, ids[name]) for name in ("broken", "unresolved"))
+        assert (broken.status, broken.attempts, broken.due_at) == ("failed", 1, None), broken.error
+        assert (unresolved.status, unresolved.attempts) == ("pending", 1) and unresolved.due_at is not None
+        assert "could not be resolved" in unresolved.error
