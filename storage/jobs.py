@@ -31,7 +31,7 @@ class JobRequest:
     args: tuple
     job_id: str
     retry_delays: tuple[float, ...] = RETRY_DELAYS  # between tries, on rq and in this process alike
-    # in this process, jobs of a lane other than the main one ("") run on a thread of their lane's: an agent's run
+    # in this process, jobs of a lane other than the main one ("") run on their lane's threads: an agent's run
     # (many minutes) or a webhook delivery (a receiver's seconds) holds up no purge, nor one lane another
     lane: str = ""
     lane_threads: int = 1  # how many of its lane's jobs run at once in this process (set by the lane's first job)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -22,8 +21,6 @@ from storage.ids import new_id
 from storage.jobs import TryAgain
 from storage.models import Repository, Webhook, WebhookDelivery, utcnow
 from storage.repo_writes import serialize_repository_writes
-
-log = logging.getLogger(__name__)
 
 EVENTS = ("push",)  # what a webhook may subscribe to ("*": all); `ping` is sent on creation and on request
 SECRET_PURPOSE = "webhook secret"
