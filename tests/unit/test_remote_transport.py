@@ -14,22 +14,38 @@ from storage.housekeeping import remove_stale_quarantines
 from storage.object_quarantine import ObjectQuarantine
 
 
+def _sleeps_only_this_test_starts() -> str:
+    """A `sleep` no other test (run at the same time on another worker) starts: `sleep 60` is common."""
+    return f"sleep 60.{os.getpid()}{time.monotonic_ns() % 1000:03d}"
+
+
+def _still_running(command: str) -> list[bytes]:
+    """The processes running `command`, given a moment to finish dying (SIGKILL is delivered asynchronously)."""
+    for _ in range(50):
+        left = subprocess.run(["pgrep", "-f", command], capture_output=True).stdout.split()
+        if not left:
+            return []
+        time.sleep(0.1)
+    return left
+
+
 def test_a_helper_holding_the_pipes_does_not_keep_a_timed_out_call_waiting():
     """git-remote-https outlives a killed git and keeps its stderr open: the call waited for the remote to
     finish (a trickling remote: days) instead of answering at its deadline."""
+    sleep = _sleeps_only_this_test_starts()
     began = time.monotonic()
     with pytest.raises(git_remote.RemoteFailed, match="within"):
-        git_remote._run(["sh", "-c", "sleep 60 & sleep 60"], dict(os.environ), 0.5, "git fetch")
+        git_remote._run(["sh", "-c", f"{sleep} & {sleep}"], dict(os.environ), 0.5, "git fetch")
     assert time.monotonic() - began < 10
-    left = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).stdout.split()
-    assert not left, left
+    assert not _still_running(sleep)
 
 
 def test_a_stop_asked_for_midway_kills_the_helpers_too():
+    sleep = _sleeps_only_this_test_starts()
     with pytest.raises(git_remote.RemoteTooLarge):
-        git_remote._run(["sh", "-c", "sleep 61 & sleep 61"], dict(os.environ), 30, "git fetch",
+        git_remote._run(["sh", "-c", f"{sleep} & {sleep}"], dict(os.environ), 30, "git fetch",
                         stop_when=lambda: True)
-    assert not subprocess.run(["pgrep", "-f", "sleep 61"], capture_output=True).stdout.split()
+    assert not _still_running(sleep)
 
 
 def test_what_a_finished_call_wrote_is_returned():
