@@ -1,5 +1,5 @@
 """Effects that follow a ref change once the ref has moved: branch rows (and a deleted branch's upload files),
-the event log, stacks that landed, housekeeping."""
+the event log, stacks that landed or lost their branch, webhooks, housekeeping."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +16,7 @@ from storage.models import Branch, Event, Repository, Upload, utcnow
 from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
-from .landed_stacks import mark_landed_stacks
+from .landed_stacks import close_stacks_of_deleted_branches, mark_landed_stacks
 from .refs import RefUpdate
 from .webhooks import queue_event
 
@@ -132,5 +132,5 @@ def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -
     queue_event(session, ctx.repo.id, "push", payload)
 
 
-EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, notify_webhooks,
-           request_housekeeping)  # the first takes the lock
+EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, close_stacks_of_deleted_branches,
+           notify_webhooks, request_housekeeping)  # the first takes the lock

@@ -5,21 +5,23 @@ made on a clone and pushed, a fast-forward of the base to the head, an API merge
 left `open` there read as work still waiting, and its own merge would merge it a second time. The same question
 closes a stack whose merge moved the base branch and was killed before its row was written (the reconcile asks
 it of every open stack). The stacks based on one that landed wait on its base branch from then on, as GitHub
-retargets the pull requests based on a merged one.
+retargets the pull requests based on a merged one. A stack whose branch is deleted is closed, as GitHub closes a
+pull request whose head branch is deleted. Each change is told (hooks/stack_events.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from storage import git_read
 from storage.db import in_chunks
-from storage.models import Stack, utcnow
+from storage.models import Stack
 
 from .context import ChangeContext
 from .refs import RefUpdate
+from .stack_events import RepoLike, stack_changed
 
 # commits looked at per branch, newest first: a push that rewrites a branch onto a long unrelated history lists
 # no more than these (500,000 of them took 4.7 s and 96 MB)
@@ -33,18 +35,34 @@ def mark_landed_stacks(ctx: ChangeContext, applied: Sequence[RefUpdate], session
              if update.branch is not None and not update.is_delete and not update.is_create}
     if not moved:
         return
+    actor = ctx.actor.key_id if ctx.actor else None
     for branch, stacks in _open_stacks_onto(session, ctx.repo.id, list(moved)).items():
         change = moved[branch]
         brought = set(git_read.newest_commits(ctx.repo_path, change.new, exclude=change.old, limit=LOOK_BACK))
-        _mark_merged(session, branch, [stack_id for stack_id, head in stacks if head in brought], change.new)
+        _mark_merged(session, ctx.repo, branch, [stack_id for stack_id, head in stacks if head in brought],
+                     change.new, actor)
 
 
-def mark_stacks_already_landed(session, repo_path: Path, repo_id: str, heads: dict[str, str]) -> None:
+def close_stacks_of_deleted_branches(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
+    """Effect: open stacks whose own branch this change deleted are closed (one query, only for deletes)."""
+    deleted = [update.branch for update in applied if update.branch is not None and update.is_delete]
+    if not deleted:
+        return
+    actor = ctx.actor.key_id if ctx.actor else None
+    for chunk in in_chunks(deleted):
+        for stack in _current(session, select(Stack).where(Stack.repo_id == ctx.repo.id, Stack.status == "open",
+                                                            Stack.bookmark.in_(chunk))):
+            stack.status = "closed"
+            stack_changed(session, ctx.repo, stack, "closed", actor)
+
+
+def mark_stacks_already_landed(session, repo_path: Path, repo: RepoLike, heads: dict[str, str]) -> None:
     """For the reconcile: every open stack whose head is among its base branch's newest commits (`heads`:
     branch -> sha)."""
-    for branch, stacks in _open_stacks_onto(session, repo_id, list(heads)).items():
+    for branch, stacks in _open_stacks_onto(session, repo.id, list(heads)).items():
         recent = set(git_read.newest_commits(repo_path, heads[branch], limit=LOOK_BACK))
-        _mark_merged(session, branch, [stack_id for stack_id, head in stacks if head in recent], heads[branch])
+        _mark_merged(session, repo, branch, [stack_id for stack_id, head in stacks if head in recent],
+                     heads[branch], None)
 
 
 def _open_stacks_onto(session, repo_id: str, branches: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -59,13 +77,22 @@ def _open_stacks_onto(session, repo_id: str, branches: list[str]) -> dict[str, l
     return found
 
 
-def _mark_merged(session, branch: str, stack_ids: list[str], merged_sha: str) -> None:
+def _mark_merged(session, repo: RepoLike, branch: str, stack_ids: list[str], merged_sha: str,
+                 actor: str | None) -> None:
     if not stack_ids:
         return
-    now = utcnow()
-    session.execute(update(Stack).where(Stack.id.in_(stack_ids), Stack.status == "open")
-                    .values(status="merged", merged_sha=merged_sha, updated_at=now)
-                    .execution_options(synchronize_session=False))
-    session.execute(update(Stack).where(Stack.parent_stack_id.in_(stack_ids), Stack.status == "open")
-                    .values(parent_stack_id=None, base_branch=branch, updated_at=now)
-                    .execution_options(synchronize_session=False))
+    for stack in _current(session, select(Stack).where(Stack.id.in_(stack_ids), Stack.status == "open")):
+        stack.status, stack.merged_sha = "merged", merged_sha
+        stack_changed(session, repo, stack, "closed", actor)
+    for child in _current(session, select(Stack).where(Stack.parent_stack_id.in_(stack_ids),
+                                                       Stack.status == "open")):
+        changes = {"base": {"from": {"ref": child.base_branch}}} if child.base_branch != branch else None
+        child.parent_stack_id, child.base_branch = None, branch
+        if changes:
+            stack_changed(session, repo, child, "edited", actor, changes)
+
+
+def _current(session, query) -> list[Stack]:
+    """The rows as the database has them now, also where the session holds older copies (a merge that read its
+    stack before the merge's own ref change landed it)."""
+    return list(session.scalars(query.execution_options(populate_existing=True)))

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support import ROOT, Git, start_server
+from tests.support import ROOT, Git, WebhookReceiver, start_server
 
 # extension runs start the scripted agent of tests/agents; the operator passes AGENT_TEST_TOKEN on to it
 AGENT_TOKEN = f"agent-token-{uuid.uuid4().hex}"
@@ -168,3 +168,10 @@ def git(tmp_path) -> Git:
     home = tmp_path / "home"
     home.mkdir()
     return Git(home=home)
+
+
+@pytest.fixture
+def receiver():
+    made = WebhookReceiver()
+    yield made
+    made.close()

@@ -1,6 +1,7 @@
 """Helpers for driving real servers and real git clients in tests."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
@@ -319,3 +320,78 @@ def age_object_files(repo: Path, days: int) -> None:
     for path in (repo / "objects").rglob("*"):
         if path.is_file():
             os.utime(path, (moment, moment))
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1: records each POST (headers, body); answers the statuses queued in
+    `answers`, then 200."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/in?from=driftstone"
+
+    def events(self, name: str) -> list[tuple[dict, dict]]:
+        return [(headers, json.loads(body)) for headers, body in self.received if headers["x-driftstone-event"] == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 30) -> list[tuple[dict, dict]]:
+        deadline = time.monotonic() + timeout
+        while len(self.events(name)) < count:
+            assert time.monotonic() < deadline, f"{name}: {len(self.events(name))} of {count} came"
+            time.sleep(0.05)
+        return self.events(name)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Dojo:
+    """A client of seed 004's API for one repository."""
+
+    def __init__(self, server, tenant, repo, scope="agent"):
+        self.base = f"{server.url}/api/repos/{tenant.org}/{repo}"
+        self.headers = {"Authorization": f"Bearer {tenant.keys[scope]}"}
+
+    def __call__(self, method, path, json=None, data=None, **kwargs):
+        return requests.request(method, self.base + path, json=json, data=data, headers=self.headers, timeout=60,
+                                **kwargs)
+
+    def workspace(self, name: str) -> dict:
+        return self("POST", "/workspaces", {"name": name}).json()["workspace"]
+
+
+def submit_work(dojo, name, files, base_commit=None, message="work"):
+    body = {"name": name, "agent_name": f"{name}-bot"}
+    if base_commit:
+        body["base_commit"] = base_commit
+    ws = dojo("POST", "/workspaces", body).json()["workspace"]
+    for path, content in files.items():
+        assert dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=content.encode()).status_code == 200
+    commit = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": message})
+    assert commit.status_code == 201, commit.text
+    submitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": f"{name}: {message}"})
+    assert submitted.status_code == 201, submitted.text
+    return ws, submitted.json()["stack"], commit.json()["commit"]["sha"]
+
+
+def v1(server, tenant, method, path, json=None, scope="agent"):
+    return requests.request(method, f"{server.url}/v1/repos/{path}", json=json, timeout=60,
+                            headers={"Authorization": f"Bearer {tenant.keys[scope]}"})

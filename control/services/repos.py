@@ -128,7 +128,7 @@ def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> 
         row.head_sha = sha
         row.status = "ready"
     session.flush()
-    mark_stacks_already_landed(session, store.path_for(repo.id), repo.id, heads)  # a merge killed before its row
+    mark_stacks_already_landed(session, store.path_for(repo.id), repo, heads)  # a merge killed before its row
     return heads
 
 

@@ -9,11 +9,12 @@ import logging
 import re
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
+from hooks.stack_events import review_submitted, stack_changed
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
@@ -36,7 +37,7 @@ def bookmark_name(workspace: Workspace) -> str:
 
 
 def _open_stack_for(session: Session, workspace: Workspace) -> Stack | None:
-    return session.scalar(select(Stack).where(Stack.workspace_id == workspace.id, Stack.status == "open"))
+    return _open_stack_for_id(session, workspace.id)
 
 
 def _parent_stack(session: Session, repo: Repository, base_commit: str | None) -> Stack | None:
@@ -81,6 +82,7 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
         apply_ref_change(ctx, RefUpdate(old=current or ZERO_SHA, new=workspace.current_commit, ref=ref),
                          session=session)
     commits = git_read.commits_between(path, base_commit, workspace.current_commit)
+    before = _told_fields(stack)
     if stack is None:
         stack = Stack(id=new_id("stk"), repo_id=repo.id, workspace_id=workspace.id, title=title, bookmark=bookmark,
                       created_by_key_id=actor.key_id)
@@ -90,7 +92,31 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     stack.base_branch, stack.base_commit = base_branch, base_commit or workspace.current_commit
     stack.head_commit, stack.commits = workspace.current_commit, commits
     session.flush()
+    _tell_changes(session, repo, stack, before, actor)
     return stack
+
+
+def _told_fields(stack: Stack | None) -> tuple[str, str, str] | None:
+    """What an event tells when it changes: (title, base branch, head), None for a stack not made yet."""
+    return None if stack is None else (stack.title, stack.base_branch, stack.head_commit)
+
+
+def _tell_changes(session: Session, repo: Repository, stack: Stack, before: tuple[str, str, str] | None,
+                  actor: Principal) -> None:
+    """`opened` for a new stack; else `edited` for a new title or base and `synchronize` for a new head."""
+    if before is None:
+        stack_changed(session, repo, stack, "opened", actor.key_id)
+        return
+    title, base, head = before
+    changes = {}
+    if title != stack.title:
+        changes["title"] = {"from": title}
+    if base != stack.base_branch:
+        changes["base"] = {"from": {"ref": base}}
+    if changes:
+        stack_changed(session, repo, stack, "edited", actor.key_id, changes)
+    if head != stack.head_commit:
+        stack_changed(session, repo, stack, "synchronize", actor.key_id)
 
 
 BOOKMARK_TRIES = 100
@@ -171,15 +197,18 @@ def submit_branch(session: Session, app, repo: Repository, branch: str, base_bra
         raise Invalid(f"no commits between {base_branch!r} and {branch!r}")
     stack = open_stack_of_branch(session, repo, branch)
     if stack is not None and _older(stack, since):
-        stack.status, stack = "closed", None
-    created = stack is None
-    if created:
+        stack.status = "closed"
+        stack_changed(session, repo, stack, "closed", actor.key_id)
+        stack = None
+    before = _told_fields(stack)
+    if stack is None:
         stack = Stack(id=new_id("stk"), repo_id=repo.id, workspace_id=None, title=title, bookmark=branch,
                       created_by_key_id=actor.key_id)
         session.add(stack)
     stack.base_branch, stack.base_commit, stack.head_commit, stack.commits = base_branch, base_commit, head, commits
     session.flush()
-    return stack, created
+    _tell_changes(session, repo, stack, before, actor)
+    return stack, before is None
 
 
 def open_stack_of_branch(session: Session, repo: Repository, branch: str) -> Stack | None:
@@ -199,22 +228,14 @@ def _older(stack: Stack, since: datetime) -> bool:
     return as_utc(stack.created_at) < as_utc(since)
 
 
-def stack_number(session: Session, stack: Stack) -> int:
-    """Its place among its repository's stacks, oldest first (stacks are never deleted but with the repository)."""
-    earlier = select(func.count()).select_from(Stack).where(
-        Stack.repo_id == stack.repo_id,
-        or_(Stack.created_at < stack.created_at, and_(Stack.created_at == stack.created_at, Stack.id <= stack.id)))
-    return session.scalar(earlier)
-
-
 def mark_branch_stack_merged(session: Session, repo: Repository, branch: str, target: str, merged_sha: str,
-                             since: datetime) -> None:
+                             since: datetime, actor: Principal) -> None:
     """After the branch itself was merged into its stack's base (a squash brings none of its commits, so the
     stack's head may never land there)."""
     stack = open_stack_of_branch(session, repo, branch)
     if stack is not None and stack.base_branch == target and not _older(stack, since):
         stack.status, stack.merged_sha = "merged", merged_sha
-        session.flush()
+        stack_changed(session, repo, stack, "closed", actor.key_id)
 
 
 def list_stacks(session: Session, repo: Repository, status: str | None = None) -> list[Stack]:
@@ -231,12 +252,59 @@ def get_stack(session: Session, repo: Repository, stack_id: str) -> Stack:
     return stack
 
 
+def update_stack(session: Session, app, repo: Repository, stack: Stack, actor: Principal, title: str | None,
+                 status: str | None) -> Stack:
+    """A new title, and closing or reopening (GitHub's PATCH of a pull request's `state`). A merged stack stays
+    merged. Reopening needs its branch where the stack left it or ahead of it (then the stack takes the commits
+    pushed since, as GitHub's reopen does); a branch deleted, rewritten or taken by another open stack: 409."""
+    serialize_repository_writes(session, repo.id)  # a merge or resubmit of it that runs meanwhile comes first
+    session.refresh(stack)
+    if status is not None and status != stack.status:
+        if stack.status == "merged":
+            raise Conflict("stack is merged", {"status": stack.status})
+        if status == "closed":
+            stack.status = "closed"
+            stack_changed(session, repo, stack, "closed", actor.key_id)
+        else:
+            _reopen(session, app, repo, stack, actor)
+    if title is not None and title != stack.title:
+        changes = {"title": {"from": stack.title}}
+        stack.title = title
+        stack_changed(session, repo, stack, "edited", actor.key_id, changes)
+    session.flush()
+    return stack
+
+
+def _reopen(session: Session, app, repo: Repository, stack: Stack, actor: Principal) -> None:
+    path = app.store.path_for(repo.id)
+    head = git_refs.read_ref(path, f"refs/heads/{stack.bookmark}")
+    if head is None:
+        raise Conflict(f"branch {stack.bookmark!r} was deleted: push it again or submit anew",
+                       {"branch": stack.bookmark})
+    if head != stack.head_commit and not git_read.is_ancestor(path, stack.head_commit, head):
+        raise Conflict(f"branch {stack.bookmark!r} was rewritten since the stack was closed: submit it anew",
+                       {"branch": stack.bookmark, "expected": stack.head_commit, "actual": head})
+    taken = (open_stack_of_branch(session, repo, stack.bookmark)
+             or (stack.workspace_id and _open_stack_for_id(session, stack.workspace_id)))
+    if taken:
+        raise Conflict(f"stack {taken.id} is open for {stack.bookmark!r} or its workspace", {"stackId": taken.id})
+    stack.status = "open"
+    stack_changed(session, repo, stack, "reopened", actor.key_id)
+    if head != stack.head_commit:
+        stack.head_commit, stack.commits = head, git_read.commits_between(path, stack.base_commit, head)
+        stack_changed(session, repo, stack, "synchronize", actor.key_id)
+
+
+def _open_stack_for_id(session: Session, workspace_id: str) -> Stack | None:
+    return session.scalar(select(Stack).where(Stack.workspace_id == workspace_id, Stack.status == "open"))
+
+
 def reviews_of(session: Session, stack: Stack) -> list[StackReview]:
     return list(session.scalars(select(StackReview).where(StackReview.stack_id == stack.id)
                                 .order_by(StackReview.created_at, StackReview.id)))
 
 
-def review_stack(session: Session, stack: Stack, actor: Principal, state: str, body: str | None,
+def review_stack(session: Session, repo: Repository, stack: Stack, actor: Principal, state: str, body: str | None,
                  reviewer_name: str | None) -> StackReview:
     if state not in REVIEW_STATES:
         raise Invalid(f"state must be one of {', '.join(REVIEW_STATES)}", {"fields": [{"loc": "state", "msg": "enum"}]})
@@ -246,6 +314,7 @@ def review_stack(session: Session, stack: Stack, actor: Principal, state: str, b
                          reviewer_name=reviewer_name, head_commit=stack.head_commit)
     session.add(review)
     session.flush()
+    review_submitted(session, repo, stack, review)
     return review
 
 
@@ -281,7 +350,9 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
                                 workspace_id=stack.workspace_id, since=stack.base_commit)
     if dry_run or not outcome.success:
         return outcome
-    stack.status, stack.merged_sha = "merged", outcome.head_commit
+    if stack.status == "open":  # else the merge's own ref change landed it (hooks/landed_stacks.py) and told so
+        stack.status, stack.merged_sha = "merged", outcome.head_commit
+        stack_changed(session, repo, stack, "closed", actor.key_id)
     if delete_branch:
         merges.delete_merged_branch(session, app, repo, actor, stack.bookmark, stack.head_commit, outcome)
     session.flush()
@@ -311,6 +382,7 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
     from .merges import MERGER, refuse_oversized
 
     path = app.store.path_for(repo.id)
+    before = _told_fields(child)
     target_head = git_refs.read_ref(path, f"refs/heads/{parent.base_branch}")
     with git_objects.open_repo(path) as git_repo:
         replayed = replay_commits(git_repo.object_store, target_head, list(child.commits), MERGER)
@@ -331,6 +403,7 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
         except DomainError as error:
             log.info("stack %s not restacked onto %s: %s", child.id, parent.base_branch, error.message)
     session.flush()
+    _tell_changes(session, repo, child, before, actor)
 
 
 def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple[bool, list[str]]:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from hooks.stack_events import PULL_REQUEST, PULL_REQUEST_REVIEW
 from hooks.webhooks import RETRY_DELAYS, queue_event
 from storage import git_remote, outbound_http, secret_box
 from storage.errors import BadRequest, Conflict, NotFound
@@ -22,7 +23,8 @@ from storage.jobs import TryAgain
 from storage.models import Repository, Webhook, WebhookDelivery, utcnow
 from storage.repo_writes import serialize_repository_writes
 
-EVENTS = ("push",)  # what a webhook may subscribe to ("*": all); `ping` is sent on creation and on request
+# what a webhook may subscribe to ("*": all); `ping` is sent on creation and on request
+EVENTS = ("push", PULL_REQUEST, PULL_REQUEST_REVIEW)
 SECRET_PURPOSE = "webhook secret"
 MAX_WEBHOOKS = 20  # per repository, as GitHub's
 LISTED_DELIVERIES = 100

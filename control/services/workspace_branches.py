@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
 from hooks.refs import RefUpdate
+from hooks.stack_events import stack_number
 from storage import git_diff, git_objects, git_read, git_refs
 from storage.errors import BadRequest, Conflict, NotFound
 from storage.keys import Principal
@@ -178,12 +179,14 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
     """Into its base branch; its open pull request there is merged with it."""
     if listed.head is None:
         raise BadRequest("the branch has no commits yet", {"id": listed.row.id})
-    outcome = merges.merge_branch(session, app, repo, actor, listed.row.name, base_of(app, repo, listed.row),
-                                  strategy, message, dry_run, delete_branch)
-    if outcome.success and not dry_run and not outcome.already_merged:
-        stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit,
-                                        since=listed.row.created_at)
-    return outcome
+
+    def mark_its_stack_merged(outcome: merges.MergeOutcome) -> None:  # before its branch is deleted, which closes it
+        if not outcome.already_merged:
+            stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit,
+                                            since=listed.row.created_at, actor=actor)
+
+    return merges.merge_branch(session, app, repo, actor, listed.row.name, base_of(app, repo, listed.row),
+                               strategy, message, dry_run, delete_branch, on_merged=mark_its_stack_merged)
 
 
 @dataclass
@@ -200,7 +203,7 @@ def pull_request(session: Session, repo: Repository, listed: Listed) -> PullRequ
     if stack is None:
         return None
     head = listed.head if stack.status == "open" and listed.head else stack.head_commit
-    return PullRequest(stack, stacks.stack_number(session, stack),
+    return PullRequest(stack, stack_number(session, stack),
                        stacks.review_decision(stacks.reviews_of(session, stack), head))
 
 
@@ -211,5 +214,5 @@ def open_pull_request(session: Session, app, repo: Repository, actor: Principal,
     row = listed.row
     stack, created = stacks.submit_branch(session, app, repo, row.name, base_of(app, repo, row), actor,
                                           row.display_name or row.name, since=row.created_at)
-    return PullRequest(stack, stacks.stack_number(session, stack),
+    return PullRequest(stack, stack_number(session, stack),
                        stacks.review_decision(stacks.reviews_of(session, stack), stack.head_commit)), created

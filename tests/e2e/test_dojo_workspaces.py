@@ -12,20 +12,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from tests.support import at_once, repo_path, request_interrupted
-
-
-class Dojo:
-    def __init__(self, server, tenant, repo, scope="agent"):
-        self.base = f"{server.url}/api/repos/{tenant.org}/{repo}"
-        self.headers = {"Authorization": f"Bearer {tenant.keys[scope]}"}
-
-    def __call__(self, method, path, json=None, data=None, **kwargs):
-        return requests.request(method, self.base + path, json=json, data=data, headers=self.headers, timeout=60,
-                                **kwargs)
-
-    def workspace(self, name: str) -> dict:
-        return self("POST", "/workspaces", {"name": name}).json()["workspace"]
+from tests.support import Dojo, at_once, repo_path, request_interrupted, submit_work, v1
 
 
 @pytest.fixture
@@ -379,25 +366,6 @@ def test_scopes_and_other_orgs(server, tenant, seeded):
     assert unauthenticated.status_code == 401 and "success" not in unauthenticated.json()
 
 
-def submit_work(dojo, name, files, base_commit=None, message="work"):
-    body = {"name": name, "agent_name": f"{name}-bot"}
-    if base_commit:
-        body["base_commit"] = base_commit
-    ws = dojo("POST", "/workspaces", body).json()["workspace"]
-    for path, content in files.items():
-        assert dojo("PUT", f"/workspaces/{ws['id']}/files/{path}", data=content.encode()).status_code == 200
-    commit = dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": message})
-    assert commit.status_code == 201, commit.text
-    submitted = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": f"{name}: {message}"})
-    assert submitted.status_code == 201, submitted.text
-    return ws, submitted.json()["stack"], commit.json()["commit"]["sha"]
-
-
-def v1(server, tenant, method, path, json=None, scope="agent"):
-    return requests.request(method, f"{server.url}/v1/repos/{path}", json=json, timeout=60,
-                            headers={"Authorization": f"Bearer {tenant.keys[scope]}"})
-
-
 def test_stack_reviewed_merged_and_cloned(server, tenant, git, tmp_path, seeded):
     repo, work, main = seeded
     dojo = Dojo(server, tenant, repo)
@@ -720,17 +688,6 @@ def test_a_restack_over_the_object_limit_stores_nothing_and_the_parents_merge_st
                           check=True).stdout.decode().strip()
     stored = subprocess.run(["git", "cat-file", "-e", blob], cwd=repo_path(server, tenant, repo))
     assert len(replayed) > 1024 * 1024 and stored.returncode != 0
-
-
-def test_merging_a_stack_whose_branch_was_deleted_says_so(server, tenant, seeded):
-    """deleteBranch on a stack whose bookmark was already deleted said the branch "received new commits"."""
-    repo, _, _ = seeded
-    dojo = Dojo(server, tenant, repo)
-    _, stack, _ = submit_work(dojo, "gone-branch", {"g.txt": "g\n"})
-    assert v1(server, tenant, "DELETE", f"{repo}/branches/{stack['bookmark']}").status_code == 200
-    merged = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"deleteBranch": True})
-    assert merged.status_code == 200, merged.text
-    assert "no longer exists" in merged.json()["data"]["message"] and "new commits" not in merged.text
 
 
 def test_deleting_a_directory_is_refused_and_changes_nothing(server, tenant, seeded):

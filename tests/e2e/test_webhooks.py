@@ -6,62 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 import uuid
 
 import pytest
 
 from tests.support import api, remote_ref
-
-
-class Receiver:
-    """Records each POST (headers, body); answers the statuses queued in `answers`, then 200."""
-
-    def __init__(self):
-        self.received: list[tuple[dict, bytes]] = []
-        self.answers: list[int] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/in?from=driftstone"
-
-    def events(self, name: str) -> list[tuple[dict, dict]]:
-        return [(headers, json.loads(body)) for headers, body in self.received if headers["x-driftstone-event"] == name]
-
-    def wait_for(self, name: str, count: int = 1, timeout: float = 30) -> list[tuple[dict, dict]]:
-        deadline = time.monotonic() + timeout
-        while len(self.events(name)) < count:
-            assert time.monotonic() < deadline, f"{name}: {len(self.events(name))} of {count} came"
-            time.sleep(0.05)
-        return self.events(name)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def receiver():
-    made = Receiver()
-    yield made
-    made.close()
 
 
 def hooks_path(repo: str) -> str:

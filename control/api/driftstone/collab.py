@@ -1,4 +1,5 @@
-"""/v1 homes of what no seed routes for collaboration: path locks (list, release) and stacks (list, get, review)."""
+"""/v1 homes of what no seed routes for collaboration: path locks (list, release) and stacks (list, get, edit,
+close, reopen, review, merge)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -71,6 +72,13 @@ class StackQuery(WholeListQuery):
     status: Literal["open", "merged", "closed"] | None = None
 
 
+class UpdateStack(WireModel):
+    """GitHub's PATCH of a pull request: a new title, `status` closed or open (reopen)."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    status: Literal["open", "closed"] | None = None
+
+
 class CreateReview(WireModel):
     state: Literal["approve", "request_changes", "comment"]
     body: str | None = Field(default=None, max_length=100000)
@@ -139,12 +147,23 @@ def get_stack(call: Call, repo: str, stack_id: str):
     return stack_out(call, stack_service.get_stack(call.session, row, stack_id), with_mergeability=True)
 
 
+@endpoint(bp, "PATCH", "/v1/repos/<repo>/stacks/<stack_id>", summary="Retitle, close or reopen a stack",
+          scope="agent", body=UpdateStack, response=StackOut,
+          errors={409: "A merged stack; a reopen whose branch was deleted, rewritten or is another open stack's"})
+def update_stack(call: Call, repo: str, stack_id: str, body: UpdateStack):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    stack = stack_service.get_stack(call.session, row, stack_id)
+    stack = stack_service.update_stack(call.session, call.context, row, stack, call.principal, body.title,
+                                       body.status)
+    return stack_out(call, stack)
+
+
 @endpoint(bp, "POST", "/v1/repos/<repo>/stacks/<stack_id>/reviews", summary="Approve, request changes or comment",
           scope="agent", body=CreateReview, response=ReviewOut, status=201)
 def review_stack(call: Call, repo: str, stack_id: str, body: CreateReview):
     row = repo_service.visible_repo(call.session, call.principal, repo)
     stack = stack_service.get_stack(call.session, row, stack_id)
-    review = stack_service.review_stack(call.session, stack, call.principal, body.state, body.body,
+    review = stack_service.review_stack(call.session, row, stack, call.principal, body.state, body.body,
                                         body.reviewer_name)
     return ReviewOut(id=review.id, state=review.state, body=review.body, reviewer_name=review.reviewer_name,
                      head_commit=review.head_commit, created_at=review.created_at)
