@@ -27,6 +27,9 @@ from storage.repo_writes import serialize_repository_writes
 EVENTS = ("push", PULL_REQUEST, PULL_REQUEST_REVIEW)
 SECRET_PURPOSE = "webhook secret"
 MAX_WEBHOOKS = 20  # per repository, as GitHub's
+# tries failed in a row (ten events' worth, with their retries) that switch a webhook off, as GitLab does: a
+# receiver that is gone or never answers (10 s a try) stops taking the delivery threads every receiver shares
+SWITCH_OFF_AFTER = 40
 LISTED_DELIVERIES = 100
 USER_AGENT = "Driftstone-Hookshot/1"
 
@@ -90,12 +93,15 @@ def update_webhook(session: Session, settings, repo: Repository, hook_id: str, c
     hook = get_webhook(session, repo, hook_id)
     if "url" in changes:
         hook.url = _checked_url(settings, changes["url"])
+        hook.failures_in_a_row = 0  # a new receiver starts afresh
     if "secret" in changes:
         hook.secret_sealed = _sealed(settings, changes["secret"])
     if "events" in changes:
         hook.events = _checked_events(changes["events"])
     if "active" in changes:
         hook.active = changes["active"]
+        if hook.active:  # switched on again by hand: the count starts afresh
+            hook.failures_in_a_row, hook.switched_off_because = 0, None
     hook.updated_at = utcnow()
     session.flush()
     return hook
@@ -195,7 +201,22 @@ def deliver(db, settings, delivery_id: str) -> None:
         delivery.delivered_at = utcnow() if ok else None
         delivery.due_at = None if final else utcnow() + timedelta(seconds=RETRY_DELAYS[delivery.attempts - 1])
         error = delivery.error
+        _count_the_try(session, delivery.webhook_id, ok, error)
         if final:
             _forget_old_deliveries(session, delivery.webhook_id)
     if not final:
         raise TryAgain(f"webhook delivery {delivery_id}: {error}")
+
+
+def _count_the_try(session: Session, hook_id: str, ok: bool, error: str | None) -> None:
+    """A try that worked clears the count; the SWITCH_OFF_AFTER-th failed in a row switches the webhook off (in
+    SQL: tries of one webhook run side by side)."""
+    this_hook = Webhook.id == hook_id
+    if ok:
+        session.execute(update(Webhook).where(this_hook, Webhook.failures_in_a_row != 0).values(failures_in_a_row=0))
+        return
+    session.execute(update(Webhook).where(this_hook).values(failures_in_a_row=Webhook.failures_in_a_row + 1))
+    because = f"switched off after {SWITCH_OFF_AFTER} failed tries in a row; the last: {error}"[:500]
+    session.execute(update(Webhook).where(this_hook, Webhook.active.is_(True),
+                                          Webhook.failures_in_a_row >= SWITCH_OFF_AFTER)
+                    .values(active=False, switched_off_because=because, updated_at=utcnow()))

@@ -20,6 +20,9 @@ class Webhook(Base):
     secret_sealed: Mapped[str | None] = mapped_column(Text, default=None)
     events: Mapped[list] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(default=True)
+    # tries that failed since the last one that did not; at SWITCH_OFF_AFTER the webhook is switched off, and why
+    failures_in_a_row: Mapped[int] = mapped_column(default=0, server_default="0")
+    switched_off_because: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

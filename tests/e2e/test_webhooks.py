@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from control.services.webhooks import SWITCH_OFF_AFTER
 from tests.support import api, remote_ref
 
 
@@ -95,6 +96,37 @@ def test_a_failing_receiver_gets_the_event_again_and_a_switched_off_hook_gets_no
     gone = api(server, tenant.keys["admin"], "DELETE", f"{hooks_path(repo)}/{hook['id']}")
     assert gone.status_code == 200
     assert api(server, tenant.keys["admin"], "GET", f"{hooks_path(repo)}/{hook['id']}").status_code == 404
+
+
+def test_a_webhook_whose_tries_keep_failing_is_switched_off_until_switched_on_again(server, tenant, git, tmp_path,
+                                                                                    receiver):
+    """A receiver gone for good took a try of every event, and 10 s of the shared delivery threads a try when it
+    never answered: after SWITCH_OFF_AFTER failed tries in a row the webhook is switched off (GitLab's rule)."""
+    repo = tenant.repo()
+    receiver.answers = [500] * (3 * SWITCH_OFF_AFTER)
+    hook = create_hook(server, tenant, repo, url=receiver.url)
+    one = f"{hooks_path(repo)}/{hook['id']}"
+    for _ in range(SWITCH_OFF_AFTER - 1):
+        assert api(server, tenant.keys["admin"], "POST", f"{one}/pings").status_code == 202
+    deadline = time.monotonic() + 60
+    while (shown := api(server, tenant.keys["admin"], "GET", one).json()["data"])["active"]:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.1)
+    assert shown["failuresInARow"] >= SWITCH_OFF_AFTER
+    assert shown["switchedOffBecause"].startswith(f"switched off after {SWITCH_OFF_AFTER} failed tries in a row")
+    assert "answered 500" in shown["switchedOffBecause"]
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert receiver.events("push") == []
+
+    receiver.answers.clear()
+    on = api(server, tenant.keys["admin"], "PATCH", one, {"active": True})
+    assert on.status_code == 200, on.text
+    switched_on = on.json()["data"]
+    assert (switched_on["active"], switched_on["failuresInARow"], switched_on["switchedOffBecause"]) == (True, 0, None)
+    git.commit(work, {"b.txt": "b\n"}, "b")
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    receiver.wait_for("push")
 
 
 def test_webhook_refusals(server, tenant, small_limits_server, receiver):

@@ -41,6 +41,8 @@ class WebhookOut(WireModel):
     events: list[str]
     active: bool
     has_secret: bool
+    failures_in_a_row: int
+    switched_off_because: str | None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -64,7 +66,8 @@ class Deleted(WireModel):
 
 def webhook_out(hook) -> WebhookOut:
     return WebhookOut(id=hook.id, url=hook.url, events=hook.events, active=hook.active,
-                      has_secret=hook.secret_sealed is not None, created_at=hook.created_at,
+                      has_secret=hook.secret_sealed is not None, failures_in_a_row=hook.failures_in_a_row,
+                      switched_off_because=hook.switched_off_because, created_at=hook.created_at,
                       updated_at=hook.updated_at)
 
 
