@@ -16,7 +16,8 @@ from storage.models import Branch, Event, Repository, Upload, utcnow
 from storage.repo_writes import serialize_repository_writes
 
 from .context import ChangeContext
-from .landed_stacks import close_stacks_of_deleted_branches, mark_landed_stacks
+from .stacks_follow_refs import (close_stacks_of_deleted_branches, follow_branches_of_their_own_stacks,
+                                 mark_landed_stacks)
 from .refs import RefUpdate
 from .webhooks import queue_event
 
@@ -133,4 +134,4 @@ def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -
 
 
 EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, close_stacks_of_deleted_branches,
-           notify_webhooks, request_housekeeping)  # the first takes the lock
+           follow_branches_of_their_own_stacks, notify_webhooks, request_housekeeping)  # the first takes the lock

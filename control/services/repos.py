@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hooks.effects import retire_branch_uploads
-from hooks.landed_stacks import mark_stacks_already_landed
+from hooks.stacks_follow_refs import mark_stacks_already_landed
 from hooks.refs import branch_name_problem
 from storage import git_read, git_refs, jobs
 from storage.db import on_rollback

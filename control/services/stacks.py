@@ -342,7 +342,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
         if parent is not None and parent.status == "open":
             raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
     # read before the merge: its ref change's effects retarget them when the merge brings the head itself
-    # (hooks/landed_stacks.py), and here they are replayed onto the base as well
+    # (hooks/stacks_follow_refs.py), and here they are replayed onto the base as well
     children = [] if dry_run else list(session.scalars(
         select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")))
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
@@ -350,7 +350,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
                                 workspace_id=stack.workspace_id, since=stack.base_commit)
     if dry_run or not outcome.success:
         return outcome
-    if stack.status == "open":  # else the merge's own ref change landed it (hooks/landed_stacks.py) and told so
+    if stack.status == "open":  # else the merge's own ref change landed it (hooks/stacks_follow_refs.py) and told so
         stack.status, stack.merged_sha = "merged", outcome.head_commit
         stack_changed(session, repo, stack, "closed", actor.key_id)
     if delete_branch:

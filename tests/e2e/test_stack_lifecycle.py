@@ -196,6 +196,38 @@ def test_hoodys_merge_of_a_branch_with_its_deletion_leaves_its_pull_request_merg
     assert [(action, merged) for action, _, merged in actions(receiver)] == [("closed", True), ("opened", False)]
 
 
+def test_a_branchs_pull_request_follows_its_pushes_and_a_reset_closes_it(server, tenant, git, tmp_path, receiver):
+    """A GitHub pull request takes what is pushed to its branch (`synchronize`) and is closed when its branch is
+    moved back to what its base has; hoody's kept the head of its last POST .../pr, open after a reset."""
+    slug = f"hf-{uuid.uuid4().hex[:8]}"
+    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
+    subscribe(server, tenant, slug, receiver, events=("pull_request",))
+    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
+    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    branches = f"/api/v1/workspaces/{slug}/branches"
+    made = api(server, tenant.keys["agent"], "POST", branches, {"name": "follow", "branch": "follow"}).json()
+    first = git.commit(work, {"f.txt": "1\n"}, "one")
+    git("push", "-q", tenant.url(slug), "HEAD:follow", cwd=work)
+    one = f"{branches}/{made['id']}"
+    opened = api(server, tenant.keys["agent"], "POST", f"{one}/pr").json()
+    stack_id = opened["url"].rpartition("/")[2]
+    second = git.commit(work, {"f.txt": "2\n"}, "two")
+    git("push", "-q", tenant.url(slug), "HEAD:follow", cwd=work)
+    followed = stack_of(server, tenant, slug, stack_id)
+    assert (followed["headCommit"], followed["commits"], followed["status"]) == (second, [first, second], "open")
+    told = receiver.wait_for("pull_request", 2)
+    [synced] = [body for _, body in told if body["action"] == "synchronize"]
+    assert synced["pullRequest"]["head"] == {"ref": "follow", "sha": second}
+
+    reset = api(server, tenant.keys["agent"], "POST", f"{one}/reset")
+    assert reset.status_code == 200, reset.text
+    assert stack_of(server, tenant, slug, stack_id)["status"] == "closed"
+    assert api(server, tenant.keys["agent"], "GET", f"{one}/pr").json()["state"] == "closed"
+    receiver.wait_for("pull_request", 3)
+    assert [(action, merged) for action, _, merged in actions(receiver)] == [
+        ("closed", False), ("opened", False), ("synchronize", False)]
+
+
 def test_stack_edits_that_break_the_rules_are_refused_in_the_envelope_and_change_nothing(server, tenant, seeded):
     repo, _ = seeded
     _, stack, _ = submit_work(Dojo(server, tenant, repo), "rules", {"r.txt": "r\n"})

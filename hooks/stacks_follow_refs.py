@@ -1,4 +1,6 @@
-"""Stacks whose submitted head reached their base branch by any way but their own merge are merged.
+"""What ref changes do to stacks (pull requests), as GitHub's do to pull requests.
+
+Stacks whose submitted head reached their base branch by any way but their own merge are merged.
 
 GitHub and Gitea close a pull request as merged when its head commit is pushed to its base branch (a merge
 made on a clone and pushed, a fast-forward of the base to the head, an API merge of the branch itself): a stack
@@ -6,7 +8,10 @@ left `open` there read as work still waiting, and its own merge would merge it a
 closes a stack whose merge moved the base branch and was killed before its row was written (the reconcile asks
 it of every open stack). The stacks based on one that landed wait on its base branch from then on, as GitHub
 retargets the pull requests based on a merged one. A stack whose branch is deleted is closed, as GitHub closes a
-pull request whose head branch is deleted. Each change is told (hooks/stack_events.py).
+pull request whose head branch is deleted. A branch's own stack (hoody's pull request of a branch, which has no
+workspace) follows its branch: new commits are the stack's, and a branch moved back to what its base already has
+(a reset) closes it, as GitHub's pull request follows its head branch. A workspace's stack keeps what was
+submitted (its merge refuses a branch moved since). Each change is told (hooks/stack_events.py).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from typing import Sequence
 
 from sqlalchemy import select
 
-from storage import git_read
+from storage import git_read, git_refs
 from storage.db import in_chunks
 from storage.models import Stack
 
@@ -54,6 +59,34 @@ def close_stacks_of_deleted_branches(ctx: ChangeContext, applied: Sequence[RefUp
                                                             Stack.bookmark.in_(chunk))):
             stack.status = "closed"
             stack_changed(session, ctx.repo, stack, "closed", actor)
+
+
+def follow_branches_of_their_own_stacks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
+    """Effect: open stacks of no workspace whose branch this change moved take its new head (`synchronize`), or
+    are closed when it holds nothing its base branch lacks (one query; git only for such stacks)."""
+    moved = {update.branch: update for update in applied
+             if update.branch is not None and not update.is_delete and not update.is_create}
+    if not moved:
+        return
+    actor = ctx.actor.key_id if ctx.actor else None
+    for chunk in in_chunks(list(moved)):
+        for stack in _current(session, select(Stack).where(
+                Stack.repo_id == ctx.repo.id, Stack.status == "open", Stack.workspace_id.is_(None),
+                Stack.bookmark.in_(chunk))):
+            head = moved[stack.bookmark].new
+            base = git_refs.read_ref(ctx.repo_path, f"refs/heads/{stack.base_branch}")
+            if head == stack.head_commit or base is None:
+                continue
+            if git_read.is_ancestor(ctx.repo_path, head, base):
+                stack.status = "closed"
+                stack_changed(session, ctx.repo, stack, "closed", actor)
+                continue
+            fork = git_read.merge_base(ctx.repo_path, base, head)
+            if fork is None:  # rewritten onto another history: its merge says so
+                continue
+            own = git_read.newest_commits(ctx.repo_path, head, exclude=fork, limit=LOOK_BACK)
+            stack.head_commit, stack.base_commit, stack.commits = head, fork, own[::-1]
+            stack_changed(session, ctx.repo, stack, "synchronize", actor)
 
 
 def mark_stacks_already_landed(session, repo_path: Path, repo: RepoLike, heads: dict[str, str]) -> None:
