@@ -5,8 +5,6 @@ enters the repository only for a pull that lands."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -15,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from hooks.pipeline import refuse_unless_checks_pass
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage import git_read, git_remote
-from storage.errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
+from storage import git_read, git_remote, rate_limits
+from storage.errors import BadRequest, Conflict, NotFound, TooLarge
 from storage.keys import Principal
 from storage.ids import new_id
 from storage.models import Event, Repository
@@ -76,7 +74,7 @@ def _upstream(app, repo: Repository, name: str | None = None) -> _Upstream:
         raise BadRequest("Unsafe remote name", {"remote": name[:100]})
     if name != DEFAULT_REMOTE or not repo.upstream_url:
         raise NotFound(f"Remote '{name}' not configured", {"remote": name})
-    _CALLS.take((repo.id, name))
+    rate_limits.take(app.db, f"remote:{repo.id}:{name}", REMOTE_CALLS_PER_MINUTE, 60)
     settings = app.settings
     with _talking_to(repo, "the remote cannot be used"):
         remote = git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
@@ -212,29 +210,7 @@ def _stopped(name: str, conflicts: list[str]) -> Pulled:
     return Pulled(False, conflicts, f"Pull stopped by conflicts in {len(conflicts)} path(s); {name} was not changed.")
 
 
-class _Limiter:
-    """At most `count` calls to one remote per `window` seconds in this process."""
-
-    def __init__(self, count: int, window: float):
-        self.count, self.window = count, window
-        self.times: dict[tuple, list[float]] = {}
-        self.lock = threading.Lock()
-
-    def take(self, key: tuple) -> None:
-        now = time.monotonic()
-        with self.lock:
-            recent = [t for t in self.times.get(key, []) if t > now - self.window]
-            if len(recent) >= self.count:
-                retry_ms = int((recent[0] + self.window - now) * 1000) + 1
-                self.times[key] = recent
-                raise RateLimited("Rate limit exceeded", {"retryAfterMs": retry_ms})
-            self.times[key] = [*recent, now]
-            if len(self.times) > 10_000:  # forget remotes not called within the window
-                self.times = {k: v for k, v in self.times.items() if v and v[-1] > now - self.window}
-
-
-REMOTE_CALLS_PER_MINUTE = 10  # to one remote (listings, status, pulls), in each server process
-_CALLS = _Limiter(count=REMOTE_CALLS_PER_MINUTE, window=60.0)
+REMOTE_CALLS_PER_MINUTE = 10  # to one remote (listings, status, pulls, pushes), counted across server processes
 
 
 @dataclass
