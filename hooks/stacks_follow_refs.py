@@ -49,7 +49,10 @@ def mark_landed_stacks(ctx: ChangeContext, applied: Sequence[RefUpdate], session
 
 
 def close_stacks_of_deleted_branches(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    """Effect: open stacks whose own branch this change deleted are closed (one query, only for deletes)."""
+    """Effect: open stacks whose own branch this change deleted are closed; those based on it wait on the branch
+    it was merged into when its latest stack merged (a merge with its branch's deletion), as GitHub retargets
+    them; a branch's own stack waits on the default branch, where hoody merges a branch whose base is gone; the
+    others are closed, as GitHub closes a pull request whose base branch is deleted. (Queries only for deletes.)"""
     deleted = [update.branch for update in applied if update.branch is not None and update.is_delete]
     if not deleted:
         return
@@ -59,6 +62,25 @@ def close_stacks_of_deleted_branches(ctx: ChangeContext, applied: Sequence[RefUp
                                                             Stack.bookmark.in_(chunk))):
             stack.status = "closed"
             stack_changed(session, ctx.repo, stack, "closed", actor)
+        for stack in _current(session, select(Stack).where(Stack.repo_id == ctx.repo.id, Stack.status == "open",
+                                                            Stack.base_branch.in_(chunk))):
+            landed = _merged_into(session, ctx.repo.id, stack.base_branch)
+            target = landed or (ctx.repo.default_branch if stack.workspace_id is None else None)
+            if target is None or target == stack.bookmark:
+                stack.status = "closed"
+                stack_changed(session, ctx.repo, stack, "closed", actor)
+                continue
+            changes = {"base": {"from": {"ref": stack.base_branch}}}
+            stack.parent_stack_id, stack.base_branch = None, target
+            stack_changed(session, ctx.repo, stack, "edited", actor, changes)
+
+
+def _merged_into(session, repo_id: str, branch: str) -> str | None:
+    """The branch that `branch`'s latest stack was merged into, if its latest stack merged."""
+    latest = session.execute(select(Stack.status, Stack.base_branch).where(Stack.repo_id == repo_id,
+                                                                           Stack.bookmark == branch)
+                             .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(1)).first()
+    return latest.base_branch if latest is not None and latest.status == "merged" else None
 
 
 def follow_branches_of_their_own_stacks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
@@ -80,13 +102,20 @@ def follow_branches_of_their_own_stacks(ctx: ChangeContext, applied: Sequence[Re
             if git_read.is_ancestor(ctx.repo_path, head, base):
                 stack.status = "closed"
                 stack_changed(session, ctx.repo, stack, "closed", actor)
-                continue
-            fork = git_read.merge_base(ctx.repo_path, base, head)
-            if fork is None:  # rewritten onto another history: its merge says so
-                continue
-            own = git_read.newest_commits(ctx.repo_path, head, exclude=fork, limit=LOOK_BACK)
-            stack.head_commit, stack.base_commit, stack.commits = head, fork, own[::-1]
-            stack_changed(session, ctx.repo, stack, "synchronize", actor)
+            elif take_head(ctx.repo_path, stack, head):  # else rewritten onto another history: its merge says so
+                stack_changed(session, ctx.repo, stack, "synchronize", actor)
+
+
+def take_head(repo_path: Path, stack: Stack, head: str) -> bool:
+    """The stack's head becomes `head`, its commits those since it left its base branch (at most LOOK_BACK);
+    False, unchanged, when `head` shares no history with the base branch (or that is gone)."""
+    base = git_refs.read_ref(repo_path, f"refs/heads/{stack.base_branch}")
+    fork = git_read.merge_base(repo_path, base, head) if base else None
+    if fork is None:
+        return False
+    own = git_read.newest_commits(repo_path, head, exclude=fork, limit=LOOK_BACK)
+    stack.head_commit, stack.base_commit, stack.commits = head, fork, own[::-1]
+    return True
 
 
 def mark_stacks_already_landed(session, repo_path: Path, repo: RepoLike, heads: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from hooks.stack_events import review_submitted, stack_changed
+from hooks.stacks_follow_refs import take_head
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
@@ -288,10 +289,19 @@ def _reopen(session: Session, app, repo: Repository, stack: Stack, actor: Princi
              or (stack.workspace_id and _open_stack_for_id(session, stack.workspace_id)))
     if taken:
         raise Conflict(f"stack {taken.id} is open for {stack.bookmark!r} or its workspace", {"stackId": taken.id})
+    parent = stack.parent_stack_id and session.get(Stack, stack.parent_stack_id)
+    changes = None
+    if parent and parent.status == "merged":  # while it was closed: it waits on where its parent went, as then
+        changes = {"base": {"from": {"ref": stack.base_branch}}}
+        stack.parent_stack_id, stack.base_branch = None, parent.base_branch
+    if git_refs.read_ref(path, f"refs/heads/{stack.base_branch}") is None:
+        raise Conflict(f"its base branch {stack.base_branch!r} was deleted: submit it anew",
+                       {"branch": stack.base_branch})
     stack.status = "open"
     stack_changed(session, repo, stack, "reopened", actor.key_id)
-    if head != stack.head_commit:
-        stack.head_commit, stack.commits = head, git_read.commits_between(path, stack.base_commit, head)
+    if changes:
+        stack_changed(session, repo, stack, "edited", actor.key_id, changes)
+    if head != stack.head_commit and take_head(path, stack, head):
         stack_changed(session, repo, stack, "synchronize", actor.key_id)
 
 

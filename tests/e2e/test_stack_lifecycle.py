@@ -228,6 +228,64 @@ def test_a_branchs_pull_request_follows_its_pushes_and_a_reset_closes_it(server,
         ("closed", False), ("opened", False), ("synchronize", False)]
 
 
+def test_a_child_reopened_after_its_parent_merged_waits_on_where_the_parent_went(server, tenant, git, seeded,
+                                                                                tmp_path):
+    """Reopened, it still waited on its merged parent's branch: its merge landed there, never on main."""
+    repo, work = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "par", {"p.txt": "p\n"})
+    _, child, child_sha = submit_work(dojo, "chi", {"c.txt": "c\n"}, base_commit=parent_sha)
+    assert patch(server, tenant, repo, child["id"], {"status": "closed"}).status_code == 200
+    git.commit(work, {"main.txt": "m\n"}, "main moves on")
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": "squash"})
+    assert merged.status_code == 200 and merged.json()["data"]["success"], merged.text
+    reopened = patch(server, tenant, repo, child["id"], {"status": "open"})
+    assert reopened.status_code == 200, reopened.text
+    assert (reopened.json()["data"]["baseBranch"], reopened.json()["data"]["parentStackId"]) == ("main", None)
+    landed = v1(server, tenant, "POST", f"{repo}/stacks/{child['id']}/merge", {"strategy": "merge"})
+    assert landed.status_code == 200 and landed.json()["data"]["target"] == "main", landed.text
+    clone = tmp_path / "check"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "c.txt").read_text() == "c\n" and (clone / "main.txt").exists()
+
+
+def test_a_deleted_base_branch_closes_the_stacks_on_it_unless_it_was_merged_on(server, tenant, git, seeded,
+                                                                               tmp_path, receiver):
+    """GitHub closes a pull request whose base branch is deleted, and retargets it when that base was merged:
+    here such a stack stayed open on a branch that no longer was, never mergeable."""
+    repo, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "base-gone", {"p.txt": "p\n"})
+    _, child, _ = submit_work(dojo, "on-gone", {"c.txt": "c\n"}, base_commit=parent_sha)
+    assert patch(server, tenant, repo, parent["id"], {"status": "closed"}).status_code == 200
+    assert v1(server, tenant, "DELETE", f"{repo}/branches/{parent['bookmark']}").status_code == 200
+    assert stack_of(server, tenant, repo, child["id"])["status"] == "closed"
+
+    slug = f"hs-{uuid.uuid4().hex[:8]}"
+    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
+    subscribe(server, tenant, slug, receiver, events=("pull_request",))
+    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
+    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    branches = f"/api/v1/workspaces/{slug}/branches"
+    first = api(server, tenant.keys["agent"], "POST", branches, {"name": "a", "branch": "a"}).json()
+    git.commit(work, {"a.txt": "a\n"}, "a")
+    git("push", "-q", tenant.url(slug), "HEAD:a", cwd=work)
+    second = api(server, tenant.keys["agent"], "POST", branches, {"name": "b", "branch": "b", "baseBranch": "a"})
+    assert second.status_code == 201, second.text
+    git.commit(work, {"b.txt": "b\n"}, "b")
+    git("push", "-q", tenant.url(slug), "HEAD:b", cwd=work)
+    for made in (first, second.json()):
+        assert api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/pr").json()["success"]
+    for made in (first, second.json()):
+        merged = api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/merge",
+                     {"strategy": "squash", "deleteBranch": True})
+        assert merged.status_code == 200 and merged.json()["success"], merged.text
+    assert [s["status"] for s in v1(server, tenant, "GET", f"{slug}/stacks").json()["data"]] == ["merged", "merged"]
+    receiver.wait_for("pull_request", 5)
+    assert [action for action, _, _ in actions(receiver)] == ["closed", "closed", "edited", "opened", "opened"]
+
+
 def test_stack_edits_that_break_the_rules_are_refused_in_the_envelope_and_change_nothing(server, tenant, seeded):
     repo, _ = seeded
     _, stack, _ = submit_work(Dojo(server, tenant, repo), "rules", {"r.txt": "r\n"})
