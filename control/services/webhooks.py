@@ -163,7 +163,8 @@ def deliver(db, settings, delivery_id: str) -> None:
         hook = session.get(Webhook, delivery.webhook_id)
         repo = session.get(Repository, hook.repo_id)
         stopped = ("the repository was deleted" if repo is None or repo.deleted_at is not None
-                   else "the webhook was switched off" if not hook.active and delivery.event != "ping" else None)
+                   else "the webhook was switched off" if not hook.active and (
+                       delivery.event != "ping" or hook.switched_off_because) else None)
         body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                    "X-Driftstone-Event": delivery.event, "X-Driftstone-Delivery": delivery.id,

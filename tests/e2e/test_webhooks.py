@@ -115,6 +115,14 @@ def test_a_webhook_whose_tries_keep_failing_is_switched_off_until_switched_on_ag
     assert shown["failuresInARow"] >= SWITCH_OFF_AFTER
     assert shown["switchedOffBecause"].startswith(f"switched off after {SWITCH_OFF_AFTER} failed tries in a row")
     assert "answered 500" in shown["switchedOffBecause"]
+    # the pings' retries fall due while it is off: none is sent (each was, to the receiver that is gone)
+    deadline = time.monotonic() + 60
+    while any(d["status"] == "pending" for d in deliveries(server, tenant, repo, hook["id"])):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    sent = len(receiver.received)
+    assert sent < 2 * SWITCH_OFF_AFTER and {d["status"] for d in deliveries(server, tenant, repo, hook["id"])} == {
+        "failed"}
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
     git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
     assert receiver.events("push") == []
