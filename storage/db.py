@@ -40,9 +40,13 @@ def insert_unless_present(session: Session, model, keys: tuple[str, ...], where=
     """Insert a row unless one with the same `keys` (a unique constraint, or a partial unique index and its
     `where`) exists, also one a concurrent transaction has just inserted: that insert waits for it and then does
     nothing, where a check and an insert would fail the transaction."""
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys),
+    session.execute(dialect_insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=list(keys),
                                                                          index_where=where))
+
+
+def dialect_insert(session: Session):
+    """The INSERT construct of the session's database, which has ON CONFLICT clauses."""
+    return sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
 
 
 def in_chunks(values: list, size: int = 500) -> list[list]:

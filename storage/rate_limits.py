@@ -6,6 +6,7 @@ import time
 
 from sqlalchemy import delete
 
+from .db import dialect_insert
 from .errors import RateLimited
 from .models import RateWindow
 
@@ -16,7 +17,7 @@ def take(db, key: str, calls: int, seconds: int, now: float | None = None) -> No
     now = time.time() if now is None else now
     slot = int(now // seconds)
     with db.session() as session:
-        counted = session.execute(_counting(db.engine.dialect.name, key, slot)).scalar_one()
+        counted = session.execute(_counting(dialect_insert(session), key, slot)).scalar_one()
         if counted == 1:
             session.execute(delete(RateWindow).where(RateWindow.key == key, RateWindow.slot < slot))
     if counted > calls:
@@ -24,11 +25,7 @@ def take(db, key: str, calls: int, seconds: int, now: float | None = None) -> No
         raise RateLimited("Rate limit exceeded", {"retryAfterMs": retry_ms})
 
 
-def _counting(dialect: str, key: str, slot: int):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+def _counting(insert, key: str, slot: int):
     statement = insert(RateWindow).values(key=key, slot=slot, calls=1)
     return statement.on_conflict_do_update(index_elements=[RateWindow.key, RateWindow.slot],
                                            set_={"calls": RateWindow.calls + 1}).returning(RateWindow.calls)

@@ -4,7 +4,6 @@ that branch in and pushing it out. What is fetched waits in a quarantine, checke
 enters the repository only for a pull that lands."""
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,12 +19,12 @@ from storage.ids import new_id
 from storage.models import Event, Repository
 from storage.object_quarantine import ObjectQuarantine
 
-from . import merges, remote_credentials
+from . import merges
+from . import remotes as remote_service
 from .changes import change_context
 from .workspace_branches import Listed
 
-DEFAULT_REMOTE = "origin"
-SAFE_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+DEFAULT_REMOTE = remote_service.ORIGIN
 PROVIDERS = {"github.com": "github", "gitlab.com": "gitlab", "bitbucket.org": "bitbucket"}
 
 
@@ -39,22 +38,23 @@ class RemoteInfo:
     authenticated: bool
 
 
-def remotes(app, repo: Repository) -> list[RemoteInfo]:
-    """The repository's repository_url, as `origin`; authenticated: a token is kept for it."""
-    if not repo.upstream_url:
-        return []
-    parts = urlsplit(repo.upstream_url)
+def remotes(session: Session, app, repo: Repository) -> list[RemoteInfo]:
+    """`origin` (the repository_url) and the named remotes; authenticated: a token is kept for it."""
+    return [_described(remote) for remote in remote_service.configured(session, app.settings.secret_key, repo)]
+
+
+def _described(remote: remote_service.Configured) -> RemoteInfo:
+    parts = urlsplit(remote.url)
     segments = [segment for segment in parts.path.split("/") if segment]
     owner, name = (segments[-2], segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
     provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
-    token = remote_credentials.token_for(app.settings.secret_key, repo)
-    return [RemoteInfo(DEFAULT_REMOTE, git_remote.shown(repo.upstream_url), provider, owner, name, token is not None)]
+    return RemoteInfo(remote.name, git_remote.shown(remote.url), provider, owner, name, remote.token is not None)
 
 
-def remote_refs(app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
+def remote_refs(session: Session, app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
     """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
-    upstream = _upstream(app, repo, name)
-    with _talking_to(repo, "the remote's refs could not be listed"):
+    upstream = _upstream(session, app, repo, name)
+    with _talking_to(upstream.name, upstream.url, "the remote's refs could not be listed"):
         found = git_remote.ls_remote(upstream.remote, [], upstream.token, app.settings.remote_allow_http)
     refs = sorted(ref for ref in found if not ref.endswith("^{}"))
     return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
@@ -62,34 +62,34 @@ def remote_refs(app, repo: Repository, name: str | None) -> tuple[list[str], lis
 
 @dataclass(frozen=True)
 class _Upstream:
+    name: str
+    url: str
     remote: git_remote.Remote
     token: str | None
 
 
-def _upstream(app, repo: Repository, name: str | None = None) -> _Upstream:
-    """The remote named (only `origin` is), checked against the rules for remote URLs, and the token kept for it;
-    one call more of the few a minute it may have."""
-    name = name or DEFAULT_REMOTE
-    if not SAFE_REMOTE_NAME.fullmatch(name):
-        raise BadRequest("Unsafe remote name", {"remote": name[:100]})
-    if name != DEFAULT_REMOTE or not repo.upstream_url:
-        raise NotFound(f"Remote '{name}' not configured", {"remote": name})
-    rate_limits.take(app.db, f"remote:{repo.id}:{name}", REMOTE_CALLS_PER_MINUTE, 60)
+def _upstream(session: Session, app, repo: Repository, name: str | None = None) -> _Upstream:
+    """The remote named (the default one: `origin` when there is one), checked against the rules for remote URLs, and the token kept for
+    it; one call more of the few a minute it may have."""
+    configured = remote_service.one(session, app.settings.secret_key, repo, name)
+    # nothing is written before a remote call: the request's connection goes back to the pool before the count
+    # takes one (threads each holding one and waiting for a second starved the pool: 503s, 30 s stalls)
+    session.commit()
+    rate_limits.take(app.db, f"remote:{repo.id}:{configured.name}", REMOTE_CALLS_PER_MINUTE, 60)
     settings = app.settings
-    with _talking_to(repo, "the remote cannot be used"):
-        remote = git_remote.checked_remote(repo.upstream_url, settings.remote_allow_http, settings.remote_allow_private)
-    return _Upstream(remote, remote_credentials.token_for(settings.secret_key, repo))
+    with _talking_to(configured.name, configured.url, "the remote cannot be used"):
+        remote = git_remote.checked_remote(configured.url, settings.remote_allow_http, settings.remote_allow_private)
+    return _Upstream(configured.name, configured.url, remote, configured.token)
 
 
 @contextmanager
-def _talking_to(repo: Repository, failed: str):
+def _talking_to(name: str, url: str, failed: str):
     try:
         yield
     except git_remote.RemoteTooLarge as error:
-        raise TooLarge(str(error), {"remote": DEFAULT_REMOTE}) from None
+        raise TooLarge(str(error), {"remote": name}) from None
     except (git_remote.RemoteRefused, git_remote.RemoteFailed) as error:
-        raise BadRequest(f"{failed}: {error}", {"remote": DEFAULT_REMOTE,
-                                                "url": git_remote.shown(repo.upstream_url)}) from None
+        raise BadRequest(f"{failed}: {error}", {"remote": name, "url": git_remote.shown(url)}) from None
 
 
 @dataclass
@@ -99,10 +99,10 @@ class RemoteStatus:
     behind: int
 
 
-def remote_status(app, repo: Repository, listed: Listed) -> RemoteStatus:
+def remote_status(session: Session, app, repo: Repository, listed: Listed) -> RemoteStatus:
     """Against the remote's branch of the same name as it is now (fetched if this server lacks its commits, as
     `git fetch` and `git status` would); none: no upstream."""
-    upstream = _upstream(app, repo)
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     ref = f"refs/heads/{listed.row.name}"
     theirs = _remote_head(app, repo, upstream, ref)
     if theirs is None:
@@ -130,7 +130,7 @@ class _Fetched:
 
 
 def _remote_head(app, repo: Repository, upstream: _Upstream, ref: str) -> str | None:
-    with _talking_to(repo, "the remote branch could not be read"):
+    with _talking_to(upstream.name, upstream.url, "the remote branch could not be read"):
         return git_remote.ls_remote(upstream.remote, [ref], upstream.token, app.settings.remote_allow_http).get(ref)
 
 
@@ -143,7 +143,7 @@ def _fetched(app, repo: Repository, upstream: _Upstream, ref: str, expected: str
         yield _Fetched(expected, None, None)
         return
     with ObjectQuarantine(path) as quarantine:
-        with _talking_to(repo, "the remote branch could not be fetched"):
+        with _talking_to(upstream.name, upstream.url, "the remote branch could not be fetched"):
             git_remote.fetch_ref(upstream.remote, path, ref, quarantine.env, app.settings.max_push_size,
                                  quarantine.size, upstream.token, app.settings.remote_allow_http)
         if not git_read.object_sizes(path, [expected], env=quarantine.env):
@@ -183,7 +183,7 @@ class Pulled:
 def pull(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Pulled:
     """The remote branch of the same name merged in: a fast-forward where it can be, else a merge commit; with
     conflicts nothing changes. The move is a ref change like any other (checks, protection, locks, sizes)."""
-    upstream = _upstream(app, repo)
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     name = listed.row.name
     ref = f"refs/heads/{name}"
     theirs = _remote_head(app, repo, upstream, ref)
@@ -229,13 +229,13 @@ def push(session: Session, app, repo: Repository, actor: Principal, listed: List
         raise BadRequest("the workspace has no remote to push to: set its repository_url", {"id": listed.row.id})
     if listed.head is None:
         raise BadRequest("the branch has no commits to push", {"id": listed.row.id})
-    upstream = _upstream(app, repo)
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     if upstream.token is None:
         raise BadRequest("no token is kept for the remote: set the workspace's settings.credentials.git_token",
                          {"id": listed.row.id, "remote": DEFAULT_REMOTE})
     ref = f"refs/heads/{listed.row.name}"
     try:
-        with _talking_to(repo, "the branch could not be pushed"):
+        with _talking_to(upstream.name, upstream.url, "the branch could not be pushed"):
             git_remote.push_ref(upstream.remote, app.store.path_for(repo.id), listed.head, ref, upstream.token,
                                 app.settings.remote_allow_http)
     except git_remote.RemoteRejected as rejected:

@@ -4,6 +4,7 @@ view's "workflows") amount to. One entity: a project is a repository and keeps i
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -46,19 +47,24 @@ def memory_size(memory: dict) -> int:
     return len(json.dumps(memory, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def checked_repository_url(url: str | None) -> str | None:
+def checked_repository_url(url: str | None, field: str = "repository_url") -> str | None:
     if url is None:
         return None
     try:
         parts = urlsplit(url)
+        parts.port  # a port out of range raises only when read
     except ValueError:  # "http://[" : a bracket that opens no IPv6 address
         parts = urlsplit("")
-    if parts.scheme not in ("http", "https", "ssh", "git") or not parts.netloc:
-        raise BadRequest("repository_url must be an http(s), ssh or git URL", {"repository_url": url})
+    # urlsplit drops tabs and newlines that git refuses: the URL kept would not be the one its token is bound to
+    if parts.scheme not in ("http", "https", "ssh", "git") or not parts.netloc or _SPACE_OR_CONTROL.search(url):
+        raise BadRequest(f"{field} must be an http(s), ssh or git URL", {field: url})
     if parts.password is not None or (parts.username is not None and parts.scheme in ("http", "https")):
-        raise BadRequest("credentials do not belong in repository_url (every key that reads the workspace sees it)",
-                         {"repository_url": shown(url)})
+        raise BadRequest(f"credentials do not belong in {field} (every key that reads the workspace sees it)",
+                         {field: shown(url)})
     return url
+
+
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def checked_settings(settings: dict) -> dict:

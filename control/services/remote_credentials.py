@@ -61,17 +61,32 @@ def token_change(settings: dict | None) -> str | None | bool:
 def keep(secret_key: str, repo: Repository, token: str | None) -> None:
     """Keep `token` for repo.upstream_url's repository (None: keep none). A token given without a repository_url in
     the same request is for the URL the workspace has when the request runs: send both to be sure of it."""
-    if token is None:
-        repo.upstream_credentials = None
-        return
-    remote = require_remote(repo.upstream_url)
-    repo.upstream_credentials = secret_box.seal(secret_key, PURPOSE, json.dumps({"remote": remote, "token": token}))
+    repo.upstream_credentials = None if token is None else sealed(secret_key, repo.upstream_url, token)
 
 
-def require_remote(url: str | None) -> str:
+def sealed(secret_key: str, url: str | None, token: str, field: str = FIELD) -> str:
+    """`token` sealed together with the repository `url` names (opened only for that one)."""
+    remote = require_remote(url, field)
+    return secret_box.seal(secret_key, PURPOSE, json.dumps({"remote": remote, "token": token}))
+
+
+def opened(secret_key: str, kept: str | None, url: str | None) -> str | None:
+    """The token `kept` (as `sealed` made it) if it was given for the repository `url` names; None when it was
+    for another or sealed under another secret key."""
+    if kept is None:
+        return None
+    found = secret_box.opened(secret_key, PURPOSE, kept)
+    if found is None:
+        return None
+    found = json.loads(found)
+    return found["token"] if found["remote"] == remote_of(url) else None
+
+
+def require_remote(url: str | None, field: str = FIELD) -> str:
     remote = remote_of(url)
     if remote is None:
-        raise BadRequest("a git token needs an http(s) repository_url to be used with", {"field": FIELD})
+        named = "repository_url" if field == FIELD else "url"
+        raise BadRequest(f"a git token needs an http(s) {named} to be used with", {"field": field})
     return remote
 
 
@@ -88,10 +103,4 @@ def configured(repo: Repository) -> bool:
 def token_for(secret_key: str, repo: Repository, url: str | None = None) -> str | None:
     """The token kept for the repository `url` names (the repository_url by default), if any; none when it was
     sealed under another secret key."""
-    if repo.upstream_credentials is None:
-        return None
-    opened = secret_box.opened(secret_key, PURPOSE, repo.upstream_credentials)
-    if opened is None:
-        return None
-    kept = json.loads(opened)
-    return kept["token"] if kept["remote"] == remote_of(url or repo.upstream_url) else None
+    return opened(secret_key, repo.upstream_credentials, url or repo.upstream_url)

@@ -75,6 +75,8 @@ def test_create_refusals(server, tenant):
     assert "ghp_secret" not in token.text
     nowhere = create(server, tenant, settings={"credentials": {"git_token": "ghp_secret_value"}}, repository_url=None)
     assert nowhere.status_code == 400 and "repository_url" in error_of(nowhere)["message"]
+    tabbed = create(server, tenant, repository_url="https://example.com/a\tb.git")  # urlsplit drops it, git refuses it
+    assert tabbed.status_code == 422 and "repository_url" in str(error_of(tabbed))
     retired = create(server, tenant, settings={"model_override": "x"})
     assert retired.status_code == 400
     assert api(server, tenant.keys["read"], "GET", "/v1/repos").json()["pagination"] is not None

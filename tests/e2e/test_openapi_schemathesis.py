@@ -125,6 +125,20 @@ def reachable_webhook_url(case, server_url: str) -> None:
         case.body = {**body, "url": f"{server_url}/v1/health"}
 
 
+REMOTE = re.compile(r"PUT /v1/repos/\{repo\}/remotes/\{name\}")
+
+
+def usable_remote(case) -> None:
+    """A remote's URL must have a host and no credentials, and `origin` is the workspace's (rules a JSON Schema
+    cannot say): a schema-valid URL becomes a plain one and `origin` another name; invalid ones stay."""
+    if not REMOTE.match(case.operation.label) or not isinstance(case.body, dict):
+        return
+    if isinstance(case.body.get("url"), str) and re.match(r"^(?:https?|ssh|git)://", case.body["url"]):
+        case.body = {**case.body, "url": "https://example.com/acme/widgets.git"}
+    if str((case.path_parameters or {}).get("name", "")).lower() == "origin":
+        case.path_parameters = {**case.path_parameters, "name": "upstream"}
+
+
 @pytest.fixture
 def target(server, live):
     REAL.clear()
@@ -140,6 +154,7 @@ def target(server, live):
 def test_every_operation_conforms_to_the_document(case, target):
     future_expiry(case)
     reachable_webhook_url(case, target["server_url"])
+    usable_remote(case)
     distinct_upload_names(case)
     response = case.call_and_validate(base_url=target["base_url"], headers=target["headers"], timeout=30)
     where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"

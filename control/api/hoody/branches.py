@@ -273,7 +273,7 @@ def merge_branch(call: Call, workspace_id: str, branch_id: str, body: MergeHoody
        response=HoodyRemotes)
 def remote_info(call: Call, workspace_id: str):
     repo = _workspace(call, workspace_id)
-    found = branch_remotes.remotes(call.context, repo)
+    found = branch_remotes.remotes(call.session, call.context, repo)
     return HoodyRemotes(remotes=[HoodyRemote(**vars(remote)) for remote in found],
                         defaultRemote=found[0].name if found else None)
 
@@ -282,7 +282,7 @@ def remote_info(call: Call, workspace_id: str):
        query=RemoteRefsQuery, response=HoodyRemoteRefs, errors={429: "Too many listings of this remote"})
 def remote_refs(call: Call, workspace_id: str, query: RemoteRefsQuery):
     repo = _workspace(call, workspace_id)
-    heads, tags = branch_remotes.remote_refs(call.context, repo, query.remote)
+    heads, tags = branch_remotes.remote_refs(call.session, call.context, repo, query.remote)
     return HoodyRemoteRefs(branches=heads, tags=tags)
 
 
@@ -297,7 +297,7 @@ class HoodyRemoteStatus(HoodyModel):
        response=HoodyRemoteStatus, errors={429: "Too many calls to this remote"})
 def remote_status(call: Call, workspace_id: str, branch_id: str):
     repo, listed = _branch(call, workspace_id, branch_id)
-    found = branch_remotes.remote_status(call.context, repo, listed)
+    found = branch_remotes.remote_status(call.session, call.context, repo, listed)
     return HoodyRemoteStatus(hasUpstream=found.remote_branch is not None, ahead=found.ahead, behind=found.behind,
                              remoteBranch=found.remote_branch)
 
