@@ -19,7 +19,7 @@ from .context import ChangeContext
 from .stacks_follow_refs import (close_stacks_of_deleted_branches, follow_branches_of_their_own_stacks,
                                  mark_landed_stacks)
 from .refs import RefUpdate
-from .webhooks import queue_event
+from .webhooks import active_webhooks, queue_event
 
 log = logging.getLogger(__name__)
 PURGE_RETIRED_UPLOADS = "control.jobs.purge_retired_uploads"  # deleted branches' upload files and rows
@@ -119,18 +119,25 @@ def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], sessi
 
 
 def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    """A `push` event for the repository's webhooks: every ref change, a git push's or the API's."""
-    payload = {
-        "event": "push",
-        "repository": {"id": ctx.repo.id, "slug": ctx.repo.slug},
-        "organization": {"id": ctx.repo.org_id},
-        "source": ctx.source,
-        "actorKeyId": ctx.actor.key_id if ctx.actor else None,
-        "refs": [{"ref": update.ref, "before": update.old, "after": update.new} for update in applied],
-    }
+    """A `push` event for the repository's webhooks: every ref change, a git push's or the API's; and, as GitHub
+    sends them beside it, a `create` or `delete` event for each branch or tag made or deleted."""
+    where = {"repository": {"id": ctx.repo.id, "slug": ctx.repo.slug}, "organization": {"id": ctx.repo.org_id},
+             "source": ctx.source, "actorKeyId": ctx.actor.key_id if ctx.actor else None}
+    payload = {"event": "push", **where,
+               "refs": [{"ref": update.ref, "before": update.old, "after": update.new} for update in applied]}
     if ctx.push_options:
         payload["pushOptions"] = list(ctx.push_options)
-    queue_event(session, ctx.repo.id, "push", payload)
+    webhooks = active_webhooks(session, ctx.repo.id)
+    if not webhooks:
+        return
+    queue_event(session, ctx.repo.id, "push", payload, webhooks)
+    for change in applied:
+        kind = "branch" if change.branch is not None else "tag" if change.ref.startswith("refs/tags/") else None
+        if kind is not None and (change.is_create or change.is_delete):
+            event = "create" if change.is_create else "delete"
+            queue_event(session, ctx.repo.id, event, {
+                "event": event, **where, "ref": change.ref, "refType": kind,
+                "sha": change.new if change.is_create else change.old}, webhooks)
 
 
 EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, close_stacks_of_deleted_branches,

@@ -14,12 +14,15 @@ DELIVER = "control.jobs.deliver_webhook"
 RETRY_DELAYS = (5, 60, 600)  # a receiver down for a deploy gets the event when it is back
 
 
+def active_webhooks(session, repo_id: str) -> list[Webhook]:
+    return list(session.scalars(select(Webhook).where(Webhook.repo_id == repo_id, Webhook.active.is_(True))))
+
+
 def queue_event(session, repo_id: str, event: str, payload: dict, webhooks: Sequence[Webhook] | None = None) -> list:
-    """Deliveries of `event` to the repository's active webhooks subscribed to it (or to `webhooks`, as given)."""
+    """Deliveries of `event` to those of `webhooks` (default: the repository's active ones) subscribed to it."""
     if webhooks is None:
-        webhooks = [hook for hook in session.scalars(select(Webhook).where(Webhook.repo_id == repo_id,
-                                                                           Webhook.active.is_(True)))
-                    if event in hook.events or "*" in hook.events]
+        webhooks = active_webhooks(session, repo_id)
+    webhooks = [hook for hook in webhooks if event in hook.events or "*" in hook.events or event == "ping"]
     deliveries = []
     for hook in webhooks:
         delivery = WebhookDelivery(id=new_id("whd"), webhook_id=hook.id, event=event, payload=payload)

@@ -24,7 +24,7 @@ from storage.models import Repository, Webhook, WebhookDelivery, utcnow
 from storage.repo_writes import serialize_repository_writes
 
 # what a webhook may subscribe to ("*": all); `ping` is sent on creation and on request
-EVENTS = ("push", PULL_REQUEST, PULL_REQUEST_REVIEW)
+EVENTS = ("push", "create", "delete", PULL_REQUEST, PULL_REQUEST_REVIEW)
 SECRET_PURPOSE = "webhook secret"
 MAX_WEBHOOKS = 20  # per repository, as GitHub's
 # tries failed in a row (ten events' worth, with their retries) that switch a webhook off, as GitLab does: a

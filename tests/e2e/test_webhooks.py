@@ -69,6 +69,27 @@ def test_ping_and_push_events_reach_the_receiver_signed(server, tenant, git, tmp
     assert secret not in server.log_text()
 
 
+def test_branches_and_tags_made_or_deleted_send_create_and_delete_beside_push(server, tenant, git, tmp_path,
+                                                                             receiver):
+    repo = tenant.repo()
+    create_hook(server, tenant, repo, url=receiver.url, events=["create", "delete"])
+    receiver.wait_for("ping")
+    work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
+    git("tag", "v1", cwd=work)
+    git("push", "-q", tenant.url(repo), "HEAD:main", "HEAD:refs/heads/topic", "v1", cwd=work)
+    head = remote_ref(git, tenant.url(repo), "refs/heads/main")
+    git("commit", "-q", "--allow-empty", "-m", "more", cwd=work)
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)  # moves a branch: no create, no delete
+    git("push", "-q", tenant.url(repo), ":topic", cwd=work)
+    made = receiver.wait_for("create", 3)
+    [(_, deleted)] = receiver.wait_for("delete")
+    assert sorted((body["ref"], body["refType"], body["sha"]) for _, body in made) == [
+        ("refs/heads/main", "branch", head), ("refs/heads/topic", "branch", head), ("refs/tags/v1", "tag", head)]
+    assert (deleted["ref"], deleted["refType"], deleted["sha"], deleted["source"]) == (
+        "refs/heads/topic", "branch", head, "push")
+    assert receiver.events("push") == [] and len(receiver.events("create")) == 3
+
+
 def test_a_failing_receiver_gets_the_event_again_and_a_switched_off_hook_gets_none(server, tenant, git, tmp_path,
                                                                                   receiver):
     repo = tenant.repo()
