@@ -20,6 +20,7 @@ from urllib.request import url2pathname
 
 from sqlalchemy import and_, func, or_, select, update
 
+from hooks.webhooks import queue_event
 from storage import git_checkout, git_refs
 from storage.errors import DomainError, Invalid
 from storage.jobs import JobRequest
@@ -143,9 +144,32 @@ def _finish(app, run_id: str, token: str, status: str, result: dict | None, erro
         return
     if session.execute(statement).rowcount == 1:
         session.add_all(artifacts or [])
+        _tell_webhooks(session, run_id)
     else:  # the run was taken away (its workspace deleted, another job): the bytes collect() wrote go
         for row in artifacts or []:
             app.blobs.delete(row.storage_path)
+
+
+WORKFLOW_RUN = "workflow_run"
+CONCLUSIONS = {"completed": "success", "failed": "failure"}
+
+
+def _tell_webhooks(session, run_id: str) -> None:
+    """A finished run is a `workflow_run` event (GitHub's, `action: completed`) for its repository's webhooks:
+    what polling its link would answer, so that an agent need not poll."""
+    run = session.get(ExtensionRun, run_id, populate_existing=True)
+    repo = session.get(Repository, run.repo_id)
+    if repo is None:
+        return
+    result = run.result or {}
+    queue_event(session, repo.id, WORKFLOW_RUN, {
+        "event": WORKFLOW_RUN, "action": "completed",
+        "workflowRun": {"id": run.id, "extensionId": run.extension_id,
+                        "name": run.name or prompt_title(run.prompt, run.id)[:200], "status": run.status, "conclusion": CONCLUSIONS[run.status], "error": run.error,
+                        "branch": result.get("branch"), "commit": result.get("commit"),
+                        "link": f"/v1/extensions/poll/{run.id}"},
+        "repository": {"id": repo.id, "slug": repo.slug}, "organization": {"id": repo.org_id},
+        "actorKeyId": run.created_by_key_id})
 
 
 def _work(app, run_id: str, token: str, run_dir: Path) -> None:

@@ -23,8 +23,10 @@ from storage.jobs import TryAgain
 from storage.models import Repository, Webhook, WebhookDelivery, utcnow
 from storage.repo_writes import serialize_repository_writes
 
+from .extension_runs import WORKFLOW_RUN
+
 # what a webhook may subscribe to ("*": all); `ping` is sent on creation and on request
-EVENTS = ("push", "create", "delete", PULL_REQUEST, PULL_REQUEST_REVIEW)
+EVENTS = ("push", "create", "delete", PULL_REQUEST, PULL_REQUEST_REVIEW, WORKFLOW_RUN)
 SECRET_PURPOSE = "webhook secret"
 MAX_WEBHOOKS = 20  # per repository, as GitHub's
 # tries failed in a row (ten events' worth, with their retries) that switch a webhook off, as GitLab does: a

@@ -194,6 +194,24 @@ def test_a_run_commits_the_agents_changes_onto_a_branch_of_its_own(server, tenan
     assert (branch.json()["data"]["headCommit"], branch.json()["data"]["baseBranch"]) == (result["commit"], "main")
 
 
+def test_a_finished_run_is_a_workflow_run_event_for_the_repositorys_webhooks(server, tenant, receiver):
+    """An agent waiting for its run polled; a webhook subscribed to workflow_run is told instead (GitHub's)."""
+    repo = new_repo(server, tenant, {"a.txt": "a\n"})
+    made = api(server, tenant.keys["admin"], "POST", f"/v1/repos/{repo}/webhooks",
+               {"url": receiver.url, "events": ["workflow_run"]})
+    assert made.status_code == 201, made.text
+    done = run_to_end(server, tenant, repo, "write b.txt b\nprint done")
+    failed = run_to_end(server, tenant, repo, "fail 2 no model")
+    told = {body["workflowRun"]["id"]: body for _, body in receiver.wait_for("workflow_run", 2)}
+    success, failure = told[done["runId"]], told[failed["runId"]]
+    assert (success["action"], success["workflowRun"]["conclusion"], success["workflowRun"]["commit"]) == (
+        "completed", "success", done["result"]["commit"])
+    assert success["workflowRun"]["link"] == f"/v1/extensions/poll/{done['runId']}"
+    assert success["repository"]["slug"] == repo and success["actorKeyId"]
+    assert (failure["workflowRun"]["conclusion"], failure["workflowRun"]["error"]) == (
+        "failure", "the agent exited with status 2: no model")
+
+
 def test_the_run_prompt_is_appended_to_the_extension_prompt(server, tenant):
     repo = new_repo(server, tenant, {"a.txt": "a\n"})
     ext_id = extension(server, tenant, "Base instructions.\nprint-prompt")
