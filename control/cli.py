@@ -171,7 +171,11 @@ def create_repo(full_name: str, description: str | None):
 @click.argument("pattern")
 @click.option("--allow-force-push", is_flag=True)
 @click.option("--allow-deletion", is_flag=True)
-def protect_branch(full_name: str, pattern: str, allow_force_push: bool, allow_deletion: bool):
+@click.option("--require-pull-request", is_flag=True, help="changes only through a stack's merge")
+@click.option("--required-approvals", type=click.IntRange(0, 10), default=0,
+              help="approving reviews a stack needs before it merges into such a branch")
+def protect_branch(full_name: str, pattern: str, allow_force_push: bool, allow_deletion: bool,
+                   require_pull_request: bool, required_approvals: int):
     """Protect branches matching PATTERN from force pushes and deletion (GitHub's patterns: `*` stops at '/',
     `**` crosses it; where several patterns match a branch, the strictest holds)."""
     org, name = _split_repo(full_name)
@@ -180,7 +184,8 @@ def protect_branch(full_name: str, pattern: str, allow_force_push: bool, allow_d
         with context.db.session() as session:
             organization = accounts.get_org_by_slug(session, org)
             repo = repos.get_repo(session, organization.id, name)
-            repos.protect_branch(session, repo, pattern, allow_force_push, allow_deletion)
+            repos.protect_branch(session, repo, pattern, allow_force_push, allow_deletion, require_pull_request,
+                                 required_approvals)
     except DomainError as error:
         _fail(error)
     click.echo(f"protected {org}/{name} branches matching {pattern}")

@@ -94,9 +94,11 @@ def check_default_branch_kept(ctx: ChangeContext, updates: Sequence[RefUpdate], 
 
 
 _PROTECTION_RULES = (  # built once: checks run on every push
-    select(BranchProtection.pattern, BranchProtection.allow_deletion, BranchProtection.allow_force_push)
+    select(BranchProtection.pattern, BranchProtection.allow_deletion, BranchProtection.allow_force_push,
+           BranchProtection.require_pull_request)
     .where(BranchProtection.repo_id == bindparam("repo_id"))
 )
+THROUGH_A_STACK = "protected branch: changes come through a pull request (a stack's merge)"
 
 
 def protected_from_deletion(session: Session, repo_id: str, branch: str) -> bool:
@@ -119,6 +121,8 @@ def check_protected_branches(ctx: ChangeContext, updates: Sequence[RefUpdate], s
         if update.is_delete:
             if _forbids_deletion(rules, update.branch):
                 rejections.append(Rejection(update.ref, "protected branch: deletion is not allowed"))
+        elif ctx.stack_id is None and any(r.require_pull_request for r in matching):
+            rejections.append(Rejection(update.ref, THROUGH_A_STACK))
         elif any(not r.allow_force_push for r in matching) and not git_read.is_ancestor(
             ctx.repo_path, update.old, update.new, env=ctx.git_env
         ):

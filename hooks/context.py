@@ -31,6 +31,7 @@ class ChangeContext:
     git_env: Mapping[str, str] = field(default_factory=dict)  # the push quarantine, when there is one
     push_options: tuple[str, ...] = ()
     workspace_id: str | None = None  # the workspace making the change: its own locks do not stop it
+    stack_id: str | None = None  # the stack whose merge this is: a branch taking changes only through them takes it
     push_scans: PushScans | None = None  # what is read from a push's quarantine, possibly before the checks run
     atomic: bool = False  # a push that asked for all or nothing (git's `atomic` capability)
     # refs a push found already holding what it asked for (the same push sent again after it landed)

@@ -60,13 +60,14 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                expected_target_head: str | None = None, *, source_label: str | None = None,
                fast_forward: bool = False, workspace_id: str | None = None,
-               since: str | None = None) -> MergeOutcome:
+               since: str | None = None, stack_id: str | None = None) -> MergeOutcome:
     """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too).
 
     `expected_target_head`: when given, the target must still point there (else StaleRef) and no retry happens.
     `source_label`: how messages name the source (a branch name; defaults to the sha).
     `workspace_id`: the workspace whose work this is: its own path locks do not hold it back.
-    `since`: where the source's own commits start (a stack's base; see plan_merge)."""
+    `since`: where the source's own commits start (a stack's base; see plan_merge).
+    `stack_id`: the stack this merges (a branch that takes changes only through stacks takes it)."""
     checked_branch_name(target_branch)
     if strategy not in STRATEGIES:
         raise Invalid(f"unknown merge strategy {strategy!r}", {"fields": [{"loc": "strategy", "msg": "unknown"}]})
@@ -108,7 +109,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                     return _outcome(plan, target_branch, label, dry_run)
                 plan.persist()
             ctx = change_context(app, repo, actor, "merge")
-            ctx.workspace_id = workspace_id
+            ctx.workspace_id, ctx.stack_id = workspace_id, stack_id
             actual = _swap(ctx, session, path, ref, head, plan.new_head)
             if actual is not _SWAPPED:
                 if expected_target_head is not None:

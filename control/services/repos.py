@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -86,17 +86,42 @@ def get_repo(session: Session, org_id: str, slug: str) -> Repository:
     return repo
 
 
+MAX_PROTECTION_RULES = 100  # per repository
+
+
 def protect_branch(session: Session, repo: Repository, pattern: str, allow_force_push: bool = False,
-                   allow_deletion: bool = False) -> BranchProtection:
+                   allow_deletion: bool = False, require_pull_request: bool = False,
+                   required_approvals: int = 0) -> BranchProtection:
+    """The rule for `pattern`, made or replaced (GitHub's PUT of a branch's protection)."""
+    serialize_repository_writes(session, repo.id)  # two puts of one pattern: the second replaces the first
     rule = session.scalar(select(BranchProtection).where(
         BranchProtection.repo_id == repo.id, BranchProtection.pattern == pattern))
     if rule is None:
+        count = session.scalar(select(func.count()).select_from(BranchProtection)
+                               .where(BranchProtection.repo_id == repo.id))
+        if count >= MAX_PROTECTION_RULES:
+            raise Conflict(f"a repository has at most {MAX_PROTECTION_RULES} protection rules",
+                           {"limit": MAX_PROTECTION_RULES})
         rule = BranchProtection(id=new_id("bp"), repo_id=repo.id, pattern=pattern)
         session.add(rule)
-    rule.allow_force_push = allow_force_push
-    rule.allow_deletion = allow_deletion
+    rule.allow_force_push, rule.allow_deletion = allow_force_push, allow_deletion
+    rule.require_pull_request, rule.required_approvals = require_pull_request, required_approvals
     session.flush()
     return rule
+
+
+def protection_rules(session: Session, repo: Repository) -> list[BranchProtection]:
+    return list(session.scalars(select(BranchProtection).where(BranchProtection.repo_id == repo.id)
+                                .order_by(BranchProtection.pattern)))
+
+
+def unprotect_branch(session: Session, repo: Repository, rule_id: str) -> None:
+    rule = session.scalar(select(BranchProtection).where(BranchProtection.repo_id == repo.id,
+                                                         BranchProtection.id == rule_id))
+    if rule is None:
+        raise NotFound("protection rule not found", {"id": rule_id[:100]})
+    session.delete(rule)
+    session.flush()
 
 
 def reconcile_branches(session: Session, store: RepoStore, repo: Repository) -> dict[str, str]:

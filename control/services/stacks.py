@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hooks.branch_patterns import branch_matches
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from hooks.stack_events import review_submitted, stack_changed
@@ -20,7 +21,7 @@ from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal
-from storage.models import Repository, Stack, StackReview, Workspace
+from storage.models import BranchProtection, Repository, Stack, StackReview, Workspace
 from storage.times import as_utc
 from storage.repo_writes import serialize_repository_writes
 
@@ -336,6 +337,38 @@ def review_decision(reviews: list[StackReview], head_commit: str) -> str:
     return "approved" if verdicts[-1] == "approve" else "changes_requested"
 
 
+def required_approvals(session: Session, repo_id: str, branch: str) -> int:
+    """The most approving reviews a protection rule matching `branch` asks of a stack merging into it."""
+    rules = session.execute(select(BranchProtection.pattern, BranchProtection.required_approvals)
+                            .where(BranchProtection.repo_id == repo_id, BranchProtection.required_approvals > 0))
+    return max((needed for pattern, needed in rules if branch_matches(pattern, branch)), default=0)
+
+
+def approvals(reviews: list[StackReview], stack: Stack) -> tuple[int, int]:
+    """(approving, requesting changes) reviewers on the stack's current head, each by their latest verdict there
+    (a reviewer: a key and the name it gave); the stack's own author, by key, counts for neither (GitHub's rule)."""
+    latest = {}
+    for review in reviews:
+        if review.head_commit == stack.head_commit and review.state != "comment" and (
+                review.reviewer_key_id is None or review.reviewer_key_id != stack.created_by_key_id):
+            latest[(review.reviewer_key_id, review.reviewer_name)] = review.state
+    verdicts = list(latest.values())
+    return verdicts.count("approve"), verdicts.count("request_changes")
+
+
+def _refuse_unapproved(session: Session, stack: Stack) -> None:
+    needed = required_approvals(session, stack.repo_id, stack.base_branch)
+    if not needed:
+        return
+    approving, requesting = approvals(reviews_of(session, stack), stack)
+    details = {"requiredApprovals": needed, "approvals": approving, "changesRequested": requesting}
+    if requesting:
+        raise Conflict(f"changes were requested on the stack's head by {requesting} reviewer(s)", details)
+    if approving < needed:
+        raise Conflict(f"branch {stack.base_branch!r} needs {needed} approving review(s) of the stack's head by "
+                       f"others than its author; it has {approving}", details)
+
+
 def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Principal, strategy: str,
                 message: str | None, delete_branch: bool, dry_run: bool):
     """Merge the stack's head into its base; on success its children are rebased onto that base."""
@@ -347,6 +380,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
     if stack.status != "open":
         raise Conflict(f"stack is {stack.status}", {"status": stack.status})
     _refuse_moved_bookmark(app, repo, stack)
+    _refuse_unapproved(session, stack)
     if stack.parent_stack_id:
         parent = session.get(Stack, stack.parent_stack_id)
         if parent is not None and parent.status == "open":
@@ -357,7 +391,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
         select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")))
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
                                 message or stack.title, dry_run=dry_run, source_label=stack.bookmark,
-                                workspace_id=stack.workspace_id, since=stack.base_commit)
+                                workspace_id=stack.workspace_id, since=stack.base_commit, stack_id=stack.id)
     if dry_run or not outcome.success:
         return outcome
     if stack.status == "open":  # else the merge's own ref change landed it (hooks/stacks_follow_refs.py) and told so
@@ -422,6 +456,7 @@ def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple
 
     repo = session.get(Repository, stack.repo_id)
     try:
+        _refuse_unapproved(session, stack)
         outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
                                     dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id)
     except (Conflict, Locked, NotFound, TooLarge) as error:  # what the merge would answer

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
@@ -70,7 +70,8 @@ class Branch(Base):
 
 
 class BranchProtection(Base):
-    """A protected branch pattern (hooks/branch_patterns, on the short branch name): no force push, no deletion."""
+    """A protected branch pattern (hooks/branch_patterns, on the short branch name): no force push, no deletion;
+    optionally, changes only through a stack's merge, and approving reviews before a stack merges into it."""
 
     __tablename__ = "branch_protections"
     __table_args__ = (UniqueConstraint("repo_id", "pattern"),)
@@ -80,4 +81,6 @@ class BranchProtection(Base):
     pattern: Mapped[str] = mapped_column(String(255))
     allow_force_push: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_pull_request: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    required_approvals: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

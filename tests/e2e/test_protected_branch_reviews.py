@@ -1,0 +1,75 @@
+"""Protected branches set through the API (GitHub's branch protection), on a real server with the real git CLI:
+a branch that takes changes only through a stack's merge refuses pushes, API commits and branch merges, and a stack
+merges into it only with the approving reviews its rule asks for, never its author's own."""
+from __future__ import annotations
+
+from tests.support import Dojo, api, submit_work, v1
+
+
+def rules_path(repo: str) -> str:
+    return f"/v1/repos/{repo}/branch-protections"
+
+
+def test_rules_are_put_listed_replaced_and_removed(server, tenant):
+    repo = tenant.repo()
+    admin = tenant.keys["admin"]
+    made = api(server, admin, "PUT", rules_path(repo), {"pattern": "release/**", "requiredApprovals": 2})
+    assert made.status_code == 200, made.text
+    rule = made.json()["data"]
+    assert (rule["pattern"], rule["allowForcePush"], rule["allowDeletion"], rule["requirePullRequest"],
+            rule["requiredApprovals"]) == ("release/**", False, False, False, 2)
+    again = api(server, admin, "PUT", rules_path(repo), {"pattern": "release/**", "requirePullRequest": True})
+    assert again.json()["data"]["id"] == rule["id"] and again.json()["data"]["requiredApprovals"] == 0
+    listed = api(server, tenant.keys["read"], "GET", rules_path(repo)).json()["data"]
+    assert [(r["pattern"], r["requirePullRequest"]) for r in listed] == [("release/**", True)]
+    for body in ({"pattern": "a b"}, {"pattern": ""}, {"pattern": "main", "requiredApprovals": 11},
+                 {"pattern": "main", "extra": True}):
+        refused = api(server, admin, "PUT", rules_path(repo), body)
+        assert refused.status_code == 422 and refused.json()["success"] is False, (body, refused.text)
+    assert api(server, tenant.keys["agent"], "PUT", rules_path(repo), {"pattern": "main"}).status_code == 403
+    assert api(server, server.tenant().keys["admin"], "GET", rules_path(repo)).status_code == 404
+    assert api(server, admin, "DELETE", f"{rules_path(repo)}/{rule['id']}").status_code == 200
+    assert api(server, admin, "DELETE", f"{rules_path(repo)}/{rule['id']}").status_code == 404
+    assert api(server, admin, "GET", rules_path(repo)).json()["data"] == []
+
+
+def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_approved_it(server, tenant, git,
+                                                                                      tmp_path):
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    rule = api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1})
+    assert rule.status_code == 200, rule.text
+
+    git.commit(work, {"direct.txt": "d\n"}, "straight to main")
+    pushed = git("push", tenant.url(repo), "HEAD:main", cwd=work, check=False)
+    assert pushed.returncode != 0 and b"changes come through a pull request" in pushed.stderr, pushed.stderr
+    git("push", "-q", tenant.url(repo), "HEAD:refs/heads/side", cwd=work)  # other branches are not held
+    commit = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/commits", {
+        "branch": "main", "message": "by the API", "operations": [{"action": "delete", "path": "README.md"}]})
+    assert commit.status_code == 403 and "pull request" in commit.text, commit.text
+    merged_branch = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/merges", {"source": "side"})
+    assert merged_branch.status_code == 403, merged_branch.text
+
+    _, stack, _ = submit_work(Dojo(server, tenant, repo), "gated", {"g.txt": "g\n"})
+    path = f"{repo}/stacks/{stack['id']}"
+
+    def merge():
+        return v1(server, tenant, "POST", f"{path}/merge", {"strategy": "squash"})
+
+    unapproved = merge()
+    assert unapproved.status_code == 409 and "needs 1 approving review" in unapproved.json()["error"]
+    assert unapproved.json()["details"] == {"requiredApprovals": 1, "approvals": 0, "changesRequested": 0}
+    shown = v1(server, tenant, "GET", path).json()["data"]
+    assert shown["mergeable"] is False and "approving review" in shown["conflicts"][0]
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201  # its author
+    assert merge().status_code == 409
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "request_changes"}, scope="admin").status_code == 201
+    assert "changes were requested" in merge().json()["error"]
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    landed = merge()
+    assert landed.status_code == 200 and landed.json()["data"]["success"], landed.text
+    clone = tmp_path / "clone"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "g.txt").read_text() == "g\n" and not (clone / "direct.txt").exists()
