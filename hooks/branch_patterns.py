@@ -1,5 +1,5 @@
 """Branch protection patterns, matched as GitHub matches them (Ruby's File.fnmatch with FNM_PATHNAME):
-`*` and `?` stop at '/', `**` crosses it, `[...]` is a character class (`[!...]` negated; a ']' first in it
+`*` and `?` stop at '/', `**` crosses it (`**/` is any directories, none too), `[...]` is a character class (`[!...]` negated; a ']' first in it
 is one of its members) that never matches '/'. "release/*" covers release/v1 but not release/v1/hotfix;
 "release/**" covers both."""
 from __future__ import annotations
@@ -13,7 +13,10 @@ def _compiled(pattern: str) -> re.Pattern:
     out, at = [], 0
     while at < len(pattern):
         char = pattern[at]
-        if pattern.startswith("**", at):
+        if pattern.startswith("**/", at):  # any directories, none too: `**/main` covers main
+            out.append("(?:.*/)?")
+            at += 3
+        elif pattern.startswith("**", at):
             out.append(".*")
             at += 2
         elif char == "*":

@@ -106,6 +106,13 @@ def protected_from_deletion(session: Session, repo_id: str, branch: str) -> bool
     return _forbids_deletion(session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all(), branch)
 
 
+def takes_changes_only_through_stacks(session: Session, repo_id: str, branch: str) -> bool:
+    """Whether a rule lets `branch` move only by a stack's merge: for a dry run or a pull to say so before any work
+    (the check itself refuses the move)."""
+    rules = session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all()
+    return any(r.require_pull_request for r in rules if branch_matches(r.pattern, branch))
+
+
 def _forbids_deletion(rules, branch: str) -> bool:
     return any(not r.allow_deletion for r in rules if branch_matches(r.pattern, branch))
 

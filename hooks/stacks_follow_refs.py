@@ -51,8 +51,8 @@ def mark_landed_stacks(ctx: ChangeContext, applied: Sequence[RefUpdate], session
 def close_stacks_of_deleted_branches(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
     """Effect: open stacks whose own branch this change deleted are closed; those based on it wait on the branch
     it was merged into when its latest stack merged (a merge with its branch's deletion), as GitHub retargets
-    them; a branch's own stack waits on the default branch, where hoody merges a branch whose base is gone; the
-    others are closed, as GitHub closes a pull request whose base branch is deleted. (Queries only for deletes.)"""
+    them; the others are closed, as GitHub closes a pull request whose base branch is deleted (waiting on another
+    branch, it would bring the deleted one's commits, which no one reviewed). (Queries only for deletes.)"""
     deleted = [update.branch for update in applied if update.branch is not None and update.is_delete]
     if not deleted:
         return
@@ -64,14 +64,15 @@ def close_stacks_of_deleted_branches(ctx: ChangeContext, applied: Sequence[RefUp
             stack_changed(session, ctx.repo, stack, "closed", actor)
         for stack in _current(session, select(Stack).where(Stack.repo_id == ctx.repo.id, Stack.status == "open",
                                                             Stack.base_branch.in_(chunk))):
-            landed = _merged_into(session, ctx.repo.id, stack.base_branch)
-            target = landed or (ctx.repo.default_branch if stack.workspace_id is None else None)
+            target = _merged_into(session, ctx.repo.id, stack.base_branch)
             if target is None or target == stack.bookmark:
                 stack.status = "closed"
                 stack_changed(session, ctx.repo, stack, "closed", actor)
                 continue
             changes = {"base": {"from": {"ref": stack.base_branch}}}
             stack.parent_stack_id, stack.base_branch = None, target
+            if stack.workspace_id is None:  # a workspace's is replayed onto its new base by its parent's merge
+                take_head(ctx.repo_path, stack, stack.head_commit)
             stack_changed(session, ctx.repo, stack, "edited", actor, changes)
 
 

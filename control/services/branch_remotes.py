@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from hooks.checks import THROUGH_A_STACK, takes_changes_only_through_stacks
 from hooks.pipeline import refuse_unless_checks_pass
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_read, git_remote, rate_limits
-from storage.errors import BadRequest, Conflict, NotFound, TooLarge
+from storage.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from storage.keys import Principal
 from storage.ids import new_id
 from storage.models import Event, Repository
@@ -183,9 +184,11 @@ class Pulled:
 def pull(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Pulled:
     """The remote branch of the same name merged in: a fast-forward where it can be, else a merge commit; with
     conflicts nothing changes. The move is a ref change like any other (checks, protection, locks, sizes)."""
-    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     name = listed.row.name
     ref = f"refs/heads/{name}"
+    if takes_changes_only_through_stacks(session, repo.id, name):  # before anything is fetched
+        raise Forbidden(THROUGH_A_STACK, {"ref": ref})
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     theirs = _remote_head(app, repo, upstream, ref)
     if theirs is None:
         raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})

@@ -19,11 +19,13 @@ from typing import Callable
 
 from sqlalchemy import select
 
+from hooks.checks import THROUGH_A_STACK, takes_changes_only_through_stacks
 from hooks.locks import refuse_locked_paths
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_objects, git_refs
-from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef, StorageFailure, TooLarge
+from storage.errors import (Conflict, DomainError, Forbidden, Invalid, NotFound, StaleRef, StorageFailure,
+                            TooLarge)
 from storage.keys import Principal
 from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, plan_merge
 from storage.models import Branch, Repository
@@ -69,6 +71,8 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
     `since`: where the source's own commits start (a stack's base; see plan_merge).
     `stack_id`: the stack this merges (a branch that takes changes only through stacks takes it)."""
     checked_branch_name(target_branch)
+    if stack_id is None and takes_changes_only_through_stacks(session, repo.id, target_branch):
+        raise Forbidden(THROUGH_A_STACK, {"ref": f"refs/heads/{target_branch}"})  # dry runs and pulls: before any work
     if strategy not in STRATEGIES:
         raise Invalid(f"unknown merge strategy {strategy!r}", {"fields": [{"loc": "strategy", "msg": "unknown"}]})
     source_sha = resolve_revision(app, repo, source_sha)

@@ -18,7 +18,7 @@ from hooks.refs import ZERO_SHA, RefUpdate
 from hooks.stack_events import review_submitted, stack_changed
 from hooks.stacks_follow_refs import take_head
 from storage import git_objects, git_read, git_refs
-from storage.errors import Conflict, DomainError, Invalid, Locked, NotFound, StaleRef, TooLarge
+from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import BranchProtection, Repository, Stack, StackReview, Workspace
@@ -63,8 +63,11 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     if stack is None:
         parent = _parent_stack(session, repo, workspace.base_commit)
     base_branch = parent.bookmark if parent else repo.default_branch
-    # after a merge, a new stack holds the commits made since: those merged are in its base already
-    base_commit = parent.head_commit if parent else merged.head_commit if merged else workspace.base_commit
+    # after a merge, a new stack holds the commits made since: those merged are in its base already; else its
+    # commits are all those its base branch lacks (a workspace based off the branch brings its base's commits too:
+    # counted from the workspace's base, they were merged unreviewed)
+    base_commit = (parent.head_commit if parent else merged.head_commit if merged
+                   else _fork(path, base_branch, workspace.current_commit) or workspace.base_commit)
     if base_commit == workspace.current_commit:
         raise Invalid("nothing to submit: the workspace's commits are merged; commit something new first")
     if stack is not None:
@@ -119,6 +122,12 @@ def _tell_changes(session: Session, repo: Repository, stack: Stack, before: tupl
         stack_changed(session, repo, stack, "edited", actor.key_id, changes)
     if head != stack.head_commit:
         stack_changed(session, repo, stack, "synchronize", actor.key_id)
+
+
+def _fork(path, branch: str, head: str) -> str | None:
+    """Where `head` left `branch` (None: the branch has no commits, or no history in common)."""
+    tip = git_refs.read_ref(path, f"refs/heads/{branch}")
+    return git_read.merge_base(path, tip, head) if tip else None
 
 
 BOOKMARK_TRIES = 100
@@ -346,12 +355,12 @@ def required_approvals(session: Session, repo_id: str, branch: str) -> int:
 
 def approvals(reviews: list[StackReview], stack: Stack) -> tuple[int, int]:
     """(approving, requesting changes) reviewers on the stack's current head, each by their latest verdict there
-    (a reviewer: a key and the name it gave); the stack's own author, by key, counts for neither (GitHub's rule)."""
+    (a reviewer: a key, whatever names it gives); the stack's own author's key counts for neither (GitHub's rule)."""
     latest = {}
     for review in reviews:
-        if review.head_commit == stack.head_commit and review.state != "comment" and (
-                review.reviewer_key_id is None or review.reviewer_key_id != stack.created_by_key_id):
-            latest[(review.reviewer_key_id, review.reviewer_name)] = review.state
+        if (review.head_commit == stack.head_commit and review.state != "comment"
+                and review.reviewer_key_id is not None and review.reviewer_key_id != stack.created_by_key_id):
+            latest[review.reviewer_key_id] = review.state
     verdicts = list(latest.values())
     return verdicts.count("approve"), verdicts.count("request_changes")
 
@@ -456,9 +465,10 @@ def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple
 
     repo = session.get(Repository, stack.repo_id)
     try:
+        _refuse_moved_bookmark(app, repo, stack)
         _refuse_unapproved(session, stack)
         outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
                                     dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id)
-    except (Conflict, Locked, NotFound, TooLarge) as error:  # what the merge would answer
+    except (Conflict, Forbidden, Locked, NotFound, StaleRef, TooLarge) as error:  # what the merge would answer
         return False, [error.message]
     return outcome.success, outcome.conflicts

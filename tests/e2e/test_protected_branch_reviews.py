@@ -3,7 +3,9 @@ a branch that takes changes only through a stack's merge refuses pushes, API com
 merges into it only with the approving reviews its rule asks for, never its author's own."""
 from __future__ import annotations
 
-from tests.support import Dojo, api, submit_work, v1
+import uuid
+
+from tests.support import Dojo, api, has_object, repo_path, submit_work, v1
 
 
 def rules_path(repo: str) -> str:
@@ -73,3 +75,49 @@ def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_appr
     clone = tmp_path / "clone"
     git("clone", "-q", tenant.url(repo), str(clone))
     assert (clone / "g.txt").read_text() == "g\n" and not (clone / "direct.txt").exists()
+
+
+def test_what_a_stack_brings_is_what_its_reviewers_see_and_each_key_approves_once(server, tenant, git, tmp_path):
+    """A workspace based on an unreviewed commit off main listed only its own commit, and its approved merge
+    brought the other in; one key approving under two names counted twice."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    hidden = git.commit(work, {"hidden.txt": "h\n"}, "not reviewed")
+    git("push", "-q", tenant.url(repo), "HEAD:refs/heads/side", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 2}).status_code == 200
+    _, stack, own = submit_work(Dojo(server, tenant, repo), "off-main", {"ok.txt": "ok\n"}, base_commit=hidden)
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]
+    assert shown["commits"] == [hidden, own] and shown["baseCommit"] != hidden
+
+    path = f"{repo}/stacks/{stack['id']}"
+    for name in ("one", "two"):
+        assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve", "reviewerName": name},
+                  scope="admin").status_code == 201
+    counted = v1(server, tenant, "POST", f"{path}/merge", {})
+    assert counted.status_code == 409 and counted.json()["details"]["approvals"] == 1, counted.text
+
+
+def test_a_protected_branch_refuses_dry_runs_and_pulls_before_any_work(server, tenant, git, tmp_path):
+    """A dry run said "can be merged" where the merge is refused, and a refused pull left what it fetched."""
+    upstream = tenant.repo()
+    work = git.new_worktree(tmp_path / "up", {"a.txt": "a\n"})
+    git("push", "-q", tenant.url(upstream), "HEAD:main", cwd=work)
+    remote_commit = git.commit(work, {"b.txt": "b\n"}, "only upstream has it")
+    slug = f"pp-{uuid.uuid4().hex[:8]}"
+    made = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {
+        "name": slug, "slug": slug, "repository_url": tenant.plain_url(upstream),
+        "settings": {"credentials": {"git_token": tenant.keys["read"]}}})
+    assert made.status_code == 201, made.text
+    git("push", "-q", tenant.url(slug), "HEAD~1:refs/heads/main", "HEAD~1:refs/heads/side", cwd=work)
+    git("push", "-q", tenant.url(upstream), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(slug),
+               {"pattern": "main", "requirePullRequest": True}).status_code == 200
+    dry = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{slug}/merges", {"source": "side", "dryRun": True})
+    assert dry.status_code == 403 and "pull request" in dry.json()["error"], dry.text
+    branches = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{slug}/branches").json()
+    main = next(branch for branch in branches if branch["branch"] == "main")
+    pulled = api(server, tenant.keys["agent"], "POST", f"/api/v1/workspaces/{slug}/branches/{main['id']}/pull")
+    assert pulled.status_code == 403, pulled.text
+    assert not has_object(repo_path(server, tenant, slug), remote_commit)

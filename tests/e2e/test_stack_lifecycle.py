@@ -286,6 +286,41 @@ def test_a_deleted_base_branch_closes_the_stacks_on_it_unless_it_was_merged_on(s
     assert [action for action, _, _ in actions(receiver)] == ["closed", "closed", "edited", "opened", "opened"]
 
 
+def test_a_branchs_pull_request_whose_base_is_deleted_unmerged_is_closed(server, tenant, git, tmp_path):
+    """Waiting on the default branch instead, its approvals held while the deleted base's unreviewed commits came
+    along into its merge."""
+    slug = f"hd-{uuid.uuid4().hex[:8]}"
+    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
+    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
+    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    git.commit(work, {"dev.txt": "unreviewed\n"}, "dev only")
+    git("push", "-q", tenant.url(slug), "HEAD:refs/heads/dev", cwd=work)
+    branches = f"/api/v1/workspaces/{slug}/branches"
+    made = api(server, tenant.keys["agent"], "POST", branches, {"name": "on-dev", "branch": "on-dev",
+                                                                "baseBranch": "dev"}).json()
+    git.commit(work, {"f.txt": "f\n"}, "feature")
+    git("push", "-q", tenant.url(slug), "HEAD:refs/heads/on-dev", cwd=work)
+    opened = api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/pr").json()
+    stack_id = opened["url"].rpartition("/")[2]
+    assert v1(server, tenant, "POST", f"{slug}/stacks/{stack_id}/reviews", {"state": "approve"},
+              scope="admin").status_code == 201
+    assert v1(server, tenant, "DELETE", f"{slug}/branches/dev").status_code == 200
+    closed = stack_of(server, tenant, slug, stack_id)
+    assert (closed["status"], closed["baseBranch"]) == ("closed", "dev")
+
+
+def test_a_stack_whose_branch_moved_since_its_submit_reads_not_mergeable(server, tenant, git, seeded, tmp_path):
+    """It read mergeable while its merge answered 409 stale_ref."""
+    repo, _ = seeded
+    _, stack, _ = submit_work(Dojo(server, tenant, repo), "moved-on", {"m.txt": "m\n"})
+    work = tmp_path / "clone"
+    git("clone", "-q", "--branch", stack["bookmark"], tenant.url(repo), str(work))
+    git.commit(work, {"m.txt": "pushed after\n"}, "after the submit")
+    git("push", "-q", "origin", f"HEAD:{stack['bookmark']}", cwd=work)
+    shown = stack_of(server, tenant, repo, stack["id"])
+    assert shown["mergeable"] is False and "moved since the stack was submitted" in shown["conflicts"][0]
+
+
 def test_stack_edits_that_break_the_rules_are_refused_in_the_envelope_and_change_nothing(server, tenant, seeded):
     repo, _ = seeded
     _, stack, _ = submit_work(Dojo(server, tenant, repo), "rules", {"r.txt": "r\n"})

@@ -12,6 +12,10 @@ CASES = [
     ("release/*", "release/v1/hotfix", False),  # fnmatch's `*` crossed '/' and over-protected it
     ("release/**", "release/v1/hotfix", True),
     ("release/**/*", "release/v1/hotfix", True),
+    ("**/main", "main", True),  # `**/` matches no directory too: the rule left a top-level main unprotected
+    ("**/main", "team/a/main", True),
+    ("**/main", "xmain", False),
+    ("release/**/fix", "release/fix", True),
     ("*", "feature/x", False),
     ("**", "feature/x", True),
     ("*-stable", "2.1-stable", True),
