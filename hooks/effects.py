@@ -120,11 +120,14 @@ def request_housekeeping(ctx: ChangeContext, applied: Sequence[RefUpdate], sessi
 
 def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
     """A `push` event for the repository's webhooks: every ref change, a git push's or the API's; and, as GitHub
-    sends them beside it, a `create` or `delete` event for each branch or tag made or deleted."""
+    sends them beside it, a `create` or `delete` event for each branch or tag made or deleted. A push sent again
+    after it landed (a client's retry, a twin push) repeats no `create` or `delete`; its refs read `foundInPlace`."""
     where = {"repository": {"id": ctx.repo.id, "slug": ctx.repo.slug}, "organization": {"id": ctx.repo.org_id},
              "source": ctx.source, "actorKeyId": ctx.actor.key_id if ctx.actor else None}
     payload = {"event": "push", **where,
-               "refs": [{"ref": update.ref, "before": update.old, "after": update.new} for update in applied]}
+               "refs": [{"ref": update.ref, "before": update.old, "after": update.new,
+                         **({"foundInPlace": True} if update.ref in ctx.found_in_place else {})}
+                        for update in applied]}
     if ctx.push_options:
         payload["pushOptions"] = list(ctx.push_options)
     webhooks = active_webhooks(session, ctx.repo.id)
@@ -133,7 +136,7 @@ def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -
     queue_event(session, ctx.repo.id, "push", payload, webhooks)
     for change in applied:
         kind = "branch" if change.branch is not None else "tag" if change.ref.startswith("refs/tags/") else None
-        if kind is not None and (change.is_create or change.is_delete):
+        if kind is not None and (change.is_create or change.is_delete) and change.ref not in ctx.found_in_place:
             event = "create" if change.is_create else "delete"
             queue_event(session, ctx.repo.id, event, {
                 "event": event, **where, "ref": change.ref, "refType": kind,

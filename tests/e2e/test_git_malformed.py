@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
+import time
 import zlib
 
 import pytest
@@ -239,11 +240,12 @@ def _receive_pack_body(commands: list[str], capabilities: str, pack: bytes = b""
 
 
 @pytest.mark.parametrize("atomic", [False, True])
-def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, git, tmp_path, atomic):
+def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, git, tmp_path, atomic, receiver):
     """libcurl sends a POST again on a new connection when the first one's server died (a killed worker): the
     push had landed, and the second receive-pack, finding the branch already moved, told the pusher "failed to
     update ref" (with --atomic, "atomic transaction failed") for a branch that held exactly what was pushed; the
-    rows the killed worker did not write were not written either (here the first request's row is removed)."""
+    rows the killed worker did not write were not written either (here the first request's row is removed). A
+    webhook is told of the branch made once (the request sent again told it twice)."""
     import subprocess
 
     from sqlalchemy import delete, select
@@ -254,6 +256,9 @@ def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, gi
     repo = tenant.repo()
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
     git("push", "-q", tenant.url(repo), "main", "main:refs/heads/side", cwd=work)
+    hook = requests.post(f"{server.url}/v1/repos/{repo}/webhooks", json={"url": receiver.url, "events": ["*"]},
+                         headers={"Authorization": f"Bearer {tenant.keys['admin']}"}, timeout=60)
+    assert hook.status_code == 201, hook.text
     old = git.out("rev-parse", "HEAD", cwd=work)
     new = git.commit(work, {"b.txt": "b"}, "second")
     pack = subprocess.run(["git", "pack-objects", "--revs", "--stdout", "-q"], cwd=work,
@@ -275,6 +280,15 @@ def test_a_push_request_sent_again_after_it_landed_reports_ok(server, tenant, gi
         payloads = [event.payload for event in session.scalars(select(Event).where(Event.repo_id == repo_id))]
     resent = [p for p in payloads if any(ref.get("foundInPlace") for ref in p["refs"])]
     assert len(resent) == 1 and {ref["ref"] for ref in resent[0]["refs"]} == set(refs)
+    pushes = receiver.wait_for("push", 2)
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    deliveries = f"{server.url}/v1/repos/{repo}/webhooks/{hook.json()['data']['id']}/deliveries"
+    deadline = time.monotonic() + 60
+    while any(d["status"] == "pending" for d in requests.get(deliveries, headers=admin, timeout=60).json()["data"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)  # every event of both requests sent: a second `create` would be in
+    assert sum(all(ref.get("foundInPlace") for ref in body["refs"]) for _, body in pushes) == 1
+    assert [body["ref"] for _, body in receiver.events("create")] == ["refs/heads/topic"]
 
     git("push", "-q", "-f", tenant.url(repo), f"{old}:refs/heads/topic", cwd=work)  # one ref moved on
     response = requests.post(f"{url}/git-receive-pack", data=body, headers=headers, timeout=60)
