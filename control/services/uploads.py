@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hooks.checks import THROUGH_A_STACK, takes_changes_only_through_stacks
 from hooks.paths import MAX_PATH_BYTES, path_problem
 from hooks.pipeline import apply_ref_change, run_effects
 from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
@@ -62,6 +63,9 @@ def request_upload(session: Session, app, repo: Repository, actor: Principal, id
     if branch != repo.default_branch:  # the branch's deletion, which retires its uploads, waits for this one
         serialize_repository_writes(session, repo.id)
     _check_branch(session, app, repo, branch)
+    if (takes_changes_only_through_stacks(session, repo.id, branch)
+            and git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{branch}") is not None):
+        raise Forbidden(THROUGH_A_STACK, {"ref": f"refs/heads/{branch}"})  # its completion would be refused
     specs = _checked_files(files)
     upload = _live_upload(session, repo, branch, identifier)
     now = app.clock()

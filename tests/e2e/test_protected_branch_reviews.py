@@ -53,6 +53,9 @@ def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_appr
     assert commit.status_code == 403 and "pull request" in commit.text, commit.text
     merged_branch = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/merges", {"source": "side"})
     assert merged_branch.status_code == 403, merged_branch.text
+    upload = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/uploads", {  # refused when asked for
+        "identifier": "u1", "files": [{"name": "a.txt", "hash": "0" * 64}]})
+    assert upload.status_code == 403 and "pull request" in upload.text, upload.text
 
     _, stack, _ = submit_work(Dojo(server, tenant, repo), "gated", {"g.txt": "g\n"})
     path = f"{repo}/stacks/{stack['id']}"
