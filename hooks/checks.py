@@ -95,7 +95,7 @@ def check_default_branch_kept(ctx: ChangeContext, updates: Sequence[RefUpdate], 
 
 _PROTECTION_RULES = (  # built once: checks run on every push
     select(BranchProtection.pattern, BranchProtection.allow_deletion, BranchProtection.allow_force_push,
-           BranchProtection.require_pull_request)
+           BranchProtection.require_pull_request, BranchProtection.required_approvals)
     .where(BranchProtection.repo_id == bindparam("repo_id"))
 )
 THROUGH_A_STACK = "protected branch: changes come through a pull request (a stack's merge)"
@@ -111,6 +111,12 @@ def takes_changes_only_through_stacks(session: Session, repo_id: str, branch: st
     (the check itself refuses the move)."""
     rules = session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all()
     return any(r.require_pull_request for r in rules if branch_matches(r.pattern, branch))
+
+
+def required_approvals(session: Session, repo_id: str, branch: str) -> int:
+    """The most approving reviews a rule matching `branch` asks of a stack merging into it."""
+    rules = session.execute(_PROTECTION_RULES, {"repo_id": repo_id}).all()
+    return max((r.required_approvals for r in rules if branch_matches(r.pattern, branch)), default=0)
 
 
 def _forbids_deletion(rules, branch: str) -> bool:

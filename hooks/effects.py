@@ -19,7 +19,7 @@ from .context import ChangeContext
 from .stacks_follow_refs import (close_stacks_of_deleted_branches, follow_branches_of_their_own_stacks,
                                  mark_landed_stacks)
 from .refs import RefUpdate
-from .webhooks import active_webhooks, queue_event
+from .webhooks import active_webhooks, queue_event, subscribed
 
 log = logging.getLogger(__name__)
 PURGE_RETIRED_UPLOADS = "control.jobs.purge_retired_uploads"  # deleted branches' upload files and rows
@@ -133,14 +133,14 @@ def notify_webhooks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -
     webhooks = active_webhooks(session, ctx.repo.id)
     if not webhooks:
         return
-    queue_event(session, ctx.repo.id, "push", payload, webhooks)
+    queue_event(session, ctx.repo.id, "push", payload, subscribed(webhooks, "push"))
     for change in applied:
         kind = "branch" if change.branch is not None else "tag" if change.ref.startswith("refs/tags/") else None
         if kind is not None and (change.is_create or change.is_delete) and change.ref not in ctx.found_in_place:
             event = "create" if change.is_create else "delete"
             queue_event(session, ctx.repo.id, event, {
                 "event": event, **where, "ref": change.ref, "refType": kind,
-                "sha": change.new if change.is_create else change.old}, webhooks)
+                "sha": change.new if change.is_create else change.old}, subscribed(webhooks, event))
 
 
 EFFECTS = (record_branch_heads, mark_landed_stacks, record_event, close_stacks_of_deleted_branches,

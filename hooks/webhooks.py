@@ -18,11 +18,14 @@ def active_webhooks(session, repo_id: str) -> list[Webhook]:
     return list(session.scalars(select(Webhook).where(Webhook.repo_id == repo_id, Webhook.active.is_(True))))
 
 
+def subscribed(webhooks: Sequence[Webhook], event: str) -> list[Webhook]:
+    return [hook for hook in webhooks if event in hook.events or "*" in hook.events]
+
+
 def queue_event(session, repo_id: str, event: str, payload: dict, webhooks: Sequence[Webhook] | None = None) -> list:
-    """Deliveries of `event` to those of `webhooks` (default: the repository's active ones) subscribed to it."""
+    """Deliveries of `event` to `webhooks`, by default the repository's active ones subscribed to it."""
     if webhooks is None:
-        webhooks = active_webhooks(session, repo_id)
-    webhooks = [hook for hook in webhooks if event in hook.events or "*" in hook.events or event == "ping"]
+        webhooks = subscribed(active_webhooks(session, repo_id), event)
     deliveries = []
     for hook in webhooks:
         delivery = WebhookDelivery(id=new_id("whd"), webhook_id=hook.id, event=event, payload=payload)

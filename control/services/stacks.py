@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hooks.branch_patterns import branch_matches
+from hooks.checks import required_approvals
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from hooks.stack_events import review_submitted, stack_changed
@@ -21,7 +21,7 @@ from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal
-from storage.models import BranchProtection, Repository, Stack, StackReview, Workspace
+from storage.models import Repository, Stack, StackReview, Workspace
 from storage.times import as_utc
 from storage.repo_writes import serialize_repository_writes
 
@@ -36,10 +36,6 @@ REVIEW_STATES = ("approve", "request_changes", "comment")
 def bookmark_name(workspace: Workspace) -> str:
     slug = re.sub(r"[^A-Za-z0-9._/-]+", "-", workspace.name).strip("-./") or workspace.id
     return checked_branch_name(f"stacks/{slug}")
-
-
-def _open_stack_for(session: Session, workspace: Workspace) -> Stack | None:
-    return _open_stack_for_id(session, workspace.id)
 
 
 def _parent_stack(session: Session, repo: Repository, base_commit: str | None) -> Stack | None:
@@ -57,7 +53,7 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
     if not workspace.current_commit or workspace.current_commit == workspace.base_commit:
         raise Invalid("nothing to submit: commit the workspace first")
     path = app.store.path_for(repo.id)
-    stack = _open_stack_for(session, workspace)
+    stack = _open_stack_of_workspace(session, workspace.id)
     parent = stack and stack.parent_stack_id and session.get(Stack, stack.parent_stack_id)
     merged = _last_merged_stack(session, path, workspace)  # also for a stack submitted again since
     if stack is None:
@@ -296,7 +292,7 @@ def _reopen(session: Session, app, repo: Repository, stack: Stack, actor: Princi
         raise Conflict(f"branch {stack.bookmark!r} was rewritten since the stack was closed: submit it anew",
                        {"branch": stack.bookmark, "expected": stack.head_commit, "actual": head})
     taken = (open_stack_of_branch(session, repo, stack.bookmark)
-             or (stack.workspace_id and _open_stack_for_id(session, stack.workspace_id)))
+             or (stack.workspace_id and _open_stack_of_workspace(session, stack.workspace_id)))
     if taken:
         raise Conflict(f"stack {taken.id} is open for {stack.bookmark!r} or its workspace", {"stackId": taken.id})
     parent = stack.parent_stack_id and session.get(Stack, stack.parent_stack_id)
@@ -315,7 +311,7 @@ def _reopen(session: Session, app, repo: Repository, stack: Stack, actor: Princi
         stack_changed(session, repo, stack, "synchronize", actor.key_id)
 
 
-def _open_stack_for_id(session: Session, workspace_id: str) -> Stack | None:
+def _open_stack_of_workspace(session: Session, workspace_id: str) -> Stack | None:
     return session.scalar(select(Stack).where(Stack.workspace_id == workspace_id, Stack.status == "open"))
 
 
@@ -344,13 +340,6 @@ def review_decision(reviews: list[StackReview], head_commit: str) -> str:
     if not verdicts:
         return "pending"
     return "approved" if verdicts[-1] == "approve" else "changes_requested"
-
-
-def required_approvals(session: Session, repo_id: str, branch: str) -> int:
-    """The most approving reviews a protection rule matching `branch` asks of a stack merging into it."""
-    rules = session.execute(select(BranchProtection.pattern, BranchProtection.required_approvals)
-                            .where(BranchProtection.repo_id == repo_id, BranchProtection.required_approvals > 0))
-    return max((needed for pattern, needed in rules if branch_matches(pattern, branch)), default=0)
 
 
 def approvals(reviews: list[StackReview], stack: Stack) -> tuple[int, int]:

@@ -19,6 +19,18 @@ def subscribe(server, tenant, repo: str, receiver, events=("pull_request", "pull
     return made.json()["data"]
 
 
+def hoody_workspace(server, tenant, git, tmp_path, prefix: str, receiver=None) -> tuple[str, object]:
+    """A workspace (seed 002) with a main branch pushed from a clone: (its slug, the clone); its pull request
+    events go to `receiver` if given."""
+    slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
+    if receiver is not None:
+        subscribe(server, tenant, slug, receiver, events=("pull_request",))
+    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
+    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    return slug, work
+
+
 @pytest.fixture
 def seeded(server, tenant, git, tmp_path):
     repo = tenant.repo()
@@ -177,11 +189,7 @@ def test_a_stack_whose_head_is_pushed_to_its_base_is_merged_once_and_stays_merge
 
 def test_hoodys_merge_of_a_branch_with_its_deletion_leaves_its_pull_request_merged(server, tenant, git, tmp_path,
                                                                                     receiver):
-    slug = f"hl-{uuid.uuid4().hex[:8]}"
-    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
-    subscribe(server, tenant, slug, receiver, events=("pull_request",))
-    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
-    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    slug, work = hoody_workspace(server, tenant, git, tmp_path, "hl", receiver)
     branches = f"/api/v1/workspaces/{slug}/branches"
     made = api(server, tenant.keys["agent"], "POST", branches, {"name": "feature", "branch": "feature"}).json()
     git.commit(work, {"f.txt": "f\n"}, "feature")
@@ -199,11 +207,7 @@ def test_hoodys_merge_of_a_branch_with_its_deletion_leaves_its_pull_request_merg
 def test_a_branchs_pull_request_follows_its_pushes_and_a_reset_closes_it(server, tenant, git, tmp_path, receiver):
     """A GitHub pull request takes what is pushed to its branch (`synchronize`) and is closed when its branch is
     moved back to what its base has; hoody's kept the head of its last POST .../pr, open after a reset."""
-    slug = f"hf-{uuid.uuid4().hex[:8]}"
-    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
-    subscribe(server, tenant, slug, receiver, events=("pull_request",))
-    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
-    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    slug, work = hoody_workspace(server, tenant, git, tmp_path, "hf", receiver)
     branches = f"/api/v1/workspaces/{slug}/branches"
     made = api(server, tenant.keys["agent"], "POST", branches, {"name": "follow", "branch": "follow"}).json()
     first = git.commit(work, {"f.txt": "1\n"}, "one")
@@ -262,11 +266,7 @@ def test_a_deleted_base_branch_closes_the_stacks_on_it_unless_it_was_merged_on(s
     assert v1(server, tenant, "DELETE", f"{repo}/branches/{parent['bookmark']}").status_code == 200
     assert stack_of(server, tenant, repo, child["id"])["status"] == "closed"
 
-    slug = f"hs-{uuid.uuid4().hex[:8]}"
-    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
-    subscribe(server, tenant, slug, receiver, events=("pull_request",))
-    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
-    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    slug, work = hoody_workspace(server, tenant, git, tmp_path, "hs", receiver)
     branches = f"/api/v1/workspaces/{slug}/branches"
     first = api(server, tenant.keys["agent"], "POST", branches, {"name": "a", "branch": "a"}).json()
     git.commit(work, {"a.txt": "a\n"}, "a")
@@ -289,10 +289,7 @@ def test_a_deleted_base_branch_closes_the_stacks_on_it_unless_it_was_merged_on(s
 def test_a_branchs_pull_request_whose_base_is_deleted_unmerged_is_closed(server, tenant, git, tmp_path):
     """Waiting on the default branch instead, its approvals held while the deleted base's unreviewed commits came
     along into its merge."""
-    slug = f"hd-{uuid.uuid4().hex[:8]}"
-    assert api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).ok
-    work = git.new_worktree(tmp_path / "w", {"README.md": "x\n"})
-    git("push", "-q", tenant.url(slug), "HEAD:main", cwd=work)
+    slug, work = hoody_workspace(server, tenant, git, tmp_path, "hd")
     git.commit(work, {"dev.txt": "unreviewed\n"}, "dev only")
     git("push", "-q", tenant.url(slug), "HEAD:refs/heads/dev", cwd=work)
     branches = f"/api/v1/workspaces/{slug}/branches"
