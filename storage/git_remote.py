@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .git_env import GIT, clean_git_env
 from .process_groups import kill_group
+from .public_addresses import is_public
 
 LS_REMOTE_TIMEOUT = 15
 FETCH_TIMEOUT = 300
@@ -85,7 +86,7 @@ def checked_remote(url: str, allow_http: bool = False, allow_private: bool = Fal
         raise RemoteRefused(f"the host {parts.hostname!r} could not be resolved") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
     if not allow_private:
-        inner = [str(a) for a in addresses if not a.is_global or a.is_multicast]
+        inner = [str(a) for a in addresses if not is_public(a)]
         if inner:
             raise RemoteRefused(f"the host {parts.hostname!r} resolves to an address that is not public ({inner[0]})")
     return Remote(url=url, host=parts.hostname, port=port, address=str(addresses[0]))
