@@ -16,6 +16,7 @@ from storage.repo_writes import serialize_repository_writes
 from storage.times import as_utc
 
 from . import workspaces as workspace_service
+from .lock_events import record_lock_event
 
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
@@ -35,7 +36,7 @@ def _checked_patterns(patterns: list[str]) -> list[str]:
 
 
 def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patterns: list[str],
-                  ttl_seconds: int | None, now) -> PathLock:
+                  ttl_seconds: int | None, actor: Principal, now) -> PathLock:
     patterns = _checked_patterns(patterns)
     ttl = ttl_seconds or DEFAULT_TTL
     if not 1 <= ttl <= MAX_TTL:
@@ -56,6 +57,7 @@ def acquire_locks(session: Session, repo: Repository, workspace: Workspace, patt
                     expires_at=now + timedelta(seconds=ttl))
     session.add(lock)
     session.flush()
+    record_lock_event(session, repo.org_id, lock, actor.key_id, "acquired")
     return lock
 
 
@@ -84,6 +86,7 @@ def release_lock(session: Session, repo: Repository, lock_id: str, actor: Princi
         raise Forbidden("only the holding workspace may release this lock (or an admin with force)")
     lock.released_at = now
     lock.released_by_key_id = actor.key_id
+    record_lock_event(session, repo.org_id, lock, actor.key_id, "released", force=force)
     session.flush()
     return lock
 

@@ -23,8 +23,10 @@ from storage.merge_store import EMPTY_TREE
 from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
 from storage.repo_writes import serialize_repository_writes, serialize_workspace_writes
+from storage.times import as_utc
 
 from . import text_search
+from .lock_events import record_lock_event
 from .changes import change_context, checked_path, resolve_revision
 from .commits import record_commit
 from .contents import MAX_CONTENT_BYTES
@@ -86,13 +88,17 @@ def take_workspace_turn(session: Session, workspace: Workspace) -> None:
         raise NotFound(f"workspace {workspace.id!r} not found")
 
 
-def delete_workspace(session: Session, workspace: Workspace, now) -> None:
-    """The overlay goes; commits stay in the graph (the workspace ref keeps them reachable)."""
+def delete_workspace(session: Session, workspace: Workspace, actor: Principal, now) -> None:
+    """The overlay goes, and its locks; commits stay in the graph (the workspace ref keeps them reachable)."""
     take_workspace_turn(session, workspace)
     session.execute(delete(WorkspaceFile).where(WorkspaceFile.workspace_id == workspace.id))
+    org_id = session.scalar(select(Repository.org_id).where(Repository.id == workspace.repo_id))
     for lock in session.scalars(select(PathLock).where(PathLock.workspace_id == workspace.id,
                                                        PathLock.released_at.is_(None))):
         lock.released_at = now
+        lock.released_by_key_id = actor.key_id
+        if as_utc(lock.expires_at) > now:
+            record_lock_event(session, org_id, lock, actor.key_id, "released", workspaceDeleted=True)
     workspace.status = "deleted"
     session.flush()
 

@@ -1448,3 +1448,37 @@ def test_the_child_of_a_stack_merged_by_hand_waits_on_its_parents_base_and_merge
     assert merged.status_code == 200 and merged.json()["data"]["target"] == "main", merged.text
     git("pull", "-q", "origin", "main", cwd=clone)
     assert git("merge-base", "--is-ancestor", child_sha, "HEAD", cwd=clone, check=False).returncode == 0
+
+
+def test_locks_taken_and_released_show_in_the_repository_timeline(server, tenant, seeded):
+    """Who took which paths and who let them go, as other agents coordinating on them read it afterwards: a new lock
+    is `lock.acquired` (its renewal is nothing new), each way of releasing is `lock.released`."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    holder = dojo.workspace("holder")
+    gone = dojo.workspace("gone")
+    first = dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["src/*"]}).json()["lock"]
+    dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["src/*"], "ttl_seconds": 7200})
+    forced = dojo("POST", f"/workspaces/{holder['id']}/lock", {"patterns": ["docs/**"]}).json()["lock"]
+    left = dojo("POST", f"/workspaces/{gone['id']}/lock", {"patterns": ["lib/*"]}).json()["lock"]
+    released = requests.delete(f"{server.url}/v1/repos/{repo}/locks/{first['id']}",
+                               params={"workspace_id": holder["id"]}, headers=dojo.headers, timeout=30)
+    assert released.status_code == 200, released.text
+    admin = {"Authorization": f"Bearer {tenant.keys['admin']}"}
+    assert requests.delete(f"{server.url}/v1/repos/{repo}/locks/{forced['id']}", params={"force": "true"},
+                           headers=admin, timeout=30).status_code == 200
+    assert dojo("DELETE", f"/workspaces/{gone['id']}").status_code == 200
+
+    timeline = requests.get(f"{server.url}/api/v1/workspaces/{repo}/timeline", headers=admin, timeout=30).json()
+    locks = [(item["type"], item["payload"]) for item in reversed(timeline["data"])
+             if item["kind"] == "event" and item["type"].startswith("lock.")]
+    assert [(kind, payload["lockId"]) for kind, payload in locks] == [
+        ("lock.acquired", first["id"]), ("lock.acquired", forced["id"]), ("lock.acquired", left["id"]),
+        ("lock.released", first["id"]), ("lock.released", forced["id"]), ("lock.released", left["id"])]
+    acquired = locks[0][1]
+    assert (acquired["workspaceId"], acquired["patterns"]) == (holder["id"], ["src/*"])
+    assert acquired["expiresAt"].endswith("Z")
+    assert [payload.get("force") for _, payload in locks[3:5]] == [False, True]
+    assert locks[5][1]["workspaceDeleted"] is True
+    actors = [item["actor_key_id"] for item in reversed(timeline["data"]) if item.get("type") == "lock.released"]
+    assert actors[1] != actors[0]  # the admin's key forced the second

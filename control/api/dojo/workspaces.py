@@ -288,7 +288,7 @@ def workspace_search(call: Call, owner: str, name: str, ws_id: str, query: Searc
 def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest):
     repo, workspace = _workspace(call, owner, name, ws_id)
     lock = lock_service.acquire_locks(call.session, repo, workspace, body.patterns, body.ttl_seconds,
-                                      call.context.clock())
+                                      call.principal, call.context.clock())
     return LockResponse(lock=DojoLockOut(id=lock.id, workspace_id=lock.workspace_id, patterns=lock.patterns,
                                          expires_at=as_utc(lock.expires_at)))
 
@@ -297,5 +297,5 @@ def lock_paths(call: Call, owner: str, name: str, ws_id: str, body: LockRequest)
        response=DeletedWorkspace)
 def delete_workspace(call: Call, owner: str, name: str, ws_id: str):
     _repo, workspace = _workspace(call, owner, name, ws_id)
-    workspace_service.delete_workspace(call.session, workspace, call.context.clock())
+    workspace_service.delete_workspace(call.session, workspace, call.principal, call.context.clock())
     return DeletedWorkspace(id=workspace.id)
