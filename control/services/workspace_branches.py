@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hooks.pipeline import apply_ref_change
-from hooks.refs import RefUpdate
+from hooks.refs import ZERO_SHA, RefUpdate
 from hooks.stack_events import stack_number
 from storage import git_diff, git_objects, git_read, git_refs
 from storage.errors import BadRequest, Conflict, NotFound
@@ -61,7 +61,7 @@ def create(session: Session, app, repo: Repository, actor: Principal, name: str 
     base_head_now = git_refs.read_ref(path, f"refs/heads/{base}")
     if base_head_now is None and base != repo.default_branch:
         raise NotFound(f"base branch {base!r} not found", {"baseBranch": base})
-    source = base if base_head_now else None  # an empty repository: record only
+    source = base if base_head_now else None
     for candidate in [git_name] if git_name else _git_names(name):
         try:
             view = branches.create_branch(session, app, repo, actor, candidate, source=source)
@@ -71,6 +71,8 @@ def create(session: Session, app, repo: Repository, actor: Principal, name: str 
             continue
         row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == view.name))
         row.display_name = name
+        if view.head_sha is None:  # an empty repository: nothing to start from until a first commit (then `retry`)
+            row.status = "failed"
         session.flush()
         return Listed(row, view.head_sha)
     raise Conflict(f"no free branch name for {name!r}: name the git branch with `branch`")
@@ -117,12 +119,24 @@ def reset(session: Session, app, repo: Repository, actor: Principal, listed: Lis
     return Listed(row, row.base_commit)
 
 
-def retry(listed: Listed) -> Listed:
-    """Only a failed branch is retried; a branch here is made in its request, so none is ever left failed."""
-    if listed.row.status != "failed":
-        raise BadRequest(f"only a failed branch can be retried; this one is {listed.row.status}",
-                         {"id": listed.row.id, "status": listed.row.status})
-    return listed
+def retry(session: Session, app, repo: Repository, actor: Principal, listed: Listed) -> Listed:
+    """A branch here is made in its request and fails only for want of a commit to start from (it was created in an
+    empty repository): retried, it starts from its base branch's head, once there is one."""
+    row = listed.row
+    if row.status != "failed":
+        raise BadRequest(f"only a failed branch can be retried; this one is {row.status}",
+                         {"id": row.id, "status": row.status})
+    base = base_of(app, repo, row)
+    start = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}")
+    if start is None:
+        raise Conflict(f"branch {base!r} has no commits yet to start this branch from: push one, then retry",
+                       {"id": row.id, "baseBranch": base})
+    ctx = change_context(app, repo, actor, "api")
+    apply_ref_change(ctx, RefUpdate(old=ZERO_SHA, new=start, ref=f"refs/heads/{row.name}"), session=session)
+    session.refresh(row)
+    row.base_branch, row.base_commit = base, start
+    session.flush()
+    return Listed(row, start)
 
 
 def base_of(app, repo: Repository, row: Branch) -> str:

@@ -580,8 +580,30 @@ def test_a_branch_without_commits_is_not_merged(server, tenant, git, tmp_path):
     made = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug})
     ws = made.json()["data"]
     waiting = create(server, tenant, ws, name="feat")
-    assert waiting["status"] == "creating" and waiting["base_commit"] is None
+    assert waiting["status"] == "failed" and waiting["base_commit"] is None
     assert "no commits" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{waiting['id']}/merge"), 400)
+
+
+def test_a_branch_made_in_an_empty_repository_fails_and_is_retried_once_there_is_a_commit(server, tenant, git,
+                                                                                          tmp_path):
+    """It read `creating` for ever (a client polling for `ready`, as the document's lifecycle has it, never
+    stopped): with nothing to start from it fails, and its retry starts it from its base's head once there is one."""
+    slug = f"hb-{uuid.uuid4().hex[:8]}"
+    ws = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).json()["data"]
+    made = create(server, tenant, ws, name="Early work")
+    assert (made["status"], made["branch"]) == ("failed", "early-work")
+    assert "no commits yet" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/retry"), 409)
+    assert [b["status"] for b in call(server, tenant, "GET", branches(ws)).json()] == ["failed"]
+    work = tmp_path / "first"
+    git("init", "-q", "-b", "main", str(work))
+    first = git.commit(work, {"README.md": "hello\n"}, "first")
+    git("push", "-q", tenant.url(slug), "main", cwd=work)
+    retried = call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["status"], retried.json()["base_commit"]) == ("ready", first)
+    assert remote_ref(git, tenant.url(slug), "refs/heads/early-work") == first
+    assert "only a failed branch" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/retry"),
+                                                 400)
 
 
 def test_a_branch_made_again_under_a_name_does_not_take_the_old_ones_pull_request(server, tenant, git, tmp_path):
@@ -669,7 +691,7 @@ def test_a_merge_into_a_branch_without_commits_racing_its_delete_does_not_bring_
     git("push", "-q", tenant.url(slug), "src", cwd=work)
     for round_ in range(8):
         target = create(server, tenant, ws, name=f"ro{round_}", branch=f"ro{round_}")
-        assert target["status"] == "creating"
+        assert target["status"] == "failed"
         requests_ = [("POST", f"/v1/repos/{slug}/merges", {"source": "src", "target": f"ro{round_}"}),
                      ("DELETE", f"{branches(ws)}/{target['id']}", None)]
         merged, deleted = at_once(2, lambda i: call(server, tenant, *requests_[i]))

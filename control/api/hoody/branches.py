@@ -226,7 +226,7 @@ def reset_branch(call: Call, workspace_id: str, branch_id: str):
 @route("POST", ONE + "/retry", summary="Retry a failed branch", scope="agent", response=HoodyBranch)
 def retry_branch(call: Call, workspace_id: str, branch_id: str):
     repo, listed = _branch(call, workspace_id, branch_id)
-    return _branch_out(call, repo, service.retry(listed))
+    return _branch_out(call, repo, service.retry(call.session, call.context, repo, call.principal, listed))
 
 
 @route("GET", ONE + "/status", summary="A branch's commits ahead of and behind its base branch",
