@@ -173,11 +173,11 @@ def _check_target_exists(session, repo: Repository, target: str) -> None:
 def merge_branch(session, app, repo: Repository, actor: Principal, source: str, target: str | None = None,
                  strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                  delete_branch: bool = False, expected_target_head: str | None = None,
-                 fast_forward: bool = False,
+                 fast_forward: bool = False, stack_id: str | None = None,
                  on_merged: Callable[[MergeOutcome], None] | None = None) -> MergeOutcome:
     """Merge branch `source` into branch `target` (default: the repository's default branch); optionally delete
     the source afterwards (only if it still points at the commit that was merged). `on_merged`: called once the
-    merge stands, before that delete."""
+    merge stands, before that delete. `stack_id`: the stack (pull request) whose merge this is."""
     checked_branch_name(source)
     target = target or repo.default_branch
     checked_branch_name(target)
@@ -190,7 +190,7 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
                             conflicts=[], message=f"Already up to date: {target} is the branch being merged.",
                             strategy=strategy, dry_run=dry_run, previous_head=source_sha)
     outcome = merge_refs(app, session, repo, actor, source_sha, target, strategy, message, dry_run,
-                         expected_target_head, source_label=source, fast_forward=fast_forward)
+                         expected_target_head, source_label=source, fast_forward=fast_forward, stack_id=stack_id)
     if on_merged is not None and outcome.success and not dry_run:
         on_merged(outcome)
     if delete_branch and outcome.success and not dry_run:

@@ -203,7 +203,7 @@ def submit_branch(session: Session, app, repo: Repository, branch: str, base_bra
     if not commits or base_commit is None:
         raise Invalid(f"no commits between {base_branch!r} and {branch!r}")
     stack = open_stack_of_branch(session, repo, branch)
-    if stack is not None and _older(stack, since):
+    if stack is not None and older_than(stack, since):
         stack.status = "closed"
         stack_changed(session, repo, stack, "closed", actor.key_id)
         stack = None
@@ -228,10 +228,10 @@ def latest_stack_of_branch(session: Session, repo: Repository, branch: str, sinc
     stack = open_stack_of_branch(session, repo, branch) or session.scalar(
         select(Stack).where(Stack.repo_id == repo.id, Stack.bookmark == branch)
         .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(1))
-    return None if stack is None or _older(stack, since) else stack
+    return None if stack is None or older_than(stack, since) else stack
 
 
-def _older(stack: Stack, since: datetime) -> bool:
+def older_than(stack: Stack, since: datetime) -> bool:
     return as_utc(stack.created_at) < as_utc(since)
 
 
@@ -240,7 +240,7 @@ def mark_branch_stack_merged(session: Session, repo: Repository, branch: str, ta
     """After the branch itself was merged into its stack's base (a squash brings none of its commits, so the
     stack's head may never land there)."""
     stack = open_stack_of_branch(session, repo, branch)
-    if stack is not None and stack.base_branch == target and not _older(stack, since):
+    if stack is not None and stack.base_branch == target and not older_than(stack, since):
         stack.status, stack.merged_sha = "merged", merged_sha
         stack_changed(session, repo, stack, "closed", actor.key_id)
 
@@ -377,8 +377,7 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
         session.refresh(stack)
     if stack.status != "open":
         raise Conflict(f"stack is {stack.status}", {"status": stack.status})
-    _refuse_moved_bookmark(app, repo, stack)
-    _refuse_unapproved(session, stack)
+    refuse_unmergeable(session, app, repo, stack)
     if stack.parent_stack_id:
         parent = session.get(Stack, stack.parent_stack_id)
         if parent is not None and parent.status == "open":
@@ -401,6 +400,13 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
     for child in children:
         restack_child(session, app, repo, child, stack, actor)
     return outcome
+
+
+def refuse_unmergeable(session: Session, app, repo: Repository, stack: Stack) -> None:
+    """What a stack's merge must pass before it is tried, whichever way it is asked for (its own merge, its
+    branch's): the head submitted is the branch's, and approved as its base asks."""
+    _refuse_moved_bookmark(app, repo, stack)
+    _refuse_unapproved(session, stack)
 
 
 def _refuse_moved_bookmark(app, repo: Repository, stack: Stack) -> None:
@@ -454,10 +460,10 @@ def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple
 
     repo = session.get(Repository, stack.repo_id)
     try:
-        _refuse_moved_bookmark(app, repo, stack)
-        _refuse_unapproved(session, stack)
+        refuse_unmergeable(session, app, repo, stack)
         outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
-                                    dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id)
+                                    dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id,
+                                    since=stack.base_commit, stack_id=stack.id)
     except (Conflict, Forbidden, Locked, NotFound, StaleRef, TooLarge) as error:  # what the merge would answer
         return False, [error.message]
     return outcome.success, outcome.conflicts

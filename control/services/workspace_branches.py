@@ -190,17 +190,25 @@ def disk_usage(session: Session, app, repo: Repository, branch_id: str | None) -
 
 def merge(session: Session, app, repo: Repository, actor: Principal, listed: Listed, strategy: str,
           message: str | None, dry_run: bool, delete_branch: bool) -> merges.MergeOutcome:
-    """Into its base branch; its open pull request there is merged with it."""
+    """Into its base branch; its open pull request there is merged with it, and the merge is that pull request's
+    (a base taking changes only through pull requests takes it, once it is approved as the base asks)."""
     if listed.head is None:
         raise BadRequest("the branch has no commits yet", {"id": listed.row.id})
+    base = base_of(app, repo, listed.row)
+    stack = stacks.open_stack_of_branch(session, repo, listed.row.name)
+    if stack is not None and (stack.base_branch != base or stacks.older_than(stack, listed.row.created_at)):
+        stack = None
+    if stack is not None:
+        stacks.refuse_unmergeable(session, app, repo, stack)
 
     def mark_its_stack_merged(outcome: merges.MergeOutcome) -> None:  # before its branch is deleted, which closes it
         if not outcome.already_merged:
             stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit,
                                             since=listed.row.created_at, actor=actor)
 
-    return merges.merge_branch(session, app, repo, actor, listed.row.name, base_of(app, repo, listed.row),
-                               strategy, message, dry_run, delete_branch, on_merged=mark_its_stack_merged)
+    return merges.merge_branch(session, app, repo, actor, listed.row.name, base, strategy, message, dry_run,
+                               delete_branch, stack_id=stack.id if stack is not None else None,
+                               on_merged=mark_its_stack_merged)
 
 
 @dataclass

@@ -73,6 +73,7 @@ def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_appr
     assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "request_changes"}, scope="admin").status_code == 201
     assert "changes were requested" in merge().json()["error"]
     assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    assert v1(server, tenant, "GET", path).json()["data"]["mergeable"] is True
     landed = merge()
     assert landed.status_code == 200 and landed.json()["data"]["success"], landed.text
     clone = tmp_path / "clone"
@@ -124,3 +125,34 @@ def test_a_protected_branch_refuses_dry_runs_and_pulls_before_any_work(server, t
     pulled = api(server, tenant.keys["agent"], "POST", f"/api/v1/workspaces/{slug}/branches/{main['id']}/pull")
     assert pulled.status_code == 403, pulled.text
     assert not has_object(repo_path(server, tenant, slug), remote_commit)
+
+
+def test_a_hoody_branch_with_an_approved_pull_request_merges_into_a_branch_taking_changes_only_through_them(
+        server, tenant, git, tmp_path):
+    """Seed 003 merges a branch (and its pull request with it): into such a base that was refused as a direct
+    merge, leaving a client of that document no way to land its approved pull request."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    branches = f"/api/v1/workspaces/{repo}/branches"
+    made = api(server, tenant.keys["agent"], "POST", branches, {"name": "Feature"}).json()
+    git.commit(work, {"f.txt": "f\n"}, "feature")
+    git("push", "-q", tenant.url(repo), f"HEAD:refs/heads/{made['branch']}", cwd=work)
+    merge = f"{branches}/{made['id']}/merge"
+    without_pr = api(server, tenant.keys["agent"], "POST", merge, {"strategy": "merge"})
+    assert without_pr.status_code == 403 and "pull request" in without_pr.text, without_pr.text
+    opened = api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/pr").json()
+    unapproved = api(server, tenant.keys["agent"], "POST", merge, {"strategy": "merge"})
+    assert unapproved.status_code == 409 and "approving review" in unapproved.text, unapproved.text
+    assert set(unapproved.json()) == {"success", "errors", "data"}  # hoody's error shape
+    stack = opened["url"].removeprefix(server.url)
+    assert api(server, tenant.keys["admin"], "POST", f"{stack}/reviews", {"state": "approve"}).status_code == 201
+    assert api(server, tenant.keys["agent"], "POST", merge, {"strategy": "merge", "dry_run": True}).json()["success"]
+    landed = api(server, tenant.keys["agent"], "POST", merge, {"strategy": "squash", "deleteBranch": True})
+    assert landed.status_code == 200 and landed.json()["success"], landed.text
+    assert api(server, tenant.keys["read"], "GET", stack).json()["data"]["status"] == "merged"
+    clone = tmp_path / "clone"
+    git("clone", "-q", tenant.url(repo), str(clone))
+    assert (clone / "f.txt").read_text() == "f\n"
