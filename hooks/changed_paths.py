@@ -50,15 +50,19 @@ def _once_per_push(ctx: ChangeContext, key: tuple, compute: Callable[[], T]) -> 
     return compute() if ctx.push_scans is None else ctx.push_scans.once(key, compute)
 
 
-def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> Iterator[tuple[RefUpdate, list[str]]]:
+def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate],
+              chained: bool = True) -> Iterator[tuple[RefUpdate, list[str]]]:
     """For each ref a push sets, paths that no tree already accepted has: what it changes against its old value,
     and a new ref against the new ref before it in name order (tags v1.0, v1.1, ...: a few files apart), the
     first against the default branch. Every path of the new value is then either in the diff or in a tree
     whose paths were all seen; directories are listed too (an empty one's name shows nowhere else). A mirror
     push of 270 refs diffed each against the default branch listed millions of paths (libgit2: 58 s against
     7 s without). A value that is a blob (a tag of one) has no paths; where the base is one, the new value is
-    diffed against nothing."""
-    for update, base in _diffs_to_make(ctx, updates):
+    diffed against nothing.
+
+    `chained=False`: each new ref against the default branch instead, so that its paths are its own and not
+    partly those of the new ref before it (slower: for telling which refs of a push hold a path found refused)."""
+    for update, base in _diffs_to_make(ctx, updates, chained):
         try:
             paths = changed_between(ctx, base, update.new, directories=True)
         except GitFailed:
@@ -70,14 +74,15 @@ def new_paths(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> Iterator[tupl
         yield update, paths
 
 
-def _diffs_to_make(ctx: ChangeContext, updates: Sequence[RefUpdate]) -> list[tuple[RefUpdate, str | None]]:
+def _diffs_to_make(ctx: ChangeContext, updates: Sequence[RefUpdate],
+                   chained: bool = True) -> list[tuple[RefUpdate, str | None]]:
     """Each ref the push sets, with the value its new value is diffed against: updates first, then new refs in
-    name order, each after the first against the one before it."""
+    name order, each after the first against the one before it (`chained`) or each against the default branch."""
     creates = sorted((u for u in updates if u.is_create), key=lambda u: _natural(u.ref))
     pairs, previous = [], None
     for update in [u for u in updates if not u.is_delete and not u.is_create] + creates:
         pairs.append((update, update.old if not update.is_create else (previous or default_head(ctx))))
-        previous = update.new if update.is_create else previous
+        previous = update.new if update.is_create and chained else previous
     return pairs
 
 

@@ -198,18 +198,29 @@ def check_pushed_paths(ctx: ChangeContext, updates: Sequence[RefUpdate], session
     The server's own commits are built from paths the API has checked, onto a tip that passed this check; but
     a new ref it makes may point at any stored commit (a branch from a sha), so those are checked too."""
     checked = updates if ctx.source == "push" else [u for u in updates if u.is_create]
-    seen: set[str] = set()
-    for update, paths in new_paths(ctx, checked):
+    problems: dict[str, str | None] = {}
+    refused = _refs_with_refused_paths(new_paths(ctx, checked), problems)
+    if refused and sum(u.is_create for u in checked) > 1:
+        # new refs were diffed one against the other: a path refused in one may be in the ones after it, or
+        # only in it; each is judged on its own paths, so that a ref is refused for a path it holds, and one
+        # holding none is told it was not applied for another's (the verdict of pre-receive is the push's)
+        refused = _refs_with_refused_paths(new_paths(ctx, checked, chained=False), problems)
+    return [Rejection(update.ref, reason, "invalid") for update, reason in refused]
+
+
+def _refs_with_refused_paths(diffs, problems: dict[str, str | None]) -> list[tuple[RefUpdate, str]]:
+    """Each ref with the first refused path among its paths, and why. `problems`: each path's verdict, kept."""
+    refused = []
+    for update, paths in diffs:
         for path in paths:
-            if path in seen:
-                continue
-            seen.add(path)
-            problem = path_problem(path)
-            if problem:
+            if path not in problems:
+                problems[path] = path_problem(path)
+            if problems[path]:
                 shown = path[:200].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                reason = f"path '{shown.encode('unicode_escape').decode('ascii')}' is refused: {problem}"
-                return [Rejection(u.ref, reason, "invalid") for u in updates if not u.is_delete]
-    return []
+                refused.append((update, f"path '{shown.encode('unicode_escape').decode('ascii')}' is refused: "
+                                        f"{problems[path]}"))
+                break
+    return refused
 
 
 def check_objects_written_here(ctx: ChangeContext, updates: Sequence[RefUpdate], session: Session) -> list[Rejection]:

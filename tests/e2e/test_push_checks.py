@@ -100,6 +100,31 @@ def test_names_git_fsck_lets_through_are_refused_like_api_paths(tenant, git, pus
         assert git.out("ls-remote", tenant.url(repo), ref, cwd=work) == before
 
 
+def test_of_new_refs_pushed_together_those_holding_a_refused_path_are_refused_for_it(tenant, git, pushed):
+    """New refs are diffed one against the other (a mirror push of hundreds stays fast), and a refused path in
+    one refused them all, each quoting a path it did not have. A push's checks pass or fail it whole (git's
+    pre-receive), so `good`, which holds none, is not applied and says it is for another ref; `later`, made on
+    top of `bad`, holds its path without adding it and is refused for it."""
+    repo, work = pushed
+    readme = git.out("rev-parse", "HEAD:README.md", cwd=work)
+    bad = git.out("commit-tree", literal_tree(work, {b"README.md": ("100644", readme), b"a\\b": ("100644", readme)}),
+                  "-p", "HEAD", "-m", "a backslash", cwd=work)
+    later = git.out("commit-tree", literal_tree(work, {b"README.md": ("100644", readme), b"a\\b": ("100644", readme),
+                                                       b"more.txt": ("100644", readme)}),
+                    "-p", bad, "-m", "more on top", cwd=work)
+    git.commit(work, {"fine.txt": "fine\n"}, "fine")
+    good = git.out("rev-parse", "HEAD", cwd=work)
+    result = git("push", tenant.url(repo), f"{bad}:refs/heads/b-bad", f"{later}:refs/heads/b-later",
+                 f"{good}:refs/heads/a-good", cwd=work, check=False)
+    assert result.returncode != 0
+    rejected = {line.split(b" -> ")[1].split(b" ")[0]: line for line in result.stderr.splitlines()
+                if b"[remote rejected]" in line}
+    assert set(rejected) == {b"a-good", b"b-bad", b"b-later"}, result.stderr
+    assert b"(not applied: refs/heads/b-bad was refused)" in rejected[b"a-good"], result.stderr
+    assert b"contains a backslash" in rejected[b"b-bad"] and b"contains a backslash" in rejected[b"b-later"]
+    assert "refs/heads/" not in git.out("ls-remote", "--heads", tenant.url(repo), cwd=work).replace("/main", "")
+
+
 def test_pushed_names_the_api_accepts_still_push(tenant, git, pushed):
     repo, work = pushed
     git.commit(work, {"caf\u00e9/\u65e5\u672c.txt": "x", "a b/c-d_e.f~g": "y", ".github/x.yml": "z", "...x": "w"})
