@@ -75,8 +75,20 @@ def test_a_bad_path_in_a_later_tag_is_found(repo, tmp_path):
     v2 = _commit(repo, v1, {"a.txt": "a", "b.txt": "b", "c/GIT~2/x": "evil"})
     updates = [RefUpdate(ZERO_SHA, v2, "refs/tags/v2"), RefUpdate(ZERO_SHA, v1, "refs/tags/v1")]
     refused = checks.check_pushed_paths(_ctx(repo, tmp_path), updates, None)
-    assert {r.ref for r in refused} == {"refs/tags/v1", "refs/tags/v2"}
+    assert {r.ref for r in refused} == {"refs/tags/v2"}  # v1 holds no such path (the push is refused whole)
     assert "path 'c/GIT~2' is refused" in refused[0].reason  # the directory is listed before what is in it
+
+
+def test_a_bad_path_a_later_tag_only_inherits_refuses_it_too(repo, tmp_path):
+    """v2 is diffed against v1, where the path came in: it is still v2's."""
+    main = _commit(repo, None, {"a.txt": "a"})
+    _git(repo, "update-ref", "refs/heads/main", main)
+    v1 = _commit(repo, main, {"a.txt": "a", "c/GIT~2/x": "evil"})
+    v2 = _commit(repo, v1, {"a.txt": "a", "c/GIT~2/x": "evil", "d.txt": "d"})
+    v3 = _commit(repo, main, {"a.txt": "a", "e.txt": "e"})
+    updates = [RefUpdate(ZERO_SHA, v, f"refs/tags/v{n}") for n, v in ((1, v1), (2, v2), (3, v3))]
+    refused = checks.check_pushed_paths(_ctx(repo, tmp_path), updates, None)
+    assert sorted(r.ref for r in refused) == ["refs/tags/v1", "refs/tags/v2"]
 
 
 def test_a_diff_git_could_not_make_refuses_the_push(repo, tmp_path, monkeypatch):
