@@ -7,13 +7,12 @@ from sqlalchemy.orm import Session
 
 from storage.ids import new_id
 from storage.models import Event, PathLock
-from storage.times import as_utc
+from storage.times import iso_z
 
 
 def record_lock_event(session: Session, org_id: str, lock: PathLock, actor_key_id: str | None, action: str,
                       **details: bool) -> None:
-    expires = as_utc(lock.expires_at).isoformat().replace("+00:00", "Z")
     session.add(Event(id=new_id("ev"), org_id=org_id, repo_id=lock.repo_id, actor_key_id=actor_key_id,
                       kind=f"lock.{action}", payload={"lockId": lock.id, "workspaceId": lock.workspace_id,
-                                                      "patterns": list(lock.patterns), "expiresAt": expires,
+                                                      "patterns": list(lock.patterns), "expiresAt": iso_z(lock.expires_at),
                                                       **details}))

@@ -13,7 +13,7 @@ from storage.ids import new_id
 from storage.keys import Principal
 from storage.models import PathLock, Repository, Workspace
 from storage.repo_writes import serialize_repository_writes
-from storage.times import as_utc
+from storage.times import as_utc, iso_z
 
 from . import workspaces as workspace_service
 from .lock_events import record_lock_event
@@ -100,7 +100,7 @@ def check_conflicts(session: Session, app, repo: Repository, workspace: Workspac
         if paths:
             conflicts.append({"lock_id": lock.id, "workspace_id": lock.workspace_id, "workspace_name": name,
                               "agent_name": agent, "patterns": lock.patterns, "paths": paths,
-                              "expires_at": as_utc(lock.expires_at).isoformat().replace("+00:00", "Z")})
+                              "expires_at": iso_z(lock.expires_at)})
     warnings = []
     for other in workspace_service.list_workspaces(session, repo):
         if other.id == workspace.id:

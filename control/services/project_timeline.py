@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Event, Extension, ExtensionRun, Repository
-from storage.times import as_utc
+from storage.times import as_utc, iso_z
 
 from .agent_process import prompt_title
 
@@ -29,12 +29,16 @@ def timeline(session: Session, repo: Repository) -> list[dict]:
     return [item for _, item in items]
 
 
+def _moment(value) -> str | None:
+    return iso_z(value) if value is not None else None
+
+
 def _run_summary(run: ExtensionRun, extension_name: str | None) -> dict:
     started, finished = run.started_at and as_utc(run.started_at), run.finished_at and as_utc(run.finished_at)
     title = prompt_title(run.prompt, run.id)[:200]
     return {"kind": "run_summary", "workflow_id": run.id, "name": run.name or extension_name or title,
-            "state": WORKFLOW_STATES[run.status], "created_at": as_utc(run.created_at), "started_at": started,
-            "completed_at": finished,
+            "state": WORKFLOW_STATES[run.status], "created_at": iso_z(run.created_at), "started_at": _moment(started),
+            "completed_at": _moment(finished),
             "duration_seconds": (finished - started).total_seconds() if started and finished else None,
             "extension_id": run.extension_id, "branch": (run.result or {}).get("branch"),
             "commit": (run.result or {}).get("commit"), "link": f"/v1/extensions/poll/{run.id}"}
@@ -42,4 +46,4 @@ def _run_summary(run: ExtensionRun, extension_name: str | None) -> dict:
 
 def _event(event: Event) -> dict:
     return {"kind": "event", "event_id": event.id, "type": event.kind, "actor_key_id": event.actor_key_id,
-            "payload": event.payload, "created_at": as_utc(event.created_at)}
+            "payload": event.payload, "created_at": iso_z(event.created_at)}

@@ -93,13 +93,18 @@ def test_list_filters_pages_and_summarises_runs(server):
     assert [w["slug"] for w in body["data"]] == ["beta", "alpha-2"]  # newest first
     assert {k: body["meta"][k] for k in ("total", "page", "per_page", "pages")} == {
         "total": 4, "page": 1, "per_page": 2, "pages": 2}
-    assert body["data"][1]["summary"] == {"active_workflow_count": 0, "completed_workflow_count": 0,
+    assert body["data"][1]["summary"] == {"workflow_count": 0, "open_workflow_count": 0,  # seed 002's two
+                                          "active_workflow_count": 0, "completed_workflow_count": 0,
                                           "attention_workflow_count": 0, "total_workflow_count": 0,
                                           "last_workflow_activity_at": None}
     found = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"q": "ALPHA 1"}).json()["data"]
     assert [w["id"] for w in found] == [made[1]["id"]]
     active = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"is_active": "false"}).json()
     assert [w["slug"] for w in active["data"]] == ["beta"]
+    as_number = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"is_active": "0"}).json()
+    assert [w["slug"] for w in as_number["data"]] == ["beta"]
+    maybe = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"is_active": "maybe"})
+    assert maybe.status_code in (400, 422) and error_of(maybe)["code"] == "SCHEMA_VALIDATION_FAILED", maybe.text
     for bad in ({"page": "0"}, {"per_page": "101"}, {"page": "x"}, {"per_page": "2.5"}):
         refused = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params=bad)
         assert refused.status_code == 400 and error_of(refused)["message"] == "Invalid pagination values", bad
@@ -124,6 +129,7 @@ def test_runs_of_an_extension_count_as_the_workspaces_workflows(server, tenant):
     listed = api(server, tenant.keys["agent"], "GET", "/api/v1/workspaces", params={"q": ws["slug"]}).json()["data"]
     summary = listed[0]["summary"]
     assert (summary["completed_workflow_count"], summary["total_workflow_count"]) == (1, 1)
+    assert (summary["workflow_count"], summary["open_workflow_count"]) == (1, 0)
     assert summary["last_workflow_activity_at"].endswith("Z")  # UTC, on SQLite as on PostgreSQL
     timeline = api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/timeline").json()["data"]
     kinds = [item["kind"] for item in timeline]
@@ -131,6 +137,9 @@ def test_runs_of_an_extension_count_as_the_workspaces_workflows(server, tenant):
     run = next(item for item in timeline if item["kind"] == "run_summary")
     assert (run["workflow_id"], run["name"], run["state"]) == (run_id, "Reviewer", "completed")
     assert run["duration_seconds"] is not None and run["link"] == f"/v1/extensions/poll/{run_id}"
+    for item in timeline:  # ISO 8601 in UTC as every other answer; they read as HTTP dates to the second
+        assert item["created_at"].endswith("Z") and "T" in item["created_at"], item
+    assert run["started_at"].endswith("Z") and run["completed_at"].endswith("Z")
 
 
 def test_get_by_id_or_slug_and_privacy(server, tenant):

@@ -56,7 +56,7 @@ class PatchProject(AgirunnerModel):
 
 class ListQuery(AgirunnerModel):
     q: str | None = Field(default=None, max_length=200)
-    is_active: str | None = None
+    is_active: Literal["true", "false", "1", "0", ""] | None = None
     page: str | None = Field(default=None, json_schema_extra=NUMBER)
     per_page: str | None = Field(default=None, json_schema_extra={"pattern": r"^(100|[1-9][0-9]?)?$"})
 
@@ -66,6 +66,8 @@ class DeleteQuery(AgirunnerModel):
 
 
 class Summary(AgirunnerModel):
+    workflow_count: int  # seed 002's two; the rest are agirunner's own
+    open_workflow_count: int
     active_workflow_count: int
     completed_workflow_count: int
     attention_workflow_count: int
@@ -166,13 +168,13 @@ def create_workspace(call: Call, body: CreateProject):
        response=list[ListedProject], paginated=True)
 def list_workspaces(call: Call, query: ListQuery):
     page, per_page = page_numbers(query.page, query.per_page)
-    is_active = None if not query.is_active else query.is_active == "true"
+    is_active = None if not query.is_active else query.is_active in ("true", "1")
     rows, total = projects.list_projects(call.session, call.principal, query.q, is_active, page, per_page)
     counts = projects.run_counts(call.session, [row.id for row in rows])
     listed = []
     for row in rows:
         run = counts.get(row.id, projects.RunCounts())
-        summary = Summary(active_workflow_count=run.active, completed_workflow_count=run.completed,
+        summary = Summary(workflow_count=run.total, open_workflow_count=run.active, active_workflow_count=run.active, completed_workflow_count=run.completed,
                           attention_workflow_count=run.attention, total_workflow_count=run.total,
                           last_workflow_activity_at=run.last_activity_at and as_utc(run.last_activity_at))
         listed.append(ListedProject(**project_out(call, row).model_dump(), summary=summary))
