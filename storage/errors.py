@@ -56,6 +56,18 @@ class RateLimited(DomainError):
     code, status = "rate_limited", 429
 
 
+class UnsafeRemoteName(BadRequest):
+    code = "invalid_remote_name"
+
+
+class RemoteNotConfigured(NotFound):
+    code = "remote_not_configured"
+
+
+class RemoteRateLimited(RateLimited):
+    code = "remote_rate_limited"
+
+
 class TooLarge(DomainError):
     code, status = "too_large", 413
 

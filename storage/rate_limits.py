@@ -11,8 +11,9 @@ from .errors import RateLimited
 from .models import RateWindow
 
 
-def take(db, key: str, calls: int, seconds: int, now: float | None = None) -> None:
-    """One call more for `key`, at most `calls` in each `seconds`; past it RateLimited, with `retryAfterMs` until
+def take(db, key: str, calls: int, seconds: int, now: float | None = None,
+         refusal: type[RateLimited] = RateLimited) -> None:
+    """One call more for `key`, at most `calls` in each `seconds`; past it `refusal`, with `retryAfterMs` until
     the next window. Counted in a transaction of its own: a call that fails afterwards still counts."""
     now = time.time() if now is None else now
     slot = int(now // seconds)
@@ -22,7 +23,7 @@ def take(db, key: str, calls: int, seconds: int, now: float | None = None) -> No
             session.execute(delete(RateWindow).where(RateWindow.key == key, RateWindow.slot < slot))
     if counted > calls:
         retry_ms = int(((slot + 1) * seconds - now) * 1000) + 1
-        raise RateLimited("Rate limit exceeded", {"retryAfterMs": retry_ms})
+        raise refusal("Rate limit exceeded", {"retryAfterMs": retry_ms})
 
 
 def _counting(insert, key: str, slot: int):

@@ -76,12 +76,14 @@ def failure(message: str, code: str, status: int, details: dict | None = None, h
 
 def _hoody_error(body: dict, status: int) -> dict:
     """404 {"name": "NotFoundError", "data": {"message"}}; 429 {"error", "retryAfterMs"}; any other
-    {"success": false, "errors": [{"message", "code", "details"}], "data": null}."""
+    {"success": false, "errors": [{"message", "code", "details"}], "data": null}. Codes as the document's tables
+    write them (REMOTE_NOT_CONFIGURED, INVALID_REMOTE_NAME, REMOTE_RATE_LIMITED, ...)."""
+    code = body["code"].upper()
     if status == 404:
-        return {"name": "NotFoundError", "data": {"message": body["error"], "code": body["code"]}}
+        return {"name": "NotFoundError", "data": {"message": body["error"], "code": code}}
     if status == 429:
-        return {"error": body["error"], "retryAfterMs": body["details"].get("retryAfterMs", 1000)}
-    return {"success": False, "errors": [{"message": body["error"], "code": body["code"], "details": body["details"]}],
+        return {"error": body["error"], "retryAfterMs": body["details"].get("retryAfterMs", 1000), "code": code}
+    return {"success": False, "errors": [{"message": body["error"], "code": code, "details": body["details"]}],
             "data": None}
 
 

@@ -14,7 +14,8 @@ from hooks.checks import THROUGH_A_STACK, takes_changes_only_through_stacks
 from hooks.pipeline import refuse_unless_checks_pass
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_read, git_remote, rate_limits
-from storage.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
+from storage.errors import (BadRequest, Conflict, Forbidden, NotFound, RemoteNotConfigured, RemoteRateLimited,
+                            TooLarge)
 from storage.keys import Principal
 from storage.ids import new_id
 from storage.models import Event, Repository
@@ -47,7 +48,8 @@ def remotes(session: Session, app, repo: Repository) -> list[RemoteInfo]:
 def _described(remote: remote_service.Configured) -> RemoteInfo:
     parts = urlsplit(remote.url)
     segments = [segment for segment in parts.path.split("/") if segment]
-    owner, name = (segments[-2], segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
+    # everything before the repository's name: GitLab's subgroups (group/sub/repo) are part of the owner
+    owner, name = ("/".join(segments[:-1]), segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
     provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
     return RemoteInfo(remote.name, git_remote.shown(remote.url), provider, owner, name, remote.token is not None)
 
@@ -76,7 +78,8 @@ def _upstream(session: Session, app, repo: Repository, name: str | None = None) 
     # nothing is written before a remote call: the request's connection goes back to the pool before the count
     # takes one (threads each holding one and waiting for a second starved the pool: 503s, 30 s stalls)
     session.commit()
-    rate_limits.take(app.db, f"remote:{repo.id}:{configured.name}", REMOTE_CALLS_PER_MINUTE, 60)
+    rate_limits.take(app.db, f"remote:{repo.id}:{configured.name}", REMOTE_CALLS_PER_MINUTE, 60,
+                     refusal=RemoteRateLimited)
     settings = app.settings
     with _talking_to(configured.name, configured.url, "the remote cannot be used"):
         remote = git_remote.checked_remote(configured.url, settings.remote_allow_http, settings.remote_allow_private)
@@ -102,7 +105,9 @@ class RemoteStatus:
 
 def remote_status(session: Session, app, repo: Repository, listed: Listed) -> RemoteStatus:
     """Against the remote's branch of the same name as it is now (fetched if this server lacks its commits, as
-    `git fetch` and `git status` would); none: no upstream."""
+    `git fetch` and `git status` would); none: no upstream, as when the repository has no remote at all."""
+    if not repo.upstream_url:
+        return RemoteStatus(None, 0, 0)
     upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     ref = f"refs/heads/{listed.row.name}"
     theirs = _remote_head(app, repo, upstream, ref)
@@ -228,8 +233,9 @@ def push(session: Session, app, repo: Repository, actor: Principal, listed: List
     """The branch's head to the remote branch of the same name with the token kept for the remote, as `git push`
     without --force: a remote branch with commits this one lacks stays as it is (pull first). A push that landed is
     an event of the repository's (its timeline), as a ref change here is."""
-    if not repo.upstream_url:
-        raise BadRequest("the workspace has no remote to push to: set its repository_url", {"id": listed.row.id})
+    if not repo.upstream_url:  # as a pull's, a listing's
+        raise RemoteNotConfigured(f"Remote '{DEFAULT_REMOTE}' not configured: set the workspace's repository_url",
+                                  {"id": listed.row.id, "remote": DEFAULT_REMOTE})
     if listed.head is None:
         raise BadRequest("the branch has no commits to push", {"id": listed.row.id})
     upstream = _upstream(session, app, repo, DEFAULT_REMOTE)

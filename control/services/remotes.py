@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.errors import BadRequest, Conflict, NotFound
+from storage.errors import BadRequest, Conflict, RemoteNotConfigured, UnsafeRemoteName
 from storage.ids import new_id
 from storage.models import Remote, Repository, utcnow
 from storage.repo_writes import serialize_repository_writes
@@ -34,7 +34,7 @@ class Configured:
 def checked_name(name: str) -> str:
     """hoody's assertSafeRemoteName: a plain identifier, nothing git or a shell could read as an option or path."""
     if not SAFE_NAME.fullmatch(name):
-        raise BadRequest("Unsafe remote name", {"remote": name[:100]})
+        raise UnsafeRemoteName("Unsafe remote name", {"remote": name[:100]})
     return name
 
 
@@ -57,7 +57,7 @@ def one(session: Session, secret_key: str, repo: Repository, name: str | None) -
     for remote in found:
         if remote.name == name:
             return remote
-    raise NotFound(f"Remote '{name}' not configured", {"remote": name})
+    raise RemoteNotConfigured(f"Remote '{name}' not configured", {"remote": name})
 
 
 def put(session: Session, secret_key: str, repo: Repository, name: str, url: str, token: str | None) -> Remote:
@@ -91,7 +91,7 @@ def delete(session: Session, repo: Repository, name: str) -> None:
     checked_name(name)
     remote = session.scalar(select(Remote).where(Remote.repo_id == repo.id, Remote.name == name))
     if remote is None:
-        raise NotFound(f"Remote '{name}' not configured", {"remote": name})
+        raise RemoteNotConfigured(f"Remote '{name}' not configured", {"remote": name})
     session.delete(remote)
     session.flush()
 

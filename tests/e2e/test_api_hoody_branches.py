@@ -237,7 +237,8 @@ def test_refusals_answer_in_hoodys_shapes_and_change_nothing(server, tenant, git
     assert "failed" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/retry"), 400)
     assert not_found(call(server, tenant, "GET", f"{branches(ws)}/br_{'0' * 24}/status"))
     assert not_found(call(server, tenant, "GET", f"{branches(ws)}/not-an-id/status"))
-    assert "no remote" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/push"), 400)
+    unpushed = call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/push")
+    assert not_found(unpushed).startswith("Remote 'origin' not configured")
     assert [b["branch"] for b in call(server, tenant, "GET", branches(ws)).json()] == ["main", "kept"]
 
 
@@ -312,15 +313,24 @@ def test_the_remote_is_the_repository_url_and_its_refs_are_listed(server, tenant
                                         "authenticated": False}], "defaultRemote": "origin"}
     bare = workspace(server, tenant, git, tmp_path)
     assert call(server, tenant, "GET", f"{branches(bare)}/remote").json() == {"remotes": [], "defaultRemote": None}
-    assert not_found(call(server, tenant, "GET", f"{branches(bare)}/remote-refs")) == "Remote 'origin' not configured"
+    unset = call(server, tenant, "GET", f"{branches(bare)}/remote-refs")
+    assert not_found(unset) == "Remote 'origin' not configured"
+    assert unset.json()["data"]["code"] == "REMOTE_NOT_CONFIGURED"  # the document's table names it so
+    bare_main = call(server, tenant, "GET", branches(bare)).json()[0]
+    no_upstream = call(server, tenant, "GET", f"{branches(bare)}/{bare_main['id']}/remote-status")
+    assert no_upstream.status_code == 200, no_upstream.text  # the document: whether the branch has an upstream
+    assert no_upstream.json() == {"hasUpstream": False, "ahead": 0, "behind": 0, "remoteBranch": None}
+    pushed = call(server, tenant, "POST", f"{branches(bare)}/{bare_main['id']}/push")
+    assert not_found(pushed) == "Remote 'origin' not configured: set the workspace's repository_url"  # as a pull's
 
     served = workspace(server, tenant, git, tmp_path, repository_url=dumb_http_remote)
     refs = call(server, tenant, "GET", f"{branches(served)}/remote-refs", params={"remote": "origin"}, key="read")
     assert refs.status_code == 200, refs.text
     assert refs.json() == {"branches": ["refs/heads/main", "refs/heads/release/1"],
                            "tags": ["refs/tags/v1.0.0", "refs/tags/v1.1.0"]}
-    assert "Unsafe remote name" in hoody_error(call(server, tenant, "GET", f"{branches(served)}/remote-refs",
-                                                    params={"remote": "a;rm -rf /"}), 400)
+    unsafe = call(server, tenant, "GET", f"{branches(served)}/remote-refs", params={"remote": "a;rm -rf /"})
+    assert "Unsafe remote name" in hoody_error(unsafe, 400)
+    assert unsafe.json()["errors"][0]["code"] == "INVALID_REMOTE_NAME"
     assert not_found(call(server, tenant, "GET", f"{branches(served)}/remote-refs",
                           params={"remote": "upstream"})) == "Remote 'upstream' not configured"
     made = create(server, tenant, served, name="to-push")
@@ -338,7 +348,8 @@ def test_remote_listings_are_rate_limited_per_remote(server, tenant, git, tmp_pa
     statuses = [answer.status_code for answer in answers]
     assert 429 not in statuses[:REMOTE_CALLS_PER_MINUTE] and 429 in statuses, statuses
     body = answers[statuses.index(429)].json()
-    assert set(body) == {"error", "retryAfterMs"} and body["error"] == "Rate limit exceeded"
+    assert set(body) == {"error", "retryAfterMs", "code"} and body["error"] == "Rate limit exceeded"
+    assert body["code"] == "REMOTE_RATE_LIMITED"
     assert 0 < body["retryAfterMs"] <= 60_000
 
 

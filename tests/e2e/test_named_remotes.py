@@ -93,6 +93,11 @@ def test_without_origin_the_first_named_remote_is_the_default(server, tenant, gi
     hoody = f"/api/v1/workspaces/{ws['id']}/branches"
     assert api(server, tenant.keys["read"], "GET", f"{hoody}/remote").json()["defaultRemote"] == "mirror"
     assert api(server, tenant.keys["read"], "GET", f"{hoody}/remote-refs").json()["branches"] == ["refs/heads/main"]
+    assert api(server, tenant.keys["admin"], "PUT", f"{remotes_path(ws['slug'])}/sub",
+               {"url": "https://gitlab.com/group/sub/widgets.git"}).status_code == 200
+    listed = {r["name"]: r for r in api(server, tenant.keys["read"], "GET", f"{hoody}/remote").json()["remotes"]}
+    assert (listed["sub"]["provider"], listed["sub"]["owner"], listed["sub"]["repo"]) == (
+        "gitlab", "group/sub", "widgets")  # a GitLab subgroup is part of the owner
 
 
 def test_remote_refusals_change_nothing_and_never_answer_a_token(server, tenant):
