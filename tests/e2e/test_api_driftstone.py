@@ -35,6 +35,9 @@ def test_repo_table_endpoints(server, tenant, git, tmp_path):
     assert slug in [r["slug"] for r in listed["data"]] and listed["pagination"]["page"] == 1
     got = api(server, key, "GET", f"/v1/repos/{slug}").json()["data"]
     assert got["description"] == "demo" and got["mainHeadCommit"] is None
+    by_id = api(server, key, "GET", f"/v1/repos/{got['id']}")  # the id the creation answered names it too
+    assert by_id.status_code == 200 and by_id.json()["data"]["slug"] == slug, by_id.text
+    assert api(server, server.tenant().keys["admin"], "GET", f"/v1/repos/{got['id']}").status_code == 404
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
     git("push", "-q", got["cloneUrl"].replace("http://", f"http://x:{key}@"), "main", cwd=work)
     head = git.out("rev-parse", "HEAD", cwd=work)
@@ -42,6 +45,7 @@ def test_repo_table_endpoints(server, tenant, git, tmp_path):
     deleted = api(server, key, "DELETE", f"/v1/repos/{slug}")
     assert deleted.status_code == 200 and deleted.json()["data"]["deleted"] is True
     assert api(server, key, "GET", f"/v1/repos/{slug}").status_code == 404
+    assert api(server, key, "GET", f"/v1/repos/{got['id']}").status_code == 404
     assert git("ls-remote", got["cloneUrl"].replace("http://", f"http://x:{key}@"), check=False).returncode != 0
     assert api(server, key, "POST", "/v1/repos", {"name": "Hello World"}).status_code == 201  # slug is free again
 
