@@ -13,8 +13,8 @@ def serialize_repository_writes(session: Session, repo_id: str) -> None:
     now, then sees everything a concurrent request wrote before it. A no-op UPDATE of the repository's row: a
     row lock on PostgreSQL, the write lock on SQLite (pysqlite begins the transaction at the first write, so
     what follows reads the latest data). Call it before the check or the read."""
-    session.execute(update(Repository).where(Repository.id == repo_id)
-                    .values(default_branch=Repository.default_branch)
+    session.execute(update(Repository).where(Repository.id == repo_id)  # updated_at named: its onupdate would fire
+                    .values(default_branch=Repository.default_branch, updated_at=Repository.updated_at)
                     .execution_options(synchronize_session=False))
     session.info[HOLDS_A_REPOSITORY_TURN] = True
 
@@ -28,5 +28,5 @@ def serialize_workspace_writes(session: Session, workspace_id: str) -> None:
     workspace then moved its ref in one order and wrote its row in the other. Lock the workspace before its
     repository (`serialize_repository_writes`): every writer takes them in that order."""
     session.execute(update(Workspace).where(Workspace.id == workspace_id)
-                    .values(status=Workspace.status)
+                    .values(status=Workspace.status, updated_at=Workspace.updated_at)
                     .execution_options(synchronize_session=False))
