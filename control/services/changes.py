@@ -12,6 +12,9 @@ from storage.models import Branch, Repository
 
 _HEX = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_HEX = re.compile(r"^[0-9a-f]{7,39}$")
+_ANCESTRY = re.compile(r"^(?P<start>[^~^]+)(?P<steps>(?:[~^][0-9]{0,5})+)$")  # main~2, v1.0^2, abc1234^^
+_STEP = re.compile(r"([~^])([0-9]*)")
+MAX_ANCESTRY_STEPS = 10_000
 
 
 def change_context(app, repo: Repository, actor: Principal | None, source: str) -> ChangeContext:
@@ -30,10 +33,17 @@ def checked_branch_name(name: str, new: bool = False) -> str:
 
 
 def resolve_revision(app, repo: Repository, revision: str) -> str:
-    """A branch name, a tag name or a commit sha (full, or 7+ digits naming one commit) that exists in the
-    repository, as a commit sha; an annotated tag is peeled to its commit. A branch wins over a tag, and both over
-    a short sha that spells their name, as in git."""
+    """A branch name, a tag name (either also as `refs/heads/...`, `refs/tags/...`) or a commit sha (full, or 7+
+    digits naming one commit) that exists in the repository, as a commit sha; an annotated tag is peeled to its
+    commit. A branch wins over a tag, and both over a short sha that spells their name, as in git. Any of them
+    may be followed by git's ancestry steps: `~N` (N first parents back), `^N` (the N-th parent)."""
     path = app.store.path_for(repo.id)
+    ancestry = _ANCESTRY.match(revision)
+    if ancestry is not None:
+        return _walked(path, resolve_revision(app, repo, ancestry["start"]), ancestry["steps"], revision)
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if revision.startswith(prefix) and (sha := git_refs.read_ref(path, revision)) is not None:
+            return _peeled_commit(path, sha, f"{revision!r} does not point to a commit")
     if _HEX.match(revision):
         return _peeled_commit(path, revision, f"commit {revision} not found")
     sha = git_refs.read_ref(path, f"refs/heads/{revision}")
@@ -48,6 +58,24 @@ def resolve_revision(app, repo: Repository, revision: str) -> str:
             raise NotFound(f"no branch or commit {revision!r}")
         return info.sha
     raise NotFound(f"branch {revision!r} not found")
+
+
+def _walked(path, sha: str, steps: str, revision: str) -> str:
+    moves = [(kind, int(count) if count else 1) for kind, count in _STEP.findall(steps)]
+    if sum(count if kind == "~" else 1 for kind, count in moves) > MAX_ANCESTRY_STEPS:
+        raise Invalid(f"{revision!r} walks back more than {MAX_ANCESTRY_STEPS} commits",
+                      {"fields": [{"loc": "revision", "msg": "too many steps"}]})
+    with git_objects.open_repo(path) as git_repo:
+        for kind, count in moves:
+            for _ in range(count if kind == "~" else 1):
+                parents = git_repo[sha.encode()].parents
+                index = 0 if kind == "~" else count - 1
+                if kind == "^" and count == 0:  # ^0: the commit itself
+                    break
+                if index >= len(parents):
+                    raise NotFound(f"{revision!r} names no commit: {sha[:12]} has {len(parents)} parent(s)")
+                sha = parents[index].decode()
+    return sha
 
 
 def _peeled_commit(path, sha: str, missing: str) -> str:
