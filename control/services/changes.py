@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from hooks.context import ChangeContext, RepoRef
-from hooks.refs import branch_name_problem, new_branch_problem
+from hooks.refs import branch_name_problem, new_branch_problem, ref_name_problem
 from storage import git_objects, git_read, git_refs
 from storage.errors import Invalid, NotFound
 from storage.keys import Principal
@@ -12,7 +12,7 @@ from storage.models import Branch, Repository
 
 _HEX = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_HEX = re.compile(r"^[0-9a-f]{7,39}$")
-_ANCESTRY = re.compile(r"^(?P<start>[^~^]+)(?P<steps>(?:[~^][0-9]{0,5})+)$")  # main~2, v1.0^2, abc1234^^
+_ANCESTRY = re.compile(r"^(?P<start>[^~^]+)(?P<steps>(?:[~^][0-9]{0,5})+)\Z")  # main~2, v1.0^2, abc1234^^
 _STEP = re.compile(r"([~^])([0-9]*)")
 MAX_ANCESTRY_STEPS = 10_000
 
@@ -41,17 +41,20 @@ def resolve_revision(app, repo: Repository, revision: str) -> str:
     ancestry = _ANCESTRY.match(revision)
     if ancestry is not None:
         return _walked(path, resolve_revision(app, repo, ancestry["start"]), ancestry["steps"], revision)
-    for prefix in ("refs/heads/", "refs/tags/"):
-        if revision.startswith(prefix) and (sha := git_refs.read_ref(path, revision)) is not None:
-            return _peeled_commit(path, sha, f"{revision!r} does not point to a commit")
+    if revision.startswith(("refs/heads/", "refs/tags/")):
+        sha = git_refs.read_ref(path, revision) if ref_name_problem(revision) is None else None
+        if sha is None:
+            raise NotFound(f"{revision!r} not found")
+        return _peeled_commit(path, sha, f"{revision!r} does not point to a commit")
     if _HEX.match(revision):
         return _peeled_commit(path, revision, f"commit {revision} not found")
-    sha = git_refs.read_ref(path, f"refs/heads/{revision}")
-    if sha is not None:
-        return sha
-    tagged = git_refs.read_ref(path, f"refs/tags/{revision}")
-    if tagged is not None:
-        return _peeled_commit(path, tagged, f"tag {revision!r} does not point to a commit")
+    if branch_name_problem(revision) is None:  # no name git could not have is looked up: no path leaves refs/
+        sha = git_refs.read_ref(path, f"refs/heads/{revision}")
+        if sha is not None:
+            return sha
+        tagged = git_refs.read_ref(path, f"refs/tags/{revision}")
+        if tagged is not None:
+            return _peeled_commit(path, tagged, f"tag {revision!r} does not point to a commit")
     if _SHORT_HEX.match(revision):
         info = find_commit(path, revision)
         if info is None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from hooks.locks import refuse_locked_paths
 from hooks.pipeline import apply_ref_change
-from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
+from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_diff, git_objects, git_read, git_refs
 from storage.errors import Conflict, Invalid, NotFound, StaleRef, TooLarge
 from storage.intent import message_with_intent
@@ -87,10 +87,8 @@ def _read_path(path: str) -> str | None:
 
 
 def _resolve(app, repo: Repository, ref: str | None) -> tuple[str, str]:
-    """(ref, commit sha) for a branch name or full sha; a name no branch can have is simply not found."""
+    """(ref, commit sha) for any revision resolve_revision reads; a name no ref can have is simply not found."""
     ref = ref or repo.default_branch
-    if not git_read.is_full_sha(ref) and branch_name_problem(ref):
-        raise NotFound(f"branch {ref!r} not found")
     return ref, resolve_revision(app, repo, ref)
 
 

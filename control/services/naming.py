@@ -7,6 +7,7 @@ from storage.errors import Invalid
 from storage.org_slugs import RESERVED_ORG_SLUGS
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_ID_SHAPED = re.compile(r"^[a-z]+_[0-9a-f]{24}$")  # storage.ids.new_id's: a slug of that shape could pass for an id
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -24,6 +25,8 @@ def slugify(name: str) -> str:
 def checked_slug(value: str, what: str) -> str:
     if not _SLUG.match(value) or ".." in value or value.endswith((".git", ".lock", ".")):
         raise Invalid(f"invalid {what} slug {value!r}", {"field": what})
+    if _ID_SHAPED.match(value):  # paths take an id or a slug: this one would name another's id
+        raise Invalid(f"invalid {what} slug {value!r}: it has the shape of an id", {"field": what})
     return value
 
 

@@ -188,13 +188,14 @@ def head_of(store: RepoStore, repo: Repository, branch: str | None = None) -> st
 
 
 def visible_repo(session: Session, principal: Principal, slug: str) -> Repository:
-    """The caller's repository by slug, or by the id its creation answered (a slug first: one may look like an
-    id); another org's (or a key's excluded) repository is simply not found."""
+    """The caller's repository by the id its creation answered, or by slug (an id first: a slug of an id's shape,
+    made before such slugs were refused, names no other repository); another org's (or a key's excluded)
+    repository is simply not found."""
     named = folded_slug(slug)  # the same message whether the repository exists or not
     live = (Repository.org_id == principal.org_id, Repository.deleted_at.is_(None))
-    repo = session.scalar(select(Repository).where(*live, Repository.slug == named))
-    if repo is None and slug.startswith("repo_"):
-        repo = session.scalar(select(Repository).where(*live, Repository.id == slug))
+    repo = session.scalar(select(Repository).where(*live, Repository.id == slug)) if slug.startswith("repo_") else None
+    if repo is None:
+        repo = session.scalar(select(Repository).where(*live, Repository.slug == named))
     if repo is None or not principal.can_see_repo(repo.id):
         raise NotFound(f"repository {named!r} not found")
     return repo

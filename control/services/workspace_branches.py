@@ -133,6 +133,8 @@ def retry(session: Session, app, repo: Repository, actor: Principal, listed: Lis
                        {"id": row.id, "baseBranch": base})
     ctx = change_context(app, repo, actor, "api")
     apply_ref_change(ctx, RefUpdate(old=ZERO_SHA, new=start, ref=f"refs/heads/{row.name}"), session=session)
+    if session.scalar(select(Branch.id).where(Branch.id == row.id)) is None:  # deleted by a writer meanwhile
+        raise NotFound("Branch not found", {"id": row.id})
     session.refresh(row)
     row.base_branch, row.base_commit = base, start
     session.flush()

@@ -345,6 +345,15 @@ def test_read_files(server, tenant, git, tmp_path, pushed):
     assert api(server, key, "GET", f"/v1/repos/{repo}/contents/src/%2e%2e/README.md").status_code == 404
     assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref=..%2fconfig").status_code == 404
     assert api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md?ref={'a' * 40}").status_code == 404
+    for ref in ("main~1", "main^", "refs/heads/main~1", f"{second[:9]}^1"):  # git's ancestry steps, full names
+        earlier = api(server, key, "GET", f"/v1/repos/{repo}/contents/src/app.py", params={"ref": ref})
+        assert earlier.status_code == 200 and earlier.json()["data"]["sha"] == head, (ref, earlier.text)
+    assert api(server, key, "GET", f"/v1/repos/{repo}/tree", params={"ref": "main~1"}).status_code == 200
+    diff = api(server, key, "GET", f"/v1/repos/{repo}/diff", params={"head": "main", "base": "main~1"})
+    assert diff.status_code == 200 and {f["path"] for f in diff.json()["data"]["files"]} == {"link", "blob.bin"}
+    for ref in ("main~9", "main^2", "main~99999", "main@{1}", "main^{tree}", ":/more", "refs/heads/../../config"):
+        refused_ref = api(server, key, "GET", f"/v1/repos/{repo}/contents/README.md", params={"ref": ref})
+        assert refused_ref.status_code in (404, 422) and "[core]" not in refused_ref.text, (ref, refused_ref.text)
 
 
 def test_an_annotated_tag_reads_as_its_commit_by_name_and_by_full_sha(server, tenant, git, pushed):

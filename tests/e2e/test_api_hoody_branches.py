@@ -617,6 +617,25 @@ def test_a_branch_made_in_an_empty_repository_fails_and_is_retried_once_there_is
                                                  400)
 
 
+def test_a_retry_racing_the_branchs_delete_answers_cleanly(server, tenant, git, tmp_path):
+    """The retry's re-read of a row the delete had just removed answered 500 (a hostile review)."""
+    slug = f"hb-{uuid.uuid4().hex[:8]}"
+    ws = api(server, tenant.keys["admin"], "POST", "/api/v1/workspaces", {"name": slug, "slug": slug}).json()["data"]
+    made = [create(server, tenant, ws, name=f"early {n}") for n in range(6)]
+    work = tmp_path / "first"
+    git("init", "-q", "-b", "main", str(work))
+    git.commit(work, {"README.md": "hello\n"}, "first")
+    git("push", "-q", tenant.url(slug), "main", cwd=work)
+    for branch in made:
+        one = f"{branches(ws)}/{branch['id']}"
+        requests_ = [("POST", f"{one}/retry"), ("DELETE", one)]
+        retried, deleted = at_once(2, lambda i: call(server, tenant, *requests_[i]))
+        assert retried.status_code in (200, 404, 409) and deleted.status_code in (200, 404), (retried.text,
+                                                                                              deleted.text)
+        if deleted.status_code == 200:
+            assert remote_ref(git, tenant.url(slug), f"refs/heads/{branch['branch']}") == ""
+
+
 def test_a_branch_made_again_under_a_name_does_not_take_the_old_ones_pull_request(server, tenant, git, tmp_path):
     ws = workspace(server, tenant, git, tmp_path)
     first = create(server, tenant, ws, name="Feat")
