@@ -84,6 +84,9 @@ def _server(tmp_path_factory, name: str, extra: dict[str, str]):
     if admin_url:
         url, drop = _create_database(admin_url)
         env["DRIFTSTONE_DATABASE_URL"] = url
+        # the suite's servers share one PostgreSQL (100 connections by default): at the production pool (10 kept
+        # and 40 more while busy, per process) two servers' bursts at once met "too many clients already" (503s)
+        env["DRIFTSTONE_DATABASE_POOL_SIZE"], env["DRIFTSTONE_DATABASE_MAX_OVERFLOW"] = "2", "10"
         drops.append(drop)
     redis_url = os.environ.get("DRIFTSTONE_TEST_REDIS_URL")
     if redis_url:

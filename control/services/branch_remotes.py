@@ -49,7 +49,9 @@ def _described(remote: remote_service.Configured) -> RemoteInfo:
     parts = urlsplit(remote.url)
     segments = [segment for segment in parts.path.split("/") if segment]
     # everything before the repository's name: GitLab's subgroups (group/sub/repo) are part of the owner
-    owner, name = ("/".join(segments[:-1]), segments[-1].removesuffix(".git")) if len(segments) >= 2 else (None, None)
+    owner, name = (None, None)
+    if len(segments) >= 2:
+        owner, name = "/".join(segments[:-1]), segments[-1].removesuffix(".git")
     provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
     return RemoteInfo(remote.name, git_remote.shown(remote.url), provider, owner, name, remote.token is not None)
 

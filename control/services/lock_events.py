@@ -12,7 +12,7 @@ from storage.times import iso_z
 
 def record_lock_event(session: Session, org_id: str, lock: PathLock, actor_key_id: str | None, action: str,
                       **details: bool) -> None:
+    payload = {"lockId": lock.id, "workspaceId": lock.workspace_id, "patterns": list(lock.patterns),
+               "expiresAt": iso_z(lock.expires_at), **details}
     session.add(Event(id=new_id("ev"), org_id=org_id, repo_id=lock.repo_id, actor_key_id=actor_key_id,
-                      kind=f"lock.{action}", payload={"lockId": lock.id, "workspaceId": lock.workspace_id,
-                                                      "patterns": list(lock.patterns), "expiresAt": iso_z(lock.expires_at),
-                                                      **details}))
+                      kind=f"lock.{action}", payload=payload))

@@ -174,7 +174,8 @@ def list_workspaces(call: Call, query: ListQuery):
     listed = []
     for row in rows:
         run = counts.get(row.id, projects.RunCounts())
-        summary = Summary(workflow_count=run.total, open_workflow_count=run.active, active_workflow_count=run.active, completed_workflow_count=run.completed,
+        summary = Summary(workflow_count=run.total, open_workflow_count=run.active,
+                          active_workflow_count=run.active, completed_workflow_count=run.completed,
                           attention_workflow_count=run.attention, total_workflow_count=run.total,
                           last_workflow_activity_at=run.last_activity_at and as_utc(run.last_activity_at))
         listed.append(ListedProject(**project_out(call, row).model_dump(), summary=summary))
