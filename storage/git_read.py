@@ -25,6 +25,9 @@ def merge_base(repo: Path, one: str, two: str, env: Mapping[str, str] | None = N
     return result.stdout.decode().strip() or None
 
 
+REF_RACE_TRIES = 3
+
+
 def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[str, str] | None = None) -> list[str]:
     """Blobs reachable from `tips` but from no existing ref whose inflated size exceeds `limit` bytes."""
     tips = list(tips)
@@ -32,8 +35,15 @@ def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[st
         return []
     args = ["rev-list", "--objects", "--no-object-names", f"--filter=blob:limit={limit + 1}",
             "--filter-print-omitted", *tips, "--not", EXCLUDE_PINS, "--all"]
-    result = run_git(repo, args, env=env)
-    return [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("~")]
+    for _ in range(REF_RACE_TRIES):
+        result = run_git(repo, args, env=env, check=False)
+        if result.returncode == 0:
+            return [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("~")]
+        if b"bad object refs/" not in result.stderr:
+            break
+        # `--all` read a ref another writer was moving or deleting at that moment (a reset racing a delete
+        # answered 500 once in ~8 rounds): the refs settle, the walk is asked again
+    raise GitFailed(result.returncode, result.args, result.stdout, result.stderr)
 
 
 def incomplete(repo: Path, tip: str) -> bool:
