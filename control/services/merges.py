@@ -174,10 +174,13 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
                  strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                  delete_branch: bool = False, expected_target_head: str | None = None,
                  fast_forward: bool = False, stack_id: str | None = None,
-                 on_merged: Callable[[MergeOutcome], None] | None = None) -> MergeOutcome:
+                 on_merged: Callable[[MergeOutcome], None] | None = None,
+                 expected_source: str | None = None) -> MergeOutcome:
     """Merge branch `source` into branch `target` (default: the repository's default branch); optionally delete
     the source afterwards (only if it still points at the commit that was merged). `on_merged`: called once the
-    merge stands, before that delete. `stack_id`: the stack (pull request) whose merge this is."""
+    merge stands, before that delete. `stack_id`: the stack (pull request) whose merge this is.
+    `expected_source`: the head the caller checked (a pull request's approved head): a source moved since is a
+    StaleRef, and what merges is the head read once here."""
     checked_branch_name(source)
     target = target or repo.default_branch
     checked_branch_name(target)
@@ -185,6 +188,9 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
     source_sha = git_refs.read_ref(path, f"refs/heads/{source}")
     if source_sha is None:
         raise NotFound(f"branch {source!r} not found")
+    if expected_source is not None and source_sha != expected_source:
+        raise StaleRef(f"branch {source!r} moved since it was checked; retry the merge",
+                       {"ref": f"refs/heads/{source}", "expected": expected_source, "actual": source_sha})
     if source == target:  # like `git merge main` on main: already up to date; nothing to delete either
         return MergeOutcome(success=True, sha=source_sha, head_commit=source_sha, already_merged=True, target=target,
                             conflicts=[], message=f"Already up to date: {target} is the branch being merged.",

@@ -210,7 +210,8 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
 
     return merges.merge_branch(session, app, repo, actor, listed.row.name, base, strategy, message, dry_run,
                                delete_branch, stack_id=stack.id if stack is not None else None,
-                               on_merged=mark_its_stack_merged)
+                               on_merged=mark_its_stack_merged,
+                               expected_source=stack.head_commit if stack is not None else None)
 
 
 @dataclass

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support import Dojo, api, has_object, repo_path, submit_work, v1
+import pytest
+
+from tests.support import Dojo, api, has_object, remote_ref, repo_path, submit_work, v1
 
 
 def rules_path(repo: str) -> str:
@@ -156,3 +158,46 @@ def test_a_hoody_branch_with_an_approved_pull_request_merges_into_a_branch_takin
     clone = tmp_path / "clone"
     git("clone", "-q", tenant.url(repo), str(clone))
     assert (clone / "f.txt").read_text() == "f\n"
+
+
+def test_a_push_between_a_hoody_merge_s_approval_check_and_its_merge_is_not_merged(
+        server, tenant, git, tmp_path, monkeypatch):
+    """The merge checks its pull request's approved head, then merges the branch: a commit pushed between the two
+    must not land unreviewed. The push is forced into that window by running it from inside the check, in this
+    process (the service is called here on the shared server's database and repositories)."""
+    from control.services import stacks, workspace_branches
+    from control.services.repos import get_repo
+    from storage.errors import StaleRef
+    from storage.keys import find_principal
+
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    branches = f"/api/v1/workspaces/{repo}/branches"
+    made = api(server, tenant.keys["agent"], "POST", branches, {"name": "Feature"}).json()
+    git.commit(work, {"f.txt": "f\n"}, "feature")
+    git("push", "-q", tenant.url(repo), f"HEAD:refs/heads/{made['branch']}", cwd=work)
+    opened = api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/pr").json()
+    stack = opened["url"].removeprefix(server.url)
+    assert api(server, tenant.keys["admin"], "POST", f"{stack}/reviews", {"state": "approve"}).status_code == 201
+    main_before = remote_ref(git, tenant.url(repo), "refs/heads/main")
+
+    checked = stacks.refuse_unmergeable
+
+    def check_then_push(*args):
+        checked(*args)
+        git.commit(work, {"f.txt": "unreviewed\n"}, "unreviewed")
+        git("push", "-q", tenant.url(repo), f"HEAD:refs/heads/{made['branch']}", cwd=work)
+
+    monkeypatch.setattr(stacks, "refuse_unmergeable", check_then_push)
+    with server.context.db.session() as session:
+        actor = find_principal(session, tenant.keys["agent"])
+        row = get_repo(session, tenant.org_id, repo)
+        listed = workspace_branches.branch_by_id(session, server.context, row, made["id"])
+        with pytest.raises(StaleRef):
+            workspace_branches.merge(session, server.context, row, actor, listed, "merge", None, dry_run=False,
+                                     delete_branch=False)
+    assert remote_ref(git, tenant.url(repo), "refs/heads/main") == main_before
+    assert api(server, tenant.keys["read"], "GET", stack).json()["data"]["status"] == "open"
