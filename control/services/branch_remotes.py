@@ -41,7 +41,8 @@ class RemoteInfo:
 
 
 def remotes(session: Session, app, repo: Repository) -> list[RemoteInfo]:
-    """`origin` (the repository_url) and the named remotes; authenticated: a token is kept for it."""
+    """`origin` (the repository_url) and the named remotes; authenticated: a token is kept for it and the remote
+    did not refuse it the last time it was sent."""
     return [_described(remote) for remote in remote_service.configured(session, app.settings.secret_key, repo)]
 
 
@@ -53,13 +54,13 @@ def _described(remote: remote_service.Configured) -> RemoteInfo:
     if len(segments) >= 2:
         owner, name = "/".join(segments[:-1]), segments[-1].removesuffix(".git")
     provider = PROVIDERS.get((parts.hostname or "").lower(), "git")
-    return RemoteInfo(remote.name, git_remote.shown(remote.url), provider, owner, name, remote.token is not None)
+    return RemoteInfo(remote.name, git_remote.shown(remote.url), provider, owner, name, remote.authenticated)
 
 
 def remote_refs(session: Session, app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
     """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
     upstream = _upstream(session, app, repo, name)
-    with _talking_to(upstream.name, upstream.url, "the remote's refs could not be listed"):
+    with _talking_to(session, repo, upstream, "the remote's refs could not be listed"):
         found = git_remote.ls_remote(upstream.remote, [], upstream.token, app.settings.remote_allow_http)
     refs = sorted(ref for ref in found if not ref.endswith("^{}"))
     return [ref for ref in refs if ref.startswith("refs/heads/")], [ref for ref in refs if ref.startswith("refs/tags/")]
@@ -71,6 +72,7 @@ class _Upstream:
     url: str
     remote: git_remote.Remote
     token: str | None
+    kept: remote_service.Configured
 
 
 def _upstream(session: Session, app, repo: Repository, name: str | None = None) -> _Upstream:
@@ -83,19 +85,31 @@ def _upstream(session: Session, app, repo: Repository, name: str | None = None) 
     rate_limits.take(app.db, f"remote:{repo.id}:{configured.name}", REMOTE_CALLS_PER_MINUTE, 60,
                      refusal=RemoteRateLimited)
     settings = app.settings
-    with _talking_to(configured.name, configured.url, "the remote cannot be used"):
+    try:
         remote = git_remote.checked_remote(configured.url, settings.remote_allow_http, settings.remote_allow_private)
-    return _Upstream(configured.name, configured.url, remote, configured.token)
+    except git_remote.RemoteRefused as error:
+        raise BadRequest(f"the remote cannot be used: {error}",
+                         {"remote": configured.name, "url": git_remote.shown(configured.url)}) from None
+    return _Upstream(configured.name, configured.url, remote, configured.token, configured)
 
 
 @contextmanager
-def _talking_to(name: str, url: str, failed: str):
+def _talking_to(session: Session, repo: Repository, upstream: _Upstream, failed: str):
+    """A call to the remote: its failures as this API's errors, and its verdict on the token sent kept (hoody's
+    `authenticated`)."""
     try:
         yield
     except git_remote.RemoteTooLarge as error:
-        raise TooLarge(str(error), {"remote": name}) from None
-    except (git_remote.RemoteRefused, git_remote.RemoteFailed) as error:
-        raise BadRequest(f"{failed}: {error}", {"remote": name, "url": git_remote.shown(url)}) from None
+        raise TooLarge(str(error), {"remote": upstream.name}) from None
+    except git_remote.RemoteFailed as error:
+        if error.denied:
+            remote_service.record_token_verdict(session, repo, upstream.kept, refused=True)
+        raise BadRequest(f"{failed}: {error}", {"remote": upstream.name, "url": git_remote.shown(upstream.url)}) \
+            from None
+    except git_remote.RemoteRefused as error:
+        raise BadRequest(f"{failed}: {error}", {"remote": upstream.name, "url": git_remote.shown(upstream.url)}) \
+            from None
+    remote_service.record_token_verdict(session, repo, upstream.kept, refused=False)
 
 
 @dataclass
@@ -112,11 +126,11 @@ def remote_status(session: Session, app, repo: Repository, listed: Listed) -> Re
         return RemoteStatus(None, 0, 0)
     upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
     ref = f"refs/heads/{listed.row.name}"
-    theirs = _remote_head(app, repo, upstream, ref)
+    theirs = _remote_head(session, app, repo, upstream, ref)
     if theirs is None:
         return RemoteStatus(None, 0, 0)
     path = app.store.path_for(repo.id)
-    with _fetched(app, repo, upstream, ref, theirs) as fetched:
+    with _fetched(session, app, repo, upstream, ref, theirs) as fetched:
         if listed.head is None:
             ahead, behind = 0, len(git_read.commits_between(path, None, fetched.commit, env=fetched.env))
         else:
@@ -137,13 +151,13 @@ class _Fetched:
             self.env = None
 
 
-def _remote_head(app, repo: Repository, upstream: _Upstream, ref: str) -> str | None:
-    with _talking_to(upstream.name, upstream.url, "the remote branch could not be read"):
+def _remote_head(session: Session, app, repo: Repository, upstream: _Upstream, ref: str) -> str | None:
+    with _talking_to(session, repo, upstream, "the remote branch could not be read"):
         return git_remote.ls_remote(upstream.remote, [ref], upstream.token, app.settings.remote_allow_http).get(ref)
 
 
 @contextmanager
-def _fetched(app, repo: Repository, upstream: _Upstream, ref: str, expected: str):
+def _fetched(session: Session, app, repo: Repository, upstream: _Upstream, ref: str, expected: str):
     """The remote's `ref` at `expected`: the repository's own objects if it has them, else fetched into a
     quarantine (at most as much as a push may bring) that is removed on leaving unless taken."""
     path = app.store.path_for(repo.id)
@@ -151,7 +165,7 @@ def _fetched(app, repo: Repository, upstream: _Upstream, ref: str, expected: str
         yield _Fetched(expected, None, None)
         return
     with ObjectQuarantine(path) as quarantine:
-        with _talking_to(upstream.name, upstream.url, "the remote branch could not be fetched"):
+        with _talking_to(session, repo, upstream, "the remote branch could not be fetched"):
             git_remote.fetch_ref(upstream.remote, path, ref, quarantine.env, app.settings.max_push_size,
                                  quarantine.size, upstream.token, app.settings.remote_allow_http)
         if not git_read.object_sizes(path, [expected], env=quarantine.env):
@@ -196,10 +210,10 @@ def pull(session: Session, app, repo: Repository, actor: Principal, listed: List
     if takes_changes_only_through_stacks(session, repo.id, name):  # before anything is fetched
         raise Forbidden(THROUGH_A_STACK, {"ref": ref})
     upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
-    theirs = _remote_head(app, repo, upstream, ref)
+    theirs = _remote_head(session, app, repo, upstream, ref)
     if theirs is None:
         raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
-    with _fetched(app, repo, upstream, ref, theirs) as fetched:
+    with _fetched(session, app, repo, upstream, ref, theirs) as fetched:
         conflicts = _refused_before_taking(session, app, repo, actor, listed, fetched)
         if conflicts:
             return _stopped(name, conflicts)
@@ -246,7 +260,7 @@ def push(session: Session, app, repo: Repository, actor: Principal, listed: List
                          {"id": listed.row.id, "remote": DEFAULT_REMOTE})
     ref = f"refs/heads/{listed.row.name}"
     try:
-        with _talking_to(upstream.name, upstream.url, "the branch could not be pushed"):
+        with _talking_to(session, repo, upstream, "the branch could not be pushed"):
             git_remote.push_ref(upstream.remote, app.store.path_for(repo.id), listed.head, ref, upstream.token,
                                 app.settings.remote_allow_http)
     except git_remote.RemoteRejected as rejected:

@@ -4,10 +4,11 @@ hoody's document shows them, each with a token of its own, sealed with the repos
 (remote_credentials.py) and never answered."""
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import BadRequest, Conflict, RemoteNotConfigured, UnsafeRemoteName
@@ -29,6 +30,13 @@ class Configured:
     name: str
     url: str
     token: str | None  # for this remote's repository, if one is kept
+    sealed: str | None = None  # the token as kept: what the remote's verdict on it is recorded against
+    refused: bool = False  # the remote refused this token the last time it was sent
+
+    @property
+    def authenticated(self) -> bool:
+        """A token is kept for the remote's repository, and the remote did not refuse it when last asked."""
+        return self.token is not None and not self.refused
 
 
 def checked_name(name: str) -> str:
@@ -40,11 +48,39 @@ def checked_name(name: str) -> str:
 
 def configured(session: Session, secret_key: str, repo: Repository) -> list[Configured]:
     """`origin` (when the repository has an upstream_url) first, then the named ones by name."""
-    found = [Configured(ORIGIN, repo.upstream_url, remote_credentials.token_for(secret_key, repo))] \
+    found = [Configured(ORIGIN, repo.upstream_url, remote_credentials.token_for(secret_key, repo),
+                        repo.upstream_credentials,
+                        _refused(repo.upstream_credentials, repo.upstream_credentials_refused))] \
         if repo.upstream_url else []
-    return found + [Configured(remote.name, remote.url, remote_credentials.opened(secret_key, remote.credentials,
-                                                                                   remote.url))
+    return found + [Configured(remote.name, remote.url,
+                               remote_credentials.opened(secret_key, remote.credentials, remote.url),
+                               remote.credentials, _refused(remote.credentials, remote.credentials_refused))
                     for remote in _named(session, repo)]
+
+
+def _fingerprint(sealed: str) -> str:
+    return hashlib.sha256(sealed.encode()).hexdigest()
+
+
+def _refused(sealed: str | None, refused: str | None) -> bool:
+    return sealed is not None and refused == _fingerprint(sealed)
+
+
+def record_token_verdict(session: Session, repo: Repository, remote: Configured, refused: bool) -> None:
+    """What the remote answered the token last sent to it (`refused`: it turned the credentials down), kept
+    against that token: one given since starts with no verdict. Committed at once: the request may fail after."""
+    if remote.token is None or remote.refused == refused:
+        return
+    verdict = _fingerprint(remote.sealed) if refused else None
+    if remote.name == ORIGIN:
+        session.execute(update(Repository)
+                        .where(Repository.id == repo.id, Repository.upstream_credentials == remote.sealed)
+                        .values(upstream_credentials_refused=verdict, updated_at=Repository.updated_at))
+    else:
+        session.execute(update(Remote).where(Remote.repo_id == repo.id, Remote.name == remote.name,
+                                             Remote.credentials == remote.sealed)
+                        .values(credentials_refused=verdict))
+    session.commit()
 
 
 def one(session: Session, secret_key: str, repo: Repository, name: str | None) -> Configured:

@@ -20,5 +20,6 @@ class Remote(Base):
     name: Mapped[str] = mapped_column(String(100))
     url: Mapped[str] = mapped_column(Text)
     credentials: Mapped[str | None] = mapped_column(Text, default=None)
+    credentials_refused: Mapped[str | None] = mapped_column(String(64), default=None)  # as Repository's
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -40,6 +40,8 @@ class Repository(Base):
     upstream_url: Mapped[str | None] = mapped_column(Text, default=None)
     # the token for upstream_url's server, sealed (storage/secret_box.py) with the origin it may be sent to
     upstream_credentials: Mapped[str | None] = mapped_column(Text, default=None)
+    # the fingerprint of the sealed token upstream_url's server last refused (a token given since has another)
+    upstream_credentials_refused: Mapped[str | None] = mapped_column(String(64), default=None)
     settings: Mapped[dict] = mapped_column(default=dict)
     # the Project view (agirunner's "workspace", seed 002): sticky memory, active flag, the spec's current version
     memory: Mapped[dict] = mapped_column(default=dict, server_default=text("'{}'"))

@@ -5,6 +5,7 @@ which asks for a key as any git server asks for its token."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 
 from sqlalchemy import text
@@ -190,3 +191,45 @@ def test_hoody_push_with_a_token_the_remote_refuses_says_so_without_the_token(se
     other = hoody(server, tenant, "POST", f"/api/v1/workspaces/{unkept['id']}/branches", {"name": "x"}).json()
     no_token = hoody(server, tenant, "POST", f"/api/v1/workspaces/{unkept['id']}/branches/{other['id']}/push")
     assert no_token.status_code == 400 and "git_token" in no_token.json()["errors"][0]["message"]
+
+
+def test_authenticated_says_whether_the_remote_took_the_kept_token_when_last_sent(server, tenant, git, tmp_path):
+    """Seed 003's `authenticated`: "whether the stored credentials are valid". A kept token reads true until the
+    remote refuses it (no such key here: 401, as a revoked token gets), and again once a new one is given or the
+    remote takes it; each remote's verdict is its own. A token refused earlier is set up in the database."""
+    remote = tenant.repo()
+    bogus = f"ds_{uuid.uuid4().hex}"
+    ws = seeded(server, tenant, git, tmp_path, remote, settings={"credentials": {"git_token": bogus}})
+    assert api(server, tenant.keys["admin"], "PUT", f"/v1/repos/{ws['slug']}/remotes/upstream",
+               {"url": tenant.plain_url(remote), "token": tenant.keys["read"]}).status_code == 200
+    branches = f"/api/v1/workspaces/{ws['id']}/branches"
+
+    def authenticated() -> dict[str, bool]:
+        listed = hoody(server, tenant, "GET", f"{branches}/remote", key="read")
+        assert listed.status_code == 200, listed.text
+        return {entry["name"]: entry["authenticated"] for entry in listed.json()["remotes"]}
+
+    assert authenticated() == {"origin": True, "upstream": True}  # never sent yet
+    refused = hoody(server, tenant, "GET", f"{branches}/remote-refs", key="read")
+    assert refused.status_code == 400 and bogus not in refused.text, refused.text
+    assert authenticated() == {"origin": False, "upstream": True}
+    assert hoody(server, tenant, "GET", f"{branches}/remote-refs", key="read").status_code == 400  # asked again
+    assert authenticated() == {"origin": False, "upstream": True}
+
+    # a token given since has no verdict yet, and one the remote takes reads true
+    assert api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{ws['id']}",
+               {"settings": {"credentials": {"git_token": tenant.keys["agent"]}}}).status_code == 200
+    assert authenticated() == {"origin": True, "upstream": True}
+    assert hoody(server, tenant, "GET", f"{branches}/remote-refs", key="read").status_code == 200
+    assert authenticated() == {"origin": True, "upstream": True}
+
+    # the remote refused the upstream's token once, then takes it: true again
+    with server.context.db.session() as connection:
+        sealed = connection.execute(text("SELECT credentials FROM remotes WHERE repo_id = :id"),
+                                    {"id": ws["id"]}).scalar_one()
+        connection.execute(text("UPDATE remotes SET credentials_refused = :verdict WHERE repo_id = :id"),
+                           {"verdict": hashlib.sha256(sealed.encode()).hexdigest(), "id": ws["id"]})
+    assert authenticated() == {"origin": True, "upstream": False}
+    upstream_refs = api(server, tenant.keys["read"], "GET", f"{branches}/remote-refs", params={"remote": "upstream"})
+    assert upstream_refs.status_code == 200, upstream_refs.text
+    assert authenticated() == {"origin": True, "upstream": True}
