@@ -1,5 +1,7 @@
 """git's own checks (what `receive.fsckObjects` runs on a push) of objects given whole: index-pack
-`--fsck-objects` reads them from a scratch pack, so nothing is written into the repository."""
+`--fsck-objects` reads them from a scratch pack, so nothing is written into the repository's objects. The scratch
+pack is in the repository's directory, hidden from extension agents as all the server's data is (in /tmp, another
+organization's agent read the commits and trees being checked)."""
 from __future__ import annotations
 
 import tempfile
@@ -15,7 +17,7 @@ def objects_problem(repo_path: Path, objects: Iterable, object_format, env: Mapp
                     ) -> str | None:
     """git's first complaint about `objects` (dulwich objects), or None. The blobs a tree names `.gitmodules`
     are read from the repository when they are not among them."""
-    with tempfile.TemporaryDirectory(prefix="driftstone-fsck-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="driftstone-fsck-", dir=repo_path) as scratch:
         pack = Path(scratch) / "new.pack"
         with open(pack, "wb") as out:
             write_pack_objects(out.write, [(obj, None) for obj in objects], object_format)

@@ -3,6 +3,7 @@ on its standard input, a clean environment, a deadline, and its output kept in f
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ OUTPUT_KEPT = 64 * 1024  # bytes of the program's standard output a run's result
 ERRORS_KEPT = 4 * 1024  # bytes of its standard error a failed run's error keeps (its end)
 BEAT_SECONDS = 15  # how often a running program's run says it is alive
 REDACTED = "[redacted]"
+SHARED_SCRATCH = (Path("/tmp"), Path("/var/tmp"))  # every process's: other runs' files, the server's scratch files
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,19 @@ def agent_env(run_dir: Path, passed: Mapping[str, str], run_values: Mapping[str,
     return env
 
 
-def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequence[Path]) -> list[str]:
+def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequence[Path],
+               scratch: Sequence[Path] = SHARED_SCRATCH) -> list[str]:
     """`argv` under bubblewrap: the whole file system read-only, the `hidden` directories (the server's data:
-    repositories, database, keys) replaced by empty ones, the run's own directory writable, a process namespace
-    of its own (nothing it starts outlives it, nor it the server's process that started it)."""
+    repositories, database, keys) replaced by empty ones, `scratch` (/tmp: what other runs and the server leave
+    there) by empty writable ones of its own, the run's own directory writable, a process namespace of its own
+    (nothing it starts outlives it, nor it the server's process that started it). The program's own files stay
+    where they are, should they be in a scratch directory."""
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for directory in scratch:
+        if directory.is_dir():
+            command += ["--tmpfs", str(directory)]
+    for kept in _program_roots(argv, scratch):
+        command += ["--ro-bind", str(kept), str(kept)]
     for directory in hidden:
         command += ["--tmpfs", str(directory)]
     command += ["--bind", str(run_dir), str(run_dir)]
@@ -53,6 +63,20 @@ def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequen
     command += ["--chdir", str(workdir), "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
                 "--", *argv]
     return command
+
+
+def _program_roots(argv: Sequence[str], scratch: Sequence[Path]) -> list[Path]:
+    """The top directories in `scratch` holding the program or the files its arguments name (a checkout under
+    /tmp, say), as they are and as their links lead."""
+    named = [Path(shutil.which(argv[0]) or argv[0]), *(Path(arg) for arg in argv[1:] if os.path.isabs(arg))]
+    roots = []
+    for path in named + [path.resolve() for path in named]:
+        for directory in scratch:
+            if path.is_relative_to(directory) and path != directory and path.exists():
+                root = directory / path.relative_to(directory).parts[0]
+                if root not in roots:
+                    roots.append(root)
+    return roots
 
 
 def run_agent(argv: Sequence[str], workdir: Path, run_dir: Path, prompt: str, env: Mapping[str, str],

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -272,6 +274,24 @@ def test_the_agent_sees_nothing_of_the_servers_data(server, tenant, secret_file)
     done = run_to_end(server, tenant, repo, f"write {server.data_dir}/repos/planted x")
     assert done["status"] == "failed" and "Read-only file system" in done["error"], done
     assert not (server.data_dir / "repos" / "planted").exists()
+
+
+def test_the_agent_has_a_temporary_directory_of_its_own(server, tenant):
+    """/tmp is shared by every process of the machine: the server's scratch files and other runs' (another
+    organization's agent read the commits the server was checking there). The agent's /tmp is its own, writable,
+    gone with it."""
+    planted = Path(tempfile.gettempdir()) / f"driftstone-test-{uuid.uuid4().hex}"
+    planted.write_text("the server's scratch\n")
+    written = Path("/tmp") / f"driftstone-agent-{uuid.uuid4().hex}"
+    try:
+        repo = new_repo(server, tenant, {"a.txt": "a\n"})
+        done = run_to_end(server, tenant, repo, f"print-file {planted}")
+        assert done["status"] == "failed" and "No such file or directory" in done["error"], done
+        done = run_to_end(server, tenant, repo, f"write {written} mine\nprint-file {written}")
+        assert done["status"] == "completed" and "mine" in done["result"]["output"], done
+        assert not written.exists()
+    finally:
+        planted.unlink()
 
 
 def test_the_agent_gets_no_secret_of_the_server_and_passed_on_values_are_blanked(server, tenant):
