@@ -55,15 +55,20 @@ class Remote:
 
 
 def shown(url: str) -> str:
-    """The URL as it may be repeated back: without the credentials someone put in it."""
+    """The URL as it may be repeated back: without the credentials someone put in it (in one that does not parse,
+    whatever comes before an `@` of its authority)."""
     try:
         parts = urlsplit(url)
+        parts.port  # a port out of range raises only when read
     except ValueError:
-        return "(not a URL)"
+        return _USERINFO.sub(r"\1***@", url, count=1)
     if parts.username is None and parts.password is None:
         return url
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"***@{host}").geturl()
+
+
+_USERINFO = re.compile(r"^([^:/?#]*://)[^/?#]*@")
 
 
 def checked_remote(url: str, allow_http: bool = False, allow_private: bool = False) -> Remote:

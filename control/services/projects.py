@@ -57,7 +57,7 @@ def checked_repository_url(url: str | None, field: str = "repository_url") -> st
         parts = urlsplit("")
     # urlsplit drops tabs and newlines that git refuses: the URL kept would not be the one its token is bound to
     if parts.scheme not in ("http", "https", "ssh", "git") or not parts.netloc or _SPACE_OR_CONTROL.search(url):
-        raise BadRequest(f"{field} must be an http(s), ssh or git URL", {field: url})
+        raise BadRequest(f"{field} must be an http(s), ssh or git URL", {field: shown(url)})
     if parts.password is not None or (parts.username is not None and parts.scheme in ("http", "https")):
         raise BadRequest(f"credentials do not belong in {field} (every key that reads the workspace sees it)",
                          {field: shown(url)})

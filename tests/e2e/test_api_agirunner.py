@@ -77,6 +77,11 @@ def test_create_refusals(server, tenant):
     assert nowhere.status_code == 400 and "repository_url" in error_of(nowhere)["message"]
     tabbed = create(server, tenant, repository_url="https://example.com/a\tb.git")  # urlsplit drops it, git refuses it
     assert tabbed.status_code == 422 and "repository_url" in str(error_of(tabbed))
+    for url in ("https://[2001:db8::1]/acme/widgets.git", "ssh://git@[2001:db8::1]:2222/acme/widgets.git"):
+        literal = create(server, tenant, repository_url=url)  # an IPv6 address as a git URL spells it
+        assert literal.status_code == 201 and literal.json()["data"]["repository_url"] == url, literal.text
+    unclosed = create(server, tenant, repository_url="https://[2001:db8::1/acme/widgets.git")
+    assert unclosed.status_code == 422 and "repository_url" in str(error_of(unclosed))
     retired = create(server, tenant, settings={"model_override": "x"})
     assert retired.status_code == 400
     assert api(server, tenant.keys["read"], "GET", "/v1/repos").json()["pagination"] is not None
@@ -520,6 +525,14 @@ def test_credentials_in_repository_url_and_secrets_deep_in_a_spec_are_refused(se
     refused = create(server, tenant, repository_url=f"https://u:{key}@example.com/x.git")
     assert refused.status_code == 400 and key not in refused.text
     ws = workspace(server, tenant)
+    # URLs that do not parse (a port out of range, a bracket left open) are repeated without what precedes the @
+    token = f"ghp_{uuid.uuid4().hex}"  # another server's token: this one's own keys are blanked wherever they appear
+    for url in (f"https://u:{token}@example.com:99999/x.git", f"https://u:{token}@[::1/x.git"):
+        for answer in (create(server, tenant, repository_url=url),
+                       api(server, key, "PATCH", f"/api/v1/workspaces/{ws['id']}", {"repository_url": url}),
+                       api(server, key, "PUT", f"/v1/repos/{ws['slug']}/remotes/upstream", {"url": url})):
+            assert answer.status_code in (400, 422) and token not in answer.text and token[4:20] not in answer.text, \
+                answer.text
     nested = api(server, tenant.keys["admin"], "PUT", f"/api/v1/workspaces/{ws['id']}/spec", {"resources": {"r": {
         "type": "api", "binding": {"base_url": "https://x", "headers": {"Authorization": "Bearer sk-123"}}}}})
     assert nested.status_code == 400 and "headers.Authorization" in error_of(nested)["message"]
