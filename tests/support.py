@@ -323,10 +323,10 @@ def age_object_files(repo: Path, days: int) -> None:
 
 
 class WebhookReceiver:
-    """A webhook receiver on 127.0.0.1: records each POST (headers, body); answers the statuses queued in
-    `answers`, then 200."""
+    """A webhook receiver on 127.0.0.1 (or `host`, "::1" say): records each POST (headers, body); answers the
+    statuses queued in `answers`, then 200."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.received: list[tuple[dict, bytes]] = []
         self.answers: list[int] = []
         receiver = self
@@ -344,9 +344,13 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.httpd = Server((host, 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/in?from=driftstone"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.httpd.server_address[1]}/hooks/in?from=driftstone"
 
     def events(self, name: str) -> list[tuple[dict, dict]]:
         return [(headers, json.loads(body)) for headers, body in self.received if headers["x-driftstone-event"] == name]

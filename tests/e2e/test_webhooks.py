@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from control.services.webhooks import SWITCH_OFF_AFTER
-from tests.support import api, remote_ref
+from tests.support import WebhookReceiver, api, remote_ref
 
 
 def hooks_path(repo: str) -> str:
@@ -184,10 +184,36 @@ def test_webhook_refusals(server, tenant, small_limits_server, receiver):
     # the default rules: https and public addresses only
     strict = small_limits_server.tenant()
     strict_repo = strict.repo()
-    for url in (receiver.url, "https://127.0.0.1/x", "https://localhost/x", "https://169.254.169.254/latest"):
+    for url in (receiver.url, "https://127.0.0.1/x", "https://localhost/x", "https://169.254.169.254/latest",
+                "https://[::1]/x", "https://[::ffff:7f00:1]:8443/x", "https://[64:ff9b::a9fe:a9fe]/latest",
+                "https://[fe80::1]/x", "https://[::]/x"):
         answer = api(small_limits_server, strict.keys["admin"], "POST", hooks_path(strict_repo), {"url": url})
         assert answer.status_code == 400, (url, answer.text)
+    for url in ("https://[::1/x", "https://[::1]x/x", "https://[fe80::1%25eth0]/x", "https://u@[::1]/x",
+                "https://[::::]/x", "https://[::1]:65536/x", "https://[1:2:3:4:5:6:7:8:9]/x"):
+        answer = api(small_limits_server, strict.keys["admin"], "POST", hooks_path(strict_repo), {"url": url})
+        assert answer.status_code == 422, (url, answer.text)  # not a URL this API takes
     assert receiver.received == []
+
+
+def test_a_receiver_at_an_ipv6_address_gets_its_events(server, tenant, git, tmp_path):
+    """An IPv6 literal in brackets, as GitHub and Gitea take them (the URL pattern refused every one): a receiver
+    on ::1, allowed on this test server as 127.0.0.1 is."""
+    receiver = WebhookReceiver("::1")
+    try:
+        repo = tenant.repo()
+        assert receiver.url.startswith("http://[::1]:")
+        hook = create_hook(server, tenant, repo, url=receiver.url, secret="s3cret")
+        assert hook["url"] == receiver.url
+        receiver.wait_for("ping")
+        work = git.new_worktree(tmp_path / "w", {"a.txt": "a\n"})
+        git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+        [(headers, push)] = receiver.wait_for("push")
+        assert push["refs"][0]["after"] == remote_ref(git, tenant.url(repo), "refs/heads/main")
+        assert headers["host"] == receiver.url.split("/")[2]
+        assert signed(headers, receiver.received[-1][1], "s3cret")
+    finally:
+        receiver.close()
 
 
 def test_a_secret_that_cannot_be_opened_sends_nothing_unsigned(server, tenant, receiver):

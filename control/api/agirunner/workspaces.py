@@ -15,14 +15,13 @@ from storage.errors import BadRequest
 from storage.times import as_utc
 
 from ..endpoint import Call
+from ..url_patterns import REPOSITORY_URL_PATTERN
 from .common import WS, AgirunnerModel, ProjectOut, list_meta, page_numbers, project_out, route
 
 bp = Blueprint("agirunner_workspaces", __name__)
 
 # a repository slug (control.services.naming.checked_slug); agirunner's own slugs are any text
 SLUG_PATTERN = r"^(?!.*\.\.)(?!.*\.git$)(?!.*\.lock$)(?!.*\.$)[a-z0-9][a-z0-9._-]{0,99}$"
-# ASCII classes only: JSON Schema's \s (ECMAScript's) and Python's differ beyond ASCII (U+0085)
-URL_PATTERN = r"^(https?|ssh|git)://[^\x00-\x20\x7f/?#\[\]]+([/?#][^\x00-\x20\x7f]*)?$"
 NUMBER = {"pattern": r"^([1-9][0-9]{0,5})?$"}  # documented; anything else is agirunner's 400 "Invalid pagination values"
 
 
@@ -31,7 +30,7 @@ class CreateProject(AgirunnerModel):
     name: str = Field(min_length=1, max_length=200)
     slug: str = Field(min_length=1, max_length=100, pattern=SLUG_PATTERN)
     description: str | None = Field(default=None, max_length=2000)
-    repository_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
+    repository_url: str | None = Field(default=None, max_length=2048, pattern=REPOSITORY_URL_PATTERN)
     settings: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
 
@@ -43,7 +42,7 @@ class PatchProject(AgirunnerModel):
     name: str = Field(default=None, min_length=1, max_length=200)
     slug: str = Field(default=None, min_length=1, max_length=100, pattern=SLUG_PATTERN)
     description: str = Field(default=None, max_length=2000)
-    repository_url: str = Field(default=None, max_length=2048, pattern=URL_PATTERN)
+    repository_url: str = Field(default=None, max_length=2048, pattern=REPOSITORY_URL_PATTERN)
     settings: dict[str, Any] = None
     is_active: bool = None
 
@@ -116,7 +115,7 @@ class VerifyGitAccess(AgirunnerModel):
         "then": {"required": ["git_token"], "properties": {"git_token": {"type": "string", "pattern": "[^\\x00-\\x20]"}}},
     }]})
 
-    repository_url: str = Field(min_length=1, max_length=2048, pattern=URL_PATTERN)
+    repository_url: str = Field(min_length=1, max_length=2048, pattern=REPOSITORY_URL_PATTERN)
     default_branch: str | None = Field(default=None, min_length=1, max_length=255)
     git_token_mode: Literal["preserve", "replace", "clear"]
     git_token: str | None = Field(default=None, max_length=20_000)

@@ -9,19 +9,18 @@ from control.services import repos as repo_service
 from control.services import webhooks as service
 
 from ..endpoint import Call, endpoint
+from ..url_patterns import WEBHOOK_URL_PATTERN
 from .common import Timestamp, WholeListQuery, WireModel, whole_or_page
 
 bp = Blueprint("webhooks", __name__)
 HOOKS = "/v1/repos/<repo>/webhooks"
 ONE = HOOKS + "/<hook_id>"
 EVENT_NAMES = {"type": "string", "enum": [*service.EVENTS, "*"]}
-# ASCII only (other characters go percent-encoded); no / ? # [ ] @ or backslash in the host part
-URL_PATTERN = r"^https?://[\x21-\x22\x24-\x2e\x30-\x3e\x41-\x5a\x5e-\x7e]+(?:[/?#][\x21-\x7e]*)?$"
 URL_REFUSED = {400: "The URL breaks the rules for remote URLs (https, public addresses, no credentials)"}
 
 
 class CreateWebhook(WireModel):
-    url: str = Field(min_length=1, max_length=2048, pattern=URL_PATTERN)
+    url: str = Field(min_length=1, max_length=2048, pattern=WEBHOOK_URL_PATTERN)
     secret: str | None = Field(default=None, max_length=1024)
     events: list[str] = Field(default_factory=lambda: ["push"], min_length=1, max_length=10,
                               json_schema_extra={"items": EVENT_NAMES})
@@ -29,7 +28,7 @@ class CreateWebhook(WireModel):
 
 
 class ChangeWebhook(WireModel):
-    url: str | None = Field(default=None, min_length=1, max_length=2048, pattern=URL_PATTERN)
+    url: str | None = Field(default=None, min_length=1, max_length=2048, pattern=WEBHOOK_URL_PATTERN)
     secret: str | None = Field(default=None, max_length=1024)
     events: list[str] | None = Field(default=None, min_length=1, max_length=10, json_schema_extra={"items": EVENT_NAMES})
     active: bool | None = None
