@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from storage import git_refs
-from storage.errors import Conflict, DomainError, Invalid, NotFound, StaleRef
+from storage.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, StaleRef
 from storage.jobs import defer_job
 from storage.keys import Principal
 from storage.models import Branch, Extension, ExtensionRun, Organization, Repository
@@ -63,6 +63,7 @@ def _flush_unique(session: Session, extension_id: str | None = None) -> None:
 
 def create_extension(session: Session, actor: Principal, type: str, name: str, prompt: str,
                      description: str | None = None, presets: list[str] | None = None) -> Extension:
+    _refuse_limited_key(actor)
     digest = _prompt_digest(prompt)
     _refuse_duplicate_prompt(session, actor.org_id, digest)
     extension = Extension(id=_new_id("ext"), org_id=actor.org_id, type=type, name=name, description=description,
@@ -86,15 +87,24 @@ def list_extensions(session: Session, org_id: str) -> list[Extension]:
                                 .order_by(Extension.created_at, Extension.id)))
 
 
-def update_extension(session: Session, org_id: str, extension_id: str, changes: dict) -> Extension:
+def _refuse_limited_key(actor: Principal) -> None:
+    """Extensions are the organization's: a prompt changed by a key limited to some repositories would steer what
+    runs commit in every other one."""
+    if actor.repo_ids is not None:
+        raise Forbidden("a key limited to some repositories cannot create, change or delete the organization's "
+                        "extensions")
+
+
+def update_extension(session: Session, actor: Principal, extension_id: str, changes: dict) -> Extension:
     """`changes`: any of name, description, status, prompt, presets (at least one)."""
+    _refuse_limited_key(actor)
     if not changes:
         raise Invalid("give at least one of name, description, status, prompt, presets",
                       {"fields": [{"loc": "body", "msg": "no mutable field"}]})
-    extension = get_extension(session, org_id, extension_id)
+    extension = get_extension(session, actor.org_id, extension_id)
     if "prompt" in changes:
         digest = _prompt_digest(changes["prompt"])
-        _refuse_duplicate_prompt(session, org_id, digest, other_than=extension.id)
+        _refuse_duplicate_prompt(session, actor.org_id, digest, other_than=extension.id)
         extension.prompt, extension.prompt_digest = changes["prompt"], digest
     for name in ("name", "description", "status"):
         if name in changes:
@@ -105,9 +115,10 @@ def update_extension(session: Session, org_id: str, extension_id: str, changes: 
     return extension
 
 
-def delete_extension(session: Session, org_id: str, extension_id: str) -> str:
+def delete_extension(session: Session, actor: Principal, extension_id: str) -> str:
     """Its runs stay readable (their results are the caller's record of what they did)."""
-    extension = get_extension(session, org_id, extension_id)
+    _refuse_limited_key(actor)
+    extension = get_extension(session, actor.org_id, extension_id)
     session.delete(extension)
     _flush_unique(session, extension_id)  # deleted by another request meanwhile: not found
     return extension_id

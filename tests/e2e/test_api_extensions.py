@@ -448,6 +448,28 @@ def test_a_key_limited_to_other_repositories_cannot_poll_the_run(server, tenant)
     finished(server, tenant, run_id)
 
 
+def test_a_key_limited_to_some_repositories_runs_extensions_but_cannot_change_them(server, tenant):
+    """Extensions are the organization's: a key that cannot see a repository must not steer what runs commit
+    there (its prompt changed, or the extension deleted), as it cannot create repositories."""
+    seen = new_repo(server, tenant, {"a.txt": "a\n"})
+    ext_id = extension(server, tenant, "print shared")
+    made = api(server, tenant.keys["admin"], "POST", "/v1/keys", {"name": "l", "scope": "agent", "repos": [seen]})
+    assert made.status_code == 201, made.text
+    limited = made.json()["data"]["key"]
+    for path, body in (("update", {"extensionId": ext_id, "prompt": "print hijacked"}),
+                       ("update", {"extensionId": ext_id, "status": "disabled"}),
+                       ("delete", {"extensionId": ext_id}),
+                       ("create", {**EXTENSION, "prompt": f"print mine {uuid.uuid4().hex}"})):
+        refused = api(server, limited, "POST", f"/v1/extensions/{path}", body)
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden", refused.text
+    assert listed(server, tenant, ext_id)["status"] == "active"
+    started = api(server, limited, "POST", "/v1/extensions/run", {"extensionId": ext_id,
+                                                                  "path": storage_path(tenant, seen)})
+    assert started.status_code == 202, started.text
+    done = finished(server, tenant, started.json()["data"]["runId"])
+    assert done["status"] == "completed" and done["result"]["output"].strip() == "shared", done
+
+
 def test_an_update_racing_a_delete_is_a_404_never_a_500(server, tenant):
     for _ in range(8):
         ext_id = extension(server, tenant)

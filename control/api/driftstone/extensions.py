@@ -105,14 +105,14 @@ def create_extension(call: Call, body: CreateExtension):
           response=ExtensionOut)
 def update_extension(call: Call, body: UpdateExtension):
     changes = body.model_dump(exclude={"extension_id"}, exclude_unset=True)
-    row = extension_service.update_extension(call.session, call.org_id, body.extension_id, changes)
+    row = extension_service.update_extension(call.session, call.principal, body.extension_id, changes)
     return extension_out(row)
 
 
 @endpoint(bp, "POST", "/v1/extensions/delete", summary="Delete an extension", scope="agent", body=ExtensionRef,
           response=DeletedExtension)
 def delete_extension(call: Call, body: ExtensionRef):
-    deleted = extension_service.delete_extension(call.session, call.org_id, body.extension_id)
+    deleted = extension_service.delete_extension(call.session, call.principal, body.extension_id)
     return DeletedExtension(id=deleted, extension_id=deleted)
 
 
