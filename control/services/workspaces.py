@@ -240,18 +240,22 @@ def read_file(session: Session, app, repo: Repository, workspace: Workspace, pat
 
 
 def delete_file(session: Session, app, repo: Repository, workspace: Workspace, path: str, now) -> None:
+    """Marks a file of the workspace's commit deleted, or drops one the overlay holds (a file written where that
+    commit has a directory: the directory, less the files deleted in it, is back). 404: no such file here."""
     checked_path(path)
     head = _head_entry(app, repo, workspace, path)
-    if head is not None and head.kind == "tree":
-        raise Invalid(f"{path!r} is a directory: delete the files in it one by one", {"path": path})
     _take_turn(session, repo, workspace, path, now)
     entry = _overlay_entry(session, workspace, path)
-    in_head = head is not None
-    if not in_head:
-        if entry is None or entry.blob_sha is None:
+    written = entry is not None and entry.blob_sha is not None
+    if head is not None and head.kind == "tree" and not written:
+        raise Invalid(f"{path!r} is a directory: delete the files in it one by one", {"path": path})
+    if head is None or head.kind == "tree":
+        if not written:
             raise NotFound(f"{path} not found")
         session.delete(entry)
     else:
+        if entry is not None and not written:
+            raise NotFound(f"{path} not found: it was deleted in this workspace")
         entry = entry or WorkspaceFile(id=new_id("wf"), workspace_id=workspace.id, path=path)
         entry.blob_sha, entry.size = None, 0
         session.add(entry)

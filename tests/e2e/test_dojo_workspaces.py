@@ -725,6 +725,31 @@ def test_a_file_takes_the_place_of_a_directory_once_its_files_are_deleted(server
     assert git.out("show", "FETCH_HEAD:src", cwd=work) == "one file now"
 
 
+def test_a_file_written_over_a_directory_is_deleted_and_the_directory_is_back(server, tenant, seeded):
+    """Its DELETE was refused as a directory's (the commit's entry was looked at first), and nothing could write
+    under the path again: the agent could not undo its own overlay file. A second DELETE of a file is a 404,
+    whether the overlay or the commit had it."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    ws = dojo.workspace("undo")
+    files = f"/workspaces/{ws['id']}/files"
+    for path in ("src/app.ts", "src/old-auth.ts"):
+        assert dojo("DELETE", f"{files}/{path}").status_code == 200
+    assert dojo("PUT", f"{files}/src", data=b"one file\n").status_code == 200
+    assert dojo("DELETE", f"{files}/src").status_code == 200
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {
+        "added": [], "modified": [], "deleted": ["src/app.ts", "src/old-auth.ts"]}
+    assert dojo("PUT", f"{files}/src/app.ts", data=b"back\n").status_code == 200
+    assert dojo("GET", f"{files}/src/app.ts").json()["source"] == "overlay"
+    assert dojo("DELETE", f"{files}/src").status_code == 400  # a directory again
+    assert dojo("DELETE", f"{files}/src/old-auth.ts").status_code == 404  # deleted already
+    assert dojo("PUT", f"{files}/new.txt", data=b"n\n").status_code == 200
+    assert dojo("DELETE", f"{files}/new.txt").status_code == 200
+    assert dojo("DELETE", f"{files}/new.txt").status_code == 404
+    assert dojo("GET", f"/workspaces/{ws['id']}/status").json() == {
+        "added": [], "modified": ["src/app.ts"], "deleted": ["src/old-auth.ts"]}
+
+
 def test_wildcard_locks_cover_directories_and_overlapping_locks_are_refused(server, tenant, seeded):
     repo, _, _ = seeded
     dojo = Dojo(server, tenant, repo)
