@@ -81,9 +81,11 @@ class MergeStore:
         """Paths whose entries differ between two commits (renames are a delete and an add), as `git diff-tree -r`
         lists them, read from memory and the repository alike."""
         old_tree = _commit(self, old_commit).tree if old_commit else None
-        return list(self._tree_changes(old_tree, _commit(self, new_commit).tree, b""))
+        return [path for path, _, _ in self.tree_changes(old_tree, _commit(self, new_commit).tree)]
 
-    def _tree_changes(self, old: bytes | None, new: bytes | None, prefix: bytes):
+    def tree_changes(self, old: bytes | None, new: bytes | None, prefix: bytes = b""):
+        """(path, (mode, oid) before, (mode, oid) after) of each file that differs between two trees (ABSENT's
+        (None, None) where there was or is none)."""
         if old == new:
             return
         before, after = (self.entries(old) if old else {}), (self.entries(new) if new else {})
@@ -93,10 +95,11 @@ class MergeStore:
                 continue
             one_dir, two_dir = one[0] == TREE_MODE, two[0] == TREE_MODE
             if one_dir or two_dir:
-                yield from self._tree_changes(one[1] if one_dir else None, two[1] if two_dir else None,
-                                              prefix + name + b"/")
+                yield from self.tree_changes(one[1] if one_dir else None, two[1] if two_dir else None,
+                                             prefix + name + b"/")
             if (not one_dir and one[1] is not None) or (not two_dir and two[1] is not None):
-                yield (prefix + name).decode("utf-8", "surrogateescape")
+                yield ((prefix + name).decode("utf-8", "surrogateescape"), ABSENT if one_dir else one,
+                       ABSENT if two_dir else two)
 
     def persist(self, root: bytes) -> int:
         """Copy the new objects reachable from `root` (a tree or commit) into the repository; returns how many."""

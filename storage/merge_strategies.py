@@ -8,8 +8,9 @@ writes the new objects into the repository. The caller moves the ref by compare-
   squash  one commit on top of the target with the merged tree; the target is its only parent
   rebase  the source's commits that the target lacks are replayed onto the target one by one, oldest first
           (three-way merges against each commit's parent, like `git rebase` / cherry-pick): authors, dates and
-          messages are kept, merge commits are skipped and commits that become empty are dropped (git's
-          defaults); a target that is an ancestor of the source simply moves to the source
+          messages are kept, merge commits are skipped, commits whose change the target already has and
+          commits that become empty are dropped (git's defaults); a target that is an ancestor of the source
+          simply moves to the source
 A source the target already contains is `already_merged` for every strategy. Conflicts produce no commits.
 """
 from __future__ import annotations
@@ -242,7 +243,40 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
         plan.new_head, plan.fast_forward = source_head, True
         return plan
     own = commits_to_replay(store, since.encode() if since else target, source)  # git rebase --onto target since
-    return _replay(store, plan, target, own, target_name, committer_bytes, now)
+    return _replay(store, plan, target, _not_yet_upstream(store, plan, own, target, source), target_name,
+                   committer_bytes, now)
+
+
+UPSTREAM_COMPARED = 2_000  # target commits a rebase compares its own with; past that, all of its own are replayed
+
+
+def _not_yet_upstream(store: MergeStore, plan: MergePlan, own: list[bytes], target: bytes, source: bytes
+                      ) -> list[bytes]:
+    """`own` less the commits whose change the target already has since the fork (the same files from the same
+    contents to the same contents: an earlier rebase merge of the same branch, a cherry-pick), as git rebase skips
+    previously applied commits; those are `dropped`. Replayed, they conflicted with their own earlier copies."""
+    if not own:
+        return own
+    upstream = commits_to_replay(store, source, target)
+    if len(upstream) > UPSTREAM_COMPARED:
+        return own
+    landed = {change for change in (_change_of(store, oid) for oid in upstream) if change}
+    kept = []
+    for oid in own:
+        if _change_of(store, oid) in landed:
+            plan.dropped.append(oid.decode())
+        else:
+            kept.append(oid)
+    return kept
+
+
+def _change_of(store: MergeStore, oid: bytes) -> frozenset:
+    """What a commit changes against its first parent, file by file (empty for a merge commit: not compared)."""
+    commit = _commit(store, oid)
+    if len(commit.parents) > 1:
+        return frozenset()
+    parent_tree = _commit(store, commit.parents[0]).tree if commit.parents else None
+    return frozenset(store.tree_changes(parent_tree, commit.tree))
 
 
 def replay_commits(object_store, onto: str | None, commits: list[str], committer: Identity, *,

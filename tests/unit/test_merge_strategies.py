@@ -119,6 +119,37 @@ def test_rebase_drops_commits_already_upstream(work):
     assert len(plan.new_commits) == 1 and len(plan.dropped) == 1
 
 
+def test_a_branch_rebase_merged_before_is_already_merged_as_git_rebase_finds_it(work):
+    """A branch whose commits were rebased onto main once, then main moved on: its commits replayed again met
+    their own copies (one file made, then edited: an add/add conflict); git rebase skips them as applied."""
+    work.git("checkout", "-q", "feature")
+    work.commit({"f.md": "one\n"}, "make f")
+    work.commit({"f.md": "one\ntwo\n"}, "edit f")
+    repo, first = _plan(work, "rebase")
+    first.persist()
+    work.git("update-ref", "refs/heads/main", first.new_head)
+    work.git("checkout", "-q", "main")
+    work.commit({"b.txt": "b moved on\n"}, "main moves again")
+    repo, again = _plan(work, "rebase")
+    assert again.clean and again.already_merged and again.new_head == work.rev("main"), again.conflicts
+    assert len(again.dropped) == 4
+    work.git("checkout", "-q", "-b", "rebased", "feature")
+    work.git("rebase", "-q", "main")
+    assert work.rev("rebased") == work.rev("main")  # git: every commit previously applied, nothing to replay
+
+
+def test_a_commit_made_again_on_the_target_but_changed_since_is_still_replayed(work):
+    """Only the very same change counts as applied: the branch's edit of a file main changed differently since
+    is replayed (here onto main's own text: a conflict, as git rebase finds too)."""
+    work.git("checkout", "-q", "main")
+    work.commit({"c.txt": "new file\n"}, "same change landed on main")
+    work.commit({"c.txt": "main's own text\n"}, "main edits it")
+    work.git("checkout", "-q", "feature")
+    work.commit({"c.txt": "feature's text\n"}, "feature edits it")
+    repo, plan = _plan(work, "rebase")
+    assert not plan.clean and plan.conflicts == ["c.txt"] and len(plan.dropped) == 1
+
+
 def test_rebase_keeps_a_commit_that_started_empty_as_git_rebase_does(work):
     """git rebase drops the commits that become empty, not the ones that were empty to begin with."""
     work.git("checkout", "-q", "feature")
