@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.blobs import BlobStore
-from storage.errors import BadRequest, NotFound
+from storage.errors import BadRequest, Conflict, NotFound
 from storage.ids import new_id
 from storage.jobs import defer
 from storage.keys import Principal
 from storage.models import ProjectFile, Repository
+from storage.repo_writes import serialize_repository_writes
 
 from .projects import project_prefix
 
@@ -52,6 +53,15 @@ def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Princ
         raise BadRequest(f"Workspace artifact upload supports at most {MAX_FILES_PER_REQUEST} files per request",
                          {"limit": MAX_FILES_PER_REQUEST})
     checked = [_checked(new) for new in files]
+    keys = [key for _, key in checked]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise BadRequest(f"key {repeated[0]!r} is given to more than one file", {"key": repeated[0]})
+    serialize_repository_writes(session, repo.id)  # two requests with one key: the second sees the first's row
+    taken = session.scalar(select(ProjectFile.key).where(ProjectFile.repo_id == repo.id, ProjectFile.key.in_(keys))
+                           .limit(1))
+    if taken is not None:
+        raise Conflict(f"a file with key {taken!r} exists: delete it first to replace it", {"key": taken})
     rows = []
     for new, (name, key) in zip(files, checked):
         row = ProjectFile(id=new_id("file"), repo_id=repo.id, key=key, file_name=name,

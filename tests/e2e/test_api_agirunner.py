@@ -279,6 +279,29 @@ def test_bad_files_are_refused(server, tenant, body, status):
     assert api(server, tenant.keys["agent"], "GET", f"/api/v1/workspaces/{ws['id']}/files").json()["data"] == []
 
 
+def test_a_files_key_names_one_file(server, tenant):
+    """The document's "stable logical key": a second file under a key (given, or derived from the same file name;
+    across requests, in one batch, or at once) is refused and the first stays."""
+    ws = workspace(server, tenant)
+    path = f"/api/v1/workspaces/{ws['id']}/files"
+    admin = tenant.keys["admin"]
+    first = api(server, admin, "POST", path, {"file_name": "a.md", "key": "k1", "content_base64": "YQ=="})
+    assert first.status_code == 201, first.text
+    again = api(server, admin, "POST", path, {"file_name": "b.md", "key": "k1", "content_base64": "Yg=="})
+    assert again.status_code == 409 and error_of(again)["code"] == "CONFLICT" and "k1" in error_of(again)["message"]
+    batch = api(server, admin, "POST", f"{path}/batch", {"files": [
+        {"file_name": "notes.txt", "content_base64": "YQ=="}, {"file_name": "NOTES.txt", "content_base64": "Yg=="}]})
+    assert batch.status_code == 400 and "notes-txt" in error_of(batch)["message"], batch.text
+    racing = at_once(6, lambda i: api(server, admin, "POST", path, {"file_name": f"r{i}.md", "key": "raced",
+                                                                     "content_base64": "YQ=="}))
+    assert sorted(r.status_code for r in racing) == [201] + [409] * 5
+    listed = api(server, tenant.keys["agent"], "GET", path).json()["data"]
+    assert sorted(f["key"] for f in listed) == ["k1", "raced"]
+    assert api(server, admin, "DELETE", f"{path}/{first.json()['data']['id']}").status_code == 204
+    assert api(server, admin, "POST", path, {"file_name": "b.md", "key": "k1", "content_base64": "Yg=="}).status_code \
+        == 201  # replaced once the first is deleted
+
+
 def test_a_batch_of_more_than_ten_stores_none(server, tenant):
     ws = workspace(server, tenant)
     files = [{"file_name": f"f{i}.txt", "content_base64": "YQ=="} for i in range(11)]
