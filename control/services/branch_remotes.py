@@ -59,7 +59,7 @@ def _described(remote: remote_service.Configured) -> RemoteInfo:
 
 def remote_refs(session: Session, app, repo: Repository, name: str | None) -> tuple[list[str], list[str]]:
     """(branches, tags) the remote has now, by `git ls-remote` under the rules for remote URLs."""
-    upstream = _upstream(session, app, repo, name)
+    upstream = _upstream(session, app, repo, name, READS)
     with _talking_to(session, repo, upstream, "the remote's refs could not be listed"):
         found = git_remote.ls_remote(upstream.remote, [], upstream.token, app.settings.remote_allow_http)
     refs = sorted(ref for ref in found if not ref.endswith("^{}"))
@@ -75,14 +75,15 @@ class _Upstream:
     kept: remote_service.Configured
 
 
-def _upstream(session: Session, app, repo: Repository, name: str | None = None) -> _Upstream:
-    """The remote named (the default one: `origin` when there is one), checked against the rules for remote URLs, and the token kept for
-    it; one call more of the few a minute it may have."""
+def _upstream(session: Session, app, repo: Repository, name: str | None, kind: str) -> _Upstream:
+    """The remote named (the default one: `origin` when there is one), checked against the rules for remote URLs,
+    and the token kept for it; one call more of the few a minute it may have of `kind` (READS or CHANGES: a client
+    polling a branch's remote status must not use up the calls that pull and push it)."""
     configured = remote_service.one(session, app.settings.secret_key, repo, name)
     # nothing is written before a remote call: the request's connection goes back to the pool before the count
     # takes one (threads each holding one and waiting for a second starved the pool: 503s, 30 s stalls)
     session.commit()
-    rate_limits.take(app.db, f"remote:{repo.id}:{configured.name}", REMOTE_CALLS_PER_MINUTE, 60,
+    rate_limits.take(app.db, f"remote:{repo.id}:{configured.name}:{kind}", REMOTE_CALLS_PER_MINUTE, 60,
                      refusal=RemoteRateLimited)
     settings = app.settings
     try:
@@ -124,7 +125,7 @@ def remote_status(session: Session, app, repo: Repository, listed: Listed) -> Re
     `git fetch` and `git status` would); none: no upstream, as when the repository has no remote at all."""
     if not repo.upstream_url:
         return RemoteStatus(None, 0, 0)
-    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE, READS)
     ref = f"refs/heads/{listed.row.name}"
     theirs = _remote_head(session, app, repo, upstream, ref)
     if theirs is None:
@@ -209,7 +210,7 @@ def pull(session: Session, app, repo: Repository, actor: Principal, listed: List
     ref = f"refs/heads/{name}"
     if takes_changes_only_through_stacks(session, repo.id, name):  # before anything is fetched
         raise Forbidden(THROUGH_A_STACK, {"ref": ref})
-    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE, CHANGES)
     theirs = _remote_head(session, app, repo, upstream, ref)
     if theirs is None:
         raise NotFound(f"Remote branch '{DEFAULT_REMOTE}/{name}' not found", {"remote": DEFAULT_REMOTE, "ref": ref})
@@ -234,7 +235,8 @@ def _stopped(name: str, conflicts: list[str]) -> Pulled:
     return Pulled(False, conflicts, f"Pull stopped by conflicts in {len(conflicts)} path(s); {name} was not changed.")
 
 
-REMOTE_CALLS_PER_MINUTE = 10  # to one remote (listings, status, pulls, pushes), counted across server processes
+REMOTE_CALLS_PER_MINUTE = 10  # to one remote, of each kind, counted across server processes
+READS, CHANGES = "reads", "changes"  # listings and status; pulls and pushes
 
 
 @dataclass
@@ -254,7 +256,7 @@ def push(session: Session, app, repo: Repository, actor: Principal, listed: List
                                   {"id": listed.row.id, "remote": DEFAULT_REMOTE})
     if listed.head is None:
         raise BadRequest("the branch has no commits to push", {"id": listed.row.id})
-    upstream = _upstream(session, app, repo, DEFAULT_REMOTE)
+    upstream = _upstream(session, app, repo, DEFAULT_REMOTE, CHANGES)
     if upstream.token is None:
         raise BadRequest("no token is kept for the remote: set the workspace's settings.credentials.git_token",
                          {"id": listed.row.id, "remote": DEFAULT_REMOTE})

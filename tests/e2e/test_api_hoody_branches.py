@@ -339,7 +339,8 @@ def test_the_remote_is_the_repository_url_and_its_refs_are_listed(server, tenant
 
 def test_remote_listings_are_rate_limited_per_remote(server, tenant, git, tmp_path, dumb_http_remote):
     """10 a minute to one remote, counted across the server's processes (each kept its own count: 10 a process).
-    21 calls: at most one minute's boundary falls among them, so one minute holds 11 of them at least."""
+    21 calls: at most one minute's boundary falls among them, so one minute holds 11 of them at least. Listings and
+    status count apart from pulls and pushes: a client polling a branch's remote status could not push it."""
     from control.services.branch_remotes import REMOTE_CALLS_PER_MINUTE
 
     served = workspace(server, tenant, git, tmp_path, repository_url=dumb_http_remote)
@@ -351,6 +352,10 @@ def test_remote_listings_are_rate_limited_per_remote(server, tenant, git, tmp_pa
     assert set(body) == {"error", "retryAfterMs", "code"} and body["error"] == "Rate limit exceeded"
     assert body["code"] == "REMOTE_RATE_LIMITED"
     assert 0 < body["retryAfterMs"] <= 60_000
+    [main] = call(server, tenant, "GET", branches(served)).json()
+    assert call(server, tenant, "GET", f"{branches(served)}/{main['id']}/remote-status").status_code == 429
+    pulled = call(server, tenant, "POST", f"{branches(served)}/{main['id']}/pull")  # the remote is another history
+    assert pulled.status_code == 409 and "share no history" in pulled.text, pulled.text
 
 
 def test_a_request_line_over_the_servers_limit_answers_an_error_hoody_clients_read(server, tenant, git, tmp_path):
