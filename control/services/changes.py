@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from hooks.context import ChangeContext, RepoRef
 from hooks.refs import branch_name_problem, new_branch_problem, ref_name_problem
 from storage import git_objects, git_read, git_refs
-from storage.errors import Invalid, NotFound
+from storage.errors import Conflict, Invalid, NotFound
 from storage.keys import Principal
 from storage.models import Branch, Repository
 
@@ -32,22 +35,25 @@ def checked_branch_name(name: str, new: bool = False) -> str:
     return name
 
 
-def resolve_revision(app, repo: Repository, revision: str) -> str:
+def resolve_revision(app, repo: Repository, revision: str, session: Session | None = None) -> str:
     """A branch name, a tag name (either also as `refs/heads/...`, `refs/tags/...`) or a commit sha (full, or 7+
-    digits naming one commit) that exists in the repository, as a commit sha; an annotated tag is peeled to its
-    commit. A branch wins over a tag, and both over a short sha that spells their name, as in git. Any of them
-    may be followed by git's ancestry steps: `~N` (N first parents back), `^N` (the N-th parent)."""
+    digits naming one commit, in either case) that exists in the repository, as a commit sha; an annotated tag is
+    peeled to its commit. A branch wins over a tag, and both over a short sha that spells their name, as in git.
+    `HEAD` is the default branch. Any of them may be followed by git's ancestry steps: `~N` (N first parents back), `^N` (the N-th parent).
+    With a `session`, a branch recorded but awaiting its first commit (recordOnly) is a 409, not a 404."""
     path = app.store.path_for(repo.id)
+    if revision == "HEAD":  # a bare repository's HEAD: its default branch
+        revision = repo.default_branch
     ancestry = _ANCESTRY.match(revision)
     if ancestry is not None:
-        return _walked(path, resolve_revision(app, repo, ancestry["start"]), ancestry["steps"], revision)
+        return _walked(path, resolve_revision(app, repo, ancestry["start"], session), ancestry["steps"], revision)
     if revision.startswith(("refs/heads/", "refs/tags/")):
         sha = git_refs.read_ref(path, revision) if ref_name_problem(revision) is None else None
         if sha is None:
             raise NotFound(f"{revision!r} not found")
         return _peeled_commit(path, sha, f"{revision!r} does not point to a commit")
-    if _HEX.match(revision):
-        return _peeled_commit(path, revision, f"commit {revision} not found")
+    if _HEX.match(revision.lower()):  # git takes hex digits in either case
+        return _peeled_commit(path, revision.lower(), f"commit {revision} not found")
     if branch_name_problem(revision) is None:  # no name git could not have is looked up: no path leaves refs/
         sha = git_refs.read_ref(path, f"refs/heads/{revision}")
         if sha is not None:
@@ -55,12 +61,21 @@ def resolve_revision(app, repo: Repository, revision: str) -> str:
         tagged = git_refs.read_ref(path, f"refs/tags/{revision}")
         if tagged is not None:
             return _peeled_commit(path, tagged, f"tag {revision!r} does not point to a commit")
-    if _SHORT_HEX.match(revision):
-        info = find_commit(path, revision)
+        if session is not None and awaits_first_commit(session, repo, revision):
+            raise Conflict(f"branch {revision!r} has no commits yet: it awaits its first upload",
+                           {"branch": revision})
+    if _SHORT_HEX.match(revision.lower()):
+        info = find_commit(path, revision.lower())
         if info is None:
             raise NotFound(f"no branch or commit {revision!r}")
         return info.sha
     raise NotFound(f"branch {revision!r} not found")
+
+
+def awaits_first_commit(session: Session, repo: Repository, name: str) -> bool:
+    """A branch recorded without a ref: made recordOnly (or in an empty repository), before its first commit."""
+    return session.scalar(select(Branch.id).where(Branch.repo_id == repo.id, Branch.name == name,
+                                                  Branch.head_sha.is_(None))) is not None
 
 
 def _walked(path, sha: str, steps: str, revision: str) -> str:

@@ -12,7 +12,7 @@ from storage.errors import Invalid, NotFound
 from storage.intent import intent_from_message
 from storage.models import CommitMeta, Repository
 
-from .changes import find_commit, resolve_revision
+from .changes import awaits_first_commit, find_commit, resolve_revision
 
 
 @dataclass
@@ -38,7 +38,12 @@ def _views(session: Session, repo: Repository, infos: list[git_read.CommitInfo])
 
 def list_commits(session: Session, app, repo: Repository, branch: str | None, page: int,
                  per_page: int) -> tuple[list[CommitView], bool]:
-    tip = resolve_revision(app, repo, branch or repo.default_branch) if branch or _has_default(app, repo) else None
+    try:
+        tip = resolve_revision(app, repo, branch or repo.default_branch) if branch or _has_default(app, repo) else None
+    except NotFound:
+        if branch and awaits_first_commit(session, repo, branch):
+            return [], False
+        raise
     if tip is None:
         return [], False
     infos = git_read.log(app.store.path_for(repo.id), tip, (page - 1) * per_page, per_page + 1)

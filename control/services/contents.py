@@ -86,18 +86,19 @@ def _read_path(path: str) -> str | None:
     return cleaned
 
 
-def _resolve(app, repo: Repository, ref: str | None) -> tuple[str, str]:
+def _resolve(app, repo: Repository, ref: str | None, session: Session | None = None) -> tuple[str, str]:
     """(ref, commit sha) for any revision resolve_revision reads; a name no ref can have is simply not found."""
     ref = ref or repo.default_branch
-    return ref, resolve_revision(app, repo, ref)
+    return ref, resolve_revision(app, repo, ref, session)
 
 
 def _not_found(path: str, ref: str) -> NotFound:
     return NotFound(f"{path!r} not found at {ref}", {"path": path, "ref": ref})
 
 
-def read_file(app, repo: Repository, path: str, ref: str | None = None) -> FileContent:
-    ref, commit = _resolve(app, repo, ref)
+def read_file(app, repo: Repository, path: str, ref: str | None = None, session: Session | None = None
+              ) -> FileContent:
+    ref, commit = _resolve(app, repo, ref, session)
     wanted = _read_path(path)
     with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:
         entry = git_objects.lookup(git_repo, commit, wanted) if wanted else None
@@ -123,8 +124,9 @@ def _submodule(entry: git_objects.TreeEntry) -> Invalid:
                    {"path": entry.path, "type": "commit", "sha": entry.sha})
 
 
-def list_tree(app, repo: Repository, path: str = "", ref: str | None = None, recursive: bool = False) -> TreeListing:
-    ref, commit = _resolve(app, repo, ref)
+def list_tree(app, repo: Repository, path: str = "", ref: str | None = None, recursive: bool = False,
+              session: Session | None = None) -> TreeListing:
+    ref, commit = _resolve(app, repo, ref, session)
     wanted = _read_path(path)
     if wanted is None:
         raise _not_found(path, ref)
@@ -154,10 +156,11 @@ def list_tree(app, repo: Repository, path: str = "", ref: str | None = None, rec
 
 
 def diff(app, repo: Repository, head: str | None = None, base: str | None = None, full: bool = True,
-         path: str | None = None, limits: git_diff.DiffLimits = git_diff.DiffLimits()) -> dict:
+         path: str | None = None, limits: git_diff.DiffLimits = git_diff.DiffLimits(),
+         session: Session | None = None) -> dict:
     """`git diff base head` as seed 003 shapes it; head defaults to the default branch, base to head's parent."""
-    _, head_sha = _resolve(app, repo, head)
-    base_sha = _resolve(app, repo, base)[1] if base is not None else None
+    _, head_sha = _resolve(app, repo, head, session)
+    base_sha = _resolve(app, repo, base, session)[1] if base is not None else None
     if path is not None:
         checked_path(path, "file")
     with git_objects.open_repo(app.store.path_for(repo.id)) as git_repo:

@@ -31,7 +31,7 @@ from storage.merge_strategies import STRATEGIES, MergePlan, UnrelatedHistories, 
 from storage.models import Branch, Repository
 from storage.repo_writes import serialize_repository_writes
 
-from .changes import change_context, checked_branch_name, first_parent, resolve_revision
+from .changes import awaits_first_commit, change_context, checked_branch_name, first_parent, resolve_revision
 from .commits import record_commit
 from .writer_race import WriterRace
 
@@ -186,6 +186,8 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
     checked_branch_name(target)
     path = app.store.path_for(repo.id)
     source_sha = git_refs.read_ref(path, f"refs/heads/{source}")
+    if source_sha is None and awaits_first_commit(session, repo, source):
+        raise Conflict(f"branch {source!r} has no commits yet: nothing to merge", {"branch": source})
     if source_sha is None:
         raise NotFound(f"branch {source!r} not found")
     if expected_source is not None and source_sha != expected_source:

@@ -53,7 +53,7 @@ def create_workspace(session: Session, app, repo: Repository, actor: Principal, 
     if taken:
         raise Conflict(f"workspace {name!r} already exists", {"workspace": taken})
     if base_commit:
-        base = resolve_revision(app, repo, base_commit)
+        base = resolve_revision(app, repo, base_commit, session)
     else:
         base = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{repo.default_branch}")
     workspace = Workspace(id=new_id("ws"), repo_id=repo.id, name=name, agent_name=agent_name, base_commit=base,

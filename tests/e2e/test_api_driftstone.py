@@ -135,6 +135,17 @@ def test_record_only_branch_and_branch_from_sha(server, tenant, git, tmp_path):
     missing = api(server, key, "POST", f"/v1/repos/{repo}/branches", {"name": "x", "from": "nope"})
     assert missing.status_code == 404
 
+    # the record is a branch without commits, not a missing one: found, listed, and answered as such everywhere
+    assert api(server, key, "GET", f"/v1/repos/{repo}/commits", params={"branch": "rec"}).json()["data"] == []
+    for method, path, body, params in (
+            ("GET", "tree", None, {"ref": "rec"}), ("GET", "contents/a.txt", None, {"ref": "rec"}),
+            ("GET", "diff", None, {"head": "rec"}), ("POST", "merges", {"source": "rec"}, None),
+            ("POST", "branches", {"name": "from-rec", "from": "rec"}, None),
+            ("POST", "branches", {"name": "from-rec", "from": "rec", "recordOnly": True}, None)):
+        answer = api(server, key, method, f"/v1/repos/{repo}/{path}", body, params=params)
+        assert answer.status_code == 409 and "no commits yet" in answer.json()["error"], (path, answer.text)
+    assert api(server, key, "GET", f"/v1/repos/{repo}/tree", params={"ref": "nope"}).status_code == 404
+
 
 def test_a_protected_record_only_branch_is_not_deleted(server, tenant):
     """A branch with no ref yet passed no checks when deleted: protection did not hold for it, and its received

@@ -317,7 +317,7 @@ def test_hostile_branch_names_on_create_are_422(server, site, pushed, name):
     assert names == ["main", "topic"]
 
 
-@pytest.mark.parametrize("source", ["../../config", "refs/heads/../../config", "HEAD", "main~1", "main^", "@",
+@pytest.mark.parametrize("source", ["../../config", "refs/heads/../../config", "HEAD~1", "main~1", "main^", "@",
                                     "..", "--upload-pack=touch /tmp/pwned", "-x", "topic:main", "a" * 255])
 def test_hostile_branch_sources_are_not_found(server, site, pushed, source):
     tenant = site[0]

@@ -36,7 +36,7 @@ def history(tmp_path):
     _git(repo, "merge", "-q", "--no-ff", "-m", "merge", "side")
     shas["merge"] = _git(repo, "rev-parse", "HEAD")
     app = SimpleNamespace(store=SimpleNamespace(path_for=lambda _id: repo / ".git"))
-    return (lambda revision: resolve_revision(app, SimpleNamespace(id="r"), revision)), shas
+    return (lambda revision: resolve_revision(app, SimpleNamespace(id="r", default_branch="main"), revision)), shas
 
 
 @pytest.mark.parametrize("revision, expected", [
@@ -47,6 +47,19 @@ def history(tmp_path):
 def test_names_and_ancestry_steps_resolve_to_the_commit_git_names(history, revision, expected):
     resolve, shas = history
     assert resolve(revision) == shas[expected]
+
+
+@pytest.mark.parametrize("revision, expected", [("HEAD", "merge"), ("HEAD~1", "two"), ("HEAD^2", "s")])
+def test_head_is_the_default_branch(history, revision, expected):
+    resolve, shas = history
+    assert resolve(revision) == shas[expected]
+
+
+def test_a_sha_in_capitals_is_the_same_commit_as_git_takes_it(history):
+    resolve, shas = history
+    assert resolve(shas["two"].upper()) == shas["two"]
+    assert resolve(shas["two"][:10].upper()) == shas["two"]
+    assert resolve(shas["merge"].upper() + "^2") == shas["s"]
 
 
 def test_a_short_sha_takes_steps_too(history):

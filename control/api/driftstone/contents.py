@@ -331,7 +331,7 @@ def create_commit(call: Call, repo: str, body: CreateCommit):
           query=RefQuery, response=FileContentOut)
 def get_contents(call: Call, repo: str, path: str, query: RefQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    found = content_service.read_file(call.context, row, path, query.ref)
+    found = content_service.read_file(call.context, row, path, query.ref, session=call.session)
     return FileContentOut(path=found.path, ref=found.ref, sha=found.commit, blob_sha=found.blob_sha,
                           size=len(found.content), mode=found.mode, type=found.type,
                           content=base64.b64encode(found.content).decode())
@@ -341,7 +341,8 @@ def get_contents(call: Call, repo: str, path: str, query: RefQuery):
           response=TreeOut)
 def get_tree(call: Call, repo: str, query: TreeQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    listing = content_service.list_tree(call.context, row, query.path, query.ref, query.recursive)
+    listing = content_service.list_tree(call.context, row, query.path, query.ref, query.recursive,
+                                         session=call.session)
     return TreeOut(ref=listing.ref, sha=listing.commit, path=listing.path, truncated=listing.truncated,
                    entries=[TreeEntryOut(**entry) for entry in listing.entries])
 
@@ -352,5 +353,6 @@ def get_diff(call: Call, repo: str, query: DiffQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
     result = content_service.diff(call.context, row, query.head, query.base, full=query.format == "full",
                                   path=query.file, limits=DiffLimits(max_files=query.max_files,
-                                                                     max_lines=query.max_lines))
+                                                                     max_lines=query.max_lines),
+                                  session=call.session)
     return _camel(result)
