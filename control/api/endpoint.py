@@ -100,8 +100,14 @@ def _short(text: str) -> str:
 
 
 def validation_details(error: ValidationError) -> dict:
-    return field_errors([{"loc": ".".join(str(p) for p in e["loc"]) or "body", "msg": e["msg"], "type": e["type"]}
+    return field_errors([{"loc": _location(e["loc"]), "msg": e["msg"], "type": e["type"]}
                          for e in error.errors(include_url=False, include_context=False, include_input=False)])
+
+
+def _location(parts: tuple) -> str:
+    """The field's path as the client wrote it: pydantic's names of the validators a union tried
+    (`function-after[check(), constrained-str]`) are no part of it."""
+    return ".".join(str(p) for p in parts if not (isinstance(p, str) and ("[" in p or "(" in p))) or "body"
 
 
 class _RepeatedKey(Exception):

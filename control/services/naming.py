@@ -22,16 +22,22 @@ def slugify(name: str) -> str:
     return slug[:100]
 
 
-def checked_slug(value: str, what: str) -> str:
+def checked_slug(value: str, what: str, field: str = "slug") -> str:
+    """`field`: the request's field the slug came from (a repository's may come from its name)."""
     if not _SLUG.match(value) or ".." in value or value.endswith((".git", ".lock", ".")):
-        raise Invalid(f"invalid {what} slug {value!r}", {"field": what})
+        raise Invalid(f"invalid {what} slug {value!r}", _details(what, field, "not a slug"))
     if _ID_SHAPED.match(value):  # paths take an id or a slug: this one would name another's id
-        raise Invalid(f"invalid {what} slug {value!r}: it has the shape of an id", {"field": what})
+        raise Invalid(f"invalid {what} slug {value!r}: it has the shape of an id",
+                      _details(what, field, "the shape of an id"))
     return value
+
+
+def _details(what: str, field: str, problem: str) -> dict:
+    return {"field": what, "fields": [{"loc": field, "msg": problem}]}  # the shape of every other 422's details
 
 
 def checked_org_slug(value: str) -> str:
     checked_slug(value, "organization")
     if value in RESERVED_ORG_SLUGS:
-        raise Invalid(f"organization slug {value!r} is reserved", {"field": "organization"})
+        raise Invalid(f"organization slug {value!r} is reserved", _details("organization", "slug", "reserved"))
     return value

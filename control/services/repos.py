@@ -48,7 +48,8 @@ def create_repo(session: Session, store: RepoStore, org_id: str, name: str, desc
     (the Project view's), else derived from the name."""
     if creator is not None and creator.repo_ids is not None:
         raise Forbidden("a key limited to some repositories cannot create repositories")
-    slug = checked_slug(repo_slug(name) if slug is None else slug, "repository")
+    slug = (checked_slug(repo_slug(name), "repository", "name") if slug is None
+            else checked_slug(slug, "repository"))
     exists = session.scalar(select(Repository.id).where(
         Repository.org_id == org_id, Repository.slug == slug, Repository.deleted_at.is_(None)))
     if exists:

@@ -39,6 +39,9 @@ def test_repo_table_endpoints(server, tenant, git, tmp_path):
     assert by_id.status_code == 200 and by_id.json()["data"]["slug"] == slug, by_id.text
     posing = api(server, key, "POST", "/v1/repos", {"name": got["id"]})  # a slug that would take that id over
     assert posing.status_code == 422 and "shape of an id" in posing.json()["error"], posing.text
+    assert posing.json()["details"]["fields"] == [{"loc": "name", "msg": "the shape of an id"}]  # as every 422's
+    bad = api(server, key, "POST", "/v1/repos", {"name": "...."})
+    assert bad.status_code == 422 and bad.json()["details"]["fields"][0]["loc"] == "name", bad.text
     assert api(server, key, "POST", "/v1/repos", {"name": "repo_" + "0" * 24}).status_code == 422
     assert api(server, server.tenant().keys["admin"], "GET", f"/v1/repos/{got['id']}").status_code == 404
     work = git.new_worktree(tmp_path / "w", {"a.txt": "a"})
