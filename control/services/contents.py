@@ -13,7 +13,7 @@ from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
 from storage import git_diff, git_objects, git_read, git_refs
 from storage.errors import Conflict, Invalid, NotFound, StaleRef, TooLarge
-from storage.intent import message_with_intent
+from storage.intent import intent_from_message, message_with_intent
 from storage.keys import Principal
 from storage.models import Branch, Repository
 from storage.repo_writes import serialize_repository_writes
@@ -217,8 +217,9 @@ def commit_files(session: Session, app, repo: Repository, actor: Principal, bran
         row.base_commit = parent
     record_commit(session, repo.id, sha, "api", actor.key_id, intent=intent or None)
     session.flush()
+    # as a read of the commit answers it: trailers the message itself carries are its intent
     return CommitResult(sha=sha, parents=[parent] if parent else [], branch=branch, tree=tree,
-                        message=full_message, intent=intent or None)
+                        message=full_message, intent=intent or intent_from_message(full_message))
 
 
 def _stale(branch: str, ref: str, expected: str | None, actual: str | None) -> StaleRef:

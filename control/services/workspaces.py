@@ -18,7 +18,7 @@ from hooks.refs import ZERO_SHA, RefUpdate, branch_name_problem
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
-from storage.intent import message_with_intent, split_intent
+from storage.intent import intent_from_message, message_with_intent, split_intent
 from storage.merge_store import EMPTY_TREE
 from storage.keys import Principal, key_in_force
 from storage.models import PathLock, Repository, Workspace, WorkspaceFile
@@ -349,7 +349,7 @@ def commit(session: Session, app, repo: Repository, workspace: Workspace, actor:
         session.execute(delete(WorkspaceFile).where(WorkspaceFile.id == entry.id, blob_matches))
     workspace.current_commit = sha
     session.flush()
-    return CommitMade(sha, parents, message, intent)
+    return CommitMade(sha, parents, message, intent or intent_from_message(full_message))  # as its trailers read
 
 
 def workspaces_behind_their_refs(session: Session, store, repo_id: str) -> list[str]:

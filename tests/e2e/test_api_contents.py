@@ -114,6 +114,12 @@ def test_first_commit_on_an_empty_repository_clones_with_exactly_these_files(ser
     branch = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/main").json()["data"]
     assert branch["headCommit"] == data["sha"]
 
+    # trailers written into the message itself are the commit's intent, in its answer as in every read of it
+    written = commit(server, tenant, repo, [create("b.txt", "b\n")], message="Tidy\n\nIntent-Goal: tidy up")
+    assert written.status_code == 201 and written.json()["data"]["intent"] == {"goal": "tidy up"}, written.text
+    read = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits/{written.json()['data']['sha']}")
+    assert read.json()["data"]["intent"] == written.json()["data"]["intent"]
+
 
 def test_update_delete_rename_make_one_commit_on_the_head(server, tenant, git, tmp_path, pushed):
     repo, _, head = pushed
