@@ -356,6 +356,26 @@ def test_the_org_slug_and_an_uploaded_identifier_name_the_path(server, tenant):
     assert run(server, tenant, ext_id, storage_path(tenant, repo, "main/ver-1234abcd")).status_code == 409
 
 
+def test_any_uploaded_identifier_names_the_path_after_a_branch(server, tenant):
+    """An upload takes identifiers other than `ver-...` (`release.1`); a run path ending in one after a branch was
+    read as a branch of that whole name: 404."""
+    from tests.e2e.test_api_uploads import upload_tree
+
+    repo = new_repo(server, tenant, {"a.txt": "a\n"})
+    ext_id = extension(server, tenant, "print ok")
+    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+               {"name": "feature/x"}).status_code == 201
+    for branch in ("main", "feature/x"):
+        done = upload_tree(server, tenant, repo, "release.1", {"README.md": b"hi\n"}, branch=branch)
+        started = run(server, tenant, ext_id, storage_path(tenant, repo, f"{branch}/release.1"))
+        assert started.status_code == 202, started.text
+        polled = finished(server, tenant, started.json()["data"]["runId"])
+        assert polled["branch"] == branch and polled["baseCommit"] == done["commit"], polled
+    stale = run(server, tenant, ext_id, storage_path(tenant, repo, "main/release.0"))
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_ref", stale.text
+    assert run(server, tenant, ext_id, storage_path(tenant, repo, "nope/release.1")).status_code == 404
+
+
 def test_a_disabled_extension_does_not_run(server, tenant):
     repo = new_repo(server, tenant, {"a.txt": "a\n"})
     ext_id = extension(server, tenant)
