@@ -93,8 +93,10 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
     apply_ref_change(ctx, RefUpdate(old=ZERO_SHA, new=start, ref=f"refs/heads/{name}"), session=session)
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == name))
     row.base_branch, row.base_commit = base_branch, start
-    if base_branch == repo.default_branch and start == git_refs.read_ref(path, f"refs/heads/{repo.default_branch}"):
-        row.head_identifier = repo.main_head_identifier
+    if start == git_refs.read_ref(path, f"refs/heads/{base_branch}"):  # its head's upload identifier comes along
+        row.head_identifier = (repo.main_head_identifier if base_branch == repo.default_branch else
+                               session.scalar(select(Branch.head_identifier).where(Branch.repo_id == repo.id,
+                                                                                   Branch.name == base_branch)))
     session.flush()
     return _view(name, start, row)
 

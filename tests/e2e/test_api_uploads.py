@@ -158,6 +158,12 @@ def test_round_trip_clone_branch_and_replace(server, tenant, git, tmp_path):
     assert main["headIdentifier"] == "ver-2" and main["headCommit"] == second["commit"]
     untouched = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/branches/feature").json()["data"]
     assert untouched["headCommit"] == first["commit"]
+    from_feature = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+                       {"name": "from-feature", "from": "feature"})  # its head's identifier comes along too
+    assert from_feature.json()["data"]["headIdentifier"] == "ver-1234abcd", from_feature.text
+    by_sha = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/branches",
+                 {"name": "by-sha", "from": first["commit"]})  # a commit, not a branch: its main's is not ver-2
+    assert by_sha.json()["data"]["headIdentifier"] is None, by_sha.text
 
 
 def test_large_files_are_streamed_in_and_out(server, tenant, git, tmp_path):
