@@ -127,6 +127,8 @@ def test_a_duplicate_prompt_in_one_organization_is_refused_but_not_across_organi
     ({"presets": ["other"]}, "presets.0"),
     ({"name": ""}, "name"),
     ({"prompt": ""}, "prompt"),
+    ({"name": "   "}, "name"),
+    ({"prompt": " \n\t "}, "prompt"),
     ({"unknown": 1}, "unknown"),
 ])
 def test_bad_fields_are_a_422_naming_them(server, tenant, body, field):

@@ -18,11 +18,14 @@ Preset = Literal[extension_service.PRESETS]  # type: ignore[valid-type]
 PROMPT_CHARS = 100_000
 
 
+NOT_BLANK = r"[^ \t\n\r\f\v]"  # somewhere in it: a name or prompt of spaces alone says nothing
+
+
 class CreateExtension(WireModel):
     type: Literal["agent"]
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
     description: str | None = Field(default=None, max_length=10_000)
-    prompt: str = Field(min_length=1, max_length=PROMPT_CHARS)
+    prompt: str = Field(min_length=1, max_length=PROMPT_CHARS, pattern=NOT_BLANK)
     presets: list[Preset] = Field(default_factory=list, max_length=len(extension_service.PRESETS))
 
 
@@ -30,10 +33,10 @@ class UpdateExtension(WireModel):
     model_config = ConfigDict(**WireModel.model_config, json_schema_extra={"minProperties": 2})  # and one field to change
 
     extension_id: str = Field(min_length=1, max_length=100)
-    name: str = Field(default=None, min_length=1, max_length=200)
+    name: str = Field(default=None, min_length=1, max_length=200, pattern=NOT_BLANK)
     description: str | None = Field(default=None, max_length=10_000)
     status: Literal[extension_service.STATUSES] = None  # type: ignore[valid-type]
-    prompt: str = Field(default=None, min_length=1, max_length=PROMPT_CHARS)
+    prompt: str = Field(default=None, min_length=1, max_length=PROMPT_CHARS, pattern=NOT_BLANK)
     presets: list[Preset] = Field(default=None, max_length=len(extension_service.PRESETS))
 
 
