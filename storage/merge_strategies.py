@@ -101,8 +101,10 @@ def _commit(store: MergeStore, oid: bytes) -> Commit:
     return obj
 
 
-def commits_to_replay(store: MergeStore, upstream: bytes | None, head: bytes) -> list[bytes]:
-    """Commits reachable from `head` but not from `upstream` (git rev-list upstream..head), parents first.
+def commits_to_replay(store: MergeStore, upstream: bytes | None, head: bytes, limit: int | None = None
+                      ) -> list[bytes] | None:
+    """Commits reachable from `head` but not from `upstream` (git rev-list upstream..head), parents first; None
+    once more than `limit` are found.
 
     Walks newest first and stops once everything still queued is reachable from `upstream`."""
     flags: dict[bytes, bool] = {}  # commit -> reachable from upstream
@@ -145,6 +147,8 @@ def commits_to_replay(store: MergeStore, upstream: bytes | None, head: bytes) ->
         if not uninteresting:
             interesting_queued -= 1
             visited.append(oid)
+            if limit is not None and len(visited) > limit:
+                return None
         for parent in _commit(store, oid).parents:
             if parent not in flags:
                 flags[parent] = uninteresting
@@ -243,8 +247,9 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
         plan.new_head, plan.fast_forward = source_head, True
         return plan
     own = commits_to_replay(store, since.encode() if since else target, source)  # git rebase --onto target since
-    return _replay(store, plan, target, _not_yet_upstream(store, plan, own, target, source), target_name,
-                   committer_bytes, now)
+    if since is None:  # git rebase target: what the target already has is skipped (--onto compares with none)
+        own = _not_yet_upstream(store, plan, own, target, source)
+    return _replay(store, plan, target, own, target_name, committer_bytes, now)
 
 
 UPSTREAM_COMPARED = 2_000  # target commits a rebase compares its own with; past that, all of its own are replayed
@@ -257,13 +262,19 @@ def _not_yet_upstream(store: MergeStore, plan: MergePlan, own: list[bytes], targ
     previously applied commits; those are `dropped`. Replayed, they conflicted with their own earlier copies."""
     if not own:
         return own
-    upstream = commits_to_replay(store, source, target)
-    if len(upstream) > UPSTREAM_COMPARED:
+    upstream = commits_to_replay(store, source, target, limit=UPSTREAM_COMPARED)
+    if upstream is None:
         return own
-    landed = {change for change in (_change_of(store, oid) for oid in upstream) if change}
+    landed: dict[frozenset, list[bytes]] = {}
+    for oid in upstream:
+        change = _change_of(store, oid)
+        if change:
+            landed.setdefault(change, []).append(oid)
     kept = []
     for oid in own:
-        if _change_of(store, oid) in landed:
+        # the walk's cut-off is by commit time: a commit it took for the target's own is checked to be no
+        # ancestor of the source as well (commits of one second, skewed clocks)
+        if any(not _is_ancestor(store, copy, source) for copy in landed.get(_change_of(store, oid), ())):
             plan.dropped.append(oid.decode())
         else:
             kept.append(oid)

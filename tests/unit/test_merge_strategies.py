@@ -150,6 +150,53 @@ def test_a_commit_made_again_on_the_target_but_changed_since_is_still_replayed(w
     assert not plan.clean and plan.conflicts == ["c.txt"] and len(plan.dropped) == 1
 
 
+def test_a_shared_commit_is_never_taken_for_the_targets_own_in_one_second(tmp_path):
+    """Commits of one second (the server's own rebases stamp theirs so): the walk for the target's own commits
+    took a commit both sides share for the target's, and the branch's commit making the same change again was
+    dropped: a lost change reported as a success. git rebase replays all four."""
+    work = Work(tmp_path / "w")
+    work.git = _frozen_clock(work)
+    work.commit({"f": "A\n", "g": "X\n"}, "base")
+    work.commit({"g": "Y\n"}, "S")
+    work.git("checkout", "-q", "-b", "feature")
+    for files, message in (({"g": "X\n"}, "revert S"), ({"g": "Y\n"}, "S again"), ({"h": "1\n"}, "P2"),
+                           ({"h": "2\n"}, "P3")):
+        work.commit(files, message)
+    work.git("checkout", "-q", "main")
+    work.commit({"f": "B\n"}, "V")
+    repo, plan = _plan(work, "rebase")
+    assert plan.clean and plan.dropped == [] and len(plan.new_commits) == 4
+    plan.persist()
+    work.git("checkout", "-q", "-b", "rebased", "feature")
+    work.git("rebase", "-q", "main")
+    assert repo[plan.new_head.encode()].tree.decode() == work.git("rev-parse", "rebased^{tree}")
+
+
+def _frozen_clock(work: Work):
+    def git(*args: str, cwd: Path | None = None) -> str:
+        env = {**work.env, "GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000"}
+        result = subprocess.run(["git", *args], cwd=cwd or work.path, env=env, capture_output=True)
+        assert result.returncode == 0, result.stderr.decode()
+        return result.stdout.decode().strip()
+    return git
+
+
+def test_a_stack_rebased_onto_its_target_replays_what_the_target_reverted(work):
+    """A stack's merge (`since` its base) is git rebase --onto, which compares with nothing upstream: a change
+    the target made and reverted since is the stack's to bring again."""
+    base = work.rev("feature")
+    work.git("checkout", "-q", "main")
+    work.commit({"b.txt": "b from the stack\n"}, "main edits b")
+    work.commit({"b.txt": "b\n"}, "main reverts it")
+    work.git("checkout", "-q", "feature")
+    work.commit({"b.txt": "b from the stack\n"}, "stack commit")
+    repo, plan = _plan(work, "rebase", since=base)
+    assert plan.clean and plan.dropped == [] and len(plan.new_commits) == 1
+    assert plan.store[plan.new_head.encode()].tree != repo[work.rev("main").encode()].tree
+    _, plain = _plan(work, "rebase")  # git rebase main: the same change is on main already, skipped
+    assert len(plain.dropped) == 1
+
+
 def test_rebase_keeps_a_commit_that_started_empty_as_git_rebase_does(work):
     """git rebase drops the commits that become empty, not the ones that were empty to begin with."""
     work.git("checkout", "-q", "feature")
