@@ -46,13 +46,13 @@ def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequen
                scratch: Sequence[Path] = SHARED_SCRATCH) -> list[str]:
     """`argv` under bubblewrap: the whole file system read-only, the `hidden` directories (the server's data:
     repositories, database, keys) replaced by empty ones, `scratch` (/tmp: what other runs and the server leave
-    there) by empty writable ones of its own, the run's own directory writable, a process namespace of its own
-    (nothing it starts outlives it, nor it the server's process that started it). The program's own files stay
-    where they are, should they be in a scratch directory."""
+    there) by the run's own `tmp` (on disk, gone with the run), the run's own directory writable, a process
+    namespace of its own (nothing it starts outlives it, nor it the server's process that started it). The
+    program's own files stay where they are, should they be in a scratch directory."""
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for directory in scratch:
         if directory.is_dir():
-            command += ["--tmpfs", str(directory)]
+            command += ["--bind", str(run_dir / "tmp"), str(directory)]
     for kept in _program_roots(argv, scratch):
         command += ["--ro-bind", str(kept), str(kept)]
     for directory in hidden:
@@ -83,7 +83,7 @@ def run_agent(argv: Sequence[str], workdir: Path, run_dir: Path, prompt: str, en
               timeout: float, beat: Callable[[], bool], secrets: Sequence[str] = ()) -> AgentOutcome:
     """`beat()` is called every BEAT_SECONDS while the program runs; False stops it (the run is no longer ours).
     Values in `secrets` are blanked out of what is read back."""
-    for name in ("home", "tmp"):
+    for name in ("home", "tmp"):  # before the program starts: its sandbox binds this tmp at /tmp
         (run_dir / name).mkdir(exist_ok=True)
     prompt_path, out_path, err_path = run_dir / "prompt", run_dir / "stdout", run_dir / "stderr"
     prompt_path.write_text(prompt, encoding="utf-8")

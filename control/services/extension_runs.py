@@ -251,8 +251,8 @@ def _server_data(app) -> list[Path]:
     hidden = [app.settings.data_dir]
     blob_url = app.settings.effective_blob_url
     if blob_url.startswith("file://"):
-        blobs = Path(url2pathname(urlsplit(blob_url).path))
-        if not blobs.is_relative_to(app.settings.data_dir):
+        blobs = Path(url2pathname(urlsplit(blob_url).path)).resolve()  # a link's target is what gets hidden
+        if not blobs.is_relative_to(app.settings.data_dir.resolve()):
             hidden.append(blobs)
     return hidden
 

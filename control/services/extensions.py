@@ -3,7 +3,8 @@
 A run works on a storage path, `organizations/{org}/repositories/{repo}[/{branch}][/{identifier}]`: the
 organization by id or slug (the caller's own; any other is not found), the repository by slug, the branch
 (default: the repository's default branch, names with slashes work) and optionally the identifier its head
-was uploaded under (`ver-...`, or any other after a branch that exists, when the whole is no branch's name), which must still be its head's (else 409 stale_ref: the run would work on
+was uploaded under (`ver-...`, or any other after a branch named in the path that exists, when the whole is no
+branch's name), which must still be its head's (else 409 stale_ref: the run would work on
 something other than what the caller looked at). The run itself is `control.services.extension_runs`.
 """
 from __future__ import annotations
@@ -147,7 +148,7 @@ def resolve_storage_path(session: Session, app, actor: Principal, path: str) -> 
     branch, identifier = "/".join(rest) or repo.default_branch, None
     if rest and not _branch_exists(session, repo, repo_path, branch):  # then the last segment is an identifier
         shorter = "/".join(rest[:-1]) or repo.default_branch
-        if rest[-1].startswith("ver-") or _branch_exists(session, repo, repo_path, shorter):
+        if rest[-1].startswith("ver-") or (len(rest) > 1 and _branch_exists(session, repo, repo_path, shorter)):
             branch, identifier = shorter, rest[-1]
     head = git_refs.read_ref(repo_path, f"refs/heads/{branch}")
     row = session.scalar(select(Branch).where(Branch.repo_id == repo.id, Branch.name == branch))

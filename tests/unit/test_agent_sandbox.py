@@ -1,5 +1,5 @@
-"""The extension agent's bubblewrap sandbox, run for real: /tmp is its own, but a program kept under /tmp (a
-checkout there, as CI's) still runs from where it is."""
+"""The extension agent's bubblewrap sandbox, run for real: /tmp is its own (the run's tmp directory), but a program
+kept under /tmp (a checkout there, as CI's) still runs from where it is."""
 from __future__ import annotations
 
 import subprocess
@@ -15,11 +15,13 @@ def test_a_program_under_tmp_runs_and_sees_only_its_own_part_of_tmp(tmp_path):
     program = tmp_path / "checkout" / "agent.py"
     program.parent.mkdir()
     program.write_text("import sys\nfrom pathlib import Path\n"
-                       "print(Path(__file__).name, Path(sys.stdin.read()).exists())\n")
+                       "print(Path(__file__).name, Path(sys.stdin.read()).exists())\n"
+                       "Path('/tmp/mine.txt').write_text('scratch')\n")
     elsewhere = Path("/tmp") / f"driftstone-other-{uuid.uuid4().hex}"
     elsewhere.write_text("another run's file\n")
     run_dir = tmp_path / "data" / "runs" / "r1"
     (run_dir / "work").mkdir(parents=True)
+    (run_dir / "tmp").mkdir()
     try:
         argv = in_sandbox([sys.executable, str(program)], run_dir, run_dir / "work", [tmp_path / "data"])
         ran = subprocess.run(argv, capture_output=True, text=True, timeout=60, input=str(elsewhere))
@@ -27,3 +29,30 @@ def test_a_program_under_tmp_runs_and_sees_only_its_own_part_of_tmp(tmp_path):
         elsewhere.unlink()
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["agent.py", "False"]
+    assert (run_dir / "tmp" / "mine.txt").read_text() == "scratch"  # on disk, in the run's own directory
+    assert not Path("/tmp/mine.txt").exists()
+
+
+def test_a_blob_directory_reached_through_a_link_is_hidden_where_it_is(tmp_path):
+    """The link's own path was hidden: under the sandbox's own /tmp its target was gone and bubblewrap could not
+    mount there (every run failed); the target is what an agent must not read."""
+    from types import SimpleNamespace
+
+    from control.services.extension_runs import _server_data
+    from storage.settings import Settings
+
+    real = tmp_path / "real-blobs"
+    real.mkdir()
+    (real / "secret").write_text("another organization's file\n")
+    link = tmp_path / "elsewhere" / "blobs"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    settings = Settings(data_dir=tmp_path / "data", blob_url=link.as_uri())
+    hidden = _server_data(SimpleNamespace(settings=settings))
+    assert real in hidden and link not in hidden
+    run_dir = tmp_path / "data" / "runs" / "r1"
+    (run_dir / "tmp").mkdir(parents=True)
+    program = f"import pathlib; print(pathlib.Path({str(link / 'secret')!r}).exists())"
+    argv = in_sandbox([sys.executable, "-c", program], run_dir, run_dir, hidden)
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.strip() == "False", ran.stderr
