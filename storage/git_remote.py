@@ -32,9 +32,10 @@ class RemoteRefused(Exception):
 
 
 class RemoteFailed(Exception):
-    def __init__(self, message: str, denied: bool = False, output: bytes = b""):
+    def __init__(self, message: str, denied: bool = False, output: bytes = b"", unauthenticated: bool = False):
         super().__init__(message)
-        self.denied = denied  # the server refused the credentials (or asked for some)
+        self.denied = denied  # the server refused the credentials (or asked for some), or the access (403)
+        self.unauthenticated = unauthenticated  # the credentials themselves: none, or not valid (401)
         self.output = output  # what git wrote to its standard output before it failed
 
 
@@ -134,8 +135,10 @@ def _run(args: list[str], env: dict[str, str], timeout: float, what: str, token:
             raise
         said = _without(token, errors().decode("utf-8", "replace").strip())  # git waited for its helpers
         if process.returncode != 0:
-            denied = any(sign in said for sign in ("Authentication failed", "could not read Username", " 401", " 403"))
-            raise RemoteFailed(said.splitlines()[-1] if said else f"{what} failed", denied, output())
+            unauthenticated = any(sign in said for sign in ("Authentication failed", "could not read Username",
+                                                            " 401"))
+            raise RemoteFailed(said.splitlines()[-1] if said else f"{what} failed",
+                               unauthenticated or " 403" in said, output(), unauthenticated)
         return output()
 
 

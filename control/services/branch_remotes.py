@@ -102,8 +102,11 @@ def _talking_to(session: Session, repo: Repository, upstream: _Upstream, failed:
         yield
     except git_remote.RemoteTooLarge as error:
         raise TooLarge(str(error), {"remote": upstream.name}) from None
+    except git_remote.RemoteRejected:  # the remote took the token and refused the ref
+        remote_service.record_token_verdict(session, repo, upstream.kept, refused=False)
+        raise
     except git_remote.RemoteFailed as error:
-        if error.denied:
+        if error.unauthenticated:  # a 403 is the access refused, not the token: a read-only one pushing
             remote_service.record_token_verdict(session, repo, upstream.kept, refused=True)
         raise BadRequest(f"{failed}: {error}", {"remote": upstream.name, "url": git_remote.shown(upstream.url)}) \
             from None

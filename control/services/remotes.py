@@ -5,10 +5,12 @@ hoody's document shows them, each with a token of its own, sealed with the repos
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from storage.errors import BadRequest, Conflict, RemoteNotConfigured, UnsafeRemoteName
@@ -18,6 +20,8 @@ from storage.repo_writes import serialize_repository_writes
 
 from . import remote_credentials
 from .projects import checked_repository_url
+
+log = logging.getLogger(__name__)
 
 ORIGIN = "origin"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -72,15 +76,20 @@ def record_token_verdict(session: Session, repo: Repository, remote: Configured,
     if remote.token is None or remote.refused == refused:
         return
     verdict = _fingerprint(remote.sealed) if refused else None
-    if remote.name == ORIGIN:
-        session.execute(update(Repository)
-                        .where(Repository.id == repo.id, Repository.upstream_credentials == remote.sealed)
-                        .values(upstream_credentials_refused=verdict, updated_at=Repository.updated_at))
-    else:
-        session.execute(update(Remote).where(Remote.repo_id == repo.id, Remote.name == remote.name,
-                                             Remote.credentials == remote.sealed)
-                        .values(credentials_refused=verdict))
-    session.commit()
+    try:
+        if remote.name == ORIGIN:
+            session.execute(update(Repository)
+                            .where(Repository.id == repo.id, Repository.upstream_credentials == remote.sealed)
+                            .values(upstream_credentials_refused=verdict, updated_at=Repository.updated_at))
+        else:
+            session.execute(update(Remote).where(Remote.repo_id == repo.id, Remote.name == remote.name,
+                                                 Remote.credentials == remote.sealed)
+                            .values(credentials_refused=verdict))
+        session.commit()
+    except SQLAlchemyError:  # a note about the token: the call it follows (a push that landed, say) stands
+        session.rollback()
+        log.warning("the verdict on remote %s's token of repository %s could not be kept", remote.name, repo.id,
+                    exc_info=True)
 
 
 def one(session: Session, secret_key: str, repo: Repository, name: str | None) -> Configured:

@@ -223,6 +223,15 @@ def test_authenticated_says_whether_the_remote_took_the_kept_token_when_last_sen
     assert hoody(server, tenant, "GET", f"{branches}/remote-refs", key="read").status_code == 200
     assert authenticated() == {"origin": True, "upstream": True}
 
+    # a token that may read but not push (403) is still valid: the access was refused, not the credentials
+    assert api(server, tenant.keys["admin"], "PATCH", f"/api/v1/workspaces/{ws['id']}",
+               {"settings": {"credentials": {"git_token": tenant.keys["read"]}}}).status_code == 200
+    made = hoody(server, tenant, "POST", branches, {"name": "Read only", "baseBranch": "main"}).json()
+    commit(server, tenant, ws["slug"], made["branch"], {"r.txt": "r\n"})
+    pushed = hoody(server, tenant, "POST", f"{branches}/{made['id']}/push")
+    assert pushed.status_code == 400 and "403" in pushed.text, pushed.text
+    assert authenticated() == {"origin": True, "upstream": True}
+
     # the remote refused the upstream's token once, then takes it: true again
     with server.context.db.session() as connection:
         sealed = connection.execute(text("SELECT credentials FROM remotes WHERE repo_id = :id"),
