@@ -57,11 +57,7 @@ def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Princ
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
         raise BadRequest(f"key {repeated[0]!r} is given to more than one file", {"key": repeated[0]})
-    serialize_repository_writes(session, repo.id)  # two requests with one key: the second sees the first's row
-    taken = session.scalar(select(ProjectFile.key).where(ProjectFile.repo_id == repo.id, ProjectFile.key.in_(keys))
-                           .limit(1))
-    if taken is not None:
-        raise Conflict(f"a file with key {taken!r} exists: delete it first to replace it", {"key": taken})
+    _refuse_taken_keys(session, repo, keys)  # before the bytes are written; again once it is this request's turn
     rows = []
     for new, (name, key) in zip(files, checked):
         row = ProjectFile(id=new_id("file"), repo_id=repo.id, key=key, file_name=name,
@@ -72,10 +68,26 @@ def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Princ
         row.storage_path = files_prefix(repo) + row.id
         with blobs.open_write(row.storage_path) as handle:
             handle.write(new.content)
-        session.add(row)
         rows.append(row)
+    # the turn is taken after the bytes are written (10 files of 10 MiB to a blob store could hold every writer
+    # of the database back on SQLite); two requests with one key: the second sees the first's row
+    serialize_repository_writes(session, repo.id)
+    try:
+        _refuse_taken_keys(session, repo, keys)
+    except Conflict:
+        for row in rows:
+            blobs.delete(row.storage_path)
+        raise
+    session.add_all(rows)
     session.flush()
     return rows
+
+
+def _refuse_taken_keys(session: Session, repo: Repository, keys: list[str]) -> None:
+    taken = session.scalar(select(ProjectFile.key).where(ProjectFile.repo_id == repo.id, ProjectFile.key.in_(keys))
+                           .limit(1))
+    if taken is not None:
+        raise Conflict(f"a file with key {taken!r} exists: delete it first to replace it", {"key": taken})
 
 
 def _checked(new: NewFile) -> tuple[str, str]:
