@@ -49,6 +49,8 @@ def resolve_revision(app, repo: Repository, revision: str, session: Session | No
         return _walked(path, resolve_revision(app, repo, ancestry["start"], session), ancestry["steps"], revision)
     if revision.startswith(("refs/heads/", "refs/tags/")):
         sha = git_refs.read_ref(path, revision) if ref_name_problem(revision) is None else None
+        if sha is None and revision.startswith("refs/heads/"):
+            _refuse_awaiting(session, repo, revision.removeprefix("refs/heads/"))
         if sha is None:
             raise NotFound(f"{revision!r} not found")
         return _peeled_commit(path, sha, f"{revision!r} does not point to a commit")
@@ -61,15 +63,18 @@ def resolve_revision(app, repo: Repository, revision: str, session: Session | No
         tagged = git_refs.read_ref(path, f"refs/tags/{revision}")
         if tagged is not None:
             return _peeled_commit(path, tagged, f"tag {revision!r} does not point to a commit")
-        if session is not None and awaits_first_commit(session, repo, revision):
-            raise Conflict(f"branch {revision!r} has no commits yet: it awaits its first upload",
-                           {"branch": revision})
+        _refuse_awaiting(session, repo, revision)
     if _SHORT_HEX.match(revision.lower()):
         info = find_commit(path, revision.lower())
         if info is None:
             raise NotFound(f"no branch or commit {revision!r}")
         return info.sha
     raise NotFound(f"branch {revision!r} not found")
+
+
+def _refuse_awaiting(session: Session | None, repo: Repository, branch: str) -> None:
+    if session is not None and awaits_first_commit(session, repo, branch):
+        raise Conflict(f"branch {branch!r} has no commits yet: it awaits its first upload", {"branch": branch})
 
 
 def awaits_first_commit(session: Session, repo: Repository, name: str) -> bool:

@@ -170,11 +170,12 @@ def status(app, repo: Repository, listed: Listed) -> Status:
     return Status(*git_read.ahead_behind(app.store.path_for(repo.id), base, listed.head))
 
 
-def diff(app, repo: Repository, listed: Listed, base: str | None, file: str | None, full: bool) -> dict:
+def diff(app, repo: Repository, listed: Listed, base: str | None, file: str | None, full: bool,
+         session: Session | None = None) -> dict:
     """From where the branch left `base` (default: its base branch), as a pull request shows it."""
     if file is not None:
         checked_path(file, "file")
-    start = resolve_revision(app, repo, base) if base else base_head(app, repo, listed.row)
+    start = resolve_revision(app, repo, base, session) if base else base_head(app, repo, listed.row)
     if listed.head is None:
         return {"base_commit": start, "head_commit": None, "files": [], "truncated": False}
     path = app.store.path_for(repo.id)

@@ -141,7 +141,8 @@ def test_record_only_branch_and_branch_from_sha(server, tenant, git, tmp_path):
     # the record is a branch without commits, not a missing one: found, listed, and answered as such everywhere
     assert api(server, key, "GET", f"/v1/repos/{repo}/commits", params={"branch": "rec"}).json()["data"] == []
     for method, path, body, params in (
-            ("GET", "tree", None, {"ref": "rec"}), ("GET", "contents/a.txt", None, {"ref": "rec"}),
+            ("GET", "tree", None, {"ref": "rec"}), ("GET", "tree", None, {"ref": "refs/heads/rec"}),
+            ("GET", "contents/a.txt", None, {"ref": "rec"}),
             ("GET", "diff", None, {"head": "rec"}), ("POST", "merges", {"source": "rec"}, None),
             ("POST", "branches", {"name": "from-rec", "from": "rec"}, None),
             ("POST", "branches", {"name": "from-rec", "from": "rec", "recordOnly": True}, None)):

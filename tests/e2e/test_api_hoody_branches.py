@@ -618,6 +618,10 @@ def test_a_branch_made_in_an_empty_repository_fails_and_is_retried_once_there_is
     assert retried.status_code == 200, retried.text
     assert (retried.json()["status"], retried.json()["base_commit"]) == ("ready", first)
     assert remote_ref(git, tenant.url(slug), "refs/heads/early-work") == first
+    assert api(server, tenant.keys["agent"], "POST", f"/v1/repos/{slug}/branches",
+               {"name": "still-waiting", "recordOnly": True}).status_code == 201
+    assert "no commits yet" in hoody_error(call(server, tenant, "GET", f"{branches(ws)}/{made['id']}/diff",
+                                                params={"base": "still-waiting"}), 409)
     assert "only a failed branch" in hoody_error(call(server, tenant, "POST", f"{branches(ws)}/{made['id']}/retry"),
                                                  400)
 

@@ -243,7 +243,7 @@ def branch_status(call: Call, workspace_id: str, branch_id: str):
 def branch_diff(call: Call, workspace_id: str, branch_id: str, query: HoodyDiffQuery):
     repo, listed = _branch(call, workspace_id, branch_id)
     full = query.format == "full"
-    result = service.diff(call.context, repo, listed, query.base, query.file, full)
+    result = service.diff(call.context, repo, listed, query.base, query.file, full, session=call.session)
     for entry in result["files"]:
         if not full:
             entry.pop("hunks", None)
