@@ -57,7 +57,7 @@ class Remote:
 
 def shown(url: str) -> str:
     """The URL as it may be repeated back: without the credentials someone put in it (in one that does not parse,
-    whatever comes before an `@` of its authority)."""
+    all before its last `@`)."""
     try:
         parts = urlsplit(url)
         parts.port  # a port out of range raises only when read
@@ -69,7 +69,7 @@ def shown(url: str) -> str:
     return parts._replace(netloc=f"***@{host}").geturl()
 
 
-_USERINFO = re.compile(r"^([^:/?#]*://)[^/?#]*@")
+_USERINFO = re.compile(r"^([^:/?#]*://).*@", re.DOTALL)  # up to the last @: a password may hold / ? # or @
 
 
 def checked_remote(url: str, allow_http: bool = False, allow_private: bool = False) -> Remote:

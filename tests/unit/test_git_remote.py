@@ -52,3 +52,10 @@ def test_a_public_address_is_pinned_as_resolved():
 def test_credentials_are_never_shown_back():
     assert shown("https://user:s3cret@example.com/x.git") == "https://***@example.com/x.git"
     assert shown("https://example.com/x.git") == "https://example.com/x.git"
+
+
+@pytest.mark.parametrize("url", ["https://u:s3cret@example.com:99999/x.git", "https://u:s3cret@[::1/x.git",
+                                 "https://u:s3/cr?e#t@example.com:99999/x", "https://u:s3@cr@et@h:70000/",
+                                 "https://u:s3cret\n@example.com:99999/x"])
+def test_credentials_in_a_url_that_does_not_parse_are_never_shown_back(url):
+    assert "s3" not in shown(url) and shown(url).startswith("https://***@")
