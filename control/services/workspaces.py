@@ -175,6 +175,7 @@ def _take_turn(session: Session, repo: Repository, workspace: Workspace, path: s
     """One overlay writer at a time (writes of one path, a commit clearing what it took): then the workspace,
     its locks and its overlay row are read as the last writer left them."""
     take_workspace_turn(session, workspace)
+    session.refresh(workspace)  # its head as the last writer left it (a commit may have moved it meanwhile)
     _refuse_if_locked(session, repo, workspace, path, now)
 
 
@@ -243,8 +244,8 @@ def delete_file(session: Session, app, repo: Repository, workspace: Workspace, p
     """Marks a file of the workspace's commit deleted, or drops one the overlay holds (a file written where that
     commit has a directory: the directory, less the files deleted in it, is back). 404: no such file here."""
     checked_path(path)
-    head = _head_entry(app, repo, workspace, path)
     _take_turn(session, repo, workspace, path, now)
+    head = _head_entry(app, repo, workspace, path)
     entry = _overlay_entry(session, workspace, path)
     written = entry is not None and entry.blob_sha is not None
     if head is not None and head.kind == "tree" and not written:
