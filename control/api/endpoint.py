@@ -26,6 +26,7 @@ from storage.keys import Principal
 
 from .auth import authenticate
 from .envelope import bare, data_envelope, success
+from .url_patterns import PATTERN_MESSAGES
 
 ROUTES: list["RouteSpec"] = []
 IDENT = "[a-z]+_[0-9a-f]{24}"  # storage.ids.new_id's ids: `<ident:...>` in a path takes only such a segment
@@ -100,8 +101,14 @@ def _short(text: str) -> str:
 
 
 def validation_details(error: ValidationError) -> dict:
-    return field_errors([{"loc": _location(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                         for e in error.errors(include_url=False, include_context=False, include_input=False)])
+    return field_errors([{"loc": _location(e["loc"]), "msg": _message(e), "type": e["type"]}
+                         for e in error.errors(include_url=False, include_input=False)])
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_MESSAGES.get(error.get("ctx", {}).get("pattern"), error["msg"])
+    return error["msg"]
 
 
 def _location(parts: tuple) -> str:

@@ -9,12 +9,25 @@ _IPV6 = "|".join([  # RFC 3986's IPv6address without the dotted IPv4 tail (::fff
     f"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}", f"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}", f"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
     f"{_H}:(?::{_H}){{1,6}}", f":(?:(?::{_H}){{1,7}}|:)"])
 _PORT = "(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-_IPV6_HOST = rf"\[(?:{_IPV6})\](?::{_PORT})?"
+_OPTIONAL_PORT = f"(?::{_PORT}?)?"  # `host:` is the default port, as urlsplit reads it
+_IPV6_HOST = rf"\[(?:{_IPV6})\]"
 
-# http(s) only; no / ? # [ ] @ or backslash in a named host's part (no credentials), other characters percent-encoded
-WEBHOOK_URL_PATTERN = (r"^https?://(?:" + _IPV6_HOST + r"|[\x21-\x22\x24-\x2e\x30-\x3e\x41-\x5a\x5e-\x7e]+)"
-                       r"(?:[/?#][\x21-\x7e]*)?$")
+# http(s) only; a named host of ASCII (other characters percent-encoded) without : / ? # [ ] @ or backslash: no
+# credentials, and a port urlsplit reads
+WEBHOOK_URL_PATTERN = (r"^https?://(?:" + _IPV6_HOST + r"|[\x21-\x22\x24-\x2e\x30-\x39\x3b-\x3e\x41-\x5a\x5e-\x7e]+)"
+                       + _OPTIONAL_PORT + r"(?:[/?#][\x21-\x7e]*)?$")
 
-# a repository's: http(s), ssh or git, a user before the host allowed (ssh's git@)
-REPOSITORY_URL_PATTERN = (r"^(https?|ssh|git)://(?:[^\x00-\x20\x7f/?#\[\]]*@)?(?:" + _IPV6_HOST
-                          + r"|[^\x00-\x20\x7f/?#\[\]]+)([/?#][^\x00-\x20\x7f]*)?$")
+# a repository's: http(s) without credentials (every key that reads the workspace sees its URL), ssh with a user
+# (its git@), or git
+_NAME = r"[^\x00-\x20\x7f/?#\[\]@:]+"
+REPOSITORY_URL_PATTERN = (r"^(?:https?://|ssh://(?:" + _NAME + r"@)?|git://)(?:" + _IPV6_HOST + "|" + _NAME + ")"
+                          + _OPTIONAL_PORT + r"([/?#][^\x00-\x20\x7f]*)?$")
+
+# what a refusal says instead of pydantic's "String should match pattern '<the regex above>'"
+PATTERN_MESSAGES = {
+    WEBHOOK_URL_PATTERN: "not a URL this field takes: http(s), without credentials in it (a secret goes apart); "
+                         "a host name or an IPv6 address in brackets, a port up to 65535",
+    REPOSITORY_URL_PATTERN: "not a URL this field takes: http(s) without credentials in it (a token goes in "
+                            "git_token), ssh (a user allowed) or git; a host name or an IPv6 address in brackets, "
+                            "a port up to 65535",
+}
