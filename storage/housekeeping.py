@@ -32,6 +32,7 @@ from .git_prune import (HEX, fan_out_dirs, housekeeping_runs, repack_and_prune, 
                          undo_killed_run)
 from .git_refs import remove_stale_locks
 from .merge_store import KEEP_MESSAGE as MERGE_KEEP_MESSAGE
+from .object_checks import SCRATCH_PREFIX as CHECK_SCRATCH_PREFIX
 from .ref_turns import remove_idle_turns
 
 # A push's quarantine changes while its pack arrives; its checks then read it for seconds to minutes. One unchanged
@@ -142,6 +143,7 @@ def housekeep(repo_path: Path, limits: HousekeepingLimits, pinned: Callable[[], 
         remove_stale_quarantines(repo_path)
         remove_stale_pack_leftovers(repo_path)
         remove_stale_loose_leftovers(repo_path)
+        remove_stale_check_scratch(repo_path)
         remove_idle_turns(repo_path)
         repack, pack_refs = _objects_need_repack(repo_path, limits), _refs_need_packing(repo_path, limits)
         if repack and limits.prune_after_seconds:
@@ -218,6 +220,22 @@ def remove_stale_loose_leftovers(repo_path: Path, older_than: float = STALE_PACK
                     os.unlink(entry.path)
                     removed.append(f"{fan.name}/{entry.name}")
             except FileNotFoundError:  # its writer just finished with it
+                continue
+    return sorted(removed)
+
+
+def remove_stale_check_scratch(repo_path: Path, older_than: float = STALE_PACK_LEFTOVER_SECONDS) -> list[str]:
+    """Remove the scratch directories of object checks (storage/object_checks.py) a killed process left in the
+    repository's directory, once unchanged for `older_than` seconds: a check lasts milliseconds."""
+    deadline = time.time() - older_than
+    removed = []
+    for entry in os.scandir(repo_path):
+        if entry.name.startswith(CHECK_SCRATCH_PREFIX) and entry.is_dir(follow_symlinks=False):
+            try:
+                if _newest_change(Path(entry.path)) < deadline:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed.append(entry.name)
+            except FileNotFoundError:  # its check just ended
                 continue
     return sorted(removed)
 

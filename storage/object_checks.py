@@ -12,12 +12,14 @@ from dulwich.pack import write_pack_objects
 
 from .git_env import run_git
 
+SCRATCH_PREFIX = "driftstone-fsck-"  # in the repository's directory; what a killed check left, housekeeping removes
+
 
 def objects_problem(repo_path: Path, objects: Iterable, object_format, env: Mapping[str, str] | None = None
                     ) -> str | None:
     """git's first complaint about `objects` (dulwich objects), or None. The blobs a tree names `.gitmodules`
     are read from the repository when they are not among them."""
-    with tempfile.TemporaryDirectory(prefix="driftstone-fsck-", dir=repo_path) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=repo_path) as scratch:
         pack = Path(scratch) / "new.pack"
         with open(pack, "wb") as out:
             write_pack_objects(out.write, [(obj, None) for obj in objects], object_format)

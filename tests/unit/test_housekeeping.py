@@ -266,3 +266,17 @@ def test_loose_object_files_a_failed_write_left_are_removed_once_stale(bare):
     housekeep(bare, HousekeepingLimits(), NOTHING_PINNED)
     assert sorted(p.name for p in fan.iterdir()) == ["tmp_obj_fresh1"] + ([stored[2:]] if stored[:2] == "b2" else [])
     assert stored_path.exists()
+
+
+def test_object_check_scratch_a_killed_process_left_is_removed_once_stale(bare):
+    """Checks of server-made objects read them from a scratch pack in the repository's directory (hidden from
+    extension agents); a process killed meanwhile left it there for good."""
+    left, fresh = bare / "driftstone-fsck-abc123", bare / "driftstone-fsck-def456"
+    for scratch in (left, fresh):
+        scratch.mkdir()
+        (scratch / "new.pack").write_bytes(b"PACK")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (left / "new.pack", left):
+        os.utime(path, (two_days_ago, two_days_ago))
+    housekeep(bare, HousekeepingLimits(), NOTHING_PINNED)
+    assert not left.exists() and fresh.exists()
