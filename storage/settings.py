@@ -63,6 +63,8 @@ class Settings(BaseModel):
     # bwrap: the agent runs in bubblewrap, the server's data directory hidden and all but its run's directory
     # read-only; none: as the server's own user, seeing all it sees (for a command that brings its own sandbox)
     extension_sandbox: Literal["bwrap", "none"] = "bwrap"
+    # host: the sandboxed agent shares the server's network (to call its model); none: it has none at all
+    extension_network: Literal["host", "none"] = "host"
     # repository URLs the server itself reads (verify-git-access): plain http, and private or loopback addresses
     remote_allow_http: bool = False
     remote_allow_private: bool = False

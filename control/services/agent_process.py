@@ -43,12 +43,13 @@ def agent_env(run_dir: Path, passed: Mapping[str, str], run_values: Mapping[str,
 
 
 def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequence[Path],
-               scratch: Sequence[Path] = SHARED_SCRATCH) -> list[str]:
+               scratch: Sequence[Path] = SHARED_SCRATCH, network: bool = True) -> list[str]:
     """`argv` under bubblewrap: the whole file system read-only, the `hidden` directories (the server's data:
     repositories, database, keys) replaced by empty ones, `scratch` (/tmp: what other runs and the server leave
     there) by the run's own `tmp` (on disk, gone with the run), the run's own directory writable, a process
     namespace of its own (nothing it starts outlives it, nor it the server's process that started it). The
-    program's own files stay where they are, should they be in a scratch directory."""
+    program's own files stay where they are, should they be in a scratch directory. Without `network`, a network
+    namespace of its own with nothing in it (not even the host's loopback, where its database and Redis may be)."""
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for directory in scratch:
         if directory.is_dir():
@@ -60,6 +61,8 @@ def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequen
     command += ["--bind", str(run_dir), str(run_dir)]
     for directory in hidden:  # after the bind, which makes its mount point in one of them
         command += ["--remount-ro", str(directory)]
+    if not network:
+        command += ["--unshare-net"]
     command += ["--chdir", str(workdir), "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
                 "--", *argv]
     return command

@@ -199,7 +199,8 @@ def _work(app, run_id: str, token: str, run_dir: Path) -> None:
         "DRIFTSTONE_PROMPT_FILE": str(run_dir / "prompt"), "DRIFTSTONE_ARTIFACTS_DIR": str(artifacts_dir)})
     argv = app.settings.extension_argv
     if app.settings.extension_sandbox == "bwrap":
-        argv = in_sandbox(argv, run_dir, workdir, _server_data(app))
+        argv = in_sandbox(argv, run_dir, workdir, _server_data(app),
+                          network=app.settings.extension_network == "host")
     trusted_before_ns = time.time_ns() - CLOCK_TICK_NS  # what the agent changes is stamped after this
     outcome = run_agent(argv, workdir, run_dir, run.prompt, env, app.settings.extension_timeout,
                         lambda: _beat(app, run_id, token), hidden)

@@ -2,10 +2,13 @@
 kept under /tmp (a checkout there, as CI's) still runs from where it is."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+import pytest
 
 from control.services.agent_process import in_sandbox
 
@@ -56,3 +59,23 @@ def test_a_blob_directory_reached_through_a_link_is_hidden_where_it_is(tmp_path)
     argv = in_sandbox([sys.executable, "-c", program], run_dir, run_dir, hidden)
     ran = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0 and ran.stdout.strip() == "False", ran.stderr
+
+
+@pytest.mark.parametrize("network", [True, False])
+def test_without_network_the_agent_reaches_nothing_not_even_the_hosts_loopback(tmp_path, network):
+    """Where the database or Redis listen on the host's loopback without a password, an agent sharing the
+    network could reach them (Redis's jobs run as the server); DRIFTSTONE_EXTENSION_NETWORK=none cuts it off."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    run_dir = tmp_path / "data" / "runs" / "r1"
+    (run_dir / "tmp").mkdir(parents=True)
+    program = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=5)\n    print('reached')\n"
+               "except OSError:\n    print('cut off')\n" % listening.getsockname()[1])
+    try:
+        argv = in_sandbox([sys.executable, "-c", program], run_dir, run_dir, [tmp_path / "data"], network=network)
+        ran = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    finally:
+        listening.close()
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == ("reached" if network else "cut off")
