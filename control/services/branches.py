@@ -79,7 +79,8 @@ def create_branch(session: Session, app, repo: Repository, actor: Principal, nam
     _refuse_name_clash(session, path, repo, name)
     from_branch = bool(source) and not _looks_like_sha(source) and git_refs.read_ref(path, f"refs/heads/{source}")
     base_branch = source if from_branch else repo.default_branch  # a commit, full or short: the default branch
-    start = resolve_revision(app, repo, source, session) if source else git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
+    start = (resolve_revision(app, repo, source, session) if source
+             else git_refs.read_ref(path, f"refs/heads/{repo.default_branch}"))
     if record_only or start is None:
         row = Branch(id=new_id("br"), repo_id=repo.id, name=name, head_sha=None, status="creating",
                      base_branch=base_branch, head_identifier=None)

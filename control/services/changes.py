@@ -39,7 +39,8 @@ def resolve_revision(app, repo: Repository, revision: str, session: Session | No
     """A branch name, a tag name (either also as `refs/heads/...`, `refs/tags/...`) or a commit sha (full, or 7+
     digits naming one commit, in either case) that exists in the repository, as a commit sha; an annotated tag is
     peeled to its commit. A branch wins over a tag, and both over a short sha that spells their name, as in git.
-    `HEAD` is the default branch. Any of them may be followed by git's ancestry steps: `~N` (N first parents back), `^N` (the N-th parent).
+    `HEAD` is the default branch. Any of them may be followed by git's ancestry steps: `~N` (N first parents
+    back), `^N` (the N-th parent).
     With a `session`, a branch recorded but awaiting its first commit (recordOnly) is a 409, not a 404."""
     path = app.store.path_for(repo.id)
     if revision == "HEAD":  # a bare repository's HEAD: its default branch
