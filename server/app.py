@@ -25,6 +25,7 @@ from storage.key_format import blank_keys
 from storage.keys import AUTHENTICATED, Principal, find_principal
 from storage.models import Organization, Repository
 from storage.push_scans import PushScans
+from storage.object_checks import cosmetic_fsck_ignored
 from storage.repo_store import RepoStore
 from storage.settings import Settings
 
@@ -198,7 +199,7 @@ class GitHttpApp:
         ctx = replace(ctx, push_scans=PushScans(sent_objects=head.object_count))
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
-                *_RECEIVE_HIDDEN, "receive-pack", "--stateless-rpc", "."]
+                *_RECEIVE_HIDDEN, *_RECEIVE_FSCK, "receive-pack", "--stateless-rpc", "."]
         try:
             process = GitProcess(ctx.repo_path, args, {**env, **channel.child_env()},
                                  pass_fds=[channel.child_end.fileno()])
@@ -264,6 +265,7 @@ def _server_paths(*paths: Path) -> tuple[str, ...]:
 
 
 _RECEIVE_HIDDEN = [arg for prefix in RECEIVE_HIDE_REFS for arg in ("-c", f"receive.hideRefs={prefix}")]
+_RECEIVE_FSCK = cosmetic_fsck_ignored("receive")
 _UPLOAD_HIDDEN = ["-c", f"uploadpack.hideRefs={SERVER_REFS}"]
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .git_env import GIT, clean_git_env
 from .process_groups import kill_group
+from .object_checks import cosmetic_fsck_ignored
 from .public_addresses import is_public
 
 LS_REMOTE_TIMEOUT = 15
@@ -207,7 +208,8 @@ def fetch_ref(remote: Remote, repo_path: Path, ref: str, object_env: dict[str, s
     passing `max_bytes` stops it (RemoteTooLarge)."""
     options, env = _transport(remote, token, allow_http)
     env.update(object_env)
-    args = [GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true", "fetch", "--quiet",
+    args = [GIT, "--git-dir", str(repo_path), *options, "-c", "fetch.fsckObjects=true",
+            *cosmetic_fsck_ignored("fetch"), "fetch", "--quiet",
             "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--end-of-options",
             remote.url, ref]
     try:

@@ -13,6 +13,14 @@ from dulwich.pack import write_pack_objects
 from .git_env import run_git
 
 SCRATCH_PREFIX = "driftstone-fsck-"  # in the repository's directory; what a killed check left, housekeeping removes
+# fsck findings old git and other implementations wrote into histories that cannot be rewritten, which git reads
+# fine (Gitaly ignores the same): a push, a pull or a rebase bringing them is taken; every other finding refuses it
+COSMETIC_FSCK_IDS = ("badTimezone", "missingSpaceBeforeDate", "zeroPaddedFilemode")
+
+
+def cosmetic_fsck_ignored(scope: str) -> list[str]:
+    """git's `-c` options ignoring them where `scope` (receive or fetch) checks objects."""
+    return [arg for name in COSMETIC_FSCK_IDS for arg in ("-c", f"{scope}.fsck.{name}=ignore")]
 
 
 def objects_problem(repo_path: Path, objects: Iterable, object_format, env: Mapping[str, str] | None = None
@@ -25,8 +33,25 @@ def objects_problem(repo_path: Path, objects: Iterable, object_format, env: Mapp
             write_pack_objects(out.write, [(obj, None) for obj in objects], object_format)
         # --fsck-objects, not --strict: the links are the repository's own (3 ms against 11); git 2.39 takes no
         # severities with it, so hasDot & co. stay warnings: the paths the server writes are checked before
-        checked = run_git(repo_path, ["index-pack", "--fsck-objects", "-o", str(pack.with_suffix(".idx")),
-                                      str(pack)], env=env, check=False)
+        problem = _index_pack_problem(repo_path, pack, ["--fsck-objects"], env)
+        if problem is not None and _finding(problem) in COSMETIC_FSCK_IDS:
+            # only --strict takes severities (and makes git's warnings errors, links checked too): asked only then
+            ignored = ",".join(f"{name}=ignore" for name in COSMETIC_FSCK_IDS)
+            problem = _index_pack_problem(repo_path, pack, [f"--strict={ignored}"], env)
+    return problem
+
+
+def _finding(problem: str) -> str | None:
+    """The id of git's fsck message ("object <id>: badTimezone: invalid author/committer line ...")."""
+    parts = problem.split(": ")
+    return parts[1] if len(parts) > 2 else None
+
+
+def _index_pack_problem(repo_path: Path, pack: Path, checks: list[str], env: Mapping[str, str] | None
+                        ) -> str | None:
+    index = pack.with_suffix(".idx")
+    index.unlink(missing_ok=True)
+    checked = run_git(repo_path, ["index-pack", *checks, "-o", str(index), str(pack)], env=env, check=False)
     if checked.returncode == 0:
         return None
     errors = [line for line in checked.stderr.decode("utf-8", "replace").splitlines() if line.startswith("error: ")]

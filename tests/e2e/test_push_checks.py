@@ -62,6 +62,30 @@ def test_unsafe_paths_rejected_and_objects_discarded(tenant, git, pushed, server
     assert objects.returncode != 0, "objects of a rejected push must not become visible"
 
 
+def test_old_histories_git_reads_fine_push_and_broken_ones_do_not(tenant, git, pushed, tmp_path):
+    """A repository mirrored from an old history (a bad time zone, no space before the date, zero-padded tree
+    modes) was refused whole: what Gitaly takes, taken; a commit git cannot read right (a bad email) still not."""
+    repo, work = pushed
+
+    def literal(kind: str, raw: bytes) -> str:
+        return subprocess.run(["git", "hash-object", "-t", kind, "-w", "--literally", "--stdin"], cwd=work,
+                              input=raw, capture_output=True, check=True).stdout.decode().strip()
+
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    blob = literal("blob", b"old\n")
+    tree = literal("tree", b"0100644 old.txt\0" + bytes.fromhex(blob))
+    old = head
+    for author in (b"A <a@x> 1500000000 +25000", b"A <a@x>1500000000 +0000"):
+        old = literal("commit", b"tree %s\nparent %s\nauthor %s\ncommitter C <c@x> 1500000000 +0000\n\nold\n"
+                      % (tree.encode(), old.encode(), author))
+    landed = git("push", tenant.url(repo), f"{old}:refs/heads/imported", cwd=work, check=False)
+    assert landed.returncode == 0, landed.stderr.decode()
+    broken = literal("commit", b"tree %s\nparent %s\nauthor A <a@x 1500000000 +0000\ncommitter C <c@x> 1500000000 "
+                     b"+0000\n\nbroken\n" % (tree.encode(), head.encode()))
+    refused = git("push", tenant.url(repo), f"{broken}:refs/heads/broken", cwd=work, check=False)
+    assert refused.returncode != 0 and b"badEmail" in refused.stderr
+
+
 def literal_tree(work, entries: dict[bytes, tuple[str, str]]) -> str:
     """A tree written as given (name -> (mode, id)), in git's order, with hash-object --literally."""
     def order(name: bytes) -> bytes:
