@@ -231,11 +231,12 @@ class GitHttpApp:
                                 "byte limit"}
             if "*" in reasons:  # the push as a whole was refused (its checks could not run): every ref says why
                 reasons = {update.ref: reasons["*"] for update in commands.updates}
-            elif reasons:  # the verdict is all or nothing: say why a ref that passed was not applied either
-                refused = next(iter(reasons))
+            hidden = hidden_ref_reasons(commands.updates)
+            if reasons and "*" not in reasons:  # the verdict is all or nothing: say why a ref that passed was not
+                refused = next(iter(reasons))  # applied either (a hidden one: why it may never be pushed)
                 for update in commands.updates:
-                    reasons.setdefault(update.ref, f"not applied: {refused} was refused")
-            for ref, reason in hidden_ref_reasons(commands.updates).items():
+                    reasons.setdefault(update.ref, hidden.get(update.ref, f"not applied: {refused} was refused"))
+            for ref, reason in hidden.items():
                 reasons.setdefault(ref, reason)
             if applied and not channel.approved:
                 reasons.update(_undo_unchecked(ctx.repo_path, applied))

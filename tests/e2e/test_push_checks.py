@@ -215,6 +215,11 @@ def test_a_ref_refused_with_the_rest_of_its_push_says_which_ref_was_refused(tena
     assert b"! [remote rejected] HEAD -> innocent (not applied: refs/heads/-dash was refused)" in result.stderr
     assert b"-dash (invalid ref name: a component may not start with '-')" in result.stderr
     assert "innocent" not in git.out("ls-remote", tenant.url(repo), cwd=work)
+    # a ref no push may make says so, not that another ref was refused
+    result = git("push", tenant.url(repo), "HEAD:refs/heads/innocent", "HEAD:refs/heads/-dash",
+                 "HEAD:refs/remotes/x", cwd=work, check=False)
+    assert b"HEAD -> x (only refs/heads/, refs/tags/ and refs/notes/ may be pushed)" in result.stderr
+    assert b"HEAD -> innocent (not applied: refs/heads/-dash was refused)" in result.stderr
 
 
 def test_a_mirror_push_lands_its_branches_and_tags_and_leaves_the_servers_own_refs(server, tenant, git, pushed,
