@@ -1,7 +1,9 @@
 """Read-only questions to a repository answered by C git (works inside a push quarantine via `env`)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -76,7 +78,8 @@ class CommitInfo:
     message: str
 
 
-_LOG_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x00%x1e"
+_LOG_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%at%x00%cn%x00%ce%x00%cI%x00%ct%x00%B%x00%x1e"
+_ISO_OFFSET = re.compile(r".*(?:[+-](?:0\d|1[0-4]):[0-5]\d|Z)")
 
 
 def _parse_log(output: bytes) -> list[CommitInfo]:
@@ -86,11 +89,19 @@ def _parse_log(output: bytes) -> list[CommitInfo]:
         if not record:
             continue
         fields = record.split("\x00")
-        if len(fields) < 9:
+        if len(fields) < 11:
             continue
-        sha, parents, an, ae, ad, cn, ce, cd, message = fields[:9]
-        commits.append(CommitInfo(sha, tuple(parents.split()), an, ae, ad, cn, ce, cd, message))
+        sha, parents, an, ae, ad, at, cn, ce, cd, ct, message = fields[:11]
+        commits.append(CommitInfo(sha, tuple(parents.split()), an, ae, _iso(ad, at), cn, ce, _iso(cd, ct), message))
     return commits
+
+
+def _iso(written: str, epoch: str) -> str:
+    """git's strict ISO 8601 date, or the moment in UTC where the commit's time zone is none there is (+25000, as
+    old histories hold: git writes '+250:00', which no ISO parser reads)."""
+    if _ISO_OFFSET.fullmatch(written) or not epoch.isdigit():
+        return written
+    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def log(repo: Path, tip: str, skip: int, limit: int) -> list[CommitInfo]:

@@ -13,9 +13,10 @@ from dulwich.pack import write_pack_objects
 from .git_env import run_git
 
 SCRATCH_PREFIX = "driftstone-fsck-"  # in the repository's directory; what a killed check left, housekeeping removes
-# fsck findings old git and other implementations wrote into histories that cannot be rewritten, which git reads
-# fine (Gitaly ignores the same): a push, a pull or a rebase bringing them is taken; every other finding refuses it
-COSMETIC_FSCK_IDS = ("badTimezone", "missingSpaceBeforeDate", "zeroPaddedFilemode")
+# fsck findings old git and other implementations wrote into histories that cannot be rewritten, which git and this
+# server read fine (Gitaly ignores them too): a push, a pull or a rebase bringing them is taken; every other finding
+# refuses it. Not missingSpaceBeforeDate, which Gitaly ignores too: dulwich reads no date there (merges failed)
+COSMETIC_FSCK_IDS = ("badTimezone", "zeroPaddedFilemode")
 
 
 def cosmetic_fsck_ignored(scope: str) -> list[str]:
@@ -35,7 +36,8 @@ def objects_problem(repo_path: Path, objects: Iterable, object_format, env: Mapp
         # severities with it, so hasDot & co. stay warnings: the paths the server writes are checked before
         problem = _index_pack_problem(repo_path, pack, ["--fsck-objects"], env)
         if problem is not None and _finding(problem) in COSMETIC_FSCK_IDS:
-            # only --strict takes severities (and makes git's warnings errors, links checked too): asked only then
+            # only --strict takes severities (and checks links too, in the repository or the quarantine): asked only
+            # then
             ignored = ",".join(f"{name}=ignore" for name in COSMETIC_FSCK_IDS)
             problem = _index_pack_problem(repo_path, pack, [f"--strict={ignored}"], env)
     return problem

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from control.services import repos
 from storage.models import Branch, Event, Repository
-from tests.support import pkt, raw_request, receive_pack, repo_path, start_server
+from tests.support import api, pkt, raw_request, receive_pack, repo_path, start_server
 
 
 EMPTY_PACK = b"PACK\0\0\0\2\0\0\0\0" + bytes.fromhex("029d08823bd8a8eab510ad6ac75c823cfd3ed31e")
@@ -62,28 +62,39 @@ def test_unsafe_paths_rejected_and_objects_discarded(tenant, git, pushed, server
     assert objects.returncode != 0, "objects of a rejected push must not become visible"
 
 
-def test_old_histories_git_reads_fine_push_and_broken_ones_do_not(tenant, git, pushed, tmp_path):
-    """A repository mirrored from an old history (a bad time zone, no space before the date, zero-padded tree
-    modes) was refused whole: what Gitaly takes, taken; a commit git cannot read right (a bad email) still not."""
+def test_old_histories_git_reads_fine_push_merge_and_list_and_broken_ones_do_not(tenant, git, pushed, server):
+    """A repository mirrored from an old history (a time zone of +25000, zero-padded tree modes) was refused whole:
+    what Gitaly takes, taken, merged and rebased, its dates listed as ISO 8601 reads them; a commit git cannot read
+    right (a bad email, no space before a date) still not."""
     repo, work = pushed
 
     def literal(kind: str, raw: bytes) -> str:
         return subprocess.run(["git", "hash-object", "-t", kind, "-w", "--literally", "--stdin"], cwd=work,
                               input=raw, capture_output=True, check=True).stdout.decode().strip()
 
+    def commit(parent: str, author: bytes, message: bytes) -> str:
+        return literal("commit", b"tree %s\nparent %s\nauthor %s\ncommitter C <c@x> 1500000000 +0000\n\n%s\n"
+                       % (tree.encode(), parent.encode(), author, message))
+
     head = git.out("rev-parse", "HEAD", cwd=work)
     blob = literal("blob", b"old\n")
     tree = literal("tree", b"0100644 old.txt\0" + bytes.fromhex(blob))
-    old = head
-    for author in (b"A <a@x> 1500000000 +25000", b"A <a@x>1500000000 +0000"):
-        old = literal("commit", b"tree %s\nparent %s\nauthor %s\ncommitter C <c@x> 1500000000 +0000\n\nold\n"
-                      % (tree.encode(), old.encode(), author))
+    old = commit(head, b"A <a@x> 1500000000 +25000", b"old")
     landed = git("push", tenant.url(repo), f"{old}:refs/heads/imported", cwd=work, check=False)
     assert landed.returncode == 0, landed.stderr.decode()
-    broken = literal("commit", b"tree %s\nparent %s\nauthor A <a@x 1500000000 +0000\ncommitter C <c@x> 1500000000 "
-                     b"+0000\n\nbroken\n" % (tree.encode(), head.encode()))
-    refused = git("push", tenant.url(repo), f"{broken}:refs/heads/broken", cwd=work, check=False)
-    assert refused.returncode != 0 and b"badEmail" in refused.stderr
+    listed = api(server, tenant.keys["read"], "GET", f"/v1/repos/{repo}/commits", params={"branch": "imported"})
+    assert listed.json()["data"][0]["author"]["date"] == "2017-07-14T02:40:00Z", listed.text
+    git.commit(work, {"main.txt": "main moves\n"}, "main moves")
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    for strategy in ("rebase", "squash", "merge"):
+        merged = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{repo}/merges",
+                     {"source": "imported", "target": "main", "strategy": strategy, "dryRun": True})
+        assert merged.status_code == 200 and merged.json()["data"]["success"], (strategy, merged.text)
+    for author, finding in ((b"A <a@x 1500000000 +0000", b"badEmail"),
+                            (b"A <a@x>1500000000 +0000", b"missingSpaceBeforeDate")):
+        broken = commit(head, author, b"broken")
+        refused = git("push", tenant.url(repo), f"{broken}:refs/heads/broken", cwd=work, check=False)
+        assert refused.returncode != 0 and finding in refused.stderr, refused.stderr
 
 
 def literal_tree(work, entries: dict[bytes, tuple[str, str]]) -> str:

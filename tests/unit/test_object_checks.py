@@ -48,15 +48,16 @@ def _commit_with_author_line(repo_path, author_line: bytes):
 
 
 def test_cosmetic_findings_of_old_histories_pass_and_the_rest_still_refuse(tmp_path):
-    """What old git and other implementations wrote (a bad time zone, no space before the date, zero-padded
-    modes) is taken, as Gitaly takes it: a rebase or pull of such history was refused. Others still are."""
+    """What old git and other implementations wrote (a bad time zone, zero-padded modes) is taken, as Gitaly takes
+    it: a rebase or pull of such history was refused. Others still are."""
     repo_path = tmp_path / "r.git"
     subprocess.run(["git", "init", "-q", "--bare", str(repo_path)], check=True)
     object_format = Repo(str(repo_path)).object_store.object_format
     empty = Tree()
-    for line in (b"A <a@x> 1500000000 +25000", b"A <a@x>1500000000 +0000"):
-        assert object_checks.objects_problem(repo_path, [empty, _commit_with_author_line(repo_path, line)],
-                                             object_format) is None, line
+    bad_zone = _commit_with_author_line(repo_path, b"A <a@x> 1500000000 +25000")
+    assert object_checks.objects_problem(repo_path, [empty, bad_zone], object_format) is None
+    no_space = _commit_with_author_line(repo_path, b"A <a@x>1500000000 +0000")  # dulwich reads no date there
+    assert "missingSpaceBeforeDate" in object_checks.objects_problem(repo_path, [empty, no_space], object_format)
     padded = Tree()
     blob = Blob.from_string(b"x\n")
     padded.add(b"a.txt", 0o100644, blob.id)
