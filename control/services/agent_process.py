@@ -46,14 +46,16 @@ def in_sandbox(argv: Sequence[str], run_dir: Path, workdir: Path, hidden: Sequen
                scratch: Sequence[Path] = SHARED_SCRATCH, network: bool = True) -> list[str]:
     """`argv` under bubblewrap: the whole file system read-only, the `hidden` directories (the server's data:
     repositories, database, keys) replaced by empty ones, `scratch` (/tmp: what other runs and the server leave
-    there) by the run's own `tmp` (on disk, gone with the run), the run's own directory writable, a process
+    there) by the run's own `tmp` (on disk, gone with the run; in memory where the run directory is itself in
+    one of them), the run's own directory writable, a process
     namespace of its own (nothing it starts outlives it, nor it the server's process that started it). The
     program's own files stay where they are, should they be in a scratch directory. Without `network`, a network
     namespace of its own with nothing in it (not even the host's loopback, where its database and Redis may be)."""
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for directory in scratch:
-        if directory.is_dir():
-            command += ["--bind", str(run_dir / "tmp"), str(directory)]
+        if directory.is_dir():  # a run directory inside it would hold the bind in itself (a loop): a tmpfs then
+            own = ["--tmpfs"] if run_dir.is_relative_to(directory) else ["--bind", str(run_dir / "tmp")]
+            command += [*own, str(directory)]
     for kept in _program_roots(argv, scratch):
         command += ["--ro-bind", str(kept), str(kept)]
     for directory in hidden:

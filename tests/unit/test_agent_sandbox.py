@@ -14,15 +14,19 @@ from control.services.agent_process import in_sandbox
 
 
 def test_a_program_under_tmp_runs_and_sees_only_its_own_part_of_tmp(tmp_path):
+    """Here the run directory is under /tmp itself (as in the tests and CI): the agent's /tmp is then in memory,
+    where the run's own tmp bound there held itself (`find /tmp`: 'File system loop detected')."""
     assert tmp_path.is_relative_to("/tmp")
     program = tmp_path / "checkout" / "agent.py"
     program.parent.mkdir()
-    program.write_text("import sys\nfrom pathlib import Path\n"
+    run_dir = tmp_path / "data" / "runs" / "r1"
+    program.write_text("import os, sys\nfrom pathlib import Path\n"
                        "print(Path(__file__).name, Path(sys.stdin.read()).exists())\n"
-                       "Path('/tmp/mine.txt').write_text('scratch')\n")
+                       "Path('/tmp/mine.txt').write_text('scratch')\n"
+                       "ids = lambda path: (os.stat(path).st_dev, os.stat(path).st_ino)\n"
+                       f"print(ids('/tmp') == ids({str(run_dir / 'tmp')!r}))\n")  # find: 'File system loop
     elsewhere = Path("/tmp") / f"driftstone-other-{uuid.uuid4().hex}"
     elsewhere.write_text("another run's file\n")
-    run_dir = tmp_path / "data" / "runs" / "r1"
     (run_dir / "work").mkdir(parents=True)
     (run_dir / "tmp").mkdir()
     try:
@@ -31,9 +35,26 @@ def test_a_program_under_tmp_runs_and_sees_only_its_own_part_of_tmp(tmp_path):
     finally:
         elsewhere.unlink()
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split() == ["agent.py", "False"]
-    assert (run_dir / "tmp" / "mine.txt").read_text() == "scratch"  # on disk, in the run's own directory
+    assert ran.stdout.split() == ["agent.py", "False", "False"]
     assert not Path("/tmp/mine.txt").exists()
+
+
+def test_the_agents_temporary_files_are_on_disk_in_its_run_directory(tmp_path):
+    """Where the run directory is elsewhere (the data directory of a server), the agent's /tmp is its run's tmp:
+    on disk and gone with the run, not in the machine's memory."""
+    shared = tmp_path / "shared-tmp"  # stands for /tmp, which the run directory is not in
+    (shared / "other-runs-file").parent.mkdir()
+    (shared / "other-runs-file").write_text("not yours\n")
+    run_dir = tmp_path / "data" / "runs" / "r1"
+    (run_dir / "tmp").mkdir(parents=True)
+    program = (f"from pathlib import Path\nprint(sorted(p.name for p in Path({str(shared)!r}).iterdir()))\n"
+               f"Path({str(shared)!r}, 'mine.txt').write_text('scratch')\n")
+    argv = in_sandbox([sys.executable, "-c", program], run_dir, run_dir, [tmp_path / "data"], scratch=[shared])
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
+    assert (run_dir / "tmp" / "mine.txt").read_text() == "scratch"
+    assert sorted(p.name for p in shared.iterdir()) == ["other-runs-file"]
 
 
 def test_a_blob_directory_reached_through_a_link_is_hidden_where_it_is(tmp_path):
