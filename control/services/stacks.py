@@ -324,6 +324,8 @@ def review_stack(session: Session, repo: Repository, stack: Stack, actor: Princi
                  reviewer_name: str | None) -> StackReview:
     if state not in REVIEW_STATES:
         raise Invalid(f"state must be one of {', '.join(REVIEW_STATES)}", {"fields": [{"loc": "state", "msg": "enum"}]})
+    serialize_repository_writes(session, repo.id)  # a merge racing it goes first or sees it: never merged unseen
+    session.refresh(stack)
     if stack.status != "open":
         raise Conflict(f"stack is {stack.status}")
     review = StackReview(id=new_id("rev"), stack_id=stack.id, state=state, body=body, reviewer_key_id=actor.key_id,
@@ -334,20 +336,25 @@ def review_stack(session: Session, repo: Repository, stack: Stack, actor: Princi
     return review
 
 
-def review_decision(reviews: list[StackReview], head_commit: str) -> str:
-    """approved | changes_requested | pending: the latest approve/request_changes on the current head wins."""
-    verdicts = [r.state for r in reviews if r.head_commit == head_commit and r.state != "comment"]
-    if not verdicts:
-        return "pending"
-    return "approved" if verdicts[-1] == "approve" else "changes_requested"
+def review_decision(session: Session, stack: Stack, reviews: list[StackReview], head: str | None = None) -> str:
+    """GitHub's reviewDecision, counted as the merge counts them: changes_requested while a reviewer's latest
+    verdict on the head (default: the stack's) asks for changes; approved once as many others than its author
+    approved it as its base asks (one at least); else pending."""
+    approving, requesting = approvals(reviews, stack, head)
+    if requesting:
+        return "changes_requested"
+    needed = max(1, required_approvals(session, stack.repo_id, stack.base_branch))
+    return "approved" if approving >= needed else "pending"
 
 
-def approvals(reviews: list[StackReview], stack: Stack) -> tuple[int, int]:
-    """(approving, requesting changes) reviewers on the stack's current head, each by their latest verdict there
-    (a reviewer: a key, whatever names it gives); the stack's own author's key counts for neither (GitHub's rule)."""
+def approvals(reviews: list[StackReview], stack: Stack, head: str | None = None) -> tuple[int, int]:
+    """(approving, requesting changes) reviewers on the head (default: the stack's), each by their latest verdict
+    there (a reviewer: a key, whatever names it gives); the stack's own author's key counts for neither (GitHub's
+    rule)."""
+    head = head or stack.head_commit
     latest = {}
     for review in reviews:
-        if (review.head_commit == stack.head_commit and review.state != "comment"
+        if (review.head_commit == head and review.state != "comment"
                 and review.reviewer_key_id is not None and review.reviewer_key_id != stack.created_by_key_id):
             latest[review.reviewer_key_id] = review.state
     verdicts = list(latest.values())
@@ -378,10 +385,6 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
     if stack.status != "open":
         raise Conflict(f"stack is {stack.status}", {"status": stack.status})
     refuse_unmergeable(session, app, repo, stack)
-    if stack.parent_stack_id:
-        parent = session.get(Stack, stack.parent_stack_id)
-        if parent is not None and parent.status == "open":
-            raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
     # read before the merge: its ref change's effects retarget them when the merge brings the head itself
     # (hooks/stacks_follow_refs.py), and here they are replayed onto the base as well
     children = [] if dry_run else list(session.scalars(
@@ -404,9 +407,17 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
 
 def refuse_unmergeable(session: Session, app, repo: Repository, stack: Stack) -> None:
     """What a stack's merge must pass before it is tried, whichever way it is asked for (its own merge, its
-    branch's): the head submitted is the branch's, and approved as its base asks."""
+    branch's, the dry run of its `mergeable`): its parent merged first, the head submitted is the branch's, and
+    approved as its base asks."""
+    _refuse_open_parent(session, stack)
     _refuse_moved_bookmark(app, repo, stack)
     _refuse_unapproved(session, stack)
+
+
+def _refuse_open_parent(session: Session, stack: Stack) -> None:
+    parent = session.get(Stack, stack.parent_stack_id) if stack.parent_stack_id else None
+    if parent is not None and parent.status == "open":
+        raise Conflict("merge the parent stack first", {"parentStackId": parent.id})
 
 
 def _refuse_moved_bookmark(app, repo: Repository, stack: Stack) -> None:
@@ -454,14 +465,16 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
     _tell_changes(session, repo, child, before, actor)
 
 
-def mergeability(session: Session, app, stack: Stack, actor: Principal) -> tuple[bool, list[str]]:
-    """Whether the stack would merge into its base now (a dry run), and the conflicting paths if not."""
+def mergeability(session: Session, app, stack: Stack, actor: Principal, strategy: str = "merge"
+                 ) -> tuple[bool, list[str]]:
+    """Whether the stack would merge into its base now with `strategy` (a dry run), and why not: the conflicting
+    paths, or the refusal the merge would answer."""
     from . import merges
 
     repo = session.get(Repository, stack.repo_id)
     try:
         refuse_unmergeable(session, app, repo, stack)
-        outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, "merge",
+        outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
                                     dry_run=True, source_label=stack.bookmark, workspace_id=stack.workspace_id,
                                     since=stack.base_commit, stack_id=stack.id)
     except (Conflict, Forbidden, Locked, NotFound, StaleRef, TooLarge) as error:  # what the merge would answer

@@ -230,7 +230,7 @@ def pull_request(session: Session, repo: Repository, listed: Listed) -> PullRequ
         return None
     head = listed.head if stack.status == "open" and listed.head else stack.head_commit
     return PullRequest(stack, stack_number(session, stack),
-                       stacks.review_decision(stacks.reviews_of(session, stack), head))
+                       stacks.review_decision(session, stack, stacks.reviews_of(session, stack), head))
 
 
 def open_pull_request(session: Session, app, repo: Repository, actor: Principal,
@@ -241,4 +241,4 @@ def open_pull_request(session: Session, app, repo: Repository, actor: Principal,
     stack, created = stacks.submit_branch(session, app, repo, row.name, base_of(app, repo, row), actor,
                                           row.display_name or row.name, since=row.created_at)
     return PullRequest(stack, stack_number(session, stack),
-                       stacks.review_decision(stacks.reviews_of(session, stack), stack.head_commit)), created
+                       stacks.review_decision(session, stack, stacks.reviews_of(session, stack))), created

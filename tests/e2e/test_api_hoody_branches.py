@@ -479,8 +479,8 @@ def test_a_pull_request_is_a_stack_of_the_branch_reviewed_and_merged_with_it(ser
     assert status == {"exists": True, "url": body["url"], "number": body["number"], "state": "open",
                       "ci": {"status": "none", "url": None}, "reviewStatus": "pending"}
 
-    reviewed = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/stacks/{stack['id']}/reviews",
-                   {"state": "approve"})
+    reviewed = api(server, tenant.keys["admin"], "POST", f"/v1/repos/{ws['slug']}/stacks/{stack['id']}/reviews",
+                   {"state": "approve"})  # another key than the one that opened it
     assert reviewed.status_code == 201, reviewed.text
     assert call(server, tenant, "GET", f"{one}/pr").json()["reviewStatus"] == "approved"
     second = git.commit(work, {"oauth.py": "v2\n"}, "oauth v2")

@@ -375,11 +375,12 @@ def test_stack_reviewed_merged_and_cloned(server, tenant, git, tmp_path, seeded)
     got = v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]
     assert got["commits"] == [sha] and got["mergeable"] is True and got["reviewDecision"] == "pending"
     review = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/reviews",
-                {"state": "request_changes", "body": "name it better"})
+                {"state": "request_changes", "body": "name it better"}, scope="admin")  # another key than its author's
     assert review.status_code == 201
     assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["reviewDecision"] == \
         "changes_requested"
-    v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/reviews", {"state": "approve", "reviewerName": "rev"})
+    v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/reviews", {"state": "approve", "reviewerName": "rev"},
+       scope="admin")
     assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["reviewDecision"] == "approved"
     dry = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"dry_run": True}).json()["data"]
     assert dry["success"] is True

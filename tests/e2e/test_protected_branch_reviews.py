@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
 
-from tests.support import Dojo, api, has_object, remote_ref, repo_path, submit_work, v1
+from tests.support import Dojo, api, at_once, has_object, remote_ref, repo_path, submit_work, v1
 
 
 def rules_path(repo: str) -> str:
@@ -72,9 +73,14 @@ def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_appr
     assert shown["mergeable"] is False and "approving review" in shown["conflicts"][0]
     assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201  # its author
     assert merge().status_code == 409
+    # the decision shown is the one the merge counts: its author's approval is none (it read 'approved')
+    assert v1(server, tenant, "GET", path).json()["data"]["reviewDecision"] == "pending"
     assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "request_changes"}, scope="admin").status_code == 201
     assert "changes were requested" in merge().json()["error"]
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201  # its author again
+    assert v1(server, tenant, "GET", path).json()["data"]["reviewDecision"] == "changes_requested"  # read approved
     assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    assert v1(server, tenant, "GET", path).json()["data"]["reviewDecision"] == "approved"
     assert v1(server, tenant, "GET", path).json()["data"]["mergeable"] is True
     landed = merge()
     assert landed.status_code == 200 and landed.json()["data"]["success"], landed.text
@@ -201,3 +207,60 @@ def test_a_push_between_a_hoody_merge_s_approval_check_and_its_merge_is_not_merg
                                      delete_branch=False)
     assert remote_ref(git, tenant.url(repo), "refs/heads/main") == main_before
     assert api(server, tenant.keys["read"], "GET", stack).json()["data"]["status"] == "open"
+
+
+def test_a_review_racing_the_merge_is_seen_by_it_or_refused(server, tenant, git, tmp_path):
+    """A change request sent as the stack merged was taken (201) on a stack already merged: its reviewer believed
+    the merge blocked. One of the two now comes second and sees the other."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    dojo = Dojo(server, tenant, repo)
+    for n in range(5):
+        _, stack, _ = submit_work(dojo, f"raced-{n}", {f"r{n}.txt": "r\n"})
+        path = f"{repo}/stacks/{stack['id']}"
+        assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+        requests_ = [lambda: v1(server, tenant, "POST", f"{path}/merge", {"strategy": "squash"}),
+                     lambda: v1(server, tenant, "POST", f"{path}/reviews", {"state": "request_changes"},
+                                scope="admin")]
+        merged, reviewed = at_once(2, lambda i: requests_[i]())
+        assert sorted([merged.status_code, reviewed.status_code]) == [200 if merged.ok else 201, 409], (
+            merged.text, reviewed.text)
+
+
+def test_a_child_stack_reads_unmergeable_until_its_parent_merged(server, tenant, git, tmp_path):
+    """It read mergeable while its merge answered 'merge the parent stack first'."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_head = submit_work(dojo, "parent", {"p.txt": "p\n"})
+    _, child, _ = submit_work(dojo, "child", {"c.txt": "c\n"}, base_commit=parent_head)
+    shown = v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]
+    assert shown["parentStackId"] == parent["id"]
+    assert shown["mergeable"] is False and shown["conflicts"] == ["merge the parent stack first"], shown
+    assert v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {}).status_code == 200
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{child['id']}").json()["data"]["mergeable"] is True
+
+
+def test_mergeable_is_told_for_the_strategy_asked(server, tenant, git, tmp_path):
+    """A workspace's second stack after its first was squashed conflicts as a merge commit (git's merge base is
+    older than the squash) and lands as a squash: `mergeable` read false either way."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    dojo = Dojo(server, tenant, repo)
+    ws, first, _ = submit_work(dojo, "twice", {"s.txt": "v1\n"})
+    assert v1(server, tenant, "POST", f"{repo}/stacks/{first['id']}/merge", {"strategy": "squash"}).status_code == 200
+    assert dojo("PUT", f"/workspaces/{ws['id']}/files/s.txt", data=b"v2\n").status_code == 200
+    assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": "v2"}).status_code == 201
+    second = dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "v2"}).json()["stack"]
+    path = f"{repo}/stacks/{second['id']}"
+    as_merge = v1(server, tenant, "GET", path).json()["data"]
+    assert as_merge["mergeable"] is False and as_merge["conflicts"] == ["s.txt"], as_merge
+    squash = requests.get(f"{server.url}/v1/repos/{path}", params={"strategy": "squash"}, timeout=30,
+                          headers={"Authorization": f"Bearer {tenant.keys['read']}"}).json()["data"]
+    assert squash["mergeable"] is True and squash["conflicts"] == [], squash
+    assert v1(server, tenant, "POST", f"{path}/merge", {"strategy": "squash"}).json()["data"]["success"]

@@ -95,16 +95,18 @@ class MergeStackRequest(BaseModel):
     delete_branch: bool = Field(default=False, validation_alias=AliasChoices("deleteBranch", "delete_branch"))
 
 
-def stack_out(call: Call, stack, with_mergeability: bool = False) -> StackOut:
+def stack_out(call: Call, stack, mergeable_by: str | None = None) -> StackOut:
+    """`mergeable_by`: the strategy whose dry run tells `mergeable` (None: not asked)."""
     reviews = stack_service.reviews_of(call.session, stack)
     mergeable, conflicts = None, []
-    if with_mergeability and stack.status == "open":
-        mergeable, conflicts = stack_service.mergeability(call.session, call.context, stack, call.principal)
+    if mergeable_by is not None and stack.status == "open":
+        mergeable, conflicts = stack_service.mergeability(call.session, call.context, stack, call.principal,
+                                                          mergeable_by)
     return StackOut(id=stack.id, title=stack.title, bookmark=stack.bookmark, base_branch=stack.base_branch,
                     base_commit=stack.base_commit, head_commit=stack.head_commit, commits=list(stack.commits or []),
                     status=stack.status, parent_stack_id=stack.parent_stack_id, workspace_id=stack.workspace_id,
                     merged_sha=stack.merged_sha,
-                    review_decision=stack_service.review_decision(reviews, stack.head_commit),
+                    review_decision=stack_service.review_decision(call.session, stack, reviews),
                     mergeable=mergeable, conflicts=conflicts, reviews=[ReviewOut(id=r.id, state=r.state, body=r.body, reviewer_name=r.reviewer_name,
                                        head_commit=r.head_commit, created_at=r.created_at) for r in reviews],
                     created_at=stack.created_at, updated_at=stack.updated_at)
@@ -140,11 +142,17 @@ def list_stacks(call: Call, repo: str, query: StackQuery):
                          lambda stack: stack_out(call, stack))
 
 
+class MergeableQuery(WireModel):
+    strategy: Literal["merge", "squash", "rebase"] = Field(
+        default="merge", description="the merge strategy `mergeable` is told for (a squash of a stack submitted "
+                                     "after an earlier squash may land where a merge commit conflicts)")
+
+
 @endpoint(bp, "GET", "/v1/repos/<repo>/stacks/<stack_id>", summary="Get a stack with its commits and reviews",
-          response=StackOut)
-def get_stack(call: Call, repo: str, stack_id: str):
+          query=MergeableQuery, response=StackOut)
+def get_stack(call: Call, repo: str, stack_id: str, query: MergeableQuery):
     row = repo_service.visible_repo(call.session, call.principal, repo)
-    return stack_out(call, stack_service.get_stack(call.session, row, stack_id), with_mergeability=True)
+    return stack_out(call, stack_service.get_stack(call.session, row, stack_id), mergeable_by=query.strategy)
 
 
 @endpoint(bp, "PATCH", "/v1/repos/<repo>/stacks/<stack_id>", summary="Retitle, close or reopen a stack",
