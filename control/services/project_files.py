@@ -5,6 +5,7 @@ repository's purge removes with the rest of its project's files; a row never nam
 from __future__ import annotations
 
 import hashlib
+import logging
 import posixpath
 import re
 import uuid
@@ -22,6 +23,8 @@ from storage.models import ProjectFile, Repository
 from storage.repo_writes import serialize_repository_writes
 
 from .projects import project_prefix
+
+log = logging.getLogger(__name__)
 
 MAX_FILES_PER_REQUEST = 10
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -76,7 +79,10 @@ def add_files(session: Session, blobs: BlobStore, repo: Repository, actor: Princ
         _refuse_taken_keys(session, repo, keys)
     except Conflict:
         for row in rows:
-            blobs.delete(row.storage_path)
+            try:
+                blobs.delete(row.storage_path)
+            except Exception:  # any store error; no row names it: the repository's purge removes it with the rest
+                log.warning("project file %s could not be removed after its key was taken", row.storage_path)
         raise
     session.add_all(rows)
     session.flush()
