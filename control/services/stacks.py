@@ -444,14 +444,21 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
     before = _told_fields(child)
     target_head = git_refs.read_ref(path, f"refs/heads/{parent.base_branch}")
     with git_objects.open_repo(path) as git_repo:
-        replayed = replay_commits(git_repo.object_store, target_head, list(child.commits), MERGER)
+        # the parent's merge moved the target to the child's base (a fast-forward): its commits stand as they are,
+        # and with them its head and the reviews given on it (a replay made new commits of the same trees)
+        in_place = bool(child.commits) and target_head is not None and \
+            git_repo[child.commits[0].encode()].parents == [target_head.encode()]
+        replayed = None if in_place else replay_commits(git_repo.object_store, target_head, list(child.commits),
+                                                         MERGER)
     child.parent_stack_id = None
     # its base commit moves only with its commits: a squash takes what follows the base, and a child left where
     # it was, based on the target's head, had its tree put over the target's (the target's own work lost)
     child.base_branch = parent.base_branch
     ref = f"refs/heads/{child.bookmark}"
     old = git_refs.read_ref(path, ref)
-    if replayed.clean and old in (None, child.head_commit):
+    if in_place:
+        child.base_commit = target_head
+    elif replayed.clean and old in (None, child.head_commit):
         ctx = change_context(app, repo, actor, "merge")
         ctx.workspace_id = child.workspace_id  # its own workspace's locks do not hold it back
         try:

@@ -442,6 +442,24 @@ def test_child_stack_is_restacked_when_its_parent_merges(server, tenant, git, tm
     assert len(subjects) == 2  # the squash of the parent, then the child's own commit replayed
 
 
+def test_a_child_on_its_parents_head_keeps_its_commits_and_reviews_when_the_parent_fast_forwards(server, tenant,
+                                                                                                 seeded):
+    """A rebase merge of a parent that fast-forwarded main to its head rewrote the child already on that head
+    (same trees, a new committer): its approvals were dropped and a grandchild was left behind on the old commit."""
+    repo, _, _ = seeded
+    dojo = Dojo(server, tenant, repo)
+    _, parent, parent_sha = submit_work(dojo, "ff-parent", {"lib/base.py": "BASE = 1\n"})
+    _, child, child_sha = submit_work(dojo, "ff-child", {"lib/child.py": "CHILD = 1\n"}, base_commit=parent_sha)
+    path = f"{repo}/stacks/{child['id']}"
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    merged = v1(server, tenant, "POST", f"{repo}/stacks/{parent['id']}/merge", {"strategy": "rebase"}).json()["data"]
+    assert merged["success"] and merged["head_commit"] == parent_sha  # main fast-forwarded to the parent's head
+    kept = v1(server, tenant, "GET", path).json()["data"]
+    assert (kept["headCommit"], kept["commits"], kept["baseCommit"]) == (child_sha, [child_sha], parent_sha)
+    assert kept["baseBranch"] == "main" and kept["parentStackId"] is None
+    assert kept["reviewDecision"] == "approved" and kept["mergeable"] is True
+
+
 def test_files_over_the_read_limit_are_refused_not_loaded(server, tenant, seeded):
     """Reading base64's a whole file in memory: past 32 MiB it is a 413 (as on /v1 contents); search skips it."""
     repo, _, _ = seeded
