@@ -348,17 +348,20 @@ def review_decision(session: Session, stack: Stack, reviews: list[StackReview], 
 
 
 def approvals(reviews: list[StackReview], stack: Stack, head: str | None = None) -> tuple[int, int]:
-    """(approving, requesting changes) reviewers on the head (default: the stack's), each by their latest verdict
-    there (a reviewer: a key, whatever names it gives); the stack's own author's key counts for neither (GitHub's
-    rule)."""
+    """(approving, requesting changes) reviewers, each by their latest verdict (a reviewer: a key, whatever names
+    it gives; the stack's own author's key counts for neither), as GitHub counts them: an approval of the head
+    (default: the stack's) only, a commit pushed since makes it stale; a change request until its reviewer
+    approves, whatever was pushed since."""
     head = head or stack.head_commit
-    latest = {}
+    latest, on_head = {}, {}
     for review in reviews:
-        if (review.head_commit == head and review.state != "comment"
-                and review.reviewer_key_id is not None and review.reviewer_key_id != stack.created_by_key_id):
+        if (review.state != "comment" and review.reviewer_key_id is not None
+                and review.reviewer_key_id != stack.created_by_key_id):
             latest[review.reviewer_key_id] = review.state
-    verdicts = list(latest.values())
-    return verdicts.count("approve"), verdicts.count("request_changes")
+            if review.head_commit == head:
+                on_head[review.reviewer_key_id] = review.state
+    approving = sum(1 for key, state in latest.items() if state == "approve" and on_head.get(key) == "approve")
+    return approving, list(latest.values()).count("request_changes")
 
 
 def _refuse_unapproved(session: Session, stack: Stack) -> None:

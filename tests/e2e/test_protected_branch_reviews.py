@@ -264,3 +264,35 @@ def test_mergeable_is_told_for_the_strategy_asked(server, tenant, git, tmp_path)
                           headers={"Authorization": f"Bearer {tenant.keys['read']}"}).json()["data"]
     assert squash["mergeable"] is True and squash["conflicts"] == [], squash
     assert v1(server, tenant, "POST", f"{path}/merge", {"strategy": "squash"}).json()["data"]["success"]
+
+
+def test_a_change_request_holds_across_new_commits_until_its_reviewer_approves(server, tenant, git, tmp_path):
+    """GitHub's rule: a change request blocks until its reviewer approves (a push alone answered it: it counted
+    only on the head it was given on), while an approval is for the head it saw (a push makes it stale)."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    dojo = Dojo(server, tenant, repo)
+    ws, stack, _ = submit_work(dojo, "held", {"h.txt": "one\n"})
+    path = f"{repo}/stacks/{stack['id']}"
+
+    def push_more(text: str) -> None:
+        assert dojo("PUT", f"/workspaces/{ws['id']}/files/h.txt", data=text.encode()).status_code == 200
+        assert dojo("POST", f"/workspaces/{ws['id']}/commit", {"message": text}).status_code == 201
+        assert dojo("POST", f"/workspaces/{ws['id']}/submit", {"title": "held"}).status_code == 201
+
+    def decision() -> str:
+        return v1(server, tenant, "GET", path).json()["data"]["reviewDecision"]
+
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "request_changes"}, scope="admin").status_code == 201
+    push_more("two\n")
+    assert decision() == "changes_requested"
+    assert "changes were requested" in v1(server, tenant, "POST", f"{path}/merge", {}).json()["error"]
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    assert decision() == "approved"
+    push_more("three\n")
+    assert decision() == "pending"  # the approval was of the head before
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    assert v1(server, tenant, "POST", f"{path}/merge", {}).status_code == 200
