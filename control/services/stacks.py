@@ -20,7 +20,7 @@ from hooks.stacks_follow_refs import take_head
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
-from storage.keys import Principal
+from storage.keys import Principal, key_in_force
 from storage.models import Repository, Stack, StackReview, Workspace
 from storage.times import as_utc
 from storage.repo_writes import serialize_repository_writes
@@ -340,7 +340,7 @@ def review_decision(session: Session, stack: Stack, reviews: list[StackReview], 
     """GitHub's reviewDecision, counted as the merge counts them: changes_requested while a reviewer's latest
     verdict on the head (default: the stack's) asks for changes; approved once as many others than its author
     approved it as its base asks (one at least); else pending."""
-    approving, requesting = approvals(reviews, stack, head)
+    approving, requesting = approvals(_of_keys_in_force(session, reviews), stack, head)
     if requesting:
         return "changes_requested"
     needed = max(1, required_approvals(session, stack.repo_id, stack.base_branch))
@@ -364,14 +364,21 @@ def approvals(reviews: list[StackReview], stack: Stack, head: str | None = None)
     return approving, list(latest.values()).count("request_changes")
 
 
+def _of_keys_in_force(session: Session, reviews: list[StackReview]) -> list[StackReview]:
+    """The reviews whose keys are neither revoked nor expired: a change request of a key gone would hold for ever
+    (only its own approval answers it), and an approval of one counts for no one there still is."""
+    in_force = {key: key_in_force(session, key) for key in {r.reviewer_key_id for r in reviews} if key}
+    return [review for review in reviews if in_force.get(review.reviewer_key_id, False)]
+
+
 def _refuse_unapproved(session: Session, stack: Stack) -> None:
     needed = required_approvals(session, stack.repo_id, stack.base_branch)
     if not needed:
         return
-    approving, requesting = approvals(reviews_of(session, stack), stack)
+    approving, requesting = approvals(_of_keys_in_force(session, reviews_of(session, stack)), stack)
     details = {"requiredApprovals": needed, "approvals": approving, "changesRequested": requesting}
     if requesting:
-        raise Conflict(f"changes were requested on the stack's head by {requesting} reviewer(s)", details)
+        raise Conflict(f"changes were requested by {requesting} reviewer(s), who have not approved since", details)
     if approving < needed:
         raise Conflict(f"branch {stack.base_branch!r} needs {needed} approving review(s) of the stack's head by "
                        f"others than its author; it has {approving}", details)

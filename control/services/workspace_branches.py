@@ -17,6 +17,7 @@ from storage import git_diff, git_objects, git_read, git_refs
 from storage.errors import BadRequest, Conflict, NotFound
 from storage.keys import Principal
 from storage.models import Branch, Repository, Stack, utcnow
+from storage.repo_writes import serialize_repository_writes
 
 from . import branches, merges, stacks
 from .changes import change_context, checked_path, resolve_revision
@@ -201,6 +202,11 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
     stack = stacks.open_stack_of_branch(session, repo, listed.row.name)
     if stack is not None and (stack.base_branch != base or stacks.older_than(stack, listed.row.created_at)):
         stack = None
+    if stack is not None and not dry_run:  # a review racing it goes first or sees the merge, as a stack's merge
+        serialize_repository_writes(session, repo.id)
+        session.refresh(stack)
+        if stack.status != "open":
+            stack = None
     if stack is not None:
         stacks.refuse_unmergeable(session, app, repo, stack)
 

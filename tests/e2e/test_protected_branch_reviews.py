@@ -296,3 +296,47 @@ def test_a_change_request_holds_across_new_commits_until_its_reviewer_approves(s
     assert decision() == "pending"  # the approval was of the head before
     assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
     assert v1(server, tenant, "POST", f"{path}/merge", {}).status_code == 200
+
+
+def test_a_change_request_of_a_key_revoked_since_holds_nothing_back(server, tenant, git, tmp_path):
+    """With change requests holding until their reviewer approves, one of a key since revoked would have held the
+    stack for ever: reviews of keys revoked or expired count for nothing."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    _, stack, _ = submit_work(Dojo(server, tenant, repo), "gone", {"g.txt": "g\n"})
+    path = f"/v1/repos/{repo}/stacks/{stack['id']}"
+    issued = api(server, tenant.keys["admin"], "POST", "/v1/keys", {"name": "leaving", "scope": "agent"}).json()["data"]
+    assert api(server, issued["key"], "POST", f"{path}/reviews", {"state": "request_changes"}).status_code == 201
+    assert api(server, tenant.keys["admin"], "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201
+    assert api(server, tenant.keys["read"], "GET", path).json()["data"]["reviewDecision"] == "changes_requested"
+    assert api(server, tenant.keys["admin"], "DELETE", f"/v1/keys/{issued['id']}").status_code == 200
+    assert api(server, tenant.keys["read"], "GET", path).json()["data"]["reviewDecision"] == "approved"
+    assert api(server, tenant.keys["agent"], "POST", f"{path}/merge", {}).status_code == 200
+
+
+def test_a_review_racing_a_hoody_branch_merge_is_seen_by_it_or_refused(server, tenant, git, tmp_path):
+    """The branch's merge read the approvals before taking the repository's turn: a change request answered 201
+    while the merge landed without seeing it."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    branches = f"/api/v1/workspaces/{repo}/branches"
+    for n in range(4):
+        made = api(server, tenant.keys["agent"], "POST", branches, {"name": f"Raced {n}"}).json()
+        git.commit(work, {f"r{n}.txt": "r\n"}, f"raced {n}")
+        git("push", "-q", tenant.url(repo), f"HEAD:refs/heads/{made['branch']}", cwd=work)
+        stack = api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/pr").json()["url"]
+        stack = stack.removeprefix(server.url)
+        assert api(server, tenant.keys["admin"], "POST", f"{stack}/reviews", {"state": "approve"}).status_code == 201
+        calls = [lambda: api(server, tenant.keys["agent"], "POST", f"{branches}/{made['id']}/merge",
+                             {"strategy": "merge"}),
+                 lambda: api(server, tenant.keys["admin"], "POST", f"{stack}/reviews", {"state": "request_changes"})]
+        merged, reviewed = at_once(2, lambda i: calls[i]())
+        assert (merged.status_code, reviewed.status_code) in ((200, 409), (409, 201)), (merged.text, reviewed.text)
+        git("fetch", "-q", tenant.url(repo), "main", cwd=work)
+        git("reset", "-q", "--hard", "FETCH_HEAD", cwd=work)
