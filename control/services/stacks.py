@@ -321,13 +321,17 @@ def reviews_of(session: Session, stack: Stack) -> list[StackReview]:
 
 
 def review_stack(session: Session, repo: Repository, stack: Stack, actor: Principal, state: str, body: str | None,
-                 reviewer_name: str | None) -> StackReview:
+                 reviewer_name: str | None, seen_head: str | None = None) -> StackReview:
+    """`seen_head`: the head the reviewer looked at; a stack moved since (a resubmit, a push) is a StaleRef."""
     if state not in REVIEW_STATES:
         raise Invalid(f"state must be one of {', '.join(REVIEW_STATES)}", {"fields": [{"loc": "state", "msg": "enum"}]})
     serialize_repository_writes(session, repo.id)  # a merge racing it goes first or sees it: never merged unseen
     session.refresh(stack)
     if stack.status != "open":
         raise Conflict(f"stack is {stack.status}")
+    if seen_head is not None and seen_head != stack.head_commit:
+        raise StaleRef(f"the stack's head is {stack.head_commit[:12]} now, not the {seen_head[:12]} reviewed: "
+                       "look at it again", {"expected": seen_head, "actual": stack.head_commit})
     review = StackReview(id=new_id("rev"), stack_id=stack.id, state=state, body=body, reviewer_key_id=actor.key_id,
                          reviewer_name=reviewer_name, head_commit=stack.head_commit)
     session.add(review)
@@ -456,7 +460,7 @@ def restack_child(session: Session, app, repo: Repository, child: Stack, parent:
     with git_objects.open_repo(path) as git_repo:
         # the parent's merge moved the target to the child's base (a fast-forward): its commits stand as they are,
         # and with them its head and the reviews given on it (a replay made new commits of the same trees)
-        in_place = bool(child.commits) and target_head is not None and \
+        in_place = bool(child.commits) and target_head is not None and child.base_commit == target_head and \
             git_repo[child.commits[0].encode()].parents == [target_head.encode()]
         replayed = None if in_place else replay_commits(git_repo.object_store, target_head, list(child.commits),
                                                          MERGER)

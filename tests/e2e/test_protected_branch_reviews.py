@@ -294,7 +294,14 @@ def test_a_change_request_holds_across_new_commits_until_its_reviewer_approves(s
     assert decision() == "approved"
     push_more("three\n")
     assert decision() == "pending"  # the approval was of the head before
-    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve"}, scope="admin").status_code == 201
+    seen = v1(server, tenant, "GET", path).json()["data"]["headCommit"]
+    push_more("four\n")  # between the reviewer's look and its approval: named, the approval is refused
+    stale = v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve", "headCommit": seen}, scope="admin")
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_ref", stale.text
+    assert decision() == "pending"
+    head = v1(server, tenant, "GET", path).json()["data"]["headCommit"]
+    assert v1(server, tenant, "POST", f"{path}/reviews", {"state": "approve", "headCommit": head},
+              scope="admin").status_code == 201
     assert v1(server, tenant, "POST", f"{path}/merge", {}).status_code == 200
 
 

@@ -14,7 +14,7 @@ from storage.times import as_utc
 
 from ..endpoint import Call, endpoint
 from .common import Timestamp, WholeListQuery, WireModel, whole_or_page
-from .merges import MergeOut
+from .merges import SHA_PATTERN, MergeOut
 
 bp = Blueprint("collab", __name__)
 
@@ -83,6 +83,9 @@ class CreateReview(WireModel):
     state: Literal["approve", "request_changes", "comment"]
     body: str | None = Field(default=None, max_length=100000)
     reviewer_name: str | None = Field(default=None, max_length=200)
+    head_commit: str | None = Field(default=None, pattern=SHA_PATTERN,
+                                    description="the head the review is of (GitHub's commit_id): a stack moved since "
+                                                "is a 409 stale_ref, the review not taken")
 
 
 class MergeStackRequest(BaseModel):
@@ -172,7 +175,7 @@ def review_stack(call: Call, repo: str, stack_id: str, body: CreateReview):
     row = repo_service.visible_repo(call.session, call.principal, repo)
     stack = stack_service.get_stack(call.session, row, stack_id)
     review = stack_service.review_stack(call.session, row, stack, call.principal, body.state, body.body,
-                                        body.reviewer_name)
+                                        body.reviewer_name, body.head_commit)
     return ReviewOut(id=review.id, state=review.state, body=review.body, reviewer_name=review.reviewer_name,
                      head_commit=review.head_commit, created_at=review.created_at)
 
