@@ -15,6 +15,22 @@ def rules_path(repo: str) -> str:
     return f"/v1/repos/{repo}/branch-protections"
 
 
+def pushed_repo(tenant, git, tmp_path) -> tuple[str, object]:
+    """A new repository whose main holds one commit, and the worktree it was pushed from."""
+    repo = tenant.repo()
+    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
+    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    return repo, work
+
+
+def gated_repo(server, tenant, git, tmp_path, approvals: int) -> tuple[str, object]:
+    """pushed_repo, its main taking changes only through stacks approved by `approvals` others."""
+    repo, work = pushed_repo(tenant, git, tmp_path)
+    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
+               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": approvals}).status_code == 200
+    return repo, work
+
+
 def test_rules_are_put_listed_replaced_and_removed(server, tenant):
     repo = tenant.repo()
     admin = tenant.keys["admin"]
@@ -40,9 +56,7 @@ def test_rules_are_put_listed_replaced_and_removed(server, tenant):
 
 def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_approved_it(server, tenant, git,
                                                                                       tmp_path):
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    repo, work = pushed_repo(tenant, git, tmp_path)
     rule = api(server, tenant.keys["admin"], "PUT", rules_path(repo),
                {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1})
     assert rule.status_code == 200, rule.text
@@ -92,9 +106,7 @@ def test_a_branch_taking_changes_only_through_stacks_merges_one_once_others_appr
 def test_what_a_stack_brings_is_what_its_reviewers_see_and_each_key_approves_once(server, tenant, git, tmp_path):
     """A workspace based on an unreviewed commit off main listed only its own commit, and its approved merge
     brought the other in; one key approving under two names counted twice."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    repo, work = pushed_repo(tenant, git, tmp_path)
     hidden = git.commit(work, {"hidden.txt": "h\n"}, "not reviewed")
     git("push", "-q", tenant.url(repo), "HEAD:refs/heads/side", cwd=work)
     assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
@@ -139,11 +151,7 @@ def test_a_hoody_branch_with_an_approved_pull_request_merges_into_a_branch_takin
         server, tenant, git, tmp_path):
     """Seed 003 merges a branch (and its pull request with it): into such a base that was refused as a direct
     merge, leaving a client of that document no way to land its approved pull request."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
-    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
-               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    repo, work = gated_repo(server, tenant, git, tmp_path, approvals=1)
     branches = f"/api/v1/workspaces/{repo}/branches"
     made = api(server, tenant.keys["agent"], "POST", branches, {"name": "Feature"}).json()
     git.commit(work, {"f.txt": "f\n"}, "feature")
@@ -169,18 +177,14 @@ def test_a_hoody_branch_with_an_approved_pull_request_merges_into_a_branch_takin
 def test_a_push_between_a_hoody_merge_s_approval_check_and_its_merge_is_not_merged(
         server, tenant, git, tmp_path, monkeypatch):
     """The merge checks its pull request's approved head, then merges the branch: a commit pushed between the two
-    must not land unreviewed. The push is forced into that window by running it from inside the check, in this
-    process (the service is called here on the shared server's database and repositories)."""
+    must not land unreviewed. The branch is moved in that window from inside the check, in this process (the
+    service is called here on the shared server's database and repositories), as a push landing there would."""
     from control.services import stacks, workspace_branches
     from control.services.repos import get_repo
     from storage.errors import StaleRef
     from storage.keys import find_principal
 
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
-    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
-               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    repo, work = gated_repo(server, tenant, git, tmp_path, approvals=1)
     branches = f"/api/v1/workspaces/{repo}/branches"
     made = api(server, tenant.keys["agent"], "POST", branches, {"name": "Feature"}).json()
     git.commit(work, {"f.txt": "f\n"}, "feature")
@@ -190,12 +194,13 @@ def test_a_push_between_a_hoody_merge_s_approval_check_and_its_merge_is_not_merg
     assert api(server, tenant.keys["admin"], "POST", f"{stack}/reviews", {"state": "approve"}).status_code == 201
     main_before = remote_ref(git, tenant.url(repo), "refs/heads/main")
 
+    unreviewed = git.commit(work, {"f.txt": "unreviewed\n"}, "unreviewed")
+    git("push", "-q", tenant.url(repo), "HEAD:refs/heads/elsewhere", cwd=work)  # its objects on the server
     checked = stacks.refuse_unmergeable
 
-    def check_then_push(*args):
+    def check_then_push(*args):  # the merge holds the repository's turn here, which a push over HTTP waits for
         checked(*args)
-        git.commit(work, {"f.txt": "unreviewed\n"}, "unreviewed")
-        git("push", "-q", tenant.url(repo), f"HEAD:refs/heads/{made['branch']}", cwd=work)
+        git("update-ref", f"refs/heads/{made['branch']}", unreviewed, cwd=repo_path(server, tenant, repo))
 
     monkeypatch.setattr(stacks, "refuse_unmergeable", check_then_push)
     with server.context.db.session() as session:
@@ -212,11 +217,7 @@ def test_a_push_between_a_hoody_merge_s_approval_check_and_its_merge_is_not_merg
 def test_a_review_racing_the_merge_is_seen_by_it_or_refused(server, tenant, git, tmp_path):
     """A change request sent as the stack merged was taken (201) on a stack already merged: its reviewer believed
     the merge blocked. One of the two now comes second and sees the other."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
-    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
-               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    repo, _ = gated_repo(server, tenant, git, tmp_path, approvals=1)
     dojo = Dojo(server, tenant, repo)
     for n in range(5):
         _, stack, _ = submit_work(dojo, f"raced-{n}", {f"r{n}.txt": "r\n"})
@@ -232,9 +233,7 @@ def test_a_review_racing_the_merge_is_seen_by_it_or_refused(server, tenant, git,
 
 def test_a_child_stack_reads_unmergeable_until_its_parent_merged(server, tenant, git, tmp_path):
     """It read mergeable while its merge answered 'merge the parent stack first'."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    repo, _ = pushed_repo(tenant, git, tmp_path)
     dojo = Dojo(server, tenant, repo)
     _, parent, parent_head = submit_work(dojo, "parent", {"p.txt": "p\n"})
     _, child, _ = submit_work(dojo, "child", {"c.txt": "c\n"}, base_commit=parent_head)
@@ -248,9 +247,7 @@ def test_a_child_stack_reads_unmergeable_until_its_parent_merged(server, tenant,
 def test_mergeable_is_told_for_the_strategy_asked(server, tenant, git, tmp_path):
     """A workspace's second stack after its first was squashed conflicts as a merge commit (git's merge base is
     older than the squash) and lands as a squash: `mergeable` read false either way."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+    repo, _ = pushed_repo(tenant, git, tmp_path)
     dojo = Dojo(server, tenant, repo)
     ws, first, _ = submit_work(dojo, "twice", {"s.txt": "v1\n"})
     assert v1(server, tenant, "POST", f"{repo}/stacks/{first['id']}/merge", {"strategy": "squash"}).status_code == 200
@@ -269,11 +266,7 @@ def test_mergeable_is_told_for_the_strategy_asked(server, tenant, git, tmp_path)
 def test_a_change_request_holds_across_new_commits_until_its_reviewer_approves(server, tenant, git, tmp_path):
     """GitHub's rule: a change request blocks until its reviewer approves (a push alone answered it: it counted
     only on the head it was given on), while an approval is for the head it saw (a push makes it stale)."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
-    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
-               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    repo, _ = gated_repo(server, tenant, git, tmp_path, approvals=1)
     dojo = Dojo(server, tenant, repo)
     ws, stack, _ = submit_work(dojo, "held", {"h.txt": "one\n"})
     path = f"{repo}/stacks/{stack['id']}"
@@ -308,11 +301,7 @@ def test_a_change_request_holds_across_new_commits_until_its_reviewer_approves(s
 def test_a_change_request_of_a_key_revoked_since_holds_nothing_back(server, tenant, git, tmp_path):
     """With change requests holding until their reviewer approves, one of a key since revoked would have held the
     stack for ever: reviews of keys revoked or expired count for nothing."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
-    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
-               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    repo, _ = gated_repo(server, tenant, git, tmp_path, approvals=1)
     _, stack, _ = submit_work(Dojo(server, tenant, repo), "gone", {"g.txt": "g\n"})
     path = f"/v1/repos/{repo}/stacks/{stack['id']}"
     issued = api(server, tenant.keys["admin"], "POST", "/v1/keys", {"name": "leaving", "scope": "agent"}).json()["data"]
@@ -327,11 +316,7 @@ def test_a_change_request_of_a_key_revoked_since_holds_nothing_back(server, tena
 def test_a_review_racing_a_hoody_branch_merge_is_seen_by_it_or_refused(server, tenant, git, tmp_path):
     """The branch's merge read the approvals before taking the repository's turn: a change request answered 201
     while the merge landed without seeing it."""
-    repo = tenant.repo()
-    work = git.new_worktree(tmp_path / "w", {"README.md": "# r\n"})
-    git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
-    assert api(server, tenant.keys["admin"], "PUT", rules_path(repo),
-               {"pattern": "main", "requirePullRequest": True, "requiredApprovals": 1}).status_code == 200
+    repo, work = gated_repo(server, tenant, git, tmp_path, approvals=1)
     branches = f"/api/v1/workspaces/{repo}/branches"
     for n in range(4):
         made = api(server, tenant.keys["agent"], "POST", branches, {"name": f"Raced {n}"}).json()
