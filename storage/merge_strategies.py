@@ -25,6 +25,7 @@ from dulwich.objects import Commit, Tree
 from .git_merge import MergeResult, MergeStore, merge_bases_in, merge_commits, merge_trees
 from .merge_store import EMPTY_TREE
 from .git_objects import Identity
+from .intent import message_with_intent, split_intent
 
 STRATEGIES = ("merge", "squash", "rebase")
 
@@ -173,14 +174,19 @@ def commits_to_replay(store: MergeStore, upstream: bytes | None, head: bytes, li
     return order
 
 
+def _message(commit: Commit) -> str:
+    return commit.message.decode("utf-8", "replace").strip()
+
+
 def _subject(commit: Commit) -> str:
-    return commit.message.decode("utf-8", "replace").strip().split("\n", 1)[0]
+    return _message(commit).split("\n", 1)[0]
 
 
 def plan_merge(object_store, target_head: str | None, source_head: str, strategy: str, *, target_name: str,
                source_name: str, committer: Identity, message: str | None = None, fast_forward: bool = False,
-               when: int | None = None, since: str | None = None) -> MergePlan:
-    """`since`: an ancestor of `source_head` whose later commits alone are the source's own work, which a squash
+               when: int | None = None, since: str | None = None, title: str | None = None) -> MergePlan:
+    """`message`: the new commit's whole message; else one made with `title` (a pull request's) as its first line.
+    `since`: an ancestor of `source_head` whose later commits alone are the source's own work, which a squash
     takes and a rebase replays (a stack's base: a stack submitted after an earlier squash of the same line of
     work holds only what came since, but git's merge base is older and would apply the squashed changes a
     second time). One that is not an ancestor of the source is not used: taken as the merge base, it made a
@@ -196,7 +202,7 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
     if target_head is None:
         if strategy == "squash":
             commit = _commit(store, source)
-            text = message or _squash_message(store, [source], source_name, target_name)
+            text = message or _squash_message(store, [source], source_name, target_name, title)
             plan.new_head = _new_commit(store, commit.tree, [], _in_utf8(commit)[0], now, 0, committer_bytes, now,
                                         _text(text)).decode()
             plan.new_commits = [plan.new_head]
@@ -221,8 +227,8 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
                                merge_bases=[b.decode() for b in bases])
         if not result.clean:
             return _conflicted(plan, result)
-        text = message or (f"Merge branch '{source_name}' into {target_name}" if source_name != source_head
-                           else f"Merge commit '{source_head}' into {target_name}")
+        text = message or title or (f"Merge branch '{source_name}' into {target_name}" if source_name != source_head
+                                    else f"Merge commit '{source_head}' into {target_name}")
         plan.new_head = _new_commit(store, result.tree.encode(), [target, source], committer_bytes, now, 0,
                                     committer_bytes, now, _text(text)).decode()
         plan.new_commits = [plan.new_head]
@@ -237,7 +243,7 @@ def plan_merge(object_store, target_head: str | None, source_head: str, strategy
             return plan
         squashed = commits_to_replay(store, since.encode() if since else target, source)
         first = _commit(store, squashed[0]) if squashed else _commit(store, source)
-        text = message or _squash_message(store, squashed, source_name, target_name)
+        text = message or _squash_message(store, squashed, source_name, target_name, title)
         plan.new_head = _new_commit(store, result.tree.encode(), [target], _in_utf8(first)[0], now, 0, committer_bytes,
                                     now, _text(text)).decode()
         plan.new_commits = [plan.new_head]
@@ -343,7 +349,15 @@ def _text(message: str) -> bytes:
     return (message if message.endswith("\n") else message + "\n").encode("utf-8")
 
 
-def _squash_message(store: MergeStore, commits: list[bytes], source_name: str, target_name: str) -> str:
-    lines = [f"Squashed commit of branch '{source_name}' into {target_name}", ""]
-    lines += [f"* {_subject(_commit(store, oid))}" for oid in commits]
-    return "\n".join(lines)
+def _squash_message(store: MergeStore, commits: list[bytes], source_name: str, target_name: str,
+                    title: str | None) -> str:
+    """As GitHub writes a squash: the title, then each commit's message as an item of a list; the intent the
+    commits carried (storage/intent.py; a later commit's value of a key over an earlier one's) as the squash's
+    own trailers, where they were each commit's."""
+    items, intent = [], {}
+    for oid in commits:
+        text, carried = split_intent(_message(_commit(store, oid)))
+        items.append(f"* {text}")
+        intent.update(carried or {})
+    first = title or f"Squashed commit of branch '{source_name}' into {target_name}"
+    return message_with_intent("\n\n".join([first, *items]), intent)

@@ -62,8 +62,9 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                strategy: str = "merge", message: str | None = None, dry_run: bool = False,
                expected_target_head: str | None = None, *, source_label: str | None = None,
                fast_forward: bool = False, workspace_id: str | None = None,
-               since: str | None = None, stack_id: str | None = None) -> MergeOutcome:
-    """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too).
+               since: str | None = None, stack_id: str | None = None, title: str | None = None) -> MergeOutcome:
+    """Merge commit `source_sha` into `target_branch` (no HTTP involved; stacks call this too). `title`: a pull
+    request's, the first line of the message made when none is given.
 
     `expected_target_head`: when given, the target must still point there (else StaleRef) and no retry happens.
     `source_label`: how messages name the source (a branch name; defaults to the sha).
@@ -100,7 +101,7 @@ def merge_refs(app, session, repo: Repository, actor: Principal, source_sha: str
                 try:
                     plan = plan_merge(git_repo.object_store, start, source_sha, strategy, target_name=target_branch,
                                       source_name=label, committer=MERGER, message=message, fast_forward=fast_forward,
-                                      since=since)
+                                      since=since, title=title)
                 except UnrelatedHistories as error:
                     raise Conflict(f"cannot merge: {error}", {"source": label, "target": target_branch}) from None
                 if plan.clean and plan.moves_target:  # as the checks would answer, before anything is written
@@ -175,7 +176,7 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
                  delete_branch: bool = False, expected_target_head: str | None = None,
                  fast_forward: bool = False, stack_id: str | None = None,
                  on_merged: Callable[[MergeOutcome], None] | None = None,
-                 expected_source: str | None = None) -> MergeOutcome:
+                 expected_source: str | None = None, title: str | None = None) -> MergeOutcome:
     """Merge branch `source` into branch `target` (default: the repository's default branch); optionally delete
     the source afterwards (only if it still points at the commit that was merged). `on_merged`: called once the
     merge stands, before that delete. `stack_id`: the stack (pull request) whose merge this is.
@@ -198,7 +199,8 @@ def merge_branch(session, app, repo: Repository, actor: Principal, source: str, 
                             conflicts=[], message=f"Already up to date: {target} is the branch being merged.",
                             strategy=strategy, dry_run=dry_run, previous_head=source_sha)
     outcome = merge_refs(app, session, repo, actor, source_sha, target, strategy, message, dry_run,
-                         expected_target_head, source_label=source, fast_forward=fast_forward, stack_id=stack_id)
+                         expected_target_head, source_label=source, fast_forward=fast_forward, stack_id=stack_id,
+                         title=title)
     if on_merged is not None and outcome.success and not dry_run:
         on_merged(outcome)
     if delete_branch and outcome.success and not dry_run:

@@ -231,6 +231,18 @@ def latest_stack_of_branch(session: Session, repo: Repository, branch: str, sinc
     return None if stack is None or older_than(stack, since) else stack
 
 
+def merged_stack_holding(session: Session, app, repo: Repository, branch: str, commit: str | None) -> Stack | None:
+    """The newest merged stack of `branch` whose head was `commit` or came after it (any, for no commit)."""
+    path = app.store.path_for(repo.id)
+    merged = session.scalars(select(Stack).where(Stack.repo_id == repo.id, Stack.bookmark == branch,
+                                                 Stack.status == "merged")
+                             .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(20))
+    for stack in merged:
+        if commit is None or commit == stack.head_commit or git_read.is_ancestor(path, commit, stack.head_commit):
+            return stack
+    return None
+
+
 def older_than(stack: Stack, since: datetime) -> bool:
     return as_utc(stack.created_at) < as_utc(since)
 
@@ -404,8 +416,9 @@ def merge_stack(session: Session, app, repo: Repository, stack: Stack, actor: Pr
     children = [] if dry_run else list(session.scalars(
         select(Stack).where(Stack.parent_stack_id == stack.id, Stack.status == "open")))
     outcome = merges.merge_refs(app, session, repo, actor, stack.head_commit, stack.base_branch, strategy,
-                                message or stack.title, dry_run=dry_run, source_label=stack.bookmark,
-                                workspace_id=stack.workspace_id, since=stack.base_commit, stack_id=stack.id)
+                                message, dry_run=dry_run, source_label=stack.bookmark,
+                                workspace_id=stack.workspace_id, since=stack.base_commit, stack_id=stack.id,
+                                title=stack.title)
     if dry_run or not outcome.success:
         return outcome
     if stack.status == "open":  # else the merge's own ref change landed it (hooks/stacks_follow_refs.py) and told so

@@ -127,7 +127,7 @@ def retry(session: Session, app, repo: Repository, actor: Principal, listed: Lis
     if row.status != "failed":
         raise BadRequest(f"only a failed branch can be retried; this one is {row.status}",
                          {"id": row.id, "status": row.status})
-    base = base_of(app, repo, row)
+    base = base_of(session, app, repo, row)
     start = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}")
     if start is None:
         raise Conflict(f"branch {base!r} has no commits yet to start this branch from: push one, then retry",
@@ -142,18 +142,43 @@ def retry(session: Session, app, repo: Repository, actor: Principal, listed: Lis
     return Listed(row, start)
 
 
-def base_of(app, repo: Repository, row: Branch) -> str:
-    """The branch it merges into: its base branch, or the default branch once that is gone (merged and deleted:
-    as GitHub retargets a pull request onto the base of the one merged)."""
-    base = row.base_branch or repo.default_branch
-    if base != repo.default_branch and git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}") is None:
-        return repo.default_branch
+def base_of(session: Session, app, repo: Repository, row: Branch) -> str:
+    """The branch it merges into: its base branch or, once that is gone, the branch it was merged into (GitHub
+    retargets a pull request onto the base of the one merged). A base deleted unmerged leaves none: 409, as
+    GitHub closes the pull requests onto it, rather than bring its unmerged commits into another branch."""
+    base = _live_base(session, app, repo, row)
+    if base is None:
+        raise Conflict(f"its base branch {row.base_branch!r} was deleted without being merged: there is no branch "
+                       "to merge it into", {"id": row.id, "baseBranch": row.base_branch})
     return base
 
 
-def base_head(app, repo: Repository, row: Branch) -> str | None:
-    """Where its base is now (its base commit if the repository has no commits there)."""
-    return git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base_of(app, repo, row)}") or row.base_commit
+MAX_RETARGETS = 20
+
+
+def _live_base(session: Session, app, repo: Repository, row: Branch) -> str | None:
+    """Its base branch while it is there; then where that branch's pull request was merged with the commit this
+    branch was made from (and so on up), or the default branch if that commit is in it already; else None."""
+    path = app.store.path_for(repo.id)
+    base, fork = row.base_branch or repo.default_branch, row.base_commit
+    for _ in range(MAX_RETARGETS):
+        if base == repo.default_branch or git_refs.read_ref(path, f"refs/heads/{base}") is not None:
+            return base
+        merged = stacks.merged_stack_holding(session, app, repo, base, fork)
+        if merged is None:
+            default_head = git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
+            landed = fork is not None and default_head is not None and git_read.is_ancestor(path, fork, default_head)
+            return repo.default_branch if landed else None
+        base, fork = merged.base_branch, merged.merged_sha
+    return None
+
+
+def base_head(session: Session, app, repo: Repository, row: Branch) -> str | None:
+    """Where its base is now (its base commit if the repository has no commits there, or the base was deleted
+    unmerged)."""
+    base = _live_base(session, app, repo, row)
+    head = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}") if base is not None else None
+    return head or row.base_commit
 
 
 @dataclass
@@ -162,21 +187,21 @@ class Status:
     behind: int
 
 
-def status(app, repo: Repository, listed: Listed) -> Status:
+def status(session: Session, app, repo: Repository, listed: Listed) -> Status:
     """Commits ahead of and behind its base branch. Nothing is ever staged or untracked: a branch here has no
     working tree, every change to it is a commit."""
-    base = base_head(app, repo, listed.row)
+    base = base_head(session, app, repo, listed.row)
     if listed.head is None or base is None:
         return Status(0, 0)
     return Status(*git_read.ahead_behind(app.store.path_for(repo.id), base, listed.head))
 
 
-def diff(app, repo: Repository, listed: Listed, base: str | None, file: str | None, full: bool,
-         session: Session | None = None) -> dict:
+def diff(session: Session, app, repo: Repository, listed: Listed, base: str | None, file: str | None,
+         full: bool) -> dict:
     """From where the branch left `base` (default: its base branch), as a pull request shows it."""
     if file is not None:
         checked_path(file, "file")
-    start = resolve_revision(app, repo, base, session) if base else base_head(app, repo, listed.row)
+    start = resolve_revision(app, repo, base, session) if base else base_head(session, app, repo, listed.row)
     if listed.head is None:
         return {"base_commit": start, "head_commit": None, "files": [], "truncated": False}
     path = app.store.path_for(repo.id)
@@ -198,7 +223,7 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
     (a base taking changes only through pull requests takes it, once it is approved as the base asks)."""
     if listed.head is None:
         raise BadRequest("the branch has no commits yet", {"id": listed.row.id})
-    base = base_of(app, repo, listed.row)
+    base = base_of(session, app, repo, listed.row)
     stack = stacks.open_stack_of_branch(session, repo, listed.row.name)
     if stack is not None and (stack.base_branch != base or stacks.older_than(stack, listed.row.created_at)):
         stack = None
@@ -215,10 +240,15 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
             stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit,
                                             since=listed.row.created_at, actor=actor)
 
-    return merges.merge_branch(session, app, repo, actor, listed.row.name, base, strategy, message, dry_run,
-                               delete_branch, stack_id=stack.id if stack is not None else None,
-                               on_merged=mark_its_stack_merged,
-                               expected_source=stack.head_commit if stack is not None else None)
+    outcome = merges.merge_branch(session, app, repo, actor, listed.row.name, base, strategy, message, dry_run,
+                                  delete_branch, stack_id=stack.id if stack is not None else None,
+                                  on_merged=mark_its_stack_merged,
+                                  expected_source=stack.head_commit if stack is not None else None,
+                                  title=stack.title if stack is not None else None)
+    if outcome.source_deleted:  # as GitHub retargets the pull requests onto a merged one it deletes
+        session.execute(update(Branch).where(Branch.repo_id == repo.id, Branch.base_branch == listed.row.name)
+                        .values(base_branch=base))
+    return outcome
 
 
 @dataclass
@@ -244,7 +274,7 @@ def open_pull_request(session: Session, app, repo: Repository, actor: Principal,
     """Onto its base branch, with its commits as they are now (an open one is brought up to the branch's head).
     (pull request, whether it was opened now)."""
     row = listed.row
-    stack, created = stacks.submit_branch(session, app, repo, row.name, base_of(app, repo, row), actor,
+    stack, created = stacks.submit_branch(session, app, repo, row.name, base_of(session, app, repo, row), actor,
                                           row.display_name or row.name, since=row.created_at)
     return PullRequest(stack, stack_number(session, stack),
                        stacks.review_decision(session, stack, stacks.reviews_of(session, stack))), created

@@ -677,6 +677,51 @@ def test_a_branch_whose_base_was_merged_and_deleted_goes_onto_the_default_branch
     assert stack["baseBranch"] == "main" and len(stack["commits"]) == 2  # parent's and its own, not all history
     result = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge").json()
     assert result["success"] is True and result["target"] == "main", result
+    listed = {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}
+    assert listed[child["id"]]["base_branch"] == "main"  # retargeted when its merged base was deleted
+
+
+def _parent_and_child(server, tenant, git, ws) -> tuple[dict, dict]:
+    parent = create(server, tenant, ws, name="parent")
+    push_commit(git, ws["work"], "parent", {"abandoned.txt": "do not ship\n"}, "parent")
+    child = create(server, tenant, ws, name="child", baseBranch="parent")
+    push_commit(git, ws["work"], "child", {"child.txt": "c\n"}, "child")
+    return parent, child
+
+
+def test_a_branch_whose_base_was_deleted_unmerged_is_merged_nowhere(server, tenant, git, tmp_path):
+    """Its merge went into the default branch, bringing the deleted base's unreviewed commits with it."""
+    ws = workspace(server, tenant, git, tmp_path)
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    one = f"{branches(ws)}/{child['id']}"
+    assert call(server, tenant, "DELETE", f"{branches(ws)}/{parent['id']}").status_code == 200
+    main = remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main")
+    for strategy in ("squash", "merge", "rebase"):
+        refused = call(server, tenant, "POST", f"{one}/merge", {"strategy": strategy})
+        assert "deleted without being merged" in hoody_error(refused, 409)
+    assert "deleted without being merged" in hoody_error(call(server, tenant, "POST", f"{one}/pr"), 409)
+    assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == main
+    status = call(server, tenant, "GET", f"{one}/status")
+    assert status.status_code == 200 and status.json()["ahead"] == 1  # against the commit it was made from
+
+
+def test_a_branch_whose_base_was_merged_by_its_pull_request_or_by_git_goes_onto_where_it_went(server, tenant, git,
+                                                                                               tmp_path):
+    ws = workspace(server, tenant, git, tmp_path)
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    assert call(server, tenant, "POST", f"{branches(ws)}/{parent['id']}/pr").status_code == 200
+    merged = call(server, tenant, "POST", f"{branches(ws)}/{parent['id']}/merge", {"strategy": "squash"}).json()
+    assert merged["success"] is True, merged
+    assert call(server, tenant, "DELETE", f"{branches(ws)}/{parent['id']}").status_code == 200
+    result = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge", {"strategy": "squash"}).json()
+    assert result["success"] is True and result["target"] == "main", result
+
+    ws = workspace(server, tenant, git, tmp_path)
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    git("push", "-q", "origin", "origin/parent:main", cwd=ws["work"])  # merged by a fast-forward push
+    git("push", "-q", "origin", ":parent", cwd=ws["work"])
+    result = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge").json()
+    assert result["success"] is True and result["target"] == "main", result
 
 
 def test_names_are_checked_for_what_they_say(server, tenant, git, tmp_path, dumb_http_remote):

@@ -99,6 +99,12 @@ def test_seed_workspace_flow(server, tenant, git, tmp_path, seeded):
                            headers=dojo.headers, timeout=30).json()["data"]
     assert commits[0]["source"] == "workspace" and commits[0]["intent"]["goal"] == "Add GitHub OAuth authentication"
 
+    squashed = v1(server, tenant, "POST", f"{repo}/stacks/{stack['id']}/merge", {"strategy": "squash"})
+    assert squashed.status_code == 200 and squashed.json()["data"]["success"] is True, squashed.text
+    merged = v1(server, tenant, "GET", f"{repo}/commits?branch=main").json()["data"][0]
+    assert merged["message"].startswith("Add authentication system\n\n* Implement OAuth flow"), merged
+    assert merged["intent"]["goal"] == "Add GitHub OAuth authentication"  # the squash kept the commit's intent
+
     deleted = dojo("DELETE", f"/workspaces/{ws_id}")
     assert deleted.status_code == 200
     assert dojo("GET", "/workspaces").json()["workspaces"] == []

@@ -96,6 +96,30 @@ def test_squash_is_one_commit_on_the_target(work):
     assert commit.tree.decode() == work.git("merge-tree", "--write-tree", "main", "feature").split("\n")[0]
 
 
+def test_a_squash_without_a_message_lists_the_commits_messages_and_keeps_their_intent(work):
+    """The squash of a pull request (a stack) was its title alone: the commits' messages and the intent trailers
+    they carried were lost from the target's history."""
+    from storage.intent import intent_from_message, message_with_intent
+
+    work.git("checkout", "-q", "feature")
+    work.commit({"d.txt": "d\n"}, message_with_intent("Implement OAuth flow\n\nWith a callback.",
+                                                      {"goal": "Add GitHub OAuth", "confidence": "low"}))
+    work.commit({"e.txt": "e\n"}, message_with_intent("Tests", {"confidence": "high", "agent": "claude"}))
+    work.git("checkout", "-q", "main")
+    repo, plan = _plan(work, "squash", title="Add auth")
+    plan.persist()
+    message = repo[plan.new_head.encode()].message.decode()
+    assert message == ("Add auth\n\n* feature one\n\n* feature two\n\n* Implement OAuth flow\n\nWith a callback.\n\n"
+                       "* Tests\n\nIntent-Goal: Add GitHub OAuth\nIntent-Confidence: high\nIntent-Agent: claude\n")
+    assert intent_from_message(message) == {"goal": "Add GitHub OAuth", "confidence": "high", "agent": "claude"}
+    _, plan = _plan(work, "squash")
+    plan.persist()
+    assert repo[plan.new_head.encode()].message.decode().startswith("Squashed commit of branch 'feature' into main\n\n")
+    _, plan = _plan(work, "merge", title="Add auth")
+    plan.persist()
+    assert repo[plan.new_head.encode()].message == b"Add auth\n"
+
+
 def test_rebase_replays_each_commit_like_git_rebase(work):
     repo, plan = _plan(work, "rebase")
     assert len(plan.new_commits) == 2

@@ -233,7 +233,7 @@ def retry_branch(call: Call, workspace_id: str, branch_id: str):
        response=HoodyStatus)
 def branch_status(call: Call, workspace_id: str, branch_id: str):
     repo, listed = _branch(call, workspace_id, branch_id)
-    counts = service.status(call.context, repo, listed)
+    counts = service.status(call.session, call.context, repo, listed)
     return HoodyStatus(branch=listed.row.name, ahead=counts.ahead, behind=counts.behind, staged=0, unstaged=0,
                        untracked=0, clean=True)
 
@@ -243,7 +243,7 @@ def branch_status(call: Call, workspace_id: str, branch_id: str):
 def branch_diff(call: Call, workspace_id: str, branch_id: str, query: HoodyDiffQuery):
     repo, listed = _branch(call, workspace_id, branch_id)
     full = query.format == "full"
-    result = service.diff(call.context, repo, listed, query.base, query.file, full, session=call.session)
+    result = service.diff(call.session, call.context, repo, listed, query.base, query.file, full)
     for entry in result["files"]:
         if not full:
             entry.pop("hunks", None)
