@@ -52,6 +52,7 @@ def post_worker_init(worker):
     settings = getattr(load(), "settings", None)
     if settings is not None and hasattr(worker, "use_limits"):
         worker.use_limits(settings.request_head_timeout, settings.request_body_grace, settings.request_body_min_rate)
+        worker.use_memory_limit(settings.worker_private_memory_limit)
     started = getattr(worker.wsgi, "worker_started", None)
     if started is not None:
         started()

@@ -23,6 +23,10 @@ import time
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from control.worker_memory import MemoryWatch
+from server.heap import large_transfers
+from storage.jobs import work_in_hand
+
 _MESSAGE = b"the request head did not arrive in time\n"
 REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
                    b"Content-Length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE))
@@ -146,12 +150,31 @@ class DeadlineWorker(ThreadWorker):
     def init_process(self):
         self.head_deadlines = HeadDeadlines(30.0, self.cfg.threads)
         self.body_rates = BodyRates(30.0, 1024.0)
+        self.memory_watch: MemoryWatch | None = None
         super().init_process()
 
     def use_limits(self, head_timeout: float, body_grace: float, body_min_rate: float) -> None:
         """The application's settings (gunicorn_conf.post_worker_init)."""
         self.head_deadlines.seconds = head_timeout
         self.body_rates.grace, self.body_rates.min_rate = body_grace, body_min_rate
+
+    def use_memory_limit(self, limit: int) -> None:
+        """Retire once it holds more than `limit` bytes of private memory after a large transfer
+        (control.worker_memory); 0: never. Only
+        when the master has built the application: a worker forked from one that has not builds its own again,
+        all of it private, and cannot answer while it does."""
+        if limit and self.cfg.preload_app:
+            self.memory_watch = MemoryWatch(limit)
+
+    def _retire_if_outgrown(self, now: float) -> None:
+        watch = self.memory_watch
+        if watch is None or not self.alive or self.nr_conns or work_in_hand():
+            return
+        if not watch.outgrown(now, large_transfers()):
+            return
+        self.log.info("worker holds %d MiB of its own (more than %d MiB): replaced by a fresh fork",
+                      watch.last >> 20, watch.limit >> 20)
+        self.alive = False
 
     def head_received(self, request) -> None:
         """gunicorn_conf.pre_request: the head is in and its deadline no longer applies; the body is metered. A
@@ -188,7 +211,7 @@ class DeadlineWorker(ThreadWorker):
 
     def murder_keepalived(self, *args, **kwargs):
         """Called by the main loop at least once a second: also gives up on heads past their deadline and on
-        bodies arriving too slowly."""
+        bodies arriving too slowly, and retires the worker once it holds more private memory than its limit."""
         super().murder_keepalived(*args, **kwargs)
         now = time.monotonic()
         late = self.head_deadlines.expired(now)
@@ -202,3 +225,4 @@ class DeadlineWorker(ThreadWorker):
         if slow:
             self.log.info("closed %d connection(s) whose request body arrived slower than %.0f bytes/s",
                           len(slow), self.body_rates.min_rate)
+        self._retire_if_outgrown(now)

@@ -21,8 +21,18 @@ def _load_trim():
 
 
 _malloc_trim = _load_trim()  # None where the C library has no malloc_trim (musl, macOS)
+_large_transfers = 0
 
 
 def after_transfer(size: int) -> None:
-    if size >= LARGE_TRANSFER and _malloc_trim is not None:
+    global _large_transfers
+    if size < LARGE_TRANSFER:
+        return
+    _large_transfers += 1  # two at once may count one: the next counts again
+    if _malloc_trim is not None:
         _malloc_trim(0)
+
+
+def large_transfers() -> int:
+    """How many transfers of LARGE_TRANSFER or more this process has served (control/worker_memory.py)."""
+    return _large_transfers

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS = (1, 5, 15)
@@ -128,6 +128,17 @@ _QUEUES: "weakref.WeakSet[InProcessQueue]" = weakref.WeakSet()
 os.register_at_fork(after_in_child=lambda: [q.forget_threads() for q in list(_QUEUES)])
 
 
+def work_in_hand(queues: "Iterable[InProcessQueue] | None" = None) -> bool:
+    """Whether an in-process queue of this process (or of `queues`) holds a job queued, running, or waiting to be
+    retried (the process must not end now)."""
+    for jobs in list(_QUEUES if queues is None else queues):
+        retries = jobs._retries
+        # retries first: one leaving them is on its queue by the time it is gone from them (RetryTimer._run)
+        if (retries is not None and retries.waiting()) or jobs._queue.unfinished_tasks:
+            return True
+    return False
+
+
 class TryAgain(Exception):
     """Raised by a job that did what it could and asks to run again after its next retry delay (a webhook whose
     receiver did not answer 2xx): not a failure of the server's, so no traceback is logged."""
@@ -167,6 +178,10 @@ class RetryTimer:
             self._waiting_ids.add(job.job_id)
             heapq.heappush(self._waiting, (time.monotonic() + delay, next(self._order), job, attempt))
             self._changed.notify_all()
+
+    def waiting(self) -> bool:
+        with self._changed:
+            return bool(self._waiting)
 
     def wait_until_none_waits(self) -> bool:
         """Block until no retry waits; whether one did."""

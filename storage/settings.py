@@ -49,6 +49,9 @@ class Settings(BaseModel):
     pack_cache_min_occurrences: int = Field(default=1, ge=0, le=1000)
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
+    # bytes of memory of its own (pages it does not share with the master) past which a worker is replaced by a
+    # fresh fork once idle; 0: never (control/worker_memory.py)
+    worker_private_memory_limit: int = Field(default=16 * MiB, ge=0)
     # seconds a push's checks or effects wait for a database lock (PostgreSQL) before trying again: a table locked
     # for minutes (a migration, VACUUM FULL) kept a push whose ref had moved waiting that long for "ok"
     database_lock_wait: float = Field(default=10, gt=0)

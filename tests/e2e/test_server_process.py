@@ -207,3 +207,35 @@ def _killed_while_its_rows_wait(server, tenant, repo: str, change) -> None:
         time.sleep(0.1)
     assert row() == moved == head()
     assert not list(path.glob("driftstone-changing-*"))
+
+
+def test_a_worker_a_large_transfer_left_over_its_memory_limit_is_replaced_by_a_fresh_fork(tmp_path, git):
+    """Small requests never make a worker retire (each retirement is a fork and a start-up job, and a warm worker
+    is near the limit); a push of 16 MiB or more through one that leaves it over its limit (1 byte here) does,
+    once the push is over, and the master forks another. Every request is answered meanwhile."""
+    server = start_server(tmp_path / "data", {"DRIFTSTONE_WORKER_PRIVATE_MEMORY_LIMIT": "1"})
+    try:
+        tenant = server.tenant()
+        repo = tenant.repo()
+        work = tmp_path / "work"
+        git("init", "-q", "-b", "main", str(work))
+        for i in range(6):
+            git.commit(work, {f"small-{i}.txt": f"{i}\n"}, f"small {i}")
+            git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+            git("ls-remote", tenant.url(repo), cwd=work)
+        time.sleep(3)  # more than a look's interval (control/worker_memory.py)
+        assert "fresh fork" not in server.log_text()
+        workers = set(_children(server.process.pid, 2))
+
+        git.commit(work, {"large.bin": os.urandom(17 * 1024 * 1024)}, "large")
+        git("push", "-q", tenant.url(repo), "HEAD:main", cwd=work)
+        deadline = time.monotonic() + 30
+        while (now := set(_children(server.process.pid, 2))) == workers or len(now) != 2:
+            assert time.monotonic() < deadline, (workers, now, server.log_text())
+            time.sleep(0.1)
+        assert "replaced by a fresh fork" in server.log_text()
+        clone = tmp_path / "clone"
+        git("clone", "-q", tenant.url(repo), str(clone))
+        assert (clone / "large.bin").stat().st_size == 17 * 1024 * 1024
+    finally:
+        server.stop()
