@@ -52,3 +52,18 @@ def intent_from_message(message: str) -> dict[str, str] | None:
             key = words[0].lower() + "".join(w.capitalize() for w in words[1:])
             intent[key] = match.group(2)
     return intent or None
+
+
+def without_intent_trailers(message: str) -> tuple[str, list[str]]:
+    """A message without the intent trailers of its last paragraph (other trailers stay), and those lines as they
+    are written."""
+    body, _, last = message.strip("\n").rpartition("\n\n")
+    if not body:
+        return message.strip("\n"), []
+    intent, others = [], []
+    for line in last.splitlines():
+        match = _TRAILER.match(line)
+        (intent if match and match.group(1).startswith(PREFIX) else others).append(line)
+    if not intent:
+        return message.strip("\n"), []
+    return (body + "\n\n" + "\n".join(others) if others else body), intent

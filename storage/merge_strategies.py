@@ -25,7 +25,7 @@ from dulwich.objects import Commit, Tree
 from .git_merge import MergeResult, MergeStore, merge_bases_in, merge_commits, merge_trees
 from .merge_store import EMPTY_TREE
 from .git_objects import Identity
-from .intent import message_with_intent, split_intent
+from .intent import without_intent_trailers
 
 STRATEGIES = ("merge", "squash", "rebase")
 
@@ -175,7 +175,7 @@ def commits_to_replay(store: MergeStore, upstream: bytes | None, head: bytes, li
 
 
 def _message(commit: Commit) -> str:
-    return commit.message.decode("utf-8", "replace").strip()
+    return _in_utf8(commit)[1].decode("utf-8", "replace").strip()
 
 
 def _subject(commit: Commit) -> str:
@@ -351,13 +351,18 @@ def _text(message: str) -> bytes:
 
 def _squash_message(store: MergeStore, commits: list[bytes], source_name: str, target_name: str,
                     title: str | None) -> str:
-    """As GitHub writes a squash: the title, then each commit's message as an item of a list; the intent the
-    commits carried (storage/intent.py; a later commit's value of a key over an earlier one's) as the squash's
-    own trailers, where they were each commit's."""
-    items, intent = [], {}
+    """As GitHub writes a squash: the title, then each commit's message as an item of a list; the intent trailers
+    the commits carried (storage/intent.py) as the squash's own, as they were written (a later commit's over an
+    earlier one's of the same name)."""
+    items, trailers = [], {}
     for oid in commits:
-        text, carried = split_intent(_message(_commit(store, oid)))
-        items.append(f"* {text}")
-        intent.update(carried or {})
-    first = title or f"Squashed commit of branch '{source_name}' into {target_name}"
-    return message_with_intent("\n\n".join([first, *items]), intent)
+        text, intent_lines = without_intent_trailers(_message(_commit(store, oid)))
+        items.append(f"* {text}" if text else "*")
+        for line in intent_lines:
+            name = line.split(":", 1)[0].lower()
+            trailers.pop(name, None)
+            trailers[name] = line
+    paragraphs = [title or f"Squashed commit of branch '{source_name}' into {target_name}", *items]
+    if trailers:
+        paragraphs.append("\n".join(trailers.values()))
+    return "\n\n".join(paragraphs) + "\n"

@@ -120,6 +120,23 @@ def test_a_squash_without_a_message_lists_the_commits_messages_and_keeps_their_i
     assert repo[plan.new_head.encode()].message == b"Add auth\n"
 
 
+def test_a_squash_keeps_other_trailers_in_place_intent_ones_as_written_and_legacy_encodings_readable(work):
+    """A review of the squash message: Intent-Plan beside a Signed-off-by was written twice, Intent-Task-Id came
+    back as Intent-TaskId (read as `taskid`), and an ISO-8859-1 message was mangled."""
+    work.git("checkout", "-q", "feature")
+    work.commit({"d.txt": "d\n"}, "Signed\n\nSigned-off-by: Dev <dev@x>\nIntent-Plan: p\nIntent-Task-Id: 42")
+    (work.path.parent / "latin-1").write_bytes("Café été".encode("latin-1"))
+    work.git("-c", "i18n.commitEncoding=ISO-8859-1", "commit", "-q", "--allow-empty", "-F",
+             str(work.path.parent / "latin-1"))
+    work.git("checkout", "-q", "main")
+    repo, plan = _plan(work, "squash", title="T")
+    plan.persist()
+    message = repo[plan.new_head.encode()].message.decode()
+    assert message.endswith("* Signed\n\nSigned-off-by: Dev <dev@x>\n\n* Café été\n\n"
+                            "Intent-Plan: p\nIntent-Task-Id: 42\n"), message
+    assert message.count("Intent-Plan") == 1
+
+
 def test_rebase_replays_each_commit_like_git_rebase(work):
     repo, plan = _plan(work, "rebase")
     assert len(plan.new_commits) == 2
