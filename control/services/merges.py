@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hooks.checks import THROUGH_A_STACK, takes_changes_only_through_stacks
 from hooks.locks import refuse_locked_paths
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage import git_objects, git_refs
+from storage import git_objects, git_read, git_refs
 from storage.errors import (Conflict, DomainError, Forbidden, Invalid, NotFound, StaleRef, StorageFailure,
                             TooLarge)
 from storage.keys import Principal
@@ -231,6 +231,24 @@ def delete_merged_branch(session, app, repo: Repository, actor: Principal, sourc
         return
     outcome.source_deleted = True
     outcome.message += f" Branch {source!r} deleted."
+    # as GitHub retargets the pull requests onto a merged branch it deletes: the branches made from it go onto
+    # where it was merged
+    session.execute(update(Branch).where(Branch.repo_id == repo.id, Branch.base_branch == source)
+                    .values(base_branch=outcome.target))
+
+
+def changes_already_in(path, commit: str, head: str) -> bool:
+    """Whether merging `commit` into `head` would change nothing: it is in it, or its changes are (squashed or
+    rebased there)."""
+    if commit == head or git_read.is_ancestor(path, commit, head):
+        return True
+    with git_objects.open_repo(path) as git_repo:
+        try:
+            plan = plan_merge(git_repo.object_store, head, commit, "squash", target_name="target",
+                              source_name="source", committer=MERGER)
+        except UnrelatedHistories:
+            return False
+    return plan.clean and plan.already_merged
 
 
 def _outcome(plan: MergePlan, target: str, label: str, dry_run: bool) -> MergeOutcome:

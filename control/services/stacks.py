@@ -231,14 +231,14 @@ def latest_stack_of_branch(session: Session, repo: Repository, branch: str, sinc
     return None if stack is None or older_than(stack, since) else stack
 
 
-def merged_stack_holding(session: Session, app, repo: Repository, branch: str, commit: str | None) -> Stack | None:
-    """The newest merged stack of `branch` whose head was `commit` or came after it (any, for no commit)."""
+def merged_stack_holding(session: Session, app, repo: Repository, branch: str, commit: str) -> Stack | None:
+    """The newest merged stack of `branch` whose head was `commit` or came after it."""
     path = app.store.path_for(repo.id)
     merged = session.scalars(select(Stack).where(Stack.repo_id == repo.id, Stack.bookmark == branch,
                                                  Stack.status == "merged")
                              .order_by(Stack.created_at.desc(), Stack.id.desc()).limit(20))
     for stack in merged:
-        if commit is None or commit == stack.head_commit or git_read.is_ancestor(path, commit, stack.head_commit):
+        if commit == stack.head_commit or git_read.is_ancestor(path, commit, stack.head_commit):
             return stack
     return None
 

@@ -144,12 +144,14 @@ def retry(session: Session, app, repo: Repository, actor: Principal, listed: Lis
 
 def base_of(session: Session, app, repo: Repository, row: Branch) -> str:
     """The branch it merges into: its base branch or, once that is gone, the branch it was merged into (GitHub
-    retargets a pull request onto the base of the one merged). A base deleted unmerged leaves none: 409, as
-    GitHub closes the pull requests onto it, rather than bring its unmerged commits into another branch."""
+    retargets a pull request onto the base of the one merged). A base deleted (or rewritten) without what this
+    branch was made from merged leaves none: 409, as GitHub closes the pull requests onto a deleted base, rather
+    than bring those unmerged commits into another branch."""
     base = _live_base(session, app, repo, row)
     if base is None:
-        raise Conflict(f"its base branch {row.base_branch!r} was deleted without being merged: there is no branch "
-                       "to merge it into", {"id": row.id, "baseBranch": row.base_branch})
+        raise Conflict(f"its base branch {row.base_branch!r} was deleted or rewritten without the commits this branch "
+                       "was made from being merged: there is no branch to merge it into",
+                       {"id": row.id, "baseBranch": row.base_branch})
     return base
 
 
@@ -157,17 +159,21 @@ MAX_RETARGETS = 20
 
 
 def _live_base(session: Session, app, repo: Repository, row: Branch) -> str | None:
-    """Its base branch while it is there; then where that branch's pull request was merged with the commit this
-    branch was made from (and so on up), or the default branch if that commit is in it already; else None."""
+    """Its base branch while it holds the commit this branch was made from; once it is gone, where its pull
+    request was merged with that commit (and so on up), or the default branch if that commit's changes are in it
+    already; else None."""
     path = app.store.path_for(repo.id)
     base, fork = row.base_branch or repo.default_branch, row.base_commit
     for _ in range(MAX_RETARGETS):
-        if base == repo.default_branch or git_refs.read_ref(path, f"refs/heads/{base}") is not None:
+        head = git_refs.read_ref(path, f"refs/heads/{base}")
+        if base == repo.default_branch or (head is not None and
+                                           (fork is None or merges.changes_already_in(path, fork, head))):
             return base
-        merged = stacks.merged_stack_holding(session, app, repo, base, fork)
+        merged = stacks.merged_stack_holding(session, app, repo, base, fork) if fork is not None else None
         if merged is None:
             default_head = git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
-            landed = fork is not None and default_head is not None and git_read.is_ancestor(path, fork, default_head)
+            landed = (fork is not None and default_head is not None
+                      and merges.changes_already_in(path, fork, default_head))
             return repo.default_branch if landed else None
         base, fork = merged.base_branch, merged.merged_sha
     return None
@@ -245,9 +251,6 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
                                   on_merged=mark_its_stack_merged,
                                   expected_source=stack.head_commit if stack is not None else None,
                                   title=stack.title if stack is not None else None)
-    if outcome.source_deleted:  # as GitHub retargets the pull requests onto a merged one it deletes
-        session.execute(update(Branch).where(Branch.repo_id == repo.id, Branch.base_branch == listed.row.name)
-                        .values(base_branch=base))
     return outcome
 
 

@@ -698,8 +698,8 @@ def test_a_branch_whose_base_was_deleted_unmerged_is_merged_nowhere(server, tena
     main = remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main")
     for strategy in ("squash", "merge", "rebase"):
         refused = call(server, tenant, "POST", f"{one}/merge", {"strategy": strategy})
-        assert "deleted without being merged" in hoody_error(refused, 409)
-    assert "deleted without being merged" in hoody_error(call(server, tenant, "POST", f"{one}/pr"), 409)
+        assert "deleted or rewritten without" in hoody_error(refused, 409)
+    assert "deleted or rewritten without" in hoody_error(call(server, tenant, "POST", f"{one}/pr"), 409)
     assert remote_ref(git, tenant.url(ws["slug"]), "refs/heads/main") == main
     status = call(server, tenant, "GET", f"{one}/status")
     assert status.status_code == 200 and status.json()["ahead"] == 1  # against the commit it was made from
@@ -722,6 +722,37 @@ def test_a_branch_whose_base_was_merged_by_its_pull_request_or_by_git_goes_onto_
     git("push", "-q", "origin", ":parent", cwd=ws["work"])
     result = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge").json()
     assert result["success"] is True and result["target"] == "main", result
+
+
+def test_a_base_squashed_without_a_pull_request_then_deleted_is_followed_and_a_recreated_one_is_not(
+        server, tenant, git, tmp_path):
+    """A review of the 409 above: a base squash-merged with no pull request and deleted by a later request read as
+    deleted unmerged; one deleted by the /v1 merge kept its branches' base; a base deleted and made again under its
+    name took the abandoned commits its branches were made from."""
+    ws = workspace(server, tenant, git, tmp_path)
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    merged = call(server, tenant, "POST", f"{branches(ws)}/{parent['id']}/merge", {"strategy": "squash"}).json()
+    assert merged["success"] is True, merged
+    assert call(server, tenant, "DELETE", f"{branches(ws)}/{parent['id']}").status_code == 200
+    result = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge").json()
+    assert result["success"] is True and result["target"] == "main", result
+
+    ws = workspace(server, tenant, git, tmp_path)
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    merged = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/merges",
+                 {"source": "parent", "strategy": "squash", "delete_branch": True})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    listed = {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}
+    assert listed[child["id"]]["base_branch"] == "main"
+
+    ws = workspace(server, tenant, git, tmp_path)
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    assert call(server, tenant, "DELETE", f"{branches(ws)}/{parent['id']}").status_code == 200
+    create(server, tenant, ws, name="parent")  # again, from main
+    refused = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge")
+    assert "deleted or rewritten without" in hoody_error(refused, 409)
+    git("fetch", "-q", "origin", cwd=ws["work"])
+    assert "abandoned.txt" not in git.out("ls-tree", "--name-only", "origin/parent", cwd=ws["work"]).split()
 
 
 def test_names_are_checked_for_what_they_say(server, tenant, git, tmp_path, dumb_http_remote):
