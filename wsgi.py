@@ -88,6 +88,12 @@ class _LazyApplication:
             app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
         watch_abandoned_jobs()
 
+    def worker_exiting(self) -> None:
+        """A worker leaving (replaced for its memory, or the server stopping) closes its database connections rather
+        than leave PostgreSQL to find them cut."""
+        if self._app is not None:
+            self._app.db.dispose()
+
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)
 

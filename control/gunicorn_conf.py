@@ -58,6 +58,15 @@ def post_worker_init(worker):
         started()
 
 
+def worker_exit(server, worker):
+    leaving = getattr(worker.wsgi, "worker_exiting", None)
+    if leaving is not None:
+        try:
+            leaving()
+        except Exception:  # the database away: nothing to close cleanly
+            server.log.debug("could not close the worker's database connections", exc_info=True)
+
+
 def pre_request(worker, req):
     if hasattr(worker, "head_received"):
         worker.head_received(req)

@@ -24,3 +24,27 @@ def test_the_master_configures_the_orm_mappers_before_the_fork(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+_EXITING = """
+import wsgi
+app = wsgi.application.load()
+with app.db.session() as session:
+    session.execute(__import__("sqlalchemy").text("select 1"))
+pool = app.db.engine.pool
+before = pool.checkedin()
+wsgi.application.worker_exiting()
+print(before, app.db.engine.pool.checkedin())
+"""
+
+
+def test_a_worker_leaving_closes_its_database_connections(tmp_path):
+    """gunicorn's worker_exit: a worker replaced for its memory left its pooled connections for the database to
+    find cut (PostgreSQL logs each)."""
+    env = {"DRIFTSTONE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    driftstone = Path(sys.executable).parent / "driftstone"
+    subprocess.run([str(driftstone), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", _EXITING], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "0"]
