@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from storage import git_read, git_refs
 from storage.db import in_chunks
@@ -34,16 +34,17 @@ LOOK_BACK = 10_000
 
 
 def mark_landed_stacks(ctx: ChangeContext, applied: Sequence[RefUpdate], session) -> None:
-    """Effect: open stacks onto a branch this change moved whose head is among the commits it brought (one
+    """Effect: open stacks onto a branch this change moved (or made: a stack submitted before its repository
+    had commits waits on a default branch yet to be) whose head is among the commits it brought (one
     `git rev-list`, and only when stacks wait on the branch)."""
-    moved = {update.branch: update for update in applied
-             if update.branch is not None and not update.is_delete and not update.is_create}
+    moved = {update.branch: update for update in applied if update.branch is not None and not update.is_delete}
     if not moved:
         return
     actor = ctx.actor.key_id if ctx.actor else None
     for branch, stacks in _open_stacks_onto(session, ctx.repo.id, list(moved)).items():
         change = moved[branch]
-        brought = set(git_read.newest_commits(ctx.repo_path, change.new, exclude=change.old, limit=LOOK_BACK))
+        brought = set(git_read.newest_commits(ctx.repo_path, change.new,
+                                              exclude=None if change.is_create else change.old, limit=LOOK_BACK))
         _mark_merged(session, ctx.repo, branch, [stack_id for stack_id, head in stacks if head in brought],
                      change.new, actor)
 
@@ -134,7 +135,7 @@ def _open_stacks_onto(session, repo_id: str, branches: list[str]) -> dict[str, l
     for chunk in in_chunks(branches):
         rows = session.execute(select(Stack.id, Stack.base_branch, Stack.head_commit).where(
             Stack.repo_id == repo_id, Stack.status == "open", Stack.base_branch.in_(chunk),
-            Stack.head_commit != Stack.base_commit))
+            or_(Stack.base_commit.is_(None), Stack.head_commit != Stack.base_commit)))
         for stack_id, branch, head in rows:
             found.setdefault(branch, []).append((stack_id, head))
     return found

@@ -90,7 +90,7 @@ def submit(session: Session, app, repo: Repository, workspace: Workspace, actor:
         session.add(stack)
     stack.title = title
     stack.parent_stack_id = parent.id if parent else None
-    stack.base_branch, stack.base_commit = base_branch, base_commit or workspace.current_commit
+    stack.base_branch, stack.base_commit = base_branch, base_commit
     stack.head_commit, stack.commits = workspace.current_commit, commits
     session.flush()
     _tell_changes(session, repo, stack, before, actor)

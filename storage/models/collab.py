@@ -69,7 +69,7 @@ class Stack(Base):
     title: Mapped[str] = mapped_column(Text)
     bookmark: Mapped[str] = mapped_column(String(255))
     base_branch: Mapped[str] = mapped_column(String(255))
-    base_commit: Mapped[str] = mapped_column(String(64))
+    base_commit: Mapped[str | None] = mapped_column(String(64), default=None)  # none in a repository without commits
     head_commit: Mapped[str] = mapped_column(String(64))
     commits: Mapped[list] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | merged | closed

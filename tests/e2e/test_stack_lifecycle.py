@@ -332,3 +332,25 @@ def test_stack_edits_that_break_the_rules_are_refused_in_the_envelope_and_change
     assert hidden.status_code == 404
     kept = stack_of(server, tenant, repo, stack["id"])
     assert (kept["status"], kept["title"]) == ("open", "rules: work")
+
+
+def test_a_stack_in_a_repository_without_commits_has_no_base_and_a_push_of_its_head_lands_it(server, tenant, git,
+                                                                                             tmp_path):
+    """Its base commit read its own head (a diff of base..head showed nothing), and a push of its head to the
+    default branch never marked it merged: stacks whose head is their base were taken for empty."""
+    repo = tenant.repo()
+    dojo = Dojo(server, tenant, repo)
+    _, stack, sha = submit_work(dojo, "first", {"a.txt": "a\n"})
+    assert stack["base_commit"] is None and stack["head_commit"] == sha and stack["commits"] == [sha]
+    assert v1(server, tenant, "GET", f"{repo}/stacks/{stack['id']}").json()["data"]["baseCommit"] is None
+    work = tmp_path / "clone"
+    git("clone", "-q", "-b", stack["bookmark"], tenant.url(repo), str(work))
+    git("push", "-q", "origin", f"{sha}:refs/heads/main", cwd=work)
+    landed = stack_of(server, tenant, repo, stack["id"])
+    assert (landed["status"], landed["mergedSha"]) == ("merged", sha)
+
+    other = tenant.repo()
+    _, stack, sha = submit_work(Dojo(server, tenant, other), "squashed", {"b.txt": "b\n"})
+    merged = v1(server, tenant, "POST", f"{other}/stacks/{stack['id']}/merge", {"strategy": "squash"})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    assert stack_of(server, tenant, other, stack["id"])["status"] == "merged"

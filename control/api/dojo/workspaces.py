@@ -95,7 +95,7 @@ class DojoStackOut(DojoModel):
     title: str
     bookmark: str
     base_branch: str
-    base_commit: str
+    base_commit: str | None
     head_commit: str
     commits: list[str]
     status: str

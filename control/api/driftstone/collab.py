@@ -53,7 +53,7 @@ class StackOut(WireModel):
     title: str
     bookmark: str
     base_branch: str
-    base_commit: str
+    base_commit: str | None
     head_commit: str
     commits: list[str]
     status: str
