@@ -56,6 +56,16 @@ def review_submitted(session, repo: RepoLike, stack: Stack, review: StackReview)
         **_where(repo), "actorKeyId": review.reviewer_key_id})
 
 
+def review_dismissed(session, repo: RepoLike, stack: Stack, review: StackReview, actor_key_id: str | None) -> None:
+    described = _described(session, stack)
+    given = {"id": review.id, "state": review.state, "body": review.body, "reviewerName": review.reviewer_name,
+             "headCommit": review.head_commit, "dismissalMessage": review.dismissal_message}
+    _record(session, repo, actor_key_id, "stack.review_dismissed", {"stack": described, "review": given})
+    queue_event(session, repo.id, PULL_REQUEST_REVIEW, {
+        "event": PULL_REQUEST_REVIEW, "action": "dismissed", "review": given, "pullRequest": described,
+        **_where(repo), "actorKeyId": actor_key_id})
+
+
 def _described(session, stack: Stack) -> dict:
     return {"id": stack.id, "number": stack_number(session, stack), "title": stack.title,
             "state": "open" if stack.status == "open" else "closed", "merged": stack.status == "merged",

@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 from hooks.checks import required_approvals
 from hooks.pipeline import apply_ref_change
 from hooks.refs import ZERO_SHA, RefUpdate
-from hooks.stack_events import review_submitted, stack_changed
+from hooks.stack_events import review_dismissed, review_submitted, stack_changed
 from hooks.stacks_follow_refs import take_head
 from storage import git_objects, git_read, git_refs
 from storage.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, StaleRef, TooLarge
 from storage.ids import new_id
 from storage.keys import Principal, key_in_force
-from storage.models import Repository, Stack, StackReview, Workspace
+from storage.models import Repository, Stack, StackReview, Workspace, utcnow
 from storage.times import as_utc
 from storage.repo_writes import serialize_repository_writes
 
@@ -352,6 +352,27 @@ def review_stack(session: Session, repo: Repository, stack: Stack, actor: Princi
     return review
 
 
+def dismiss_review(session: Session, repo: Repository, stack: Stack, review_id: str, actor: Principal,
+                   message: str) -> StackReview:
+    """GitHub's dismissal: the review counts no more (a change request of a reviewer who is away need not hold the
+    stack for ever), nor do that reviewer's earlier ones; their next review counts again."""
+    serialize_repository_writes(session, repo.id)  # as a review: a merge racing it goes first or sees it
+    session.refresh(stack)
+    review = session.scalar(select(StackReview).where(StackReview.id == review_id, StackReview.stack_id == stack.id))
+    if review is None:
+        raise NotFound(f"review {review_id!r} not found", {"id": review_id})
+    if stack.status != "open":
+        raise Conflict(f"stack is {stack.status}", {"status": stack.status})
+    if review.state == "comment":
+        raise Invalid("a comment is no verdict: only an approval or a change request is dismissed", {"id": review_id})
+    if review.dismissed_at is not None:
+        raise Conflict("the review is dismissed already", {"id": review_id})
+    review.dismissed_at, review.dismissed_by_key_id, review.dismissal_message = utcnow(), actor.key_id, message
+    session.flush()
+    review_dismissed(session, repo, stack, review, actor.key_id)
+    return review
+
+
 def review_decision(session: Session, stack: Stack, reviews: list[StackReview], head: str | None = None) -> str:
     """GitHub's reviewDecision, counted as the merge counts them: changes_requested while a reviewer's latest
     verdict on the head (default: the stack's) asks for changes; approved once as many others than its author
@@ -367,11 +388,14 @@ def approvals(reviews: list[StackReview], stack: Stack, head: str | None = None)
     """(approving, requesting changes) reviewers, each by their latest verdict (a reviewer: a key, whatever names
     it gives; the stack's own author's key counts for neither), as GitHub counts them: an approval of the head
     (default: the stack's) only, a commit pushed since makes it stale; a change request until its reviewer
-    approves, whatever was pushed since."""
+    approves, whatever was pushed since. A dismissed review clears its reviewer's verdicts up to it."""
     head = head or stack.head_commit
     latest, on_head = {}, {}
     for review in reviews:
-        if (review.state != "comment" and review.reviewer_key_id is not None
+        if review.dismissed_at is not None:
+            latest.pop(review.reviewer_key_id, None)
+            on_head.pop(review.reviewer_key_id, None)
+        elif (review.state != "comment" and review.reviewer_key_id is not None
                 and review.reviewer_key_id != stack.created_by_key_id):
             latest[review.reviewer_key_id] = review.state
             if review.head_commit == head:

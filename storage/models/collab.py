@@ -90,3 +90,6 @@ class StackReview(Base):
     reviewer_name: Mapped[str | None] = mapped_column(String(200), default=None)
     head_commit: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dismissed_at: Mapped[datetime | None] = mapped_column(default=None)  # GitHub's dismissal: it counts no more
+    dismissed_by_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    dismissal_message: Mapped[str | None] = mapped_column(Text, default=None)

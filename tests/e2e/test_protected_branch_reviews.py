@@ -313,6 +313,49 @@ def test_a_change_request_of_a_key_revoked_since_holds_nothing_back(server, tena
     assert api(server, tenant.keys["agent"], "POST", f"{path}/merge", {}).status_code == 200
 
 
+def test_an_admin_dismisses_a_change_request_that_would_hold_the_stack_and_it_counts_no_more(server, tenant, git,
+                                                                                              tmp_path, receiver):
+    """GitHub's dismissal: a change request of a reviewer who is away held the stack for ever (only their own
+    approval answered it). An admin key dismisses it, with a message; the reviewer's earlier verdicts go with it,
+    their next review counts again. Comments are no verdict; nothing is dismissed twice or on a closed stack."""
+    from tests.e2e.test_stack_lifecycle import subscribe
+
+    repo, _ = gated_repo(server, tenant, git, tmp_path, approvals=1)
+    subscribe(server, tenant, repo, receiver, events=("pull_request_review",))
+    _, stack, _ = submit_work(Dojo(server, tenant, repo), "held", {"d.txt": "d\n"})
+    path = f"/v1/repos/{repo}/stacks/{stack['id']}"
+    reviewer = api(server, tenant.keys["admin"], "POST", "/v1/keys", {"name": "away", "scope": "agent"}).json()["data"]
+    assert api(server, reviewer["key"], "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201
+    held = api(server, reviewer["key"], "POST", f"{path}/reviews", {"state": "request_changes", "body": "no"}).json()
+    comment = api(server, reviewer["key"], "POST", f"{path}/reviews", {"state": "comment"}).json()["data"]
+    assert api(server, tenant.keys["read"], "GET", path).json()["data"]["reviewDecision"] == "changes_requested"
+
+    dismissal = f"{path}/reviews/{held['data']['id']}/dismissals"
+    assert api(server, tenant.keys["agent"], "PUT", dismissal, {"message": "stale"}).status_code == 403
+    assert api(server, tenant.keys["admin"], "PUT", dismissal, {}).status_code == 422
+    assert api(server, tenant.keys["admin"], "PUT", f"{path}/reviews/{comment['id']}/dismissals",
+               {"message": "x"}).status_code == 422  # as GitHub answers
+    assert api(server, tenant.keys["admin"], "PUT", f"{path}/reviews/rev_nope/dismissals",
+               {"message": "x"}).status_code == 404
+    assert api(server, server.tenant().keys["admin"], "PUT", dismissal, {"message": "x"}).status_code == 404
+    dismissed = api(server, tenant.keys["admin"], "PUT", dismissal, {"message": "the reviewer is away"})
+    assert dismissed.status_code == 200, dismissed.text
+    assert dismissed.json()["data"]["dismissalMessage"] == "the reviewer is away"
+    assert dismissed.json()["data"]["dismissedAt"] is not None
+    assert api(server, tenant.keys["admin"], "PUT", dismissal, {"message": "again"}).status_code == 409
+    got = api(server, tenant.keys["read"], "GET", path).json()["data"]
+    assert got["reviewDecision"] == "pending"  # its earlier approval went with it
+    assert [r["dismissedAt"] is not None for r in got["reviews"]] == [False, True, False]
+    assert "needs 1 approving" in api(server, tenant.keys["agent"], "POST", f"{path}/merge", {}).json()["error"]
+    [payload] = [body for _, body in receiver.wait_for("pull_request_review", 4) if body["action"] == "dismissed"]
+    assert payload["review"]["dismissalMessage"] == "the reviewer is away"
+    assert api(server, reviewer["key"], "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201
+    assert api(server, tenant.keys["agent"], "POST", f"{path}/merge", {}).status_code == 200
+    approval = api(server, tenant.keys["read"], "GET", path).json()["data"]["reviews"][-1]
+    assert api(server, tenant.keys["admin"], "PUT", f"{path}/reviews/{approval['id']}/dismissals",
+               {"message": "late"}).status_code == 409  # merged
+
+
 def test_a_review_racing_a_hoody_branch_merge_is_seen_by_it_or_refused(server, tenant, git, tmp_path):
     """The branch's merge read the approvals before taking the repository's turn: a change request answered 201
     while the merge landed without seeing it."""

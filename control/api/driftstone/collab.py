@@ -46,6 +46,14 @@ class ReviewOut(WireModel):
     reviewer_name: str | None
     head_commit: str
     created_at: Timestamp
+    dismissed_at: Timestamp | None = None
+    dismissal_message: str | None = None
+
+
+def review_out(review) -> ReviewOut:
+    return ReviewOut(id=review.id, state=review.state, body=review.body, reviewer_name=review.reviewer_name,
+                     head_commit=review.head_commit, created_at=review.created_at, dismissed_at=review.dismissed_at,
+                     dismissal_message=review.dismissal_message)
 
 
 class StackOut(WireModel):
@@ -88,6 +96,12 @@ class CreateReview(WireModel):
                                                 "is a 409 stale_ref, the review not taken")
 
 
+class DismissReview(WireModel):
+    """GitHub's dismissal of a review: why, for the reviewer and the timeline."""
+
+    message: str = Field(min_length=1, max_length=65536)
+
+
 class MergeStackRequest(BaseModel):
     """Seed 003's merge names (`dry_run`, `deleteBranch`), as on POST /v1/repos/{repo}/merges."""
 
@@ -110,8 +124,7 @@ def stack_out(call: Call, stack, mergeable_by: str | None = None) -> StackOut:
                     status=stack.status, parent_stack_id=stack.parent_stack_id, workspace_id=stack.workspace_id,
                     merged_sha=stack.merged_sha,
                     review_decision=stack_service.review_decision(call.session, stack, reviews),
-                    mergeable=mergeable, conflicts=conflicts, reviews=[ReviewOut(id=r.id, state=r.state, body=r.body, reviewer_name=r.reviewer_name,
-                                       head_commit=r.head_commit, created_at=r.created_at) for r in reviews],
+                    mergeable=mergeable, conflicts=conflicts, reviews=[review_out(r) for r in reviews],
                     created_at=stack.created_at, updated_at=stack.updated_at)
 
 
@@ -176,8 +189,18 @@ def review_stack(call: Call, repo: str, stack_id: str, body: CreateReview):
     stack = stack_service.get_stack(call.session, row, stack_id)
     review = stack_service.review_stack(call.session, row, stack, call.principal, body.state, body.body,
                                         body.reviewer_name, body.head_commit)
-    return ReviewOut(id=review.id, state=review.state, body=review.body, reviewer_name=review.reviewer_name,
-                     head_commit=review.head_commit, created_at=review.created_at)
+    return review_out(review)
+
+
+@endpoint(bp, "PUT", "/v1/repos/<repo>/stacks/<stack_id>/reviews/<review_id>/dismissals",
+          summary="Dismiss a review (GitHub's dismissal): it no longer counts for or against the merge",
+          scope="admin", body=DismissReview, response=ReviewOut,
+          errors={409: "The stack is not open, or the review is dismissed already"})
+def dismiss_review(call: Call, repo: str, stack_id: str, review_id: str, body: DismissReview):
+    row = repo_service.visible_repo(call.session, call.principal, repo)
+    stack = stack_service.get_stack(call.session, row, stack_id)
+    return review_out(stack_service.dismiss_review(call.session, row, stack, review_id, call.principal,
+                                                   body.message))
 
 
 @endpoint(bp, "POST", "/v1/repos/<repo>/stacks/<stack_id>/merge", summary="Merge a stack into its base",
