@@ -59,7 +59,7 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    leaving = getattr(worker.wsgi, "worker_exiting", None)
+    leaving = getattr(getattr(worker, "wsgi", None), "worker_exiting", None)  # the master calls it too (a lost pid)
     if leaving is not None:
         try:
             leaving()

@@ -58,8 +58,8 @@ def review_submitted(session, repo: RepoLike, stack: Stack, review: StackReview)
 
 def review_dismissed(session, repo: RepoLike, stack: Stack, review: StackReview, actor_key_id: str | None) -> None:
     described = _described(session, stack)
-    given = {"id": review.id, "state": review.state, "body": review.body, "reviewerName": review.reviewer_name,
-             "headCommit": review.head_commit, "dismissalMessage": review.dismissal_message}
+    given = {"id": review.id, "state": "dismissed", "body": review.body, "reviewerName": review.reviewer_name,
+             "headCommit": review.head_commit, "dismissalMessage": review.dismissal_message}  # GitHub's state
     _record(session, repo, actor_key_id, "stack.review_dismissed", {"stack": described, "review": given})
     queue_event(session, repo.id, PULL_REQUEST_REVIEW, {
         "event": PULL_REQUEST_REVIEW, "action": "dismissed", "review": given, "pullRequest": described,

@@ -88,7 +88,10 @@ def _in_utf8(commit: Commit) -> tuple[bytes, bytes]:
             return commit.author, commit.message
     except LookupError:  # an encoding this Python does not know: the bytes as they are
         return commit.author, commit.message
-    return (commit.author.decode(encoding, "replace").encode(), commit.message.decode(encoding, "replace").encode())
+    try:
+        return (commit.author.decode(encoding, "replace").encode(), commit.message.decode(encoding, "replace").encode())
+    except LookupError:  # a codec that is no text encoding (`encoding base64`): the bytes as they are
+        return commit.author, commit.message
 
 
 def _is_ancestor(store: MergeStore, ancestor: bytes, descendant: bytes) -> bool:

@@ -233,7 +233,8 @@ def delete_merged_branch(session, app, repo: Repository, actor: Principal, sourc
     outcome.message += f" Branch {source!r} deleted."
     # as GitHub retargets the pull requests onto a merged branch it deletes: the branches made from it go onto
     # where it was merged
-    session.execute(update(Branch).where(Branch.repo_id == repo.id, Branch.base_branch == source)
+    session.execute(update(Branch).where(Branch.repo_id == repo.id, Branch.base_branch == source,
+                                         Branch.name != outcome.target)  # merged into its own child: no base of itself
                     .values(base_branch=outcome.target))
 
 

@@ -745,6 +745,16 @@ def test_a_base_squashed_without_a_pull_request_then_deleted_is_followed_and_a_r
     listed = {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}
     assert listed[child["id"]]["base_branch"] == "main"
 
+    ws = workspace(server, tenant, git, tmp_path)  # merged into its own child: the child is no base of itself
+    parent, child = _parent_and_child(server, tenant, git, ws)
+    merged = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/merges",
+                 {"source": "parent", "target": "child", "delete_branch": True})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    listed = {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}
+    assert listed[child["id"]]["base_branch"] == "parent"
+    refused = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge")
+    assert "deleted or rewritten without" in hoody_error(refused, 409)
+
     ws = workspace(server, tenant, git, tmp_path)
     parent, child = _parent_and_child(server, tenant, git, ws)
     assert call(server, tenant, "DELETE", f"{branches(ws)}/{parent['id']}").status_code == 200

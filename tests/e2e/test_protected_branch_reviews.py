@@ -348,7 +348,7 @@ def test_an_admin_dismisses_a_change_request_that_would_hold_the_stack_and_it_co
     assert [r["dismissedAt"] is not None for r in got["reviews"]] == [False, True, False]
     assert "needs 1 approving" in api(server, tenant.keys["agent"], "POST", f"{path}/merge", {}).json()["error"]
     [payload] = [body for _, body in receiver.wait_for("pull_request_review", 4) if body["action"] == "dismissed"]
-    assert payload["review"]["dismissalMessage"] == "the reviewer is away"
+    assert (payload["review"]["state"], payload["review"]["dismissalMessage"]) == ("dismissed", "the reviewer is away")
     assert api(server, reviewer["key"], "POST", f"{path}/reviews", {"state": "approve"}).status_code == 201
     assert api(server, tenant.keys["agent"], "POST", f"{path}/merge", {}).status_code == 200
     approval = api(server, tenant.keys["read"], "GET", path).json()["data"]["reviews"][-1]

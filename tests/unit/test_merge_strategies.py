@@ -136,6 +136,13 @@ def test_a_squash_keeps_other_trailers_in_place_intent_ones_as_written_and_legac
                             "Intent-Plan: p\nIntent-Task-Id: 42\n"), message
     assert message.count("Intent-Plan") == 1
 
+    work.git("checkout", "-q", "feature")  # a codec that is no text encoding: its bytes as they are, no crash
+    work.git("-c", "i18n.commitEncoding=base64", "commit", "-q", "--allow-empty", "-m", "odd")
+    work.git("checkout", "-q", "main")
+    _, plan = _plan(work, "squash", title="T")
+    plan.persist()
+    assert repo[plan.new_head.encode()].message.decode().endswith("* odd\n\nIntent-Plan: p\nIntent-Task-Id: 42\n")
+
 
 def test_rebase_replays_each_commit_like_git_rebase(work):
     repo, plan = _plan(work, "rebase")

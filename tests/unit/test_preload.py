@@ -48,3 +48,13 @@ def test_a_worker_leaving_closes_its_database_connections(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "0"]
+
+
+def test_the_masters_call_of_worker_exit_for_a_lost_worker_does_not_raise():
+    """gunicorn's master calls worker_exit too (a worker whose pid was already reaped): its Worker objects have no
+    application, and an exception there ends the master's loop."""
+    from types import SimpleNamespace
+
+    from control import gunicorn_conf
+
+    gunicorn_conf.worker_exit(SimpleNamespace(log=SimpleNamespace(debug=lambda *a, **k: None)), object())
