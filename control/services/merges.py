@@ -232,10 +232,10 @@ def delete_merged_branch(session, app, repo: Repository, actor: Principal, sourc
     outcome.source_deleted = True
     outcome.message += f" Branch {source!r} deleted."
     # as GitHub retargets the pull requests onto a merged branch it deletes: the branches made from it go onto
-    # where it was merged
+    # where it was merged, from the commit it was merged by (a squash holds none of its commits)
     session.execute(update(Branch).where(Branch.repo_id == repo.id, Branch.base_branch == source,
                                          Branch.name != outcome.target)  # merged into its own child: no base of itself
-                    .values(base_branch=outcome.target))
+                    .values(base_branch=outcome.target, base_commit=outcome.head_commit))
 
 
 def changes_already_in(path, commit: str, head: str) -> bool:

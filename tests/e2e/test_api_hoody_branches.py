@@ -724,6 +724,26 @@ def test_a_branch_whose_base_was_merged_by_its_pull_request_or_by_git_goes_onto_
     assert result["success"] is True and result["target"] == "main", result
 
 
+def test_a_branch_retargeted_onto_where_its_base_was_squashed_merges_there_with_its_conflicts(server, tenant, git,
+                                                                                              tmp_path):
+    """A review: retargeted onto `develop`, which then changed a file the squashed base had brought, the child's
+    merge answered 409 "deleted or rewritten" (the commit it was made from is not in develop after a squash)."""
+    ws = workspace(server, tenant, git, tmp_path)
+    create(server, tenant, ws, name="develop")
+    parent = create(server, tenant, ws, name="parent", baseBranch="develop")
+    push_commit(git, ws["work"], "parent", {"x.txt": "one\n"}, "parent")
+    child = create(server, tenant, ws, name="child", baseBranch="parent")
+    push_commit(git, ws["work"], "child", {"child.txt": "c\n"}, "child")
+    merged = call(server, tenant, "POST", f"{branches(ws)}/{parent['id']}/merge",
+                  {"strategy": "squash", "deleteBranch": True}).json()
+    assert merged["success"] is True and merged["target"] == "develop", merged
+    push_commit(git, ws["work"], "develop", {"x.txt": "two\n"}, "develop changes x")
+    result = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge")
+    assert result.status_code == 200, result.text
+    assert (result.json()["success"], result.json()["target"], result.json()["conflicts"]) == (
+        False, "develop", ["x.txt"])
+
+
 def test_a_base_squashed_without_a_pull_request_then_deleted_is_followed_and_a_recreated_one_is_not(
         server, tenant, git, tmp_path):
     """A review of the 409 above: a base squash-merged with no pull request and deleted by a later request read as
