@@ -6,9 +6,8 @@ from typing import Iterable, Mapping
 
 from dulwich.object_store import DiskObjectStore
 
-from .git_env import run_git
-from .git_prune import EXCLUDE_PINS
 from .git_objects import open_repo
+from .git_read import walk_past_refs
 from .object_checks import objects_problem
 
 
@@ -18,8 +17,7 @@ def fsck_problem(repo: Path, tips: Iterable[str], env: Mapping[str, str] | None 
     tips = list(tips)
     if not tips:
         return None
-    listed = run_git(repo, ["rev-list", "--objects", "--no-object-names", "--filter=blob:none", *tips, "--not",
-                            EXCLUDE_PINS, "--all"], env=env).stdout
+    listed = walk_past_refs(repo, ["--objects", "--no-object-names", "--filter=blob:none", *tips], env=env)
     if not listed.strip():
         return None
     with open_repo(repo) as git_repo:

@@ -35,12 +35,18 @@ def oversized_blobs(repo: Path, tips: Iterable[str], limit: int, env: Mapping[st
     tips = list(tips)
     if not tips:
         return []
-    args = ["rev-list", "--objects", "--no-object-names", f"--filter=blob:limit={limit + 1}",
-            "--filter-print-omitted", *tips, "--not", EXCLUDE_PINS, "--all"]
+    listed = walk_past_refs(repo, ["--objects", "--no-object-names", f"--filter=blob:limit={limit + 1}",
+                                   "--filter-print-omitted", *tips], env=env)
+    return [line[1:] for line in listed.decode().splitlines() if line.startswith("~")]
+
+
+def walk_past_refs(repo: Path, args: list[str], env: Mapping[str, str] | None = None) -> bytes:
+    """`git rev-list ARGS --not <every ref but the pins>`'s output."""
+    args = ["rev-list", *args, "--not", EXCLUDE_PINS, "--all"]
     for _ in range(REF_RACE_TRIES):
         result = run_git(repo, args, env=env, check=False)
         if result.returncode == 0:
-            return [line[1:] for line in result.stdout.decode().splitlines() if line.startswith("~")]
+            return result.stdout
         if b"bad object refs/" not in result.stderr:
             break
         # `--all` read a ref another writer was moving or deleting at that moment (a reset racing a delete
