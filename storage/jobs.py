@@ -102,6 +102,12 @@ class InProcessQueue:
             if self._retries is None or not self._retries.wait_until_none_waits():
                 return
 
+    def holds_work(self) -> bool:
+        """A job queued, running or waiting to be retried on this queue (its lanes are queues of their own)."""
+        retries = self._retries
+        # retries first: one leaving them is on the queue by the time it is gone from them (RetryTimer._run)
+        return (retries is not None and retries.waiting()) or bool(self._queue.unfinished_tasks)
+
     def _put(self, job: JobRequest, attempt: int) -> None:
         with self._lock:
             self._running = [thread for thread in self._running if thread.is_alive()]
@@ -131,12 +137,7 @@ os.register_at_fork(after_in_child=lambda: [q.forget_threads() for q in list(_QU
 def work_in_hand(queues: "Iterable[InProcessQueue] | None" = None) -> bool:
     """Whether an in-process queue of this process (or of `queues`) holds a job queued, running, or waiting to be
     retried (the process must not end now)."""
-    for jobs in list(_QUEUES if queues is None else queues):
-        retries = jobs._retries
-        # retries first: one leaving them is on its queue by the time it is gone from them (RetryTimer._run)
-        if (retries is not None and retries.waiting()) or jobs._queue.unfinished_tasks:
-            return True
-    return False
+    return any(jobs.holds_work() for jobs in list(_QUEUES if queues is None else queues))
 
 
 class TryAgain(Exception):

@@ -147,34 +147,34 @@ def base_of(session: Session, app, repo: Repository, row: Branch) -> str:
     retargets a pull request onto the base of the one merged). A base deleted (or rewritten) without what this
     branch was made from merged leaves none: 409, as GitHub closes the pull requests onto a deleted base, rather
     than bring those unmerged commits into another branch."""
-    base = _live_base(session, app, repo, row)
-    if base is None:
+    live = _live_base(session, app, repo, row)
+    if live is None:
         raise Conflict(f"its base branch {row.base_branch!r} was deleted or rewritten without the commits this branch "
                        "was made from being merged: there is no branch to merge it into",
                        {"id": row.id, "baseBranch": row.base_branch})
-    return base
+    return live[0]
 
 
 MAX_RETARGETS = 20
 
 
-def _live_base(session: Session, app, repo: Repository, row: Branch) -> str | None:
-    """Its base branch while it holds the commit this branch was made from; once it is gone, where its pull
-    request was merged with that commit (and so on up), or the default branch if that commit's changes are in it
-    already; else None."""
+def _live_base(session: Session, app, repo: Repository, row: Branch) -> tuple[str, str | None] | None:
+    """(branch, its head): its base branch while it holds the commit this branch was made from; once it is gone,
+    where its pull request was merged with that commit (and so on up), or the default branch if that commit's
+    changes are in it already; else None."""
     path = app.store.path_for(repo.id)
     base, fork = row.base_branch or repo.default_branch, row.base_commit
     for _ in range(MAX_RETARGETS):
         head = git_refs.read_ref(path, f"refs/heads/{base}")
         if base == repo.default_branch or (head is not None and
                                            (fork is None or merges.changes_already_in(path, fork, head))):
-            return base
+            return base, head
         merged = stacks.merged_stack_holding(session, app, repo, base, fork) if fork is not None else None
         if merged is None:
             default_head = git_refs.read_ref(path, f"refs/heads/{repo.default_branch}")
             landed = (fork is not None and default_head is not None
                       and merges.changes_already_in(path, fork, default_head))
-            return repo.default_branch if landed else None
+            return (repo.default_branch, default_head) if landed else None
         base, fork = merged.base_branch, merged.merged_sha
     return None
 
@@ -182,9 +182,8 @@ def _live_base(session: Session, app, repo: Repository, row: Branch) -> str | No
 def base_head(session: Session, app, repo: Repository, row: Branch) -> str | None:
     """Where its base is now (its base commit if the repository has no commits there, or the base was deleted
     unmerged)."""
-    base = _live_base(session, app, repo, row)
-    head = git_refs.read_ref(app.store.path_for(repo.id), f"refs/heads/{base}") if base is not None else None
-    return head or row.base_commit
+    live = _live_base(session, app, repo, row)
+    return (live[1] if live is not None else None) or row.base_commit
 
 
 @dataclass
@@ -246,12 +245,11 @@ def merge(session: Session, app, repo: Repository, actor: Principal, listed: Lis
             stacks.mark_branch_stack_merged(session, repo, listed.row.name, outcome.target, outcome.head_commit,
                                             since=listed.row.created_at, actor=actor)
 
-    outcome = merges.merge_branch(session, app, repo, actor, listed.row.name, base, strategy, message, dry_run,
-                                  delete_branch, stack_id=stack.id if stack is not None else None,
-                                  on_merged=mark_its_stack_merged,
-                                  expected_source=stack.head_commit if stack is not None else None,
-                                  title=stack.title if stack is not None else None)
-    return outcome
+    return merges.merge_branch(session, app, repo, actor, listed.row.name, base, strategy, message, dry_run,
+                               delete_branch, stack_id=stack.id if stack is not None else None,
+                               on_merged=mark_its_stack_merged,
+                               expected_source=stack.head_commit if stack is not None else None,
+                               title=stack.title if stack is not None else None)
 
 
 @dataclass

@@ -744,6 +744,14 @@ def test_a_branch_retargeted_onto_where_its_base_was_squashed_merges_there_with_
         False, "develop", ["x.txt"])
 
 
+def _base_after_a_v1_merge_deleting_parent(server, tenant, ws, child, **merge) -> str:
+    """The child's base branch once `parent` is merged (and deleted) through POST /v1/repos/{repo}/merges."""
+    merged = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/merges",
+                 {"source": "parent", "delete_branch": True, **merge})
+    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
+    return {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}[child["id"]]["base_branch"]
+
+
 def test_a_base_squashed_without_a_pull_request_then_deleted_is_followed_and_a_recreated_one_is_not(
         server, tenant, git, tmp_path):
     """A review of the 409 above: a base squash-merged with no pull request and deleted by a later request read as
@@ -759,19 +767,11 @@ def test_a_base_squashed_without_a_pull_request_then_deleted_is_followed_and_a_r
 
     ws = workspace(server, tenant, git, tmp_path)
     parent, child = _parent_and_child(server, tenant, git, ws)
-    merged = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/merges",
-                 {"source": "parent", "strategy": "squash", "delete_branch": True})
-    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
-    listed = {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}
-    assert listed[child["id"]]["base_branch"] == "main"
+    assert _base_after_a_v1_merge_deleting_parent(server, tenant, ws, child, strategy="squash") == "main"
 
     ws = workspace(server, tenant, git, tmp_path)  # merged into its own child: the child is no base of itself
     parent, child = _parent_and_child(server, tenant, git, ws)
-    merged = api(server, tenant.keys["agent"], "POST", f"/v1/repos/{ws['slug']}/merges",
-                 {"source": "parent", "target": "child", "delete_branch": True})
-    assert merged.status_code == 200 and merged.json()["data"]["success"] is True, merged.text
-    listed = {row["id"]: row for row in call(server, tenant, "GET", branches(ws)).json()}
-    assert listed[child["id"]]["base_branch"] == "parent"
+    assert _base_after_a_v1_merge_deleting_parent(server, tenant, ws, child, target="child") == "parent"
     refused = call(server, tenant, "POST", f"{branches(ws)}/{child['id']}/merge")
     assert "deleted or rewritten without" in hoody_error(refused, 409)
 

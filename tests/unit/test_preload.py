@@ -14,16 +14,21 @@ print(inspect(Upload).configured)
 """
 
 
-def test_the_master_configures_the_orm_mappers_before_the_fork(tmp_path):
-    """Each worker's first query configured them for itself: 3 MiB of each worker's own (tree PSS idle 92 -> 88
-    MiB with two workers)."""
+def _run_on_a_migrated_data_dir(tmp_path, script: str) -> str:
+    """`script`'s output, run by a fresh Python over a data dir `driftstone migrate` made."""
     env = {"DRIFTSTONE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     driftstone = Path(sys.executable).parent / "driftstone"
     subprocess.run([str(driftstone), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
-    result = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True"
+    return result.stdout
+
+
+def test_the_master_configures_the_orm_mappers_before_the_fork(tmp_path):
+    """Each worker's first query configured them for itself: 3 MiB of each worker's own (tree PSS idle 92 -> 88
+    MiB with two workers)."""
+    assert _run_on_a_migrated_data_dir(tmp_path, _SCRIPT).strip() == "True"
 
 
 _EXITING = """
@@ -41,13 +46,7 @@ print(before, app.db.engine.pool.checkedin())
 def test_a_worker_leaving_closes_its_database_connections(tmp_path):
     """gunicorn's worker_exit: a worker replaced for its memory left its pooled connections for the database to
     find cut (PostgreSQL logs each)."""
-    env = {"DRIFTSTONE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    driftstone = Path(sys.executable).parent / "driftstone"
-    subprocess.run([str(driftstone), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
-    result = subprocess.run([sys.executable, "-c", _EXITING], env=env, cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1", "0"]
+    assert _run_on_a_migrated_data_dir(tmp_path, _EXITING).split() == ["1", "0"]
 
 
 def test_the_masters_call_of_worker_exit_for_a_lost_worker_does_not_raise():
