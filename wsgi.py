@@ -75,17 +75,18 @@ class _LazyApplication:
         if self._app is not None:
             self._app.db.forget_connections()
 
-    def worker_started(self) -> None:
+    def worker_started(self, look_for_undone_work: bool = True) -> None:
         """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly). Their
         ref changes' marks are looked at here first: only a process in their pid namespace can tell that the
         processes they name are dead, and a job worker may run in another."""
         app = self.load()
-        try:
-            reconcile_marks.ask_for_abandoned_changes(app.store.root)
-        except Exception:
-            log.exception("could not look for ref changes that killed workers left")
-        if app.db.jobs is not None:
-            app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
+        if look_for_undone_work:
+            try:
+                reconcile_marks.ask_for_abandoned_changes(app.store.root)
+            except Exception:
+                log.exception("could not look for ref changes that killed workers left")
+            if app.db.jobs is not None:
+                app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
         watch_abandoned_jobs()
 
     def worker_exiting(self) -> None:

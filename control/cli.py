@@ -72,9 +72,10 @@ def serve(host: str, port: int, workers: int | None, threads: int | None):
 
 def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
     """Several workers fork from a master that has imported the code and share it (tree PSS after a workload,
-    two workers: 135 -> 110 MiB); a single worker would only add the master's copy to its own (84 -> 97 MiB)."""
+    two workers: 135 -> 110 MiB), as many as requests overlap (control/worker_pool.py); a single worker would only
+    add the master's copy to its own (84 -> 97 MiB)."""
     return [
-        sys.executable, "-m", "gunicorn", "wsgi:application",
+        sys.executable, "-m", "control.gunicorn_arbiter" if workers > 1 else "gunicorn", "wsgi:application",
         "--config", "python:control.gunicorn_conf",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),

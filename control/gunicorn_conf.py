@@ -45,7 +45,8 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     """Build the application before the first request instead of during it (a no-op once the master built it),
-    then ask for what a killed worker left undone."""
+    then ask for what a killed worker left undone; a worker the elastic pool added for overlapping requests
+    replaces none."""
     load = getattr(worker.wsgi, "load", None)
     if load is None:
         return
@@ -55,7 +56,8 @@ def post_worker_init(worker):
         worker.use_memory_limit(settings.worker_private_memory_limit)
     started = getattr(worker.wsgi, "worker_started", None)
     if started is not None:
-        started()
+        seat = getattr(worker, "seat", None)
+        started(look_for_undone_work=not (seat is not None and seat.added))
 
 
 def worker_exit(server, worker):

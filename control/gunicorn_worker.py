@@ -17,6 +17,7 @@ waits while git works through what it already sent is not slow.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ import time
 from gunicorn.workers.gthread import ThreadWorker
 
 from control.worker_memory import MemoryWatch
+from control.worker_pool import Seat
 from server.heap import large_transfers
 from storage.jobs import work_in_hand
 
@@ -147,7 +149,11 @@ def cut_off(sock: socket.socket) -> None:
 
 
 class DeadlineWorker(ThreadWorker):
+    seat: Seat | None = None  # its place on the elastic pool's board, given before the fork (control/gunicorn_arbiter.py)
+
     def init_process(self):
+        if self.seat is not None:
+            self.seat.taken(os.getpid())
         self.head_deadlines = HeadDeadlines(30.0, self.cfg.threads)
         self.body_rates = BodyRates(30.0, 1024.0)
         self.memory_watch: MemoryWatch | None = None
@@ -166,15 +172,27 @@ class DeadlineWorker(ThreadWorker):
         if limit and self.cfg.preload_app:
             self.memory_watch = MemoryWatch(limit)
 
-    def _retire_if_outgrown(self, now: float) -> None:
+    def _leave_if_idle(self, now: float) -> None:
+        """Leave once nothing is in hand, when the elastic pool's master asked it to, or when it has outgrown its
+        memory (the master then forks a fresh one). Decided here, on the thread that accepts connections: none is
+        taken once `alive` is False, so none is cut off."""
+        if not self.alive or self.nr_conns:
+            return
+        asked = self.seat is not None and self.seat.asked_to_leave()
         watch = self.memory_watch
-        if watch is None or not self.alive or self.nr_conns or work_in_hand():
+        if not asked and watch is None:
             return
-        if not watch.outgrown(now, large_transfers()):
+        if work_in_hand():
+            if self.seat is not None:
+                self.seat.busy()
             return
-        self.log.info("worker holds %d MiB of its own (more than %d MiB): replaced by a fresh fork",
-                      watch.last >> 20, watch.limit >> 20)
-        self.alive = False
+        if asked:
+            self.log.info("worker idle, as the master asked: leaving")
+            self.alive = False
+        elif watch.outgrown(now, large_transfers()):
+            self.log.info("worker holds %d MiB of its own (more than %d MiB): replaced by a fresh fork",
+                          watch.last >> 20, watch.limit >> 20)
+            self.alive = False
 
     def head_received(self, request) -> None:
         """gunicorn_conf.pre_request: the head is in and its deadline no longer applies; the body is metered. A
@@ -186,9 +204,13 @@ class DeadlineWorker(ThreadWorker):
 
     def handle(self, conn):
         self._start_head_deadline(conn)
+        if self.seat is not None:
+            self.seat.request_started()
         try:
             return super().handle(conn)
         finally:
+            if self.seat is not None:
+                self.seat.request_finished()
             self.head_deadlines.done()
             self.body_rates.done()
             conn.__dict__.pop("wait_for_data", None)
@@ -211,7 +233,8 @@ class DeadlineWorker(ThreadWorker):
 
     def murder_keepalived(self, *args, **kwargs):
         """Called by the main loop at least once a second: also gives up on heads past their deadline and on
-        bodies arriving too slowly, and retires the worker once it holds more private memory than its limit."""
+        bodies arriving too slowly, retires the worker once it holds more private memory than its limit, and tells
+        the master it is not idle while it holds a job of the in-process queue."""
         super().murder_keepalived(*args, **kwargs)
         now = time.monotonic()
         late = self.head_deadlines.expired(now)
@@ -225,4 +248,6 @@ class DeadlineWorker(ThreadWorker):
         if slow:
             self.log.info("closed %d connection(s) whose request body arrived slower than %.0f bytes/s",
                           len(slow), self.body_rates.min_rate)
-        self._retire_if_outgrown(now)
+        if self.seat is not None and work_in_hand():
+            self.seat.busy()
+        self._leave_if_idle(now)

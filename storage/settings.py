@@ -49,6 +49,10 @@ class Settings(BaseModel):
     pack_cache_min_occurrences: int = Field(default=1, ge=0, le=1000)
     gunicorn_workers: int = Field(default=2, gt=0)
     gunicorn_threads: int = Field(default=32, gt=0)
+    # with two workers or more: the fewest kept while requests come one at a time, and the seconds a worker added
+    # for overlapping requests stays idle before it goes (control/worker_pool.py); min_workers = workers: all, always
+    gunicorn_min_workers: int = Field(default=1, gt=0)
+    gunicorn_idle_worker_seconds: float = Field(default=30, gt=0)
     # bytes of memory of its own (pages it does not share with the master) past which a worker is replaced by a
     # fresh fork once idle; 0: never (control/worker_memory.py)
     worker_private_memory_limit: int = Field(default=16 * MiB, ge=0)

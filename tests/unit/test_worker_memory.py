@@ -113,10 +113,10 @@ def test_a_worker_over_its_limit_after_a_large_transfer_retires_only_with_no_con
     worker = _worker(16 * MiB, Reading(*[40 * MiB] * 3))
     heap.after_transfer(heap.LARGE_TRANSFER)
     worker.nr_conns = 1  # a request in flight, or a connection kept alive for the next
-    worker._retire_if_outgrown(1000.0)
+    worker._leave_if_idle(1000.0)
     assert worker.alive
     worker.nr_conns = 0
-    worker._retire_if_outgrown(1000.0)
+    worker._leave_if_idle(1000.0)
     assert not worker.alive
     assert worker.log.lines == ["worker holds 40 MiB of its own (more than 16 MiB): replaced by a fresh fork"]
 
@@ -127,11 +127,11 @@ def test_a_worker_with_a_job_in_hand_does_not_retire(monkeypatch):
     jobs = InProcessQueue()
     monkeypatch.setattr("control.gunicorn_worker.work_in_hand", lambda: work_in_hand([jobs]))
     release = _waiting_job(jobs, "wait-2")
-    worker._retire_if_outgrown(1000.0)
+    worker._leave_if_idle(1000.0)
     assert worker.alive
     release.set()
     jobs.join()
-    worker._retire_if_outgrown(1000.0)
+    worker._leave_if_idle(1000.0)
     assert not worker.alive
 
 
@@ -140,6 +140,6 @@ def test_no_watch_no_retirement(monkeypatch):
     worker = _worker(16 * MiB, Reading())
     worker.memory_watch = None
     heap.after_transfer(heap.LARGE_TRANSFER)
-    worker._retire_if_outgrown(1000.0)
+    worker._leave_if_idle(1000.0)
     assert worker.alive
 

@@ -1,0 +1,127 @@
+"""gunicorn's master with the elastic pool of control/worker_pool.py; `driftstone serve` runs it as
+`python -m control.gunicorn_arbiter` (the arguments are gunicorn's). Plain `gunicorn wsgi:application` keeps all
+its workers all the time."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from gunicorn.app.wsgiapp import WSGIApplication
+from gunicorn.arbiter import Arbiter
+
+from control.worker_pool import Board, PoolLimits, Seat, next_step
+from storage.settings import Settings
+
+def pool_limits(most: int) -> PoolLimits:
+    settings = Settings.from_env()  # `driftstone serve` validated them before it started gunicorn
+    return PoolLimits(fewest=min(settings.gunicorn_min_workers, most), most=most,
+                      idle_seconds=settings.gunicorn_idle_worker_seconds)
+
+
+class ElasticArbiter(Arbiter):
+    board: Board | None = None
+
+    def setup(self, app):
+        super().setup(app)  # also on a reload (SIGHUP): the configuration's workers are read again
+        self.limits = pool_limits(self.cfg.workers)
+        if self.board is None:
+            self.board = Board(2 * self.limits.most + 2)  # a reload overlaps the old workers with the new
+            self.leaving: set[int] = set()
+            self.started: dict[int, float] = {}
+            self.seats: dict[int, int] = {}
+            self.last_look = time.monotonic()
+        self.num_workers = self.limits.fewest
+
+    def spawn_worker(self, added: bool = False):
+        number = self.board.free_seat(set(self.WORKERS))
+        seat = None if number is None else Seat(self.board, number, added)
+        make = self.worker_class
+
+        def seated(*args, **kwargs):
+            worker = make(*args, **kwargs)
+            worker.seat = seat
+            return worker
+
+        self.worker_class = seated
+        try:
+            pid = super().spawn_worker()
+        finally:
+            self.worker_class = make
+        self.started[pid] = time.monotonic()
+        if seat is not None:
+            self.seats[pid] = number
+            seat.taken(pid)
+        return pid
+
+    def manage_workers(self):
+        """gunicorn's upkeep (fork the missing workers, stop the oldest beyond the count), counting only the
+        workers staying, after one look at how busy they are."""
+        for gone in set(self.started) - set(self.WORKERS):
+            self.started.pop(gone, None)
+            self.seats.pop(gone, None)
+        self.leaving &= set(self.WORKERS)
+        staying = {pid: self._state(pid) for pid in self.WORKERS if pid not in self.leaving}
+        now = time.monotonic()
+        step = next_step(self.limits, staying, self.started, self.last_look, now) if len(staying) == self.num_workers \
+            else None
+        self.last_look = now
+        if step is not None and step.add:
+            self.num_workers += 1
+            self.log.info("requests overlap: a worker added (%d now)", self.num_workers)
+            self.spawn_worker(added=True)
+            return
+        if step is not None and step.retire is not None:
+            self.num_workers -= 1
+            self.log.info("worker %s idle for %.0f s: asked to leave (%d now)", step.retire,
+                          self.limits.idle_seconds, self.num_workers)
+            self.leaving.add(step.retire)
+            self.board.ask_to_leave(self.seats[step.retire])
+            return
+        for _ in range(self.num_workers - len(staying)):
+            self.spawn_worker()
+        for pid in sorted(staying, key=lambda pid: self.WORKERS[pid].age)[:max(0, len(staying) - self.num_workers)]:
+            self._stop(pid)
+
+    def _state(self, pid: int):
+        number = self.seats.get(pid)
+        return None if number is None else self.board.read(number)
+
+    def _stop(self, pid: int) -> None:
+        self.leaving.add(pid)
+        self.kill_worker(pid, signal.SIGTERM)
+
+    def handle_ttin(self):
+        """gunicorn's: one worker more, now; the most the pool may grow to with it."""
+        self.limits = PoolLimits(self.limits.fewest, self.limits.most + 1, self.limits.idle_seconds)
+        self.num_workers += 1
+        self.manage_workers()
+
+    def handle_ttou(self):
+        """gunicorn's: one worker fewer, now (the oldest goes), never under one; the most with it."""
+        if self.num_workers <= 1:
+            return
+        most = max(1, self.limits.most - 1)
+        self.limits = PoolLimits(min(self.limits.fewest, most), most, self.limits.idle_seconds)
+        self.num_workers -= 1
+        self.manage_workers()
+
+
+class ElasticApplication(WSGIApplication):
+    def run(self):
+        if (self.cfg.print_config or self.cfg.check_config or self.cfg.daemon or self.cfg.workers <= 1
+                or not self.cfg.preload_app):  # forking a worker that must import the application is no quick step
+            return super().run()
+        try:
+            ElasticArbiter(self).run()
+        except RuntimeError as error:
+            print(f"\nError: {error}\n", file=sys.stderr)
+            sys.exit(1)
+
+
+def main() -> None:
+    ElasticApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="driftstone-serve").run()
+
+
+if __name__ == "__main__":
+    main()

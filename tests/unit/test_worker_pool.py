@@ -1,0 +1,121 @@
+"""The elastic worker pool's decisions (control/worker_pool.py) and its shared board across a real fork."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from control.gunicorn_worker import DeadlineWorker
+from control.worker_pool import Board, PoolLimits, Seat, SeatState, Step, next_step
+
+LIMITS = PoolLimits(fewest=1, most=2, idle_seconds=30)
+
+
+def _state(pid: int, in_flight: int = 0, crowded_at: float = 0.0, active_at: float = 0.0) -> SeatState:
+    return SeatState(pid, in_flight, crowded_at, active_at)
+
+
+def test_a_worker_is_added_when_one_had_two_requests_in_flight_since_the_last_look():
+    workers = {10: _state(10, in_flight=1, crowded_at=100.5, active_at=100.5)}
+    assert next_step(LIMITS, workers, {10: 0.0}, last_look=100.0, now=101.0) == Step(add=True)
+    # crowded before the last look: that look saw it already
+    assert next_step(LIMITS, workers, {10: 0.0}, last_look=100.6, now=101.0) == Step()
+
+
+def test_never_more_than_the_most():
+    crowded = {pid: _state(pid, in_flight=5, crowded_at=100.5, active_at=100.5) for pid in (10, 11)}
+    assert next_step(LIMITS, crowded, {10: 0.0, 11: 0.0}, last_look=100.0, now=101.0) == Step()
+
+
+def test_the_youngest_worker_idle_long_enough_is_let_go():
+    workers = {10: _state(10, active_at=50.0), 11: _state(11, active_at=60.0), 12: _state(12, active_at=60.0)}
+    started = {10: 0.0, 11: 5.0, 12: 6.0}
+    limits = PoolLimits(fewest=1, most=3, idle_seconds=30)
+    assert next_step(limits, workers, started, last_look=99.0, now=100.0) == Step(retire=12)
+
+
+@pytest.mark.parametrize("state, started", [
+    (_state(11, in_flight=1, active_at=0.0), 0.0),  # a request in flight, however long
+    (_state(11, active_at=80.0), 0.0),  # active 20 s ago
+    (_state(11, active_at=0.0), 90.0),  # forked 10 s ago
+    (_state(99, active_at=0.0), 0.0),  # the seat names another process: not what this worker wrote
+    (None, 0.0),  # no seat: never known to be idle
+])
+def test_a_worker_not_known_idle_for_long_enough_stays(state, started):
+    """The other, idle since long before, goes in its place."""
+    workers = {10: _state(10, active_at=0.0), 11: state}
+    assert next_step(LIMITS, workers, {10: 0.0, 11: started}, last_look=99.0, now=100.0) == Step(retire=10)
+
+
+def test_never_fewer_than_the_fewest():
+    workers = {10: _state(10, active_at=0.0)}
+    assert next_step(LIMITS, workers, {10: 0.0}, last_look=99.0, now=100.0) == Step()
+    both = {10: _state(10, active_at=0.0), 11: _state(11, active_at=0.0)}
+    assert next_step(PoolLimits(2, 2, 30), both, {10: 0.0, 11: 0.0}, last_look=99.0, now=100.0) == Step()
+
+
+def test_the_board_is_shared_with_a_forked_worker():
+    """The seat a worker writes after the fork is what the master reads; a seat whose worker is gone is free."""
+    board = Board(3)
+    number = board.free_seat(set())
+    seat = Seat(board, number, added=True)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            seat.taken(os.getpid())
+            seat.request_started()
+            seat.request_started()
+            seat.request_finished()
+        finally:
+            os.write(write, b"x")
+            os._exit(0)
+    os.read(read, 1)
+    os.waitpid(pid, 0)
+    state = board.read(number)
+    assert (state.pid, state.in_flight) == (pid, 1)
+    assert state.crowded_at > 0 and not state.leave
+    assert board.free_seat({pid}) != number
+    board.ask_to_leave(number)
+    assert seat.asked_to_leave() and board.read(number).pid == pid
+    assert board.free_seat(set()) == number  # its worker is gone: free again, and cleared
+    assert board.read(number).pid == 0 and not board.read(number).leave
+
+
+def test_no_seat_free_is_none():
+    board = Board(1)
+    Seat(board, board.free_seat(set()), added=False).taken(7)
+    assert board.free_seat({7}) is None
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message, *args):
+        self.lines.append(message % args)
+
+
+def test_a_worker_asked_to_leave_goes_only_with_no_connection_and_nothing_in_hand(monkeypatch):
+    """It decides on the thread that accepts connections, so a request it took after the master's look is served,
+    and so is a job of the in-process queue it holds (which keeps it marked busy meanwhile)."""
+    in_hand = [True]
+    monkeypatch.setattr("control.gunicorn_worker.work_in_hand", lambda: in_hand[0])
+    board = Board(2)
+    seat = Seat(board, board.free_seat(set()), added=True)
+    seat.taken(os.getpid())
+    worker = DeadlineWorker.__new__(DeadlineWorker)
+    worker.alive, worker.nr_conns, worker.log, worker.memory_watch, worker.seat = True, 1, _Log(), None, seat
+    worker._leave_if_idle(100.0)
+    assert worker.alive  # not asked
+    board.ask_to_leave(seat.number)
+    worker._leave_if_idle(100.0)
+    assert worker.alive  # a connection open
+    worker.nr_conns = 0
+    before = board.read(seat.number).active_at
+    worker._leave_if_idle(100.0)
+    assert worker.alive and board.read(seat.number).active_at > before  # a job in hand: busy, not idle
+    in_hand[0] = False
+    worker._leave_if_idle(100.0)
+    assert not worker.alive
+    assert worker.log.lines == ["worker idle, as the master asked: leaving"]
