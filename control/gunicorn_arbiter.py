@@ -21,19 +21,35 @@ def pool_limits(most: int) -> PoolLimits:
 
 class ElasticArbiter(Arbiter):
     board: Board | None = None
+    _reload_spawns: int | None = None  # workers forked so far by the reload under way
 
     def setup(self, app):
         super().setup(app)  # also on a reload (SIGHUP): the configuration's workers are read again
         self.limits = pool_limits(self.cfg.workers)
         if self.board is None:
-            self.board = Board(2 * self.limits.most + 2)  # a reload overlaps the old workers with the new
-            self.leaving: set[int] = set()
+            self.board = Board(max(64, 4 * self.limits.most + 4))  # made once: the workers hold it
+            self.leaving: set[int] = set()  # stopped, or asked to leave: no longer counted
+            self.asked: set[int] = set()  # asked to leave
             self.started: dict[int, float] = {}
             self.seats: dict[int, int] = {}
             self.last_look = time.monotonic()
         self.num_workers = self.limits.fewest
 
+    def reload(self):
+        """gunicorn's reload forks all of the configuration's workers and then stops the old ones and those beyond
+        the count: a worker stopped before it has its own signal handlers never hears it (its copy of the master's
+        handler queues the signal for no one). Only the count is forked."""
+        self._reload_spawns = 0
+        try:
+            super().reload()
+        finally:
+            self._reload_spawns = None
+
     def spawn_worker(self, added: bool = False):
+        if self._reload_spawns is not None:
+            if self._reload_spawns >= self.num_workers:
+                return None
+            self._reload_spawns += 1
         number = self.board.free_seat(set(self.WORKERS))
         seat = None if number is None else Seat(self.board, number, added)
         make = self.worker_class
@@ -57,31 +73,49 @@ class ElasticArbiter(Arbiter):
     def manage_workers(self):
         """gunicorn's upkeep (fork the missing workers, stop the oldest beyond the count), counting only the
         workers staying, after one look at how busy they are."""
-        for gone in set(self.started) - set(self.WORKERS):
-            self.started.pop(gone, None)
-            self.seats.pop(gone, None)
-        self.leaving &= set(self.WORKERS)
-        staying = {pid: self._state(pid) for pid in self.WORKERS if pid not in self.leaving}
         now = time.monotonic()
-        step = next_step(self.limits, staying, self.started, self.last_look, now) if len(staying) == self.num_workers \
-            else None
+        self._forget_gone()
+        staying = {pid: self._state(pid) for pid in self.WORKERS if pid not in self.leaving}
+        step = next_step(self.limits, staying, self.started, self.last_look, now) \
+            if len(staying) == self.num_workers else None
         self.last_look = now
         if step is not None and step.add:
-            self.num_workers += 1
-            self.log.info("requests overlap: a worker added (%d now)", self.num_workers)
-            self.spawn_worker(added=True)
+            self._add()
             return
         if step is not None and step.retire is not None:
             self.num_workers -= 1
             self.log.info("worker %s idle for %.0f s: asked to leave (%d now)", step.retire,
                           self.limits.idle_seconds, self.num_workers)
             self.leaving.add(step.retire)
+            self.asked.add(step.retire)
             self.board.ask_to_leave(self.seats[step.retire])
             return
         for _ in range(self.num_workers - len(staying)):
             self.spawn_worker()
         for pid in sorted(staying, key=lambda pid: self.WORKERS[pid].age)[:max(0, len(staying) - self.num_workers)]:
             self._stop(pid)
+
+    def _forget_gone(self) -> None:
+        """A worker asked to leave that died before it decided to (killed, out of memory) may have left work
+        undone, and no worker replaces it: one is forked that asks for that work to be finished."""
+        for gone in set(self.started) - set(self.WORKERS):
+            number = self.seats.pop(gone, None)
+            self.started.pop(gone, None)
+            if gone in self.asked and not (number is not None and self.board.read(number).left):
+                self.log.warning("worker %s died while asked to leave: a replacement takes up what it left", gone)
+                self.num_workers += 1
+            self.asked.discard(gone)
+        self.leaving &= set(self.WORKERS)
+
+    def _add(self) -> None:
+        self.num_workers += 1
+        try:
+            self.spawn_worker(added=True)
+        except OSError as error:  # out of memory or processes for now: the workers there are serve on
+            self.num_workers -= 1
+            self.log.warning("could not add a worker: %s", error)
+            return
+        self.log.info("requests overlap: a worker added (%d now)", self.num_workers)
 
     def _state(self, pid: int):
         number = self.seats.get(pid)
@@ -92,18 +126,17 @@ class ElasticArbiter(Arbiter):
         self.kill_worker(pid, signal.SIGTERM)
 
     def handle_ttin(self):
-        """gunicorn's: one worker more, now; the most the pool may grow to with it."""
-        self.limits = PoolLimits(self.limits.fewest, self.limits.most + 1, self.limits.idle_seconds)
+        """gunicorn's: one worker more, now; the fewest and the most the pool keeps move up with it."""
+        self.limits = PoolLimits(self.limits.fewest + 1, self.limits.most + 1, self.limits.idle_seconds)
         self.num_workers += 1
         self.manage_workers()
 
     def handle_ttou(self):
-        """gunicorn's: one worker fewer, now (the oldest goes), never under one; the most with it."""
-        if self.num_workers <= 1:
-            return
-        most = max(1, self.limits.most - 1)
-        self.limits = PoolLimits(min(self.limits.fewest, most), most, self.limits.idle_seconds)
-        self.num_workers -= 1
+        """gunicorn's: one worker fewer, now (the oldest goes), never under one; the fewest and the most move down
+        with it."""
+        fewest, most = max(1, self.limits.fewest - 1), max(1, self.limits.most - 1)
+        self.limits = PoolLimits(fewest, most, self.limits.idle_seconds)
+        self.num_workers = max(1, min(self.num_workers - 1, most))
         self.manage_workers()
 
 

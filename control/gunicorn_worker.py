@@ -150,10 +150,12 @@ def cut_off(sock: socket.socket) -> None:
 
 class DeadlineWorker(ThreadWorker):
     seat: Seat | None = None  # its place on the elastic pool's board, given before the fork (control/gunicorn_arbiter.py)
+    draining = False  # asked to leave: accepting no connection
 
     def init_process(self):
         if self.seat is not None:
             self.seat.taken(os.getpid())
+        self.in_request: set[int] = set()  # the pool threads serving a request counted on the seat
         self.head_deadlines = HeadDeadlines(30.0, self.cfg.threads)
         self.body_rates = BodyRates(30.0, 1024.0)
         self.memory_watch: MemoryWatch | None = None
@@ -173,12 +175,15 @@ class DeadlineWorker(ThreadWorker):
             self.memory_watch = MemoryWatch(limit)
 
     def _leave_if_idle(self, now: float) -> None:
-        """Leave once nothing is in hand, when the elastic pool's master asked it to, or when it has outgrown its
-        memory (the master then forks a fresh one). Decided here, on the thread that accepts connections: none is
-        taken once `alive` is False, so none is cut off."""
+        """Leave once nothing is in hand, when the elastic pool's master asked it to (it accepts no connection from
+        then on), or when it has outgrown its memory (the master then forks a fresh one). Decided here, on the
+        thread that accepts connections: none is taken once `alive` is False, so none is cut off."""
+        asked = self.seat is not None and self.seat.asked_to_leave()
+        if asked and not self.draining:
+            self.draining = True
+            self.set_accept_enabled(False)
         if not self.alive or self.nr_conns:
             return
-        asked = self.seat is not None and self.seat.asked_to_leave()
         watch = self.memory_watch
         if not asked and watch is None:
             return
@@ -188,11 +193,16 @@ class DeadlineWorker(ThreadWorker):
             return
         if asked:
             self.log.info("worker idle, as the master asked: leaving")
+            self.seat.leaving()
             self.alive = False
         elif watch.outgrown(now, large_transfers()):
             self.log.info("worker holds %d MiB of its own (more than %d MiB): replaced by a fresh fork",
                           watch.last >> 20, watch.limit >> 20)
             self.alive = False
+
+    def set_accept_enabled(self, enabled):
+        """gthread's loop enables accepting again whenever it has room: not while this worker is leaving."""
+        super().set_accept_enabled(enabled and not self.draining)
 
     def head_received(self, request) -> None:
         """gunicorn_conf.pre_request: the head is in and its deadline no longer applies; the body is metered. A
@@ -201,15 +211,17 @@ class DeadlineWorker(ThreadWorker):
         if not self.head_deadlines.done():
             raise BrokenPipeError(errno.EPIPE, "the request head arrived after its deadline")
         self.body_rates.start(request.unreader)
+        if self.seat is not None:  # a request, not a kept-alive connection's end nor a new one sending nothing yet
+            self.in_request.add(threading.get_ident())
+            self.seat.request_started()
 
     def handle(self, conn):
         self._start_head_deadline(conn)
-        if self.seat is not None:
-            self.seat.request_started()
         try:
             return super().handle(conn)
         finally:
-            if self.seat is not None:
+            if threading.get_ident() in self.in_request:
+                self.in_request.discard(threading.get_ident())
                 self.seat.request_finished()
             self.head_deadlines.done()
             self.body_rates.done()

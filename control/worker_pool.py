@@ -20,9 +20,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-# pid, requests in flight, when two or more were last in flight at once, when it last had anything in hand, whether
-# the master asked it to leave
-_SEAT = struct.Struct("=qqddq")
+# A seat's words, each written by one side only, so that neither's write undoes the other's: the worker's pid (the
+# master's, after the fork, and the worker's own), its requests in flight, when two or more were last in flight at
+# once, when it last had anything in hand (the worker's), whether it is asked to leave (the master's), whether it
+# decided to (the worker's).
+_PID = struct.Struct("=q")
+_ACTIVITY = struct.Struct("=qdd")
+_LEAVE = struct.Struct("=q")
+_LEFT = struct.Struct("=q")
+_PID_AT, _ACTIVITY_AT, _LEAVE_AT, _LEFT_AT = 0, 8, 32, 40
+_SEAT_SIZE = 48
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class SeatState:
     crowded_at: float
     active_at: float
     leave: bool = False
+    left: bool = False
 
 
 class Board:
@@ -40,35 +48,45 @@ class Board:
 
     def __init__(self, seats: int):
         self.seats = seats
-        self._map = mmap.mmap(-1, _SEAT.size * seats)  # MAP_SHARED | MAP_ANONYMOUS: the forks write into it
+        self._map = mmap.mmap(-1, _SEAT_SIZE * seats)  # MAP_SHARED | MAP_ANONYMOUS: the forks write into it
 
     def read(self, seat: int) -> SeatState:
-        pid, in_flight, crowded_at, active_at, leave = _SEAT.unpack_from(self._map, seat * _SEAT.size)
-        return SeatState(pid, in_flight, crowded_at, active_at, bool(leave))
-
-    def write(self, seat: int, state: SeatState) -> None:
-        _SEAT.pack_into(self._map, seat * _SEAT.size, state.pid, state.in_flight, state.crowded_at, state.active_at,
-                        int(state.leave))
-
-    def ask_to_leave(self, seat: int) -> None:
-        """The worker goes at its next look with no connection open and nothing in hand (it, not the master, decides
-        when: a request it accepts meanwhile is served, not cut off by a stop)."""
-        state = self.read(seat)
-        self.write(seat, SeatState(state.pid, state.in_flight, state.crowded_at, state.active_at, True))
+        at = seat * _SEAT_SIZE
+        (pid,) = _PID.unpack_from(self._map, at + _PID_AT)
+        in_flight, crowded_at, active_at = _ACTIVITY.unpack_from(self._map, at + _ACTIVITY_AT)
+        (leave,) = _LEAVE.unpack_from(self._map, at + _LEAVE_AT)
+        (left,) = _LEFT.unpack_from(self._map, at + _LEFT_AT)
+        return SeatState(pid, in_flight, crowded_at, active_at, bool(leave), bool(left))
 
     def free_seat(self, taken_by: set[int]) -> int | None:
         """A seat no live worker holds (its pid gone, or never written), cleared for the next."""
         for seat in range(self.seats):
             if self.read(seat).pid not in taken_by:
-                self.write(seat, SeatState(0, 0, 0.0, time.monotonic()))
+                at = seat * _SEAT_SIZE
+                self._map[at:at + _SEAT_SIZE] = bytes(_SEAT_SIZE)
+                self.write_activity(seat, 0, 0.0, time.monotonic())
                 return seat
         return None
+
+    def claim(self, seat: int, pid: int) -> None:
+        _PID.pack_into(self._map, seat * _SEAT_SIZE + _PID_AT, pid)
+
+    def write_activity(self, seat: int, in_flight: int, crowded_at: float, active_at: float) -> None:
+        _ACTIVITY.pack_into(self._map, seat * _SEAT_SIZE + _ACTIVITY_AT, in_flight, crowded_at, active_at)
+
+    def ask_to_leave(self, seat: int) -> None:
+        """The worker stops accepting connections and goes once it has none open and nothing in hand (it, not the
+        master, decides when: a request it took is served, not cut off by a stop)."""
+        _LEAVE.pack_into(self._map, seat * _SEAT_SIZE + _LEAVE_AT, 1)
+
+    def mark_left(self, seat: int) -> None:
+        _LEFT.pack_into(self._map, seat * _SEAT_SIZE + _LEFT_AT, 1)
 
 
 @dataclass
 class Seat:
     """A worker's place on the board, given by the master before the fork. `added`: forked because requests
-    overlapped, rather than to keep the fewest workers (the start-up job then is not asked for again)."""
+    overlapped, rather than to keep the fewest workers or to replace one (the start-up job is not asked for)."""
 
     board: Board
     number: int
@@ -80,7 +98,7 @@ class Seat:
         self._crowded_at = 0.0
 
     def taken(self, pid: int) -> None:
-        self._publish(pid, time.monotonic())
+        self.board.claim(self.number, pid)
 
     def request_started(self) -> None:
         with self._lock:
@@ -88,25 +106,24 @@ class Seat:
             now = time.monotonic()
             if self._in_flight >= 2:
                 self._crowded_at = now
-            self._publish(None, now)
+            self.board.write_activity(self.number, self._in_flight, self._crowded_at, now)
 
     def request_finished(self) -> None:
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
-            self._publish(None, time.monotonic())
+            self.board.write_activity(self.number, self._in_flight, self._crowded_at, time.monotonic())
 
     def busy(self) -> None:
         """Work in hand that is no request (a job of the in-process queue): not idle."""
         with self._lock:
-            self._publish(None, time.monotonic())
+            self.board.write_activity(self.number, self._in_flight, self._crowded_at, time.monotonic())
 
     def asked_to_leave(self) -> bool:
         return self.board.read(self.number).leave
 
-    def _publish(self, pid: int | None, now: float) -> None:
-        state = self.board.read(self.number)
-        self.board.write(self.number, SeatState(state.pid if pid is None else pid, self._in_flight, self._crowded_at,
-                                                now, state.leave))
+    def leaving(self) -> None:
+        """It has nothing in hand and accepts nothing more: its end loses nothing, however it comes."""
+        self.board.mark_left(self.number)
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,8 @@ def next_step(limits: PoolLimits, workers: dict[int, SeatState | None], started:
         return Step(add=True)
     if len(workers) <= limits.fewest:
         return Step()
+    if any(state is not None and state.crowded_at > now - limits.idle_seconds for state in workers.values()):
+        return Step()  # requests overlapped lately: the worker they crowded keeps its kept-alive clients
     idle = [pid for pid, state in workers.items()
             if state is not None and state.pid == pid and state.in_flight == 0
             and now - max(state.active_at, started.get(pid, now)) >= limits.idle_seconds]

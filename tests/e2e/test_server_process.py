@@ -301,3 +301,55 @@ def test_min_workers_keeps_them_all(tmp_path):
         assert "asked to leave" not in server.log_text()
     finally:
         server.stop()
+
+
+def test_requests_one_after_another_add_no_worker(tmp_path):
+    """What counts is requests, not connections: a kept-alive connection closing, or a new one that has sent
+    nothing yet, beside the one request in flight is no overlap (each was counted once, and added a worker)."""
+    import socket
+
+    server = start_server(tmp_path / "data", {"DRIFTSTONE_GUNICORN_IDLE_WORKER_SECONDS": "1"})
+    try:
+        tenant = server.tenant()
+        kept = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
+        held, last = _held_request(server, tenant.keys["admin"], "held")
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        time.sleep(0.5)
+        kept.close()
+        time.sleep(2.5)  # more than two looks of the master's
+        assert "requests overlap" not in server.log_text()
+        held.sendall(last)
+        assert held.recv(64).startswith(b"HTTP/1.1 201 ")
+        held.close()
+        silent.close()
+        assert len(_wait_for_workers(server.process.pid, 1)) == 1
+    finally:
+        server.stop()
+
+
+def test_a_reload_forks_only_the_workers_the_pool_keeps(tmp_path):
+    """gunicorn's reload (SIGHUP) forks all of `--workers` and stops the rest at once: a worker stopped before it
+    had its own signal handlers lived on, uncounted, and held each later reload for its graceful timeout."""
+    import signal
+
+    server = start_server(tmp_path / "data", {"DRIFTSTONE_GUNICORN_IDLE_WORKER_SECONDS": "1"})
+    try:
+        master = server.process.pid
+        before = set(_wait_for_workers(master, 1))
+        for _ in range(3):
+            os.kill(master, signal.SIGHUP)
+            time.sleep(1)
+        deadline = time.monotonic() + 15
+        while len(now := set(_children(master, 0))) != 1 or now & before:
+            assert time.monotonic() < deadline, (before, now, server.log_text())
+            time.sleep(0.1)
+        time.sleep(2)
+        assert len(_children(master, 0)) == 1
+        assert server.log_text().count("Hang up: Master") == 3
+        assert server.log_text().count("Booting worker") == 1 + 3  # one a reload, none to stop at once
+        import requests
+        assert requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()

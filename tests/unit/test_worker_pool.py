@@ -34,6 +34,27 @@ def test_the_youngest_worker_idle_long_enough_is_let_go():
     assert next_step(limits, workers, started, last_look=99.0, now=100.0) == Step(retire=12)
 
 
+def test_no_worker_leaves_while_requests_overlapped_lately():
+    """Clients kept alive on the crowded worker stay there: the one added serves new connections, and letting it
+    go would only fork it again at the next overlap."""
+    workers = {10: _state(10, in_flight=3, crowded_at=80.0, active_at=99.0), 11: _state(11, active_at=0.0)}
+    assert next_step(LIMITS, workers, {10: 0.0, 11: 0.0}, last_look=99.0, now=100.0) == Step()
+    assert next_step(LIMITS, workers, {10: 0.0, 11: 0.0}, last_look=99.0, now=111.0) == Step(retire=11)
+
+
+def test_the_master_and_the_worker_never_undo_each_others_words():
+    """The master's ask to leave and the worker's counts are separate words: a request starting as the master
+    asks cannot write the ask away (it did, in 201 of 300 tries, when each wrote the whole seat)."""
+    board = Board(1)
+    seat = Seat(board, board.free_seat(set()), added=True)
+    seat.taken(7)
+    board.ask_to_leave(seat.number)
+    seat.request_started()
+    seat.request_finished()
+    seat.busy()
+    assert board.read(seat.number).leave and board.read(seat.number).pid == 7
+
+
 @pytest.mark.parametrize("state, started", [
     (_state(11, in_flight=1, active_at=0.0), 0.0),  # a request in flight, however long
     (_state(11, active_at=80.0), 0.0),  # active 20 s ago
@@ -106,16 +127,52 @@ def test_a_worker_asked_to_leave_goes_only_with_no_connection_and_nothing_in_han
     seat.taken(os.getpid())
     worker = DeadlineWorker.__new__(DeadlineWorker)
     worker.alive, worker.nr_conns, worker.log, worker.memory_watch, worker.seat = True, 1, _Log(), None, seat
+    accepting = []
+    monkeypatch.setattr("gunicorn.workers.gthread.ThreadWorker.set_accept_enabled",
+                        lambda self, enabled: accepting.append(enabled))
     worker._leave_if_idle(100.0)
-    assert worker.alive  # not asked
+    assert worker.alive and accepting == []  # not asked
     board.ask_to_leave(seat.number)
     worker._leave_if_idle(100.0)
     assert worker.alive  # a connection open
+    assert accepting == [False]  # but no new one taken from then on, though gthread's loop asks again
+    worker.set_accept_enabled(True)
+    assert accepting == [False, False]
     worker.nr_conns = 0
     before = board.read(seat.number).active_at
     worker._leave_if_idle(100.0)
     assert worker.alive and board.read(seat.number).active_at > before  # a job in hand: busy, not idle
+    assert not board.read(seat.number).left
     in_hand[0] = False
     worker._leave_if_idle(100.0)
-    assert not worker.alive
+    assert not worker.alive and board.read(seat.number).left
     assert worker.log.lines == ["worker idle, as the master asked: leaving"]
+
+
+class _Config:
+    @staticmethod
+    def nworkers_changed(arbiter, new, old):
+        pass
+
+
+class _MasterLog(_Log):
+    def warning(self, message, *args):
+        self.lines.append(message % args)
+
+
+def test_a_worker_that_died_while_asked_to_leave_before_it_decided_to_is_replaced():
+    """One that decided to leave had nothing in hand; one killed before (kill -9, the OOM killer) may have left a
+    change half recorded, and nothing else would replace it: a worker is forked that asks for that work."""
+    from control.gunicorn_arbiter import ElasticArbiter
+
+    master = ElasticArbiter.__new__(ElasticArbiter)
+    master.cfg, master.log, master.board = _Config(), _MasterLog(), Board(4)
+    master.WORKERS = {}  # both gone
+    master._num_workers = 1
+    master.started, master.seats = {5: 0.0, 6: 0.0}, {5: 0, 6: 1}
+    master.asked, master.leaving = {5, 6}, {5, 6}
+    master.board.mark_left(1)  # 6 decided to leave; 5 did not
+    master._forget_gone()
+    assert master.num_workers == 2
+    assert master.log.lines == ["worker 5 died while asked to leave: a replacement takes up what it left"]
+    assert master.asked == master.leaving == set() and master.started == master.seats == {}
