@@ -56,9 +56,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
+def server_env(data_dir: Path, database_url: str | None, min_workers: int | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTSTONE_", "GIT_"))}
     env["DRIFTSTONE_DATA_DIR"] = str(data_dir)
+    if min_workers:
+        env["DRIFTSTONE_GUNICORN_MIN_WORKERS"] = str(min_workers)
     if database_url:
         env["DRIFTSTONE_DATABASE_URL"] = database_url
     return env
@@ -346,6 +348,8 @@ def main() -> int:
     parser.add_argument("--upload-rounds", type=int, default=40)
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: driftstone serve's)")
     parser.add_argument("--threads", type=int, help="gunicorn threads (default: driftstone serve's)")
+    parser.add_argument("--min-workers", type=int,
+                        help="workers the elastic pool keeps while idle (default: driftstone serve's; = workers: all)")
     parser.add_argument("--database-url", help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/bench (empty db)")
     parser.add_argument("--profile", action="store_true", help="py-spy the workers during the branch-list load")
     parser.add_argument("--keep", action="store_true", help="keep bench/.work/api-*/ (data, logs, wrk output)")
@@ -362,7 +366,7 @@ def main() -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     work = WORK_DIR / f"api-{stamp}"
     work.mkdir(parents=True)
-    env = server_env(work / "data", args.database_url)
+    env = server_env(work / "data", args.database_url, args.min_workers)
     settings = Settings.from_env(env)
     org_id, key = make_org(settings)
     server = Server(env, work / "server.log", args.workers, args.threads)

@@ -40,6 +40,8 @@ class ElasticArbiter(Arbiter):
         the count: a worker stopped before it has its own signal handlers never hears it (its copy of the master's
         handler queues the signal for no one). Only the count is forked."""
         self._reload_spawns = 0
+        for pid in self.leaving & set(self.WORKERS):  # those asked to leave, finishing what they hold, go now too
+            self.kill_worker(pid, signal.SIGTERM)
         try:
             super().reload()
         finally:
@@ -50,7 +52,7 @@ class ElasticArbiter(Arbiter):
             if self._reload_spawns >= self.num_workers:
                 return None
             self._reload_spawns += 1
-        number = self.board.free_seat(set(self.WORKERS))
+        number = self.board.free_seat(set(self.WORKERS) | set(self.started))  # not one the master has yet to read
         seat = None if number is None else Seat(self.board, number, added)
         make = self.worker_class
 
@@ -76,7 +78,7 @@ class ElasticArbiter(Arbiter):
         now = time.monotonic()
         self._forget_gone()
         staying = {pid: self._state(pid) for pid in self.WORKERS if pid not in self.leaving}
-        step = next_step(self.limits, staying, self.started, self.last_look, now) \
+        step = next_step(self.limits, staying, self.started, self.last_look, now, len(self.leaving)) \
             if len(staying) == self.num_workers else None
         self.last_look = now
         if step is not None and step.add:

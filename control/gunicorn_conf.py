@@ -1,6 +1,7 @@
 """gunicorn settings for `driftstone serve` (production defaults; the CLI passes bind/workers/threads)."""
 import gc
 import logging
+import os
 
 worker_class = "control.gunicorn_worker.DeadlineWorker"  # gthread, with a deadline on heads, a minimum body rate
 control_socket_disable = True
@@ -61,6 +62,12 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
+    seat = getattr(worker, "seat", None)
+    if seat is not None and os.getpid() == worker.pid:  # the worker itself, leaving nothing in hand
+        from storage.jobs import work_in_hand
+
+        if not work_in_hand():
+            seat.leaving()
     leaving = getattr(getattr(worker, "wsgi", None), "worker_exiting", None)  # the master calls it too (a lost pid)
     if leaving is not None:
         try:

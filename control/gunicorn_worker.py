@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
 from control.worker_memory import MemoryWatch
 from control.worker_pool import Seat
@@ -149,7 +149,7 @@ def cut_off(sock: socket.socket) -> None:
 
 
 class DeadlineWorker(ThreadWorker):
-    seat: Seat | None = None  # its place on the elastic pool's board, given before the fork (control/gunicorn_arbiter.py)
+    seat: Seat | None = None  # its place on the elastic pool's board, given before the fork (gunicorn_arbiter.py)
     draining = False  # asked to leave: accepting no connection
 
     def init_process(self):
@@ -182,6 +182,10 @@ class DeadlineWorker(ThreadWorker):
         if asked and not self.draining:
             self.draining = True
             self.set_accept_enabled(False)
+            # as a stopping gthread worker does: kept-alive connections close within STOP_KEEPALIVE_LINGER, and a
+            # request that comes on one meanwhile is answered with "Connection: close" (this process's config)
+            self.cfg.set("keepalive", 0)
+            self._cap_keepalive(time.monotonic() + STOP_KEEPALIVE_LINGER)
         if not self.alive or self.nr_conns:
             return
         watch = self.memory_watch
@@ -193,7 +197,6 @@ class DeadlineWorker(ThreadWorker):
             return
         if asked:
             self.log.info("worker idle, as the master asked: leaving")
-            self.seat.leaving()
             self.alive = False
         elif watch.outgrown(now, large_transfers()):
             self.log.info("worker holds %d MiB of its own (more than %d MiB): replaced by a fresh fork",

@@ -140,16 +140,18 @@ class Step:
 
 
 def next_step(limits: PoolLimits, workers: dict[int, SeatState | None], started: dict[int, float],
-              last_look: float, now: float) -> Step:
-    """What the master does on one look. `workers`: the ones staying (not already leaving), with their seat's state
-    (None: no seat, never counted idle); `started`: when each was forked."""
-    if len(workers) < limits.most and any(state is not None and state.crowded_at > last_look
-                                          for state in workers.values()):
+              last_look: float, now: float, leaving: int = 0) -> Step:
+    """What the master does on one look. `workers`: the ones staying, with their seat's state (None: no seat,
+    never counted idle); `started`: when each was forked; `leaving`: workers asked to leave or stopped that are
+    still finishing what they hold (they count toward the most)."""
+    if len(workers) + leaving < limits.most and any(state is not None and state.crowded_at > last_look
+                                                    for state in workers.values()):
         return Step(add=True)
     if len(workers) <= limits.fewest:
         return Step()
-    if any(state is not None and state.crowded_at > now - limits.idle_seconds for state in workers.values()):
-        return Step()  # requests overlapped lately: the worker they crowded keeps its kept-alive clients
+    if any(state is not None and (state.in_flight >= 2 or state.crowded_at > now - limits.idle_seconds)
+           for state in workers.values()):
+        return Step()  # requests overlap, or did lately: the worker they crowded keeps its kept-alive clients
     idle = [pid for pid, state in workers.items()
             if state is not None and state.pid == pid and state.in_flight == 0
             and now - max(state.active_at, started.get(pid, now)) >= limits.idle_seconds]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -244,8 +245,6 @@ def test_a_worker_a_large_transfer_left_over_its_memory_limit_is_replaced_by_a_f
 def _held_request(server, key: str, name: str):
     """A request the server is in the middle of: its head is in and the worker's thread waits for the body's
     last byte. Returns the socket and that byte."""
-    import socket
-
     body = ('{"name": "%s"}' % name).encode()
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     sock.sendall(b"POST /v1/repos HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key.encode()
@@ -306,8 +305,6 @@ def test_min_workers_keeps_them_all(tmp_path):
 def test_requests_one_after_another_add_no_worker(tmp_path):
     """What counts is requests, not connections: a kept-alive connection closing, or a new one that has sent
     nothing yet, beside the one request in flight is no overlap (each was counted once, and added a worker)."""
-    import socket
-
     server = start_server(tmp_path / "data", {"DRIFTSTONE_GUNICORN_IDLE_WORKER_SECONDS": "1"})
     try:
         tenant = server.tenant()
@@ -351,5 +348,74 @@ def test_a_reload_forks_only_the_workers_the_pool_keeps(tmp_path):
         assert server.log_text().count("Booting worker") == 1 + 3  # one a reload, none to stop at once
         import requests
         assert requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()
+
+
+def _serving_process(server_port: int, client: socket.socket, workers: list[int]) -> int | None:
+    """Which worker holds the server's end of `client`'s connection."""
+    client_port = client.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == server_port and int(remote, 16) == client_port:
+            inode = fields[9]
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def _get(sock) -> bytes:
+    """One whole response (head and body) to a GET /healthz on a kept-alive connection."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_worker_asked_to_leave_closes_its_kept_alive_connections(tmp_path):
+    """A client reusing its connection every few seconds (within the 5 s keep-alive) kept a worker asked to leave
+    serving, uncounted, for as long as it went on. The worker answers it "Connection: close" instead, as a
+    stopping worker does, and leaves; the client's next connection goes to the worker that stays."""
+    server = start_server(tmp_path / "data", {"DRIFTSTONE_GUNICORN_IDLE_WORKER_SECONDS": "1"})
+    try:
+        tenant = server.tenant()
+        master = server.process.pid
+        first = _wait_for_workers(master, 1)[0]
+        held = [_held_request(server, tenant.keys["admin"], f"held-{i}") for i in range(2)]
+        added = (set(_wait_for_workers(master, 2)) - {first}).pop()
+        for sock, last in held:
+            sock.sendall(last)
+            assert sock.recv(64).startswith(b"HTTP/1.1 201 ")
+            sock.close()
+        on_added = None
+        for _ in range(40):  # a connection the added worker accepted
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            assert _get(sock).startswith(b"HTTP/1.1 200 ")
+            if _serving_process(server.port, sock, [first, added]) == added:
+                on_added = sock
+                break
+            sock.close()
+        assert on_added is not None
+        deadline = time.monotonic() + 20
+        while "asked to leave" not in server.log_text():
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+        answer = _get(on_added)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer.lower(), answer
+        on_added.close()
+        assert _wait_for_workers(master, 1) == [first]
     finally:
         server.stop()

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
+from gunicorn.config import Config
 
 from control.gunicorn_worker import DeadlineWorker
 from control.worker_pool import Board, PoolLimits, Seat, SeatState, Step, next_step
@@ -34,12 +36,22 @@ def test_the_youngest_worker_idle_long_enough_is_let_go():
     assert next_step(limits, workers, started, last_look=99.0, now=100.0) == Step(retire=12)
 
 
-def test_no_worker_leaves_while_requests_overlapped_lately():
+def test_no_worker_leaves_while_requests_overlap_or_did_lately():
     """Clients kept alive on the crowded worker stay there: the one added serves new connections, and letting it
-    go would only fork it again at the next overlap."""
-    workers = {10: _state(10, in_flight=3, crowded_at=80.0, active_at=99.0), 11: _state(11, active_at=0.0)}
-    assert next_step(LIMITS, workers, {10: 0.0, 11: 0.0}, last_look=99.0, now=100.0) == Step()
-    assert next_step(LIMITS, workers, {10: 0.0, 11: 0.0}, last_look=99.0, now=111.0) == Step(retire=11)
+    go would only fork it again at the next overlap (long clones side by side forked and retired one every idle
+    period, each single request meanwhile)."""
+    started = {10: 0.0, 11: 0.0}
+    lately = {10: _state(10, in_flight=1, crowded_at=80.0, active_at=99.0), 11: _state(11, active_at=0.0)}
+    assert next_step(LIMITS, lately, started, last_look=99.0, now=100.0) == Step()
+    assert next_step(LIMITS, lately, started, last_look=110.0, now=111.0) == Step(retire=11)
+    long_overlap = {10: _state(10, in_flight=2, crowded_at=0.0, active_at=0.0), 11: _state(11, active_at=0.0)}
+    assert next_step(LIMITS, long_overlap, started, last_look=99.0, now=100.0) == Step()
+
+
+def test_workers_still_leaving_count_toward_the_most():
+    crowded = {10: _state(10, in_flight=2, crowded_at=100.5, active_at=100.5)}
+    assert next_step(LIMITS, crowded, {10: 0.0}, last_look=100.0, now=101.0, leaving=1) == Step()
+    assert next_step(LIMITS, crowded, {10: 0.0}, last_look=100.0, now=101.0, leaving=0) == Step(add=True)
 
 
 def test_the_master_and_the_worker_never_undo_each_others_words():
@@ -127,6 +139,8 @@ def test_a_worker_asked_to_leave_goes_only_with_no_connection_and_nothing_in_han
     seat.taken(os.getpid())
     worker = DeadlineWorker.__new__(DeadlineWorker)
     worker.alive, worker.nr_conns, worker.log, worker.memory_watch, worker.seat = True, 1, _Log(), None, seat
+    kept = [type("Conn", (), {"timeout": time.monotonic() + 5})()]
+    worker.keepalived_conns, worker.cfg = kept, Config()
     accepting = []
     monkeypatch.setattr("gunicorn.workers.gthread.ThreadWorker.set_accept_enabled",
                         lambda self, enabled: accepting.append(enabled))
@@ -136,16 +150,17 @@ def test_a_worker_asked_to_leave_goes_only_with_no_connection_and_nothing_in_han
     worker._leave_if_idle(100.0)
     assert worker.alive  # a connection open
     assert accepting == [False]  # but no new one taken from then on, though gthread's loop asks again
+    assert worker.cfg.keepalive == 0  # the next answer on a kept-alive connection closes it
+    assert kept[0].timeout <= time.monotonic() + 2  # and one kept alive is closed within 2 s, as when stopping
     worker.set_accept_enabled(True)
     assert accepting == [False, False]
     worker.nr_conns = 0
     before = board.read(seat.number).active_at
     worker._leave_if_idle(100.0)
     assert worker.alive and board.read(seat.number).active_at > before  # a job in hand: busy, not idle
-    assert not board.read(seat.number).left
     in_hand[0] = False
     worker._leave_if_idle(100.0)
-    assert not worker.alive and board.read(seat.number).left
+    assert not worker.alive
     assert worker.log.lines == ["worker idle, as the master asked: leaving"]
 
 
@@ -176,3 +191,17 @@ def test_a_worker_that_died_while_asked_to_leave_before_it_decided_to_is_replace
     assert master.num_workers == 2
     assert master.log.lines == ["worker 5 died while asked to leave: a replacement takes up what it left"]
     assert master.asked == master.leaving == set() and master.started == master.seats == {}
+
+
+def test_a_worker_that_exits_with_nothing_in_hand_says_so(monkeypatch):
+    """However it leaves (asked, outgrown, max_requests, a reload's stop), the master then knows it lost nothing;
+    one exiting with a job in hand, or killed, does not say so (and a replacement asks for what it left)."""
+    from control import gunicorn_conf
+
+    board = Board(2)
+    for in_hand in (True, False):
+        seat = Seat(board, board.free_seat(set()), added=True)
+        worker = type("Worker", (), {"seat": seat, "pid": os.getpid()})()
+        monkeypatch.setattr("storage.jobs.work_in_hand", lambda: in_hand)
+        gunicorn_conf.worker_exit(None, worker)
+        assert board.read(seat.number).left is not in_hand
