@@ -4,8 +4,8 @@
 
 For each value of DRIFTSTONE_WORKER_PRIVATE_MEMORY_LIMIT (bytes; 0: never), one server: `/healthz` every 20 ms
 on a new connection each (so a worker is often idle, free to retire) while a client clones a small repository
-every 1.5 s, for `--seconds`. Prints the workers replaced (the server log's "fresh fork" lines) and the
-`/healthz` latency p50 / p99 / max. Prints only: bench/RESULTS.md records the runs by hand.
+every 1.5 s, for `--seconds`. Prints the workers replaced (the server log's "fresh fork" lines), those the
+elastic pool (control/worker_pool.py) added and let go, and the `/healthz` latency p50 / p99 / max. Prints only: bench/RESULTS.md records the runs by hand.
 """
 from __future__ import annotations
 
@@ -52,8 +52,10 @@ def measure(limit: int, seconds: float, work: Path) -> str:
     finally:
         server.stop()
     latencies.sort()
-    replaced = server.log_path.read_text(errors="replace").count("fresh fork")
-    return (f"limit {limit}: {replaced} workers replaced; /healthz n {len(latencies)}, p50 "
+    log = server.log_path.read_text(errors="replace")
+    replaced, added, left = log.count("fresh fork"), log.count("a worker added"), log.count("asked to leave")
+    return (f"limit {limit}: {replaced} workers replaced, {added} added and {left} let go by the elastic pool; "
+            f"/healthz n {len(latencies)}, p50 "
             f"{statistics.median(latencies) * 1e3:.1f} ms, p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.1f} ms, "
             f"max {latencies[-1] * 1e3:.1f} ms")
 

@@ -111,6 +111,7 @@ class ElasticArbiter(Arbiter):
 
     def _add(self) -> None:
         self.num_workers += 1
+        self.board.note_added(time.monotonic())  # before the fork: the new worker has seen it
         try:
             self.spawn_worker(added=True)
         except OSError as error:  # out of memory or processes for now: the workers there are serve on

@@ -30,6 +30,7 @@ _LEAVE = struct.Struct("=q")
 _LEFT = struct.Struct("=q")
 _PID_AT, _ACTIVITY_AT, _LEAVE_AT, _LEFT_AT = 0, 8, 32, 40
 _SEAT_SIZE = 48
+_ADDED = struct.Struct("=d")  # the board's first word, the master's: when it last added a worker
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,20 @@ class Board:
 
     def __init__(self, seats: int):
         self.seats = seats
-        self._map = mmap.mmap(-1, _SEAT_SIZE * seats)  # MAP_SHARED | MAP_ANONYMOUS: the forks write into it
+        self._map = mmap.mmap(-1, _ADDED.size + _SEAT_SIZE * seats)  # MAP_SHARED | MAP_ANONYMOUS: shared with forks
+
+    @staticmethod
+    def _at(seat: int) -> int:
+        return _ADDED.size + seat * _SEAT_SIZE
+
+    def note_added(self, when: float) -> None:
+        _ADDED.pack_into(self._map, 0, when)
+
+    def added_at(self) -> float:
+        return _ADDED.unpack_from(self._map, 0)[0]
 
     def read(self, seat: int) -> SeatState:
-        at = seat * _SEAT_SIZE
+        at = self._at(seat)
         (pid,) = _PID.unpack_from(self._map, at + _PID_AT)
         in_flight, crowded_at, active_at = _ACTIVITY.unpack_from(self._map, at + _ACTIVITY_AT)
         (leave,) = _LEAVE.unpack_from(self._map, at + _LEAVE_AT)
@@ -62,25 +73,25 @@ class Board:
         """A seat no live worker holds (its pid gone, or never written), cleared for the next."""
         for seat in range(self.seats):
             if self.read(seat).pid not in taken_by:
-                at = seat * _SEAT_SIZE
+                at = self._at(seat)
                 self._map[at:at + _SEAT_SIZE] = bytes(_SEAT_SIZE)
                 self.write_activity(seat, 0, 0.0, time.monotonic())
                 return seat
         return None
 
     def claim(self, seat: int, pid: int) -> None:
-        _PID.pack_into(self._map, seat * _SEAT_SIZE + _PID_AT, pid)
+        _PID.pack_into(self._map, self._at(seat) + _PID_AT, pid)
 
     def write_activity(self, seat: int, in_flight: int, crowded_at: float, active_at: float) -> None:
-        _ACTIVITY.pack_into(self._map, seat * _SEAT_SIZE + _ACTIVITY_AT, in_flight, crowded_at, active_at)
+        _ACTIVITY.pack_into(self._map, self._at(seat) + _ACTIVITY_AT, in_flight, crowded_at, active_at)
 
     def ask_to_leave(self, seat: int) -> None:
         """The worker stops accepting connections and goes once it has none open and nothing in hand (it, not the
         master, decides when: a request it took is served, not cut off by a stop)."""
-        _LEAVE.pack_into(self._map, seat * _SEAT_SIZE + _LEAVE_AT, 1)
+        _LEAVE.pack_into(self._map, self._at(seat) + _LEAVE_AT, 1)
 
     def mark_left(self, seat: int) -> None:
-        _LEFT.pack_into(self._map, seat * _SEAT_SIZE + _LEFT_AT, 1)
+        _LEFT.pack_into(self._map, self._at(seat) + _LEFT_AT, 1)
 
 
 @dataclass

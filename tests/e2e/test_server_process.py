@@ -374,14 +374,20 @@ def _serving_process(server_port: int, client: socket.socket, workers: list[int]
 def _get(sock) -> bytes:
     """One whole response (head and body) to a GET /healthz on a kept-alive connection."""
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    def more() -> bytes:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
+
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(4096)
+        data += more()
     head, body = data.split(b"\r\n\r\n", 1)
     length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                       if line.lower().startswith(b"content-length")))
     while len(body) < length:
-        body += sock.recv(4096)
+        body += more()
     return head + b"\r\n\r\n" + body
 
 
@@ -413,9 +419,43 @@ def test_a_worker_asked_to_leave_closes_its_kept_alive_connections(tmp_path):
         while "asked to leave" not in server.log_text():
             assert time.monotonic() < deadline, server.log_text()
             time.sleep(0.1)
+        time.sleep(1.1)  # the worker sees the ask at its next look, within a second; then lingers 2 s
         answer = _get(on_added)
         assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer.lower(), answer
         on_added.close()
         assert _wait_for_workers(master, 1) == [first]
+    finally:
+        server.stop()
+
+
+def test_after_an_add_half_of_the_kept_alive_clients_are_sent_to_connect_again(tmp_path):
+    """Clients kept alive on the one worker would never reach the one added for them: in the two seconds after an
+    add, every other connection's next request is answered "Connection: close", so that its client connects again
+    (to the worker accepting first); the others stay."""
+    server = start_server(tmp_path / "data")
+    try:
+        tenant = server.tenant()
+        kept = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(8)]
+        for sock in kept:
+            assert b"connection: close" not in _get(sock).lower()
+        held = [_held_request(server, tenant.keys["admin"], f"held-{i}") for i in range(2)]
+        deadline = time.monotonic() + 20
+        while "a worker added" not in server.log_text():
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.05)
+        time.sleep(1.1)  # the worker sees the add at its next look, within a second
+        answers = []
+        for sock in kept:  # a client closes a connection answered so at once (gunicorn lingers up to 2 s for it)
+            answers.append(_get(sock).lower())
+            if b"connection: close" in answers[-1]:
+                sock.close()
+        assert all(answer.startswith(b"http/1.1 200 ") for answer in answers)
+        assert sum(b"connection: close" in answer for answer in answers) == 4, answers
+        for sock, last in held:
+            sock.sendall(last)
+            assert sock.recv(64).startswith(b"HTTP/1.1 201 ")
+        time.sleep(2)  # the window is over: kept alive again
+        stayed = [sock for sock, answer in zip(kept, answers) if b"connection: close" not in answer]
+        assert all(b"connection: close" not in _get(sock).lower() for sock in stayed)
     finally:
         server.stop()

@@ -205,3 +205,33 @@ def test_a_worker_that_exits_with_nothing_in_hand_says_so(monkeypatch):
         monkeypatch.setattr("storage.jobs.work_in_hand", lambda: in_hand)
         gunicorn_conf.worker_exit(None, worker)
         assert board.read(seat.number).left is not in_hand
+
+
+def test_after_an_add_every_other_connection_is_closed_once(monkeypatch):
+    """Kept-alive clients stay on the worker they reached: after an add, the others close every other connection
+    after its next request (once each), so that half of their clients connect again, to either worker. Closing all
+    of them moved them all to the new worker, which then served alone."""
+    board = Board(2)
+    seat = Seat(board, board.free_seat(set()), added=False)
+    worker = DeadlineWorker.__new__(DeadlineWorker)
+    worker.seat, worker.added_seen = seat, board.added_at()
+    now = time.monotonic()
+    worker._spread_after_an_add(now)
+    assert worker.spread_until == 0.0  # nothing added
+    board.note_added(now)
+    worker._spread_after_an_add(now)
+    assert worker.spread_until > now
+
+    def request(connection):
+        return type("Request", (), {"unreader": connection, "must_close": False})()
+
+    connections = [type("Unreader", (), {})() for _ in range(6)]
+    closed = []
+    for connection in connections:
+        first = request(connection)
+        worker._spread(first)
+        closed.append(first.must_close)
+    assert closed == [True, False, True, False, True, False]
+    again = request(connections[1])
+    worker._spread(again)
+    assert not again.must_close  # decided once a connection
