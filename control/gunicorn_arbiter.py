@@ -111,10 +111,12 @@ class ElasticArbiter(Arbiter):
 
     def _add(self) -> None:
         self.num_workers += 1
+        before = self.board.added_at()
         self.board.note_added(time.monotonic())  # before the fork: the new worker has seen it
         try:
             self.spawn_worker(added=True)
         except OSError as error:  # out of memory or processes for now: the workers there are serve on
+            self.board.note_added(before)  # none to spread the clients to
             self.num_workers -= 1
             self.log.warning("could not add a worker: %s", error)
             return

@@ -17,6 +17,7 @@ waits while git works through what it already sent is not slow.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket
 import threading
@@ -33,6 +34,7 @@ _MESSAGE = b"the request head did not arrive in time\n"
 REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
                    b"Content-Length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE))
 CROWDED_GRACE = 1.0
+GIT_TRANSFERS = ("/info/refs", "/git-upload-pack", "/git-receive-pack")
 
 
 class HeadDeadlines:
@@ -153,7 +155,7 @@ class DeadlineWorker(ThreadWorker):
     draining = False  # asked to leave: accepting no connection
     added_seen = 0.0  # the last add of a worker to the pool this worker has seen (Board.added_at)
     spread_until = 0.0  # closing every other connection after its next request until then (_spread_after_an_add)
-    spread_count = 0
+    spread_turns = itertools.count()
 
     def init_process(self):
         if self.seat is not None:
@@ -288,10 +290,14 @@ class DeadlineWorker(ThreadWorker):
             self.spread_until = now + STOP_KEEPALIVE_LINGER
 
     def _spread(self, request) -> None:
+        """Each connection is decided once an add. A git transfer is left alone: gthread's main thread lingers up
+        to 2 s on a connection it closes until the client has read all and closed, and a clone's pack read slowly
+        held every other connection of the worker that long; git opens new connections each command anyway.
+        Requests closing their connection anyway take no turn."""
         unreader = request.unreader  # one a connection
-        if getattr(unreader, "spread_decided", False):
+        if getattr(unreader, "spread_for", None) == self.added_seen or request.should_close() \
+                or request.path.endswith(GIT_TRANSFERS):
             return
-        unreader.spread_decided = True
-        self.spread_count += 1
-        if self.spread_count % 2:
+        unreader.spread_for = self.added_seen
+        if next(self.spread_turns) % 2 == 0:
             request.must_close = True

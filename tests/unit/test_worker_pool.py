@@ -1,6 +1,7 @@
 """The elastic worker pool's decisions (control/worker_pool.py) and its shared board across a real fork."""
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -207,10 +208,16 @@ def test_a_worker_that_exits_with_nothing_in_hand_says_so(monkeypatch):
         assert board.read(seat.number).left is not in_hand
 
 
+def _request(connection, path="/v1/repos/r1", closing=False):
+    return type("Request", (), {"unreader": connection, "must_close": False, "path": path,
+                                "should_close": lambda self: closing})()
+
+
 def test_after_an_add_every_other_connection_is_closed_once(monkeypatch):
     """Kept-alive clients stay on the worker they reached: after an add, the others close every other connection
-    after its next request (once each), so that half of their clients connect again, to either worker. Closing all
-    of them moved them all to the new worker, which then served alone."""
+    after its next request (once each an add), so that half of their clients connect again, to either worker.
+    Closing all of them moved them all to the new worker, which then served alone."""
+    monkeypatch.setattr(DeadlineWorker, "spread_turns", itertools.count())
     board = Board(2)
     seat = Seat(board, board.free_seat(set()), added=False)
     worker = DeadlineWorker.__new__(DeadlineWorker)
@@ -222,16 +229,18 @@ def test_after_an_add_every_other_connection_is_closed_once(monkeypatch):
     worker._spread_after_an_add(now)
     assert worker.spread_until > now
 
-    def request(connection):
-        return type("Request", (), {"unreader": connection, "must_close": False})()
+    def closed_by_spread(requests):
+        for request in requests:
+            worker._spread(request)
+        return [request.must_close for request in requests]
 
     connections = [type("Unreader", (), {})() for _ in range(6)]
-    closed = []
-    for connection in connections:
-        first = request(connection)
-        worker._spread(first)
-        closed.append(first.must_close)
-    assert closed == [True, False, True, False, True, False]
-    again = request(connections[1])
-    worker._spread(again)
-    assert not again.must_close  # decided once a connection
+    assert closed_by_spread([_request(c) for c in connections]) == [True, False, True, False, True, False]
+    assert closed_by_spread([_request(connections[1])]) == [False]  # decided once an add
+    # a git transfer is left alone (a pack read slowly held the worker's other connections for 2 s), and a request
+    # closing its connection anyway takes no turn
+    assert closed_by_spread([_request(type("Unreader", (), {})(), "/acme/r1.git/git-upload-pack"),
+                             _request(type("Unreader", (), {})(), closing=True)]) == [False, False]
+    board.note_added(now + 60)  # the added worker left, and another is added: the kept ones are decided again
+    worker._spread_after_an_add(now + 60)
+    assert closed_by_spread([_request(connections[i]) for i in (1, 3, 5)]) == [True, False, True]
