@@ -13,6 +13,7 @@ from gunicorn.arbiter import Arbiter
 from control.worker_pool import Board, PoolLimits, Seat, next_step
 from storage.settings import Settings
 
+
 def pool_limits(most: int) -> PoolLimits:
     settings = Settings.from_env()  # `driftstone serve` validated them before it started gunicorn
     return PoolLimits(fewest=min(settings.gunicorn_min_workers, most), most=most,
