@@ -36,7 +36,7 @@ from .capabilities import CapabilityCache
 from .git_process import GitProcess, RepositoryGone
 from .hook_channel import HookChannel, hook_scripts_ready
 from .pack_cache import PackCache
-from .pack_prescan import prescan_pushed_pack
+from .pack_prescan import UNPACK_LIMIT, diff_ahead, prescan_pushed_pack
 from .pktline import FLUSH
 from .protocol import NO_CACHE, advertisement_prefix, git_protocol, is_v2, text_response
 from .push_report import PUSH_CERTIFICATE, PushCommands, ReportFilter, read_push_head
@@ -199,7 +199,8 @@ class GitHttpApp:
         ctx = replace(ctx, push_scans=PushScans(sent_objects=head.object_count))
         channel = HookChannel.open(ctx, requested=commands.requested)
         args = ["-c", f"core.hooksPath={self.hooks_path}", "-c", f"receive.maxInputSize={self.settings.max_push_size}",
-                *_RECEIVE_HIDDEN, *_RECEIVE_FSCK, "receive-pack", "--stateless-rpc", "."]
+                "-c", f"receive.unpackLimit={UNPACK_LIMIT}", *_RECEIVE_HIDDEN, *_RECEIVE_FSCK,
+                "receive-pack", "--stateless-rpc", "."]
         try:
             process = GitProcess(ctx.repo_path, args, {**env, **channel.child_env()},
                                  pass_fds=[channel.child_end.fileno()])
@@ -210,7 +211,8 @@ class GitHttpApp:
         channel.git_pid = process.proc.pid
         channel.start()
         process.feed(body, observe=commands.feed, then=lambda: prescan_pushed_pack(
-            ctx.repo_path, process, ctx.push_scans, self.settings.max_object_size))
+            ctx.repo_path, process, ctx.push_scans, self.settings.max_object_size,
+            on_found=lambda idx: diff_ahead(ctx, commands.requested(), idx)))
         channel.body_complete = lambda: process.input_complete(self.settings.request_idle_timeout)
         channel.atomic = lambda: commands.atomic
 

@@ -6,6 +6,7 @@ is named by its path: the files of a finished pack are never rewritten in place.
 """
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from concurrent.futures import Future
@@ -21,6 +22,15 @@ class PushScans:
         self.sent_objects = sent_objects  # what the pack's header says it holds (None: not read)
         self._lock = threading.Lock()
         self._scans: dict[tuple, Future] = {}
+        self._keeps_errors = True
+
+    def tentative(self) -> "PushScans":
+        """The same scans, for work started before the push is known to need it (while git still checks it): an
+        error met there is not kept, whoever asks next computes again. Objects the repository gains meanwhile
+        could make it succeed."""
+        view = copy.copy(self)  # the same lock and results
+        view._keeps_errors = False
+        return view
 
     def objects(self, object_dir: Path, limit: int, hash_size: int = 20) -> SizeScan:
         """The objects stored directly in `object_dir` (loose, or in its packs): those larger than `limit`, and
@@ -51,9 +61,18 @@ class PushScans:
             mine = future is None
             if mine:
                 future = self._scans[key] = Future()
+                future.tentative = not self._keeps_errors
         if mine:
             try:
                 future.set_result(compute())
             except BaseException as error:  # CorruptObject, OSError, GitFailed: whoever asks gets the same error
+                if future.tentative:
+                    with self._lock:  # before the waiters hear of it: each of them then finds the key free
+                        del self._scans[key]
                 future.set_exception(error)
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:
+            if mine or not future.tentative:
+                raise
+        return self.once(key, compute)

@@ -423,7 +423,7 @@ def test_object_size_cap_on_a_delta_in_a_kept_pack(small_limits_server, git, tmp
 
 
 def test_object_size_cap_on_a_large_kept_pack(small_limits_server, git, tmp_path):
-    """Over a megabyte and over 100 objects: the server scans the pack before the hook asks (server/pack_prescan.py);
+    """Over 100 objects: the server scans the pack before the hook asks (server/pack_prescan.py);
     the verdict is the same as the check's own scan."""
     tenant = small_limits_server.tenant()
     repo = tenant.repo()

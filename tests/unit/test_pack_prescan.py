@@ -1,5 +1,6 @@
-"""server.pack_prescan against a real `git receive-pack`: the pack of a large push is found in the quarantine by
-its .keep and scanned while receive-pack is still short of (or inside) its pre-receive hook."""
+"""server.pack_prescan against a real `git receive-pack`: the pack of a push of UNPACK_LIMIT objects or more is
+found in the quarantine by its .keep, and scanned and diffed while receive-pack is still short of (or inside) its
+pre-receive hook."""
 from __future__ import annotations
 
 import os
@@ -7,9 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from hooks import checks
+from hooks.context import ChangeContext, RepoRef
+from hooks.refs import RefUpdate
 from server.git_process import GitProcess
-from server.pack_prescan import kept_pack_index, prescan_pushed_pack
+from server.pack_prescan import UNPACK_LIMIT, diff_ahead, kept_pack_index, prescan_pushed_pack
+from storage import git_read
 from storage.push_scans import PushScans
+from storage.settings import Settings
 from tests.support import pkt
 
 ZERO = "0" * 40
@@ -26,18 +32,27 @@ def _blocking_hook(tmp_path: Path) -> tuple[Path, Path]:
     return hooks, go
 
 
-def _push_request(git, tmp_path: Path, files: dict[str, bytes]) -> tuple[bytes, str]:
+def _push_request(git, tmp_path: Path, files: dict[str, bytes]) -> tuple[bytes, str, int]:
+    """The request body, the pushing work tree, and the number of objects in the pack."""
     work = git.new_worktree(tmp_path / "work")
     head = git.commit(work, files, "a large push")
     pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs", "-q"], cwd=work, input=b"HEAD\n",
                           capture_output=True, check=True).stdout
-    return pkt(f"{ZERO} {head} refs/heads/main\0report-status\n".encode()) + b"0000" + pack, work
+    objects = int.from_bytes(pack[8:12], "big")
+    return pkt(f"{ZERO} {head} refs/heads/main\0report-status\n".encode()) + b"0000" + pack, work, objects
 
 
-def _start(bare: Path, hooks: Path, body: bytes, scans: PushScans) -> GitProcess:
-    process = GitProcess(bare, ["-c", f"core.hooksPath={hooks}", "receive-pack", "--stateless-rpc", "."], {})
-    process.feed([body], then=lambda: prescan_pushed_pack(bare, process, scans, LIMIT))
+def _start(bare: Path, hooks: Path, body: bytes, scans: PushScans, on_found=None) -> GitProcess:
+    process = GitProcess(bare, ["-c", f"core.hooksPath={hooks}", "-c", f"receive.unpackLimit={UNPACK_LIMIT}",
+                                "receive-pack", "--stateless-rpc", "."], {})
+    process.feed([body], then=lambda: prescan_pushed_pack(bare, process, scans, LIMIT, on_found=on_found))
     return process
+
+
+def _wait_for(done, process: GitProcess) -> None:
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline and process.proc.poll() is None:
+        time.sleep(0.01)
 
 
 def _finish(process: GitProcess, go: Path) -> bytes:
@@ -50,17 +65,15 @@ def _finish(process: GitProcess, go: Path) -> bytes:
 
 def test_the_kept_pack_is_scanned_before_the_hook_lets_go(git, tmp_path):
     big = os.urandom(2 * LIMIT)
-    body, work = _push_request(git, tmp_path, {"big.bin": big, **{f"small/{i}.txt": f"{i}\n" for i in range(150)}})
+    body, work, objects = _push_request(git, tmp_path, {"big.bin": big, **{f"small/{i}.txt": f"{i}\n" for i in range(150)}})
     big_id = git.out("rev-parse", "HEAD:big.bin", cwd=work)
     bare = tmp_path / "bare.git"
     git("init", "-q", "--bare", str(bare))
     hooks, go = _blocking_hook(tmp_path)
-    scans = PushScans()
+    scans = PushScans(sent_objects=objects)
     process = _start(bare, hooks, body, scans)
     try:
-        deadline = time.monotonic() + 30
-        while not scans.finished() and time.monotonic() < deadline and process.proc.poll() is None:
-            time.sleep(0.01)
+        _wait_for(scans.finished, process)
         (idx,) = scans.finished()
         assert idx.parent.parent.name.startswith("tmp_objdir-incoming-")
         assert scans.pack(idx, LIMIT).oversized == [big_id]
@@ -69,16 +82,51 @@ def test_the_kept_pack_is_scanned_before_the_hook_lets_go(git, tmp_path):
     assert b"ok refs/heads/main" in output
 
 
-def test_a_small_push_is_left_to_the_check(git, tmp_path):
-    """Under PRESCAN_MIN_BYTES nothing is looked for: the check's own scan is cheaper than the polling."""
-    body, _ = _push_request(git, tmp_path, {f"f{i}.txt": f"{i}\n" for i in range(150)})
+def test_the_path_checks_diff_is_found_before_the_hook_lets_go(git, tmp_path, monkeypatch):
+    """A push of 40 commits spends ~12 ms in git's connectivity walk after its pack is written: the diff the path
+    check asks for is made in that time, on the quarantine, and the check takes it from the same PushScans."""
+    body, work, objects = _push_request(git, tmp_path, {f"src/{i}.txt": f"{i}\n" for i in range(150)})
+    head = git.out("rev-parse", "HEAD", cwd=work)
     bare = tmp_path / "bare.git"
     git("init", "-q", "--bare", str(bare))
     hooks, go = _blocking_hook(tmp_path)
-    scans = PushScans()
-    output = _finish(_start(bare, hooks, body, scans), go)
+    scans = PushScans(sent_objects=objects)
+    ctx = ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("r", "o", "r", "main"),
+                        repo_path=bare, actor=None, push_scans=scans)
+    diffed = []
+    real = git_read.changed_paths
+
+    def recorded(*args, **kwargs):
+        diffed.append(real(*args, **kwargs))
+        return diffed[-1]
+
+    monkeypatch.setattr(git_read, "changed_paths", recorded)
+    update = RefUpdate(ZERO, head, "refs/heads/main")
+    process = _start(bare, hooks, body, scans, on_found=lambda idx: diff_ahead(ctx, [update], idx))
+    try:
+        _wait_for(lambda: diffed, process)
+        assert diffed and process.proc.poll() is None  # the hook still holds receive-pack
+        assert "src/0.txt" in diffed[0] and "src" in diffed[0]
+        asked = []
+        monkeypatch.setattr(git_read, "changed_paths", lambda *args, **kwargs: asked.append(args))
+        assert checks.check_pushed_paths(ctx, [update], None) == [] and asked == []  # taken from the scans
+    finally:
+        output = _finish(process, go)
     assert b"ok refs/heads/main" in output
-    assert scans.finished() == []
+
+
+def test_a_push_stored_loose_is_left_to_the_check(git, tmp_path):
+    """Under UNPACK_LIMIT objects git unpacks the push into loose objects: there is no pack to wait for."""
+    body, _, objects = _push_request(git, tmp_path, {f"f{i}.txt": f"{i}\n" for i in range(UNPACK_LIMIT - 10)})
+    assert objects < UNPACK_LIMIT
+    bare = tmp_path / "bare.git"
+    git("init", "-q", "--bare", str(bare))
+    hooks, go = _blocking_hook(tmp_path)
+    scans = PushScans(sent_objects=objects)
+    found = []
+    output = _finish(_start(bare, hooks, body, scans, on_found=found.append), go)
+    assert b"ok refs/heads/main" in output
+    assert scans.finished() == [] and found == []
 
 
 def test_a_quarantine_left_from_before_the_push_is_passed_over(git, tmp_path):
