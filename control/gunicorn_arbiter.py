@@ -20,6 +20,9 @@ def pool_limits(most: int) -> PoolLimits:
                       idle_seconds=settings.gunicorn_idle_worker_seconds)
 
 
+QUIET_BEFORE_REPLACING = 1.0  # seconds without a request before a worker that outgrew its memory is replaced
+
+
 class ElasticArbiter(Arbiter):
     board: Board | None = None
     _reload_spawns: int | None = None  # workers forked so far by the reload under way
@@ -33,6 +36,7 @@ class ElasticArbiter(Arbiter):
             self.asked: set[int] = set()  # asked to leave
             self.started: dict[int, float] = {}
             self.seats: dict[int, int] = {}
+            self.replacing: dict[int, int] = {}  # a fresh fork not yet ready -> the outgrown worker it replaces
             self.last_look = time.monotonic()
         self.num_workers = self.limits.fewest
 
@@ -48,13 +52,13 @@ class ElasticArbiter(Arbiter):
         finally:
             self._reload_spawns = None
 
-    def spawn_worker(self, added: bool = False):
+    def spawn_worker(self, added: bool = False, replacing: bool = False):
         if self._reload_spawns is not None:
             if self._reload_spawns >= self.num_workers:
                 return None
             self._reload_spawns += 1
         number = self.board.free_seat(set(self.WORKERS) | set(self.started))  # not one the master has yet to read
-        seat = None if number is None else Seat(self.board, number, added)
+        seat = None if number is None else Seat(self.board, number, added, replacing)
         make = self.worker_class
 
         def seated(*args, **kwargs):
@@ -78,6 +82,7 @@ class ElasticArbiter(Arbiter):
         workers staying, after one look at how busy they are."""
         now = time.monotonic()
         self._forget_gone()
+        self._replace_outgrown(now)
         staying = {pid: self._state(pid) for pid in self.WORKERS if pid not in self.leaving}
         step = next_step(self.limits, staying, self.started, self.last_look, now, len(self.leaving)) \
             if len(staying) == self.num_workers else None
@@ -109,6 +114,36 @@ class ElasticArbiter(Arbiter):
                 self.num_workers += 1
             self.asked.discard(gone)
         self.leaving &= set(self.WORKERS)
+
+    def _replace_outgrown(self, now: float) -> None:
+        """A worker that outgrew its memory serves on while a fresh fork boots, and is asked to leave once that one
+        accepts: a lone worker that left first left none to accept for the fork's start-up (a push right after a
+        large push: 190 instead of 115 ms). The fork waits for a quiet second: a client's next command, sent right
+        after the transfer, is not served by a worker still cold (132 instead of 118 ms). The outgrown one counts
+        as leaving from the fork on."""
+        for fresh, old in list(self.replacing.items()):
+            if fresh not in self.WORKERS:  # killed before it was ready: the old one stays, and asks again
+                del self.replacing[fresh]
+                self.leaving.discard(old)
+            elif (state := self._state(fresh)) is not None and state.ready:
+                del self.replacing[fresh]
+                if old in self.WORKERS and old in self.seats:
+                    self.asked.add(old)
+                    self.board.ask_to_leave(self.seats[old])
+        for pid in [pid for pid in self.WORKERS if pid not in self.leaving]:
+            state = self._state(pid)
+            if state is None or not state.outgrown or state.pid != pid or state.in_flight \
+                    or now - state.active_at < QUIET_BEFORE_REPLACING:
+                continue
+            self.leaving.add(pid)
+            try:
+                fresh = self.spawn_worker(replacing=True)
+            except OSError as error:  # out of memory or processes for now: it serves on
+                self.leaving.discard(pid)
+                self.log.warning("could not fork a worker to replace %s: %s", pid, error)
+                continue
+            self.replacing[fresh] = pid
+            self.log.info("worker %s outgrew its memory: a fresh fork (%s) takes its place once ready", pid, fresh)
 
     def _add(self) -> None:
         self.num_workers += 1

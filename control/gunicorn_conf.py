@@ -46,8 +46,8 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     """Build the application before the first request instead of during it (a no-op once the master built it),
-    then ask for what a killed worker left undone; a worker the elastic pool added for overlapping requests
-    replaces none."""
+    then ask for what a killed worker left undone; a worker the elastic pool added for overlapping requests, or
+    forked to take the place of one that outgrew its memory (and leaves once idle), replaces none killed."""
     load = getattr(worker.wsgi, "load", None)
     if load is None:
         return
@@ -58,7 +58,7 @@ def post_worker_init(worker):
     started = getattr(worker.wsgi, "worker_started", None)
     if started is not None:
         seat = getattr(worker, "seat", None)
-        started(look_for_undone_work=not (seat is not None and seat.added))
+        started(look_for_undone_work=not (seat is not None and (seat.added or seat.replacing)))
 
 
 def worker_exit(server, worker):

@@ -153,6 +153,7 @@ def cut_off(sock: socket.socket) -> None:
 class DeadlineWorker(ThreadWorker):
     seat: Seat | None = None  # its place on the elastic pool's board, given before the fork (gunicorn_arbiter.py)
     draining = False  # asked to leave: accepting no connection
+    outgrown = False  # asked the elastic pool's master for a fresh fork to take its place
     added_seen = 0.0  # the last add of a worker to the pool this worker has seen (Board.added_at)
     spread_until = 0.0  # closing every other connection after its next request until then (_spread_after_an_add)
     spread_turns = itertools.count()
@@ -166,6 +167,11 @@ class DeadlineWorker(ThreadWorker):
         self.body_rates = BodyRates(30.0, 1024.0)
         self.memory_watch: MemoryWatch | None = None
         super().init_process()
+
+    def run(self):
+        if self.seat is not None:  # started up: what it replaces may go
+            self.seat.ready()
+        super().run()
 
     def use_limits(self, head_timeout: float, body_grace: float, body_min_rate: float) -> None:
         """The application's settings (gunicorn_conf.post_worker_init)."""
@@ -204,10 +210,14 @@ class DeadlineWorker(ThreadWorker):
         if asked:
             self.log.info("worker idle, as the master asked: leaving")
             self.alive = False
-        elif watch.outgrown(now, large_transfers()):
+        elif not self.outgrown and watch.outgrown(now, large_transfers()):
             self.log.info("worker holds %d MiB of its own (more than %d MiB): replaced by a fresh fork",
                           watch.last >> 20, watch.limit >> 20)
-            self.alive = False
+            if self.seat is None:
+                self.alive = False
+            else:  # serving on until the elastic pool's master has the fresh fork ready and asks it to leave
+                self.outgrown = True
+                self.seat.outgrown()
 
     def set_accept_enabled(self, enabled):
         """gthread's loop enables accepting again whenever it has room: not while this worker is leaving."""

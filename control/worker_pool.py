@@ -23,13 +23,12 @@ from dataclasses import dataclass
 # A seat's words, each written by one side only, so that neither's write undoes the other's: the worker's pid (the
 # master's, after the fork, and the worker's own), its requests in flight, when two or more were last in flight at
 # once, when it last had anything in hand (the worker's), whether it is asked to leave (the master's), whether it
-# decided to (the worker's).
+# decided to, whether it is serving, whether it asks to be replaced (the worker's).
 _PID = struct.Struct("=q")
 _ACTIVITY = struct.Struct("=qdd")
-_LEAVE = struct.Struct("=q")
-_LEFT = struct.Struct("=q")
-_PID_AT, _ACTIVITY_AT, _LEAVE_AT, _LEFT_AT = 0, 8, 32, 40
-_SEAT_SIZE = 48
+_FLAG = struct.Struct("=q")
+_PID_AT, _ACTIVITY_AT, _LEAVE_AT, _LEFT_AT, _READY_AT, _OUTGROWN_AT = 0, 8, 32, 40, 48, 56
+_SEAT_SIZE = 64
 _ADDED = struct.Struct("=d")  # the board's first word, the master's: when it last added a worker
 
 
@@ -41,6 +40,8 @@ class SeatState:
     active_at: float
     leave: bool = False
     left: bool = False
+    ready: bool = False  # past its start-up, accepting connections
+    outgrown: bool = False  # holds too much memory of its own: asks for a fresh fork to take its place
 
 
 class Board:
@@ -65,9 +66,9 @@ class Board:
         at = self._at(seat)
         (pid,) = _PID.unpack_from(self._map, at + _PID_AT)
         in_flight, crowded_at, active_at = _ACTIVITY.unpack_from(self._map, at + _ACTIVITY_AT)
-        (leave,) = _LEAVE.unpack_from(self._map, at + _LEAVE_AT)
-        (left,) = _LEFT.unpack_from(self._map, at + _LEFT_AT)
-        return SeatState(pid, in_flight, crowded_at, active_at, bool(leave), bool(left))
+        leave, left, ready, outgrown = (_FLAG.unpack_from(self._map, at + where)[0]
+                                        for where in (_LEAVE_AT, _LEFT_AT, _READY_AT, _OUTGROWN_AT))
+        return SeatState(pid, in_flight, crowded_at, active_at, bool(leave), bool(left), bool(ready), bool(outgrown))
 
     def free_seat(self, taken_by: set[int]) -> int | None:
         """A seat no live worker holds (its pid gone, or never written), cleared for the next."""
@@ -88,20 +89,28 @@ class Board:
     def ask_to_leave(self, seat: int) -> None:
         """The worker stops accepting connections and goes once it has none open and nothing in hand (it, not the
         master, decides when: a request it took is served, not cut off by a stop)."""
-        _LEAVE.pack_into(self._map, self._at(seat) + _LEAVE_AT, 1)
+        _FLAG.pack_into(self._map, self._at(seat) + _LEAVE_AT, 1)
 
     def mark_left(self, seat: int) -> None:
-        _LEFT.pack_into(self._map, self._at(seat) + _LEFT_AT, 1)
+        _FLAG.pack_into(self._map, self._at(seat) + _LEFT_AT, 1)
+
+    def mark_ready(self, seat: int) -> None:
+        _FLAG.pack_into(self._map, self._at(seat) + _READY_AT, 1)
+
+    def mark_outgrown(self, seat: int) -> None:
+        _FLAG.pack_into(self._map, self._at(seat) + _OUTGROWN_AT, 1)
 
 
 @dataclass
 class Seat:
     """A worker's place on the board, given by the master before the fork. `added`: forked because requests
-    overlapped, rather than to keep the fewest workers or to replace one (the start-up job is not asked for)."""
+    overlapped, rather than to keep the fewest workers or to replace one (the start-up job is not asked for);
+    `replacing`: forked to take the place of one that outgrew its memory and leaves nothing undone (neither)."""
 
     board: Board
     number: int
     added: bool
+    replacing: bool = False
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -135,6 +144,13 @@ class Seat:
     def leaving(self) -> None:
         """It has nothing in hand and accepts nothing more: its end loses nothing, however it comes."""
         self.board.mark_left(self.number)
+
+    def ready(self) -> None:
+        self.board.mark_ready(self.number)
+
+    def outgrown(self) -> None:
+        """It serves on until the master has a fresh fork ready, then is asked to leave."""
+        self.board.mark_outgrown(self.number)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -213,7 +214,8 @@ def _killed_while_its_rows_wait(server, tenant, repo: str, change) -> None:
 def test_a_worker_a_large_transfer_left_over_its_memory_limit_is_replaced_by_a_fresh_fork(tmp_path, git):
     """Small requests never make a worker retire (each retirement is a fork and a start-up job, and a warm worker
     is near the limit); a push of 16 MiB or more through one that leaves it over its limit (1 byte here) does,
-    once the push is over, and the master forks another. Every request is answered meanwhile."""
+    once the push is over. It serves on until the master's fresh fork has started, and leaves when asked (a lone
+    worker that left first had none to accept meanwhile). Every request is answered."""
     server = start_server(tmp_path / "data", {"DRIFTSTONE_WORKER_PRIVATE_MEMORY_LIMIT": "1"})
     try:
         tenant = server.tenant()
@@ -234,7 +236,11 @@ def test_a_worker_a_large_transfer_left_over_its_memory_limit_is_replaced_by_a_f
         while (now := set(_children(server.process.pid, 1))) & workers or not now:
             assert time.monotonic() < deadline, (workers, now, server.log_text())
             time.sleep(0.1)
-        assert "replaced by a fresh fork" in server.log_text()
+        log = server.log_text()
+        assert "replaced by a fresh fork" in log
+        (old,) = workers
+        fresh = int(re.search(rf"worker {old} outgrew its memory: a fresh fork \((\d+)\)", log).group(1))
+        assert log.index(f"Booting worker with pid: {fresh}") < log.index("worker idle, as the master asked: leaving")
         clone = tmp_path / "clone"
         git("clone", "-q", tenant.url(repo), str(clone))
         assert (clone / "large.bin").stat().st_size == 17 * 1024 * 1024

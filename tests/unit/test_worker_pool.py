@@ -194,6 +194,96 @@ def test_a_worker_that_died_while_asked_to_leave_before_it_decided_to_is_replace
     assert master.asked == master.leaving == set() and master.started == master.seats == {}
 
 
+def test_a_worker_that_outgrew_its_memory_serves_on_until_asked_to_leave(monkeypatch):
+    """Under the elastic pool it does not leave by itself (a lone worker leaving left none to accept while its
+    replacement started): it asks for a fresh fork, once, and goes when the master asks, like any worker."""
+    from control.worker_memory import MemoryWatch
+    from server import heap
+
+    monkeypatch.setattr("control.gunicorn_worker.work_in_hand", lambda: False)
+    board = Board(2)
+    seat = Seat(board, board.free_seat(set()), added=False)
+    seat.taken(os.getpid())
+    worker = DeadlineWorker.__new__(DeadlineWorker)
+    worker.alive, worker.nr_conns, worker.log, worker.seat = True, 0, _Log(), seat
+    worker.keepalived_conns, worker.cfg = [], Config()
+    readings = iter([40 << 20] * 4)
+    worker.memory_watch = MemoryWatch(16 << 20, read=lambda: next(readings))
+    monkeypatch.setattr("gunicorn.workers.gthread.ThreadWorker.set_accept_enabled", lambda self, enabled: None)
+    heap.after_transfer(heap.LARGE_TRANSFER)
+    worker._leave_if_idle(1000.0)
+    assert worker.alive and board.read(seat.number).outgrown
+    heap.after_transfer(heap.LARGE_TRANSFER)
+    worker._leave_if_idle(2000.0)
+    assert worker.alive and len(worker.log.lines) == 1  # asked once
+    board.ask_to_leave(seat.number)
+    worker._leave_if_idle(3000.0)
+    assert not worker.alive
+    assert worker.log.lines[-1] == "worker idle, as the master asked: leaving"
+
+
+def _master(workers: dict[int, int], most: int = 2):
+    """An ElasticArbiter not started by gunicorn: `workers` pid -> seat, each seat taken by its pid."""
+    from control.gunicorn_arbiter import ElasticArbiter
+    from control.worker_pool import PoolLimits
+
+    master = ElasticArbiter.__new__(ElasticArbiter)
+    master.cfg, master.log, master.board = _Config(), _MasterLog(), Board(8)
+    master.limits = PoolLimits(1, most, 30.0)
+    master.WORKERS = {pid: object() for pid in workers}
+    master._num_workers = len(workers)
+    master.started, master.seats = {pid: 0.0 for pid in workers}, dict(workers)
+    master.asked, master.leaving, master.replacing = set(), set(), {}
+    master.last_look = 0.0
+    for pid, number in workers.items():
+        master.board.claim(number, pid)
+    forked = []
+
+    def spawn_worker(added=False, replacing=False):
+        pid = 100 + len(forked)
+        number = master.board.free_seat(set(master.WORKERS))
+        master.board.claim(number, pid)
+        master.WORKERS[pid], master.seats[pid], master.started[pid] = object(), number, 1.0
+        forked.append((pid, added, replacing))
+        return pid
+
+    master.spawn_worker = spawn_worker
+    return master, forked
+
+
+def test_a_fresh_fork_replaces_an_outgrown_worker_once_quiet_and_before_it_is_asked_to_leave():
+    master, forked = _master({5: 0})
+    master.board.mark_outgrown(0)
+    active = master.board.read(0).active_at
+    master._replace_outgrown(active + 0.5)
+    assert forked == []  # a client's next command may follow the transfer: not while requests keep coming
+    master.board.write_activity(0, 1, 0.0, active)
+    master._replace_outgrown(active + 5)
+    assert forked == []  # nor with one in flight
+    master.board.write_activity(0, 0, 0.0, active)
+    master._replace_outgrown(active + 1)
+    assert forked == [(100, False, True)] and master.replacing == {100: 5}
+    assert master.leaving == {5} and not master.board.read(0).leave  # serving on: counted as leaving
+    master._replace_outgrown(active + 2)
+    assert len(forked) == 1 and not master.board.read(0).leave  # the fork is not ready yet
+    master.board.mark_ready(master.seats[100])
+    master._replace_outgrown(active + 3)
+    assert master.board.read(0).leave and master.asked == {5} and master.replacing == {}
+    master._replace_outgrown(active + 4)
+    assert len(forked) == 1  # once
+
+
+def test_an_outgrown_worker_whose_replacement_died_before_it_was_ready_asks_again():
+    master, forked = _master({5: 0})
+    master.board.mark_outgrown(0)
+    later = master.board.read(0).active_at + 10
+    master._replace_outgrown(later)
+    del master.WORKERS[100]
+    master._replace_outgrown(later)
+    assert not master.board.read(0).leave and master.asked == set()
+    assert [pid for pid, _, _ in forked] == [100, 101] and master.replacing == {101: 5} and master.leaving == {5}
+
+
 def test_a_worker_that_exits_with_nothing_in_hand_says_so(monkeypatch):
     """However it leaves (asked, outgrown, max_requests, a reload's stop), the master then knows it lost nothing;
     one exiting with a job in hand, or killed, does not say so (and a replacement asks for what it left)."""
