@@ -17,6 +17,7 @@ from control.jobs import FINISH_INTERRUPTED_WORK, watch_abandoned_jobs
 from server.app import GitHttpApp
 from server.hook_channel import install_hook_scripts
 from server.pack_cache import PackCache
+from server.statement_warmup import warm_statement_cache
 from storage import reconcile_marks
 from storage.settings import Settings
 
@@ -54,6 +55,7 @@ class _LazyApplication:
     def __init__(self):
         self._app = None
         self._lock = threading.Lock()
+        self._warmed = False  # the git path's statements compiled (before the first fork only)
 
     def load(self):
         if self._app is None:
@@ -65,9 +67,13 @@ class _LazyApplication:
     def before_fork(self) -> None:
         """Build the application in gunicorn's master (with --preload) so that the workers share it instead of
         each building its own copy, its ORM mappers configured (each worker's first query did it, 3 MiB a worker;
-        tree PSS idle 92 -> 88 MiB); no database connection may cross the fork."""
+        tree PSS idle 92 -> 88 MiB) and the git path's statements compiled (server/statement_warmup.py); no
+        database connection may cross the fork."""
         app = self.load()
         configure_mappers()
+        if not self._warmed:
+            warm_statement_cache(app.db, app.settings)
+            self._warmed = True
         app.db.dispose()
 
     def after_fork(self) -> None:
@@ -80,6 +86,11 @@ class _LazyApplication:
         ref changes' marks are looked at here first: only a process in their pid namespace can tell that the
         processes they name are dead, and a job worker may run in another."""
         app = self.load()
+        try:  # the pool's first connection, opened before a request waits on it (~2 ms)
+            with app.db.connection() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
+            log.info("the database is not reachable yet", exc_info=True)
         if look_for_undone_work:
             try:
                 reconcile_marks.ask_for_abandoned_changes(app.store.root)

@@ -103,7 +103,7 @@ class GitHttpApp:
             if principal is None:
                 return text_response(start_response, "401 Unauthorized", "invalid credentials", CHALLENGE)
             environ[AUTHENTICATED] = True
-            repo = _find_repo(connection, principal, route) if route.endpoint != "invalid" else None
+            repo = find_repo(connection, principal, route) if route.endpoint != "invalid" else None
         if repo is None:
             return text_response(start_response, "404 Not Found", "repository not found")
         if route.endpoint == "dumb":
@@ -297,7 +297,7 @@ _REPO_BY_SLUGS = (
 )
 
 
-def _find_repo(connection, principal: Principal, route: GitRoute) -> RepoRef | None:
+def find_repo(connection, principal: Principal, route: GitRoute) -> RepoRef | None:
     """The live repository the URL names, if the key's organization owns it and the key may see it."""
     row = connection.execute(_REPO_BY_SLUGS, {"org": route.org, "repo": route.repo}).first()
     if row is None or row.org_id != principal.org_id or not principal.can_see_repo(row.id):
