@@ -104,13 +104,15 @@ class ElasticArbiter(Arbiter):
             self._stop(pid)
 
     def _forget_gone(self) -> None:
-        """A worker asked to leave that died before it decided to (killed, out of memory) may have left work
-        undone, and no worker replaces it: one is forked that asks for that work to be finished."""
+        """A worker asked to leave, or being replaced for its memory, that died before it decided to leave (killed,
+        out of memory) may have left work undone, and no worker replaces it (the fork replacing an outgrown one
+        looks for none): one is forked that asks for that work to be finished."""
+        replaced = set(self.replacing.values())
         for gone in set(self.started) - set(self.WORKERS):
             number = self.seats.pop(gone, None)
             self.started.pop(gone, None)
-            if gone in self.asked and not (number is not None and self.board.read(number).left):
-                self.log.warning("worker %s died while asked to leave: a replacement takes up what it left", gone)
+            if (gone in self.asked or gone in replaced) and not (number is not None and self.board.read(number).left):
+                self.log.warning("worker %s died while leaving: a replacement takes up what it left", gone)
                 self.num_workers += 1
             self.asked.discard(gone)
         self.leaving &= set(self.WORKERS)
@@ -119,8 +121,8 @@ class ElasticArbiter(Arbiter):
         """A worker that outgrew its memory serves on while a fresh fork boots, and is asked to leave once that one
         accepts: a lone worker that left first left none to accept for the fork's start-up (a push right after a
         large push: 190 instead of 115 ms). The fork waits for a quiet second, so that it does not start beside a
-        client's next command, sent right after the transfer (that push: 1.22x instead of 1.10x of http-backend). The outgrown one counts
-        as leaving from the fork on."""
+        client's next command, sent right after the transfer (that push: 1.22x instead of 1.10x of http-backend).
+        The outgrown one counts as leaving from the fork on."""
         for fresh, old in list(self.replacing.items()):
             if fresh not in self.WORKERS:  # killed before it was ready: the old one stays, and asks again
                 del self.replacing[fresh]

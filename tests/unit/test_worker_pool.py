@@ -186,11 +186,11 @@ def test_a_worker_that_died_while_asked_to_leave_before_it_decided_to_is_replace
     master.WORKERS = {}  # both gone
     master._num_workers = 1
     master.started, master.seats = {5: 0.0, 6: 0.0}, {5: 0, 6: 1}
-    master.asked, master.leaving = {5, 6}, {5, 6}
+    master.asked, master.leaving, master.replacing = {5, 6}, {5, 6}, {}
     master.board.mark_left(1)  # 6 decided to leave; 5 did not
     master._forget_gone()
     assert master.num_workers == 2
-    assert master.log.lines == ["worker 5 died while asked to leave: a replacement takes up what it left"]
+    assert master.log.lines == ["worker 5 died while leaving: a replacement takes up what it left"]
     assert master.asked == master.leaving == set() and master.started == master.seats == {}
 
 
@@ -271,6 +271,19 @@ def test_a_fresh_fork_replaces_an_outgrown_worker_once_quiet_and_before_it_is_as
     assert master.board.read(0).leave and master.asked == {5} and master.replacing == {}
     master._replace_outgrown(active + 4)
     assert len(forked) == 1  # once
+
+
+def test_an_outgrown_worker_killed_while_its_replacement_starts_is_replaced_by_one_that_looks_for_undone_work():
+    """The fork replacing an outgrown worker asks for nothing undone (that one leaves with nothing in hand); killed
+    before it decided to leave, it may have left a change half recorded."""
+    master, forked = _master({5: 0})
+    master.board.mark_outgrown(0)
+    master._replace_outgrown(master.board.read(0).active_at + 10)
+    assert master.replacing == {100: 5} and master.num_workers == 1
+    del master.WORKERS[5]
+    master._forget_gone()
+    assert master.num_workers == 2  # the fresh fork, and one more that looks for what 5 left
+    assert master.log.lines[-1] == "worker 5 died while leaving: a replacement takes up what it left"
 
 
 def test_an_outgrown_worker_whose_replacement_died_before_it_was_ready_asks_again():
