@@ -82,23 +82,25 @@ class _LazyApplication:
             self._app.db.forget_connections()
 
     def worker_started(self, look_for_undone_work: bool = True) -> None:
-        """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly). Their
-        ref changes' marks are looked at here first: only a process in their pid namespace can tell that the
-        processes they name are dead, and a job worker may run in another."""
+        """Ask for what killed workers left undone (control.jobs.finish_interrupted_work: nothing, mostly), and open
+        the pool's first database connection on a thread of its own (a database slow to answer must not hold the
+        worker's start past gunicorn's timeout)."""
         app = self.load()
-        try:  # the pool's first connection, opened before a request waits on it (~2 ms)
-            with app.db.connection() as connection:
-                connection.exec_driver_sql("SELECT 1")
-        except SQLAlchemyError:
-            log.info("the database is not reachable yet", exc_info=True)
+        threading.Thread(target=_first_connection, args=(app.db,), name="first-connection", daemon=True).start()
         if look_for_undone_work:
-            try:
-                reconcile_marks.ask_for_abandoned_changes(app.store.root)
-            except Exception:
-                log.exception("could not look for ref changes that killed workers left")
-            if app.db.jobs is not None:
-                app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
+            self.look_for_undone_work()
         watch_abandoned_jobs()
+
+    def look_for_undone_work(self) -> None:
+        """Their ref changes' marks are looked at here first: only a process in their pid namespace can tell that
+        the processes they name are dead, and a job worker may run in another."""
+        app = self.load()
+        try:
+            reconcile_marks.ask_for_abandoned_changes(app.store.root)
+        except Exception:
+            log.exception("could not look for ref changes that killed workers left")
+        if app.db.jobs is not None:
+            app.db.jobs.enqueue(FINISH_INTERRUPTED_WORK)
 
     def worker_exiting(self) -> None:
         """A worker leaving (replaced for its memory, or the server stopping) closes its database connections rather
@@ -108,6 +110,15 @@ class _LazyApplication:
 
     def __call__(self, environ, start_response):
         return self.load()(environ, start_response)
+
+
+def _first_connection(db) -> None:
+    """The pool's first connection, opened before a request waits on it (~2 ms)."""
+    try:
+        with db.connection() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError:
+        log.info("the database is not reachable yet", exc_info=True)
 
 
 application = _LazyApplication()

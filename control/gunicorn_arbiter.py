@@ -37,6 +37,7 @@ class ElasticArbiter(Arbiter):
             self.started: dict[int, float] = {}
             self.seats: dict[int, int] = {}
             self.replacing: dict[int, int] = {}  # a fresh fork not yet ready -> the outgrown worker it replaces
+            self.replaced: set[int] = set()  # outgrown workers a fresh fork replaces, until they are gone
             self.last_look = time.monotonic()
         self.num_workers = self.limits.fewest
 
@@ -45,8 +46,11 @@ class ElasticArbiter(Arbiter):
         the count: a worker stopped before it has its own signal handlers never hears it (its copy of the master's
         handler queues the signal for no one). Only the count is forked."""
         self._reload_spawns = 0
-        for pid in self.leaving & set(self.WORKERS):  # those asked to leave, finishing what they hold, go now too
+        # those asked to leave or being replaced, finishing what they hold, go now too; the forks replacing them are
+        # stopped with the other workers of before the reload
+        for pid in self.leaving & set(self.WORKERS):
             self.kill_worker(pid, signal.SIGTERM)
+        self.replacing.clear()
         try:
             super().reload()
         finally:
@@ -105,17 +109,27 @@ class ElasticArbiter(Arbiter):
 
     def _forget_gone(self) -> None:
         """A worker asked to leave, or being replaced for its memory, that died before it decided to leave (killed,
-        out of memory) may have left work undone, and no worker replaces it (the fork replacing an outgrown one
-        looks for none): one is forked that asks for that work to be finished."""
-        replaced = set(self.replacing.values())
+        out of memory) may have left work undone. One asked to leave is replaced by a fork that asks for that work
+        to be finished; one being replaced already has its fork (which looked for none), so a worker staying is
+        asked to look instead: another fork would take the pool past its most."""
         for gone in set(self.started) - set(self.WORKERS):
             number = self.seats.pop(gone, None)
             self.started.pop(gone, None)
-            if (gone in self.asked or gone in replaced) and not (number is not None and self.board.read(number).left):
-                self.log.warning("worker %s died while leaving: a replacement takes up what it left", gone)
-                self.num_workers += 1
+            left = number is not None and self.board.read(number).left
+            if (gone in self.asked or gone in self.replaced) and not left:
+                self.log.warning("worker %s died while leaving: a worker takes up what it left", gone)
+                if gone not in self.replaced or not self._ask_to_look():
+                    self.num_workers += 1
             self.asked.discard(gone)
+            self.replaced.discard(gone)
         self.leaving &= set(self.WORKERS)
+
+    def _ask_to_look(self) -> bool:
+        for pid in self.WORKERS:
+            if pid not in self.leaving and pid in self.seats:
+                self.board.ask_to_look(self.seats[pid])
+                return True
+        return False
 
     def _replace_outgrown(self, now: float) -> None:
         """A worker that outgrew its memory serves on while a fresh fork boots, and is asked to leave once that one
@@ -123,10 +137,13 @@ class ElasticArbiter(Arbiter):
         large push: 190 instead of 115 ms). The fork waits for a quiet second, so that it does not start beside a
         client's next command, sent right after the transfer (that push: 1.22x instead of 1.10x of http-backend).
         The outgrown one counts as leaving from the fork on."""
+        if self._reload_spawns is not None:  # the reload forks its own workers and stops all those of before
+            return
         for fresh, old in list(self.replacing.items()):
             if fresh not in self.WORKERS:  # killed before it was ready: the old one stays, and asks again
                 del self.replacing[fresh]
                 self.leaving.discard(old)
+                self.replaced.discard(old)
             elif (state := self._state(fresh)) is not None and state.ready:
                 del self.replacing[fresh]
                 if old in self.WORKERS and old in self.seats:
@@ -141,10 +158,13 @@ class ElasticArbiter(Arbiter):
             try:
                 fresh = self.spawn_worker(replacing=True)
             except OSError as error:  # out of memory or processes for now: it serves on
-                self.leaving.discard(pid)
+                fresh = None
                 self.log.warning("could not fork a worker to replace %s: %s", pid, error)
+            if fresh is None:
+                self.leaving.discard(pid)
                 continue
             self.replacing[fresh] = pid
+            self.replaced.add(pid)
             self.log.info("worker %s outgrew its memory: a fresh fork (%s) takes its place once ready", pid, fresh)
 
     def _add(self) -> None:

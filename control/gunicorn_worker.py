@@ -154,6 +154,7 @@ class DeadlineWorker(ThreadWorker):
     seat: Seat | None = None  # its place on the elastic pool's board, given before the fork (gunicorn_arbiter.py)
     draining = False  # asked to leave: accepting no connection
     outgrown = False  # asked the elastic pool's master for a fresh fork to take its place
+    looks_done = 0  # looks for what a dead worker left undone, of those the master asked of it
     added_seen = 0.0  # the last add of a worker to the pool this worker has seen (Board.added_at)
     spread_until = 0.0  # closing every other connection after its next request until then (_spread_after_an_add)
     spread_turns = itertools.count()
@@ -283,8 +284,21 @@ class DeadlineWorker(ThreadWorker):
                           len(slow), self.body_rates.min_rate)
         if self.seat is not None and work_in_hand():
             self.seat.busy()
+        self._look_if_asked()
         self._spread_after_an_add(now)
         self._leave_if_idle(now)
+
+    def _look_if_asked(self) -> None:
+        """The master asks a worker staying to look for what a dead one left undone when no fork will (the one
+        replacing a worker that outgrew its memory started before that one died)."""
+        if self.seat is None:
+            return
+        asked = self.seat.board.read(self.seat.number).looks
+        if asked > self.looks_done:
+            self.looks_done = asked
+            look = getattr(self.wsgi, "look_for_undone_work", None)
+            if look is not None:
+                look()
 
     def _spread_after_an_add(self, now: float) -> None:
         """Clients keep their connections to the worker they first reached: one added because requests overlapped

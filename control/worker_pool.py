@@ -23,12 +23,13 @@ from dataclasses import dataclass
 # A seat's words, each written by one side only, so that neither's write undoes the other's: the worker's pid (the
 # master's, after the fork, and the worker's own), its requests in flight, when two or more were last in flight at
 # once, when it last had anything in hand (the worker's), whether it is asked to leave (the master's), whether it
-# decided to, whether it is serving, whether it asks to be replaced (the worker's).
+# decided to, whether it is serving, whether it asks to be replaced (the worker's), how many looks for what a dead
+# worker left undone it is asked for (the master's).
 _PID = struct.Struct("=q")
 _ACTIVITY = struct.Struct("=qdd")
 _FLAG = struct.Struct("=q")
-_PID_AT, _ACTIVITY_AT, _LEAVE_AT, _LEFT_AT, _READY_AT, _OUTGROWN_AT = 0, 8, 32, 40, 48, 56
-_SEAT_SIZE = 64
+_PID_AT, _ACTIVITY_AT, _LEAVE_AT, _LEFT_AT, _READY_AT, _OUTGROWN_AT, _LOOKS_AT = 0, 8, 32, 40, 48, 56, 64
+_SEAT_SIZE = 72
 _ADDED = struct.Struct("=d")  # the board's first word, the master's: when it last added a worker
 
 
@@ -42,6 +43,7 @@ class SeatState:
     left: bool = False
     ready: bool = False  # past its start-up, accepting connections
     outgrown: bool = False  # holds too much memory of its own: asks for a fresh fork to take its place
+    looks: int = 0  # looks for what a dead worker left undone asked of it so far
 
 
 class Board:
@@ -66,9 +68,10 @@ class Board:
         at = self._at(seat)
         (pid,) = _PID.unpack_from(self._map, at + _PID_AT)
         in_flight, crowded_at, active_at = _ACTIVITY.unpack_from(self._map, at + _ACTIVITY_AT)
-        leave, left, ready, outgrown = (_FLAG.unpack_from(self._map, at + where)[0]
-                                        for where in (_LEAVE_AT, _LEFT_AT, _READY_AT, _OUTGROWN_AT))
-        return SeatState(pid, in_flight, crowded_at, active_at, bool(leave), bool(left), bool(ready), bool(outgrown))
+        leave, left, ready, outgrown, looks = (_FLAG.unpack_from(self._map, at + where)[0]
+                                               for where in (_LEAVE_AT, _LEFT_AT, _READY_AT, _OUTGROWN_AT, _LOOKS_AT))
+        return SeatState(pid, in_flight, crowded_at, active_at, bool(leave), bool(left), bool(ready), bool(outgrown),
+                         looks)
 
     def free_seat(self, taken_by: set[int]) -> int | None:
         """A seat no live worker holds (its pid gone, or never written), cleared for the next."""
@@ -99,6 +102,10 @@ class Board:
 
     def mark_outgrown(self, seat: int) -> None:
         _FLAG.pack_into(self._map, self._at(seat) + _OUTGROWN_AT, 1)
+
+    def ask_to_look(self, seat: int) -> None:
+        """The worker looks for what a dead worker left undone (its start-up job), once more."""
+        _FLAG.pack_into(self._map, self._at(seat) + _LOOKS_AT, self.read(seat).looks + 1)
 
 
 @dataclass

@@ -186,11 +186,11 @@ def test_a_worker_that_died_while_asked_to_leave_before_it_decided_to_is_replace
     master.WORKERS = {}  # both gone
     master._num_workers = 1
     master.started, master.seats = {5: 0.0, 6: 0.0}, {5: 0, 6: 1}
-    master.asked, master.leaving, master.replacing = {5, 6}, {5, 6}, {}
+    master.asked, master.leaving, master.replacing, master.replaced = {5, 6}, {5, 6}, {}, set()
     master.board.mark_left(1)  # 6 decided to leave; 5 did not
     master._forget_gone()
     assert master.num_workers == 2
-    assert master.log.lines == ["worker 5 died while leaving: a replacement takes up what it left"]
+    assert master.log.lines == ["worker 5 died while leaving: a worker takes up what it left"]
     assert master.asked == master.leaving == set() and master.started == master.seats == {}
 
 
@@ -233,8 +233,9 @@ def _master(workers: dict[int, int], most: int = 2):
     master.WORKERS = {pid: object() for pid in workers}
     master._num_workers = len(workers)
     master.started, master.seats = {pid: 0.0 for pid in workers}, dict(workers)
-    master.asked, master.leaving, master.replacing = set(), set(), {}
+    master.asked, master.leaving, master.replacing, master.replaced = set(), set(), {}, set()
     master.last_look = 0.0
+    master._reload_spawns = None
     for pid, number in workers.items():
         master.board.claim(number, pid)
     forked = []
@@ -273,17 +274,58 @@ def test_a_fresh_fork_replaces_an_outgrown_worker_once_quiet_and_before_it_is_as
     assert len(forked) == 1  # once
 
 
-def test_an_outgrown_worker_killed_while_its_replacement_starts_is_replaced_by_one_that_looks_for_undone_work():
+def test_an_outgrown_worker_killed_while_being_replaced_has_a_worker_staying_look_for_what_it_left():
     """The fork replacing an outgrown worker asks for nothing undone (that one leaves with nothing in hand); killed
-    before it decided to leave, it may have left a change half recorded."""
+    before it decided to leave (the OOM killer picks the largest), it may have left a change half recorded. Another
+    fork would take the pool past its most: a worker staying is asked to look, before or after the fork is ready."""
+    for ready_first in (False, True):
+        master, forked = _master({5: 0, 6: 1})
+        master.board.mark_outgrown(0)
+        master._replace_outgrown(master.board.read(0).active_at + 10)
+        assert master.replacing == {100: 5} and master.num_workers == 2
+        if ready_first:
+            master.board.mark_ready(master.seats[100])
+            master._replace_outgrown(master.board.read(0).active_at + 11)
+            assert master.asked == {5}
+        del master.WORKERS[5]
+        master._forget_gone()
+        assert master.num_workers == 2 and len(forked) == 1  # no fork past the most
+        assert sum(master.board.read(number).looks for number in (1, master.seats[100])) == 1
+        assert master.log.lines[-1] == "worker 5 died while leaving: a worker takes up what it left"
+        assert master.replaced == set() and master.leaving == set()
+
+
+def test_a_worker_looks_for_undone_work_once_each_time_the_master_asks(monkeypatch):
+    board = Board(1)
+    seat = Seat(board, board.free_seat(set()), added=False)
+    worker = DeadlineWorker.__new__(DeadlineWorker)
+    looks = []
+    worker.seat, worker.wsgi = seat, type("App", (), {"look_for_undone_work": lambda self: looks.append(1)})()
+    worker._look_if_asked()
+    assert looks == []
+    board.ask_to_look(seat.number)
+    worker._look_if_asked()
+    worker._look_if_asked()
+    assert looks == [1]
+    board.ask_to_look(seat.number)
+    worker._look_if_asked()
+    assert looks == [1, 1]
+
+
+def test_no_replacement_is_forked_during_a_reload_nor_a_worker_lost_when_none_is():
+    """gunicorn's reload calls manage_workers while it forks the new generation, and spawn_worker then forks no
+    more than the count (None): an outgrown worker must neither be put aside for a fork that never came, nor
+    replaced beside the reload's own workers (which stops all those of before, outgrown or not)."""
     master, forked = _master({5: 0})
     master.board.mark_outgrown(0)
-    master._replace_outgrown(master.board.read(0).active_at + 10)
-    assert master.replacing == {100: 5} and master.num_workers == 1
-    del master.WORKERS[5]
-    master._forget_gone()
-    assert master.num_workers == 2  # the fresh fork, and one more that looks for what 5 left
-    assert master.log.lines[-1] == "worker 5 died while leaving: a replacement takes up what it left"
+    later = master.board.read(0).active_at + 10
+    master._reload_spawns = 1
+    master._replace_outgrown(later)
+    assert forked == [] and master.leaving == set() and master.replacing == {}
+    master._reload_spawns = None
+    master.spawn_worker = lambda added=False, replacing=False: None
+    master._replace_outgrown(later)
+    assert master.leaving == set() and master.replacing == {} and master.replaced == set()
 
 
 def test_an_outgrown_worker_whose_replacement_died_before_it_was_ready_asks_again():
