@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hooks.refs import RefUpdate
 from server.git_process import GitProcess
 from server.pack_prescan import UNPACK_LIMIT, diff_ahead, kept_pack_index, prescan_pushed_pack
 from storage import git_read
+from storage.git_env import GitFailed
 from storage.push_scans import PushScans
 from storage.settings import Settings
 from tests.support import pkt
@@ -146,3 +148,54 @@ def test_a_quarantine_left_from_before_the_push_is_passed_over(git, tmp_path):
     assert kept_pack_index(objects, marker, since=time.time() - 1) is None
     assert kept_pack_index(objects, marker) == quarantine / "pack" / idx.name
     assert kept_pack_index(objects, b"receive-pack 424 on ") is None
+
+
+def test_a_diff_that_failed_ahead_of_the_checks_is_made_again_by_the_check(git, tmp_path, monkeypatch):
+    """Work ahead keeps no error (PushScans.tentative): the objects it lacked may be there when the check asks."""
+    work = git.new_worktree(tmp_path / "work", {"a.txt": "a\n"})
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    repo = work / ".git"
+    scans = PushScans(sent_objects=UNPACK_LIMIT)
+    ctx = ChangeContext(db=None, settings=Settings(data_dir=tmp_path), repo=RepoRef("r", "o", "r", "main"),
+                        repo_path=repo, actor=None, push_scans=scans)
+    update = RefUpdate(ZERO, head, "refs/heads/new")
+    real, calls, failed = git_read.changed_paths, [], threading.Event()
+
+    def failing_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            failed.set()
+            raise GitFailed(128, ["git", "diff-tree"], stderr=b"fatal: bad object")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(git_read, "changed_paths", failing_once)
+    monkeypatch.setattr("hooks.changed_paths.default_head", lambda ctx: None)
+    diff_ahead(ctx, [update], repo / "objects" / "pack" / "pack-x.idx")
+    assert failed.wait(30)
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("new-paths") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checks.check_pushed_paths(ctx, [update], None) == []
+    assert len(calls) == 2
+
+
+def test_the_git_app_diffs_a_kept_pack_ahead_of_its_checks(git, tmp_path, monkeypatch):
+    """Through the application (a real receive-pack, its hook and checks, in-process): a push of 100 objects or
+    more has its commands' diffs started once its pack is written, and lands."""
+    from server import app as git_app
+    from tests.support import in_process_app
+
+    client, auth, repo_path = in_process_app(tmp_path / "server", "acme", "agent")
+    body, work, objects = _push_request(git, tmp_path, {f"src/{i}.txt": f"{i}\n" for i in range(150)})
+    assert objects >= UNPACK_LIMIT
+    head = git.out("rev-parse", "HEAD", cwd=work)
+    asked = []
+    real = git_app.diff_ahead
+    monkeypatch.setattr(git_app, "diff_ahead", lambda ctx, updates, idx: asked.append((updates, idx)) or real(
+        ctx, updates, idx))
+    answer = client.post("/acme/r.git/git-receive-pack", data=body, headers={
+        **auth, "Content-Type": "application/x-git-receive-pack-request"})
+    assert answer.status_code == 200 and b"ok refs/heads/main" in answer.data, answer.data
+    assert [updates for updates, _ in asked] == [[RefUpdate(ZERO, head, "refs/heads/main")]]
+    assert asked[0][1].parent.parent.name.startswith("tmp_objdir-incoming-")
+    assert git.out("rev-parse", "refs/heads/main", cwd=repo_path) == head
