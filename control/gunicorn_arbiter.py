@@ -21,6 +21,7 @@ def pool_limits(most: int) -> PoolLimits:
 
 
 QUIET_BEFORE_REPLACING = 1.0  # seconds without a request before a worker that outgrew its memory is replaced
+REPLACED_ANYWAY_AFTER = 30.0  # seconds: a worker whose requests never pause for one is replaced all the same
 
 
 class ElasticArbiter(Arbiter):
@@ -38,6 +39,7 @@ class ElasticArbiter(Arbiter):
             self.seats: dict[int, int] = {}
             self.replacing: dict[int, int] = {}  # a fresh fork not yet ready -> the outgrown worker it replaces
             self.replaced: set[int] = set()  # outgrown workers a fresh fork replaces, until they are gone
+            self.outgrown_since: dict[int, float] = {}  # when the master first saw each worker's outgrown flag
             self.last_look = time.monotonic()
         self.num_workers = self.limits.fewest
 
@@ -122,6 +124,7 @@ class ElasticArbiter(Arbiter):
                     self.num_workers += 1
             self.asked.discard(gone)
             self.replaced.discard(gone)
+            self.outgrown_since.pop(gone, None)
         self.leaving &= set(self.WORKERS)
 
     def _ask_to_look(self) -> bool:
@@ -151,8 +154,11 @@ class ElasticArbiter(Arbiter):
                     self.board.ask_to_leave(self.seats[old])
         for pid in [pid for pid in self.WORKERS if pid not in self.leaving]:
             state = self._state(pid)
-            if state is None or not state.outgrown or state.pid != pid or state.in_flight \
-                    or now - state.active_at < QUIET_BEFORE_REPLACING:
+            if state is None or not state.outgrown or state.pid != pid:
+                continue
+            since = self.outgrown_since.setdefault(pid, now)
+            if (state.in_flight or now - state.active_at < QUIET_BEFORE_REPLACING) \
+                    and now - since < REPLACED_ANYWAY_AFTER:
                 continue
             self.leaving.add(pid)
             try:

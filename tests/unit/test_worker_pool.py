@@ -187,6 +187,7 @@ def test_a_worker_that_died_while_asked_to_leave_before_it_decided_to_is_replace
     master._num_workers = 1
     master.started, master.seats = {5: 0.0, 6: 0.0}, {5: 0, 6: 1}
     master.asked, master.leaving, master.replacing, master.replaced = {5, 6}, {5, 6}, {}, set()
+    master.outgrown_since = {}
     master.board.mark_left(1)  # 6 decided to leave; 5 did not
     master._forget_gone()
     assert master.num_workers == 2
@@ -234,6 +235,7 @@ def _master(workers: dict[int, int], most: int = 2):
     master._num_workers = len(workers)
     master.started, master.seats = {pid: 0.0 for pid in workers}, dict(workers)
     master.asked, master.leaving, master.replacing, master.replaced = set(), set(), {}, set()
+    master.outgrown_since = {}
     master.last_look = 0.0
     master._reload_spawns = None
     for pid, number in workers.items():
@@ -326,6 +328,22 @@ def test_no_replacement_is_forked_during_a_reload_nor_a_worker_lost_when_none_is
     master.spawn_worker = lambda added=False, replacing=False: None
     master._replace_outgrown(later)
     assert master.leaving == set() and master.replacing == {} and master.replaced == set()
+
+
+def test_an_outgrown_worker_whose_requests_never_pause_is_replaced_all_the_same():
+    """A health check every half second leaves no quiet second: after 30 s the fork starts beside the requests."""
+    from control.gunicorn_arbiter import REPLACED_ANYWAY_AFTER
+
+    master, forked = _master({5: 0})
+    master.board.mark_outgrown(0)
+    start = master.board.read(0).active_at
+    for tick in range(int(REPLACED_ANYWAY_AFTER)):
+        master.board.write_activity(0, 0, 0.0, start + tick)  # a request finished just now, each second
+        master._replace_outgrown(start + tick + 0.5)
+    assert forked == []
+    master.board.write_activity(0, 1, 0.0, start + REPLACED_ANYWAY_AFTER)
+    master._replace_outgrown(start + REPLACED_ANYWAY_AFTER + 0.5)
+    assert [pid for pid, _, _ in forked] == [100] and master.replacing == {100: 5}
 
 
 def test_an_outgrown_worker_whose_replacement_died_before_it_was_ready_asks_again():
