@@ -147,7 +147,7 @@ class ElasticArbiter(Arbiter):
                 del self.replacing[fresh]
                 self.leaving.discard(old)
                 self.replaced.discard(old)
-            elif (state := self._state(fresh)) is not None and state.ready:
+            elif (state := self._state(fresh)) is None or state.ready:  # seatless (none was free): cannot say
                 del self.replacing[fresh]
                 if old in self.WORKERS and old in self.seats:
                     self.asked.add(old)

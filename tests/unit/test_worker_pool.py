@@ -346,6 +346,23 @@ def test_an_outgrown_worker_whose_requests_never_pause_is_replaced_all_the_same(
     assert [pid for pid, _, _ in forked] == [100] and master.replacing == {100: 5}
 
 
+def test_an_outgrown_worker_replaced_by_a_fork_without_a_seat_is_not_kept_forever():
+    """No seat was free for the fork (the board is sized well past the most): it cannot say it is ready, and the
+    outgrown worker is asked to leave at once rather than serve on uncounted."""
+    master, forked = _master({5: 0})
+
+    def seatless(added=False, replacing=False):
+        master.WORKERS[100], master.started[100] = object(), 1.0
+        return 100
+
+    master.spawn_worker = seatless
+    master.board.mark_outgrown(0)
+    later = master.board.read(0).active_at + 10
+    master._replace_outgrown(later)
+    master._replace_outgrown(later + 1)
+    assert master.board.read(0).leave and master.replacing == {}
+
+
 def test_an_outgrown_worker_whose_replacement_died_before_it_was_ready_asks_again():
     master, forked = _master({5: 0})
     master.board.mark_outgrown(0)
