@@ -258,6 +258,13 @@ def _held_request(server, key: str, name: str):
     return sock, body[-1:]
 
 
+def _wait_for_log(server, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while text not in server.log_text():
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.05)
+
+
 def _wait_for_workers(master: int, count: int) -> list[int]:
     deadline = time.monotonic() + 30
     while len(workers := _children(master, 0)) != count:
@@ -281,7 +288,7 @@ def test_a_worker_is_added_while_requests_overlap_and_goes_once_idle(tmp_path):
         held = [_held_request(server, tenant.keys["admin"], f"held-{i}") for i in range(2)]
         workers = _wait_for_workers(master, 2)
         assert set(first) < set(workers)
-        assert "requests overlap: a worker added (2 now)" in server.log_text()
+        _wait_for_log(server, "requests overlap: a worker added (2 now)")  # the master writes it after the fork
         for sock, last in held:
             sock.sendall(last)
             assert sock.recv(64).startswith(b"HTTP/1.1 201 "), server.log_text()
