@@ -367,21 +367,28 @@ def test_a_reload_forks_only_the_workers_the_pool_keeps(tmp_path):
 
 def _serving_process(server_port: int, client: socket.socket, workers: list[int]) -> int | None:
     """Which worker holds the server's end of `client`'s connection."""
-    client_port = client.getsockname()[1]
-    inode = None
+    return _serving_processes(server_port, [client], workers).get(client)
+
+
+def _serving_processes(server_port: int, clients: list[socket.socket], workers: list[int]) -> dict:
+    """Which worker holds the server's end of each client's connection, from one read of /proc."""
+    by_port = {client.getsockname()[1]: client for client in clients}
+    inodes = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
-        if int(local, 16) == server_port and int(remote, 16) == client_port:
-            inode = fields[9]
+        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if local == server_port and remote in by_port:
+            inodes[f"socket:[{fields[9]}]"] = by_port[remote]
+    found = {}
     for pid in workers:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             try:
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return pid
+                client = inodes.get(os.readlink(fd))
             except OSError:
                 continue
-    return None
+            if client is not None:
+                found[client] = pid
+    return found
 
 
 def _get(sock) -> bytes:
@@ -420,13 +427,17 @@ def test_a_worker_asked_to_leave_closes_its_kept_alive_connections(tmp_path):
             assert sock.recv(64).startswith(b"HTTP/1.1 201 ")
             sock.close()
         on_added = None
-        for _ in range(40):  # a connection the added worker accepted
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-            assert _get(sock).startswith(b"HTTP/1.1 200 ")
-            if _serving_process(server.port, sock, [first, added]) == added:
-                on_added = sock
+        for _ in range(10):  # a connection the added worker accepted, found before it is idle for 1 s (a look at
+            socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(6)]  # /proc
+            for sock in socks:  # for each connection took past that on a loaded CI machine)
+                assert _get(sock).startswith(b"HTTP/1.1 200 ")
+            serving = _serving_processes(server.port, socks, [first, added])
+            on_added = next((sock for sock in socks if serving.get(sock) == added), None)
+            for sock in socks:
+                if sock is not on_added:
+                    sock.close()
+            if on_added is not None:
                 break
-            sock.close()
         assert on_added is not None
         deadline = time.monotonic() + 20
         while "asked to leave" not in server.log_text():
