@@ -293,7 +293,7 @@ class DeadlineWorker(ThreadWorker):
         replacing a worker that outgrew its memory started before that one died)."""
         if self.seat is None:
             return
-        asked = self.seat.board.read(self.seat.number).looks
+        asked = self.seat.looks_asked()
         if asked > self.looks_done:
             self.looks_done = asked
             look = getattr(self.wsgi, "look_for_undone_work", None)

@@ -92,20 +92,23 @@ class Board:
     def ask_to_leave(self, seat: int) -> None:
         """The worker stops accepting connections and goes once it has none open and nothing in hand (it, not the
         master, decides when: a request it took is served, not cut off by a stop)."""
-        _FLAG.pack_into(self._map, self._at(seat) + _LEAVE_AT, 1)
+        self._put(seat, _LEAVE_AT, 1)
 
     def mark_left(self, seat: int) -> None:
-        _FLAG.pack_into(self._map, self._at(seat) + _LEFT_AT, 1)
+        self._put(seat, _LEFT_AT, 1)
 
     def mark_ready(self, seat: int) -> None:
-        _FLAG.pack_into(self._map, self._at(seat) + _READY_AT, 1)
+        self._put(seat, _READY_AT, 1)
 
     def mark_outgrown(self, seat: int) -> None:
-        _FLAG.pack_into(self._map, self._at(seat) + _OUTGROWN_AT, 1)
+        self._put(seat, _OUTGROWN_AT, 1)
 
     def ask_to_look(self, seat: int) -> None:
         """The worker looks for what a dead worker left undone (its start-up job), once more."""
-        _FLAG.pack_into(self._map, self._at(seat) + _LOOKS_AT, self.read(seat).looks + 1)
+        self._put(seat, _LOOKS_AT, self.read(seat).looks + 1)
+
+    def _put(self, seat: int, where: int, value: int) -> None:
+        _FLAG.pack_into(self._map, self._at(seat) + where, value)
 
 
 @dataclass
@@ -147,6 +150,9 @@ class Seat:
 
     def asked_to_leave(self) -> bool:
         return self.board.read(self.number).leave
+
+    def looks_asked(self) -> int:
+        return self.board.read(self.number).looks
 
     def leaving(self) -> None:
         """It has nothing in hand and accepts nothing more: its end loses nothing, however it comes."""

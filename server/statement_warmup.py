@@ -10,7 +10,6 @@ checks and effects once, on rows and a scratch repository of its own, in a trans
 from __future__ import annotations
 
 import logging
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from hooks.context import ChangeContext, RepoRef
 from hooks.pipeline import run_checks, run_effects
 from hooks.refs import ZERO_SHA, RefUpdate
-from storage.git_env import GIT, clean_git_env
+from storage.git_env import run_git
 from storage.db import Database
 from storage.keys import Principal, find_principal
 from storage.models import ApiKey, Organization, Repository
@@ -78,14 +77,9 @@ class _RolledBack(Exception):
 def _scratch_repository(path: Path) -> tuple[str, str]:
     """A bare repository whose main holds the second of two commits and whose `next` holds the first."""
     def git(*args: str, data: bytes | None = None) -> str:
-        return subprocess.run([GIT, "-C", str(path), *args], input=data, capture_output=True, check=True,
-                              env=clean_git_env({"GIT_AUTHOR_NAME": "warm-up", "GIT_AUTHOR_EMAIL": "warm-up@localhost",
-                                                 "GIT_COMMITTER_NAME": "warm-up",
-                                                 "GIT_COMMITTER_EMAIL": "warm-up@localhost"}),
-                              timeout=30).stdout.decode().strip()
+        return run_git(path, args, env=_AUTHOR, input=data, timeout=30).stdout.decode().strip()
 
-    subprocess.run([GIT, "init", "-q", "--bare", str(path)], check=True, capture_output=True, env=clean_git_env(),
-                   timeout=30)
+    run_git(path.parent, ["init", "-q", "--bare", path.name], timeout=30)
     blob = git("hash-object", "-w", "--stdin", data=b"warm-up\n")
     tree = git("mktree", data=f"100644 blob {blob}\tREADME.md\n".encode())
     first = git("commit-tree", tree, "-m", "first")
@@ -93,3 +87,7 @@ def _scratch_repository(path: Path) -> tuple[str, str]:
     git("update-ref", "refs/heads/main", second)
     git("update-ref", "refs/heads/next", first)
     return first, second
+
+
+_AUTHOR = {f"GIT_{role}_{field}": value for role in ("AUTHOR", "COMMITTER")
+           for field, value in (("NAME", "warm-up"), ("EMAIL", "warm-up@localhost"))}
